@@ -1,0 +1,104 @@
+//! The critical-state window (spec §12): recent DataStore errors, `IsCriticalState`, and when
+//! `OnCriticalToggle` fires.
+//!
+//! Critical means "≥ `CRITICAL_STATE_ERROR_COUNT` errors within the last
+//! `CRITICAL_STATE_ERROR_EXPIRE` seconds"; it ends `CRITICAL_STATE_EXPIRE` seconds after the
+//! window last held that many. It changes no behaviour.
+
+use std::collections::VecDeque;
+
+use crate::constants::Constants;
+
+/// Recorded errors and the critical flag.
+#[derive(Debug, Default)]
+pub struct CriticalState {
+    issues: VecDeque<f64>,
+    is_critical: bool,
+    critical_since: f64,
+}
+
+impl CriticalState {
+    /// `ProfileStore.IsCriticalState`.
+    pub fn is_critical(&self) -> bool {
+        self.is_critical
+    }
+
+    /// Registers one error at monotonic time `now`.
+    pub fn record_error(&mut self, now: f64) {
+        self.issues.push_back(now);
+    }
+
+    /// The per-frame evaluation; returns `Some(new_state)` when it toggles.
+    pub fn tick(&mut self, now: f64, c: &Constants) -> Option<bool> {
+        let enough = self.issues.len() as f64 >= c.critical_state_error_count;
+        let mut toggled = None;
+        if !self.is_critical {
+            if enough {
+                self.is_critical = true;
+                self.critical_since = now;
+                toggled = Some(true);
+            }
+        } else if enough {
+            self.critical_since = now;
+        } else if now - self.critical_since >= c.critical_state_expire {
+            self.is_critical = false;
+            toggled = Some(false);
+        }
+        while self
+            .issues
+            .front()
+            .is_some_and(|t| now - t >= c.critical_state_error_expire)
+        {
+            self.issues.pop_front();
+        }
+        toggled
+    }
+
+    /// The next time `tick` can change anything.
+    pub fn next_deadline(&self, c: &Constants) -> Option<f64> {
+        let expiry = self.issues.front().map(|t| t + c.critical_state_error_expire);
+        let end = self
+            .is_critical
+            .then_some(self.critical_since + c.critical_state_expire);
+        let enter = (!self.is_critical
+            && self.issues.len() as f64 >= c.critical_state_error_count)
+            .then(|| self.issues.back().copied().unwrap_or(0.0));
+        [expiry, end, enter].into_iter().flatten().reduce(f64::min)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_errors_enter_and_quiet_ends_120s_after_window_drains() {
+        let c = Constants::default();
+        let mut s = CriticalState::default();
+        for t in [10.0, 11.0, 12.0, 13.0] {
+            s.record_error(t);
+        }
+        assert_eq!(s.tick(13.0, &c), None);
+        s.record_error(14.0);
+        assert_eq!(s.tick(14.0, &c), Some(true));
+        assert!(s.is_critical());
+        // The window still holds five errors until the first expires at 130.
+        assert_eq!(s.tick(129.9, &c), None);
+        assert_eq!(s.critical_since, 129.9);
+        assert_eq!(s.tick(130.0, &c), None, "refresh, then the 10.0 error expires");
+        // From 130 the window holds four: critical ends 120 s after the last refresh.
+        assert_eq!(s.tick(249.9, &c), None);
+        assert_eq!(s.tick(250.0, &c), Some(false));
+        assert!(!s.is_critical());
+    }
+
+    #[test]
+    fn successes_do_not_reset_the_window() {
+        let c = Constants::default();
+        let mut s = CriticalState::default();
+        for t in [0.0, 30.0, 60.0, 90.0, 119.0] {
+            s.record_error(t);
+        }
+        assert_eq!(s.tick(119.0, &c), Some(true));
+    }
+}

@@ -1,0 +1,675 @@
+//! The engine: one game server's ProfileStore (DESIGN.md §2).
+//!
+//! This module owns the plumbing every concept shares: stores, the profile table and the
+//! active-session registry (spec §5.1), the per-key queue of DataStore operations and how an
+//! operation reaches the live DataStore or a mock store (spec §4, §6, §14), error registration
+//! and `OnOverwrite` (spec §4 step 6, §12), timers, ticks, shutdown (spec §9.4) and the output
+//! queue. Session start, saves, messages and the read-side APIs live in their own modules as
+//! further `impl Engine` blocks.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde_json::Value;
+
+use crate::autosave::AutoSaveRing;
+use crate::constants::Constants;
+use crate::critical::CriticalState;
+use crate::error::ApiError;
+use crate::guid::GuidGenerator;
+use crate::messages::MessageCall;
+use crate::mock::{MockStore, MockWrite};
+use crate::profile::Profile;
+use crate::protocol::*;
+use crate::queue::{Domain, RequestQueue, Token};
+use crate::read::{GetCall, Parked, VersionQuery};
+use crate::save::SaveJob;
+use crate::session::StartJob;
+use crate::timers::{Timer, Timers};
+use crate::wire::{self, ServerIdentity};
+
+/// One frame of Roblox's 60 Hz Heartbeat: how long a mock operation takes (spec §14).
+pub const FRAME: f64 = 1.0 / 60.0;
+
+/// What an engine is constructed with.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EngineConfig {
+    /// `game.PlaceId` / `game.JobId`.
+    pub identity: ServerIdentity,
+    /// Seed of the session-GUID generator.
+    pub seed: u64,
+    /// `DataStoreState` at start: `Access` on a live server; `NotReady` in Studio until the host
+    /// reports the access probe's result with [`Engine::handle_datastore_state`].
+    pub datastore_state: DataStoreState,
+}
+
+/// The host's live profile state, read when a transform runs (spec §4 "Transform
+/// re-execution"): the core never keeps a copy of `Profile.Data` as the truth.
+pub trait LiveState {
+    /// The current `Profile.Data` of `profile`.
+    fn data(&mut self, profile: ProfileId) -> Value;
+    /// The current `Profile.RobloxMetaData` of `profile`.
+    fn roblox_metadata(&mut self, profile: ProfileId) -> Value;
+    /// Evaluates a cancellable session start's `Cancel` predicate (spec §5.2). Only called for
+    /// calls started with `cancellable: true`; once it returns true the engine remembers it.
+    fn cancel_requested(&mut self, call: CallId) -> bool {
+        let _ = call;
+        false
+    }
+}
+
+/// A store object from `ProfileStore.New`, or its `.Mock` twin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreRef {
+    /// The store.
+    pub store: StoreId,
+    /// True for `store.Mock`.
+    pub mock: bool,
+}
+
+impl StoreId {
+    /// The store itself (`store:StartSessionAsync`).
+    pub fn live(self) -> StoreRef {
+        StoreRef { store: self, mock: false }
+    }
+
+    /// `store.Mock`.
+    pub fn mock(self) -> StoreRef {
+        StoreRef { store: self, mock: true }
+    }
+}
+
+pub(crate) struct Store {
+    pub name: String,
+    pub template: Value,
+}
+
+/// What a queued DataStore operation is for.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum OpKind {
+    /// A session-start write for the load job of the op's token.
+    Start,
+    /// A save job.
+    Save(u64),
+    /// A `MessageAsync` write.
+    Message(CallId),
+    /// A `GetAsync` read (with or without version).
+    Get(CallId),
+    /// A `RemoveAsync`.
+    Remove(CallId),
+}
+
+/// What the last transform run of an operation found, for interpreting its result.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub(crate) enum OpNote {
+    #[default]
+    None,
+    /// A save found no profile at the key (removed or junk) and wrote nothing.
+    NotAProfile,
+    /// An ending save found `Profile.Data` not a table and kept the stored `Data`.
+    DataRejected,
+    /// A message write dropped this many of the oldest entries (`MAX_MESSAGE_QUEUE`).
+    DroppedMessages(usize),
+}
+
+pub(crate) struct Op {
+    pub token: Token,
+    pub kind: OpKind,
+    pub note: OpNote,
+}
+
+/// How an operation ended, after the update wrapper's checks (spec §4 steps 4–6).
+pub(crate) enum Outcome {
+    /// The value (committed, or read and completed locally) and its key info.
+    Ok {
+        value: Value,
+        key_info: Option<KeyInfo>,
+    },
+    /// The operation failed (error registered where the original registers it).
+    Failed(DataStoreError),
+}
+
+/// One game server's ProfileStore.
+///
+/// Methods come in four kinds (quinn-proto's taxonomy):
+///
+/// - **getters**: [`datastore_state`](Self::datastore_state), [`is_closing`](Self::is_closing),
+///   [`is_critical_state`](Self::is_critical_state), [`profile`](Self::profile),
+///   [`is_active`](Self::is_active), [`constants`](Self::constants), [`template`](Self::template);
+/// - **API calls** (mutators, each taking `now`): [`new_store`](Self::new_store),
+///   [`set_constant`](Self::set_constant), [`start_session`](Self::start_session),
+///   [`cancel_session_start`](Self::cancel_session_start), [`end_session`](Self::end_session),
+///   [`save`](Self::save), [`set_async`](Self::set_async), [`message`](Self::message),
+///   [`add_message_handler`](Self::add_message_handler),
+///   [`message_processed`](Self::message_processed), [`get`](Self::get),
+///   [`remove`](Self::remove), [`version_query`](Self::version_query),
+///   [`version_query_next`](Self::version_query_next), [`add_user_id`](Self::add_user_id),
+///   [`remove_user_id`](Self::remove_user_id), [`shutdown`](Self::shutdown),
+///   [`forget_profile`](Self::forget_profile);
+/// - **inputs** (`handle_*` and [`transform`](Self::transform)): time passing, DataStore and
+///   MessagingService results, the Studio access probe;
+/// - **outputs**: [`poll_output`](Self::poll_output) until it returns `None`, then
+///   [`poll_timeout`](Self::poll_timeout) for the next wake-up.
+///
+/// Drain `poll_output` after every call before feeding the next timeout; debug builds check it.
+pub struct Engine {
+    pub(crate) identity: ServerIdentity,
+    pub(crate) state: DataStoreState,
+    pub(crate) constants: Constants,
+    pub(crate) closing: bool,
+    pub(crate) stores: Vec<Store>,
+    pub(crate) profiles: BTreeMap<ProfileId, Profile>,
+    pub(crate) registry: BTreeMap<Token, ProfileId>,
+    queue: RequestQueue,
+    ops: BTreeMap<OpId, Op>,
+    pub(crate) page_ops: BTreeMap<OpId, QueryId>,
+    pub(crate) load_jobs: BTreeMap<Token, StartJob>,
+    pub(crate) saves: BTreeMap<u64, SaveJob>,
+    pub(crate) ending_saves: BTreeMap<Token, usize>,
+    pub(crate) message_calls: BTreeMap<CallId, MessageCall>,
+    pub(crate) get_calls: BTreeMap<CallId, GetCall>,
+    pub(crate) queries: BTreeMap<QueryId, VersionQuery>,
+    pub(crate) subscriptions: BTreeMap<SubscriptionId, ProfileId>,
+    pub(crate) parked: Vec<Parked>,
+    pub(crate) ring: AutoSaveRing,
+    critical: CriticalState,
+    pub(crate) timers: Timers,
+    user_mock: MockStore,
+    fallback_mock: MockStore,
+    pub(crate) guids: GuidGenerator,
+    outputs: VecDeque<Output>,
+    next_id: u64,
+    shutdown_pending: bool,
+    pub(crate) warned_mock_versions: bool,
+}
+
+impl Engine {
+    /// A new engine for one server.
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine {
+            identity: config.identity,
+            state: config.datastore_state,
+            constants: Constants::default(),
+            closing: false,
+            stores: Vec::new(),
+            profiles: BTreeMap::new(),
+            registry: BTreeMap::new(),
+            queue: RequestQueue::default(),
+            ops: BTreeMap::new(),
+            page_ops: BTreeMap::new(),
+            load_jobs: BTreeMap::new(),
+            saves: BTreeMap::new(),
+            ending_saves: BTreeMap::new(),
+            message_calls: BTreeMap::new(),
+            get_calls: BTreeMap::new(),
+            queries: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+            parked: Vec::new(),
+            ring: AutoSaveRing::default(),
+            critical: CriticalState::default(),
+            timers: Timers::default(),
+            user_mock: MockStore::default(),
+            fallback_mock: MockStore::default(),
+            guids: GuidGenerator::new(config.seed),
+            outputs: VecDeque::new(),
+            next_id: 0,
+            shutdown_pending: false,
+            warned_mock_versions: false,
+        }
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    /// `ProfileStore.DataStoreState`.
+    pub fn datastore_state(&self) -> DataStoreState {
+        self.state
+    }
+
+    /// `ProfileStore.IsClosing`.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// `ProfileStore.IsCriticalState`.
+    pub fn is_critical_state(&self) -> bool {
+        self.critical.is_critical()
+    }
+
+    /// The current constants.
+    pub fn constants(&self) -> &Constants {
+        &self.constants
+    }
+
+    /// This server's identity.
+    pub fn identity(&self) -> &ServerIdentity {
+        &self.identity
+    }
+
+    /// A profile object.
+    pub fn profile(&self, id: ProfileId) -> Option<&Profile> {
+        self.profiles.get(&id)
+    }
+
+    /// `Profile:IsActive()`: the registry entry for the profile's token is this profile.
+    pub fn is_active(&self, id: ProfileId) -> bool {
+        self.profiles
+            .get(&id)
+            .is_some_and(|p| self.registry.get(&p.token) == Some(&id))
+    }
+
+    /// The active profiles, in auto-save ring order.
+    pub fn active_profiles(&self) -> Vec<ProfileId> {
+        self.ring.profiles().collect()
+    }
+
+    /// The template of a store (kept by reference in the original; here by value).
+    pub fn template(&self, store: StoreId) -> Option<&Value> {
+        self.stores.get(store.0 as usize).map(|s| &s.template)
+    }
+
+    /// The name of a store.
+    pub fn store_name(&self, store: StoreId) -> Option<&str> {
+        self.stores.get(store.0 as usize).map(|s| s.name.as_str())
+    }
+
+    /// True when the per-key queue holds nothing (the original's test checks this).
+    pub fn queue_is_idle(&self) -> bool {
+        self.queue.busy_tokens() == 0
+    }
+
+    /// Number of profile objects the engine still tracks (active, ending, ended, view).
+    pub fn profile_count(&self) -> usize {
+        self.profiles.len()
+    }
+
+    // ---------------------------------------------------------------- store and constants
+
+    /// `ProfileStore.New(store_name, template)` (spec §3.2). The template must be a table.
+    pub fn new_store(&mut self, name: &str, template: Value) -> Result<StoreId, ApiError> {
+        if name.is_empty() {
+            return Err(ApiError::EmptyStoreName);
+        }
+        if name.len() > crate::error::MAX_NAME_LEN {
+            return Err(ApiError::StoreNameTooLong);
+        }
+        if !wire::is_table(&template) {
+            return Err(ApiError::InvalidTemplate);
+        }
+        self.stores.push(Store { name: name.to_string(), template });
+        Ok(StoreId(self.stores.len() as u64 - 1))
+    }
+
+    /// `ProfileStore.SetConstant(name, value)` (spec §2), rejecting values that cannot work.
+    pub fn set_constant(&mut self, name: &str, value: f64) -> Result<(), ApiError> {
+        self.constants.set(name, value)
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    /// The next thing the host must do, or `None` when drained.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The monotonic time at which [`handle_timeout`](Self::handle_timeout) must next be called,
+    /// or `None` when nothing is scheduled.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<f64> {
+        let ring = self.ring.next_deadline(self.constants.auto_save_period);
+        let critical = self.critical.next_deadline(&self.constants);
+        [self.timers.next_deadline(), ring, critical]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
+    }
+
+    pub(crate) fn emit(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    pub(crate) fn complete(&mut self, completion: Completion) {
+        self.outputs.push_back(Output::Completion(completion));
+    }
+
+    pub(crate) fn messaging(&mut self, request: MessagingRequest) {
+        self.outputs.push_back(Output::Messaging(request));
+    }
+
+    pub(crate) fn warn(&mut self, message: String) {
+        self.emit(Event::Warn { message });
+    }
+
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub(crate) fn new_call(&mut self) -> CallId {
+        CallId(self.next_id())
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    /// Time passed: fires due timers (waits and backoffs end, mock operations complete), then
+    /// runs the Heartbeat work: the auto-save ring (spec §7) and the critical-state evaluation
+    /// (spec §12). Call it at [`poll_timeout`](Self::poll_timeout), or every frame.
+    pub fn handle_timeout(&mut self, now: Now, live: &mut dyn LiveState) {
+        debug_assert!(
+            self.outputs.is_empty(),
+            "poll_output must be drained before handle_timeout"
+        );
+        while let Some(timer) = self.timers.pop_due(now.mono) {
+            match timer {
+                Timer::ConflictWait(token) | Timer::StartBackoff(token) => self.attempt(now, &token),
+                Timer::SaveRetry(id) => self.retry_save(now, id),
+                Timer::MessageRetry(call) => self.attempt_message(now, call),
+                Timer::GetRetry(call) => self.attempt_get(now, call),
+                Timer::MockOp(op) => self.run_mock_op(now, op, live),
+                Timer::ShutdownWithoutAccess => self.complete(Completion::Shutdown),
+            }
+        }
+        for profile in self.ring.due(now.mono, self.constants.auto_save_period) {
+            self.begin_save(now, profile, crate::save::SaveMode::Regular);
+        }
+        if let Some(is_critical) = self.critical.tick(now.mono, &self.constants) {
+            self.emit(Event::OnCriticalToggle { is_critical });
+            let text = if is_critical { "Entered critical state" } else { "Critical state ended" };
+            self.warn(format!("[ProfileStore]: {text}"));
+        }
+    }
+
+    /// Runs the transform of the update `op` against the value the DataStore currently holds,
+    /// reading live state from `live` (spec §4). The DataStore may call this several times for
+    /// one request; every call reflects the state at that moment. An unknown or finished `op`
+    /// gets [`Transformed::Cancel`].
+    pub fn transform(
+        &mut self,
+        op: OpId,
+        current: Option<&Value>,
+        wall: i64,
+        live: &mut dyn LiveState,
+    ) -> Transformed {
+        let Some(kind) = self.ops.get(&op).map(|o| o.kind.clone()) else {
+            return Transformed::Cancel;
+        };
+        let (result, note) = match kind {
+            OpKind::Start => {
+                let token = self.ops[&op].token.clone();
+                (self.start_transform(&token, current, wall, live), OpNote::None)
+            }
+            OpKind::Save(id) => self.save_transform(id, current, wall, live),
+            OpKind::Message(call) => self.message_transform(call, current),
+            OpKind::Get(_) | OpKind::Remove(_) => (Transformed::Cancel, OpNote::None),
+        };
+        if let Some(o) = self.ops.get_mut(&op) {
+            o.note = note;
+        }
+        result
+    }
+
+    /// The DataStore answered request `op` (spec §4 steps 4–6): the queue slot is handed to the
+    /// next waiter first, then the result is interpreted.
+    pub fn handle_datastore_response(
+        &mut self,
+        now: Now,
+        op: OpId,
+        result: Result<DataStoreResponse, DataStoreError>,
+    ) {
+        if let Some(query) = self.page_ops.remove(&op) {
+            self.on_version_page(now, query, result);
+            return;
+        }
+        let Some(op_state) = self.ops.remove(&op) else {
+            return;
+        };
+        if let Some(next) = self.queue.release(&op_state.token) {
+            self.start_op(now, next);
+        }
+        self.finish_op(now, op_state, result);
+    }
+
+    /// The Studio access probe answered (spec §13): sets the state once and resumes the calls
+    /// that were waiting for it.
+    pub fn handle_datastore_state(&mut self, now: Now, state: DataStoreState) {
+        if self.state != DataStoreState::NotReady || state == DataStoreState::NotReady {
+            return;
+        }
+        self.state = state;
+        self.emit(Event::DataStoreStateChanged { state });
+        if state == DataStoreState::NoInternet {
+            self.warn("[ProfileStore]: No internet access - check your network connection".into());
+        }
+        let line = if state == DataStoreState::Access {
+            "[ProfileStore]: Roblox API services available - data will be saved"
+        } else {
+            "[ProfileStore]: Roblox API services unavailable - data will not be saved"
+        };
+        self.emit(Event::Print { message: line.into() });
+        for parked in std::mem::take(&mut self.parked) {
+            self.resume_parked(now, parked);
+        }
+    }
+
+    /// `BindToClose` fired (spec §9.4): `IsClosing` becomes true; with DataStore access every
+    /// active profile gets a final save with reason `Shutdown`, and [`Completion::Shutdown`]
+    /// comes once every save and session start has finished. Without access it comes one frame
+    /// later and nothing is saved.
+    pub fn shutdown(&mut self, now: Now) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        for parked in std::mem::take(&mut self.parked) {
+            self.resume_parked(now, parked);
+        }
+        self.timers
+            .hasten(now.mono, |t| matches!(t, Timer::ConflictWait(_)));
+        if self.state != DataStoreState::Access {
+            self.timers.set(now.mono + FRAME, Timer::ShutdownWithoutAccess);
+            return;
+        }
+        for profile in self.ring.profiles().collect::<Vec<_>>() {
+            if self.is_active(profile) {
+                self.begin_save(
+                    now,
+                    profile,
+                    crate::save::SaveMode::Ending(EndReason::Shutdown),
+                );
+            }
+        }
+        self.shutdown_pending = true;
+        self.check_shutdown_done();
+    }
+
+    pub(crate) fn check_shutdown_done(&mut self) {
+        if self.shutdown_pending && self.load_jobs.is_empty() && self.saves.is_empty() {
+            self.shutdown_pending = false;
+            self.complete(Completion::Shutdown);
+        }
+    }
+
+    /// Drops a profile object the host no longer references (Luau's garbage collector does this
+    /// in the original). Active profiles and profiles with a save in progress are kept.
+    pub fn forget_profile(&mut self, id: ProfileId) {
+        let busy = self.is_active(id) || self.saves.values().any(|s| s.profile == id);
+        if !busy
+            && let Some(p) = self.profiles.remove(&id)
+            && let Some(sub) = p.subscription
+        {
+            self.subscriptions.remove(&sub);
+        }
+    }
+
+    // ---------------------------------------------------------------- operations
+
+    /// The token for a call on `store` (spec §5.1).
+    pub(crate) fn token(&self, store: StoreRef, key: &str) -> Token {
+        let domain = if store.mock {
+            Domain::UserMock
+        } else if self.state == DataStoreState::Access {
+            Domain::Live
+        } else {
+            Domain::FallbackMock
+        };
+        Token { domain, store: self.stores[store.store.0 as usize].name.clone(), key: key.to_string() }
+    }
+
+    pub(crate) fn check_store(&self, store: StoreRef) -> Result<(), ApiError> {
+        if (store.store.0 as usize) < self.stores.len() {
+            Ok(())
+        } else {
+            Err(ApiError::UnknownStore(store.store.0))
+        }
+    }
+
+    /// Enters the per-key queue with a new operation; it starts now if the token is idle.
+    pub(crate) fn enqueue_op(&mut self, now: Now, token: Token, kind: OpKind) -> OpId {
+        let op = OpId(self.next_id());
+        let starts_now = self.queue.enter(&token, op);
+        self.ops.insert(op, Op { token, kind, note: OpNote::None });
+        if starts_now {
+            self.start_op(now, op);
+        }
+        op
+    }
+
+    /// Sends an operation to its DataStore: a request for the live one, a one-frame timer for
+    /// the mock stores.
+    fn start_op(&mut self, now: Now, op: OpId) {
+        let Some(o) = self.ops.get(&op) else { return };
+        if o.token.domain != Domain::Live {
+            self.timers.set(now.mono + FRAME, Timer::MockOp(op));
+            return;
+        }
+        let kind = match &o.kind {
+            OpKind::Start | OpKind::Save(_) | OpKind::Message(_) => DataStoreRequestKind::Update,
+            OpKind::Remove(_) => DataStoreRequestKind::Remove,
+            OpKind::Get(call) => match self.get_calls.get(call).and_then(|g| g.version.clone()) {
+                Some(version) => DataStoreRequestKind::GetVersion { version },
+                None => DataStoreRequestKind::Get,
+            },
+        };
+        let request = DataStoreRequest {
+            op,
+            store: o.token.store.clone(),
+            key: o.token.key.clone(),
+            kind,
+        };
+        self.outputs.push_back(Output::DataStore(request));
+    }
+
+    /// Emits a request that does not take part in the per-key queue (version listing).
+    pub(crate) fn emit_unqueued(&mut self, store: String, key: String, kind: DataStoreRequestKind) -> OpId {
+        let op = OpId(self.next_id());
+        self.outputs
+            .push_back(Output::DataStore(DataStoreRequest { op, store, key, kind }));
+        op
+    }
+
+    /// Applies a mock operation to its mock store and finishes it like a DataStore answer.
+    fn run_mock_op(&mut self, now: Now, op: OpId, live: &mut dyn LiveState) {
+        let Some(o) = self.ops.get(&op) else { return };
+        let (token, kind) = (o.token.clone(), o.kind.clone());
+        let mut store = match token.domain {
+            Domain::UserMock => std::mem::take(&mut self.user_mock),
+            _ => std::mem::take(&mut self.fallback_mock),
+        };
+        let result = match kind {
+            OpKind::Get(_) => {
+                let (value, key_info) = match store.read(&token.store, &token.key) {
+                    Some((v, k)) => (Some(v), Some(k)),
+                    None => (None, None),
+                };
+                Ok(DataStoreResponse::Value { value, key_info })
+            }
+            OpKind::Remove(_) => {
+                store.remove(&token.store, &token.key);
+                Ok(DataStoreResponse::Value { value: None, key_info: None })
+            }
+            _ => match store.update(&token.store, &token.key, now.wall, |cur| {
+                self.transform(op, cur, now.wall, live)
+            }) {
+                MockWrite::Committed(v, k) => Ok(DataStoreResponse::Value { value: Some(v), key_info: Some(k) }),
+                MockWrite::Cancelled => Ok(DataStoreResponse::Value { value: None, key_info: None }),
+                MockWrite::Failed(message) => Err(DataStoreError { message }),
+            },
+        };
+        match token.domain {
+            Domain::UserMock => self.user_mock = store,
+            _ => self.fallback_mock = store,
+        }
+        self.handle_datastore_response(now, op, result);
+    }
+
+    /// The update wrapper's result handling (spec §4 steps 4–6), then the operation's own.
+    fn finish_op(&mut self, now: Now, op: Op, result: Result<DataStoreResponse, DataStoreError>) {
+        let versioned = matches!(&op.kind, OpKind::Get(c) if self.get_calls.get(c).is_some_and(|g| g.version.is_some()));
+        let outcome = match result {
+            Ok(DataStoreResponse::Value { value, key_info }) => match &op.kind {
+                OpKind::Get(_) => {
+                    let template = self.get_template(&op.kind);
+                    Outcome::Ok { value: crate::read::get_transform(value.as_ref(), &template, now.wall), key_info }
+                }
+                OpKind::Remove(_) => Outcome::Ok { value: value.unwrap_or(Value::Null), key_info },
+                _ => match value {
+                    Some(v) if wire::is_table(&v) => {
+                        if wire::ProfileValue::of(&v).is_some_and(|p| p.was_overwritten()) {
+                            self.warn(format!(
+                                "[ProfileStore]: Invalid profile was overwritten (STORE:{}; KEY:{})",
+                                op.token.store, op.token.key
+                            ));
+                            self.emit(Event::OnOverwrite { store: op.token.store.clone(), key: op.token.key.clone() });
+                        }
+                        Outcome::Ok { value: v, key_info }
+                    }
+                    _ if op.note != OpNote::None => Outcome::Ok { value: Value::Null, key_info: None },
+                    _ => {
+                        let e = DataStoreError { message: "Undefined error".into() };
+                        self.register_error(now, &op.token, &e.message);
+                        Outcome::Failed(e)
+                    }
+                },
+            },
+            Ok(DataStoreResponse::Page { .. }) => Outcome::Failed(DataStoreError { message: "unexpected page".into() }),
+            Err(e) => {
+                // RemoveAsync and versioned reads do not count as errors (spec §12).
+                if !matches!(op.kind, OpKind::Remove(_)) && !versioned {
+                    self.register_error(now, &op.token, &e.message);
+                }
+                Outcome::Failed(e)
+            }
+        };
+        match op.kind {
+            OpKind::Start => self.on_attempt_result(now, &op.token, outcome),
+            OpKind::Save(id) => self.on_save_result(now, id, outcome, op.note),
+            OpKind::Message(call) => self.on_message_result(now, call, outcome, op.note),
+            OpKind::Get(call) => self.on_get_result(now, call, outcome),
+            OpKind::Remove(call) => {
+                let ok = matches!(outcome, Outcome::Ok { .. });
+                self.complete(Completion::Remove { call, ok });
+            }
+        }
+    }
+
+    fn get_template(&self, kind: &OpKind) -> Value {
+        let OpKind::Get(call) = kind else { return Value::Null };
+        self.get_calls
+            .get(call)
+            .map(|g| self.stores[g.store.0 as usize].template.clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Registers a DataStore error (spec §12): warn, record it in the critical window, `OnError`.
+    pub(crate) fn register_error(&mut self, now: Now, token: &Token, message: &str) {
+        self.warn(format!(
+            "[ProfileStore]: DataStore API error (STORE:{}; KEY:{}) - {message}",
+            token.store, token.key
+        ));
+        self.critical.record_error(now.mono);
+        self.emit(Event::OnError {
+            message: message.to_string(),
+            store: token.store.clone(),
+            key: token.key.clone(),
+        });
+    }
+}

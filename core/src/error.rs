@@ -1,0 +1,91 @@
+//! Errors the engine's API returns synchronously (spec Appendix A, "Thrown errors").
+//!
+//! Each variant's text is the original module's message, so a binding can raise it unchanged.
+//! Variants that the original does not have (it accepted the input and misbehaved later) say
+//! what was wrong and with which input.
+
+use thiserror::Error;
+
+/// An API call was rejected before anything happened; nothing was changed.
+#[derive(Clone, Debug, Error, PartialEq)]
+pub enum ApiError {
+    /// `ProfileStore.New` without a usable name.
+    #[error("[ProfileStore]: Invalid or missing \"store_name\"")]
+    InvalidStoreName,
+    /// `ProfileStore.New("")`.
+    #[error("[ProfileStore]: store_name cannot be an empty string")]
+    EmptyStoreName,
+    /// `ProfileStore.New` with a name longer than 50 bytes.
+    #[error("[ProfileStore]: store_name is too long")]
+    StoreNameTooLong,
+    /// `ProfileStore.New` with a template that is not a table.
+    #[error("[ProfileStore]: Invalid template argument")]
+    InvalidTemplate,
+    /// `SetConstant` with an unknown name.
+    #[error("[ProfileStore]: Invalid constant name was provided")]
+    InvalidConstantName,
+    /// `SetConstant` with a value that cannot work (the original accepts it and may hang).
+    #[error("[ProfileStore]: Invalid value for {name} ({value}): must be {rule}")]
+    InvalidConstantValue {
+        /// The constant's name.
+        name: String,
+        /// The rejected value.
+        value: f64,
+        /// What the value must be.
+        rule: &'static str,
+    },
+    /// An empty profile key.
+    #[error("[ProfileStore]: Invalid profile_key")]
+    InvalidProfileKey,
+    /// A profile key longer than 50 bytes.
+    #[error("[ProfileStore]: profile_key is too long")]
+    ProfileKeyTooLong,
+    /// `StartSessionAsync` for a key that already has an active session on this server.
+    #[error("[ProfileStore]: Profile (STORE:{store}; KEY:{key}) is already loaded in this session")]
+    AlreadyLoaded {
+        /// Store name.
+        store: String,
+        /// Profile key.
+        key: String,
+    },
+    /// `MessageAsync` with a message that is not a table.
+    #[error("[ProfileStore]: message must be a table")]
+    MessageNotTable,
+    /// `Profile:SetAsync()` on a profile that is not a view profile.
+    #[error("[ProfileStore]: :SetAsync() can only be used in view mode")]
+    SetAsyncNotViewMode,
+    /// `Profile:Save()` on a view profile.
+    #[error("[ProfileStore]: Can't save profile in view mode; Should you be calling :SetAsync() instead?")]
+    SaveInViewMode,
+    /// A store id that this engine did not hand out.
+    #[error("[ProfileStore]: unknown store id {0}")]
+    UnknownStore(u64),
+    /// A profile id that this engine did not hand out, or that was released.
+    #[error("[ProfileStore]: unknown profile id {0}")]
+    UnknownProfile(u64),
+    /// A version query id that this engine did not hand out.
+    #[error("[ProfileStore]: unknown version query id {0}")]
+    UnknownQuery(u64),
+    /// `VersionQuery` bounds where the minimum is after the maximum.
+    #[error("[ProfileStore]: Invalid min_date ({min}) after max_date ({max})")]
+    MinDateAfterMaxDate {
+        /// The minimum date, epoch milliseconds.
+        min: i64,
+        /// The maximum date, epoch milliseconds.
+        max: i64,
+    },
+}
+
+/// The largest store name and profile key ProfileStore accepts, in bytes (spec §2).
+pub const MAX_NAME_LEN: usize = 50;
+
+/// Validates a profile key the way `StartSessionAsync`, `MessageAsync` and `GetAsync` do.
+pub fn check_profile_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() {
+        Err(ApiError::InvalidProfileKey)
+    } else if key.len() > MAX_NAME_LEN {
+        Err(ApiError::ProfileKeyTooLong)
+    } else {
+        Ok(())
+    }
+}

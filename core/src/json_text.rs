@@ -1,0 +1,39 @@
+//! Serde adapters that carry a [`serde_json::Value`] as its JSON text.
+//!
+//! Binary formats such as bincode cannot decode a `Value` (no `deserialize_any`,
+//! `../shared/TOOLCHAIN.md`), so every `Value` inside a recorded input or output goes through
+//! these: `#[serde(with = "crate::json_text")]`. In self-describing formats the field is a string.
+
+use serde::{Deserialize, Deserializer, Serializer};
+use serde_json::Value;
+
+/// Serialises a value as its compact JSON text.
+pub fn serialize<S: Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&v.to_string())
+}
+
+/// Parses a value from JSON text.
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    let text = String::deserialize(d)?;
+    serde_json::from_str(&text).map_err(serde::de::Error::custom)
+}
+
+/// The same for `Option<Value>`.
+pub mod option {
+    use super::*;
+
+    /// Serialises `Some(v)` as its JSON text, `None` as none.
+    pub fn serialize<S: Serializer>(v: &Option<Value>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&v.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Parses an optional JSON text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| serde_json::from_str(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

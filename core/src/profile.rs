@@ -1,0 +1,142 @@
+//! Profile objects (spec §16): what the engine keeps per profile, and the fields a host reads.
+//!
+//! `Profile.Data` and `Profile.RobloxMetaData` belong to the host (DESIGN.md §2); the engine
+//! reads them through [`crate::LiveState`] when a transform runs. Everything else a Luau
+//! `Profile` exposes is here.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::protocol::{KeyInfo, ProfileId, StoreId, SubscriptionId};
+use crate::queue::Token;
+use crate::wire::{self, ProfileValue};
+
+/// Whether a profile holds a session or is a read-only view (spec §11.1, §21).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfileKind {
+    /// Obtained by `StartSessionAsync`: registered, auto-saved, subscribed.
+    Session,
+    /// Obtained by `GetAsync` / `NextAsync`: never active; its only write is `SetAsync`.
+    View,
+}
+
+/// `Profile.Session`: the lock holder at load.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionHolder {
+    /// `PlaceId`.
+    pub place_id: Value,
+    /// `JobId`.
+    pub job_id: String,
+}
+
+/// One profile object.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// Handle.
+    pub id: ProfileId,
+    /// `Profile.ProfileStore` (the real store object, also for mock profiles).
+    pub store: StoreId,
+    /// Store name.
+    pub store_name: String,
+    /// `Profile.Key`.
+    pub key: String,
+    /// Session or view.
+    pub kind: ProfileKind,
+    /// Obtained through `store.Mock`.
+    pub is_mock: bool,
+    /// `Profile.FirstSessionTime` (`MetaData.ProfileCreateTime`, or 0).
+    pub first_session_time: f64,
+    /// `Profile.SessionLoadCount`.
+    pub session_load_count: i64,
+    /// `Profile.Session`.
+    pub session: Option<SessionHolder>,
+    /// `Profile.UserIds`.
+    pub user_ids: Vec<i64>,
+    /// `Profile.KeyInfo` of the last load or save.
+    pub key_info: Option<KeyInfo>,
+    /// `Profile.LastSavedData`.
+    pub last_saved_data: Value,
+    pub(crate) token: Token,
+    pub(crate) load_index: i64,
+    pub(crate) load_timestamp: f64,
+    pub(crate) processed: BTreeSet<i64>,
+    pub(crate) received: BTreeSet<i64>,
+    pub(crate) global_updates: Vec<Value>,
+    pub(crate) handler_count: usize,
+    pub(crate) subscription: Option<SubscriptionId>,
+    pub(crate) last_reaction: f64,
+}
+
+impl Profile {
+    /// Builds a profile object from a loaded or read value (spec §16). Every message id already
+    /// present is marked seen.
+    pub(crate) fn from_value(
+        id: ProfileId,
+        store: StoreId,
+        token: Token,
+        kind: ProfileKind,
+        value: &Value,
+        key_info: Option<KeyInfo>,
+        now: f64,
+    ) -> Profile {
+        let pv = ProfileValue::of(value);
+        let entries: Vec<Value> = pv
+            .as_ref()
+            .map(|p| p.global_update_entries().to_vec())
+            .unwrap_or_default();
+        let received = entries
+            .iter()
+            .filter_map(wire::entry_id)
+            .map(|i| i as i64)
+            .collect();
+        let session = pv.as_ref().and_then(|p| p.active_session()).map(|tag| SessionHolder {
+            place_id: tag[0].clone(),
+            job_id: tag[1].as_str().unwrap_or_default().to_string(),
+        });
+        let slc = pv.as_ref().map_or(0, |p| p.session_load_count());
+        Profile {
+            id,
+            store,
+            store_name: token.store.clone(),
+            key: token.key.clone(),
+            kind,
+            is_mock: false,
+            first_session_time: pv.as_ref().and_then(|p| p.create_time()).unwrap_or(0.0),
+            session_load_count: slc,
+            session,
+            user_ids: value.get("UserIds").map(crate::mock::user_id_list).unwrap_or_default(),
+            key_info,
+            last_saved_data: value.get("Data").cloned().unwrap_or_else(|| Value::Object(Default::default())),
+            token,
+            load_index: slc,
+            load_timestamp: now,
+            processed: BTreeSet::new(),
+            received,
+            global_updates: entries,
+            handler_count: 0,
+            subscription: None,
+            last_reaction: 0.0,
+        }
+    }
+
+    /// Unprocessed messages in stored order: what a newly registered handler receives.
+    pub fn pending_messages(&self) -> Vec<(i64, Value)> {
+        self.global_updates
+            .iter()
+            .filter_map(|e| {
+                let id = wire::entry_id(e)? as i64;
+                let payload = wire::entry_payload(e)?;
+                (!self.processed.contains(&id)).then(|| (id, payload.clone()))
+            })
+            .collect()
+    }
+
+    /// The Data written into a stored value for this profile: `Data` must be a table (spec §8.1).
+    pub(crate) fn data_error(&self) -> String {
+        format!(
+            "[ProfileStore]: Developer code likely set \"Profile.Data\" to a non-table value! (STORE:{}; KEY:{})",
+            self.store_name, self.key
+        )
+    }
+}

@@ -1,0 +1,338 @@
+//! Read-side APIs (spec §11): `GetAsync` (with version), `RemoveAsync`, `VersionQuery` /
+//! `NextAsync`, view profiles, and the readiness gate that parks calls while `DataStoreState` is
+//! `NotReady` (spec §3.3).
+//!
+//! Deviation (docs/DEVIATIONS.md, spec §19 item 14): a versioned read that fails is reported to
+//! the caller as an error instead of nil, and `NextAsync` does not skip the version whose read
+//! failed: the next call retries it.
+
+use std::collections::VecDeque;
+
+use serde_json::Value;
+
+use crate::engine::{Engine, OpKind, Outcome, StoreRef};
+use crate::error::{ApiError, check_profile_key};
+use crate::profile::{Profile, ProfileKind};
+use crate::protocol::*;
+use crate::queue::Domain;
+use crate::session::StartParams;
+use crate::timers::Timer;
+use crate::wire::{self, Classified};
+
+/// A call made while `DataStoreState` was `NotReady`, resumed when it is known (spec §3.3).
+#[derive(Clone, Debug)]
+pub(crate) enum Parked {
+    Start { call: CallId, store: StoreRef, key: String, params: StartParams },
+    Message { call: CallId, store: StoreRef, key: String, message: Value },
+    Get { call: CallId, store: StoreRef, key: String, version: Option<String> },
+    Remove { call: CallId, store: StoreRef, key: String },
+    Next { call: CallId, query: QueryId },
+}
+
+/// A `GetAsync` in progress (also the item read of a `NextAsync`).
+#[derive(Clone, Debug)]
+pub(crate) struct GetCall {
+    pub store: StoreId,
+    pub mock: bool,
+    pub key: String,
+    pub version: Option<String>,
+    pub backoff: f64,
+    /// For `NextAsync`: the query and the page index of the item being read.
+    pub query_item: Option<(QueryId, usize)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum QueryState {
+    Fresh,
+    Loading,
+    Ready,
+    Failed,
+}
+
+/// A `VersionQuery` object (spec §11.3–11.4).
+#[derive(Clone, Debug)]
+pub(crate) struct VersionQuery {
+    store: StoreRef,
+    key: String,
+    direction: SortDirection,
+    min_date: Option<i64>,
+    max_date: Option<i64>,
+    state: QueryState,
+    page: Vec<VersionItem>,
+    index: usize,
+    is_finished: bool,
+    listed: bool,
+    waiting: VecDeque<CallId>,
+}
+
+/// The read transform applied locally to a value read by `GetAsync` (spec §11.1): a valid
+/// profile as it is; anything else becomes a template profile carrying the stub's messages.
+pub fn get_transform(raw: Option<&Value>, template: &Value, wall: i64) -> Value {
+    match wire::classify(raw) {
+        Classified::Valid(obj) => Value::Object(obj),
+        Classified::Missing { global_updates, .. } => {
+            Value::Object(wire::new_profile(template, wall, global_updates))
+        }
+    }
+}
+
+impl Engine {
+    /// `store:GetAsync(key, version?)` (spec §11.1): a view profile, or nil for an empty key.
+    /// Answered by [`Completion::Get`].
+    pub fn get(&mut self, now: Now, store: StoreRef, key: &str, version: Option<String>) -> Result<CallId, ApiError> {
+        check_profile_key(key)?;
+        self.check_store(store)?;
+        let call = self.new_call();
+        if self.closing {
+            self.complete(Completion::Get { call, result: Ok(None) });
+        } else if self.state == DataStoreState::NotReady {
+            self.parked.push(Parked::Get { call, store, key: key.to_string(), version });
+        } else {
+            self.begin_get(now, call, store, key, version, None);
+        }
+        Ok(call)
+    }
+
+    fn begin_get(
+        &mut self,
+        now: Now,
+        call: CallId,
+        store: StoreRef,
+        key: &str,
+        version: Option<String>,
+        query_item: Option<(QueryId, usize)>,
+    ) {
+        if version.is_some() && self.token(store, key).domain != Domain::Live {
+            self.complete(Completion::Get { call, result: Ok(None) });
+            return;
+        }
+        let g = GetCall { store: store.store, mock: store.mock, key: key.to_string(), version, backoff: 1.0, query_item };
+        self.get_calls.insert(call, g);
+        self.attempt_get(now, call);
+    }
+
+    pub(crate) fn attempt_get(&mut self, now: Now, call: CallId) {
+        let Some(g) = self.get_calls.get(&call) else { return };
+        if self.closing {
+            self.get_calls.remove(&call);
+            self.complete(Completion::Get { call, result: Ok(None) });
+            return;
+        }
+        let token = self.token(StoreRef { store: g.store, mock: g.mock }, &g.key.clone());
+        self.enqueue_op(now, token, OpKind::Get(call));
+    }
+
+    pub(crate) fn on_get_result(&mut self, now: Now, call: CallId, outcome: Outcome) {
+        let Some(g) = self.get_calls.get_mut(&call) else { return };
+        match outcome {
+            Outcome::Ok { key_info: None, .. } => {
+                self.get_calls.remove(&call);
+                self.complete(Completion::Get { call, result: Ok(None) });
+            }
+            Outcome::Ok { value, key_info: Some(ki) } => {
+                let g = self.get_calls.remove(&call).expect("present");
+                let token = self.token(StoreRef { store: g.store, mock: g.mock }, &g.key);
+                let id = ProfileId(self.next_id());
+                let mut p = Profile::from_value(id, g.store, token, ProfileKind::View, &value, Some(ki), now.mono);
+                p.is_mock = g.mock;
+                let loaded = LoadedProfile {
+                    profile: id,
+                    data: value.get("Data").cloned().unwrap_or_else(|| serde_json::json!({})),
+                    roblox_metadata: value.get("RobloxMetaData").cloned().unwrap_or_else(|| serde_json::json!({})),
+                };
+                self.profiles.insert(id, p);
+                self.complete(Completion::Get { call, result: Ok(Some(loaded)) });
+            }
+            Outcome::Failed(e) if g.version.is_some() => {
+                let g = self.get_calls.remove(&call).expect("present");
+                if let Some((query, index)) = g.query_item
+                    && let Some(q) = self.queries.get_mut(&query)
+                    && q.index == index + 1
+                {
+                    q.index = index;
+                }
+                if e.message.contains("not valid") {
+                    self.warn(format!("[ProfileStore]: Passed version argument is not valid; {}", e.message));
+                }
+                self.complete(Completion::Get { call, result: Err(e) });
+            }
+            Outcome::Failed(_) => {
+                if self.closing {
+                    self.get_calls.remove(&call);
+                    self.complete(Completion::Get { call, result: Ok(None) });
+                } else {
+                    let wait = g.backoff;
+                    g.backoff = (g.backoff * 2.0).min(20.0);
+                    self.timers.set(now.mono + wait, Timer::GetRetry(call));
+                }
+            }
+        }
+    }
+
+    /// `store:RemoveAsync(key)` (spec §11.2): one attempt, no effect on active sessions.
+    /// Answered by [`Completion::Remove`].
+    pub fn remove(&mut self, now: Now, store: StoreRef, key: &str) -> Result<CallId, ApiError> {
+        check_profile_key(key)?;
+        self.check_store(store)?;
+        let call = self.new_call();
+        if self.closing {
+            self.complete(Completion::Remove { call, ok: false });
+        } else if self.state == DataStoreState::NotReady {
+            self.parked.push(Parked::Remove { call, store, key: key.to_string() });
+        } else {
+            let token = self.token(store, key);
+            self.enqueue_op(now, token, OpKind::Remove(call));
+        }
+        Ok(call)
+    }
+
+    /// `store:VersionQuery(key, direction?, min_date?, max_date?)` (spec §11.3). Dates are epoch
+    /// milliseconds.
+    pub fn version_query(
+        &mut self,
+        store: StoreRef,
+        key: &str,
+        direction: SortDirection,
+        min_date: Option<i64>,
+        max_date: Option<i64>,
+    ) -> Result<QueryId, ApiError> {
+        check_profile_key(key)?;
+        self.check_store(store)?;
+        if let (Some(min), Some(max)) = (min_date, max_date)
+            && min > max
+        {
+            return Err(ApiError::MinDateAfterMaxDate { min, max });
+        }
+        let id = QueryId(self.next_id());
+        self.queries.insert(
+            id,
+            VersionQuery {
+                store,
+                key: key.to_string(),
+                direction,
+                min_date,
+                max_date,
+                state: QueryState::Fresh,
+                page: Vec::new(),
+                index: 0,
+                is_finished: false,
+                listed: false,
+                waiting: VecDeque::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// `query:NextAsync()` (spec §11.4): the next version as a view profile, or nil at the end.
+    /// Answered by [`Completion::Get`].
+    pub fn version_query_next(&mut self, now: Now, query: QueryId) -> Result<CallId, ApiError> {
+        if !self.queries.contains_key(&query) {
+            return Err(ApiError::UnknownQuery(query.0));
+        }
+        let call = self.new_call();
+        if self.closing {
+            self.complete(Completion::Get { call, result: Ok(None) });
+        } else if self.state == DataStoreState::NotReady {
+            self.parked.push(Parked::Next { call, query });
+        } else {
+            self.next_version(now, query, call);
+        }
+        Ok(call)
+    }
+
+    fn next_version(&mut self, now: Now, query: QueryId, call: CallId) {
+        let q = &self.queries[&query];
+        let domain = self.token(q.store, &q.key).domain;
+        if self.closing || domain != Domain::Live {
+            if domain != Domain::Live && !self.warned_mock_versions {
+                self.warned_mock_versions = true;
+                self.warn("[ProfileStore]: :VersionQuery() is not supported in mock mode!".into());
+            }
+            self.complete(Completion::Get { call, result: Ok(None) });
+            return;
+        }
+        let q = self.queries.get_mut(&query).expect("checked");
+        match q.state {
+            QueryState::Failed => self.complete(Completion::Get { call, result: Ok(None) }),
+            QueryState::Loading => q.waiting.push_back(call),
+            QueryState::Fresh => {
+                q.state = QueryState::Loading;
+                q.waiting.push_front(call);
+                let kind = DataStoreRequestKind::ListVersions {
+                    direction: q.direction,
+                    min_date: q.min_date,
+                    max_date: q.max_date,
+                };
+                let (store, key) = (self.stores[q.store.store.0 as usize].name.clone(), q.key.clone());
+                let op = self.emit_unqueued(store, key, kind);
+                self.page_ops.insert(op, query);
+            }
+            QueryState::Ready => {
+                if q.index < q.page.len() {
+                    let item = q.page[q.index].version.clone();
+                    q.index += 1;
+                    let (store, key, index) = (q.store, q.key.clone(), q.index - 1);
+                    self.begin_get(now, call, store, &key, Some(item), Some((query, index)));
+                } else if q.is_finished {
+                    self.complete(Completion::Get { call, result: Ok(None) });
+                } else {
+                    q.state = QueryState::Loading;
+                    q.waiting.push_front(call);
+                    let (store, key) = (self.stores[q.store.store.0 as usize].name.clone(), q.key.clone());
+                    let op = self.emit_unqueued(store, key, DataStoreRequestKind::NextVersionPage { query });
+                    self.page_ops.insert(op, query);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_version_page(&mut self, now: Now, query: QueryId, result: Result<DataStoreResponse, DataStoreError>) {
+        let Some(q) = self.queries.get_mut(&query) else { return };
+        let first = !q.listed;
+        q.listed = true;
+        match result {
+            Ok(DataStoreResponse::Page { items, is_finished }) if first || !items.is_empty() => {
+                q.page = items;
+                q.index = 0;
+                q.is_finished = is_finished;
+                q.state = QueryState::Ready;
+            }
+            Ok(_) => q.state = QueryState::Failed,
+            Err(e) => {
+                q.state = QueryState::Failed;
+                if first {
+                    self.warn(format!("[ProfileStore]: Version query fail - {}", e.message));
+                }
+            }
+        }
+        while let Some(q) = self.queries.get_mut(&query)
+            && q.state != QueryState::Loading
+            && let Some(call) = q.waiting.pop_front()
+        {
+            self.next_version(now, query, call);
+        }
+    }
+
+    pub(crate) fn resume_parked(&mut self, now: Now, parked: Parked) {
+        if self.closing {
+            let completion = match parked {
+                Parked::Start { call, .. } => Completion::SessionStart { call, profile: None },
+                Parked::Message { call, .. } => Completion::Message { call, ok: false },
+                Parked::Get { call, .. } | Parked::Next { call, .. } => Completion::Get { call, result: Ok(None) },
+                Parked::Remove { call, .. } => Completion::Remove { call, ok: false },
+            };
+            self.complete(completion);
+            return;
+        }
+        match parked {
+            Parked::Start { call, store, key, params } => self.begin_start(now, call, store, &key, params),
+            Parked::Message { call, store, key, message } => self.begin_message(now, call, store, &key, message),
+            Parked::Get { call, store, key, version } => self.begin_get(now, call, store, &key, version, None),
+            Parked::Remove { call, store, key } => {
+                let token = self.token(store, &key);
+                self.enqueue_op(now, token, OpKind::Remove(call));
+            }
+            Parked::Next { call, query } => self.next_version(now, query, call),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `Profile:Reconcile()` (spec §15): fill missing template fields into `Profile.Data`.
+
+use serde_json::Value;
+
+/// Fills `data` from `template`: for each string-keyed template entry, a missing value is set (a
+/// copy); when both are tables the rule recurses; any other existing value is left alone even if
+/// its type differs. Array parts are never filled and nothing is removed.
+///
+/// An empty JSON array in `data` is an empty Luau table, so it is filled like an empty object.
+pub fn reconcile(template: &Value, data: &mut Value) {
+    let Some(template) = template.as_object() else {
+        return;
+    };
+    if data.as_array().is_some_and(Vec::is_empty) && !template.is_empty() {
+        *data = Value::Object(Default::default());
+    }
+    let Some(target) = data.as_object_mut() else {
+        return;
+    };
+    for (k, tv) in template {
+        match target.get_mut(k) {
+            None | Some(Value::Null) => {
+                target.insert(k.clone(), tv.clone());
+            }
+            Some(dv) if crate::wire::is_table(dv) && crate::wire::is_table(tv) => reconcile(tv, dv),
+            Some(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The original's test (T:720-735): `{Array = false}` keeps `false` and gains `Counter = 0`.
+    #[test]
+    fn reconcile_keeps_existing_values_and_fills_missing() {
+        let template = json!({"Counter": 0, "Array": [1, 2], "Nested": {"A": 1, "B": {"C": 2}}});
+        let mut data = json!({"Array": false, "Nested": {"A": 5, "B": {}}});
+        reconcile(&template, &mut data);
+        assert_eq!(
+            data,
+            json!({"Counter": 0, "Array": false, "Nested": {"A": 5, "B": {"C": 2}}})
+        );
+    }
+
+    #[test]
+    fn reconcile_never_fills_array_parts() {
+        let mut data = json!({"List": [9]});
+        reconcile(&json!({"List": [1, 2, 3]}), &mut data);
+        assert_eq!(data, json!({"List": [9]}));
+        let mut empty = json!([]);
+        reconcile(&json!({"Coins": 0}), &mut empty);
+        assert_eq!(empty, json!({"Coins": 0}));
+    }
+}

@@ -1,0 +1,535 @@
+//! Session start: `StartSessionAsync` with `Steal` and `Cancel` (spec §5).
+//!
+//! Owns the load jobs (one per session token), the attempt loop — take, conflict wait
+//! (`FIRST_LOAD_REPEAT`, then `LOAD_REPEAT_PERIOD`), steal after
+//! `ceil(SESSION_STEAL / LOAD_REPEAT_PERIOD)` polls, `ASSUME_DEAD`, error backoff 1→20 s bounded
+//! by `START_SESSION_TIMEOUT` — and the session-start transform (spec §5.3 "Hooks").
+//!
+//! Deviations from the original (docs/DEVIATIONS.md): a load job lives for the whole call, so a
+//! later call on the same key always takes it over ("last caller wins" also outside the in-flight
+//! window, spec §19 item 5) and the transform always uses the current caller's `Cancel` and
+//! `Steal` (item 4); the MessagingService topic is the GUID actually stored in the lock (item 3);
+//! an attempt waits while a final save of the same key is still retrying (item 9).
+
+use serde_json::{Value, json};
+
+use crate::engine::{Engine, LiveState, OpKind, Outcome, StoreRef};
+use crate::error::{ApiError, check_profile_key};
+use crate::profile::{Profile, ProfileKind};
+use crate::protocol::*;
+use crate::queue::{Domain, Token};
+use crate::read::Parked;
+use crate::save::SaveMode;
+use crate::timers::Timer;
+use crate::wire::{self, Classified, ProfileValue, ServerIdentity};
+
+/// `StartSessionAsync` params (spec §5.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StartParams {
+    /// `Steal = true`: take the lock from another server at once.
+    pub steal: bool,
+    /// A `Cancel` function was given: the host reports it through
+    /// [`Engine::cancel_session_start`] or [`LiveState::cancel_requested`], and
+    /// `START_SESSION_TIMEOUT` does not apply.
+    pub cancellable: bool,
+}
+
+/// Where a load job is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum StartPhase {
+    /// A session-start write is queued or in flight.
+    InFlight,
+    /// Waiting for a timer (conflict wait or error backoff).
+    Waiting,
+    /// Waiting for a final save of the same key to finish (deviation for spec §19 item 9).
+    BehindFinalSave,
+}
+
+/// A session start in progress for one token.
+#[derive(Clone, Debug)]
+pub(crate) struct StartJob {
+    pub caller: CallId,
+    pub store: StoreId,
+    pub mock: bool,
+    pub user_steal: bool,
+    pub cancellable: bool,
+    pub cancelled: bool,
+    pub request_force_load: bool,
+    pub steal_session: bool,
+    pub force_load_steps: u32,
+    pub started: f64,
+    pub backoff: f64,
+    pub guid: String,
+    pub phase: StartPhase,
+}
+
+impl StartJob {
+    fn new(caller: CallId, store: StoreRef, params: StartParams, now: f64) -> StartJob {
+        StartJob {
+            caller,
+            store: store.store,
+            mock: store.mock,
+            // `store.Mock:StartSessionAsync` drops params (spec §14).
+            user_steal: params.steal && !store.mock,
+            cancellable: params.cancellable && !store.mock,
+            cancelled: false,
+            request_force_load: true,
+            steal_session: false,
+            force_load_steps: 0,
+            started: now,
+            backoff: 1.0,
+            guid: String::new(),
+            phase: StartPhase::Waiting,
+        }
+    }
+}
+
+/// What the session-start transform needs to know (spec §5.3 "Hooks").
+pub struct StartContext<'a> {
+    /// This server.
+    pub identity: &'a ServerIdentity,
+    /// This attempt's GUID.
+    pub guid: &'a str,
+    /// Closing or cancelled: leave the lock alone.
+    pub declined: bool,
+    /// `Steal = true`.
+    pub user_steal: bool,
+    /// The steal threshold was reached on an earlier poll.
+    pub steal_session: bool,
+    /// First attempt of this call: ask for the lock with `ForceLoadSession`.
+    pub request_force_load: bool,
+    /// `ASSUME_DEAD`, seconds.
+    pub assume_dead: f64,
+    /// `os.time()` when the transform runs.
+    pub wall: i64,
+    /// The store's template.
+    pub template: &'a Value,
+}
+
+/// The session-start transform: a pure function of the stored value and the attempt's state.
+pub fn start_transform(current: Option<&Value>, ctx: &StartContext<'_>) -> Transformed {
+    let (mut obj, overwritten) = match wire::classify(current) {
+        Classified::Valid(mut obj) => {
+            obj.insert("WasOverwritten".into(), json!(false));
+            if !ctx.declined {
+                claim_existing(&mut obj, ctx);
+            }
+            (obj, false)
+        }
+        Classified::Missing { overwritten, global_updates } => {
+            let mut obj = wire::new_profile(ctx.template, ctx.wall, global_updates);
+            if !ctx.declined {
+                wire::meta_mut(&mut obj).insert("ActiveSession".into(), ctx.identity.lock_tag(ctx.guid));
+            }
+            (obj, overwritten)
+        }
+    };
+    if !ctx.declined {
+        let meta = wire::meta_mut(&mut obj);
+        if meta.get("ActiveSession").is_some_and(|t| ctx.identity.owns(t)) {
+            let count = meta.get("SessionLoadCount").and_then(Value::as_f64).unwrap_or(0.0) as i64;
+            meta.insert("SessionLoadCount".into(), json!(count + 1));
+            meta.insert("LastUpdate".into(), json!(ctx.wall));
+        }
+    }
+    if overwritten {
+        obj.insert("WasOverwritten".into(), json!(true));
+    }
+    write(obj)
+}
+
+/// The existing-profile hook (spec §5.3): take, keep, ask, or leave the lock.
+fn claim_existing(obj: &mut wire::Object, ctx: &StartContext<'_>) {
+    let last_update = ProfileValue(obj).last_update();
+    let meta = wire::meta_mut(obj);
+    let take = |meta: &mut wire::Object| {
+        meta.insert("ActiveSession".into(), ctx.identity.lock_tag(ctx.guid));
+        meta.remove("ForceLoadSession");
+    };
+    // A value that is not a lock tag is no lock (spec §19 item 18: the original never starts).
+    let Some(tag) = meta.get("ActiveSession").filter(|t| wire::is_lock_tag(t)) else {
+        take(meta);
+        return;
+    };
+    if ctx.identity.owns(tag) {
+        meta.remove("ForceLoadSession");
+        return;
+    }
+    if last_update.is_some_and(|lu| (ctx.wall as f64) - lu > ctx.assume_dead) {
+        take(meta);
+    } else if ctx.steal_session || ctx.user_steal {
+        let our_claim = meta.get("ForceLoadSession").is_some_and(|f| ctx.identity.owns(f));
+        if ctx.user_steal || our_claim {
+            take(meta);
+        }
+    } else if ctx.request_force_load {
+        meta.insert("ForceLoadSession".into(), ctx.identity.claim_tag());
+    }
+}
+
+/// A write of `obj`, with its `UserIds` and `RobloxMetaData` fields as the key's user ids and
+/// metadata (spec §1.5).
+pub(crate) fn write(obj: wire::Object) -> Transformed {
+    Transformed::Write {
+        user_ids: obj.get("UserIds").cloned(),
+        metadata: obj.get("RobloxMetaData").cloned(),
+        value: Value::Object(obj),
+    }
+}
+
+impl Engine {
+    /// `store:StartSessionAsync(key, params)` (spec §5). The answer comes as
+    /// [`Completion::SessionStart`] with the returned id; errors are thrown synchronously.
+    pub fn start_session(
+        &mut self,
+        now: Now,
+        store: StoreRef,
+        key: &str,
+        params: StartParams,
+    ) -> Result<CallId, ApiError> {
+        check_profile_key(key)?;
+        self.check_store(store)?;
+        if self.state != DataStoreState::NotReady && !self.closing {
+            let token = self.token(store, key);
+            if self.registry.contains_key(&token) {
+                return Err(already_loaded(&token));
+            }
+        }
+        let call = self.new_call();
+        if self.closing {
+            self.complete(Completion::SessionStart { call, profile: None });
+        } else if self.state == DataStoreState::NotReady {
+            self.parked.push(Parked::Start { call, store, key: key.to_string(), params });
+        } else {
+            self.begin_start(now, call, store, key, params);
+        }
+        Ok(call)
+    }
+
+    /// The host's `Cancel` predicate returned true for a start call (spec §5.2): the call
+    /// returns nil at its next check, and a session obtained meanwhile is released.
+    pub fn cancel_session_start(&mut self, now: Now, call: CallId) {
+        if let Some(i) = self.parked.iter().position(|p| matches!(p, Parked::Start { call: c, .. } if *c == call)) {
+            self.parked.remove(i);
+            self.complete(Completion::SessionStart { call, profile: None });
+            return;
+        }
+        let Some(token) = self.load_jobs.iter().find(|(_, j)| j.caller == call && j.cancellable).map(|(t, _)| t.clone()) else {
+            return;
+        };
+        let job = self.load_jobs.get_mut(&token).expect("found above");
+        job.cancelled = true;
+        if job.phase == StartPhase::BehindFinalSave {
+            self.finish_start(now, &token, None);
+        }
+    }
+
+    pub(crate) fn begin_start(&mut self, now: Now, call: CallId, store: StoreRef, key: &str, params: StartParams) {
+        let token = self.token(store, key);
+        if self.registry.contains_key(&token) {
+            // Only reachable for calls parked while the state was unknown.
+            self.warn(already_loaded(&token).to_string());
+            self.complete(Completion::SessionStart { call, profile: None });
+            return;
+        }
+        let fresh = StartJob::new(call, store, params, now.mono);
+        match self.load_jobs.get_mut(&token) {
+            Some(job) => {
+                // Last caller wins: the earlier call returns nil, this one takes over the job.
+                let victim = job.caller;
+                let phase = job.phase;
+                *job = StartJob { phase, guid: job.guid.clone(), ..fresh };
+                self.complete(Completion::SessionStart { call: victim, profile: None });
+                if phase == StartPhase::Waiting {
+                    let t = token.clone();
+                    self.timers.cancel(|timer| matches!(timer, Timer::ConflictWait(x) | Timer::StartBackoff(x) if *x == t));
+                    self.attempt(now, &token);
+                }
+            }
+            None => {
+                self.load_jobs.insert(token.clone(), fresh);
+                self.attempt(now, &token);
+            }
+        }
+    }
+
+    /// One pass of the attempt loop's head (spec §5.3 (a), (b)).
+    pub(crate) fn attempt(&mut self, now: Now, token: &Token) {
+        let Some(job) = self.load_jobs.get(token) else { return };
+        if self.closing || job.cancelled {
+            self.finish_start(now, token, None);
+            return;
+        }
+        if self.ending_saves.get(token).is_some_and(|n| *n > 0) {
+            self.load_jobs.get_mut(token).expect("present").phase = StartPhase::BehindFinalSave;
+            return;
+        }
+        let guid = self.guids.next_guid();
+        let job = self.load_jobs.get_mut(token).expect("present");
+        job.guid = guid;
+        job.phase = StartPhase::InFlight;
+        self.enqueue_op(now, token.clone(), OpKind::Start);
+    }
+
+    /// Resumes a start that waited for a final save of its key.
+    pub(crate) fn resume_behind_final_save(&mut self, now: Now, token: &Token) {
+        if self.load_jobs.get(token).is_some_and(|j| j.phase == StartPhase::BehindFinalSave) {
+            self.attempt(now, token);
+        }
+    }
+
+    pub(crate) fn start_transform(
+        &mut self,
+        token: &Token,
+        current: Option<&Value>,
+        wall: i64,
+        live: &mut dyn LiveState,
+    ) -> Transformed {
+        let Some(job) = self.load_jobs.get_mut(token) else {
+            return Transformed::Cancel;
+        };
+        if job.cancellable && !job.cancelled && live.cancel_requested(job.caller) {
+            job.cancelled = true;
+        }
+        let job = &self.load_jobs[token];
+        let template = &self.stores[job.store.0 as usize].template;
+        let ctx = StartContext {
+            identity: &self.identity,
+            guid: &job.guid,
+            declined: self.closing || job.cancelled,
+            user_steal: job.user_steal,
+            steal_session: job.steal_session,
+            request_force_load: job.request_force_load,
+            assume_dead: self.constants.assume_dead,
+            wall,
+            template,
+        };
+        start_transform(current, &ctx)
+    }
+
+    /// Interprets a session-start write (spec §5.3 (c)).
+    pub(crate) fn on_attempt_result(&mut self, now: Now, token: &Token, outcome: Outcome) {
+        let Some(job) = self.load_jobs.get_mut(token) else { return };
+        job.phase = StartPhase::Waiting;
+        let declined = self.closing || job.cancelled;
+        let (value, key_info) = match outcome {
+            Outcome::Ok { value, key_info: Some(ki) } => (value, ki),
+            _ => {
+                let timed_out = !job.cancellable && now.mono - job.started >= self.constants.start_session_timeout;
+                if timed_out || declined {
+                    self.finish_start(now, token, None);
+                } else {
+                    let wait = job.backoff;
+                    job.backoff = (job.backoff * 2.0).min(20.0);
+                    self.timers.set(now.mono + wait, Timer::StartBackoff(token.clone()));
+                }
+                return;
+            }
+        };
+        let pv = ProfileValue::of(&value);
+        let lock = pv.as_ref().and_then(|p| p.active_session());
+        match lock {
+            Some(tag) if self.identity.owns(tag) => {
+                let loaded = self.create_session_profile(now, token, &value, key_info);
+                if declined {
+                    self.begin_save(now, loaded.profile, SaveMode::Ending(EndReason::Manual));
+                    self.finish_start(now, token, None);
+                } else {
+                    self.finish_start(now, token, Some(loaded));
+                }
+            }
+            Some(_) if !declined => {
+                let pv = pv.expect("a lock implies an object");
+                let our_claim = pv.force_load_session().is_some_and(|f| self.identity.owns(f));
+                if !our_claim {
+                    self.finish_start(now, token, None);
+                    return;
+                }
+                let steal_steps = self.constants.steal_steps();
+                let job = self.load_jobs.get_mut(token).expect("present");
+                if !job.request_force_load {
+                    job.force_load_steps += 1;
+                    if job.force_load_steps >= steal_steps {
+                        job.steal_session = true;
+                    }
+                }
+                let wait = if job.request_force_load {
+                    self.constants.first_load_repeat
+                } else {
+                    self.constants.load_repeat_period
+                };
+                job.request_force_load = false;
+                if let Some(guid) = pv.session_guid() {
+                    let data = json!({"LoadCount": pv.session_load_count(), "EndSession": true});
+                    self.messaging(MessagingRequest::Publish { topic: format!("PS_{guid}"), data });
+                }
+                self.timers.set(now.mono + wait, Timer::ConflictWait(token.clone()));
+            }
+            _ => self.finish_start(now, token, None),
+        }
+    }
+
+    fn create_session_profile(&mut self, now: Now, token: &Token, value: &Value, key_info: KeyInfo) -> LoadedProfile {
+        let job = &self.load_jobs[token];
+        let (store, mock) = (job.store, job.mock);
+        let id = ProfileId(self.next_id());
+        let mut profile = Profile::from_value(
+            id,
+            store,
+            token.clone(),
+            ProfileKind::Session,
+            value,
+            Some(key_info),
+            now.mono,
+        );
+        profile.is_mock = mock;
+        let guid = ProfileValue::of(value).and_then(|p| p.session_guid()).map(str::to_string);
+        if token.domain == Domain::Live
+            && let Some(guid) = guid
+        {
+            let subscription = SubscriptionId(self.next_id());
+            profile.subscription = Some(subscription);
+            self.subscriptions.insert(subscription, id);
+            self.messaging(MessagingRequest::Subscribe { subscription, topic: format!("PS_{guid}") });
+        }
+        let loaded = LoadedProfile {
+            profile: id,
+            data: value.get("Data").cloned().unwrap_or_else(|| json!({})),
+            roblox_metadata: value.get("RobloxMetaData").cloned().unwrap_or_else(|| json!({})),
+        };
+        self.profiles.insert(id, profile);
+        self.registry.insert(token.clone(), id);
+        self.ring.insert(id, now.mono, now.mono);
+        loaded
+    }
+
+    fn finish_start(&mut self, _now: Now, token: &Token, profile: Option<LoadedProfile>) {
+        let Some(job) = self.load_jobs.remove(token) else { return };
+        self.timers.cancel(|t| matches!(t, Timer::ConflictWait(x) | Timer::StartBackoff(x) if x == token));
+        self.complete(Completion::SessionStart { call: job.caller, profile });
+        self.check_shutdown_done();
+    }
+}
+
+fn already_loaded(token: &Token) -> ApiError {
+    ApiError::AlreadyLoaded { store: token.store.clone(), key: token.key.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> ServerIdentity {
+        ServerIdentity { place_id: 1001, job_id: "A".into() }
+    }
+
+    fn ctx<'a>(id: &'a ServerIdentity, template: &'a Value) -> StartContext<'a> {
+        StartContext {
+            identity: id,
+            guid: "G1",
+            declined: false,
+            user_steal: false,
+            steal_session: false,
+            request_force_load: true,
+            assume_dead: 630.0,
+            wall: 1000,
+            template,
+        }
+    }
+
+    fn written(t: Transformed) -> Value {
+        match t {
+            Transformed::Write { value, .. } => value,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_profile_is_taken_with_load_count_1() {
+        let (id, template) = (me(), json!({"Coins": 0}));
+        let v = written(start_transform(None, &ctx(&id, &template)));
+        assert_eq!(
+            v,
+            json!({
+                "Data": {"Coins": 0},
+                "GlobalUpdates": [0, []],
+                "MetaData": {"ActiveSession": [1001, "A", "G1"], "LastUpdate": 1000, "MetaTags": [],
+                             "ProfileCreateTime": 1000, "SessionLoadCount": 1}
+            })
+        );
+    }
+
+    #[test]
+    fn declined_start_still_creates_profile_without_lock() {
+        let (id, template) = (me(), json!({}));
+        let c = StartContext { declined: true, ..ctx(&id, &template) };
+        let v = written(start_transform(None, &c));
+        assert_eq!(v["MetaData"], json!({"MetaTags": [], "ProfileCreateTime": 1000, "SessionLoadCount": 0}));
+    }
+
+    #[test]
+    fn foreign_lock_gets_a_force_load_request_then_is_stolen() {
+        let (id, template) = (me(), json!({}));
+        let stored = json!({"Data": {}, "GlobalUpdates": [0, []], "MetaData": {
+            "ActiveSession": [1001, "B", "GB"], "LastUpdate": 990, "SessionLoadCount": 3}});
+        let v = written(start_transform(Some(&stored), &ctx(&id, &template)));
+        assert_eq!(v["MetaData"]["ForceLoadSession"], json!([1001, "A"]));
+        assert_eq!(v["MetaData"]["ActiveSession"], json!([1001, "B", "GB"]));
+        assert_eq!(v["MetaData"]["SessionLoadCount"], json!(3));
+        assert_eq!(v["WasOverwritten"], json!(false));
+        let c = StartContext { steal_session: true, request_force_load: false, ..ctx(&id, &template) };
+        let v = written(start_transform(Some(&v), &c));
+        assert_eq!(v["MetaData"]["ActiveSession"], json!([1001, "A", "G1"]));
+        assert_eq!(v["MetaData"]["SessionLoadCount"], json!(4));
+        assert!(v["MetaData"].get("ForceLoadSession").is_none());
+    }
+
+    #[test]
+    fn steal_flag_needs_our_claim_but_user_steal_does_not() {
+        let (id, template) = (me(), json!({}));
+        let stored = json!({"Data": {}, "GlobalUpdates": [0, []], "MetaData": {
+            "ActiveSession": [1001, "B", "GB"], "ForceLoadSession": [1001, "C"], "LastUpdate": 990, "SessionLoadCount": 3}});
+        let c = StartContext { steal_session: true, request_force_load: false, ..ctx(&id, &template) };
+        let v = written(start_transform(Some(&stored), &c));
+        assert_eq!(v["MetaData"]["ActiveSession"][1], json!("B"), "someone else asked after us");
+        let c = StartContext { user_steal: true, ..ctx(&id, &template) };
+        let v = written(start_transform(Some(&stored), &c));
+        assert_eq!(v["MetaData"]["ActiveSession"][1], json!("A"));
+    }
+
+    #[test]
+    fn assume_dead_takes_an_old_lock_at_once() {
+        let (id, template) = (me(), json!({}));
+        let stored = json!({"Data": {}, "GlobalUpdates": [0, []], "MetaData": {
+            "ActiveSession": [999, "dead", "DG"], "LastUpdate": 1000 - 631, "SessionLoadCount": 3}});
+        let v = written(start_transform(Some(&stored), &ctx(&id, &template)));
+        assert_eq!(v["MetaData"]["ActiveSession"], json!([1001, "A", "G1"]));
+        let stored = json!({"Data": {}, "GlobalUpdates": [0, []], "MetaData": {
+            "ActiveSession": [999, "dead", "DG"], "LastUpdate": 1000 - 630, "SessionLoadCount": 3}});
+        let v = written(start_transform(Some(&stored), &ctx(&id, &template)));
+        assert_eq!(v["MetaData"]["ActiveSession"][1], json!("dead"), "630 s is not more than ASSUME_DEAD");
+    }
+
+    #[test]
+    fn own_lock_keeps_its_guid() {
+        let (id, template) = (me(), json!({}));
+        let stored = json!({"Data": {}, "GlobalUpdates": [0, []], "MetaData": {
+            "ActiveSession": [1001, "A", "OLD"], "ForceLoadSession": [1001, "B"], "SessionLoadCount": 1}});
+        let v = written(start_transform(Some(&stored), &ctx(&id, &template)));
+        assert_eq!(v["MetaData"]["ActiveSession"], json!([1001, "A", "OLD"]));
+        assert_eq!(v["MetaData"]["SessionLoadCount"], json!(2));
+        assert!(v["MetaData"].get("ForceLoadSession").is_none());
+    }
+
+    #[test]
+    fn junk_is_overwritten_and_stub_messages_carried() {
+        let (id, template) = (me(), json!({"Coins": 0}));
+        let v = written(start_transform(Some(&json!(["ThisAintRight"])), &ctx(&id, &template)));
+        assert_eq!(v["WasOverwritten"], json!(true));
+        assert_eq!(v["Data"], json!({"Coins": 0}));
+        let stub = json!({"GlobalUpdates": [1, [[1, {"Gift": "Shield"}]]]});
+        let v = written(start_transform(Some(&stub), &ctx(&id, &template)));
+        assert_eq!(v["GlobalUpdates"], json!([1, [[1, {"Gift": "Shield"}]]]));
+        assert!(v.get("WasOverwritten").is_none());
+    }
+}

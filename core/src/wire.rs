@@ -1,0 +1,352 @@
+//! The stored value: ProfileStore's wire format (spec §1).
+//!
+//! Owns classification of whatever a key holds (§1.3), the freshly created profile (§1.2), lock
+//! tags (`ActiveSession` / `ForceLoadSession`, §5.1), the `GlobalUpdates` queue layout in both the
+//! ProfileStore and the ProfileService entry formats (§1.6), and the read-only view of a stored
+//! value that the session, save and message code interpret.
+//!
+//! A Luau table serialises as a JSON object or, when it is empty or an array, as a JSON array, so
+//! "a table" here means either, and an empty array is accepted wherever an object is expected
+//! (`"MetaTags": []` in `../shared/fixtures/original-golden.json`).
+//!
+//! Inner fields are read defensively (spec §19 item 18): a missing `SessionLoadCount` reads as 0,
+//! a `LastUpdate` that is not a number reads as absent, a malformed `GlobalUpdates` is repaired,
+//! and an `ActiveSession` that is not a lock tag counts as no lock. The original throws on these
+//! and leaves the key unusable.
+
+use serde_json::{Map, Value, json};
+
+/// A JSON object.
+pub type Object = Map<String, Value>;
+
+/// True for a JSON object or array: what Luau would see as a table.
+pub fn is_table(v: &Value) -> bool {
+    v.is_object() || v.is_array()
+}
+
+/// The identity of one game server: `game.PlaceId` and `game.JobId` (spec §5.1).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerIdentity {
+    /// `game.PlaceId`.
+    pub place_id: i64,
+    /// `game.JobId` (`""` in Studio).
+    pub job_id: String,
+}
+
+impl ServerIdentity {
+    /// True iff `tag` is a lock tag naming this server: element 1 is our PlaceId and element 2
+    /// our JobId. The GUID (element 3) is never compared (spec §5.1).
+    pub fn owns(&self, tag: &Value) -> bool {
+        let Some(items) = tag.as_array() else {
+            return false;
+        };
+        let place_matches = items
+            .first()
+            .and_then(Value::as_f64)
+            .is_some_and(|p| p == self.place_id as f64);
+        let job_matches = items.get(1).and_then(Value::as_str) == Some(self.job_id.as_str());
+        place_matches && job_matches
+    }
+
+    /// `ActiveSession` tag: `[PlaceId, JobId, guid]`.
+    pub fn lock_tag(&self, guid: &str) -> Value {
+        json!([self.place_id, self.job_id, guid])
+    }
+
+    /// `ForceLoadSession` tag: `[PlaceId, JobId]`.
+    pub fn claim_tag(&self) -> Value {
+        json!([self.place_id, self.job_id])
+    }
+}
+
+/// A lock tag is an array whose first two elements are a number and a string (ProfileService
+/// tags have only those two; ProfileStore adds the session GUID).
+pub fn is_lock_tag(v: &Value) -> bool {
+    v.as_array().is_some_and(|a| {
+        a.len() >= 2 && a[0].is_number() && a[1].is_string()
+    })
+}
+
+/// What a key currently holds, as every transform classifies it (spec §1.3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Classified {
+    /// A valid profile: `Data`, `MetaData` and `GlobalUpdates` are all tables. The object is the
+    /// working copy; unknown fields are kept (§1.1).
+    Valid(Object),
+    /// Nothing usable: absent, a messages-only stub, or junk. `global_updates` is the queue to
+    /// carry into a new table (the stub's, else `[0, []]`).
+    Missing {
+        /// True when junk was found (the write that replaces it fires `OnOverwrite`).
+        overwritten: bool,
+        /// The `GlobalUpdates` to keep.
+        global_updates: Value,
+    },
+}
+
+/// Classifies the current stored value (spec §1.3).
+pub fn classify(current: Option<&Value>) -> Classified {
+    let Some(v) = current else {
+        return Classified::Missing {
+            overwritten: false,
+            global_updates: empty_global_updates(),
+        };
+    };
+    let Some(obj) = v.as_object() else {
+        // A non-table value, or an array (a Luau table without `Data`/`GlobalUpdates` fields).
+        return Classified::Missing {
+            overwritten: true,
+            global_updates: empty_global_updates(),
+        };
+    };
+    let field_is_table = |name: &str| obj.get(name).is_some_and(is_table);
+    if field_is_table("Data") && field_is_table("MetaData") && field_is_table("GlobalUpdates") {
+        let mut working = obj.clone();
+        if working.get("MetaData").is_some_and(Value::is_array) {
+            working.insert("MetaData".into(), Value::Object(Object::new()));
+        }
+        let repaired = repair_global_updates(&working["GlobalUpdates"]);
+        working.insert("GlobalUpdates".into(), repaired);
+        return Classified::Valid(working);
+    }
+    if !obj.contains_key("Data") && !obj.contains_key("MetaData") && field_is_table("GlobalUpdates") {
+        return Classified::Missing {
+            overwritten: false,
+            global_updates: repair_global_updates(&obj["GlobalUpdates"]),
+        };
+    }
+    Classified::Missing {
+        overwritten: true,
+        global_updates: empty_global_updates(),
+    }
+}
+
+/// `[0, []]`: an empty message queue.
+pub fn empty_global_updates() -> Value {
+    json!([0, []])
+}
+
+/// Brings a `GlobalUpdates` table into `[last_id:number, entries:array]` form, keeping whatever
+/// is readable (spec §19 item 18: the original throws on a malformed queue).
+fn repair_global_updates(v: &Value) -> Value {
+    let last_id = v.get(0).and_then(Value::as_f64).unwrap_or(0.0);
+    let entries: Vec<Value> = v
+        .get(1)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter(|e| entry_id(e).is_some()).cloned().collect())
+        .unwrap_or_default();
+    let last_id = entries
+        .iter()
+        .filter_map(entry_id)
+        .fold(last_id, f64::max);
+    json!([number(last_id), entries])
+}
+
+/// A whole number is written as a JSON integer, anything else as a float.
+pub fn number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9.007_199_254_740_992e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
+}
+
+/// The id of a `GlobalUpdates` entry (element 1 of either entry format).
+pub fn entry_id(entry: &Value) -> Option<f64> {
+    entry.as_array()?.first()?.as_f64()
+}
+
+/// The payload of a `GlobalUpdates` entry: the **last** element, so ProfileService's
+/// `[id, version, locked, data]` and ProfileStore's `[id, data]` both read (spec §1.6).
+pub fn entry_payload(entry: &Value) -> Option<&Value> {
+    let items = entry.as_array()?;
+    if items.len() < 2 {
+        return None;
+    }
+    items.last()
+}
+
+/// Builds the table a session start or `GetAsync` writes when no profile exists (spec §1.2),
+/// before the lock is applied: `SessionLoadCount` 0, no `ActiveSession`, no `LastUpdate`.
+pub fn new_profile(template: &Value, wall_now: i64, global_updates: Value) -> Object {
+    let mut meta = Object::new();
+    meta.insert("ProfileCreateTime".into(), json!(wall_now));
+    meta.insert("SessionLoadCount".into(), json!(0));
+    // An empty Luau table is stored as `[]` (fixtures/README.md).
+    meta.insert("MetaTags".into(), json!([]));
+    let mut obj = Object::new();
+    obj.insert("Data".into(), template.clone());
+    obj.insert("MetaData".into(), Value::Object(meta));
+    obj.insert("GlobalUpdates".into(), global_updates);
+    obj
+}
+
+/// Read access to a valid profile's fields.
+pub struct ProfileValue<'a>(pub &'a Object);
+
+impl<'a> ProfileValue<'a> {
+    /// Wraps a stored value if it is an object.
+    pub fn of(v: &'a Value) -> Option<Self> {
+        v.as_object().map(ProfileValue)
+    }
+
+    /// `MetaData`, if it is an object.
+    pub fn meta(&self) -> Option<&'a Object> {
+        self.0.get("MetaData").and_then(Value::as_object)
+    }
+
+    /// `MetaData.ActiveSession` if it is a lock tag.
+    pub fn active_session(&self) -> Option<&'a Value> {
+        self.meta()?.get("ActiveSession").filter(|v| is_lock_tag(v))
+    }
+
+    /// `MetaData.ForceLoadSession` if it is a lock tag.
+    pub fn force_load_session(&self) -> Option<&'a Value> {
+        self.meta()?.get("ForceLoadSession").filter(|v| is_lock_tag(v))
+    }
+
+    /// The session GUID in `ActiveSession[3]`, when it is a string (ProfileStore locks only).
+    pub fn session_guid(&self) -> Option<&'a str> {
+        self.active_session()?.get(2)?.as_str()
+    }
+
+    /// `MetaData.SessionLoadCount`, 0 when absent or not a number.
+    pub fn session_load_count(&self) -> i64 {
+        self.meta()
+            .and_then(|m| m.get("SessionLoadCount"))
+            .and_then(Value::as_f64)
+            .map_or(0, |v| v as i64)
+    }
+
+    /// `MetaData.LastUpdate` if it is a number.
+    pub fn last_update(&self) -> Option<f64> {
+        self.meta()?.get("LastUpdate")?.as_f64()
+    }
+
+    /// `MetaData.ProfileCreateTime` if it is a number.
+    pub fn create_time(&self) -> Option<f64> {
+        self.meta()?.get("ProfileCreateTime")?.as_f64()
+    }
+
+    /// The entries of `GlobalUpdates[2]` (empty when malformed).
+    pub fn global_update_entries(&self) -> &'a [Value] {
+        self.0
+            .get("GlobalUpdates")
+            .and_then(|g| g.get(1))
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// `WasOverwritten == true`.
+    pub fn was_overwritten(&self) -> bool {
+        self.0.get("WasOverwritten") == Some(&Value::Bool(true))
+    }
+}
+
+/// Mutable access to `MetaData` of a working copy (created when absent).
+pub fn meta_mut(obj: &mut Object) -> &mut Object {
+    let slot = obj
+        .entry("MetaData")
+        .or_insert_with(|| Value::Object(Object::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Object::new());
+    }
+    slot.as_object_mut().expect("MetaData was just made an object")
+}
+
+/// Removes every `GlobalUpdates` entry whose id is in `processed` (spec §8.2 step 1).
+pub fn remove_processed(obj: &mut Object, processed: &std::collections::BTreeSet<i64>) {
+    if processed.is_empty() {
+        return;
+    }
+    if let Some(entries) = obj
+        .get_mut("GlobalUpdates")
+        .and_then(|g| g.get_mut(1))
+        .and_then(Value::as_array_mut)
+    {
+        entries.retain(|e| entry_id(e).is_none_or(|id| !processed.contains(&(id as i64))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Value {
+        json!({"Data": {}, "MetaData": {"SessionLoadCount": 2}, "GlobalUpdates": [0, []], "Extra": 1})
+    }
+
+    #[test]
+    fn classify_follows_spec_1_3() {
+        assert_eq!(
+            classify(None),
+            Classified::Missing { overwritten: false, global_updates: json!([0, []]) }
+        );
+        assert_eq!(
+            classify(Some(&json!(42))),
+            Classified::Missing { overwritten: true, global_updates: json!([0, []]) }
+        );
+        assert_eq!(
+            classify(Some(&json!(["ThisAintRight"]))),
+            Classified::Missing { overwritten: true, global_updates: json!([0, []]) }
+        );
+        assert_eq!(
+            classify(Some(&json!({"GlobalUpdates": [3, [[3, {"a": 1}]]]}))),
+            Classified::Missing { overwritten: false, global_updates: json!([3, [[3, {"a": 1}]]]) }
+        );
+        // Data present but GlobalUpdates absent: junk (spec §19 item 2 describes the consequence).
+        assert_eq!(
+            classify(Some(&json!({"Data": {}, "MetaData": {}}))),
+            Classified::Missing { overwritten: true, global_updates: json!([0, []]) }
+        );
+        let Classified::Valid(obj) = classify(Some(&valid())) else { panic!("valid") };
+        assert_eq!(obj["Extra"], json!(1), "unknown fields are kept");
+    }
+
+    #[test]
+    fn empty_arrays_read_as_tables() {
+        let v = json!({"Data": [], "MetaData": [], "GlobalUpdates": [0, []]});
+        let Classified::Valid(obj) = classify(Some(&v)) else { panic!("valid") };
+        assert_eq!(obj["MetaData"], json!({}));
+        assert_eq!(obj["Data"], json!([]));
+    }
+
+    #[test]
+    fn malformed_global_updates_are_repaired() {
+        let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": ["x", [[5, {"a": 1}], "junk"]]});
+        let Classified::Valid(obj) = classify(Some(&v)) else { panic!("valid") };
+        assert_eq!(obj["GlobalUpdates"], json!([5, [[5, {"a": 1}]]]));
+        let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": {}});
+        let Classified::Valid(obj) = classify(Some(&v)) else { panic!("valid") };
+        assert_eq!(obj["GlobalUpdates"], json!([0, []]));
+    }
+
+    #[test]
+    fn entries_in_both_formats() {
+        let ps = json!([4, {"Coins": 1}]);
+        let legacy = json!([4, 2, false, {"Coins": 2}]);
+        assert_eq!(entry_id(&ps), Some(4.0));
+        assert_eq!(entry_payload(&ps), Some(&json!({"Coins": 1})));
+        assert_eq!(entry_payload(&legacy), Some(&json!({"Coins": 2})));
+        assert_eq!(entry_payload(&json!([4])), None);
+    }
+
+    #[test]
+    fn ownership_compares_place_and_job_only() {
+        let me = ServerIdentity { place_id: 1001, job_id: "job".into() };
+        assert!(me.owns(&json!([1001, "job", "GUID"])));
+        assert!(me.owns(&json!([1001.0, "job"])), "ProfileService two-element tag");
+        assert!(!me.owns(&json!([1001, "other", "GUID"])));
+        assert!(!me.owns(&json!("job")));
+        assert_eq!(me.lock_tag("G"), json!([1001, "job", "G"]));
+        assert_eq!(me.claim_tag(), json!([1001, "job"]));
+    }
+
+    #[test]
+    fn inner_fields_read_defensively() {
+        let v = json!({"MetaData": {"LastUpdate": "soon", "ActiveSession": "x"}});
+        let p = ProfileValue::of(&v).unwrap();
+        assert_eq!(p.session_load_count(), 0);
+        assert_eq!(p.last_update(), None);
+        assert_eq!(p.active_session(), None);
+    }
+}

@@ -1,0 +1,100 @@
+//! Session lifecycle on one server, pinned against `shared/fixtures/traces/lifecycle.jsonl`
+//! (spec §5, §8.4, §9.1).
+
+use profilestore_core::testing::{Record, World};
+use profilestore_core::*;
+use serde_json::json;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+#[test]
+fn lifecycle_matches_original_trace() {
+    let mut w = World::new(1, 1);
+    let store = w.new_store("PlayerData", json!({"Coins": 0}));
+    let job = w.servers[0].engine.identity().job_id.clone();
+    w.run_until(1.0);
+    let call = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_until(3.0);
+    let (t, _) = w.completion(call).expect("started");
+    assert!(close(t, 1.3), "returned at {t}");
+    let p = w.started_profile(call).unwrap();
+    let profile = w.servers[0].engine.profile(p).unwrap();
+    assert_eq!(profile.session_load_count, 1);
+    assert_eq!(profile.first_session_time, 1_735_689_601.0);
+
+    let writes = w.writes("k");
+    assert_eq!(writes.len(), 1);
+    let guid = writes[0].2["MetaData"]["ActiveSession"][2].as_str().unwrap().to_string();
+    assert_eq!(
+        writes[0].2,
+        json!({"Data": {"Coins": 0}, "GlobalUpdates": [0, []],
+               "MetaData": {"ActiveSession": [1001, job, guid], "LastUpdate": 1735689601, "MetaTags": [],
+                            "ProfileCreateTime": 1735689601, "SessionLoadCount": 1}})
+    );
+
+    w.data_mut(0, p)["Coins"] = json!(1);
+    w.with(0, |e, now| e.save(now, p)).unwrap();
+    w.run_until(6.0);
+    w.data_mut(0, p)["Coins"] = json!(2);
+    w.with(0, |e, now| e.end_session(now, p));
+    assert!(!w.servers[0].engine.is_active(p), "inactive as soon as EndSession returns");
+    w.run_until(9.0);
+    let call2 = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_until(12.0);
+    let p2 = w.started_profile(call2).unwrap();
+    assert_eq!(w.servers[0].engine.profile(p2).unwrap().session_load_count, 2);
+    w.with(0, |e, now| e.end_session(now, p2));
+    w.run_until(20.0);
+
+    let writes = w.writes("k");
+    let times: Vec<f64> = writes.iter().map(|w| w.0).collect();
+    for (got, want) in times.iter().zip([1.3, 3.3, 6.3, 9.3, 12.3]) {
+        assert!(close(*got, want), "write times {times:?}");
+    }
+    assert_eq!(writes.len(), 5);
+    assert_eq!(
+        writes[1].2,
+        json!({"Data": {"Coins": 1}, "GlobalUpdates": [0, []],
+               "MetaData": {"ActiveSession": [1001, job, guid], "LastUpdate": 1735689603, "MetaTags": [],
+                            "ProfileCreateTime": 1735689601, "SessionLoadCount": 1},
+               "RobloxMetaData": {}, "UserIds": [], "WasOverwritten": false})
+    );
+    assert_eq!(
+        writes[2].2,
+        json!({"Data": {"Coins": 2}, "GlobalUpdates": [0, []],
+               "MetaData": {"LastUpdate": 1735689606, "MetaTags": [], "ProfileCreateTime": 1735689601,
+                            "SessionLoadCount": 1},
+               "RobloxMetaData": {}, "UserIds": [], "WasOverwritten": false})
+    );
+    assert_eq!(writes[3].2["MetaData"]["SessionLoadCount"], json!(2));
+    assert_ne!(writes[3].2["MetaData"]["ActiveSession"][2], json!(guid), "a new GUID per session");
+
+    let signals: Vec<(f64, Event)> = w.events(0).into_iter().filter(|(_, e)| !matches!(e, Event::Warn { .. })).collect();
+    let expected = vec![
+        (3.0, Event::OnSave { profile: p }),
+        (3.3, Event::OnAfterSave { profile: p, last_saved_data: json!({"Coins": 1}) }),
+        (6.0, Event::OnSave { profile: p }),
+        (6.0, Event::OnLastSave { profile: p, reason: EndReason::Manual }),
+        (6.0, Event::OnSessionEnd { profile: p }),
+        (6.3, Event::OnAfterSave { profile: p, last_saved_data: json!({"Coins": 2}) }),
+        (12.0, Event::OnSave { profile: p2 }),
+        (12.0, Event::OnLastSave { profile: p2, reason: EndReason::Manual }),
+        (12.0, Event::OnSessionEnd { profile: p2 }),
+        (12.3, Event::OnAfterSave { profile: p2, last_saved_data: json!({"Coins": 2}) }),
+    ];
+    assert_eq!(signals.len(), expected.len(), "{signals:#?}");
+    for ((t, e), (wt, we)) in signals.iter().zip(&expected) {
+        assert!(close(*t, *wt), "{e:?} at {t}, want {wt}");
+        assert_eq!(e, we);
+    }
+    // Subscribed to its session topic and unsubscribed at the end.
+    let subs = w
+        .journal
+        .iter()
+        .filter(|e| matches!(e.record, Record::Output(Output::Messaging(MessagingRequest::Subscribe { .. }))))
+        .count();
+    assert_eq!(subs, 2);
+    assert!(w.servers[0].engine.queue_is_idle());
+}
