@@ -83,7 +83,7 @@ impl AutoSaveRing {
         }
         let step = period / n as f64;
         let fresh_for = period / 2.0;
-        while now - self.last_auto_save >= step {
+        while now - self.last_auto_save >= step - crate::timers::TIME_EPSILON {
             self.last_auto_save += step;
             let is_fresh = |e: &Entry| now - e.loaded_at < fresh_for;
             let mut candidate = (!is_fresh(&self.list[self.cursor])).then_some(self.cursor);
@@ -120,7 +120,10 @@ mod tests {
             r.insert(p(i), i as f64, i as f64);
         }
         // k1 first, then k2..k5 each inserted at the cursor, which keeps pointing at k1.
-        assert_eq!(r.profiles().collect::<Vec<_>>(), vec![p(2), p(3), p(4), p(5), p(1)]);
+        assert_eq!(
+            r.profiles().collect::<Vec<_>>(),
+            vec![p(2), p(3), p(4), p(5), p(1)]
+        );
         assert_eq!(r.cursor, 4);
     }
 
@@ -147,7 +150,10 @@ mod tests {
         assert_eq!(saved.len(), 18, "slots from 19.3 to 121.3 every 6 s");
         for (i, (_, t)) in saved.iter().enumerate() {
             let expected = 19.3 + 6.0 * i as f64;
-            assert!((t - expected).abs() <= 1.0 / 60.0 + 1e-9, "save {i} at {t}, want {expected}");
+            assert!(
+                (t - expected).abs() <= 1.0 / 60.0 + 1e-9,
+                "save {i} at {t}, want {expected}"
+            );
         }
     }
 

@@ -92,7 +92,9 @@ impl Constants {
             Domain::NonNegativeSeconds if !(value.is_finite() && value >= 0.0) => {
                 Some("a finite number of seconds, 0 or more")
             }
-            Domain::CountAtLeastOne if !(value.is_finite() && value >= 1.0 && value.fract() == 0.0) => {
+            Domain::CountAtLeastOne
+                if !(value.is_finite() && value >= 1.0 && value.fract() == 0.0) =>
+            {
                 Some("a whole number, 1 or more")
             }
             _ => None,
@@ -173,7 +175,10 @@ mod tests {
     #[test]
     fn set_constant_rejects_unknown_name_with_original_text() {
         let err = Constants::default().set("AUTOSAVE", 1.0).unwrap_err();
-        assert_eq!(err.to_string(), "[ProfileStore]: Invalid constant name was provided");
+        assert_eq!(
+            err.to_string(),
+            "[ProfileStore]: Invalid constant name was provided"
+        );
     }
 
     #[test]

@@ -56,12 +56,14 @@ impl CriticalState {
 
     /// The next time `tick` can change anything.
     pub fn next_deadline(&self, c: &Constants) -> Option<f64> {
-        let expiry = self.issues.front().map(|t| t + c.critical_state_error_expire);
+        let expiry = self
+            .issues
+            .front()
+            .map(|t| t + c.critical_state_error_expire);
         let end = self
             .is_critical
             .then_some(self.critical_since + c.critical_state_expire);
-        let enter = (!self.is_critical
-            && self.issues.len() as f64 >= c.critical_state_error_count)
+        let enter = (!self.is_critical && self.issues.len() as f64 >= c.critical_state_error_count)
             .then(|| self.issues.back().copied().unwrap_or(0.0));
         [expiry, end, enter].into_iter().flatten().reduce(f64::min)
     }
@@ -85,7 +87,11 @@ mod tests {
         // The window still holds five errors until the first expires at 130.
         assert_eq!(s.tick(129.9, &c), None);
         assert_eq!(s.critical_since, 129.9);
-        assert_eq!(s.tick(130.0, &c), None, "refresh, then the 10.0 error expires");
+        assert_eq!(
+            s.tick(130.0, &c),
+            None,
+            "refresh, then the 10.0 error expires"
+        );
         // From 130 the window holds four: critical ends 120 s after the last refresh.
         assert_eq!(s.tick(249.9, &c), None);
         assert_eq!(s.tick(250.0, &c), Some(false));

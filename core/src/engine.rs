@@ -69,12 +69,18 @@ pub struct StoreRef {
 impl StoreId {
     /// The store itself (`store:StartSessionAsync`).
     pub fn live(self) -> StoreRef {
-        StoreRef { store: self, mock: false }
+        StoreRef {
+            store: self,
+            mock: false,
+        }
     }
 
     /// `store.Mock`.
     pub fn mock(self) -> StoreRef {
-        StoreRef { store: self, mock: true }
+        StoreRef {
+            store: self,
+            mock: true,
+        }
     }
 }
 
@@ -294,7 +300,10 @@ impl Engine {
         if !wire::is_table(&template) {
             return Err(ApiError::InvalidTemplate);
         }
-        self.stores.push(Store { name: name.to_string(), template });
+        self.stores.push(Store {
+            name: name.to_string(),
+            template,
+        });
         Ok(StoreId(self.stores.len() as u64 - 1))
     }
 
@@ -360,7 +369,9 @@ impl Engine {
         );
         while let Some(timer) = self.timers.pop_due(now.mono) {
             match timer {
-                Timer::ConflictWait(token) | Timer::StartBackoff(token) => self.attempt(now, &token),
+                Timer::ConflictWait(token) | Timer::StartBackoff(token) => {
+                    self.attempt(now, &token)
+                }
                 Timer::SaveRetry(id) => self.retry_save(now, id),
                 Timer::MessageRetry(call) => self.attempt_message(now, call),
                 Timer::GetRetry(call) => self.attempt_get(now, call),
@@ -373,7 +384,11 @@ impl Engine {
         }
         if let Some(is_critical) = self.critical.tick(now.mono, &self.constants) {
             self.emit(Event::OnCriticalToggle { is_critical });
-            let text = if is_critical { "Entered critical state" } else { "Critical state ended" };
+            let text = if is_critical {
+                "Entered critical state"
+            } else {
+                "Critical state ended"
+            };
             self.warn(format!("[ProfileStore]: {text}"));
         }
     }
@@ -395,7 +410,10 @@ impl Engine {
         let (result, note) = match kind {
             OpKind::Start => {
                 let token = self.ops[&op].token.clone();
-                (self.start_transform(&token, current, wall, live), OpNote::None)
+                (
+                    self.start_transform(&token, current, wall, live),
+                    OpNote::None,
+                )
             }
             OpKind::Save(id) => self.save_transform(id, current, wall, live),
             OpKind::Message(call) => self.message_transform(call, current),
@@ -444,7 +462,9 @@ impl Engine {
         } else {
             "[ProfileStore]: Roblox API services unavailable - data will not be saved"
         };
-        self.emit(Event::Print { message: line.into() });
+        self.emit(Event::Print {
+            message: line.into(),
+        });
         for parked in std::mem::take(&mut self.parked) {
             self.resume_parked(now, parked);
         }
@@ -465,7 +485,8 @@ impl Engine {
         self.timers
             .hasten(now.mono, |t| matches!(t, Timer::ConflictWait(_)));
         if self.state != DataStoreState::Access {
-            self.timers.set(now.mono + FRAME, Timer::ShutdownWithoutAccess);
+            self.timers
+                .set(now.mono + FRAME, Timer::ShutdownWithoutAccess);
             return;
         }
         for profile in self.ring.profiles().collect::<Vec<_>>() {
@@ -511,7 +532,11 @@ impl Engine {
         } else {
             Domain::FallbackMock
         };
-        Token { domain, store: self.stores[store.store.0 as usize].name.clone(), key: key.to_string() }
+        Token {
+            domain,
+            store: self.stores[store.store.0 as usize].name.clone(),
+            key: key.to_string(),
+        }
     }
 
     pub(crate) fn check_store(&self, store: StoreRef) -> Result<(), ApiError> {
@@ -526,7 +551,14 @@ impl Engine {
     pub(crate) fn enqueue_op(&mut self, now: Now, token: Token, kind: OpKind) -> OpId {
         let op = OpId(self.next_id());
         let starts_now = self.queue.enter(&token, op);
-        self.ops.insert(op, Op { token, kind, note: OpNote::None });
+        self.ops.insert(
+            op,
+            Op {
+                token,
+                kind,
+                note: OpNote::None,
+            },
+        );
         if starts_now {
             self.start_op(now, op);
         }
@@ -559,10 +591,19 @@ impl Engine {
     }
 
     /// Emits a request that does not take part in the per-key queue (version listing).
-    pub(crate) fn emit_unqueued(&mut self, store: String, key: String, kind: DataStoreRequestKind) -> OpId {
+    pub(crate) fn emit_unqueued(
+        &mut self,
+        store: String,
+        key: String,
+        kind: DataStoreRequestKind,
+    ) -> OpId {
         let op = OpId(self.next_id());
-        self.outputs
-            .push_back(Output::DataStore(DataStoreRequest { op, store, key, kind }));
+        self.outputs.push_back(Output::DataStore(DataStoreRequest {
+            op,
+            store,
+            key,
+            kind,
+        }));
         op
     }
 
@@ -584,13 +625,22 @@ impl Engine {
             }
             OpKind::Remove(_) => {
                 store.remove(&token.store, &token.key);
-                Ok(DataStoreResponse::Value { value: None, key_info: None })
+                Ok(DataStoreResponse::Value {
+                    value: None,
+                    key_info: None,
+                })
             }
             _ => match store.update(&token.store, &token.key, now.wall, |cur| {
                 self.transform(op, cur, now.wall, live)
             }) {
-                MockWrite::Committed(v, k) => Ok(DataStoreResponse::Value { value: Some(v), key_info: Some(k) }),
-                MockWrite::Cancelled => Ok(DataStoreResponse::Value { value: None, key_info: None }),
+                MockWrite::Committed(v, k) => Ok(DataStoreResponse::Value {
+                    value: Some(v),
+                    key_info: Some(k),
+                }),
+                MockWrite::Cancelled => Ok(DataStoreResponse::Value {
+                    value: None,
+                    key_info: None,
+                }),
                 MockWrite::Failed(message) => Err(DataStoreError { message }),
             },
         };
@@ -608,9 +658,15 @@ impl Engine {
             Ok(DataStoreResponse::Value { value, key_info }) => match &op.kind {
                 OpKind::Get(_) => {
                     let template = self.get_template(&op.kind);
-                    Outcome::Ok { value: crate::read::get_transform(value.as_ref(), &template, now.wall), key_info }
+                    Outcome::Ok {
+                        value: crate::read::get_transform(value.as_ref(), &template, now.wall),
+                        key_info,
+                    }
                 }
-                OpKind::Remove(_) => Outcome::Ok { value: value.unwrap_or(Value::Null), key_info },
+                OpKind::Remove(_) => Outcome::Ok {
+                    value: value.unwrap_or(Value::Null),
+                    key_info,
+                },
                 _ => match value {
                     Some(v) if wire::is_table(&v) => {
                         if wire::ProfileValue::of(&v).is_some_and(|p| p.was_overwritten()) {
@@ -618,19 +674,29 @@ impl Engine {
                                 "[ProfileStore]: Invalid profile was overwritten (STORE:{}; KEY:{})",
                                 op.token.store, op.token.key
                             ));
-                            self.emit(Event::OnOverwrite { store: op.token.store.clone(), key: op.token.key.clone() });
+                            self.emit(Event::OnOverwrite {
+                                store: op.token.store.clone(),
+                                key: op.token.key.clone(),
+                            });
                         }
                         Outcome::Ok { value: v, key_info }
                     }
-                    _ if op.note != OpNote::None => Outcome::Ok { value: Value::Null, key_info: None },
+                    _ if op.note != OpNote::None => Outcome::Ok {
+                        value: Value::Null,
+                        key_info: None,
+                    },
                     _ => {
-                        let e = DataStoreError { message: "Undefined error".into() };
+                        let e = DataStoreError {
+                            message: "Undefined error".into(),
+                        };
                         self.register_error(now, &op.token, &e.message);
                         Outcome::Failed(e)
                     }
                 },
             },
-            Ok(DataStoreResponse::Page { .. }) => Outcome::Failed(DataStoreError { message: "unexpected page".into() }),
+            Ok(DataStoreResponse::Page { .. }) => Outcome::Failed(DataStoreError {
+                message: "unexpected page".into(),
+            }),
             Err(e) => {
                 // RemoveAsync and versioned reads do not count as errors (spec §12).
                 if !matches!(op.kind, OpKind::Remove(_)) && !versioned {
@@ -652,7 +718,9 @@ impl Engine {
     }
 
     fn get_template(&self, kind: &OpKind) -> Value {
-        let OpKind::Get(call) = kind else { return Value::Null };
+        let OpKind::Get(call) = kind else {
+            return Value::Null;
+        };
         self.get_calls
             .get(call)
             .map(|g| self.stores[g.store.0 as usize].template.clone())

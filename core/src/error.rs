@@ -55,7 +55,9 @@ pub enum ApiError {
     #[error("[ProfileStore]: :SetAsync() can only be used in view mode")]
     SetAsyncNotViewMode,
     /// `Profile:Save()` on a view profile.
-    #[error("[ProfileStore]: Can't save profile in view mode; Should you be calling :SetAsync() instead?")]
+    #[error(
+        "[ProfileStore]: Can't save profile in view mode; Should you be calling :SetAsync() instead?"
+    )]
     SaveInViewMode,
     /// A store id that this engine did not hand out.
     #[error("[ProfileStore]: unknown store id {0}")]

@@ -29,22 +29,34 @@ pub(crate) struct MessageCall {
 
 /// The message transform (spec §10.1 step 2): append `[id, message]` with the next id, then drop
 /// the oldest entries beyond `max_queue`. Returns the write and how many entries were dropped.
-pub fn message_transform(current: Option<&Value>, message: &Value, max_queue: usize) -> (Transformed, usize) {
+pub fn message_transform(
+    current: Option<&Value>,
+    message: &Value,
+    max_queue: usize,
+) -> (Transformed, usize) {
     let (mut obj, overwritten) = match wire::classify(current) {
         Classified::Valid(mut obj) => {
             obj.insert("WasOverwritten".into(), json!(false));
             (obj, false)
         }
-        Classified::Missing { overwritten, global_updates } => {
+        Classified::Missing {
+            overwritten,
+            global_updates,
+        } => {
             let mut obj = wire::Object::new();
             obj.insert("GlobalUpdates".into(), global_updates);
             (obj, overwritten)
         }
     };
-    let queue = obj.get_mut("GlobalUpdates").and_then(Value::as_array_mut).expect("classify repairs GlobalUpdates");
+    let queue = obj
+        .get_mut("GlobalUpdates")
+        .and_then(Value::as_array_mut)
+        .expect("classify repairs GlobalUpdates");
     let id = queue[0].as_f64().unwrap_or(0.0) + 1.0;
     queue[0] = wire::number(id);
-    let entries = queue[1].as_array_mut().expect("classify repairs GlobalUpdates");
+    let entries = queue[1]
+        .as_array_mut()
+        .expect("classify repairs GlobalUpdates");
     entries.push(json!([wire::number(id), message]));
     let dropped = entries.len().saturating_sub(max_queue);
     entries.drain(..dropped);
@@ -57,7 +69,13 @@ pub fn message_transform(current: Option<&Value>, message: &Value, max_queue: us
 impl Engine {
     /// `store:MessageAsync(key, message)` (spec §10.1): appends the message to the key's queue,
     /// retrying until it succeeds or the server closes. Answered by [`Completion::Message`].
-    pub fn message(&mut self, now: Now, store: StoreRef, key: &str, message: Value) -> Result<CallId, ApiError> {
+    pub fn message(
+        &mut self,
+        now: Now,
+        store: StoreRef,
+        key: &str,
+        message: Value,
+    ) -> Result<CallId, ApiError> {
         check_profile_key(key)?;
         self.check_store(store)?;
         if !wire::is_table(&message) {
@@ -67,21 +85,42 @@ impl Engine {
         if self.closing {
             self.complete(Completion::Message { call, ok: false });
         } else if self.state == DataStoreState::NotReady {
-            self.parked.push(Parked::Message { call, store, key: key.to_string(), message });
+            self.parked.push(Parked::Message {
+                call,
+                store,
+                key: key.to_string(),
+                message,
+            });
         } else {
             self.begin_message(now, call, store, key, message);
         }
         Ok(call)
     }
 
-    pub(crate) fn begin_message(&mut self, now: Now, call: CallId, store: StoreRef, key: &str, message: Value) {
+    pub(crate) fn begin_message(
+        &mut self,
+        now: Now,
+        call: CallId,
+        store: StoreRef,
+        key: &str,
+        message: Value,
+    ) {
         let token = self.token(store, key);
-        self.message_calls.insert(call, MessageCall { token, message, backoff: 1.0 });
+        self.message_calls.insert(
+            call,
+            MessageCall {
+                token,
+                message,
+                backoff: 1.0,
+            },
+        );
         self.attempt_message(now, call);
     }
 
     pub(crate) fn attempt_message(&mut self, now: Now, call: CallId) {
-        let Some(m) = self.message_calls.get(&call) else { return };
+        let Some(m) = self.message_calls.get(&call) else {
+            return;
+        };
         if self.closing {
             self.message_calls.remove(&call);
             self.complete(Completion::Message { call, ok: false });
@@ -91,18 +130,34 @@ impl Engine {
         self.enqueue_op(now, token, OpKind::Message(call));
     }
 
-    pub(crate) fn message_transform(&mut self, call: CallId, current: Option<&Value>) -> (Transformed, OpNote) {
+    pub(crate) fn message_transform(
+        &mut self,
+        call: CallId,
+        current: Option<&Value>,
+    ) -> (Transformed, OpNote) {
         let Some(m) = self.message_calls.get(&call) else {
             return (Transformed::Cancel, OpNote::None);
         };
         let max = self.constants.max_message_queue as usize;
         let (t, dropped) = message_transform(current, &m.message, max);
-        let note = if dropped > 0 { OpNote::DroppedMessages(dropped) } else { OpNote::None };
+        let note = if dropped > 0 {
+            OpNote::DroppedMessages(dropped)
+        } else {
+            OpNote::None
+        };
         (t, note)
     }
 
-    pub(crate) fn on_message_result(&mut self, now: Now, call: CallId, outcome: Outcome, note: OpNote) {
-        let Some(m) = self.message_calls.get_mut(&call) else { return };
+    pub(crate) fn on_message_result(
+        &mut self,
+        now: Now,
+        call: CallId,
+        outcome: Outcome,
+        note: OpNote,
+    ) {
+        let Some(m) = self.message_calls.get_mut(&call) else {
+            return;
+        };
         match outcome {
             Outcome::Ok { value, .. } => {
                 let token = m.token.clone();
@@ -119,7 +174,10 @@ impl Engine {
                     && let Some(guid) = pv.session_guid()
                 {
                     let data = json!({"LoadCount": pv.session_load_count()});
-                    self.messaging(MessagingRequest::Publish { topic: format!("PS_{guid}"), data });
+                    self.messaging(MessagingRequest::Publish {
+                        topic: format!("PS_{guid}"),
+                        data,
+                    });
                 }
                 self.complete(Completion::Message { call, ok: true });
             }
@@ -140,15 +198,26 @@ impl Engine {
     /// profile and replays every unprocessed message to it ([`Event::Message`] with
     /// [`Delivery::Handler`]). Returns false (not registered) for an ended session.
     pub fn add_message_handler(&mut self, profile: ProfileId) -> Result<bool, ApiError> {
-        let p = self.profiles.get(&profile).ok_or(ApiError::UnknownProfile(profile.0))?;
+        let p = self
+            .profiles
+            .get(&profile)
+            .ok_or(ApiError::UnknownProfile(profile.0))?;
         if p.kind != crate::profile::ProfileKind::View && !self.is_active(profile) {
             return Ok(false);
         }
         let index = p.handler_count;
         let pending = p.pending_messages();
-        self.profiles.get_mut(&profile).expect("checked").handler_count += 1;
+        self.profiles
+            .get_mut(&profile)
+            .expect("checked")
+            .handler_count += 1;
         for (id, payload) in pending {
-            self.emit(Event::Message { profile, id, payload, to: Delivery::Handler(index) });
+            self.emit(Event::Message {
+                profile,
+                id,
+                payload,
+                to: Delivery::Handler(index),
+            });
         }
         Ok(true)
     }
@@ -164,9 +233,18 @@ impl Engine {
     /// A MessagingService message arrived on a subscription (spec §10.4): a matching `LoadCount`
     /// makes an active profile save (`Save()`), or end its session (`EndSession = true`, reason
     /// `External`), at most once per 6 s.
-    pub fn handle_message_received(&mut self, now: Now, subscription: SubscriptionId, data: &Value) {
-        let Some(&profile) = self.subscriptions.get(&subscription) else { return };
-        let Some(p) = self.profiles.get_mut(&profile) else { return };
+    pub fn handle_message_received(
+        &mut self,
+        now: Now,
+        subscription: SubscriptionId,
+        data: &Value,
+    ) {
+        let Some(&profile) = self.subscriptions.get(&subscription) else {
+            return;
+        };
+        let Some(p) = self.profiles.get_mut(&profile) else {
+            return;
+        };
         let load_count = data.get("LoadCount").and_then(Value::as_f64);
         if load_count != Some(p.session_load_count as f64) {
             return;
@@ -187,8 +265,15 @@ impl Engine {
 
     /// `SubscribeAsync` returned (spec §10.4): a subscription that outlived its session is
     /// disconnected at once; a failed one is dropped.
-    pub fn handle_subscribe_result(&mut self, _now: Now, subscription: SubscriptionId, result: Result<(), String>) {
-        let Some(&profile) = self.subscriptions.get(&subscription) else { return };
+    pub fn handle_subscribe_result(
+        &mut self,
+        _now: Now,
+        subscription: SubscriptionId,
+        result: Result<(), String>,
+    ) {
+        let Some(&profile) = self.subscriptions.get(&subscription) else {
+            return;
+        };
         if result.is_err() {
             self.subscriptions.remove(&subscription);
             if let Some(p) = self.profiles.get_mut(&profile) {
@@ -214,15 +299,24 @@ mod tests {
         assert_eq!(dropped, 0);
         assert_eq!(
             t,
-            Transformed::Write { value: json!({"GlobalUpdates": [1, [[1, {"Gift": "Shield"}]]]}), user_ids: None, metadata: None }
+            Transformed::Write {
+                value: json!({"GlobalUpdates": [1, [[1, {"Gift": "Shield"}]]]}),
+                user_ids: None,
+                metadata: None
+            }
         );
     }
 
     #[test]
     fn message_to_junk_overwrites_with_stub() {
         let (t, _) = message_transform(Some(&json!("junk")), &json!({"a": 1}), 1000);
-        let Transformed::Write { value, .. } = t else { panic!() };
-        assert_eq!(value, json!({"GlobalUpdates": [1, [[1, {"a": 1}]]], "WasOverwritten": true}));
+        let Transformed::Write { value, .. } = t else {
+            panic!()
+        };
+        assert_eq!(
+            value,
+            json!({"GlobalUpdates": [1, [[1, {"a": 1}]]], "WasOverwritten": true})
+        );
     }
 
     #[test]
@@ -230,10 +324,15 @@ mod tests {
         let mut v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": [7, [[6, {}], [7, {}]]]});
         for _ in 0..2 {
             let (t, _) = message_transform(Some(&v), &json!({"n": 1}), 3);
-            let Transformed::Write { value, .. } = t else { panic!() };
+            let Transformed::Write { value, .. } = t else {
+                panic!()
+            };
             v = value;
         }
-        assert_eq!(v["GlobalUpdates"], json!([9, [[7, {}], [8, {"n": 1}], [9, {"n": 1}]]]));
+        assert_eq!(
+            v["GlobalUpdates"],
+            json!([9, [[7, {}], [8, {"n": 1}], [9, {"n": 1}]]])
+        );
         let (_, dropped) = message_transform(Some(&v), &json!({}), 3);
         assert_eq!(dropped, 1);
     }

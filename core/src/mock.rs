@@ -68,7 +68,11 @@ impl MockStore {
         match transform(existing.map(|e| &e.value)) {
             Transformed::Cancel => MockWrite::Cancelled,
             Transformed::Error(m) => MockWrite::Failed(m),
-            Transformed::Write { value, user_ids, metadata } => {
+            Transformed::Write {
+                value,
+                user_ids,
+                metadata,
+            } => {
                 let now_ms = wall * 1000;
                 let entry = self
                     .stores
@@ -135,15 +139,20 @@ mod tests {
     #[test]
     fn mock_versions_count_writes_and_remove_empties_tables() {
         let mut m = MockStore::default();
-        let w = |v: Value| move |_: Option<&Value>| Transformed::Write {
-            value: v,
-            user_ids: Some(json!([5])),
-            metadata: None,
+        let w = |v: Value| {
+            move |_: Option<&Value>| Transformed::Write {
+                value: v,
+                user_ids: Some(json!([5])),
+                metadata: None,
+            }
         };
         let MockWrite::Committed(_, k1) = m.update("S", "k", 100, w(json!({"a": 1}))) else {
             panic!()
         };
-        assert_eq!(k1.version, "0000000000000000.0000000001.0000000000000000.01");
+        assert_eq!(
+            k1.version,
+            "0000000000000000.0000000001.0000000000000000.01"
+        );
         assert_eq!(k1.created_time, 100_000);
         assert_eq!(k1.user_ids, vec![5]);
         let MockWrite::Committed(_, k2) = m.update("S", "k", 101, w(json!({"a": 2}))) else {
@@ -155,7 +164,10 @@ mod tests {
             m.update("S", "j", 1, |_| Transformed::Error("boom".into())),
             MockWrite::Failed(_)
         ));
-        assert!(m.read("S", "j").is_none(), "a failed write leaves no entry behind");
+        assert!(
+            m.read("S", "j").is_none(),
+            "a failed write leaves no entry behind"
+        );
         m.remove("S", "k");
         assert!(m.is_empty());
     }

@@ -90,10 +90,13 @@ impl Profile {
             .filter_map(wire::entry_id)
             .map(|i| i as i64)
             .collect();
-        let session = pv.as_ref().and_then(|p| p.active_session()).map(|tag| SessionHolder {
-            place_id: tag[0].clone(),
-            job_id: tag[1].as_str().unwrap_or_default().to_string(),
-        });
+        let session = pv
+            .as_ref()
+            .and_then(|p| p.active_session())
+            .map(|tag| SessionHolder {
+                place_id: tag[0].clone(),
+                job_id: tag[1].as_str().unwrap_or_default().to_string(),
+            });
         let slc = pv.as_ref().map_or(0, |p| p.session_load_count());
         Profile {
             id,
@@ -105,9 +108,15 @@ impl Profile {
             first_session_time: pv.as_ref().and_then(|p| p.create_time()).unwrap_or(0.0),
             session_load_count: slc,
             session,
-            user_ids: value.get("UserIds").map(crate::mock::user_id_list).unwrap_or_default(),
+            user_ids: value
+                .get("UserIds")
+                .map(crate::mock::user_id_list)
+                .unwrap_or_default(),
             key_info,
-            last_saved_data: value.get("Data").cloned().unwrap_or_else(|| Value::Object(Default::default())),
+            last_saved_data: value
+                .get("Data")
+                .cloned()
+                .unwrap_or_else(|| Value::Object(Default::default())),
             token,
             load_index: slc,
             load_timestamp: now,

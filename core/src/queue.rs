@@ -88,7 +88,11 @@ mod tests {
     use super::*;
 
     fn token(key: &str) -> Token {
-        Token { domain: Domain::Live, store: "S".into(), key: key.into() }
+        Token {
+            domain: Domain::Live,
+            store: "S".into(),
+            key: key.into(),
+        }
     }
 
     #[test]
@@ -109,7 +113,10 @@ mod tests {
     fn domains_do_not_share_a_queue() {
         let mut q = RequestQueue::default();
         let live = token("a");
-        let mock = Token { domain: Domain::UserMock, ..live.clone() };
+        let mock = Token {
+            domain: Domain::UserMock,
+            ..live.clone()
+        };
         assert!(q.enter(&live, OpId(1)));
         assert!(q.enter(&mock, OpId(2)));
         assert_eq!(live.as_string(), "L_S\0a");

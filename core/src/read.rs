@@ -22,11 +22,33 @@ use crate::wire::{self, Classified};
 /// A call made while `DataStoreState` was `NotReady`, resumed when it is known (spec §3.3).
 #[derive(Clone, Debug)]
 pub(crate) enum Parked {
-    Start { call: CallId, store: StoreRef, key: String, params: StartParams },
-    Message { call: CallId, store: StoreRef, key: String, message: Value },
-    Get { call: CallId, store: StoreRef, key: String, version: Option<String> },
-    Remove { call: CallId, store: StoreRef, key: String },
-    Next { call: CallId, query: QueryId },
+    Start {
+        call: CallId,
+        store: StoreRef,
+        key: String,
+        params: StartParams,
+    },
+    Message {
+        call: CallId,
+        store: StoreRef,
+        key: String,
+        message: Value,
+    },
+    Get {
+        call: CallId,
+        store: StoreRef,
+        key: String,
+        version: Option<String>,
+    },
+    Remove {
+        call: CallId,
+        store: StoreRef,
+        key: String,
+    },
+    Next {
+        call: CallId,
+        query: QueryId,
+    },
 }
 
 /// A `GetAsync` in progress (also the item read of a `NextAsync`).
@@ -79,14 +101,28 @@ pub fn get_transform(raw: Option<&Value>, template: &Value, wall: i64) -> Value 
 impl Engine {
     /// `store:GetAsync(key, version?)` (spec §11.1): a view profile, or nil for an empty key.
     /// Answered by [`Completion::Get`].
-    pub fn get(&mut self, now: Now, store: StoreRef, key: &str, version: Option<String>) -> Result<CallId, ApiError> {
+    pub fn get(
+        &mut self,
+        now: Now,
+        store: StoreRef,
+        key: &str,
+        version: Option<String>,
+    ) -> Result<CallId, ApiError> {
         check_profile_key(key)?;
         self.check_store(store)?;
         let call = self.new_call();
         if self.closing {
-            self.complete(Completion::Get { call, result: Ok(None) });
+            self.complete(Completion::Get {
+                call,
+                result: Ok(None),
+            });
         } else if self.state == DataStoreState::NotReady {
-            self.parked.push(Parked::Get { call, store, key: key.to_string(), version });
+            self.parked.push(Parked::Get {
+                call,
+                store,
+                key: key.to_string(),
+                version,
+            });
         } else {
             self.begin_get(now, call, store, key, version, None);
         }
@@ -103,45 +139,97 @@ impl Engine {
         query_item: Option<(QueryId, usize)>,
     ) {
         if version.is_some() && self.token(store, key).domain != Domain::Live {
-            self.complete(Completion::Get { call, result: Ok(None) });
+            self.complete(Completion::Get {
+                call,
+                result: Ok(None),
+            });
             return;
         }
-        let g = GetCall { store: store.store, mock: store.mock, key: key.to_string(), version, backoff: 1.0, query_item };
+        let g = GetCall {
+            store: store.store,
+            mock: store.mock,
+            key: key.to_string(),
+            version,
+            backoff: 1.0,
+            query_item,
+        };
         self.get_calls.insert(call, g);
         self.attempt_get(now, call);
     }
 
     pub(crate) fn attempt_get(&mut self, now: Now, call: CallId) {
-        let Some(g) = self.get_calls.get(&call) else { return };
+        let Some(g) = self.get_calls.get(&call) else {
+            return;
+        };
         if self.closing {
             self.get_calls.remove(&call);
-            self.complete(Completion::Get { call, result: Ok(None) });
+            self.complete(Completion::Get {
+                call,
+                result: Ok(None),
+            });
             return;
         }
-        let token = self.token(StoreRef { store: g.store, mock: g.mock }, &g.key.clone());
+        let token = self.token(
+            StoreRef {
+                store: g.store,
+                mock: g.mock,
+            },
+            &g.key.clone(),
+        );
         self.enqueue_op(now, token, OpKind::Get(call));
     }
 
     pub(crate) fn on_get_result(&mut self, now: Now, call: CallId, outcome: Outcome) {
-        let Some(g) = self.get_calls.get_mut(&call) else { return };
+        let Some(g) = self.get_calls.get_mut(&call) else {
+            return;
+        };
         match outcome {
             Outcome::Ok { key_info: None, .. } => {
                 self.get_calls.remove(&call);
-                self.complete(Completion::Get { call, result: Ok(None) });
+                self.complete(Completion::Get {
+                    call,
+                    result: Ok(None),
+                });
             }
-            Outcome::Ok { value, key_info: Some(ki) } => {
+            Outcome::Ok {
+                value,
+                key_info: Some(ki),
+            } => {
                 let g = self.get_calls.remove(&call).expect("present");
-                let token = self.token(StoreRef { store: g.store, mock: g.mock }, &g.key);
+                let token = self.token(
+                    StoreRef {
+                        store: g.store,
+                        mock: g.mock,
+                    },
+                    &g.key,
+                );
                 let id = ProfileId(self.next_id());
-                let mut p = Profile::from_value(id, g.store, token, ProfileKind::View, &value, Some(ki), now.mono);
+                let mut p = Profile::from_value(
+                    id,
+                    g.store,
+                    token,
+                    ProfileKind::View,
+                    &value,
+                    Some(ki),
+                    now.mono,
+                );
                 p.is_mock = g.mock;
                 let loaded = LoadedProfile {
                     profile: id,
-                    data: value.get("Data").cloned().unwrap_or_else(|| serde_json::json!({})),
-                    roblox_metadata: value.get("RobloxMetaData").cloned().unwrap_or_else(|| serde_json::json!({})),
+                    data: value
+                        .get("Data")
+                        .cloned()
+                        .unwrap_or_else(|| serde_json::json!({})),
+                    roblox_metadata: value
+                        .get("RobloxMetaData")
+                        .cloned()
+                        .unwrap_or_else(|| serde_json::json!({})),
                 };
                 self.profiles.insert(id, p);
-                self.complete(Completion::Get { call, result: Ok(Some(loaded)) });
+                self.complete(Completion::Get {
+                    call,
+                    result: Ok(Some(loaded)),
+                });
             }
             Outcome::Failed(e) if g.version.is_some() => {
                 let g = self.get_calls.remove(&call).expect("present");
@@ -152,14 +240,23 @@ impl Engine {
                     q.index = index;
                 }
                 if e.message.contains("not valid") {
-                    self.warn(format!("[ProfileStore]: Passed version argument is not valid; {}", e.message));
+                    self.warn(format!(
+                        "[ProfileStore]: Passed version argument is not valid; {}",
+                        e.message
+                    ));
                 }
-                self.complete(Completion::Get { call, result: Err(e) });
+                self.complete(Completion::Get {
+                    call,
+                    result: Err(e),
+                });
             }
             Outcome::Failed(_) => {
                 if self.closing {
                     self.get_calls.remove(&call);
-                    self.complete(Completion::Get { call, result: Ok(None) });
+                    self.complete(Completion::Get {
+                        call,
+                        result: Ok(None),
+                    });
                 } else {
                     let wait = g.backoff;
                     g.backoff = (g.backoff * 2.0).min(20.0);
@@ -178,7 +275,11 @@ impl Engine {
         if self.closing {
             self.complete(Completion::Remove { call, ok: false });
         } else if self.state == DataStoreState::NotReady {
-            self.parked.push(Parked::Remove { call, store, key: key.to_string() });
+            self.parked.push(Parked::Remove {
+                call,
+                store,
+                key: key.to_string(),
+            });
         } else {
             let token = self.token(store, key);
             self.enqueue_op(now, token, OpKind::Remove(call));
@@ -231,7 +332,10 @@ impl Engine {
         }
         let call = self.new_call();
         if self.closing {
-            self.complete(Completion::Get { call, result: Ok(None) });
+            self.complete(Completion::Get {
+                call,
+                result: Ok(None),
+            });
         } else if self.state == DataStoreState::NotReady {
             self.parked.push(Parked::Next { call, query });
         } else {
@@ -248,12 +352,18 @@ impl Engine {
                 self.warned_mock_versions = true;
                 self.warn("[ProfileStore]: :VersionQuery() is not supported in mock mode!".into());
             }
-            self.complete(Completion::Get { call, result: Ok(None) });
+            self.complete(Completion::Get {
+                call,
+                result: Ok(None),
+            });
             return;
         }
         let q = self.queries.get_mut(&query).expect("checked");
         match q.state {
-            QueryState::Failed => self.complete(Completion::Get { call, result: Ok(None) }),
+            QueryState::Failed => self.complete(Completion::Get {
+                call,
+                result: Ok(None),
+            }),
             QueryState::Loading => q.waiting.push_back(call),
             QueryState::Fresh => {
                 q.state = QueryState::Loading;
@@ -263,7 +373,10 @@ impl Engine {
                     min_date: q.min_date,
                     max_date: q.max_date,
                 };
-                let (store, key) = (self.stores[q.store.store.0 as usize].name.clone(), q.key.clone());
+                let (store, key) = (
+                    self.stores[q.store.store.0 as usize].name.clone(),
+                    q.key.clone(),
+                );
                 let op = self.emit_unqueued(store, key, kind);
                 self.page_ops.insert(op, query);
             }
@@ -274,20 +387,37 @@ impl Engine {
                     let (store, key, index) = (q.store, q.key.clone(), q.index - 1);
                     self.begin_get(now, call, store, &key, Some(item), Some((query, index)));
                 } else if q.is_finished {
-                    self.complete(Completion::Get { call, result: Ok(None) });
+                    self.complete(Completion::Get {
+                        call,
+                        result: Ok(None),
+                    });
                 } else {
                     q.state = QueryState::Loading;
                     q.waiting.push_front(call);
-                    let (store, key) = (self.stores[q.store.store.0 as usize].name.clone(), q.key.clone());
-                    let op = self.emit_unqueued(store, key, DataStoreRequestKind::NextVersionPage { query });
+                    let (store, key) = (
+                        self.stores[q.store.store.0 as usize].name.clone(),
+                        q.key.clone(),
+                    );
+                    let op = self.emit_unqueued(
+                        store,
+                        key,
+                        DataStoreRequestKind::NextVersionPage { query },
+                    );
                     self.page_ops.insert(op, query);
                 }
             }
         }
     }
 
-    pub(crate) fn on_version_page(&mut self, now: Now, query: QueryId, result: Result<DataStoreResponse, DataStoreError>) {
-        let Some(q) = self.queries.get_mut(&query) else { return };
+    pub(crate) fn on_version_page(
+        &mut self,
+        now: Now,
+        query: QueryId,
+        result: Result<DataStoreResponse, DataStoreError>,
+    ) {
+        let Some(q) = self.queries.get_mut(&query) else {
+            return;
+        };
         let first = !q.listed;
         q.listed = true;
         match result {
@@ -301,7 +431,10 @@ impl Engine {
             Err(e) => {
                 q.state = QueryState::Failed;
                 if first {
-                    self.warn(format!("[ProfileStore]: Version query fail - {}", e.message));
+                    self.warn(format!(
+                        "[ProfileStore]: Version query fail - {}",
+                        e.message
+                    ));
                 }
             }
         }
@@ -316,18 +449,39 @@ impl Engine {
     pub(crate) fn resume_parked(&mut self, now: Now, parked: Parked) {
         if self.closing {
             let completion = match parked {
-                Parked::Start { call, .. } => Completion::SessionStart { call, profile: None },
+                Parked::Start { call, .. } => Completion::SessionStart {
+                    call,
+                    profile: None,
+                },
                 Parked::Message { call, .. } => Completion::Message { call, ok: false },
-                Parked::Get { call, .. } | Parked::Next { call, .. } => Completion::Get { call, result: Ok(None) },
+                Parked::Get { call, .. } | Parked::Next { call, .. } => Completion::Get {
+                    call,
+                    result: Ok(None),
+                },
                 Parked::Remove { call, .. } => Completion::Remove { call, ok: false },
             };
             self.complete(completion);
             return;
         }
         match parked {
-            Parked::Start { call, store, key, params } => self.begin_start(now, call, store, &key, params),
-            Parked::Message { call, store, key, message } => self.begin_message(now, call, store, &key, message),
-            Parked::Get { call, store, key, version } => self.begin_get(now, call, store, &key, version, None),
+            Parked::Start {
+                call,
+                store,
+                key,
+                params,
+            } => self.begin_start(now, call, store, &key, params),
+            Parked::Message {
+                call,
+                store,
+                key,
+                message,
+            } => self.begin_message(now, call, store, &key, message),
+            Parked::Get {
+                call,
+                store,
+                key,
+                version,
+            } => self.begin_get(now, call, store, &key, version, None),
             Parked::Remove { call, store, key } => {
                 let token = self.token(store, &key);
                 self.enqueue_op(now, token, OpKind::Remove(call));

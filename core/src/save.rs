@@ -63,7 +63,8 @@ pub struct SaveContext<'a> {
 
 /// Whether a stored value's lock is this profile's session: this server and this generation.
 pub fn owns_session(identity: &ServerIdentity, value: &ProfileValue<'_>, load_index: i64) -> bool {
-    value.active_session().is_some_and(|t| identity.owns(t)) && value.session_load_count() == load_index
+    value.active_session().is_some_and(|t| identity.owns(t))
+        && value.session_load_count() == load_index
 }
 
 /// The save transform (spec §8.2): a pure function of the stored value and the profile's state.
@@ -92,11 +93,17 @@ pub fn save_transform(current: Option<&Value>, ctx: &SaveContext<'_>) -> (Transf
             }
             (write(obj), OpNoteKind::Saved)
         }
-        Classified::Missing { overwritten, global_updates } => match ctx.mode {
+        Classified::Missing {
+            overwritten,
+            global_updates,
+        } => match ctx.mode {
             SaveMode::Overwrite(_) => {
                 let mut obj = wire::new_profile(&json!({}), ctx.wall, global_updates);
                 let meta = wire::meta_mut(&mut obj);
-                meta.insert("ProfileCreateTime".into(), wire::number(ctx.first_session_time));
+                meta.insert(
+                    "ProfileCreateTime".into(),
+                    wire::number(ctx.first_session_time),
+                );
                 meta.insert("SessionLoadCount".into(), json!(ctx.load_index));
                 write_profile_fields(&mut obj, ctx);
                 if overwritten {
@@ -139,7 +146,10 @@ impl Engine {
     /// `Profile:Save()` (spec §9.2): an immediate regular save of an active profile, which also
     /// moves it to the back of the auto-save ring. On an inactive profile it only warns.
     pub fn save(&mut self, now: Now, profile: ProfileId) -> Result<(), ApiError> {
-        let p = self.profiles.get(&profile).ok_or(ApiError::UnknownProfile(profile.0))?;
+        let p = self
+            .profiles
+            .get(&profile)
+            .ok_or(ApiError::UnknownProfile(profile.0))?;
         if p.kind == crate::profile::ProfileKind::View {
             return Err(ApiError::SaveInViewMode);
         }
@@ -166,7 +176,10 @@ impl Engine {
     /// `Profile:SetAsync()` (spec §9.3): overwrites the key with this view profile and clears any
     /// lock. Answered by [`Completion::SetAsync`].
     pub fn set_async(&mut self, now: Now, profile: ProfileId) -> Result<CallId, ApiError> {
-        let p = self.profiles.get(&profile).ok_or(ApiError::UnknownProfile(profile.0))?;
+        let p = self
+            .profiles
+            .get(&profile)
+            .ok_or(ApiError::UnknownProfile(profile.0))?;
         if p.kind != crate::profile::ProfileKind::View {
             return Err(ApiError::SetAsyncNotViewMode);
         }
@@ -177,7 +190,9 @@ impl Engine {
 
     /// The synchronous prefix of every save (spec §8.1), then the queued write.
     pub(crate) fn begin_save(&mut self, now: Now, profile: ProfileId, mode: SaveMode) {
-        let Some(token) = self.profiles.get(&profile).map(|p| p.token.clone()) else { return };
+        let Some(token) = self.profiles.get(&profile).map(|p| p.token.clone()) else {
+            return;
+        };
         self.emit(Event::OnSave { profile });
         if let SaveMode::Ending(reason) = mode {
             self.emit(Event::OnLastSave { profile, reason });
@@ -185,7 +200,14 @@ impl Engine {
             *self.ending_saves.entry(token.clone()).or_default() += 1;
         }
         let id = self.next_id();
-        self.saves.insert(id, SaveJob { profile, mode, backoff: 1.0 });
+        self.saves.insert(
+            id,
+            SaveJob {
+                profile,
+                mode,
+                backoff: 1.0,
+            },
+        );
         self.enqueue_op(now, token, OpKind::Save(id));
     }
 
@@ -201,7 +223,11 @@ impl Engine {
     }
 
     fn unsubscribe(&mut self, profile: ProfileId) {
-        if let Some(subscription) = self.profiles.get_mut(&profile).and_then(|p| p.subscription.take()) {
+        if let Some(subscription) = self
+            .profiles
+            .get_mut(&profile)
+            .and_then(|p| p.subscription.take())
+        {
             self.subscriptions.remove(&subscription);
             self.messaging(MessagingRequest::Unsubscribe { subscription });
         }
@@ -256,21 +282,35 @@ impl Engine {
 
     /// Interprets a save's result (spec §8.3).
     pub(crate) fn on_save_result(&mut self, now: Now, id: u64, outcome: Outcome, note: OpNote) {
-        let Some(job) = self.saves.get(&id).cloned() else { return };
+        let Some(job) = self.saves.get(&id).cloned() else {
+            return;
+        };
         let profile = job.profile;
         if note == OpNote::DataRejected {
             let p = &self.profiles[&profile];
-            let text = format!("{}; the session was released keeping the last saved Data", p.data_error());
+            let text = format!(
+                "{}; the session was released keeping the last saved Data",
+                p.data_error()
+            );
             self.warn(text);
         }
         if let SaveMode::Overwrite(call) = job.mode {
-            let ok = matches!(outcome, Outcome::Ok { key_info: Some(_), .. });
+            let ok = matches!(
+                outcome,
+                Outcome::Ok {
+                    key_info: Some(_),
+                    ..
+                }
+            );
             self.finish_save(now, id);
             self.complete(Completion::SetAsync { call, ok });
             return;
         }
         match outcome {
-            Outcome::Ok { value, key_info: Some(ki) } => self.after_save(now, id, value, ki),
+            Outcome::Ok {
+                value,
+                key_info: Some(ki),
+            } => self.after_save(now, id, value, ki),
             Outcome::Ok { .. } if note == OpNote::NotAProfile => {
                 let p = &self.profiles[&profile];
                 let text = format!(
@@ -283,7 +323,11 @@ impl Engine {
             }
             _ => match job.mode {
                 SaveMode::Ending(reason) => {
-                    let cap = if reason == EndReason::Shutdown { 8.0 } else { 20.0 };
+                    let cap = if reason == EndReason::Shutdown {
+                        8.0
+                    } else {
+                        20.0
+                    };
                     let job = self.saves.get_mut(&id).expect("present");
                     let wait = job.backoff;
                     job.backoff = (job.backoff * 2.0).min(cap);
@@ -300,7 +344,9 @@ impl Engine {
         let pv = ProfileValue::of(&value).expect("a committed save is an object");
         let load_index = self.profiles[&profile].load_index;
         let owned = owns_session(&self.identity, &pv, load_index);
-        let force_load_pending = pv.force_load_session().is_some_and(|f| !self.identity.owns(f));
+        let force_load_pending = pv
+            .force_load_session()
+            .is_some_and(|f| !self.identity.owns(f));
         let is_active = self.is_active(profile);
         if force_load_pending && owned {
             self.finish_save(now, id);
@@ -310,11 +356,16 @@ impl Engine {
             return;
         }
         let entries = pv.global_update_entries().to_vec();
-        let p = self.profiles.get_mut(&profile).expect("saved profile exists");
+        let p = self
+            .profiles
+            .get_mut(&profile)
+            .expect("saved profile exists");
         let mut still_pending = std::collections::BTreeSet::new();
         let mut new_messages = Vec::new();
         for entry in &entries {
-            let Some(mid) = wire::entry_id(entry).map(|i| i as i64) else { continue };
+            let Some(mid) = wire::entry_id(entry).map(|i| i as i64) else {
+                continue;
+            };
             if p.processed.contains(&mid) {
                 still_pending.insert(mid);
             } else if p.received.insert(mid)
@@ -332,18 +383,28 @@ impl Engine {
         if owned {
             if is_active && job.mode == SaveMode::Regular && has_handlers {
                 for (mid, payload) in new_messages {
-                    self.emit(Event::Message { profile, id: mid, payload, to: Delivery::AllHandlers });
+                    self.emit(Event::Message {
+                        profile,
+                        id: mid,
+                        payload,
+                        to: Delivery::AllHandlers,
+                    });
                 }
             }
         } else {
             self.end_registration(profile);
         }
-        self.emit(Event::OnAfterSave { profile, last_saved_data });
+        self.emit(Event::OnAfterSave {
+            profile,
+            last_saved_data,
+        });
         self.finish_save(now, id);
     }
 
     fn finish_save(&mut self, now: Now, id: u64) {
-        let Some(job) = self.saves.remove(&id) else { return };
+        let Some(job) = self.saves.remove(&id) else {
+            return;
+        };
         if let SaveMode::Ending(_) = job.mode {
             let token = self.profiles[&job.profile].token.clone();
             let remaining = self.ending_saves.get_mut(&token).map(|n| {
@@ -365,7 +426,10 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn me() -> ServerIdentity {
-        ServerIdentity { place_id: 1001, job_id: "A".into() }
+        ServerIdentity {
+            place_id: 1001,
+            job_id: "A".into(),
+        }
     }
 
     fn stored() -> Value {
@@ -375,7 +439,11 @@ mod tests {
                "Extra": "kept"})
     }
 
-    fn ctx<'a>(id: &'a ServerIdentity, processed: &'a BTreeSet<i64>, mode: SaveMode) -> SaveContext<'a> {
+    fn ctx<'a>(
+        id: &'a ServerIdentity,
+        processed: &'a BTreeSet<i64>,
+        mode: SaveMode,
+    ) -> SaveContext<'a> {
         SaveContext {
             identity: id,
             mode,
@@ -395,7 +463,14 @@ mod tests {
         let processed = BTreeSet::from([2]);
         let (t, note) = save_transform(Some(&stored()), &ctx(&id, &processed, SaveMode::Regular));
         assert_eq!(note, OpNoteKind::Saved);
-        let Transformed::Write { value, user_ids, metadata } = t else { panic!() };
+        let Transformed::Write {
+            value,
+            user_ids,
+            metadata,
+        } = t
+        else {
+            panic!()
+        };
         assert_eq!(value["Data"], json!({"Coins": 9}));
         assert_eq!(value["GlobalUpdates"], json!([3, [[3, {"g": 3}]]]));
         assert_eq!(value["MetaData"]["LastUpdate"], json!(100));
@@ -410,8 +485,13 @@ mod tests {
     fn ending_save_clears_the_lock() {
         let id = me();
         let processed = BTreeSet::new();
-        let (t, _) = save_transform(Some(&stored()), &ctx(&id, &processed, SaveMode::Ending(EndReason::Manual)));
-        let Transformed::Write { value, .. } = t else { panic!() };
+        let (t, _) = save_transform(
+            Some(&stored()),
+            &ctx(&id, &processed, SaveMode::Ending(EndReason::Manual)),
+        );
+        let Transformed::Write { value, .. } = t else {
+            panic!()
+        };
         assert!(value["MetaData"].get("ActiveSession").is_none());
         assert_eq!(value["MetaData"]["LastUpdate"], json!(100));
     }
@@ -420,9 +500,14 @@ mod tests {
     fn stale_generation_is_not_owned_and_nothing_changes() {
         let id = me();
         let processed = BTreeSet::new();
-        let c = SaveContext { load_index: 1, ..ctx(&id, &processed, SaveMode::Regular) };
+        let c = SaveContext {
+            load_index: 1,
+            ..ctx(&id, &processed, SaveMode::Regular)
+        };
         let (t, _) = save_transform(Some(&stored()), &c);
-        let Transformed::Write { value, .. } = t else { panic!() };
+        let Transformed::Write { value, .. } = t else {
+            panic!()
+        };
         let mut expected = stored();
         expected["WasOverwritten"] = json!(false);
         assert_eq!(value, expected);
@@ -434,8 +519,13 @@ mod tests {
         let processed = BTreeSet::new();
         let mut v = stored();
         v["MetaData"]["ForceLoadSession"] = json!([1001, "B"]);
-        let (t, _) = save_transform(Some(&v), &ctx(&id, &processed, SaveMode::Overwrite(CallId(1))));
-        let Transformed::Write { value, .. } = t else { panic!() };
+        let (t, _) = save_transform(
+            Some(&v),
+            &ctx(&id, &processed, SaveMode::Overwrite(CallId(1))),
+        );
+        let Transformed::Write { value, .. } = t else {
+            panic!()
+        };
         assert!(value["MetaData"].get("ActiveSession").is_none());
         assert!(value["MetaData"].get("ForceLoadSession").is_none());
         assert_eq!(value["MetaData"]["LastUpdate"], json!(5));
@@ -450,8 +540,13 @@ mod tests {
             let (t, note) = save_transform(None, &ctx(&id, &processed, mode));
             assert_eq!((t, note), (Transformed::Cancel, OpNoteKind::NotAProfile));
         }
-        let (t, _) = save_transform(Some(&json!(42)), &ctx(&id, &processed, SaveMode::Overwrite(CallId(1))));
-        let Transformed::Write { value, .. } = t else { panic!() };
+        let (t, _) = save_transform(
+            Some(&json!(42)),
+            &ctx(&id, &processed, SaveMode::Overwrite(CallId(1))),
+        );
+        let Transformed::Write { value, .. } = t else {
+            panic!()
+        };
         assert_eq!(value["Data"], json!({"Coins": 9}));
         assert_eq!(value["WasOverwritten"], json!(true));
         assert_eq!(value["MetaData"]["SessionLoadCount"], json!(2));

@@ -116,18 +116,28 @@ pub fn start_transform(current: Option<&Value>, ctx: &StartContext<'_>) -> Trans
             }
             (obj, false)
         }
-        Classified::Missing { overwritten, global_updates } => {
+        Classified::Missing {
+            overwritten,
+            global_updates,
+        } => {
             let mut obj = wire::new_profile(ctx.template, ctx.wall, global_updates);
             if !ctx.declined {
-                wire::meta_mut(&mut obj).insert("ActiveSession".into(), ctx.identity.lock_tag(ctx.guid));
+                wire::meta_mut(&mut obj)
+                    .insert("ActiveSession".into(), ctx.identity.lock_tag(ctx.guid));
             }
             (obj, overwritten)
         }
     };
     if !ctx.declined {
         let meta = wire::meta_mut(&mut obj);
-        if meta.get("ActiveSession").is_some_and(|t| ctx.identity.owns(t)) {
-            let count = meta.get("SessionLoadCount").and_then(Value::as_f64).unwrap_or(0.0) as i64;
+        if meta
+            .get("ActiveSession")
+            .is_some_and(|t| ctx.identity.owns(t))
+        {
+            let count = meta
+                .get("SessionLoadCount")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0) as i64;
             meta.insert("SessionLoadCount".into(), json!(count + 1));
             meta.insert("LastUpdate".into(), json!(ctx.wall));
         }
@@ -158,7 +168,9 @@ fn claim_existing(obj: &mut wire::Object, ctx: &StartContext<'_>) {
     if last_update.is_some_and(|lu| (ctx.wall as f64) - lu > ctx.assume_dead) {
         take(meta);
     } else if ctx.steal_session || ctx.user_steal {
-        let our_claim = meta.get("ForceLoadSession").is_some_and(|f| ctx.identity.owns(f));
+        let our_claim = meta
+            .get("ForceLoadSession")
+            .is_some_and(|f| ctx.identity.owns(f));
         if ctx.user_steal || our_claim {
             take(meta);
         }
@@ -197,9 +209,17 @@ impl Engine {
         }
         let call = self.new_call();
         if self.closing {
-            self.complete(Completion::SessionStart { call, profile: None });
+            self.complete(Completion::SessionStart {
+                call,
+                profile: None,
+            });
         } else if self.state == DataStoreState::NotReady {
-            self.parked.push(Parked::Start { call, store, key: key.to_string(), params });
+            self.parked.push(Parked::Start {
+                call,
+                store,
+                key: key.to_string(),
+                params,
+            });
         } else {
             self.begin_start(now, call, store, key, params);
         }
@@ -209,12 +229,24 @@ impl Engine {
     /// The host's `Cancel` predicate returned true for a start call (spec §5.2): the call
     /// returns nil at its next check, and a session obtained meanwhile is released.
     pub fn cancel_session_start(&mut self, now: Now, call: CallId) {
-        if let Some(i) = self.parked.iter().position(|p| matches!(p, Parked::Start { call: c, .. } if *c == call)) {
+        if let Some(i) = self
+            .parked
+            .iter()
+            .position(|p| matches!(p, Parked::Start { call: c, .. } if *c == call))
+        {
             self.parked.remove(i);
-            self.complete(Completion::SessionStart { call, profile: None });
+            self.complete(Completion::SessionStart {
+                call,
+                profile: None,
+            });
             return;
         }
-        let Some(token) = self.load_jobs.iter().find(|(_, j)| j.caller == call && j.cancellable).map(|(t, _)| t.clone()) else {
+        let Some(token) = self
+            .load_jobs
+            .iter()
+            .find(|(_, j)| j.caller == call && j.cancellable)
+            .map(|(t, _)| t.clone())
+        else {
             return;
         };
         let job = self.load_jobs.get_mut(&token).expect("found above");
@@ -224,12 +256,22 @@ impl Engine {
         }
     }
 
-    pub(crate) fn begin_start(&mut self, now: Now, call: CallId, store: StoreRef, key: &str, params: StartParams) {
+    pub(crate) fn begin_start(
+        &mut self,
+        now: Now,
+        call: CallId,
+        store: StoreRef,
+        key: &str,
+        params: StartParams,
+    ) {
         let token = self.token(store, key);
         if self.registry.contains_key(&token) {
             // Only reachable for calls parked while the state was unknown.
             self.warn(already_loaded(&token).to_string());
-            self.complete(Completion::SessionStart { call, profile: None });
+            self.complete(Completion::SessionStart {
+                call,
+                profile: None,
+            });
             return;
         }
         let fresh = StartJob::new(call, store, params, now.mono);
@@ -238,8 +280,15 @@ impl Engine {
                 // Last caller wins: the earlier call returns nil, this one takes over the job.
                 let victim = job.caller;
                 let phase = job.phase;
-                *job = StartJob { phase, guid: job.guid.clone(), ..fresh };
-                self.complete(Completion::SessionStart { call: victim, profile: None });
+                *job = StartJob {
+                    phase,
+                    guid: job.guid.clone(),
+                    ..fresh
+                };
+                self.complete(Completion::SessionStart {
+                    call: victim,
+                    profile: None,
+                });
                 if phase == StartPhase::Waiting {
                     let t = token.clone();
                     self.timers.cancel(|timer| matches!(timer, Timer::ConflictWait(x) | Timer::StartBackoff(x) if *x == t));
@@ -255,7 +304,9 @@ impl Engine {
 
     /// One pass of the attempt loop's head (spec §5.3 (a), (b)).
     pub(crate) fn attempt(&mut self, now: Now, token: &Token) {
-        let Some(job) = self.load_jobs.get(token) else { return };
+        let Some(job) = self.load_jobs.get(token) else {
+            return;
+        };
         if self.closing || job.cancelled {
             self.finish_start(now, token, None);
             return;
@@ -273,7 +324,11 @@ impl Engine {
 
     /// Resumes a start that waited for a final save of its key.
     pub(crate) fn resume_behind_final_save(&mut self, now: Now, token: &Token) {
-        if self.load_jobs.get(token).is_some_and(|j| j.phase == StartPhase::BehindFinalSave) {
+        if self
+            .load_jobs
+            .get(token)
+            .is_some_and(|j| j.phase == StartPhase::BehindFinalSave)
+        {
             self.attempt(now, token);
         }
     }
@@ -309,19 +364,26 @@ impl Engine {
 
     /// Interprets a session-start write (spec §5.3 (c)).
     pub(crate) fn on_attempt_result(&mut self, now: Now, token: &Token, outcome: Outcome) {
-        let Some(job) = self.load_jobs.get_mut(token) else { return };
+        let Some(job) = self.load_jobs.get_mut(token) else {
+            return;
+        };
         job.phase = StartPhase::Waiting;
         let declined = self.closing || job.cancelled;
         let (value, key_info) = match outcome {
-            Outcome::Ok { value, key_info: Some(ki) } => (value, ki),
+            Outcome::Ok {
+                value,
+                key_info: Some(ki),
+            } => (value, ki),
             _ => {
-                let timed_out = !job.cancellable && now.mono - job.started >= self.constants.start_session_timeout;
+                let timed_out = !job.cancellable
+                    && now.mono - job.started >= self.constants.start_session_timeout;
                 if timed_out || declined {
                     self.finish_start(now, token, None);
                 } else {
                     let wait = job.backoff;
                     job.backoff = (job.backoff * 2.0).min(20.0);
-                    self.timers.set(now.mono + wait, Timer::StartBackoff(token.clone()));
+                    self.timers
+                        .set(now.mono + wait, Timer::StartBackoff(token.clone()));
                 }
                 return;
             }
@@ -340,7 +402,9 @@ impl Engine {
             }
             Some(_) if !declined => {
                 let pv = pv.expect("a lock implies an object");
-                let our_claim = pv.force_load_session().is_some_and(|f| self.identity.owns(f));
+                let our_claim = pv
+                    .force_load_session()
+                    .is_some_and(|f| self.identity.owns(f));
                 if !our_claim {
                     self.finish_start(now, token, None);
                     return;
@@ -361,15 +425,25 @@ impl Engine {
                 job.request_force_load = false;
                 if let Some(guid) = pv.session_guid() {
                     let data = json!({"LoadCount": pv.session_load_count(), "EndSession": true});
-                    self.messaging(MessagingRequest::Publish { topic: format!("PS_{guid}"), data });
+                    self.messaging(MessagingRequest::Publish {
+                        topic: format!("PS_{guid}"),
+                        data,
+                    });
                 }
-                self.timers.set(now.mono + wait, Timer::ConflictWait(token.clone()));
+                self.timers
+                    .set(now.mono + wait, Timer::ConflictWait(token.clone()));
             }
             _ => self.finish_start(now, token, None),
         }
     }
 
-    fn create_session_profile(&mut self, now: Now, token: &Token, value: &Value, key_info: KeyInfo) -> LoadedProfile {
+    fn create_session_profile(
+        &mut self,
+        now: Now,
+        token: &Token,
+        value: &Value,
+        key_info: KeyInfo,
+    ) -> LoadedProfile {
         let job = &self.load_jobs[token];
         let (store, mock) = (job.store, job.mock);
         let id = ProfileId(self.next_id());
@@ -383,19 +457,27 @@ impl Engine {
             now.mono,
         );
         profile.is_mock = mock;
-        let guid = ProfileValue::of(value).and_then(|p| p.session_guid()).map(str::to_string);
+        let guid = ProfileValue::of(value)
+            .and_then(|p| p.session_guid())
+            .map(str::to_string);
         if token.domain == Domain::Live
             && let Some(guid) = guid
         {
             let subscription = SubscriptionId(self.next_id());
             profile.subscription = Some(subscription);
             self.subscriptions.insert(subscription, id);
-            self.messaging(MessagingRequest::Subscribe { subscription, topic: format!("PS_{guid}") });
+            self.messaging(MessagingRequest::Subscribe {
+                subscription,
+                topic: format!("PS_{guid}"),
+            });
         }
         let loaded = LoadedProfile {
             profile: id,
             data: value.get("Data").cloned().unwrap_or_else(|| json!({})),
-            roblox_metadata: value.get("RobloxMetaData").cloned().unwrap_or_else(|| json!({})),
+            roblox_metadata: value
+                .get("RobloxMetaData")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
         };
         self.profiles.insert(id, profile);
         self.registry.insert(token.clone(), id);
@@ -404,15 +486,24 @@ impl Engine {
     }
 
     fn finish_start(&mut self, _now: Now, token: &Token, profile: Option<LoadedProfile>) {
-        let Some(job) = self.load_jobs.remove(token) else { return };
-        self.timers.cancel(|t| matches!(t, Timer::ConflictWait(x) | Timer::StartBackoff(x) if x == token));
-        self.complete(Completion::SessionStart { call: job.caller, profile });
+        let Some(job) = self.load_jobs.remove(token) else {
+            return;
+        };
+        self.timers
+            .cancel(|t| matches!(t, Timer::ConflictWait(x) | Timer::StartBackoff(x) if x == token));
+        self.complete(Completion::SessionStart {
+            call: job.caller,
+            profile,
+        });
         self.check_shutdown_done();
     }
 }
 
 fn already_loaded(token: &Token) -> ApiError {
-    ApiError::AlreadyLoaded { store: token.store.clone(), key: token.key.clone() }
+    ApiError::AlreadyLoaded {
+        store: token.store.clone(),
+        key: token.key.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -420,7 +511,10 @@ mod tests {
     use super::*;
 
     fn me() -> ServerIdentity {
-        ServerIdentity { place_id: 1001, job_id: "A".into() }
+        ServerIdentity {
+            place_id: 1001,
+            job_id: "A".into(),
+        }
     }
 
     fn ctx<'a>(id: &'a ServerIdentity, template: &'a Value) -> StartContext<'a> {
@@ -462,9 +556,15 @@ mod tests {
     #[test]
     fn declined_start_still_creates_profile_without_lock() {
         let (id, template) = (me(), json!({}));
-        let c = StartContext { declined: true, ..ctx(&id, &template) };
+        let c = StartContext {
+            declined: true,
+            ..ctx(&id, &template)
+        };
         let v = written(start_transform(None, &c));
-        assert_eq!(v["MetaData"], json!({"MetaTags": [], "ProfileCreateTime": 1000, "SessionLoadCount": 0}));
+        assert_eq!(
+            v["MetaData"],
+            json!({"MetaTags": [], "ProfileCreateTime": 1000, "SessionLoadCount": 0})
+        );
     }
 
     #[test]
@@ -477,7 +577,11 @@ mod tests {
         assert_eq!(v["MetaData"]["ActiveSession"], json!([1001, "B", "GB"]));
         assert_eq!(v["MetaData"]["SessionLoadCount"], json!(3));
         assert_eq!(v["WasOverwritten"], json!(false));
-        let c = StartContext { steal_session: true, request_force_load: false, ..ctx(&id, &template) };
+        let c = StartContext {
+            steal_session: true,
+            request_force_load: false,
+            ..ctx(&id, &template)
+        };
         let v = written(start_transform(Some(&v), &c));
         assert_eq!(v["MetaData"]["ActiveSession"], json!([1001, "A", "G1"]));
         assert_eq!(v["MetaData"]["SessionLoadCount"], json!(4));
@@ -489,10 +593,21 @@ mod tests {
         let (id, template) = (me(), json!({}));
         let stored = json!({"Data": {}, "GlobalUpdates": [0, []], "MetaData": {
             "ActiveSession": [1001, "B", "GB"], "ForceLoadSession": [1001, "C"], "LastUpdate": 990, "SessionLoadCount": 3}});
-        let c = StartContext { steal_session: true, request_force_load: false, ..ctx(&id, &template) };
+        let c = StartContext {
+            steal_session: true,
+            request_force_load: false,
+            ..ctx(&id, &template)
+        };
         let v = written(start_transform(Some(&stored), &c));
-        assert_eq!(v["MetaData"]["ActiveSession"][1], json!("B"), "someone else asked after us");
-        let c = StartContext { user_steal: true, ..ctx(&id, &template) };
+        assert_eq!(
+            v["MetaData"]["ActiveSession"][1],
+            json!("B"),
+            "someone else asked after us"
+        );
+        let c = StartContext {
+            user_steal: true,
+            ..ctx(&id, &template)
+        };
         let v = written(start_transform(Some(&stored), &c));
         assert_eq!(v["MetaData"]["ActiveSession"][1], json!("A"));
     }
@@ -507,7 +622,11 @@ mod tests {
         let stored = json!({"Data": {}, "GlobalUpdates": [0, []], "MetaData": {
             "ActiveSession": [999, "dead", "DG"], "LastUpdate": 1000 - 630, "SessionLoadCount": 3}});
         let v = written(start_transform(Some(&stored), &ctx(&id, &template)));
-        assert_eq!(v["MetaData"]["ActiveSession"][1], json!("dead"), "630 s is not more than ASSUME_DEAD");
+        assert_eq!(
+            v["MetaData"]["ActiveSession"][1],
+            json!("dead"),
+            "630 s is not more than ASSUME_DEAD"
+        );
     }
 
     #[test]
@@ -524,7 +643,10 @@ mod tests {
     #[test]
     fn junk_is_overwritten_and_stub_messages_carried() {
         let (id, template) = (me(), json!({"Coins": 0}));
-        let v = written(start_transform(Some(&json!(["ThisAintRight"])), &ctx(&id, &template)));
+        let v = written(start_transform(
+            Some(&json!(["ThisAintRight"])),
+            &ctx(&id, &template),
+        ));
         assert_eq!(v["WasOverwritten"], json!(true));
         assert_eq!(v["Data"], json!({"Coins": 0}));
         let stub = json!({"GlobalUpdates": [1, [[1, {"Gift": "Shield"}]]]});

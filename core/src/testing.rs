@@ -32,12 +32,17 @@ pub struct Latency {
 
 impl Default for Latency {
     fn default() -> Self {
-        Latency { round_trip: 0.15, message_delay: 0.2, fps: 60.0 }
+        Latency {
+            round_trip: 0.15,
+            message_delay: 0.2,
+            fps: 60.0,
+        }
     }
 }
 
 /// The error a failed DataStore call reports in this world.
-pub const FAULT_MESSAGE: &str = "502: API Services rejected request with error. HTTP 500 (Internal Server Error)";
+pub const FAULT_MESSAGE: &str =
+    "502: API Services rejected request with error. HTTP 500 (Internal Server Error)";
 
 /// One version of a stored key.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,10 +79,16 @@ pub struct Host {
 
 impl LiveState for Host {
     fn data(&mut self, profile: ProfileId) -> Value {
-        self.data.get(&profile).cloned().unwrap_or_else(|| json!({}))
+        self.data
+            .get(&profile)
+            .cloned()
+            .unwrap_or_else(|| json!({}))
     }
     fn roblox_metadata(&mut self, profile: ProfileId) -> Value {
-        self.roblox_metadata.get(&profile).cloned().unwrap_or_else(|| json!({}))
+        self.roblox_metadata
+            .get(&profile)
+            .cloned()
+            .unwrap_or_else(|| json!({}))
     }
     fn cancel_requested(&mut self, call: CallId) -> bool {
         self.cancelled.contains(&call)
@@ -134,9 +145,20 @@ pub struct Entry {
 }
 
 enum Pending {
-    Read { server: usize, request: DataStoreRequest },
-    Commit { server: usize, request: DataStoreRequest, read_version: usize, staged: Transformed },
-    Message { topic: String, data: Value },
+    Read {
+        server: usize,
+        request: DataStoreRequest,
+    },
+    Commit {
+        server: usize,
+        request: DataStoreRequest,
+        read_version: usize,
+        staged: Transformed,
+    },
+    Message {
+        topic: String,
+        data: Value,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -186,7 +208,10 @@ impl World {
             .map(|_| {
                 let job_id = rng.next_guid().to_lowercase();
                 let config = EngineConfig {
-                    identity: ServerIdentity { place_id: 1001, job_id },
+                    identity: ServerIdentity {
+                        place_id: 1001,
+                        job_id,
+                    },
                     seed: rng.next_u64(),
                     datastore_state: DataStoreState::Access,
                 };
@@ -218,7 +243,10 @@ impl World {
 
     /// The clocks server `s` reads now.
     pub fn now_for(&self, s: usize) -> Now {
-        Now { mono: self.now, wall: self.epoch + self.now.floor() as i64 + self.servers[s].wall_skew }
+        Now {
+            mono: self.now,
+            wall: self.epoch + self.now.floor() as i64 + self.servers[s].wall_skew,
+        }
     }
 
     /// `ProfileStore.New(name, template)` on every server (same id everywhere).
@@ -226,7 +254,11 @@ impl World {
         let ids: Vec<StoreId> = self
             .servers
             .iter_mut()
-            .map(|s| s.engine.new_store(name, template.clone()).expect("valid store"))
+            .map(|s| {
+                s.engine
+                    .new_store(name, template.clone())
+                    .expect("valid store")
+            })
             .collect();
         ids[0]
     }
@@ -240,36 +272,59 @@ impl World {
     }
 
     /// `StartSessionAsync` on server `s`.
-    pub fn start_session(&mut self, s: usize, store: StoreRef, key: &str, params: StartParams) -> CallId {
-        self.with(s, |e, now| e.start_session(now, store, key, params)).expect("valid call")
+    pub fn start_session(
+        &mut self,
+        s: usize,
+        store: StoreRef,
+        key: &str,
+        params: StartParams,
+    ) -> CallId {
+        self.with(s, |e, now| e.start_session(now, store, key, params))
+            .expect("valid call")
     }
 
-    /// The profile a start call returned, once it has returned one.
-    pub fn started_profile(&self, call: CallId) -> Option<ProfileId> {
-        self.journal.iter().find_map(|e| match &e.record {
-            Record::Output(Output::Completion(Completion::SessionStart { call: c, profile: Some(p) })) if *c == call => {
-                Some(p.profile)
-            }
-            _ => None,
-        })
+    /// The profile a start call on server `s` returned, once it has returned one.
+    pub fn started_profile(&self, s: usize, call: CallId) -> Option<ProfileId> {
+        self.journal
+            .iter()
+            .filter(|e| e.server == s)
+            .find_map(|e| match &e.record {
+                Record::Output(Output::Completion(Completion::SessionStart {
+                    call: c,
+                    profile: Some(p),
+                })) if *c == call => Some(p.profile),
+                _ => None,
+            })
     }
 
-    /// When and how a call completed.
-    pub fn completion(&self, call: CallId) -> Option<(f64, Completion)> {
-        self.journal.iter().find_map(|e| match &e.record {
-            Record::Output(Output::Completion(c)) if completion_call(c) == Some(call) => Some((e.t, c.clone())),
-            _ => None,
-        })
+    /// When and how a call on server `s` completed.
+    pub fn completion(&self, s: usize, call: CallId) -> Option<(f64, Completion)> {
+        self.journal
+            .iter()
+            .filter(|e| e.server == s)
+            .find_map(|e| match &e.record {
+                Record::Output(Output::Completion(c)) if completion_call(c) == Some(call) => {
+                    Some((e.t, c.clone()))
+                }
+                _ => None,
+            })
     }
 
     /// `Profile.Data` on server `s`.
     pub fn data_mut(&mut self, s: usize, profile: ProfileId) -> &mut Value {
-        self.servers[s].host.data.entry(profile).or_insert_with(|| json!({}))
+        self.servers[s]
+            .host
+            .data
+            .entry(profile)
+            .or_insert_with(|| json!({}))
     }
 
     /// The current stored value of `store/key`.
     pub fn stored(&self, store: &str, key: &str) -> Option<&Value> {
-        self.store.get(&(store.to_string(), key.to_string()))?.value.as_ref()
+        self.store
+            .get(&(store.to_string(), key.to_string()))?
+            .value
+            .as_ref()
     }
 
     /// Writes a raw value (a plain `SetAsync` from outside ProfileStore).
@@ -346,7 +401,11 @@ impl World {
     }
 
     fn log(&mut self, server: usize, record: Record) {
-        self.journal.push(Entry { t: self.now, server, record });
+        self.journal.push(Entry {
+            t: self.now,
+            server,
+            record,
+        });
     }
 
     /// Executes everything server `s` asked for.
@@ -355,12 +414,26 @@ impl World {
             match &output {
                 Output::DataStore(request) => {
                     let at = self.now + self.latency.round_trip;
-                    self.schedule(at, Pending::Read { server: s, request: request.clone() });
+                    self.schedule(
+                        at,
+                        Pending::Read {
+                            server: s,
+                            request: request.clone(),
+                        },
+                    );
                 }
-                Output::Messaging(MessagingRequest::Subscribe { subscription, topic }) => {
-                    self.topics.entry(topic.clone()).or_default().push((s, *subscription));
+                Output::Messaging(MessagingRequest::Subscribe {
+                    subscription,
+                    topic,
+                }) => {
+                    self.topics
+                        .entry(topic.clone())
+                        .or_default()
+                        .push((s, *subscription));
                     let now = self.now_for(s);
-                    self.servers[s].engine.handle_subscribe_result(now, *subscription, Ok(()));
+                    self.servers[s]
+                        .engine
+                        .handle_subscribe_result(now, *subscription, Ok(()));
                 }
                 Output::Messaging(MessagingRequest::Unsubscribe { subscription }) => {
                     for subs in self.topics.values_mut() {
@@ -369,22 +442,42 @@ impl World {
                 }
                 Output::Messaging(MessagingRequest::Publish { topic, data }) => {
                     if self.rng.next_f64() < self.messaging_fail {
-                        self.log(s, Record::Lost { topic: topic.clone() });
+                        self.log(
+                            s,
+                            Record::Lost {
+                                topic: topic.clone(),
+                            },
+                        );
                     } else {
                         let at = self.now + self.latency.message_delay;
-                        self.schedule(at, Pending::Message { topic: topic.clone(), data: data.clone() });
+                        self.schedule(
+                            at,
+                            Pending::Message {
+                                topic: topic.clone(),
+                                data: data.clone(),
+                            },
+                        );
                     }
                 }
-                Output::Event(Event::Message { profile, id, .. }) if self.servers[s].auto_process_messages => {
+                Output::Event(Event::Message { profile, id, .. })
+                    if self.servers[s].auto_process_messages =>
+                {
                     self.servers[s].engine.message_processed(*profile, *id);
                 }
                 Output::Completion(
-                    Completion::SessionStart { profile: Some(loaded), .. }
-                    | Completion::Get { result: Ok(Some(loaded)), .. },
+                    Completion::SessionStart {
+                        profile: Some(loaded),
+                        ..
+                    }
+                    | Completion::Get {
+                        result: Ok(Some(loaded)),
+                        ..
+                    },
                 ) => {
                     let host = &mut self.servers[s].host;
                     host.data.insert(loaded.profile, loaded.data.clone());
-                    host.roblox_metadata.insert(loaded.profile, loaded.roblox_metadata.clone());
+                    host.roblox_metadata
+                        .insert(loaded.profile, loaded.roblox_metadata.clone());
                 }
                 _ => {}
             }
@@ -395,12 +488,19 @@ impl World {
     fn process(&mut self, pending: Pending) {
         match pending {
             Pending::Read { server, request } => self.read(server, request),
-            Pending::Commit { server, request, read_version, staged } => self.commit(server, request, read_version, staged),
+            Pending::Commit {
+                server,
+                request,
+                read_version,
+                staged,
+            } => self.commit(server, request, read_version, staged),
             Pending::Message { topic, data } => {
                 for (s, subscription) in self.topics.get(&topic).cloned().unwrap_or_default() {
                     if self.servers[s].alive {
                         let now = self.now_for(s);
-                        self.servers[s].engine.handle_message_received(now, subscription, &data);
+                        self.servers[s]
+                            .engine
+                            .handle_message_received(now, subscription, &data);
                         self.drain(s);
                     }
                 }
@@ -409,7 +509,9 @@ impl World {
     }
 
     fn version_of(&self, store: &str, key: &str) -> usize {
-        self.store.get(&(store.to_string(), key.to_string())).map_or(0, |k| k.versions.len())
+        self.store
+            .get(&(store.to_string(), key.to_string()))
+            .map_or(0, |k| k.versions.len())
     }
 
     fn read(&mut self, s: usize, request: DataStoreRequest) {
@@ -427,22 +529,39 @@ impl World {
                 let now = self.now_for(s);
                 let server = &mut self.servers[s];
                 let value = current.as_ref().and_then(|k| k.value.clone());
-                let staged = server.engine.transform(request.op, value.as_ref(), now.wall, &mut server.host);
+                let staged =
+                    server
+                        .engine
+                        .transform(request.op, value.as_ref(), now.wall, &mut server.host);
                 let read_version = self.version_of(&request.store, &request.key);
                 let at = self.now + self.latency.round_trip;
-                self.schedule(at, Pending::Commit { server: s, request, read_version, staged });
+                self.schedule(
+                    at,
+                    Pending::Commit {
+                        server: s,
+                        request,
+                        read_version,
+                        staged,
+                    },
+                );
                 return;
             }
-            _ if self.rng.next_f64() < self.datastore_fail => Err(DataStoreError { message: FAULT_MESSAGE.into() }),
+            _ if self.rng.next_f64() < self.datastore_fail => Err(DataStoreError {
+                message: FAULT_MESSAGE.into(),
+            }),
             DataStoreRequestKind::Get => Ok(value_response(current.as_ref())),
             DataStoreRequestKind::GetVersion { version } => {
-                let found = current.as_ref().and_then(|k| k.versions.iter().find(|v| &v.version == version));
+                let found = current
+                    .as_ref()
+                    .and_then(|k| k.versions.iter().find(|v| &v.version == version));
                 match found {
                     Some(v) => Ok(DataStoreResponse::Value {
                         value: v.value.clone(),
                         key_info: current.as_ref().map(|k| k.key_info.clone()),
                     }),
-                    None => Err(DataStoreError { message: "103: Version is not valid".into() }),
+                    None => Err(DataStoreError {
+                        message: "103: Version is not valid".into(),
+                    }),
                 }
             }
             DataStoreRequestKind::Remove => {
@@ -450,7 +569,12 @@ impl World {
                 if current.as_ref().is_some_and(|k| k.value.is_some()) {
                     let wall = self.now_for(s).wall;
                     self.put(&request.store, &request.key, None, None, None, wall);
-                    self.log(s, Record::Removed { key: request.key.clone() });
+                    self.log(
+                        s,
+                        Record::Removed {
+                            key: request.key.clone(),
+                        },
+                    );
                 }
                 Ok(previous)
             }
@@ -470,19 +594,37 @@ impl World {
                 if *direction == SortDirection::Descending {
                     items.reverse();
                 }
-                Ok(DataStoreResponse::Page { items, is_finished: true })
+                Ok(DataStoreResponse::Page {
+                    items,
+                    is_finished: true,
+                })
             }
-            DataStoreRequestKind::NextVersionPage { .. } => Ok(DataStoreResponse::Page { items: vec![], is_finished: true }),
+            DataStoreRequestKind::NextVersionPage { .. } => Ok(DataStoreResponse::Page {
+                items: vec![],
+                is_finished: true,
+            }),
         };
         self.respond(s, request.op, result);
     }
 
-    fn commit(&mut self, s: usize, request: DataStoreRequest, read_version: usize, staged: Transformed) {
+    fn commit(
+        &mut self,
+        s: usize,
+        request: DataStoreRequest,
+        read_version: usize,
+        staged: Transformed,
+    ) {
         if !self.servers[s].alive {
             return;
         }
         if self.rng.next_f64() < self.datastore_fail {
-            self.respond(s, request.op, Err(DataStoreError { message: FAULT_MESSAGE.into() }));
+            self.respond(
+                s,
+                request.op,
+                Err(DataStoreError {
+                    message: FAULT_MESSAGE.into(),
+                }),
+            );
             return;
         }
         let now = self.now_for(s);
@@ -490,17 +632,42 @@ impl World {
             // Another server wrote in between: Roblox calls the transform again.
             let current = self.stored(&request.store, &request.key).cloned();
             let server = &mut self.servers[s];
-            server.engine.transform(request.op, current.as_ref(), now.wall, &mut server.host)
+            server
+                .engine
+                .transform(request.op, current.as_ref(), now.wall, &mut server.host)
         } else {
             staged
         };
         let result = match staged {
-            Transformed::Write { value, user_ids, metadata } => {
-                let info = self.put(&request.store, &request.key, Some(value.clone()), user_ids, metadata, now.wall);
-                self.log(s, Record::Write { key: request.key.clone(), value: value.clone() });
-                Ok(DataStoreResponse::Value { value: Some(value), key_info: Some(info) })
+            Transformed::Write {
+                value,
+                user_ids,
+                metadata,
+            } => {
+                let info = self.put(
+                    &request.store,
+                    &request.key,
+                    Some(value.clone()),
+                    user_ids,
+                    metadata,
+                    now.wall,
+                );
+                self.log(
+                    s,
+                    Record::Write {
+                        key: request.key.clone(),
+                        value: value.clone(),
+                    },
+                );
+                Ok(DataStoreResponse::Value {
+                    value: Some(value),
+                    key_info: Some(info),
+                })
             }
-            Transformed::Cancel => Ok(DataStoreResponse::Value { value: None, key_info: None }),
+            Transformed::Cancel => Ok(DataStoreResponse::Value {
+                value: None,
+                key_info: None,
+            }),
             Transformed::Error(message) => Err(DataStoreError { message }),
         };
         self.respond(s, request.op, result);
@@ -508,7 +675,9 @@ impl World {
 
     fn respond(&mut self, s: usize, op: OpId, result: Result<DataStoreResponse, DataStoreError>) {
         let now = self.now_for(s);
-        self.servers[s].engine.handle_datastore_response(now, op, result);
+        self.servers[s]
+            .engine
+            .handle_datastore_response(now, op, result);
         self.drain(s);
     }
 
@@ -522,25 +691,35 @@ impl World {
         wall: i64,
     ) -> KeyInfo {
         let ms = wall * 1000;
-        let entry = self.store.entry((store.to_string(), key.to_string())).or_insert_with(|| StoredKey {
-            value: None,
-            key_info: KeyInfo {
-                created_time: ms,
-                updated_time: ms,
-                version: String::new(),
-                user_ids: vec![],
-                metadata: json!({}),
-            },
-            versions: vec![],
-        });
+        let entry = self
+            .store
+            .entry((store.to_string(), key.to_string()))
+            .or_insert_with(|| StoredKey {
+                value: None,
+                key_info: KeyInfo {
+                    created_time: ms,
+                    updated_time: ms,
+                    version: String::new(),
+                    user_ids: vec![],
+                    metadata: json!({}),
+                },
+                versions: vec![],
+            });
         let version = format!("v{}", entry.versions.len() + 1);
-        entry.versions.push(StoredVersion { version: version.clone(), value: value.clone(), written: ms });
+        entry.versions.push(StoredVersion {
+            version: version.clone(),
+            value: value.clone(),
+            written: ms,
+        });
         entry.value = value;
         entry.key_info = KeyInfo {
             created_time: entry.key_info.created_time,
             updated_time: ms,
             version,
-            user_ids: user_ids.as_ref().map(crate::mock::user_id_list).unwrap_or_default(),
+            user_ids: user_ids
+                .as_ref()
+                .map(crate::mock::user_id_list)
+                .unwrap_or_default(),
             metadata: metadata.unwrap_or_else(|| json!({})),
         };
         entry.key_info.clone()

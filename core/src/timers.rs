@@ -41,6 +41,10 @@ impl Ord for Deadline {
     }
 }
 
+/// Deadlines this close to `now` count as reached: float sums of waits (`8.2 + 8`) must not slip
+/// to the next frame.
+pub(crate) const TIME_EPSILON: f64 = 1e-9;
+
 /// Pending timers, ordered by deadline then by insertion.
 #[derive(Default, Debug)]
 pub(crate) struct Timers {
@@ -63,7 +67,7 @@ impl Timers {
     /// Removes and returns the earliest timer due at `now`.
     pub fn pop_due(&mut self, now: f64) -> Option<Timer> {
         let (&key, _) = self.table.iter().next()?;
-        if key.0.0 > now {
+        if key.0.0 > now + TIME_EPSILON {
             return None;
         }
         self.table.remove(&key)

@@ -62,9 +62,8 @@ impl ServerIdentity {
 /// A lock tag is an array whose first two elements are a number and a string (ProfileService
 /// tags have only those two; ProfileStore adds the session GUID).
 pub fn is_lock_tag(v: &Value) -> bool {
-    v.as_array().is_some_and(|a| {
-        a.len() >= 2 && a[0].is_number() && a[1].is_string()
-    })
+    v.as_array()
+        .is_some_and(|a| a.len() >= 2 && a[0].is_number() && a[1].is_string())
 }
 
 /// What a key currently holds, as every transform classifies it (spec §1.3).
@@ -108,7 +107,8 @@ pub fn classify(current: Option<&Value>) -> Classified {
         working.insert("GlobalUpdates".into(), repaired);
         return Classified::Valid(working);
     }
-    if !obj.contains_key("Data") && !obj.contains_key("MetaData") && field_is_table("GlobalUpdates") {
+    if !obj.contains_key("Data") && !obj.contains_key("MetaData") && field_is_table("GlobalUpdates")
+    {
         return Classified::Missing {
             overwritten: false,
             global_updates: repair_global_updates(&obj["GlobalUpdates"]),
@@ -132,12 +132,14 @@ fn repair_global_updates(v: &Value) -> Value {
     let entries: Vec<Value> = v
         .get(1)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter(|e| entry_id(e).is_some()).cloned().collect())
+        .map(|a| {
+            a.iter()
+                .filter(|e| entry_id(e).is_some())
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
-    let last_id = entries
-        .iter()
-        .filter_map(entry_id)
-        .fold(last_id, f64::max);
+    let last_id = entries.iter().filter_map(entry_id).fold(last_id, f64::max);
     json!([number(last_id), entries])
 }
 
@@ -201,7 +203,9 @@ impl<'a> ProfileValue<'a> {
 
     /// `MetaData.ForceLoadSession` if it is a lock tag.
     pub fn force_load_session(&self) -> Option<&'a Value> {
-        self.meta()?.get("ForceLoadSession").filter(|v| is_lock_tag(v))
+        self.meta()?
+            .get("ForceLoadSession")
+            .filter(|v| is_lock_tag(v))
     }
 
     /// The session GUID in `ActiveSession[3]`, when it is a string (ProfileStore locks only).
@@ -250,7 +254,8 @@ pub fn meta_mut(obj: &mut Object) -> &mut Object {
     if !slot.is_object() {
         *slot = Value::Object(Object::new());
     }
-    slot.as_object_mut().expect("MetaData was just made an object")
+    slot.as_object_mut()
+        .expect("MetaData was just made an object")
 }
 
 /// Removes every `GlobalUpdates` entry whose id is in `processed` (spec §8.2 step 1).
@@ -279,44 +284,68 @@ mod tests {
     fn classify_follows_spec_1_3() {
         assert_eq!(
             classify(None),
-            Classified::Missing { overwritten: false, global_updates: json!([0, []]) }
+            Classified::Missing {
+                overwritten: false,
+                global_updates: json!([0, []])
+            }
         );
         assert_eq!(
             classify(Some(&json!(42))),
-            Classified::Missing { overwritten: true, global_updates: json!([0, []]) }
+            Classified::Missing {
+                overwritten: true,
+                global_updates: json!([0, []])
+            }
         );
         assert_eq!(
             classify(Some(&json!(["ThisAintRight"]))),
-            Classified::Missing { overwritten: true, global_updates: json!([0, []]) }
+            Classified::Missing {
+                overwritten: true,
+                global_updates: json!([0, []])
+            }
         );
         assert_eq!(
             classify(Some(&json!({"GlobalUpdates": [3, [[3, {"a": 1}]]]}))),
-            Classified::Missing { overwritten: false, global_updates: json!([3, [[3, {"a": 1}]]]) }
+            Classified::Missing {
+                overwritten: false,
+                global_updates: json!([3, [[3, {"a": 1}]]])
+            }
         );
         // Data present but GlobalUpdates absent: junk (spec §19 item 2 describes the consequence).
         assert_eq!(
             classify(Some(&json!({"Data": {}, "MetaData": {}}))),
-            Classified::Missing { overwritten: true, global_updates: json!([0, []]) }
+            Classified::Missing {
+                overwritten: true,
+                global_updates: json!([0, []])
+            }
         );
-        let Classified::Valid(obj) = classify(Some(&valid())) else { panic!("valid") };
+        let Classified::Valid(obj) = classify(Some(&valid())) else {
+            panic!("valid")
+        };
         assert_eq!(obj["Extra"], json!(1), "unknown fields are kept");
     }
 
     #[test]
     fn empty_arrays_read_as_tables() {
         let v = json!({"Data": [], "MetaData": [], "GlobalUpdates": [0, []]});
-        let Classified::Valid(obj) = classify(Some(&v)) else { panic!("valid") };
+        let Classified::Valid(obj) = classify(Some(&v)) else {
+            panic!("valid")
+        };
         assert_eq!(obj["MetaData"], json!({}));
         assert_eq!(obj["Data"], json!([]));
     }
 
     #[test]
     fn malformed_global_updates_are_repaired() {
-        let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": ["x", [[5, {"a": 1}], "junk"]]});
-        let Classified::Valid(obj) = classify(Some(&v)) else { panic!("valid") };
+        let v =
+            json!({"Data": {}, "MetaData": {}, "GlobalUpdates": ["x", [[5, {"a": 1}], "junk"]]});
+        let Classified::Valid(obj) = classify(Some(&v)) else {
+            panic!("valid")
+        };
         assert_eq!(obj["GlobalUpdates"], json!([5, [[5, {"a": 1}]]]));
         let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": {}});
-        let Classified::Valid(obj) = classify(Some(&v)) else { panic!("valid") };
+        let Classified::Valid(obj) = classify(Some(&v)) else {
+            panic!("valid")
+        };
         assert_eq!(obj["GlobalUpdates"], json!([0, []]));
     }
 
@@ -332,9 +361,15 @@ mod tests {
 
     #[test]
     fn ownership_compares_place_and_job_only() {
-        let me = ServerIdentity { place_id: 1001, job_id: "job".into() };
+        let me = ServerIdentity {
+            place_id: 1001,
+            job_id: "job".into(),
+        };
         assert!(me.owns(&json!([1001, "job", "GUID"])));
-        assert!(me.owns(&json!([1001.0, "job"])), "ProfileService two-element tag");
+        assert!(
+            me.owns(&json!([1001.0, "job"])),
+            "ProfileService two-element tag"
+        );
         assert!(!me.owns(&json!([1001, "other", "GUID"])));
         assert!(!me.owns(&json!("job")));
         assert_eq!(me.lock_tag("G"), json!([1001, "job", "G"]));

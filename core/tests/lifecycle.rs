@@ -17,16 +17,19 @@ fn lifecycle_matches_original_trace() {
     w.run_until(1.0);
     let call = w.start_session(0, store.live(), "k", StartParams::default());
     w.run_until(3.0);
-    let (t, _) = w.completion(call).expect("started");
+    let (t, _) = w.completion(0, call).expect("started");
     assert!(close(t, 1.3), "returned at {t}");
-    let p = w.started_profile(call).unwrap();
+    let p = w.started_profile(0, call).unwrap();
     let profile = w.servers[0].engine.profile(p).unwrap();
     assert_eq!(profile.session_load_count, 1);
     assert_eq!(profile.first_session_time, 1_735_689_601.0);
 
     let writes = w.writes("k");
     assert_eq!(writes.len(), 1);
-    let guid = writes[0].2["MetaData"]["ActiveSession"][2].as_str().unwrap().to_string();
+    let guid = writes[0].2["MetaData"]["ActiveSession"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         writes[0].2,
         json!({"Data": {"Coins": 0}, "GlobalUpdates": [0, []],
@@ -39,12 +42,18 @@ fn lifecycle_matches_original_trace() {
     w.run_until(6.0);
     w.data_mut(0, p)["Coins"] = json!(2);
     w.with(0, |e, now| e.end_session(now, p));
-    assert!(!w.servers[0].engine.is_active(p), "inactive as soon as EndSession returns");
+    assert!(
+        !w.servers[0].engine.is_active(p),
+        "inactive as soon as EndSession returns"
+    );
     w.run_until(9.0);
     let call2 = w.start_session(0, store.live(), "k", StartParams::default());
     w.run_until(12.0);
-    let p2 = w.started_profile(call2).unwrap();
-    assert_eq!(w.servers[0].engine.profile(p2).unwrap().session_load_count, 2);
+    let p2 = w.started_profile(0, call2).unwrap();
+    assert_eq!(
+        w.servers[0].engine.profile(p2).unwrap().session_load_count,
+        2
+    );
     w.with(0, |e, now| e.end_session(now, p2));
     w.run_until(20.0);
 
@@ -69,20 +78,58 @@ fn lifecycle_matches_original_trace() {
                "RobloxMetaData": {}, "UserIds": [], "WasOverwritten": false})
     );
     assert_eq!(writes[3].2["MetaData"]["SessionLoadCount"], json!(2));
-    assert_ne!(writes[3].2["MetaData"]["ActiveSession"][2], json!(guid), "a new GUID per session");
+    assert_ne!(
+        writes[3].2["MetaData"]["ActiveSession"][2],
+        json!(guid),
+        "a new GUID per session"
+    );
 
-    let signals: Vec<(f64, Event)> = w.events(0).into_iter().filter(|(_, e)| !matches!(e, Event::Warn { .. })).collect();
+    let signals: Vec<(f64, Event)> = w
+        .events(0)
+        .into_iter()
+        .filter(|(_, e)| !matches!(e, Event::Warn { .. }))
+        .collect();
     let expected = vec![
         (3.0, Event::OnSave { profile: p }),
-        (3.3, Event::OnAfterSave { profile: p, last_saved_data: json!({"Coins": 1}) }),
+        (
+            3.3,
+            Event::OnAfterSave {
+                profile: p,
+                last_saved_data: json!({"Coins": 1}),
+            },
+        ),
         (6.0, Event::OnSave { profile: p }),
-        (6.0, Event::OnLastSave { profile: p, reason: EndReason::Manual }),
+        (
+            6.0,
+            Event::OnLastSave {
+                profile: p,
+                reason: EndReason::Manual,
+            },
+        ),
         (6.0, Event::OnSessionEnd { profile: p }),
-        (6.3, Event::OnAfterSave { profile: p, last_saved_data: json!({"Coins": 2}) }),
+        (
+            6.3,
+            Event::OnAfterSave {
+                profile: p,
+                last_saved_data: json!({"Coins": 2}),
+            },
+        ),
         (12.0, Event::OnSave { profile: p2 }),
-        (12.0, Event::OnLastSave { profile: p2, reason: EndReason::Manual }),
+        (
+            12.0,
+            Event::OnLastSave {
+                profile: p2,
+                reason: EndReason::Manual,
+            },
+        ),
         (12.0, Event::OnSessionEnd { profile: p2 }),
-        (12.3, Event::OnAfterSave { profile: p2, last_saved_data: json!({"Coins": 2}) }),
+        (
+            12.3,
+            Event::OnAfterSave {
+                profile: p2,
+                last_saved_data: json!({"Coins": 2}),
+            },
+        ),
     ];
     assert_eq!(signals.len(), expected.len(), "{signals:#?}");
     for ((t, e), (wt, we)) in signals.iter().zip(&expected) {
@@ -93,7 +140,12 @@ fn lifecycle_matches_original_trace() {
     let subs = w
         .journal
         .iter()
-        .filter(|e| matches!(e.record, Record::Output(Output::Messaging(MessagingRequest::Subscribe { .. }))))
+        .filter(|e| {
+            matches!(
+                e.record,
+                Record::Output(Output::Messaging(MessagingRequest::Subscribe { .. }))
+            )
+        })
         .count();
     assert_eq!(subs, 2);
     assert!(w.servers[0].engine.queue_is_idle());

@@ -1,0 +1,358 @@
+//! Hand-off between servers (spec §5.3): the MessagingService release (≈5 s), the steal after
+//! SESSION_STEAL when the owner does not answer (≈45 s), ASSUME_DEAD, `Steal` and `Cancel`.
+//! Times are pinned against `shared/fixtures/traces/{handoff_message,handoff_steal,assume_dead}.jsonl`.
+
+use profilestore_core::testing::{Record, World};
+use profilestore_core::*;
+use serde_json::json;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6
+}
+
+fn start(w: &mut World, s: usize, store: StoreId, key: &str) -> CallId {
+    w.start_session(s, store.live(), key, StartParams::default())
+}
+
+fn publishes(w: &World, s: usize) -> Vec<(f64, String, serde_json::Value)> {
+    w.journal
+        .iter()
+        .filter(|e| e.server == s)
+        .filter_map(|e| match &e.record {
+            Record::Output(Output::Messaging(MessagingRequest::Publish { topic, data })) => {
+                Some((e.t, topic.clone(), data.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn handoff_by_message_takes_about_five_seconds() {
+    let mut w = World::new(2, 11);
+    let store = w.new_store("PlayerData", json!({"Coins": 0}));
+    w.run_until(1.0);
+    let a = start(&mut w, 0, store, "k");
+    w.run_until(8.0);
+    let pa = w.started_profile(0, a).unwrap();
+    w.data_mut(0, pa)["Coins"] = json!(7);
+    w.run_until(10.0);
+    let b = start(&mut w, 1, store, "k");
+    w.run_until(30.0);
+
+    let guid_a = w.writes("k")[0].2["MetaData"]["ActiveSession"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pubs = publishes(&w, 1);
+    assert_eq!(pubs.len(), 1);
+    assert!(close(pubs[0].0, 10.3));
+    assert_eq!(pubs[0].1, format!("PS_{guid_a}"));
+    assert_eq!(pubs[0].2, json!({"EndSession": true, "LoadCount": 1}));
+
+    let a_events = w.events(0);
+    let ext: Vec<_> = a_events.iter().filter(|(t, _)| *t > 10.0).collect();
+    assert_eq!(ext.len(), 4);
+    assert!(close(ext[0].0, 10.5));
+    assert_eq!(ext[0].1, Event::OnSave { profile: pa });
+    assert_eq!(
+        ext[1].1,
+        Event::OnLastSave {
+            profile: pa,
+            reason: EndReason::External
+        }
+    );
+    assert_eq!(ext[2].1, Event::OnSessionEnd { profile: pa });
+    assert!(close(ext[3].0, 10.8));
+    assert_eq!(
+        ext[3].1,
+        Event::OnAfterSave {
+            profile: pa,
+            last_saved_data: json!({"Coins": 7})
+        }
+    );
+
+    let (t, _) = w.completion(1, b).unwrap();
+    assert!(
+        close(t, 15.6),
+        "B took the session at {t}, the original at 15.6"
+    );
+    let writes = w.writes("k");
+    let last = &writes.last().unwrap().2;
+    assert_eq!(last["Data"], json!({"Coins": 7}), "B loads what A saved");
+    assert_eq!(last["MetaData"]["SessionLoadCount"], json!(2));
+    assert_eq!(last["MetaData"]["LastUpdate"], json!(1735689615));
+    // B's claim write left A's lock and asked with ForceLoadSession.
+    let job_b = w.servers[1].engine.identity().job_id.clone();
+    assert_eq!(
+        writes[1].2["MetaData"]["ForceLoadSession"],
+        json!([1001, job_b])
+    );
+    assert!(writes[1].2.get("RobloxMetaData").is_none());
+}
+
+#[test]
+fn steal_after_session_steal_when_owner_does_not_answer() {
+    let mut w = World::new(2, 12);
+    let store = w.new_store("PlayerData", json!({"Coins": 0}));
+    for s in 0..2 {
+        w.with(s, |e, _| e.set_constant("AUTO_SAVE_PERIOD", 60.0))
+            .unwrap();
+    }
+    w.run_until(1.0);
+    let a = start(&mut w, 0, store, "k");
+    w.run_until(8.0);
+    w.messaging_fail = 1.0;
+    w.run_until(10.0);
+    let b = start(&mut w, 1, store, "k");
+    w.run_until(130.0);
+
+    let b_writes: Vec<f64> = w
+        .writes("k")
+        .iter()
+        .filter(|x| x.1 == 1)
+        .map(|x| x.0)
+        .collect();
+    let want = [10.3, 15.6, 25.9, 36.2, 46.5, 56.8, 117.116_666];
+    assert_eq!(b_writes.len(), want.len(), "{b_writes:?}");
+    for (got, want) in b_writes.iter().zip(want) {
+        assert!((got - want).abs() < 1.0 / 60.0, "B writes at {b_writes:?}");
+    }
+    let (t, _) = w.completion(1, b).unwrap();
+    assert!(close(t, 56.8), "steal at {t}");
+    let lost = w
+        .journal
+        .iter()
+        .filter(|e| matches!(e.record, Record::Lost { .. }))
+        .count();
+    assert_eq!(lost, 5, "one release request per poll, all lost");
+
+    // A finds out at its next auto-save (≈61.3): OnSave, the write, OnSessionEnd, OnAfterSave.
+    let pa = w.started_profile(0, a).unwrap();
+    let late: Vec<_> = w.events(0).into_iter().filter(|(t, _)| *t > 60.0).collect();
+    assert_eq!(late.len(), 3, "{late:?}");
+    assert!((late[0].0 - 61.316_666).abs() < 1.0 / 60.0);
+    assert_eq!(late[0].1, Event::OnSave { profile: pa });
+    assert_eq!(late[1].1, Event::OnSessionEnd { profile: pa });
+    assert_eq!(
+        late[2].1,
+        Event::OnAfterSave {
+            profile: pa,
+            last_saved_data: json!({"Coins": 0})
+        }
+    );
+    assert!(!w.servers[0].engine.is_active(pa));
+    // The write A made then changed nothing but WasOverwritten: B's lock stands.
+    let a_last = w
+        .writes("k")
+        .into_iter()
+        .filter(|x| x.1 == 0)
+        .last()
+        .unwrap();
+    let job_b = w.servers[1].engine.identity().job_id.clone();
+    assert_eq!(a_last.2["MetaData"]["ActiveSession"][1], json!(job_b));
+}
+
+#[test]
+fn assume_dead_takes_an_old_lock_at_once() {
+    let mut w = World::new(1, 13);
+    let store = w.new_store("PlayerData", json!({"Coins": 0}));
+    w.raw_set(
+        "PlayerData",
+        "k",
+        json!({"Data": {"Coins": 5}, "GlobalUpdates": [0, []],
+               "MetaData": {"ProfileCreateTime": 1735679600, "SessionLoadCount": 3,
+                            "ActiveSession": [999, "dead-job-id", "DEAD-GUID"], "LastUpdate": 1735688900, "MetaTags": {}}}),
+    );
+    w.run_until(3.0);
+    let call = start(&mut w, 0, store, "k");
+    w.run_until(5.0);
+    let (t, _) = w.completion(0, call).unwrap();
+    assert!(close(t, 3.3));
+    let p = w.started_profile(0, call).unwrap();
+    assert_eq!(
+        w.servers[0].engine.profile(p).unwrap().session_load_count,
+        4
+    );
+    assert_eq!(
+        w.servers[0].engine.profile(p).unwrap().first_session_time,
+        1_735_679_600.0
+    );
+    assert!(
+        publishes(&w, 0).is_empty(),
+        "no release request to a dead server"
+    );
+}
+
+#[test]
+fn steal_param_takes_the_lock_without_asking() {
+    let mut w = World::new(2, 14);
+    let store = w.new_store("PlayerData", json!({}));
+    let a = start(&mut w, 0, store, "k");
+    w.run_for(1.0);
+    let b = w.start_session(
+        1,
+        store.live(),
+        "k",
+        StartParams {
+            steal: true,
+            cancellable: false,
+        },
+    );
+    w.run_for(1.0);
+    let pb = w.started_profile(1, b).expect("stolen in one write");
+    assert!(w.servers[1].engine.is_active(pb));
+    assert!(publishes(&w, 1).is_empty());
+    let pa = w.started_profile(0, a).unwrap();
+    assert!(
+        w.servers[0].engine.is_active(pa),
+        "the old owner learns only at its next save"
+    );
+    w.with(0, |e, now| e.save(now, pa)).unwrap();
+    w.run_for(1.0);
+    assert!(!w.servers[0].engine.is_active(pa));
+    assert_eq!(
+        w.stored("PlayerData", "k").unwrap()["MetaData"]["SessionLoadCount"],
+        json!(2)
+    );
+}
+
+#[test]
+fn cancel_stops_a_waiting_start_at_its_next_check() {
+    let mut w = World::new(2, 15);
+    let store = w.new_store("PlayerData", json!({}));
+    start(&mut w, 0, store, "k");
+    w.run_for(1.0);
+    w.messaging_fail = 1.0;
+    let b = w.start_session(
+        1,
+        store.live(),
+        "k",
+        StartParams {
+            steal: false,
+            cancellable: true,
+        },
+    );
+    w.run_for(2.0);
+    w.with(1, |e, now| e.cancel_session_start(now, b));
+    assert!(
+        w.completion(1, b).is_none(),
+        "the conflict wait does not check Cancel"
+    );
+    w.run_for(10.0);
+    let (t, c) = w.completion(1, b).unwrap();
+    assert_eq!(
+        c,
+        Completion::SessionStart {
+            call: b,
+            profile: None
+        }
+    );
+    assert!(
+        close(t, 1.0 + 0.3 + 5.0),
+        "returned nil at the end of the first wait, at {t}"
+    );
+    // The cancelled call made one claim write and nothing after.
+    assert_eq!(w.writes("k").iter().filter(|x| x.1 == 1).count(), 1);
+}
+
+#[test]
+fn cancel_evaluated_inside_the_transform_leaves_the_lock_alone() {
+    let mut w = World::new(1, 16);
+    let store = w.new_store("PlayerData", json!({}));
+    let call = w.start_session(
+        0,
+        store.live(),
+        "k",
+        StartParams {
+            steal: false,
+            cancellable: true,
+        },
+    );
+    w.servers[0].host.cancelled.insert(call);
+    w.run_for(1.0);
+    assert_eq!(
+        w.completion(0, call).unwrap().1,
+        Completion::SessionStart {
+            call,
+            profile: None
+        }
+    );
+    let stored = w.stored("PlayerData", "k").unwrap();
+    assert!(stored["MetaData"].get("ActiveSession").is_none());
+    assert_eq!(
+        stored["MetaData"]["SessionLoadCount"],
+        json!(0),
+        "created without a session (spec §1.2)"
+    );
+}
+
+#[test]
+fn a_start_on_an_active_key_is_an_error_and_overlapping_calls_last_wins() {
+    let mut w = World::new(1, 17);
+    let store = w.new_store("PlayerData", json!({}));
+    let first = start(&mut w, 0, store, "k");
+    let second = start(&mut w, 0, store, "k");
+    assert_eq!(
+        w.completion(0, first).unwrap().1,
+        Completion::SessionStart {
+            call: first,
+            profile: None
+        }
+    );
+    w.run_for(1.0);
+    assert!(w.started_profile(0, second).is_some());
+    let err = w
+        .with(0, |e, now| {
+            e.start_session(now, store.live(), "k", StartParams::default())
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "[ProfileStore]: Profile (STORE:PlayerData; KEY:k) is already loaded in this session"
+    );
+    // The same key through .Mock is another domain and may be active at the same time.
+    let mock = w.start_session(0, store.mock(), "k", StartParams::default());
+    w.run_for(1.0);
+    assert!(w.started_profile(0, mock).is_some());
+}
+
+#[test]
+fn error_backoff_gives_up_after_start_session_timeout() {
+    let mut w = World::new(1, 18);
+    let store = w.new_store("PlayerData", json!({}));
+    w.datastore_fail = 1.0;
+    let call = start(&mut w, 0, store, "k");
+    w.run_for(200.0);
+    let (t, c) = w.completion(0, call).unwrap();
+    assert_eq!(
+        c,
+        Completion::SessionStart {
+            call,
+            profile: None
+        }
+    );
+    // Attempts fail 0.3 s after they start; waits 1, 2, 4, 8, 16, 20, 20, ... until ≥ 120 s. A
+    // wait ends at the first Heartbeat after it expires, so each attempt may start up to a frame
+    // later than the exact sum.
+    let errors: Vec<f64> = w
+        .events(0)
+        .into_iter()
+        .filter(|(_, e)| matches!(e, Event::OnError { .. }))
+        .map(|(t, _)| t)
+        .collect();
+    let mut expect = vec![];
+    let (mut at, mut backoff) = (0.3f64, 1.0f64);
+    while at < 120.0 {
+        expect.push(at);
+        at = ((at + backoff) * 60.0 - 1e-6).ceil() / 60.0 + 0.3;
+        backoff = (backoff * 2.0).min(20.0);
+    }
+    expect.push(at);
+    assert_eq!(errors.len(), expect.len(), "{errors:?}");
+    for (g, e) in errors.iter().zip(&expect) {
+        assert!((g - e).abs() < 1e-6, "{errors:?} vs {expect:?}");
+    }
+    assert!(close(t, *expect.last().unwrap()));
+    assert!(*expect.last().unwrap() >= 120.0 && expect[expect.len() - 2] < 120.0);
+}
