@@ -1,0 +1,303 @@
+//! Messages (spec §10), pinned against `shared/fixtures/traces/messages.jsonl`: delivery after the
+//! nudged save, removal at the next save, stubs delivered at session start, fall-through between
+//! handlers, persistence across sessions, view profiles processing messages.
+
+use profilestore_core::testing::{Record, World};
+use profilestore_core::*;
+use serde_json::json;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6
+}
+
+fn deliveries(w: &World, s: usize) -> Vec<(f64, ProfileId, i64, serde_json::Value, Delivery)> {
+    w.events(s)
+        .into_iter()
+        .filter_map(|(t, e)| match e {
+            Event::Message {
+                profile,
+                id,
+                payload,
+                to,
+            } => Some((t, profile, id, payload, to)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn messages_fixture_timeline() {
+    let mut w = World::new(2, 21);
+    let store = w.new_store("PlayerData", json!({"Coins": 0}));
+    w.run_until(1.0);
+    let call = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_until(2.0);
+    let p = w.started_profile(0, call).unwrap();
+    assert_eq!(w.with(0, |e, _| e.add_message_handler(p)), Ok(true));
+    w.run_until(10.0);
+    let m1 = w
+        .with(1, |e, now| {
+            e.message(now, store.live(), "k", json!({"Gift": "Sword"}))
+        })
+        .unwrap();
+    w.run_until(20.0);
+    let m2 = w
+        .with(1, |e, now| {
+            e.message(now, store.live(), "offline", json!({"Gift": "Shield"}))
+        })
+        .unwrap();
+    w.run_until(25.0);
+    let c2 = w.start_session(0, store.live(), "offline", StartParams::default());
+    w.run_until(26.0);
+    let p2 = w.started_profile(0, c2).unwrap();
+    assert_eq!(w.with(0, |e, _| e.add_message_handler(p2)), Ok(true));
+    w.run_until(30.0);
+    w.with(0, |e, now| e.end_session(now, p2));
+    w.with(0, |e, now| e.end_session(now, p));
+    w.run_until(45.0);
+
+    let (t, c) = w.completion(1, m1).unwrap();
+    assert!(close(t, 10.3));
+    assert_eq!(c, Completion::Message { call: m1, ok: true });
+    let writes = w.writes("k");
+    assert_eq!(
+        writes[1].2["GlobalUpdates"],
+        json!([1, [[1, {"Gift": "Sword"}]]])
+    );
+    let publish = w.journal.iter().find_map(|e| match &e.record {
+        Record::Output(Output::Messaging(MessagingRequest::Publish { topic, data }))
+            if e.server == 1 =>
+        {
+            Some((e.t, topic.clone(), data.clone()))
+        }
+        _ => None,
+    });
+    let guid = writes[0].2["MetaData"]["ActiveSession"][2]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        publish,
+        Some((10.3, format!("PS_{guid}"), json!({"LoadCount": 1})))
+    );
+
+    // A saves at 10.5 (nudged), sees the message in the returned value and delivers it at 10.8.
+    let d = deliveries(&w, 0);
+    assert_eq!(d.len(), 2);
+    assert!(close(d[0].0, 10.8));
+    assert_eq!(
+        (d[0].1, d[0].2, &d[0].3, d[0].4),
+        (p, 1, &json!({"Gift": "Sword"}), Delivery::AllHandlers)
+    );
+    assert_eq!(
+        writes[2].2["GlobalUpdates"],
+        json!([1, [[1, {"Gift": "Sword"}]]]),
+        "removed only at the next save"
+    );
+    // The stub, then the session that finds it, and the handler replaying it at registration.
+    let (t, _) = w.completion(1, m2).unwrap();
+    assert!(close(t, 20.3));
+    assert_eq!(
+        w.writes("offline")[0].2,
+        json!({"GlobalUpdates": [1, [[1, {"Gift": "Shield"}]]]})
+    );
+    assert_eq!(
+        (d[1].1, d[1].2, &d[1].3, d[1].4),
+        (p2, 1, &json!({"Gift": "Shield"}), Delivery::Handler(0))
+    );
+    assert_eq!(
+        w.writes("offline")[1].2["MetaData"]["ProfileCreateTime"],
+        json!(1735689625)
+    );
+    // Final saves at 30.3 remove both processed messages; the id counter stays.
+    for key in ["k", "offline"] {
+        let (t, _, v) = w.writes(key).last().unwrap().clone();
+        assert!(close(t, 30.3));
+        assert_eq!(v["GlobalUpdates"], json!([1, []]));
+    }
+}
+
+#[test]
+fn synchronous_processed_stops_fall_through_and_unprocessed_messages_persist() {
+    let mut w = World::new(2, 22);
+    w.servers[0].auto_process_messages = false;
+    let store = w.new_store("S", json!({}));
+    // MessagingService nudges are ignored while os.clock() <= 6 (spec §10.4).
+    w.run_until(7.0);
+    let call = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(1.0);
+    let p = w.started_profile(0, call).unwrap();
+    w.with(0, |e, _| e.add_message_handler(p)).unwrap();
+    w.with(0, |e, _| e.add_message_handler(p)).unwrap();
+    w.with(1, |e, now| {
+        e.message(now, store.live(), "k", json!({"n": 1}))
+    })
+    .unwrap();
+    w.run_for(7.0);
+    w.with(1, |e, now| {
+        e.message(now, store.live(), "k", json!({"n": 2}))
+    })
+    .unwrap();
+    w.run_for(7.0);
+    // The two messages are delivered once each (AllHandlers: the host stops at the first handler
+    // that processes synchronously). The host processes only message 2.
+    let d = deliveries(&w, 0);
+    assert_eq!(d.iter().map(|x| x.2).collect::<Vec<_>>(), [1, 2]);
+    w.with(0, |e, _| e.message_processed(p, 2));
+    w.with(0, |e, now| e.end_session(now, p));
+    w.run_for(1.0);
+    assert_eq!(
+        w.stored("S", "k").unwrap()["GlobalUpdates"],
+        json!([2, [[1, {"n": 1}]]])
+    );
+    // Next session (other server): the unprocessed message is replayed to a new handler.
+    let call = w.start_session(1, store.live(), "k", StartParams::default());
+    w.run_for(1.0);
+    let p1 = w.started_profile(1, call).unwrap();
+    w.with(1, |e, _| e.add_message_handler(p1)).unwrap();
+    let d = deliveries(&w, 1);
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0].2, &d[0].3, d[0].4),
+        (1, &json!({"n": 1}), Delivery::Handler(0))
+    );
+}
+
+#[test]
+fn view_profile_processes_messages_and_set_async_clears_them() {
+    let mut w = World::new(1, 23);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    w.with(0, |e, now| {
+        e.message(now, store.live(), "k", json!({"Coins": 5}))
+    })
+    .unwrap();
+    w.run_for(1.0);
+    let get = w
+        .with(0, |e, now| e.get(now, store.live(), "k", None))
+        .unwrap();
+    w.run_for(1.0);
+    let Some((
+        _,
+        Completion::Get {
+            result: Ok(Some(view)),
+            ..
+        },
+    )) = w.completion(0, get)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        view.data,
+        json!({"Coins": 0}),
+        "a stub reads as a template profile"
+    );
+    w.with(0, |e, _| e.add_message_handler(view.profile))
+        .unwrap();
+    assert_eq!(deliveries(&w, 0).len(), 1);
+    w.data_mut(0, view.profile)["Coins"] = json!(5);
+    let call = w.with(0, |e, now| e.set_async(now, view.profile)).unwrap();
+    w.run_for(1.0);
+    assert_eq!(
+        w.completion(0, call).unwrap().1,
+        Completion::SetAsync { call, ok: true }
+    );
+    let v = w.stored("S", "k").unwrap();
+    assert_eq!(v["GlobalUpdates"], json!([1, []]));
+    assert_eq!(v["Data"], json!({"Coins": 5}));
+}
+
+#[test]
+fn profileservice_entries_are_readable() {
+    let mut w = World::new(1, 24);
+    let store = w.new_store("S", json!({}));
+    // A ProfileService value with a legacy lock (2 elements) held by a dead server and a legacy
+    // update entry [id, version, locked, data].
+    w.raw_set(
+        "S",
+        "k",
+        json!({"Data": {"Gold": 3}, "MetaData": {"ProfileCreateTime": 1000, "SessionLoadCount": 9,
+               "ActiveSession": [5, "ps-job"], "LastUpdate": 1000, "MetaTags": {}, "PSExtra": 1},
+               "GlobalUpdates": [4, [[4, 1, false, {"Gift": "Legacy"}]]], "RobloxMetaData": {}, "UserIds": [1]}),
+    );
+    let call = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(1.0);
+    let p = w
+        .started_profile(0, call)
+        .expect("legacy dead lock is taken");
+    let profile = w.servers[0].engine.profile(p).unwrap();
+    assert_eq!(profile.session_load_count, 10);
+    assert_eq!(profile.user_ids, vec![1]);
+    w.with(0, |e, _| e.add_message_handler(p)).unwrap();
+    let d = deliveries(&w, 0);
+    assert_eq!((d[0].2, &d[0].3), (4, &json!({"Gift": "Legacy"})));
+    let v = w.stored("S", "k").unwrap();
+    assert_eq!(
+        v["MetaData"]["PSExtra"],
+        json!(1),
+        "unknown MetaData fields survive"
+    );
+    // No publish to a legacy lock: it has no GUID topic (spec §1.6).
+    assert!(!w.journal.iter().any(|e| matches!(
+        e.record,
+        Record::Output(Output::Messaging(MessagingRequest::Publish { .. }))
+    )));
+}
+
+#[test]
+fn message_queue_keeps_the_newest_max_message_queue_entries() {
+    let mut w = World::new(1, 25);
+    let store = w.new_store("S", json!({}));
+    w.with(0, |e, _| e.set_constant("MAX_MESSAGE_QUEUE", 2.0))
+        .unwrap();
+    for n in 1..=3 {
+        w.with(0, |e, now| {
+            e.message(now, store.live(), "k", json!({"n": n}))
+        })
+        .unwrap();
+    }
+    w.run_for(2.0);
+    assert_eq!(
+        w.stored("S", "k").unwrap()["GlobalUpdates"],
+        json!([3, [[2, {"n": 2}], [3, {"n": 3}]]])
+    );
+    let warned = w.events(0).into_iter().any(|(_, e)| {
+        matches!(e, Event::Warn { message } if message.contains("MAX_MESSAGE_QUEUE reached (STORE:S; KEY:k): the 1 oldest"))
+    });
+    assert!(warned, "dropping is not silent");
+}
+
+#[test]
+fn messaging_reactions_are_rate_limited_to_one_per_six_seconds() {
+    let mut w = World::new(2, 26);
+    let store = w.new_store("S", json!({}));
+    w.run_until(7.0);
+    let call = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(1.0);
+    let p = w.started_profile(0, call).unwrap();
+    w.with(0, |e, _| e.add_message_handler(p)).unwrap();
+    let saves_before = w
+        .events(0)
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::OnSave { .. }))
+        .count();
+    // Two messages from server 1 two seconds apart: the second nudge is ignored (but not lost:
+    // it is in GlobalUpdates and the next save delivers it).
+    w.with(1, |e, now| {
+        e.message(now, store.live(), "k", json!({"n": 1}))
+    })
+    .unwrap();
+    w.run_for(2.0);
+    w.with(1, |e, now| {
+        e.message(now, store.live(), "k", json!({"n": 2}))
+    })
+    .unwrap();
+    w.run_for(2.0);
+    let saves = w
+        .events(0)
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::OnSave { .. }))
+        .count()
+        - saves_before;
+    assert_eq!(saves, 1);
+    assert!(w.servers[0].engine.is_active(p));
+    assert_eq!(deliveries(&w, 0).len(), 1);
+}
