@@ -1,0 +1,358 @@
+//! Stores and the read side (spec §3, §11, §13–16): `New` validation, `.Mock`, the fallback mock
+//! when `DataStoreState` is not `Access`, the readiness gate, GetAsync with version,
+//! VersionQuery/NextAsync, RemoveAsync, Reconcile, user ids and every profile field.
+
+use profilestore_core::testing::World;
+use profilestore_core::*;
+use serde_json::{Value, json};
+
+fn engine(state: DataStoreState) -> Engine {
+    Engine::new(EngineConfig {
+        identity: ServerIdentity {
+            place_id: 1,
+            job_id: "j".into(),
+        },
+        seed: 3,
+        datastore_state: state,
+    })
+}
+
+fn drain(e: &mut Engine) -> Vec<Output> {
+    std::iter::from_fn(|| e.poll_output()).collect()
+}
+
+struct NoData;
+impl LiveState for NoData {
+    fn data(&mut self, _: ProfileId) -> Value {
+        json!({"Coins": 1})
+    }
+    fn roblox_metadata(&mut self, _: ProfileId) -> Value {
+        json!({})
+    }
+}
+
+#[test]
+fn new_validates_like_the_original() {
+    let mut e = engine(DataStoreState::Access);
+    assert_eq!(e.new_store("", json!({})), Err(ApiError::EmptyStoreName));
+    assert_eq!(
+        e.new_store(&"x".repeat(51), json!({})),
+        Err(ApiError::StoreNameTooLong)
+    );
+    assert_eq!(e.new_store("S", json!(3)), Err(ApiError::InvalidTemplate));
+    assert_eq!(e.new_store(&"x".repeat(50), json!({})), Ok(StoreId(0)));
+    let now = Now { mono: 0.0, wall: 0 };
+    let s = StoreId(0).live();
+    assert_eq!(
+        e.start_session(now, s, "", StartParams::default()),
+        Err(ApiError::InvalidProfileKey)
+    );
+    assert_eq!(
+        e.start_session(now, s, &"k".repeat(51), StartParams::default()),
+        Err(ApiError::ProfileKeyTooLong)
+    );
+    assert_eq!(
+        e.message(now, s, "k", json!("text")),
+        Err(ApiError::MessageNotTable)
+    );
+    assert_eq!(
+        e.start_session(now, StoreId(9).live(), "k", StartParams::default()),
+        Err(ApiError::UnknownStore(9))
+    );
+    assert_eq!(
+        ApiError::InvalidStoreName.to_string(),
+        "[ProfileStore]: Invalid or missing \"store_name\""
+    );
+}
+
+#[test]
+fn mock_sessions_complete_after_one_frame_and_never_touch_the_datastore() {
+    let mut e = engine(DataStoreState::Access);
+    let store = e.new_store("S", json!({"Coins": 0})).unwrap();
+    let now = Now {
+        mono: 10.0,
+        wall: 100,
+    };
+    let call = e
+        .start_session(
+            now,
+            store.mock(),
+            "k",
+            StartParams {
+                steal: true,
+                cancellable: false,
+            },
+        )
+        .unwrap();
+    assert!(
+        drain(&mut e).is_empty(),
+        "no DataStore request for a mock store"
+    );
+    assert_eq!(e.poll_timeout(), Some(10.0 + FRAME));
+    e.handle_timeout(
+        Now {
+            mono: 10.0 + FRAME,
+            wall: 100,
+        },
+        &mut NoData,
+    );
+    let out = drain(&mut e);
+    let Some(Output::Completion(Completion::SessionStart {
+        call: c,
+        profile: Some(loaded),
+    })) = out.last()
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*c, call);
+    let p = e.profile(loaded.profile).unwrap();
+    assert!(p.is_mock);
+    assert_eq!(
+        p.key_info.as_ref().unwrap().version,
+        "0000000000000000.0000000001.0000000000000000.01"
+    );
+    assert_eq!(p.key_info.as_ref().unwrap().created_time, 100_000);
+    assert!(e.is_active(loaded.profile));
+    // Negative user ids are accepted on mock profiles.
+    e.add_user_id(loaded.profile, -5.0);
+    assert_eq!(e.profile(loaded.profile).unwrap().user_ids, vec![-5]);
+}
+
+#[test]
+fn fallback_mock_without_access_and_no_final_saves_on_close() {
+    let mut w = World::new(1, 30);
+    w.servers[0].engine = engine(DataStoreState::NoAccess);
+    let store = w.new_store("S", json!({}));
+    let call = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(1.0);
+    let p = w.started_profile(0, call).unwrap();
+    assert!(
+        !w.servers[0].engine.profile(p).unwrap().is_mock,
+        "is_mock marks user-mock profiles only"
+    );
+    assert!(w.store.is_empty(), "nothing reached the DataStore");
+    w.with(0, |e, now| e.shutdown(now));
+    w.run_for(1.0);
+    assert!(
+        w.servers[0].engine.is_active(p),
+        "no final save without access"
+    );
+    let done = w.journal.iter().any(|e| {
+        matches!(
+            e.record,
+            profilestore_core::testing::Record::Output(Output::Completion(Completion::Shutdown))
+        )
+    });
+    assert!(done);
+}
+
+#[test]
+fn calls_wait_while_not_ready_then_follow_the_probe() {
+    let mut e = engine(DataStoreState::NotReady);
+    let store = e.new_store("S", json!({})).unwrap();
+    let now = Now { mono: 0.0, wall: 0 };
+    let call = e
+        .start_session(now, store.live(), "k", StartParams::default())
+        .unwrap();
+    assert!(drain(&mut e).is_empty(), "parked until the state is known");
+    assert_eq!(
+        DataStoreState::from_probe(Err("HTTP 403 (Forbidden)")),
+        DataStoreState::NoAccess
+    );
+    assert_eq!(
+        DataStoreState::from_probe(Err("ConnectFail")),
+        DataStoreState::NoInternet
+    );
+    assert_eq!(
+        DataStoreState::from_probe(Err("502: whatever")),
+        DataStoreState::Access
+    );
+    e.handle_datastore_state(now, DataStoreState::from_probe(Ok(())));
+    let out = drain(&mut e);
+    assert_eq!(
+        out[0],
+        Output::Event(Event::DataStoreStateChanged {
+            state: DataStoreState::Access
+        })
+    );
+    assert_eq!(
+        out[1],
+        Output::Event(Event::Print {
+            message: "[ProfileStore]: Roblox API services available - data will be saved".into()
+        })
+    );
+    assert!(
+        matches!(&out[2], Output::DataStore(r) if r.key == "k" && r.kind == DataStoreRequestKind::Update)
+    );
+    let _ = call;
+}
+
+#[test]
+fn get_async_views_versions_and_remove() {
+    let mut w = World::new(1, 31);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    let empty = w
+        .with(0, |e, now| e.get(now, store.live(), "k", None))
+        .unwrap();
+    w.run_for(1.0);
+    assert_eq!(
+        w.completion(0, empty).unwrap().1,
+        Completion::Get {
+            call: empty,
+            result: Ok(None)
+        }
+    );
+    let call = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(1.0);
+    let p = w.started_profile(0, call).unwrap();
+    w.data_mut(0, p)["Coins"] = json!(3);
+    w.with(0, |e, now| e.end_session(now, p));
+    w.run_for(1.0);
+    // Versions v1 (start, Coins 0) and v2 (end, Coins 3), newest first.
+    let q = w
+        .with(0, |e, _| {
+            e.version_query(store.live(), "k", SortDirection::Descending, None, None)
+        })
+        .unwrap();
+    let mut coins = vec![];
+    loop {
+        let call = w.with(0, |e, now| e.version_query_next(now, q)).unwrap();
+        w.run_for(1.0);
+        match w.completion(0, call).unwrap().1 {
+            Completion::Get {
+                result: Ok(Some(view)),
+                ..
+            } => coins.push(view.data["Coins"].clone()),
+            Completion::Get {
+                result: Ok(None), ..
+            } => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(coins, [json!(3), json!(0)]);
+    // A versioned read of a version that does not exist is an error, not a silent nil.
+    let bad = w
+        .with(0, |e, now| {
+            e.get(now, store.live(), "k", Some("v99".into()))
+        })
+        .unwrap();
+    w.run_for(1.0);
+    let Completion::Get {
+        result: Err(err), ..
+    } = w.completion(0, bad).unwrap().1
+    else {
+        panic!()
+    };
+    assert_eq!(err.message, "103: Version is not valid");
+    // Mock stores have no versions.
+    let m = w
+        .with(0, |e, now| e.get(now, store.mock(), "k", Some("v1".into())))
+        .unwrap();
+    assert_eq!(
+        w.completion(0, m).unwrap().1,
+        Completion::Get {
+            call: m,
+            result: Ok(None)
+        }
+    );
+    let r = w
+        .with(0, |e, now| e.remove(now, store.live(), "k"))
+        .unwrap();
+    w.run_for(1.0);
+    assert_eq!(
+        w.completion(0, r).unwrap().1,
+        Completion::Remove { call: r, ok: true }
+    );
+    assert_eq!(w.stored("S", "k"), None);
+    assert!(w.servers[0].engine.queue_is_idle());
+    assert_eq!(
+        w.with(0, |e, _| e.version_query(
+            store.live(),
+            "k",
+            SortDirection::Ascending,
+            Some(5),
+            Some(1)
+        )),
+        Err(ApiError::MinDateAfterMaxDate { min: 5, max: 1 })
+    );
+}
+
+#[test]
+fn profile_fields_user_ids_and_reconcile() {
+    let mut w = World::new(1, 32);
+    let store = w.new_store("S", json!({"Coins": 0, "Bag": {"Slots": 10}}));
+    w.raw_set(
+        "S",
+        "k",
+        json!({"Data": {"Bag": {}}, "MetaData": {"ProfileCreateTime": 77, "SessionLoadCount": 4, "MetaTags": []},
+               "GlobalUpdates": [0, []], "RobloxMetaData": {"A": 1}, "UserIds": [5, 6]}),
+    );
+    let call = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(1.0);
+    let p = w.started_profile(0, call).unwrap();
+    let e = &w.servers[0].engine;
+    let prof = e.profile(p).unwrap();
+    assert_eq!(prof.first_session_time, 77.0);
+    assert_eq!(prof.session_load_count, 5);
+    let job = e.identity().job_id.clone();
+    assert_eq!(
+        prof.session,
+        Some(SessionHolder {
+            place_id: json!(1001),
+            job_id: job
+        })
+    );
+    assert_eq!(prof.user_ids, vec![5, 6]);
+    assert_eq!(prof.last_saved_data, json!({"Bag": {}}));
+    assert_eq!(w.servers[0].host.roblox_metadata[&p], json!({"A": 1}));
+    let mut data = w.servers[0].host.data[&p].clone();
+    reconcile(e.template(store).unwrap(), &mut data);
+    assert_eq!(data, json!({"Coins": 0, "Bag": {"Slots": 10}}));
+
+    w.with(0, |e, _| {
+        e.add_user_id(p, 7.0);
+        e.add_user_id(p, 7.0);
+        e.add_user_id(p, -1.0);
+        e.add_user_id(p, 1.5);
+        e.remove_user_id(p, 5.0);
+    });
+    assert_eq!(w.servers[0].engine.profile(p).unwrap().user_ids, vec![6, 7]);
+    let warned = w.events(0).into_iter().any(|(_, e)| {
+        e == Event::Warn {
+            message: "[ProfileStore]: Invalid UserId argument for :AddUserId() (1.5); Traceback:"
+                .into(),
+        }
+    });
+    assert!(warned);
+    w.with(0, |e, now| e.save(now, p)).unwrap();
+    w.run_for(1.0);
+    let info = &w.store[&("S".to_string(), "k".to_string())].key_info;
+    assert_eq!(info.user_ids, vec![6, 7]);
+    assert_eq!(info.metadata, json!({"A": 1}));
+    assert_eq!(w.stored("S", "k").unwrap()["UserIds"], json!([6, 7]));
+}
+
+#[test]
+fn save_on_an_ended_profile_warns_and_does_nothing() {
+    let mut w = World::new(1, 33);
+    let store = w.new_store("S", json!({}));
+    let call = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(1.0);
+    let p = w.started_profile(0, call).unwrap();
+    w.with(0, |e, now| e.end_session(now, p));
+    w.run_for(1.0);
+    let writes = w.writes("k").len();
+    w.with(0, |e, now| e.save(now, p)).unwrap();
+    w.with(0, |e, now| e.end_session(now, p));
+    w.run_for(1.0);
+    assert_eq!(w.writes("k").len(), writes);
+    assert_eq!(
+        w.with(0, |e, _| e.add_message_handler(p)),
+        Ok(false),
+        "not registered on an ended session"
+    );
+    assert!(w.events(0).into_iter().any(|(_, e)| e
+        == Event::Warn {
+            message: "[ProfileStore]: Attempted saving an inactive profile (STORE:S; KEY:k)".into()
+        }));
+}
