@@ -20,6 +20,9 @@ pub struct AutoSaveRing {
     list: Vec<Entry>,
     cursor: usize,
     last_auto_save: f64,
+    /// The earliest `loaded_at` in the ring: while it is fresh, every profile is, and a slot's
+    /// scan (which would move the cursor a full turn) can be skipped.
+    oldest_load: f64,
 }
 
 impl AutoSaveRing {
@@ -42,6 +45,11 @@ impl AutoSaveRing {
     /// profile is the last one the cursor reaches); a lone profile resets `LastAutoSave`.
     pub fn insert(&mut self, profile: ProfileId, loaded_at: f64, now: f64) {
         let at = self.cursor.min(self.list.len());
+        self.oldest_load = if self.list.is_empty() {
+            loaded_at
+        } else {
+            self.oldest_load.min(loaded_at)
+        };
         self.list.insert(at, Entry { profile, loaded_at });
         if self.list.len() > 1 {
             self.cursor = at + 1;
@@ -57,7 +65,14 @@ impl AutoSaveRing {
         let Some(i) = self.list.iter().position(|e| e.profile == profile) else {
             return false;
         };
-        self.list.remove(i);
+        let removed = self.list.remove(i);
+        if removed.loaded_at <= self.oldest_load {
+            self.oldest_load = self
+                .list
+                .iter()
+                .map(|e| e.loaded_at)
+                .fold(f64::INFINITY, f64::min);
+        }
         if i < self.cursor {
             self.cursor -= 1;
         }
@@ -85,6 +100,10 @@ impl AutoSaveRing {
         let fresh_for = period / 2.0;
         while now - self.last_auto_save >= step - crate::timers::TIME_EPSILON {
             self.last_auto_save += step;
+            if now - self.oldest_load < fresh_for {
+                // Every profile is fresh: the scan would come back to the same cursor.
+                continue;
+            }
             let is_fresh = |e: &Entry| now - e.loaded_at < fresh_for;
             let mut candidate = (!is_fresh(&self.list[self.cursor])).then_some(self.cursor);
             if candidate.is_none() {

@@ -37,3 +37,20 @@ pub mod option {
             .transpose()
     }
 }
+
+/// The same for `Arc<Value>` (shared, immutable documents such as `LastSavedData`).
+pub mod arc {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Serialises the shared value as its JSON text.
+    pub fn serialize<S: Serializer>(v: &Arc<Value>, s: S) -> Result<S::Ok, S::Error> {
+        super::serialize(v, s)
+    }
+
+    /// Parses a shared value from JSON text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Value>, D::Error> {
+        super::deserialize(d).map(Arc::new)
+    }
+}

@@ -56,7 +56,7 @@ pub struct Profile {
     /// `Profile.KeyInfo` of the last load or save.
     pub key_info: Option<KeyInfo>,
     /// `Profile.LastSavedData`.
-    pub last_saved_data: Value,
+    pub last_saved_data: std::sync::Arc<Value>,
     pub(crate) token: Token,
     pub(crate) load_index: i64,
     pub(crate) load_timestamp: f64,
@@ -113,10 +113,12 @@ impl Profile {
                 .map(crate::mock::user_id_list)
                 .unwrap_or_default(),
             key_info,
-            last_saved_data: value
-                .get("Data")
-                .cloned()
-                .unwrap_or_else(|| Value::Object(Default::default())),
+            last_saved_data: std::sync::Arc::new(
+                value
+                    .get("Data")
+                    .cloned()
+                    .unwrap_or_else(|| Value::Object(Default::default())),
+            ),
             token,
             load_index: slc,
             load_timestamp: now,

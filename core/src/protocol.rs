@@ -299,9 +299,9 @@ pub enum Event {
     OnAfterSave {
         /// Profile.
         profile: ProfileId,
-        /// `profile.LastSavedData`.
-        #[serde(with = "crate::json_text")]
-        last_saved_data: Value,
+        /// `profile.LastSavedData` (shared with [`crate::Profile::last_saved_data`], not copied).
+        #[serde(with = "crate::json_text::arc")]
+        last_saved_data: std::sync::Arc<Value>,
     },
     /// A message for the profile's handlers: call `fn(payload, processed)`.
     Message {

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::protocol::*;
 use crate::session::write;
 use crate::timers::Timer;
-use crate::wire::{self, Classified, ProfileValue, ServerIdentity};
+use crate::wire::{self, ClassifiedRef, ProfileValue, ServerIdentity, StoredData};
 
 /// How a save behaves (spec §8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,11 +69,18 @@ pub fn owns_session(identity: &ServerIdentity, value: &ProfileValue<'_>, load_in
 
 /// The save transform (spec §8.2): a pure function of the stored value and the profile's state.
 pub fn save_transform(current: Option<&Value>, ctx: &SaveContext<'_>) -> (Transformed, OpNoteKind) {
-    match wire::classify(current) {
-        Classified::Valid(mut obj) => {
-            obj.insert("WasOverwritten".into(), json!(false));
+    match wire::classify_ref(current) {
+        ClassifiedRef::Valid(stored) => {
             let owned = matches!(ctx.mode, SaveMode::Overwrite(_))
-                || owns_session(ctx.identity, &ProfileValue(&obj), ctx.load_index);
+                || owns_session(ctx.identity, &ProfileValue(stored), ctx.load_index);
+            // An owned save replaces Data: do not copy the old one.
+            let data = if owned && ctx.data.is_some() {
+                StoredData::Replace
+            } else {
+                StoredData::Keep
+            };
+            let mut obj = wire::working_copy(stored, data);
+            obj.insert("WasOverwritten".into(), json!(false));
             if owned {
                 write_profile_fields(&mut obj, ctx);
                 let meta = wire::meta_mut(&mut obj);
@@ -93,7 +100,7 @@ pub fn save_transform(current: Option<&Value>, ctx: &SaveContext<'_>) -> (Transf
             }
             (write(obj), OpNoteKind::Saved)
         }
-        Classified::Missing {
+        ClassifiedRef::Missing {
             overwritten,
             global_updates,
         } => match ctx.mode {
@@ -341,7 +348,12 @@ impl Engine {
     fn after_save(&mut self, now: Now, id: u64, value: Value, key_info: KeyInfo) {
         let job = self.saves[&id].clone();
         let profile = job.profile;
-        let pv = ProfileValue::of(&value).expect("a committed save is an object");
+        let Some(pv) = ProfileValue::of(&value) else {
+            // Not a profile (a misbehaving DataStore): the session cannot continue.
+            self.end_registration(profile);
+            self.finish_save(now, id);
+            return;
+        };
         let load_index = self.profiles[&profile].load_index;
         let owned = owns_session(&self.identity, &pv, load_index);
         let force_load_pending = pv
@@ -356,6 +368,11 @@ impl Engine {
             return;
         }
         let entries = pv.global_update_entries().to_vec();
+        let mut value = value;
+        let saved_data = value
+            .get_mut("Data")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
         let p = self
             .profiles
             .get_mut(&profile)
@@ -376,7 +393,7 @@ impl Engine {
         }
         p.processed.retain(|i| still_pending.contains(i));
         p.key_info = Some(key_info);
-        p.last_saved_data = value.get("Data").cloned().unwrap_or(Value::Null);
+        p.last_saved_data = std::sync::Arc::new(saved_data);
         p.global_updates = entries;
         let has_handlers = p.handler_count > 0;
         let last_saved_data = p.last_saved_data.clone();

@@ -737,3 +737,80 @@ pub fn completion_call(c: &Completion) -> Option<CallId> {
         Completion::Shutdown => None,
     }
 }
+
+/// A DataStore that answers every request at once, in memory: for benchmarks and examples that
+/// measure the engine rather than a latency model.
+#[derive(Default)]
+pub struct InstantStore {
+    /// `(store, key)` → value and key info.
+    pub values: BTreeMap<(String, String), (Value, KeyInfo)>,
+    writes: u64,
+}
+
+impl InstantStore {
+    /// Drains `engine`, answering DataStore requests immediately (updates run their transform
+    /// once), until only non-DataStore outputs remain; returns those.
+    pub fn pump(&mut self, engine: &mut Engine, live: &mut dyn LiveState, now: Now) -> Vec<Output> {
+        let mut others = Vec::new();
+        while let Some(output) = engine.poll_output() {
+            let Output::DataStore(request) = output else {
+                others.push(output);
+                continue;
+            };
+            let slot = (request.store, request.key);
+            let result = match request.kind {
+                DataStoreRequestKind::Update => {
+                    let current = self.values.get(&slot).map(|(v, _)| v);
+                    match engine.transform(request.op, current, now.wall, live) {
+                        Transformed::Write {
+                            value,
+                            user_ids,
+                            metadata,
+                        } => {
+                            self.writes += 1;
+                            let info = KeyInfo {
+                                created_time: now.wall * 1000,
+                                updated_time: now.wall * 1000,
+                                version: self.writes.to_string(),
+                                user_ids: user_ids
+                                    .as_ref()
+                                    .map(crate::mock::user_id_list)
+                                    .unwrap_or_default(),
+                                metadata: metadata.unwrap_or_else(|| json!({})),
+                            };
+                            self.values.insert(slot, (value.clone(), info.clone()));
+                            Ok(DataStoreResponse::Value {
+                                value: Some(value),
+                                key_info: Some(info),
+                            })
+                        }
+                        Transformed::Cancel => Ok(DataStoreResponse::Value {
+                            value: None,
+                            key_info: None,
+                        }),
+                        Transformed::Error(message) => Err(DataStoreError { message }),
+                    }
+                }
+                DataStoreRequestKind::Get => {
+                    let found = self.values.get(&slot).cloned();
+                    Ok(DataStoreResponse::Value {
+                        value: found.as_ref().map(|f| f.0.clone()),
+                        key_info: found.map(|f| f.1),
+                    })
+                }
+                DataStoreRequestKind::Remove => {
+                    let removed = self.values.remove(&slot);
+                    Ok(DataStoreResponse::Value {
+                        value: removed.as_ref().map(|f| f.0.clone()),
+                        key_info: removed.map(|f| f.1),
+                    })
+                }
+                _ => Err(DataStoreError {
+                    message: "not supported by InstantStore".into(),
+                }),
+            };
+            engine.handle_datastore_response(now, request.op, result);
+        }
+        others
+    }
+}

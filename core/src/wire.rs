@@ -82,41 +82,89 @@ pub enum Classified {
     },
 }
 
-/// Classifies the current stored value (spec §1.3).
-pub fn classify(current: Option<&Value>) -> Classified {
+/// [`classify`] without copying: a valid profile is returned by reference, so a caller that
+/// replaces `Data` anyway (an owned save) need not copy the old one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassifiedRef<'a> {
+    /// A valid profile, as stored.
+    Valid(&'a Object),
+    /// As [`Classified::Missing`].
+    Missing {
+        /// True when junk was found.
+        overwritten: bool,
+        /// The `GlobalUpdates` to keep.
+        global_updates: Value,
+    },
+}
+
+/// Classifies the current stored value (spec §1.3) without copying it.
+pub fn classify_ref(current: Option<&Value>) -> ClassifiedRef<'_> {
     let Some(v) = current else {
-        return Classified::Missing {
+        return ClassifiedRef::Missing {
             overwritten: false,
             global_updates: empty_global_updates(),
         };
     };
     let Some(obj) = v.as_object() else {
         // A non-table value, or an array (a Luau table without `Data`/`GlobalUpdates` fields).
-        return Classified::Missing {
+        return ClassifiedRef::Missing {
             overwritten: true,
             global_updates: empty_global_updates(),
         };
     };
     let field_is_table = |name: &str| obj.get(name).is_some_and(is_table);
     if field_is_table("Data") && field_is_table("MetaData") && field_is_table("GlobalUpdates") {
-        let mut working = obj.clone();
-        if working.get("MetaData").is_some_and(Value::is_array) {
-            working.insert("MetaData".into(), Value::Object(Object::new()));
-        }
-        let repaired = repair_global_updates(&working["GlobalUpdates"]);
-        working.insert("GlobalUpdates".into(), repaired);
-        return Classified::Valid(working);
+        return ClassifiedRef::Valid(obj);
     }
     if !obj.contains_key("Data") && !obj.contains_key("MetaData") && field_is_table("GlobalUpdates")
     {
-        return Classified::Missing {
+        return ClassifiedRef::Missing {
             overwritten: false,
             global_updates: repair_global_updates(&obj["GlobalUpdates"]),
         };
     }
-    Classified::Missing {
+    ClassifiedRef::Missing {
         overwritten: true,
         global_updates: empty_global_updates(),
+    }
+}
+
+/// Whether a working copy keeps the stored `Data`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredData {
+    /// Copy it.
+    Keep,
+    /// Leave it out: the caller writes a new one.
+    Replace,
+}
+
+/// The working copy of a valid profile: every field (unknown ones too), `MetaData` as an object
+/// and `GlobalUpdates` repaired.
+pub fn working_copy(obj: &Object, data: StoredData) -> Object {
+    let mut working = Object::new();
+    for (k, v) in obj {
+        let copy = match k.as_str() {
+            "Data" if data == StoredData::Replace => continue,
+            "GlobalUpdates" => repair_global_updates(v),
+            "MetaData" if v.is_array() => Value::Object(Object::new()),
+            _ => v.clone(),
+        };
+        working.insert(k.clone(), copy);
+    }
+    working
+}
+
+/// Classifies the current stored value (spec §1.3), copying a valid one into a working copy.
+pub fn classify(current: Option<&Value>) -> Classified {
+    match classify_ref(current) {
+        ClassifiedRef::Valid(obj) => Classified::Valid(working_copy(obj, StoredData::Keep)),
+        ClassifiedRef::Missing {
+            overwritten,
+            global_updates,
+        } => Classified::Missing {
+            overwritten,
+            global_updates,
+        },
     }
 }
 

@@ -68,7 +68,7 @@ fn handoff_by_message_takes_about_five_seconds() {
         ext[3].1,
         Event::OnAfterSave {
             profile: pa,
-            last_saved_data: json!({"Coins": 7})
+            last_saved_data: json!({"Coins": 7}).into()
         }
     );
 
@@ -138,7 +138,7 @@ fn steal_after_session_steal_when_owner_does_not_answer() {
         late[2].1,
         Event::OnAfterSave {
             profile: pa,
-            last_saved_data: json!({"Coins": 0})
+            last_saved_data: json!({"Coins": 0}).into()
         }
     );
     assert!(!w.servers[0].engine.is_active(pa));
@@ -147,7 +147,7 @@ fn steal_after_session_steal_when_owner_does_not_answer() {
         .writes("k")
         .into_iter()
         .filter(|x| x.1 == 0)
-        .last()
+        .next_back()
         .unwrap();
     let job_b = w.servers[1].engine.identity().job_id.clone();
     assert_eq!(a_last.2["MetaData"]["ActiveSession"][1], json!(job_b));

@@ -95,7 +95,7 @@ fn lifecycle_matches_original_trace() {
             3.3,
             Event::OnAfterSave {
                 profile: p,
-                last_saved_data: json!({"Coins": 1}),
+                last_saved_data: json!({"Coins": 1}).into(),
             },
         ),
         (6.0, Event::OnSave { profile: p }),
@@ -111,7 +111,7 @@ fn lifecycle_matches_original_trace() {
             6.3,
             Event::OnAfterSave {
                 profile: p,
-                last_saved_data: json!({"Coins": 2}),
+                last_saved_data: json!({"Coins": 2}).into(),
             },
         ),
         (12.0, Event::OnSave { profile: p2 }),
@@ -127,7 +127,7 @@ fn lifecycle_matches_original_trace() {
             12.3,
             Event::OnAfterSave {
                 profile: p2,
-                last_saved_data: json!({"Coins": 2}),
+                last_saved_data: json!({"Coins": 2}).into(),
             },
         ),
     ];

@@ -121,7 +121,7 @@ fn lock_lost_detected_by_a_save() {
         sig[2].1,
         Event::OnAfterSave {
             profile: p,
-            last_saved_data: json!({"Coins": 50})
+            last_saved_data: json!({"Coins": 50}).into()
         },
         "foreign data"
     );

@@ -303,7 +303,7 @@ fn profile_fields_user_ids_and_reconcile() {
         })
     );
     assert_eq!(prof.user_ids, vec![5, 6]);
-    assert_eq!(prof.last_saved_data, json!({"Bag": {}}));
+    assert_eq!(*prof.last_saved_data, json!({"Bag": {}}));
     assert_eq!(w.servers[0].host.roblox_metadata[&p], json!({"A": 1}));
     let mut data = w.servers[0].host.data[&p].clone();
     reconcile(e.template(store).unwrap(), &mut data);
