@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 /// A profile `Data` of about `kib` KiB of JSON: an inventory of small item objects.
 fn data_of(kib: usize) -> Value {
-    let item = |i: usize| json!({"Id": i, "Name": format!("Item{i:05}"), "Level": i % 50, "Equipped": i % 7 == 0});
+    let item = |i: usize| json!({"Id": i, "Name": format!("Item{i:05}"), "Level": i % 50, "Equipped": i.is_multiple_of(7)});
     let mut items = Vec::new();
     let mut data = json!({"Coins": 1234, "Gems": 5, "Items": []});
     while serde_json::to_string(&data).unwrap().len() < kib * 1024 {
