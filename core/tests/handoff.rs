@@ -143,12 +143,7 @@ fn steal_after_session_steal_when_owner_does_not_answer() {
     );
     assert!(!w.servers[0].engine.is_active(pa));
     // The write A made then changed nothing but WasOverwritten: B's lock stands.
-    let a_last = w
-        .writes("k")
-        .into_iter()
-        .filter(|x| x.1 == 0)
-        .next_back()
-        .unwrap();
+    let a_last = w.writes("k").into_iter().rfind(|x| x.1 == 0).unwrap();
     let job_b = w.servers[1].engine.identity().job_id.clone();
     assert_eq!(a_last.2["MetaData"]["ActiveSession"][1], json!(job_b));
 }
