@@ -258,7 +258,7 @@ fn d14_next_async_retries_a_version_whose_read_failed() {
             e.version_query(store.live(), "k", SortDirection::Ascending, None, None)
         })
         .unwrap();
-    let mut next = |w: &mut World| {
+    let next = |w: &mut World| {
         let call = w.with(0, |e, now| e.version_query_next(now, q)).unwrap();
         w.run_for(1.0);
         match w.completion(0, call).unwrap().1 {
