@@ -1,0 +1,424 @@
+//! Every engine input as one serialisable value, for record and replay (DESIGN.md §2).
+//!
+//! A host that records calls [`Engine::handle_input`] with each [`Input`] and wraps its
+//! [`LiveState`] in a [`Recorder`], which captures what the host answered (`Profile.Data`,
+//! `RobloxMetaData`, `Cancel`) in the input's [`LiveAnswers`]. Replaying the recorded inputs on a
+//! fresh engine built with the same [`EngineConfig`] gives identical outputs, with no host at
+//! all: the answers come back from the recording ([`Replayer`]).
+//!
+//! JSON values are carried as text ([`crate::json_text`]), so the stream encodes with bincode.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::engine::{Engine, LiveState, StoreRef};
+use crate::error::ApiError;
+use crate::protocol::*;
+use crate::session::StartParams;
+
+/// One input to an engine.
+#[allow(missing_docs)] // the variants mirror the Engine methods of the same name
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    NewStore {
+        name: String,
+        #[serde(with = "crate::json_text")]
+        template: Value,
+    },
+    SetConstant {
+        name: String,
+        value: f64,
+    },
+    StartSession {
+        now: Now,
+        store: StoreRef,
+        key: String,
+        params: StartParams,
+    },
+    CancelSessionStart {
+        now: Now,
+        call: CallId,
+    },
+    EndSession {
+        now: Now,
+        profile: ProfileId,
+    },
+    Save {
+        now: Now,
+        profile: ProfileId,
+    },
+    SetAsync {
+        now: Now,
+        profile: ProfileId,
+    },
+    Message {
+        now: Now,
+        store: StoreRef,
+        key: String,
+        #[serde(with = "crate::json_text")]
+        message: Value,
+    },
+    AddMessageHandler {
+        profile: ProfileId,
+    },
+    MessageProcessed {
+        profile: ProfileId,
+        id: i64,
+    },
+    Get {
+        now: Now,
+        store: StoreRef,
+        key: String,
+        version: Option<String>,
+    },
+    Remove {
+        now: Now,
+        store: StoreRef,
+        key: String,
+    },
+    VersionQuery {
+        store: StoreRef,
+        key: String,
+        direction: SortDirection,
+        min_date: Option<i64>,
+        max_date: Option<i64>,
+    },
+    VersionQueryNext {
+        now: Now,
+        query: QueryId,
+    },
+    AddUserId {
+        profile: ProfileId,
+        id: f64,
+    },
+    RemoveUserId {
+        profile: ProfileId,
+        id: f64,
+    },
+    Shutdown {
+        now: Now,
+    },
+    ForgetProfile {
+        profile: ProfileId,
+    },
+    /// [`Engine::handle_timeout`].
+    Timeout {
+        now: Now,
+        live: LiveAnswers,
+    },
+    /// [`Engine::transform`].
+    Transform {
+        op: OpId,
+        #[serde(with = "crate::json_text::option")]
+        current: Option<Value>,
+        wall: i64,
+        live: LiveAnswers,
+    },
+    /// [`Engine::handle_datastore_response`].
+    DataStoreResponse {
+        now: Now,
+        op: OpId,
+        result: Result<DataStoreResponse, DataStoreError>,
+    },
+    /// [`Engine::handle_subscribe_result`].
+    SubscribeResult {
+        now: Now,
+        subscription: SubscriptionId,
+        result: Result<(), String>,
+    },
+    /// [`Engine::handle_message_received`].
+    MessageReceived {
+        now: Now,
+        subscription: SubscriptionId,
+        #[serde(with = "crate::json_text")]
+        data: Value,
+    },
+    /// [`Engine::handle_datastore_state`].
+    DataStoreState {
+        now: Now,
+        state: DataStoreState,
+    },
+}
+
+/// What an input returned synchronously.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum InputResult {
+    /// Nothing.
+    None,
+    /// A new store, or why not.
+    Store(Result<StoreId, String>),
+    /// A call id, or the thrown error.
+    Call(Result<CallId, String>),
+    /// A query id, or the thrown error.
+    Query(Result<QueryId, String>),
+    /// Success or the thrown error.
+    Done(Result<(), String>),
+    /// `add_message_handler`: registered or not.
+    Registered(Result<bool, String>),
+    /// A transform's result: written value, cancel or error.
+    Transformed(TransformedRecord),
+}
+
+/// [`Transformed`] in serialisable form.
+#[allow(missing_docs)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TransformedRecord {
+    Write {
+        #[serde(with = "crate::json_text")]
+        value: Value,
+        #[serde(with = "crate::json_text::option")]
+        user_ids: Option<Value>,
+        #[serde(with = "crate::json_text::option")]
+        metadata: Option<Value>,
+    },
+    Cancel,
+    Error(String),
+}
+
+impl From<&Transformed> for TransformedRecord {
+    fn from(t: &Transformed) -> Self {
+        match t {
+            Transformed::Write {
+                value,
+                user_ids,
+                metadata,
+            } => TransformedRecord::Write {
+                value: value.clone(),
+                user_ids: user_ids.clone(),
+                metadata: metadata.clone(),
+            },
+            Transformed::Cancel => TransformedRecord::Cancel,
+            Transformed::Error(m) => TransformedRecord::Error(m.clone()),
+        }
+    }
+}
+
+/// What the host's [`LiveState`] answered during one input, in order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveAnswers(pub Vec<LiveAnswer>);
+
+/// One answer of the host.
+#[allow(missing_docs)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LiveAnswer {
+    Data(#[serde(with = "crate::json_text")] Value),
+    RobloxMetadata(#[serde(with = "crate::json_text")] Value),
+    Cancel(bool),
+}
+
+/// Wraps the host's live state and records its answers.
+pub struct Recorder<'a> {
+    inner: &'a mut dyn LiveState,
+    /// The answers so far.
+    pub answers: LiveAnswers,
+}
+
+impl<'a> Recorder<'a> {
+    /// Records what `inner` answers.
+    pub fn new(inner: &'a mut dyn LiveState) -> Self {
+        Recorder {
+            inner,
+            answers: LiveAnswers::default(),
+        }
+    }
+}
+
+impl LiveState for Recorder<'_> {
+    fn data(&mut self, profile: ProfileId) -> Value {
+        let v = self.inner.data(profile);
+        self.answers.0.push(LiveAnswer::Data(v.clone()));
+        v
+    }
+    fn roblox_metadata(&mut self, profile: ProfileId) -> Value {
+        let v = self.inner.roblox_metadata(profile);
+        self.answers.0.push(LiveAnswer::RobloxMetadata(v.clone()));
+        v
+    }
+    fn cancel_requested(&mut self, call: CallId) -> bool {
+        let v = self.inner.cancel_requested(call);
+        self.answers.0.push(LiveAnswer::Cancel(v));
+        v
+    }
+}
+
+/// Plays recorded answers back in order. An answer of the wrong kind, or a missing one, means
+/// the replay diverged; it is counted in [`Replayer::diverged`] and a neutral value is given.
+#[derive(Default)]
+pub struct Replayer {
+    answers: VecDeque<LiveAnswer>,
+    /// Answers that did not match what the engine asked for.
+    pub diverged: usize,
+}
+
+impl Replayer {
+    /// Plays `answers` back.
+    pub fn new(answers: &LiveAnswers) -> Self {
+        Replayer {
+            answers: answers.0.iter().cloned().collect(),
+            diverged: 0,
+        }
+    }
+}
+
+impl LiveState for Replayer {
+    fn data(&mut self, _: ProfileId) -> Value {
+        match self.answers.pop_front() {
+            Some(LiveAnswer::Data(v)) => v,
+            _ => {
+                self.diverged += 1;
+                json!({})
+            }
+        }
+    }
+    fn roblox_metadata(&mut self, _: ProfileId) -> Value {
+        match self.answers.pop_front() {
+            Some(LiveAnswer::RobloxMetadata(v)) => v,
+            _ => {
+                self.diverged += 1;
+                json!({})
+            }
+        }
+    }
+    fn cancel_requested(&mut self, _: CallId) -> bool {
+        match self.answers.pop_front() {
+            Some(LiveAnswer::Cancel(v)) => v,
+            _ => {
+                self.diverged += 1;
+                false
+            }
+        }
+    }
+}
+
+fn text<T>(r: Result<T, ApiError>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
+impl Engine {
+    /// Applies one recorded input. `Timeout` and `Transform` read live state from `live`; to
+    /// replay, pass a [`Replayer`] built from the input's [`LiveAnswers`] (see
+    /// [`Engine::replay_input`]).
+    pub fn handle_input(&mut self, input: Input, live: &mut dyn LiveState) -> InputResult {
+        use Input as I;
+        match input {
+            I::NewStore { name, template } => {
+                InputResult::Store(text(self.new_store(&name, template)))
+            }
+            I::SetConstant { name, value } => {
+                InputResult::Done(text(self.set_constant(&name, value)))
+            }
+            I::StartSession {
+                now,
+                store,
+                key,
+                params,
+            } => InputResult::Call(text(self.start_session(now, store, &key, params))),
+            I::CancelSessionStart { now, call } => {
+                self.cancel_session_start(now, call);
+                InputResult::None
+            }
+            I::EndSession { now, profile } => {
+                self.end_session(now, profile);
+                InputResult::None
+            }
+            I::Save { now, profile } => InputResult::Done(text(self.save(now, profile))),
+            I::SetAsync { now, profile } => InputResult::Call(text(self.set_async(now, profile))),
+            I::Message {
+                now,
+                store,
+                key,
+                message,
+            } => InputResult::Call(text(self.message(now, store, &key, message))),
+            I::AddMessageHandler { profile } => {
+                InputResult::Registered(text(self.add_message_handler(profile)))
+            }
+            I::MessageProcessed { profile, id } => {
+                self.message_processed(profile, id);
+                InputResult::None
+            }
+            I::Get {
+                now,
+                store,
+                key,
+                version,
+            } => InputResult::Call(text(self.get(now, store, &key, version))),
+            I::Remove { now, store, key } => InputResult::Call(text(self.remove(now, store, &key))),
+            I::VersionQuery {
+                store,
+                key,
+                direction,
+                min_date,
+                max_date,
+            } => InputResult::Query(text(
+                self.version_query(store, &key, direction, min_date, max_date),
+            )),
+            I::VersionQueryNext { now, query } => {
+                InputResult::Call(text(self.version_query_next(now, query)))
+            }
+            I::AddUserId { profile, id } => {
+                self.add_user_id(profile, id);
+                InputResult::None
+            }
+            I::RemoveUserId { profile, id } => {
+                self.remove_user_id(profile, id);
+                InputResult::None
+            }
+            I::Shutdown { now } => {
+                self.shutdown(now);
+                InputResult::None
+            }
+            I::ForgetProfile { profile } => {
+                self.forget_profile(profile);
+                InputResult::None
+            }
+            I::Timeout { now, .. } => {
+                self.handle_timeout(now, live);
+                InputResult::None
+            }
+            I::Transform {
+                op, current, wall, ..
+            } => {
+                let t = self.transform(op, current.as_ref(), wall, live);
+                InputResult::Transformed((&t).into())
+            }
+            I::DataStoreResponse { now, op, result } => {
+                self.handle_datastore_response(now, op, result);
+                InputResult::None
+            }
+            I::SubscribeResult {
+                now,
+                subscription,
+                result,
+            } => {
+                self.handle_subscribe_result(now, subscription, result);
+                InputResult::None
+            }
+            I::MessageReceived {
+                now,
+                subscription,
+                data,
+            } => {
+                self.handle_message_received(now, subscription, &data);
+                InputResult::None
+            }
+            I::DataStoreState { now, state } => {
+                self.handle_datastore_state(now, state);
+                InputResult::None
+            }
+        }
+    }
+
+    /// Replays one recorded input, answering live-state questions from its recording. Returns
+    /// the result and how many recorded answers did not match (0 for a faithful replay).
+    pub fn replay_input(&mut self, input: Input) -> (InputResult, usize) {
+        let answers = match &input {
+            Input::Timeout { live, .. } | Input::Transform { live, .. } => live.clone(),
+            _ => LiveAnswers::default(),
+        };
+        let mut replayer = Replayer::new(&answers);
+        let result = self.handle_input(input, &mut replayer);
+        (result, replayer.diverged + replayer.answers.len())
+    }
+}
