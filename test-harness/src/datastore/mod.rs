@@ -1,0 +1,1234 @@
+//! A faithful simulated Roblox `DataStoreService` on a virtual clock (spec
+//! `roblox-datastore.md`: "Sizes", "Serialization", "Request budgets", "Per-key throughput",
+//! "Caching", "Error codes", "UpdateAsync", "DataStoreKeyInfo", "Versioning", "RemoveAsync";
+//! DESIGN.md §4).
+//!
+//! [`DataStoreService`] owns the Roblox rules; the bytes live in a [`crate::storage::Storage`]
+//! (in memory by default, SQLite on disk). Every call takes `now`, virtual seconds since the
+//! service's epoch (Unix seconds, given at construction); the service never reads the OS clock.
+//! Times it reports (`CreatedTime`, `UpdatedTime`, version dates) are Unix milliseconds:
+//! `epoch × 1000 + round(now × 1000)`.
+//!
+//! # What it models
+//!
+//! - Per DataStore name + scope ([`StoreName`], scope `"global"` by default): `GetAsync` with
+//!   the 4-second cache per server and DataStore (keyed by a caller-supplied [`ServerId`];
+//!   `use_cache: false` bypasses it; writes from that server refresh it), `SetAsync` with user
+//!   ids and metadata, `IncrementAsync`, `UpdateAsync` (the transform is re-run when another
+//!   writer committed between its read and its write), `RemoveAsync` (a tombstone version; a
+//!   second remove returns nil, nil), `GetVersionAsync`, `GetVersionAtTimeAsync`,
+//!   `ListVersionsAsync` and `ListKeysAsync` with pages.
+//! - [`KeyInfo`] (from `profilestore-core`): `CreatedTime`, `UpdatedTime`, an opaque increasing
+//!   `Version`, user ids and metadata; a write that gives no user ids or metadata clears them.
+//! - Versions: only the first write in each UTC hour opens a retained version; later writes in
+//!   that hour overwrite it (each write still gets a new version id, and the overwritten id is
+//!   gone). A snapshot ([`DataStoreService::take_snapshot`]) makes the next write to every key
+//!   open a new version. Superseded versions, and keys removed, disappear 30 days later.
+//! - Limits ([`Limits`]): name/scope/key length (101/102), value size (105), metadata size
+//!   (511), user ids (512/513), NaN/inf and invalid UTF-8 ([`number_value`], [`decode_value`],
+//!   104), server request budgets with throttle queues ([`DataStoreService::admit`], 301–306),
+//!   per-key throughput (`KeyThrottled`).
+//! - Faults ([`Faults`]): seeded per-call failures, ambiguous failures (the write commits but
+//!   the call reports an error) and latency samples.
+//!
+//! # Driving it
+//!
+//! Budgets are an admission step the host runs before a call, because a throttled request
+//! waits in a queue and the host owns the clock: call [`DataStoreService::admit`]; on
+//! [`Admission::Now`] perform the call now, on [`Admission::QueuedUntil`] perform it at that
+//! time, on [`Admission::Rejected`] fail it. A `GetAsync` that the cache will answer costs no
+//! budget: check [`DataStoreService::is_cached`] first. Latency is also the host's to apply:
+//! [`DataStoreService::sample_latency`] gives one round trip. `UpdateAsync` can run in one step
+//! ([`DataStoreService::update_async`]) or split around the round trips: `begin_update` (the
+//! read) then `commit_update` (the write), which answers `Conflict` with a fresh read when
+//! another writer got in between — run the transform again on it and commit again.
+//!
+//! ```
+//! use profilestore_harness::datastore::*;
+//! use profilestore_core::Transformed;
+//! use serde_json::json;
+//!
+//! let mut ds = DataStoreService::new(1_735_689_600);
+//! let (a, b) = (ServerId(1), ServerId(2));
+//! let store = StoreName::new("PlayerData");
+//! ds.set_async(0.0, a, &store, "Player_1", json!({"Coins": 1}), SetOptions::default()).unwrap();
+//!
+//! // Two servers update the same key; B commits between A's read and A's write.
+//! let bump = |v: Option<&serde_json::Value>| {
+//!     let coins = v.and_then(|v| v["Coins"].as_i64()).unwrap_or(0);
+//!     Transformed::Write { value: json!({"Coins": coins + 1}), user_ids: None, metadata: None }
+//! };
+//! let ticket_a = ds.begin_update(1.0, a, &store, "Player_1").unwrap();
+//! let ticket_b = ds.begin_update(1.1, b, &store, "Player_1").unwrap();
+//! let out = bump(ticket_b.value.as_ref());
+//! assert!(matches!(ds.commit_update(1.2, ticket_b, out).unwrap(), UpdateCommit::Committed(_)));
+//! let out = bump(ticket_a.value.as_ref());
+//! let UpdateCommit::Conflict(again) = ds.commit_update(1.3, ticket_a, out).unwrap() else { panic!() };
+//! assert_eq!(again.value, Some(json!({"Coins": 2}))); // A's transform runs again on B's value
+//! let out = bump(again.value.as_ref());
+//! ds.commit_update(1.3, again, out).unwrap();
+//! let read = ds.get_async(2.0, b, &store, "Player_1", GetOptions { use_cache: false }).unwrap();
+//! assert_eq!(read.value, Some(json!({"Coins": 3})));
+//! ```
+
+mod budget;
+mod error;
+mod faults;
+mod limits;
+#[cfg(test)]
+mod tests;
+mod throughput;
+
+pub use budget::{Admission, RequestType};
+pub use error::{MetadataPart, NameKind, RequestError, Throughput};
+pub use faults::{Fault, FaultRates, Faults, Latency, internal_rejection};
+pub use limits::{
+    Budgets, Limits, MetadataLimits, Rate, ThroughputLimits, decode_value, number_value,
+    serialized_len,
+};
+
+use std::collections::BTreeMap;
+
+use profilestore_core::{DataStoreResponse, KeyInfo, SortDirection, Transformed, VersionItem};
+use serde_json::{Value, json};
+
+use crate::storage::{
+    Commit, Expect, Head, KeyPath, MemoryStorage, Storage, StorageError, StoredVersion,
+    VersionWrite,
+};
+use budget::BudgetBook;
+use faults::FaultState;
+use limits::integer;
+use throughput::ThroughputBook;
+
+/// Identifies a game server (for the per-server cache and request budgets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerId(pub u64);
+
+/// The kinds of DataStore call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Operation {
+    /// `GetAsync`.
+    Get,
+    /// `SetAsync`.
+    Set,
+    /// `IncrementAsync`.
+    Increment,
+    /// `UpdateAsync`.
+    Update,
+    /// `RemoveAsync`.
+    Remove,
+    /// `GetVersionAsync` and `GetVersionAtTimeAsync`.
+    GetVersion,
+    /// `ListVersionsAsync` and its `AdvanceToNextPageAsync`.
+    ListVersions,
+    /// `ListKeysAsync` and its `AdvanceToNextPageAsync`.
+    ListKeys,
+}
+
+impl Operation {
+    /// The Luau method name.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Operation::Get => "GetAsync",
+            Operation::Set => "SetAsync",
+            Operation::Increment => "IncrementAsync",
+            Operation::Update => "UpdateAsync",
+            Operation::Remove => "RemoveAsync",
+            Operation::GetVersion => "GetVersionAsync",
+            Operation::ListVersions => "ListVersionsAsync",
+            Operation::ListKeys => "ListKeysAsync",
+        }
+    }
+
+    /// The request budgets the call draws on (`UpdateAsync` takes a read and a write).
+    pub fn request_types(self) -> &'static [RequestType] {
+        match self {
+            Operation::Get | Operation::GetVersion => &[RequestType::StandardRead],
+            Operation::Set | Operation::Increment => &[RequestType::StandardWrite],
+            Operation::Update => &[RequestType::StandardRead, RequestType::StandardWrite],
+            Operation::Remove => &[RequestType::StandardRemove],
+            Operation::ListVersions | Operation::ListKeys => &[RequestType::StandardList],
+        }
+    }
+}
+
+/// A DataStore object: `DataStoreService:GetDataStore(name, scope)`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoreName {
+    /// DataStore name.
+    pub name: String,
+    /// Scope.
+    pub scope: String,
+}
+
+impl StoreName {
+    /// `GetDataStore(name)`: the `"global"` scope.
+    pub fn new(name: &str) -> StoreName {
+        StoreName::scoped(name, "global")
+    }
+
+    /// `GetDataStore(name, scope)`.
+    pub fn scoped(name: &str, scope: &str) -> StoreName {
+        StoreName {
+            name: name.to_string(),
+            scope: scope.to_string(),
+        }
+    }
+
+    /// Where `key` of this DataStore is stored.
+    pub fn path(&self, key: &str) -> KeyPath {
+        KeyPath::new(&self.name, &self.scope, key)
+    }
+}
+
+/// A value with its key info, as `GetAsync` returns them (both `None` for a missing key).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Read {
+    /// The value.
+    pub value: Option<Value>,
+    /// `DataStoreKeyInfo`.
+    pub key_info: Option<KeyInfo>,
+}
+
+impl Read {
+    /// nil, nil.
+    pub fn none() -> Read {
+        Read {
+            value: None,
+            key_info: None,
+        }
+    }
+
+    /// The engine's response type for this answer.
+    pub fn into_response(self) -> DataStoreResponse {
+        DataStoreResponse::Value {
+            value: self.value,
+            key_info: self.key_info,
+        }
+    }
+}
+
+/// A committed write: the stored value and its new key info (`SetAsync` returns
+/// `key_info.version`, `IncrementAsync` returns `value`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Written {
+    /// The stored value.
+    pub value: Value,
+    /// The key info after the write.
+    pub key_info: KeyInfo,
+}
+
+/// `DataStoreGetOptions`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GetOptions {
+    /// `UseCache` (default true).
+    pub use_cache: bool,
+}
+
+impl Default for GetOptions {
+    fn default() -> Self {
+        GetOptions { use_cache: true }
+    }
+}
+
+/// User ids and `DataStoreSetOptions` metadata for `SetAsync` / `IncrementAsync`. Given as
+/// JSON the way a Luau host hands them over; `None` clears them, like on Roblox.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SetOptions {
+    /// A list of integer user ids.
+    pub user_ids: Option<Value>,
+    /// A table of metadata.
+    pub metadata: Option<Value>,
+}
+
+/// What `UpdateAsync` read, for its transform; hand it back to
+/// [`DataStoreService::commit_update`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadTicket {
+    /// The server running the update.
+    pub server: ServerId,
+    /// The DataStore.
+    pub store: StoreName,
+    /// The key.
+    pub key: String,
+    /// The value the transform receives (nil for a missing or removed key).
+    pub value: Option<Value>,
+    /// The key info the transform receives.
+    pub key_info: Option<KeyInfo>,
+    /// When the read happened.
+    pub read_at: f64,
+    seen: Option<String>,
+    fault: Option<Fault>,
+}
+
+/// The outcome of [`DataStoreService::commit_update`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum UpdateCommit {
+    /// Written: the new value and key info.
+    Committed(Read),
+    /// The transform returned nil: nothing written.
+    Cancelled,
+    /// Another writer committed since the read: run the transform again on this fresh read and
+    /// commit again.
+    Conflict(ReadTicket),
+}
+
+/// `ListVersionsAsync` arguments.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct VersionQuery {
+    /// Sort order (by creation time).
+    pub direction: SortDirection,
+    /// Only versions created at or after this time, epoch ms.
+    pub min_date: Option<i64>,
+    /// Only versions created at or before this time, epoch ms.
+    pub max_date: Option<i64>,
+    /// Items per page; 0 means Roblox's default of 1024.
+    pub page_size: u32,
+}
+
+/// `DataStoreVersionPages`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionPages {
+    /// The key listed.
+    pub path: KeyPath,
+    /// The query.
+    pub query: VersionQuery,
+    /// `GetCurrentPage()`.
+    pub items: Vec<VersionItem>,
+    /// `IsFinished`.
+    pub is_finished: bool,
+    cursor: Option<u64>,
+}
+
+impl VersionPages {
+    /// The engine's response type for the current page.
+    pub fn to_response(&self) -> DataStoreResponse {
+        DataStoreResponse::Page {
+            items: self.items.clone(),
+            is_finished: self.is_finished,
+        }
+    }
+}
+
+/// `ListKeysAsync` arguments.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyQuery {
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Items per page; 0 means Roblox's default of 50.
+    pub page_size: u32,
+    /// Leave out removed keys (they are listed by default until they expire).
+    pub exclude_deleted: bool,
+}
+
+/// `DataStoreKeyPages`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyPages {
+    /// The DataStore listed.
+    pub store: StoreName,
+    /// The query.
+    pub query: KeyQuery,
+    /// `GetCurrentPage()`: key names, in byte order.
+    pub items: Vec<String>,
+    /// `IsFinished`.
+    pub is_finished: bool,
+    cursor: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+struct CacheEntry {
+    read: Read,
+    expires: f64,
+}
+
+/// The opaque, increasing version id of a write: the key's creation time, the write's serial
+/// number and time (hex ms), in the layout of Roblox's ids (`08DC….0000000001.08DC….01`).
+pub fn version_id(key_created_ms: i64, serial: u64, written_ms: i64) -> String {
+    format!(
+        "{:016X}.{serial:010}.{:016X}.01",
+        key_created_ms.max(0),
+        written_ms.max(0)
+    )
+}
+
+fn key_info(head: &Head) -> KeyInfo {
+    KeyInfo {
+        created_time: head.created_ms,
+        updated_time: head.updated_ms,
+        version: head.version.clone(),
+        user_ids: head.user_ids.clone(),
+        metadata: head.metadata.clone(),
+    }
+}
+
+fn version_info(v: &StoredVersion) -> KeyInfo {
+    KeyInfo {
+        created_time: v.key_created_ms,
+        updated_time: v.created_ms,
+        version: v.version.clone(),
+        user_ids: v.user_ids.clone(),
+        metadata: v.metadata.clone(),
+    }
+}
+
+fn visible(head: &Head) -> Read {
+    match &head.value {
+        Some(v) => Read {
+            value: Some(v.clone()),
+            key_info: Some(key_info(head)),
+        },
+        None => Read::none(),
+    }
+}
+
+fn read_size(read: &Read) -> usize {
+    read.value.as_ref().map_or(0, serialized_len)
+}
+
+fn internal(e: StorageError) -> RequestError {
+    RequestError::InternalServerError {
+        detail: e.to_string(),
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nil".into(),
+        Value::Bool(_) => "a boolean".into(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(_) => "a string".into(),
+        Value::Array(_) | Value::Object(_) => "a table".into(),
+    }
+}
+
+/// The new state a write wants, or `None` for "write nothing".
+type NewState = (Option<Value>, Vec<i64>, Value);
+
+/// How many times a write re-reads when the storage reports a concurrent commit (only another
+/// process sharing an on-disk store can cause one).
+const WRITE_ATTEMPTS: usize = 16;
+
+/// The simulated DataStoreService of one experience (all its servers).
+///
+/// Methods by kind: construction (`new`, `with_*`); budgets (`admit`, `request_budget`,
+/// `set_player_count`, `set_rate_limit`); faults (`sample_latency`, `script_fault`); the
+/// DataStore calls (`*_async`, `begin_update` / `commit_update`, `advance_*`); storage access
+/// (`storage_mut`, `into_storage`).
+pub struct DataStoreService {
+    storage: Box<dyn Storage>,
+    epoch: i64,
+    limits: Limits,
+    faults: FaultState,
+    budgets: BudgetBook,
+    throughput: ThroughputBook,
+    cache: BTreeMap<(ServerId, KeyPath), CacheEntry>,
+    snapshot_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for DataStoreService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataStoreService")
+            .field("epoch", &self.epoch)
+            .field("limits", &self.limits)
+            .field("faults", self.faults.config())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataStoreService {
+    /// An empty in-memory DataStore with Roblox's limits and no faults; `now = 0` is Unix time
+    /// `epoch` (seconds).
+    pub fn new(epoch: i64) -> DataStoreService {
+        DataStoreService {
+            storage: Box::new(MemoryStorage::new()),
+            epoch,
+            limits: Limits::roblox(),
+            faults: FaultState::new(Faults::none()),
+            budgets: BudgetBook::default(),
+            throughput: ThroughputBook::default(),
+            cache: BTreeMap::new(),
+            snapshot_ms: None,
+        }
+    }
+
+    /// The same service with other limits.
+    pub fn with_limits(mut self, limits: Limits) -> DataStoreService {
+        self.limits = limits;
+        self
+    }
+
+    /// The same service with a fault model.
+    pub fn with_faults(mut self, faults: Faults) -> DataStoreService {
+        self.faults = FaultState::new(faults);
+        self
+    }
+
+    /// The same service over another storage (e.g. [`crate::storage::SqliteStorage`]).
+    pub fn with_storage(mut self, storage: Box<dyn Storage>) -> DataStoreService {
+        self.storage = storage;
+        self.cache.clear();
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The storage, for export/import and inspection. Changes made through it bypass the
+    /// servers' caches until those expire.
+    pub fn storage_mut(&mut self) -> &mut dyn Storage {
+        &mut *self.storage
+    }
+
+    /// Gives the storage back (to reopen it elsewhere).
+    pub fn into_storage(self) -> Box<dyn Storage> {
+        self.storage
+    }
+
+    /// Unix milliseconds at virtual time `now`.
+    pub fn wall_ms(&self, now: f64) -> i64 {
+        self.epoch
+            .saturating_mul(1000)
+            .saturating_add((now * 1000.0).round() as i64)
+    }
+
+    // ---- budgets -------------------------------------------------------------------------
+
+    /// Asks for request budget before a call (see the module docs). Always [`Admission::Now`]
+    /// when budgets are off.
+    pub fn admit(&mut self, now: f64, server: ServerId, operation: Operation) -> Admission {
+        match &self.limits.budgets {
+            Some(budgets) => self.budgets.admit(now, budgets, server, operation),
+            None => Admission::Now,
+        }
+    }
+
+    /// `GetRequestBudgetForRequestType`; `None` when budgets are off.
+    pub fn request_budget(&mut self, now: f64, server: ServerId, kind: RequestType) -> Option<f64> {
+        let budgets = self.limits.budgets.as_ref()?;
+        Some(self.budgets.budget(now, budgets, server, kind))
+    }
+
+    /// Sets how many players `server` has; its rates scale with it.
+    pub fn set_player_count(&mut self, now: f64, server: ServerId, players: u32) {
+        if let Some(budgets) = &self.limits.budgets {
+            self.budgets.set_players(now, budgets, server, players);
+        }
+    }
+
+    /// `DataStoreService:SetRateLimitForRequestType` on `server`.
+    pub fn set_rate_limit(&mut self, now: f64, server: ServerId, kind: RequestType, rate: Rate) {
+        if let Some(budgets) = &self.limits.budgets {
+            self.budgets.set_rate(now, budgets, server, kind, rate);
+        }
+    }
+
+    // ---- faults --------------------------------------------------------------------------
+
+    /// One round-trip latency from the seeded latency model.
+    pub fn sample_latency(&mut self) -> f64 {
+        self.faults.latency()
+    }
+
+    /// Makes the next call of kind `operation` meet `fault` (ahead of the random model).
+    pub fn script_fault(&mut self, operation: Operation, fault: Fault) {
+        self.faults.script(operation, fault);
+    }
+
+    /// Rolls a write's fate: `Err` to fail now, `Ok(Some(e))` to report `e` after committing.
+    fn write_fate(&mut self, operation: Operation) -> Result<Option<RequestError>, RequestError> {
+        match self.faults.roll(operation) {
+            Some(Fault::Fail(e)) => Err(e),
+            Some(Fault::Ambiguous(e)) => Ok(Some(e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Rolls a read's fate: for a read an ambiguous failure is a plain failure.
+    fn read_fate(&mut self, operation: Operation) -> Result<(), RequestError> {
+        match self.faults.roll(operation) {
+            Some(Fault::Fail(e) | Fault::Ambiguous(e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    // ---- shared steps --------------------------------------------------------------------
+
+    fn path(&self, store: &StoreName, key: &str) -> Result<KeyPath, RequestError> {
+        self.limits.check_name(NameKind::DataStore, &store.name)?;
+        self.limits.check_name(NameKind::Scope, &store.scope)?;
+        self.limits.check_name(NameKind::Key, key)?;
+        Ok(store.path(key))
+    }
+
+    fn charge(
+        &mut self,
+        now: f64,
+        path: &KeyPath,
+        kind: Throughput,
+        bytes: usize,
+    ) -> Result<(), RequestError> {
+        match &self.limits.throughput {
+            Some(limits) => self.throughput.charge(now, limits, path, kind, bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// A tombstone older than the retention period: the key is gone for good.
+    fn expired(&self, head: &Head, now_ms: i64) -> bool {
+        head.value.is_none()
+            && self
+                .limits
+                .version_retention_ms
+                .is_some_and(|r| now_ms >= head.updated_ms.saturating_add(r))
+    }
+
+    fn version_visible(&self, v: &StoredVersion, now_ms: i64) -> bool {
+        match (v.superseded_ms, self.limits.version_retention_ms) {
+            (Some(superseded), Some(retention)) => now_ms < superseded.saturating_add(retention),
+            _ => true,
+        }
+    }
+
+    /// The stored head (for compare-and-swap) and what a reader sees.
+    fn read_current(
+        &mut self,
+        path: &KeyPath,
+        now_ms: i64,
+    ) -> Result<(Option<Head>, Read), RequestError> {
+        let head = self.storage.head(path).map_err(internal)?;
+        let read = match &head {
+            Some(h) if !self.expired(h, now_ms) => visible(h),
+            _ => Read::none(),
+        };
+        Ok((head, read))
+    }
+
+    /// Whether a write at `now_ms` goes into the latest slot (same UTC hour, no snapshot since).
+    fn same_bucket(&self, opened_ms: i64, now_ms: i64) -> bool {
+        let Some(interval) = self.limits.version_interval_ms.filter(|i| *i > 0) else {
+            return false;
+        };
+        if self
+            .snapshot_ms
+            .is_some_and(|s| opened_ms < s && s <= now_ms)
+        {
+            return false;
+        }
+        opened_ms.div_euclid(interval) == now_ms.div_euclid(interval)
+    }
+
+    /// Builds and applies the commit that turns `current` into `state` at `now_ms`.
+    fn commit_state(
+        &mut self,
+        now_ms: i64,
+        path: &KeyPath,
+        current: Option<&Head>,
+        state: NewState,
+    ) -> Result<Head, StorageError> {
+        let (value, user_ids, metadata) = state;
+        let latest = self.storage.latest_version(path)?;
+        let created_ms = match current {
+            Some(h) if h.value.is_some() => h.created_ms,
+            _ => now_ms,
+        };
+        let serial = current.map_or(0, |h| h.serial) + 1;
+        let version = version_id(created_ms, serial, now_ms);
+        let stored = |slot: u64, opened_ms: i64| StoredVersion {
+            slot,
+            version: version.clone(),
+            opened_ms,
+            created_ms: now_ms,
+            key_created_ms: created_ms,
+            value: value.clone(),
+            user_ids: user_ids.clone(),
+            metadata: metadata.clone(),
+            superseded_ms: None,
+        };
+        let version_write = match &latest {
+            Some(l) if self.same_bucket(l.opened_ms, now_ms) => {
+                VersionWrite::ReplaceLatest(stored(l.slot, l.opened_ms))
+            }
+            Some(l) => VersionWrite::Append(stored(l.slot + 1, now_ms)),
+            None => VersionWrite::Append(stored(1, now_ms)),
+        };
+        let head = Head {
+            value: value.clone(),
+            created_ms,
+            updated_ms: now_ms,
+            version: version.clone(),
+            serial,
+            user_ids,
+            metadata,
+        };
+        let expect = current.map_or(Expect::Absent, |h| Expect::Version(h.version.clone()));
+        self.storage.commit(
+            path,
+            &Commit {
+                expect,
+                head: head.clone(),
+                version: version_write,
+            },
+        )?;
+        Ok(head)
+    }
+
+    /// Read-modify-write, re-reading if the storage saw a concurrent commit. `make` gets the
+    /// visible value and returns the new state or `None` (write nothing). Returns what was read
+    /// and the new head.
+    fn write_with(
+        &mut self,
+        now_ms: i64,
+        path: &KeyPath,
+        mut make: impl FnMut(Option<&Value>) -> Result<Option<NewState>, RequestError>,
+    ) -> Result<(Read, Option<Head>), RequestError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let (head, read) = self.read_current(path, now_ms)?;
+            let Some(state) = make(read.value.as_ref())? else {
+                return Ok((read, None));
+            };
+            match self.commit_state(now_ms, path, head.as_ref(), state) {
+                Ok(new_head) => return Ok((read, Some(new_head))),
+                Err(StorageError::Conflict { .. }) => continue,
+                Err(e) => return Err(internal(e)),
+            }
+        }
+        Err(RequestError::InternalServerError {
+            detail: format!("{path} kept changing during {WRITE_ATTEMPTS} write attempts"),
+        })
+    }
+
+    fn cached(&self, now: f64, server: ServerId, path: &KeyPath) -> Option<Read> {
+        self.limits.cache_seconds?;
+        let entry = self.cache.get(&(server, path.clone()))?;
+        (now < entry.expires).then(|| entry.read.clone())
+    }
+
+    fn remember(&mut self, now: f64, server: ServerId, path: &KeyPath, read: &Read) {
+        let Some(ttl) = self.limits.cache_seconds else {
+            return;
+        };
+        if self.cache.len() >= 4096 {
+            self.cache.retain(|_, e| e.expires > now);
+        }
+        self.cache.insert(
+            (server, path.clone()),
+            CacheEntry {
+                read: read.clone(),
+                expires: now + ttl,
+            },
+        );
+    }
+
+    // ---- the DataStore calls -------------------------------------------------------------
+
+    /// Whether `server`'s `GetAsync(key)` at `now` would be answered from its cache.
+    pub fn is_cached(&self, now: f64, server: ServerId, store: &StoreName, key: &str) -> bool {
+        self.cached(now, server, &store.path(key)).is_some()
+    }
+
+    /// `GetAsync(key, options)`: the value and key info (nil, nil when missing or removed).
+    /// A backend read refreshes `server`'s 4-second cache; a cache hit costs nothing.
+    pub fn get_async(
+        &mut self,
+        now: f64,
+        server: ServerId,
+        store: &StoreName,
+        key: &str,
+        options: GetOptions,
+    ) -> Result<Read, RequestError> {
+        let path = self.path(store, key)?;
+        if options.use_cache
+            && let Some(hit) = self.cached(now, server, &path)
+        {
+            return Ok(hit);
+        }
+        self.read_fate(Operation::Get)?;
+        let (_, read) = self.read_current(&path, self.wall_ms(now))?;
+        self.charge(now, &path, Throughput::Read, read_size(&read))?;
+        self.remember(now, server, &path, &read);
+        Ok(read)
+    }
+
+    /// `SetAsync(key, value, userIds, options)`.
+    pub fn set_async(
+        &mut self,
+        now: f64,
+        server: ServerId,
+        store: &StoreName,
+        key: &str,
+        value: Value,
+        options: SetOptions,
+    ) -> Result<Written, RequestError> {
+        let path = self.path(store, key)?;
+        let size = self.limits.check_value(&value)?;
+        let user_ids = self.limits.check_user_ids(options.user_ids.as_ref())?;
+        let metadata = self.limits.check_metadata(options.metadata.as_ref())?;
+        let late = self.write_fate(Operation::Set)?;
+        self.charge(now, &path, Throughput::Write, size)?;
+        let state = (Some(value), user_ids, metadata);
+        let (_, head) = self.write_with(self.wall_ms(now), &path, |_| Ok(Some(state.clone())))?;
+        self.finish_write(now, server, &path, head, late)
+    }
+
+    /// `IncrementAsync(key, delta, userIds, options)`: the stored integer (0 when missing) plus
+    /// `delta`.
+    pub fn increment_async(
+        &mut self,
+        now: f64,
+        server: ServerId,
+        store: &StoreName,
+        key: &str,
+        delta: i64,
+        options: SetOptions,
+    ) -> Result<Written, RequestError> {
+        let path = self.path(store, key)?;
+        let user_ids = self.limits.check_user_ids(options.user_ids.as_ref())?;
+        let metadata = self.limits.check_metadata(options.metadata.as_ref())?;
+        let late = self.write_fate(Operation::Increment)?;
+        // An integer is at most 20 bytes: always one throughput unit.
+        self.charge(now, &path, Throughput::Write, 0)?;
+        let (_, head) = self.write_with(self.wall_ms(now), &path, |current| {
+            let n = match current {
+                None => 0,
+                Some(v) => {
+                    integer(v).ok_or_else(|| RequestError::NotAnInteger { found: describe(v) })?
+                }
+            };
+            let sum = n
+                .checked_add(delta)
+                .ok_or(RequestError::IncrementOverflow { current: n, delta })?;
+            Ok(Some((Some(json!(sum)), user_ids.clone(), metadata.clone())))
+        })?;
+        self.finish_write(now, server, &path, head, late)
+    }
+
+    fn finish_write(
+        &mut self,
+        now: f64,
+        server: ServerId,
+        path: &KeyPath,
+        head: Option<Head>,
+        late: Option<RequestError>,
+    ) -> Result<Written, RequestError> {
+        let head = head.ok_or_else(|| RequestError::InternalServerError {
+            detail: format!("{path}: nothing written"),
+        })?;
+        if let Some(e) = late {
+            return Err(e);
+        }
+        let read = visible(&head);
+        self.remember(now, server, path, &read);
+        match read {
+            Read {
+                value: Some(value),
+                key_info: Some(key_info),
+            } => Ok(Written { value, key_info }),
+            _ => Err(RequestError::InternalServerError {
+                detail: format!("{path}: write left no value"),
+            }),
+        }
+    }
+
+    /// `UpdateAsync(key, transform)` in one step: reads, calls `transform(value, key_info)`,
+    /// writes what it returns, calling it again if another writer committed in between. Returns
+    /// the committed value and key info, or nil, nil when the transform cancelled.
+    pub fn update_async(
+        &mut self,
+        now: f64,
+        server: ServerId,
+        store: &StoreName,
+        key: &str,
+        transform: &mut dyn FnMut(Option<&Value>, Option<&KeyInfo>) -> Transformed,
+    ) -> Result<Read, RequestError> {
+        let mut ticket = self.begin_update(now, server, store, key)?;
+        loop {
+            let output = transform(ticket.value.as_ref(), ticket.key_info.as_ref());
+            match self.commit_update(now, ticket, output)? {
+                UpdateCommit::Committed(read) => return Ok(read),
+                UpdateCommit::Cancelled => return Ok(Read::none()),
+                UpdateCommit::Conflict(next) => ticket = next,
+            }
+        }
+    }
+
+    /// The read half of `UpdateAsync`: what the transform receives. The call's fault fate is
+    /// decided here and applied at commit.
+    pub fn begin_update(
+        &mut self,
+        now: f64,
+        server: ServerId,
+        store: &StoreName,
+        key: &str,
+    ) -> Result<ReadTicket, RequestError> {
+        let path = self.path(store, key)?;
+        let fault = self.faults.roll(Operation::Update);
+        self.read_for_update(now, server, store.clone(), key, &path, fault)
+    }
+
+    fn read_for_update(
+        &mut self,
+        now: f64,
+        server: ServerId,
+        store: StoreName,
+        key: &str,
+        path: &KeyPath,
+        fault: Option<Fault>,
+    ) -> Result<ReadTicket, RequestError> {
+        let (head, read) = self.read_current(path, self.wall_ms(now))?;
+        self.charge(now, path, Throughput::Read, read_size(&read))?;
+        Ok(ReadTicket {
+            server,
+            store,
+            key: key.to_string(),
+            value: read.value,
+            key_info: read.key_info,
+            read_at: now,
+            seen: head.map(|h| h.version),
+            fault,
+        })
+    }
+
+    /// The write half of `UpdateAsync`: commits the transform's `output` unless the key changed
+    /// since `ticket` was read, in which case it answers [`UpdateCommit::Conflict`] with a fresh
+    /// read. A transform error fails the call with the transform's message; returning nil (or a
+    /// JSON null value) cancels. A scripted or random fault decided at the read applies here:
+    /// `Fail` writes nothing, `Ambiguous` writes and then reports the error.
+    pub fn commit_update(
+        &mut self,
+        now: f64,
+        ticket: ReadTicket,
+        output: Transformed,
+    ) -> Result<UpdateCommit, RequestError> {
+        let (value, user_ids, metadata) = match output {
+            Transformed::Error(message) => return Err(RequestError::Transform(message)),
+            Transformed::Write {
+                value,
+                user_ids,
+                metadata,
+            } if !value.is_null() => (value, user_ids, metadata),
+            Transformed::Cancel | Transformed::Write { .. } => {
+                return match ticket.fault {
+                    Some(Fault::Fail(e) | Fault::Ambiguous(e)) => Err(e),
+                    None => Ok(UpdateCommit::Cancelled),
+                };
+            }
+        };
+        if let Some(Fault::Fail(e)) = &ticket.fault {
+            return Err(e.clone());
+        }
+        let size = self.limits.check_value(&value)?;
+        let user_ids = self.limits.check_user_ids(user_ids.as_ref())?;
+        let metadata = self.limits.check_metadata(metadata.as_ref())?;
+        let path = ticket.store.path(&ticket.key);
+        let now_ms = self.wall_ms(now);
+        let head = self.storage.head(&path).map_err(internal)?;
+        if head.as_ref().map(|h| &h.version) != ticket.seen.as_ref() {
+            let again = self.read_for_update(
+                now,
+                ticket.server,
+                ticket.store,
+                &ticket.key,
+                &path,
+                ticket.fault,
+            )?;
+            return Ok(UpdateCommit::Conflict(again));
+        }
+        self.charge(now, &path, Throughput::Write, size)?;
+        let new_head = match self.commit_state(
+            now_ms,
+            &path,
+            head.as_ref(),
+            (Some(value), user_ids, metadata),
+        ) {
+            Ok(h) => h,
+            Err(StorageError::Conflict { .. }) => {
+                let again = self.read_for_update(
+                    now,
+                    ticket.server,
+                    ticket.store,
+                    &ticket.key,
+                    &path,
+                    ticket.fault,
+                )?;
+                return Ok(UpdateCommit::Conflict(again));
+            }
+            Err(e) => return Err(internal(e)),
+        };
+        if let Some(Fault::Ambiguous(e)) = ticket.fault {
+            return Err(e);
+        }
+        let read = visible(&new_head);
+        self.remember(now, ticket.server, &path, &read);
+        Ok(UpdateCommit::Committed(read))
+    }
+
+    /// `RemoveAsync(key)`: writes a tombstone version and returns the previous value and key
+    /// info; a key already missing or removed returns nil, nil and writes nothing.
+    pub fn remove_async(
+        &mut self,
+        now: f64,
+        server: ServerId,
+        store: &StoreName,
+        key: &str,
+    ) -> Result<Read, RequestError> {
+        let path = self.path(store, key)?;
+        let late = self.write_fate(Operation::Remove)?;
+        self.charge(now, &path, Throughput::Write, 0)?;
+        let (previous, _) = self.write_with(self.wall_ms(now), &path, |current| {
+            Ok(current.map(|_| (None, Vec::new(), json!({}))))
+        })?;
+        if let Some(e) = late {
+            return Err(e);
+        }
+        self.remember(now, server, &path, &Read::none());
+        Ok(previous)
+    }
+
+    /// `GetVersionAsync(key, version)`: that version's value and key info (`UpdatedTime` is
+    /// when the version was written). A tombstone version gives a nil value with its key info;
+    /// an unknown or expired version gives nil, nil.
+    pub fn get_version_async(
+        &mut self,
+        now: f64,
+        store: &StoreName,
+        key: &str,
+        version: &str,
+    ) -> Result<Read, RequestError> {
+        let path = self.path(store, key)?;
+        self.read_fate(Operation::GetVersion)?;
+        let read = self.find_version(now, &path, |v| v.version == version)?;
+        self.charge(now, &path, Throughput::Read, read_size(&read))?;
+        Ok(read)
+    }
+
+    /// `GetVersionAtTimeAsync(key, timestamp)`: the version that was current at `timestamp_ms`
+    /// (the latest whose slot opened at or before it), or nil, nil. The timestamp must be
+    /// positive and at most ten minutes ahead (`InvalidTimestamp`).
+    pub fn get_version_at_time_async(
+        &mut self,
+        now: f64,
+        store: &StoreName,
+        key: &str,
+        timestamp_ms: i64,
+    ) -> Result<Read, RequestError> {
+        let path = self.path(store, key)?;
+        if timestamp_ms <= 0 || timestamp_ms > self.wall_ms(now).saturating_add(600_000) {
+            return Err(RequestError::InvalidTimestamp { timestamp_ms });
+        }
+        self.read_fate(Operation::GetVersion)?;
+        let candidates = self.visible_versions(now, &path)?;
+        let slot = candidates
+            .iter()
+            .rev()
+            .find(|v| v.opened_ms <= timestamp_ms)
+            .map(|v| v.slot);
+        let read = self.find_version(now, &path, |v| Some(v.slot) == slot)?;
+        self.charge(now, &path, Throughput::Read, read_size(&read))?;
+        Ok(read)
+    }
+
+    fn visible_versions(
+        &mut self,
+        now: f64,
+        path: &KeyPath,
+    ) -> Result<Vec<StoredVersion>, RequestError> {
+        let now_ms = self.wall_ms(now);
+        match self.storage.head(path).map_err(internal)? {
+            Some(head) if !self.expired(&head, now_ms) => {}
+            _ => return Ok(Vec::new()),
+        }
+        let versions = self.storage.versions(path).map_err(internal)?;
+        Ok(versions
+            .into_iter()
+            .filter(|v| self.version_visible(v, now_ms))
+            .collect())
+    }
+
+    fn find_version(
+        &mut self,
+        now: f64,
+        path: &KeyPath,
+        pick: impl Fn(&StoredVersion) -> bool,
+    ) -> Result<Read, RequestError> {
+        let found = self
+            .visible_versions(now, path)?
+            .into_iter()
+            .find(|v| pick(v));
+        Ok(found.map_or_else(Read::none, |v| Read {
+            key_info: Some(version_info(&v)),
+            value: v.value,
+        }))
+    }
+
+    /// `ListVersionsAsync(key, direction, minDate, maxDate, pageSize)`: the first page.
+    pub fn list_versions_async(
+        &mut self,
+        now: f64,
+        store: &StoreName,
+        key: &str,
+        query: VersionQuery,
+    ) -> Result<VersionPages, RequestError> {
+        let path = self.path(store, key)?;
+        self.read_fate(Operation::ListVersions)?;
+        let mut pages = VersionPages {
+            path,
+            query,
+            items: Vec::new(),
+            is_finished: false,
+            cursor: None,
+        };
+        self.fill_version_page(now, &mut pages)?;
+        Ok(pages)
+    }
+
+    /// `pages:AdvanceToNextPageAsync()` on a version listing (`No pages to advance to.` after
+    /// the last page). On error the pages are unchanged.
+    pub fn advance_versions(
+        &mut self,
+        now: f64,
+        pages: &mut VersionPages,
+    ) -> Result<(), RequestError> {
+        if pages.is_finished {
+            return Err(RequestError::NoMorePages);
+        }
+        self.read_fate(Operation::ListVersions)?;
+        self.fill_version_page(now, pages)
+    }
+
+    fn fill_version_page(
+        &mut self,
+        now: f64,
+        pages: &mut VersionPages,
+    ) -> Result<(), RequestError> {
+        let q = pages.query;
+        let mut list: Vec<StoredVersion> = self
+            .visible_versions(now, &pages.path)?
+            .into_iter()
+            .filter(|v| {
+                q.min_date.is_none_or(|m| v.created_ms >= m)
+                    && q.max_date.is_none_or(|m| v.created_ms <= m)
+            })
+            .collect();
+        if q.direction == SortDirection::Descending {
+            list.reverse();
+        }
+        let after = |v: &StoredVersion| match (pages.cursor, q.direction) {
+            (None, _) => true,
+            (Some(c), SortDirection::Ascending) => v.slot > c,
+            (Some(c), SortDirection::Descending) => v.slot < c,
+        };
+        let page_size = if q.page_size == 0 {
+            1024
+        } else {
+            q.page_size as usize
+        };
+        let rest: Vec<StoredVersion> = list.into_iter().filter(after).collect();
+        pages.is_finished = rest.len() <= page_size;
+        pages.items = rest
+            .iter()
+            .take(page_size)
+            .map(|v| VersionItem {
+                version: v.version.clone(),
+                created_time: v.created_ms,
+                is_deleted: v.value.is_none(),
+            })
+            .collect();
+        pages.cursor = rest
+            .get(page_size.min(rest.len()).saturating_sub(1))
+            .map(|v| v.slot)
+            .or(pages.cursor);
+        Ok(())
+    }
+
+    /// `ListKeysAsync(prefix, pageSize, cursor, excludeDeleted)`: the first page of key names.
+    pub fn list_keys_async(
+        &mut self,
+        now: f64,
+        store: &StoreName,
+        query: KeyQuery,
+    ) -> Result<KeyPages, RequestError> {
+        self.limits.check_name(NameKind::DataStore, &store.name)?;
+        self.limits.check_name(NameKind::Scope, &store.scope)?;
+        self.read_fate(Operation::ListKeys)?;
+        let mut pages = KeyPages {
+            store: store.clone(),
+            query,
+            items: Vec::new(),
+            is_finished: false,
+            cursor: None,
+        };
+        self.fill_key_page(now, &mut pages)?;
+        Ok(pages)
+    }
+
+    /// `pages:AdvanceToNextPageAsync()` on a key listing.
+    pub fn advance_keys(&mut self, now: f64, pages: &mut KeyPages) -> Result<(), RequestError> {
+        if pages.is_finished {
+            return Err(RequestError::NoMorePages);
+        }
+        self.read_fate(Operation::ListKeys)?;
+        self.fill_key_page(now, pages)
+    }
+
+    fn fill_key_page(&mut self, now: f64, pages: &mut KeyPages) -> Result<(), RequestError> {
+        let page_size = if pages.query.page_size == 0 {
+            50
+        } else {
+            pages.query.page_size as usize
+        };
+        let now_ms = self.wall_ms(now);
+        let mut found = Vec::new();
+        let mut cursor = pages.cursor.clone();
+        'scan: loop {
+            let batch = self
+                .storage
+                .list_keys(
+                    &pages.store.name,
+                    &pages.store.scope,
+                    &pages.query.prefix,
+                    cursor.as_deref(),
+                    page_size + 1,
+                )
+                .map_err(internal)?;
+            if batch.is_empty() {
+                break;
+            }
+            for (key, head) in batch {
+                cursor = Some(key.clone());
+                let deleted = head.value.is_none();
+                if self.expired(&head, now_ms) || (deleted && pages.query.exclude_deleted) {
+                    continue;
+                }
+                found.push(key);
+                if found.len() > page_size {
+                    break 'scan;
+                }
+            }
+        }
+        pages.is_finished = found.len() <= page_size;
+        found.truncate(page_size);
+        if let Some(last) = found.last() {
+            pages.cursor = Some(last.clone());
+        }
+        pages.items = found;
+        Ok(())
+    }
+
+    /// Open Cloud's snapshot: the next write to every key opens a new version whatever the
+    /// hour. Once per UTC day (`SnapshotLimit` otherwise). Not persisted by the storage.
+    pub fn take_snapshot(&mut self, now: f64) -> Result<(), RequestError> {
+        const DAY_MS: i64 = 86_400_000;
+        let now_ms = self.wall_ms(now);
+        if self
+            .snapshot_ms
+            .is_some_and(|s| s.div_euclid(DAY_MS) == now_ms.div_euclid(DAY_MS))
+        {
+            return Err(RequestError::SnapshotLimit);
+        }
+        self.snapshot_ms = Some(now_ms);
+        Ok(())
+    }
+}

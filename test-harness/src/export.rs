@@ -1,0 +1,662 @@
+//! Export and import of a store's whole contents as one JSON document (DESIGN.md §4; the
+//! fixture layout of `shared/fixtures/README.md`).
+//!
+//! # Export format (`"format": "profilestore-harness/datastore-export"`, `"formatVersion": 1`)
+//!
+//! ```json
+//! {
+//!   "format": "profilestore-harness/datastore-export",
+//!   "formatVersion": 1,
+//!   "stores": [
+//!     {
+//!       "store": "PlayerData",            // DataStore name
+//!       "scope": "global",                // scope
+//!       "keys": {                         // by key name, sorted
+//!         "Player_1": {
+//!           "exists": true,               // false once RemoveAsync wrote a tombstone
+//!           "value": {"Data": {}},        // the current value; null when removed
+//!           "userIds": [101],             // DataStoreKeyInfo:GetUserIds()
+//!           "metadata": {"Rank": "Gold"}, // DataStoreKeyInfo:GetMetadata(), always an object
+//!           "createdTime": 1735689600000, // CreatedTime, Unix ms
+//!           "updatedTime": 1735689601000, // UpdatedTime, Unix ms
+//!           "version": "…",               // Version of the last write
+//!           "serial": 2,                  // writes made to the key so far
+//!           "versions": [                 // retained versions, oldest first
+//!             {"slot": 1, "version": "…", "openedTime": 1735689600000,
+//!              "createdTime": 1735689601000, "keyCreatedTime": 1735689600000,
+//!              "deleted": false, "value": {"Data": {}}, "userIds": [101],
+//!              "metadata": {"Rank": "Gold"}, "supersededTime": null}
+//!           ]
+//!         }
+//!       }
+//!     }
+//!   ]
+//! }
+//! ```
+//!
+//! Stores are sorted by name then scope, keys by name, versions by slot, so exporting the same
+//! contents always gives the same bytes.
+//!
+//! # Import
+//!
+//! [`import`] accepts that format and the fixture layout of `original-golden.json`:
+//! `{"store": NAME, "scope"?: SCOPE, "keys": {KEY: {"exists", "value", "userIds", "metadata"}}}`
+//! (other top-level fields such as `place_id` are ignored). A fixture key with `"exists": false`
+//! is skipped; the others get one version written at the import time. An empty Luau table
+//! stored as `[]` is accepted for `metadata` and `userIds`. Every imported key replaces what the
+//! storage held for it; other keys are left alone.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::datastore::{Limits, version_id};
+use crate::storage::{Head, KeyPath, Storage, StorageError, StoredVersion};
+
+/// The `format` field of an export.
+pub const FORMAT: &str = "profilestore-harness/datastore-export";
+/// The `formatVersion` this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A whole export.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportDocument {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Always [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// One entry per DataStore name and scope.
+    pub stores: Vec<ExportedStore>,
+}
+
+/// The keys of one DataStore name and scope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportedStore {
+    /// DataStore name.
+    pub store: String,
+    /// Scope.
+    pub scope: String,
+    /// Keys by name.
+    pub keys: BTreeMap<String, ExportedKey>,
+}
+
+/// One key: its head and versions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportedKey {
+    /// Whether the key has a value (false after `RemoveAsync`).
+    pub exists: bool,
+    /// The value, `null` when removed.
+    pub value: Option<Value>,
+    /// User ids.
+    pub user_ids: Vec<i64>,
+    /// Metadata.
+    pub metadata: Value,
+    /// `CreatedTime`, Unix ms.
+    pub created_time: i64,
+    /// `UpdatedTime`, Unix ms.
+    pub updated_time: i64,
+    /// `Version`.
+    pub version: String,
+    /// Writes made so far.
+    pub serial: u64,
+    /// Retained versions, oldest first.
+    pub versions: Vec<ExportedVersion>,
+}
+
+/// One retained version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportedVersion {
+    /// Slot number, from 1.
+    pub slot: u64,
+    /// Version id.
+    pub version: String,
+    /// First write into the slot, Unix ms.
+    pub opened_time: i64,
+    /// The write it holds, Unix ms.
+    pub created_time: i64,
+    /// The key's `CreatedTime` at that write, Unix ms.
+    pub key_created_time: i64,
+    /// A tombstone.
+    pub deleted: bool,
+    /// The value, `null` for a tombstone.
+    pub value: Option<Value>,
+    /// User ids.
+    pub user_ids: Vec<i64>,
+    /// Metadata.
+    pub metadata: Value,
+    /// When a newer slot superseded it, Unix ms.
+    pub superseded_time: Option<i64>,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Keys written, in document order.
+    pub imported: Vec<KeyPath>,
+    /// Fixture keys with `"exists": false`, not written.
+    pub skipped: Vec<KeyPath>,
+}
+
+/// An export or import failure, naming where the problem is.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ExportError {
+    /// The document is not valid JSON or not in a known layout.
+    #[error("import document: {0}")]
+    Parse(String),
+    /// A field has an impossible value.
+    #[error("import document, {at}: {problem}")]
+    Invalid {
+        /// Where, e.g. `stores[0].keys["Player_1"].versions[1]`.
+        at: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Reads every key of `storage` into one document.
+pub fn export(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> {
+    let mut stores: Vec<ExportedStore> = Vec::new();
+    for path in storage.paths()? {
+        let Some(head) = storage.head(&path)? else {
+            continue;
+        };
+        let versions = storage.versions(&path)?;
+        if stores
+            .last()
+            .is_none_or(|s| s.store != path.store || s.scope != path.scope)
+        {
+            stores.push(ExportedStore {
+                store: path.store.clone(),
+                scope: path.scope.clone(),
+                keys: BTreeMap::new(),
+            });
+        }
+        if let Some(store) = stores.last_mut() {
+            store
+                .keys
+                .insert(path.key.clone(), exported_key(head, versions));
+        }
+    }
+    Ok(ExportDocument {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        stores,
+    })
+}
+
+/// [`export`] as pretty-printed JSON text.
+pub fn export_string(storage: &mut dyn Storage) -> Result<String, ExportError> {
+    let document = export(storage)?;
+    serde_json::to_string_pretty(&document).map_err(|e| ExportError::Parse(e.to_string()))
+}
+
+fn exported_key(head: Head, versions: Vec<StoredVersion>) -> ExportedKey {
+    ExportedKey {
+        exists: head.value.is_some(),
+        value: head.value,
+        user_ids: head.user_ids,
+        metadata: head.metadata,
+        created_time: head.created_ms,
+        updated_time: head.updated_ms,
+        version: head.version,
+        serial: head.serial,
+        versions: versions
+            .into_iter()
+            .map(|v| ExportedVersion {
+                slot: v.slot,
+                version: v.version,
+                opened_time: v.opened_ms,
+                created_time: v.created_ms,
+                key_created_time: v.key_created_ms,
+                deleted: v.value.is_none(),
+                value: v.value,
+                user_ids: v.user_ids,
+                metadata: v.metadata,
+                superseded_time: v.superseded_ms,
+            })
+            .collect(),
+    }
+}
+
+/// Imports a document in either layout (see the module docs); fixture keys get times and a
+/// version at `now_ms` (Unix ms).
+pub fn import(
+    storage: &mut dyn Storage,
+    text: &str,
+    now_ms: i64,
+) -> Result<ImportReport, ExportError> {
+    let json: Value = serde_json::from_str(text).map_err(|e| ExportError::Parse(e.to_string()))?;
+    if json.get("format").is_some() {
+        let document: ExportDocument =
+            serde_json::from_value(json).map_err(|e| ExportError::Parse(e.to_string()))?;
+        import_document(storage, &document)
+    } else if json.get("store").is_some() && json.get("keys").is_some() {
+        import_fixture(storage, &json, now_ms)
+    } else {
+        Err(ExportError::Parse(
+            "unrecognised layout: expected an export (a \"format\" field) or a fixture (\"store\" and \"keys\")".into(),
+        ))
+    }
+}
+
+/// Imports an export document, checking it first (nothing is written if any key is invalid).
+pub fn import_document(
+    storage: &mut dyn Storage,
+    document: &ExportDocument,
+) -> Result<ImportReport, ExportError> {
+    if document.format != FORMAT || document.format_version != FORMAT_VERSION {
+        return Err(ExportError::Parse(format!(
+            "format {:?} version {} is not supported (expected {FORMAT:?} version {FORMAT_VERSION})",
+            document.format, document.format_version
+        )));
+    }
+    let mut planned = Vec::new();
+    for (i, store) in document.stores.iter().enumerate() {
+        for (key, exported) in &store.keys {
+            let at = format!("stores[{i}].keys[{key:?}]");
+            let path = KeyPath::new(&store.store, &store.scope, key);
+            planned.push((path, checked_key(&at, exported)?));
+        }
+    }
+    let mut report = ImportReport::default();
+    for (path, (head, versions)) in planned {
+        storage.replace_key(&path, &head, &versions)?;
+        report.imported.push(path);
+    }
+    Ok(report)
+}
+
+fn invalid(at: &str, problem: impl Into<String>) -> ExportError {
+    ExportError::Invalid {
+        at: at.to_string(),
+        problem: problem.into(),
+    }
+}
+
+fn object_metadata(at: &str, metadata: &Value) -> Result<Value, ExportError> {
+    Limits::unlimited()
+        .check_metadata(Some(metadata))
+        .map_err(|_| invalid(at, format!("metadata must be an object, found {metadata}")))
+}
+
+fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), ExportError> {
+    if k.exists != k.value.is_some() {
+        return Err(invalid(
+            at,
+            format!(
+                "exists is {} but value is {}",
+                k.exists,
+                if k.value.is_some() { "set" } else { "null" }
+            ),
+        ));
+    }
+    let mut versions = Vec::with_capacity(k.versions.len());
+    for (j, v) in k.versions.iter().enumerate() {
+        let vat = format!("{at}.versions[{j}]");
+        let expected_slot = versions.last().map_or(1, |p: &StoredVersion| p.slot + 1);
+        if v.slot < expected_slot || (j == 0 && v.slot == 0) {
+            return Err(invalid(
+                &vat,
+                format!(
+                    "slot {} must be at least {expected_slot} and increase",
+                    v.slot
+                ),
+            ));
+        }
+        if v.deleted != v.value.is_none() {
+            return Err(invalid(
+                &vat,
+                format!(
+                    "deleted is {} but value is {}",
+                    v.deleted,
+                    if v.value.is_some() { "set" } else { "null" }
+                ),
+            ));
+        }
+        versions.push(StoredVersion {
+            slot: v.slot,
+            version: v.version.clone(),
+            opened_ms: v.opened_time,
+            created_ms: v.created_time,
+            key_created_ms: v.key_created_time,
+            value: v.value.clone(),
+            user_ids: v.user_ids.clone(),
+            metadata: object_metadata(&vat, &v.metadata)?,
+            superseded_ms: v.superseded_time,
+        });
+    }
+    let head = Head {
+        value: k.value.clone(),
+        created_ms: k.created_time,
+        updated_ms: k.updated_time,
+        version: k.version.clone(),
+        serial: k.serial,
+        user_ids: k.user_ids.clone(),
+        metadata: object_metadata(at, &k.metadata)?,
+    };
+    Ok((head, versions))
+}
+
+fn import_fixture(
+    storage: &mut dyn Storage,
+    json: &Value,
+    now_ms: i64,
+) -> Result<ImportReport, ExportError> {
+    let store = json["store"]
+        .as_str()
+        .ok_or_else(|| invalid("store", "must be a string"))?;
+    let scope = match json.get("scope") {
+        None => "global",
+        Some(s) => s
+            .as_str()
+            .ok_or_else(|| invalid("scope", "must be a string"))?,
+    };
+    let keys = json["keys"]
+        .as_object()
+        .ok_or_else(|| invalid("keys", "must be an object"))?;
+    let limits = Limits::unlimited();
+    let mut planned = Vec::new();
+    let mut report = ImportReport::default();
+    for (key, entry) in keys {
+        let at = format!("keys[{key:?}]");
+        let path = KeyPath::new(store, scope, key);
+        let exists = entry
+            .get("exists")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| invalid(&at, "\"exists\" must be true or false"))?;
+        if !exists {
+            report.skipped.push(path);
+            continue;
+        }
+        let value = entry
+            .get("value")
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| invalid(&at, "an existing key needs a value"))?;
+        let user_ids = limits.check_user_ids(entry.get("userIds")).map_err(|_| {
+            invalid(
+                &at,
+                format!(
+                    "userIds must be a list of integers, found {}",
+                    entry["userIds"]
+                ),
+            )
+        })?;
+        let metadata = object_metadata(&at, entry.get("metadata").unwrap_or(&Value::Null))?;
+        let version = version_id(now_ms, 1, now_ms);
+        let head = Head {
+            value: Some(value.clone()),
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            version: version.clone(),
+            serial: 1,
+            user_ids: user_ids.clone(),
+            metadata: metadata.clone(),
+        };
+        let first = StoredVersion {
+            slot: 1,
+            version,
+            opened_ms: now_ms,
+            created_ms: now_ms,
+            key_created_ms: now_ms,
+            value: Some(value.clone()),
+            user_ids,
+            metadata,
+            superseded_ms: None,
+        };
+        planned.push((path, head, first));
+    }
+    for (path, head, first) in planned {
+        storage.replace_key(&path, &head, &[first])?;
+        report.imported.push(path);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::{DataStoreService, GetOptions, ServerId, SetOptions, StoreName};
+    use crate::storage::{MemoryStorage, SqliteStorage};
+    use serde_json::json;
+
+    const EPOCH: i64 = 1_735_689_600;
+    const GOLDEN: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/original-golden.json"
+    ));
+
+    #[test]
+    fn golden_fixture_imports_and_reads_back_through_get_async() {
+        let mut storage = MemoryStorage::new();
+        let report = import(&mut storage, GOLDEN, EPOCH * 1000).unwrap();
+        let names: Vec<&str> = report.imported.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "locked_dead",
+                "locked_live",
+                "overwritten_active",
+                "overwritten_released",
+                "pending_messages",
+                "processed_message",
+                "released",
+                "stub"
+            ]
+        );
+        assert!(report.skipped.is_empty());
+        assert!(
+            report
+                .imported
+                .iter()
+                .all(|p| p.store == "PlayerData" && p.scope == "global")
+        );
+
+        let mut ds = DataStoreService::new(EPOCH).with_storage(Box::new(storage));
+        let store = StoreName::new("PlayerData");
+        let read = ds
+            .get_async(5.0, ServerId(1), &store, "released", GetOptions::default())
+            .unwrap();
+        let golden: Value = serde_json::from_str(GOLDEN).unwrap();
+        assert_eq!(
+            read.value.as_ref(),
+            Some(&golden["keys"]["released"]["value"])
+        );
+        assert_eq!(read.value.as_ref().unwrap()["Data"]["Ratio"], json!(0.25));
+        let info = read.key_info.unwrap();
+        assert_eq!(info.user_ids, vec![101]);
+        assert_eq!(info.metadata, json!({"Rank": "Gold"}));
+        assert_eq!(
+            (info.created_time, info.updated_time),
+            (EPOCH * 1000, EPOCH * 1000)
+        );
+        assert_eq!(info.version, version_id(EPOCH * 1000, 1, EPOCH * 1000));
+        // `[]` metadata (an empty Luau table) becomes the empty object.
+        let dead = ds
+            .get_async(
+                5.0,
+                ServerId(1),
+                &store,
+                "locked_dead",
+                GetOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(dead.key_info.unwrap().metadata, json!({}));
+        assert_eq!(
+            dead.value.unwrap()["MetaData"]["ActiveSession"][0],
+            json!(1001)
+        );
+        // Every fixture value is stored exactly.
+        for (key, entry) in golden["keys"].as_object().unwrap() {
+            let r = ds
+                .get_async(
+                    5.0,
+                    ServerId(1),
+                    &store,
+                    key,
+                    GetOptions { use_cache: false },
+                )
+                .unwrap();
+            assert_eq!(r.value.as_ref(), Some(&entry["value"]), "{key}");
+        }
+    }
+
+    #[test]
+    fn fixture_keys_that_do_not_exist_are_skipped_and_bad_fields_are_named() {
+        let doc = json!({"store": "S", "keys": {"a": {"exists": false}, "b": {"exists": true, "value": 1, "userIds": [], "metadata": []}}});
+        let mut storage = MemoryStorage::new();
+        let report = import(&mut storage, &doc.to_string(), 5).unwrap();
+        assert_eq!(report.skipped, vec![KeyPath::new("S", "global", "a")]);
+        assert_eq!(report.imported, vec![KeyPath::new("S", "global", "b")]);
+        let bad =
+            json!({"store": "S", "keys": {"b": {"exists": true, "value": 1, "userIds": ["x"]}}});
+        assert_eq!(
+            import(&mut storage, &bad.to_string(), 5)
+                .unwrap_err()
+                .to_string(),
+            "import document, keys[\"b\"]: userIds must be a list of integers, found [\"x\"]"
+        );
+        let bad = json!({"store": "S", "keys": {"b": {"exists": true, "value": 1, "metadata": 3}}});
+        assert_eq!(
+            import(&mut storage, &bad.to_string(), 5)
+                .unwrap_err()
+                .to_string(),
+            "import document, keys[\"b\"]: metadata must be an object, found 3"
+        );
+        assert!(matches!(
+            import(&mut storage, "{", 5),
+            Err(ExportError::Parse(_))
+        ));
+        assert!(
+            import(&mut storage, "{}", 5)
+                .unwrap_err()
+                .to_string()
+                .contains("unrecognised layout")
+        );
+    }
+
+    fn populated() -> DataStoreService {
+        let mut ds = DataStoreService::new(EPOCH);
+        let (s, a) = (StoreName::new("PlayerData"), ServerId(1));
+        let with = SetOptions {
+            user_ids: Some(json!([7])),
+            metadata: Some(json!({"Rank": "Gold"})),
+        };
+        ds.set_async(0.0, a, &s, "k1", json!({"Coins": 1}), with)
+            .unwrap();
+        ds.set_async(
+            3600.0,
+            a,
+            &s,
+            "k1",
+            json!({"Coins": 2}),
+            SetOptions::default(),
+        )
+        .unwrap();
+        ds.set_async(10.0, a, &s, "k2", json!("two"), SetOptions::default())
+            .unwrap();
+        ds.remove_async(20.0, a, &s, "k2").unwrap();
+        ds.set_async(
+            30.0,
+            a,
+            &StoreName::scoped("PlayerData", "beta"),
+            "k1",
+            json!(3),
+            SetOptions::default(),
+        )
+        .unwrap();
+        ds.set_async(
+            40.0,
+            a,
+            &StoreName::new("Other"),
+            "z",
+            json!([1, 2]),
+            SetOptions::default(),
+        )
+        .unwrap();
+        ds
+    }
+
+    #[test]
+    fn export_lists_everything_in_order_and_round_trips_into_sqlite() {
+        let mut ds = populated();
+        let document = export(ds.storage_mut()).unwrap();
+        let stores: Vec<(&str, &str)> = document
+            .stores
+            .iter()
+            .map(|s| (s.store.as_str(), s.scope.as_str()))
+            .collect();
+        assert_eq!(
+            stores,
+            [
+                ("Other", "global"),
+                ("PlayerData", "beta"),
+                ("PlayerData", "global")
+            ]
+        );
+        let player = &document.stores[2];
+        let k1 = &player.keys["k1"];
+        assert_eq!(k1.value, Some(json!({"Coins": 2})));
+        assert_eq!(
+            (k1.created_time, k1.updated_time, k1.serial),
+            (EPOCH * 1000, EPOCH * 1000 + 3_600_000, 2)
+        );
+        assert_eq!(
+            k1.user_ids,
+            Vec::<i64>::new(),
+            "the second SetAsync gave no user ids"
+        );
+        assert_eq!(k1.versions.len(), 2);
+        assert_eq!(k1.versions[0].user_ids, vec![7]);
+        assert_eq!(
+            k1.versions[0].superseded_time,
+            Some(EPOCH * 1000 + 3_600_000)
+        );
+        let k2 = &player.keys["k2"];
+        assert!(!k2.exists && k2.value.is_none());
+        // The same 10 s-then-20 s hour: the tombstone replaced the version of the write.
+        assert_eq!(k2.versions.len(), 1);
+        assert!(k2.versions[0].deleted);
+
+        let text = export_string(ds.storage_mut()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut sqlite = SqliteStorage::open(dir.path().join("copy.db")).unwrap();
+        let report = import(&mut sqlite, &text, 0).unwrap();
+        assert_eq!(report.imported.len(), 4);
+        assert_eq!(export(&mut sqlite).unwrap(), document);
+        assert_eq!(
+            export_string(&mut sqlite).unwrap(),
+            text,
+            "same contents, same bytes"
+        );
+    }
+
+    #[test]
+    fn invalid_exports_are_refused_before_anything_is_written() {
+        let mut ds = populated();
+        let mut document = export(ds.storage_mut()).unwrap();
+        document.stores[2].keys.get_mut("k1").unwrap().versions[1].slot = 1;
+        let mut fresh = MemoryStorage::new();
+        let err = import_document(&mut fresh, &document).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "import document, stores[2].keys[\"k1\"].versions[1]: slot 1 must be at least 2 and increase"
+        );
+        assert_eq!(fresh.paths().unwrap(), vec![], "nothing was written");
+        let mut wrong = export(ds.storage_mut()).unwrap();
+        wrong.format_version = 2;
+        assert!(
+            import_document(&mut fresh, &wrong)
+                .unwrap_err()
+                .to_string()
+                .contains("version 2 is not supported")
+        );
+    }
+}

@@ -1,0 +1,430 @@
+//! A simulated Roblox `MessagingService` on the virtual clock (spec "MessagingService"): topics,
+//! `SubscribeAsync` / `Disconnect` per server, `PublishAsync` to every server subscribed to the
+//! topic, delivery after a delay (best effort, typically 1–2 s), seeded loss, and the size limit:
+//! the JSON-encoded payload must fit in 1 kB (1,024 bytes) and the topic name in 80 characters.
+//!
+//! Deliveries are decided at publish time, one per subscription then active (so a server's own
+//! subscription hears its own publishes, as on Roblox): each draws a loss roll and a delay from a
+//! seeded SplitMix64 generator, in subscription order. A delivery whose subscription was
+//! disconnected before it arrives is dropped. [`MessagingService::poll_delivery`] hands them out
+//! in `(arrival time, publish order)` order, so same seed and same calls give the same run.
+//!
+//! Rate limits (messages per server, per topic, per game, subscriptions per server) are not
+//! modelled yet.
+
+use std::collections::BTreeMap;
+
+use profilestore_core::guid::GuidGenerator;
+use serde_json::Value;
+
+use crate::datastore::ServerId;
+
+/// One `SubscribeAsync` connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SubscriptionId(pub u64);
+
+/// The behaviour of a [`MessagingService`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessagingConfig {
+    /// Seed of the loss and delay generator.
+    pub seed: u64,
+    /// Shortest delivery delay, virtual seconds.
+    pub min_delay: f64,
+    /// Longest delivery delay, virtual seconds.
+    pub max_delay: f64,
+    /// Probability that one delivery is lost.
+    pub loss: f64,
+    /// Largest JSON-encoded payload in bytes (1,024); `None` turns the limit off.
+    pub max_message_bytes: Option<usize>,
+    /// Longest topic name (80); `None` turns the limit off.
+    pub max_topic_len: Option<usize>,
+}
+
+impl MessagingConfig {
+    /// Roblox's typical behaviour: 1–2 s delays, no loss, the 1 kB and 80-character limits.
+    pub fn roblox(seed: u64) -> MessagingConfig {
+        MessagingConfig {
+            seed,
+            min_delay: 1.0,
+            max_delay: 2.0,
+            loss: 0.0,
+            max_message_bytes: Some(1024),
+            max_topic_len: Some(80),
+        }
+    }
+
+    /// The same with a fixed delay.
+    pub fn with_delay(mut self, delay: f64) -> MessagingConfig {
+        self.min_delay = delay;
+        self.max_delay = delay;
+        self
+    }
+
+    /// The same with a loss probability.
+    pub fn with_loss(mut self, loss: f64) -> MessagingConfig {
+        self.loss = loss;
+        self
+    }
+}
+
+/// A message arriving at a subscription (`SubscribeAsync`'s callback argument).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// The subscription it arrives at.
+    pub subscription: SubscriptionId,
+    /// The server holding that subscription.
+    pub server: ServerId,
+    /// Topic.
+    pub topic: String,
+    /// `message.Data`.
+    pub data: Value,
+    /// When it was published (virtual seconds; `message.Sent` is the wall time of this).
+    pub sent: f64,
+    /// When it arrives.
+    pub delivered_at: f64,
+    /// The server that published it.
+    pub from: ServerId,
+}
+
+/// What a publish did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// Deliveries scheduled.
+    pub scheduled: usize,
+    /// Deliveries lost to the loss probability.
+    pub lost: usize,
+}
+
+/// A refused MessagingService call.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MessagingError {
+    /// The payload's JSON encoding is larger than allowed.
+    #[error(
+        "PublishAsync: message of {size} bytes exceeds the {limit}-byte (1 kB) limit on topic {topic:?}."
+    )]
+    MessageTooLarge {
+        /// Topic.
+        topic: String,
+        /// Encoded size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An empty topic name.
+    #[error("MessagingService: topic name can't be empty.")]
+    TopicEmpty,
+    /// A topic name longer than allowed.
+    #[error(
+        "MessagingService: topic name of {length} characters exceeds the {limit} character limit."
+    )]
+    TopicTooLong {
+        /// Its length in bytes.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Disconnecting a subscription that does not exist (any more).
+    #[error("MessagingService: subscription {0:?} is not connected.")]
+    UnknownSubscription(SubscriptionId),
+}
+
+#[derive(Clone, Debug)]
+struct Subscription {
+    server: ServerId,
+    topic: String,
+}
+
+/// The MessagingService of one experience.
+#[derive(Clone, Debug)]
+pub struct MessagingService {
+    config: MessagingConfig,
+    rng: GuidGenerator,
+    next_subscription: u64,
+    next_sequence: u64,
+    subscriptions: BTreeMap<SubscriptionId, Subscription>,
+    /// Pending deliveries with their publish sequence number.
+    in_flight: Vec<(u64, Message)>,
+}
+
+impl MessagingService {
+    /// An empty service.
+    pub fn new(config: MessagingConfig) -> MessagingService {
+        MessagingService {
+            rng: GuidGenerator::new(config.seed),
+            config,
+            next_subscription: 1,
+            next_sequence: 0,
+            subscriptions: BTreeMap::new(),
+            in_flight: Vec::new(),
+        }
+    }
+
+    fn check_topic(&self, topic: &str) -> Result<(), MessagingError> {
+        if topic.is_empty() {
+            return Err(MessagingError::TopicEmpty);
+        }
+        match self.config.max_topic_len {
+            Some(limit) if topic.len() > limit => Err(MessagingError::TopicTooLong {
+                length: topic.len(),
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `SubscribeAsync(topic, callback)` on `server`.
+    pub fn subscribe(
+        &mut self,
+        server: ServerId,
+        topic: &str,
+    ) -> Result<SubscriptionId, MessagingError> {
+        self.check_topic(topic)?;
+        let id = SubscriptionId(self.next_subscription);
+        self.next_subscription += 1;
+        self.subscriptions.insert(
+            id,
+            Subscription {
+                server,
+                topic: topic.to_string(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// `connection:Disconnect()`: messages not yet delivered to it are dropped.
+    pub fn unsubscribe(&mut self, subscription: SubscriptionId) -> Result<(), MessagingError> {
+        self.subscriptions
+            .remove(&subscription)
+            .map(|_| ())
+            .ok_or(MessagingError::UnknownSubscription(subscription))
+    }
+
+    /// Drops every subscription of a server (it shut down or crashed).
+    pub fn remove_server(&mut self, server: ServerId) {
+        self.subscriptions.retain(|_, s| s.server != server);
+    }
+
+    /// The live subscriptions to `topic`, in subscription order.
+    pub fn subscribers(&self, topic: &str) -> Vec<(SubscriptionId, ServerId)> {
+        self.subscriptions
+            .iter()
+            .filter(|(_, s)| s.topic == topic)
+            .map(|(id, s)| (*id, s.server))
+            .collect()
+    }
+
+    /// `PublishAsync(topic, data)` from `server` at `now`.
+    pub fn publish(
+        &mut self,
+        now: f64,
+        server: ServerId,
+        topic: &str,
+        data: &Value,
+    ) -> Result<Published, MessagingError> {
+        self.check_topic(topic)?;
+        let size = data.to_string().len();
+        if let Some(limit) = self.config.max_message_bytes
+            && size > limit
+        {
+            return Err(MessagingError::MessageTooLarge {
+                topic: topic.to_string(),
+                size,
+                limit,
+            });
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let mut published = Published {
+            scheduled: 0,
+            lost: 0,
+        };
+        for (subscription, to) in self.subscribers(topic) {
+            let lost = self.rng.next_f64() < self.config.loss;
+            let spread = (self.config.max_delay - self.config.min_delay).max(0.0);
+            let delay = self.config.min_delay + spread * self.rng.next_f64();
+            if lost {
+                published.lost += 1;
+                continue;
+            }
+            published.scheduled += 1;
+            let message = Message {
+                subscription,
+                server: to,
+                topic: topic.to_string(),
+                data: data.clone(),
+                sent: now,
+                delivered_at: now + delay,
+                from: server,
+            };
+            self.in_flight.push((sequence, message));
+        }
+        Ok(published)
+    }
+
+    /// When the next delivery arrives, if any is pending.
+    pub fn next_delivery(&self) -> Option<f64> {
+        self.in_flight
+            .iter()
+            .map(|(_, m)| m.delivered_at)
+            .min_by(f64::total_cmp)
+    }
+
+    /// The next message that has arrived by `now` (earliest first, then in publish order), if
+    /// its subscription is still connected; call until `None`.
+    pub fn poll_delivery(&mut self, now: f64) -> Option<Message> {
+        loop {
+            let index = self
+                .in_flight
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, m))| m.delivered_at <= now)
+                .min_by(|(_, (sa, a)), (_, (sb, b))| {
+                    a.delivered_at
+                        .total_cmp(&b.delivered_at)
+                        .then(sa.cmp(sb))
+                        .then(a.subscription.cmp(&b.subscription))
+                })
+                .map(|(i, _)| i)?;
+            let (_, message) = self.in_flight.remove(index);
+            if self.subscriptions.contains_key(&message.subscription) {
+                return Some(message);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const A: ServerId = ServerId(1);
+    const B: ServerId = ServerId(2);
+
+    #[test]
+    fn publish_reaches_every_subscribed_server_after_the_delay() {
+        let mut ms = MessagingService::new(MessagingConfig::roblox(1).with_delay(1.5));
+        let sa = ms.subscribe(A, "PS_X").unwrap();
+        let sb = ms.subscribe(B, "PS_X").unwrap();
+        ms.subscribe(B, "other").unwrap();
+        let p = ms
+            .publish(10.0, B, "PS_X", &json!({"LoadCount": 3}))
+            .unwrap();
+        assert_eq!(
+            p,
+            Published {
+                scheduled: 2,
+                lost: 0
+            }
+        );
+        assert_eq!(ms.next_delivery(), Some(11.5));
+        assert_eq!(ms.poll_delivery(11.49), None);
+        let first = ms.poll_delivery(11.5).unwrap();
+        assert_eq!(
+            first,
+            Message {
+                subscription: sa,
+                server: A,
+                topic: "PS_X".into(),
+                data: json!({"LoadCount": 3}),
+                sent: 10.0,
+                delivered_at: 11.5,
+                from: B
+            }
+        );
+        assert_eq!(ms.poll_delivery(11.5).unwrap().subscription, sb);
+        assert_eq!(ms.poll_delivery(100.0), None);
+    }
+
+    #[test]
+    fn one_kilobyte_limit_on_the_encoded_payload() {
+        let mut ms = MessagingService::new(MessagingConfig::roblox(1));
+        // A string of n characters encodes to n + 2 bytes.
+        assert!(ms.publish(0.0, A, "t", &json!("x".repeat(1022))).is_ok());
+        let err = ms
+            .publish(0.0, A, "t", &json!("x".repeat(1023)))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            MessagingError::MessageTooLarge {
+                topic: "t".into(),
+                size: 1025,
+                limit: 1024
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "PublishAsync: message of 1025 bytes exceeds the 1024-byte (1 kB) limit on topic \"t\"."
+        );
+        let unlimited = MessagingConfig {
+            max_message_bytes: None,
+            ..MessagingConfig::roblox(1)
+        };
+        assert!(
+            MessagingService::new(unlimited)
+                .publish(0.0, A, "t", &json!("x".repeat(5000)))
+                .is_ok()
+        );
+        assert_eq!(ms.subscribe(A, ""), Err(MessagingError::TopicEmpty));
+        assert_eq!(
+            ms.subscribe(A, &"t".repeat(81)),
+            Err(MessagingError::TopicTooLong {
+                length: 81,
+                limit: 80
+            })
+        );
+    }
+
+    #[test]
+    fn disconnected_subscriptions_get_nothing_more() {
+        let mut ms = MessagingService::new(MessagingConfig::roblox(1).with_delay(1.0));
+        let sa = ms.subscribe(A, "t").unwrap();
+        ms.publish(0.0, B, "t", &json!(1)).unwrap();
+        ms.unsubscribe(sa).unwrap();
+        assert_eq!(ms.poll_delivery(5.0), None);
+        assert_eq!(
+            ms.unsubscribe(sa),
+            Err(MessagingError::UnknownSubscription(sa))
+        );
+        ms.subscribe(B, "t").unwrap();
+        ms.remove_server(B);
+        assert_eq!(
+            ms.publish(6.0, A, "t", &json!(2)).unwrap(),
+            Published {
+                scheduled: 0,
+                lost: 0
+            }
+        );
+    }
+
+    #[test]
+    fn loss_and_delay_are_seeded() {
+        let run = |seed: u64| {
+            let mut ms = MessagingService::new(MessagingConfig::roblox(seed).with_loss(0.3));
+            ms.subscribe(A, "t").unwrap();
+            ms.subscribe(B, "t").unwrap();
+            let mut lost = 0;
+            for i in 0..100 {
+                lost += ms.publish(f64::from(i), A, "t", &json!(i)).unwrap().lost;
+            }
+            let mut arrivals = Vec::new();
+            while let Some(m) = ms.poll_delivery(1000.0) {
+                assert!((1.0..=2.0).contains(&(m.delivered_at - m.sent)));
+                arrivals.push((m.data, m.server, m.delivered_at));
+            }
+            (lost, arrivals)
+        };
+        let (lost, arrivals) = run(9);
+        assert_eq!((lost, arrivals.clone()), run(9));
+        assert_eq!(lost + arrivals.len(), 200);
+        assert!(
+            (40..=80).contains(&lost),
+            "about 30% of 200 deliveries are lost: {lost}"
+        );
+        assert!(
+            arrivals.windows(2).all(|w| w[0].2 <= w[1].2),
+            "delivered in arrival order"
+        );
+        assert_ne!(run(10).1, arrivals);
+    }
+}

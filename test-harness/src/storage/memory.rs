@@ -1,0 +1,127 @@
+//! [`MemoryStorage`]: the in-memory backend, the default for simulations and tests.
+//!
+//! One `BTreeMap` from [`KeyPath`] to the key's head and version slots, so iteration order is the
+//! sorted key order and nothing hash-ordered can reach an output.
+
+use std::collections::BTreeMap;
+
+use super::{
+    Commit, Head, KeyPath, Storage, StorageError, StoredVersion, VersionWrite, check_commit,
+};
+
+#[derive(Clone, Debug)]
+struct Record {
+    head: Head,
+    versions: Vec<StoredVersion>,
+}
+
+/// Keys, key info and versions in memory; lost when dropped.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStorage {
+    keys: BTreeMap<KeyPath, Record>,
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStorage::default()
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn head(&mut self, path: &KeyPath) -> Result<Option<Head>, StorageError> {
+        Ok(self.keys.get(path).map(|r| r.head.clone()))
+    }
+
+    fn latest_version(&mut self, path: &KeyPath) -> Result<Option<StoredVersion>, StorageError> {
+        Ok(self.keys.get(path).and_then(|r| r.versions.last().cloned()))
+    }
+
+    fn versions(&mut self, path: &KeyPath) -> Result<Vec<StoredVersion>, StorageError> {
+        Ok(self
+            .keys
+            .get(path)
+            .map(|r| r.versions.clone())
+            .unwrap_or_default())
+    }
+
+    fn commit(&mut self, path: &KeyPath, commit: &Commit) -> Result<(), StorageError> {
+        let record = self.keys.get(path);
+        check_commit(
+            path,
+            record.map(|r| &r.head),
+            record.and_then(|r| r.versions.last()),
+            commit,
+        )?;
+        let record = self.keys.entry(path.clone()).or_insert_with(|| Record {
+            head: commit.head.clone(),
+            versions: Vec::new(),
+        });
+        record.head = commit.head.clone();
+        match &commit.version {
+            VersionWrite::Append(v) => {
+                if let Some(previous) = record.versions.last_mut() {
+                    previous.superseded_ms = Some(v.created_ms);
+                }
+                record.versions.push(v.clone());
+            }
+            VersionWrite::ReplaceLatest(v) => {
+                if let Some(latest) = record.versions.last_mut() {
+                    *latest = v.clone();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn list_keys(
+        &mut self,
+        store: &str,
+        scope: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Head)>, StorageError> {
+        let start = KeyPath::new(store, scope, after.unwrap_or(prefix));
+        Ok(self
+            .keys
+            .range(start..)
+            .take_while(|(p, _)| p.store == store && p.scope == scope)
+            .filter(|(p, _)| after.is_none_or(|a| p.key.as_str() > a))
+            .take_while(|(p, _)| p.key.starts_with(prefix) || p.key.as_str() < prefix)
+            .filter(|(p, _)| p.key.starts_with(prefix))
+            .take(limit)
+            .map(|(p, r)| (p.key.clone(), r.head.clone()))
+            .collect())
+    }
+
+    fn paths(&mut self) -> Result<Vec<KeyPath>, StorageError> {
+        Ok(self.keys.keys().cloned().collect())
+    }
+
+    fn replace_key(
+        &mut self,
+        path: &KeyPath,
+        head: &Head,
+        versions: &[StoredVersion],
+    ) -> Result<(), StorageError> {
+        self.keys.insert(
+            path.clone(),
+            Record {
+                head: head.clone(),
+                versions: versions.to_vec(),
+            },
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_storage_meets_the_storage_contract() {
+        crate::storage::contract::run(&mut MemoryStorage::new());
+    }
+}

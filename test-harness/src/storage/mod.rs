@@ -1,0 +1,385 @@
+//! The persistence behind the simulated DataStore (DESIGN.md §4 "Storage behind it is
+//! pluggable"): the [`Storage`] trait and its two implementations, [`MemoryStorage`] (the default
+//! for simulations and tests) and [`SqliteStorage`] (an embedded on-disk database that keeps keys,
+//! versions and key info across process restarts).
+//!
+//! A storage is deliberately dumb: it keeps, per [`KeyPath`], the key's current state (its
+//! [`Head`]) and its retained versions ([`StoredVersion`]), and applies one [`Commit`] at a time
+//! atomically — the head and the version change land together or not at all, and only if the
+//! head is still what the writer read ([`Expect`], a compare-and-swap). Every Roblox rule (key
+//! info, the one-version-per-UTC-hour rule, tombstones, retention, limits) lives in
+//! [`crate::datastore`], which decides what to commit. That split keeps a third backend (a
+//! networked database, later) small: implement six methods.
+//!
+//! Ordering is deterministic everywhere: keys sort by `(store, scope, key)` in byte order,
+//! versions by their slot number.
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryStorage;
+pub use sqlite::{SCHEMA_VERSION, SqliteStorage};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where a key lives: DataStore name, scope and key name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyPath {
+    /// DataStore name (`DataStoreService:GetDataStore(name)`).
+    pub store: String,
+    /// Scope (`"global"` unless given).
+    pub scope: String,
+    /// Key name.
+    pub key: String,
+}
+
+impl KeyPath {
+    /// A path from its three parts.
+    pub fn new(store: &str, scope: &str, key: &str) -> Self {
+        KeyPath {
+            store: store.to_string(),
+            scope: scope.to_string(),
+            key: key.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.store, self.scope, self.key)
+    }
+}
+
+/// The current state of a key: what `GetAsync` and `DataStoreKeyInfo` report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Head {
+    /// The value, or `None` once `RemoveAsync` wrote a tombstone.
+    pub value: Option<Value>,
+    /// `CreatedTime`, epoch milliseconds.
+    pub created_ms: i64,
+    /// `UpdatedTime` (time of the last write or removal), epoch milliseconds.
+    pub updated_ms: i64,
+    /// `Version` of the last write.
+    pub version: String,
+    /// How many writes (tombstones included) the key has ever had; the next version id uses
+    /// `serial + 1`, so ids keep increasing even when a same-hour write replaces a version.
+    pub serial: u64,
+    /// `GetUserIds()`.
+    pub user_ids: Vec<i64>,
+    /// `GetMetadata()`, always a JSON object.
+    pub metadata: Value,
+}
+
+/// One retained version of a key (`ListVersionsAsync` / `GetVersionAsync`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredVersion {
+    /// Position in the key's history, from 1; a same-hour write replaces the latest slot.
+    pub slot: u64,
+    /// Version id of the write this slot now holds.
+    pub version: String,
+    /// Time of the first write into this slot (the UTC-hour rule looks at it), epoch ms.
+    pub opened_ms: i64,
+    /// Time of the write this slot now holds (`DataStoreObjectVersionInfo.CreatedTime`), epoch ms.
+    pub created_ms: i64,
+    /// The key's `CreatedTime` when this version was written, epoch ms.
+    pub key_created_ms: i64,
+    /// The value, or `None` for a tombstone.
+    pub value: Option<Value>,
+    /// User ids stored with this version.
+    pub user_ids: Vec<i64>,
+    /// Metadata stored with this version (a JSON object).
+    pub metadata: Value,
+    /// When a newer slot superseded this one (retention counts from here), epoch ms.
+    pub superseded_ms: Option<i64>,
+}
+
+/// What a [`Commit`] requires of the key's current head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The key has never been written.
+    Absent,
+    /// The head's version is this one.
+    Version(String),
+}
+
+/// How a [`Commit`] changes the key's version history.
+#[derive(Clone, Debug, PartialEq)]
+pub enum VersionWrite {
+    /// Add a new slot (its `slot` is one more than the latest); the previous latest slot gets
+    /// `superseded_ms = new.created_ms`.
+    Append(StoredVersion),
+    /// Overwrite the latest slot (same `slot` number): a later write in the same UTC hour.
+    ReplaceLatest(StoredVersion),
+}
+
+/// One DataStore write, applied atomically by [`Storage::commit`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Commit {
+    /// Compare-and-swap condition on the current head.
+    pub expect: Expect,
+    /// The key's new head.
+    pub head: Head,
+    /// The version history change.
+    pub version: VersionWrite,
+}
+
+/// A storage failure, naming the key or operation involved.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum StorageError {
+    /// The head changed since the writer read it (another writer committed in between).
+    #[error("write conflict on {path}: the key changed since it was read")]
+    Conflict {
+        /// The key.
+        path: KeyPath,
+    },
+    /// A commit that does not fit the stored history (e.g. replacing a slot that is not the latest).
+    #[error("invalid commit on {path}: {problem}")]
+    InvalidCommit {
+        /// The key.
+        path: KeyPath,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data for {path}: {problem}")]
+    Corrupt {
+        /// The key.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The database failed.
+    #[error("database error during {operation}: {message}")]
+    Database {
+        /// What was being done.
+        operation: String,
+        /// The database's message.
+        message: String,
+    },
+}
+
+/// The backend behind [`crate::datastore::DataStoreService`].
+///
+/// Implementations must apply each [`Commit`] atomically and durably (for on-disk backends) and
+/// return keys and versions in deterministic order.
+pub trait Storage: Send {
+    /// The key's head, or `None` if it was never written.
+    fn head(&mut self, path: &KeyPath) -> Result<Option<Head>, StorageError>;
+
+    /// The latest retained version slot, if any.
+    fn latest_version(&mut self, path: &KeyPath) -> Result<Option<StoredVersion>, StorageError>;
+
+    /// Every stored version slot of the key, oldest (lowest slot) first.
+    fn versions(&mut self, path: &KeyPath) -> Result<Vec<StoredVersion>, StorageError>;
+
+    /// Applies one write atomically: checks `commit.expect` against the current head (else
+    /// [`StorageError::Conflict`]), replaces the head and applies the version change.
+    fn commit(&mut self, path: &KeyPath, commit: &Commit) -> Result<(), StorageError>;
+
+    /// Up to `limit` keys of `store`/`scope` whose name starts with `prefix` and sorts after
+    /// `after`, in byte order, with their heads (tombstoned keys included).
+    fn list_keys(
+        &mut self,
+        store: &str,
+        scope: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Head)>, StorageError>;
+
+    /// Every key of every store, sorted.
+    fn paths(&mut self) -> Result<Vec<KeyPath>, StorageError>;
+
+    /// Replaces everything stored for a key (head and all versions) in one step; used by import.
+    fn replace_key(
+        &mut self,
+        path: &KeyPath,
+        head: &Head,
+        versions: &[StoredVersion],
+    ) -> Result<(), StorageError>;
+}
+
+/// Checks a commit against the stored head and latest slot; shared by the implementations so
+/// they agree on what a valid commit is.
+pub(crate) fn check_commit(
+    path: &KeyPath,
+    head: Option<&Head>,
+    latest: Option<&StoredVersion>,
+    commit: &Commit,
+) -> Result<(), StorageError> {
+    let matches = match (&commit.expect, head) {
+        (Expect::Absent, None) => true,
+        (Expect::Version(v), Some(h)) => *v == h.version,
+        _ => false,
+    };
+    if !matches {
+        return Err(StorageError::Conflict { path: path.clone() });
+    }
+    let latest_slot = latest.map_or(0, |v| v.slot);
+    let problem = match &commit.version {
+        VersionWrite::Append(v) if v.slot != latest_slot + 1 => Some(format!(
+            "appended slot {} but the latest slot is {latest_slot}",
+            v.slot
+        )),
+        VersionWrite::ReplaceLatest(v) if latest.is_none() || v.slot != latest_slot => {
+            Some(format!(
+                "replaced slot {} but the latest slot is {latest_slot}",
+                v.slot
+            ))
+        }
+        _ => None,
+    };
+    match problem {
+        Some(problem) => Err(StorageError::InvalidCommit {
+            path: path.clone(),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! The behaviour every [`Storage`] must show, run against each implementation.
+
+    use super::*;
+    use serde_json::json;
+
+    fn head(version: &str, serial: u64, value: Option<Value>) -> Head {
+        Head {
+            value,
+            created_ms: 1000,
+            updated_ms: 1000 + serial as i64,
+            version: version.into(),
+            serial,
+            user_ids: vec![7],
+            metadata: json!({"a": 1}),
+        }
+    }
+
+    fn version(slot: u64, id: &str, value: Option<Value>) -> StoredVersion {
+        StoredVersion {
+            slot,
+            version: id.into(),
+            opened_ms: 1000,
+            created_ms: 1000 + slot as i64,
+            key_created_ms: 1000,
+            value,
+            user_ids: vec![7],
+            metadata: json!({"a": 1}),
+            superseded_ms: None,
+        }
+    }
+
+    /// Commits, conflicts, version slots and listing order.
+    pub fn run(storage: &mut dyn Storage) {
+        let p = KeyPath::new("S", "global", "k");
+        assert_eq!(storage.head(&p).unwrap(), None);
+        let c1 = Commit {
+            expect: Expect::Absent,
+            head: head("v1", 1, Some(json!(1))),
+            version: VersionWrite::Append(version(1, "v1", Some(json!(1)))),
+        };
+        storage.commit(&p, &c1).unwrap();
+        assert_eq!(storage.head(&p).unwrap(), Some(c1.head.clone()));
+        // A second writer that read "absent" loses.
+        assert_eq!(
+            storage.commit(&p, &c1),
+            Err(StorageError::Conflict { path: p.clone() })
+        );
+        // Same-hour overwrite keeps one slot.
+        let c2 = Commit {
+            expect: Expect::Version("v1".into()),
+            head: head("v2", 2, Some(json!(2))),
+            version: VersionWrite::ReplaceLatest(version(1, "v2", Some(json!(2)))),
+        };
+        storage.commit(&p, &c2).unwrap();
+        assert_eq!(
+            storage.versions(&p).unwrap(),
+            vec![version(1, "v2", Some(json!(2)))]
+        );
+        // A new hour appends and supersedes the previous slot.
+        let c3 = Commit {
+            expect: Expect::Version("v2".into()),
+            head: head("v3", 3, None),
+            version: VersionWrite::Append(version(2, "v3", None)),
+        };
+        storage.commit(&p, &c3).unwrap();
+        let vs = storage.versions(&p).unwrap();
+        assert_eq!(vs.len(), 2);
+        assert_eq!(vs[0].superseded_ms, Some(1002));
+        assert_eq!(vs[1], version(2, "v3", None));
+        assert_eq!(
+            storage.latest_version(&p).unwrap(),
+            Some(version(2, "v3", None))
+        );
+        // Slot numbers are checked.
+        let bad = Commit {
+            expect: Expect::Version("v3".into()),
+            head: head("v4", 4, Some(json!(4))),
+            version: VersionWrite::Append(version(5, "v4", Some(json!(4)))),
+        };
+        assert!(matches!(
+            storage.commit(&p, &bad),
+            Err(StorageError::InvalidCommit { .. })
+        ));
+        assert_eq!(
+            storage.head(&p).unwrap(),
+            Some(c3.head.clone()),
+            "a rejected commit changes nothing"
+        );
+
+        // Listing: byte order, prefix, cursor, limit; other stores and scopes apart.
+        for key in ["b", "a", "ab", "c"] {
+            let path = KeyPath::new("L", "global", key);
+            let c = Commit {
+                expect: Expect::Absent,
+                head: head("v1", 1, Some(json!(key))),
+                version: VersionWrite::Append(version(1, "v1", Some(json!(key)))),
+            };
+            storage.commit(&path, &c).unwrap();
+        }
+        let other = KeyPath::new("L", "other", "a0");
+        storage
+            .replace_key(&other, &head("v9", 9, Some(json!(0))), &[])
+            .unwrap();
+        let names = |v: Vec<(String, Head)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(
+            names(storage.list_keys("L", "global", "", None, 10).unwrap()),
+            ["a", "ab", "b", "c"]
+        );
+        assert_eq!(
+            names(storage.list_keys("L", "global", "a", None, 10).unwrap()),
+            ["a", "ab"]
+        );
+        assert_eq!(
+            names(storage.list_keys("L", "global", "", Some("ab"), 2).unwrap()),
+            ["b", "c"]
+        );
+        assert_eq!(
+            storage.paths().unwrap(),
+            vec![
+                KeyPath::new("L", "global", "a"),
+                KeyPath::new("L", "global", "ab"),
+                KeyPath::new("L", "global", "b"),
+                KeyPath::new("L", "global", "c"),
+                KeyPath::new("L", "other", "a0"),
+                KeyPath::new("S", "global", "k"),
+            ]
+        );
+        // replace_key swaps the whole history.
+        storage
+            .replace_key(
+                &p,
+                &head("v7", 7, Some(json!(7))),
+                &[version(1, "v7", Some(json!(7)))],
+            )
+            .unwrap();
+        assert_eq!(
+            storage.versions(&p).unwrap(),
+            vec![version(1, "v7", Some(json!(7)))]
+        );
+        assert_eq!(storage.head(&p).unwrap().unwrap().version, "v7");
+    }
+}

@@ -1,0 +1,518 @@
+//! [`SqliteStorage`]: the embedded on-disk backend (SQLite, compiled in through `rusqlite`'s
+//! `bundled` feature), so a developer's local data persists between runs like Studio with API
+//! access (DESIGN.md §4).
+//!
+//! # Crash safety
+//!
+//! Every [`Storage::commit`] (one DataStore operation) is a single `BEGIN IMMEDIATE … COMMIT`
+//! transaction: the compare-and-swap check, the new head and the version change land together or
+//! not at all. The database runs in WAL mode with `synchronous = FULL`, so a commit that returned
+//! survives the process being killed (and the machine losing power). A process killed in the
+//! middle of a transaction leaves the previous committed state, which SQLite recovers on the next
+//! open (`tests/sqlite_kill.rs` checks this by killing a writer process).
+//!
+//! # Schema (`PRAGMA user_version = 1`)
+//!
+//! ```sql
+//! CREATE TABLE keys (            -- one row per key: its head (DataStoreKeyInfo + value)
+//!     store      TEXT    NOT NULL,   -- DataStore name
+//!     scope      TEXT    NOT NULL,   -- scope ("global" by default)
+//!     key        TEXT    NOT NULL,   -- key name
+//!     value      TEXT,               -- JSON text of the value; NULL after RemoveAsync (tombstone)
+//!     created_ms INTEGER NOT NULL,   -- CreatedTime, Unix ms
+//!     updated_ms INTEGER NOT NULL,   -- UpdatedTime, Unix ms
+//!     version    TEXT    NOT NULL,   -- Version of the last write
+//!     serial     INTEGER NOT NULL,   -- writes ever made to the key (next version id uses serial+1)
+//!     user_ids   TEXT    NOT NULL,   -- JSON array of integers
+//!     metadata   TEXT    NOT NULL,   -- JSON object
+//!     PRIMARY KEY (store, scope, key)
+//! ) WITHOUT ROWID;
+//! CREATE TABLE versions (        -- retained versions, one row per slot
+//!     store          TEXT    NOT NULL,
+//!     scope          TEXT    NOT NULL,
+//!     key            TEXT    NOT NULL,
+//!     slot           INTEGER NOT NULL,  -- 1, 2, ...; a same-hour write rewrites the latest slot
+//!     version        TEXT    NOT NULL,  -- version id the slot holds now
+//!     opened_ms      INTEGER NOT NULL,  -- first write into the slot (UTC-hour rule)
+//!     created_ms     INTEGER NOT NULL,  -- write the slot holds now (ListVersions CreatedTime)
+//!     key_created_ms INTEGER NOT NULL,  -- the key's CreatedTime at that write
+//!     value          TEXT,              -- JSON text; NULL for a tombstone
+//!     user_ids       TEXT    NOT NULL,  -- JSON array
+//!     metadata       TEXT    NOT NULL,  -- JSON object
+//!     superseded_ms  INTEGER,           -- when the next slot was opened (retention), or NULL
+//!     PRIMARY KEY (store, scope, key, slot)
+//! ) WITHOUT ROWID;
+//! ```
+//!
+//! Text columns compare with SQLite's default `BINARY` collation, which is byte order — the same
+//! order as Rust's `String`, so listings match [`super::MemoryStorage`] exactly.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use serde_json::Value;
+
+use super::{
+    Commit, Head, KeyPath, Storage, StorageError, StoredVersion, VersionWrite, check_commit,
+};
+
+/// The schema version this code reads and writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS keys (
+    store TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,
+    value TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+    version TEXT NOT NULL, serial INTEGER NOT NULL,
+    user_ids TEXT NOT NULL, metadata TEXT NOT NULL,
+    PRIMARY KEY (store, scope, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS versions (
+    store TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL, slot INTEGER NOT NULL,
+    version TEXT NOT NULL, opened_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+    key_created_ms INTEGER NOT NULL, value TEXT, user_ids TEXT NOT NULL, metadata TEXT NOT NULL,
+    superseded_ms INTEGER,
+    PRIMARY KEY (store, scope, key, slot)
+) WITHOUT ROWID;
+";
+
+const HEAD_COLUMNS: &str = "value, created_ms, updated_ms, version, serial, user_ids, metadata";
+const VERSION_COLUMNS: &str = "slot, version, opened_ms, created_ms, key_created_ms, value, user_ids, metadata, superseded_ms";
+
+/// Keys, key info and versions in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStorage {
+    conn: Connection,
+}
+
+fn db_error(operation: &str) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
+    move |e| StorageError::Database {
+        operation: operation.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStorage, StorageError> {
+        let path = path.as_ref();
+        let conn = Connection::open(path).map_err(|e| StorageError::Database {
+            operation: format!("open {}", path.display()),
+            message: e.to_string(),
+        })?;
+        SqliteStorage::init(conn)
+    }
+
+    /// A private in-memory SQLite database (for tests of the SQL itself).
+    pub fn open_in_memory() -> Result<SqliteStorage, StorageError> {
+        SqliteStorage::init(
+            Connection::open_in_memory().map_err(db_error("open in-memory database"))?,
+        )
+    }
+
+    fn init(conn: Connection) -> Result<SqliteStorage, StorageError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_error("set busy timeout"))?;
+        // `journal_mode` answers with the mode now in force; in-memory databases say "memory".
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db_error("enable WAL"))?;
+        conn.execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(db_error("set synchronous"))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db_error("read schema version"))?;
+        match version {
+            0 => conn
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(db_error("create schema"))?,
+            SCHEMA_VERSION => {}
+            other => {
+                return Err(StorageError::Database {
+                    operation: "open".into(),
+                    message: format!(
+                        "database schema version {other} is not supported (this build reads version {SCHEMA_VERSION})"
+                    ),
+                });
+            }
+        }
+        Ok(SqliteStorage { conn })
+    }
+}
+
+fn json_text(v: &Value) -> String {
+    v.to_string()
+}
+
+fn parse_json(path: &str, column: &str, text: &str) -> Result<Value, StorageError> {
+    serde_json::from_str(text).map_err(|e| StorageError::Corrupt {
+        path: path.to_string(),
+        problem: format!("column {column} is not valid JSON: {e}"),
+    })
+}
+
+fn parse_user_ids(path: &str, text: &str) -> Result<Vec<i64>, StorageError> {
+    serde_json::from_str(text).map_err(|e| StorageError::Corrupt {
+        path: path.to_string(),
+        problem: format!("column user_ids is not a JSON array of integers: {e}"),
+    })
+}
+
+fn to_u64(path: &str, column: &str, v: i64) -> Result<u64, StorageError> {
+    u64::try_from(v).map_err(|_| StorageError::Corrupt {
+        path: path.to_string(),
+        problem: format!("column {column} holds the negative number {v}"),
+    })
+}
+
+fn to_i64(path: &KeyPath, what: &str, v: u64) -> Result<i64, StorageError> {
+    i64::try_from(v).map_err(|_| StorageError::InvalidCommit {
+        path: path.clone(),
+        problem: format!("{what} {v} does not fit in SQLite's 64-bit integer"),
+    })
+}
+
+/// Raw head columns, decoded outside rusqlite's row closure so JSON errors name the key.
+struct RawHead(Option<String>, i64, i64, String, i64, String, String);
+
+fn raw_head(r: &Row<'_>) -> rusqlite::Result<RawHead> {
+    Ok(RawHead(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn decode_head(path: &str, raw: RawHead) -> Result<Head, StorageError> {
+    let RawHead(value, created_ms, updated_ms, version, serial, user_ids, metadata) = raw;
+    Ok(Head {
+        value: value.map(|t| parse_json(path, "value", &t)).transpose()?,
+        created_ms,
+        updated_ms,
+        version,
+        serial: to_u64(path, "serial", serial)?,
+        user_ids: parse_user_ids(path, &user_ids)?,
+        metadata: parse_json(path, "metadata", &metadata)?,
+    })
+}
+
+struct RawVersion(
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    String,
+    String,
+    Option<i64>,
+);
+
+fn raw_version(r: &Row<'_>) -> rusqlite::Result<RawVersion> {
+    Ok(RawVersion(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+fn decode_version(path: &str, raw: RawVersion) -> Result<StoredVersion, StorageError> {
+    let RawVersion(
+        slot,
+        version,
+        opened_ms,
+        created_ms,
+        key_created_ms,
+        value,
+        user_ids,
+        metadata,
+        superseded_ms,
+    ) = raw;
+    Ok(StoredVersion {
+        slot: to_u64(path, "slot", slot)?,
+        version,
+        opened_ms,
+        created_ms,
+        key_created_ms,
+        value: value.map(|t| parse_json(path, "value", &t)).transpose()?,
+        user_ids: parse_user_ids(path, &user_ids)?,
+        metadata: parse_json(path, "metadata", &metadata)?,
+        superseded_ms,
+    })
+}
+
+fn read_head(conn: &Connection, path: &KeyPath) -> Result<Option<Head>, StorageError> {
+    let raw = conn
+        .query_row(
+            &format!(
+                "SELECT {HEAD_COLUMNS} FROM keys WHERE store = ?1 AND scope = ?2 AND key = ?3"
+            ),
+            params![path.store, path.scope, path.key],
+            raw_head,
+        )
+        .optional()
+        .map_err(db_error("read key"))?;
+    raw.map(|raw| decode_head(&path.to_string(), raw))
+        .transpose()
+}
+
+fn read_latest(conn: &Connection, path: &KeyPath) -> Result<Option<StoredVersion>, StorageError> {
+    let raw = conn
+        .query_row(
+            &format!(
+                "SELECT {VERSION_COLUMNS} FROM versions WHERE store = ?1 AND scope = ?2 AND key = ?3 \
+                 ORDER BY slot DESC LIMIT 1"
+            ),
+            params![path.store, path.scope, path.key],
+            raw_version,
+        )
+        .optional()
+        .map_err(db_error("read latest version"))?;
+    raw.map(|raw| decode_version(&path.to_string(), raw))
+        .transpose()
+}
+
+fn write_head(conn: &Connection, path: &KeyPath, head: &Head) -> Result<(), StorageError> {
+    conn.execute(
+        &format!("INSERT OR REPLACE INTO keys (store, scope, key, {HEAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        params![
+            path.store,
+            path.scope,
+            path.key,
+            head.value.as_ref().map(json_text),
+            head.created_ms,
+            head.updated_ms,
+            head.version,
+            to_i64(path, "serial", head.serial)?,
+            serde_json::to_string(&head.user_ids).unwrap_or_else(|_| "[]".into()),
+            json_text(&head.metadata),
+        ],
+    )
+    .map_err(db_error("write key"))?;
+    Ok(())
+}
+
+fn write_version(conn: &Connection, path: &KeyPath, v: &StoredVersion) -> Result<(), StorageError> {
+    conn.execute(
+        &format!(
+            "INSERT OR REPLACE INTO versions (store, scope, key, {VERSION_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ),
+        params![
+            path.store,
+            path.scope,
+            path.key,
+            to_i64(path, "slot", v.slot)?,
+            v.version,
+            v.opened_ms,
+            v.created_ms,
+            v.key_created_ms,
+            v.value.as_ref().map(json_text),
+            serde_json::to_string(&v.user_ids).unwrap_or_else(|_| "[]".into()),
+            json_text(&v.metadata),
+            v.superseded_ms,
+        ],
+    )
+    .map_err(db_error("write version"))?;
+    Ok(())
+}
+
+impl Storage for SqliteStorage {
+    fn head(&mut self, path: &KeyPath) -> Result<Option<Head>, StorageError> {
+        read_head(&self.conn, path)
+    }
+
+    fn latest_version(&mut self, path: &KeyPath) -> Result<Option<StoredVersion>, StorageError> {
+        read_latest(&self.conn, path)
+    }
+
+    fn versions(&mut self, path: &KeyPath) -> Result<Vec<StoredVersion>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS} FROM versions WHERE store = ?1 AND scope = ?2 AND key = ?3 ORDER BY slot"
+            ))
+            .map_err(db_error("list versions"))?;
+        let raws = stmt
+            .query_map(params![path.store, path.scope, path.key], raw_version)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(db_error("list versions"))?;
+        let name = path.to_string();
+        raws.into_iter()
+            .map(|raw| decode_version(&name, raw))
+            .collect()
+    }
+
+    fn commit(&mut self, path: &KeyPath, commit: &Commit) -> Result<(), StorageError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_error("begin write"))?;
+        let head = read_head(&tx, path)?;
+        let latest = read_latest(&tx, path)?;
+        check_commit(path, head.as_ref(), latest.as_ref(), commit)?;
+        write_head(&tx, path, &commit.head)?;
+        match &commit.version {
+            VersionWrite::Append(v) => {
+                if let Some(previous) = &latest {
+                    tx.execute(
+                        "UPDATE versions SET superseded_ms = ?5 WHERE store = ?1 AND scope = ?2 AND key = ?3 AND slot = ?4",
+                        params![path.store, path.scope, path.key, to_i64(path, "slot", previous.slot)?, v.created_ms],
+                    )
+                    .map_err(db_error("supersede version"))?;
+                }
+                write_version(&tx, path, v)?;
+            }
+            VersionWrite::ReplaceLatest(v) => write_version(&tx, path, v)?,
+        }
+        tx.commit().map_err(db_error("commit write"))
+    }
+
+    fn list_keys(
+        &mut self,
+        store: &str,
+        scope: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Head)>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT key, {HEAD_COLUMNS} FROM keys WHERE store = ?1 AND scope = ?2 \
+                 AND substr(key, 1, length(?3)) = ?3 AND (?4 IS NULL OR key > ?4) ORDER BY key LIMIT ?5"
+            ))
+            .map_err(db_error("list keys"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![store, scope, prefix, after, limit], |r| {
+                let key: String = r.get(0)?;
+                let raw = RawHead(
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                );
+                Ok((key, raw))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(db_error("list keys"))?;
+        rows.into_iter()
+            .map(|(key, raw)| {
+                let head = decode_head(&KeyPath::new(store, scope, &key).to_string(), raw)?;
+                Ok((key, head))
+            })
+            .collect()
+    }
+
+    fn paths(&mut self) -> Result<Vec<KeyPath>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT store, scope, key FROM keys ORDER BY store, scope, key")
+            .map_err(db_error("list paths"))?;
+        stmt.query_map([], |r| {
+            Ok(KeyPath {
+                store: r.get(0)?,
+                scope: r.get(1)?,
+                key: r.get(2)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(db_error("list paths"))
+    }
+
+    fn replace_key(
+        &mut self,
+        path: &KeyPath,
+        head: &Head,
+        versions: &[StoredVersion],
+    ) -> Result<(), StorageError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_error("begin import"))?;
+        tx.execute(
+            "DELETE FROM versions WHERE store = ?1 AND scope = ?2 AND key = ?3",
+            params![path.store, path.scope, path.key],
+        )
+        .map_err(db_error("clear versions"))?;
+        write_head(&tx, path, head)?;
+        for v in versions {
+            write_version(&tx, path, v)?;
+        }
+        tx.commit().map_err(db_error("commit import"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_storage_meets_the_storage_contract() {
+        crate::storage::contract::run(&mut SqliteStorage::open_in_memory().unwrap());
+    }
+
+    #[test]
+    fn sqlite_file_meets_the_storage_contract_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.db");
+        let mut first = SqliteStorage::open(&file).unwrap();
+        crate::storage::contract::run(&mut first);
+        let paths = first.paths().unwrap();
+        let p = KeyPath::new("S", "global", "k");
+        let (head, versions) = (first.head(&p).unwrap(), first.versions(&p).unwrap());
+        drop(first);
+        let mut again = SqliteStorage::open(&file).unwrap();
+        assert_eq!(again.paths().unwrap(), paths);
+        assert_eq!(again.head(&p).unwrap(), head);
+        assert_eq!(again.versions(&p).unwrap(), versions);
+    }
+
+    #[test]
+    fn unknown_schema_version_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("future.db");
+        Connection::open(&file)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 9;")
+            .unwrap();
+        let err = SqliteStorage::open(&file).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "database error during open: database schema version 9 is not supported (this build reads version 1)"
+        );
+    }
+
+    #[test]
+    fn corrupt_json_names_the_key_and_column() {
+        let mut s = SqliteStorage::open_in_memory().unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO keys VALUES ('S', 'global', 'k', '{oops', 0, 0, 'v', 1, '[]', '{}')",
+                [],
+            )
+            .unwrap();
+        let err = s.head(&KeyPath::new("S", "global", "k")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("corrupt stored data for S/global/k: column value is not valid JSON"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! The on-disk store survives a writer process being killed mid-run: every key reopens as a
+//! complete committed value (head and latest version from the same transaction), and every write
+//! the killed process reported as committed is there.
+//!
+//! The test re-runs its own binary (`std::env::current_exe()`) with `PSH_KILL_TEST_DB` set; in
+//! that child, `killed_writer_child` writes in a loop and prints `committed KEY N` after each
+//! write returns, until the parent kills it.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use profilestore_harness::datastore::{
+    DataStoreService, GetOptions, Limits, ServerId, SetOptions, StoreName,
+};
+use profilestore_harness::storage::{KeyPath, SqliteStorage, Storage};
+use serde_json::{Value, json};
+
+const ENV: &str = "PSH_KILL_TEST_DB";
+const KEYS: u64 = 5;
+
+/// A value whose parts must agree: `n`, the key, a pad of `n`-dependent length, its checksum.
+fn value_for(key: &str, n: u64) -> Value {
+    let pad: String = (0..(2000 + (n * 7919) % 60_000))
+        .map(|i| char::from(b'a' + ((n + i) % 26) as u8))
+        .collect();
+    json!({"key": key, "n": n, "pad": pad.clone(), "sum": checksum(&pad)})
+}
+
+fn checksum(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn check_complete(key: &str, v: &Value) -> u64 {
+    let n = v["n"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key}: no n in {v}"));
+    assert_eq!(
+        v,
+        &value_for(key, n),
+        "{key}: the stored value is not one complete write"
+    );
+    n
+}
+
+/// The child: writes until killed. Does nothing in a normal test run.
+#[test]
+fn killed_writer_child() {
+    let Ok(file) = std::env::var(ENV) else { return };
+    let storage = SqliteStorage::open(&file).expect("child opens the database");
+    let mut ds = DataStoreService::new(1_735_689_600)
+        .with_limits(Limits::unlimited())
+        .with_storage(Box::new(storage));
+    let store = StoreName::new("PlayerData");
+    for n in 0u64.. {
+        let key = format!("k{}", n % KEYS);
+        // 700 s per write: some writes share a UTC hour (a version is replaced), some open one.
+        let now = n as f64 * 700.0;
+        ds.set_async(
+            now,
+            ServerId(1),
+            &store,
+            &key,
+            value_for(&key, n),
+            SetOptions::default(),
+        )
+        .expect("child write");
+        println!("committed {key} {n}");
+    }
+}
+
+#[test]
+fn sqlite_store_survives_a_killed_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("killed.db");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "killed_writer_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ENV, &file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the writer");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut reported: BTreeMap<String, u64> = BTreeMap::new();
+    let mut count = 0;
+    let started = Instant::now();
+    // Let it commit a few hundred writes, then kill it wherever it is.
+    while count < 300 && started.elapsed() < Duration::from_secs(30) {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.strip_prefix("committed ") {
+            let (key, n) = rest.split_once(' ').unwrap();
+            reported.insert(key.to_string(), n.parse().unwrap());
+            count += 1;
+        }
+    }
+    child.kill().expect("kill the writer");
+    child.wait().unwrap();
+    // Lines printed before the kill were committed too.
+    for line in lines.map_while(Result::ok) {
+        if let Some((key, n)) = line
+            .strip_prefix("committed ")
+            .and_then(|r| r.split_once(' '))
+        {
+            reported.insert(key.to_string(), n.parse().unwrap());
+        }
+    }
+    assert!(
+        count >= 50,
+        "the writer committed only {count} writes before the deadline"
+    );
+
+    let mut storage = SqliteStorage::open(&file).expect("reopen after the kill");
+    let paths = storage.paths().unwrap();
+    assert_eq!(paths.len(), KEYS as usize);
+    for path in &paths {
+        let head = storage.head(path).unwrap().unwrap();
+        let n = check_complete(&path.key, head.value.as_ref().unwrap());
+        assert!(
+            n >= reported[&path.key],
+            "{}: write {} was reported committed, found {n}",
+            path.key,
+            reported[&path.key]
+        );
+        assert_eq!(
+            head.serial,
+            n / KEYS + 1,
+            "{}: one serial per write",
+            path.key
+        );
+        // Head and latest version were committed together.
+        let latest = storage.latest_version(path).unwrap().unwrap();
+        assert_eq!(
+            (latest.version.as_str(), latest.value.as_ref()),
+            (head.version.as_str(), head.value.as_ref())
+        );
+        for v in storage.versions(path).unwrap() {
+            check_complete(&path.key, v.value.as_ref().unwrap());
+        }
+    }
+    // And the DataStore reads it back.
+    let mut ds = DataStoreService::new(1_735_689_600).with_storage(Box::new(storage));
+    let read = ds
+        .get_async(
+            0.0,
+            ServerId(2),
+            &StoreName::new("PlayerData"),
+            "k0",
+            GetOptions::default(),
+        )
+        .unwrap();
+    check_complete("k0", read.value.as_ref().unwrap());
+    assert_eq!(paths[0], KeyPath::new("PlayerData", "global", "k0"));
+}
