@@ -195,6 +195,24 @@ impl From<&Transformed> for TransformedRecord {
     }
 }
 
+impl From<TransformedRecord> for Transformed {
+    fn from(t: TransformedRecord) -> Self {
+        match t {
+            TransformedRecord::Write {
+                value,
+                user_ids,
+                metadata,
+            } => Transformed::Write {
+                value,
+                user_ids,
+                metadata,
+            },
+            TransformedRecord::Cancel => Transformed::Cancel,
+            TransformedRecord::Error(m) => Transformed::Error(m),
+        }
+    }
+}
+
 /// What the host's [`LiveState`] answered during one input, in order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LiveAnswers(pub Vec<LiveAnswer>);

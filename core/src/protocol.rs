@@ -167,6 +167,8 @@ pub enum DataStoreRequestKind {
     Remove,
     /// `ListVersionsAsync(key, direction, min, max)`; answer with a page.
     ListVersions {
+        /// The query this listing belongs to (its later pages are asked for by this id).
+        query: QueryId,
         /// Sort direction.
         direction: SortDirection,
         /// Minimum date, epoch ms.

@@ -369,6 +369,7 @@ impl Engine {
                 q.state = QueryState::Loading;
                 q.waiting.push_front(call);
                 let kind = DataStoreRequestKind::ListVersions {
+                    query,
                     direction: q.direction,
                     min_date: q.min_date,
                     max_date: q.max_date,

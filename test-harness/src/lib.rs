@@ -19,5 +19,8 @@
 
 pub mod datastore;
 pub mod export;
+pub mod journal;
 pub mod messaging;
+pub mod scenario;
 pub mod storage;
+pub mod world;

@@ -1,0 +1,256 @@
+//! The behaviour journal of `shared/fixtures/README.md` ("Journal format"): one JSON object per
+//! line — calls and returns, committed writes, removals, publishes, signals, and a last `end`
+//! line — and the comparison of two journals ("Comparing"): per key, the same sequence of stored
+//! values, calls, returns and signals, and overall the same publishes, at the same times to
+//! within one frame; job ids and session GUIDs are compared by role (the order in which they
+//! first appear), and an empty table may be `{}` or `[]`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+/// One journal line.
+pub type Line = Value;
+
+/// Parses a `.jsonl` journal.
+pub fn parse(text: &str) -> Result<Vec<Line>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("journal line {}: {e}", i + 1)))
+        .collect()
+}
+
+/// Writes a journal as `.jsonl` (keys sorted, one object per line).
+pub fn render(lines: &[Line]) -> String {
+    let mut out = String::new();
+    for l in lines {
+        out.push_str(&l.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Replaces job ids and GUIDs by their role, in order of first appearance.
+#[derive(Default)]
+struct Roles {
+    jobs: BTreeMap<String, usize>,
+    guids: BTreeMap<String, usize>,
+}
+
+impl Roles {
+    fn job(&mut self, s: &str) -> String {
+        let n = self.jobs.len();
+        format!("<job{}>", self.jobs.entry(s.to_string()).or_insert(n))
+    }
+    fn guid(&mut self, s: &str) -> String {
+        let n = self.guids.len();
+        format!("<guid{}>", self.guids.entry(s.to_string()).or_insert(n))
+    }
+
+    /// A stored value with lock tags by role and empty tables as `[]`.
+    fn value(&mut self, v: &Value, key: Option<&str>) -> Value {
+        match v {
+            Value::Object(m) if m.is_empty() => json!([]),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), self.value(v, Some(k))))
+                    .collect::<Map<_, _>>(),
+            ),
+            Value::Array(a) if matches!(key, Some("ActiveSession" | "ForceLoadSession")) => {
+                let mut out = a.clone();
+                if let Some(job) = a.get(1).and_then(Value::as_str) {
+                    out[1] = json!(self.job(job));
+                }
+                if let Some(guid) = a.get(2).and_then(Value::as_str) {
+                    out[2] = json!(self.guid(guid));
+                }
+                Value::Array(out)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.value(x, None)).collect()),
+            other => other.clone(),
+        }
+    }
+
+    fn topic(&mut self, topic: &str) -> String {
+        match topic.strip_prefix("PS_") {
+            Some(guid) => format!("PS_{}", self.guid(guid)),
+            None => topic.to_string(),
+        }
+    }
+}
+
+/// A journal line reduced to what is compared, with its time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparable {
+    /// Virtual seconds.
+    pub t: f64,
+    /// Which sequence it belongs to: a key, `"<publish>"` or `"<module>"`.
+    pub stream: String,
+    /// The line without its time, roles substituted.
+    pub body: Value,
+}
+
+/// Reduces a journal to comparable lines (the `end` line is dropped).
+pub fn normalise(lines: &[Line]) -> Vec<Comparable> {
+    let mut roles = Roles::default();
+    let mut out = Vec::new();
+    for line in lines {
+        let kind = line["type"].as_str().unwrap_or_default();
+        if kind == "end" {
+            continue;
+        }
+        let mut body = line.clone();
+        let obj = body.as_object_mut().expect("journal lines are objects");
+        let t = obj.remove("t").and_then(|t| t.as_f64()).unwrap_or(0.0);
+        let stream = match kind {
+            "publish" => {
+                let topic = obj
+                    .get("topic")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                obj.insert("topic".into(), json!(roles.topic(&topic)));
+                "<publish>".to_string()
+            }
+            _ => obj
+                .get("key")
+                .and_then(Value::as_str)
+                .map_or("<module>".to_string(), str::to_string),
+        };
+        if kind == "write" {
+            for field in ["value", "metadata", "userIds"] {
+                if let Some(v) = obj.get(field).cloned() {
+                    obj.insert(field.into(), roles.value(&v, None));
+                }
+            }
+        }
+        if kind == "signal" {
+            if let Some(data) = obj.get("data").cloned() {
+                obj.insert("data".into(), roles.value(&data, None));
+            }
+            // Error texts are the DataStore's, not ProfileStore's: compare that an error fired.
+            if obj.get("signal").and_then(Value::as_str) == Some("OnError") {
+                obj.insert("message".into(), json!("<error>"));
+            }
+        }
+        out.push(Comparable { t, stream, body });
+    }
+    out
+}
+
+/// One difference between two journals.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Difference {
+    /// The stream (key, `<publish>` or `<module>`).
+    pub stream: String,
+    /// Position in that stream.
+    pub index: usize,
+    /// What the original did (`None`: nothing more).
+    pub expected: Option<(f64, Value)>,
+    /// What we did (`None`: nothing more).
+    pub actual: Option<(f64, Value)>,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = |x: &Option<(f64, Value)>| match x {
+            Some((t, v)) => format!("t={t:.3} {v}"),
+            None => "nothing".to_string(),
+        };
+        write!(
+            f,
+            "[{} #{}]\n  original: {}\n  ours:     {}",
+            self.stream,
+            self.index,
+            side(&self.expected),
+            side(&self.actual)
+        )
+    }
+}
+
+/// Compares two journals stream by stream; times must agree within `tolerance` seconds.
+pub fn compare(expected: &[Line], actual: &[Line], tolerance: f64) -> Vec<Difference> {
+    let group = |lines: &[Line]| {
+        let mut streams: BTreeMap<String, Vec<Comparable>> = BTreeMap::new();
+        for c in normalise(lines) {
+            streams.entry(c.stream.clone()).or_default().push(c);
+        }
+        streams
+    };
+    let (want, got) = (group(expected), group(actual));
+    let mut names: Vec<&String> = want.keys().chain(got.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut diffs = Vec::new();
+    let empty = Vec::new();
+    for name in names {
+        let (w, g) = (
+            want.get(name).unwrap_or(&empty),
+            got.get(name).unwrap_or(&empty),
+        );
+        for i in 0..w.len().max(g.len()) {
+            let (a, b) = (w.get(i), g.get(i));
+            let same = match (a, b) {
+                (Some(a), Some(b)) => a.body == b.body && (a.t - b.t).abs() <= tolerance,
+                _ => false,
+            };
+            if !same {
+                diffs.push(Difference {
+                    stream: name.clone(),
+                    index: i,
+                    expected: a.map(|c| (c.t, c.body.clone())),
+                    actual: b.map(|c| (c.t, c.body.clone())),
+                });
+                break; // later lines of a diverged stream say nothing new
+            }
+        }
+    }
+    diffs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_replace_job_ids_guids_and_topics_in_order_of_appearance() {
+        let a = vec![
+            json!({"type": "write", "t": 1.3, "key": "k", "server": "A", "value": {"MetaData": {"ActiveSession": [1, "job-a", "G-A"], "MetaTags": {}}}}),
+            json!({"type": "publish", "t": 2.0, "server": "B", "topic": "PS_G-A", "data": {}}),
+        ];
+        let b = vec![
+            json!({"type": "write", "t": 1.3, "key": "k", "server": "A", "value": {"MetaData": {"ActiveSession": [1, "x", "Y"], "MetaTags": []}}}),
+            json!({"type": "publish", "t": 2.01, "server": "B", "topic": "PS_Y", "data": {}}),
+        ];
+        assert_eq!(compare(&a, &b, 1.0 / 60.0), vec![]);
+        let n = normalise(&a);
+        assert_eq!(
+            n[0].body["value"]["MetaData"]["ActiveSession"],
+            json!([1, "<job0>", "<guid0>"])
+        );
+        assert_eq!(n[1].body["topic"], json!("PS_<guid0>"));
+    }
+
+    #[test]
+    fn a_late_or_different_line_is_reported_once_per_stream() {
+        let a = vec![
+            json!({"type": "signal", "t": 3.0, "key": "k", "server": "A", "signal": "OnSave"}),
+        ];
+        let late = vec![
+            json!({"type": "signal", "t": 3.1, "key": "k", "server": "A", "signal": "OnSave"}),
+        ];
+        let d = compare(&a, &late, 1.0 / 60.0);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].stream, "k");
+        assert!(d[0].to_string().contains("original: t=3.000"));
+        assert_eq!(compare(&a, &[], 0.1)[0].actual, None);
+    }
+
+    #[test]
+    fn parse_and_render_round_trip() {
+        let text = "{\"a\":1,\"type\":\"end\"}\n";
+        assert_eq!(render(&parse(text).unwrap()), text);
+        assert!(parse("{").unwrap_err().contains("journal line 1"));
+    }
+}

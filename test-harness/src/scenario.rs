@@ -1,0 +1,600 @@
+//! Scenario files (`shared/fixtures/README.md`, "Scenario format"): servers, timed actions, fault
+//! windows and a fixed latency model, played on the [`World`] to produce the behaviour journal
+//! of [`crate::journal`] — the same format the original module's traces are in.
+//!
+//! Every profile a scenario starts gets listeners on its four signals and a message handler that
+//! calls `processed()` at once; module-wide `OnError`, `OnOverwrite` and `OnCriticalToggle` are
+//! listened to as well (README).
+
+use std::collections::BTreeMap;
+
+use profilestore_core::{
+    CallId, Completion, Delivery, Event, Input, InputResult, Output, ProfileId, StartParams,
+    StoreId,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::datastore::{DataStoreService, Limits};
+use crate::journal::Line;
+use crate::messaging::{MessagingConfig, MessagingService};
+use crate::world::{Happening, LatencyModel, ServerSpec, World, WorldConfig};
+
+/// A scenario file.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Scenario {
+    /// Case name (the journal's `end` line carries it).
+    pub name: String,
+    /// What it shows.
+    #[serde(default)]
+    pub description: String,
+    /// The ProfileStore store name.
+    pub store: String,
+    /// The store's template.
+    pub template: Value,
+    /// The fixed latency model.
+    pub latency: ScenarioLatency,
+    /// Unix time at t = 0.
+    pub epoch: i64,
+    /// The servers.
+    pub servers: Vec<ScenarioServer>,
+    /// When the run stops.
+    pub horizon: f64,
+    /// Timed actions.
+    pub actions: Vec<Action>,
+}
+
+/// The scenario's latency model.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct ScenarioLatency {
+    /// One DataStore round trip (`UpdateAsync` takes two).
+    pub datastore_round_trip: f64,
+    /// Publish to delivery.
+    pub message_delay: f64,
+    /// How long `PublishAsync` yields its (spawned) caller.
+    #[serde(default)]
+    pub publish_yield: f64,
+    /// Heartbeat frames per second.
+    pub fps: f64,
+}
+
+/// A server of the scenario.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ScenarioServer {
+    /// Name ("A").
+    pub name: String,
+    /// PlaceId.
+    pub place_id: i64,
+}
+
+/// A timed action.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Action {
+    /// Virtual seconds.
+    pub t: f64,
+    /// The server that performs it (absent for world-wide actions).
+    #[serde(default)]
+    pub server: Option<String>,
+    /// What to do.
+    #[serde(flatten)]
+    pub what: ActionKind,
+}
+
+/// The actions of the format.
+#[allow(missing_docs)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
+pub enum ActionKind {
+    StartSession {
+        key: String,
+        #[serde(default)]
+        steal: bool,
+    },
+    SetData {
+        key: String,
+        path: String,
+        value: Value,
+    },
+    Save {
+        key: String,
+    },
+    EndSession {
+        key: String,
+    },
+    Message {
+        key: String,
+        message: Value,
+    },
+    Get {
+        key: String,
+    },
+    Remove {
+        key: String,
+    },
+    SetConstant {
+        name: String,
+        value: f64,
+    },
+    RawSet {
+        key: String,
+        value: Value,
+    },
+    Close,
+    Crash,
+    Faults {
+        datastore_fail: Option<f64>,
+        messaging_fail: Option<f64>,
+    },
+}
+
+/// A scenario that cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not a scenario.
+    #[error("invalid scenario {path}: {source}")]
+    Parse {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: serde_json::Error,
+    },
+    /// An action names a server the scenario does not have.
+    #[error("action at t={t} names unknown server {server:?}")]
+    UnknownServer {
+        /// Time of the action.
+        t: f64,
+        /// The name.
+        server: String,
+    },
+    /// An action was refused by the engine (for example an invalid key or constant).
+    #[error("action at t={t} was refused: {message}")]
+    Refused {
+        /// Time of the action.
+        t: f64,
+        /// The engine's error.
+        message: String,
+    },
+}
+
+/// Reads a scenario file.
+pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| ScenarioError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+struct Runner {
+    world: World,
+    store: StoreId,
+    names: Vec<String>,
+    journal: Vec<Line>,
+    /// Per server, the profile each key is currently held by.
+    profiles: Vec<BTreeMap<String, ProfileId>>,
+    /// Per server, calls waiting for their return: call name and key.
+    calls: Vec<BTreeMap<CallId, (&'static str, String)>>,
+    seen: usize,
+}
+
+/// Plays a scenario and returns its journal.
+pub fn run(scenario: &Scenario) -> Result<Vec<Line>, ScenarioError> {
+    let servers: Vec<ServerSpec> = scenario
+        .servers
+        .iter()
+        .map(|s| ServerSpec {
+            name: s.name.clone(),
+            place_id: s.place_id,
+            wall_skew: 0,
+        })
+        .collect();
+    let config = WorldConfig {
+        seed: 1,
+        epoch: scenario.epoch,
+        fps: scenario.latency.fps,
+        latency: LatencyModel::Fixed(scenario.latency.datastore_round_trip),
+        servers,
+    };
+    let datastore = DataStoreService::new(scenario.epoch).with_limits(Limits::unlimited());
+    let messaging = MessagingService::new(
+        MessagingConfig::roblox(1).with_delay(scenario.latency.message_delay),
+    );
+    let mut world = World::new(config, datastore, messaging);
+    let mut store = StoreId(0);
+    for s in 0..world.servers.len() {
+        let input = Input::NewStore {
+            name: scenario.store.clone(),
+            template: scenario.template.clone(),
+        };
+        if let InputResult::Store(Ok(id)) = world.feed(s, input) {
+            store = id;
+        }
+    }
+    let n = world.servers.len();
+    let mut r = Runner {
+        world,
+        store,
+        names: scenario.servers.iter().map(|s| s.name.clone()).collect(),
+        journal: Vec::new(),
+        profiles: vec![BTreeMap::new(); n],
+        calls: vec![BTreeMap::new(); n],
+        seen: 0,
+    };
+    let mut actions = scenario.actions.clone();
+    actions.sort_by(|a, b| a.t.total_cmp(&b.t));
+    for action in &actions {
+        r.run_until(action.t);
+        r.perform(action, &scenario.store)?;
+        r.react();
+    }
+    r.run_until(scenario.horizon);
+    r.journal
+        .push(json!({"type": "end", "case": scenario.name, "t": scenario.horizon}));
+    Ok(r.journal)
+}
+
+impl Runner {
+    fn run_until(&mut self, t: f64) {
+        while self.world.step(t) {
+            self.react();
+        }
+        self.react();
+    }
+
+    fn server_index(&self, action: &Action) -> Result<usize, ScenarioError> {
+        let name = action.server.clone().unwrap_or_default();
+        self.names
+            .iter()
+            .position(|n| *n == name)
+            .ok_or(ScenarioError::UnknownServer {
+                t: action.t,
+                server: name,
+            })
+    }
+
+    fn line(&mut self, s: usize, mut body: Value) {
+        body["t"] = json!(self.world.now);
+        body["server"] = json!(self.names[s]);
+        self.journal.push(body);
+    }
+
+    fn call(
+        &mut self,
+        s: usize,
+        name: &'static str,
+        key: &str,
+        result: InputResult,
+        t: f64,
+    ) -> Result<(), ScenarioError> {
+        self.line(s, json!({"type": "call", "call": name, "key": key}));
+        match result {
+            InputResult::Call(Ok(call)) => {
+                self.calls[s].insert(call, (name, key.to_string()));
+                Ok(())
+            }
+            InputResult::Call(Err(message)) | InputResult::Done(Err(message)) => {
+                Err(ScenarioError::Refused { t, message })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn perform(&mut self, action: &Action, store_name: &str) -> Result<(), ScenarioError> {
+        let t = action.t;
+        let store = self.store.live();
+        if let ActionKind::Faults {
+            datastore_fail,
+            messaging_fail,
+        } = &action.what
+        {
+            if let Some(p) = datastore_fail {
+                self.world.datastore_fail = *p;
+            }
+            if let Some(p) = messaging_fail {
+                self.world.messaging_fail = *p;
+            }
+            return Ok(());
+        }
+        let s = self.server_index(action)?;
+        let now = self.world.now_for(s);
+        match &action.what {
+            ActionKind::StartSession { key, steal } => {
+                let params = StartParams {
+                    steal: *steal,
+                    cancellable: false,
+                };
+                let input = Input::StartSession {
+                    now,
+                    store,
+                    key: key.clone(),
+                    params,
+                };
+                let result = self.world.feed(s, input);
+                self.call(s, "StartSessionAsync", key, result, t)?;
+            }
+            ActionKind::SetData { key, path, value } => {
+                if let Some(&p) = self.profiles[s].get(key) {
+                    let data = self.world.servers[s]
+                        .host
+                        .data
+                        .entry(p)
+                        .or_insert_with(|| json!({}));
+                    set_path(data, path, value.clone());
+                }
+            }
+            ActionKind::Save { key } => {
+                self.line(s, json!({"type": "call", "call": "Save", "key": key}));
+                if let Some(&profile) = self.profiles[s].get(key) {
+                    self.world.feed(s, Input::Save { now, profile });
+                }
+            }
+            ActionKind::EndSession { key } => {
+                self.line(s, json!({"type": "call", "call": "EndSession", "key": key}));
+                if let Some(&profile) = self.profiles[s].get(key) {
+                    self.world.feed(s, Input::EndSession { now, profile });
+                }
+            }
+            ActionKind::Message { key, message } => {
+                let input = Input::Message {
+                    now,
+                    store,
+                    key: key.clone(),
+                    message: message.clone(),
+                };
+                let result = self.world.feed(s, input);
+                self.call(s, "MessageAsync", key, result, t)?;
+            }
+            ActionKind::Get { key } => {
+                let result = self.world.feed(
+                    s,
+                    Input::Get {
+                        now,
+                        store,
+                        key: key.clone(),
+                        version: None,
+                    },
+                );
+                self.call(s, "GetAsync", key, result, t)?;
+            }
+            ActionKind::Remove { key } => {
+                let result = self.world.feed(
+                    s,
+                    Input::Remove {
+                        now,
+                        store,
+                        key: key.clone(),
+                    },
+                );
+                self.call(s, "RemoveAsync", key, result, t)?;
+            }
+            ActionKind::SetConstant { name, value } => {
+                if let InputResult::Done(Err(message)) = self.world.feed(
+                    s,
+                    Input::SetConstant {
+                        name: name.clone(),
+                        value: *value,
+                    },
+                ) {
+                    return Err(ScenarioError::Refused { t, message });
+                }
+            }
+            ActionKind::RawSet { key, value } => {
+                self.world.raw_set(s, store_name, key, value.clone())
+            }
+            ActionKind::Close => {
+                self.world.feed(s, Input::Shutdown { now });
+            }
+            ActionKind::Crash => self.world.crash(s),
+            ActionKind::Faults { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Turns new log entries into journal lines, and plays the listeners' part: a started
+    /// profile gets its message handler, and every message is processed at once.
+    fn react(&mut self) {
+        while self.seen < self.world.log.len() {
+            let entry = self.world.log[self.seen].clone();
+            self.seen += 1;
+            let s = entry.server;
+            match entry.what {
+                Happening::Write {
+                    store,
+                    key,
+                    value,
+                    user_ids,
+                    metadata,
+                } => {
+                    let line = json!({"type": "write", "store": store, "key": key, "value": value,
+                                      "userIds": user_ids, "metadata": metadata});
+                    self.line_at(entry.t, s, line);
+                }
+                Happening::Removed { store, key } => {
+                    self.line_at(
+                        entry.t,
+                        s,
+                        json!({"type": "remove", "store": store, "key": key}),
+                    );
+                }
+                Happening::Published { topic, data, lost } => {
+                    self.line_at(
+                        entry.t,
+                        s,
+                        json!({"type": "publish", "topic": topic, "data": data, "failed": lost}),
+                    );
+                }
+                Happening::Crashed => {}
+                Happening::Output(Output::Completion(c)) => self.on_completion(entry.t, s, c),
+                Happening::Output(Output::Event(e)) => self.on_event(entry.t, s, e),
+                Happening::Output(_) => {}
+            }
+        }
+    }
+
+    fn line_at(&mut self, t: f64, s: usize, mut body: Value) {
+        body["t"] = json!(t);
+        body["server"] = json!(self.names[s]);
+        self.journal.push(body);
+    }
+
+    fn key_of(&self, s: usize, profile: ProfileId) -> Option<String> {
+        self.world.servers[s]
+            .engine
+            .profile(profile)
+            .map(|p| p.key.clone())
+    }
+
+    fn on_completion(&mut self, t: f64, s: usize, c: Completion) {
+        let Some(call) = profilestore_core::testing::completion_call(&c) else {
+            return;
+        };
+        let Some((name, key)) = self.calls[s].remove(&call) else {
+            return;
+        };
+        let ok = match &c {
+            Completion::SessionStart { profile, .. } => profile.is_some(),
+            Completion::Message { ok, .. }
+            | Completion::Remove { ok, .. }
+            | Completion::SetAsync { ok, .. } => *ok,
+            Completion::Get { result, .. } => matches!(result, Ok(Some(_))),
+            Completion::Shutdown => true,
+        };
+        self.line_at(
+            t,
+            s,
+            json!({"type": "return", "call": name, "key": key, "ok": ok}),
+        );
+        if let Completion::SessionStart {
+            profile: Some(loaded),
+            ..
+        } = c
+        {
+            self.profiles[s].insert(key, loaded.profile);
+            self.world.feed(
+                s,
+                Input::AddMessageHandler {
+                    profile: loaded.profile,
+                },
+            );
+        }
+    }
+
+    fn on_event(&mut self, t: f64, s: usize, e: Event) {
+        let (signal, profile, extra) = match e {
+            Event::OnSave { profile } => ("OnSave", Some(profile), None),
+            Event::OnLastSave { profile, reason } => (
+                "OnLastSave",
+                Some(profile),
+                Some(("reason", json!(reason.as_str()))),
+            ),
+            Event::OnSessionEnd { profile } => ("OnSessionEnd", Some(profile), None),
+            Event::OnAfterSave {
+                profile,
+                last_saved_data,
+            } => (
+                "OnAfterSave",
+                Some(profile),
+                Some(("data", (*last_saved_data).clone())),
+            ),
+            Event::Message {
+                profile,
+                id,
+                payload,
+                to,
+            } => {
+                if matches!(to, Delivery::AllHandlers | Delivery::Handler(0)) {
+                    self.world.feed(s, Input::MessageProcessed { profile, id });
+                }
+                ("Message", Some(profile), Some(("message", payload)))
+            }
+            Event::OnError { message, key, .. } => {
+                let line =
+                    json!({"type": "signal", "signal": "OnError", "key": key, "message": message});
+                self.line_at(t, s, line);
+                return;
+            }
+            Event::OnOverwrite { key, .. } => {
+                self.line_at(
+                    t,
+                    s,
+                    json!({"type": "signal", "signal": "OnOverwrite", "key": key}),
+                );
+                return;
+            }
+            Event::OnCriticalToggle { is_critical } => {
+                self.line_at(
+                    t,
+                    s,
+                    json!({"type": "signal", "signal": "OnCriticalToggle", "value": is_critical}),
+                );
+                return;
+            }
+            _ => return,
+        };
+        let mut line = json!({"type": "signal", "signal": signal});
+        if let Some(key) = profile.and_then(|p| self.key_of(s, p)) {
+            line["key"] = json!(key);
+        }
+        if let Some((field, value)) = extra {
+            line[field] = value;
+        }
+        self.line_at(t, s, line);
+    }
+}
+
+/// Sets `data.<path>` (`"Coins"`, `"A.B"`), creating tables on the way.
+fn set_path(data: &mut Value, path: &str, value: Value) {
+    let mut slot = data;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !slot.is_object() {
+            *slot = json!({});
+        }
+        let map = slot.as_object_mut().expect("made an object");
+        if i + 1 == parts.len() {
+            map.insert(part.to_string(), value);
+            return;
+        }
+        slot = map.entry(part.to_string()).or_insert_with(|| json!({}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_path_creates_tables() {
+        let mut d = json!({"Coins": 1});
+        set_path(&mut d, "A.B", json!(2));
+        set_path(&mut d, "Coins", json!(3));
+        assert_eq!(d, json!({"Coins": 3, "A": {"B": 2}}));
+    }
+
+    #[test]
+    fn every_fixture_scenario_parses() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/scenarios"
+        );
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("fixtures present") {
+            let path = entry.unwrap().path();
+            let s = load(&path).unwrap();
+            assert!(!s.actions.is_empty(), "{}", path.display());
+            n += 1;
+        }
+        assert_eq!(n, 8);
+    }
+}

@@ -1,0 +1,729 @@
+//! The world (DESIGN.md §4): game servers — each a `profilestore-core` engine with its own
+//! PlaceId, JobId and wall-clock skew — on one virtual clock, sharing one simulated
+//! [`DataStoreService`] and one [`MessagingService`].
+//!
+//! The world executes what engines ask for with a latency model (every DataStore call one round
+//! trip, `UpdateAsync` two: the transform runs when the read arrives and runs again if another
+//! server committed before the write), delivers MessagingService messages, ticks every server's
+//! Heartbeat, injects world-wide faults, and logs everything that happens ([`Logged`]). Every
+//! engine input goes through [`World::feed`], so a run can be recorded as a trace
+//! ([`World::record`]) and replayed byte for byte.
+//!
+//! What drives a server — a Rust workload today, a Luau script or a C engine later — calls
+//! [`World::feed`] with API inputs and reads [`World::log`]; the world itself makes no game
+//! decisions.
+
+use std::collections::BTreeMap;
+
+use profilestore_core::guid::GuidGenerator;
+use profilestore_core::testing::Host;
+use profilestore_core::{
+    Completion, DataStoreError, DataStoreRequest, DataStoreRequestKind, DataStoreResponse,
+    DataStoreState, Engine, EngineConfig, Input, InputResult, LiveAnswers, MessagingRequest, Now,
+    OpId, Output, Recorder, ServerIdentity, SubscriptionId, Transformed,
+};
+use serde_json::Value;
+
+use crate::datastore::{
+    DataStoreService, Read, ReadTicket, ServerId, StoreName, UpdateCommit, VersionPages,
+};
+use crate::messaging::{self, MessagingService};
+
+/// The error world-wide DataStore faults report (the original's emulator used the same).
+pub const FAULT_MESSAGE: &str =
+    "502: API Services rejected request with error. HTTP 500 (Internal Server Error)";
+
+/// One server of the world.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServerSpec {
+    /// Name used in journals ("A", "B", ...).
+    pub name: String,
+    /// `game.PlaceId`.
+    pub place_id: i64,
+    /// Seconds this server's wall clock runs ahead (negative: behind).
+    pub wall_skew: i64,
+}
+
+/// How long things take.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum LatencyModel {
+    /// Every DataStore round trip takes this long (the scenario files' model).
+    Fixed(f64),
+    /// Each round trip is drawn from the DataStore's seeded latency distribution.
+    Sampled,
+}
+
+/// What the world is built from; with the seed it fixes the whole run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorldConfig {
+    /// Seed of JobIds, session GUIDs and world faults.
+    pub seed: u64,
+    /// Unix time at virtual time 0.
+    pub epoch: i64,
+    /// Heartbeat frames per second.
+    pub fps: f64,
+    /// DataStore latency.
+    pub latency: LatencyModel,
+    /// The servers.
+    pub servers: Vec<ServerSpec>,
+}
+
+/// One simulated game server.
+pub struct Server {
+    /// Its spec.
+    pub spec: ServerSpec,
+    /// Its engine.
+    pub engine: Engine,
+    /// Its host state (`Profile.Data` and friends).
+    pub host: Host,
+    /// False after a crash: it answers nothing and everything in flight for it is lost.
+    pub alive: bool,
+    /// Its id at the DataStore and MessagingService.
+    pub id: ServerId,
+    subscriptions: BTreeMap<SubscriptionId, messaging::SubscriptionId>,
+}
+
+/// Something that happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Happening {
+    /// An engine output (signal, API completion) after the world executed its IO part.
+    Output(Output),
+    /// A write committed.
+    Write {
+        /// DataStore name with scope (`PlayerData:global`).
+        store: String,
+        /// Key.
+        key: String,
+        /// The stored value.
+        value: Value,
+        /// The key's user ids.
+        user_ids: Vec<i64>,
+        /// The key's metadata.
+        metadata: Value,
+    },
+    /// A key was removed.
+    Removed {
+        /// DataStore name with scope.
+        store: String,
+        /// Key.
+        key: String,
+    },
+    /// A MessagingService publish.
+    Published {
+        /// Topic.
+        topic: String,
+        /// Payload.
+        data: Value,
+        /// Lost to a fault (delivered to nobody).
+        lost: bool,
+    },
+    /// The server crashed.
+    Crashed,
+}
+
+/// A log line: when, which server, what.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Logged {
+    /// Virtual seconds.
+    pub t: f64,
+    /// Server index.
+    pub server: usize,
+    /// What happened.
+    pub what: Happening,
+}
+
+enum Pending {
+    Read {
+        server: usize,
+        request: DataStoreRequest,
+    },
+    Commit {
+        server: usize,
+        op: OpId,
+        ticket: Box<ReadTicket>,
+        output: Transformed,
+    },
+    RawSet {
+        server: usize,
+        store: String,
+        key: String,
+        value: Value,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq)]
+struct At(f64);
+impl Eq for At {}
+impl PartialOrd for At {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for At {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// A recorded engine input: which server, what.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TracedInput {
+    /// Server index.
+    pub server: usize,
+    /// The input.
+    pub input: Input,
+}
+
+/// The world.
+pub struct World {
+    /// Virtual seconds.
+    pub now: f64,
+    /// The configuration it was built from.
+    pub config: WorldConfig,
+    /// The servers.
+    pub servers: Vec<Server>,
+    /// The shared DataStore.
+    pub datastore: DataStoreService,
+    /// The shared MessagingService.
+    pub messaging: MessagingService,
+    /// Everything that happened, in order.
+    pub log: Vec<Logged>,
+    /// Probability that a DataStore call fails (after its round trips, without effect).
+    pub datastore_fail: f64,
+    /// Probability that a publish is lost.
+    pub messaging_fail: f64,
+    /// Every engine input, when recording.
+    pub trace: Option<Vec<TracedInput>>,
+    /// Every engine output, in order, when recording (for replay comparison).
+    pub outputs: Option<Vec<(usize, Output)>>,
+    rng: GuidGenerator,
+    pending: BTreeMap<(At, u64), Pending>,
+    pages: BTreeMap<(usize, profilestore_core::QueryId), VersionPages>,
+    seq: u64,
+    frame: u64,
+}
+
+impl World {
+    /// Builds a world: engines with seeded JobIds and GUID seeds, all with DataStore access.
+    pub fn new(
+        config: WorldConfig,
+        datastore: DataStoreService,
+        messaging: MessagingService,
+    ) -> World {
+        let mut rng = GuidGenerator::new(config.seed);
+        let servers = config
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let identity = ServerIdentity {
+                    place_id: spec.place_id,
+                    job_id: rng.next_guid().to_lowercase(),
+                };
+                let engine = Engine::new(EngineConfig {
+                    identity,
+                    seed: rng.next_u64(),
+                    datastore_state: DataStoreState::Access,
+                });
+                Server {
+                    spec: spec.clone(),
+                    engine,
+                    host: Host::default(),
+                    alive: true,
+                    id: ServerId(i as u64),
+                    subscriptions: BTreeMap::new(),
+                }
+            })
+            .collect();
+        World {
+            now: 0.0,
+            config,
+            servers,
+            datastore,
+            messaging,
+            log: Vec::new(),
+            datastore_fail: 0.0,
+            messaging_fail: 0.0,
+            trace: None,
+            outputs: None,
+            rng,
+            pending: BTreeMap::new(),
+            pages: BTreeMap::new(),
+            seq: 0,
+            frame: 0,
+        }
+    }
+
+    /// Starts recording every engine input and output.
+    pub fn record(&mut self) {
+        self.trace = Some(Vec::new());
+        self.outputs = Some(Vec::new());
+    }
+
+    /// The clocks server `s` reads now.
+    pub fn now_for(&self, s: usize) -> Now {
+        Now {
+            mono: self.now,
+            wall: self.config.epoch + self.now.floor() as i64 + self.servers[s].spec.wall_skew,
+        }
+    }
+
+    /// Feeds one input to server `s` (recorded when tracing), then executes its outputs.
+    pub fn feed(&mut self, s: usize, input: Input) -> InputResult {
+        let result = self.apply(s, input);
+        self.drain(s);
+        result
+    }
+
+    fn apply(&mut self, s: usize, input: Input) -> InputResult {
+        let server = &mut self.servers[s];
+        let mut rec = Recorder::new(&mut server.host);
+        let (input, result) = match input {
+            Input::Timeout { now, .. } => {
+                server.engine.handle_timeout(now, &mut rec);
+                (
+                    Input::Timeout {
+                        now,
+                        live: rec.answers,
+                    },
+                    InputResult::None,
+                )
+            }
+            Input::Transform {
+                op, current, wall, ..
+            } => {
+                let result = server.engine.handle_input(
+                    Input::Transform {
+                        op,
+                        current: current.clone(),
+                        wall,
+                        live: LiveAnswers::default(),
+                    },
+                    &mut rec,
+                );
+                (
+                    Input::Transform {
+                        op,
+                        current,
+                        wall,
+                        live: rec.answers,
+                    },
+                    result,
+                )
+            }
+            other => {
+                let result = server.engine.handle_input(other.clone(), &mut rec);
+                (other, result)
+            }
+        };
+        if let Some(trace) = &mut self.trace {
+            trace.push(TracedInput { server: s, input });
+        }
+        result
+    }
+
+    /// Server `s` dies at once: no final save; its requests and subscriptions are gone.
+    pub fn crash(&mut self, s: usize) {
+        self.servers[s].alive = false;
+        self.messaging.remove_server(self.servers[s].id);
+        self.log(s, Happening::Crashed);
+    }
+
+    /// A plain `SetAsync` by server `s` (outside ProfileStore), committed one round trip later.
+    pub fn raw_set(&mut self, s: usize, store: &str, key: &str, value: Value) {
+        let at = self.now + self.round_trip();
+        self.schedule(
+            at,
+            Pending::RawSet {
+                server: s,
+                store: store.to_string(),
+                key: key.to_string(),
+                value,
+            },
+        );
+    }
+
+    /// The stored value of `store/key` (read without cache, costs no budget).
+    pub fn stored(&mut self, store: &str, key: &str) -> Option<Value> {
+        let head = self
+            .datastore
+            .storage_mut()
+            .head(&StoreName::new(store).path(key))
+            .ok()
+            .flatten()?;
+        head.value
+    }
+
+    /// Runs the world until virtual time `end`.
+    pub fn run_until(&mut self, end: f64) {
+        while self.step(end) {}
+    }
+
+    /// Processes the next thing that happens at or before `end` — a DataStore answer, a
+    /// message delivery or a Heartbeat frame — and returns true; or, when nothing happens
+    /// before `end`, moves the clock to `end` and returns false.
+    pub fn step(&mut self, end: f64) -> bool {
+        let frame_at = self.frame as f64 / self.config.fps;
+        let pending_at = self.pending.keys().next().map(|(a, _)| a.0);
+        let message_at = self.messaging.next_delivery();
+        let event_at = [pending_at, message_at]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min);
+        let next = event_at.map_or(frame_at, |e| e.min(frame_at));
+        if next > end {
+            self.now = end;
+            return false;
+        }
+        self.now = next;
+        if event_at.is_some_and(|e| e <= frame_at) {
+            if pending_at == event_at {
+                let key = *self.pending.keys().next().expect("checked");
+                let pending = self.pending.remove(&key).expect("checked");
+                self.process(pending);
+            } else if let Some(message) = self.messaging.poll_delivery(self.now) {
+                self.deliver(message);
+            }
+        } else {
+            self.frame += 1;
+            for s in 0..self.servers.len() {
+                if self.servers[s].alive {
+                    let now = self.now_for(s);
+                    self.feed(
+                        s,
+                        Input::Timeout {
+                            now,
+                            live: LiveAnswers::default(),
+                        },
+                    );
+                }
+            }
+        }
+        true
+    }
+
+    fn round_trip(&mut self) -> f64 {
+        match self.config.latency {
+            LatencyModel::Fixed(rt) => rt,
+            LatencyModel::Sampled => self.datastore.sample_latency(),
+        }
+    }
+
+    fn schedule(&mut self, at: f64, pending: Pending) {
+        self.seq += 1;
+        self.pending.insert((At(at), self.seq), pending);
+    }
+
+    fn log(&mut self, server: usize, what: Happening) {
+        self.log.push(Logged {
+            t: self.now,
+            server,
+            what,
+        });
+    }
+
+    /// Executes everything server `s` asked for.
+    pub fn drain(&mut self, s: usize) {
+        while let Some(output) = self.servers[s].engine.poll_output() {
+            if let Some(outputs) = &mut self.outputs {
+                outputs.push((s, output.clone()));
+            }
+            match output {
+                Output::DataStore(request) => {
+                    let at = self.now + self.round_trip();
+                    self.schedule(at, Pending::Read { server: s, request });
+                }
+                Output::Messaging(MessagingRequest::Subscribe {
+                    subscription,
+                    topic,
+                }) => {
+                    let result = self
+                        .messaging
+                        .subscribe(self.servers[s].id, &topic)
+                        .map_err(|e| e.to_string());
+                    if let Ok(id) = &result {
+                        self.servers[s].subscriptions.insert(subscription, *id);
+                    }
+                    let now = self.now_for(s);
+                    let result = result.map(|_| ());
+                    self.apply(
+                        s,
+                        Input::SubscribeResult {
+                            now,
+                            subscription,
+                            result,
+                        },
+                    );
+                }
+                Output::Messaging(MessagingRequest::Unsubscribe { subscription }) => {
+                    if let Some(id) = self.servers[s].subscriptions.remove(&subscription) {
+                        let _ = self.messaging.unsubscribe(id);
+                    }
+                }
+                Output::Messaging(MessagingRequest::Publish { topic, data }) => {
+                    let lost = self.rng.next_f64() < self.messaging_fail
+                        || self
+                            .messaging
+                            .publish(self.now, self.servers[s].id, &topic, &data)
+                            .is_err();
+                    self.log(s, Happening::Published { topic, data, lost });
+                }
+                Output::Completion(
+                    ref c @ (Completion::SessionStart {
+                        profile: Some(ref loaded),
+                        ..
+                    }
+                    | Completion::Get {
+                        result: Ok(Some(ref loaded)),
+                        ..
+                    }),
+                ) => {
+                    // The host owns Profile.Data and RobloxMetaData from now on.
+                    let host = &mut self.servers[s].host;
+                    host.data.insert(loaded.profile, loaded.data.clone());
+                    host.roblox_metadata
+                        .insert(loaded.profile, loaded.roblox_metadata.clone());
+                    let c = c.clone();
+                    self.log(s, Happening::Output(Output::Completion(c)));
+                }
+                other => self.log(s, Happening::Output(other)),
+            }
+        }
+    }
+
+    fn deliver(&mut self, message: messaging::Message) {
+        let Some(s) = self.servers.iter().position(|x| x.id == message.server) else {
+            return;
+        };
+        if !self.servers[s].alive {
+            return;
+        }
+        let subscription = self.servers[s]
+            .subscriptions
+            .iter()
+            .find(|(_, id)| **id == message.subscription)
+            .map(|(c, _)| *c);
+        if let Some(subscription) = subscription {
+            let now = self.now_for(s);
+            self.feed(
+                s,
+                Input::MessageReceived {
+                    now,
+                    subscription,
+                    data: message.data,
+                },
+            );
+        }
+    }
+
+    fn respond(&mut self, s: usize, op: OpId, result: Result<DataStoreResponse, DataStoreError>) {
+        let now = self.now_for(s);
+        self.feed(s, Input::DataStoreResponse { now, op, result });
+    }
+
+    fn process(&mut self, pending: Pending) {
+        match pending {
+            Pending::Read { server, request } => self.read(server, request),
+            Pending::Commit {
+                server,
+                op,
+                ticket,
+                output,
+            } => self.commit(server, op, *ticket, output),
+            Pending::RawSet {
+                server,
+                store,
+                key,
+                value,
+            } => {
+                let name = StoreName::new(&store);
+                let id = self.servers[server].id;
+                if let Ok(written) =
+                    self.datastore
+                        .set_async(self.now, id, &name, &key, value, Default::default())
+                {
+                    let what = Happening::Write {
+                        store: format!("{store}:global"),
+                        key,
+                        value: written.value,
+                        user_ids: written.key_info.user_ids.clone(),
+                        metadata: written.key_info.metadata.clone(),
+                    };
+                    self.log(server, what);
+                }
+            }
+        }
+    }
+
+    fn faulted(&mut self) -> bool {
+        self.datastore_fail > 0.0 && self.rng.next_f64() < self.datastore_fail
+    }
+
+    fn read(&mut self, s: usize, request: DataStoreRequest) {
+        if !self.servers[s].alive {
+            return;
+        }
+        let store = StoreName::new(&request.store);
+        let id = self.servers[s].id;
+        let now = self.now;
+        let result = match &request.kind {
+            DataStoreRequestKind::Update => {
+                match self.datastore.begin_update(now, id, &store, &request.key) {
+                    Ok(ticket) => {
+                        let output = self.run_transform(s, request.op, &ticket);
+                        let at = self.now + self.round_trip();
+                        self.schedule(
+                            at,
+                            Pending::Commit {
+                                server: s,
+                                op: request.op,
+                                ticket: Box::new(ticket),
+                                output,
+                            },
+                        );
+                        return;
+                    }
+                    Err(e) => Err(e.to_core()),
+                }
+            }
+            _ if self.faulted() => Err(DataStoreError {
+                message: FAULT_MESSAGE.into(),
+            }),
+            DataStoreRequestKind::Get => self
+                .datastore
+                .get_async(now, id, &store, &request.key, Default::default())
+                .map(Read::into_response)
+                .map_err(|e| e.to_core()),
+            DataStoreRequestKind::GetVersion { version } => self
+                .datastore
+                .get_version_async(now, &store, &request.key, version)
+                .map(Read::into_response)
+                .map_err(|e| e.to_core()),
+            DataStoreRequestKind::Remove => {
+                let removed = self.datastore.remove_async(now, id, &store, &request.key);
+                if removed.as_ref().is_ok_and(|r| r.value.is_some()) {
+                    self.log(
+                        s,
+                        Happening::Removed {
+                            store: format!("{}:global", request.store),
+                            key: request.key.clone(),
+                        },
+                    );
+                }
+                removed.map(Read::into_response).map_err(|e| e.to_core())
+            }
+            DataStoreRequestKind::ListVersions {
+                query: qid,
+                direction,
+                min_date,
+                max_date,
+            } => {
+                let query = crate::datastore::VersionQuery {
+                    direction: *direction,
+                    min_date: *min_date,
+                    max_date: *max_date,
+                    page_size: 0,
+                };
+                match self
+                    .datastore
+                    .list_versions_async(now, &store, &request.key, query)
+                {
+                    Ok(pages) => {
+                        let response = pages.to_response();
+                        // Remembered for the query's NextVersionPage requests.
+                        self.pages.insert((s, *qid), pages);
+                        Ok(response)
+                    }
+                    Err(e) => Err(e.to_core()),
+                }
+            }
+            DataStoreRequestKind::NextVersionPage { query } => {
+                match self.pages.get_mut(&(s, *query)) {
+                    Some(pages) => {
+                        let mut pages = pages.clone();
+                        let r = self.datastore.advance_versions(now, &mut pages);
+                        let response = pages.to_response();
+                        self.pages.insert((s, *query), pages);
+                        r.map(|_| response).map_err(|e| e.to_core())
+                    }
+                    None => Err(DataStoreError {
+                        message: "no version listing to advance".into(),
+                    }),
+                }
+            }
+        };
+        self.respond(s, request.op, result);
+    }
+
+    fn run_transform(&mut self, s: usize, op: OpId, ticket: &ReadTicket) -> Transformed {
+        let wall = self.now_for(s).wall;
+        let result = self.apply(
+            s,
+            Input::Transform {
+                op,
+                current: ticket.value.clone(),
+                wall,
+                live: LiveAnswers::default(),
+            },
+        );
+        match result {
+            InputResult::Transformed(t) => t.into(),
+            _ => Transformed::Cancel,
+        }
+    }
+
+    fn commit(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Transformed) {
+        if !self.servers[s].alive {
+            return;
+        }
+        if self.faulted() {
+            self.respond(
+                s,
+                op,
+                Err(DataStoreError {
+                    message: FAULT_MESSAGE.into(),
+                }),
+            );
+            return;
+        }
+        let store = format!("{}:{}", ticket.store.name, ticket.store.scope);
+        let key = ticket.key.clone();
+        let (mut ticket, mut output) = (ticket, output);
+        let result = loop {
+            match self.datastore.commit_update(self.now, ticket, output) {
+                Ok(UpdateCommit::Committed(read)) => {
+                    let what = Happening::Write {
+                        store: store.clone(),
+                        key: key.clone(),
+                        value: read.value.clone().unwrap_or(Value::Null),
+                        user_ids: read
+                            .key_info
+                            .as_ref()
+                            .map(|k| k.user_ids.clone())
+                            .unwrap_or_default(),
+                        metadata: read
+                            .key_info
+                            .as_ref()
+                            .map(|k| k.metadata.clone())
+                            .unwrap_or(Value::Null),
+                    };
+                    self.log(s, what);
+                    break Ok(read.into_response());
+                }
+                Ok(UpdateCommit::Cancelled) => {
+                    break Ok(DataStoreResponse::Value {
+                        value: None,
+                        key_info: None,
+                    });
+                }
+                Ok(UpdateCommit::Conflict(fresh)) => {
+                    // Roblox calls the transform again with the newer value.
+                    output = self.run_transform(s, op, &fresh);
+                    ticket = fresh;
+                }
+                Err(e) => break Err(e.to_core()),
+            }
+        };
+        self.respond(s, op, result);
+    }
+}
