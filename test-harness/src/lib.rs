@@ -19,6 +19,8 @@
 
 pub mod datastore;
 pub mod export;
+pub mod fleet;
+pub mod invariants;
 pub mod journal;
 pub mod messaging;
 pub mod scenario;

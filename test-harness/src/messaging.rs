@@ -147,6 +147,11 @@ pub struct MessagingService {
 }
 
 impl MessagingService {
+    /// Changes the loss probability from now on.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.config.loss = loss;
+    }
+
     /// An empty service.
     pub fn new(config: MessagingConfig) -> MessagingService {
         MessagingService {

@@ -197,6 +197,7 @@ pub struct World {
     /// Every engine output, in order, when recording (for replay comparison).
     pub outputs: Option<Vec<(usize, Output)>>,
     rng: GuidGenerator,
+    requests: BTreeMap<&'static str, u64>,
     pending: BTreeMap<(At, u64), Pending>,
     pages: BTreeMap<(usize, profilestore_core::QueryId), VersionPages>,
     seq: u64,
@@ -247,6 +248,7 @@ impl World {
             trace: None,
             outputs: None,
             rng,
+            requests: BTreeMap::new(),
             pending: BTreeMap::new(),
             pages: BTreeMap::new(),
             seq: 0,
@@ -277,48 +279,28 @@ impl World {
 
     fn apply(&mut self, s: usize, input: Input) -> InputResult {
         let server = &mut self.servers[s];
+        let Some(trace) = &mut self.trace else {
+            return server.engine.handle_input(input, &mut server.host);
+        };
         let mut rec = Recorder::new(&mut server.host);
-        let (input, result) = match input {
-            Input::Timeout { now, .. } => {
-                server.engine.handle_timeout(now, &mut rec);
-                (
-                    Input::Timeout {
-                        now,
-                        live: rec.answers,
-                    },
-                    InputResult::None,
-                )
-            }
+        let result = server.engine.handle_input(input.clone(), &mut rec);
+        // Timeouts and transforms read live state: the answers travel with the input.
+        let input = match input {
+            Input::Timeout { now, .. } => Input::Timeout {
+                now,
+                live: rec.answers,
+            },
             Input::Transform {
                 op, current, wall, ..
-            } => {
-                let result = server.engine.handle_input(
-                    Input::Transform {
-                        op,
-                        current: current.clone(),
-                        wall,
-                        live: LiveAnswers::default(),
-                    },
-                    &mut rec,
-                );
-                (
-                    Input::Transform {
-                        op,
-                        current,
-                        wall,
-                        live: rec.answers,
-                    },
-                    result,
-                )
-            }
-            other => {
-                let result = server.engine.handle_input(other.clone(), &mut rec);
-                (other, result)
-            }
+            } => Input::Transform {
+                op,
+                current,
+                wall,
+                live: rec.answers,
+            },
+            other => other,
         };
-        if let Some(trace) = &mut self.trace {
-            trace.push(TracedInput { server: s, input });
-        }
+        trace.push(TracedInput { server: s, input });
         result
     }
 
@@ -559,10 +541,29 @@ impl World {
         self.datastore_fail > 0.0 && self.rng.next_f64() < self.datastore_fail
     }
 
+    /// DataStore requests executed so far, by API (`UpdateAsync`, `GetAsync`, ...).
+    pub fn request_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.requests.clone()
+    }
+
+    /// Total DataStore requests executed so far.
+    pub fn request_total(&self) -> u64 {
+        self.requests.values().sum()
+    }
+
     fn read(&mut self, s: usize, request: DataStoreRequest) {
         if !self.servers[s].alive {
             return;
         }
+        let api = match request.kind {
+            DataStoreRequestKind::Update => "UpdateAsync",
+            DataStoreRequestKind::Get => "GetAsync",
+            DataStoreRequestKind::GetVersion { .. } => "GetVersionAsync",
+            DataStoreRequestKind::Remove => "RemoveAsync",
+            DataStoreRequestKind::ListVersions { .. } => "ListVersionsAsync",
+            DataStoreRequestKind::NextVersionPage { .. } => "AdvanceToNextPageAsync",
+        };
+        *self.requests.entry(api).or_default() += 1;
         let store = StoreName::new(&request.store);
         let id = self.servers[s].id;
         let now = self.now;

@@ -119,6 +119,13 @@ pub struct FaultState {
 }
 
 impl FaultState {
+    /// Changes the default fault probabilities from now on (the generators keep their state).
+    pub fn set_rates(&mut self, fail: f64, ambiguous: f64) {
+        self.config.default.fail = fail;
+        self.config.default.ambiguous = ambiguous;
+        self.config.per_operation.clear();
+    }
+
     /// Starts both generators from the config's seed.
     pub fn new(config: Faults) -> FaultState {
         FaultState {

@@ -458,7 +458,12 @@ impl DataStoreService {
         self
     }
 
-    /// The same service with a fault model.
+    /// Changes the default fault probabilities from now on (e.g. to end an outage).
+    pub fn set_fault_rates(&mut self, fail: f64, ambiguous: f64) {
+        self.faults.set_rates(fail, ambiguous);
+    }
+
+    /// The same service with `faults` as its fault model.
     pub fn with_faults(mut self, faults: Faults) -> DataStoreService {
         self.faults = FaultState::new(faults);
         self

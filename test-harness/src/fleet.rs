@@ -1,0 +1,753 @@
+//! Fleets (issue "harness" §3–4): players who join, play, trade, gift, leave, rejoin the same
+//! server quickly and hop between servers — starting on the new server while the old one still
+//! holds the session — on a [`World`] of N servers with wall-clock skew, seeded DataStore faults,
+//! lost messages, shutdowns (`BindToClose`, killed after Roblox's 30 s) and crashes.
+//!
+//! Each player's `Data` holds a counter, a log of unique operation ids, unique items and the
+//! gifts applied. A player's session start carries a `Cancel` tied to presence. Trades move one
+//! item between two active profiles on one server with no yield in between. Gifts are
+//! `MessageAsync` messages whose handler applies them and calls `processed()` at once.
+//!
+//! The run ends with a settle phase (faults off, everyone leaves, players with gifts waiting log
+//! in once more) and then [`crate::invariants`] checks what happened.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use profilestore_core::guid::GuidGenerator;
+use profilestore_core::{
+    CallId, Completion, Delivery, Event, Input, InputResult, Output, ProfileId, StartParams,
+    StoreId,
+};
+use serde_json::{Value, json};
+
+use crate::datastore::{DataStoreService, Faults, Limits};
+use crate::messaging::{MessagingConfig, MessagingService};
+use crate::storage::Storage;
+use crate::world::{Happening, LatencyModel, ServerSpec, World, WorldConfig};
+
+/// The store every fleet uses.
+pub const STORE: &str = "PlayerData";
+
+/// Roblox's `BindToClose` budget: the server is killed this long after shutdown starts.
+pub const BIND_TO_CLOSE_LIMIT: f64 = 30.0;
+
+/// What a fleet run is made of.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FleetConfig {
+    /// Seed of everything.
+    pub seed: u64,
+    /// Number of servers.
+    pub servers: usize,
+    /// Number of players.
+    pub players: usize,
+    /// Virtual seconds of play (the settle phase comes after).
+    pub duration: f64,
+    /// Probability that a DataStore call fails (a fifth of those ambiguously: the write commits
+    /// although an error is returned); the same probability loses a MessagingService message.
+    pub faults: f64,
+    /// Mean seconds a player stays on one server before leaving or hopping.
+    pub stay: f64,
+    /// Mean seconds between a player's gameplay operations.
+    pub op_interval: f64,
+    /// Largest wall-clock skew of a server, seconds (each server gets a seeded value in ±this).
+    pub max_skew: i64,
+    /// Probability per server per virtual minute of a `BindToClose` shutdown.
+    pub shutdown_rate: f64,
+    /// Probability per server per virtual minute of a crash.
+    pub crash_rate: f64,
+    /// Record every engine input and output (for a trace file).
+    pub record: bool,
+}
+
+impl FleetConfig {
+    /// A default fleet: `servers` servers, `players` players, `duration` seconds, `faults`.
+    pub fn new(
+        seed: u64,
+        servers: usize,
+        players: usize,
+        duration: f64,
+        faults: f64,
+    ) -> FleetConfig {
+        FleetConfig {
+            seed,
+            servers,
+            players,
+            duration,
+            faults,
+            stay: 90.0,
+            op_interval: 10.0,
+            max_skew: 5,
+            shutdown_rate: 0.0,
+            crash_rate: 0.0,
+            record: false,
+        }
+    }
+}
+
+/// Where a player is.
+#[derive(Clone, Debug, PartialEq)]
+enum Presence {
+    Offline,
+    /// Waiting for `StartSessionAsync` on a server.
+    Joining {
+        server: usize,
+        call: CallId,
+        since: f64,
+    },
+    /// Playing on a server.
+    Online {
+        server: usize,
+        profile: ProfileId,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Player {
+    key: String,
+    presence: Presence,
+    next_at: f64,
+    /// Leave (or hop) at this time while online.
+    leave_at: f64,
+    ops: u64,
+    items: u64,
+}
+
+/// Why a session start returned nil.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum StartFailure {
+    /// The player left while it was loading (`Cancel`).
+    Cancelled,
+    /// DataStore errors until `START_SESSION_TIMEOUT`.
+    Timeout,
+    /// The server was shutting down.
+    Closing,
+    /// Another server asked for the lock after us.
+    Superseded,
+    /// The server crashed first.
+    Crashed,
+}
+
+/// What a fleet run observed, for the report and the invariant checks.
+#[derive(Clone, Debug, Default)]
+pub struct Observations {
+    /// Operation ids each player's own saves confirmed, per key.
+    pub acked_ops: BTreeMap<String, BTreeSet<String>>,
+    /// Every op id applied, per key (to detect one applied twice).
+    pub applied_ops: BTreeMap<String, BTreeSet<String>>,
+    /// Gifts whose `MessageAsync` returned true: gift id → recipient key.
+    pub gifts_sent: BTreeMap<String, String>,
+    /// Deliveries per (server, profile, message id).
+    pub deliveries: BTreeMap<(usize, ProfileId, i64), u32>,
+    /// Sessions started.
+    pub sessions: u64,
+    /// Start latencies (seconds) of every successful start.
+    pub start_times: Vec<f64>,
+    /// Starts that waited on another server (took over 1 s): their latencies.
+    pub handoffs: Vec<f64>,
+    /// Failed starts by reason.
+    pub failures: BTreeMap<StartFailure, u64>,
+    /// Starts that failed or took longer than the hand-off bound while the DataStore was healthy
+    /// and the old server alive: (key, started at, outcome).
+    pub slow_healthy_starts: Vec<(String, f64, String)>,
+    /// Trades done.
+    pub trades: u64,
+    /// Every trade: item, from key, to key, server, time.
+    pub trade_log: Vec<(String, String, String, usize, f64)>,
+    /// When each server died (crash, or killed at the end of `BindToClose`).
+    pub died_at: BTreeMap<usize, f64>,
+    /// DataStore errors signalled (`OnError`).
+    pub errors: u64,
+    /// Critical-state toggles.
+    pub critical_toggles: u64,
+    /// Servers shut down / crashed.
+    pub shutdowns: u64,
+    /// Crashes.
+    pub crashes: u64,
+}
+
+/// The bound a healthy hand-off must meet: a steal after `SESSION_STEAL` takes ≈45 s plus
+/// request latencies (spec §5.3); anything slower is a violation.
+pub const HANDOFF_BOUND: f64 = 60.0;
+
+/// A running fleet.
+pub struct Fleet {
+    /// The configuration.
+    pub config: FleetConfig,
+    /// The world.
+    pub world: World,
+    store: StoreId,
+    players: Vec<Player>,
+    rng: GuidGenerator,
+    /// What happened.
+    pub observed: Observations,
+    /// Items duplicated because a server died between the two saves of a trade (filled by
+    /// [`crate::invariants::check`]).
+    pub torn_trades: Vec<String>,
+    /// Per server: the call → player waiting for a start.
+    joining: Vec<BTreeMap<CallId, usize>>,
+    /// Per server: message call → gift id.
+    gifting: Vec<BTreeMap<CallId, (String, String)>>,
+    /// Per server: when it started closing.
+    closing_since: Vec<Option<f64>>,
+    faults_on: bool,
+    seen: usize,
+    gift_seq: u64,
+    /// PlayerRemoving on the old server after a teleport: (at, server, profile).
+    pending_ends: Vec<(f64, usize, ProfileId)>,
+}
+
+impl Fleet {
+    /// Builds the fleet on a DataStore backed by `storage`.
+    pub fn new(config: FleetConfig, storage: Box<dyn Storage>) -> Fleet {
+        let mut rng = GuidGenerator::new(config.seed ^ 0x5EED);
+        let servers = (0..config.servers)
+            .map(|i| ServerSpec {
+                name: format!("S{i}"),
+                place_id: 1001,
+                wall_skew: if config.max_skew > 0 {
+                    (rng.next_u64() % (2 * config.max_skew as u64 + 1)) as i64 - config.max_skew
+                } else {
+                    0
+                },
+            })
+            .collect();
+        let world_config = WorldConfig {
+            seed: config.seed,
+            epoch: 1_735_689_600,
+            fps: 60.0,
+            latency: LatencyModel::Sampled,
+            servers,
+        };
+        let faults = Faults::seeded(config.seed)
+            .with_latency(0.05, 0.25)
+            .with_rates(config.faults * 0.8, config.faults * 0.2);
+        let datastore = DataStoreService::new(world_config.epoch)
+            .with_limits(Limits::roblox())
+            .with_faults(faults)
+            .with_storage(storage);
+        let messaging =
+            MessagingService::new(MessagingConfig::roblox(config.seed).with_loss(config.faults));
+        let mut world = World::new(world_config, datastore, messaging);
+        if config.record {
+            world.record();
+        }
+        let mut store = StoreId(0);
+        let template = json!({"Counter": 0, "Ops": [], "Items": [], "Gifts": []});
+        for s in 0..config.servers {
+            if let InputResult::Store(Ok(id)) = world.feed(
+                s,
+                Input::NewStore {
+                    name: STORE.into(),
+                    template: template.clone(),
+                },
+            ) {
+                store = id;
+            }
+        }
+        let players = (0..config.players)
+            .map(|i| Player {
+                key: format!("Player_{i}"),
+                presence: Presence::Offline,
+                next_at: rng.next_f64() * 10.0,
+                leave_at: 0.0,
+                ops: 0,
+                items: 0,
+            })
+            .collect();
+        Fleet {
+            joining: vec![BTreeMap::new(); config.servers],
+            gifting: vec![BTreeMap::new(); config.servers],
+            closing_since: vec![None; config.servers],
+            config,
+            world,
+            store,
+            players,
+            rng,
+            observed: Observations::default(),
+            torn_trades: Vec::new(),
+            faults_on: true,
+            seen: 0,
+            gift_seq: 0,
+            pending_ends: Vec::new(),
+        }
+    }
+
+    fn exp(&mut self, mean: f64) -> f64 {
+        -mean * (1.0 - self.rng.next_f64()).ln()
+    }
+
+    fn alive_servers(&self) -> Vec<usize> {
+        (0..self.world.servers.len())
+            .filter(|s| self.world.servers[*s].alive && self.closing_since[*s].is_none())
+            .collect()
+    }
+
+    /// Plays for `config.duration` seconds, calling `progress(virtual seconds)` now and then;
+    /// then settles.
+    pub fn run(&mut self, mut progress: impl FnMut(f64)) {
+        self.world.datastore_fail = 0.0;
+        let step = 1.0;
+        let mut t = 0.0;
+        while t < self.config.duration {
+            t = (t + step).min(self.config.duration);
+            self.advance(t);
+            self.end_teleported();
+            self.server_events();
+            self.player_actions();
+            progress(t);
+        }
+        self.settle();
+    }
+
+    fn advance(&mut self, t: f64) {
+        while self.world.step(t) {
+            self.react();
+        }
+        self.react();
+    }
+
+    fn server_events(&mut self) {
+        let now = self.world.now;
+        for s in 0..self.world.servers.len() {
+            if let Some(since) = self.closing_since[s]
+                && self.world.servers[s].alive
+                && now - since >= BIND_TO_CLOSE_LIMIT
+            {
+                self.world.crash(s);
+                self.observed.died_at.insert(s, now);
+            }
+        }
+        let per_second = |rate_per_minute: f64| rate_per_minute / 60.0;
+        for s in 0..self.world.servers.len() {
+            // Keep at least one server taking players.
+            if self.alive_servers().len() <= 1
+                || !self.world.servers[s].alive
+                || self.closing_since[s].is_some()
+            {
+                continue;
+            }
+            if self.rng.next_f64() < per_second(self.config.crash_rate) {
+                self.world.crash(s);
+                self.observed.crashes += 1;
+                self.observed.died_at.insert(s, self.world.now);
+            } else if self.rng.next_f64() < per_second(self.config.shutdown_rate) {
+                let now = self.world.now_for(s);
+                self.world.feed(s, Input::Shutdown { now });
+                self.closing_since[s] = Some(self.world.now);
+                self.observed.shutdowns += 1;
+            }
+        }
+        // Players on servers that died are gone from them.
+        for p in 0..self.players.len() {
+            let server = match self.players[p].presence {
+                Presence::Online { server, .. } | Presence::Joining { server, .. } => server,
+                Presence::Offline => continue,
+            };
+            if !self.world.servers[server].alive {
+                if let Presence::Joining { .. } = self.players[p].presence {
+                    *self
+                        .observed
+                        .failures
+                        .entry(StartFailure::Crashed)
+                        .or_default() += 1;
+                }
+                self.players[p].presence = Presence::Offline;
+                self.players[p].next_at = self.world.now + 5.0;
+            }
+        }
+    }
+
+    fn player_actions(&mut self) {
+        let now = self.world.now;
+        for p in 0..self.players.len() {
+            if self.players[p].next_at > now {
+                continue;
+            }
+            match self.players[p].presence.clone() {
+                Presence::Offline => {
+                    let alive = self.alive_servers();
+                    if alive.is_empty() {
+                        continue;
+                    }
+                    let server = alive[(self.rng.next_u64() % alive.len() as u64) as usize];
+                    self.join(p, server);
+                }
+                Presence::Joining {
+                    server,
+                    call,
+                    since,
+                } => {
+                    // A player gives up after a minute of loading: Cancel turns true.
+                    if now - since > 60.0 {
+                        let t = self.world.now_for(server);
+                        self.world.servers[server].host.cancelled.insert(call);
+                        self.world
+                            .feed(server, Input::CancelSessionStart { now: t, call });
+                    }
+                    self.players[p].next_at = now + 5.0;
+                }
+                Presence::Online { server, profile } => {
+                    if now >= self.players[p].leave_at {
+                        self.leave_or_hop(p, server, profile);
+                    } else {
+                        self.play(p, server, profile);
+                    }
+                }
+            }
+        }
+    }
+
+    fn join(&mut self, p: usize, server: usize) {
+        let now = self.world.now_for(server);
+        let key = self.players[p].key.clone();
+        let params = StartParams {
+            steal: false,
+            cancellable: true,
+        };
+        if let InputResult::Call(Ok(call)) = self.world.feed(
+            server,
+            Input::StartSession {
+                now,
+                store: self.store.live(),
+                key,
+                params,
+            },
+        ) {
+            self.joining[server].insert(call, p);
+            self.players[p].presence = Presence::Joining {
+                server,
+                call,
+                since: self.world.now,
+            };
+        }
+        self.players[p].next_at = self.world.now + 5.0;
+    }
+
+    fn leave_or_hop(&mut self, p: usize, server: usize, profile: ProfileId) {
+        let roll = self.rng.next_f64();
+        let alive = self.alive_servers();
+        if roll < 0.6 && alive.len() > 1 {
+            // Teleport: join the new server first; the old one lets go a moment later.
+            let others: Vec<usize> = alive.into_iter().filter(|s| *s != server).collect();
+            let to = others[(self.rng.next_u64() % others.len() as u64) as usize];
+            self.join(p, to);
+            let delay = self.rng.next_f64() * 3.0;
+            self.pending_ends
+                .push((self.world.now + delay, server, profile));
+        } else {
+            let now = self.world.now_for(server);
+            self.world.feed(server, Input::EndSession { now, profile });
+            if roll < 0.85 {
+                // Rejoin the same server quickly.
+                self.players[p].presence = Presence::Offline;
+                self.join(p, server);
+            } else {
+                self.players[p].presence = Presence::Offline;
+                let wait = self.exp(30.0);
+                self.players[p].next_at = self.world.now + wait;
+            }
+        }
+    }
+
+    /// PlayerRemoving on the old server, up to 3 s after the teleport (at the next step).
+    fn end_teleported(&mut self) {
+        let now = self.world.now;
+        let (due, later): (Vec<_>, Vec<_>) = self
+            .pending_ends
+            .drain(..)
+            .partition(|(at, _, _)| *at <= now);
+        self.pending_ends = later;
+        for (_, server, profile) in due {
+            if self.world.servers[server].alive {
+                let t = self.world.now_for(server);
+                self.world
+                    .feed(server, Input::EndSession { now: t, profile });
+            }
+        }
+    }
+
+    fn play(&mut self, p: usize, server: usize, profile: ProfileId) {
+        let roll = self.rng.next_f64();
+        let now = self.world.now;
+        if roll < 0.1 {
+            self.trade(p, server, profile);
+        } else if roll < 0.15 {
+            self.gift(p, server);
+        } else {
+            let player = &mut self.players[p];
+            player.ops += 1;
+            let op = format!("{}:op{}", player.key, player.ops);
+            let loot = player.ops.is_multiple_of(3).then(|| {
+                player.items += 1;
+                format!("{}:item{}", player.key, player.items)
+            });
+            let key = player.key.clone();
+            if let Some(data) = self.world.servers[server].host.data.get_mut(&profile) {
+                data["Counter"] = json!(data["Counter"].as_i64().unwrap_or(0) + 1);
+                push(data, "Ops", json!(op));
+                if let Some(item) = loot {
+                    push(data, "Items", json!(item));
+                }
+                self.observed.applied_ops.entry(key).or_default().insert(op);
+            }
+        }
+        let wait = self.exp(self.config.op_interval);
+        self.players[p].next_at = now + wait;
+    }
+
+    /// Moves one item from player `p` to another player online on the same server, with no
+    /// yield in between.
+    fn trade(&mut self, p: usize, server: usize, profile: ProfileId) {
+        let partner = self
+            .players
+            .iter()
+            .enumerate()
+            .find_map(|(i, q)| match q.presence {
+                Presence::Online {
+                    server: s,
+                    profile: pr,
+                } if s == server && i != p && self.world.servers[s].engine.is_active(pr) => {
+                    Some(pr)
+                }
+                _ => None,
+            });
+        let Some(partner) = partner else { return };
+        if !self.world.servers[server].engine.is_active(profile) {
+            return;
+        }
+        let host = &mut self.world.servers[server].host;
+        if !host.data.contains_key(&partner) {
+            return;
+        }
+        let item = host
+            .data
+            .get_mut(&profile)
+            .and_then(|d| d["Items"].as_array_mut())
+            .and_then(|items| items.pop());
+        if let Some(item) = item {
+            push(
+                host.data.get_mut(&partner).expect("checked"),
+                "Items",
+                item.clone(),
+            );
+            let engine = &self.world.servers[server].engine;
+            let key_of =
+                |p: ProfileId| engine.profile(p).map(|x| x.key.clone()).unwrap_or_default();
+            let record = (
+                item.as_str().unwrap_or_default().to_string(),
+                key_of(profile),
+                key_of(partner),
+                server,
+                self.world.now,
+            );
+            self.observed.trade_log.push(record);
+            self.observed.trades += 1;
+        }
+    }
+
+    fn gift(&mut self, p: usize, server: usize) {
+        let to = (self.rng.next_u64() % self.players.len() as u64) as usize;
+        if to == p {
+            return;
+        }
+        self.gift_seq += 1;
+        let gift = format!("gift{}", self.gift_seq);
+        let key = self.players[to].key.clone();
+        let now = self.world.now_for(server);
+        let input = Input::Message {
+            now,
+            store: self.store.live(),
+            key: key.clone(),
+            message: json!({"Gift": gift}),
+        };
+        if let InputResult::Call(Ok(call)) = self.world.feed(server, input) {
+            self.gifting[server].insert(call, (gift, key));
+        }
+    }
+
+    /// Reads new log entries: session starts, gifts, deliveries, saves, errors.
+    fn react(&mut self) {
+        while self.seen < self.world.log.len() {
+            let entry = self.world.log[self.seen].clone();
+            self.seen += 1;
+            let s = entry.server;
+            match entry.what {
+                Happening::Output(Output::Completion(Completion::SessionStart {
+                    call,
+                    profile,
+                })) => {
+                    self.on_started(s, call, profile.map(|l| l.profile), entry.t);
+                }
+                Happening::Output(Output::Completion(Completion::Message { call, ok })) => {
+                    if let Some((gift, key)) = self.gifting[s].remove(&call)
+                        && ok
+                    {
+                        self.observed.gifts_sent.insert(gift, key);
+                    }
+                }
+                Happening::Output(Output::Event(Event::Message {
+                    profile,
+                    id,
+                    payload,
+                    to,
+                })) => {
+                    if matches!(to, Delivery::AllHandlers | Delivery::Handler(0)) {
+                        *self
+                            .observed
+                            .deliveries
+                            .entry((s, profile, id))
+                            .or_default() += 1;
+                        // The handler applies the gift (noting which message carried it) and marks
+                        // it processed at once.
+                        if let Some(gift) = payload.get("Gift").and_then(Value::as_str)
+                            && let Some(data) = self.world.servers[s].host.data.get_mut(&profile)
+                        {
+                            push(data, "Gifts", json!(format!("{gift}#{id}")));
+                        }
+                        let _ = self.world.feed(s, Input::MessageProcessed { profile, id });
+                    }
+                }
+                Happening::Output(Output::Event(Event::OnAfterSave {
+                    profile,
+                    last_saved_data,
+                })) => {
+                    if let Some(p) = self.world.servers[s].engine.profile(profile) {
+                        let ops = last_saved_data
+                            .get("Ops")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        let acked = self.observed.acked_ops.entry(p.key.clone()).or_default();
+                        acked.extend(ops.iter().filter_map(|o| o.as_str().map(str::to_string)));
+                    }
+                }
+                Happening::Output(Output::Event(Event::OnSessionEnd { profile })) => {
+                    for player in &mut self.players {
+                        if player.presence == (Presence::Online { server: s, profile }) {
+                            player.presence = Presence::Offline;
+                            player.next_at = self.world.now + 1.0;
+                        }
+                    }
+                }
+                Happening::Output(Output::Event(Event::OnError { .. })) => {
+                    self.observed.errors += 1
+                }
+                Happening::Output(Output::Event(Event::OnCriticalToggle { .. })) => {
+                    self.observed.critical_toggles += 1
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_started(&mut self, s: usize, call: CallId, profile: Option<ProfileId>, t: f64) {
+        let Some(p) = self.joining[s].remove(&call) else {
+            return;
+        };
+        let Presence::Joining { since, .. } = self.players[p].presence.clone() else {
+            return;
+        };
+        let took = t - since;
+        match profile {
+            Some(profile) => {
+                self.observed.sessions += 1;
+                self.observed.start_times.push(took);
+                if took > 1.0 {
+                    self.observed.handoffs.push(took);
+                }
+                if took > HANDOFF_BOUND && !self.faults_active() {
+                    self.observed.slow_healthy_starts.push((
+                        self.players[p].key.clone(),
+                        since,
+                        format!("took {took:.1} s"),
+                    ));
+                }
+                let _ = self.world.feed(s, Input::AddMessageHandler { profile });
+                self.players[p].presence = Presence::Online { server: s, profile };
+                let stay = self.exp(self.config.stay);
+                self.players[p].leave_at = self.world.now + stay;
+                self.players[p].next_at = self.world.now;
+            }
+            None => {
+                let reason = if self.world.servers[s].host.cancelled.contains(&call) {
+                    StartFailure::Cancelled
+                } else if self.world.servers[s].engine.is_closing() {
+                    StartFailure::Closing
+                } else if took >= 120.0 {
+                    StartFailure::Timeout
+                } else {
+                    StartFailure::Superseded
+                };
+                *self.observed.failures.entry(reason).or_default() += 1;
+                if !self.faults_active()
+                    && reason != StartFailure::Cancelled
+                    && reason != StartFailure::Closing
+                {
+                    self.observed.slow_healthy_starts.push((
+                        self.players[p].key.clone(),
+                        since,
+                        format!("{reason:?}"),
+                    ));
+                }
+                self.players[p].presence = Presence::Offline;
+                self.players[p].next_at = self.world.now + 2.0;
+            }
+        }
+    }
+
+    fn faults_active(&self) -> bool {
+        self.faults_on && self.config.faults > 0.0
+    }
+
+    /// Faults off; everyone leaves; players with undelivered gifts log in once more; every
+    /// final save lands.
+    fn settle(&mut self) {
+        self.faults_on = false;
+        self.world.datastore.set_fault_rates(0.0, 0.0);
+        self.world.messaging.set_loss(0.0);
+        let end = self.world.now;
+        // Let pending starts and teleports finish, then everyone leaves.
+        self.advance(end + 5.0);
+        self.end_teleported();
+        self.advance(end + 70.0);
+        for round in 0..2 {
+            for p in 0..self.players.len() {
+                if let Presence::Online { server, profile } = self.players[p].presence {
+                    if self.world.servers[server].alive {
+                        let now = self.world.now_for(server);
+                        self.world.feed(server, Input::EndSession { now, profile });
+                    }
+                    self.players[p].presence = Presence::Offline;
+                }
+            }
+            let t = self.world.now;
+            self.advance(t + 60.0);
+            if round == 0 {
+                // Gift recipients log in once to collect.
+                let recipients: BTreeSet<String> =
+                    self.observed.gifts_sent.values().cloned().collect();
+                let alive = self.alive_servers();
+                for p in 0..self.players.len() {
+                    if recipients.contains(&self.players[p].key) && !alive.is_empty() {
+                        let server = alive[p % alive.len()];
+                        self.join(p, server);
+                    }
+                }
+                let t = self.world.now;
+                self.advance(t + 70.0);
+            }
+        }
+    }
+
+    /// Keys of all players.
+    pub fn keys(&self) -> Vec<String> {
+        self.players.iter().map(|p| p.key.clone()).collect()
+    }
+}
+
+fn push(data: &mut Value, field: &str, v: Value) {
+    if !data[field].is_array() {
+        data[field] = json!([]);
+    }
+    data[field].as_array_mut().expect("made an array").push(v);
+}

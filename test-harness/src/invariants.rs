@@ -1,0 +1,299 @@
+//! Invariant checks over a finished fleet run (issue "harness" §4):
+//!
+//! - **no acknowledged save lost** — every operation id a session saw in its `LastSavedData` is
+//!   in the player's final stored value;
+//! - **no dupe** — no item in two profiles (or twice in one), no operation applied twice;
+//! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once, and
+//!   no message is delivered twice within one session;
+//! - **locks** — one server holds each `(key, SessionLoadCount)` generation;
+//! - **hand-offs** — while the DataStore is healthy, every start for a player whose old server
+//!   is alive succeeds within [`HANDOFF_BOUND`]; under faults, failures are counted by reason.
+//!
+//! A violation names the key and comes with the shortest excerpt of the run that shows it.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::fleet::{Fleet, HANDOFF_BOUND, STORE};
+use crate::world::{Happening, Logged};
+
+/// One broken invariant.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Violation {
+    /// Which invariant.
+    pub invariant: &'static str,
+    /// The key it concerns.
+    pub key: String,
+    /// What exactly.
+    pub detail: String,
+    /// The last lines of the run that concern the key.
+    pub excerpt: Vec<String>,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} violated for {}: {}",
+            self.invariant, self.key, self.detail
+        )?;
+        for line in &self.excerpt {
+            writeln!(f, "    {line}")?;
+        }
+        Ok(())
+    }
+}
+
+fn strings(v: &Value, field: &str) -> Vec<String> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The lines of the run about `key`, at most `n`, most recent last.
+pub fn excerpt(log: &[Logged], fleet: &Fleet, key: &str, n: usize) -> Vec<String> {
+    let mut lines: Vec<String> = log
+        .iter()
+        .filter_map(|l| {
+            let server = &fleet.world.servers[l.server];
+            let about = |p: &profilestore_core::ProfileId| {
+                server.engine.profile(*p).is_some_and(|x| x.key == key)
+            };
+            let text = match &l.what {
+                Happening::Write { key: k, value, .. } if k == key => {
+                    let meta = &value["MetaData"];
+                    format!(
+                        "write lock={} count={} ops={}",
+                        meta.get("ActiveSession")
+                            .map_or("none".to_string(), |a| a[1].to_string()),
+                        meta["SessionLoadCount"],
+                        strings(&value["Data"], "Ops").len()
+                    )
+                }
+                Happening::Output(profilestore_core::Output::Event(e)) => match e {
+                    profilestore_core::Event::OnSave { profile } if about(profile) => {
+                        "OnSave".into()
+                    }
+                    profilestore_core::Event::OnLastSave { profile, reason } if about(profile) => {
+                        format!("OnLastSave({})", reason.as_str())
+                    }
+                    profilestore_core::Event::OnSessionEnd { profile } if about(profile) => {
+                        "OnSessionEnd".into()
+                    }
+                    profilestore_core::Event::OnAfterSave { profile, .. } if about(profile) => {
+                        "OnAfterSave".into()
+                    }
+                    profilestore_core::Event::OnError {
+                        key: k, message, ..
+                    } if k == key => format!("OnError {message}"),
+                    _ => return None,
+                },
+                Happening::Output(profilestore_core::Output::Completion(
+                    profilestore_core::Completion::SessionStart {
+                        profile: Some(p), ..
+                    },
+                )) if about(&p.profile) => "StartSessionAsync returned a profile".into(),
+                _ => return None,
+            };
+            Some(format!("t={:.3} {} {text}", l.t, server.spec.name))
+        })
+        .collect();
+    let keep = lines.len().saturating_sub(n);
+    lines.drain(..keep);
+    lines
+}
+
+/// Checks every invariant; returns the violations (empty when the run is sound).
+pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
+    let mut found: Vec<(&'static str, String, String)> = Vec::new();
+    let keys = fleet.keys();
+    let mut finals: BTreeMap<String, Value> = BTreeMap::new();
+    for key in &keys {
+        let v = fleet.world.stored(STORE, key).unwrap_or(Value::Null);
+        finals.insert(key.clone(), v);
+    }
+    let obs = fleet.observed.clone();
+
+    // No acknowledged save lost; no operation applied twice.
+    for key in &keys {
+        let data = &finals[key]["Data"];
+        let ops = strings(data, "Ops");
+        let mut seen = std::collections::BTreeSet::new();
+        for op in &ops {
+            if !seen.insert(op.clone()) {
+                found.push((
+                    "no operation applied twice",
+                    key.clone(),
+                    format!("{op} appears twice"),
+                ));
+            }
+        }
+        if let Some(acked) = obs.acked_ops.get(key) {
+            let lost: Vec<&String> = acked.iter().filter(|o| !seen.contains(*o)).collect();
+            if !lost.is_empty() {
+                found.push((
+                    "no acknowledged save lost",
+                    key.clone(),
+                    format!(
+                        "{} acknowledged op(s) missing from the final value, first {}",
+                        lost.len(),
+                        lost[0]
+                    ),
+                ));
+            }
+        }
+    }
+
+    // No item in two profiles. ProfileStore gives no atomicity across keys: a server that dies
+    // between the saves of the two sides of a trade tears it (the giver's removal is never
+    // saved). Such torn trades are counted; any other duplicate is a violation.
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    for key in &keys {
+        for item in strings(&finals[key]["Data"], "Items") {
+            if let Some(other) = owners.insert(item.clone(), key.clone()) {
+                let torn = obs.trade_log.iter().any(|(i, _, _, server, t)| {
+                    *i == item && obs.died_at.get(server).is_some_and(|died| died >= t)
+                });
+                if torn {
+                    fleet.torn_trades.push(item.clone());
+                } else {
+                    found.push((
+                        "no dupe",
+                        key.clone(),
+                        format!("{item} is also held by {other}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    // Every sent gift applied; no message applied twice. Gifts are stored as `gift#message_id`:
+    // the same gift under two message ids is a MessageAsync retried after an ambiguous failure
+    // (the original protocol has no idempotency token), not a double processing.
+    let mut applied: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for key in &keys {
+        let mut messages = std::collections::BTreeSet::new();
+        for entry in strings(&finals[key]["Data"], "Gifts") {
+            if !messages.insert(entry.clone()) {
+                found.push((
+                    "no message processed twice",
+                    key.clone(),
+                    format!("{entry} applied twice"),
+                ));
+            }
+            let gift = entry.split('#').next().unwrap_or_default().to_string();
+            applied.entry(gift).or_default().push(key.clone());
+        }
+    }
+    for (gift, to) in &obs.gifts_sent {
+        match applied.get(gift) {
+            Some(keys) if keys.iter().all(|k| k == to) => {}
+            None => found.push((
+                "every sent message delivered",
+                to.clone(),
+                format!("{gift} never applied"),
+            )),
+            Some(keys) => found.push((
+                "messages reach their recipient",
+                to.clone(),
+                format!("{gift} applied to {keys:?}"),
+            )),
+        }
+    }
+    for ((server, profile, id), n) in &obs.deliveries {
+        if *n > 1 {
+            let key = fleet.world.servers[*server]
+                .engine
+                .profile(*profile)
+                .map_or(String::new(), |p| p.key.clone());
+            found.push((
+                "no message processed twice",
+                key,
+                format!("message {id} delivered {n} times in one session"),
+            ));
+        }
+    }
+
+    // One lock holder per generation.
+    let mut holders: BTreeMap<(String, i64), String> = BTreeMap::new();
+    for l in &fleet.world.log {
+        if let Happening::Write { key, value, .. } = &l.what
+            && let Some(job) = value["MetaData"]["ActiveSession"][1].as_str()
+        {
+            let count = value["MetaData"]["SessionLoadCount"].as_i64().unwrap_or(0);
+            let holder = holders
+                .entry((key.clone(), count))
+                .or_insert_with(|| job.to_string());
+            if holder != job {
+                found.push((
+                    "one lock holder per generation",
+                    key.clone(),
+                    format!("generation {count} locked by two servers"),
+                ));
+            }
+        }
+    }
+
+    // Hand-offs within the bound while healthy.
+    for (key, at, outcome) in &obs.slow_healthy_starts {
+        found.push((
+            "healthy hand-off within bound",
+            key.clone(),
+            format!("start at t={at:.1} {outcome} (bound {HANDOFF_BOUND} s)"),
+        ));
+    }
+
+    found
+        .into_iter()
+        .map(|(invariant, key, detail)| Violation {
+            excerpt: excerpt(&fleet.world.log, fleet, &key, 12),
+            invariant,
+            key,
+            detail,
+        })
+        .collect()
+}
+
+/// A summary of a run, for the command line and `--json`.
+pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
+    let o = &fleet.observed;
+    let mut calls: BTreeMap<String, u64> = BTreeMap::new();
+    for out in fleet.world.log.iter() {
+        if let Happening::Write { .. } = out.what {
+            *calls.entry("committed writes".into()).or_default() += 1;
+        }
+    }
+    let pct = |v: &[f64], q: f64| {
+        if v.is_empty() {
+            return 0.0;
+        }
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        s[((s.len() - 1) as f64 * q).round() as usize]
+    };
+    json!({
+        "seed": fleet.config.seed,
+        "servers": fleet.config.servers,
+        "players": fleet.config.players,
+        "virtual_seconds": fleet.world.now,
+        "sessions": o.sessions,
+        "handoffs": {"count": o.handoffs.len(), "p50_s": pct(&o.handoffs, 0.5), "p90_s": pct(&o.handoffs, 0.9), "max_s": pct(&o.handoffs, 1.0)},
+        "start_failures": o.failures.iter().map(|(k, v)| (format!("{k:?}"), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "datastore_requests": fleet.world.request_counts(),
+        "committed_writes": calls.get("committed writes").copied().unwrap_or(0),
+        "errors": o.errors,
+        "critical_toggles": o.critical_toggles,
+        "trades": o.trades,
+        "torn_trades_by_server_death": fleet.torn_trades.len(),
+        "gifts": o.gifts_sent.len(),
+        "shutdowns": o.shutdowns,
+        "crashes": o.crashes,
+        "violations": violations.len(),
+    })
+}
