@@ -25,4 +25,5 @@ pub mod journal;
 pub mod messaging;
 pub mod scenario;
 pub mod storage;
+pub mod trace;
 pub mod world;

@@ -165,6 +165,23 @@ impl Ord for At {
     }
 }
 
+/// The engine configuration of every server of a world: JobIds and GUID seeds drawn from the
+/// world's seed, so a trace can rebuild the same engines.
+pub fn engine_configs(config: &WorldConfig, rng: &mut GuidGenerator) -> Vec<EngineConfig> {
+    config
+        .servers
+        .iter()
+        .map(|spec| EngineConfig {
+            identity: ServerIdentity {
+                place_id: spec.place_id,
+                job_id: rng.next_guid().to_lowercase(),
+            },
+            seed: rng.next_u64(),
+            datastore_state: DataStoreState::Access,
+        })
+        .collect()
+}
+
 /// A recorded engine input: which server, what.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TracedInput {
@@ -212,28 +229,19 @@ impl World {
         messaging: MessagingService,
     ) -> World {
         let mut rng = GuidGenerator::new(config.seed);
+        let engines = engine_configs(&config, &mut rng);
         let servers = config
             .servers
             .iter()
+            .zip(engines)
             .enumerate()
-            .map(|(i, spec)| {
-                let identity = ServerIdentity {
-                    place_id: spec.place_id,
-                    job_id: rng.next_guid().to_lowercase(),
-                };
-                let engine = Engine::new(EngineConfig {
-                    identity,
-                    seed: rng.next_u64(),
-                    datastore_state: DataStoreState::Access,
-                });
-                Server {
-                    spec: spec.clone(),
-                    engine,
-                    host: Host::default(),
-                    alive: true,
-                    id: ServerId(i as u64),
-                    subscriptions: BTreeMap::new(),
-                }
+            .map(|(i, (spec, engine))| Server {
+                spec: spec.clone(),
+                engine: Engine::new(engine),
+                host: Host::default(),
+                alive: true,
+                id: ServerId(i as u64),
+                subscriptions: BTreeMap::new(),
             })
             .collect();
         World {
