@@ -20,6 +20,7 @@
 pub mod datastore;
 pub mod export;
 pub mod fleet;
+pub mod inspect;
 pub mod invariants;
 pub mod journal;
 pub mod messaging;

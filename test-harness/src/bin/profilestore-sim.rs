@@ -1,0 +1,341 @@
+//! `profilestore-sim`: simulate fleets, play scenario files, replay traces, inspect stored keys.
+//!
+//! ```text
+//! profilestore-sim simulate --servers 4 --players 200 --duration 30m --faults 0.05 --seed 1
+//! profilestore-sim scenario ../shared/fixtures/scenarios/handoff_message.json
+//! profilestore-sim replay run.trace
+//! profilestore-sim inspect Player_7
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use profilestore_harness::fleet::{Fleet, FleetConfig, STORE};
+use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
+use profilestore_harness::trace::{self, Trace};
+use profilestore_harness::{inspect, invariants, journal, scenario};
+
+/// The embedded on-disk store runs use unless told otherwise.
+const DEFAULT_DB: &str = "profilestore-sim.db";
+
+#[derive(Parser)]
+#[command(
+    name = "profilestore-sim",
+    version,
+    about = "Simulate ProfileStore fleets on a virtual clock"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a fleet of servers and players, then check every invariant.
+    Simulate {
+        /// Number of servers.
+        #[arg(long, default_value_t = 4)]
+        servers: usize,
+        /// Number of players.
+        #[arg(long, default_value_t = 200)]
+        players: usize,
+        /// Virtual time to play, e.g. 90s, 30m, 2h.
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        duration: f64,
+        /// Probability that a DataStore call fails (and that a message is lost).
+        #[arg(long, default_value_t = 0.0)]
+        faults: f64,
+        /// Seed of the whole run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Mean seconds a player stays on a server before leaving or hopping.
+        #[arg(long, default_value_t = 90.0)]
+        stay: f64,
+        /// Crashes per server per virtual minute.
+        #[arg(long, default_value_t = 0.0)]
+        crash_rate: f64,
+        /// BindToClose shutdowns per server per virtual minute.
+        #[arg(long, default_value_t = 0.0)]
+        shutdown_rate: f64,
+        /// Record every engine input into this trace file.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// The SQLite file the run's DataStore lives in (replaced at the start of the run).
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+        /// Keep the DataStore in memory instead.
+        #[arg(long)]
+        memory: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Play a scenario file and print its journal (one JSON object per line).
+    Scenario {
+        /// The scenario file.
+        file: PathBuf,
+        /// Compare the journal with this one (e.g. the original's trace) instead of printing it.
+        #[arg(long)]
+        compare: Option<PathBuf>,
+    },
+    /// Replay a trace file and check the outputs are byte-identical.
+    Replay {
+        /// The trace file.
+        file: PathBuf,
+    },
+    /// Show a stored key: value, versions, lock holder, pending messages.
+    Inspect {
+        /// The key.
+        key: String,
+        /// The ProfileStore store name.
+        #[arg(long, default_value = STORE)]
+        store: String,
+        /// The SQLite file.
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<f64, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return if seconds.is_finite() && seconds >= 0.0 {
+            Ok(seconds)
+        } else {
+            Err(format!("invalid duration {text:?}"))
+        };
+    }
+    humantime::parse_duration(text)
+        .map(|d| d.as_secs_f64())
+        .map_err(|e| format!("invalid duration {text:?}: {e} (use e.g. 90s, 30m, 2h)"))
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("profilestore-sim: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Simulate {
+            servers,
+            players,
+            duration,
+            faults,
+            seed,
+            stay,
+            crash_rate,
+            shutdown_rate,
+            trace,
+            db,
+            memory,
+            json,
+        } => {
+            if servers == 0 || players == 0 {
+                return Err("--servers and --players must be at least 1".into());
+            }
+            if !(0.0..=1.0).contains(&faults) {
+                return Err(format!(
+                    "--faults must be a probability between 0 and 1, got {faults}"
+                ));
+            }
+            let storage: Box<dyn Storage> = if memory {
+                Box::new(MemoryStorage::new())
+            } else {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = db.clone().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(PathBuf::from(p));
+                }
+                Box::new(
+                    SqliteStorage::open(&db)
+                        .map_err(|e| format!("cannot open {}: {e}", db.display()))?,
+                )
+            };
+            let mut config = FleetConfig::new(seed, servers, players, duration, faults);
+            config.stay = stay;
+            config.crash_rate = crash_rate;
+            config.shutdown_rate = shutdown_rate;
+            config.record = trace.is_some();
+            let mut fleet = Fleet::new(config, storage);
+            let bar = if json {
+                ProgressBar::hidden()
+            } else {
+                ProgressBar::new(duration.ceil() as u64)
+            };
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} virtual {pos}/{len} s [{bar:40}] {elapsed_precise} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            let started = Instant::now();
+            fleet.run(|t| bar.set_position(t as u64));
+            bar.finish_and_clear();
+            let wall = started.elapsed().as_secs_f64();
+            let violations = invariants::check(&mut fleet);
+            let mut summary = invariants::summary(&fleet, &violations);
+            let requests = fleet.world.request_total();
+            summary["wall_seconds"] = serde_json::json!(wall);
+            summary["datastore_requests_per_wall_second"] =
+                serde_json::json!(requests as f64 / wall.max(1e-9));
+            summary["virtual_to_wall"] = serde_json::json!(fleet.world.now / wall.max(1e-9));
+            summary["store"] = serde_json::json!(if memory {
+                "memory".to_string()
+            } else {
+                db.display().to_string()
+            });
+            if let Some(path) = &trace {
+                Trace::of(&fleet.world, Some(fleet.config.clone()))
+                    .and_then(|t| t.save(path))
+                    .map_err(|e| e.to_string())?;
+                summary["trace"] = serde_json::json!(path.display().to_string());
+            }
+            if json {
+                summary["violation_details"] =
+                    serde_json::to_value(&violations).unwrap_or_default();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).unwrap_or_default()
+                );
+            } else {
+                print_summary(&summary);
+                for v in &violations {
+                    println!("\nseed {seed}: {v}");
+                }
+            }
+            Ok(if violations.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Scenario { file, compare } => {
+            let s = scenario::load(&file).map_err(|e| e.to_string())?;
+            let ours = scenario::run(&s).map_err(|e| e.to_string())?;
+            match compare {
+                None => {
+                    print!("{}", journal::render(&ours));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    let theirs = journal::parse(&text)?;
+                    let diffs = journal::compare(&theirs, &ours, 1.0 / 60.0 + 1e-6);
+                    for d in &diffs {
+                        println!("{d}");
+                    }
+                    println!("{}: {} difference(s)", s.name, diffs.len());
+                    Ok(if diffs.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+            }
+        }
+        Command::Replay { file } => {
+            let t = Trace::load(&file).map_err(|e| e.to_string())?;
+            let r = trace::replay(&t);
+            println!(
+                "replayed {} inputs, {} outputs: {}",
+                r.inputs,
+                r.outputs,
+                if r.identical() {
+                    "byte-identical".to_string()
+                } else {
+                    format!(
+                        "DIFFERENT (first difference at output {:?}, {} diverged answers)",
+                        r.first_difference, r.diverged_answers
+                    )
+                }
+            );
+            Ok(if r.identical() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Inspect { key, store, db } => {
+            if !db.exists() {
+                return Err(format!(
+                    "no database at {} (run `simulate` first or pass --db)",
+                    db.display()
+                ));
+            }
+            let mut storage = SqliteStorage::open(&db)
+                .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+            let v =
+                inspect::inspect(&mut storage, &store, &key, None).map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_summary(s: &serde_json::Value) {
+    let row = |name: &str, value: String| println!("  {name:<34} {value}");
+    println!(
+        "profilestore-sim: seed {} — {} servers, {} players, {:.0} virtual s in {:.2} wall s ({:.0}× real time)",
+        s["seed"],
+        s["servers"],
+        s["players"],
+        s["virtual_seconds"].as_f64().unwrap_or(0.0),
+        s["wall_seconds"].as_f64().unwrap_or(0.0),
+        s["virtual_to_wall"].as_f64().unwrap_or(0.0)
+    );
+    row("sessions started", s["sessions"].to_string());
+    let h = &s["handoffs"];
+    row(
+        "hand-offs (p50 / p90 / max s)",
+        format!(
+            "{} ({:.2} / {:.2} / {:.2})",
+            h["count"],
+            h["p50_s"].as_f64().unwrap_or(0.0),
+            h["p90_s"].as_f64().unwrap_or(0.0),
+            h["max_s"].as_f64().unwrap_or(0.0)
+        ),
+    );
+    row("failed starts by reason", s["start_failures"].to_string());
+    row("DataStore requests", s["datastore_requests"].to_string());
+    row(
+        "DataStore requests per wall s",
+        format!(
+            "{:.0}",
+            s["datastore_requests_per_wall_second"]
+                .as_f64()
+                .unwrap_or(0.0)
+        ),
+    );
+    row("committed writes", s["committed_writes"].to_string());
+    row("errors (OnError)", s["errors"].to_string());
+    row("critical-state toggles", s["critical_toggles"].to_string());
+    row(
+        "trades / torn by server death",
+        format!("{} / {}", s["trades"], s["torn_trades_by_server_death"]),
+    );
+    row("gifts sent", s["gifts"].to_string());
+    row(
+        "shutdowns / crashes",
+        format!("{} / {}", s["shutdowns"], s["crashes"]),
+    );
+    row("store", s["store"].as_str().unwrap_or_default().to_string());
+    let v = s["violations"].as_u64().unwrap_or(0);
+    row(
+        "invariants",
+        if v == 0 {
+            "all hold".into()
+        } else {
+            format!("{v} VIOLATION(S)")
+        },
+    );
+}
