@@ -209,6 +209,9 @@ pub struct World {
     pub datastore_fail: f64,
     /// Probability that a publish is lost.
     pub messaging_fail: f64,
+    /// Log whole stored values with every write (journals need them); when false only their
+    /// `MetaData` is logged, which keeps long fleet runs light.
+    pub log_values: bool,
     /// Every engine input, when recording.
     pub trace: Option<Vec<TracedInput>>,
     /// Every engine output, in order, when recording (for replay comparison).
@@ -253,6 +256,7 @@ impl World {
             log: Vec::new(),
             datastore_fail: 0.0,
             messaging_fail: 0.0,
+            log_values: true,
             trace: None,
             outputs: None,
             rng,
@@ -545,6 +549,16 @@ impl World {
         }
     }
 
+    fn logged_value(&self, value: Option<&Value>) -> Value {
+        match value {
+            Some(v) if self.log_values => v.clone(),
+            Some(v) => {
+                serde_json::json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null)})
+            }
+            None => Value::Null,
+        }
+    }
+
     fn faulted(&mut self) -> bool {
         self.datastore_fail > 0.0 && self.rng.next_f64() < self.datastore_fail
     }
@@ -666,6 +680,12 @@ impl World {
 
     fn run_transform(&mut self, s: usize, op: OpId, ticket: &ReadTicket) -> Transformed {
         let wall = self.now_for(s).wall;
+        if self.trace.is_none() {
+            let server = &mut self.servers[s];
+            return server
+                .engine
+                .transform(op, ticket.value.as_ref(), wall, &mut server.host);
+        }
         let result = self.apply(
             s,
             Input::Transform {
@@ -704,7 +724,7 @@ impl World {
                     let what = Happening::Write {
                         store: store.clone(),
                         key: key.clone(),
-                        value: read.value.clone().unwrap_or(Value::Null),
+                        value: self.logged_value(read.value.as_ref()),
                         user_ids: read
                             .key_info
                             .as_ref()

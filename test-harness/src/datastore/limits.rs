@@ -295,7 +295,19 @@ impl Limits {
 
 /// The length of a value's compact JSON text, in bytes.
 pub fn serialized_len(value: &Value) -> usize {
-    value.to_string().len()
+    /// Counts bytes instead of building the string.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
 }
 
 /// A JSON number that is an integer (Luau numbers are doubles: `5.0` counts).

@@ -634,7 +634,7 @@ impl DataStoreService {
         state: NewState,
     ) -> Result<Head, StorageError> {
         let (value, user_ids, metadata) = state;
-        let latest = self.storage.latest_version(path)?;
+        let latest = self.storage.latest_slot(path)?;
         let created_ms = match current {
             Some(h) if h.value.is_some() => h.created_ms,
             _ => now_ms,
@@ -652,11 +652,11 @@ impl DataStoreService {
             metadata: metadata.clone(),
             superseded_ms: None,
         };
-        let version_write = match &latest {
-            Some(l) if self.same_bucket(l.opened_ms, now_ms) => {
-                VersionWrite::ReplaceLatest(stored(l.slot, l.opened_ms))
+        let version_write = match latest {
+            Some((slot, opened_ms)) if self.same_bucket(opened_ms, now_ms) => {
+                VersionWrite::ReplaceLatest(stored(slot, opened_ms))
             }
-            Some(l) => VersionWrite::Append(stored(l.slot + 1, now_ms)),
+            Some((slot, _)) => VersionWrite::Append(stored(slot + 1, now_ms)),
             None => VersionWrite::Append(stored(1, now_ms)),
         };
         let head = Head {
@@ -671,7 +671,7 @@ impl DataStoreService {
         let expect = current.map_or(Expect::Absent, |h| Expect::Version(h.version.clone()));
         self.storage.commit(
             path,
-            &Commit {
+            Commit {
                 expect,
                 head: head.clone(),
                 version: version_write,

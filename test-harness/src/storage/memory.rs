@@ -45,29 +45,43 @@ impl Storage for MemoryStorage {
             .unwrap_or_default())
     }
 
-    fn commit(&mut self, path: &KeyPath, commit: &Commit) -> Result<(), StorageError> {
+    fn latest_slot(&mut self, path: &KeyPath) -> Result<Option<(u64, i64)>, StorageError> {
+        Ok(self
+            .keys
+            .get(path)
+            .and_then(|r| r.versions.last())
+            .map(|v| (v.slot, v.opened_ms)))
+    }
+
+    fn commit(&mut self, path: &KeyPath, commit: Commit) -> Result<(), StorageError> {
         let record = self.keys.get(path);
         check_commit(
             path,
             record.map(|r| &r.head),
             record.and_then(|r| r.versions.last()),
-            commit,
+            &commit,
         )?;
-        let record = self.keys.entry(path.clone()).or_insert_with(|| Record {
-            head: commit.head.clone(),
-            versions: Vec::new(),
-        });
-        record.head = commit.head.clone();
-        match &commit.version {
+        let Commit { head, version, .. } = commit;
+        let record = match self.keys.get_mut(path) {
+            Some(record) => {
+                record.head = head;
+                record
+            }
+            None => self.keys.entry(path.clone()).or_insert(Record {
+                head,
+                versions: Vec::new(),
+            }),
+        };
+        match version {
             VersionWrite::Append(v) => {
                 if let Some(previous) = record.versions.last_mut() {
                     previous.superseded_ms = Some(v.created_ms);
                 }
-                record.versions.push(v.clone());
+                record.versions.push(v);
             }
             VersionWrite::ReplaceLatest(v) => {
                 if let Some(latest) = record.versions.last_mut() {
-                    *latest = v.clone();
+                    *latest = v;
                 }
             }
         }

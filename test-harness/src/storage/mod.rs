@@ -170,12 +170,18 @@ pub trait Storage: Send {
     /// The latest retained version slot, if any.
     fn latest_version(&mut self, path: &KeyPath) -> Result<Option<StoredVersion>, StorageError>;
 
+    /// The latest slot's number and opening time (what the UTC-hour rule needs), without its
+    /// value.
+    fn latest_slot(&mut self, path: &KeyPath) -> Result<Option<(u64, i64)>, StorageError> {
+        Ok(self.latest_version(path)?.map(|v| (v.slot, v.opened_ms)))
+    }
+
     /// Every stored version slot of the key, oldest (lowest slot) first.
     fn versions(&mut self, path: &KeyPath) -> Result<Vec<StoredVersion>, StorageError>;
 
     /// Applies one write atomically: checks `commit.expect` against the current head (else
     /// [`StorageError::Conflict`]), replaces the head and applies the version change.
-    fn commit(&mut self, path: &KeyPath, commit: &Commit) -> Result<(), StorageError>;
+    fn commit(&mut self, path: &KeyPath, commit: Commit) -> Result<(), StorageError>;
 
     /// Up to `limit` keys of `store`/`scope` whose name starts with `prefix` and sorts after
     /// `after`, in byte order, with their heads (tombstoned keys included).
@@ -281,11 +287,11 @@ pub(crate) mod contract {
             head: head("v1", 1, Some(json!(1))),
             version: VersionWrite::Append(version(1, "v1", Some(json!(1)))),
         };
-        storage.commit(&p, &c1).unwrap();
+        storage.commit(&p, c1.clone()).unwrap();
         assert_eq!(storage.head(&p).unwrap(), Some(c1.head.clone()));
         // A second writer that read "absent" loses.
         assert_eq!(
-            storage.commit(&p, &c1),
+            storage.commit(&p, c1.clone()),
             Err(StorageError::Conflict { path: p.clone() })
         );
         // Same-hour overwrite keeps one slot.
@@ -294,7 +300,7 @@ pub(crate) mod contract {
             head: head("v2", 2, Some(json!(2))),
             version: VersionWrite::ReplaceLatest(version(1, "v2", Some(json!(2)))),
         };
-        storage.commit(&p, &c2).unwrap();
+        storage.commit(&p, c2.clone()).unwrap();
         assert_eq!(
             storage.versions(&p).unwrap(),
             vec![version(1, "v2", Some(json!(2)))]
@@ -305,7 +311,7 @@ pub(crate) mod contract {
             head: head("v3", 3, None),
             version: VersionWrite::Append(version(2, "v3", None)),
         };
-        storage.commit(&p, &c3).unwrap();
+        storage.commit(&p, c3.clone()).unwrap();
         let vs = storage.versions(&p).unwrap();
         assert_eq!(vs.len(), 2);
         assert_eq!(vs[0].superseded_ms, Some(1002));
@@ -321,7 +327,7 @@ pub(crate) mod contract {
             version: VersionWrite::Append(version(5, "v4", Some(json!(4)))),
         };
         assert!(matches!(
-            storage.commit(&p, &bad),
+            storage.commit(&p, bad.clone()),
             Err(StorageError::InvalidCommit { .. })
         ));
         assert_eq!(
@@ -338,7 +344,7 @@ pub(crate) mod contract {
                 head: head("v1", 1, Some(json!(key))),
                 version: VersionWrite::Append(version(1, "v1", Some(json!(key)))),
             };
-            storage.commit(&path, &c).unwrap();
+            storage.commit(&path, c.clone()).unwrap();
         }
         let other = KeyPath::new("L", "other", "a0");
         storage

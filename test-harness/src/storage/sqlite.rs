@@ -355,7 +355,8 @@ impl Storage for SqliteStorage {
             .collect()
     }
 
-    fn commit(&mut self, path: &KeyPath, commit: &Commit) -> Result<(), StorageError> {
+    fn commit(&mut self, path: &KeyPath, commit: Commit) -> Result<(), StorageError> {
+        let commit = &commit;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
