@@ -357,7 +357,14 @@ impl World {
     /// message delivery or a Heartbeat frame — and returns true; or, when nothing happens
     /// before `end`, moves the clock to `end` and returns false.
     pub fn step(&mut self, end: f64) -> bool {
-        let frame_at = self.frame as f64 / self.config.fps;
+        let fps = self.config.fps;
+        // The next Heartbeat frame at which some server has work: frames where no engine has a
+        // deadline change nothing (every per-frame rule of the original is a deadline in the
+        // engine), so they are skipped rather than ticked.
+        let due = |server: &Server| server.alive.then(|| server.engine.poll_timeout()).flatten();
+        let deadline = self.servers.iter().filter_map(due).reduce(f64::min);
+        let frame = deadline.map(|d| ((d * fps - 1e-6).ceil().max(0.0) as u64).max(self.frame));
+        let frame_at = frame.map_or(f64::INFINITY, |f| f as f64 / fps);
         let pending_at = self.pending.keys().next().map(|(a, _)| a.0);
         let message_at = self.messaging.next_delivery();
         let event_at = [pending_at, message_at]
@@ -367,6 +374,7 @@ impl World {
         let next = event_at.map_or(frame_at, |e| e.min(frame_at));
         if next > end {
             self.now = end;
+            self.frame = self.frame.max((end * fps).floor() as u64 + 1);
             return false;
         }
         self.now = next;
@@ -378,10 +386,10 @@ impl World {
             } else if let Some(message) = self.messaging.poll_delivery(self.now) {
                 self.deliver(message);
             }
-        } else {
-            self.frame += 1;
+        } else if let Some(f) = frame {
+            self.frame = f + 1;
             for s in 0..self.servers.len() {
-                if self.servers[s].alive {
+                if due(&self.servers[s]).is_some_and(|d| d <= frame_at + 1e-6) {
                     let now = self.now_for(s);
                     self.feed(
                         s,

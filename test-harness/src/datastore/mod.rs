@@ -93,7 +93,7 @@ use profilestore_core::{DataStoreResponse, KeyInfo, SortDirection, Transformed, 
 use serde_json::{Value, json};
 
 use crate::storage::{
-    Commit, Expect, Head, KeyPath, MemoryStorage, Storage, StorageError, StoredVersion,
+    Commit, Expect, Head, HeadMeta, KeyPath, MemoryStorage, Storage, StorageError, StoredVersion,
     VersionWrite,
 };
 use budget::BudgetBook;
@@ -372,6 +372,18 @@ fn version_info(v: &StoredVersion) -> KeyInfo {
     }
 }
 
+/// What a reader sees of a head, taking its value.
+fn into_visible(head: Head) -> Read {
+    let key_info = key_info(&head);
+    match head.value {
+        Some(v) => Read {
+            value: Some(v),
+            key_info: Some(key_info),
+        },
+        None => Read::none(),
+    }
+}
+
 fn visible(head: &Head) -> Read {
     match &head.value {
         Some(v) => Read {
@@ -602,13 +614,17 @@ impl DataStoreService {
         &mut self,
         path: &KeyPath,
         now_ms: i64,
-    ) -> Result<(Option<Head>, Read), RequestError> {
-        let head = self.storage.head(path).map_err(internal)?;
-        let read = match &head {
-            Some(h) if !self.expired(h, now_ms) => visible(h),
-            _ => Read::none(),
+    ) -> Result<(Option<HeadMeta>, Read), RequestError> {
+        let Some(head) = self.storage.head(path).map_err(internal)? else {
+            return Ok((None, Read::none()));
         };
-        Ok((head, read))
+        let meta = HeadMeta::from(&head);
+        let read = if self.expired(&head, now_ms) {
+            Read::none()
+        } else {
+            into_visible(head)
+        };
+        Ok((Some(meta), read))
     }
 
     /// Whether a write at `now_ms` goes into the latest slot (same UTC hour, no snapshot since).
@@ -630,13 +646,13 @@ impl DataStoreService {
         &mut self,
         now_ms: i64,
         path: &KeyPath,
-        current: Option<&Head>,
+        current: Option<&HeadMeta>,
         state: NewState,
     ) -> Result<Head, StorageError> {
         let (value, user_ids, metadata) = state;
         let latest = self.storage.latest_slot(path)?;
         let created_ms = match current {
-            Some(h) if h.value.is_some() => h.created_ms,
+            Some(h) if h.has_value => h.created_ms,
             _ => now_ms,
         };
         let serial = current.map_or(0, |h| h.serial) + 1;
@@ -660,7 +676,7 @@ impl DataStoreService {
             None => VersionWrite::Append(stored(1, now_ms)),
         };
         let head = Head {
-            value: value.clone(),
+            value,
             created_ms,
             updated_ms: now_ms,
             version: version.clone(),
@@ -929,7 +945,7 @@ impl DataStoreService {
         let metadata = self.limits.check_metadata(metadata.as_ref())?;
         let path = ticket.store.path(&ticket.key);
         let now_ms = self.wall_ms(now);
-        let head = self.storage.head(&path).map_err(internal)?;
+        let head = self.storage.head_meta(&path).map_err(internal)?;
         if head.as_ref().map(|h| &h.version) != ticket.seen.as_ref() {
             let again = self.read_for_update(
                 now,
@@ -965,7 +981,7 @@ impl DataStoreService {
         if let Some(Fault::Ambiguous(e)) = ticket.fault {
             return Err(e);
         }
-        let read = visible(&new_head);
+        let read = into_visible(new_head);
         self.remember(now, ticket.server, &path, &read);
         Ok(UpdateCommit::Committed(read))
     }

@@ -45,6 +45,10 @@ impl Storage for MemoryStorage {
             .unwrap_or_default())
     }
 
+    fn head_meta(&mut self, path: &KeyPath) -> Result<Option<super::HeadMeta>, StorageError> {
+        Ok(self.keys.get(path).map(|r| super::HeadMeta::from(&r.head)))
+    }
+
     fn latest_slot(&mut self, path: &KeyPath) -> Result<Option<(u64, i64)>, StorageError> {
         Ok(self
             .keys

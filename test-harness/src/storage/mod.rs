@@ -71,6 +71,30 @@ pub struct Head {
     pub metadata: Value,
 }
 
+/// A [`Head`] without its value: what a compare-and-swap and the next version id need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadMeta {
+    /// The key holds a value (false after a removal).
+    pub has_value: bool,
+    /// `CreatedTime`, epoch milliseconds.
+    pub created_ms: i64,
+    /// Writes so far.
+    pub serial: u64,
+    /// `Version` of the last write.
+    pub version: String,
+}
+
+impl From<&Head> for HeadMeta {
+    fn from(h: &Head) -> Self {
+        HeadMeta {
+            has_value: h.value.is_some(),
+            created_ms: h.created_ms,
+            serial: h.serial,
+            version: h.version.clone(),
+        }
+    }
+}
+
 /// One retained version of a key (`ListVersionsAsync` / `GetVersionAsync`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredVersion {
@@ -166,6 +190,11 @@ pub enum StorageError {
 pub trait Storage: Send {
     /// The key's head, or `None` if it was never written.
     fn head(&mut self, path: &KeyPath) -> Result<Option<Head>, StorageError>;
+
+    /// The key's head without its value (cheaper where the backend can skip the value).
+    fn head_meta(&mut self, path: &KeyPath) -> Result<Option<HeadMeta>, StorageError> {
+        Ok(self.head(path)?.as_ref().map(HeadMeta::from))
+    }
 
     /// The latest retained version slot, if any.
     fn latest_version(&mut self, path: &KeyPath) -> Result<Option<StoredVersion>, StorageError>;
