@@ -295,6 +295,7 @@ impl Fleet {
             self.end_teleported();
             self.server_events();
             self.player_actions();
+            self.update_player_counts();
             progress(t);
         }
         self.settle();
@@ -395,6 +396,19 @@ impl Fleet {
                     }
                 }
             }
+        }
+    }
+
+    /// Request budgets follow the players on each server (Roblox: base + per player).
+    fn update_player_counts(&mut self) {
+        let mut counts = vec![0u32; self.world.servers.len()];
+        for p in &self.players {
+            if let Presence::Online { server, .. } | Presence::Joining { server, .. } = p.presence {
+                counts[server] += 1;
+            }
+        }
+        for (s, n) in counts.into_iter().enumerate() {
+            self.world.set_players(s, n);
         }
     }
 

@@ -287,6 +287,8 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
         "start_failures": o.failures.iter().map(|(k, v)| (format!("{k:?}"), json!(v))).collect::<serde_json::Map<_, _>>(),
         "datastore_requests": fleet.world.request_counts(),
         "committed_writes": calls.get("committed writes").copied().unwrap_or(0),
+        "throttled_requests": fleet.world.throttled,
+        "refused_requests": fleet.world.refused,
         "errors": o.errors,
         "critical_toggles": o.critical_toggles,
         "trades": o.trades,

@@ -25,7 +25,8 @@ use profilestore_core::{
 use serde_json::Value;
 
 use crate::datastore::{
-    DataStoreService, Read, ReadTicket, ServerId, StoreName, UpdateCommit, VersionPages,
+    Admission, DataStoreService, Operation, Read, ReadTicket, ServerId, StoreName, UpdateCommit,
+    VersionPages,
 };
 use crate::messaging::{self, MessagingService};
 
@@ -149,6 +150,12 @@ enum Pending {
         key: String,
         value: Value,
     },
+    /// A request refused by its throttle queue: the error arrives at once.
+    Refused {
+        server: usize,
+        op: OpId,
+        error: DataStoreError,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -209,6 +216,10 @@ pub struct World {
     pub datastore_fail: f64,
     /// Probability that a publish is lost.
     pub messaging_fail: f64,
+    /// DataStore requests that waited in a throttle queue.
+    pub throttled: u64,
+    /// DataStore requests refused because their throttle queue was full.
+    pub refused: u64,
     /// Log whole stored values with every write (journals need them); when false only their
     /// `MetaData` is logged, which keeps long fleet runs light.
     pub log_values: bool,
@@ -256,6 +267,8 @@ impl World {
             log: Vec::new(),
             datastore_fail: 0.0,
             messaging_fail: 0.0,
+            throttled: 0,
+            refused: 0,
             log_values: true,
             trace: None,
             outputs: None,
@@ -314,6 +327,12 @@ impl World {
         };
         trace.push(TracedInput { server: s, input });
         result
+    }
+
+    /// Tells the DataStore how many players server `s` has (request budgets grow with it).
+    pub fn set_players(&mut self, s: usize, players: u32) {
+        let id = self.servers[s].id;
+        self.datastore.set_player_count(self.now, id, players);
     }
 
     /// Server `s` dies at once: no final save; its requests and subscriptions are gone.
@@ -432,8 +451,38 @@ impl World {
             }
             match output {
                 Output::DataStore(request) => {
-                    let at = self.now + self.round_trip();
-                    self.schedule(at, Pending::Read { server: s, request });
+                    // Server request budgets (throttle queues of 30) decide when it is sent.
+                    let operation = match request.kind {
+                        DataStoreRequestKind::Update => Operation::Update,
+                        DataStoreRequestKind::Get => Operation::Get,
+                        DataStoreRequestKind::GetVersion { .. } => Operation::GetVersion,
+                        DataStoreRequestKind::Remove => Operation::Remove,
+                        DataStoreRequestKind::ListVersions { .. }
+                        | DataStoreRequestKind::NextVersionPage { .. } => Operation::ListVersions,
+                    };
+                    match self
+                        .datastore
+                        .admit(self.now, self.servers[s].id, operation)
+                    {
+                        Admission::Now => {
+                            let at = self.now + self.round_trip();
+                            self.schedule(at, Pending::Read { server: s, request });
+                        }
+                        Admission::QueuedUntil(t) => {
+                            self.throttled += 1;
+                            let at = t.max(self.now) + self.round_trip();
+                            self.schedule(at, Pending::Read { server: s, request });
+                        }
+                        Admission::Rejected(e) => {
+                            self.refused += 1;
+                            let pending = Pending::Refused {
+                                server: s,
+                                op: request.op,
+                                error: e.to_core(),
+                            };
+                            self.schedule(self.now, pending);
+                        }
+                    }
                 }
                 Output::Messaging(MessagingRequest::Subscribe {
                     subscription,
@@ -526,6 +575,11 @@ impl World {
     fn process(&mut self, pending: Pending) {
         match pending {
             Pending::Read { server, request } => self.read(server, request),
+            Pending::Refused { server, op, error } => {
+                if self.servers[server].alive {
+                    self.respond(server, op, Err(error));
+                }
+            }
             Pending::Commit {
                 server,
                 op,

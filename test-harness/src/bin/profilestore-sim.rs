@@ -317,6 +317,10 @@ fn print_summary(s: &serde_json::Value) {
         ),
     );
     row("committed writes", s["committed_writes"].to_string());
+    row(
+        "throttled / refused requests",
+        format!("{} / {}", s["throttled_requests"], s["refused_requests"]),
+    );
     row("errors (OnError)", s["errors"].to_string());
     row("critical-state toggles", s["critical_toggles"].to_string());
     row(

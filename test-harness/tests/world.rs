@@ -1,0 +1,131 @@
+//! The world on its own: request budgets and throttle queues reach the engines, a crashed server
+//! answers nothing, and wall-clock skew reaches what servers write.
+
+use profilestore_core::{Completion, Input, InputResult, Output, StartParams, StoreId};
+use profilestore_harness::datastore::{DataStoreService, Limits};
+use profilestore_harness::messaging::{MessagingConfig, MessagingService};
+use profilestore_harness::world::{Happening, LatencyModel, ServerSpec, World, WorldConfig};
+use serde_json::json;
+
+fn world(servers: usize, limits: Limits) -> (World, StoreId) {
+    let config = WorldConfig {
+        seed: 3,
+        epoch: 1_735_689_600,
+        fps: 60.0,
+        latency: LatencyModel::Fixed(0.15),
+        servers: (0..servers)
+            .map(|i| ServerSpec {
+                name: format!("S{i}"),
+                place_id: 1001,
+                wall_skew: 100 * i as i64,
+            })
+            .collect(),
+    };
+    let ds = DataStoreService::new(config.epoch).with_limits(limits);
+    let mut w = World::new(
+        config,
+        ds,
+        MessagingService::new(MessagingConfig::roblox(3).with_delay(0.2)),
+    );
+    let mut store = StoreId(0);
+    for s in 0..servers {
+        if let InputResult::Store(Ok(id)) = w.feed(
+            s,
+            Input::NewStore {
+                name: "S".into(),
+                template: json!({}),
+            },
+        ) {
+            store = id;
+        }
+    }
+    (w, store)
+}
+
+#[test]
+fn throttled_requests_queue_and_overflow_is_refused() {
+    let (mut w, store) = world(1, Limits::roblox());
+    let now = w.now_for(0);
+    for i in 0..300 {
+        let input = Input::StartSession {
+            now,
+            store: store.live(),
+            key: format!("k{i}"),
+            params: StartParams::default(),
+        };
+        w.feed(0, input);
+    }
+    w.run_until(600.0);
+    assert!(
+        w.throttled > 0,
+        "requests beyond the budget wait in the queue"
+    );
+    assert!(w.refused > 0, "a queue holds 30; the rest are refused");
+    let errors = w
+        .log
+        .iter()
+        .filter(|l| matches!(&l.what, Happening::Output(Output::Event(profilestore_core::Event::OnError { message, .. })) if message.starts_with("304")))
+        .count();
+    assert!(errors > 0, "refusals reach the engine as 304 errors");
+    let returned: Vec<bool> = w
+        .log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Output(Output::Completion(Completion::SessionStart { profile, .. })) => {
+                Some(profile.is_some())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        returned.len(),
+        300,
+        "every start returns: retried through the throttle, or nil after START_SESSION_TIMEOUT"
+    );
+    assert!(returned.iter().filter(|ok| **ok).count() > 250);
+}
+
+#[test]
+fn unlimited_budgets_never_throttle_and_skew_reaches_lock_times() {
+    let (mut w, store) = world(2, Limits::unlimited());
+    for s in 0..2 {
+        let now = w.now_for(s);
+        let input = Input::StartSession {
+            now,
+            store: store.live(),
+            key: format!("k{s}"),
+            params: StartParams::default(),
+        };
+        w.feed(s, input);
+    }
+    w.run_until(2.0);
+    assert_eq!((w.throttled, w.refused), (0, 0));
+    assert_eq!(
+        w.stored("S", "k0").unwrap()["MetaData"]["LastUpdate"],
+        json!(1_735_689_600)
+    );
+    assert_eq!(
+        w.stored("S", "k1").unwrap()["MetaData"]["LastUpdate"],
+        json!(1_735_689_700),
+        "server 1 runs 100 s ahead"
+    );
+}
+
+#[test]
+fn a_crashed_server_answers_nothing() {
+    let (mut w, store) = world(1, Limits::unlimited());
+    let now = w.now_for(0);
+    w.feed(
+        0,
+        Input::StartSession {
+            now,
+            store: store.live(),
+            key: "k".into(),
+            params: StartParams::default(),
+        },
+    );
+    w.crash(0);
+    w.run_until(5.0);
+    assert_eq!(w.stored("S", "k"), None, "its request died with it");
+    assert!(matches!(w.log.last().unwrap().what, Happening::Crashed));
+}
