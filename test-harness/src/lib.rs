@@ -1,4 +1,4 @@
-//! The world around `profilestore-core` (DESIGN.md §4). Built so far: the storage layer.
+//! The world around `profilestore-core` (DESIGN.md §4).
 //!
 //! - [`datastore`]: a faithful simulated Roblox `DataStoreService` on a virtual clock —
 //!   `UpdateAsync` with transform re-runs on conflict (also split into read and commit halves),
@@ -10,12 +10,20 @@
 //! - [`export`]: a store's whole contents as one JSON document, and import of it and of the
 //!   fixture layout (`shared/fixtures/original-golden.json`).
 //! - [`messaging`]: a simulated `MessagingService` with delay, seeded loss and the 1 kB limit.
+//! - [`world`]: engines on one virtual clock over that DataStore and MessagingService, with
+//!   latency, budgets, faults, skew and crashes; every engine input goes through one path.
+//! - [`fleet`] and [`invariants`]: players who join, trade, gift, leave, rejoin and hop; the
+//!   checks that no acknowledged save is lost, nothing is duplicated, messages arrive once and
+//!   hand-offs finish in time.
+//! - [`trace`]: record a run's inputs (bincode) and replay them byte for byte.
+//! - [`scenario`] and [`journal`]: the fixture scenario format played on the world, and the
+//!   behaviour journal compared with the original's traces.
+//! - [`inspect`]: a stored key's value, versions, lock holder and pending messages.
+//!
+//! The `profilestore-sim` binary puts these on the command line.
 //!
 //! Everything is deterministic: no OS clock (every call takes `now`), no unseeded randomness,
 //! no hash-ordered iteration reaching an output.
-//!
-//! Not built yet: server fleets driving several engines on one clock, invariant checkers,
-//! traces and replay, and the scenario runner for `shared/fixtures/scenarios`.
 
 pub mod datastore;
 pub mod export;
