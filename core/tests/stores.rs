@@ -356,3 +356,171 @@ fn save_on_an_ended_profile_warns_and_does_nothing() {
             message: "[ProfileStore]: Attempted saving an inactive profile (STORE:S; KEY:k)".into()
         }));
 }
+
+/// `NextAsync` paging (spec §11.4): items of a page, then `AdvanceToNextPageAsync`, then nil once
+/// the last page is finished; calls made while a page loads queue up in order.
+#[test]
+fn version_query_pages_through_every_version() {
+    let mut e = engine(DataStoreState::Access);
+    let store = e.new_store("S", json!({"n": 0})).unwrap();
+    let now = Now {
+        mono: 1.0,
+        wall: 1000,
+    };
+    let q = e
+        .version_query(store.live(), "k", SortDirection::Ascending, None, None)
+        .unwrap();
+    let first = e.version_query_next(now, q).unwrap();
+    let second = e.version_query_next(now, q).unwrap(); // waits behind the page load
+    let out = drain(&mut e);
+    assert_eq!(out.len(), 1, "one listing for both calls: {out:?}");
+    let Output::DataStore(list) = &out[0] else {
+        panic!()
+    };
+    assert!(matches!(list.kind, DataStoreRequestKind::ListVersions { query, .. } if query == q));
+    let item = |v: &str| VersionItem {
+        version: v.into(),
+        created_time: 0,
+        is_deleted: false,
+    };
+    let page = DataStoreResponse::Page {
+        items: vec![item("v1")],
+        is_finished: false,
+    };
+    e.handle_datastore_response(now, list.op, Ok(page));
+    // The first call reads v1; the second finds the page exhausted and asks for the next one.
+    let out = drain(&mut e);
+    let reads: Vec<&DataStoreRequest> = out
+        .iter()
+        .filter_map(|o| {
+            if let Output::DataStore(r) = o {
+                Some(r)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(reads.len(), 2, "{out:?}");
+    assert_eq!(
+        reads[0].kind,
+        DataStoreRequestKind::GetVersion {
+            version: "v1".into()
+        }
+    );
+    assert_eq!(
+        reads[1].kind,
+        DataStoreRequestKind::NextVersionPage { query: q }
+    );
+    let (read_v1, next_page) = (reads[0].op, reads[1].op);
+    let value = |n: i64| json!({"Data": {"n": n}, "MetaData": {"SessionLoadCount": 1}, "GlobalUpdates": [0, []]});
+    let info = KeyInfo {
+        created_time: 0,
+        updated_time: 0,
+        version: "v".into(),
+        user_ids: vec![],
+        metadata: json!({}),
+    };
+    e.handle_datastore_response(
+        now,
+        read_v1,
+        Ok(DataStoreResponse::Value {
+            value: Some(value(1)),
+            key_info: Some(info.clone()),
+        }),
+    );
+    let out = drain(&mut e);
+    assert!(
+        matches!(&out[0], Output::Completion(Completion::Get { call, result: Ok(Some(p)) }) if *call == first && p.data == json!({"n": 1}))
+    );
+    e.handle_datastore_response(
+        now,
+        next_page,
+        Ok(DataStoreResponse::Page {
+            items: vec![item("v2")],
+            is_finished: true,
+        }),
+    );
+    let out = drain(&mut e);
+    let Some(Output::DataStore(read_v2)) = out.first() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        read_v2.kind,
+        DataStoreRequestKind::GetVersion {
+            version: "v2".into()
+        }
+    );
+    e.handle_datastore_response(
+        now,
+        read_v2.op,
+        Ok(DataStoreResponse::Value {
+            value: Some(value(2)),
+            key_info: Some(info),
+        }),
+    );
+    let out = drain(&mut e);
+    assert!(
+        matches!(&out[0], Output::Completion(Completion::Get { call, result: Ok(Some(p)) }) if *call == second && p.data == json!({"n": 2}))
+    );
+    let third = e.version_query_next(now, q).unwrap();
+    assert_eq!(
+        drain(&mut e),
+        vec![Output::Completion(Completion::Get {
+            call: third,
+            result: Ok(None)
+        })]
+    );
+}
+
+/// A failed listing warns once and fails the query for good (spec §11.4).
+#[test]
+fn a_failed_version_listing_fails_the_query() {
+    let mut e = engine(DataStoreState::Access);
+    let store = e.new_store("S", json!({})).unwrap();
+    let now = Now {
+        mono: 1.0,
+        wall: 1000,
+    };
+    let q = e
+        .version_query(
+            store.live(),
+            "k",
+            SortDirection::Descending,
+            Some(1),
+            Some(2),
+        )
+        .unwrap();
+    let call = e.version_query_next(now, q).unwrap();
+    let Some(Output::DataStore(list)) = drain(&mut e).pop() else {
+        panic!()
+    };
+    e.handle_datastore_response(
+        now,
+        list.op,
+        Err(DataStoreError {
+            message: "ListThrottle".into(),
+        }),
+    );
+    let out = drain(&mut e);
+    assert_eq!(
+        out[0],
+        Output::Event(Event::Warn {
+            message: "[ProfileStore]: Version query fail - ListThrottle".into()
+        })
+    );
+    assert_eq!(
+        out[1],
+        Output::Completion(Completion::Get {
+            call,
+            result: Ok(None)
+        })
+    );
+    let again = e.version_query_next(now, q).unwrap();
+    assert_eq!(
+        drain(&mut e),
+        vec![Output::Completion(Completion::Get {
+            call: again,
+            result: Ok(None)
+        })]
+    );
+}
