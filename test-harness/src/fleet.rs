@@ -180,6 +180,9 @@ pub struct Fleet {
     rng: GuidGenerator,
     /// What happened.
     pub observed: Observations,
+    /// The key of every session profile, by server and profile (profiles of ended sessions are
+    /// dropped from their engines, this stays).
+    pub profile_keys: BTreeMap<(usize, ProfileId), String>,
     /// Items duplicated because a server died between the two saves of a trade (filled by
     /// [`crate::invariants::check`]).
     pub torn_trades: Vec<String>,
@@ -266,6 +269,7 @@ impl Fleet {
             rng,
             observed: Observations::default(),
             torn_trades: Vec::new(),
+            profile_keys: BTreeMap::new(),
             faults_on: true,
             seen: 0,
             gift_seq: 0,
@@ -634,14 +638,25 @@ impl Fleet {
                     profile,
                     last_saved_data,
                 })) => {
-                    if let Some(p) = self.world.servers[s].engine.profile(profile) {
+                    if let Some(key) = self.profile_keys.get(&(s, profile)) {
                         let ops = last_saved_data
                             .get("Ops")
                             .and_then(Value::as_array)
                             .cloned()
                             .unwrap_or_default();
-                        let acked = self.observed.acked_ops.entry(p.key.clone()).or_default();
+                        let acked = self.observed.acked_ops.entry(key.clone()).or_default();
                         acked.extend(ops.iter().filter_map(|o| o.as_str().map(str::to_string)));
+                    }
+                    // The game drops its reference to an ended session's profile: the engine
+                    // forgets it (as Luau's collector would), so long runs stay bounded.
+                    // (The engine keeps a profile that still has a save queued.)
+                    if !self.world.servers[s].engine.is_active(profile) {
+                        let _ = self.world.feed(s, Input::ForgetProfile { profile });
+                        let server = &mut self.world.servers[s];
+                        if server.engine.profile(profile).is_none() {
+                            server.host.data.remove(&profile);
+                            server.host.roblox_metadata.remove(&profile);
+                        }
                     }
                 }
                 Happening::Output(Output::Event(Event::OnSessionEnd { profile })) => {
@@ -673,6 +688,8 @@ impl Fleet {
         let took = t - since;
         match profile {
             Some(profile) => {
+                self.profile_keys
+                    .insert((s, profile), self.players[p].key.clone());
                 self.observed.sessions += 1;
                 self.observed.start_times.push(took);
                 if took > 1.0 {

@@ -17,15 +17,30 @@ pub fn inspect(
     let Some(head) = storage.head(&path)? else {
         return Ok(json!({"store": store, "key": key, "exists": false}));
     };
-    let versions: Vec<Value> = storage
-        .versions(&path)?
+    let stored_versions = storage.versions(&path)?;
+    let versions: Vec<Value> = stored_versions
         .iter()
         .map(|v| json!({"version": v.version, "created_ms": v.created_ms, "deleted": v.value.is_none()}))
         .collect();
     let value = head.value.clone().unwrap_or(Value::Null);
     let meta = &value["MetaData"];
+    // The lock is held since the oldest retained version written under the same lock and
+    // generation (versions are kept one per UTC hour, so this is accurate to the hour at worst).
+    let held_since_ms = meta.get("ActiveSession").and_then(|tag| {
+        stored_versions
+            .iter()
+            .filter(|v| {
+                v.value.as_ref().is_some_and(|x| {
+                    x["MetaData"].get("ActiveSession") == Some(tag)
+                        && x["MetaData"].get("SessionLoadCount") == meta.get("SessionLoadCount")
+                })
+            })
+            .map(|v| v.created_ms)
+            .min()
+    });
     let lock = match meta.get("ActiveSession").and_then(Value::as_array) {
         Some(tag) => json!({
+            "held_since_ms": held_since_ms,
             "place_id": tag.first(),
             "job_id": tag.get(1),
             "session_guid": tag.get(2),
@@ -87,6 +102,7 @@ mod tests {
         assert_eq!(v["lock"]["job_id"], json!("job"));
         assert_eq!(v["lock"]["topic"], json!("PS_GUID"));
         assert_eq!(v["lock"]["seconds_since_last_update"], json!(60));
+        assert_eq!(v["lock"]["held_since_ms"], json!(1_735_689_600_000i64));
         assert_eq!(
             v["pending_messages"],
             json!([{"id": 2, "message": {"Gift": "Gem"}}])

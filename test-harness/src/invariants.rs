@@ -63,7 +63,10 @@ pub fn excerpt(log: &[Logged], fleet: &Fleet, key: &str, n: usize) -> Vec<String
         .filter_map(|l| {
             let server = &fleet.world.servers[l.server];
             let about = |p: &profilestore_core::ProfileId| {
-                server.engine.profile(*p).is_some_and(|x| x.key == key)
+                fleet
+                    .profile_keys
+                    .get(&(l.server, *p))
+                    .is_some_and(|k| k == key)
             };
             let text = match &l.what {
                 Happening::Write { key: k, value, .. } if k == key => {
@@ -208,10 +211,11 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     }
     for ((server, profile, id), n) in &obs.deliveries {
         if *n > 1 {
-            let key = fleet.world.servers[*server]
-                .engine
-                .profile(*profile)
-                .map_or(String::new(), |p| p.key.clone());
+            let key = fleet
+                .profile_keys
+                .get(&(*server, *profile))
+                .cloned()
+                .unwrap_or_default();
             found.push((
                 "no message processed twice",
                 key,
