@@ -43,16 +43,13 @@
 //!                 let response = match req.kind {
 //!                     DataStoreRequestKind::Update => {
 //!                         let current = db.get(&slot).map(|(v, _)| v.clone());
-//!                         match engine.transform(req.op, current.as_ref(), now.wall, &mut host) {
-//!                             Transformed::Write { value, .. } => {
-//!                                 let info = KeyInfo { created_time: 0, updated_time: now.wall * 1000,
-//!                                     version: "1".into(), user_ids: vec![], metadata: json!({}) };
-//!                                 db.insert(slot, (value.clone(), info.clone()));
-//!                                 Ok(DataStoreResponse::Value { value: Some(value), key_info: Some(info) })
-//!                             }
-//!                             Transformed::Cancel => Ok(DataStoreResponse::Value { value: None, key_info: None }),
-//!                             Transformed::Error(message) => Err(DataStoreError { message }),
-//!                         }
+//!                         let transformed = engine.transform(req.op, current.as_ref(), now.wall, &mut host);
+//!                         transformed.commit_with(|value, _user_ids, _metadata| {
+//!                             let info = KeyInfo { created_time: 0, updated_time: now.wall * 1000,
+//!                                 version: "1".into(), user_ids: vec![], metadata: json!({}) };
+//!                             db.insert(slot, (value.clone(), info.clone()));
+//!                             info
+//!                         })
 //!                     }
 //!                     _ => unimplemented!("reads are not used in this example"),
 //!                 };

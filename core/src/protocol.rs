@@ -241,6 +241,53 @@ pub enum Transformed {
     Error(String),
 }
 
+impl Transformed {
+    /// The answer of a DataStore that executes this transform result: `store` writes the value
+    /// with its user ids and metadata and returns the new key info; a cancel answers nil, nil;
+    /// an error fails the update with the transform's message.
+    pub fn commit_with(
+        self,
+        store: impl FnOnce(&Value, Option<Value>, Option<Value>) -> KeyInfo,
+    ) -> Result<DataStoreResponse, DataStoreError> {
+        match self {
+            Transformed::Write {
+                value,
+                user_ids,
+                metadata,
+            } => {
+                let key_info = store(&value, user_ids, metadata);
+                Ok(DataStoreResponse::Value {
+                    value: Some(value),
+                    key_info: Some(key_info),
+                })
+            }
+            Transformed::Cancel => Ok(DataStoreResponse::Value {
+                value: None,
+                key_info: None,
+            }),
+            Transformed::Error(message) => Err(DataStoreError { message }),
+        }
+    }
+}
+
+/// A number of seconds with a total order (NaN sorts last), for deadline tables.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Seconds(pub f64);
+
+impl Eq for Seconds {}
+
+impl PartialOrd for Seconds {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Seconds {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
 /// A MessagingService request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MessagingRequest {

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::protocol::Seconds as At;
 use serde_json::{Value, json};
 
 use crate::engine::{Engine, EngineConfig, LiveState, StoreRef};
@@ -159,20 +160,6 @@ enum Pending {
         topic: String,
         data: Value,
     },
-}
-
-#[derive(Clone, Copy, PartialEq)]
-struct At(f64);
-impl Eq for At {}
-impl PartialOrd for At {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for At {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
 }
 
 /// Engines, a DataStore, a MessagingService and a clock.
@@ -638,38 +625,27 @@ impl World {
         } else {
             staged
         };
-        let result = match staged {
-            Transformed::Write {
-                value,
+        let mut written = None;
+        let result = staged.commit_with(|value, user_ids, metadata| {
+            written = Some(value.clone());
+            self.put(
+                &request.store,
+                &request.key,
+                Some(value.clone()),
                 user_ids,
                 metadata,
-            } => {
-                let info = self.put(
-                    &request.store,
-                    &request.key,
-                    Some(value.clone()),
-                    user_ids,
-                    metadata,
-                    now.wall,
-                );
-                self.log(
-                    s,
-                    Record::Write {
-                        key: request.key.clone(),
-                        value: value.clone(),
-                    },
-                );
-                Ok(DataStoreResponse::Value {
-                    value: Some(value),
-                    key_info: Some(info),
-                })
-            }
-            Transformed::Cancel => Ok(DataStoreResponse::Value {
-                value: None,
-                key_info: None,
-            }),
-            Transformed::Error(message) => Err(DataStoreError { message }),
-        };
+                now.wall,
+            )
+        });
+        if let Some(value) = written {
+            self.log(
+                s,
+                Record::Write {
+                    key: request.key.clone(),
+                    value,
+                },
+            );
+        }
         self.respond(s, request.op, result);
     }
 
@@ -761,35 +737,24 @@ impl InstantStore {
             let result = match request.kind {
                 DataStoreRequestKind::Update => {
                     let current = self.values.get(&slot).map(|(v, _)| v);
-                    match engine.transform(request.op, current, now.wall, live) {
-                        Transformed::Write {
-                            value,
-                            user_ids,
-                            metadata,
-                        } => {
-                            self.writes += 1;
-                            let info = KeyInfo {
-                                created_time: now.wall * 1000,
-                                updated_time: now.wall * 1000,
-                                version: self.writes.to_string(),
-                                user_ids: user_ids
-                                    .as_ref()
-                                    .map(crate::mock::user_id_list)
-                                    .unwrap_or_default(),
-                                metadata: metadata.unwrap_or_else(|| json!({})),
-                            };
-                            self.values.insert(slot, (value.clone(), info.clone()));
-                            Ok(DataStoreResponse::Value {
-                                value: Some(value),
-                                key_info: Some(info),
-                            })
-                        }
-                        Transformed::Cancel => Ok(DataStoreResponse::Value {
-                            value: None,
-                            key_info: None,
-                        }),
-                        Transformed::Error(message) => Err(DataStoreError { message }),
-                    }
+                    let transformed = engine.transform(request.op, current, now.wall, live);
+                    let writes = &mut self.writes;
+                    let values = &mut self.values;
+                    transformed.commit_with(|value, user_ids, metadata| {
+                        *writes += 1;
+                        let info = KeyInfo {
+                            created_time: now.wall * 1000,
+                            updated_time: now.wall * 1000,
+                            version: writes.to_string(),
+                            user_ids: user_ids
+                                .as_ref()
+                                .map(crate::mock::user_id_list)
+                                .unwrap_or_default(),
+                            metadata: metadata.unwrap_or_else(|| json!({})),
+                        };
+                        values.insert(slot, (value.clone(), info.clone()));
+                        info
+                    })
                 }
                 DataStoreRequestKind::Get => {
                     let found = self.values.get(&slot).cloned();

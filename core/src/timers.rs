@@ -26,20 +26,7 @@ pub(crate) enum Timer {
     ShutdownWithoutAccess,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Deadline(f64);
-
-impl Eq for Deadline {}
-impl PartialOrd for Deadline {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Deadline {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
+use crate::protocol::Seconds as Deadline;
 
 /// Deadlines this close to `now` count as reached: float sums of waits (`8.2 + 8`) must not slip
 /// to the next frame.

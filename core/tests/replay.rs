@@ -77,30 +77,23 @@ impl Rig {
                     });
                     self.writes += 1;
                     // The second write fails; everything else commits.
-                    let result = match t {
-                        _ if self.writes == 2 => Err(DataStoreError {
+                    let result = if self.writes == 2 {
+                        Err(DataStoreError {
                             message: "502: injected".into(),
-                        }),
-                        Transformed::Write { value, .. } => {
+                        })
+                    } else {
+                        let (store, writes) = (&mut self.store, self.writes);
+                        t.commit_with(|value, _, _| {
                             let info = KeyInfo {
                                 created_time: 0,
                                 updated_time: now.wall * 1000,
-                                version: format!("v{}", self.writes),
+                                version: format!("v{writes}"),
                                 user_ids: vec![],
                                 metadata: json!({}),
                             };
-                            self.store
-                                .insert(req.key.clone(), (value.clone(), info.clone()));
-                            Ok(DataStoreResponse::Value {
-                                value: Some(value),
-                                key_info: Some(info),
-                            })
-                        }
-                        Transformed::Cancel => Ok(DataStoreResponse::Value {
-                            value: None,
-                            key_info: None,
-                        }),
-                        Transformed::Error(message) => Err(DataStoreError { message }),
+                            store.insert(req.key.clone(), (value.clone(), info.clone()));
+                            info
+                        })
                     };
                     self.apply(Input::DataStoreResponse {
                         now,

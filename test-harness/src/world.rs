@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use profilestore_core::Seconds as At;
 use profilestore_core::guid::GuidGenerator;
 use profilestore_core::testing::Host;
 use profilestore_core::{
@@ -156,20 +157,6 @@ enum Pending {
         op: OpId,
         error: DataStoreError,
     },
-}
-
-#[derive(Clone, Copy, PartialEq)]
-struct At(f64);
-impl Eq for At {}
-impl PartialOrd for At {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for At {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
 }
 
 /// The engine configuration of every server of a world: JobIds and GUID seeds drawn from the
