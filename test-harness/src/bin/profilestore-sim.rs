@@ -5,6 +5,8 @@
 //! profilestore-sim scenario ../shared/fixtures/scenarios/handoff_message.json
 //! profilestore-sim replay run.trace
 //! profilestore-sim inspect Player_7
+//! profilestore-sim export > store.json
+//! profilestore-sim import ../shared/fixtures/original-golden.json --db golden.db
 //! ```
 
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use profilestore_harness::fleet::{Fleet, FleetConfig, STORE};
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
 use profilestore_harness::trace::{self, Trace};
-use profilestore_harness::{inspect, invariants, journal, scenario};
+use profilestore_harness::{export, inspect, invariants, journal, scenario};
 
 /// The embedded on-disk store runs use unless told otherwise.
 const DEFAULT_DB: &str = "profilestore-sim.db";
@@ -86,6 +88,22 @@ enum Command {
         /// The trace file.
         file: PathBuf,
     },
+    /// Write every key of a database (values, user ids, metadata, times, versions) as one JSON
+    /// document to standard output.
+    Export {
+        /// The SQLite file.
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
+    /// Load a JSON document (an export, or the layout of shared/fixtures/original-golden.json)
+    /// into a database.
+    Import {
+        /// The document.
+        file: PathBuf,
+        /// The SQLite file (created if missing).
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
     /// Show a stored key: value, versions, lock holder, pending messages.
     Inspect {
         /// The key.
@@ -97,6 +115,18 @@ enum Command {
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
     },
+}
+
+/// Writes to standard output; a closed pipe (`| head`) ends the output quietly instead of
+/// panicking.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("profilestore-sim: cannot write output: {e}");
+    }
 }
 
 fn parse_duration(text: &str) -> Result<f64, String> {
@@ -223,7 +253,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let ours = scenario::run(&s).map_err(|e| e.to_string())?;
             match compare {
                 None => {
-                    print!("{}", journal::render(&ours));
+                    emit(&journal::render(&ours));
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(path) => {
@@ -265,6 +295,37 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 ExitCode::from(1)
             })
         }
+        Command::Export { db } => {
+            if !db.exists() {
+                return Err(format!("no database at {}", db.display()));
+            }
+            let mut storage = SqliteStorage::open(&db)
+                .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+            let text = export::export_string(&mut storage).map_err(|e| e.to_string())?;
+            emit(&format!("{text}\n"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { file, db } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let mut storage = SqliteStorage::open(&db)
+                .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+            // Keys without times in the document get this one: 2025-01-01T00:00:00Z, the
+            // fixtures' epoch.
+            let report = export::import(&mut storage, &text, 1_735_689_600_000)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "imported {} key(s) into {}{}",
+                report.imported.len(),
+                db.display(),
+                if report.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(", skipped {} missing", report.skipped.len())
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect { key, store, db } => {
             if !db.exists() {
                 return Err(format!(
@@ -276,7 +337,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
             let v =
                 inspect::inspect(&mut storage, &store, &key, None).map_err(|e| e.to_string())?;
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            emit(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            ));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,0 +1,126 @@
+//! The `profilestore-sim` command end to end: simulate with a trace, replay it, import the
+//! golden fixture and inspect a key, compare a scenario with the original's trace, and clear
+//! errors for bad arguments.
+
+use std::process::Command;
+
+fn sim(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn fixtures() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures").to_string()
+}
+
+#[test]
+fn simulate_then_replay_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "simulate",
+        "--servers",
+        "2",
+        "--players",
+        "20",
+        "--duration",
+        "3m",
+        "--faults",
+        "0.05",
+        "--seed",
+        "4",
+        "--trace",
+        "run.trace",
+        "--json",
+    ];
+    let (code, stdout, stderr) = sim(&args, dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["violations"], 0);
+    assert_eq!(summary["seed"], 4);
+    assert!(summary["sessions"].as_u64().unwrap() > 10);
+    assert!(
+        dir.path().join("profilestore-sim.db").exists(),
+        "the embedded store is the default"
+    );
+    let (code, stdout, _) = sim(&["replay", "run.trace"], dir.path());
+    assert_eq!(code, 0);
+    assert!(stdout.contains("byte-identical"), "{stdout}");
+    let (code, stdout, _) = sim(&["inspect", "Player_3"], dir.path());
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["exists"], true);
+    assert_eq!(
+        v["lock"],
+        serde_json::Value::Null,
+        "everyone left at the end of the run"
+    );
+}
+
+#[test]
+fn import_the_golden_fixture_and_inspect_a_locked_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let golden = format!("{}/original-golden.json", fixtures());
+    let (code, stdout, stderr) = sim(&["import", &golden, "--db", "g.db"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "imported 8 key(s) into g.db");
+    let (_, stdout, _) = sim(&["inspect", "locked_live", "--db", "g.db"], dir.path());
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["lock"]["topic"],
+        "PS_DE788156-C5BD-4E85-B52B-124A9C0A7475"
+    );
+    let (_, stdout, _) = sim(&["inspect", "stub", "--db", "g.db"], dir.path());
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["pending_messages"],
+        serde_json::json!([{"id": 1, "message": {"Gift": "Gem"}}])
+    );
+}
+
+#[test]
+fn scenario_matches_the_original_and_prints_a_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    let scenario = format!("{f}/scenarios/handoff_message.json");
+    let trace = format!("{f}/traces/handoff_message.jsonl");
+    let (code, stdout, _) = sim(&["scenario", &scenario, "--compare", &trace], dir.path());
+    assert_eq!(
+        (code, stdout.trim()),
+        (0, "handoff_message: 0 difference(s)")
+    );
+    let (code, stdout, _) = sim(&["scenario", &scenario], dir.path());
+    assert_eq!(code, 0);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        last,
+        serde_json::json!({"type": "end", "case": "handoff_message", "t": 30.0})
+    );
+}
+
+#[test]
+fn bad_arguments_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = sim(&["simulate", "--faults", "1.5", "--memory"], dir.path());
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--faults must be a probability between 0 and 1, got 1.5"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = sim(&["replay", "missing.trace"], dir.path());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing.trace"), "{stderr}");
+    let (code, _, stderr) = sim(&["inspect", "k", "--db", "none.db"], dir.path());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no database at none.db"), "{stderr}");
+    let (code, _, stderr) = sim(&["simulate", "--duration", "soon"], dir.path());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("invalid duration"), "{stderr}");
+}
