@@ -50,6 +50,22 @@ fn simulate_then_replay_the_trace() {
         dir.path().join("profilestore-sim.db").exists(),
         "the embedded store is the default"
     );
+    let args = [
+        "simulate",
+        "--players",
+        "10",
+        "--duration",
+        "2m",
+        "--faults",
+        "0.1",
+        "--memory",
+        "--json",
+        "--check-determinism",
+    ];
+    let (code, stdout, _) = sim(&args, dir.path());
+    assert_eq!(code, 0);
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["determinism"], "identical");
     let (code, stdout, _) = sim(&["replay", "run.trace"], dir.path());
     assert_eq!(code, 0);
     assert!(stdout.contains("byte-identical"), "{stdout}");

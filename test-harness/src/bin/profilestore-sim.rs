@@ -74,6 +74,10 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Run the same seed a second time (in memory) and check every engine output is
+        /// byte-identical.
+        #[arg(long)]
+        check_determinism: bool,
     },
     /// Play a scenario file and print its journal (one JSON object per line).
     Scenario {
@@ -167,6 +171,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             db,
             memory,
             json,
+            check_determinism,
         } => {
             if servers == 0 || players == 0 {
                 return Err("--servers and --players must be at least 1".into());
@@ -193,8 +198,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             config.stay = stay;
             config.crash_rate = crash_rate;
             config.shutdown_rate = shutdown_rate;
-            config.record = trace.is_some();
-            let mut fleet = Fleet::new(config, storage);
+            config.record = trace.is_some() || check_determinism;
+            let mut fleet = Fleet::new(config.clone(), storage);
             let bar = if json {
                 ProgressBar::hidden()
             } else {
@@ -223,6 +228,22 @@ fn run(command: Command) -> Result<ExitCode, String> {
             } else {
                 db.display().to_string()
             });
+            if check_determinism {
+                let mut again = Fleet::new(config, Box::new(MemoryStorage::new()));
+                again.run(|_| {});
+                let first = Trace::of(&fleet.world, None).map_err(|e| e.to_string())?;
+                let second = Trace::of(&again.world, None).map_err(|e| e.to_string())?;
+                let same = first.outputs.len() == second.outputs.len()
+                    && first.to_bytes() == second.to_bytes();
+                summary["determinism"] =
+                    serde_json::json!(if same { "identical" } else { "DIFFERENT" });
+                std::mem::forget(again);
+                if !same {
+                    eprintln!(
+                        "profilestore-sim: seed {seed} did not reproduce: the two runs' outputs differ"
+                    );
+                }
+            }
             if let Some(path) = &trace {
                 Trace::of(&fleet.world, Some(fleet.config.clone()))
                     .and_then(|t| t.save(path))
@@ -397,6 +418,12 @@ fn print_summary(s: &serde_json::Value) {
         format!("{} / {}", s["shutdowns"], s["crashes"]),
     );
     row("store", s["store"].as_str().unwrap_or_default().to_string());
+    if let Some(d) = s.get("determinism") {
+        row(
+            "same seed twice",
+            d.as_str().unwrap_or_default().to_string(),
+        );
+    }
     let v = s["violations"].as_u64().unwrap_or(0);
     row(
         "invariants",
