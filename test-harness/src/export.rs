@@ -50,6 +50,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 
 use crate::datastore::{Limits, version_id};
 use crate::storage::{Head, KeyPath, Storage, StorageError, StoredVersion};
@@ -201,7 +202,7 @@ pub fn export_string(storage: &mut dyn Storage) -> Result<String, ExportError> {
 fn exported_key(head: Head, versions: Vec<StoredVersion>) -> ExportedKey {
     ExportedKey {
         exists: head.value.is_some(),
-        value: head.value,
+        value: head.value.map(Arc::unwrap_or_clone),
         user_ids: head.user_ids,
         metadata: head.metadata,
         created_time: head.created_ms,
@@ -217,7 +218,7 @@ fn exported_key(head: Head, versions: Vec<StoredVersion>) -> ExportedKey {
                 created_time: v.created_ms,
                 key_created_time: v.key_created_ms,
                 deleted: v.value.is_none(),
-                value: v.value,
+                value: v.value.map(Arc::unwrap_or_clone),
                 user_ids: v.user_ids,
                 metadata: v.metadata,
                 superseded_time: v.superseded_ms,
@@ -327,14 +328,14 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
             opened_ms: v.opened_time,
             created_ms: v.created_time,
             key_created_ms: v.key_created_time,
-            value: v.value.clone(),
+            value: v.value.clone().map(Arc::new),
             user_ids: v.user_ids.clone(),
             metadata: object_metadata(&vat, &v.metadata)?,
             superseded_ms: v.superseded_time,
         });
     }
     let head = Head {
-        value: k.value.clone(),
+        value: k.value.clone().map(Arc::new),
         created_ms: k.created_time,
         updated_ms: k.updated_time,
         version: k.version.clone(),
@@ -392,7 +393,7 @@ fn import_fixture(
         let metadata = object_metadata(&at, entry.get("metadata").unwrap_or(&Value::Null))?;
         let version = version_id(now_ms, 1, now_ms);
         let head = Head {
-            value: Some(value.clone()),
+            value: Some(Arc::new(value.clone())),
             created_ms: now_ms,
             updated_ms: now_ms,
             version: version.clone(),
@@ -406,7 +407,7 @@ fn import_fixture(
             opened_ms: now_ms,
             created_ms: now_ms,
             key_created_ms: now_ms,
-            value: Some(value.clone()),
+            value: Some(Arc::new(value.clone())),
             user_ids,
             metadata,
             superseded_ms: None,

@@ -22,7 +22,7 @@ pub fn inspect(
         .iter()
         .map(|v| json!({"version": v.version, "created_ms": v.created_ms, "deleted": v.value.is_none()}))
         .collect();
-    let value = head.value.clone().unwrap_or(Value::Null);
+    let value = head.value.as_deref().cloned().unwrap_or(Value::Null);
     let meta = &value["MetaData"];
     // The lock is held since the oldest retained version written under the same lock and
     // generation (versions are kept one per UTC hour, so this is accurate to the hour at worst).
@@ -30,7 +30,7 @@ pub fn inspect(
         stored_versions
             .iter()
             .filter(|v| {
-                v.value.as_ref().is_some_and(|x| {
+                v.value.as_deref().is_some_and(|x| {
                     x["MetaData"].get("ActiveSession") == Some(tag)
                         && x["MetaData"].get("SessionLoadCount") == meta.get("SessionLoadCount")
                 })

@@ -351,7 +351,7 @@ impl World {
             .head(&StoreName::new(store).path(key))
             .ok()
             .flatten()?;
-        head.value
+        head.value.map(std::sync::Arc::unwrap_or_clone)
     }
 
     /// Runs the world until virtual time `end`.
@@ -733,13 +733,13 @@ impl World {
             let server = &mut self.servers[s];
             return server
                 .engine
-                .transform(op, ticket.value.as_ref(), wall, &mut server.host);
+                .transform(op, ticket.value.as_deref(), wall, &mut server.host);
         }
         let result = self.apply(
             s,
             Input::Transform {
                 op,
-                current: ticket.value.clone(),
+                current: ticket.value.as_deref().cloned(),
                 wall,
                 live: LiveAnswers::default(),
             },

@@ -60,12 +60,12 @@
 //! };
 //! let ticket_a = ds.begin_update(1.0, a, &store, "Player_1").unwrap();
 //! let ticket_b = ds.begin_update(1.1, b, &store, "Player_1").unwrap();
-//! let out = bump(ticket_b.value.as_ref());
+//! let out = bump(ticket_b.value.as_deref());
 //! assert!(matches!(ds.commit_update(1.2, ticket_b, out).unwrap(), UpdateCommit::Committed(_)));
-//! let out = bump(ticket_a.value.as_ref());
+//! let out = bump(ticket_a.value.as_deref());
 //! let UpdateCommit::Conflict(again) = ds.commit_update(1.3, ticket_a, out).unwrap() else { panic!() };
-//! assert_eq!(again.value, Some(json!({"Coins": 2}))); // A's transform runs again on B's value
-//! let out = bump(again.value.as_ref());
+//! assert_eq!(again.value.as_deref(), Some(&json!({"Coins": 2}))); // A's transform runs again on B's value
+//! let out = bump(again.value.as_deref());
 //! ds.commit_update(1.3, again, out).unwrap();
 //! let read = ds.get_async(2.0, b, &store, "Player_1", GetOptions { use_cache: false }).unwrap();
 //! assert_eq!(read.value, Some(json!({"Coins": 3})));
@@ -88,6 +88,7 @@ pub use limits::{
 };
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use profilestore_core::{DataStoreResponse, KeyInfo, SortDirection, Transformed, VersionItem};
 use serde_json::{Value, json};
@@ -252,8 +253,9 @@ pub struct ReadTicket {
     pub store: StoreName,
     /// The key.
     pub key: String,
-    /// The value the transform receives (nil for a missing or removed key).
-    pub value: Option<Value>,
+    /// The value the transform receives (nil for a missing or removed key), shared with the
+    /// store: pass `value.as_deref()` to the transform.
+    pub value: Option<Arc<Value>>,
     /// The key info the transform receives.
     pub key_info: Option<KeyInfo>,
     /// When the read happened.
@@ -338,8 +340,25 @@ pub struct KeyPages {
 
 #[derive(Clone, Debug)]
 struct CacheEntry {
-    read: Read,
+    read: SharedRead,
     expires: f64,
+}
+
+/// A read whose value is shared with the store (no copy until a caller needs its own).
+#[derive(Clone, Debug, Default)]
+struct SharedRead {
+    value: Option<Arc<Value>>,
+    key_info: Option<KeyInfo>,
+}
+
+impl SharedRead {
+    /// The caller's own copy (the value is copied only while the store still shares it).
+    fn into_read(self) -> Read {
+        Read {
+            value: self.value.map(Arc::unwrap_or_clone),
+            key_info: self.key_info,
+        }
+    }
 }
 
 /// The opaque, increasing version id of a write: the key's creation time, the write's serial
@@ -372,30 +391,19 @@ fn version_info(v: &StoredVersion) -> KeyInfo {
     }
 }
 
-/// What a reader sees of a head, taking its value.
-fn into_visible(head: Head) -> Read {
-    let key_info = key_info(&head);
-    match head.value {
-        Some(v) => Read {
-            value: Some(v),
-            key_info: Some(key_info),
-        },
-        None => Read::none(),
-    }
-}
-
-fn visible(head: &Head) -> Read {
+/// What a reader sees of a head (nil, nil for a tombstone).
+fn visible(head: &Head) -> SharedRead {
     match &head.value {
-        Some(v) => Read {
-            value: Some(v.clone()),
+        Some(v) => SharedRead {
+            value: Some(Arc::clone(v)),
             key_info: Some(key_info(head)),
         },
-        None => Read::none(),
+        None => SharedRead::default(),
     }
 }
 
-fn read_size(read: &Read) -> usize {
-    read.value.as_ref().map_or(0, serialized_len)
+fn read_size(read: &SharedRead) -> usize {
+    read.value.as_deref().map_or(0, serialized_len)
 }
 
 fn internal(e: StorageError) -> RequestError {
@@ -614,15 +622,15 @@ impl DataStoreService {
         &mut self,
         path: &KeyPath,
         now_ms: i64,
-    ) -> Result<(Option<HeadMeta>, Read), RequestError> {
+    ) -> Result<(Option<HeadMeta>, SharedRead), RequestError> {
         let Some(head) = self.storage.head(path).map_err(internal)? else {
-            return Ok((None, Read::none()));
+            return Ok((None, SharedRead::default()));
         };
         let meta = HeadMeta::from(&head);
         let read = if self.expired(&head, now_ms) {
-            Read::none()
+            SharedRead::default()
         } else {
-            into_visible(head)
+            visible(&head)
         };
         Ok((Some(meta), read))
     }
@@ -650,6 +658,7 @@ impl DataStoreService {
         state: NewState,
     ) -> Result<Head, StorageError> {
         let (value, user_ids, metadata) = state;
+        let value = value.map(Arc::new);
         let latest = self.storage.latest_slot(path)?;
         let created_ms = match current {
             Some(h) if h.has_value => h.created_ms,
@@ -707,11 +716,11 @@ impl DataStoreService {
     ) -> Result<(Read, Option<Head>), RequestError> {
         for _ in 0..WRITE_ATTEMPTS {
             let (head, read) = self.read_current(path, now_ms)?;
-            let Some(state) = make(read.value.as_ref())? else {
-                return Ok((read, None));
+            let Some(state) = make(read.value.as_deref())? else {
+                return Ok((read.into_read(), None));
             };
             match self.commit_state(now_ms, path, head.as_ref(), state) {
-                Ok(new_head) => return Ok((read, Some(new_head))),
+                Ok(new_head) => return Ok((read.into_read(), Some(new_head))),
                 Err(StorageError::Conflict { .. }) => continue,
                 Err(e) => return Err(internal(e)),
             }
@@ -721,13 +730,13 @@ impl DataStoreService {
         })
     }
 
-    fn cached(&self, now: f64, server: ServerId, path: &KeyPath) -> Option<Read> {
+    fn cached(&self, now: f64, server: ServerId, path: &KeyPath) -> Option<SharedRead> {
         self.limits.cache_seconds?;
         let entry = self.cache.get(&(server, path.clone()))?;
         (now < entry.expires).then(|| entry.read.clone())
     }
 
-    fn remember(&mut self, now: f64, server: ServerId, path: &KeyPath, read: &Read) {
+    fn remember(&mut self, now: f64, server: ServerId, path: &KeyPath, read: &SharedRead) {
         let Some(ttl) = self.limits.cache_seconds else {
             return;
         };
@@ -764,13 +773,13 @@ impl DataStoreService {
         if options.use_cache
             && let Some(hit) = self.cached(now, server, &path)
         {
-            return Ok(hit);
+            return Ok(hit.into_read());
         }
         self.read_fate(Operation::Get)?;
         let (_, read) = self.read_current(&path, self.wall_ms(now))?;
         self.charge(now, &path, Throughput::Read, read_size(&read))?;
         self.remember(now, server, &path, &read);
-        Ok(read)
+        Ok(read.into_read())
     }
 
     /// `SetAsync(key, value, userIds, options)`.
@@ -842,7 +851,7 @@ impl DataStoreService {
         }
         let read = visible(&head);
         self.remember(now, server, path, &read);
-        match read {
+        match read.into_read() {
             Read {
                 value: Some(value),
                 key_info: Some(key_info),
@@ -866,7 +875,7 @@ impl DataStoreService {
     ) -> Result<Read, RequestError> {
         let mut ticket = self.begin_update(now, server, store, key)?;
         loop {
-            let output = transform(ticket.value.as_ref(), ticket.key_info.as_ref());
+            let output = transform(ticket.value.as_deref(), ticket.key_info.as_ref());
             match self.commit_update(now, ticket, output)? {
                 UpdateCommit::Committed(read) => return Ok(read),
                 UpdateCommit::Cancelled => return Ok(Read::none()),
@@ -981,9 +990,10 @@ impl DataStoreService {
         if let Some(Fault::Ambiguous(e)) = ticket.fault {
             return Err(e);
         }
-        let read = into_visible(new_head);
+        let read = visible(&new_head);
+        drop(new_head);
         self.remember(now, ticket.server, &path, &read);
-        Ok(UpdateCommit::Committed(read))
+        Ok(UpdateCommit::Committed(read.into_read()))
     }
 
     /// `RemoveAsync(key)`: writes a tombstone version and returns the previous value and key
@@ -1004,7 +1014,7 @@ impl DataStoreService {
         if let Some(e) = late {
             return Err(e);
         }
-        self.remember(now, server, &path, &Read::none());
+        self.remember(now, server, &path, &SharedRead::default());
         Ok(previous)
     }
 
@@ -1021,7 +1031,12 @@ impl DataStoreService {
         let path = self.path(store, key)?;
         self.read_fate(Operation::GetVersion)?;
         let read = self.find_version(now, &path, |v| v.version == version)?;
-        self.charge(now, &path, Throughput::Read, read_size(&read))?;
+        self.charge(
+            now,
+            &path,
+            Throughput::Read,
+            read.value.as_ref().map_or(0, serialized_len),
+        )?;
         Ok(read)
     }
 
@@ -1047,7 +1062,12 @@ impl DataStoreService {
             .find(|v| v.opened_ms <= timestamp_ms)
             .map(|v| v.slot);
         let read = self.find_version(now, &path, |v| Some(v.slot) == slot)?;
-        self.charge(now, &path, Throughput::Read, read_size(&read))?;
+        self.charge(
+            now,
+            &path,
+            Throughput::Read,
+            read.value.as_ref().map_or(0, serialized_len),
+        )?;
         Ok(read)
     }
 
@@ -1080,7 +1100,7 @@ impl DataStoreService {
             .find(|v| pick(v));
         Ok(found.map_or_else(Read::none, |v| Read {
             key_info: Some(version_info(&v)),
-            value: v.value,
+            value: v.value.map(Arc::unwrap_or_clone),
         }))
     }
 

@@ -827,7 +827,7 @@ fn update_reruns_the_transform_when_another_server_wrote_in_between() {
     };
     let ticket_a = ds.begin_update(1.0, A, &store(), "k").unwrap();
     assert_eq!(
-        (ticket_a.value.clone(), ticket_a.read_at),
+        (ticket_a.value.as_deref().cloned(), ticket_a.read_at),
         (Some(json!({"Coins": 10})), 1.0)
     );
     // B reads and commits while A's request is in flight.
@@ -838,16 +838,16 @@ fn update_reruns_the_transform_when_another_server_wrote_in_between() {
     let UpdateCommit::Committed(b) = committed else {
         panic!("B commits: {committed:?}")
     };
-    let out = transform_a(ticket_a.value.as_ref());
+    let out = transform_a(ticket_a.value.as_deref());
     let conflict = ds.commit_update(1.3, ticket_a, out).unwrap();
     let UpdateCommit::Conflict(again) = conflict else {
         panic!("A conflicts: {conflict:?}")
     };
     assert_eq!(
-        (again.value.clone(), again.key_info.clone()),
+        (again.value.as_deref().cloned(), again.key_info.clone()),
         (b.value, b.key_info)
     );
-    let out = transform_a(again.value.as_ref());
+    let out = transform_a(again.value.as_deref());
     let UpdateCommit::Committed(a) = ds.commit_update(1.3, again, out).unwrap() else {
         panic!()
     };

@@ -22,6 +22,7 @@ pub use sqlite::{SCHEMA_VERSION, SqliteStorage};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Where a key lives: DataStore name, scope and key name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -54,8 +55,9 @@ impl std::fmt::Display for KeyPath {
 /// The current state of a key: what `GetAsync` and `DataStoreKeyInfo` report.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Head {
-    /// The value, or `None` once `RemoveAsync` wrote a tombstone.
-    pub value: Option<Value>,
+    /// The value, or `None` once `RemoveAsync` wrote a tombstone. Shared: the head, its version
+    /// slot and the read cache hold one copy.
+    pub value: Option<Arc<Value>>,
     /// `CreatedTime`, epoch milliseconds.
     pub created_ms: i64,
     /// `UpdatedTime` (time of the last write or removal), epoch milliseconds.
@@ -108,8 +110,8 @@ pub struct StoredVersion {
     pub created_ms: i64,
     /// The key's `CreatedTime` when this version was written, epoch ms.
     pub key_created_ms: i64,
-    /// The value, or `None` for a tombstone.
-    pub value: Option<Value>,
+    /// The value, or `None` for a tombstone (shared with the head while it is the latest).
+    pub value: Option<Arc<Value>>,
     /// User ids stored with this version.
     pub user_ids: Vec<i64>,
     /// Metadata stored with this version (a JSON object).
@@ -283,7 +285,7 @@ pub(crate) mod contract {
 
     fn head(version: &str, serial: u64, value: Option<Value>) -> Head {
         Head {
-            value,
+            value: value.map(Arc::new),
             created_ms: 1000,
             updated_ms: 1000 + serial as i64,
             version: version.into(),
@@ -300,7 +302,7 @@ pub(crate) mod contract {
             opened_ms: 1000,
             created_ms: 1000 + slot as i64,
             key_created_ms: 1000,
-            value,
+            value: value.map(Arc::new),
             user_ids: vec![7],
             metadata: json!({"a": 1}),
             superseded_ms: None,

@@ -192,7 +192,10 @@ fn raw_head(r: &Row<'_>) -> rusqlite::Result<RawHead> {
 fn decode_head(path: &str, raw: RawHead) -> Result<Head, StorageError> {
     let RawHead(value, created_ms, updated_ms, version, serial, user_ids, metadata) = raw;
     Ok(Head {
-        value: value.map(|t| parse_json(path, "value", &t)).transpose()?,
+        value: value
+            .map(|t| parse_json(path, "value", &t))
+            .transpose()?
+            .map(std::sync::Arc::new),
         created_ms,
         updated_ms,
         version,
@@ -246,7 +249,10 @@ fn decode_version(path: &str, raw: RawVersion) -> Result<StoredVersion, StorageE
         opened_ms,
         created_ms,
         key_created_ms,
-        value: value.map(|t| parse_json(path, "value", &t)).transpose()?,
+        value: value
+            .map(|t| parse_json(path, "value", &t))
+            .transpose()?
+            .map(std::sync::Arc::new),
         user_ids: parse_user_ids(path, &user_ids)?,
         metadata: parse_json(path, "metadata", &metadata)?,
         superseded_ms,
@@ -291,7 +297,7 @@ fn write_head(conn: &Connection, path: &KeyPath, head: &Head) -> Result<(), Stor
             path.store,
             path.scope,
             path.key,
-            head.value.as_ref().map(json_text),
+            head.value.as_deref().map(json_text),
             head.created_ms,
             head.updated_ms,
             head.version,
@@ -319,7 +325,7 @@ fn write_version(conn: &Connection, path: &KeyPath, v: &StoredVersion) -> Result
             v.opened_ms,
             v.created_ms,
             v.key_created_ms,
-            v.value.as_ref().map(json_text),
+            v.value.as_deref().map(json_text),
             serde_json::to_string(&v.user_ids).unwrap_or_else(|_| "[]".into()),
             json_text(&v.metadata),
             v.superseded_ms,
