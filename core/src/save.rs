@@ -68,7 +68,7 @@ pub fn owns_session(identity: &ServerIdentity, value: &ProfileValue<'_>, load_in
 }
 
 /// The save transform (spec §8.2): a pure function of the stored value and the profile's state.
-pub fn save_transform(current: Option<&Value>, ctx: &SaveContext<'_>) -> (Transformed, OpNoteKind) {
+pub fn save_transform(current: Option<&Value>, ctx: SaveContext<'_>) -> (Transformed, OpNoteKind) {
     match wire::classify_ref(current) {
         ClassifiedRef::Valid(stored) => {
             let owned = matches!(ctx.mode, SaveMode::Overwrite(_))
@@ -82,18 +82,19 @@ pub fn save_transform(current: Option<&Value>, ctx: &SaveContext<'_>) -> (Transf
             let mut obj = wire::working_copy(stored, data);
             obj.insert("WasOverwritten".into(), json!(false));
             if owned {
+                let (mode, wall) = (ctx.mode, ctx.wall);
                 write_profile_fields(&mut obj, ctx);
                 let meta = wire::meta_mut(&mut obj);
-                match ctx.mode {
+                match mode {
                     SaveMode::Overwrite(_) => {
                         meta.remove("ActiveSession");
                         meta.remove("ForceLoadSession");
                     }
                     SaveMode::Regular => {
-                        meta.insert("LastUpdate".into(), json!(ctx.wall));
+                        meta.insert("LastUpdate".into(), json!(wall));
                     }
                     SaveMode::Ending(_) => {
-                        meta.insert("LastUpdate".into(), json!(ctx.wall));
+                        meta.insert("LastUpdate".into(), json!(wall));
                         meta.remove("ActiveSession");
                     }
                 }
@@ -132,12 +133,13 @@ pub enum OpNoteKind {
     NotAProfile,
 }
 
-fn write_profile_fields(obj: &mut wire::Object, ctx: &SaveContext<'_>) {
+/// Moves the profile's `Data`, `RobloxMetaData` and `UserIds` into the working copy.
+fn write_profile_fields(obj: &mut wire::Object, ctx: SaveContext<'_>) {
     wire::remove_processed(obj, ctx.processed);
-    if let Some(data) = &ctx.data {
-        obj.insert("Data".into(), data.clone());
+    if let Some(data) = ctx.data {
+        obj.insert("Data".into(), data);
     }
-    obj.insert("RobloxMetaData".into(), ctx.roblox_metadata.clone());
+    obj.insert("RobloxMetaData".into(), ctx.roblox_metadata);
     obj.insert("UserIds".into(), json!(ctx.user_ids));
 }
 
@@ -280,7 +282,7 @@ impl Engine {
             first_session_time: p.first_session_time,
             wall,
         };
-        let (result, kind) = save_transform(current, &ctx);
+        let (result, kind) = save_transform(current, ctx);
         if kind == OpNoteKind::NotAProfile {
             note = OpNote::NotAProfile;
         }
@@ -478,7 +480,7 @@ mod tests {
     fn owned_regular_save_writes_data_and_removes_processed() {
         let id = me();
         let processed = BTreeSet::from([2]);
-        let (t, note) = save_transform(Some(&stored()), &ctx(&id, &processed, SaveMode::Regular));
+        let (t, note) = save_transform(Some(&stored()), ctx(&id, &processed, SaveMode::Regular));
         assert_eq!(note, OpNoteKind::Saved);
         let Transformed::Write {
             value,
@@ -504,7 +506,7 @@ mod tests {
         let processed = BTreeSet::new();
         let (t, _) = save_transform(
             Some(&stored()),
-            &ctx(&id, &processed, SaveMode::Ending(EndReason::Manual)),
+            ctx(&id, &processed, SaveMode::Ending(EndReason::Manual)),
         );
         let Transformed::Write { value, .. } = t else {
             panic!()
@@ -521,7 +523,7 @@ mod tests {
             load_index: 1,
             ..ctx(&id, &processed, SaveMode::Regular)
         };
-        let (t, _) = save_transform(Some(&stored()), &c);
+        let (t, _) = save_transform(Some(&stored()), c);
         let Transformed::Write { value, .. } = t else {
             panic!()
         };
@@ -538,7 +540,7 @@ mod tests {
         v["MetaData"]["ForceLoadSession"] = json!([1001, "B"]);
         let (t, _) = save_transform(
             Some(&v),
-            &ctx(&id, &processed, SaveMode::Overwrite(CallId(1))),
+            ctx(&id, &processed, SaveMode::Overwrite(CallId(1))),
         );
         let Transformed::Write { value, .. } = t else {
             panic!()
@@ -554,12 +556,12 @@ mod tests {
         let id = me();
         let processed = BTreeSet::new();
         for mode in [SaveMode::Regular, SaveMode::Ending(EndReason::Shutdown)] {
-            let (t, note) = save_transform(None, &ctx(&id, &processed, mode));
+            let (t, note) = save_transform(None, ctx(&id, &processed, mode));
             assert_eq!((t, note), (Transformed::Cancel, OpNoteKind::NotAProfile));
         }
         let (t, _) = save_transform(
             Some(&json!(42)),
-            &ctx(&id, &processed, SaveMode::Overwrite(CallId(1))),
+            ctx(&id, &processed, SaveMode::Overwrite(CallId(1))),
         );
         let Transformed::Write { value, .. } = t else {
             panic!()
