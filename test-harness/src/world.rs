@@ -159,6 +159,18 @@ enum Pending {
     },
 }
 
+/// The DataStore call a request is (version page advances count as listings).
+fn operation_of(kind: &DataStoreRequestKind) -> Operation {
+    match kind {
+        DataStoreRequestKind::Update => Operation::Update,
+        DataStoreRequestKind::Get => Operation::Get,
+        DataStoreRequestKind::GetVersion { .. } => Operation::GetVersion,
+        DataStoreRequestKind::Remove => Operation::Remove,
+        DataStoreRequestKind::ListVersions { .. }
+        | DataStoreRequestKind::NextVersionPage { .. } => Operation::ListVersions,
+    }
+}
+
 /// The engine configuration of every server of a world: JobIds and GUID seeds drawn from the
 /// world's seed, so a trace can rebuild the same engines.
 pub fn engine_configs(config: &WorldConfig, rng: &mut GuidGenerator) -> Vec<EngineConfig> {
@@ -439,14 +451,7 @@ impl World {
             match output {
                 Output::DataStore(request) => {
                     // Server request budgets (throttle queues of 30) decide when it is sent.
-                    let operation = match request.kind {
-                        DataStoreRequestKind::Update => Operation::Update,
-                        DataStoreRequestKind::Get => Operation::Get,
-                        DataStoreRequestKind::GetVersion { .. } => Operation::GetVersion,
-                        DataStoreRequestKind::Remove => Operation::Remove,
-                        DataStoreRequestKind::ListVersions { .. }
-                        | DataStoreRequestKind::NextVersionPage { .. } => Operation::ListVersions,
-                    };
+                    let operation = operation_of(&request.kind);
                     match self
                         .datastore
                         .admit(self.now, self.servers[s].id, operation)
@@ -626,14 +631,7 @@ impl World {
         if !self.servers[s].alive {
             return;
         }
-        let api = match request.kind {
-            DataStoreRequestKind::Update => "UpdateAsync",
-            DataStoreRequestKind::Get => "GetAsync",
-            DataStoreRequestKind::GetVersion { .. } => "GetVersionAsync",
-            DataStoreRequestKind::Remove => "RemoveAsync",
-            DataStoreRequestKind::ListVersions { .. } => "ListVersionsAsync",
-            DataStoreRequestKind::NextVersionPage { .. } => "AdvanceToNextPageAsync",
-        };
+        let api = operation_of(&request.kind).api_name();
         *self.requests.entry(api).or_default() += 1;
         let store = StoreName::new(&request.store);
         let id = self.servers[s].id;
