@@ -66,6 +66,9 @@ pub struct Profile {
     pub(crate) handler_count: usize,
     pub(crate) subscription: Option<SubscriptionId>,
     pub(crate) last_reaction: f64,
+    /// False for a session obtained while its start was being cancelled or the server closing:
+    /// the host never received its `Data`, so its release keeps the stored `Data`.
+    pub(crate) host_has_data: bool,
 }
 
 impl Profile {
@@ -128,6 +131,7 @@ impl Profile {
             handler_count: 0,
             subscription: None,
             last_reaction: 0.0,
+            host_has_data: true,
         }
     }
 

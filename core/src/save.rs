@@ -51,8 +51,8 @@ pub struct SaveContext<'a> {
     pub processed: &'a std::collections::BTreeSet<i64>,
     /// `Profile.Data` now, or `None` to keep the stored `Data`.
     pub data: Option<Value>,
-    /// `Profile.RobloxMetaData` now.
-    pub roblox_metadata: Value,
+    /// `Profile.RobloxMetaData` now, or `None` to keep the stored one.
+    pub roblox_metadata: Option<Value>,
     /// `Profile.UserIds` now.
     pub user_ids: &'a [i64],
     /// `Profile.FirstSessionTime` (used when an overwrite has to build a whole profile).
@@ -139,7 +139,9 @@ fn write_profile_fields(obj: &mut wire::Object, ctx: SaveContext<'_>) {
     if let Some(data) = ctx.data {
         obj.insert("Data".into(), data);
     }
-    obj.insert("RobloxMetaData".into(), ctx.roblox_metadata);
+    if let Some(roblox_metadata) = ctx.roblox_metadata {
+        obj.insert("RobloxMetaData".into(), roblox_metadata);
+    }
     obj.insert("UserIds".into(), json!(ctx.user_ids));
 }
 
@@ -261,9 +263,15 @@ impl Engine {
         };
         let mode = job.mode;
         let p = &self.profiles[&job.profile];
-        let data = live.data(p.id);
         let mut note = OpNote::None;
-        let data = if wire::is_table(&data) {
+        let (data, roblox_metadata) = if p.host_has_data {
+            (live.data(p.id), Some(live.roblox_metadata(p.id)))
+        } else {
+            (Value::Null, None)
+        };
+        let data = if !p.host_has_data {
+            None
+        } else if wire::is_table(&data) {
             Some(data)
         } else if matches!(mode, SaveMode::Ending(_)) {
             note = OpNote::DataRejected;
@@ -277,7 +285,7 @@ impl Engine {
             load_index: p.load_index,
             processed: &p.processed,
             data,
-            roblox_metadata: live.roblox_metadata(p.id),
+            roblox_metadata,
             user_ids: &p.user_ids,
             first_session_time: p.first_session_time,
             wall,
@@ -469,7 +477,7 @@ mod tests {
             load_index: 2,
             processed,
             data: Some(json!({"Coins": 9})),
-            roblox_metadata: json!({"Rank": "Gold"}),
+            roblox_metadata: Some(json!({"Rank": "Gold"})),
             user_ids: &[101],
             first_session_time: 1.0,
             wall: 100,

@@ -394,6 +394,11 @@ impl Engine {
             Some(tag) if self.identity.owns(tag) => {
                 let loaded = self.create_session_profile(now, token, &value, key_info);
                 if declined {
+                    // The caller gets nil: the host never sees this profile's Data, so the
+                    // release writes back what is stored rather than asking the host for it.
+                    if let Some(p) = self.profiles.get_mut(&loaded.profile) {
+                        p.host_has_data = false;
+                    }
                     self.begin_save(now, loaded.profile, SaveMode::Ending(EndReason::Manual));
                     self.finish_start(now, token, None);
                 } else {

@@ -351,3 +351,49 @@ fn error_backoff_gives_up_after_start_session_timeout() {
     assert!(close(t, *expect.last().unwrap()));
     assert!(*expect.last().unwrap() >= 120.0 && expect[expect.len() - 2] < 120.0);
 }
+
+/// A session obtained while its start was being cancelled is released at once (spec §5.3 (c))
+/// — and the release keeps the stored Data: the host never received this profile's Data, so
+/// the engine must not ask it for it. (Found by the harness fleet: the release wrote `{}`.)
+#[test]
+fn a_session_released_during_cancel_keeps_the_stored_data() {
+    let mut w = World::new(1, 19);
+    let store = w.new_store("PlayerData", json!({"Coins": 0}));
+    w.raw_set(
+        "PlayerData",
+        "k",
+        json!({"Data": {"Coins": 42}, "MetaData": {"SessionLoadCount": 3, "ProfileCreateTime": 1}, "GlobalUpdates": [0, []],
+               "RobloxMetaData": {"Rank": "Gold"}, "UserIds": [7]}),
+    );
+    let call = w.start_session(
+        0,
+        store.live(),
+        "k",
+        StartParams {
+            steal: false,
+            cancellable: true,
+        },
+    );
+    w.run_for(0.2); // the read and the transform happened: the lock is taken in the write
+    w.with(0, |e, now| e.cancel_session_start(now, call));
+    w.run_for(2.0);
+    assert_eq!(
+        w.completion(0, call).unwrap().1,
+        Completion::SessionStart {
+            call,
+            profile: None
+        }
+    );
+    let v = w.stored("PlayerData", "k").unwrap();
+    assert!(v["MetaData"].get("ActiveSession").is_none(), "released");
+    assert_eq!(v["MetaData"]["SessionLoadCount"], json!(4));
+    assert_eq!(
+        v["Data"],
+        json!({"Coins": 42}),
+        "the stored Data survives the release"
+    );
+    assert_eq!(v["RobloxMetaData"], json!({"Rank": "Gold"}));
+    assert_eq!(v["UserIds"], json!([7]));
+    let saves = w.writes("k").len();
+    assert_eq!(saves, 2, "the start's write and the release");
+}
