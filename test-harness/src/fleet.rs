@@ -132,6 +132,8 @@ pub enum StartFailure {
 pub struct Observations {
     /// Operation ids each player's own saves confirmed, per key.
     pub acked_ops: BTreeMap<String, BTreeSet<String>>,
+    /// When each operation id was first confirmed by a save.
+    pub acked_at: BTreeMap<String, f64>,
     /// Every op id applied, per key (to detect one applied twice).
     pub applied_ops: BTreeMap<String, BTreeSet<String>>,
     /// Gifts whose `MessageAsync` returned true: gift id → recipient key.
@@ -192,7 +194,8 @@ pub struct Fleet {
     gifting: Vec<BTreeMap<CallId, (String, String)>>,
     /// Per server: when it started closing.
     closing_since: Vec<Option<f64>>,
-    faults_on: bool,
+    /// When faults were turned off (the settle phase), if they were.
+    healthy_from: Option<f64>,
     seen: usize,
     gift_seq: u64,
     /// PlayerRemoving on the old server after a teleport: (at, server, profile).
@@ -232,6 +235,11 @@ impl Fleet {
             MessagingService::new(MessagingConfig::roblox(config.seed).with_loss(config.faults));
         let mut world = World::new(world_config, datastore, messaging);
         world.log_values = false;
+        // Writes log their MetaData and how many op ids the Data holds (for violation excerpts).
+        world.summarize = |v| {
+            let ops = v["Data"]["Ops"].as_array().map_or(0, Vec::len);
+            json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null), "OpsCount": ops})
+        };
         if config.record {
             world.record();
         }
@@ -270,7 +278,7 @@ impl Fleet {
             observed: Observations::default(),
             torn_trades: Vec::new(),
             profile_keys: BTreeMap::new(),
-            faults_on: true,
+            healthy_from: None,
             seen: 0,
             gift_seq: 0,
             pending_ends: Vec::new(),
@@ -645,7 +653,11 @@ impl Fleet {
                             .cloned()
                             .unwrap_or_default();
                         let acked = self.observed.acked_ops.entry(key.clone()).or_default();
-                        acked.extend(ops.iter().filter_map(|o| o.as_str().map(str::to_string)));
+                        for op in ops.iter().filter_map(Value::as_str) {
+                            if acked.insert(op.to_string()) {
+                                self.observed.acked_at.insert(op.to_string(), t);
+                            }
+                        }
                     }
                     // The game drops its reference to an ended session's profile: the engine
                     // forgets it (as Luau's collector would), so long runs stay bounded.
@@ -695,7 +707,7 @@ impl Fleet {
                 if took > 1.0 {
                     self.observed.handoffs.push(took);
                 }
-                if took > HANDOFF_BOUND && !self.faults_active() {
+                if took > HANDOFF_BOUND && self.healthy_since(since) {
                     self.observed.slow_healthy_starts.push((
                         self.players[p].key.clone(),
                         since,
@@ -719,7 +731,7 @@ impl Fleet {
                     StartFailure::Superseded
                 };
                 *self.observed.failures.entry(reason).or_default() += 1;
-                if !self.faults_active()
+                if self.healthy_since(since)
                     && reason != StartFailure::Cancelled
                     && reason != StartFailure::Closing
                 {
@@ -735,14 +747,15 @@ impl Fleet {
         }
     }
 
-    fn faults_active(&self) -> bool {
-        self.faults_on && self.config.faults > 0.0
+    /// Whether a start that began at `since` ran entirely while the DataStore was healthy.
+    fn healthy_since(&self, since: f64) -> bool {
+        self.config.faults == 0.0 || self.healthy_from.is_some_and(|t| since >= t)
     }
 
     /// Faults off; everyone leaves; players with undelivered gifts log in once more; every
     /// final save lands.
     fn settle(&mut self) {
-        self.faults_on = false;
+        self.healthy_from = Some(self.world.now);
         self.world.datastore.set_fault_rates(0.0, 0.0);
         self.world.messaging.set_loss(0.0);
         let end = self.world.now;

@@ -56,10 +56,18 @@ fn strings(v: &Value, field: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The lines of the run about `key`, at most `n`, most recent last.
-pub fn excerpt(log: &[Logged], fleet: &Fleet, key: &str, n: usize) -> Vec<String> {
+/// The lines of the run about `key`: the first `n` from time `from` when given (where the
+/// violation started), else the last `n`.
+pub fn excerpt(
+    log: &[Logged],
+    fleet: &Fleet,
+    key: &str,
+    from: Option<f64>,
+    n: usize,
+) -> Vec<String> {
     let mut lines: Vec<String> = log
         .iter()
+        .filter(|l| from.is_none_or(|f| l.t >= f))
         .filter_map(|l| {
             let server = &fleet.world.servers[l.server];
             let about = |p: &profilestore_core::ProfileId| {
@@ -76,7 +84,10 @@ pub fn excerpt(log: &[Logged], fleet: &Fleet, key: &str, n: usize) -> Vec<String
                         meta.get("ActiveSession")
                             .map_or("none".to_string(), |a| a[1].to_string()),
                         meta["SessionLoadCount"],
-                        strings(&value["Data"], "Ops").len()
+                        value
+                            .get("OpsCount")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(strings(&value["Data"], "Ops").len() as u64)
                     )
                 }
                 Happening::Output(profilestore_core::Output::Event(e)) => match e {
@@ -107,14 +118,20 @@ pub fn excerpt(log: &[Logged], fleet: &Fleet, key: &str, n: usize) -> Vec<String
             Some(format!("t={:.3} {} {text}", l.t, server.spec.name))
         })
         .collect();
-    let keep = lines.len().saturating_sub(n);
-    lines.drain(..keep);
+    if from.is_some() {
+        lines.truncate(n);
+    } else {
+        let keep = lines.len().saturating_sub(n);
+        lines.drain(..keep);
+    }
     lines
 }
 
 /// Checks every invariant; returns the violations (empty when the run is sound).
 pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     let mut found: Vec<(&'static str, String, String)> = Vec::new();
+    // Where the excerpt of a violation starts (when known), by key.
+    let mut starts: BTreeMap<String, f64> = BTreeMap::new();
     let keys = fleet.keys();
     let mut finals: BTreeMap<String, Value> = BTreeMap::new();
     for key in &keys {
@@ -140,6 +157,14 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         if let Some(acked) = obs.acked_ops.get(key) {
             let lost: Vec<&String> = acked.iter().filter(|o| !seen.contains(*o)).collect();
             if !lost.is_empty() {
+                if let Some(t) = lost
+                    .iter()
+                    .filter_map(|o| obs.acked_at.get(*o))
+                    .copied()
+                    .reduce(f64::min)
+                {
+                    starts.insert(key.clone(), t);
+                }
                 found.push((
                     "no acknowledged save lost",
                     key.clone(),
@@ -256,7 +281,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     found
         .into_iter()
         .map(|(invariant, key, detail)| Violation {
-            excerpt: excerpt(&fleet.world.log, fleet, &key, 12),
+            excerpt: excerpt(&fleet.world.log, fleet, &key, starts.get(&key).copied(), 12),
             invariant,
             key,
             detail,

@@ -219,9 +219,12 @@ pub struct World {
     pub throttled: u64,
     /// DataStore requests refused because their throttle queue was full.
     pub refused: u64,
-    /// Log whole stored values with every write (journals need them); when false only their
-    /// `MetaData` is logged, which keeps long fleet runs light.
+    /// Log whole stored values with every write (journals need them); when false only
+    /// `summarize(value)` is logged (by default the value's `MetaData`), which keeps long fleet
+    /// runs light.
     pub log_values: bool,
+    /// What a write logs when `log_values` is false.
+    pub summarize: fn(&Value) -> Value,
     /// Every engine input, when recording.
     pub trace: Option<Vec<TracedInput>>,
     /// Every engine output, in order, when recording (for replay comparison).
@@ -269,6 +272,7 @@ impl World {
             throttled: 0,
             refused: 0,
             log_values: true,
+            summarize: |v| serde_json::json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null)}),
             trace: None,
             outputs: None,
             rng,
@@ -606,9 +610,7 @@ impl World {
     fn logged_value(&self, value: Option<&Value>) -> Value {
         match value {
             Some(v) if self.log_values => v.clone(),
-            Some(v) => {
-                serde_json::json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null)})
-            }
+            Some(v) => (self.summarize)(v),
             None => Value::Null,
         }
     }
