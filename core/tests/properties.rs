@@ -224,7 +224,11 @@ fn run(actions: &[Action], seed: u64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // 48 cases in the normal run; PROPTEST_CASES=N runs more.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_interleavings_keep_the_invariants(actions in prop::collection::vec(action(), 1..40), seed in any::<u64>()) {
