@@ -515,22 +515,24 @@ impl World {
                             .is_err();
                     self.log(s, Happening::Published { topic, data, lost });
                 }
-                Output::Completion(
-                    ref c @ (Completion::SessionStart {
-                        profile: Some(ref loaded),
+                Output::Completion(mut c) => {
+                    if let Completion::SessionStart {
+                        profile: Some(loaded),
                         ..
                     }
                     | Completion::Get {
-                        result: Ok(Some(ref loaded)),
+                        result: Ok(Some(loaded)),
                         ..
-                    }),
-                ) => {
-                    // The host owns Profile.Data and RobloxMetaData from now on.
-                    let host = &mut self.servers[s].host;
-                    host.data.insert(loaded.profile, loaded.data.clone());
-                    host.roblox_metadata
-                        .insert(loaded.profile, loaded.roblox_metadata.clone());
-                    let c = c.clone();
+                    } = &mut c
+                    {
+                        // The host owns Profile.Data and RobloxMetaData from now on: they move to
+                        // it, and the logged completion keeps nulls in their place.
+                        let host = &mut self.servers[s].host;
+                        host.data
+                            .insert(loaded.profile, std::mem::take(&mut loaded.data));
+                        host.roblox_metadata
+                            .insert(loaded.profile, std::mem::take(&mut loaded.roblox_metadata));
+                    }
                     self.log(s, Happening::Output(Output::Completion(c)));
                 }
                 other => self.log(s, Happening::Output(other)),
