@@ -26,15 +26,7 @@ fn bench_save(c: &mut Criterion) {
         let bytes = serde_json::to_string(&data).unwrap().len();
         group.throughput(Throughput::Bytes(bytes as u64));
 
-        let identity = ServerIdentity {
-            place_id: 1,
-            job_id: "bench".into(),
-        };
-        let mut engine = Engine::new(EngineConfig {
-            identity,
-            seed: 1,
-            datastore_state: DataStoreState::Access,
-        });
+        let mut engine = profilestore_core::testing::engine("bench", 1);
         let store = engine.new_store("S", json!({})).unwrap();
         let mut host = Host::default();
         let mut ds = InstantStore::default();

@@ -714,6 +714,18 @@ pub fn completion_call(c: &Completion) -> Option<CallId> {
     }
 }
 
+/// One engine with DataStore access (PlaceId 1), for benchmarks and examples.
+pub fn engine(job_id: &str, seed: u64) -> Engine {
+    Engine::new(EngineConfig {
+        identity: ServerIdentity {
+            place_id: 1,
+            job_id: job_id.to_string(),
+        },
+        seed,
+        datastore_state: DataStoreState::Access,
+    })
+}
+
 /// A DataStore that answers every request at once, in memory: for benchmarks and examples that
 /// measure the engine rather than a latency model.
 #[derive(Default)]

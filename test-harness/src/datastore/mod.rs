@@ -921,6 +921,25 @@ impl DataStoreService {
         })
     }
 
+    /// Another writer committed since `ticket` was read: a fresh read for the transform to run
+    /// again on (the ticket's fault decision carries over).
+    fn conflict(
+        &mut self,
+        now: f64,
+        ticket: ReadTicket,
+        path: &KeyPath,
+    ) -> Result<UpdateCommit, RequestError> {
+        let again = self.read_for_update(
+            now,
+            ticket.server,
+            ticket.store,
+            &ticket.key,
+            path,
+            ticket.fault,
+        )?;
+        Ok(UpdateCommit::Conflict(again))
+    }
+
     /// The write half of `UpdateAsync`: commits the transform's `output` unless the key changed
     /// since `ticket` was read, in which case it answers [`UpdateCommit::Conflict`] with a fresh
     /// read. A transform error fails the call with the transform's message; returning nil (or a
@@ -956,15 +975,7 @@ impl DataStoreService {
         let now_ms = self.wall_ms(now);
         let head = self.storage.head_meta(&path).map_err(internal)?;
         if head.as_ref().map(|h| &h.version) != ticket.seen.as_ref() {
-            let again = self.read_for_update(
-                now,
-                ticket.server,
-                ticket.store,
-                &ticket.key,
-                &path,
-                ticket.fault,
-            )?;
-            return Ok(UpdateCommit::Conflict(again));
+            return self.conflict(now, ticket, &path);
         }
         self.charge(now, &path, Throughput::Write, size)?;
         let new_head = match self.commit_state(
@@ -974,17 +985,7 @@ impl DataStoreService {
             (Some(value), user_ids, metadata),
         ) {
             Ok(h) => h,
-            Err(StorageError::Conflict { .. }) => {
-                let again = self.read_for_update(
-                    now,
-                    ticket.server,
-                    ticket.store,
-                    &ticket.key,
-                    &path,
-                    ticket.fault,
-                )?;
-                return Ok(UpdateCommit::Conflict(again));
-            }
+            Err(StorageError::Conflict { .. }) => return self.conflict(now, ticket, &path),
             Err(e) => return Err(internal(e)),
         };
         if let Some(Fault::Ambiguous(e)) = ticket.fault {
