@@ -270,6 +270,28 @@ impl World {
             .expect("valid call")
     }
 
+    /// `StartSessionAsync(key)` on server `s`, then one virtual second: the profile, if the
+    /// session started by then.
+    pub fn start_and_wait(&mut self, s: usize, store: StoreId, key: &str) -> Option<ProfileId> {
+        let call = self.start_session(s, store.live(), key, StartParams::default());
+        self.run_for(1.0);
+        self.started_profile(s, call)
+    }
+
+    /// `GetAsync(key)` on server `s`, then one virtual second: the view profile, or `None` for
+    /// an empty key. Panics when the call has not returned a profile or nil by then (this is a
+    /// test helper).
+    pub fn view(&mut self, s: usize, store: StoreId, key: &str) -> Option<LoadedProfile> {
+        let call = self
+            .with(s, |e, now| e.get(now, store.live(), key, None))
+            .expect("valid key");
+        self.run_for(1.0);
+        match self.completion(s, call) {
+            Some((_, Completion::Get { result: Ok(p), .. })) => p,
+            other => panic!("GetAsync did not return: {other:?}"),
+        }
+    }
+
     /// The profile a start call on server `s` returned, once it has returned one.
     pub fn started_profile(&self, s: usize, call: CallId) -> Option<ProfileId> {
         self.journal

@@ -6,12 +6,6 @@ use profilestore_core::testing::{Record, World};
 use profilestore_core::*;
 use serde_json::json;
 
-fn started(w: &mut World, s: usize, store: StoreId, key: &str) -> ProfileId {
-    let call = w.start_session(s, store.live(), key, StartParams::default());
-    w.run_for(1.0);
-    w.started_profile(s, call).expect("session started")
-}
-
 fn shutdown_done(w: &World, s: usize) -> bool {
     w.journal.iter().any(|e| {
         e.server == s
@@ -34,8 +28,10 @@ fn warned(w: &World, s: usize, needle: &str) -> bool {
 fn d01_save_to_a_removed_key_ends_the_session_instead_of_retrying_forever() {
     let mut w = World::new(1, 101);
     let store = w.new_store("S", json!({}));
-    let p = started(&mut w, 0, store, "k");
-    let q = started(&mut w, 0, store, "other");
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    let q = w
+        .start_and_wait(0, store, "other")
+        .expect("session started");
     w.with(0, |e, now| e.remove(now, store.live(), "k"))
         .unwrap();
     w.run_for(1.0);
@@ -68,23 +64,10 @@ fn d01_save_to_a_removed_key_ends_the_session_instead_of_retrying_forever() {
 fn d01_set_async_on_a_removed_key_writes_the_whole_profile() {
     let mut w = World::new(1, 102);
     let store = w.new_store("S", json!({}));
-    let p = started(&mut w, 0, store, "k");
+    let p = w.start_and_wait(0, store, "k").expect("session started");
     w.with(0, |e, now| e.end_session(now, p));
     w.run_for(1.0);
-    let get = w
-        .with(0, |e, now| e.get(now, store.live(), "k", None))
-        .unwrap();
-    w.run_for(1.0);
-    let Some((
-        _,
-        Completion::Get {
-            result: Ok(Some(view)),
-            ..
-        },
-    )) = w.completion(0, get)
-    else {
-        panic!()
-    };
+    let view = w.view(0, store, "k").expect("a view profile");
     w.raw_set("S", "k", json!("junk"));
     w.data_mut(0, view.profile)["Coins"] = json!(8);
     let call = w.with(0, |e, now| e.set_async(now, view.profile)).unwrap();
@@ -112,7 +95,7 @@ fn d03_subscription_topic_is_the_stored_guid() {
         json!({"Data": {}, "MetaData": {"ActiveSession": [1001, job, "OLD-GUID"], "SessionLoadCount": 1, "LastUpdate": w.epoch},
                "GlobalUpdates": [0, []]}),
     );
-    started(&mut w, 0, store, "k");
+    w.start_and_wait(0, store, "k").expect("session started");
     let topics: Vec<String> = w
         .journal
         .iter()
@@ -168,7 +151,7 @@ fn d04_last_caller_does_not_inherit_the_victims_cancel() {
 fn d05_overlapping_starts_in_a_conflict_wait_leave_no_orphan() {
     let mut w = World::new(2, 105);
     let store = w.new_store("S", json!({}));
-    started(&mut w, 1, store, "k");
+    w.start_and_wait(1, store, "k").expect("session started");
     w.messaging_fail = 1.0;
     let first = w.start_session(0, store.live(), "k", StartParams::default());
     w.run_for(2.0); // first is now in its conflict wait
@@ -197,7 +180,7 @@ fn d05_overlapping_starts_in_a_conflict_wait_leave_no_orphan() {
 fn d09_rejoin_during_a_retrying_final_save_keeps_the_last_changes() {
     let mut w = World::new(1, 109);
     let store = w.new_store("S", json!({"Coins": 0}));
-    let p = started(&mut w, 0, store, "k");
+    let p = w.start_and_wait(0, store, "k").expect("session started");
     w.datastore_fail = 1.0;
     w.data_mut(0, p)["Coins"] = json!(42);
     w.with(0, |e, now| e.end_session(now, p));
@@ -232,7 +215,7 @@ fn d12_set_constant_rejects_values_that_hang() {
             "{name}"
         );
     }
-    started(&mut w, 0, store, "k");
+    w.start_and_wait(0, store, "k").expect("session started");
     w.run_for(301.0); // the ring keeps working with the default period
     let saves = w
         .events(0)
@@ -247,7 +230,7 @@ fn d12_set_constant_rejects_values_that_hang() {
 fn d14_next_async_retries_a_version_whose_read_failed() {
     let mut w = World::new(1, 114);
     let store = w.new_store("S", json!({"n": 0}));
-    let p = started(&mut w, 0, store, "k");
+    let p = w.start_and_wait(0, store, "k").expect("session started");
     for n in 1..=2 {
         w.data_mut(0, p)["n"] = json!(n);
         w.with(0, |e, now| e.save(now, p)).unwrap();
@@ -286,7 +269,7 @@ fn d14_next_async_retries_a_version_whose_read_failed() {
 fn d16_non_table_data_does_not_block_the_final_save() {
     let mut w = World::new(1, 116);
     let store = w.new_store("S", json!({"Coins": 0}));
-    let p = started(&mut w, 0, store, "k");
+    let p = w.start_and_wait(0, store, "k").expect("session started");
     *w.data_mut(0, p) = json!("oops");
     w.with(0, |e, now| e.save(now, p)).unwrap();
     w.run_for(1.0);
@@ -316,7 +299,7 @@ fn d16_non_table_data_does_not_block_the_final_save() {
 fn d17_cancelled_starts_never_block_shutdown() {
     let mut w = World::new(2, 117);
     let store = w.new_store("S", json!({}));
-    started(&mut w, 1, store, "k");
+    w.start_and_wait(1, store, "k").expect("session started");
     w.messaging_fail = 1.0;
     let call = w.start_session(
         0,
@@ -354,7 +337,7 @@ fn d18_fragile_inner_fields_are_read_defensively() {
         "k",
         json!({"Data": {"Coins": 3}, "MetaData": {"ActiveSession": "garbage", "LastUpdate": "soon"}, "GlobalUpdates": {}}),
     );
-    let p = started(&mut w, 0, store, "k");
+    let p = w.start_and_wait(0, store, "k").expect("session started");
     assert_eq!(w.servers[0].host.data[&p], json!({"Coins": 3}));
     w.with(0, |e, now| {
         e.message(now, store.live(), "k", json!({"a": 1}))
@@ -374,7 +357,7 @@ fn d21_ending_sessions_during_a_burst_keeps_the_ring_working() {
     let store = w.new_store("S", json!({}));
     w.with(0, |e, _| e.set_constant("AUTO_SAVE_PERIOD", 30.0))
         .unwrap();
-    let old = started(&mut w, 0, store, "old");
+    let old = w.start_and_wait(0, store, "old").expect("session started");
     w.run_for(25.0);
     let calls: Vec<CallId> = (0..10)
         .map(|i| w.start_session(0, store.live(), &format!("n{i}"), StartParams::default()))

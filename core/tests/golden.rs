@@ -54,27 +54,10 @@ fn shape(v: &Value) -> Value {
     walk(v, None)
 }
 
-fn start(w: &mut World, s: usize, store: StoreId, key: &str) -> Option<ProfileId> {
-    let call = w.start_session(s, store.live(), key, StartParams::default());
-    w.run_for(1.0);
-    w.started_profile(s, call)
-}
-
-fn view(w: &mut World, store: StoreId, key: &str) -> Option<LoadedProfile> {
-    let call = w
-        .with(0, |e, now| e.get(now, store.live(), key, None))
-        .unwrap();
-    w.run_for(1.0);
-    match w.completion(0, call) {
-        Some((_, Completion::Get { result: Ok(p), .. })) => p,
-        other => panic!("GetAsync did not complete: {other:?}"),
-    }
-}
-
 #[test]
 fn released_loads_with_its_data_user_ids_and_metadata() {
     let (mut w, store) = world_with("released", 1);
-    let loaded = view(&mut w, store, "released").unwrap();
+    let loaded = w.view(0, store, "released").unwrap();
     assert_eq!(
         loaded.data,
         json!({"Coins": 5, "Items": ["Sword", "Shield"], "Nested": {"Level": 3}, "Ratio": 0.25})
@@ -91,7 +74,9 @@ fn released_loads_with_its_data_user_ids_and_metadata() {
     );
     assert_eq!(p.session, None);
     assert_eq!(p.kind, ProfileKind::View);
-    let p = start(&mut w, 0, store, "released").expect("a released profile is taken at once");
+    let p = w
+        .start_and_wait(0, store, "released")
+        .expect("a released profile is taken at once");
     assert_eq!(
         w.servers[0].engine.profile(p).unwrap().session_load_count,
         2
@@ -103,7 +88,7 @@ fn locked_live_is_asked_for_and_locked_dead_is_taken() {
     let (mut w, store) = world_with("locked_live", 2);
     w.messaging_fail = 1.0;
     assert_eq!(
-        start(&mut w, 0, store, "locked_live"),
+        w.start_and_wait(0, store, "locked_live"),
         None,
         "still waiting for the owner"
     );
@@ -125,7 +110,9 @@ fn locked_live_is_asked_for_and_locked_dead_is_taken() {
 
     let (mut w, store) = world_with("locked_dead", 3);
     w.run_until(640.0); // LastUpdate 1735689601 is now more than ASSUME_DEAD old
-    let p = start(&mut w, 0, store, "locked_dead").expect("a dead lock is taken at once");
+    let p = w
+        .start_and_wait(0, store, "locked_dead")
+        .expect("a dead lock is taken at once");
     let profile = w.servers[0].engine.profile(p).unwrap();
     assert_eq!(
         (profile.session_load_count, profile.first_session_time),
@@ -146,7 +133,7 @@ fn stub_and_pending_messages_are_delivered_at_session_start() {
         ),
     ] {
         let (mut w, store) = world_with(key, 4);
-        let p = start(&mut w, 0, store, key).unwrap();
+        let p = w.start_and_wait(0, store, key).unwrap();
         w.with(0, |e, _| e.add_message_handler(p)).unwrap();
         let got: Vec<(i64, Value)> = w
             .events(0)
@@ -159,7 +146,7 @@ fn stub_and_pending_messages_are_delivered_at_session_start() {
         assert_eq!(got, expected, "{key}");
     }
     let (mut w, store) = world_with("stub", 5);
-    let loaded = view(&mut w, store, "stub").unwrap();
+    let loaded = w.view(0, store, "stub").unwrap();
     assert_eq!(
         loaded.data,
         json!({"Coins": 0, "Items": [], "Nested": {"Level": 1}}),
@@ -190,7 +177,7 @@ fn processed_message_keeps_its_id_counter() {
 fn overwritten_values_are_valid_profiles_and_reading_fires_nothing() {
     for key in ["overwritten_active", "overwritten_released"] {
         let (mut w, store) = world_with(key, 7);
-        assert!(view(&mut w, store, key).is_some());
+        assert!(w.view(0, store, key).is_some());
         assert!(
             !w.events(0)
                 .iter()
@@ -198,7 +185,7 @@ fn overwritten_values_are_valid_profiles_and_reading_fires_nothing() {
         );
     }
     let (mut w, store) = world_with("overwritten_released", 8);
-    start(&mut w, 0, store, "overwritten_released").unwrap();
+    w.start_and_wait(0, store, "overwritten_released").unwrap();
     assert_eq!(
         w.stored("PlayerData", "overwritten_released").unwrap()["WasOverwritten"],
         json!(false)
@@ -214,7 +201,7 @@ fn what_we_write_has_the_originals_shape() {
         json!({"Coins": 0, "Items": [], "Nested": {"Level": 1}}),
     );
     // released
-    let p = start(&mut w, 0, store, "released").unwrap();
+    let p = w.start_and_wait(0, store, "released").unwrap();
     *w.data_mut(0, p) =
         json!({"Coins": 5, "Items": ["Sword", "Shield"], "Nested": {"Level": 3}, "Ratio": 0.25});
     w.with(0, |e, _| e.add_user_id(p, 101.0));
@@ -224,7 +211,7 @@ fn what_we_write_has_the_originals_shape() {
         .insert(p, json!({"Rank": "Gold"}));
     w.with(0, |e, now| e.end_session(now, p));
     // locked_live
-    let p = start(&mut w, 0, store, "locked_live").unwrap();
+    let p = w.start_and_wait(0, store, "locked_live").unwrap();
     w.data_mut(0, p)["Coins"] = json!(1);
     w.with(0, |e, now| e.save(now, p)).unwrap();
     // stub and pending_messages
@@ -232,7 +219,7 @@ fn what_we_write_has_the_originals_shape() {
         e.message(now, store.live(), "stub", json!({"Gift": "Gem"}))
     })
     .unwrap();
-    let p = start(&mut w, 0, store, "pending_messages").unwrap();
+    let p = w.start_and_wait(0, store, "pending_messages").unwrap();
     w.data_mut(0, p)["Coins"] = json!(9);
     w.with(0, |e, now| e.end_session(now, p));
     w.run_for(1.0);
@@ -265,14 +252,14 @@ fn what_we_write_has_the_originals_shape() {
     })
     .unwrap();
     w.run_for(1.0);
-    let p = start(&mut w, 0, store, "processed_message").unwrap();
+    let p = w.start_and_wait(0, store, "processed_message").unwrap();
     w.with(0, |e, _| e.add_message_handler(p)).unwrap(); // processes at once
     w.with(0, |e, now| e.end_session(now, p));
     // overwritten_active and overwritten_released
     w.raw_set("PlayerData", "overwritten_active", json!(["ThisAintRight"]));
     w.raw_set("PlayerData", "overwritten_released", json!(42));
-    start(&mut w, 0, store, "overwritten_active").unwrap();
-    let p = start(&mut w, 0, store, "overwritten_released").unwrap();
+    w.start_and_wait(0, store, "overwritten_active").unwrap();
+    let p = w.start_and_wait(0, store, "overwritten_released").unwrap();
     w.with(0, |e, now| e.end_session(now, p));
     w.run_for(2.0);
 

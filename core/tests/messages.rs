@@ -171,20 +171,7 @@ fn view_profile_processes_messages_and_set_async_clears_them() {
     })
     .unwrap();
     w.run_for(1.0);
-    let get = w
-        .with(0, |e, now| e.get(now, store.live(), "k", None))
-        .unwrap();
-    w.run_for(1.0);
-    let Some((
-        _,
-        Completion::Get {
-            result: Ok(Some(view)),
-            ..
-        },
-    )) = w.completion(0, get)
-    else {
-        panic!()
-    };
+    let view = w.view(0, store, "k").expect("a view profile");
     assert_eq!(
         view.data,
         json!({"Coins": 0}),

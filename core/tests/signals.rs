@@ -34,17 +34,11 @@ fn names(events: &[(f64, Event)]) -> Vec<String> {
         .collect()
 }
 
-fn started(w: &mut World, s: usize, store: StoreId, key: &str) -> ProfileId {
-    let call = w.start_session(s, store.live(), key, StartParams::default());
-    w.run_for(1.0);
-    w.started_profile(s, call).expect("session started")
-}
-
 #[test]
 fn regular_save_still_owner() {
     let mut w = World::new(1, 1);
     let store = w.new_store("S", json!({}));
-    let p = started(&mut w, 0, store, "k");
+    let p = w.start_and_wait(0, store, "k").expect("session started");
     let t = w.now;
     w.with(0, |e, now| e.save(now, p)).unwrap();
     w.run_for(1.0);
@@ -55,7 +49,7 @@ fn regular_save_still_owner() {
 fn force_load_detected_by_a_regular_save_saves_twice() {
     let mut w = World::new(2, 2);
     let store = w.new_store("S", json!({"Coins": 0}));
-    let p = started(&mut w, 0, store, "k");
+    let p = w.start_and_wait(0, store, "k").expect("session started");
     w.messaging_fail = 1.0; // A must learn from its own save, not from MessagingService
     w.start_session(1, store.live(), "k", StartParams::default());
     w.run_for(1.0);
@@ -96,7 +90,7 @@ fn force_load_detected_by_a_regular_save_saves_twice() {
 fn lock_lost_detected_by_a_save() {
     let mut w = World::new(2, 3);
     let store = w.new_store("S", json!({"Coins": 0}));
-    let p = started(&mut w, 0, store, "k");
+    let p = w.start_and_wait(0, store, "k").expect("session started");
     let b = w.start_session(
         1,
         store.live(),
@@ -136,23 +130,10 @@ fn lock_lost_detected_by_a_save() {
 fn set_async_on_view_profile_fires_only_on_save() {
     let mut w = World::new(1, 4);
     let store = w.new_store("S", json!({"Coins": 0}));
-    let p = started(&mut w, 0, store, "k");
+    let p = w.start_and_wait(0, store, "k").expect("session started");
     w.with(0, |e, now| e.end_session(now, p));
     w.run_for(1.0);
-    let get = w
-        .with(0, |e, now| e.get(now, store.live(), "k", None))
-        .unwrap();
-    w.run_for(1.0);
-    let Some((
-        _,
-        Completion::Get {
-            result: Ok(Some(view)),
-            ..
-        },
-    )) = w.completion(0, get)
-    else {
-        panic!()
-    };
+    let view = w.view(0, store, "k").expect("a view profile");
     let v = view.profile;
     assert_eq!(
         w.with(0, |e, now| e.save(now, v)),
@@ -178,21 +159,8 @@ fn set_async_on_view_profile_fires_only_on_save() {
 fn set_async_clears_the_owners_lock_and_the_owner_loses_it_at_next_save() {
     let mut w = World::new(2, 5);
     let store = w.new_store("S", json!({"Coins": 0}));
-    let p = started(&mut w, 0, store, "k");
-    let get = w
-        .with(1, |e, now| e.get(now, store.live(), "k", None))
-        .unwrap();
-    w.run_for(1.0);
-    let Some((
-        _,
-        Completion::Get {
-            result: Ok(Some(view)),
-            ..
-        },
-    )) = w.completion(1, get)
-    else {
-        panic!()
-    };
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    let view = w.view(1, store, "k").expect("a view profile");
     w.data_mut(1, view.profile)["Coins"] = json!(7);
     w.with(1, |e, now| e.set_async(now, view.profile)).unwrap();
     w.run_for(1.0);
@@ -293,7 +261,7 @@ fn final_save_retries_with_backoff_until_it_lands() {
     let mut w = World::new(1, 7);
     let store = w.new_store("PlayerData", json!({"Coins": 0}));
     w.run_until(1.0);
-    let p = started(&mut w, 0, store, "k");
+    let p = w.start_and_wait(0, store, "k").expect("session started");
     w.run_until(5.0);
     w.datastore_fail = 1.0;
     w.data_mut(0, p)["Coins"] = json!(4);
