@@ -1031,14 +1031,7 @@ impl DataStoreService {
     ) -> Result<Read, RequestError> {
         let path = self.path(store, key)?;
         self.read_fate(Operation::GetVersion)?;
-        let read = self.find_version(now, &path, |v| v.version == version)?;
-        self.charge(
-            now,
-            &path,
-            Throughput::Read,
-            read.value.as_ref().map_or(0, serialized_len),
-        )?;
-        Ok(read)
+        self.find_version(now, &path, |v| v.version == version)
     }
 
     /// `GetVersionAtTimeAsync(key, timestamp)`: the version that was current at `timestamp_ms`
@@ -1062,14 +1055,7 @@ impl DataStoreService {
             .rev()
             .find(|v| v.opened_ms <= timestamp_ms)
             .map(|v| v.slot);
-        let read = self.find_version(now, &path, |v| Some(v.slot) == slot)?;
-        self.charge(
-            now,
-            &path,
-            Throughput::Read,
-            read.value.as_ref().map_or(0, serialized_len),
-        )?;
-        Ok(read)
+        self.find_version(now, &path, |v| Some(v.slot) == slot)
     }
 
     fn visible_versions(
@@ -1089,6 +1075,7 @@ impl DataStoreService {
             .collect())
     }
 
+    /// The visible version `pick` selects (nil, nil if none), charged as a read.
     fn find_version(
         &mut self,
         now: f64,
@@ -1099,10 +1086,13 @@ impl DataStoreService {
             .visible_versions(now, path)?
             .into_iter()
             .find(|v| pick(v));
-        Ok(found.map_or_else(Read::none, |v| Read {
+        let read = found.map_or_else(Read::none, |v| Read {
             key_info: Some(version_info(&v)),
             value: v.value.map(Arc::unwrap_or_clone),
-        }))
+        });
+        let size = read.value.as_ref().map_or(0, serialized_len);
+        self.charge(now, path, Throughput::Read, size)?;
+        Ok(read)
     }
 
     /// `ListVersionsAsync(key, direction, minDate, maxDate, pageSize)`: the first page.
