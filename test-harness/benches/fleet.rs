@@ -8,15 +8,24 @@
 //! writes and fsyncs every committed version and takes minutes; it runs when
 //! `PROFILESTORE_BENCH_FULL=1` is set.
 //!
-//! `cargo bench -p profilestore-harness --bench fleet`
+//! `cargo bench -p profilestore-harness --bench fleet [-- FILTER]` runs the measurements whose
+//! name contains FILTER (all by default), e.g. `-- "(a)"` or `-- memory`.
 
 use std::time::Instant;
+
+// The allocator `profilestore-sim` runs with: simulations allocate and free JSON values at a
+// high rate, and mimalloc does that markedly faster than glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use profilestore_harness::fleet::{Fleet, FleetConfig};
 use profilestore_harness::invariants;
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
 
 fn measure(name: &str, config: FleetConfig, storage: Box<dyn Storage>) {
+    if !selected(name) {
+        return;
+    }
     let mut fleet = Fleet::new(config, storage);
     let started = Instant::now();
     fleet.run(|_| {});
@@ -30,6 +39,14 @@ fn measure(name: &str, config: FleetConfig, storage: Box<dyn Storage>) {
     );
     // Dropping a large world is not part of the simulation.
     std::mem::forget(fleet);
+}
+
+/// Whether `name` matches the command line's filter (the first argument that is not a flag).
+fn selected(name: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .is_none_or(|filter| name.contains(&filter))
 }
 
 fn sqlite() -> (tempfile::TempDir, Box<dyn Storage>) {
