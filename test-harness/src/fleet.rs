@@ -130,12 +130,9 @@ pub enum StartFailure {
 /// What a fleet run observed, for the report and the invariant checks.
 #[derive(Clone, Debug, Default)]
 pub struct Observations {
-    /// Operation ids each player's own saves confirmed, per key.
-    pub acked_ops: BTreeMap<String, BTreeSet<String>>,
-    /// When each operation id was first confirmed by a save.
-    pub acked_at: BTreeMap<String, f64>,
-    /// Every op id applied, per key (to detect one applied twice).
-    pub applied_ops: BTreeMap<String, BTreeSet<String>>,
+    /// Operation ids each player's own saves confirmed, per key, with when each was first
+    /// confirmed.
+    pub acked_ops: BTreeMap<String, BTreeMap<String, f64>>,
     /// Gifts whose `MessageAsync` returned true: gift id → recipient key.
     pub gifts_sent: BTreeMap<String, String>,
     /// Deliveries per (server, profile, message id).
@@ -200,6 +197,11 @@ pub struct Fleet {
     gift_seq: u64,
     /// PlayerRemoving on the old server after a teleport: (at, server, profile).
     pending_ends: Vec<(f64, usize, ProfileId)>,
+    /// Per session profile: how many `LastSavedData.Ops` entries were acknowledged, and the
+    /// last of them.
+    acked_upto: BTreeMap<(usize, ProfileId), (usize, String)>,
+    /// What logged `OnAfterSave` signals keep in place of `LastSavedData` once read.
+    no_data: std::sync::Arc<Value>,
 }
 
 impl Fleet {
@@ -282,6 +284,8 @@ impl Fleet {
             seen: 0,
             gift_seq: 0,
             pending_ends: Vec::new(),
+            acked_upto: BTreeMap::new(),
+            no_data: std::sync::Arc::new(Value::Null),
         }
     }
 
@@ -508,14 +512,12 @@ impl Fleet {
                 player.items += 1;
                 format!("{}:item{}", player.key, player.items)
             });
-            let key = player.key.clone();
             if let Some(data) = self.world.servers[server].host.data.get_mut(&profile) {
                 data["Counter"] = json!(data["Counter"].as_i64().unwrap_or(0) + 1);
                 push(data, "Ops", json!(op));
                 if let Some(item) = loot {
                     push(data, "Items", json!(item));
                 }
-                self.observed.applied_ops.entry(key).or_default().insert(op);
             }
         }
         let wait = self.exp(self.config.op_interval);
@@ -595,97 +597,121 @@ impl Fleet {
     /// Reads new log entries: session starts, gifts, deliveries, saves, errors.
     fn react(&mut self) {
         while self.seen < self.world.log.len() {
-            let entry = &self.world.log[self.seen];
+            let entry = &mut self.world.log[self.seen];
             self.seen += 1;
-            let s = entry.server;
-            let t = entry.t;
+            let (s, t) = (entry.server, entry.t);
             // Writes and publishes are only read by the invariant checks, at the end.
-            if !matches!(entry.what, Happening::Output(_)) {
-                continue;
-            }
-            let Happening::Output(output) = entry.what.clone() else {
+            let Happening::Output(output) = &mut entry.what else {
                 continue;
             };
-            match Happening::Output(output) {
-                Happening::Output(Output::Completion(Completion::SessionStart {
-                    call,
-                    profile,
-                })) => {
-                    self.on_started(s, call, profile.map(|l| l.profile), t);
+            match output {
+                Output::Completion(Completion::SessionStart { call, profile }) => {
+                    let (call, profile) = (*call, profile.as_ref().map(|l| l.profile));
+                    self.on_started(s, call, profile, t);
                 }
-                Happening::Output(Output::Completion(Completion::Message { call, ok })) => {
-                    if let Some((gift, key)) = self.gifting[s].remove(&call)
-                        && ok
+                Output::Completion(Completion::Message { call, ok }) => {
+                    if let Some((gift, key)) = self.gifting[s].remove(call)
+                        && *ok
                     {
                         self.observed.gifts_sent.insert(gift, key);
                     }
                 }
-                Happening::Output(Output::Event(Event::Message {
+                Output::Event(Event::Message {
                     profile,
                     id,
                     payload,
-                    to,
-                })) => {
-                    if matches!(to, Delivery::AllHandlers | Delivery::Handler(0)) {
-                        *self
-                            .observed
-                            .deliveries
-                            .entry((s, profile, id))
-                            .or_default() += 1;
-                        // The handler applies the gift (noting which message carried it) and marks
-                        // it processed at once.
-                        if let Some(gift) = payload.get("Gift").and_then(Value::as_str)
-                            && let Some(data) = self.world.servers[s].host.data.get_mut(&profile)
-                        {
-                            push(data, "Gifts", json!(format!("{gift}#{id}")));
-                        }
-                        let _ = self.world.feed(s, Input::MessageProcessed { profile, id });
-                    }
+                    to: Delivery::AllHandlers | Delivery::Handler(0),
+                }) => {
+                    let (profile, id) = (*profile, *id);
+                    let gift = payload.get("Gift").and_then(Value::as_str);
+                    let gift = gift.map(|g| format!("{g}#{id}"));
+                    self.on_message(s, profile, id, gift);
                 }
-                Happening::Output(Output::Event(Event::OnAfterSave {
+                Output::Event(Event::OnAfterSave {
                     profile,
                     last_saved_data,
-                })) => {
-                    if let Some(key) = self.profile_keys.get(&(s, profile)) {
-                        let ops = last_saved_data
-                            .get("Ops")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default();
-                        let acked = self.observed.acked_ops.entry(key.clone()).or_default();
-                        for op in ops.iter().filter_map(Value::as_str) {
-                            if acked.insert(op.to_string()) {
-                                self.observed.acked_at.insert(op.to_string(), t);
-                            }
-                        }
-                    }
-                    // The game drops its reference to an ended session's profile: the engine
-                    // forgets it (as Luau's collector would), so long runs stay bounded.
-                    // (The engine keeps a profile that still has a save queued.)
-                    if !self.world.servers[s].engine.is_active(profile) {
-                        let _ = self.world.feed(s, Input::ForgetProfile { profile });
-                        let server = &mut self.world.servers[s];
-                        if server.engine.profile(profile).is_none() {
-                            server.host.data.remove(&profile);
-                            server.host.roblox_metadata.remove(&profile);
-                        }
-                    }
+                }) => {
+                    // The log keeps the signal, not the data: a long run would otherwise hold
+                    // every LastSavedData it ever saw (the invariant checks do not need them).
+                    let profile = *profile;
+                    let saved = std::mem::replace(last_saved_data, self.no_data.clone());
+                    self.on_after_save(s, profile, &saved, t);
                 }
-                Happening::Output(Output::Event(Event::OnSessionEnd { profile })) => {
+                Output::Event(Event::OnSessionEnd { profile }) => {
+                    let online = Presence::Online {
+                        server: s,
+                        profile: *profile,
+                    };
                     for player in &mut self.players {
-                        if player.presence == (Presence::Online { server: s, profile }) {
+                        if player.presence == online {
                             player.presence = Presence::Offline;
                             player.next_at = self.world.now + 1.0;
                         }
                     }
                 }
-                Happening::Output(Output::Event(Event::OnError { .. })) => {
-                    self.observed.errors += 1
-                }
-                Happening::Output(Output::Event(Event::OnCriticalToggle { .. })) => {
+                Output::Event(Event::OnError { .. }) => self.observed.errors += 1,
+                Output::Event(Event::OnCriticalToggle { .. }) => {
                     self.observed.critical_toggles += 1
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// The message handler: applies a gift (noting which message carried it as
+    /// `gift#message_id`) and marks the message processed at once.
+    fn on_message(&mut self, s: usize, profile: ProfileId, id: i64, gift: Option<String>) {
+        *self
+            .observed
+            .deliveries
+            .entry((s, profile, id))
+            .or_default() += 1;
+        if let Some(gift) = gift
+            && let Some(data) = self.world.servers[s].host.data.get_mut(&profile)
+        {
+            push(data, "Gifts", json!(gift));
+        }
+        let _ = self.world.feed(s, Input::MessageProcessed { profile, id });
+    }
+
+    /// `OnAfterSave`: the op ids in `LastSavedData` are acknowledged. Within one session each
+    /// `LastSavedData` extends the previous one (op ids are unique and only appended), so only
+    /// the entries after the last acknowledged one are read.
+    fn on_after_save(&mut self, s: usize, profile: ProfileId, saved: &Value, t: f64) {
+        if let Some(key) = self.profile_keys.get(&(s, profile)) {
+            let ops = saved
+                .get("Ops")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice);
+            let done = self.acked_upto.entry((s, profile)).or_default();
+            let extends = done.0 <= ops.len()
+                && (done.0 == 0 || ops[done.0 - 1].as_str() == Some(done.1.as_str()));
+            let from = if extends { done.0 } else { 0 };
+            if let Some(last) = ops.last().and_then(Value::as_str) {
+                *done = (ops.len(), last.to_string());
+            }
+            if from < ops.len() {
+                let acked = match self.observed.acked_ops.get_mut(key) {
+                    Some(acked) => acked,
+                    None => self.observed.acked_ops.entry(key.clone()).or_default(),
+                };
+                for op in ops[from..].iter().filter_map(Value::as_str) {
+                    if !acked.contains_key(op) {
+                        acked.insert(op.to_string(), t);
+                    }
+                }
+            }
+        }
+        // The game drops its reference to an ended session's profile: the engine forgets it
+        // (as Luau's collector would), so long runs stay bounded. (The engine keeps a profile
+        // that still has a save queued.)
+        if !self.world.servers[s].engine.is_active(profile) {
+            let _ = self.world.feed(s, Input::ForgetProfile { profile });
+            let server = &mut self.world.servers[s];
+            if server.engine.profile(profile).is_none() {
+                server.host.data.remove(&profile);
+                server.host.roblox_metadata.remove(&profile);
+                self.acked_upto.remove(&(s, profile));
             }
         }
     }

@@ -155,14 +155,13 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
             }
         }
         if let Some(acked) = obs.acked_ops.get(key) {
-            let lost: Vec<&String> = acked.iter().filter(|o| !seen.contains(*o)).collect();
+            let lost: Vec<(&String, f64)> = acked
+                .iter()
+                .filter(|(o, _)| !seen.contains(*o))
+                .map(|(o, t)| (o, *t))
+                .collect();
             if !lost.is_empty() {
-                if let Some(t) = lost
-                    .iter()
-                    .filter_map(|o| obs.acked_at.get(*o))
-                    .copied()
-                    .reduce(f64::min)
-                {
+                if let Some(t) = lost.iter().map(|(_, t)| *t).reduce(f64::min) {
                     starts.insert(key.clone(), t);
                 }
                 found.push((
@@ -171,7 +170,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                     format!(
                         "{} acknowledged op(s) missing from the final value, first {}",
                         lost.len(),
-                        lost[0]
+                        lost[0].0
                     ),
                 ));
             }
