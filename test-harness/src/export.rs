@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 
-use crate::datastore::{Limits, version_id};
+use crate::datastore::{Limits, serialized_len, version_id};
 use crate::storage::{Head, KeyPath, Storage, StorageError, StoredVersion};
 
 /// The `format` field of an export.
@@ -335,6 +335,7 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
         });
     }
     let head = Head {
+        size: k.value.as_ref().map_or(0, serialized_len),
         value: k.value.clone().map(Arc::new),
         created_ms: k.created_time,
         updated_ms: k.updated_time,
@@ -393,6 +394,7 @@ fn import_fixture(
         let metadata = object_metadata(&at, entry.get("metadata").unwrap_or(&Value::Null))?;
         let version = version_id(now_ms, 1, now_ms);
         let head = Head {
+            size: serialized_len(value),
             value: Some(Arc::new(value.clone())),
             created_ms: now_ms,
             updated_ms: now_ms,

@@ -87,7 +87,7 @@ pub use limits::{
     serialized_len,
 };
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use profilestore_core::{DataStoreResponse, KeyInfo, SortDirection, Transformed, VersionItem};
@@ -349,6 +349,8 @@ struct CacheEntry {
 struct SharedRead {
     value: Option<Arc<Value>>,
     key_info: Option<KeyInfo>,
+    /// The value's compact JSON length (0 without a value), for throughput.
+    size: usize,
 }
 
 impl SharedRead {
@@ -397,13 +399,10 @@ fn visible(head: &Head) -> SharedRead {
         Some(v) => SharedRead {
             value: Some(Arc::clone(v)),
             key_info: Some(key_info(head)),
+            size: head.size,
         },
         None => SharedRead::default(),
     }
-}
-
-fn read_size(read: &SharedRead) -> usize {
-    read.value.as_deref().map_or(0, serialized_len)
 }
 
 fn internal(e: StorageError) -> RequestError {
@@ -422,8 +421,28 @@ fn describe(v: &Value) -> String {
     }
 }
 
-/// The new state a write wants, or `None` for "write nothing".
-type NewState = (Option<Value>, Vec<i64>, Value);
+/// The new state a write wants.
+#[derive(Clone)]
+struct NewState {
+    /// The value, `None` for a tombstone.
+    value: Option<Value>,
+    /// Its compact JSON length (0 for a tombstone), measured by the write's size check.
+    size: usize,
+    user_ids: Vec<i64>,
+    metadata: Value,
+}
+
+impl NewState {
+    /// A tombstone with no user ids and empty metadata.
+    fn tombstone() -> NewState {
+        NewState {
+            value: None,
+            size: 0,
+            user_ids: Vec::new(),
+            metadata: json!({}),
+        }
+    }
+}
 
 /// How many times a write re-reads when the storage reports a concurrent commit (only another
 /// process sharing an on-disk store can cause one).
@@ -442,7 +461,9 @@ pub struct DataStoreService {
     faults: FaultState,
     budgets: BudgetBook,
     throughput: ThroughputBook,
-    cache: BTreeMap<(ServerId, KeyPath), CacheEntry>,
+    /// Each server's `GetAsync` cache (expired entries are swept when one holds 4,096; looked
+    /// up by key, never iterated into an answer).
+    cache: BTreeMap<ServerId, HashMap<KeyPath, CacheEntry>>,
     snapshot_ms: Option<i64>,
 }
 
@@ -649,15 +670,21 @@ impl DataStoreService {
         opened_ms.div_euclid(interval) == now_ms.div_euclid(interval)
     }
 
-    /// Builds and applies the commit that turns `current` into `state` at `now_ms`.
+    /// Builds and applies the commit that turns `current` into `state` at `now_ms`; returns
+    /// what a reader now sees.
     fn commit_state(
         &mut self,
         now_ms: i64,
         path: &KeyPath,
         current: Option<&HeadMeta>,
         state: NewState,
-    ) -> Result<Head, StorageError> {
-        let (value, user_ids, metadata) = state;
+    ) -> Result<SharedRead, StorageError> {
+        let NewState {
+            value,
+            size,
+            user_ids,
+            metadata,
+        } = state;
         let value = value.map(Arc::new);
         let latest = self.storage.latest_slot(path)?;
         let created_ms = match current {
@@ -686,34 +713,36 @@ impl DataStoreService {
         };
         let head = Head {
             value,
+            size,
             created_ms,
             updated_ms: now_ms,
-            version: version.clone(),
+            version,
             serial,
             user_ids,
             metadata,
         };
+        let read = visible(&head);
         let expect = current.map_or(Expect::Absent, |h| Expect::Version(h.version.clone()));
         self.storage.commit(
             path,
             Commit {
                 expect,
-                head: head.clone(),
+                head,
                 version: version_write,
             },
         )?;
-        Ok(head)
+        Ok(read)
     }
 
     /// Read-modify-write, re-reading if the storage saw a concurrent commit. `make` gets the
     /// visible value and returns the new state or `None` (write nothing). Returns what was read
-    /// and the new head.
+    /// and what a reader sees after the write.
     fn write_with(
         &mut self,
         now_ms: i64,
         path: &KeyPath,
         mut make: impl FnMut(Option<&Value>) -> Result<Option<NewState>, RequestError>,
-    ) -> Result<(Read, Option<Head>), RequestError> {
+    ) -> Result<(Read, Option<SharedRead>), RequestError> {
         for _ in 0..WRITE_ATTEMPTS {
             let (head, read) = self.read_current(path, now_ms)?;
             let Some(state) = make(read.value.as_deref())? else {
@@ -732,7 +761,7 @@ impl DataStoreService {
 
     fn cached(&self, now: f64, server: ServerId, path: &KeyPath) -> Option<SharedRead> {
         self.limits.cache_seconds?;
-        let entry = self.cache.get(&(server, path.clone()))?;
+        let entry = self.cache.get(&server)?.get(path)?;
         (now < entry.expires).then(|| entry.read.clone())
     }
 
@@ -740,16 +769,19 @@ impl DataStoreService {
         let Some(ttl) = self.limits.cache_seconds else {
             return;
         };
-        if self.cache.len() >= 4096 {
-            self.cache.retain(|_, e| e.expires > now);
+        let entry = CacheEntry {
+            read: read.clone(),
+            expires: now + ttl,
+        };
+        let cache = self.cache.entry(server).or_default();
+        if let Some(slot) = cache.get_mut(path) {
+            *slot = entry;
+            return;
         }
-        self.cache.insert(
-            (server, path.clone()),
-            CacheEntry {
-                read: read.clone(),
-                expires: now + ttl,
-            },
-        );
+        if cache.len() >= 4096 {
+            cache.retain(|_, e| e.expires > now);
+        }
+        cache.insert(path.clone(), entry);
     }
 
     // ---- the DataStore calls -------------------------------------------------------------
@@ -777,7 +809,7 @@ impl DataStoreService {
         }
         self.read_fate(Operation::Get)?;
         let (_, read) = self.read_current(&path, self.wall_ms(now))?;
-        self.charge(now, &path, Throughput::Read, read_size(&read))?;
+        self.charge(now, &path, Throughput::Read, read.size)?;
         self.remember(now, server, &path, &read);
         Ok(read.into_read())
     }
@@ -798,9 +830,15 @@ impl DataStoreService {
         let metadata = self.limits.check_metadata(options.metadata.as_ref())?;
         let late = self.write_fate(Operation::Set)?;
         self.charge(now, &path, Throughput::Write, size)?;
-        let state = (Some(value), user_ids, metadata);
-        let (_, head) = self.write_with(self.wall_ms(now), &path, |_| Ok(Some(state.clone())))?;
-        self.finish_write(now, server, &path, head, late)
+        let state = NewState {
+            value: Some(value),
+            size,
+            user_ids,
+            metadata,
+        };
+        let (_, written) =
+            self.write_with(self.wall_ms(now), &path, |_| Ok(Some(state.clone())))?;
+        self.finish_write(now, server, &path, written, late)
     }
 
     /// `IncrementAsync(key, delta, userIds, options)`: the stored integer (0 when missing) plus
@@ -820,7 +858,7 @@ impl DataStoreService {
         let late = self.write_fate(Operation::Increment)?;
         // An integer is at most 20 bytes: always one throughput unit.
         self.charge(now, &path, Throughput::Write, 0)?;
-        let (_, head) = self.write_with(self.wall_ms(now), &path, |current| {
+        let (_, written) = self.write_with(self.wall_ms(now), &path, |current| {
             let n = match current {
                 None => 0,
                 Some(v) => {
@@ -830,9 +868,15 @@ impl DataStoreService {
             let sum = n
                 .checked_add(delta)
                 .ok_or(RequestError::IncrementOverflow { current: n, delta })?;
-            Ok(Some((Some(json!(sum)), user_ids.clone(), metadata.clone())))
+            let value = json!(sum);
+            Ok(Some(NewState {
+                size: serialized_len(&value),
+                value: Some(value),
+                user_ids: user_ids.clone(),
+                metadata: metadata.clone(),
+            }))
         })?;
-        self.finish_write(now, server, &path, head, late)
+        self.finish_write(now, server, &path, written, late)
     }
 
     fn finish_write(
@@ -840,16 +884,15 @@ impl DataStoreService {
         now: f64,
         server: ServerId,
         path: &KeyPath,
-        head: Option<Head>,
+        written: Option<SharedRead>,
         late: Option<RequestError>,
     ) -> Result<Written, RequestError> {
-        let head = head.ok_or_else(|| RequestError::InternalServerError {
+        let read = written.ok_or_else(|| RequestError::InternalServerError {
             detail: format!("{path}: nothing written"),
         })?;
         if let Some(e) = late {
             return Err(e);
         }
-        let read = visible(&head);
         self.remember(now, server, path, &read);
         match read.into_read() {
             Read {
@@ -908,7 +951,7 @@ impl DataStoreService {
         fault: Option<Fault>,
     ) -> Result<ReadTicket, RequestError> {
         let (head, read) = self.read_current(path, self.wall_ms(now))?;
-        self.charge(now, path, Throughput::Read, read_size(&read))?;
+        self.charge(now, path, Throughput::Read, read.size)?;
         Ok(ReadTicket {
             server,
             store,
@@ -978,21 +1021,20 @@ impl DataStoreService {
             return self.conflict(now, ticket, &path);
         }
         self.charge(now, &path, Throughput::Write, size)?;
-        let new_head = match self.commit_state(
-            now_ms,
-            &path,
-            head.as_ref(),
-            (Some(value), user_ids, metadata),
-        ) {
-            Ok(h) => h,
+        let state = NewState {
+            value: Some(value),
+            size,
+            user_ids,
+            metadata,
+        };
+        let read = match self.commit_state(now_ms, &path, head.as_ref(), state) {
+            Ok(read) => read,
             Err(StorageError::Conflict { .. }) => return self.conflict(now, ticket, &path),
             Err(e) => return Err(internal(e)),
         };
         if let Some(Fault::Ambiguous(e)) = ticket.fault {
             return Err(e);
         }
-        let read = visible(&new_head);
-        drop(new_head);
         self.remember(now, ticket.server, &path, &read);
         Ok(UpdateCommit::Committed(read.into_read()))
     }
@@ -1010,7 +1052,7 @@ impl DataStoreService {
         let late = self.write_fate(Operation::Remove)?;
         self.charge(now, &path, Throughput::Write, 0)?;
         let (previous, _) = self.write_with(self.wall_ms(now), &path, |current| {
-            Ok(current.map(|_| (None, Vec::new(), json!({}))))
+            Ok(current.map(|_| NewState::tombstone()))
         })?;
         if let Some(e) = late {
             return Err(e);

@@ -3,7 +3,7 @@
 //! to a whole 1 KB unit. A request is approved if the usage in the window, including itself, is
 //! within the limit; a denied request is not counted and fails with `KeyThrottled`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use super::error::{RequestError, Throughput};
 use super::limits::ThroughputLimits;
@@ -15,10 +15,10 @@ struct Usage {
     writes: VecDeque<(f64, u64)>,
 }
 
-/// Throughput used by every key in the current window.
+/// Throughput used by every key in the current window (looked up by key, never iterated).
 #[derive(Clone, Debug, Default)]
 pub struct ThroughputBook {
-    keys: BTreeMap<KeyPath, Usage>,
+    keys: HashMap<KeyPath, Usage>,
 }
 
 /// How many units a request of `bytes` costs: rounded up, at least one.
@@ -42,7 +42,10 @@ impl ThroughputBook {
             Throughput::Read => limits.read_bytes,
             Throughput::Write => limits.write_bytes,
         } / limits.unit_bytes.max(1);
-        let usage = self.keys.entry(path.clone()).or_default();
+        if !self.keys.contains_key(path) {
+            self.keys.insert(path.clone(), Usage::default());
+        }
+        let usage = self.keys.get_mut(path).expect("inserted");
         let window = match kind {
             Throughput::Read => &mut usage.reads,
             Throughput::Write => &mut usage.writes,

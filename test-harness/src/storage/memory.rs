@@ -1,9 +1,10 @@
 //! [`MemoryStorage`]: the in-memory backend, the default for simulations and tests.
 //!
-//! One `BTreeMap` from [`KeyPath`] to the key's head and version slots, so iteration order is the
-//! sorted key order and nothing hash-ordered can reach an output.
+//! A hash map from [`KeyPath`] to the key's head and version slots for the lookups every request
+//! makes, and a sorted set of the paths for listings, so iteration order is the sorted key order
+//! and nothing hash-ordered can reach an output.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::{
     Commit, Head, KeyPath, Storage, StorageError, StoredVersion, VersionWrite, check_commit,
@@ -18,7 +19,9 @@ struct Record {
 /// Keys, key info and versions in memory; lost when dropped.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStorage {
-    keys: BTreeMap<KeyPath, Record>,
+    keys: HashMap<KeyPath, Record>,
+    /// Every path in `keys`, in order (keys are never deleted, only tombstoned).
+    order: BTreeSet<KeyPath>,
 }
 
 impl MemoryStorage {
@@ -71,10 +74,13 @@ impl Storage for MemoryStorage {
                 record.head = head;
                 record
             }
-            None => self.keys.entry(path.clone()).or_insert(Record {
-                head,
-                versions: Vec::new(),
-            }),
+            None => {
+                self.order.insert(path.clone());
+                self.keys.entry(path.clone()).or_insert(Record {
+                    head,
+                    versions: Vec::new(),
+                })
+            }
         };
         match version {
             VersionWrite::Append(v) => {
@@ -102,19 +108,19 @@ impl Storage for MemoryStorage {
     ) -> Result<Vec<(String, Head)>, StorageError> {
         let start = KeyPath::new(store, scope, after.unwrap_or(prefix));
         Ok(self
-            .keys
+            .order
             .range(start..)
-            .take_while(|(p, _)| p.store == store && p.scope == scope)
-            .filter(|(p, _)| after.is_none_or(|a| p.key.as_str() > a))
-            .take_while(|(p, _)| p.key.starts_with(prefix) || p.key.as_str() < prefix)
-            .filter(|(p, _)| p.key.starts_with(prefix))
+            .take_while(|p| p.store == store && p.scope == scope)
+            .filter(|p| after.is_none_or(|a| p.key.as_str() > a))
+            .take_while(|p| p.key.starts_with(prefix) || p.key.as_str() < prefix)
+            .filter(|p| p.key.starts_with(prefix))
             .take(limit)
-            .map(|(p, r)| (p.key.clone(), r.head.clone()))
+            .map(|p| (p.key.clone(), self.keys[p].head.clone()))
             .collect())
     }
 
     fn paths(&mut self) -> Result<Vec<KeyPath>, StorageError> {
-        Ok(self.keys.keys().cloned().collect())
+        Ok(self.order.iter().cloned().collect())
     }
 
     fn replace_key(
@@ -123,6 +129,7 @@ impl Storage for MemoryStorage {
         head: &Head,
         versions: &[StoredVersion],
     ) -> Result<(), StorageError> {
+        self.order.insert(path.clone());
         self.keys.insert(
             path.clone(),
             Record {

@@ -58,6 +58,9 @@ pub struct Head {
     /// The value, or `None` once `RemoveAsync` wrote a tombstone. Shared: the head, its version
     /// slot and the read cache hold one copy.
     pub value: Option<Arc<Value>>,
+    /// The value's compact JSON length in bytes (0 for a tombstone), measured once when it is
+    /// written or loaded, so reads are charged per-key throughput without serializing it again.
+    pub size: usize,
     /// `CreatedTime`, epoch milliseconds.
     pub created_ms: i64,
     /// `UpdatedTime` (time of the last write or removal), epoch milliseconds.
@@ -285,6 +288,7 @@ pub(crate) mod contract {
 
     fn head(version: &str, serial: u64, value: Option<Value>) -> Head {
         Head {
+            size: value.as_ref().map_or(0, crate::datastore::serialized_len),
             value: value.map(Arc::new),
             created_ms: 1000,
             updated_ms: 1000 + serial as i64,

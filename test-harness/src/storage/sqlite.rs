@@ -191,11 +191,10 @@ fn raw_head(r: &Row<'_>) -> rusqlite::Result<RawHead> {
 
 fn decode_head(path: &str, raw: RawHead) -> Result<Head, StorageError> {
     let RawHead(value, created_ms, updated_ms, version, serial, user_ids, metadata) = raw;
+    let value = value.map(|t| parse_json(path, "value", &t)).transpose()?;
     Ok(Head {
-        value: value
-            .map(|t| parse_json(path, "value", &t))
-            .transpose()?
-            .map(std::sync::Arc::new),
+        size: value.as_ref().map_or(0, crate::datastore::serialized_len),
+        value: value.map(std::sync::Arc::new),
         created_ms,
         updated_ms,
         version,
