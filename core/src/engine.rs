@@ -8,6 +8,7 @@
 //! further `impl Engine` blocks.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -125,9 +126,10 @@ pub(crate) struct Op {
 
 /// How an operation ended, after the update wrapper's checks (spec §4 steps 4–6).
 pub(crate) enum Outcome {
-    /// The value (committed, or read and completed locally) and its key info.
+    /// The value (committed, or read and completed locally) and its key info; a committed or
+    /// read value is shared with the DataStore's copy.
     Ok {
-        value: Value,
+        value: Arc<Value>,
         key_info: Option<KeyInfo>,
     },
     /// The operation failed (error registered where the original registers it).
@@ -618,7 +620,7 @@ impl Engine {
         let result = match kind {
             OpKind::Get(_) => {
                 let (value, key_info) = match store.read(&token.store, &token.key) {
-                    Some((v, k)) => (Some(v), Some(k)),
+                    Some((v, k)) => (Some(Arc::new(v)), Some(k)),
                     None => (None, None),
                 };
                 Ok(DataStoreResponse::Value { value, key_info })
@@ -634,7 +636,7 @@ impl Engine {
                 self.transform(op, cur, now.wall, live)
             }) {
                 MockWrite::Committed(v, k) => Ok(DataStoreResponse::Value {
-                    value: Some(v),
+                    value: Some(Arc::new(v)),
                     key_info: Some(k),
                 }),
                 MockWrite::Cancelled => Ok(DataStoreResponse::Value {
@@ -658,13 +660,14 @@ impl Engine {
             Ok(DataStoreResponse::Value { value, key_info }) => match &op.kind {
                 OpKind::Get(_) => {
                     let template = self.get_template(&op.kind);
+                    let value = crate::read::get_transform(value.as_deref(), &template, now.wall);
                     Outcome::Ok {
-                        value: crate::read::get_transform(value.as_ref(), &template, now.wall),
+                        value: Arc::new(value),
                         key_info,
                     }
                 }
                 OpKind::Remove(_) => Outcome::Ok {
-                    value: value.unwrap_or(Value::Null),
+                    value: value.unwrap_or_default(),
                     key_info,
                 },
                 _ => match value {
@@ -682,7 +685,7 @@ impl Engine {
                         Outcome::Ok { value: v, key_info }
                     }
                     _ if op.note != OpNote::None => Outcome::Ok {
-                        value: Value::Null,
+                        value: Arc::default(),
                         key_info: None,
                     },
                     _ => {

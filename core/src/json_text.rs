@@ -38,19 +38,22 @@ pub mod option {
     }
 }
 
-/// The same for `Arc<Value>` (shared, immutable documents such as `LastSavedData`).
-pub mod arc {
+/// The same for `Option<Arc<Value>>` (a stored value shared with the DataStore that holds it).
+pub mod option_arc {
     use std::sync::Arc;
 
     use super::*;
 
-    /// Serialises the shared value as its JSON text.
-    pub fn serialize<S: Serializer>(v: &Arc<Value>, s: S) -> Result<S::Ok, S::Error> {
-        super::serialize(v, s)
+    /// Serialises `Some(v)` as its JSON text, `None` as none.
+    pub fn serialize<S: Serializer>(v: &Option<Arc<Value>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&v.to_string()),
+            None => s.serialize_none(),
+        }
     }
 
-    /// Parses a shared value from JSON text.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Value>, D::Error> {
-        super::deserialize(d).map(Arc::new)
+    /// Parses an optional JSON text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<Value>>, D::Error> {
+        super::option::deserialize(d).map(|v| v.map(Arc::new))
     }
 }

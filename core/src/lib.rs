@@ -108,7 +108,7 @@ pub use constants::Constants;
 pub use engine::{Engine, EngineConfig, FRAME, LiveState, StoreRef};
 pub use error::ApiError;
 pub use input::{Input, InputResult, LiveAnswers, Recorder, Replayer};
-pub use profile::{Profile, ProfileKind, SessionHolder};
+pub use profile::{LastSavedData, Profile, ProfileKind, SessionHolder};
 pub use protocol::*;
 pub use reconcile::reconcile;
 pub use save::SaveMode;

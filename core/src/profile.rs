@@ -5,7 +5,9 @@
 //! `Profile` exposes is here.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, LazyLock};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::protocol::{KeyInfo, ProfileId, StoreId, SubscriptionId};
@@ -28,6 +30,66 @@ pub struct SessionHolder {
     pub place_id: Value,
     /// `JobId`.
     pub job_id: String,
+}
+
+/// `Profile.LastSavedData`: the `Data` of the profile value the last load or save returned.
+///
+/// It shares that whole stored value with the DataStore that returned it (an `Arc`), so a load
+/// or save hands the engine no copy of `Data`; it dereferences to the `Data` table (an empty
+/// table when the value has none). Cloning is cheap. It serialises as the `Data` table's JSON
+/// text, like the other values carried by recorded outputs.
+#[derive(Clone, Debug, Default)]
+pub struct LastSavedData {
+    /// The stored profile value, `Data` and all.
+    stored: Arc<Value>,
+}
+
+impl LastSavedData {
+    /// The `Data` of a stored profile value, sharing it.
+    pub fn of(stored: Arc<Value>) -> LastSavedData {
+        LastSavedData { stored }
+    }
+
+    /// The `Data` table.
+    pub fn data(&self) -> &Value {
+        static EMPTY_TABLE: LazyLock<Value> = LazyLock::new(|| Value::Object(Default::default()));
+        self.stored.get("Data").unwrap_or(&EMPTY_TABLE)
+    }
+}
+
+impl std::ops::Deref for LastSavedData {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        self.data()
+    }
+}
+
+impl From<Value> for LastSavedData {
+    /// `Data` on its own (as a profile value `{"Data": data}`).
+    fn from(data: Value) -> LastSavedData {
+        let mut stored = serde_json::Map::new();
+        stored.insert("Data".into(), data);
+        LastSavedData::of(Arc::new(Value::Object(stored)))
+    }
+}
+
+impl PartialEq for LastSavedData {
+    fn eq(&self, other: &Self) -> bool {
+        self.data() == other.data()
+    }
+}
+
+impl Serialize for LastSavedData {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::json_text::serialize(self.data(), s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LastSavedData {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LastSavedData, D::Error> {
+        crate::json_text::deserialize(d).map(LastSavedData::from)
+    }
 }
 
 /// One profile object.
@@ -56,7 +118,7 @@ pub struct Profile {
     /// `Profile.KeyInfo` of the last load or save.
     pub key_info: Option<KeyInfo>,
     /// `Profile.LastSavedData`.
-    pub last_saved_data: std::sync::Arc<Value>,
+    pub last_saved_data: LastSavedData,
     pub(crate) token: Token,
     pub(crate) load_index: i64,
     pub(crate) load_timestamp: f64,
@@ -79,10 +141,11 @@ impl Profile {
         store: StoreId,
         token: Token,
         kind: ProfileKind,
-        value: &Value,
+        stored: &Arc<Value>,
         key_info: Option<KeyInfo>,
         now: f64,
     ) -> Profile {
+        let value: &Value = stored;
         let pv = ProfileValue::of(value);
         let entries: Vec<Value> = pv
             .as_ref()
@@ -116,12 +179,7 @@ impl Profile {
                 .map(crate::mock::user_id_list)
                 .unwrap_or_default(),
             key_info,
-            last_saved_data: std::sync::Arc::new(
-                value
-                    .get("Data")
-                    .cloned()
-                    .unwrap_or_else(|| Value::Object(Default::default())),
-            ),
+            last_saved_data: LastSavedData::of(Arc::clone(stored)),
             token,
             load_index: slc,
             load_timestamp: now,

@@ -200,9 +200,9 @@ pub enum DataStoreResponse {
     /// Value and key info (update, get, get version, remove). `value` is `None` for an empty key
     /// or a cancelled update.
     Value {
-        /// The value (committed, read or removed).
-        #[serde(with = "crate::json_text::option")]
-        value: Option<Value>,
+        /// The value (committed, read or removed), shared with the DataStore that holds it.
+        #[serde(with = "crate::json_text::option_arc")]
+        value: Option<std::sync::Arc<Value>>,
         /// Key info, absent for an empty key.
         key_info: Option<KeyInfo>,
     },
@@ -257,7 +257,7 @@ impl Transformed {
             } => {
                 let key_info = store(&value, user_ids, metadata);
                 Ok(DataStoreResponse::Value {
-                    value: Some(value),
+                    value: Some(std::sync::Arc::new(value)),
                     key_info: Some(key_info),
                 })
             }
@@ -349,8 +349,7 @@ pub enum Event {
         /// Profile.
         profile: ProfileId,
         /// `profile.LastSavedData` (shared with [`crate::Profile::last_saved_data`], not copied).
-        #[serde(with = "crate::json_text::arc")]
-        last_saved_data: std::sync::Arc<Value>,
+        last_saved_data: crate::profile::LastSavedData,
     },
     /// A message for the profile's handlers: call `fn(payload, processed)`.
     Message {

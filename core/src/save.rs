@@ -11,10 +11,13 @@
 //! save whose `Profile.Data` is not a table still releases the lock, keeping the stored `Data`
 //! (item 16); `SetAsync` on a removed or junk key writes the view profile as a whole profile.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use crate::engine::{Engine, LiveState, OpKind, OpNote, Outcome};
 use crate::error::ApiError;
+use crate::profile::LastSavedData;
 use crate::protocol::*;
 use crate::session::write;
 use crate::timers::Timer;
@@ -355,10 +358,11 @@ impl Engine {
         }
     }
 
-    fn after_save(&mut self, now: Now, id: u64, value: Value, key_info: KeyInfo) {
+    fn after_save(&mut self, now: Now, id: u64, stored: Arc<Value>, key_info: KeyInfo) {
+        let value: &Value = &stored;
         let job = self.saves[&id].clone();
         let profile = job.profile;
-        let Some(pv) = ProfileValue::of(&value) else {
+        let Some(pv) = ProfileValue::of(value) else {
             // Not a profile (a misbehaving DataStore): the session cannot continue.
             self.end_registration(profile);
             self.finish_save(now, id);
@@ -378,11 +382,6 @@ impl Engine {
             return;
         }
         let entries = pv.global_update_entries().to_vec();
-        let mut value = value;
-        let saved_data = value
-            .get_mut("Data")
-            .map(Value::take)
-            .unwrap_or(Value::Null);
         let p = self
             .profiles
             .get_mut(&profile)
@@ -403,7 +402,7 @@ impl Engine {
         }
         p.processed.retain(|i| still_pending.contains(i));
         p.key_info = Some(key_info);
-        p.last_saved_data = std::sync::Arc::new(saved_data);
+        p.last_saved_data = LastSavedData::of(Arc::clone(&stored));
         p.global_updates = entries;
         let has_handlers = p.handler_count > 0;
         let last_saved_data = p.last_saved_data.clone();

@@ -446,7 +446,7 @@ impl Engine {
         &mut self,
         now: Now,
         token: &Token,
-        value: &Value,
+        value: &std::sync::Arc<Value>,
         key_info: KeyInfo,
     ) -> LoadedProfile {
         let job = &self.load_jobs[token];

@@ -10,6 +10,7 @@
 //! committed between its read and its write, as Roblox does (spec §4).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::protocol::Seconds as At;
 use serde_json::{Value, json};
@@ -530,7 +531,7 @@ impl World {
         let slot = (request.store.clone(), request.key.clone());
         let current = self.store.get(&slot).cloned();
         let value_response = |k: Option<&StoredKey>| DataStoreResponse::Value {
-            value: k.and_then(|k| k.value.clone()),
+            value: k.and_then(|k| k.value.clone()).map(Arc::new),
             key_info: k.filter(|k| k.value.is_some()).map(|k| k.key_info.clone()),
         };
         let result = match &request.kind {
@@ -565,7 +566,7 @@ impl World {
                     .and_then(|k| k.versions.iter().find(|v| &v.version == version));
                 match found {
                     Some(v) => Ok(DataStoreResponse::Value {
-                        value: v.value.clone(),
+                        value: v.value.clone().map(Arc::new),
                         key_info: current.as_ref().map(|k| k.key_info.clone()),
                     }),
                     None => Err(DataStoreError {
@@ -793,14 +794,14 @@ impl InstantStore {
                 DataStoreRequestKind::Get => {
                     let found = self.values.get(&slot).cloned();
                     Ok(DataStoreResponse::Value {
-                        value: found.as_ref().map(|f| f.0.clone()),
+                        value: found.as_ref().map(|f| Arc::new(f.0.clone())),
                         key_info: found.map(|f| f.1),
                     })
                 }
                 DataStoreRequestKind::Remove => {
                     let removed = self.values.remove(&slot);
                     Ok(DataStoreResponse::Value {
-                        value: removed.as_ref().map(|f| f.0.clone()),
+                        value: removed.as_ref().map(|f| Arc::new(f.0.clone())),
                         key_info: removed.map(|f| f.1),
                     })
                 }

@@ -424,7 +424,7 @@ fn version_query_pages_through_every_version() {
         now,
         read_v1,
         Ok(DataStoreResponse::Value {
-            value: Some(value(1)),
+            value: Some(value(1).into()),
             key_info: Some(info.clone()),
         }),
     );
@@ -454,7 +454,7 @@ fn version_query_pages_through_every_version() {
         now,
         read_v2.op,
         Ok(DataStoreResponse::Value {
-            value: Some(value(2)),
+            value: Some(value(2).into()),
             key_info: Some(info),
         }),
     );

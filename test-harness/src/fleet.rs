@@ -200,8 +200,6 @@ pub struct Fleet {
     /// Per session profile: how many `LastSavedData.Ops` entries were acknowledged, and the
     /// last of them.
     acked_upto: BTreeMap<(usize, ProfileId), (usize, String)>,
-    /// What logged `OnAfterSave` signals keep in place of `LastSavedData` once read.
-    no_data: std::sync::Arc<Value>,
 }
 
 impl Fleet {
@@ -285,7 +283,6 @@ impl Fleet {
             gift_seq: 0,
             pending_ends: Vec::new(),
             acked_upto: BTreeMap::new(),
-            no_data: std::sync::Arc::new(Value::Null),
         }
     }
 
@@ -634,7 +631,7 @@ impl Fleet {
                     // The log keeps the signal, not the data: a long run would otherwise hold
                     // every LastSavedData it ever saw (the invariant checks do not need them).
                     let profile = *profile;
-                    let saved = std::mem::replace(last_saved_data, self.no_data.clone());
+                    let saved = std::mem::take(last_saved_data);
                     self.on_after_save(s, profile, &saved, t);
                 }
                 Output::Event(Event::OnSessionEnd { profile }) => {

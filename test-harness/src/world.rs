@@ -775,7 +775,7 @@ impl World {
                     let what = Happening::Write {
                         store: store.clone(),
                         key: key.clone(),
-                        value: self.logged_value(read.value.as_ref()),
+                        value: self.logged_value(read.value.as_deref()),
                         user_ids: read
                             .key_info
                             .as_ref()

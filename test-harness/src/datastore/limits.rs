@@ -333,14 +333,6 @@ const ESCAPE_EXTRA: [u8; 256] = {
 };
 
 fn string_len(s: &str) -> usize {
-    // Most strings need no escape; this branch-free count vectorises.
-    let special = s
-        .bytes()
-        .map(|b| usize::from(b < 0x20 || b == b'"' || b == b'\\'))
-        .sum::<usize>();
-    if special == 0 {
-        return 2 + s.len();
-    }
     2 + s.len()
         + s.bytes()
             .map(|b| ESCAPE_EXTRA[b as usize] as usize)

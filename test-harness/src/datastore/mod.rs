@@ -204,7 +204,7 @@ impl Read {
     /// The engine's response type for this answer.
     pub fn into_response(self) -> DataStoreResponse {
         DataStoreResponse::Value {
-            value: self.value,
+            value: self.value.map(Arc::new),
             key_info: self.key_info,
         }
     }
@@ -267,8 +267,8 @@ pub struct ReadTicket {
 /// The outcome of [`DataStoreService::commit_update`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum UpdateCommit {
-    /// Written: the new value and key info.
-    Committed(Read),
+    /// Written: the new value (shared with the store) and key info.
+    Committed(SharedRead),
     /// The transform returned nil: nothing written.
     Cancelled,
     /// Another writer committed since the read: run the transform again on this fresh read and
@@ -344,20 +344,30 @@ struct CacheEntry {
     expires: f64,
 }
 
-/// A read whose value is shared with the store (no copy until a caller needs its own).
-#[derive(Clone, Debug, Default)]
-struct SharedRead {
-    value: Option<Arc<Value>>,
-    key_info: Option<KeyInfo>,
+/// A read whose value is shared with the store: no copy until a caller needs its own.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SharedRead {
+    /// The value (`None` for a missing or removed key), shared with the store.
+    pub value: Option<Arc<Value>>,
+    /// `DataStoreKeyInfo`.
+    pub key_info: Option<KeyInfo>,
     /// The value's compact JSON length (0 without a value), for throughput.
     size: usize,
 }
 
 impl SharedRead {
     /// The caller's own copy (the value is copied only while the store still shares it).
-    fn into_read(self) -> Read {
+    pub fn into_read(self) -> Read {
         Read {
             value: self.value.map(Arc::unwrap_or_clone),
+            key_info: self.key_info,
+        }
+    }
+
+    /// The engine's response type for this answer (the value stays shared).
+    pub fn into_response(self) -> DataStoreResponse {
+        DataStoreResponse::Value {
+            value: self.value,
             key_info: self.key_info,
         }
     }
@@ -920,7 +930,7 @@ impl DataStoreService {
         loop {
             let output = transform(ticket.value.as_deref(), ticket.key_info.as_ref());
             match self.commit_update(now, ticket, output)? {
-                UpdateCommit::Committed(read) => return Ok(read),
+                UpdateCommit::Committed(read) => return Ok(read.into_read()),
                 UpdateCommit::Cancelled => return Ok(Read::none()),
                 UpdateCommit::Conflict(next) => ticket = next,
             }
@@ -1036,7 +1046,7 @@ impl DataStoreService {
             return Err(e);
         }
         self.remember(now, ticket.server, &path, &read);
-        Ok(UpdateCommit::Committed(read.into_read()))
+        Ok(UpdateCommit::Committed(read))
     }
 
     /// `RemoveAsync(key)`: writes a tombstone version and returns the previous value and key
