@@ -235,11 +235,7 @@ impl Fleet {
             MessagingService::new(MessagingConfig::roblox(config.seed).with_loss(config.faults));
         let mut world = World::new(world_config, datastore, messaging);
         world.log_values = false;
-        // Writes log their MetaData and how many op ids the Data holds (for violation excerpts).
-        world.summarize = |v| {
-            let ops = v["Data"]["Ops"].as_array().map_or(0, Vec::len);
-            json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null), "OpsCount": ops})
-        };
+        world.summarize = crate::invariants::summarize_write;
         if config.record {
             world.record();
         }

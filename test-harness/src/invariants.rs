@@ -56,6 +56,54 @@ fn strings(v: &Value, field: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What a fleet logs of each committed write (`World::summarize`): `[SessionLoadCount,
+/// OpsCount]`, followed by the lock holder's JobId (`ActiveSession[1]`) while the value is
+/// locked. A run logs hundreds of thousands of writes, and an array costs far less memory than
+/// a JSON object (a B-tree node each).
+pub fn summarize_write(v: &Value) -> Value {
+    let meta = &v["MetaData"];
+    let ops = v["Data"]["Ops"].as_array().map_or(0, Vec::len);
+    let mut summary = vec![meta["SessionLoadCount"].clone(), json!(ops)];
+    if let Some(lock) = meta.get("ActiveSession") {
+        summary.push(lock[1].clone());
+    }
+    Value::Array(summary)
+}
+
+/// What a logged write shows: the lock holder (`ActiveSession[1]`, `None` when unlocked), the
+/// `SessionLoadCount` and how many op ids the `Data` holds. Reads a whole stored value or a
+/// [`summarize_write`] summary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriteFacts {
+    /// `ActiveSession[1]`, if locked.
+    pub lock: Option<Value>,
+    /// `SessionLoadCount`.
+    pub count: Value,
+    /// Entries of `Data.Ops`.
+    pub ops: u64,
+}
+
+impl WriteFacts {
+    /// The facts of a logged write's value.
+    pub fn of(value: &Value) -> WriteFacts {
+        match value.as_array() {
+            Some(summary) => WriteFacts {
+                lock: summary.get(2).cloned(),
+                count: summary.first().cloned().unwrap_or(Value::Null),
+                ops: summary.get(1).and_then(Value::as_u64).unwrap_or(0),
+            },
+            None => {
+                let meta = &value["MetaData"];
+                WriteFacts {
+                    lock: meta.get("ActiveSession").map(|a| a[1].clone()),
+                    count: meta["SessionLoadCount"].clone(),
+                    ops: strings(&value["Data"], "Ops").len() as u64,
+                }
+            }
+        }
+    }
+}
+
 /// The lines of the run about `key`: the first `n` from time `from` when given (where the
 /// violation started), else the last `n`.
 pub fn excerpt(
@@ -78,16 +126,12 @@ pub fn excerpt(
             };
             let text = match &l.what {
                 Happening::Write { key: k, value, .. } if k == key => {
-                    let meta = &value["MetaData"];
+                    let facts = WriteFacts::of(value);
                     format!(
                         "write lock={} count={} ops={}",
-                        meta.get("ActiveSession")
-                            .map_or("none".to_string(), |a| a[1].to_string()),
-                        meta["SessionLoadCount"],
-                        value
-                            .get("OpsCount")
-                            .and_then(Value::as_u64)
-                            .unwrap_or(strings(&value["Data"], "Ops").len() as u64)
+                        facts.lock.map_or("none".to_string(), |j| j.to_string()),
+                        facts.count,
+                        facts.ops
                     )
                 }
                 Happening::Output(profilestore_core::Output::Event(e)) => match e {
@@ -251,10 +295,12 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     // One lock holder per generation.
     let mut holders: BTreeMap<(String, i64), String> = BTreeMap::new();
     for l in &fleet.world.log {
-        if let Happening::Write { key, value, .. } = &l.what
-            && let Some(job) = value["MetaData"]["ActiveSession"][1].as_str()
-        {
-            let count = value["MetaData"]["SessionLoadCount"].as_i64().unwrap_or(0);
+        let Happening::Write { key, value, .. } = &l.what else {
+            continue;
+        };
+        let facts = WriteFacts::of(value);
+        if let Some(job) = facts.lock.as_ref().and_then(Value::as_str) {
+            let count = facts.count.as_i64().unwrap_or(0);
             let holder = holders
                 .entry((key.clone(), count))
                 .or_insert_with(|| job.to_string());
@@ -326,4 +372,37 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
         "crashes": o.crashes,
         "violations": violations.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(lock: Option<&str>) -> Value {
+        let mut meta = json!({"SessionLoadCount": 4, "LastUpdate": 1_735_689_600});
+        if let Some(job) = lock {
+            meta["ActiveSession"] = json!([1001, job]);
+        }
+        json!({"Data": {"Ops": ["p:op1", "p:op2", "p:op3"]}, "MetaData": meta, "GlobalUpdates": [0, []]})
+    }
+
+    #[test]
+    fn a_write_summary_shows_what_the_whole_value_shows() {
+        for lock in [Some("job-a"), None] {
+            let value = stored(lock);
+            let summary = summarize_write(&value);
+            let facts = WriteFacts {
+                lock: lock.map(|j| json!(j)),
+                count: json!(4),
+                ops: 3,
+            };
+            assert_eq!(WriteFacts::of(&value), facts);
+            assert_eq!(WriteFacts::of(&summary), facts);
+        }
+        assert_eq!(
+            summarize_write(&stored(Some("job-a"))),
+            json!([4, 3, "job-a"])
+        );
+        assert_eq!(summarize_write(&stored(None)), json!([4, 3]));
+    }
 }

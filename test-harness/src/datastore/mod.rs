@@ -471,9 +471,12 @@ pub struct DataStoreService {
     faults: FaultState,
     budgets: BudgetBook,
     throughput: ThroughputBook,
-    /// Each server's `GetAsync` cache (expired entries are swept when one holds 4,096; looked
-    /// up by key, never iterated into an answer).
+    /// Each server's `GetAsync` cache (looked up by key, never iterated into an answer).
     cache: BTreeMap<ServerId, HashMap<KeyPath, CacheEntry>>,
+    /// When expired cache entries are next dropped: once per cache lifetime, so a cache holds
+    /// no more than about two lifetimes of reads (an entry shares its value with the store
+    /// and would otherwise keep an old version alive).
+    cache_sweep_at: f64,
     snapshot_ms: Option<i64>,
 }
 
@@ -499,6 +502,7 @@ impl DataStoreService {
             budgets: BudgetBook::default(),
             throughput: ThroughputBook::default(),
             cache: BTreeMap::new(),
+            cache_sweep_at: 0.0,
             snapshot_ms: None,
         }
     }
@@ -783,15 +787,19 @@ impl DataStoreService {
             read: read.clone(),
             expires: now + ttl,
         };
+        if now >= self.cache_sweep_at {
+            for cache in self.cache.values_mut() {
+                cache.retain(|_, e| e.expires > now);
+            }
+            self.cache_sweep_at = now + ttl;
+        }
         let cache = self.cache.entry(server).or_default();
-        if let Some(slot) = cache.get_mut(path) {
-            *slot = entry;
-            return;
+        match cache.get_mut(path) {
+            Some(slot) => *slot = entry,
+            None => {
+                cache.insert(path.clone(), entry);
+            }
         }
-        if cache.len() >= 4096 {
-            cache.retain(|_, e| e.expires > now);
-        }
-        cache.insert(path.clone(), entry);
     }
 
     // ---- the DataStore calls -------------------------------------------------------------
