@@ -520,11 +520,13 @@ impl Fleet {
     /// Moves one item from player `p` to another player online on the same server, with no
     /// yield in between.
     fn trade(&mut self, p: usize, server: usize, profile: ProfileId) {
-        let partner = self
-            .players
-            .iter()
-            .enumerate()
-            .find_map(|(i, q)| match q.presence {
+        // The partner: the first player online on this server from a random place in the
+        // list on (always starting at the top would send every item to one player).
+        let n = self.players.len();
+        let start = (self.rng.next_u64() % n as u64) as usize;
+        let partner = (start..n)
+            .chain(0..start)
+            .find_map(|i| match self.players[i].presence {
                 Presence::Online {
                     server: s,
                     profile: pr,
