@@ -87,10 +87,11 @@ pub use limits::{
     serialized_len,
 };
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use profilestore_core::{DataStoreResponse, KeyInfo, SortDirection, Transformed, VersionItem};
+use rustc_hash::FxHashMap as HashMap;
 use serde_json::{Value, json};
 
 use crate::storage::{

@@ -3,7 +3,9 @@
 //! to a whole 1 KB unit. A request is approved if the usage in the window, including itself, is
 //! within the limit; a denied request is not counted and fails with `KeyThrottled`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::error::{RequestError, Throughput};
 use super::limits::ThroughputLimits;

@@ -4,7 +4,9 @@
 //! makes, and a sorted set of the paths for listings, so iteration order is the sorted key order
 //! and nothing hash-ordered can reach an output.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::{
     Commit, Head, KeyPath, Storage, StorageError, StoredVersion, VersionWrite, check_commit,
