@@ -182,6 +182,8 @@ pub struct Fleet {
     /// The key of every session profile, by server and profile (profiles of ended sessions are
     /// dropped from their engines, this stays).
     pub profile_keys: BTreeMap<(usize, ProfileId), String>,
+    /// The player of every session profile, by server and profile.
+    session_players: BTreeMap<(usize, ProfileId), usize>,
     /// Items duplicated because a server died between the two saves of a trade (filled by
     /// [`crate::invariants::check`]).
     pub torn_trades: Vec<String>,
@@ -274,6 +276,7 @@ impl Fleet {
             observed: Observations::default(),
             torn_trades: Vec::new(),
             profile_keys: BTreeMap::new(),
+            session_players: BTreeMap::new(),
             healthy_from: None,
             seen: 0,
             gift_seq: 0,
@@ -637,11 +640,11 @@ impl Fleet {
                         server: s,
                         profile: *profile,
                     };
-                    for player in &mut self.players {
-                        if player.presence == online {
-                            player.presence = Presence::Offline;
-                            player.next_at = self.world.now + 1.0;
-                        }
+                    if let Some(&p) = self.session_players.get(&(s, *profile))
+                        && self.players[p].presence == online
+                    {
+                        self.players[p].presence = Presence::Offline;
+                        self.players[p].next_at = self.world.now + 1.0;
                     }
                 }
                 Output::Event(Event::OnError { .. }) => self.observed.errors += 1,
@@ -723,6 +726,7 @@ impl Fleet {
             Some(profile) => {
                 self.profile_keys
                     .insert((s, profile), self.players[p].key.clone());
+                self.session_players.insert((s, profile), p);
                 self.observed.sessions += 1;
                 self.observed.start_times.push(took);
                 if took > 1.0 {
