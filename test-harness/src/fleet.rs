@@ -199,9 +199,9 @@ pub struct Fleet {
     gift_seq: u64,
     /// PlayerRemoving on the old server after a teleport: (at, server, profile).
     pending_ends: Vec<(f64, usize, ProfileId)>,
-    /// Per session profile: how many `LastSavedData.Ops` entries were acknowledged, and the
-    /// last of them.
-    acked_upto: BTreeMap<(usize, ProfileId), (usize, String)>,
+    /// Per player: how many entries of the last `LastSavedData.Ops` seen were acknowledged,
+    /// and the last of them.
+    acked_upto: Vec<(usize, String)>,
 }
 
 impl Fleet {
@@ -265,6 +265,7 @@ impl Fleet {
             })
             .collect();
         Fleet {
+            acked_upto: vec![(0, String::new()); config.players],
             joining: vec![BTreeMap::new(); config.servers],
             gifting: vec![BTreeMap::new(); config.servers],
             closing_since: vec![None; config.servers],
@@ -281,7 +282,6 @@ impl Fleet {
             seen: 0,
             gift_seq: 0,
             pending_ends: Vec::new(),
-            acked_upto: BTreeMap::new(),
         }
     }
 
@@ -672,16 +672,18 @@ impl Fleet {
         let _ = self.world.feed(s, Input::MessageProcessed { profile, id });
     }
 
-    /// `OnAfterSave`: the op ids in `LastSavedData` are acknowledged. Within one session each
-    /// `LastSavedData` extends the previous one (op ids are unique and only appended), so only
-    /// the entries after the last acknowledged one are read.
+    /// `OnAfterSave`: the op ids in `LastSavedData` are acknowledged. An op id is applied
+    /// once, to one `Data`, and `Ops` is only appended to or copied whole; so a `LastSavedData`
+    /// holding the player's last acknowledged op at the same place holds everything before it
+    /// too, and only the entries after it are read.
     fn on_after_save(&mut self, s: usize, profile: ProfileId, saved: &Value, t: f64) {
-        if let Some(key) = self.profile_keys.get(&(s, profile)) {
+        if let Some(&p) = self.session_players.get(&(s, profile)) {
+            let key = &self.players[p].key;
             let ops = saved
                 .get("Ops")
                 .and_then(Value::as_array)
                 .map_or(&[][..], Vec::as_slice);
-            let done = self.acked_upto.entry((s, profile)).or_default();
+            let done = &mut self.acked_upto[p];
             let extends = done.0 <= ops.len()
                 && (done.0 == 0 || ops[done.0 - 1].as_str() == Some(done.1.as_str()));
             let from = if extends { done.0 } else { 0 };
@@ -694,9 +696,7 @@ impl Fleet {
                     None => self.observed.acked_ops.entry(key.clone()).or_default(),
                 };
                 for op in ops[from..].iter().filter_map(Value::as_str) {
-                    if !acked.contains_key(op) {
-                        acked.insert(op.to_string(), t);
-                    }
+                    acked.entry(op.to_string()).or_insert(t);
                 }
             }
         }
@@ -709,7 +709,6 @@ impl Fleet {
             if server.engine.profile(profile).is_none() {
                 server.host.data.remove(&profile);
                 server.host.roblox_metadata.remove(&profile);
-                self.acked_upto.remove(&(s, profile));
             }
         }
     }
