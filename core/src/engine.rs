@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap as HashMap;
+
 use serde_json::Value;
 
 use crate::autosave::AutoSaveRing;
@@ -166,13 +168,15 @@ pub struct Engine {
     pub(crate) closing: bool,
     pub(crate) stores: Vec<Store>,
     pub(crate) profiles: BTreeMap<ProfileId, Profile>,
-    pub(crate) registry: BTreeMap<Token, ProfileId>,
+    // Token-keyed tables are only looked up, never iterated (nothing hash-ordered reaches an
+    // output); hashing a token is much cheaper than comparing its strings down a B-tree.
+    pub(crate) registry: HashMap<Token, ProfileId>,
     queue: RequestQueue,
     ops: BTreeMap<OpId, Op>,
     pub(crate) page_ops: BTreeMap<OpId, QueryId>,
-    pub(crate) load_jobs: BTreeMap<Token, StartJob>,
+    pub(crate) load_jobs: HashMap<Token, StartJob>,
     pub(crate) saves: BTreeMap<u64, SaveJob>,
-    pub(crate) ending_saves: BTreeMap<Token, usize>,
+    pub(crate) ending_saves: HashMap<Token, usize>,
     pub(crate) message_calls: BTreeMap<CallId, MessageCall>,
     pub(crate) get_calls: BTreeMap<CallId, GetCall>,
     pub(crate) queries: BTreeMap<QueryId, VersionQuery>,
@@ -200,13 +204,13 @@ impl Engine {
             closing: false,
             stores: Vec::new(),
             profiles: BTreeMap::new(),
-            registry: BTreeMap::new(),
+            registry: HashMap::default(),
             queue: RequestQueue::default(),
             ops: BTreeMap::new(),
             page_ops: BTreeMap::new(),
-            load_jobs: BTreeMap::new(),
+            load_jobs: HashMap::default(),
             saves: BTreeMap::new(),
-            ending_saves: BTreeMap::new(),
+            ending_saves: HashMap::default(),
             message_calls: BTreeMap::new(),
             get_calls: BTreeMap::new(),
             queries: BTreeMap::new(),

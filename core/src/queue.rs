@@ -5,8 +5,9 @@
 //! per token is in flight; later ones wait and start in call order. The table holds no entry for
 //! an idle token (the original's test checks this).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::OpId;
@@ -45,10 +46,10 @@ impl Token {
     }
 }
 
-/// Per-token FIFO of operations.
+/// Per-token FIFO of operations (looked up by token, never iterated).
 #[derive(Default, Debug)]
 pub struct RequestQueue {
-    busy: BTreeMap<Token, VecDeque<OpId>>,
+    busy: FxHashMap<Token, VecDeque<OpId>>,
 }
 
 impl RequestQueue {
