@@ -8,6 +8,12 @@
 //! writes and fsyncs every committed version and takes minutes; it runs when
 //! `PROFILESTORE_BENCH_FULL=1` is set.
 //!
+//! After each in-memory run, a baseline in the same run: the value work a request cannot avoid
+//! as long as profiles are JSON documents (one copy of the `Data` — the snapshot a save writes,
+//! or the host's own copy after a load — and one measurement of the stored value for the size
+//! limit), timed on the profiles the run ended with. It bounds the requests per second any
+//! engine and world on top of these values can reach.
+//!
 //! `cargo bench -p profilestore-harness --bench fleet [-- FILTER]` runs the measurements whose
 //! name contains FILTER (all by default), e.g. `-- "(a)"` or `-- memory`.
 
@@ -18,9 +24,34 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use profilestore_harness::fleet::{Fleet, FleetConfig};
+use profilestore_harness::datastore::serialized_len;
+use profilestore_harness::fleet::{Fleet, FleetConfig, STORE};
 use profilestore_harness::invariants;
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
+
+/// Seconds per request of the unavoidable value work (top of this file) on `fleet`'s final
+/// profiles, and their mean compact JSON size.
+fn value_work(fleet: &mut Fleet) -> (f64, usize) {
+    let keys = fleet.keys();
+    let values: Vec<_> = keys
+        .iter()
+        .filter_map(|k| fleet.world.stored(STORE, k))
+        .collect();
+    if values.is_empty() {
+        return (0.0, 0);
+    }
+    let mean_size = values.iter().map(serialized_len).sum::<usize>() / values.len();
+    let rounds = (200_000 / values.len()).max(1);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for v in &values {
+            let copy = std::hint::black_box(v)["Data"].clone();
+            std::hint::black_box((copy, serialized_len(v)));
+        }
+    }
+    let per_value = started.elapsed().as_secs_f64() / (rounds * values.len()) as f64;
+    (per_value, mean_size)
+}
 
 fn measure(name: &str, config: FleetConfig, storage: Box<dyn Storage>) {
     if !selected(name) {
@@ -37,6 +68,16 @@ fn measure(name: &str, config: FleetConfig, storage: Box<dyn Storage>) {
         requests as f64 / wall,
         fleet.world.now / wall
     );
+    if name.contains("memory") {
+        let (per_request, mean_size) = value_work(&mut fleet);
+        println!(
+            "{:<34} {:>9} bytes/profile {:>8.2} us/request {:>10.0} requests/s (Data copy + size check only)",
+            "  baseline: value work",
+            mean_size,
+            per_request * 1e6,
+            1.0 / per_request
+        );
+    }
     // Dropping a large world is not part of the simulation.
     std::mem::forget(fleet);
 }
