@@ -503,16 +503,16 @@ impl Fleet {
         } else {
             let player = &mut self.players[p];
             player.ops += 1;
-            let op = format!("{}:op{}", player.key, player.ops);
+            let op = numbered(&player.key, ":op", player.ops);
             let loot = player.ops.is_multiple_of(3).then(|| {
                 player.items += 1;
-                format!("{}:item{}", player.key, player.items)
+                numbered(&player.key, ":item", player.items)
             });
             if let Some(data) = self.world.servers[server].host.data.get_mut(&profile) {
                 data["Counter"] = json!(data["Counter"].as_i64().unwrap_or(0) + 1);
-                push(data, "Ops", json!(op));
+                push(data, "Ops", Value::String(op));
                 if let Some(item) = loot {
-                    push(data, "Items", json!(item));
+                    push(data, "Items", Value::String(item));
                 }
             }
         }
@@ -822,9 +822,36 @@ impl Fleet {
     }
 }
 
+/// `{key}{tag}{n}` (an op or item id), built without `format!`: a run makes one per
+/// gameplay operation.
+fn numbered(key: &str, tag: &str, n: u64) -> String {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    let mut id = String::with_capacity(key.len() + tag.len() + digits.len());
+    id.push_str(key);
+    id.push_str(tag);
+    id.push_str(digits);
+    id
+}
+
 fn push(data: &mut Value, field: &str, v: Value) {
     if !data[field].is_array() {
         data[field] = json!([]);
     }
     data[field].as_array_mut().expect("made an array").push(v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_and_item_ids_are_key_tag_number() {
+        assert_eq!(numbered("Player_7", ":op", 0), "Player_7:op0");
+        assert_eq!(numbered("Player_7", ":op", 12), "Player_7:op12");
+        assert_eq!(
+            numbered("Player_1999", ":item", u64::MAX),
+            format!("Player_1999:item{}", u64::MAX)
+        );
+    }
 }

@@ -1275,3 +1275,28 @@ fn sqlite_backed_service_keeps_everything_across_reopen() {
     let w3 = set(&mut ds, 2.0 * HOUR, "k", json!({"Coins": 3}));
     assert_eq!(w3.key_info.version.split('.').nth(1), Some("0000000003"));
 }
+
+#[test]
+fn version_ids_have_roblox_layout() {
+    for (created, serial, written) in [
+        (0, 0, 0),
+        (1_735_689_600_000, 1, 1_735_689_601_500),
+        (-5, 7, -1),
+        (i64::MAX, 9_999_999_999, i64::MAX),
+        (0x0123_4567_89AB_CDEF, 10_000_000_000, 1),
+        (42, u64::MAX, 43),
+    ] {
+        assert_eq!(
+            version_id(created, serial, written),
+            format!(
+                "{:016X}.{serial:010}.{:016X}.01",
+                created.max(0),
+                written.max(0)
+            )
+        );
+    }
+    assert_eq!(
+        version_id(1_735_689_600_000, 2, 1_735_689_602_000),
+        "000001941F297C00.0000000002.000001941F2983D0.01"
+    );
+}
