@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::fleet::{Fleet, HANDOFF_BOUND, STORE};
-use crate::world::{Happening, Logged};
+use crate::log::Log;
+use crate::world::Happening;
 
 /// One broken invariant.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -106,13 +107,7 @@ impl WriteFacts {
 
 /// The lines of the run about `key`: the first `n` from time `from` when given (where the
 /// violation started), else the last `n`.
-pub fn excerpt(
-    log: &[Logged],
-    fleet: &Fleet,
-    key: &str,
-    from: Option<f64>,
-    n: usize,
-) -> Vec<String> {
+pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize) -> Vec<String> {
     let mut lines: Vec<String> = log
         .iter()
         .filter(|l| from.is_none_or(|f| l.t >= f))

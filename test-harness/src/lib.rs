@@ -15,6 +15,7 @@
 //! - [`fleet`] and [`invariants`]: players who join, trade, gift, leave, rejoin and hop; the
 //!   checks that no acknowledged save is lost, nothing is duplicated, messages arrive once and
 //!   hand-offs finish in time.
+//! - [`log`]: the world's log of everything that happened, in chunks that never move.
 //! - [`trace`]: record a run's inputs (bincode) and replay them byte for byte.
 //! - [`scenario`] and [`journal`]: the fixture scenario format played on the world, and the
 //!   behaviour journal compared with the original's traces.
@@ -31,6 +32,7 @@ pub mod fleet;
 pub mod inspect;
 pub mod invariants;
 pub mod journal;
+pub mod log;
 pub mod messaging;
 pub mod scenario;
 pub mod storage;

@@ -29,6 +29,7 @@ use crate::datastore::{
     Admission, DataStoreService, Operation, Read, ReadTicket, ServerId, StoreName, UpdateCommit,
     VersionPages,
 };
+use crate::log::Log;
 use crate::messaging::{self, MessagingService};
 
 /// The error world-wide DataStore faults report (the original's emulator used the same).
@@ -210,7 +211,7 @@ pub struct World {
     /// The shared MessagingService.
     pub messaging: MessagingService,
     /// Everything that happened, in order.
-    pub log: Vec<Logged>,
+    pub log: Log,
     /// Probability that a DataStore call fails (after its round trips, without effect).
     pub datastore_fail: f64,
     /// Probability that a publish is lost.
@@ -266,7 +267,7 @@ impl World {
             servers,
             datastore,
             messaging,
-            log: Vec::new(),
+            log: Log::new(),
             datastore_fail: 0.0,
             messaging_fail: 0.0,
             throttled: 0,
