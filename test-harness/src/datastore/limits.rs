@@ -490,6 +490,23 @@ mod tests {
         }
     }
 
+    /// Every ASCII byte at every position of a 17-character string of bytes below or at and
+    /// above 0x80: every escape is counted, wherever it is.
+    #[test]
+    fn serialized_len_counts_escapes_at_every_position() {
+        for b in 0u8..0x80 {
+            for at in 0..17 {
+                for filler in ["a", "\u{e9}"] {
+                    let mut s: String = filler.repeat(17);
+                    let i = s.char_indices().nth(at).map(|(i, _)| i).unwrap_or(s.len());
+                    s.insert(i, char::from(b));
+                    let v = Value::String(s);
+                    assert_eq!(serialized_len(&v), v.to_string().len(), "{b:#x} at {at}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn names_are_checked_for_empty_and_length() {
         let l = Limits::roblox();
