@@ -167,15 +167,16 @@ pub struct Engine {
     pub(crate) constants: Constants,
     pub(crate) closing: bool,
     pub(crate) stores: Vec<Store>,
-    pub(crate) profiles: BTreeMap<ProfileId, Profile>,
-    // Token-keyed tables are only looked up, never iterated (nothing hash-ordered reaches an
-    // output); hashing a token is much cheaper than comparing its strings down a B-tree.
+    // Hashed tables are only looked up, never iterated (nothing hash-ordered reaches an
+    // output): hashing a token is much cheaper than comparing its strings down a B-tree, and a
+    // numeric handle is found in one probe however many profiles a server holds.
+    pub(crate) profiles: HashMap<ProfileId, Profile>,
     pub(crate) registry: HashMap<Token, ProfileId>,
     queue: RequestQueue,
-    ops: BTreeMap<OpId, Op>,
+    ops: HashMap<OpId, Op>,
     pub(crate) page_ops: BTreeMap<OpId, QueryId>,
     pub(crate) load_jobs: HashMap<Token, StartJob>,
-    pub(crate) saves: BTreeMap<u64, SaveJob>,
+    pub(crate) saves: HashMap<u64, SaveJob>,
     pub(crate) ending_saves: HashMap<Token, usize>,
     pub(crate) message_calls: BTreeMap<CallId, MessageCall>,
     pub(crate) get_calls: BTreeMap<CallId, GetCall>,
@@ -203,13 +204,13 @@ impl Engine {
             constants: Constants::default(),
             closing: false,
             stores: Vec::new(),
-            profiles: BTreeMap::new(),
+            profiles: HashMap::default(),
             registry: HashMap::default(),
             queue: RequestQueue::default(),
-            ops: BTreeMap::new(),
+            ops: HashMap::default(),
             page_ops: BTreeMap::new(),
             load_jobs: HashMap::default(),
-            saves: BTreeMap::new(),
+            saves: HashMap::default(),
             ending_saves: HashMap::default(),
             message_calls: BTreeMap::new(),
             get_calls: BTreeMap::new(),
@@ -518,7 +519,8 @@ impl Engine {
     /// Drops a profile object the host no longer references (Luau's garbage collector does this
     /// in the original). Active profiles and profiles with a save in progress are kept.
     pub fn forget_profile(&mut self, id: ProfileId) {
-        let busy = self.is_active(id) || self.saves.values().any(|s| s.profile == id);
+        let busy =
+            self.is_active(id) || self.profiles.get(&id).is_some_and(|p| p.pending_saves > 0);
         if !busy
             && let Some(p) = self.profiles.remove(&id)
             && let Some(sub) = p.subscription

@@ -131,6 +131,8 @@ pub struct Profile {
     /// False for a session obtained while its start was being cancelled or the server closing:
     /// the host never received its `Data`, so its release keeps the stored `Data`.
     pub(crate) host_has_data: bool,
+    /// Save jobs of this profile not yet finished: while any is, the profile is kept.
+    pub(crate) pending_saves: usize,
 }
 
 impl Profile {
@@ -190,6 +192,7 @@ impl Profile {
             subscription: None,
             last_reaction: 0.0,
             host_has_data: true,
+            pending_saves: 0,
         }
     }
 

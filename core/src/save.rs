@@ -204,9 +204,11 @@ impl Engine {
 
     /// The synchronous prefix of every save (spec §8.1), then the queued write.
     pub(crate) fn begin_save(&mut self, now: Now, profile: ProfileId, mode: SaveMode) {
-        let Some(token) = self.profiles.get(&profile).map(|p| p.token.clone()) else {
+        let Some(p) = self.profiles.get_mut(&profile) else {
             return;
         };
+        p.pending_saves += 1;
+        let token = p.token.clone();
         self.emit(Event::OnSave { profile });
         if let SaveMode::Ending(reason) = mode {
             self.emit(Event::OnLastSave { profile, reason });
@@ -431,6 +433,9 @@ impl Engine {
         let Some(job) = self.saves.remove(&id) else {
             return;
         };
+        if let Some(p) = self.profiles.get_mut(&job.profile) {
+            p.pending_saves = p.pending_saves.saturating_sub(1);
+        }
         if let SaveMode::Ending(_) = job.mode {
             let token = self.profiles[&job.profile].token.clone();
             let remaining = self.ending_saves.get_mut(&token).map(|n| {
