@@ -5,121 +5,195 @@
 //! change while a burst of slots is processed: the cursor corruption of spec §19 item 21 cannot
 //! happen, and every removal re-normalises the cursor.
 
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
+
 use crate::protocol::ProfileId;
 
-/// One ring entry: the profile and its `load_timestamp` (monotonic load time, never reset).
+/// One ring entry: its `load_timestamp` (monotonic load time, never reset) and its neighbours
+/// (the ring is circular: the last entry's `next` is the first).
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Entry {
-    profile: ProfileId,
+struct Node {
     loaded_at: f64,
+    prev: ProfileId,
+    next: ProfileId,
 }
 
-/// The ring. The cursor is 0-based here (the original's `AutoSaveIndex` minus one).
+/// The ring, as a circular doubly linked list over profile handles: inserting at the cursor
+/// and removing a profile take constant time however many profiles a server holds (a server
+/// with a thousand players re-links an entry instead of shifting a thousand).
+///
+/// The cursor names the entry the next slot looks at first (the original's `AutoSaveIndex`);
+/// the entries are in list order from `head`.
 #[derive(Debug, Default)]
 pub struct AutoSaveRing {
-    list: Vec<Entry>,
-    cursor: usize,
+    /// Looked up only, never iterated: the order comes from the links.
+    nodes: FxHashMap<ProfileId, Node>,
+    head: Option<ProfileId>,
+    cursor: Option<ProfileId>,
     last_auto_save: f64,
-    /// The earliest `loaded_at` in the ring: while it is fresh, every profile is, and a slot's
-    /// scan (which would move the cursor a full turn) can be skipped.
-    oldest_load: f64,
+    /// Entries by load time, for the earliest one: while it is fresh, every profile is, and a
+    /// slot's scan (which would move the cursor a full turn) can be skipped.
+    by_load: BTreeSet<(LoadTime, ProfileId)>,
+}
+
+/// A load time ordered by `f64::total_cmp`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LoadTime(f64);
+
+impl Eq for LoadTime {}
+
+impl PartialOrd for LoadTime {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for LoadTime {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
 }
 
 impl AutoSaveRing {
     /// Number of profiles in the ring.
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.nodes.len()
     }
 
     /// True when no profile is in the ring.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.nodes.is_empty()
     }
 
     /// Profiles in ring order.
     pub fn profiles(&self) -> impl Iterator<Item = ProfileId> + '_ {
-        self.list.iter().map(|e| e.profile)
+        let mut at = self.head;
+        (0..self.nodes.len()).filter_map(move |_| {
+            let here = at?;
+            at = self.nodes.get(&here).map(|n| n.next);
+            Some(here)
+        })
     }
 
-    /// Inserts at the cursor; with more than one element the cursor moves past it (so the new
+    /// Inserts at the cursor, just before the entry it names, which stays named (so the new
     /// profile is the last one the cursor reaches); a lone profile resets `LastAutoSave`.
     pub fn insert(&mut self, profile: ProfileId, loaded_at: f64, now: f64) {
-        let at = self.cursor.min(self.list.len());
-        self.oldest_load = if self.list.is_empty() {
-            loaded_at
-        } else {
-            self.oldest_load.min(loaded_at)
-        };
-        self.list.insert(at, Entry { profile, loaded_at });
-        if self.list.len() > 1 {
-            self.cursor = at + 1;
-        } else {
-            self.cursor = 0;
+        if self.nodes.contains_key(&profile) {
+            self.remove(profile);
+        }
+        self.by_load.insert((LoadTime(loaded_at), profile));
+        let Some(at) = self.cursor else {
+            self.nodes.insert(
+                profile,
+                Node {
+                    loaded_at,
+                    prev: profile,
+                    next: profile,
+                },
+            );
+            self.head = Some(profile);
+            self.cursor = Some(profile);
             self.last_auto_save = now;
+            return;
+        };
+        let prev = self.nodes[&at].prev;
+        self.nodes.insert(
+            profile,
+            Node {
+                loaded_at,
+                prev,
+                next: at,
+            },
+        );
+        self.link(prev, profile, at);
+        if self.head == Some(at) {
+            self.head = Some(profile);
         }
     }
 
-    /// Removes a profile; a removal before the cursor moves it back; a cursor past the end
-    /// returns to the start.
+    /// Removes a profile. A cursor naming it moves to the entry after it (the first one when it
+    /// was the last).
     pub fn remove(&mut self, profile: ProfileId) -> bool {
-        let Some(i) = self.list.iter().position(|e| e.profile == profile) else {
+        let Some(node) = self.nodes.remove(&profile) else {
             return false;
         };
-        let removed = self.list.remove(i);
-        if removed.loaded_at <= self.oldest_load {
-            self.oldest_load = self
-                .list
-                .iter()
-                .map(|e| e.loaded_at)
-                .fold(f64::INFINITY, f64::min);
+        self.by_load.remove(&(LoadTime(node.loaded_at), profile));
+        if self.nodes.is_empty() {
+            self.head = None;
+            self.cursor = None;
+            return true;
         }
-        if i < self.cursor {
-            self.cursor -= 1;
+        self.link(node.prev, node.next, node.next);
+        if self.head == Some(profile) {
+            self.head = Some(node.next);
         }
-        if self.cursor >= self.list.len() {
-            self.cursor = 0;
+        if self.cursor == Some(profile) {
+            // The entry after the removed one: the first when the removed one was the last.
+            self.cursor = Some(node.next);
         }
         true
     }
 
+    /// Links `a → b → c` (b == c joins a and c directly).
+    fn link(&mut self, a: ProfileId, b: ProfileId, c: ProfileId) {
+        if let Some(n) = self.nodes.get_mut(&a) {
+            n.next = b;
+        }
+        if let Some(n) = self.nodes.get_mut(&b) {
+            n.prev = a;
+        }
+        if b != c {
+            if let Some(n) = self.nodes.get_mut(&b) {
+                n.next = c;
+            }
+            if let Some(n) = self.nodes.get_mut(&c) {
+                n.prev = b;
+            }
+        }
+    }
+
     /// When the next slot falls due, if any profile is in the ring.
     pub fn next_deadline(&self, period: f64) -> Option<f64> {
-        let n = self.list.len();
+        let n = self.nodes.len();
         (n > 0).then(|| self.last_auto_save + period / n as f64)
     }
 
     /// Processes every slot due at `now` and returns the profiles to save, in order (a long
     /// frame may carry several slots; a slot whose candidates are all fresh saves nothing).
     pub fn due(&mut self, now: f64, period: f64) -> Vec<ProfileId> {
-        let n = self.list.len();
+        let n = self.nodes.len();
         let mut saves = Vec::new();
-        if n == 0 {
+        let (Some(mut cursor), Some(&(oldest, _))) = (self.cursor, self.by_load.first()) else {
             return saves;
-        }
+        };
         let step = period / n as f64;
         let fresh_for = period / 2.0;
+        let next = |p: ProfileId| self.nodes[&p].next;
+        let is_fresh = |p: ProfileId| now - self.nodes[&p].loaded_at < fresh_for;
         while now - self.last_auto_save >= step - crate::timers::TIME_EPSILON {
             self.last_auto_save += step;
-            if now - self.oldest_load < fresh_for {
+            if now - oldest.0 < fresh_for {
                 // Every profile is fresh: the scan would come back to the same cursor.
                 continue;
             }
-            let is_fresh = |e: &Entry| now - e.loaded_at < fresh_for;
-            let mut candidate = (!is_fresh(&self.list[self.cursor])).then_some(self.cursor);
+            let mut candidate = (!is_fresh(cursor)).then_some(cursor);
             if candidate.is_none() {
                 for _ in 1..n {
-                    self.cursor = (self.cursor + 1) % n;
-                    if !is_fresh(&self.list[self.cursor]) {
-                        candidate = Some(self.cursor);
+                    cursor = next(cursor);
+                    if !is_fresh(cursor) {
+                        candidate = Some(cursor);
                         break;
                     }
                 }
             }
-            self.cursor = (self.cursor + 1) % n;
-            if let Some(i) = candidate {
-                saves.push(self.list[i].profile);
+            cursor = next(cursor);
+            if let Some(p) = candidate {
+                saves.push(p);
             }
         }
+        self.cursor = Some(cursor);
         saves
     }
 }
@@ -127,6 +201,13 @@ impl AutoSaveRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl AutoSaveRing {
+        /// The cursor as a 0-based position in ring order (the original's `AutoSaveIndex` - 1).
+        fn cursor_index(&self) -> Option<usize> {
+            self.profiles().position(|p| Some(p) == self.cursor)
+        }
+    }
 
     fn p(i: u64) -> ProfileId {
         ProfileId(i)
@@ -143,7 +224,7 @@ mod tests {
             r.profiles().collect::<Vec<_>>(),
             vec![p(2), p(3), p(4), p(5), p(1)]
         );
-        assert_eq!(r.cursor, 4);
+        assert_eq!(r.cursor_index(), Some(4));
     }
 
     /// The `autosave_ring` fixture: period 30, five profiles loaded one second apart from
@@ -199,6 +280,111 @@ mod tests {
         assert_eq!(counts, expected);
     }
 
+    /// The ring as a plain list with an index cursor, the way spec §7 describes it.
+    #[derive(Default)]
+    struct ListRing {
+        list: Vec<(ProfileId, f64)>,
+        cursor: usize,
+        last_auto_save: f64,
+    }
+
+    impl ListRing {
+        fn insert(&mut self, profile: ProfileId, loaded_at: f64, now: f64) {
+            let at = self.cursor.min(self.list.len());
+            self.list.insert(at, (profile, loaded_at));
+            if self.list.len() > 1 {
+                self.cursor = at + 1;
+            } else {
+                self.cursor = 0;
+                self.last_auto_save = now;
+            }
+        }
+
+        fn remove(&mut self, profile: ProfileId) -> bool {
+            let Some(i) = self.list.iter().position(|e| e.0 == profile) else {
+                return false;
+            };
+            self.list.remove(i);
+            if i < self.cursor {
+                self.cursor -= 1;
+            }
+            if self.cursor >= self.list.len() {
+                self.cursor = 0;
+            }
+            true
+        }
+
+        fn due(&mut self, now: f64, period: f64) -> Vec<ProfileId> {
+            let n = self.list.len();
+            let mut saves = Vec::new();
+            if n == 0 {
+                return saves;
+            }
+            let step = period / n as f64;
+            let fresh = |e: &(ProfileId, f64)| now - e.1 < period / 2.0;
+            while now - self.last_auto_save >= step - crate::timers::TIME_EPSILON {
+                self.last_auto_save += step;
+                let mut candidate = (!fresh(&self.list[self.cursor])).then_some(self.cursor);
+                for _ in 1..n {
+                    if candidate.is_some() {
+                        break;
+                    }
+                    self.cursor = (self.cursor + 1) % n;
+                    if !fresh(&self.list[self.cursor]) {
+                        candidate = Some(self.cursor);
+                    }
+                }
+                self.cursor = (self.cursor + 1) % n;
+                if let Some(i) = candidate {
+                    saves.push(self.list[i].0);
+                }
+            }
+            saves
+        }
+    }
+
+    /// Random joins, leaves, manual saves (remove + insert) and frames: the linked ring keeps
+    /// the same order, cursor and slots as the plain list.
+    #[test]
+    fn linked_ring_matches_the_list_model() {
+        for seed in 0..10u64 {
+            let mut rng = crate::guid::GuidGenerator::new(seed);
+            let (mut ring, mut list) = (AutoSaveRing::default(), ListRing::default());
+            let mut next_id = 0u64;
+            let mut now = 0.0;
+            for step in 0..3000 {
+                now += 0.25;
+                let roll = rng.next_u64() % 10;
+                if roll < 3 || list.list.is_empty() {
+                    next_id += 1;
+                    ring.insert(p(next_id), now, now);
+                    list.insert(p(next_id), now, now);
+                } else if roll < 6 {
+                    let victim = list.list[(rng.next_u64() % list.list.len() as u64) as usize].0;
+                    assert!(ring.remove(victim));
+                    assert!(list.remove(victim));
+                    if roll == 5 {
+                        // A manual save moves the profile to the back of the ring.
+                        let loaded_at = now - 100.0;
+                        ring.insert(victim, loaded_at, now);
+                        list.insert(victim, loaded_at, now);
+                    }
+                } else {
+                    assert_eq!(
+                        ring.due(now, 30.0),
+                        list.due(now, 30.0),
+                        "seed {seed} step {step}"
+                    );
+                }
+                let order: Vec<_> = list.list.iter().map(|e| e.0).collect();
+                assert_eq!(ring.profiles().collect::<Vec<_>>(), order, "seed {seed}");
+                let cursor = (!list.list.is_empty()).then_some(list.cursor);
+                assert_eq!(ring.cursor_index(), cursor, "seed {seed} step {step}");
+                assert_eq!(ring.next_deadline(30.0).is_some(), !order.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn removal_keeps_cursor_in_range() {
         let mut r = AutoSaveRing::default();
@@ -207,7 +393,7 @@ mod tests {
         }
         for i in 0..4 {
             assert!(r.remove(p(i)));
-            assert!(r.is_empty() || r.cursor < r.len());
+            assert!(r.is_empty() || r.cursor_index().is_some());
         }
         assert!(!r.remove(p(0)));
         assert_eq!(r.next_deadline(300.0), None);
@@ -225,6 +411,6 @@ mod tests {
         }
         let saves = r.due(251.0, 300.0);
         assert_eq!(saves, vec![p(0); 9]);
-        assert!(r.cursor < r.len());
+        assert!(r.cursor_index().is_some());
     }
 }
