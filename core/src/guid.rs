@@ -37,14 +37,25 @@ impl GuidGenerator {
         let lo = self.next_u64();
         let hi = (hi & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000;
         let lo = (lo & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
-        format!(
-            "{:08X}-{:04X}-{:04X}-{:04X}-{:012X}",
-            hi >> 32,
-            (hi >> 16) & 0xFFFF,
-            hi & 0xFFFF,
-            lo >> 48,
-            lo & 0xFFFF_FFFF_FFFF
-        )
+        // 8-4-4-4-12 upper-case hex digits: `hi` gives the first 16, `lo` the last 16.
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut text = [0u8; 36];
+        let mut at = 0;
+        for (word, groups) in [(hi, &[8, 4, 4][..]), (lo, &[4, 12][..])] {
+            let mut shift = 64;
+            for &digits in groups {
+                if at > 0 {
+                    text[at] = b'-';
+                    at += 1;
+                }
+                for _ in 0..digits {
+                    shift -= 4;
+                    text[at] = HEX[((word >> shift) & 0xF) as usize];
+                    at += 1;
+                }
+            }
+        }
+        text.iter().map(|&b| char::from(b)).collect()
     }
 }
 
@@ -63,5 +74,24 @@ mod tests {
         assert_eq!(g, g.to_uppercase());
         assert_eq!(&g[14..15], "4");
         assert_eq!(g.matches('-').count(), 4);
+    }
+
+    /// The digits are the two numbers' hex digits in order, as `format!` would print them.
+    #[test]
+    fn guid_text_is_the_hex_of_the_two_numbers() {
+        for seed in [0, 1, 7, u64::MAX] {
+            let mut raw = GuidGenerator::new(seed);
+            let hi = (raw.next_u64() & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000;
+            let lo = (raw.next_u64() & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
+            let expected = format!(
+                "{:08X}-{:04X}-{:04X}-{:04X}-{:012X}",
+                hi >> 32,
+                (hi >> 16) & 0xFFFF,
+                hi & 0xFFFF,
+                lo >> 48,
+                lo & 0xFFFF_FFFF_FFFF
+            );
+            assert_eq!(GuidGenerator::new(seed).next_guid(), expected);
+        }
     }
 }

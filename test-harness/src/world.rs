@@ -767,7 +767,7 @@ impl World {
             );
             return;
         }
-        let store = format!("{}:{}", ticket.store.name, ticket.store.scope);
+        let store = [ticket.store.name.as_str(), ticket.store.scope.as_str()].join(":");
         let key = ticket.key.clone();
         let (mut ticket, mut output) = (ticket, output);
         let result = loop {
