@@ -119,10 +119,12 @@ mod tests {
         assert_eq!(log.last().map(|l| l.t), Some((n - 1) as f64));
         let times: Vec<f64> = log.iter().map(|l| l.t).collect();
         assert_eq!(times, (0..n).map(|i| i as f64).collect::<Vec<_>>());
-        assert_eq!(
-            (&log).into_iter().rev().next().map(|l| l.t),
-            Some((n - 1) as f64)
-        );
+        let mut lines = 0;
+        for (i, l) in (&log).into_iter().enumerate() {
+            assert_eq!(l.t, i as f64);
+            lines += 1;
+        }
+        assert_eq!(lines, n);
         log[CHUNK].server = 9;
         assert_eq!(log[CHUNK].server, 9);
     }
