@@ -107,7 +107,8 @@ impl AutoSaveRing {
                 next: at,
             },
         );
-        self.link(prev, profile, at);
+        self.join(prev, profile);
+        self.join(profile, at);
         if self.head == Some(at) {
             self.head = Some(profile);
         }
@@ -125,7 +126,7 @@ impl AutoSaveRing {
             self.cursor = None;
             return true;
         }
-        self.link(node.prev, node.next, node.next);
+        self.join(node.prev, node.next);
         if self.head == Some(profile) {
             self.head = Some(node.next);
         }
@@ -136,21 +137,13 @@ impl AutoSaveRing {
         true
     }
 
-    /// Links `a → b → c` (b == c joins a and c directly).
-    fn link(&mut self, a: ProfileId, b: ProfileId, c: ProfileId) {
+    /// Makes `b` the entry after `a`.
+    fn join(&mut self, a: ProfileId, b: ProfileId) {
         if let Some(n) = self.nodes.get_mut(&a) {
             n.next = b;
         }
         if let Some(n) = self.nodes.get_mut(&b) {
             n.prev = a;
-        }
-        if b != c {
-            if let Some(n) = self.nodes.get_mut(&b) {
-                n.next = c;
-            }
-            if let Some(n) = self.nodes.get_mut(&c) {
-                n.prev = b;
-            }
         }
     }
 
