@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
 
-use crate::protocol::ProfileId;
+use crate::protocol::{ProfileId, Seconds};
 
 /// One ring entry: its `load_timestamp` (monotonic load time, never reset) and its neighbours
 /// (the ring is circular: the last entry's `next` is the first).
@@ -35,25 +35,7 @@ pub struct AutoSaveRing {
     last_auto_save: f64,
     /// Entries by load time, for the earliest one: while it is fresh, every profile is, and a
     /// slot's scan (which would move the cursor a full turn) can be skipped.
-    by_load: BTreeSet<(LoadTime, ProfileId)>,
-}
-
-/// A load time ordered by `f64::total_cmp`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct LoadTime(f64);
-
-impl Eq for LoadTime {}
-
-impl PartialOrd for LoadTime {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for LoadTime {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
+    by_load: BTreeSet<(Seconds, ProfileId)>,
 }
 
 impl AutoSaveRing {
@@ -83,7 +65,7 @@ impl AutoSaveRing {
         if self.nodes.contains_key(&profile) {
             self.remove(profile);
         }
-        self.by_load.insert((LoadTime(loaded_at), profile));
+        self.by_load.insert((Seconds(loaded_at), profile));
         let Some(at) = self.cursor else {
             self.nodes.insert(
                 profile,
@@ -120,7 +102,7 @@ impl AutoSaveRing {
         let Some(node) = self.nodes.remove(&profile) else {
             return false;
         };
-        self.by_load.remove(&(LoadTime(node.loaded_at), profile));
+        self.by_load.remove(&(Seconds(node.loaded_at), profile));
         if self.nodes.is_empty() {
             self.head = None;
             self.cursor = None;
