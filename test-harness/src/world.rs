@@ -767,8 +767,8 @@ impl World {
             );
             return;
         }
-        let store = [ticket.store.name.as_str(), ticket.store.scope.as_str()].join(":");
-        let key = ticket.key.clone();
+        let store = [ticket.path.store.as_str(), ticket.path.scope.as_str()].join(":");
+        let key = ticket.path.key.clone();
         let (mut ticket, mut output) = (ticket, output);
         let result = loop {
             match self.datastore.commit_update(self.now, ticket, output) {

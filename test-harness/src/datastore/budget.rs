@@ -61,11 +61,69 @@ struct Bucket {
     queue: Vec<f64>,
 }
 
-#[derive(Clone, Debug)]
+/// One server's budgets: per request type (indexed by [`RequestType::index`]) an override of
+/// the rate and the bucket, created on first use.
+#[derive(Clone, Debug, Default)]
 struct ServerBudget {
     players: u32,
-    overrides: BTreeMap<RequestType, Rate>,
-    buckets: BTreeMap<RequestType, Bucket>,
+    overrides: [Option<Rate>; RequestType::COUNT],
+    buckets: [Option<Bucket>; RequestType::COUNT],
+}
+
+impl RequestType {
+    const COUNT: usize = 4;
+
+    fn index(self) -> usize {
+        match self {
+            RequestType::StandardRead => 0,
+            RequestType::StandardWrite => 1,
+            RequestType::StandardList => 2,
+            RequestType::StandardRemove => 3,
+        }
+    }
+}
+
+impl ServerBudget {
+    /// Refill rate per minute and startup burst of `kind`.
+    fn rate(&self, budgets: &Budgets, kind: RequestType) -> (f64, f64) {
+        let rate = self.overrides[kind.index()].unwrap_or_else(|| kind.rate(budgets));
+        (
+            rate.per_minute(self.players).max(0.0),
+            rate.startup_burst.max(0.0),
+        )
+    }
+
+    /// Brings a bucket up to `now` (creating it, full plus burst, on first use); returns it
+    /// with the type's rate per minute.
+    fn refill(&mut self, now: f64, budgets: &Budgets, kind: RequestType) -> (&mut Bucket, f64) {
+        let (per_minute, burst) = self.rate(budgets, kind);
+        let bucket = self.buckets[kind.index()].get_or_insert_with(|| Bucket {
+            tokens: per_minute + burst,
+            updated: now,
+            queue: Vec::new(),
+        });
+        let elapsed = (now - bucket.updated).max(0.0);
+        if bucket.tokens < per_minute {
+            bucket.tokens = (bucket.tokens + elapsed * per_minute / 60.0).min(per_minute);
+        }
+        bucket.updated = bucket.updated.max(now);
+        bucket.queue.retain(|t| *t > now);
+        (bucket, per_minute)
+    }
+
+    /// Refills every bucket in use up to `now`.
+    fn refill_all(&mut self, now: f64, budgets: &Budgets) {
+        for kind in [
+            RequestType::StandardRead,
+            RequestType::StandardWrite,
+            RequestType::StandardList,
+            RequestType::StandardRemove,
+        ] {
+            if self.buckets[kind.index()].is_some() {
+                self.refill(now, budgets, kind);
+            }
+        }
+    }
 }
 
 /// The request budgets of every server.
@@ -76,22 +134,16 @@ pub struct BudgetBook {
 
 impl BudgetBook {
     fn server(&mut self, server: ServerId) -> &mut ServerBudget {
-        self.servers.entry(server).or_insert_with(|| ServerBudget {
-            players: 0,
-            overrides: BTreeMap::new(),
-            buckets: BTreeMap::new(),
-        })
+        self.servers.entry(server).or_default()
     }
 
     /// Sets how many players a server has (its rates scale with it).
     ///
     /// Tokens earned so far count at the old rate; later ones at the new.
     pub fn set_players(&mut self, now: f64, budgets: &Budgets, server: ServerId, players: u32) {
-        let kinds: Vec<RequestType> = self.server(server).buckets.keys().copied().collect();
-        for kind in kinds {
-            self.refill(now, budgets, server, kind);
-        }
-        self.server(server).players = players;
+        let s = self.server(server);
+        s.refill_all(now, budgets);
+        s.players = players;
     }
 
     /// `DataStoreService:SetRateLimitForRequestType` for one server. Tokens earned so far count
@@ -104,50 +156,11 @@ impl BudgetBook {
         kind: RequestType,
         rate: Rate,
     ) {
-        if self.server(server).buckets.contains_key(&kind) {
-            self.refill(now, budgets, server, kind);
-        }
-        self.server(server).overrides.insert(kind, rate);
-    }
-
-    fn rate(&mut self, budgets: &Budgets, server: ServerId, kind: RequestType) -> (f64, f64) {
         let s = self.server(server);
-        let rate = s
-            .overrides
-            .get(&kind)
-            .copied()
-            .unwrap_or_else(|| kind.rate(budgets));
-        (
-            rate.per_minute(s.players).max(0.0),
-            rate.startup_burst.max(0.0),
-        )
-    }
-
-    /// Brings a bucket up to `now` (creating it, full plus burst, on first use).
-    fn refill(
-        &mut self,
-        now: f64,
-        budgets: &Budgets,
-        server: ServerId,
-        kind: RequestType,
-    ) -> &mut Bucket {
-        let (per_minute, burst) = self.rate(budgets, server, kind);
-        let bucket = self
-            .server(server)
-            .buckets
-            .entry(kind)
-            .or_insert_with(|| Bucket {
-                tokens: per_minute + burst,
-                updated: now,
-                queue: Vec::new(),
-            });
-        let elapsed = (now - bucket.updated).max(0.0);
-        if bucket.tokens < per_minute {
-            bucket.tokens = (bucket.tokens + elapsed * per_minute / 60.0).min(per_minute);
+        if s.buckets[kind.index()].is_some() {
+            s.refill(now, budgets, kind);
         }
-        bucket.updated = bucket.updated.max(now);
-        bucket.queue.retain(|t| *t > now);
-        bucket
+        s.overrides[kind.index()] = Some(rate);
     }
 
     /// `GetRequestBudgetForRequestType`: whole requests available now (never negative).
@@ -158,10 +171,8 @@ impl BudgetBook {
         server: ServerId,
         kind: RequestType,
     ) -> f64 {
-        self.refill(now, budgets, server, kind)
-            .tokens
-            .max(0.0)
-            .floor()
+        let (bucket, _) = self.server(server).refill(now, budgets, kind);
+        bucket.tokens.max(0.0).floor()
     }
 
     /// Asks for one token of each of `operation`'s request types.
@@ -172,24 +183,28 @@ impl BudgetBook {
         server: ServerId,
         operation: Operation,
     ) -> Admission {
-        let kinds = operation.request_types();
+        let s = self.server(server);
         // Decide for every type first, so a rejected UpdateAsync takes no read token either.
-        let mut plans = Vec::with_capacity(kinds.len());
-        for &kind in kinds {
-            let (per_minute, _) = self.rate(budgets, server, kind);
-            let bucket = self.refill(now, budgets, server, kind);
-            if bucket.tokens >= 1.0 {
-                plans.push((kind, now));
+        // (At most two types: UpdateAsync's read and write.)
+        let mut plans = [(RequestType::StandardRead, now); 2];
+        let kinds = operation.request_types();
+        for (plan, &kind) in plans.iter_mut().zip(kinds) {
+            let (bucket, per_minute) = s.refill(now, budgets, kind);
+            let ready = if bucket.tokens >= 1.0 {
+                now
             } else if bucket.queue.len() >= budgets.queue_capacity || per_minute <= 0.0 {
                 return Admission::Rejected(RequestError::QueueFull { operation });
             } else {
-                let wait = (1.0 - bucket.tokens) * 60.0 / per_minute;
-                plans.push((kind, now + wait));
-            }
+                now + (1.0 - bucket.tokens) * 60.0 / per_minute
+            };
+            *plan = (kind, ready);
         }
         let mut at = now;
-        for (kind, ready) in plans {
-            let bucket = self.refill(now, budgets, server, kind);
+        for &(kind, ready) in &plans[..kinds.len()] {
+            // Refilled up to `now` just above.
+            let Some(bucket) = s.buckets[kind.index()].as_mut() else {
+                continue;
+            };
             bucket.tokens -= 1.0;
             if ready > now {
                 bucket.queue.push(ready);

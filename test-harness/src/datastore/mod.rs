@@ -250,10 +250,8 @@ pub struct SetOptions {
 pub struct ReadTicket {
     /// The server running the update.
     pub server: ServerId,
-    /// The DataStore.
-    pub store: StoreName,
-    /// The key.
-    pub key: String,
+    /// The key (DataStore name, scope and key name), checked against the name limits.
+    pub path: KeyPath,
     /// The value the transform receives (nil for a missing or removed key), shared with the
     /// store: pass `value.as_deref()` to the transform.
     pub value: Option<Arc<Value>>,
@@ -974,24 +972,21 @@ impl DataStoreService {
     ) -> Result<ReadTicket, RequestError> {
         let path = self.path(store, key)?;
         let fault = self.faults.roll(Operation::Update);
-        self.read_for_update(now, server, store.clone(), key, &path, fault)
+        self.read_for_update(now, server, path, fault)
     }
 
     fn read_for_update(
         &mut self,
         now: f64,
         server: ServerId,
-        store: StoreName,
-        key: &str,
-        path: &KeyPath,
+        path: KeyPath,
         fault: Option<Fault>,
     ) -> Result<ReadTicket, RequestError> {
-        let (head, read) = self.read_current(path, self.wall_ms(now))?;
-        self.charge(now, path, Throughput::Read, read.size)?;
+        let (head, read) = self.read_current(&path, self.wall_ms(now))?;
+        self.charge(now, &path, Throughput::Read, read.size)?;
         Ok(ReadTicket {
             server,
-            store,
-            key: key.to_string(),
+            path,
             value: read.value,
             key_info: read.key_info,
             read_at: now,
@@ -1002,20 +997,8 @@ impl DataStoreService {
 
     /// Another writer committed since `ticket` was read: a fresh read for the transform to run
     /// again on (the ticket's fault decision carries over).
-    fn conflict(
-        &mut self,
-        now: f64,
-        ticket: ReadTicket,
-        path: &KeyPath,
-    ) -> Result<UpdateCommit, RequestError> {
-        let again = self.read_for_update(
-            now,
-            ticket.server,
-            ticket.store,
-            &ticket.key,
-            path,
-            ticket.fault,
-        )?;
+    fn conflict(&mut self, now: f64, ticket: ReadTicket) -> Result<UpdateCommit, RequestError> {
+        let again = self.read_for_update(now, ticket.server, ticket.path, ticket.fault)?;
         Ok(UpdateCommit::Conflict(again))
     }
 
@@ -1050,28 +1033,28 @@ impl DataStoreService {
         let size = self.limits.check_value(&value)?;
         let user_ids = self.limits.check_user_ids(user_ids.as_ref())?;
         let metadata = self.limits.check_metadata(metadata.as_ref())?;
-        let path = ticket.store.path(&ticket.key);
         let now_ms = self.wall_ms(now);
-        let head = self.storage.head_meta(&path).map_err(internal)?;
+        let head = self.storage.head_meta(&ticket.path).map_err(internal)?;
         if head.as_ref().map(|h| &h.version) != ticket.seen.as_ref() {
-            return self.conflict(now, ticket, &path);
+            return self.conflict(now, ticket);
         }
-        self.charge(now, &path, Throughput::Write, size)?;
+        let path = &ticket.path;
+        self.charge(now, path, Throughput::Write, size)?;
         let state = NewState {
             value: Some(value),
             size,
             user_ids,
             metadata,
         };
-        let read = match self.commit_state(now_ms, &path, head.as_ref(), state) {
+        let read = match self.commit_state(now_ms, path, head.as_ref(), state) {
             Ok(read) => read,
-            Err(StorageError::Conflict { .. }) => return self.conflict(now, ticket, &path),
+            Err(StorageError::Conflict { .. }) => return self.conflict(now, ticket),
             Err(e) => return Err(internal(e)),
         };
         if let Some(Fault::Ambiguous(e)) = ticket.fault {
             return Err(e);
         }
-        self.remember(now, ticket.server, &path, &read);
+        self.remember(now, ticket.server, &ticket.path, &read);
         Ok(UpdateCommit::Committed(read))
     }
 

@@ -44,10 +44,10 @@ impl ThroughputBook {
             Throughput::Read => limits.read_bytes,
             Throughput::Write => limits.write_bytes,
         } / limits.unit_bytes.max(1);
-        if !self.keys.contains_key(path) {
-            self.keys.insert(path.clone(), Usage::default());
-        }
-        let usage = self.keys.get_mut(path).expect("inserted");
+        let usage = match self.keys.get_mut(path) {
+            Some(usage) => usage,
+            None => self.keys.entry(path.clone()).or_default(),
+        };
         let window = match kind {
             Throughput::Read => &mut usage.reads,
             Throughput::Write => &mut usage.writes,
