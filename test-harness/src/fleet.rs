@@ -130,9 +130,9 @@ pub enum StartFailure {
 /// What a fleet run observed, for the report and the invariant checks.
 #[derive(Clone, Debug, Default)]
 pub struct Observations {
-    /// Operation ids each player's own saves confirmed, per key, with when each was first
-    /// confirmed.
-    pub acked_ops: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Operation ids each player's own saves confirmed, with when each was first confirmed;
+    /// per player, in [`Fleet::keys`] order.
+    pub acked_ops: Vec<BTreeMap<String, f64>>,
     /// Gifts whose `MessageAsync` returned true: gift id → recipient key.
     pub gifts_sent: BTreeMap<String, String>,
     /// Deliveries per (server, profile, message id).
@@ -266,6 +266,10 @@ impl Fleet {
             .collect();
         Fleet {
             acked_upto: vec![(0, String::new()); config.players],
+            observed: Observations {
+                acked_ops: vec![BTreeMap::new(); config.players],
+                ..Observations::default()
+            },
             joining: vec![BTreeMap::new(); config.servers],
             gifting: vec![BTreeMap::new(); config.servers],
             closing_since: vec![None; config.servers],
@@ -274,7 +278,6 @@ impl Fleet {
             store,
             players,
             rng,
-            observed: Observations::default(),
             torn_trades: Vec::new(),
             profile_keys: BTreeMap::new(),
             session_players: BTreeMap::new(),
@@ -678,7 +681,6 @@ impl Fleet {
     /// too, and only the entries after it are read.
     fn on_after_save(&mut self, s: usize, profile: ProfileId, saved: &Value, t: f64) {
         if let Some(&p) = self.session_players.get(&(s, profile)) {
-            let key = &self.players[p].key;
             let ops = saved
                 .get("Ops")
                 .and_then(Value::as_array)
@@ -690,14 +692,9 @@ impl Fleet {
             if let Some(last) = ops.last().and_then(Value::as_str) {
                 *done = (ops.len(), last.to_string());
             }
-            if from < ops.len() {
-                let acked = match self.observed.acked_ops.get_mut(key) {
-                    Some(acked) => acked,
-                    None => self.observed.acked_ops.entry(key.clone()).or_default(),
-                };
-                for op in ops[from..].iter().filter_map(Value::as_str) {
-                    acked.entry(op.to_string()).or_insert(t);
-                }
+            let acked = &mut self.observed.acked_ops[p];
+            for op in ops[from..].iter().filter_map(Value::as_str) {
+                acked.entry(op.to_string()).or_insert(t);
             }
         }
         // The game drops its reference to an ended session's profile: the engine forgets it

@@ -180,7 +180,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     let obs = fleet.observed.clone();
 
     // No acknowledged save lost; no operation applied twice.
-    for key in &keys {
+    for (p, key) in keys.iter().enumerate() {
         let data = &finals[key]["Data"];
         let ops = strings(data, "Ops");
         let mut seen = std::collections::BTreeSet::new();
@@ -193,7 +193,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 ));
             }
         }
-        if let Some(acked) = obs.acked_ops.get(key) {
+        if let Some(acked) = obs.acked_ops.get(p) {
             let lost: Vec<(&String, f64)> = acked
                 .iter()
                 .filter(|(o, _)| !seen.contains(*o))
