@@ -176,6 +176,9 @@ pub fn empty_global_updates() -> Value {
 /// Brings a `GlobalUpdates` table into `[last_id:number, entries:array]` form, keeping whatever
 /// is readable (spec §19 item 18: the original throws on a malformed queue).
 fn repair_global_updates(v: &Value) -> Value {
+    if is_canonical_global_updates(v) {
+        return v.clone();
+    }
     let last_id = v.get(0).and_then(Value::as_f64).unwrap_or(0.0);
     let entries: Vec<Value> = v
         .get(1)
@@ -189,6 +192,22 @@ fn repair_global_updates(v: &Value) -> Value {
         .unwrap_or_default();
     let last_id = entries.iter().filter_map(entry_id).fold(last_id, f64::max);
     json!([number(last_id), entries])
+}
+
+/// Whether `v` is already what [`repair_global_updates`] makes of it: `[last_id, entries]` with
+/// `last_id` written as [`number`] writes it and every entry an id at most `last_id` (the form
+/// every save writes, so the repair usually has nothing to do).
+fn is_canonical_global_updates(v: &Value) -> bool {
+    let Some([last, entries]) = v.as_array().map(Vec::as_slice) else {
+        return false;
+    };
+    let (Some(last_id), Some(entries)) = (last.as_f64(), entries.as_array()) else {
+        return false;
+    };
+    *last == number(last_id)
+        && entries
+            .iter()
+            .all(|e| entry_id(e).is_some_and(|id| id <= last_id))
 }
 
 /// A whole number is written as a JSON integer, anything else as a float.
@@ -395,6 +414,31 @@ mod tests {
             panic!("valid")
         };
         assert_eq!(obj["GlobalUpdates"], json!([0, []]));
+    }
+
+    /// The repair's shortcut for an already repaired queue must not let a near miss through.
+    #[test]
+    fn only_canonical_global_updates_are_kept_as_they_are() {
+        let cases = [
+            (
+                json!([3, [[1, {"a": 1}], [3, 7]]]),
+                json!([3, [[1, {"a": 1}], [3, 7]]]),
+            ),
+            (json!([0, []]), json!([0, []])),
+            (json!([2.5, [[1, {}]]]), json!([2.5, [[1, {}]]])),
+            (json!([5.0, []]), json!([5, []])),
+            (json!([2, [[5, {}]]]), json!([5, [[5, {}]]])),
+            (json!([1, [], 3]), json!([1, []])),
+            (json!([3, [[1, {}], "junk", []]]), json!([3, [[1, {}]]])),
+            (json!([4]), json!([4, []])),
+        ];
+        for (stored, repaired) in cases {
+            let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": stored.clone()});
+            let Classified::Valid(obj) = classify(Some(&v)) else {
+                panic!("valid")
+            };
+            assert_eq!(obj["GlobalUpdates"], repaired, "{stored}");
+        }
     }
 
     #[test]
