@@ -26,8 +26,8 @@ use profilestore_core::{
 use serde_json::Value;
 
 use crate::datastore::{
-    Admission, DataStoreService, Operation, Read, ReadTicket, ServerId, StoreName, UpdateCommit,
-    VersionPages,
+    Admission, Committed, DataStoreService, Operation, Read, ReadTicket, ServerId, StoreName,
+    UpdateCommit, VersionPages,
 };
 use crate::log::Log;
 use crate::messaging::{self, MessagingService};
@@ -242,9 +242,11 @@ impl World {
     /// Builds a world: engines with seeded JobIds and GUID seeds, all with DataStore access.
     pub fn new(
         config: WorldConfig,
-        datastore: DataStoreService,
+        mut datastore: DataStoreService,
         messaging: MessagingService,
     ) -> World {
+        // The log shows every commit, also those whose call failed ambiguously.
+        datastore.watch_commits();
         let mut rng = GuidGenerator::new(config.seed);
         let engines = engine_configs(&config, &mut rng);
         let servers = config
@@ -593,20 +595,36 @@ impl World {
             } => {
                 let name = StoreName::new(&store);
                 let id = self.servers[server].id;
-                if let Ok(written) =
+                let _ =
                     self.datastore
-                        .set_async(self.now, id, &name, &key, value, Default::default())
-                {
-                    let what = Happening::Write {
-                        store: format!("{store}:global"),
-                        key,
-                        value: written.value,
-                        user_ids: written.key_info.user_ids.clone(),
-                        metadata: written.key_info.metadata.clone(),
-                    };
-                    self.log(server, what);
-                }
+                        .set_async(self.now, id, &name, &key, value, Default::default());
+                self.log_commits(server);
             }
+        }
+    }
+
+    /// Logs what the DataStore committed during server `s`'s last call: writes, and removals
+    /// of a value (an ambiguous failure's commit too, though the call reports an error).
+    fn log_commits(&mut self, s: usize) {
+        for Committed { path, read } in self.datastore.take_commits() {
+            let store = [path.store.as_str(), path.scope.as_str()].join(":");
+            let what = match read.value.as_deref() {
+                None => Happening::Removed {
+                    store,
+                    key: path.key,
+                },
+                Some(value) => {
+                    let key_info = read.key_info.as_ref();
+                    Happening::Write {
+                        store,
+                        key: path.key,
+                        value: self.logged_value(Some(value)),
+                        user_ids: key_info.map(|k| k.user_ids.clone()).unwrap_or_default(),
+                        metadata: key_info.map_or(Value::Null, |k| k.metadata.clone()),
+                    }
+                }
+            };
+            self.log(s, what);
         }
     }
 
@@ -676,15 +694,7 @@ impl World {
                 .map_err(|e| e.to_core()),
             DataStoreRequestKind::Remove => {
                 let removed = self.datastore.remove_async(now, id, &store, &request.key);
-                if removed.as_ref().is_ok_and(|r| r.value.is_some()) {
-                    self.log(
-                        s,
-                        Happening::Removed {
-                            store: format!("{}:global", request.store),
-                            key: request.key.clone(),
-                        },
-                    );
-                }
+                self.log_commits(s);
                 removed.map(Read::into_response).map_err(|e| e.to_core())
             }
             DataStoreRequestKind::ListVersions {
@@ -767,30 +777,12 @@ impl World {
             );
             return;
         }
-        let store = [ticket.path.store.as_str(), ticket.path.scope.as_str()].join(":");
-        let key = ticket.path.key.clone();
         let (mut ticket, mut output) = (ticket, output);
         let result = loop {
-            match self.datastore.commit_update(self.now, ticket, output) {
-                Ok(UpdateCommit::Committed(read)) => {
-                    let what = Happening::Write {
-                        store: store.clone(),
-                        key: key.clone(),
-                        value: self.logged_value(read.value.as_deref()),
-                        user_ids: read
-                            .key_info
-                            .as_ref()
-                            .map(|k| k.user_ids.clone())
-                            .unwrap_or_default(),
-                        metadata: read
-                            .key_info
-                            .as_ref()
-                            .map(|k| k.metadata.clone())
-                            .unwrap_or(Value::Null),
-                    };
-                    self.log(s, what);
-                    break Ok(read.into_response());
-                }
+            let commit = self.datastore.commit_update(self.now, ticket, output);
+            self.log_commits(s);
+            match commit {
+                Ok(UpdateCommit::Committed(read)) => break Ok(read.into_response()),
                 Ok(UpdateCommit::Cancelled) => {
                     break Ok(DataStoreResponse::Value {
                         value: None,

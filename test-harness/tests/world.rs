@@ -129,3 +129,47 @@ fn a_crashed_server_answers_nothing() {
     assert_eq!(w.stored("S", "k"), None, "its request died with it");
     assert!(matches!(w.log.last().unwrap().what, Happening::Crashed));
 }
+
+/// An ambiguous failure (spec "Errors": the write lands, the call reports an error) is in the
+/// log as the write it is, beside the error the engine saw; the one-lock-holder check and the
+/// journals read writes from the log.
+#[test]
+fn an_ambiguous_failure_logs_its_write() {
+    use profilestore_harness::datastore::{Fault, Operation, internal_rejection};
+    let (mut w, store) = world(1, Limits::unlimited());
+    w.datastore
+        .script_fault(Operation::Update, Fault::Ambiguous(internal_rejection()));
+    let now = w.now_for(0);
+    w.feed(
+        0,
+        Input::StartSession {
+            now,
+            store: store.live(),
+            key: "k".into(),
+            params: StartParams::default(),
+        },
+    );
+    w.run_until(0.5);
+    let lines: Vec<String> = w
+        .log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Write {
+                store, key, value, ..
+            } => Some(format!(
+                "write {store}/{key} count {}",
+                value["MetaData"]["SessionLoadCount"]
+            )),
+            Happening::Output(Output::Event(profilestore_core::Event::OnError {
+                message, ..
+            })) => Some(format!("error {}", &message[..3])),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lines, ["write S:global/k count 1", "error 502"]);
+    assert_eq!(
+        w.stored("S", "k").unwrap()["MetaData"]["SessionLoadCount"],
+        json!(1),
+        "the write landed"
+    );
+}

@@ -494,6 +494,18 @@ pub struct DataStoreService {
     /// and would otherwise keep an old version alive).
     cache_sweep_at: f64,
     snapshot_ms: Option<i64>,
+    /// Every commit since the last [`DataStoreService::take_commits`], when watched.
+    commits: Option<Vec<Committed>>,
+}
+
+/// A write or removal the store committed, whatever its call returned: an ambiguous failure
+/// commits and then reports an error, and a watcher of the store still sees the commit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Committed {
+    /// The key.
+    pub path: KeyPath,
+    /// What a reader sees after the commit: no value after a removal (a tombstone).
+    pub read: SharedRead,
 }
 
 impl std::fmt::Debug for DataStoreService {
@@ -520,7 +532,22 @@ impl DataStoreService {
             cache: BTreeMap::new(),
             cache_sweep_at: 0.0,
             snapshot_ms: None,
+            commits: None,
         }
+    }
+
+    /// From now on, records every commit (write, increment, update or removal) for
+    /// [`DataStoreService::take_commits`], including those whose call then failed ambiguously.
+    pub fn watch_commits(&mut self) {
+        self.commits.get_or_insert_with(Vec::new);
+    }
+
+    /// The commits recorded since the last call, oldest first (empty unless watched).
+    pub fn take_commits(&mut self) -> Vec<Committed> {
+        self.commits
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The same service with other limits.
@@ -761,6 +788,12 @@ impl DataStoreService {
                 version: version_write,
             },
         )?;
+        if let Some(commits) = &mut self.commits {
+            commits.push(Committed {
+                path: path.clone(),
+                read: read.clone(),
+            });
+        }
         Ok(read)
     }
 
