@@ -42,18 +42,23 @@ fn world(servers: usize, limits: Limits) -> (World, StoreId) {
     (w, store)
 }
 
+/// Server `s` calls `StartSessionAsync(key)` with default parameters.
+fn start(w: &mut World, s: usize, store: StoreId, key: &str) {
+    let now = w.now_for(s);
+    let input = Input::StartSession {
+        now,
+        store: store.live(),
+        key: key.into(),
+        params: StartParams::default(),
+    };
+    w.feed(s, input);
+}
+
 #[test]
 fn throttled_requests_queue_and_overflow_is_refused() {
     let (mut w, store) = world(1, Limits::roblox());
-    let now = w.now_for(0);
     for i in 0..300 {
-        let input = Input::StartSession {
-            now,
-            store: store.live(),
-            key: format!("k{i}"),
-            params: StartParams::default(),
-        };
-        w.feed(0, input);
+        start(&mut w, 0, store, &format!("k{i}"));
     }
     w.run_until(600.0);
     assert!(
@@ -89,14 +94,7 @@ fn throttled_requests_queue_and_overflow_is_refused() {
 fn unlimited_budgets_never_throttle_and_skew_reaches_lock_times() {
     let (mut w, store) = world(2, Limits::unlimited());
     for s in 0..2 {
-        let now = w.now_for(s);
-        let input = Input::StartSession {
-            now,
-            store: store.live(),
-            key: format!("k{s}"),
-            params: StartParams::default(),
-        };
-        w.feed(s, input);
+        start(&mut w, s, store, &format!("k{s}"));
     }
     w.run_until(2.0);
     assert_eq!((w.throttled, w.refused), (0, 0));
@@ -114,16 +112,7 @@ fn unlimited_budgets_never_throttle_and_skew_reaches_lock_times() {
 #[test]
 fn a_crashed_server_answers_nothing() {
     let (mut w, store) = world(1, Limits::unlimited());
-    let now = w.now_for(0);
-    w.feed(
-        0,
-        Input::StartSession {
-            now,
-            store: store.live(),
-            key: "k".into(),
-            params: StartParams::default(),
-        },
-    );
+    start(&mut w, 0, store, "k");
     w.crash(0);
     w.run_until(5.0);
     assert_eq!(w.stored("S", "k"), None, "its request died with it");
@@ -139,16 +128,7 @@ fn an_ambiguous_failure_logs_its_write() {
     let (mut w, store) = world(1, Limits::unlimited());
     w.datastore
         .script_fault(Operation::Update, Fault::Ambiguous(internal_rejection()));
-    let now = w.now_for(0);
-    w.feed(
-        0,
-        Input::StartSession {
-            now,
-            store: store.live(),
-            key: "k".into(),
-            params: StartParams::default(),
-        },
-    );
+    start(&mut w, 0, store, "k");
     w.run_until(0.5);
     let lines: Vec<String> = w
         .log
