@@ -127,6 +127,24 @@ pub enum StartFailure {
     Crashed,
 }
 
+/// One trade: `item` moved from `from` to `to`, both playing on `server`, at `at`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trade {
+    /// The item id.
+    pub item: String,
+    /// The giver's key.
+    pub from: String,
+    /// The receiver's key.
+    pub to: String,
+    /// Where both played.
+    pub server: usize,
+    /// Virtual time of the trade.
+    pub at: f64,
+    /// Whether a save of the giver's profile on `server` confirmed (`OnAfterSave`) a `Data`
+    /// without the item: from then on the giver's side of the trade is stored.
+    pub giver_saved: bool,
+}
+
 /// What a fleet run observed, for the report and the invariant checks.
 #[derive(Clone, Debug, Default)]
 pub struct Observations {
@@ -150,8 +168,8 @@ pub struct Observations {
     pub slow_healthy_starts: Vec<(String, f64, String)>,
     /// Trades done.
     pub trades: u64,
-    /// Every trade: item, from key, to key, server, time.
-    pub trade_log: Vec<(String, String, String, usize, f64)>,
+    /// Every trade, in order.
+    pub trade_log: Vec<Trade>,
     /// When each server died (crash, or killed at the end of `BindToClose`).
     pub died_at: BTreeMap<usize, f64>,
     /// DataStore errors signalled (`OnError`).
@@ -199,6 +217,9 @@ pub struct Fleet {
     gift_seq: u64,
     /// PlayerRemoving on the old server after a teleport: (at, server, profile).
     pending_ends: Vec<(f64, usize, ProfileId)>,
+    /// Per (server, giver's profile): trades (indexes into `trade_log`) whose giver side no
+    /// save has confirmed yet.
+    unsaved_gives: BTreeMap<(usize, ProfileId), Vec<usize>>,
     /// Per player: how many entries of the last `LastSavedData.Ops` seen were acknowledged,
     /// and the last of them.
     acked_upto: Vec<(usize, String)>,
@@ -285,6 +306,7 @@ impl Fleet {
             seen: 0,
             gift_seq: 0,
             pending_ends: Vec::new(),
+            unsaved_gives: BTreeMap::new(),
         }
     }
 
@@ -395,7 +417,7 @@ impl Fleet {
                     since,
                 } => {
                     // A player gives up after a minute of loading: Cancel turns true.
-                    if now - since > 60.0 {
+                    if now - since > HANDOFF_BOUND {
                         let t = self.world.now_for(server);
                         self.world.servers[server].host.cancelled.insert(call);
                         self.world
@@ -563,14 +585,19 @@ impl Fleet {
             let engine = &self.world.servers[server].engine;
             let key_of =
                 |p: ProfileId| engine.profile(p).map(|x| x.key.clone()).unwrap_or_default();
-            let record = (
-                item.as_str().unwrap_or_default().to_string(),
-                key_of(profile),
-                key_of(partner),
+            let trade = Trade {
+                item: item.as_str().unwrap_or_default().to_string(),
+                from: key_of(profile),
+                to: key_of(partner),
                 server,
-                self.world.now,
-            );
-            self.observed.trade_log.push(record);
+                at: self.world.now,
+                giver_saved: false,
+            };
+            self.unsaved_gives
+                .entry((server, profile))
+                .or_default()
+                .push(self.observed.trade_log.len());
+            self.observed.trade_log.push(trade);
             self.observed.trades += 1;
         }
     }
@@ -680,6 +707,18 @@ impl Fleet {
     /// holding the player's last acknowledged op at the same place holds everything before it
     /// too, and only the entries after it are read.
     fn on_after_save(&mut self, s: usize, profile: ProfileId, saved: &Value, t: f64) {
+        if let Some(gives) = self.unsaved_gives.get_mut(&(s, profile)) {
+            let items = saved.get("Items").and_then(Value::as_array);
+            let holds = |item: &str| items.is_some_and(|a| a.iter().any(|i| i == item));
+            let trades = &mut self.observed.trade_log;
+            gives.retain(|&i| {
+                trades[i].giver_saved = !holds(&trades[i].item);
+                !trades[i].giver_saved
+            });
+            if gives.is_empty() {
+                self.unsaved_gives.remove(&(s, profile));
+            }
+        }
         if let Some(&p) = self.session_players.get(&(s, profile)) {
             let ops = saved
                 .get("Ops")
@@ -752,14 +791,19 @@ impl Fleet {
                     StartFailure::Superseded
                 };
                 *self.observed.failures.entry(reason).or_default() += 1;
-                if self.healthy_since(since)
-                    && reason != StartFailure::Cancelled
-                    && reason != StartFailure::Closing
-                {
+                // A player cancels only after waiting HANDOFF_BOUND: a healthy start that ends
+                // cancelled missed the bound as surely as one that succeeded late.
+                if self.healthy_since(since) && reason != StartFailure::Closing {
+                    let outcome = match reason {
+                        StartFailure::Cancelled => {
+                            format!("returned no profile in {took:.1} s: the player gave up")
+                        }
+                        _ => format!("returned no profile ({reason:?})"),
+                    };
                     self.observed.slow_healthy_starts.push((
                         self.players[p].key.clone(),
                         since,
-                        format!("{reason:?}"),
+                        outcome,
                     ));
                 }
                 self.players[p].presence = Presence::Offline;

@@ -223,8 +223,15 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     for key in &keys {
         for item in strings(&finals[key]["Data"], "Items") {
             if let Some(other) = owners.insert(item.clone(), key.clone()) {
-                let torn = obs.trade_log.iter().any(|(i, _, _, server, t)| {
-                    *i == item && obs.died_at.get(server).is_some_and(|died| died >= t)
+                // Torn: the item's trade on a server that died before any save of the giver
+                // confirmed the item gone.
+                let torn = obs.trade_log.iter().any(|trade| {
+                    trade.item == item
+                        && !trade.giver_saved
+                        && obs
+                            .died_at
+                            .get(&trade.server)
+                            .is_some_and(|d| *d >= trade.at)
                 });
                 if torn {
                     fleet.torn_trades.push(item.clone());
@@ -311,6 +318,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
 
     // Hand-offs within the bound while healthy.
     for (key, at, outcome) in &obs.slow_healthy_starts {
+        starts.entry(key.clone()).or_insert(*at);
         found.push((
             "healthy hand-off within bound",
             key.clone(),

@@ -2,7 +2,7 @@
 //! Tests): lost saves, dupes, double-applied operations, message delivery, lock generations and
 //! hand-off bounds. Virtual time keeps them fast.
 
-use profilestore_harness::fleet::{Fleet, FleetConfig};
+use profilestore_harness::fleet::{Fleet, FleetConfig, STORE};
 use profilestore_harness::invariants;
 use profilestore_harness::storage::MemoryStorage;
 
@@ -58,5 +58,138 @@ fn a_hundred_harsh_seeds_keep_every_invariant() {
         config.shutdown_rate = 0.1;
         let (fleet, violations) = run(config);
         assert_sound(seed, &fleet, &violations);
+    }
+}
+
+/// A small healthy run, sound before it is tampered with, and one of its keys holding an item.
+fn sound_run(seed: u64) -> (Fleet, String, String) {
+    let (mut fleet, violations) = run(FleetConfig::new(seed, 2, 6, 180.0, 0.0));
+    assert_sound(seed, &fleet, &violations);
+    let keys = fleet.keys();
+    let holder = keys
+        .iter()
+        .find(|k| !items(&mut fleet, k).is_empty())
+        .expect("some player looted an item")
+        .clone();
+    let other = keys.iter().find(|k| **k != holder).unwrap().clone();
+    (fleet, holder, other)
+}
+
+fn items(fleet: &mut Fleet, key: &str) -> Vec<serde_json::Value> {
+    let v = fleet.world.stored(STORE, key).unwrap();
+    v["Data"]["Items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Virtual times of an excerpt's lines (`t=12.345 S0 ...`).
+fn times(excerpt: &[String]) -> Vec<f64> {
+    excerpt
+        .iter()
+        .map(|l| l[2..l.find(' ').unwrap()].parse().unwrap())
+        .collect()
+}
+
+/// Each check reports a run that breaks its invariant, with the key and an excerpt from where
+/// it starts (a check that cannot fail would pass every fleet test above).
+#[test]
+fn each_invariant_check_reports_a_broken_run() {
+    // An acknowledged op missing from the final value.
+    let (mut fleet, key, _) = sound_run(7);
+    let p = fleet.keys().iter().position(|k| *k == key).unwrap();
+    let op = format!("{key}:op999");
+    fleet.observed.acked_ops[p].insert(op.clone(), 30.0);
+    let v = invariants::check(&mut fleet);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(
+        (v[0].invariant, v[0].key.as_str()),
+        ("no acknowledged save lost", key.as_str())
+    );
+    assert_eq!(
+        v[0].detail,
+        format!("1 acknowledged op(s) missing from the final value, first {op}")
+    );
+    assert!(!v[0].excerpt.is_empty() && times(&v[0].excerpt).iter().all(|t| *t >= 30.0));
+
+    // A healthy start the player gave up on.
+    let (mut fleet, key, _) = sound_run(7);
+    let outcome = "returned no profile in 61.0 s: the player gave up".to_string();
+    fleet
+        .observed
+        .slow_healthy_starts
+        .push((key.clone(), 20.0, outcome));
+    let v = invariants::check(&mut fleet);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].invariant, "healthy hand-off within bound");
+    assert_eq!(
+        v[0].detail,
+        "start at t=20.0 returned no profile in 61.0 s: the player gave up (bound 60 s)"
+    );
+    assert!(times(&v[0].excerpt).first().is_some_and(|t| *t >= 20.0));
+
+    // A message processed twice in one session.
+    let (mut fleet, _, _) = sound_run(7);
+    fleet
+        .observed
+        .deliveries
+        .insert((0, profilestore_core::ProfileId(999_999), 77), 2);
+    let v = invariants::check(&mut fleet);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].invariant, "no message processed twice");
+    assert_eq!(v[0].detail, "message 77 delivered 2 times in one session");
+}
+
+/// An item in two profiles is a dupe unless the trade that moved it was torn by its server's
+/// death before any save of the giver confirmed the item gone.
+#[test]
+fn a_dupe_is_excused_only_by_a_torn_trade() {
+    use profilestore_harness::datastore::{ServerId, StoreName};
+    use profilestore_harness::fleet::Trade;
+    for (died, giver_saved, torn) in [
+        (None, false, false),
+        (Some(50.0), true, false),
+        (Some(5.0), false, false),
+        (Some(50.0), false, true),
+    ] {
+        let (mut fleet, holder, other) = sound_run(11);
+        let item = items(&mut fleet, &holder)[0].clone();
+        let mut value = fleet.world.stored(STORE, &other).unwrap();
+        value["Data"]["Items"]
+            .as_array_mut()
+            .unwrap()
+            .push(item.clone());
+        let now = fleet.world.now;
+        fleet
+            .world
+            .datastore
+            .set_async(
+                now,
+                ServerId(0),
+                &StoreName::new(STORE),
+                &other,
+                value,
+                Default::default(),
+            )
+            .unwrap();
+        let item = item.as_str().unwrap().to_string();
+        fleet.observed.trade_log.push(Trade {
+            item: item.clone(),
+            from: holder.clone(),
+            to: other.clone(),
+            server: 1,
+            at: 10.0,
+            giver_saved,
+        });
+        if let Some(t) = died {
+            fleet.observed.died_at.insert(1, t);
+        }
+        let v = invariants::check(&mut fleet);
+        let case = format!("died {died:?}, giver saved {giver_saved}");
+        if torn {
+            assert!(v.is_empty(), "{case}: {v:?}");
+            assert_eq!(fleet.torn_trades, [item], "{case}");
+        } else {
+            assert_eq!(v.len(), 1, "{case}: {v:?}");
+            assert_eq!(v[0].invariant, "no dupe", "{case}");
+            assert!(fleet.torn_trades.is_empty(), "{case}");
+        }
     }
 }
