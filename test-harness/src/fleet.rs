@@ -112,16 +112,18 @@ struct Player {
     items: u64,
 }
 
-/// Why a session start returned nil.
+/// Why a session start returned nil (spec §21: "job stolen, request superseded by another
+/// server, cancelled, closing"). Every fleet start passes a `Cancel` tied to the player's
+/// presence, which disables `START_SESSION_TIMEOUT` (spec §5): a start under DataStore errors
+/// retries until the player gives up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum StartFailure {
-    /// The player left while it was loading (`Cancel`).
+    /// The player gave up after waiting [`HANDOFF_BOUND`] (`Cancel` returned true).
     Cancelled,
-    /// DataStore errors until `START_SESSION_TIMEOUT`.
-    Timeout,
     /// The server was shutting down.
     Closing,
-    /// Another server asked for the lock after us.
+    /// Neither cancelled nor closing: a later call took the load job over, or another server's
+    /// `ForceLoadSession` claim replaced ours.
     Superseded,
     /// The server crashed first.
     Crashed,
@@ -785,8 +787,6 @@ impl Fleet {
                     StartFailure::Cancelled
                 } else if self.world.servers[s].engine.is_closing() {
                     StartFailure::Closing
-                } else if took >= 120.0 {
-                    StartFailure::Timeout
                 } else {
                     StartFailure::Superseded
                 };
