@@ -299,9 +299,19 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
             ),
         ));
     }
+    // The on-disk store keeps counters as SQLite integers, and a write adds one to both.
+    let counter = |at: &str, name: &str, n: u64| {
+        if n > i64::MAX as u64 {
+            Err(invalid(at, format!("{name} {n} is above {}", i64::MAX)))
+        } else {
+            Ok(())
+        }
+    };
+    counter(at, "serial", k.serial)?;
     let mut versions = Vec::with_capacity(k.versions.len());
     for (j, v) in k.versions.iter().enumerate() {
         let vat = format!("{at}.versions[{j}]");
+        counter(&vat, "slot", v.slot)?;
         let expected_slot = versions.last().map_or(1, |p: &StoredVersion| p.slot + 1);
         if v.slot < expected_slot || (j == 0 && v.slot == 0) {
             return Err(invalid(
@@ -651,6 +661,21 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "import document, stores[2].keys[\"k1\"].versions[1]: slot 1 must be at least 2 and increase"
+        );
+        assert_eq!(fresh.paths().unwrap(), vec![], "nothing was written");
+        // Counters a later write could not add one to (the on-disk store's integers end at
+        // i64::MAX).
+        let mut big = export(ds.storage_mut()).unwrap();
+        big.stores[2].keys.get_mut("k1").unwrap().serial = u64::MAX;
+        assert_eq!(
+            import_document(&mut fresh, &big).unwrap_err().to_string(),
+            "import document, stores[2].keys[\"k1\"]: serial 18446744073709551615 is above 9223372036854775807"
+        );
+        let mut big = export(ds.storage_mut()).unwrap();
+        big.stores[2].keys.get_mut("k1").unwrap().versions[1].slot = 1 << 63;
+        assert_eq!(
+            import_document(&mut fresh, &big).unwrap_err().to_string(),
+            "import document, stores[2].keys[\"k1\"].versions[1]: slot 9223372036854775808 is above 9223372036854775807"
         );
         assert_eq!(fresh.paths().unwrap(), vec![], "nothing was written");
         let mut wrong = export(ds.storage_mut()).unwrap();

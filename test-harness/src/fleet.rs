@@ -536,7 +536,10 @@ impl Fleet {
                 numbered(&player.key, ":item", player.items)
             });
             if let Some(data) = self.world.servers[server].host.data.get_mut(&profile) {
-                data["Counter"] = json!(data["Counter"].as_i64().unwrap_or(0) + 1);
+                if let Some(table) = table_mut(data) {
+                    let counter = table.get("Counter").and_then(Value::as_i64).unwrap_or(0);
+                    table.insert("Counter".into(), json!(counter + 1));
+                }
                 push(data, "Ops", Value::String(op));
                 if let Some(item) = loot {
                     push(data, "Items", Value::String(item));
@@ -570,14 +573,16 @@ impl Fleet {
             return;
         }
         let host = &mut self.world.servers[server].host;
-        if !host.data.contains_key(&partner) {
+        // The receiver's Data must take the item before the giver's gives it up.
+        if host.data.get_mut(&partner).and_then(table_mut).is_none() {
             return;
         }
         let item = host
             .data
             .get_mut(&profile)
-            .and_then(|d| d["Items"].as_array_mut())
-            .and_then(|items| items.pop());
+            .and_then(|d| d.get_mut("Items"))
+            .and_then(Value::as_array_mut)
+            .and_then(Vec::pop);
         if let Some(item) = item {
             push(
                 host.data.get_mut(&partner).expect("checked"),
@@ -875,16 +880,48 @@ fn numbered(key: &str, tag: &str, n: u64) -> String {
     id
 }
 
-fn push(data: &mut Value, field: &str, v: Value) {
-    if !data[field].is_array() {
-        data[field] = json!([]);
+/// The player's `Data` as an object: an empty Luau table is stored as `[]` (fixtures
+/// README), and the game treats it as the empty table it is; any other non-object `Data` is
+/// left alone (`None`).
+fn table_mut(data: &mut Value) -> Option<&mut serde_json::Map<String, Value>> {
+    if data.as_array().is_some_and(Vec::is_empty) {
+        *data = json!({});
     }
-    data[field].as_array_mut().expect("made an array").push(v);
+    data.as_object_mut()
+}
+
+fn push(data: &mut Value, field: &str, v: Value) {
+    let Some(table) = table_mut(data) else {
+        return;
+    };
+    let slot = table.entry(field).or_insert_with(|| json!([]));
+    if !slot.is_array() {
+        *slot = json!([]);
+    }
+    if let Some(list) = slot.as_array_mut() {
+        list.push(v);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An empty Luau table is stored as `[]`: the game's writes treat it as a table; any other
+    /// non-table Data is left as it is rather than panicking.
+    #[test]
+    fn gameplay_writes_take_an_empty_array_as_a_table() {
+        let mut data = json!([]);
+        push(&mut data, "Ops", json!("op1"));
+        assert_eq!(data, json!({"Ops": ["op1"]}));
+        let mut data = json!({"Ops": 3, "Keep": true});
+        push(&mut data, "Ops", json!("op1"));
+        assert_eq!(data, json!({"Ops": ["op1"], "Keep": true}));
+        let mut data = json!([1, 2]);
+        push(&mut data, "Ops", json!("op1"));
+        assert_eq!(data, json!([1, 2]));
+        assert!(table_mut(&mut json!("text")).is_none());
+    }
 
     #[test]
     fn op_and_item_ids_are_key_tag_number() {

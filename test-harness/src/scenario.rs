@@ -154,6 +154,16 @@ pub enum ScenarioError {
         /// The name.
         server: String,
     },
+    /// A latency figure is out of range (fps must be positive, times finite and not negative).
+    #[error("invalid scenario latency: {field} is {value}, {expected}")]
+    Latency {
+        /// The field (`fps`, `datastore_round_trip`, ...).
+        field: &'static str,
+        /// Its value.
+        value: f64,
+        /// What it must be.
+        expected: &'static str,
+    },
     /// An action was refused by the engine (for example an invalid key or constant).
     #[error("action at t={t} was refused: {message}")]
     Refused {
@@ -188,8 +198,40 @@ struct Runner {
     seen: usize,
 }
 
+impl ScenarioLatency {
+    /// Refuses figures the virtual clock cannot run on: a Heartbeat of zero or fewer frames
+    /// per second never ticks (or never advances), a negative or infinite delay never arrives.
+    pub fn check(&self) -> Result<(), ScenarioError> {
+        let bad = |field, value, expected| {
+            Err(ScenarioError::Latency {
+                field,
+                value,
+                expected,
+            })
+        };
+        if !(self.fps.is_finite() && self.fps > 0.0) {
+            return bad("fps", self.fps, "expected a positive number");
+        }
+        for (field, value) in [
+            ("datastore_round_trip", self.datastore_round_trip),
+            ("message_delay", self.message_delay),
+            ("publish_yield", self.publish_yield),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return bad(
+                    field,
+                    value,
+                    "expected a finite number of seconds, at least 0",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Plays a scenario and returns its journal.
 pub fn run(scenario: &Scenario) -> Result<Vec<Line>, ScenarioError> {
+    scenario.latency.check()?;
     let servers: Vec<ServerSpec> = scenario
         .servers
         .iter()
@@ -580,6 +622,73 @@ mod tests {
         set_path(&mut d, "A.B", json!(2));
         set_path(&mut d, "Coins", json!(3));
         assert_eq!(d, json!({"Coins": 3, "A": {"B": 2}}));
+    }
+
+    /// A Heartbeat that never ticks or a delay that never ends is refused before the run (a
+    /// negative fps used to make the virtual clock loop forever).
+    #[test]
+    fn latency_the_clock_cannot_run_on_is_refused() {
+        let good = ScenarioLatency {
+            datastore_round_trip: 0.3,
+            message_delay: 0.2,
+            publish_yield: 0.05,
+            fps: 60.0,
+        };
+        assert!(good.check().is_ok());
+        let cases = [
+            (
+                ScenarioLatency { fps: 0.0, ..good },
+                "fps is 0, expected a positive number",
+            ),
+            (
+                ScenarioLatency { fps: -60.0, ..good },
+                "fps is -60, expected a positive number",
+            ),
+            (
+                ScenarioLatency {
+                    fps: f64::NAN,
+                    ..good
+                },
+                "fps is NaN, expected a positive number",
+            ),
+            (
+                ScenarioLatency {
+                    message_delay: -1.0,
+                    ..good
+                },
+                "message_delay is -1, expected a finite number of seconds, at least 0",
+            ),
+            (
+                ScenarioLatency {
+                    datastore_round_trip: f64::INFINITY,
+                    ..good
+                },
+                "datastore_round_trip is inf, expected a finite number of seconds, at least 0",
+            ),
+        ];
+        for (latency, message) in cases {
+            let err = latency.check().unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("invalid scenario latency: {message}")
+            );
+        }
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/scenarios"
+        );
+        let first = std::fs::read_dir(dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut scenario = load(&first).unwrap();
+        scenario.latency.fps = -1.0;
+        assert!(matches!(
+            run(&scenario),
+            Err(ScenarioError::Latency { field: "fps", .. })
+        ));
     }
 
     #[test]
