@@ -457,6 +457,19 @@ impl World {
             }
             match output {
                 Output::DataStore(request) => {
+                    // A GetAsync the server's 4 s cache answers costs no budget and sends
+                    // nothing (spec "Caching"): it is answered at once.
+                    if matches!(request.kind, DataStoreRequestKind::Get)
+                        && self.datastore.is_cached(
+                            self.now,
+                            self.servers[s].id,
+                            &StoreName::new(&request.store),
+                            &request.key,
+                        )
+                    {
+                        self.schedule(self.now, Pending::Read { server: s, request });
+                        continue;
+                    }
                     // Server request budgets (throttle queues of 30) decide when it is sent.
                     let operation = operation_of(&request.kind);
                     match self

@@ -153,3 +153,53 @@ fn an_ambiguous_failure_logs_its_write() {
         "the write landed"
     );
 }
+
+/// A GetAsync the server's cache answers (within 4 s of its own read or write of the key)
+/// costs no request budget and no round trip (spec "Caching").
+#[test]
+fn a_cached_get_costs_no_budget_and_no_round_trip() {
+    use profilestore_harness::datastore::RequestType;
+    let (mut w, store) = world(1, Limits::roblox());
+    start(&mut w, 0, store, "k");
+    w.run_until(1.0);
+    let get = |w: &mut World| {
+        let now = w.now_for(0);
+        w.feed(
+            0,
+            Input::Get {
+                now,
+                store: store.live(),
+                key: "k".into(),
+                version: None,
+            },
+        );
+    };
+    let reads = |w: &mut World| {
+        let (now, id) = (w.now, w.servers[0].id);
+        w.datastore
+            .request_budget(now, id, RequestType::StandardRead)
+            .unwrap()
+    };
+    let returned_at = |w: &World| {
+        w.log.iter().rev().find_map(|l| match &l.what {
+            Happening::Output(Output::Completion(Completion::Get { .. })) => Some(l.t),
+            _ => None,
+        })
+    };
+    let before = reads(&mut w);
+    get(&mut w);
+    w.run_until(2.0);
+    assert_eq!(
+        returned_at(&w),
+        Some(1.0),
+        "answered from the cache at once"
+    );
+    assert_eq!(reads(&mut w), before, "no read budget spent");
+    // Past the 4 s cache the read goes out: a round trip, one read token.
+    w.run_until(10.0);
+    let before = reads(&mut w);
+    get(&mut w);
+    w.run_until(11.0);
+    assert_eq!(returned_at(&w), Some(10.15));
+    assert_eq!(reads(&mut w), before - 1.0);
+}
