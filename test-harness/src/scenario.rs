@@ -51,7 +51,9 @@ pub struct ScenarioLatency {
     pub datastore_round_trip: f64,
     /// Publish to delivery.
     pub message_delay: f64,
-    /// How long `PublishAsync` yields its (spawned) caller.
+    /// How long `PublishAsync` yields its caller. Checked, but nothing waits on it: ProfileStore
+    /// calls `PublishAsync` only from spawned threads (spec §5.3, §10.1), whose yield
+    /// delays nothing the journal records.
     #[serde(default)]
     pub publish_yield: f64,
     /// Heartbeat frames per second.

@@ -32,7 +32,8 @@ use crate::datastore::{
 use crate::log::Log;
 use crate::messaging::{self, MessagingService};
 
-/// The error world-wide DataStore faults report (the original's emulator used the same).
+/// The error world-wide DataStore faults report (the original's emulator used the same, and
+/// it is the text of the DataStore's own 502, [`crate::datastore::internal_rejection`]).
 pub const FAULT_MESSAGE: &str =
     "502: API Services rejected request with error. HTTP 500 (Internal Server Error)";
 

@@ -100,7 +100,7 @@ pub enum RequestError {
         operation: Operation,
     },
     /// 502 `RequestRejected`: the service failed the request.
-    #[error("502: API Services rejected the request with error {detail}.")]
+    #[error("502: API Services rejected request with error. {detail}")]
     RequestRejected {
         /// The service's error, e.g. `HTTP 500 (Internal Server Error)`.
         detail: String,
@@ -344,7 +344,7 @@ mod tests {
                 RequestError::RequestRejected {
                     detail: "HTTP 500 (Internal Server Error)".into(),
                 },
-                "502: API Services rejected the request with error HTTP 500 (Internal Server Error).",
+                crate::world::FAULT_MESSAGE,
             ),
             (
                 RequestError::KeyThrottled {

@@ -49,7 +49,7 @@ impl FaultRates {
     }
 }
 
-/// `502: API Services rejected the request with error HTTP 500 (Internal Server Error).`
+/// `502: API Services rejected request with error. HTTP 500 (Internal Server Error)`
 pub fn internal_rejection() -> RequestError {
     RequestError::RequestRejected {
         detail: "HTTP 500 (Internal Server Error)".into(),

@@ -934,7 +934,7 @@ fn ambiguous_failures_commit_but_report_an_error() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "502: API Services rejected the request with error HTTP 500 (Internal Server Error)."
+        "502: API Services rejected request with error. HTTP 500 (Internal Server Error)"
     );
     assert_eq!(
         ds.get_async(2.0, A, &store(), "k", GetOptions::default())
