@@ -28,9 +28,6 @@ use crate::world::{Happening, LatencyModel, ServerSpec, World, WorldConfig};
 /// The store every fleet uses.
 pub const STORE: &str = "PlayerData";
 
-/// Roblox's `BindToClose` budget: the server is killed this long after shutdown starts.
-pub const BIND_TO_CLOSE_LIMIT: f64 = 30.0;
-
 /// What a fleet run is made of.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FleetConfig {
@@ -211,8 +208,9 @@ pub struct Fleet {
     joining: Vec<BTreeMap<CallId, usize>>,
     /// Per server: message call → gift id.
     gifting: Vec<BTreeMap<CallId, (String, String)>>,
-    /// Per server: when it started closing.
-    closing_since: Vec<Option<f64>>,
+    /// Per server: whether it is shutting down (the world kills it at the end of
+    /// `BindToClose`).
+    closing: Vec<bool>,
     /// When faults were turned off (the settle phase), if they were.
     healthy_from: Option<f64>,
     seen: usize,
@@ -295,7 +293,7 @@ impl Fleet {
             },
             joining: vec![BTreeMap::new(); config.servers],
             gifting: vec![BTreeMap::new(); config.servers],
-            closing_since: vec![None; config.servers],
+            closing: vec![false; config.servers],
             config,
             world,
             store,
@@ -318,7 +316,7 @@ impl Fleet {
 
     fn alive_servers(&self) -> Vec<usize> {
         (0..self.world.servers.len())
-            .filter(|s| self.world.servers[*s].alive && self.closing_since[*s].is_none())
+            .filter(|s| self.world.servers[*s].alive && !self.closing[*s])
             .collect()
     }
 
@@ -348,33 +346,18 @@ impl Fleet {
     }
 
     fn server_events(&mut self) {
-        let now = self.world.now;
-        for s in 0..self.world.servers.len() {
-            if let Some(since) = self.closing_since[s]
-                && self.world.servers[s].alive
-                && now - since >= BIND_TO_CLOSE_LIMIT
-            {
-                self.world.crash(s);
-                self.observed.died_at.insert(s, now);
-            }
-        }
         let per_second = |rate_per_minute: f64| rate_per_minute / 60.0;
         for s in 0..self.world.servers.len() {
             // Keep at least one server taking players.
-            if self.alive_servers().len() <= 1
-                || !self.world.servers[s].alive
-                || self.closing_since[s].is_some()
-            {
+            if self.alive_servers().len() <= 1 || !self.world.servers[s].alive || self.closing[s] {
                 continue;
             }
             if self.rng.next_f64() < per_second(self.config.crash_rate) {
                 self.world.crash(s);
                 self.observed.crashes += 1;
-                self.observed.died_at.insert(s, self.world.now);
             } else if self.rng.next_f64() < per_second(self.config.shutdown_rate) {
-                let now = self.world.now_for(s);
-                self.world.feed(s, Input::Shutdown { now });
-                self.closing_since[s] = Some(self.world.now);
+                self.world.shutdown(s);
+                self.closing[s] = true;
                 self.observed.shutdowns += 1;
             }
         }
@@ -636,8 +619,14 @@ impl Fleet {
             self.seen += 1;
             let (s, t) = (entry.server, entry.t);
             // Writes and publishes are only read by the invariant checks, at the end.
-            let Happening::Output(output) = &mut entry.what else {
-                continue;
+            let output = match &mut entry.what {
+                Happening::Output(output) => output,
+                // A crash, or the kill at the end of a shutdown's BindToClose budget.
+                Happening::Crashed => {
+                    self.observed.died_at.entry(s).or_insert(t);
+                    continue;
+                }
+                _ => continue,
             };
             match output {
                 Output::Completion(Completion::SessionStart { call, profile }) => {

@@ -436,9 +436,7 @@ impl Runner {
             ActionKind::RawSet { key, value } => {
                 self.world.raw_set(s, store_name, key, value.clone())
             }
-            ActionKind::Close => {
-                self.world.feed(s, Input::Shutdown { now });
-            }
+            ActionKind::Close => self.world.shutdown(s),
             ActionKind::Crash => self.world.crash(s),
             ActionKind::Faults { .. } => {}
         }

@@ -159,7 +159,13 @@ enum Pending {
         op: OpId,
         error: DataStoreError,
     },
+    /// The end of a shutdown's `BindToClose` budget: the server is killed if still running.
+    Kill { server: usize },
 }
+
+/// Roblox's `BindToClose` budget: a server is killed this long after its shutdown starts,
+/// whatever its close handlers are still doing.
+pub const BIND_TO_CLOSE_LIMIT: f64 = 30.0;
 
 /// The DataStore call a request is (version page advances count as listings).
 fn operation_of(kind: &DataStoreRequestKind) -> Operation {
@@ -342,11 +348,25 @@ impl World {
         self.datastore.set_player_count(self.now, id, players);
     }
 
+    /// Server `s` shuts down: `BindToClose` runs ProfileStore's close handling (final saves).
+    /// The server closes when it returns ([`Completion::Shutdown`]), or is killed
+    /// [`BIND_TO_CLOSE_LIMIT`] after the shutdown began, whichever comes first.
+    pub fn shutdown(&mut self, s: usize) {
+        let now = self.now_for(s);
+        self.feed(s, Input::Shutdown { now });
+        self.schedule(self.now + BIND_TO_CLOSE_LIMIT, Pending::Kill { server: s });
+    }
+
     /// Server `s` dies at once: no final save; its requests and subscriptions are gone.
     pub fn crash(&mut self, s: usize) {
+        self.stop(s);
+        self.log(s, Happening::Crashed);
+    }
+
+    /// Server `s` stops running: nothing reaches it any more.
+    fn stop(&mut self, s: usize) {
         self.servers[s].alive = false;
         self.messaging.remove_server(self.servers[s].id);
-        self.log(s, Happening::Crashed);
     }
 
     /// A plain `SetAsync` by server `s` (outside ProfileStore), committed one round trip later.
@@ -550,7 +570,12 @@ impl World {
                         host.roblox_metadata
                             .insert(loaded.profile, std::mem::take(&mut loaded.roblox_metadata));
                     }
+                    let closed = matches!(c, Completion::Shutdown);
                     self.log(s, Happening::Output(Output::Completion(c)));
+                    if closed {
+                        // BindToClose returned: the server closes (gracefully, no kill).
+                        self.stop(s);
+                    }
                 }
                 other => self.log(s, Happening::Output(other)),
             }
@@ -590,6 +615,11 @@ impl World {
     fn process(&mut self, pending: Pending) {
         match pending {
             Pending::Read { server, request } => self.read(server, request),
+            Pending::Kill { server } => {
+                if self.servers[server].alive {
+                    self.crash(server);
+                }
+            }
             Pending::Refused { server, op, error } => {
                 if self.servers[server].alive {
                     self.respond(server, op, Err(error));

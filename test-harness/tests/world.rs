@@ -203,3 +203,41 @@ fn a_cached_get_costs_no_budget_and_no_round_trip() {
     assert_eq!(returned_at(&w), Some(10.15));
     assert_eq!(reads(&mut w), before - 1.0);
 }
+
+/// A shutdown (`BindToClose`) closes the server when ProfileStore's close handling returns; one
+/// whose final saves cannot land is killed `BIND_TO_CLOSE_LIMIT` (30 s) after it began.
+#[test]
+fn a_shutdown_closes_when_done_or_is_killed_after_thirty_seconds() {
+    use profilestore_harness::world::BIND_TO_CLOSE_LIMIT;
+    let lock = |w: &mut World| {
+        w.stored("S", "k").unwrap()["MetaData"]
+            .get("ActiveSession")
+            .cloned()
+    };
+    let crashed_at = |w: &World| {
+        w.log
+            .iter()
+            .find_map(|l| matches!(l.what, Happening::Crashed).then_some(l.t))
+    };
+    // Healthy: the final save lands, the server closes, nobody kills it.
+    let (mut w, store) = world(1, Limits::unlimited());
+    start(&mut w, 0, store, "k");
+    w.run_until(1.0);
+    assert!(lock(&mut w).is_some());
+    w.shutdown(0);
+    w.run_until(60.0);
+    assert!(!w.servers[0].alive, "closed when BindToClose returned");
+    assert_eq!(crashed_at(&w), None);
+    assert_eq!(lock(&mut w), None, "the final save released the lock");
+    // Every DataStore call failing: the final save retries until the kill.
+    let (mut w, store) = world(1, Limits::unlimited());
+    start(&mut w, 0, store, "k");
+    w.run_until(1.0);
+    w.datastore_fail = 1.0;
+    w.shutdown(0);
+    w.run_until(29.0);
+    assert!(w.servers[0].alive, "still saving");
+    w.run_until(60.0);
+    assert_eq!(crashed_at(&w), Some(1.0 + BIND_TO_CLOSE_LIMIT));
+    assert!(lock(&mut w).is_some(), "killed before any final save");
+}
