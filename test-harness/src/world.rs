@@ -26,11 +26,23 @@ use profilestore_core::{
 use serde_json::Value;
 
 use crate::datastore::{
-    Admission, Committed, DataStoreService, Operation, Read, ReadTicket, ServerId, StoreName,
-    UpdateCommit, VersionPages,
+    Admission, Committed, DataStoreService, Operation, Read, ReadTicket, RequestError, ServerId,
+    StoreName, UpdateCommit, VersionPages,
 };
 use crate::log::Log;
 use crate::messaging::{self, MessagingService};
+
+/// When a request refused for its key's throughput can go (`None` for other errors, and for a
+/// request too large to ever fit).
+fn key_ready_at(error: &RequestError) -> Option<f64> {
+    match error {
+        RequestError::KeyThrottled { ready_at, .. } => *ready_at,
+        _ => None,
+    }
+}
+
+/// The detail of the 502 world-wide DataStore faults report.
+const FAULT_DETAIL: &str = "HTTP 500 (Internal Server Error)";
 
 /// The error world-wide DataStore faults report (the original's emulator used the same, and
 /// it is the text of the DataStore's own 502, [`crate::datastore::internal_rejection`]).
@@ -227,6 +239,9 @@ pub struct World {
     pub throttled: u64,
     /// DataStore requests refused because their throttle queue was full.
     pub refused: u64,
+    /// DataStore requests held because their key's per-minute throughput was used up (Roblox
+    /// skips them in the queue until the key has room).
+    pub key_throttled: u64,
     /// Log whole stored values with every write (journals need them); when false only
     /// `summarize(value)` is logged (by default the value's `MetaData`), which keeps long fleet
     /// runs light.
@@ -281,6 +296,7 @@ impl World {
             messaging_fail: 0.0,
             throttled: 0,
             refused: 0,
+            key_throttled: 0,
             log_values: true,
             summarize: |v| serde_json::json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null)}),
             trace: None,
@@ -720,26 +736,24 @@ impl World {
                         );
                         return;
                     }
-                    Err(e) => Err(e.to_core()),
+                    Err(e) => Err(e),
                 }
             }
-            _ if self.faulted() => Err(DataStoreError {
-                message: FAULT_MESSAGE.into(),
+            _ if self.faulted() => Err(RequestError::RequestRejected {
+                detail: FAULT_DETAIL.into(),
             }),
             DataStoreRequestKind::Get => self
                 .datastore
                 .get_async(now, id, &store, &request.key, Default::default())
-                .map(Read::into_response)
-                .map_err(|e| e.to_core()),
+                .map(Read::into_response),
             DataStoreRequestKind::GetVersion { version } => self
                 .datastore
                 .get_version_async(now, &store, &request.key, version)
-                .map(Read::into_response)
-                .map_err(|e| e.to_core()),
+                .map(Read::into_response),
             DataStoreRequestKind::Remove => {
                 let removed = self.datastore.remove_async(now, id, &store, &request.key);
                 self.log_commits(s);
-                removed.map(Read::into_response).map_err(|e| e.to_core())
+                removed.map(Read::into_response)
             }
             DataStoreRequestKind::ListVersions {
                 query: qid,
@@ -763,25 +777,36 @@ impl World {
                         self.pages.insert((s, *qid), pages);
                         Ok(response)
                     }
-                    Err(e) => Err(e.to_core()),
+                    Err(e) => Err(e),
                 }
             }
             DataStoreRequestKind::NextVersionPage { query } => {
-                match self.pages.get_mut(&(s, *query)) {
-                    Some(pages) => {
-                        let mut pages = pages.clone();
-                        let r = self.datastore.advance_versions(now, &mut pages);
-                        let response = pages.to_response();
-                        self.pages.insert((s, *query), pages);
-                        r.map(|_| response).map_err(|e| e.to_core())
-                    }
-                    None => Err(DataStoreError {
+                let Some(pages) = self.pages.get_mut(&(s, *query)) else {
+                    let error = DataStoreError {
                         message: "no version listing to advance".into(),
-                    }),
-                }
+                    };
+                    self.respond(s, request.op, Err(error));
+                    return;
+                };
+                let mut pages = pages.clone();
+                let r = self.datastore.advance_versions(now, &mut pages);
+                let response = pages.to_response();
+                self.pages.insert((s, *query), pages);
+                r.map(|_| response)
             }
         };
-        self.respond(s, request.op, result);
+        match result {
+            Err(e) => match key_ready_at(&e) {
+                Some(at) => {
+                    // Held in the queue until the key has room (counted once, when it goes).
+                    self.key_throttled += 1;
+                    *self.requests.entry(api).or_default() -= 1;
+                    self.schedule(at, Pending::Read { server: s, request });
+                }
+                None => self.respond(s, request.op, Err(e.to_core())),
+            },
+            Ok(response) => self.respond(s, request.op, Ok(response)),
+        }
     }
 
     fn run_transform(&mut self, s: usize, op: OpId, ticket: &ReadTicket) -> Transformed {
@@ -838,6 +863,26 @@ impl World {
                     output = self.run_transform(s, op, &fresh);
                     ticket = fresh;
                 }
+                Ok(UpdateCommit::Throttled {
+                    ticket,
+                    output,
+                    error,
+                }) => match key_ready_at(&error) {
+                    Some(at) => {
+                        // The write waits for room on the key, then commits (or finds a
+                        // newer value and runs the transform again).
+                        self.key_throttled += 1;
+                        let pending = Pending::Commit {
+                            server: s,
+                            op,
+                            ticket,
+                            output,
+                        };
+                        self.schedule(at, pending);
+                        return;
+                    }
+                    None => break Err(error.to_core()),
+                },
                 Err(e) => break Err(e.to_core()),
             }
         };

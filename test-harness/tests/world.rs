@@ -241,3 +241,87 @@ fn a_shutdown_closes_when_done_or_is_killed_after_thirty_seconds() {
     assert_eq!(crashed_at(&w), Some(1.0 + BIND_TO_CLOSE_LIMIT));
     assert!(lock(&mut w).is_some(), "killed before any final save");
 }
+
+/// Unlimited but for per-key throughput.
+fn key_limits(throughput: profilestore_harness::datastore::ThroughputLimits) -> Limits {
+    Limits {
+        throughput: Some(throughput),
+        ..Limits::unlimited()
+    }
+}
+
+/// When the log's writes committed (to the millisecond).
+fn write_times(w: &World) -> Vec<f64> {
+    w.log
+        .iter()
+        .filter(|l| matches!(l.what, Happening::Write { .. }))
+        .map(|l| (l.t * 1000.0).round() / 1000.0)
+        .collect()
+}
+
+/// A request on a key whose per-minute throughput is used up waits in the queue until the
+/// window has room (Roblox "temporarily skips" it) instead of failing.
+#[test]
+fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
+    use profilestore_harness::datastore::ThroughputLimits;
+    // Two 1 KB units of writes per minute on a key.
+    let (mut w, store) = world(
+        1,
+        key_limits(ThroughputLimits {
+            write_bytes: 2048,
+            ..ThroughputLimits::roblox()
+        }),
+    );
+    start(&mut w, 0, store, "k");
+    w.run_until(1.0);
+    let profile = w
+        .log
+        .iter()
+        .find_map(|l| match &l.what {
+            Happening::Output(Output::Completion(Completion::SessionStart {
+                profile: Some(p),
+                ..
+            })) => Some(p.profile),
+            _ => None,
+        })
+        .expect("started");
+    // The start wrote once (at 0.3 s); two saves make three writes within a minute.
+    for at in [1.0, 2.0] {
+        w.run_until(at);
+        let now = w.now_for(0);
+        w.feed(0, Input::Save { now, profile });
+    }
+    w.run_until(120.0);
+    let writes = write_times(&w);
+    // The third write waited for the first (committed at 0.3 s) to leave the window.
+    assert_eq!(writes, [0.3, 1.3, 60.3]);
+    assert_eq!(w.key_throttled, 1);
+    let errors = w
+        .log
+        .iter()
+        .filter(|l| {
+            matches!(
+                l.what,
+                Happening::Output(Output::Event(profilestore_core::Event::OnError { .. }))
+            )
+        })
+        .count();
+    assert_eq!(errors, 0, "held, not failed");
+
+    // Reads too: one 1 KB read a minute, so the save's read waits for the start's to expire.
+    let (mut w, store) = world(
+        1,
+        key_limits(ThroughputLimits {
+            read_bytes: 1024,
+            ..ThroughputLimits::roblox()
+        }),
+    );
+    start(&mut w, 0, store, "k");
+    w.run_until(1.0);
+    let now = w.now_for(0);
+    w.feed(0, Input::Save { now, profile });
+    w.run_until(120.0);
+    let writes = write_times(&w);
+    assert_eq!(writes, [0.3, 60.3], "read at 0.15 s, the next at 60.15 s");
+    assert_eq!((w.key_throttled, w.request_total()), (1, 2));
+}

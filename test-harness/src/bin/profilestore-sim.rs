@@ -411,6 +411,10 @@ fn print_summary(s: &serde_json::Value) {
         "throttled / refused requests",
         format!("{} / {}", s["throttled_requests"], s["refused_requests"]),
     );
+    row(
+        "held for key throughput",
+        s["key_throttled_requests"].to_string(),
+    );
     row("errors (OnError)", s["errors"].to_string());
     row("critical-state toggles", s["critical_toggles"].to_string());
     row(

@@ -146,6 +146,10 @@ pub enum RequestError {
         request_units: u64,
         /// Units allowed per window.
         limit_units: u64,
+        /// When the key's window will take this request (`None`: never, it alone exceeds the
+        /// limit). Roblox keeps a throttled key's request in its queue, skipping it until then
+        /// (spec "Queues"); a host with a clock waits and sends it again.
+        ready_at: Option<f64>,
     },
     /// `InternalServerError` (also how a storage failure reaches the caller).
     #[error("InternalServerError: An internal server error occurred. ({detail})")]
@@ -352,6 +356,7 @@ mod tests {
                     used_units: 1,
                     request_units: 1,
                     limit_units: 1,
+                    ready_at: None,
                 },
                 "KeyThrottled: The request rate exceeds the allowed maximum for the key.",
             ),

@@ -273,6 +273,16 @@ pub enum UpdateCommit {
     /// Another writer committed since the read: run the transform again on this fresh read and
     /// commit again.
     Conflict(ReadTicket),
+    /// The key's write throughput is used up (`error` is `KeyThrottled`, saying when there is
+    /// room): nothing written; the ticket and output come back to commit again then.
+    Throttled {
+        /// The read, to commit with again.
+        ticket: Box<ReadTicket>,
+        /// The transform's output, unchanged.
+        output: Transformed,
+        /// The `KeyThrottled` error.
+        error: RequestError,
+    },
 }
 
 /// `ListVersionsAsync` arguments.
@@ -990,6 +1000,7 @@ impl DataStoreService {
                 UpdateCommit::Committed(read) => return Ok(read.into_read()),
                 UpdateCommit::Cancelled => return Ok(Read::none()),
                 UpdateCommit::Conflict(next) => ticket = next,
+                UpdateCommit::Throttled { error, .. } => return Err(error),
             }
         }
     }
@@ -1064,20 +1075,31 @@ impl DataStoreService {
             return Err(e.clone());
         }
         let size = self.limits.check_value(&value)?;
-        let user_ids = self.limits.check_user_ids(user_ids.as_ref())?;
-        let metadata = self.limits.check_metadata(metadata.as_ref())?;
+        let checked_user_ids = self.limits.check_user_ids(user_ids.as_ref())?;
+        let checked_metadata = self.limits.check_metadata(metadata.as_ref())?;
         let now_ms = self.wall_ms(now);
         let head = self.storage.head_meta(&ticket.path).map_err(internal)?;
         if head.as_ref().map(|h| &h.version) != ticket.seen.as_ref() {
             return self.conflict(now, ticket);
         }
         let path = &ticket.path;
-        self.charge(now, path, Throughput::Write, size)?;
+        if let Err(error) = self.charge(now, path, Throughput::Write, size) {
+            let output = Transformed::Write {
+                value,
+                user_ids,
+                metadata,
+            };
+            return Ok(UpdateCommit::Throttled {
+                ticket: Box::new(ticket),
+                output,
+                error,
+            });
+        }
         let state = NewState {
             value: Some(value),
             size,
-            user_ids,
-            metadata,
+            user_ids: checked_user_ids,
+            metadata: checked_metadata,
         };
         let read = match self.commit_state(now_ms, path, head.as_ref(), state) {
             Ok(read) => read,

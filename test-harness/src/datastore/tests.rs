@@ -1085,7 +1085,9 @@ fn per_key_throughput_throttles_reads_and_writes() {
             kind: Throughput::Read,
             used_units: 24_576,
             request_units: 4096,
-            limit_units: 25_600
+            limit_units: 25_600,
+            // Room once the read at 1 s leaves the 60 s window.
+            ready_at: Some(61.0),
         }
     );
     assert_eq!(
@@ -1101,7 +1103,8 @@ fn per_key_throughput_throttles_reads_and_writes() {
             kind: Throughput::Write,
             used_units: 4096,
             request_units: 1,
-            limit_units: 4096
+            limit_units: 4096,
+            ready_at: Some(60.0),
         }
     );
     assert!(

@@ -1,7 +1,9 @@
 //! Per-key throughput (spec "Per-key throughput"): over a sliding window (60 s), the reads of a
 //! key may move at most 25 MB and its writes 4 MB, across all servers, every request rounded up
 //! to a whole 1 KB unit. A request is approved if the usage in the window, including itself, is
-//! within the limit; a denied request is not counted and fails with `KeyThrottled`.
+//! within the limit; a denied request is not counted and fails with `KeyThrottled`, which says
+//! when the window will have room for it (the world holds the request until then, as Roblox's
+//! queue "temporarily skips" a throttled key's request).
 
 use std::collections::VecDeque;
 
@@ -54,17 +56,32 @@ impl ThroughputBook {
         };
         while window
             .front()
-            .is_some_and(|(t, _)| *t <= now - limits.window_seconds)
+            // The same sum as `ready_at` below: at the time it names, the entry is gone.
+            .is_some_and(|(t, _)| *t + limits.window_seconds <= now)
         {
             window.pop_front();
         }
         let used_units: u64 = window.iter().map(|(_, u)| u).sum();
         if used_units + request_units > limit_units {
+            // Entries leave the window `window_seconds` after they were charged, oldest first.
+            let ready_at = (request_units <= limit_units).then(|| {
+                let mut used = used_units;
+                let mut at = now;
+                for (t, u) in window.iter() {
+                    if used + request_units <= limit_units {
+                        break;
+                    }
+                    used -= u;
+                    at = t + limits.window_seconds;
+                }
+                at
+            });
             return Err(RequestError::KeyThrottled {
                 kind,
                 used_units,
                 request_units,
                 limit_units,
+                ready_at,
             });
         }
         window.push_back((now, request_units));
@@ -102,9 +119,28 @@ mod tests {
                 kind: Throughput::Write,
                 used_units: 4096,
                 request_units: 1,
-                limit_units: 4096
+                limit_units: 4096,
+                // The 4095-unit write leaves the window at 60 s, and then there is room.
+                ready_at: Some(60.0),
             }
         );
+        // Needing more than the first entry frees: room once the second leaves too.
+        let err = book
+            .charge(59.9, &l, &p, Throughput::Write, 2 * 1024)
+            .unwrap_err();
+        assert!(matches!(err, RequestError::KeyThrottled { ready_at: Some(t), .. } if t == 60.0));
+        let err = book
+            .charge(59.9, &l, &p, Throughput::Write, 4096 * 1024)
+            .unwrap_err();
+        assert!(matches!(err, RequestError::KeyThrottled { ready_at: Some(t), .. } if t == 70.0));
+        // A request larger than the whole window's budget never fits.
+        let err = book
+            .charge(59.9, &l, &p, Throughput::Write, 4097 * 1024)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            RequestError::KeyThrottled { ready_at: None, .. }
+        ));
         // Reads have their own budget; other keys too.
         book.charge(59.9, &l, &p, Throughput::Read, 1).unwrap();
         book.charge(
