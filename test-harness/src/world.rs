@@ -13,7 +13,7 @@
 //! [`World::feed`] with API inputs and reads [`World::log`]; the world itself makes no game
 //! decisions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use profilestore_core::Seconds as At;
 use profilestore_core::guid::GuidGenerator;
@@ -179,6 +179,40 @@ enum Pending {
 /// whatever its close handlers are still doing.
 pub const BIND_TO_CLOSE_LIMIT: f64 = 30.0;
 
+/// A pending event in the world's queue: earliest time first, then the order of scheduling.
+struct Scheduled {
+    at: At,
+    seq: u64,
+    pending: Pending,
+}
+
+impl Scheduled {
+    fn order(&self) -> (At, u64) {
+        (self.at, self.seq)
+    }
+}
+
+// `BinaryHeap` pops its greatest element: the earliest event is the greatest.
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.order().cmp(&self.order())
+    }
+}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        self.order() == other.order()
+    }
+}
+
+impl Eq for Scheduled {}
+
 /// The DataStore call a request is (version page advances count as listings).
 fn operation_of(kind: &DataStoreRequestKind) -> Operation {
     match kind {
@@ -254,7 +288,7 @@ pub struct World {
     pub outputs: Option<Vec<(usize, Output)>>,
     rng: GuidGenerator,
     requests: BTreeMap<&'static str, u64>,
-    pending: BTreeMap<(At, u64), Pending>,
+    pending: BinaryHeap<Scheduled>,
     pages: BTreeMap<(usize, profilestore_core::QueryId), VersionPages>,
     seq: u64,
     frame: u64,
@@ -303,7 +337,7 @@ impl World {
             outputs: None,
             rng,
             requests: BTreeMap::new(),
-            pending: BTreeMap::new(),
+            pending: BinaryHeap::new(),
             pages: BTreeMap::new(),
             seq: 0,
             frame: 0,
@@ -427,7 +461,7 @@ impl World {
         let deadline = self.servers.iter().filter_map(due).reduce(f64::min);
         let frame = deadline.map(|d| ((d * fps - 1e-6).ceil().max(0.0) as u64).max(self.frame));
         let frame_at = frame.map_or(f64::INFINITY, |f| f as f64 / fps);
-        let pending_at = self.pending.keys().next().map(|(a, _)| a.0);
+        let pending_at = self.pending.peek().map(|p| p.at.0);
         let message_at = self.messaging.next_delivery();
         let event_at = [pending_at, message_at]
             .into_iter()
@@ -442,9 +476,8 @@ impl World {
         self.now = next;
         if event_at.is_some_and(|e| e <= frame_at) {
             if pending_at == event_at {
-                let key = *self.pending.keys().next().expect("checked");
-                let pending = self.pending.remove(&key).expect("checked");
-                self.process(pending);
+                let next = self.pending.pop().expect("checked");
+                self.process(next.pending);
             } else if let Some(message) = self.messaging.poll_delivery(self.now) {
                 self.deliver(message);
             }
@@ -475,7 +508,11 @@ impl World {
 
     fn schedule(&mut self, at: f64, pending: Pending) {
         self.seq += 1;
-        self.pending.insert((At(at), self.seq), pending);
+        self.pending.push(Scheduled {
+            at: At(at),
+            seq: self.seq,
+            pending,
+        });
     }
 
     fn log(&mut self, server: usize, what: Happening) {
@@ -674,13 +711,16 @@ impl World {
                     key: path.key,
                 },
                 Some(value) => {
-                    let key_info = read.key_info.as_ref();
+                    let value = self.logged_value(Some(value));
+                    let (user_ids, metadata) = read
+                        .key_info
+                        .map_or((Vec::new(), Value::Null), |k| (k.user_ids, k.metadata));
                     Happening::Write {
                         store,
                         key: path.key,
-                        value: self.logged_value(Some(value)),
-                        user_ids: key_info.map(|k| k.user_ids.clone()).unwrap_or_default(),
-                        metadata: key_info.map_or(Value::Null, |k| k.metadata.clone()),
+                        value,
+                        user_ids,
+                        metadata,
                     }
                 }
             };
