@@ -12,8 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::fleet::FleetConfig;
 use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 
-/// The trace format version.
-pub const TRACE_FORMAT: u32 = 1;
+/// The trace format version (2: every input carries what it returned).
+pub const TRACE_FORMAT: u32 = 2;
+
+/// The first bytes of every trace file.
+pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";
+
+/// The most servers a trace may name: replay builds one engine per server.
+pub const MAX_TRACE_SERVERS: usize = 10_000;
 
 /// A recorded run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,26 +80,61 @@ impl Trace {
         })
     }
 
-    /// Encodes the trace.
+    /// Encodes the trace: [`TRACE_MAGIC`], then the trace in bincode (its format first).
     pub fn to_bytes(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard())
-            .expect("traces always encode")
+        let mut bytes = TRACE_MAGIC.to_vec();
+        // Every field is plain data or JSON carried as text: encoding cannot fail.
+        if let Ok(body) = bincode::serde::encode_to_vec(self, bincode::config::standard()) {
+            bytes.extend(body);
+        }
+        bytes
     }
 
-    /// Decodes a trace.
+    /// Decodes a trace, refusing anything but exactly one whole trace of this format whose
+    /// inputs name its own servers. Lengths inside the file are not trusted: the decoder may
+    /// claim at most a bounded multiple of the file's size.
     pub fn from_bytes(bytes: &[u8], path: &str) -> Result<Trace, TraceError> {
-        let (trace, _): (Trace, usize) =
-            bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map_err(|e| {
-                TraceError::Decode {
-                    path: path.to_string(),
-                    message: e.to_string(),
-                }
-            })?;
-        if trace.format != TRACE_FORMAT {
+        let damaged = |message: String| TraceError::Decode {
+            path: path.to_string(),
+            message,
+        };
+        let Some(bytes) = bytes.strip_prefix(TRACE_MAGIC) else {
+            return Err(damaged("no trace header".into()));
+        };
+        // The format comes first: a trace of another version is named as such before its
+        // layout is read.
+        let (format, _): (u32, usize) =
+            bincode::decode_from_slice(bytes, bincode::config::standard())
+                .map_err(|e| damaged(e.to_string()))?;
+        if format != TRACE_FORMAT {
             return Err(TraceError::Format {
                 path: path.to_string(),
-                found: trace.format,
+                found: format,
             });
+        }
+        let (trace, used) = decode_bounded(bytes).map_err(|e| damaged(e.to_string()))?;
+        if used != bytes.len() {
+            return Err(damaged(format!(
+                "{} bytes follow the trace",
+                bytes.len() - used
+            )));
+        }
+        let servers = trace.world.servers.len();
+        if servers > MAX_TRACE_SERVERS {
+            return Err(damaged(format!(
+                "{servers} servers, at most {MAX_TRACE_SERVERS} are replayed"
+            )));
+        }
+        if let Some((i, t)) = trace
+            .inputs
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.server >= servers)
+        {
+            return Err(damaged(format!(
+                "input {i} is for server {}, the trace has {servers}",
+                t.server
+            )));
         }
         Ok(trace)
     }
@@ -116,6 +157,27 @@ impl Trace {
     }
 }
 
+/// Decodes with a limit on what the decoder may allocate for lengths read from the file:
+/// 16 times the file's size (at least 64 KiB), rounded up to a power of four.
+fn decode_bounded(bytes: &[u8]) -> Result<(Trace, usize), bincode::error::DecodeError> {
+    fn with<const LIMIT: usize>(
+        bytes: &[u8],
+    ) -> Result<(Trace, usize), bincode::error::DecodeError> {
+        let config = bincode::config::standard().with_limit::<LIMIT>();
+        bincode::serde::decode_from_slice(bytes, config)
+    }
+    let need = bytes.len().saturating_mul(16);
+    macro_rules! smallest_tier {
+        ($($shift:literal)*) => {
+            $(if need <= 1usize << $shift {
+                return with::<{ 1usize << $shift }>(bytes);
+            })*
+        };
+    }
+    smallest_tier!(16 18 20 22 24 26 28 30 32 34 36 38 40);
+    with::<{ usize::MAX }>(bytes)
+}
+
 /// What a replay found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Replay {
@@ -125,6 +187,9 @@ pub struct Replay {
     pub outputs: usize,
     /// Index of the first output that differs from the recording, if any.
     pub first_difference: Option<usize>,
+    /// Index of the first input whose returned value (a transform's write among others)
+    /// differs from the recording, if any.
+    pub first_result_difference: Option<usize>,
     /// Recorded live-state answers that did not match what the engines asked for.
     pub diverged_answers: usize,
 }
@@ -132,7 +197,9 @@ pub struct Replay {
 impl Replay {
     /// True when the replay reproduced the recording byte for byte.
     pub fn identical(&self) -> bool {
-        self.first_difference.is_none() && self.diverged_answers == 0
+        self.first_difference.is_none()
+            && self.first_result_difference.is_none()
+            && self.diverged_answers == 0
     }
 }
 
@@ -145,19 +212,24 @@ pub fn replay(trace: &Trace) -> Replay {
         .collect();
     let mut outputs: Vec<(usize, Output)> = Vec::new();
     let mut diverged = 0;
-    for traced in &trace.inputs {
+    let mut first_result_difference = None;
+    fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+    }
+    for (i, traced) in trace.inputs.iter().enumerate() {
         let Some(engine) = engines.get_mut(traced.server) else {
-            diverged += 1;
+            first_result_difference.get_or_insert(i);
             continue;
         };
-        diverged += engine.replay_input(traced.input.clone()).1;
+        let (result, missed) = engine.replay_input(traced.input.clone());
+        diverged += missed;
+        if encode(&result) != encode(&traced.result) {
+            first_result_difference.get_or_insert(i);
+        }
         while let Some(output) = engine.poll_output() {
             outputs.push((traced.server, output));
         }
     }
-    let encode = |o: &(usize, Output)| {
-        bincode::serde::encode_to_vec(o, bincode::config::standard()).expect("encodes")
-    };
     let first_difference = (0..outputs.len().max(trace.outputs.len())).find(|i| {
         match (outputs.get(*i), trace.outputs.get(*i)) {
             (Some(a), Some(b)) => encode(a) != encode(b),
@@ -168,6 +240,7 @@ pub fn replay(trace: &Trace) -> Replay {
         inputs: trace.inputs.len(),
         outputs: outputs.len(),
         first_difference,
+        first_result_difference,
         diverged_answers: diverged,
     }
 }

@@ -242,13 +242,16 @@ pub fn engine_configs(config: &WorldConfig, rng: &mut GuidGenerator) -> Vec<Engi
         .collect()
 }
 
-/// A recorded engine input: which server, what.
+/// A recorded engine input: which server, what, and what it returned (a transform's written
+/// value among others).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TracedInput {
     /// Server index.
     pub server: usize,
     /// The input.
     pub input: Input,
+    /// What the engine returned for it.
+    pub result: InputResult,
 }
 
 /// The world.
@@ -388,7 +391,11 @@ impl World {
             },
             other => other,
         };
-        trace.push(TracedInput { server: s, input });
+        trace.push(TracedInput {
+            server: s,
+            input,
+            result: result.clone(),
+        });
         result
     }
 

@@ -45,6 +45,72 @@ fn a_tampered_trace_is_detected_by_replay() {
     assert!(r.first_difference.is_some());
 }
 
+/// A transform that writes something else is a difference even when every signal and
+/// completion stays the same: the written value is what the trace checks it by.
+#[test]
+fn a_changed_written_value_is_detected_by_replay() {
+    use profilestore_core::InputResult;
+    use profilestore_core::input::TransformedRecord;
+    let fleet = recorded(8);
+    let mut t = Trace::of(&fleet.world, None).unwrap();
+    let (i, traced) = t
+        .inputs
+        .iter_mut()
+        .enumerate()
+        .find(|(_, x)| {
+            matches!(
+                x.result,
+                InputResult::Transformed(TransformedRecord::Write { .. })
+            )
+        })
+        .unwrap();
+    if let InputResult::Transformed(TransformedRecord::Write { value, .. }) = &mut traced.result {
+        value["Data"]["Counter"] = serde_json::json!(-1);
+    }
+    let r = trace::replay(&t);
+    assert_eq!(r.first_difference, None, "no signal changed");
+    assert_eq!(r.first_result_difference, Some(i));
+    assert!(!r.identical());
+}
+
+/// Lengths inside a file are not trusted, nothing may follow the trace, and inputs must name
+/// the trace's servers: each gets an error, not a panic or a huge allocation.
+#[test]
+fn hostile_trace_bytes_get_errors() {
+    use profilestore_harness::trace::{TRACE_FORMAT, TRACE_MAGIC};
+    // format, seed 0, epoch 0, fps 0.0, latency, 1 server whose name claims a huge length.
+    for len in [u64::MAX, 1 << 40] {
+        let mut bytes = TRACE_MAGIC.to_vec();
+        bytes.extend([TRACE_FORMAT as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD]);
+        bytes.extend(len.to_le_bytes());
+        let err = Trace::from_bytes(&bytes, "h.bin").unwrap_err();
+        assert!(matches!(err, TraceError::Decode { .. }), "{err}");
+    }
+    let fleet = recorded(9);
+    let t = Trace::of(&fleet.world, None).unwrap();
+    let mut bytes = t.to_bytes();
+    bytes.push(0);
+    let err = Trace::from_bytes(&bytes, "h.bin").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "trace file h.bin is not a readable trace: 1 bytes follow the trace"
+    );
+    let mut bad = t.clone();
+    bad.inputs[5].server = 99;
+    let err = Trace::from_bytes(&bad.to_bytes(), "h.bin").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "trace file h.bin is not a readable trace: input 5 is for server 99, the trace has 3"
+    );
+    let mut old = t.to_bytes();
+    old[TRACE_MAGIC.len()] = 1;
+    let err = Trace::from_bytes(&old, "h.bin").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "trace file h.bin has format 1, this build reads format 2"
+    );
+}
+
 #[test]
 fn same_seed_twice_gives_identical_outputs_and_data() {
     let a = recorded(9);
@@ -70,9 +136,9 @@ fn same_seed_twice_gives_identical_outputs_and_data() {
 fn unreadable_traces_say_why() {
     let err = Trace::from_bytes(b"not a trace", "x.bin").unwrap_err();
     assert!(matches!(err, TraceError::Decode { .. }), "{err}");
-    assert!(
-        err.to_string()
-            .starts_with("trace file x.bin is not a readable trace")
+    assert_eq!(
+        err.to_string(),
+        "trace file x.bin is not a readable trace: no trace header"
     );
     let err = Trace::load(std::path::Path::new("/nonexistent/t.bin")).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/t.bin"));

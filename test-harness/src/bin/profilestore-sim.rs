@@ -309,9 +309,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 if r.identical() {
                     "byte-identical".to_string()
                 } else {
+                    let at = |i: Option<usize>| i.map_or("none".to_string(), |i| i.to_string());
                     format!(
-                        "DIFFERENT (first difference at output {:?}, {} diverged answers)",
-                        r.first_difference, r.diverged_answers
+                        "DIFFERENT (first different output: {}, first different returned \
+                         value: input {}, {} diverged answers)",
+                        at(r.first_difference),
+                        at(r.first_result_difference),
+                        r.diverged_answers
                     )
                 }
             );
