@@ -81,6 +81,66 @@ impl FleetConfig {
     }
 }
 
+/// The most servers a fleet runs (the world builds one engine each).
+pub const MAX_SERVERS: usize = crate::trace::MAX_TRACE_SERVERS;
+
+/// The most players a fleet runs.
+pub const MAX_PLAYERS: usize = 1_000_000;
+
+/// The longest virtual run: a year (the run advances a second at a time).
+pub const MAX_DURATION: f64 = 366.0 * 86_400.0;
+
+impl FleetConfig {
+    /// Refuses a configuration a fleet cannot run, naming the field: counts out of range,
+    /// probabilities outside 0..1, rates and times that are negative, infinite or NaN.
+    pub fn check(&self) -> Result<(), String> {
+        let count = |name: &str, n: usize, max: usize| {
+            if (1..=max).contains(&n) {
+                Ok(())
+            } else {
+                Err(format!("{name} must be between 1 and {max}, got {n}"))
+            }
+        };
+        count("servers", self.servers, MAX_SERVERS)?;
+        count("players", self.players, MAX_PLAYERS)?;
+        if !(0.0..=MAX_DURATION).contains(&self.duration) {
+            return Err(format!(
+                "duration must be between 0 and {MAX_DURATION} s (a year), got {}",
+                self.duration
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.faults) {
+            return Err(format!(
+                "faults must be a probability between 0 and 1, got {}",
+                self.faults
+            ));
+        }
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} must be a positive number of seconds, got {v}"
+                ))
+            }
+        };
+        positive("stay", self.stay)?;
+        positive("op_interval", self.op_interval)?;
+        for (name, rate) in [
+            ("crash_rate", self.crash_rate),
+            ("shutdown_rate", self.shutdown_rate),
+        ] {
+            // Per minute, rolled once a second: at most 60.
+            if !(0.0..=60.0).contains(&rate) {
+                return Err(format!(
+                    "{name} must be between 0 and 60 per server per minute, got {rate}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where a player is.
 #[derive(Clone, Debug, PartialEq)]
 enum Presence {
@@ -226,7 +286,8 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Builds the fleet on a DataStore backed by `storage`.
+    /// Builds the fleet on a DataStore backed by `storage`. `config` should pass
+    /// [`FleetConfig::check`] (the command line checks it first).
     pub fn new(config: FleetConfig, storage: Box<dyn Storage>) -> Fleet {
         let mut rng = GuidGenerator::new(config.seed ^ 0x5EED);
         let servers = (0..config.servers)

@@ -127,9 +127,41 @@ fn bad_arguments_get_clear_errors() {
     let (code, _, stderr) = sim(&["simulate", "--faults", "1.5", "--memory"], dir.path());
     assert_eq!(code, 2);
     assert!(
-        stderr.contains("--faults must be a probability between 0 and 1, got 1.5"),
+        stderr
+            .contains("invalid simulation: faults must be a probability between 0 and 1, got 1.5"),
         "{stderr}"
     );
+    // Checked before the database is replaced: an existing one survives a bad command.
+    std::fs::write(dir.path().join("keep.db"), b"data").unwrap();
+    for (args, message) in [
+        (
+            &["--players", "18446744073709551615"][..],
+            "players must be between 1 and 1000000, got 18446744073709551615",
+        ),
+        (
+            &["--servers", "0"][..],
+            "servers must be between 1 and 10000, got 0",
+        ),
+        (
+            &["--stay", "nan"][..],
+            "stay must be a positive number of seconds, got NaN",
+        ),
+        (
+            &["--crash-rate=-1"][..],
+            "crash_rate must be between 0 and 60 per server per minute, got -1",
+        ),
+        (
+            &["--duration", "1e16"][..],
+            "duration must be between 0 and 31622400 s (a year), got 10000000000000000",
+        ),
+    ] {
+        let mut all = vec!["simulate", "--db", "keep.db"];
+        all.extend_from_slice(args);
+        let (code, _, stderr) = sim(&all, dir.path());
+        assert_eq!(code, 2, "{args:?}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert_eq!(std::fs::read(dir.path().join("keep.db")).unwrap(), b"data");
+    }
     let (code, _, stderr) = sim(&["replay", "missing.trace"], dir.path());
     assert_eq!(code, 2);
     assert!(stderr.contains("missing.trace"), "{stderr}");

@@ -178,14 +178,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
             json,
             check_determinism,
         } => {
-            if servers == 0 || players == 0 {
-                return Err("--servers and --players must be at least 1".into());
-            }
-            if !(0.0..=1.0).contains(&faults) {
-                return Err(format!(
-                    "--faults must be a probability between 0 and 1, got {faults}"
-                ));
-            }
+            let mut config = FleetConfig::new(seed, servers, players, duration, faults);
+            config.stay = stay;
+            config.crash_rate = crash_rate;
+            config.shutdown_rate = shutdown_rate;
+            config.record = trace.is_some() || check_determinism;
+            // Checked before the database is replaced.
+            config
+                .check()
+                .map_err(|e| format!("invalid simulation: {e}"))?;
             let storage: Box<dyn Storage> = if memory {
                 Box::new(MemoryStorage::new())
             } else {
@@ -199,11 +200,6 @@ fn run(command: Command) -> Result<ExitCode, String> {
                         .map_err(|e| format!("cannot open {}: {e}", db.display()))?,
                 )
             };
-            let mut config = FleetConfig::new(seed, servers, players, duration, faults);
-            config.stay = stay;
-            config.crash_rate = crash_rate;
-            config.shutdown_rate = shutdown_rate;
-            config.record = trace.is_some() || check_determinism;
             let mut fleet = Fleet::new(config.clone(), storage);
             let bar = if json {
                 ProgressBar::hidden()
@@ -329,7 +325,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             if !db.exists() {
                 return Err(format!("no database at {}", db.display()));
             }
-            let mut storage = SqliteStorage::open(&db)
+            let mut storage = SqliteStorage::open_existing(&db)
                 .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
             let text = export::export_string(&mut storage).map_err(|e| e.to_string())?;
             emit(&format!("{text}\n"));
@@ -363,7 +359,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     db.display()
                 ));
             }
-            let mut storage = SqliteStorage::open(&db)
+            let mut storage = SqliteStorage::open_existing(&db)
                 .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
             let v =
                 inspect::inspect(&mut storage, &store, &key, None).map_err(|e| e.to_string())?;

@@ -92,51 +92,95 @@ fn db_error(operation: &str) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
     }
 }
 
+/// What opening does with a database that has no profilestore schema yet.
+#[derive(Clone, Copy, PartialEq)]
+enum Create {
+    /// Create the schema in an empty database (a new file is an empty database).
+    IfEmpty,
+    /// Refuse: the caller only reads or adds to existing data.
+    Never,
+}
+
 impl SqliteStorage {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens the database at `path`, creating the file and the schema if it does not exist
+    /// (or is an empty database). A database holding other tables, or a schema version this
+    /// build does not read, is refused before anything in it is changed.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStorage, StorageError> {
-        let path = path.as_ref();
+        SqliteStorage::open_with(path.as_ref(), Create::IfEmpty)
+    }
+
+    /// Opens an existing profilestore database at `path` (for `inspect` and `export`): a
+    /// file without the schema is refused, not initialised.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<SqliteStorage, StorageError> {
+        SqliteStorage::open_with(path.as_ref(), Create::Never)
+    }
+
+    fn open_with(path: &Path, create: Create) -> Result<SqliteStorage, StorageError> {
         let conn = Connection::open(path).map_err(|e| StorageError::Database {
             operation: format!("open {}", path.display()),
             message: e.to_string(),
         })?;
-        SqliteStorage::init(conn)
+        SqliteStorage::init(conn, create)
     }
 
     /// A private in-memory SQLite database (for tests of the SQL itself).
     pub fn open_in_memory() -> Result<SqliteStorage, StorageError> {
         SqliteStorage::init(
             Connection::open_in_memory().map_err(db_error("open in-memory database"))?,
+            Create::IfEmpty,
         )
     }
 
-    fn init(conn: Connection) -> Result<SqliteStorage, StorageError> {
+    fn init(conn: Connection, create: Create) -> Result<SqliteStorage, StorageError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db_error("set busy timeout"))?;
-        // `journal_mode` answers with the mode now in force; in-memory databases say "memory".
-        let _mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(db_error("enable WAL"))?;
-        conn.execute_batch("PRAGMA synchronous = FULL;")
-            .map_err(db_error("set synchronous"))?;
+        // Read what the file is before changing anything in it (even its journal mode).
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(db_error("read schema version"))?;
-        match version {
-            0 => conn
-                .execute_batch(&format!(
-                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))
-                .map_err(db_error("create schema"))?,
-            SCHEMA_VERSION => {}
-            other => {
-                return Err(StorageError::Database {
-                    operation: "open".into(),
-                    message: format!(
-                        "database schema version {other} is not supported (this build reads version {SCHEMA_VERSION})"
-                    ),
-                });
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(db_error("read schema"))?;
+        let refuse = |message: String| {
+            Err(StorageError::Database {
+                operation: "open".into(),
+                message,
+            })
+        };
+        let fresh = match version {
+            SCHEMA_VERSION => false,
+            0 if tables == 0 && create == Create::IfEmpty => true,
+            0 if tables == 0 => {
+                return refuse("the database holds no profilestore data (no schema)".into());
             }
+            0 => {
+                return refuse(format!(
+                    "not a profilestore database: it has {tables} schema object(s) but no \
+                     profilestore schema version"
+                ));
+            }
+            other => {
+                return refuse(format!(
+                    "database schema version {other} is not supported (this build reads version {SCHEMA_VERSION})"
+                ));
+            }
+        };
+        // `journal_mode` answers with the mode now in force; in-memory databases say "memory".
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db_error("enable WAL"))?;
+        if mode != "wal" && mode != "memory" {
+            return refuse(format!(
+                "cannot switch the database to WAL (journal mode stays {mode:?}); is it read-only?"
+            ));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(db_error("set synchronous"))?;
+        if fresh {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(db_error("create schema"))?;
         }
         Ok(SqliteStorage { conn })
     }
@@ -503,6 +547,47 @@ mod tests {
             err.to_string(),
             "database error during open: database schema version 9 is not supported (this build reads version 1)"
         );
+        assert_eq!(
+            journal_mode(&file),
+            "delete",
+            "refused before its journal mode changed"
+        );
+    }
+
+    fn journal_mode(file: &Path) -> String {
+        Connection::open(file)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Someone else's database is refused untouched; a reader never initialises a file.
+    #[test]
+    fn a_foreign_or_empty_database_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE keys (id INTEGER);")
+            .unwrap();
+        let err = SqliteStorage::open(&other).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "database error during open: not a profilestore database: it has 1 schema object(s) but no profilestore schema version"
+        );
+        assert_eq!(journal_mode(&other), "delete");
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        let err = SqliteStorage::open_existing(&empty).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "database error during open: the database holds no profilestore data (no schema)"
+        );
+        assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "still empty");
+        // The writer's open creates it; then a reader accepts it.
+        SqliteStorage::open(&empty).unwrap();
+        SqliteStorage::open_existing(&empty).unwrap();
+        assert_eq!(journal_mode(&empty), "wal");
     }
 
     #[test]
