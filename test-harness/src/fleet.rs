@@ -223,7 +223,8 @@ pub struct Observations {
     /// Failed starts by reason.
     pub failures: BTreeMap<StartFailure, u64>,
     /// Starts that failed or took longer than the hand-off bound while the DataStore was healthy
-    /// and the old server alive: (key, started at, outcome).
+    /// (on a server not closing): (key, started at, outcome). Stricter than the issue's "old
+    /// server alive": a start whose old server died waits out the steal, also within the bound.
     pub slow_healthy_starts: Vec<(String, f64, String)>,
     /// Trades done.
     pub trades: u64,
@@ -838,10 +839,11 @@ impl Fleet {
                 self.players[p].next_at = self.world.now;
             }
             None => {
-                let reason = if self.world.servers[s].host.cancelled.contains(&call) {
-                    StartFailure::Cancelled
-                } else if self.world.servers[s].engine.is_closing() {
+                // A start on a closing server is not a hand-off, whoever gave up first.
+                let reason = if self.world.servers[s].engine.is_closing() {
                     StartFailure::Closing
+                } else if self.world.servers[s].host.cancelled.contains(&call) {
+                    StartFailure::Cancelled
                 } else {
                     StartFailure::Superseded
                 };

@@ -366,7 +366,7 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
         "committed_writes": calls.get("committed writes").copied().unwrap_or(0),
         "throttled_requests": fleet.world.throttled,
         "refused_requests": fleet.world.refused,
-        "key_throttled_requests": fleet.world.key_throttled,
+        "key_throttle_holds": fleet.world.key_throttled,
         "errors": o.errors,
         "critical_toggles": o.critical_toggles,
         "trades": o.trades,

@@ -99,6 +99,13 @@ impl Trace {
             message,
         };
         let Some(bytes) = bytes.strip_prefix(TRACE_MAGIC) else {
+            // Format 1 had no header and began with its format number (one byte, 1).
+            if bytes.first() == Some(&1) {
+                return Err(TraceError::Format {
+                    path: path.to_string(),
+                    found: 1,
+                });
+            }
             return Err(damaged("no trace header".into()));
         };
         // The format comes first: a trace of another version is named as such before its

@@ -92,7 +92,8 @@ pub struct Server {
     pub engine: Engine,
     /// Its host state (`Profile.Data` and friends).
     pub host: Host,
-    /// False after a crash: it answers nothing and everything in flight for it is lost.
+    /// False after a crash, or once its shutdown finished (`BindToClose` returned): it answers
+    /// nothing and everything in flight for it is lost.
     pub alive: bool,
     /// Its id at the DataStore and MessagingService.
     pub id: ServerId,
@@ -153,11 +154,19 @@ enum Pending {
         server: usize,
         request: DataStoreRequest,
     },
+    /// The write half of an update; without an output the transform runs first (a commit held
+    /// for its key's throughput runs the transform when it goes, as Roblox runs a held
+    /// request's transform only then).
     Commit {
         server: usize,
         op: OpId,
         ticket: Box<ReadTicket>,
-        output: Transformed,
+        output: Option<Transformed>,
+    },
+    /// A `GetAsync` the server's cache answers: no request goes out (no budget, no fault).
+    CachedGet {
+        server: usize,
+        request: DataStoreRequest,
     },
     RawSet {
         server: usize,
@@ -276,8 +285,9 @@ pub struct World {
     pub throttled: u64,
     /// DataStore requests refused because their throttle queue was full.
     pub refused: u64,
-    /// DataStore requests held because their key's per-minute throughput was used up (Roblox
-    /// skips them in the queue until the key has room).
+    /// Times a DataStore request was held because its key's per-minute throughput was used up
+    /// (Roblox skips it in the queue until the key has room; a request can be held more than
+    /// once when others take the room first).
     pub key_throttled: u64,
     /// Log whole stored values with every write (journals need them); when false only
     /// `summarize(value)` is logged (by default the value's `MetaData`), which keeps long fleet
@@ -548,7 +558,7 @@ impl World {
                             &request.key,
                         )
                     {
-                        self.schedule(self.now, Pending::Read { server: s, request });
+                        self.schedule(self.now, Pending::CachedGet { server: s, request });
                         continue;
                     }
                     // Server request budgets (throttle queues of 30) decide when it is sent.
@@ -691,6 +701,20 @@ impl World {
                 ticket,
                 output,
             } => self.commit(server, op, *ticket, output),
+            Pending::CachedGet { server, request } => {
+                if self.servers[server].alive {
+                    let (id, store) = (self.servers[server].id, StoreName::new(&request.store));
+                    let read = self.datastore.get_async(
+                        self.now,
+                        id,
+                        &store,
+                        &request.key,
+                        Default::default(),
+                    );
+                    let result = read.map(Read::into_response).map_err(|e| e.to_core());
+                    self.respond(server, request.op, result);
+                }
+            }
             Pending::RawSet {
                 server,
                 store,
@@ -778,7 +802,7 @@ impl World {
                                 server: s,
                                 op: request.op,
                                 ticket: Box::new(ticket),
-                                output,
+                                output: Some(output),
                             },
                         );
                         return;
@@ -879,10 +903,19 @@ impl World {
         }
     }
 
-    fn commit(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Transformed) {
+    fn commit(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Option<Transformed>) {
         if !self.servers[s].alive {
             return;
         }
+        // A commit held for its key's throughput drew its world-wide fate when it was first
+        // sent; its transform runs now.
+        let output = match output {
+            Some(output) => output,
+            None => {
+                let output = self.run_transform(s, op, &ticket);
+                return self.commit_now(s, op, ticket, output);
+            }
+        };
         if self.faulted() {
             self.respond(
                 s,
@@ -893,6 +926,11 @@ impl World {
             );
             return;
         }
+        self.commit_now(s, op, ticket, output);
+    }
+
+    /// Commits an update's write, running the transform again on conflicts.
+    fn commit_now(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Transformed) {
         let (mut ticket, mut output) = (ticket, output);
         let result = loop {
             let commit = self.datastore.commit_update(self.now, ticket, output);
@@ -910,20 +948,16 @@ impl World {
                     output = self.run_transform(s, op, &fresh);
                     ticket = fresh;
                 }
-                Ok(UpdateCommit::Throttled {
-                    ticket,
-                    output,
-                    error,
-                }) => match key_ready_at(&error) {
+                Ok(UpdateCommit::Throttled { ticket, error, .. }) => match key_ready_at(&error) {
                     Some(at) => {
-                        // The write waits for room on the key, then commits (or finds a
-                        // newer value and runs the transform again).
+                        // The write waits for room on the key; the transform runs again when
+                        // it goes (on the newest value, should another write land meanwhile).
                         self.key_throttled += 1;
                         let pending = Pending::Commit {
                             server: s,
                             op,
                             ticket,
-                            output,
+                            output: None,
                         };
                         self.schedule(at, pending);
                         return;

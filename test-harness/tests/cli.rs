@@ -162,6 +162,11 @@ fn bad_arguments_get_clear_errors() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
         assert_eq!(std::fs::read(dir.path().join("keep.db")).unwrap(), b"data");
     }
+    // A valid run does not replace a file that is not a profilestore database either.
+    let (code, _, stderr) = sim(&["simulate", "--db", "keep.db"], dir.path());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not replacing keep.db: "), "{stderr}");
+    assert_eq!(std::fs::read(dir.path().join("keep.db")).unwrap(), b"data");
     let (code, _, stderr) = sim(&["replay", "missing.trace"], dir.path());
     assert_eq!(code, 2);
     assert!(stderr.contains("missing.trace"), "{stderr}");

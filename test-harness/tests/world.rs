@@ -186,9 +186,10 @@ fn a_cached_get_costs_no_budget_and_no_round_trip() {
             _ => None,
         })
     };
-    let before = reads(&mut w);
+    let (before, sent) = (reads(&mut w), w.request_total());
     get(&mut w);
     w.run_until(2.0);
+    assert_eq!(w.request_total(), sent, "no request sent");
     assert_eq!(
         returned_at(&w),
         Some(1.0),
@@ -293,9 +294,14 @@ fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
     }
     w.run_until(120.0);
     let writes = write_times(&w);
-    // The third write waited for the first (committed at 0.3 s) to leave the window.
+    // The third write waited for the first (committed at 0.3 s) to leave the window, and its
+    // transform ran when it went: LastUpdate is 60 s in, not 2 s.
     assert_eq!(writes, [0.3, 1.3, 60.3]);
     assert_eq!(w.key_throttled, 1);
+    assert_eq!(
+        w.stored("S", "k").unwrap()["MetaData"]["LastUpdate"],
+        json!(1_735_689_660)
+    );
     let errors = w
         .log
         .iter()

@@ -190,6 +190,12 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let storage: Box<dyn Storage> = if memory {
                 Box::new(MemoryStorage::new())
             } else {
+                // Only a profilestore database (or nothing) is replaced.
+                if db.exists()
+                    && let Err(e) = SqliteStorage::open_existing(&db)
+                {
+                    return Err(format!("not replacing {}: {e}", db.display()));
+                }
                 for suffix in ["", "-wal", "-shm"] {
                     let mut p = db.clone().into_os_string();
                     p.push(suffix);
@@ -412,8 +418,8 @@ fn print_summary(s: &serde_json::Value) {
         format!("{} / {}", s["throttled_requests"], s["refused_requests"]),
     );
     row(
-        "held for key throughput",
-        s["key_throttled_requests"].to_string(),
+        "holds for key throughput",
+        s["key_throttle_holds"].to_string(),
     );
     row("errors (OnError)", s["errors"].to_string());
     row("critical-state toggles", s["critical_toggles"].to_string());

@@ -101,7 +101,7 @@ use crate::storage::{
 use budget::BudgetBook;
 use faults::FaultState;
 use limits::integer;
-use throughput::ThroughputBook;
+use throughput::{KeyUse, ThroughputBook};
 
 /// Identifies a game server (for the per-server cache and request budgets).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -676,17 +676,22 @@ impl DataStoreService {
         Ok(store.path(key))
     }
 
-    fn charge(
+    /// Runs a call on a key: the key's throughput must take it first (a request it cannot
+    /// take yet has not run, and draws its fate when it does); then `fate` decides the call's
+    /// fault, and unless that fails the call, the use is counted.
+    fn on_key<T>(
         &mut self,
         now: f64,
-        path: &KeyPath,
-        kind: Throughput,
-        bytes: usize,
-    ) -> Result<(), RequestError> {
-        match &self.limits.throughput {
-            Some(limits) => self.throughput.charge(now, limits, path, kind, bytes),
-            None => Ok(()),
-        }
+        use_: KeyUse<'_>,
+        fate: impl FnOnce(&mut Self) -> Result<T, RequestError>,
+    ) -> Result<T, RequestError> {
+        let Some(limits) = self.limits.throughput else {
+            return fate(self);
+        };
+        self.throughput.check(now, &limits, use_)?;
+        let decided = fate(self)?;
+        self.throughput.record(now, &limits, use_);
+        Ok(decided)
     }
 
     /// A tombstone older than the retention period: the key is gone for good.
@@ -884,9 +889,13 @@ impl DataStoreService {
         {
             return Ok(hit.into_read());
         }
-        self.read_fate(Operation::Get)?;
         let (_, read) = self.read_current(&path, self.wall_ms(now))?;
-        self.charge(now, &path, Throughput::Read, read.size)?;
+        let use_ = KeyUse {
+            path: &path,
+            kind: Throughput::Read,
+            bytes: read.size,
+        };
+        self.on_key(now, use_, |ds| ds.read_fate(Operation::Get))?;
         self.remember(now, server, &path, &read);
         Ok(read.into_read())
     }
@@ -905,8 +914,12 @@ impl DataStoreService {
         let size = self.limits.check_value(&value)?;
         let user_ids = self.limits.check_user_ids(options.user_ids.as_ref())?;
         let metadata = self.limits.check_metadata(options.metadata.as_ref())?;
-        let late = self.write_fate(Operation::Set)?;
-        self.charge(now, &path, Throughput::Write, size)?;
+        let use_ = KeyUse {
+            path: &path,
+            kind: Throughput::Write,
+            bytes: size,
+        };
+        let late = self.on_key(now, use_, |ds| ds.write_fate(Operation::Set))?;
         let state = NewState {
             value: Some(value),
             size,
@@ -932,9 +945,10 @@ impl DataStoreService {
         let path = self.path(store, key)?;
         let user_ids = self.limits.check_user_ids(options.user_ids.as_ref())?;
         let metadata = self.limits.check_metadata(options.metadata.as_ref())?;
-        let late = self.write_fate(Operation::Increment)?;
         // An integer is at most 20 bytes: always one throughput unit.
-        self.charge(now, &path, Throughput::Write, 0)?;
+        let late = self.on_key(now, KeyUse::write(&path), |ds| {
+            ds.write_fate(Operation::Increment)
+        })?;
         let (_, written) = self.write_with(self.wall_ms(now), &path, |current| {
             let n = match current {
                 None => 0,
@@ -1015,19 +1029,27 @@ impl DataStoreService {
         key: &str,
     ) -> Result<ReadTicket, RequestError> {
         let path = self.path(store, key)?;
-        let fault = self.faults.roll(Operation::Update);
-        self.read_for_update(now, server, path, fault)
+        self.read_for_update(now, server, path, None)
     }
 
+    /// The read of an update; `carried` is the fate of the call when this is a re-read after a
+    /// conflict (a first read draws it once the key's throughput takes the read).
     fn read_for_update(
         &mut self,
         now: f64,
         server: ServerId,
         path: KeyPath,
-        fault: Option<Fault>,
+        carried: Option<Option<Fault>>,
     ) -> Result<ReadTicket, RequestError> {
         let (head, read) = self.read_current(&path, self.wall_ms(now))?;
-        self.charge(now, &path, Throughput::Read, read.size)?;
+        let use_ = KeyUse {
+            path: &path,
+            kind: Throughput::Read,
+            bytes: read.size,
+        };
+        let fault = self.on_key(now, use_, |ds| {
+            Ok(carried.unwrap_or_else(|| ds.faults.roll(Operation::Update)))
+        })?;
         Ok(ReadTicket {
             server,
             path,
@@ -1040,10 +1062,28 @@ impl DataStoreService {
     }
 
     /// Another writer committed since `ticket` was read: a fresh read for the transform to run
-    /// again on (the ticket's fault decision carries over).
-    fn conflict(&mut self, now: f64, ticket: ReadTicket) -> Result<UpdateCommit, RequestError> {
-        let again = self.read_for_update(now, ticket.server, ticket.path, ticket.fault)?;
-        Ok(UpdateCommit::Conflict(again))
+    /// again on (the ticket's fault decision carries over). When the key's read throughput
+    /// cannot take the re-read yet, the old ticket comes back [`UpdateCommit::Throttled`]
+    /// (committing it later finds the conflict again and re-reads then).
+    fn conflict(
+        &mut self,
+        now: f64,
+        ticket: ReadTicket,
+        output: Option<Transformed>,
+    ) -> Result<UpdateCommit, RequestError> {
+        let carried = Some(ticket.fault.clone());
+        match self.read_for_update(now, ticket.server, ticket.path.clone(), carried) {
+            Ok(again) => Ok(UpdateCommit::Conflict(again)),
+            Err(error @ RequestError::KeyThrottled { .. }) => match output {
+                Some(output) => Ok(UpdateCommit::Throttled {
+                    ticket: Box::new(ticket),
+                    output,
+                    error,
+                }),
+                None => Err(error),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// The write half of `UpdateAsync`: commits the transform's `output` unless the key changed
@@ -1080,10 +1120,20 @@ impl DataStoreService {
         let now_ms = self.wall_ms(now);
         let head = self.storage.head_meta(&ticket.path).map_err(internal)?;
         if head.as_ref().map(|h| &h.version) != ticket.seen.as_ref() {
-            return self.conflict(now, ticket);
+            let output = Transformed::Write {
+                value,
+                user_ids,
+                metadata,
+            };
+            return self.conflict(now, ticket, Some(output));
         }
         let path = &ticket.path;
-        if let Err(error) = self.charge(now, path, Throughput::Write, size) {
+        let use_ = KeyUse {
+            path,
+            kind: Throughput::Write,
+            bytes: size,
+        };
+        if let Err(error) = self.on_key(now, use_, |_| Ok(())) {
             let output = Transformed::Write {
                 value,
                 user_ids,
@@ -1103,7 +1153,9 @@ impl DataStoreService {
         };
         let read = match self.commit_state(now_ms, path, head.as_ref(), state) {
             Ok(read) => read,
-            Err(StorageError::Conflict { .. }) => return self.conflict(now, ticket),
+            // Another process committed between our check and our commit (the output is
+            // spent: a re-read the key cannot take yet fails the call).
+            Err(StorageError::Conflict { .. }) => return self.conflict(now, ticket, None),
             Err(e) => return Err(internal(e)),
         };
         if let Some(Fault::Ambiguous(e)) = ticket.fault {
@@ -1123,8 +1175,9 @@ impl DataStoreService {
         key: &str,
     ) -> Result<Read, RequestError> {
         let path = self.path(store, key)?;
-        let late = self.write_fate(Operation::Remove)?;
-        self.charge(now, &path, Throughput::Write, 0)?;
+        let late = self.on_key(now, KeyUse::write(&path), |ds| {
+            ds.write_fate(Operation::Remove)
+        })?;
         let (previous, _) = self.write_with(self.wall_ms(now), &path, |current| {
             Ok(current.map(|_| NewState::tombstone()))
         })?;
@@ -1146,7 +1199,6 @@ impl DataStoreService {
         version: &str,
     ) -> Result<Read, RequestError> {
         let path = self.path(store, key)?;
-        self.read_fate(Operation::GetVersion)?;
         self.find_version(now, &path, |v| v.version == version)
     }
 
@@ -1164,7 +1216,6 @@ impl DataStoreService {
         if timestamp_ms <= 0 || timestamp_ms > self.wall_ms(now).saturating_add(600_000) {
             return Err(RequestError::InvalidTimestamp { timestamp_ms });
         }
-        self.read_fate(Operation::GetVersion)?;
         let candidates = self.visible_versions(now, &path)?;
         let slot = candidates
             .iter()
@@ -1191,7 +1242,8 @@ impl DataStoreService {
             .collect())
     }
 
-    /// The visible version `pick` selects (nil, nil if none), charged as a read.
+    /// The visible version `pick` selects (nil, nil if none), charged as a read; the call's
+    /// fate (a `GetVersion` fault) is drawn once the key's throughput takes it.
     fn find_version(
         &mut self,
         now: f64,
@@ -1207,7 +1259,12 @@ impl DataStoreService {
             value: v.value.map(Arc::unwrap_or_clone),
         });
         let size = read.value.as_ref().map_or(0, serialized_len);
-        self.charge(now, path, Throughput::Read, size)?;
+        let use_ = KeyUse {
+            path,
+            kind: Throughput::Read,
+            bytes: size,
+        };
+        self.on_key(now, use_, |ds| ds.read_fate(Operation::GetVersion))?;
         Ok(read)
     }
 

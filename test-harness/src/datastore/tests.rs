@@ -1155,6 +1155,67 @@ fn per_key_throughput_throttles_reads_and_writes() {
     }
 }
 
+/// A request the key's throughput refuses has not run: it draws no fault, so a scripted fault
+/// waits for the attempt that goes.
+#[test]
+fn a_throttled_attempt_draws_no_fault() {
+    let mut ds = DataStoreService::new(EPOCH).with_limits(Limits {
+        throughput: Some(ThroughputLimits {
+            write_bytes: 1024,
+            ..ThroughputLimits::roblox()
+        }),
+        ..Limits::unlimited()
+    });
+    set(&mut ds, 0.0, "k", json!(1));
+    ds.script_fault(Operation::Remove, Fault::Ambiguous(internal_rejection()));
+    let err = ds.remove_async(1.0, A, &store(), "k").unwrap_err();
+    assert!(matches!(err, RequestError::KeyThrottled { ready_at: Some(t), .. } if t == 60.0));
+    assert_eq!(
+        value_at(&mut ds, 1.0, "k"),
+        Some(json!(1)),
+        "nothing written"
+    );
+    // At 60 s the removal goes, meets its scripted fault, commits and reports it.
+    let err = ds.remove_async(60.0, A, &store(), "k").unwrap_err();
+    assert_eq!(err, internal_rejection());
+    assert_eq!(value_at(&mut ds, 60.0, "k"), None, "removed all the same");
+}
+
+/// An update whose re-read after a conflict the key cannot take yet comes back to be committed
+/// later (and re-read then), instead of failing.
+#[test]
+fn a_conflict_re_read_out_of_throughput_is_handed_back() {
+    let mut ds = DataStoreService::new(EPOCH).with_limits(Limits {
+        throughput: Some(ThroughputLimits {
+            read_bytes: 2048,
+            ..ThroughputLimits::roblox()
+        }),
+        ..Limits::unlimited()
+    });
+    let a = ds.begin_update(0.0, A, &store(), "k").unwrap();
+    let b = ds.begin_update(0.5, B, &store(), "k").unwrap();
+    assert!(matches!(
+        ds.commit_update(1.0, a, write(json!("a"))).unwrap(),
+        UpdateCommit::Committed(_)
+    ));
+    // B's write conflicts; its re-read would be the key's third read unit in a minute.
+    let UpdateCommit::Throttled {
+        ticket,
+        output,
+        error,
+    } = ds.commit_update(1.5, b, write(json!("b"))).unwrap()
+    else {
+        panic!("handed back")
+    };
+    assert!(matches!(error, RequestError::KeyThrottled { ready_at: Some(t), .. } if t == 60.0));
+    assert_eq!(output, write(json!("b")));
+    // Committed again at 60 s: the conflict is found again and the re-read goes.
+    let UpdateCommit::Conflict(fresh) = ds.commit_update(60.0, *ticket, output).unwrap() else {
+        panic!("re-read")
+    };
+    assert_eq!(fresh.value.as_deref(), Some(&json!("a")));
+}
+
 /// A random workload of every call kind on a seeded fault model; the full outcome log.
 fn workload(fault_seed: u64) -> Vec<String> {
     let faults = Faults::seeded(fault_seed)

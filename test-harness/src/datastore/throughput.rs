@@ -31,24 +31,65 @@ pub fn units(limits: &ThroughputLimits, bytes: usize) -> u64 {
     (bytes as u64).div_ceil(unit).max(1)
 }
 
+/// One request's use of a key's throughput.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyUse<'a> {
+    /// The key.
+    pub path: &'a KeyPath,
+    /// Read or write.
+    pub kind: Throughput,
+    /// The request's bytes (rounded up to whole units).
+    pub bytes: usize,
+}
+
+impl<'a> KeyUse<'a> {
+    /// A write without a value to measure (a removal, an increment): one unit.
+    pub fn write(path: &'a KeyPath) -> KeyUse<'a> {
+        KeyUse {
+            path,
+            kind: Throughput::Write,
+            bytes: 0,
+        }
+    }
+}
+
 impl ThroughputBook {
-    /// Records a request of `bytes` on `path` at `now`, or refuses it with `KeyThrottled`.
-    pub fn charge(
+    /// Records a request [`ThroughputBook::check`] admitted at the same `now`.
+    pub fn record(&mut self, now: f64, limits: &ThroughputLimits, use_: KeyUse<'_>) {
+        let usage = self.keys.entry(use_.path.clone()).or_default();
+        let window = match use_.kind {
+            Throughput::Read => &mut usage.reads,
+            Throughput::Write => &mut usage.writes,
+        };
+        window.push_back((now, units(limits, use_.bytes)));
+    }
+
+    /// Whether a request fits its key's window at `now` (`KeyThrottled`, with when it will, if
+    /// not); records nothing.
+    pub fn check(
         &mut self,
         now: f64,
         limits: &ThroughputLimits,
-        path: &KeyPath,
-        kind: Throughput,
-        bytes: usize,
+        use_: KeyUse<'_>,
     ) -> Result<(), RequestError> {
+        let KeyUse { path, kind, bytes } = use_;
         let request_units = units(limits, bytes);
         let limit_units = match kind {
             Throughput::Read => limits.read_bytes,
             Throughput::Write => limits.write_bytes,
         } / limits.unit_bytes.max(1);
-        let usage = match self.keys.get_mut(path) {
-            Some(usage) => usage,
-            None => self.keys.entry(path.clone()).or_default(),
+        let Some(usage) = self.keys.get_mut(path) else {
+            // Nothing used yet: only a request larger than the whole budget is refused.
+            if request_units <= limit_units {
+                return Ok(());
+            }
+            return Err(RequestError::KeyThrottled {
+                kind,
+                used_units: 0,
+                request_units,
+                limit_units,
+                ready_at: None,
+            });
         };
         let window = match kind {
             Throughput::Read => &mut usage.reads,
@@ -84,7 +125,6 @@ impl ThroughputBook {
                 ready_at,
             });
         }
-        window.push_back((now, request_units));
         Ok(())
     }
 }
@@ -92,6 +132,21 @@ impl ThroughputBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Check, then record: what the DataStore does around a call's fate.
+    fn charge(
+        book: &mut ThroughputBook,
+        now: f64,
+        limits: &ThroughputLimits,
+        path: &KeyPath,
+        kind: Throughput,
+        bytes: usize,
+    ) -> Result<(), RequestError> {
+        let use_ = KeyUse { path, kind, bytes };
+        book.check(now, limits, use_)?;
+        book.record(now, limits, use_);
+        Ok(())
+    }
 
     #[test]
     fn units_round_up_to_whole_kilobytes() {
@@ -109,10 +164,9 @@ mod tests {
         let p = KeyPath::new("S", "global", "k");
         let mut book = ThroughputBook::default();
         // 4 MB = 4096 units: 4095 one-unit writes then one more fills it exactly.
-        book.charge(0.0, &l, &p, Throughput::Write, 4095 * 1024)
-            .unwrap();
-        book.charge(10.0, &l, &p, Throughput::Write, 1).unwrap();
-        let err = book.charge(59.9, &l, &p, Throughput::Write, 1).unwrap_err();
+        charge(&mut book, 0.0, &l, &p, Throughput::Write, 4095 * 1024).unwrap();
+        charge(&mut book, 10.0, &l, &p, Throughput::Write, 1).unwrap();
+        let err = charge(&mut book, 59.9, &l, &p, Throughput::Write, 1).unwrap_err();
         assert_eq!(
             err,
             RequestError::KeyThrottled {
@@ -124,26 +178,22 @@ mod tests {
                 ready_at: Some(60.0),
             }
         );
-        // Needing more than the first entry frees: room once the second leaves too.
-        let err = book
-            .charge(59.9, &l, &p, Throughput::Write, 2 * 1024)
-            .unwrap_err();
+        // Two units: the first entry's departure (60 s) makes room; the whole budget needs the
+        // second entry gone too (70 s).
+        let err = charge(&mut book, 59.9, &l, &p, Throughput::Write, 2 * 1024).unwrap_err();
         assert!(matches!(err, RequestError::KeyThrottled { ready_at: Some(t), .. } if t == 60.0));
-        let err = book
-            .charge(59.9, &l, &p, Throughput::Write, 4096 * 1024)
-            .unwrap_err();
+        let err = charge(&mut book, 59.9, &l, &p, Throughput::Write, 4096 * 1024).unwrap_err();
         assert!(matches!(err, RequestError::KeyThrottled { ready_at: Some(t), .. } if t == 70.0));
         // A request larger than the whole window's budget never fits.
-        let err = book
-            .charge(59.9, &l, &p, Throughput::Write, 4097 * 1024)
-            .unwrap_err();
+        let err = charge(&mut book, 59.9, &l, &p, Throughput::Write, 4097 * 1024).unwrap_err();
         assert!(matches!(
             err,
             RequestError::KeyThrottled { ready_at: None, .. }
         ));
         // Reads have their own budget; other keys too.
-        book.charge(59.9, &l, &p, Throughput::Read, 1).unwrap();
-        book.charge(
+        charge(&mut book, 59.9, &l, &p, Throughput::Read, 1).unwrap();
+        charge(
+            &mut book,
             59.9,
             &l,
             &KeyPath::new("S", "global", "other"),
@@ -152,12 +202,11 @@ mod tests {
         )
         .unwrap();
         // At 60 s the first write leaves the window.
-        book.charge(60.0, &l, &p, Throughput::Write, 4095 * 1024)
-            .unwrap();
+        charge(&mut book, 60.0, &l, &p, Throughput::Write, 4095 * 1024).unwrap();
         assert!(
-            book.charge(60.0, &l, &p, Throughput::Write, 1).is_err(),
+            charge(&mut book, 60.0, &l, &p, Throughput::Write, 1).is_err(),
             "the write at 10 s still counts"
         );
-        book.charge(70.0, &l, &p, Throughput::Write, 1).unwrap();
+        charge(&mut book, 70.0, &l, &p, Throughput::Write, 1).unwrap();
     }
 }

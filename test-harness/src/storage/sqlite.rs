@@ -110,7 +110,8 @@ impl SqliteStorage {
     }
 
     /// Opens an existing profilestore database at `path` (for `inspect` and `export`): a
-    /// file without the schema is refused, not initialised.
+    /// file without the schema is refused, not initialised, and its journal mode is left as
+    /// it is.
     pub fn open_existing(path: impl AsRef<Path>) -> Result<SqliteStorage, StorageError> {
         SqliteStorage::open_with(path.as_ref(), Create::Never)
     }
@@ -165,14 +166,17 @@ impl SqliteStorage {
                 ));
             }
         };
-        // `journal_mode` answers with the mode now in force; in-memory databases say "memory".
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(db_error("enable WAL"))?;
-        if mode != "wal" && mode != "memory" {
-            return refuse(format!(
-                "cannot switch the database to WAL (journal mode stays {mode:?}); is it read-only?"
-            ));
+        // A writer's database runs in WAL mode (`journal_mode` answers with the mode now in
+        // force; in-memory databases say "memory"). A reader leaves the file's mode alone.
+        if create == Create::IfEmpty {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(db_error("enable WAL"))?;
+            if mode != "wal" && mode != "memory" {
+                return refuse(format!(
+                    "cannot switch the database to WAL (journal mode stays {mode:?}); is it read-only?"
+                ));
+            }
         }
         conn.execute_batch("PRAGMA synchronous = FULL;")
             .map_err(db_error("set synchronous"))?;
@@ -588,6 +592,15 @@ mod tests {
         SqliteStorage::open(&empty).unwrap();
         SqliteStorage::open_existing(&empty).unwrap();
         assert_eq!(journal_mode(&empty), "wal");
+        // A reader opens one of ours in another journal mode without changing it.
+        Connection::open(&empty)
+            .unwrap()
+            .query_row("PRAGMA journal_mode = DELETE", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap();
+        SqliteStorage::open_existing(&empty).unwrap();
+        assert_eq!(journal_mode(&empty), "delete");
     }
 
     #[test]
