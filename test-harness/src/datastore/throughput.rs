@@ -56,7 +56,10 @@ impl<'a> KeyUse<'a> {
 impl ThroughputBook {
     /// Records a request [`ThroughputBook::check`] admitted at the same `now`.
     pub fn record(&mut self, now: f64, limits: &ThroughputLimits, use_: KeyUse<'_>) {
-        let usage = self.keys.entry(use_.path.clone()).or_default();
+        let usage = match self.keys.get_mut(use_.path) {
+            Some(usage) => usage,
+            None => self.keys.entry(use_.path.clone()).or_default(),
+        };
         let window = match use_.kind {
             Throughput::Read => &mut usage.reads,
             Throughput::Write => &mut usage.writes,
