@@ -54,6 +54,10 @@ pub struct FleetConfig {
     pub crash_rate: f64,
     /// Record every engine input and output (for a trace file).
     pub record: bool,
+    /// When set, DataStore faults and message loss come and go: on for this many seconds, then
+    /// off as long, starting on. Hand-offs are checked against their bound in the healthy
+    /// stretches (and in the settle phase); `None`: faults the whole run.
+    pub fault_period: Option<f64>,
 }
 
 impl FleetConfig {
@@ -77,6 +81,7 @@ impl FleetConfig {
             shutdown_rate: 0.0,
             crash_rate: 0.0,
             record: false,
+            fault_period: None,
         }
     }
 }
@@ -125,6 +130,9 @@ impl FleetConfig {
             }
         };
         positive("stay", self.stay)?;
+        if let Some(period) = self.fault_period {
+            positive("fault_period", period)?;
+        }
         positive("op_interval", self.op_interval)?;
         for (name, rate) in [
             ("crash_rate", self.crash_rate),
@@ -222,6 +230,9 @@ pub struct Observations {
     pub handoffs: Vec<f64>,
     /// Failed starts by reason.
     pub failures: BTreeMap<StartFailure, u64>,
+    /// Starts that began and ended while the DataStore was healthy (on a server not closing):
+    /// the ones checked against the hand-off bound.
+    pub healthy_starts: u64,
     /// Starts that failed or took longer than the hand-off bound while the DataStore was healthy
     /// (on a server not closing): (key, started at, outcome). Stricter than the issue's "old
     /// server alive": a start whose old server died waits out the steal, also within the bound.
@@ -389,6 +400,7 @@ impl Fleet {
         let step = 1.0;
         let mut t = 0.0;
         while t < self.config.duration {
+            self.set_fault_phase(t);
             t = (t + step).min(self.config.duration);
             self.advance(t);
             self.end_teleported();
@@ -825,7 +837,9 @@ impl Fleet {
                 if took > 1.0 {
                     self.observed.handoffs.push(took);
                 }
-                if took > HANDOFF_BOUND && self.healthy_since(since) {
+                let healthy = self.healthy_since(since);
+                self.observed.healthy_starts += u64::from(healthy);
+                if took > HANDOFF_BOUND && healthy {
                     self.observed.slow_healthy_starts.push((
                         self.players[p].key.clone(),
                         since,
@@ -851,6 +865,7 @@ impl Fleet {
                 // A player cancels only after waiting HANDOFF_BOUND: a healthy start that ends
                 // cancelled missed the bound as surely as one that succeeded late.
                 if self.healthy_since(since) && reason != StartFailure::Closing {
+                    self.observed.healthy_starts += 1;
                     let outcome = match reason {
                         StartFailure::Cancelled => {
                             format!("returned no profile in {took:.1} s: the player gave up")
@@ -867,6 +882,21 @@ impl Fleet {
                 self.players[p].next_at = self.world.now + 2.0;
             }
         }
+    }
+
+    /// Turns faults on or off at `t` by [`FleetConfig::fault_period`].
+    fn set_fault_phase(&mut self, t: f64) {
+        let Some(period) = self.config.fault_period else {
+            return;
+        };
+        let faulty = ((t / period).floor() as u64).is_multiple_of(2);
+        if faulty == self.healthy_from.is_none() && t > 0.0 {
+            return;
+        }
+        let rate = if faulty { self.config.faults } else { 0.0 };
+        self.world.datastore.set_fault_rates(rate * 0.8, rate * 0.2);
+        self.world.messaging.set_loss(rate);
+        self.healthy_from = (!faulty).then_some(t);
     }
 
     /// Whether a start that began at `since` ran entirely while the DataStore was healthy.

@@ -360,6 +360,7 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
         "players": fleet.config.players,
         "virtual_seconds": fleet.world.now,
         "sessions": o.sessions,
+        "healthy_starts_checked": o.healthy_starts,
         "handoffs": {"count": o.handoffs.len(), "p50_s": pct(&o.handoffs, 0.5), "p90_s": pct(&o.handoffs, 0.9), "max_s": pct(&o.handoffs, 1.0)},
         "start_failures": o.failures.iter().map(|(k, v)| (format!("{k:?}"), json!(v))).collect::<serde_json::Map<_, _>>(),
         "datastore_requests": fleet.world.request_counts(),

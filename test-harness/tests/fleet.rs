@@ -36,14 +36,20 @@ fn healthy_fleet_keeps_every_invariant_and_hands_off_in_time() {
 
 #[test]
 fn two_hundred_seeds_with_faults_keep_every_invariant() {
+    let mut checked = 0;
     for seed in 0..200u64 {
         let mut config = FleetConfig::new(seed, 3, 8, 300.0, 0.05);
         config.stay = 40.0;
         config.crash_rate = 0.05;
         config.shutdown_rate = 0.05;
+        // Faults come and go each minute: hand-offs in the healthy minutes are held to the
+        // bound, right after faulty ones.
+        config.fault_period = Some(60.0);
         let (fleet, violations) = run(config);
         assert_sound(seed, &fleet, &violations);
+        checked += fleet.observed.healthy_starts;
     }
+    assert!(checked > 2000, "{checked} starts checked against the bound");
 }
 
 /// Harsher: 10% faults, frequent crashes and shutdowns, short stays. Starts in flight when a
@@ -192,4 +198,23 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
             assert!(fleet.torn_trades.is_empty(), "{case}");
         }
     }
+}
+
+/// Every DataStore call failing for a minute, then a healthy minute, and so on: sessions start
+/// in the healthy minutes, those are held to the hand-off bound, and every invariant holds.
+#[test]
+fn faults_that_come_and_go_leave_healthy_hand_offs_in_bound() {
+    let mut config = FleetConfig::new(3, 3, 20, 600.0, 1.0);
+    config.fault_period = Some(60.0);
+    let (fleet, violations) = run(config);
+    assert_sound(3, &fleet, &violations);
+    let o = &fleet.observed;
+    assert!(o.healthy_starts > 40, "{} healthy starts", o.healthy_starts);
+    assert!(
+        o.errors > 100,
+        "the faulty minutes failed calls: {}",
+        o.errors
+    );
+    // Starts wait out a faulty minute: some take longer than any healthy hand-off.
+    assert!(o.start_times.iter().any(|t| *t > 20.0));
 }

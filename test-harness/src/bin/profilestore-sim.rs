@@ -67,6 +67,10 @@ enum Command {
         /// BindToClose shutdowns per server per virtual minute.
         #[arg(long, default_value_t = 0.0)]
         shutdown_rate: f64,
+        /// Faults come and go: on for this long, then off as long (e.g. 2m); hand-offs in the
+        /// healthy stretches are checked against their bound. Default: faults the whole run.
+        #[arg(long, value_parser = parse_duration)]
+        fault_period: Option<f64>,
         /// Record every engine input into this trace file.
         #[arg(long)]
         trace: Option<PathBuf>,
@@ -172,6 +176,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             stay,
             crash_rate,
             shutdown_rate,
+            fault_period,
             trace,
             db,
             memory,
@@ -182,6 +187,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             config.stay = stay;
             config.crash_rate = crash_rate;
             config.shutdown_rate = shutdown_rate;
+            config.fault_period = fault_period;
             config.record = trace.is_some() || check_determinism;
             // Checked before the database is replaced.
             config
@@ -390,6 +396,10 @@ fn print_summary(s: &serde_json::Value) {
         s["virtual_to_wall"].as_f64().unwrap_or(0.0)
     );
     row("sessions started", s["sessions"].to_string());
+    row(
+        "healthy starts held to the bound",
+        s["healthy_starts_checked"].to_string(),
+    );
     let h = &s["handoffs"];
     row(
         "hand-offs (p50 / p90 / max s)",
