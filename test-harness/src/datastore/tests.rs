@@ -1218,10 +1218,17 @@ fn a_conflict_re_read_out_of_throughput_is_handed_back() {
 
 /// A random workload of every call kind on a seeded fault model; the full outcome log.
 fn workload(fault_seed: u64) -> Vec<String> {
+    workload_on(fault_seed, Box::new(crate::storage::MemoryStorage::new()))
+}
+
+/// [`workload`] on `storage`.
+fn workload_on(fault_seed: u64, storage: Box<dyn crate::storage::Storage>) -> Vec<String> {
     let faults = Faults::seeded(fault_seed)
         .with_rates(0.15, 0.1)
         .with_latency(0.05, 0.4);
-    let mut ds = DataStoreService::new(EPOCH).with_faults(faults);
+    let mut ds = DataStoreService::new(EPOCH)
+        .with_faults(faults)
+        .with_storage(storage);
     let mut choose = GuidGenerator::new(99);
     let mut log = Vec::new();
     let mut now = 0.0;
@@ -1285,6 +1292,22 @@ fn same_seed_same_outcomes() {
         "the fault model was active: {failures} failures"
     );
     assert_ne!(first, workload(6));
+}
+
+/// The two backends behind the Storage trait are one DataStore: the same random workload (over
+/// two hours of UTC-hour version slots, removals, increments, conflicts and faults) gives the
+/// same answers, latencies and final contents on both.
+#[test]
+fn memory_and_sqlite_give_the_same_outcomes() {
+    for seed in [5, 6, 7] {
+        let sqlite = crate::storage::SqliteStorage::open_in_memory().unwrap();
+        let on_sqlite = workload_on(seed, Box::new(sqlite));
+        let on_memory = workload(seed);
+        assert_eq!(on_memory.len(), on_sqlite.len());
+        for (i, (m, q)) in on_memory.iter().zip(&on_sqlite).enumerate() {
+            assert_eq!(m, q, "seed {seed}, entry {i}");
+        }
+    }
 }
 
 #[test]
