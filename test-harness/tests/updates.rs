@@ -53,14 +53,11 @@ proptest! {
                     // Commit, running the transform again on each newer value.
                     let mut output = append(ticket.value.as_deref(), &id);
                     let mut ticket = ticket;
-                    loop {
-                        match ds.commit_update(now, ticket, output) {
-                            Ok(UpdateCommit::Conflict(fresh)) => {
-                                output = append(fresh.value.as_deref(), &id);
-                                ticket = fresh;
-                            }
-                            _ => break,
-                        }
+                    while let Ok(UpdateCommit::Conflict(fresh)) =
+                        ds.commit_update(now, ticket, output)
+                    {
+                        output = append(fresh.value.as_deref(), &id);
+                        ticket = fresh;
                     }
                     for c in ds.take_commits() {
                         let value = c.read.value.as_deref().cloned().unwrap_or(Value::Null);
