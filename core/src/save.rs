@@ -136,10 +136,12 @@ pub enum OpNoteKind {
     NotAProfile,
 }
 
-/// Moves the profile's `Data`, `RobloxMetaData` and `UserIds` into the working copy.
+/// Moves the profile's `Data`, `RobloxMetaData` and `UserIds` into the working copy. Processed
+/// messages leave the queue only together with the `Data` that holds their effect (spec
+/// §10.3): a save that keeps the stored `Data` keeps them queued, for the next session.
 fn write_profile_fields(obj: &mut wire::Object, ctx: SaveContext<'_>) {
-    wire::remove_processed(obj, ctx.processed);
     if let Some(data) = ctx.data {
+        wire::remove_processed(obj, ctx.processed);
         obj.insert("Data".into(), data);
     }
     if let Some(roblox_metadata) = ctx.roblox_metadata {

@@ -134,11 +134,12 @@ pub fn start_transform(current: Option<&Value>, ctx: &StartContext<'_>) -> Trans
             .get("ActiveSession")
             .is_some_and(|t| ctx.identity.owns(t))
         {
+            // Read defensively (spec §19 item 18): a huge stored count saturates, not overflows.
             let count = meta
                 .get("SessionLoadCount")
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0) as i64;
-            meta.insert("SessionLoadCount".into(), json!(count + 1));
+            meta.insert("SessionLoadCount".into(), json!(count.saturating_add(1)));
             meta.insert("LastUpdate".into(), json!(ctx.wall));
         }
     }

@@ -116,8 +116,9 @@ pub fn classify_ref(current: Option<&Value>) -> ClassifiedRef<'_> {
     if field_is_table("Data") && field_is_table("MetaData") && field_is_table("GlobalUpdates") {
         return ClassifiedRef::Valid(obj);
     }
-    if !obj.contains_key("Data") && !obj.contains_key("MetaData") && field_is_table("GlobalUpdates")
-    {
+    // A Luau reader sees a JSON null as an absent field.
+    let absent = |name: &str| obj.get(name).is_none_or(Value::is_null);
+    if absent("Data") && absent("MetaData") && field_is_table("GlobalUpdates") {
         return ClassifiedRef::Missing {
             overwritten: false,
             global_updates: repair_global_updates(&obj["GlobalUpdates"]),
@@ -372,6 +373,16 @@ mod tests {
         );
         assert_eq!(
             classify(Some(&json!({"GlobalUpdates": [3, [[3, {"a": 1}]]]}))),
+            Classified::Missing {
+                overwritten: false,
+                global_updates: json!([3, [[3, {"a": 1}]]])
+            }
+        );
+        // A JSON null reads as an absent field (what a Luau reader sees): still a message stub.
+        assert_eq!(
+            classify(Some(
+                &json!({"GlobalUpdates": [3, [[3, {"a": 1}]]], "Data": null, "MetaData": null})
+            )),
             Classified::Missing {
                 overwritten: false,
                 global_updates: json!([3, [[3, {"a": 1}]]])

@@ -294,6 +294,61 @@ fn d16_non_table_data_does_not_block_the_final_save() {
     );
 }
 
+/// §19 item 16 with a processed message: the release keeps the stored `Data`, so it must keep
+/// the message queued too (spec §10.3: an entry leaves with the `Data` holding its effect); the
+/// next session gets it again instead of losing it.
+#[test]
+fn d16_a_release_that_keeps_the_stored_data_keeps_processed_messages() {
+    let mut w = World::new(2, 216);
+    w.servers[0].auto_process_messages = false;
+    let store = w.new_store("S", json!({"Coins": 0}));
+    w.run_until(7.0);
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    w.with(0, |e, _| e.add_message_handler(p)).unwrap();
+    w.with(1, |e, now| {
+        e.message(now, store.live(), "k", json!({"Coins": 5}))
+    })
+    .unwrap();
+    w.run_for(7.0);
+    // The handler applied the gift and marked it processed, then the game broke Data.
+    w.with(0, |e, _| e.message_processed(p, 1));
+    *w.data_mut(0, p) = json!("oops");
+    w.with(0, |e, now| e.end_session(now, p));
+    w.run_for(2.0);
+    let v = w.stored("S", "k").unwrap();
+    assert!(v["MetaData"].get("ActiveSession").is_none(), "released");
+    assert_eq!(
+        v["Data"],
+        json!({"Coins": 0}),
+        "the last saved Data is kept"
+    );
+    assert_eq!(
+        v["GlobalUpdates"],
+        json!([1, [[1, {"Coins": 5}]]]),
+        "and the gift with it"
+    );
+}
+
+/// §19 item 18: inner fields are read defensively; a stored `SessionLoadCount` at the top of the
+/// integer range saturates instead of overflowing when a session starts.
+#[test]
+fn d18_a_huge_session_load_count_saturates() {
+    let mut w = World::new(1, 218);
+    let store = w.new_store("S", json!({}));
+    w.raw_set(
+        "S",
+        "k",
+        json!({"Data": {}, "MetaData": {"SessionLoadCount": i64::MAX}, "GlobalUpdates": [0, []]}),
+    );
+    w.start_and_wait(0, store, "k").expect("session started");
+    let v = w.stored("S", "k").unwrap();
+    assert_eq!(v["MetaData"]["SessionLoadCount"], json!(i64::MAX));
+    assert!(
+        v["MetaData"]["ActiveSession"].is_array(),
+        "locked by the start"
+    );
+}
+
 /// §19 item 17: a cancelled start always leaves the load-job count, so shutdown completes.
 #[test]
 fn d17_cancelled_starts_never_block_shutdown() {
