@@ -61,6 +61,9 @@ pub(crate) struct StartJob {
     pub backoff: f64,
     pub guid: String,
     pub phase: StartPhase,
+    /// The in-flight attempt's transform ran declined (closing or cancelled): its write took
+    /// no lock and claimed nothing, whoever calls by the time it returns.
+    pub attempt_declined: bool,
 }
 
 impl StartJob {
@@ -80,6 +83,7 @@ impl StartJob {
             backoff: 1.0,
             guid: String::new(),
             phase: StartPhase::Waiting,
+            attempt_declined: false,
         }
     }
 }
@@ -284,6 +288,7 @@ impl Engine {
                 *job = StartJob {
                     phase,
                     guid: job.guid.clone(),
+                    attempt_declined: job.attempt_declined,
                     ..fresh
                 };
                 self.complete(Completion::SessionStart {
@@ -320,6 +325,7 @@ impl Engine {
         let job = self.load_jobs.get_mut(token).expect("present");
         job.guid = guid;
         job.phase = StartPhase::InFlight;
+        job.attempt_declined = false;
         self.enqueue_op(now, token.clone(), OpKind::Start);
     }
 
@@ -347,6 +353,7 @@ impl Engine {
         if job.cancellable && !job.cancelled && live.cancel_requested(job.caller) {
             job.cancelled = true;
         }
+        job.attempt_declined = self.closing || job.cancelled;
         let job = &self.load_jobs[token];
         let template = &self.stores[job.store.0 as usize].template;
         let ctx = StartContext {
@@ -370,6 +377,10 @@ impl Engine {
         };
         job.phase = StartPhase::Waiting;
         let declined = self.closing || job.cancelled;
+        // A later caller took the job over after this attempt's transform declined for the
+        // earlier one (spec §19 item 4): its write claimed nothing, so try again for the new
+        // caller rather than read it as someone else's lock.
+        let retry_for_new_caller = job.attempt_declined && !declined;
         let (value, key_info) = match outcome {
             Outcome::Ok {
                 value,
@@ -406,6 +417,7 @@ impl Engine {
                     self.finish_start(now, token, Some(loaded));
                 }
             }
+            Some(_) | None if retry_for_new_caller => self.attempt(now, token),
             Some(_) if !declined => {
                 let pv = pv.expect("a lock implies an object");
                 let our_claim = pv

@@ -115,23 +115,20 @@ fn d03_subscription_topic_is_the_stored_guid() {
     assert!((t - 15.6).abs() < 1e-6, "hand-off at {t}");
 }
 
-/// §19 item 4: the overlapping caller no longer inherits the first caller's `Cancel`.
-#[test]
-fn d04_last_caller_does_not_inherit_the_victims_cancel() {
-    let mut w = World::new(1, 104);
+/// A cancellable start whose player leaves, then (after `rejoin_after` seconds) a start for the
+/// rejoined player: the first returns nil, the second gets the session and the lock.
+fn leave_and_rejoin(seed: u64, rejoin_after: f64) {
+    let mut w = World::new(1, seed);
     let store = w.new_store("S", json!({}));
-    let first = w.start_session(
-        0,
-        store.live(),
-        "k",
-        StartParams {
-            steal: false,
-            cancellable: true,
-        },
-    );
+    let cancellable = StartParams {
+        steal: false,
+        cancellable: true,
+    };
+    let first = w.start_session(0, store.live(), "k", cancellable);
     w.servers[0].host.cancelled.insert(first); // the player left
-    let second = w.start_session(0, store.live(), "k", StartParams::default()); // and rejoined
-    w.run_for(1.0);
+    w.run_for(rejoin_after);
+    let second = w.start_session(0, store.live(), "k", StartParams::default()); // rejoined
+    w.run_for(2.0);
     assert_eq!(
         w.completion(0, first).unwrap().1,
         Completion::SessionStart {
@@ -143,6 +140,22 @@ fn d04_last_caller_does_not_inherit_the_victims_cancel() {
         w.started_profile(0, second).is_some(),
         "the rejoined player gets the session"
     );
+    let v = w.stored("S", "k").unwrap();
+    assert!(v["MetaData"]["ActiveSession"].is_array(), "and the lock");
+}
+
+/// §19 item 4: the overlapping caller no longer inherits the first caller's `Cancel`.
+#[test]
+fn d04_last_caller_does_not_inherit_the_victims_cancel() {
+    leave_and_rejoin(104, 0.0);
+}
+
+/// §19 item 4 when the first caller's transform already ran (at 0.15 s): it declined and wrote
+/// no lock; the rejoined player's call, which took the job over while that write was on its
+/// way (it lands at 0.3 s), tries again instead of returning nil.
+#[test]
+fn d04_a_takeover_after_a_declined_transform_tries_again() {
+    leave_and_rejoin(114, 0.2);
 }
 
 /// §19 item 5: two starts for one key that overlap outside the in-flight window. The original
