@@ -283,7 +283,8 @@ pub struct Fleet {
     /// Per server: whether it is shutting down (the world kills it at the end of
     /// `BindToClose`).
     closing: Vec<bool>,
-    /// When faults were turned off (the settle phase), if they were.
+    /// When the current healthy stretch began (the healthy half of a fault period, or the
+    /// settle phase); `None` while faults are on.
     healthy_from: Option<f64>,
     seen: usize,
     gift_seq: u64,
