@@ -147,8 +147,20 @@ impl AutoSaveRing {
         let fresh_for = period / 2.0;
         let next = |p: ProfileId| self.nodes[&p].next;
         let is_fresh = |p: ProfileId| now - self.nodes[&p].loaded_at < fresh_for;
+        // A clock that jumped absurdly far (a host feeding a wrong `now`) must not keep the
+        // loop going for ever: at most this many slots are caught up, the rest skipped.
+        const MAX_SLOTS: f64 = 100_000.0;
+        if now - self.last_auto_save > step * MAX_SLOTS {
+            self.last_auto_save = now - step * MAX_SLOTS;
+        }
         while now - self.last_auto_save >= step - crate::timers::TIME_EPSILON {
-            self.last_auto_save += step;
+            let advanced = self.last_auto_save + step;
+            if advanced <= self.last_auto_save {
+                // The step is below the clock's resolution at this time: nothing more is due.
+                self.last_auto_save = now;
+                break;
+            }
+            self.last_auto_save = advanced;
             if now - oldest.0 < fresh_for {
                 // Every profile is fresh: the scan would come back to the same cursor.
                 continue;
@@ -230,6 +242,25 @@ mod tests {
                 "save {i} at {t}, want {expected}"
             );
         }
+    }
+
+    /// A clock fed absurd values (an enormous jump, a step below its resolution) ends the
+    /// catch-up instead of looping for ever.
+    #[test]
+    fn absurd_clocks_do_not_hang_the_ring() {
+        let mut r = AutoSaveRing::default();
+        r.insert(p(1), 0.0, 0.0);
+        r.insert(p(2), 0.0, 0.0);
+        // A jump to 1e18 s: about 100,000 slots are caught up, not 6.7e15 (at 1e18 a double
+        // moves in steps of 128 s, so a 150 s step advances by 128 or 256).
+        let saves = r.due(1e18, 300.0);
+        assert!(
+            (100_000..=200_000).contains(&saves.len()),
+            "{}",
+            saves.len()
+        );
+        // A step below the clock's resolution: nothing more is due, at once.
+        assert!(r.due(1e18, 1e-300).is_empty());
     }
 
     #[test]

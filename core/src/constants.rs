@@ -78,7 +78,7 @@ impl Constants {
     /// `ProfileStore.SetConstant(name, value)`.
     ///
     /// Errors: an unknown name gives the original's `Invalid constant name was provided`; a value
-    /// outside the constant's working domain (NaN, infinity, a non-positive period, a count that
+    /// outside the constant's working domain (NaN, infinity, a period under one frame, a count that
     /// is not a whole number ≥ 1) gives [`ApiError::InvalidConstantValue`] naming the constant.
     pub fn set(&mut self, name: &str, value: f64) -> Result<(), ApiError> {
         let (_, domain) = NAMES
@@ -86,8 +86,11 @@ impl Constants {
             .find(|(n, _)| *n == name)
             .ok_or(ApiError::InvalidConstantName)?;
         let rule = match domain {
-            Domain::PositiveSeconds if !(value.is_finite() && value > 0.0) => {
-                Some("a finite number of seconds greater than 0")
+            // A loop period shorter than a Heartbeat frame does not work: the auto-save loop
+            // cannot advance its clock by it (it hangs), and conflict polls run every frame
+            // without ever reaching the steal.
+            Domain::PositiveSeconds if !(value.is_finite() && value >= crate::engine::FRAME) => {
+                Some("a finite number of seconds, at least one frame (1/60 s)")
             }
             Domain::NonNegativeSeconds if !(value.is_finite() && value >= 0.0) => {
                 Some("a finite number of seconds, 0 or more")
@@ -187,7 +190,10 @@ mod tests {
         for (name, v) in [
             ("AUTO_SAVE_PERIOD", 0.0),
             ("AUTO_SAVE_PERIOD", -1.0),
+            // Positive but under a frame: the auto-save clock could not advance by it.
+            ("AUTO_SAVE_PERIOD", 5e-324),
             ("LOAD_REPEAT_PERIOD", 0.0),
+            ("LOAD_REPEAT_PERIOD", 1e-12),
             ("MAX_MESSAGE_QUEUE", -1.0),
             ("MAX_MESSAGE_QUEUE", 0.0),
             ("MAX_MESSAGE_QUEUE", 2.5),
@@ -203,7 +209,8 @@ mod tests {
         assert_eq!(c, Constants::default(), "a rejected value changes nothing");
         assert_eq!(
             c.set("AUTO_SAVE_PERIOD", 0.0).unwrap_err().to_string(),
-            "[ProfileStore]: Invalid value for AUTO_SAVE_PERIOD (0): must be a finite number of seconds greater than 0"
+            "[ProfileStore]: Invalid value for AUTO_SAVE_PERIOD (0): must be a finite number of seconds, at least one frame (1/60 s)"
         );
+        c.set("AUTO_SAVE_PERIOD", crate::engine::FRAME).unwrap();
     }
 }
