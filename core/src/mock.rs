@@ -73,7 +73,7 @@ impl MockStore {
                 user_ids,
                 metadata,
             } => {
-                let now_ms = wall * 1000;
+                let now_ms = wall.saturating_mul(1000);
                 let entry = self
                     .stores
                     .entry(store.to_string())

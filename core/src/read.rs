@@ -241,7 +241,9 @@ impl Engine {
                 }
                 if e.message.contains("not valid") {
                     self.warn(format!(
-                        "[ProfileStore]: Passed version argument is not valid; {}",
+                        // Appendix A's text; the DataStore's error stands where the
+                        // original prints its Luau traceback.
+                        "[ProfileStore]: Passed version argument is not valid; Traceback:\n{}",
                         e.message
                     ));
                 }

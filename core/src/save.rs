@@ -171,7 +171,7 @@ impl Engine {
         }
         if !self.is_active(profile) {
             let text = format!(
-                "[ProfileStore]: Attempted saving an inactive profile (STORE:{}; KEY:{})",
+                "[ProfileStore]: Attempted saving an inactive profile (STORE:{}; KEY:{}); Traceback:",
                 p.store_name, p.key
             );
             self.warn(text);

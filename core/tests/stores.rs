@@ -244,6 +244,11 @@ fn get_async_views_versions_and_remove() {
         panic!()
     };
     assert_eq!(err.message, "103: Version is not valid");
+    // ... and warns with Appendix A's text (the DataStore's error where the traceback goes).
+    assert!(w.events(0).into_iter().any(|(_, e)| e
+        == Event::Warn {
+            message: "[ProfileStore]: Passed version argument is not valid; Traceback:\n103: Version is not valid".into()
+        }));
     // Mock stores have no versions.
     let m = w
         .with(0, |e, now| e.get(now, store.mock(), "k", Some("v1".into())))
@@ -351,10 +356,13 @@ fn save_on_an_ended_profile_warns_and_does_nothing() {
         Ok(false),
         "not registered on an ended session"
     );
-    assert!(w.events(0).into_iter().any(|(_, e)| e
-        == Event::Warn {
-            message: "[ProfileStore]: Attempted saving an inactive profile (STORE:S; KEY:k)".into()
-        }));
+    assert!(w.events(0).into_iter().any(|(_, e)| {
+        e == Event::Warn {
+            message:
+                "[ProfileStore]: Attempted saving an inactive profile (STORE:S; KEY:k); Traceback:"
+                    .into(),
+        }
+    }));
 }
 
 /// `NextAsync` paging (spec §11.4): items of a page, then `AdvanceToNextPageAsync`, then nil once
