@@ -59,8 +59,9 @@ pub(crate) struct GetCall {
     pub key: String,
     pub version: Option<String>,
     pub backoff: f64,
-    /// For `NextAsync`: the query and the page index of the item being read.
-    pub query_item: Option<(QueryId, usize)>,
+    /// For `NextAsync`: the query, which of its pages (counted from 1) and the index in it of
+    /// the item being read.
+    pub query_item: Option<(QueryId, u64, usize)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -81,6 +82,8 @@ pub(crate) struct VersionQuery {
     max_date: Option<i64>,
     state: QueryState,
     page: Vec<VersionItem>,
+    /// Pages loaded so far: a failed item read rewinds the index only on its own page.
+    page_no: u64,
     index: usize,
     is_finished: bool,
     listed: bool,
@@ -136,7 +139,7 @@ impl Engine {
         store: StoreRef,
         key: &str,
         version: Option<String>,
-        query_item: Option<(QueryId, usize)>,
+        query_item: Option<(QueryId, u64, usize)>,
     ) {
         if version.is_some() && self.token(store, key).domain != Domain::Live {
             self.complete(Completion::Get {
@@ -233,8 +236,11 @@ impl Engine {
             }
             Outcome::Failed(e) if g.version.is_some() => {
                 let g = self.get_calls.remove(&call).expect("present");
-                if let Some((query, index)) = g.query_item
+                // Not past a version whose read failed (deviation 14): the next NextAsync reads
+                // it again, if the query is still on its page and nothing was read after it.
+                if let Some((query, page_no, index)) = g.query_item
                     && let Some(q) = self.queries.get_mut(&query)
+                    && q.page_no == page_no
                     && q.index == index + 1
                 {
                     q.index = index;
@@ -317,6 +323,7 @@ impl Engine {
                 max_date,
                 state: QueryState::Fresh,
                 page: Vec::new(),
+                page_no: 0,
                 index: 0,
                 is_finished: false,
                 listed: false,
@@ -388,7 +395,8 @@ impl Engine {
                     let item = q.page[q.index].version.clone();
                     q.index += 1;
                     let (store, key, index) = (q.store, q.key.clone(), q.index - 1);
-                    self.begin_get(now, call, store, &key, Some(item), Some((query, index)));
+                    let at = Some((query, q.page_no, index));
+                    self.begin_get(now, call, store, &key, Some(item), at);
                 } else if q.is_finished {
                     self.complete(Completion::Get {
                         call,
@@ -426,6 +434,7 @@ impl Engine {
         match result {
             Ok(DataStoreResponse::Page { items, is_finished }) if first || !items.is_empty() => {
                 q.page = items;
+                q.page_no += 1;
                 q.index = 0;
                 q.is_finished = is_finished;
                 q.state = QueryState::Ready;

@@ -17,6 +17,17 @@ fn engine(state: DataStoreState) -> Engine {
     })
 }
 
+/// An engine with DataStore access and one store with `template`, at 1 s.
+fn read_engine(template: Value) -> (Engine, StoreId, Now) {
+    let mut e = engine(DataStoreState::Access);
+    let store = e.new_store("S", template).unwrap();
+    let now = Now {
+        mono: 1.0,
+        wall: 1000,
+    };
+    (e, store, now)
+}
+
 fn drain(e: &mut Engine) -> Vec<Output> {
     std::iter::from_fn(|| e.poll_output()).collect()
 }
@@ -369,12 +380,7 @@ fn save_on_an_ended_profile_warns_and_does_nothing() {
 /// the last page is finished; calls made while a page loads queue up in order.
 #[test]
 fn version_query_pages_through_every_version() {
-    let mut e = engine(DataStoreState::Access);
-    let store = e.new_store("S", json!({"n": 0})).unwrap();
-    let now = Now {
-        mono: 1.0,
-        wall: 1000,
-    };
+    let (mut e, store, now) = read_engine(json!({"n": 0}));
     let q = e
         .version_query(store.live(), "k", SortDirection::Ascending, None, None)
         .unwrap();
@@ -483,12 +489,7 @@ fn version_query_pages_through_every_version() {
 /// A failed listing warns once and fails the query for good (spec §11.4).
 #[test]
 fn a_failed_version_listing_fails_the_query() {
-    let mut e = engine(DataStoreState::Access);
-    let store = e.new_store("S", json!({})).unwrap();
-    let now = Now {
-        mono: 1.0,
-        wall: 1000,
-    };
+    let (mut e, store, now) = read_engine(json!({}));
     let q = e
         .version_query(
             store.live(),
@@ -531,4 +532,69 @@ fn a_failed_version_listing_fails_the_query() {
             result: Ok(None)
         })]
     );
+}
+
+/// Deviation 14 rewinds `NextAsync` past a failed read only on the failed item's own page: a
+/// read that fails after the query moved on to the next page must not send it back to the new
+/// page's first item (which would read it twice and never the one after).
+#[test]
+fn a_failed_read_from_an_earlier_page_does_not_rewind_the_next_page() {
+    let (mut e, store, now) = read_engine(json!({}));
+    let q = e
+        .version_query(store.live(), "k", SortDirection::Ascending, None, None)
+        .unwrap();
+    let requests = |e: &mut Engine| -> Vec<DataStoreRequest> {
+        drain(e)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::DataStore(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    };
+    let item = |v: &str| VersionItem {
+        version: v.into(),
+        created_time: 0,
+        is_deleted: false,
+    };
+    let page =
+        |items: Vec<VersionItem>, is_finished| DataStoreResponse::Page { items, is_finished };
+    e.version_query_next(now, q).unwrap();
+    let list = requests(&mut e).remove(0);
+    e.handle_datastore_response(now, list.op, Ok(page(vec![item("v1")], false)));
+    let read_v1 = requests(&mut e).remove(0);
+    // A second NextAsync while v1's read is out: page 1 is used up, page 2 loads, and v2's
+    // read waits behind v1's (one request per key at a time).
+    e.version_query_next(now, q).unwrap();
+    let next_page = requests(&mut e).remove(0);
+    e.handle_datastore_response(
+        now,
+        next_page.op,
+        Ok(page(vec![item("v2"), item("v3")], true)),
+    );
+    let mut reads = requests(&mut e);
+    // v1's read fails now, after the query moved to page 2.
+    let failure = DataStoreError {
+        message: "502: API Services rejected request with error. HTTP 500 (Internal Server Error)"
+            .into(),
+    };
+    e.handle_datastore_response(now, read_v1.op, Err(failure));
+    reads.extend(requests(&mut e));
+    // A third NextAsync; every read answered as it comes.
+    e.version_query_next(now, q).unwrap();
+    reads.extend(requests(&mut e));
+    let mut versions = Vec::new();
+    while let Some(read) = reads.pop() {
+        if let DataStoreRequestKind::GetVersion { version } = &read.kind {
+            versions.push(version.clone());
+        }
+        let answer = DataStoreResponse::Value {
+            value: None,
+            key_info: None,
+        };
+        e.handle_datastore_response(now, read.op, Ok(answer));
+        reads.extend(requests(&mut e));
+    }
+    versions.sort();
+    assert_eq!(versions, ["v2", "v3"], "v2 once, then v3");
 }
