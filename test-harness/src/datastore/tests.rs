@@ -1155,16 +1155,21 @@ fn per_key_throughput_throttles_reads_and_writes() {
     }
 }
 
+/// A store without limits but per-key throughput.
+fn key_throughput_only(throughput: ThroughputLimits) -> DataStoreService {
+    DataStoreService::new(EPOCH).with_limits(Limits {
+        throughput: Some(throughput),
+        ..Limits::unlimited()
+    })
+}
+
 /// A request the key's throughput refuses has not run: it draws no fault, so a scripted fault
 /// waits for the attempt that goes.
 #[test]
 fn a_throttled_attempt_draws_no_fault() {
-    let mut ds = DataStoreService::new(EPOCH).with_limits(Limits {
-        throughput: Some(ThroughputLimits {
-            write_bytes: 1024,
-            ..ThroughputLimits::roblox()
-        }),
-        ..Limits::unlimited()
+    let mut ds = key_throughput_only(ThroughputLimits {
+        write_bytes: 1024,
+        ..ThroughputLimits::roblox()
     });
     set(&mut ds, 0.0, "k", json!(1));
     ds.script_fault(Operation::Remove, Fault::Ambiguous(internal_rejection()));
@@ -1185,12 +1190,9 @@ fn a_throttled_attempt_draws_no_fault() {
 /// later (and re-read then), instead of failing.
 #[test]
 fn a_conflict_re_read_out_of_throughput_is_handed_back() {
-    let mut ds = DataStoreService::new(EPOCH).with_limits(Limits {
-        throughput: Some(ThroughputLimits {
-            read_bytes: 2048,
-            ..ThroughputLimits::roblox()
-        }),
-        ..Limits::unlimited()
+    let mut ds = key_throughput_only(ThroughputLimits {
+        read_bytes: 2048,
+        ..ThroughputLimits::roblox()
     });
     let a = ds.begin_update(0.0, A, &store(), "k").unwrap();
     let b = ds.begin_update(0.5, B, &store(), "k").unwrap();
