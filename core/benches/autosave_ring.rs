@@ -5,8 +5,8 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use profilestore_core::testing::{Host, InstantStore};
+use profilestore_core::value::json;
 use profilestore_core::*;
-use serde_json::json;
 
 struct Loaded {
     engine: Engine,

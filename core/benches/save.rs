@@ -4,8 +4,8 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use profilestore_core::testing::{Host, InstantStore};
+use profilestore_core::value::{Value, json};
 use profilestore_core::*;
-use serde_json::{Value, json};
 
 /// A profile `Data` of about `kib` KiB of JSON: an inventory of small item objects.
 fn data_of(kib: usize) -> Value {
@@ -14,7 +14,7 @@ fn data_of(kib: usize) -> Value {
     let mut data = json!({"Coins": 1234, "Gems": 5, "Items": []});
     while serde_json::to_string(&data).unwrap().len() < kib * 1024 {
         items.push(item(items.len()));
-        data["Items"] = Value::Array(items.clone());
+        data["Items"] = Value::from(items.clone());
     }
     data
 }

@@ -5,8 +5,8 @@
 //! `cargo run --release -p profilestore-core --example fleet`
 
 use profilestore_core::testing::{Record, World};
+use profilestore_core::value::{Value, json};
 use profilestore_core::*;
-use serde_json::{Value, json};
 
 fn line(w: &World, entry: &profilestore_core::testing::Entry) -> Option<Value> {
     let server = ["A", "B"][entry.server];

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use serde_json::Value;
+use crate::value::Value;
 
 use crate::autosave::AutoSaveRing;
 use crate::constants::Constants;

@@ -10,8 +10,8 @@
 
 use std::collections::VecDeque;
 
+use crate::value::{Value, json};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::engine::{Engine, LiveState, StoreRef};
 use crate::error::ApiError;

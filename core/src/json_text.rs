@@ -1,11 +1,11 @@
-//! Serde adapters that carry a [`serde_json::Value`] as its JSON text.
+//! Serde adapters that carry a [`Value`] as its JSON text.
 //!
 //! Binary formats such as bincode cannot decode a `Value` (no `deserialize_any`,
 //! `../shared/TOOLCHAIN.md`), so every `Value` inside a recorded input or output goes through
 //! these: `#[serde(with = "crate::json_text")]`. In self-describing formats the field is a string.
 
+use crate::value::Value;
 use serde::{Deserialize, Deserializer, Serializer};
-use serde_json::Value;
 
 /// Serialises a value as its compact JSON text.
 pub fn serialize<S: Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {

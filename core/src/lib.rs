@@ -16,7 +16,7 @@
 //! ```
 //! use std::collections::BTreeMap;
 //! use profilestore_core::*;
-//! use serde_json::{json, Value};
+//! use profilestore_core::value::{json, Value};
 //!
 //! /// The host owns Profile.Data; the engine reads it when a save's transform runs.
 //! #[derive(Default)]
@@ -102,6 +102,7 @@ pub mod session;
 pub mod testing;
 mod timers;
 mod user_ids;
+pub mod value;
 pub mod wire;
 
 pub use constants::Constants;

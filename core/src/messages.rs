@@ -4,7 +4,7 @@
 //! Deviation (docs/DEVIATIONS.md, spec §19 item 11): when `MAX_MESSAGE_QUEUE` drops the oldest
 //! entries the engine warns instead of dropping silently; the limit itself cannot be set below 1.
 
-use serde_json::{Value, json};
+use crate::value::{Value, json};
 
 use crate::engine::{Engine, OpKind, OpNote, Outcome, StoreRef};
 use crate::error::{ApiError, check_profile_key};
@@ -36,7 +36,7 @@ pub fn message_transform(
 ) -> (Transformed, usize) {
     let (mut obj, overwritten) = match wire::classify(current) {
         Classified::Valid(mut obj) => {
-            obj.insert("WasOverwritten".into(), json!(false));
+            obj.insert("WasOverwritten".into(), Value::Bool(false));
             (obj, false)
         }
         Classified::Missing {
@@ -57,11 +57,11 @@ pub fn message_transform(
     let entries = queue[1]
         .as_array_mut()
         .expect("classify repairs GlobalUpdates");
-    entries.push(json!([wire::number(id), message]));
+    entries.push(Value::from(vec![wire::number(id), message.clone()]));
     let dropped = entries.len().saturating_sub(max_queue);
     entries.drain(..dropped);
     if overwritten {
-        obj.insert("WasOverwritten".into(), json!(true));
+        obj.insert("WasOverwritten".into(), Value::Bool(true));
     }
     (write(obj), dropped)
 }

@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
 
+use crate::value::Value;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
 
 use crate::protocol::{KeyInfo, ProfileId, StoreId, SubscriptionId};
 use crate::queue::Token;
@@ -68,7 +68,7 @@ impl std::ops::Deref for LastSavedData {
 impl From<Value> for LastSavedData {
     /// `Data` on its own (as a profile value `{"Data": data}`).
     fn from(data: Value) -> LastSavedData {
-        let mut stored = serde_json::Map::new();
+        let mut stored = crate::value::Object::new();
         stored.insert("Data".into(), data);
         LastSavedData::of(Arc::new(Value::Object(stored)))
     }

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use serde_json::Value;
+use crate::value::{Value, json};
 
 use crate::engine::{Engine, OpKind, Outcome, StoreRef};
 use crate::error::{ApiError, check_profile_key};
@@ -219,14 +219,11 @@ impl Engine {
                 p.is_mock = g.mock;
                 let loaded = LoadedProfile {
                     profile: id,
-                    data: value
-                        .get("Data")
-                        .cloned()
-                        .unwrap_or_else(|| serde_json::json!({})),
+                    data: value.get("Data").cloned().unwrap_or_else(|| json!({})),
                     roblox_metadata: value
                         .get("RobloxMetaData")
                         .cloned()
-                        .unwrap_or_else(|| serde_json::json!({})),
+                        .unwrap_or_else(|| json!({})),
                 };
                 self.profiles.insert(id, p);
                 self.complete(Completion::Get {

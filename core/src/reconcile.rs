@@ -1,6 +1,6 @@
 //! `Profile:Reconcile()` (spec §15): fill missing template fields into `Profile.Data`.
 
-use serde_json::Value;
+use crate::value::Value;
 
 /// Fills `data` from `template`: for each string-keyed template entry, a missing value is set (a
 /// copy); when both are tables the rule recurses; any other existing value is left alone even if
@@ -11,7 +11,7 @@ pub fn reconcile(template: &Value, data: &mut Value) {
     let Some(template) = template.as_object() else {
         return;
     };
-    if data.as_array().is_some_and(Vec::is_empty) && !template.is_empty() {
+    if data.as_array().is_some_and(|a| a.is_empty()) && !template.is_empty() {
         *data = Value::Object(Default::default());
     }
     let Some(target) = data.as_object_mut() else {
@@ -31,7 +31,7 @@ pub fn reconcile(template: &Value, data: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::value::json;
 
     /// The original's test (T:720-735): `{Array = false}` keeps `false` and gains `Counter = 0`.
     #[test]

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use crate::value::{Value, json};
 
 use crate::engine::{Engine, LiveState, OpKind, OpNote, Outcome};
 use crate::error::ApiError;
@@ -83,7 +83,7 @@ pub fn save_transform(current: Option<&Value>, ctx: SaveContext<'_>) -> (Transfo
                 StoredData::Keep
             };
             let mut obj = wire::working_copy(stored, data);
-            obj.insert("WasOverwritten".into(), json!(false));
+            obj.insert("WasOverwritten".into(), Value::Bool(false));
             if owned {
                 let (mode, wall) = (ctx.mode, ctx.wall);
                 write_profile_fields(&mut obj, ctx);
@@ -94,10 +94,10 @@ pub fn save_transform(current: Option<&Value>, ctx: SaveContext<'_>) -> (Transfo
                         meta.remove("ForceLoadSession");
                     }
                     SaveMode::Regular => {
-                        meta.insert("LastUpdate".into(), json!(wall));
+                        meta.insert("LastUpdate".into(), Value::from(wall));
                     }
                     SaveMode::Ending(_) => {
-                        meta.insert("LastUpdate".into(), json!(wall));
+                        meta.insert("LastUpdate".into(), Value::from(wall));
                         meta.remove("ActiveSession");
                     }
                 }
@@ -115,10 +115,10 @@ pub fn save_transform(current: Option<&Value>, ctx: SaveContext<'_>) -> (Transfo
                     "ProfileCreateTime".into(),
                     wire::number(ctx.first_session_time),
                 );
-                meta.insert("SessionLoadCount".into(), json!(ctx.load_index));
+                meta.insert("SessionLoadCount".into(), Value::from(ctx.load_index));
                 write_profile_fields(&mut obj, ctx);
                 if overwritten {
-                    obj.insert("WasOverwritten".into(), json!(true));
+                    obj.insert("WasOverwritten".into(), Value::Bool(true));
                 }
                 (write(obj), OpNoteKind::Saved)
             }
@@ -147,7 +147,15 @@ fn write_profile_fields(obj: &mut wire::Object, ctx: SaveContext<'_>) {
     if let Some(roblox_metadata) = ctx.roblox_metadata {
         obj.insert("RobloxMetaData".into(), roblox_metadata);
     }
-    obj.insert("UserIds".into(), json!(ctx.user_ids));
+    obj.insert(
+        "UserIds".into(),
+        ctx.user_ids
+            .iter()
+            .copied()
+            .map(Value::from)
+            .collect::<Vec<_>>()
+            .into(),
+    );
 }
 
 impl Engine {

@@ -11,7 +11,7 @@
 //! `Steal` (item 4); the MessagingService topic is the GUID actually stored in the lock (item 3);
 //! an attempt waits while a final save of the same key is still retrying (item 9).
 
-use serde_json::{Value, json};
+use crate::value::{Value, json};
 
 use crate::engine::{Engine, LiveState, OpKind, Outcome, StoreRef};
 use crate::error::{ApiError, check_profile_key};
@@ -114,7 +114,7 @@ pub struct StartContext<'a> {
 pub fn start_transform(current: Option<&Value>, ctx: &StartContext<'_>) -> Transformed {
     let (mut obj, overwritten) = match wire::classify(current) {
         Classified::Valid(mut obj) => {
-            obj.insert("WasOverwritten".into(), json!(false));
+            obj.insert("WasOverwritten".into(), Value::Bool(false));
             if !ctx.declined {
                 claim_existing(&mut obj, ctx);
             }
@@ -143,12 +143,15 @@ pub fn start_transform(current: Option<&Value>, ctx: &StartContext<'_>) -> Trans
                 .get("SessionLoadCount")
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0) as i64;
-            meta.insert("SessionLoadCount".into(), json!(count.saturating_add(1)));
-            meta.insert("LastUpdate".into(), json!(ctx.wall));
+            meta.insert(
+                "SessionLoadCount".into(),
+                Value::from(count.saturating_add(1)),
+            );
+            meta.insert("LastUpdate".into(), Value::from(ctx.wall));
         }
     }
     if overwritten {
-        obj.insert("WasOverwritten".into(), json!(true));
+        obj.insert("WasOverwritten".into(), Value::Bool(true));
     }
     write(obj)
 }

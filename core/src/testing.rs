@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::protocol::Seconds as At;
-use serde_json::{Value, json};
+use crate::value::{Value, json};
 
 use crate::engine::{Engine, EngineConfig, LiveState, StoreRef};
 use crate::guid::GuidGenerator;

@@ -14,10 +14,10 @@
 //! and an `ActiveSession` that is not a lock tag counts as no lock. The original throws on these
 //! and leaves the key unusable.
 
-use serde_json::{Map, Value, json};
+use crate::value::Value;
 
 /// A JSON object.
-pub type Object = Map<String, Value>;
+pub use crate::value::Object;
 
 /// True for a JSON object or array: what Luau would see as a table.
 pub fn is_table(v: &Value) -> bool {
@@ -50,12 +50,19 @@ impl ServerIdentity {
 
     /// `ActiveSession` tag: `[PlaceId, JobId, guid]`.
     pub fn lock_tag(&self, guid: &str) -> Value {
-        json!([self.place_id, self.job_id, guid])
+        Value::from(vec![
+            Value::from(self.place_id),
+            Value::from(self.job_id.as_str()),
+            Value::from(guid),
+        ])
     }
 
     /// `ForceLoadSession` tag: `[PlaceId, JobId]`.
     pub fn claim_tag(&self) -> Value {
-        json!([self.place_id, self.job_id])
+        Value::from(vec![
+            Value::from(self.place_id),
+            Value::from(self.job_id.as_str()),
+        ])
     }
 }
 
@@ -142,15 +149,18 @@ pub enum StoredData {
 /// The working copy of a valid profile: every field (unknown ones too), `MetaData` as an object
 /// and `GlobalUpdates` repaired.
 pub fn working_copy(obj: &Object, data: StoredData) -> Object {
-    let mut working = Object::new();
-    for (k, v) in obj {
-        let copy = match k.as_str() {
-            "Data" if data == StoredData::Replace => continue,
-            "GlobalUpdates" => repair_global_updates(v),
-            "MetaData" if v.is_array() => Value::Object(Object::new()),
-            _ => v.clone(),
-        };
-        working.insert(k.clone(), copy);
+    // A shared copy: only the fields changed below (and by the caller) are copied.
+    let mut working = obj.clone();
+    if data == StoredData::Replace {
+        working.remove("Data");
+    }
+    if let Some(queue) = obj.get("GlobalUpdates")
+        && !is_canonical_global_updates(queue)
+    {
+        working.insert("GlobalUpdates".into(), repair_global_updates(queue));
+    }
+    if obj.get("MetaData").is_some_and(Value::is_array) {
+        working.insert("MetaData".into(), Value::Object(Object::new()));
     }
     working
 }
@@ -171,7 +181,7 @@ pub fn classify(current: Option<&Value>) -> Classified {
 
 /// `[0, []]`: an empty message queue.
 pub fn empty_global_updates() -> Value {
-    json!([0, []])
+    Value::from(vec![Value::from(0), Value::from(Vec::new())])
 }
 
 /// Brings a `GlobalUpdates` table into `[last_id:number, entries:array]` form, keeping whatever
@@ -192,14 +202,14 @@ fn repair_global_updates(v: &Value) -> Value {
         })
         .unwrap_or_default();
     let last_id = entries.iter().filter_map(entry_id).fold(last_id, f64::max);
-    json!([number(last_id), entries])
+    Value::from(vec![number(last_id), Value::from(entries)])
 }
 
 /// Whether `v` is already what [`repair_global_updates`] makes of it: `[last_id, entries]` with
 /// `last_id` written as [`number`] writes it and every entry an id at most `last_id` (the form
 /// every save writes, so the repair usually has nothing to do).
 fn is_canonical_global_updates(v: &Value) -> bool {
-    let Some([last, entries]) = v.as_array().map(Vec::as_slice) else {
+    let Some([last, entries]) = v.as_array().map(|a| a.as_slice()) else {
         return false;
     };
     let (Some(last_id), Some(entries)) = (last.as_f64(), entries.as_array()) else {
@@ -214,9 +224,9 @@ fn is_canonical_global_updates(v: &Value) -> bool {
 /// A whole number is written as a JSON integer, anything else as a float.
 pub fn number(v: f64) -> Value {
     if v.fract() == 0.0 && v.abs() < 9.007_199_254_740_992e15 {
-        json!(v as i64)
+        Value::from(v as i64)
     } else {
-        json!(v)
+        Value::from(v)
     }
 }
 
@@ -239,10 +249,10 @@ pub fn entry_payload(entry: &Value) -> Option<&Value> {
 /// before the lock is applied: `SessionLoadCount` 0, no `ActiveSession`, no `LastUpdate`.
 pub fn new_profile(template: &Value, wall_now: i64, global_updates: Value) -> Object {
     let mut meta = Object::new();
-    meta.insert("ProfileCreateTime".into(), json!(wall_now));
-    meta.insert("SessionLoadCount".into(), json!(0));
+    meta.insert("ProfileCreateTime".into(), Value::from(wall_now));
+    meta.insert("SessionLoadCount".into(), Value::from(0));
     // An empty Luau table is stored as `[]` (fixtures/README.md).
-    meta.insert("MetaTags".into(), json!([]));
+    meta.insert("MetaTags".into(), Value::from(Vec::new()));
     let mut obj = Object::new();
     obj.insert("Data".into(), template.clone());
     obj.insert("MetaData".into(), Value::Object(meta));
@@ -305,7 +315,7 @@ impl<'a> ProfileValue<'a> {
             .get("GlobalUpdates")
             .and_then(|g| g.get(1))
             .and_then(Value::as_array)
-            .map_or(&[], Vec::as_slice)
+            .map_or(&[], |a| a.as_slice())
     }
 
     /// `WasOverwritten == true`.
@@ -317,7 +327,7 @@ impl<'a> ProfileValue<'a> {
 /// Mutable access to `MetaData` of a working copy (created when absent).
 pub fn meta_mut(obj: &mut Object) -> &mut Object {
     let slot = obj
-        .entry("MetaData")
+        .entry("MetaData".into())
         .or_insert_with(|| Value::Object(Object::new()));
     if !slot.is_object() {
         *slot = Value::Object(Object::new());
@@ -343,6 +353,7 @@ pub fn remove_processed(obj: &mut Object, processed: &std::collections::BTreeSet
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::json;
 
     fn valid() -> Value {
         json!({"Data": {}, "MetaData": {"SessionLoadCount": 2}, "GlobalUpdates": [0, []], "Extra": 1})

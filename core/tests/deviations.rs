@@ -3,8 +3,8 @@
 //! original's failure mode no longer happens.
 
 use profilestore_core::testing::{Record, World};
+use profilestore_core::value::json;
 use profilestore_core::*;
-use serde_json::json;
 
 fn shutdown_done(w: &World, s: usize) -> bool {
     w.journal.iter().any(|e| {

@@ -4,8 +4,8 @@
 //! sees them, job ids, GUIDs and times by role).
 
 use profilestore_core::testing::World;
+use profilestore_core::value::{Value, json};
 use profilestore_core::*;
-use serde_json::{Value, json};
 
 fn golden() -> Value {
     let path = concat!(

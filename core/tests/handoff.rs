@@ -3,8 +3,8 @@
 //! Times are pinned against `shared/fixtures/traces/{handoff_message,handoff_steal,assume_dead}.jsonl`.
 
 use profilestore_core::testing::{Record, World};
+use profilestore_core::value::json;
 use profilestore_core::*;
-use serde_json::json;
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-6
@@ -14,7 +14,7 @@ fn start(w: &mut World, s: usize, store: StoreId, key: &str) -> CallId {
     w.start_session(s, store.live(), key, StartParams::default())
 }
 
-fn publishes(w: &World, s: usize) -> Vec<(f64, String, serde_json::Value)> {
+fn publishes(w: &World, s: usize) -> Vec<(f64, String, profilestore_core::value::Value)> {
     w.journal
         .iter()
         .filter(|e| e.server == s)

@@ -2,8 +2,8 @@
 //! (spec §5, §8.4, §9.1).
 
 use profilestore_core::testing::{Record, World};
+use profilestore_core::value::json;
 use profilestore_core::*;
-use serde_json::json;
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9

@@ -3,14 +3,23 @@
 //! handlers, persistence across sessions, view profiles processing messages.
 
 use profilestore_core::testing::{Record, World};
+use profilestore_core::value::json;
 use profilestore_core::*;
-use serde_json::json;
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-6
 }
 
-fn deliveries(w: &World, s: usize) -> Vec<(f64, ProfileId, i64, serde_json::Value, Delivery)> {
+fn deliveries(
+    w: &World,
+    s: usize,
+) -> Vec<(
+    f64,
+    ProfileId,
+    i64,
+    profilestore_core::value::Value,
+    Delivery,
+)> {
     w.events(s)
         .into_iter()
         .filter_map(|(t, e)| match e {

@@ -12,9 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use profilestore_core::testing::{Record, World};
+use profilestore_core::value::{Value, json};
 use profilestore_core::*;
 use proptest::prelude::*;
-use serde_json::{Value, json};
 
 const KEYS: [&str; 2] = ["a", "b"];
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use profilestore_core::testing::Host;
+use profilestore_core::value::{Value, json};
 use profilestore_core::*;
-use serde_json::{Value, json};
 
 fn config() -> EngineConfig {
     EngineConfig {

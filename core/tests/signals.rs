@@ -2,8 +2,8 @@
 //! auto-save ring driven through the engine (§7), pinned against `shared/fixtures/traces`.
 
 use profilestore_core::testing::World;
+use profilestore_core::value::json;
 use profilestore_core::*;
-use serde_json::json;
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-6

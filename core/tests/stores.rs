@@ -3,8 +3,8 @@
 //! VersionQuery/NextAsync, RemoveAsync, Reconcile, user ids and every profile field.
 
 use profilestore_core::testing::World;
+use profilestore_core::value::{Value, json};
 use profilestore_core::*;
-use serde_json::{Value, json};
 
 fn engine(state: DataStoreState) -> Engine {
     Engine::new(EngineConfig {

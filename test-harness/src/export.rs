@@ -48,8 +48,8 @@
 
 use std::collections::BTreeMap;
 
+use profilestore_core::value::Value;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::sync::Arc;
 
 use crate::datastore::{Limits, serialized_len, version_id};
@@ -236,8 +236,8 @@ pub fn import(
 ) -> Result<ImportReport, ExportError> {
     let json: Value = serde_json::from_str(text).map_err(|e| ExportError::Parse(e.to_string()))?;
     if json.get("format").is_some() {
-        let document: ExportDocument =
-            serde_json::from_value(json).map_err(|e| ExportError::Parse(e.to_string()))?;
+        let document: ExportDocument = serde_json::from_value(serde_json::Value::from(json))
+            .map_err(|e| ExportError::Parse(e.to_string()))?;
         import_document(storage, &document)
     } else if json.get("store").is_some() && json.get("keys").is_some() {
         import_fixture(storage, &json, now_ms)
@@ -438,7 +438,7 @@ mod tests {
     use super::*;
     use crate::datastore::{DataStoreService, GetOptions, ServerId, SetOptions, StoreName};
     use crate::storage::{MemoryStorage, SqliteStorage};
-    use serde_json::json;
+    use profilestore_core::value::json;
 
     const EPOCH: i64 = 1_735_689_600;
     const GOLDEN: &str = include_str!(concat!(

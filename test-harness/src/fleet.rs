@@ -14,11 +14,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use profilestore_core::guid::GuidGenerator;
+use profilestore_core::value::{Value, json};
 use profilestore_core::{
     CallId, Completion, Delivery, Event, Input, InputResult, Output, ProfileId, StartParams,
     StoreId,
 };
-use serde_json::{Value, json};
 
 use crate::datastore::{DataStoreService, Faults, Limits};
 use crate::messaging::{MessagingConfig, MessagingService};
@@ -596,11 +596,11 @@ impl Fleet {
             if let Some(data) = self.world.servers[server].host.data.get_mut(&profile) {
                 if let Some(table) = table_mut(data) {
                     let counter = table.get("Counter").and_then(Value::as_i64).unwrap_or(0);
-                    table.insert("Counter".into(), json!(counter + 1));
+                    table.insert("Counter".into(), Value::from(counter + 1));
                 }
-                push(data, "Ops", Value::String(op));
+                push(data, "Ops", Value::from(op));
                 if let Some(item) = loot {
-                    push(data, "Items", Value::String(item));
+                    push(data, "Items", Value::from(item));
                 }
             }
         }
@@ -640,7 +640,7 @@ impl Fleet {
             .get_mut(&profile)
             .and_then(|d| d.get_mut("Items"))
             .and_then(Value::as_array_mut)
-            .and_then(Vec::pop);
+            .and_then(|a| a.pop());
         if let Some(item) = item {
             push(
                 host.data.get_mut(&partner).expect("checked"),
@@ -680,7 +680,10 @@ impl Fleet {
             now,
             store: self.store.live(),
             key: key.clone(),
-            message: json!({"Gift": gift}),
+            message: Value::from(profilestore_core::value::Map::from([(
+                "Gift".into(),
+                Value::from(gift.as_str()),
+            )])),
         };
         if let InputResult::Call(Ok(call)) = self.world.feed(server, input) {
             self.gifting[server].insert(call, (gift, key));
@@ -768,7 +771,7 @@ impl Fleet {
         if let Some(gift) = gift
             && let Some(data) = self.world.servers[s].host.data.get_mut(&profile)
         {
-            push(data, "Gifts", json!(gift));
+            push(data, "Gifts", Value::from(gift.as_str()));
         }
         let _ = self.world.feed(s, Input::MessageProcessed { profile, id });
     }
@@ -794,7 +797,7 @@ impl Fleet {
             let ops = saved
                 .get("Ops")
                 .and_then(Value::as_array)
-                .map_or(&[][..], Vec::as_slice);
+                .map_or(&[][..], |a| a.as_slice());
             let done = &mut self.acked_upto[p];
             let extends = done.0 <= ops.len()
                 && (done.0 == 0 || ops[done.0 - 1].as_str() == Some(done.1.as_str()));
@@ -966,8 +969,8 @@ fn numbered(key: &str, tag: &str, n: u64) -> String {
 /// The player's `Data` as an object: an empty Luau table is stored as `[]` (fixtures
 /// README), and the game treats it as the empty table it is; any other non-object `Data` is
 /// left alone (`None`).
-fn table_mut(data: &mut Value) -> Option<&mut serde_json::Map<String, Value>> {
-    if data.as_array().is_some_and(Vec::is_empty) {
+fn table_mut(data: &mut Value) -> Option<&mut profilestore_core::value::Object> {
+    if data.as_array().is_some_and(|a| a.is_empty()) {
         *data = json!({});
     }
     data.as_object_mut()
@@ -977,9 +980,11 @@ fn push(data: &mut Value, field: &str, v: Value) {
     let Some(table) = table_mut(data) else {
         return;
     };
-    let slot = table.entry(field).or_insert_with(|| json!([]));
+    let slot = table
+        .entry(field.into())
+        .or_insert_with(|| Value::from(Vec::new()));
     if !slot.is_array() {
-        *slot = json!([]);
+        *slot = Value::from(Vec::new());
     }
     if let Some(list) = slot.as_array_mut() {
         list.push(v);

@@ -1,7 +1,7 @@
 //! `inspect` of a stored key: its value, its versions, who holds the session lock since when,
 //! and the messages waiting in its queue (spec §1, §10).
 
-use serde_json::{Value, json};
+use profilestore_core::value::{Value, json};
 
 use crate::datastore::StoreName;
 use crate::storage::{Storage, StorageError};

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use profilestore_core::value::{Value, json};
 
 use crate::fleet::{Fleet, HANDOFF_BOUND, STORE};
 use crate::log::Log;
@@ -63,12 +63,12 @@ fn strings(v: &Value, field: &str) -> Vec<String> {
 /// a JSON object (a B-tree node each).
 pub fn summarize_write(v: &Value) -> Value {
     let meta = &v["MetaData"];
-    let ops = v["Data"]["Ops"].as_array().map_or(0, Vec::len);
-    let mut summary = vec![meta["SessionLoadCount"].clone(), json!(ops)];
+    let ops = v["Data"]["Ops"].as_array().map_or(0, |a| a.len());
+    let mut summary = vec![meta["SessionLoadCount"].clone(), Value::from(ops)];
     if let Some(lock) = meta.get("ActiveSession") {
         summary.push(lock[1].clone());
     }
-    Value::Array(summary)
+    Value::from(summary)
 }
 
 /// What a logged write shows: the lock holder (`ActiveSession[1]`, `None` when unlocked), the
@@ -362,7 +362,7 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
         "sessions": o.sessions,
         "healthy_starts_checked": o.healthy_starts,
         "handoffs": {"count": o.handoffs.len(), "p50_s": pct(&o.handoffs, 0.5), "p90_s": pct(&o.handoffs, 0.9), "max_s": pct(&o.handoffs, 1.0)},
-        "start_failures": o.failures.iter().map(|(k, v)| (format!("{k:?}"), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "start_failures": o.failures.iter().map(|(k, v)| (format!("{k:?}"), json!(v))).collect::<profilestore_core::value::Object>(),
         "datastore_requests": fleet.world.request_counts(),
         "committed_writes": calls.get("committed writes").copied().unwrap_or(0),
         "throttled_requests": fleet.world.throttled,

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use profilestore_core::value::{Object as Map, Value, json};
 
 /// One journal line.
 pub type Line = Value;
@@ -65,7 +65,7 @@ impl Roles {
             Value::Object(m) => Value::Object(
                 m.iter()
                     .map(|(k, v)| (k.clone(), self.value(v, Some(k))))
-                    .collect::<Map<_, _>>(),
+                    .collect::<Map>(),
             ),
             Value::Array(a) if matches!(key, Some("ActiveSession" | "ForceLoadSession")) => {
                 let mut out = a.clone();

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use profilestore_core::guid::GuidGenerator;
-use serde_json::Value;
+use profilestore_core::value::Value;
 
 use crate::datastore::ServerId;
 
@@ -301,7 +301,7 @@ impl MessagingService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use profilestore_core::value::json;
 
     const A: ServerId = ServerId(1);
     const B: ServerId = ServerId(2);

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
+use profilestore_core::value::{Value, json};
 use profilestore_core::{
     CallId, Completion, Delivery, Event, Input, InputResult, Output, ProfileId, StartParams,
     StoreId,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::datastore::{DataStoreService, Limits};
 use crate::journal::Line;
@@ -605,10 +605,10 @@ fn set_path(data: &mut Value, path: &str, value: Value) {
         }
         let map = slot.as_object_mut().expect("made an object");
         if i + 1 == parts.len() {
-            map.insert(part.to_string(), value);
+            map.insert((*part).into(), value);
             return;
         }
-        slot = map.entry(part.to_string()).or_insert_with(|| json!({}));
+        slot = map.entry((*part).into()).or_insert_with(|| json!({}));
     }
 }
 

@@ -18,12 +18,12 @@ use std::collections::{BTreeMap, BinaryHeap};
 use profilestore_core::Seconds as At;
 use profilestore_core::guid::GuidGenerator;
 use profilestore_core::testing::Host;
+use profilestore_core::value::Value;
 use profilestore_core::{
     Completion, DataStoreError, DataStoreRequest, DataStoreRequestKind, DataStoreResponse,
     DataStoreState, Engine, EngineConfig, Input, InputResult, LiveAnswers, MessagingRequest, Now,
     OpId, Output, Recorder, ServerIdentity, SubscriptionId, Transformed,
 };
-use serde_json::Value;
 
 use crate::datastore::{
     Admission, Committed, DataStoreService, Operation, Read, ReadTicket, RequestError, ServerId,
@@ -345,7 +345,7 @@ impl World {
             refused: 0,
             key_throttled: 0,
             log_values: true,
-            summarize: |v| serde_json::json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null)}),
+            summarize: |v| profilestore_core::json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null)}),
             trace: None,
             outputs: None,
             rng,

@@ -42,7 +42,7 @@ fn simulate_then_replay_the_trace() {
     ];
     let (code, stdout, stderr) = sim(&args, dir.path());
     assert_eq!(code, 0, "{stderr}");
-    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let summary: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["violations"], 0);
     assert_eq!(summary["seed"], 4);
     assert!(summary["sessions"].as_u64().unwrap() > 10);
@@ -64,18 +64,18 @@ fn simulate_then_replay_the_trace() {
     ];
     let (code, stdout, _) = sim(&args, dir.path());
     assert_eq!(code, 0);
-    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let summary: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["determinism"], "identical");
     let (code, stdout, _) = sim(&["replay", "run.trace"], dir.path());
     assert_eq!(code, 0);
     assert!(stdout.contains("byte-identical"), "{stdout}");
     let (code, stdout, _) = sim(&["inspect", "Player_3"], dir.path());
     assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["exists"], true);
     assert_eq!(
         v["lock"],
-        serde_json::Value::Null,
+        profilestore_core::value::Value::Null,
         "everyone left at the end of the run"
     );
 }
@@ -88,16 +88,16 @@ fn import_the_golden_fixture_and_inspect_a_locked_key() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), "imported 8 key(s) into g.db");
     let (_, stdout, _) = sim(&["inspect", "locked_live", "--db", "g.db"], dir.path());
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         v["lock"]["topic"],
         "PS_DE788156-C5BD-4E85-B52B-124A9C0A7475"
     );
     let (_, stdout, _) = sim(&["inspect", "stub", "--db", "g.db"], dir.path());
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         v["pending_messages"],
-        serde_json::json!([{"id": 1, "message": {"Gift": "Gem"}}])
+        profilestore_core::json!([{"id": 1, "message": {"Gift": "Gem"}}])
     );
 }
 
@@ -114,10 +114,11 @@ fn scenario_matches_the_original_and_prints_a_journal() {
     );
     let (code, stdout, _) = sim(&["scenario", &scenario], dir.path());
     assert_eq!(code, 0);
-    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let last: profilestore_core::value::Value =
+        serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(
         last,
-        serde_json::json!({"type": "end", "case": "handoff_message", "t": 30.0})
+        profilestore_core::json!({"type": "end", "case": "handoff_message", "t": 30.0})
     );
 }
 

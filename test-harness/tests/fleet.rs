@@ -81,9 +81,12 @@ fn sound_run(seed: u64) -> (Fleet, String, String) {
     (fleet, holder, other)
 }
 
-fn items(fleet: &mut Fleet, key: &str) -> Vec<serde_json::Value> {
+fn items(fleet: &mut Fleet, key: &str) -> Vec<profilestore_core::value::Value> {
     let v = fleet.world.stored(STORE, key).unwrap();
-    v["Data"]["Items"].as_array().cloned().unwrap_or_default()
+    v["Data"]["Items"]
+        .as_array()
+        .map(|a| a.to_vec())
+        .unwrap_or_default()
 }
 
 /// Virtual times of an excerpt's lines (`t=12.345 S0 ...`).

@@ -11,11 +11,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use profilestore_core::value::{Value, json};
 use profilestore_harness::datastore::{
     DataStoreService, GetOptions, Limits, ServerId, SetOptions, StoreName,
 };
 use profilestore_harness::storage::{KeyPath, SqliteStorage, Storage};
-use serde_json::{Value, json};
 
 const ENV: &str = "PSH_KILL_TEST_DB";
 const KEYS: u64 = 5;

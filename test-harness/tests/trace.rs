@@ -65,7 +65,7 @@ fn a_changed_written_value_is_detected_by_replay() {
         })
         .unwrap();
     if let InputResult::Transformed(TransformedRecord::Write { value, .. }) = &mut traced.result {
-        value["Data"]["Counter"] = serde_json::json!(-1);
+        value["Data"]["Counter"] = profilestore_core::json!(-1);
     }
     let r = trace::replay(&t);
     assert_eq!(r.first_difference, None, "no signal changed");

@@ -4,11 +4,11 @@
 //! exactly the value before it, and the commits the store reports are exactly those in the value.
 
 use profilestore_core::Transformed;
+use profilestore_core::value::{Value, json};
 use profilestore_harness::datastore::{
     DataStoreService, Faults, ReadTicket, ServerId, StoreName, UpdateCommit,
 };
 use proptest::prelude::*;
-use serde_json::{Value, json};
 
 /// The transform of update `id`: append `id` to the list (nil reads as empty).
 fn append(current: Option<&Value>, id: &str) -> Transformed {
@@ -61,7 +61,7 @@ proptest! {
                     }
                     for c in ds.take_commits() {
                         let value = c.read.value.as_deref().cloned().unwrap_or(Value::Null);
-                        let list = value.as_array().cloned().unwrap_or_default();
+                        let list = value.as_array().map(|a| a.to_vec()).unwrap_or_default();
                         // Each commit is the value before it plus its own id.
                         prop_assert_eq!(&list[..list.len() - 1], &last[..]);
                         prop_assert_eq!(&list[list.len() - 1], &json!(id));
@@ -76,7 +76,7 @@ proptest! {
             .get_async(100.0, ServerId(9), &store, "k", Default::default())
             .ok()
             .and_then(|r| r.value)
-            .and_then(|v| v.as_array().cloned())
+            .and_then(|v| v.as_array().map(|a| a.to_vec()))
             .unwrap_or_default();
         let ids: Vec<Value> = committed.iter().map(|c| json!(c)).collect();
         prop_assert_eq!(stored, ids);

@@ -2,12 +2,12 @@
 //! the size the limits measure is the length of its JSON text (issue "harness" §1: values,
 //! limits, storage).
 
+use profilestore_core::value::{Number, Value};
 use profilestore_harness::datastore::{
     DataStoreService, GetOptions, ServerId, SetOptions, StoreName, serialized_len,
 };
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
 use proptest::prelude::*;
-use serde_json::{Map, Number, Value};
 
 /// Leaves of every kind: integers across the range, finite doubles of every magnitude, and
 /// strings with quotes, backslashes, control characters and non-ASCII text.
@@ -20,16 +20,16 @@ fn leaf() -> impl Strategy<Value = Value> {
         any::<f64>()
             .prop_filter_map("finite", Number::from_f64)
             .prop_map(Value::Number),
-        "[\\u{0}-\\u{7f}\"\\\\é日🎮]{0,24}".prop_map(Value::String),
+        "[\\u{0}-\\u{7f}\"\\\\é日🎮]{0,24}".prop_map(Value::from),
     ]
 }
 
 fn value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(3, 48, 6, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
             prop::collection::btree_map("[a-zA-Z\"\\\\\\u{1}é]{0,8}", inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }

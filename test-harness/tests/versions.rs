@@ -4,12 +4,12 @@
 //! range, and the listing matches the one-version-per-UTC-hour rule.
 
 use profilestore_core::SortDirection;
+use profilestore_core::value::json;
 use profilestore_harness::datastore::{
     DataStoreService, ServerId, SetOptions, StoreName, VersionQuery,
 };
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
 use proptest::prelude::*;
-use serde_json::json;
 
 const EPOCH: i64 = 1_735_689_600;
 const HOUR_MS: i64 = 3_600_000;

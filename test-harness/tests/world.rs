@@ -1,11 +1,11 @@
 //! The world on its own: request budgets and throttle queues reach the engines, a crashed server
 //! answers nothing, and wall-clock skew reaches what servers write.
 
+use profilestore_core::value::json;
 use profilestore_core::{Completion, Input, InputResult, Output, StartParams, StoreId};
 use profilestore_harness::datastore::{DataStoreService, Limits};
 use profilestore_harness::messaging::{MessagingConfig, MessagingService};
 use profilestore_harness::world::{Happening, LatencyModel, ServerSpec, World, WorldConfig};
-use serde_json::json;
 
 fn world(servers: usize, limits: Limits) -> (World, StoreId) {
     let config = WorldConfig {

@@ -232,11 +232,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let violations = invariants::check(&mut fleet);
             let mut summary = invariants::summary(&fleet, &violations);
             let requests = fleet.world.request_total();
-            summary["wall_seconds"] = serde_json::json!(wall);
+            summary["wall_seconds"] = profilestore_core::json!(wall);
             summary["datastore_requests_per_wall_second"] =
-                serde_json::json!(requests as f64 / wall.max(1e-9));
-            summary["virtual_to_wall"] = serde_json::json!(fleet.world.now / wall.max(1e-9));
-            summary["store"] = serde_json::json!(if memory {
+                profilestore_core::json!(requests as f64 / wall.max(1e-9));
+            summary["virtual_to_wall"] = profilestore_core::json!(fleet.world.now / wall.max(1e-9));
+            summary["store"] = profilestore_core::json!(if memory {
                 "memory".to_string()
             } else {
                 db.display().to_string()
@@ -249,7 +249,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 let same = first.outputs.len() == second.outputs.len()
                     && first.to_bytes() == second.to_bytes();
                 summary["determinism"] =
-                    serde_json::json!(if same { "identical" } else { "DIFFERENT" });
+                    profilestore_core::json!(if same { "identical" } else { "DIFFERENT" });
                 std::mem::forget(again);
                 if !same {
                     eprintln!(
@@ -261,11 +261,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 Trace::of(&fleet.world, Some(fleet.config.clone()))
                     .and_then(|t| t.save(path))
                     .map_err(|e| e.to_string())?;
-                summary["trace"] = serde_json::json!(path.display().to_string());
+                summary["trace"] = profilestore_core::json!(path.display().to_string());
             }
             if json {
                 summary["violation_details"] =
-                    serde_json::to_value(&violations).unwrap_or_default();
+                    serde_json::to_value(&violations).unwrap_or_default().into();
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&summary).unwrap_or_default()
@@ -384,7 +384,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
-fn print_summary(s: &serde_json::Value) {
+fn print_summary(s: &profilestore_core::value::Value) {
     let row = |name: &str, value: String| println!("  {name:<34} {value}");
     println!(
         "profilestore-sim: seed {} — {} servers, {} players, {:.0} virtual s in {:.2} wall s ({:.0}× real time)",

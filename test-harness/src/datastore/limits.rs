@@ -9,7 +9,7 @@
 //! Sizes are counted in bytes of UTF-8, which is what Luau's `string.len` (the documented way
 //! to check them) counts; values are measured as compact JSON, like `HttpService:JSONEncode`.
 
-use serde_json::Value;
+use profilestore_core::value::Value;
 
 use super::error::{MetadataPart, NameKind, RequestError};
 
@@ -294,100 +294,10 @@ impl Limits {
 }
 
 /// The length of a value's compact JSON text, in bytes: exactly `serde_json::to_string(value)
-/// .len()`, counted by walking the value instead of writing the text (every DataStore write is
-/// measured, so this is on the hot path of every simulation).
+/// .len()`, as [`Value::json_len`] measures it (every DataStore write is measured, so arrays and
+/// objects keep their length until written).
 pub fn serialized_len(value: &Value) -> usize {
-    match value {
-        Value::Null | Value::Bool(true) => 4,
-        Value::Bool(false) => 5,
-        Value::Number(n) => number_len(n),
-        Value::String(s) => string_len(s),
-        Value::Array(items) => {
-            2 + items.len().saturating_sub(1) + items.iter().map(serialized_len).sum::<usize>()
-        }
-        Value::Object(map) => {
-            2 + map.len().saturating_sub(1)
-                + map
-                    .iter()
-                    .map(|(k, v)| string_len(k) + 1 + serialized_len(v))
-                    .sum::<usize>()
-        }
-    }
-}
-
-/// Extra bytes serde_json's escaping adds per byte: `\"`, `\\` and the short escapes of
-/// control characters take 2 bytes, the other control characters `\u00XX` 6.
-const ESCAPE_EXTRA: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = match b {
-            0x08 | 0x09 | 0x0A | 0x0C | 0x0D => 1,
-            _ => 5,
-        };
-        b += 1;
-    }
-    t[b'"' as usize] = 1;
-    t[b'\\' as usize] = 1;
-    t
-};
-
-fn string_len(s: &str) -> usize {
-    let bytes = s.as_bytes();
-    if !any_escaped(bytes) {
-        return 2 + bytes.len();
-    }
-    2 + bytes.len()
-        + bytes
-            .iter()
-            .map(|&b| ESCAPE_EXTRA[b as usize] as usize)
-            .sum::<usize>()
-}
-
-/// Whether any byte of `bytes` is escaped in JSON text (`"`, `\`, a control character),
-/// tested eight bytes at a time: profile strings are mostly short ids with no escape, and this
-/// test decides them in one or two word operations instead of a table lookup per byte.
-fn any_escaped(bytes: &[u8]) -> bool {
-    if bytes.len() < 8 {
-        return bytes.iter().any(|&b| ESCAPE_EXTRA[b as usize] != 0);
-    }
-    let word = |at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[at..at + 8]);
-        word_has_escape(u64::from_le_bytes(w))
-    };
-    // Whole words, then the last eight bytes (overlapping the last whole word).
-    (0..bytes.len() / 8).any(|i| word(i * 8)) || word(bytes.len() - 8)
-}
-
-/// Whether a byte of `x` is below 0x20, `"` or `\` (the word tests of "Bit Twiddling Hacks":
-/// `has_less(x, n)` is non-zero exactly when some byte is below `n`, and `has_zero(x ^ c)`
-/// exactly when some byte equals `c`; bytes at and above 0x80 never match).
-fn word_has_escape(x: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_less = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
-    let has_byte = |x: u64, c: u8| has_less(x ^ (ONES * u64::from(c)), 1);
-    (has_less(x, 0x20) | has_byte(x, b'"') | has_byte(x, b'\\')) != 0
-}
-
-fn number_len(n: &serde_json::Number) -> usize {
-    fn digits(mut v: u64) -> usize {
-        let mut d = 1;
-        while v >= 10 {
-            v /= 10;
-            d += 1;
-        }
-        d
-    }
-    if let Some(u) = n.as_u64() {
-        digits(u)
-    } else if let Some(i) = n.as_i64() {
-        1 + digits(i.unsigned_abs())
-    } else {
-        // Floats are rare in profiles: let serde_json format them.
-        n.to_string().len()
-    }
+    value.json_len()
 }
 
 /// A JSON number that is an integer (Luau numbers are doubles: `5.0` counts).
@@ -414,7 +324,7 @@ pub fn number_value(x: f64) -> Result<Value, RequestError> {
     Ok(if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 {
         Value::from(x as i64)
     } else {
-        serde_json::Number::from_f64(x)
+        profilestore_core::value::Number::from_f64(x)
             .map(Value::Number)
             .unwrap_or(Value::Null)
     })
@@ -484,63 +394,7 @@ fn non_finite_token(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn serialized_len_is_the_length_of_serde_json_text() {
-        let values = [
-            json!(null),
-            json!(true),
-            json!(false),
-            json!(0),
-            json!(-7),
-            json!(9),
-            json!(10),
-            json!(i64::MIN),
-            json!(i64::MAX),
-            json!(u64::MAX),
-            json!(2.5),
-            json!(-0.0),
-            json!(1e300),
-            json!(1.0e-7),
-            json!(123456789.125),
-            json!(""),
-            json!("plain"),
-            json!("quote \" backslash \\ slash /"),
-            json!("\u{0}\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1f} \u{7f}"),
-            json!("é 日本 🎮"),
-            json!("an escape after the first eight bytes: \" and \\ and \n and \u{1}!"),
-            json!("12345678\"2345678\\2345678\u{1f}2345678 1234567\u{7f}"),
-            json!("ÿÿÿÿÿÿÿÿ\u{80}\u{a0}\u{ff} bytes at and above 0x80 need no escape"),
-            json!([]),
-            json!({}),
-            json!([1, [2, [3, []]], {"a": {}}]),
-            json!({"k\"ey": "v", "Data": {"Ops": ["Player_1:op1", "Player_1:op2"], "n": 3.25}}),
-        ];
-        for v in values {
-            assert_eq!(serialized_len(&v), v.to_string().len(), "{v}");
-        }
-    }
-
-    /// Every ASCII byte at every position of strings of 1 to 25 characters of bytes below or
-    /// at and above 0x80: every escape is counted, wherever it is in or across 8-byte words.
-    #[test]
-    fn serialized_len_counts_escapes_at_every_position() {
-        for len in 0..25 {
-            for b in 0u8..0x80 {
-                for at in 0..=len {
-                    for filler in ["a", "\u{e9}"] {
-                        let mut s: String = filler.repeat(len);
-                        let i = s.char_indices().nth(at).map(|(i, _)| i).unwrap_or(s.len());
-                        s.insert(i, char::from(b));
-                        let v = Value::String(s);
-                        let text = v.to_string();
-                        assert_eq!(serialized_len(&v), text.len(), "{b:#x} at {at} of {len}");
-                    }
-                }
-            }
-        }
-    }
+    use profilestore_core::value::json;
 
     #[test]
     fn names_are_checked_for_empty_and_length() {

@@ -46,7 +46,7 @@
 //! ```
 //! use profilestore_harness::datastore::*;
 //! use profilestore_core::Transformed;
-//! use serde_json::json;
+//! use profilestore_core::value::json;
 //!
 //! let mut ds = DataStoreService::new(1_735_689_600);
 //! let (a, b) = (ServerId(1), ServerId(2));
@@ -54,7 +54,7 @@
 //! ds.set_async(0.0, a, &store, "Player_1", json!({"Coins": 1}), SetOptions::default()).unwrap();
 //!
 //! // Two servers update the same key; B commits between A's read and A's write.
-//! let bump = |v: Option<&serde_json::Value>| {
+//! let bump = |v: Option<&profilestore_core::value::Value>| {
 //!     let coins = v.and_then(|v| v["Coins"].as_i64()).unwrap_or(0);
 //!     Transformed::Write { value: json!({"Coins": coins + 1}), user_ids: None, metadata: None }
 //! };
@@ -90,9 +90,9 @@ pub use limits::{
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use profilestore_core::value::{Value, json};
 use profilestore_core::{DataStoreResponse, KeyInfo, SortDirection, Transformed, VersionItem};
 use rustc_hash::FxHashMap as HashMap;
-use serde_json::{Value, json};
 
 use crate::storage::{
     Commit, Expect, Head, HeadMeta, KeyPath, MemoryStorage, Storage, StorageError, StoredVersion,

@@ -2,7 +2,7 @@
 
 use super::*;
 use profilestore_core::guid::GuidGenerator;
-use serde_json::json;
+use profilestore_core::value::json;
 
 const EPOCH: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z, on a UTC hour
 const MS0: i64 = EPOCH * 1000;

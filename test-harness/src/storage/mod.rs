@@ -20,8 +20,8 @@ mod sqlite;
 pub use memory::MemoryStorage;
 pub use sqlite::{SCHEMA_VERSION, SqliteStorage};
 
+use profilestore_core::value::Value;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::sync::Arc;
 
 /// Where a key lives: DataStore name, scope and key name.
@@ -284,7 +284,7 @@ pub(crate) mod contract {
     //! The behaviour every [`Storage`] must show, run against each implementation.
 
     use super::*;
-    use serde_json::json;
+    use profilestore_core::value::json;
 
     fn head(version: &str, serial: u64, value: Option<Value>) -> Head {
         Head {

@@ -49,8 +49,8 @@
 
 use std::path::Path;
 
+use profilestore_core::value::Value;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use serde_json::Value;
 
 use super::{
     Commit, Head, KeyPath, Storage, StorageError, StoredVersion, VersionWrite, check_commit,

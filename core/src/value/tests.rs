@@ -1,0 +1,204 @@
+use super::*;
+
+fn samples() -> Vec<serde_json::Value> {
+    use serde_json::json as sj;
+    vec![
+        sj!(null),
+        sj!(true),
+        sj!(false),
+        sj!(0),
+        sj!(-7),
+        sj!(9),
+        sj!(10),
+        sj!(i64::MIN),
+        sj!(i64::MAX),
+        sj!(u64::MAX),
+        sj!(2.5),
+        sj!(-0.0),
+        sj!(1e300),
+        sj!(1.0e-7),
+        sj!(123456789.125),
+        sj!(204.12325343580258),
+        sj!(""),
+        sj!("plain"),
+        sj!("quote \" backslash \\ slash /"),
+        sj!("\u{0}\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1f} \u{7f}"),
+        sj!("é 日本 🎮"),
+        sj!("an escape after the first eight bytes: \" and \\ and \n and \u{1}!"),
+        sj!("12345678\"2345678\\2345678\u{1f}2345678 1234567\u{7f}"),
+        sj!("ÿÿÿÿÿÿÿÿ\u{80}\u{a0}\u{ff} bytes at and above 0x80 need no escape"),
+        sj!([]),
+        sj!({}),
+        sj!([1, [2, [3, []]], {"a": {}}]),
+        sj!({"k\"ey": "v", "Data": {"Ops": ["Player_1:op1", "Player_1:op2"], "n": 3.25}}),
+    ]
+}
+
+#[test]
+fn text_length_and_debug_are_serde_jsons() {
+    for s in samples() {
+        let v = Value::from(s.clone());
+        let text = s.to_string();
+        assert_eq!(v.to_string(), text);
+        assert_eq!(format!("{v:#}"), format!("{s:#}"));
+        assert_eq!(format!("{v:?}"), format!("{s:?}"));
+        assert_eq!(v.json_len(), text.len(), "{text}");
+        assert_eq!(v.json_len(), text.len(), "measured again: {text}");
+        assert_eq!(v.to_serde(), s);
+        assert_eq!(v, s);
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed, v, "{text}");
+    }
+}
+
+/// Every ASCII byte at every position of strings of 1 to 25 characters of bytes below or at and
+/// above 0x80: every escape is counted, wherever it is in or across 8-byte words.
+#[test]
+fn json_len_counts_escapes_at_every_position() {
+    for len in 0..25 {
+        for b in 0u8..0x80 {
+            for at in 0..=len {
+                for filler in ["a", "\u{e9}"] {
+                    let mut s: String = filler.repeat(len);
+                    let i = s.char_indices().nth(at).map(|(i, _)| i).unwrap_or(s.len());
+                    s.insert(i, char::from(b));
+                    let v = Value::from(s);
+                    assert_eq!(v.json_len(), v.to_string().len(), "{b:#x} at {at} of {len}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_copy_is_shared_until_written_and_a_write_changes_only_the_copy() {
+    let original = json!({"Data": {"Coins": 5, "Items": ["a", "b"]}, "MetaData": {"Tags": []}});
+    let before = original.json_len();
+    let mut copy = original.clone();
+    let (Value::Object(a), Value::Object(b)) = (&original, &copy) else {
+        unreachable!()
+    };
+    assert!(a.ptr_eq(b));
+
+    copy["Data"]["Items"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("c"));
+    copy["Data"]["Coins"] = json!(6);
+    assert_eq!(
+        original,
+        json!({"Data": {"Coins": 5, "Items": ["a", "b"]}, "MetaData": {"Tags": []}})
+    );
+    assert_eq!(original.json_len(), before);
+    assert_eq!(
+        copy,
+        json!({"Data": {"Coins": 6, "Items": ["a", "b", "c"]}, "MetaData": {"Tags": []}})
+    );
+    assert_eq!(copy.json_len(), copy.to_string().len());
+    // The untouched branch is still shared.
+    let (Value::Object(a), Value::Object(b)) = (&original["MetaData"], &copy["MetaData"]) else {
+        unreachable!()
+    };
+    assert!(a.ptr_eq(b));
+}
+
+/// A measured length is forgotten by every kind of write on the way down to the changed value,
+/// even when the container is not shared (no copy is made then).
+#[test]
+fn every_write_forgets_the_measured_length() {
+    let mut v = json!({"a": {"b": [1, {"c": "x"}]}});
+    let writes: Vec<fn(&mut Value)> = vec![
+        |v| v["a"]["b"][1]["c"] = json!("longer"),
+        |v| {
+            v.get_mut("a")
+                .unwrap()
+                .get_mut("b")
+                .unwrap()
+                .as_array_mut()
+                .unwrap()
+                .clear()
+        },
+        |v| {
+            v.as_object_mut()
+                .unwrap()
+                .insert("d".into(), json!([true, null]));
+        },
+        |v| {
+            v["a"]
+                .as_object_mut()
+                .unwrap()
+                .values_mut()
+                .for_each(|x| *x = json!(12345))
+        },
+        |v| {
+            if let Value::Object(o) = v {
+                o.remove("d");
+            }
+        },
+        |v| {
+            let taken = v["a"].take();
+            v["e"] = taken;
+        },
+    ];
+    for write in writes {
+        assert_eq!(v.json_len(), v.to_string().len());
+        write(&mut v);
+        assert_eq!(v.json_len(), v.to_string().len(), "{v}");
+    }
+    assert_eq!(v, json!({"a": null, "e": {"b": 12345}}));
+}
+
+#[test]
+fn indexing_follows_serde_json() {
+    let mut v = json!({"a": [10, 20]});
+    assert_eq!(v["a"][1], json!(20));
+    assert_eq!(v["missing"], Value::Null);
+    assert_eq!(v["a"][7], Value::Null);
+    assert_eq!(v["a"]["key of an array"], Value::Null);
+    assert_eq!(v.get("a").and_then(|a| a.get(0)), Some(&json!(10)));
+    let mut null = Value::Null;
+    null["x"]["y"] = json!(1);
+    assert_eq!(null, json!({"x": {"y": 1}}));
+    v["b"] = json!("s");
+    assert!(v["b"] == "s" && v["a"][0] == 10 && v["a"][0] == 10.0);
+    assert_eq!(v.to_string(), r#"{"a":[10,20],"b":"s"}"#);
+}
+
+#[test]
+#[should_panic(expected = "cannot access key \"k\" in JSON number")]
+fn assigning_a_key_of_a_number_panics_like_serde_json() {
+    let mut v = json!(5);
+    v["k"] = json!(1);
+}
+
+#[test]
+fn non_finite_doubles_become_null() {
+    assert_eq!(Value::from(f64::NAN), Value::Null);
+    assert_eq!(Value::from(f64::INFINITY), Value::Null);
+    assert_eq!(Value::from(-0.5), json!(-0.5));
+}
+
+/// `push` and `pop` keep a measured length exact without measuring the array again.
+#[test]
+fn push_and_pop_keep_the_measured_length() {
+    let mut v = json!({"Ops": []});
+    let shared = v.clone();
+    assert_eq!(v.json_len(), 10);
+    for i in 0..5 {
+        v["Ops"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(format!("op\"{i}")));
+        assert_eq!(v.json_len(), v.to_string().len(), "{v}");
+    }
+    v["Ops"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"k": [1, 2.5, null]}));
+    assert_eq!(v.json_len(), v.to_string().len(), "{v}");
+    while v["Ops"].as_array_mut().unwrap().pop().is_some() {
+        assert_eq!(v.json_len(), v.to_string().len(), "{v}");
+    }
+    assert_eq!(v, json!({"Ops": []}));
+    assert_eq!(shared.json_len(), 10);
+}
