@@ -681,8 +681,8 @@ impl Fleet {
             store: self.store.live(),
             key: key.clone(),
             message: Value::from(profilestore_core::value::Map::from([(
-                "Gift".into(),
-                Value::from(gift.as_str()),
+                "Gift",
+                gift.as_str(),
             )])),
         };
         if let InputResult::Call(Ok(call)) = self.world.feed(server, input) {
@@ -980,15 +980,12 @@ fn push(data: &mut Value, field: &str, v: Value) {
     let Some(table) = table_mut(data) else {
         return;
     };
-    let slot = table
-        .entry(field.into())
-        .or_insert_with(|| Value::from(Vec::new()));
-    if !slot.is_array() {
-        *slot = Value::from(Vec::new());
-    }
-    if let Some(list) = slot.as_array_mut() {
+    // Look the field up before making a key for it: it is there on every push but the first.
+    if let Some(list) = table.get_mut(field).and_then(Value::as_array_mut) {
         list.push(v);
+        return;
     }
+    table.insert(field.into(), Value::from(vec![v]));
 }
 
 #[cfg(test)]

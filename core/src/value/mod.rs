@@ -23,10 +23,10 @@
 
 mod compare;
 mod json_len;
+mod map;
 mod serde_impl;
 
 use std::borrow::Borrow;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -172,8 +172,7 @@ fn unwrap_or_clone<T: Clone>(node: Arc<Node<T>>) -> T {
 #[derive(Clone)]
 pub struct Array(Arc<Node<Vec<Value>>>);
 
-/// The entries of a JSON object, in key order.
-pub type Map = BTreeMap<Str, Value>;
+pub use map::{Entry, Map};
 
 /// A JSON object: dereferences to its [`Map`]; writing through `&mut` copies it first if shared.
 #[derive(Clone)]
@@ -319,7 +318,7 @@ impl<'a> IntoIterator for &'a Array {
 
 impl IntoIterator for Object {
     type Item = (Str, Value);
-    type IntoIter = std::collections::btree_map::IntoIter<Str, Value>;
+    type IntoIter = std::vec::IntoIter<(Str, Value)>;
     fn into_iter(self) -> Self::IntoIter {
         self.into_map().into_iter()
     }
@@ -327,7 +326,7 @@ impl IntoIterator for Object {
 
 impl<'a> IntoIterator for &'a Object {
     type Item = (&'a Str, &'a Value);
-    type IntoIter = std::collections::btree_map::Iter<'a, Str, Value>;
+    type IntoIter = map::Iter<'a>;
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }

@@ -61,7 +61,10 @@ impl<'de> Deserialize<'de> for Array {
 
 impl<'de> Deserialize<'de> for Object {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Object, D::Error> {
-        Map::deserialize(d).map(Object::from)
+        match Value::deserialize(d)? {
+            Value::Object(o) => Ok(o),
+            _ => Err(serde::de::Error::custom("expected a JSON object")),
+        }
     }
 }
 
@@ -137,10 +140,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = Map::new();
-        while let Some((k, v)) = access.next_entry::<Str, Value>()? {
-            map.insert(k, v);
+        let mut entries = Vec::with_capacity(access.size_hint().unwrap_or(0).min(4096));
+        while let Some(entry) = access.next_entry::<Str, Value>()? {
+            entries.push(entry);
         }
-        Ok(Value::Object(map.into()))
+        Ok(Value::Object(Map::from_entries(entries).into()))
     }
 }

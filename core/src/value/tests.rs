@@ -202,3 +202,82 @@ fn push_and_pop_keep_the_measured_length() {
     assert_eq!(v, json!({"Ops": []}));
     assert_eq!(shared.json_len(), 10);
 }
+
+mod map_model {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::super::{Map, Value};
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(String, i64),
+        Remove(String),
+        Entry(String, i64),
+        Retain(i64),
+    }
+
+    /// Keys of several lengths that share prefixes, so that ordering and length shortcuts meet.
+    fn key() -> impl Strategy<Value = String> {
+        "[ab]{0,3}|[a-z]{4,6}"
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (key(), any::<i64>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            key().prop_map(Op::Remove),
+            (key(), any::<i64>()).prop_map(|(k, v)| Op::Entry(k, v)),
+            (1i64..5).prop_map(Op::Retain),
+        ]
+    }
+
+    proptest! {
+        /// A `Map` behaves as a `BTreeMap` under any sequence of writes, small (searched front to
+        /// back) and large (bisected): same lookups, same order, same JSON text.
+        #[test]
+        fn a_map_is_a_sorted_map(ops in prop::collection::vec(op(), 0..80)) {
+            let mut map = Map::new();
+            let mut model: BTreeMap<String, i64> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        let old = map.insert(k.as_str().into(), Value::from(v));
+                        prop_assert_eq!(old.and_then(|o| o.as_i64()), model.insert(k, v));
+                    }
+                    Op::Remove(k) => {
+                        let old = map.remove(&k);
+                        prop_assert_eq!(old.and_then(|o| o.as_i64()), model.remove(&k));
+                    }
+                    Op::Entry(k, v) => {
+                        let got = map.entry(k.as_str().into()).or_insert(Value::from(v)).as_i64();
+                        prop_assert_eq!(got, Some(*model.entry(k).or_insert(v)));
+                    }
+                    Op::Retain(m) => {
+                        map.retain(|_, v| v.as_i64().is_some_and(|n| n % m != 0));
+                        model.retain(|_, n| *n % m != 0);
+                    }
+                }
+                prop_assert_eq!(map.len(), model.len());
+                for (k, v) in &model {
+                    prop_assert_eq!(map.get(k).and_then(Value::as_i64), Some(*v));
+                }
+                let keys: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+                prop_assert_eq!(keys, model.keys().map(String::as_str).collect::<Vec<_>>());
+            }
+            let text = Value::from(map).to_string();
+            prop_assert_eq!(text, serde_json::to_string(&model).unwrap());
+        }
+    }
+}
+
+#[test]
+fn objects_built_in_any_order_are_sorted_and_the_last_repeated_key_wins() {
+    let parsed: Value = serde_json::from_str(r#"{"b":1,"a":2,"b":3,"c":{"z":1,"y":2}}"#).unwrap();
+    assert_eq!(parsed.to_string(), r#"{"a":2,"b":3,"c":{"y":2,"z":1}}"#);
+    let serde: serde_json::Value =
+        serde_json::from_str(r#"{"b":1,"a":2,"b":3,"c":{"z":1,"y":2}}"#).unwrap();
+    assert_eq!(parsed, serde);
+    let collected: Map = [("k", 1), ("j", 2), ("k", 3)].into_iter().collect();
+    assert_eq!(Value::from(collected), json!({"j": 2, "k": 3}));
+}
