@@ -281,3 +281,97 @@ fn objects_built_in_any_order_are_sorted_and_the_last_repeated_key_wins() {
     let collected: Map = [("k", 1), ("j", 2), ("k", 3)].into_iter().collect();
     assert_eq!(Value::from(collected), json!({"j": 2, "k": 3}));
 }
+
+mod shared_copies {
+    use proptest::prelude::*;
+
+    use super::super::Value;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-c\"\\\\\u{1}é]{0,10}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+                prop::collection::vec(("[a-d]{1,2}", inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A write somewhere in `v`, chosen by `path` (each step picks a child), then `edit`.
+    fn write(v: &mut Value, path: &[usize], edit: u8, with: &Value) {
+        let next = match v {
+            Value::Array(a) if !a.is_empty() && !path.is_empty() => {
+                let i = path[0] % a.len();
+                Some(&mut a[i])
+            }
+            Value::Object(o) if !o.is_empty() && !path.is_empty() => {
+                let i = path[0] % o.len();
+                o.values_mut().nth(i)
+            }
+            _ => None,
+        };
+        if let Some(child) = next
+            && !edit.is_multiple_of(4)
+        {
+            return write(child, &path[1..], edit / 4, with);
+        }
+        match (v, edit % 3) {
+            (Value::Array(a), 0) => a.push(with.clone()),
+            (Value::Array(a), 1) => {
+                a.pop();
+            }
+            (Value::Object(o), 0) => {
+                o.insert("new".into(), with.clone());
+            }
+            (Value::Object(o), 1) => {
+                let first = o.keys().next().cloned();
+                if let Some(k) = first {
+                    o.remove(&k);
+                }
+            }
+            (v, _) => *v = with.clone(),
+        }
+    }
+
+    proptest! {
+        /// Writes to a copy never show in the original or in other copies, and every measured
+        /// length stays the length of the text, however the values share structure.
+        #[test]
+        fn writes_to_copies_stay_in_their_copy(
+            original in value(),
+            writes in prop::collection::vec(
+                (prop::collection::vec(any::<usize>(), 0..5), any::<u8>(), value(), any::<bool>()),
+                1..12,
+            ),
+        ) {
+            let text = original.to_string();
+            prop_assert_eq!(original.json_len(), text.len());
+            let mut copies = vec![original.clone()];
+            let mut model: Vec<serde_json::Value> = vec![original.to_serde()];
+            for (path, edit, with, fork) in writes {
+                if fork {
+                    copies.push(copies.last().unwrap().clone());
+                    model.push(model.last().unwrap().clone());
+                }
+                let (copy, expected) = (copies.last_mut().unwrap(), model.last_mut().unwrap());
+                let _ = copy.json_len(); // measured before the write, as a stored value is
+                let mut serde_copy = Value::from(expected.clone());
+                write(copy, &path, edit, &with);
+                write(&mut serde_copy, &path, edit, &with);
+                *expected = serde_copy.to_serde();
+                for (c, m) in copies.iter().zip(&model) {
+                    prop_assert_eq!(c, m);
+                    prop_assert_eq!(c.json_len(), c.to_string().len());
+                }
+            }
+            prop_assert_eq!(original.to_string(), text);
+        }
+    }
+}
