@@ -8,15 +8,17 @@
 //! writes and fsyncs every committed version and takes minutes; it runs when
 //! `PROFILESTORE_BENCH_FULL=1` is set.
 //!
-//! After each in-memory run, a baseline in the same run: the value work a request cannot avoid
-//! as long as profiles are JSON documents (one copy of the `Data` — the snapshot a save writes,
-//! or the host's own copy after a load — and one measurement of the stored value for the size
-//! limit), timed on the profiles the run ended with. It bounds the requests per second any
-//! engine and world on top of these values can reach.
+//! After each in-memory run, a comparison in the same run: the value work of one save —
+//! snapshot the `Data`, append an id to its `Ops`, build the new stored document around it,
+//! measure that for the size limit, drop the old one — timed on the profiles the run ended with,
+//! once on the engine's shared values (`profilestore_core::value`) and once on the same profiles
+//! as `serde_json::Value` trees (deep copies, a full walk to measure), the representation the
+//! engine used before (`docs/PERFORMANCE.md`).
 //!
 //! `cargo bench -p profilestore-harness --bench fleet [-- FILTER]` runs the measurements whose
 //! name contains FILTER (all by default), e.g. `-- "(a)"` or `-- memory`.
 
+use std::hint::black_box;
 use std::time::Instant;
 
 // The allocator `profilestore-sim` runs with: simulations allocate and free JSON values at a
@@ -24,33 +26,77 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use profilestore_core::value::Value;
 use profilestore_harness::datastore::serialized_len;
 use profilestore_harness::fleet::{Fleet, FleetConfig, STORE};
 use profilestore_harness::invariants;
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
 
-/// Seconds per request of the unavoidable value work (top of this file) on `fleet`'s final
-/// profiles, and their mean compact JSON size.
-fn value_work(fleet: &mut Fleet) -> (f64, usize) {
+/// Seconds per save of the value work described at the top of this file, on `fleet`'s final
+/// profiles: on shared values and on `serde_json` trees; and the profiles' mean JSON size.
+fn value_work(fleet: &mut Fleet) -> (f64, f64, usize) {
     let keys = fleet.keys();
-    let values: Vec<_> = keys
+    let values: Vec<Value> = keys
         .iter()
         .filter_map(|k| fleet.world.stored(STORE, k))
         .collect();
     if values.is_empty() {
-        return (0.0, 0);
+        return (0.0, 0.0, 0);
     }
     let mean_size = values.iter().map(serialized_len).sum::<usize>() / values.len();
-    let rounds = (200_000 / values.len()).max(1);
+    let rounds = (100_000 / values.len()).max(1);
+    let per_save =
+        |elapsed: std::time::Duration| elapsed.as_secs_f64() / (rounds * values.len()) as f64;
+
     let started = Instant::now();
     for _ in 0..rounds {
         for v in &values {
-            let copy = std::hint::black_box(v)["Data"].clone();
-            std::hint::black_box((copy, serialized_len(v)));
+            let mut data = black_box(v)["Data"].clone();
+            if let Some(ops) = data.get_mut("Ops").and_then(Value::as_array_mut) {
+                ops.push(Value::from("Player_0:op0"));
+            }
+            let mut doc = v.clone();
+            doc["Data"] = data;
+            black_box(doc.json_len());
+            drop(black_box(doc));
         }
     }
-    let per_value = started.elapsed().as_secs_f64() / (rounds * values.len()) as f64;
-    (per_value, mean_size)
+    let shared = per_save(started.elapsed());
+
+    let trees: Vec<serde_json::Value> = values.iter().map(Value::to_serde).collect();
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for v in &trees {
+            let mut data = black_box(v)["Data"].clone();
+            if let Some(ops) = data
+                .get_mut("Ops")
+                .and_then(serde_json::Value::as_array_mut)
+            {
+                ops.push(serde_json::Value::from("Player_0:op0"));
+            }
+            let mut doc = v.clone();
+            doc["Data"] = data;
+            let mut counter = ByteCounter(0);
+            serde_json::to_writer(&mut counter, &doc).expect("counting cannot fail");
+            black_box(counter.0);
+            drop(black_box(doc));
+        }
+    }
+    let trees = per_save(started.elapsed());
+    (shared, trees, mean_size)
+}
+
+/// Counts the bytes `serde_json` writes (the length of a tree's JSON text, without keeping it).
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn measure(name: &str, config: FleetConfig, storage: Box<dyn Storage>) {
@@ -64,19 +110,21 @@ fn measure(name: &str, config: FleetConfig, storage: Box<dyn Storage>) {
     let requests = fleet.world.request_total();
     let violations = invariants::check(&mut fleet).len();
     println!(
-        "{name:<34} {requests:>9} requests {wall:>8.2} s wall {:>10.0} requests/s {:>8.0}x virtual/wall  violations {violations}",
+        "{name:<40} {requests:>9} requests {wall:>8.2} s wall {:>10.0} requests/s {:>8.0}x virtual/wall  violations {violations}",
         requests as f64 / wall,
         fleet.world.now / wall
     );
     if name.contains("memory") {
-        let (per_request, mean_size) = value_work(&mut fleet);
-        println!(
-            "{:<34} {:>9} bytes/profile {:>8.2} us/request {:>10.0} requests/s (Data copy + size check only)",
-            "  baseline: value work",
-            mean_size,
-            per_request * 1e6,
-            1.0 / per_request
-        );
+        let (shared, trees, mean_size) = value_work(&mut fleet);
+        for (what, per_save) in [("shared values", shared), ("serde_json trees", trees)] {
+            println!(
+                "{:<40} {:>9} bytes/profile {:>8.2} us/save {:>10.0} saves/s",
+                format!("  value work of a save, {what}"),
+                mean_size,
+                per_save * 1e6,
+                1.0 / per_save
+            );
+        }
     }
     // Dropping a large world is not part of the simulation.
     std::mem::forget(fleet);
