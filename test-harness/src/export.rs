@@ -175,15 +175,15 @@ pub fn export(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> 
             .is_none_or(|s| s.store != path.store || s.scope != path.scope)
         {
             stores.push(ExportedStore {
-                store: path.store.clone(),
-                scope: path.scope.clone(),
+                store: path.store.to_string(),
+                scope: path.scope.to_string(),
                 keys: BTreeMap::new(),
             });
         }
         if let Some(store) = stores.last_mut() {
             store
                 .keys
-                .insert(path.key.clone(), exported_key(head, versions));
+                .insert(path.key.to_string(), exported_key(head, versions));
         }
     }
     Ok(ExportDocument {

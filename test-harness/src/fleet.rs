@@ -217,7 +217,7 @@ pub struct Trade {
 pub struct Observations {
     /// Operation ids each player's own saves confirmed, with when each was first confirmed;
     /// per player, in [`Fleet::keys`] order.
-    pub acked_ops: Vec<BTreeMap<String, f64>>,
+    pub acked_ops: Vec<BTreeMap<profilestore_core::value::Str, f64>>,
     /// Gifts whose `MessageAsync` returned true: gift id → recipient key.
     pub gifts_sent: BTreeMap<String, String>,
     /// Deliveries per (server, profile, message id).
@@ -806,8 +806,10 @@ impl Fleet {
                 *done = (ops.len(), last.to_string());
             }
             let acked = &mut self.observed.acked_ops[p];
-            for op in ops[from..].iter().filter_map(Value::as_str) {
-                acked.entry(op.to_string()).or_insert(t);
+            for op in &ops[from..] {
+                if let Value::String(op) = op {
+                    acked.entry(op.clone()).or_insert(t);
+                }
             }
         }
         // The game drops its reference to an ended session's profile: the engine forgets it

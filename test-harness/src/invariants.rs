@@ -194,9 +194,9 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
             }
         }
         if let Some(acked) = obs.acked_ops.get(p) {
-            let lost: Vec<(&String, f64)> = acked
+            let lost: Vec<(&profilestore_core::value::Str, f64)> = acked
                 .iter()
-                .filter(|(o, _)| !seen.contains(*o))
+                .filter(|(o, _)| !seen.contains(o.as_str()))
                 .map(|(o, t)| (o, *t))
                 .collect();
             if !lost.is_empty() {

@@ -739,7 +739,7 @@ impl World {
             let what = match read.value.as_deref() {
                 None => Happening::Removed {
                     store,
-                    key: path.key,
+                    key: path.key.to_string(),
                 },
                 Some(value) => {
                     let value = self.logged_value(Some(value));
@@ -748,7 +748,7 @@ impl World {
                         .map_or((Vec::new(), Value::Null), |k| (k.user_ids, k.metadata));
                     Happening::Write {
                         store,
-                        key: path.key,
+                        key: path.key.to_string(),
                         value,
                         user_ids,
                         metadata,

@@ -124,10 +124,10 @@ fn sqlite_store_survives_a_killed_writer() {
         let head = storage.head(path).unwrap().unwrap();
         let n = check_complete(&path.key, head.value.as_ref().unwrap());
         assert!(
-            n >= reported[&path.key],
+            n >= reported[path.key.as_str()],
             "{}: write {} was reported committed, found {n}",
             path.key,
-            reported[&path.key]
+            reported[path.key.as_str()]
         );
         assert_eq!(
             head.serial,

@@ -2,10 +2,12 @@
 //!
 //! Profile objects are small (a stored profile has about six fields, `MetaData` five, a game's
 //! `Data` a few dozen), and the engine looks fields up by name on every request. A sorted vector
-//! finds a short key by comparing lengths before bytes, copies (on write) as one allocation and
-//! frees as one, where a B-tree pays a node walk with a string comparison per key, and an
-//! allocation per node. Large objects are searched by bisection. Iteration is in key order, as
-//! `serde_json`'s `BTreeMap`-backed objects iterate, so the JSON text is the same.
+//! copies (on write) as one allocation and frees as one, where a B-tree pays an allocation per
+//! node. Each entry keeps the first eight bytes of its key as a big-endian number, so a search
+//! compares numbers and reads a key's bytes only when those agree: field names mostly differ in
+//! their first bytes (`Data`, `GlobalUpdates`, `MetaData`...). Small objects are searched front to
+//! back, large ones by bisection. Iteration is in key order, as `serde_json`'s
+//! `BTreeMap`-backed objects iterate, so the JSON text is the same.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -15,10 +17,54 @@ use super::{Str, Value};
 /// Objects with at most this many entries are searched front to back.
 const LINEAR_SEARCH: usize = 12;
 
+/// One entry: the key's [`prefix`] and length, the key, the value.
+#[derive(Clone, PartialEq)]
+struct Slot {
+    prefix: u64,
+    len: usize,
+    key: Str,
+    value: Value,
+}
+
+impl Slot {
+    fn new(key: Str, value: Value) -> Slot {
+        Slot {
+            prefix: prefix(&key),
+            len: key.len(),
+            key,
+            value,
+        }
+    }
+
+    /// The key's place relative to `key` (whose prefix is `key_prefix`), in string order.
+    #[inline]
+    fn cmp_key(&self, key_prefix: u64, key: &str) -> Ordering {
+        // Big-endian, zero-padded: prefixes compare as the first eight bytes do, and equal
+        // prefixes leave the decision to the whole keys.
+        self.prefix
+            .cmp(&key_prefix)
+            .then_with(|| self.key.as_str().cmp(key))
+    }
+}
+
+/// The first eight bytes of `key` as a big-endian number, zero-padded.
+#[inline]
+fn prefix(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    if let Some(first) = bytes.first_chunk::<8>() {
+        return u64::from_be_bytes(*first);
+    }
+    let mut word = 0u64;
+    for (i, &b) in bytes.iter().enumerate() {
+        word |= u64::from(b) << (56 - 8 * i);
+    }
+    word
+}
+
 /// The entries of a JSON object, sorted by key, keys unique.
 #[derive(Clone, Default, PartialEq)]
 pub struct Map {
-    entries: Vec<(Str, Value)>,
+    entries: Vec<Slot>,
 }
 
 impl Map {
@@ -41,30 +87,34 @@ impl Map {
 
     /// Where `key` is (`Ok`) or would be inserted (`Err`).
     fn find(&self, key: &str) -> Result<usize, usize> {
+        let key_prefix = prefix(key);
         if self.entries.len() <= LINEAR_SEARCH {
-            // Equal lengths first: most field names differ in length, and that settles them.
-            if let Some(i) = self
-                .entries
-                .iter()
-                .position(|(k, _)| k.len() == key.len() && k.as_str() == key)
-            {
+            // Equal prefix and length settle a key of up to eight bytes; a longer one compares
+            // the rest of its bytes only then.
+            let (len, tail) = (key.len(), key.as_bytes().get(8..).unwrap_or_default());
+            if let Some(i) = self.entries.iter().position(|slot| {
+                slot.prefix == key_prefix
+                    && slot.len == len
+                    && (len <= 8 || &slot.key.as_bytes()[8..] == tail)
+            }) {
                 return Ok(i);
             }
             return Err(self
                 .entries
-                .partition_point(|(k, _)| cmp_keys(k, key) == Ordering::Less));
+                .partition_point(|slot| slot.cmp_key(key_prefix, key) == Ordering::Less));
         }
-        self.entries.binary_search_by(|(k, _)| cmp_keys(k, key))
+        self.entries
+            .binary_search_by(|slot| slot.cmp_key(key_prefix, key))
     }
 
     /// The value at `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.find(key).ok().map(|i| &self.entries[i].1)
+        self.find(key).ok().map(|i| &self.entries[i].value)
     }
 
     /// The value at `key`, for writing.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.find(key).ok().map(|i| &mut self.entries[i].1)
+        self.find(key).ok().map(|i| &mut self.entries[i].value)
     }
 
     /// Whether `key` is present.
@@ -75,9 +125,9 @@ impl Map {
     /// Sets `key` to `value`, returning the value it replaces.
     pub fn insert(&mut self, key: Str, value: Value) -> Option<Value> {
         match self.find(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].value, value)),
             Err(i) => {
-                self.entries.insert(i, (key, value));
+                self.entries.insert(i, Slot::new(key, value));
                 None
             }
         }
@@ -85,7 +135,7 @@ impl Map {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.find(key).ok().map(|i| self.entries.remove(i).1)
+        self.find(key).ok().map(|i| self.entries.remove(i).value)
     }
 
     /// The slot of `key`, to fill if empty.
@@ -96,7 +146,8 @@ impl Map {
 
     /// Keeps the entries `keep` accepts.
     pub fn retain(&mut self, mut keep: impl FnMut(&Str, &mut Value) -> bool) {
-        self.entries.retain_mut(|(k, v)| keep(k, v));
+        self.entries
+            .retain_mut(|slot| keep(&slot.key, &mut slot.value));
     }
 
     /// The entries in key order.
@@ -111,49 +162,38 @@ impl Map {
 
     /// The keys in order.
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Str> + ExactSizeIterator {
-        self.entries.iter().map(|(k, _)| k)
+        self.entries.iter().map(|slot| &slot.key)
     }
 
     /// The values in key order.
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &Value> + ExactSizeIterator {
-        self.entries.iter().map(|(_, v)| v)
+        self.entries.iter().map(|slot| &slot.value)
     }
 
     /// The values in key order, writable.
     pub fn values_mut(
         &mut self,
     ) -> impl DoubleEndedIterator<Item = &mut Value> + ExactSizeIterator {
-        self.entries.iter_mut().map(|(_, v)| v)
+        self.entries.iter_mut().map(|slot| &mut slot.value)
     }
 
     /// Builds a map from entries in any order; of equal keys the last one wins (as repeated
     /// inserts, and as `serde_json` reads an object with a repeated key).
-    pub(super) fn from_entries(mut entries: Vec<(Str, Value)>) -> Self {
-        if !entries.is_sorted_by(|(a, _), (b, _)| a < b) {
+    pub(super) fn from_entries(entries: Vec<(Str, Value)>) -> Self {
+        let mut entries: Vec<Slot> = entries.into_iter().map(|(k, v)| Slot::new(k, v)).collect();
+        if !entries.is_sorted_by(|a, b| a.cmp_key(b.prefix, &b.key) == Ordering::Less) {
             // Stable: equal keys stay in input order, so the last of each run is the winner.
-            entries.sort_by(|(a, _), (b, _)| a.cmp(b));
-            let mut unique: Vec<(Str, Value)> = Vec::with_capacity(entries.len());
-            for entry in entries {
+            entries.sort_by(|a, b| a.cmp_key(b.prefix, &b.key));
+            let mut unique: Vec<Slot> = Vec::with_capacity(entries.len());
+            for slot in entries {
                 match unique.last_mut() {
-                    Some(last) if last.0 == entry.0 => *last = entry,
-                    _ => unique.push(entry),
+                    Some(last) if last.key == slot.key => *last = slot,
+                    _ => unique.push(slot),
                 }
             }
             entries = unique;
         }
         Map { entries }
-    }
-}
-
-/// `a.cmp(b)`, deciding on the first byte where it can: the field names of a profile mostly
-/// differ there (`Data`, `GlobalUpdates`, `MetaData`...), and the comparison then costs no call
-/// to `memcmp`.
-#[inline]
-fn cmp_keys(a: &str, b: &str) -> Ordering {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    match (a.first(), b.first()) {
-        (Some(x), Some(y)) if x != y => x.cmp(y),
-        _ => a.cmp(b),
     }
 }
 
@@ -175,11 +215,11 @@ impl<'a> Entry<'a> {
         let i = match self.at {
             Ok(i) => i,
             Err(i) => {
-                self.map.entries.insert(i, (self.key, make()));
+                self.map.entries.insert(i, Slot::new(self.key, make()));
                 i
             }
         };
-        &mut self.map.entries[i].1
+        &mut self.map.entries[i].value
     }
 
     /// The value, inserting `null` first if the key is absent.
@@ -189,12 +229,12 @@ impl<'a> Entry<'a> {
 }
 
 /// The entries of a [`Map`] in key order.
-pub struct Iter<'a>(std::slice::Iter<'a, (Str, Value)>);
+pub struct Iter<'a>(std::slice::Iter<'a, Slot>);
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a Str, &'a Value);
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|(k, v)| (k, v))
+        self.0.next().map(|slot| (&slot.key, &slot.value))
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.0.size_hint()
@@ -203,19 +243,19 @@ impl<'a> Iterator for Iter<'a> {
 
 impl DoubleEndedIterator for Iter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.0.next_back().map(|(k, v)| (k, v))
+        self.0.next_back().map(|slot| (&slot.key, &slot.value))
     }
 }
 
 impl ExactSizeIterator for Iter<'_> {}
 
 /// The entries of a [`Map`] in key order, values writable.
-pub struct IterMut<'a>(std::slice::IterMut<'a, (Str, Value)>);
+pub struct IterMut<'a>(std::slice::IterMut<'a, Slot>);
 
 impl<'a> Iterator for IterMut<'a> {
     type Item = (&'a Str, &'a mut Value);
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|(k, v)| (&*k, v))
+        self.0.next().map(|slot| (&slot.key, &mut slot.value))
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.0.size_hint()
@@ -242,11 +282,26 @@ impl<'a> IntoIterator for &'a mut Map {
 
 impl IntoIterator for Map {
     type Item = (Str, Value);
-    type IntoIter = std::vec::IntoIter<(Str, Value)>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
+    type IntoIter = IntoIter;
+    fn into_iter(self) -> IntoIter {
+        IntoIter(self.entries.into_iter())
     }
 }
+
+/// The entries of a [`Map`] in key order, by value.
+pub struct IntoIter(std::vec::IntoIter<Slot>);
+
+impl Iterator for IntoIter {
+    type Item = (Str, Value);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|slot| (slot.key, slot.value))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for IntoIter {}
 
 impl<K: Into<Str>, V: Into<Value>> FromIterator<(K, V)> for Map {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {

@@ -121,6 +121,36 @@ impl From<Str> for String {
     }
 }
 
+impl PartialEq<str> for Str {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Str {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Str {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<Str> for String {
+    fn eq(&self, other: &Str) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<Str> for &str {
+    fn eq(&self, other: &Str) -> bool {
+        *self == other.as_str()
+    }
+}
+
 impl fmt::Debug for Str {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
@@ -320,7 +350,7 @@ impl<'a> IntoIterator for &'a Array {
 
 impl IntoIterator for Object {
     type Item = (Str, Value);
-    type IntoIter = std::vec::IntoIter<(Str, Value)>;
+    type IntoIter = map::IntoIter;
     fn into_iter(self) -> Self::IntoIter {
         self.into_map().into_iter()
     }

@@ -117,7 +117,7 @@ impl Storage for MemoryStorage {
             .take_while(|p| p.key.starts_with(prefix) || p.key.as_str() < prefix)
             .filter(|p| p.key.starts_with(prefix))
             .take(limit)
-            .map(|p| (p.key.clone(), self.keys[p].head.clone()))
+            .map(|p| (p.key.to_string(), self.keys[p].head.clone()))
             .collect())
     }
 

@@ -20,6 +20,7 @@ mod sqlite;
 pub use memory::MemoryStorage;
 pub use sqlite::{SCHEMA_VERSION, SqliteStorage};
 
+use profilestore_core::value::Str;
 use profilestore_core::value::Value;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -28,20 +29,21 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct KeyPath {
     /// DataStore name (`DataStoreService:GetDataStore(name)`).
-    pub store: String,
+    pub store: Str,
     /// Scope (`"global"` unless given).
-    pub scope: String,
+    pub scope: Str,
     /// Key name.
-    pub key: String,
+    pub key: Str,
 }
 
 impl KeyPath {
-    /// A path from its three parts.
+    /// A path from its three parts (names of up to 23 bytes, the usual case, are kept inline:
+    /// making or copying such a path allocates nothing).
     pub fn new(store: &str, scope: &str, key: &str) -> Self {
         KeyPath {
-            store: store.to_string(),
-            scope: scope.to_string(),
-            key: key.to_string(),
+            store: store.into(),
+            scope: scope.into(),
+            key: key.into(),
         }
     }
 }

@@ -312,7 +312,7 @@ fn read_head(conn: &Connection, path: &KeyPath) -> Result<Option<Head>, StorageE
             &format!(
                 "SELECT {HEAD_COLUMNS} FROM keys WHERE store = ?1 AND scope = ?2 AND key = ?3"
             ),
-            params![path.store, path.scope, path.key],
+            params![path.store.as_str(), path.scope.as_str(), path.key.as_str()],
             raw_head,
         )
         .optional()
@@ -328,7 +328,7 @@ fn read_latest(conn: &Connection, path: &KeyPath) -> Result<Option<StoredVersion
                 "SELECT {VERSION_COLUMNS} FROM versions WHERE store = ?1 AND scope = ?2 AND key = ?3 \
                  ORDER BY slot DESC LIMIT 1"
             ),
-            params![path.store, path.scope, path.key],
+            params![path.store.as_str(), path.scope.as_str(), path.key.as_str()],
             raw_version,
         )
         .optional()
@@ -341,9 +341,9 @@ fn write_head(conn: &Connection, path: &KeyPath, head: &Head) -> Result<(), Stor
     conn.execute(
         &format!("INSERT OR REPLACE INTO keys (store, scope, key, {HEAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         params![
-            path.store,
-            path.scope,
-            path.key,
+            path.store.as_str(),
+            path.scope.as_str(),
+            path.key.as_str(),
             head.value.as_deref().map(json_text),
             head.created_ms,
             head.updated_ms,
@@ -364,9 +364,9 @@ fn write_version(conn: &Connection, path: &KeyPath, v: &StoredVersion) -> Result
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ),
         params![
-            path.store,
-            path.scope,
-            path.key,
+            path.store.as_str(),
+            path.scope.as_str(),
+            path.key.as_str(),
             to_i64(path, "slot", v.slot)?,
             v.version,
             v.opened_ms,
@@ -399,7 +399,10 @@ impl Storage for SqliteStorage {
             ))
             .map_err(db_error("list versions"))?;
         let raws = stmt
-            .query_map(params![path.store, path.scope, path.key], raw_version)
+            .query_map(
+                params![path.store.as_str(), path.scope.as_str(), path.key.as_str()],
+                raw_version,
+            )
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(db_error("list versions"))?;
         let name = path.to_string();
@@ -423,7 +426,7 @@ impl Storage for SqliteStorage {
                 if let Some(previous) = &latest {
                     tx.execute(
                         "UPDATE versions SET superseded_ms = ?5 WHERE store = ?1 AND scope = ?2 AND key = ?3 AND slot = ?4",
-                        params![path.store, path.scope, path.key, to_i64(path, "slot", previous.slot)?, v.created_ms],
+                        params![path.store.as_str(), path.scope.as_str(), path.key.as_str(), to_i64(path, "slot", previous.slot)?, v.created_ms],
                     )
                     .map_err(db_error("supersede version"))?;
                 }
@@ -481,9 +484,9 @@ impl Storage for SqliteStorage {
             .map_err(db_error("list paths"))?;
         stmt.query_map([], |r| {
             Ok(KeyPath {
-                store: r.get(0)?,
-                scope: r.get(1)?,
-                key: r.get(2)?,
+                store: r.get::<_, String>(0)?.into(),
+                scope: r.get::<_, String>(1)?.into(),
+                key: r.get::<_, String>(2)?.into(),
             })
         })
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -502,7 +505,7 @@ impl Storage for SqliteStorage {
             .map_err(db_error("begin import"))?;
         tx.execute(
             "DELETE FROM versions WHERE store = ?1 AND scope = ?2 AND key = ?3",
-            params![path.store, path.scope, path.key],
+            params![path.store.as_str(), path.scope.as_str(), path.key.as_str()],
         )
         .map_err(db_error("clear versions"))?;
         write_head(&tx, path, head)?;
