@@ -1,0 +1,58 @@
+//! Runs one fleet and prints its simulated DataStore requests per wall second: the program the
+//! instruction counts of `docs/PERFORMANCE.md` are taken with (`valgrind --tool=callgrind`), as
+//! it runs `Fleet::run` and nothing else (no invariant checks, no value-work comparison).
+//!
+//! ```sh
+//! cargo run --release -p profilestore-harness --example fleet_run            # run (a)
+//! cargo run --release -p profilestore-harness --example fleet_run -- 2000 3600 8 0.05 90  # (b)
+//! ```
+//!
+//! Arguments, all optional: players (1000), virtual seconds (600), servers (1), fault rate (0),
+//! mean stay in seconds (the fleet's default).
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::time::Instant;
+
+use profilestore_harness::fleet::{Fleet, FleetConfig};
+use profilestore_harness::storage::MemoryStorage;
+
+fn arg<T: std::str::FromStr>(n: usize, what: &str) -> Option<T> {
+    let text = std::env::args().nth(n)?;
+    match text.parse() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            eprintln!("fleet_run: {what} must be a number, not {text:?}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn main() {
+    let players = arg(1, "players").unwrap_or(1000);
+    let seconds = arg(2, "virtual seconds").unwrap_or(600.0);
+    let servers = arg(3, "servers").unwrap_or(1);
+    let faults = arg(4, "fault rate").unwrap_or(0.0);
+    // The bench's seeds: 1 for (a), 2 for (b).
+    let seed = if servers > 1 { 2 } else { 1 };
+    let mut config = FleetConfig::new(seed, servers, players, seconds, faults);
+    if let Some(stay) = arg(5, "stay") {
+        config.stay = stay;
+    }
+    if let Err(e) = config.check() {
+        eprintln!("fleet_run: {e}");
+        std::process::exit(2);
+    }
+    let mut fleet = Fleet::new(config, Box::new(MemoryStorage::new()));
+    let started = Instant::now();
+    fleet.run(|_| {});
+    let wall = started.elapsed().as_secs_f64();
+    let requests = fleet.world.request_total();
+    println!(
+        "{requests} requests in {wall:.3} s wall: {:.0} requests/s",
+        requests as f64 / wall
+    );
+    // Dropping a large world is not part of the simulation.
+    std::mem::forget(fleet);
+}
