@@ -14,6 +14,8 @@
 
 use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap;
+
 use profilestore_core::guid::GuidGenerator;
 use profilestore_core::value::Value;
 
@@ -142,6 +144,9 @@ pub struct MessagingService {
     next_subscription: u64,
     next_sequence: u64,
     subscriptions: BTreeMap<SubscriptionId, Subscription>,
+    /// The live subscriptions of each topic, in subscription order (a publish finds its
+    /// subscribers without looking at every other topic's; only ever looked up, never iterated).
+    by_topic: FxHashMap<String, Vec<SubscriptionId>>,
     /// Pending deliveries with their publish sequence number.
     in_flight: Vec<(u64, Message)>,
 }
@@ -160,6 +165,7 @@ impl MessagingService {
             next_subscription: 1,
             next_sequence: 0,
             subscriptions: BTreeMap::new(),
+            by_topic: FxHashMap::default(),
             in_flight: Vec::new(),
         }
     }
@@ -193,29 +199,57 @@ impl MessagingService {
                 topic: topic.to_string(),
             },
         );
+        // Ids only grow: pushing keeps each topic's list in subscription order.
+        match self.by_topic.get_mut(topic) {
+            Some(ids) => ids.push(id),
+            None => {
+                self.by_topic.insert(topic.to_string(), vec![id]);
+            }
+        }
         Ok(id)
+    }
+
+    /// Takes `subscription` out of its topic's index.
+    fn unindex(&mut self, subscription: SubscriptionId, topic: &str) {
+        if let Some(ids) = self.by_topic.get_mut(topic) {
+            ids.retain(|id| *id != subscription);
+            if ids.is_empty() {
+                self.by_topic.remove(topic);
+            }
+        }
     }
 
     /// `connection:Disconnect()`: messages not yet delivered to it are dropped.
     pub fn unsubscribe(&mut self, subscription: SubscriptionId) -> Result<(), MessagingError> {
-        self.subscriptions
+        let removed = self
+            .subscriptions
             .remove(&subscription)
-            .map(|_| ())
-            .ok_or(MessagingError::UnknownSubscription(subscription))
+            .ok_or(MessagingError::UnknownSubscription(subscription))?;
+        self.unindex(subscription, &removed.topic);
+        Ok(())
     }
 
     /// Drops every subscription of a server (it shut down or crashed).
     pub fn remove_server(&mut self, server: ServerId) {
-        self.subscriptions.retain(|_, s| s.server != server);
+        let gone: Vec<(SubscriptionId, String)> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.server == server)
+            .map(|(id, s)| (*id, s.topic.clone()))
+            .collect();
+        for (id, topic) in gone {
+            self.subscriptions.remove(&id);
+            self.unindex(id, &topic);
+        }
     }
 
     /// The live subscriptions to `topic`, in subscription order.
     pub fn subscribers(&self, topic: &str) -> Vec<(SubscriptionId, ServerId)> {
-        self.subscriptions
-            .iter()
-            .filter(|(_, s)| s.topic == topic)
-            .map(|(id, s)| (*id, s.server))
-            .collect()
+        self.by_topic.get(topic).map_or_else(Vec::new, |ids| {
+            ids.iter()
+                .filter_map(|id| self.subscriptions.get(id).map(|s| (*id, s.server)))
+                .collect()
+        })
     }
 
     /// `PublishAsync(topic, data)` from `server` at `now`.
@@ -227,7 +261,7 @@ impl MessagingService {
         data: &Value,
     ) -> Result<Published, MessagingError> {
         self.check_topic(topic)?;
-        let size = data.to_string().len();
+        let size = data.json_len();
         if let Some(limit) = self.config.max_message_bytes
             && size > limit
         {
@@ -305,6 +339,31 @@ mod tests {
 
     const A: ServerId = ServerId(1);
     const B: ServerId = ServerId(2);
+
+    /// The topic index follows every subscribe, disconnect and server removal, and lists a
+    /// topic's subscribers in subscription order.
+    #[test]
+    fn subscribers_follow_subscribes_disconnects_and_dead_servers() {
+        let mut ms = MessagingService::new(MessagingConfig::roblox(1));
+        let a1 = ms.subscribe(A, "T").unwrap();
+        let b1 = ms.subscribe(B, "T").unwrap();
+        let b2 = ms.subscribe(B, "U").unwrap();
+        let a2 = ms.subscribe(A, "T").unwrap();
+        assert_eq!(ms.subscribers("T"), vec![(a1, A), (b1, B), (a2, A)]);
+        assert_eq!(ms.subscribers("U"), vec![(b2, B)]);
+        assert_eq!(ms.subscribers("none"), vec![]);
+        ms.unsubscribe(a1).unwrap();
+        assert_eq!(
+            ms.unsubscribe(a1),
+            Err(MessagingError::UnknownSubscription(a1))
+        );
+        assert_eq!(ms.subscribers("T"), vec![(b1, B), (a2, A)]);
+        ms.remove_server(B);
+        assert_eq!(ms.subscribers("T"), vec![(a2, A)]);
+        assert_eq!(ms.subscribers("U"), vec![]);
+        let b3 = ms.subscribe(B, "U").unwrap();
+        assert_eq!(ms.subscribers("U"), vec![(b3, B)]);
+    }
 
     #[test]
     fn publish_reaches_every_subscribed_server_after_the_delay() {

@@ -98,6 +98,11 @@ pub struct Server {
     /// Its id at the DataStore and MessagingService.
     pub id: ServerId,
     subscriptions: BTreeMap<SubscriptionId, messaging::SubscriptionId>,
+    /// The engine's `poll_timeout()` as of `deadline_fresh`: the world needs every server's
+    /// next deadline at every step, and only an input can change it.
+    deadline: Option<f64>,
+    /// False once an input reached the engine since `deadline` was read.
+    deadline_fresh: bool,
 }
 
 /// Something that happened.
@@ -323,13 +328,18 @@ impl World {
             .iter()
             .zip(engines)
             .enumerate()
-            .map(|(i, (spec, engine))| Server {
-                spec: spec.clone(),
-                engine: Engine::new(engine),
-                host: Host::default(),
-                alive: true,
-                id: ServerId(i as u64),
-                subscriptions: BTreeMap::new(),
+            .map(|(i, (spec, engine))| {
+                let engine = Engine::new(engine);
+                Server {
+                    spec: spec.clone(),
+                    deadline: None,
+                    deadline_fresh: false,
+                    engine,
+                    host: Host::default(),
+                    alive: true,
+                    id: ServerId(i as u64),
+                    subscriptions: BTreeMap::new(),
+                }
             })
             .collect();
         World {
@@ -378,7 +388,15 @@ impl World {
         result
     }
 
+    /// Feeds `input` to server `s`'s engine (recording it when tracing); its next deadline is read
+    /// again at the next step.
     fn apply(&mut self, s: usize, input: Input) -> InputResult {
+        let result = self.apply_input(s, input);
+        self.servers[s].deadline_fresh = false;
+        result
+    }
+
+    fn apply_input(&mut self, s: usize, input: Input) -> InputResult {
         let server = &mut self.servers[s];
         let Some(trace) = &mut self.trace else {
             return server.engine.handle_input(input, &mut server.host);
@@ -474,7 +492,13 @@ impl World {
         // The next Heartbeat frame at which some server has work: frames where no engine has a
         // deadline change nothing (every per-frame rule of the original is a deadline in the
         // engine), so they are skipped rather than ticked.
-        let due = |server: &Server| server.alive.then(|| server.engine.poll_timeout()).flatten();
+        for server in &mut self.servers {
+            if !server.deadline_fresh {
+                server.deadline = server.engine.poll_timeout();
+                server.deadline_fresh = true;
+            }
+        }
+        let due = |server: &Server| server.alive.then_some(server.deadline).flatten();
         let deadline = self.servers.iter().filter_map(due).reduce(f64::min);
         let frame = deadline.map(|d| ((d * fps - 1e-6).ceil().max(0.0) as u64).max(self.frame));
         let frame_at = frame.map_or(f64::INFINITY, |f| f as f64 / fps);
@@ -884,9 +908,12 @@ impl World {
         let wall = self.now_for(s).wall;
         if self.trace.is_none() {
             let server = &mut self.servers[s];
-            return server
-                .engine
-                .transform(op, ticket.value.as_deref(), wall, &mut server.host);
+            let result =
+                server
+                    .engine
+                    .transform(op, ticket.value.as_deref(), wall, &mut server.host);
+            server.deadline_fresh = false;
+            return result;
         }
         let result = self.apply(
             s,
