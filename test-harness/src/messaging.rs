@@ -12,7 +12,8 @@
 //! Rate limits (messages per server, per topic, per game, subscriptions per server) are not
 //! modelled yet.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use rustc_hash::FxHashMap;
 
@@ -148,7 +149,7 @@ pub struct MessagingService {
     /// subscribers without looking at every other topic's; only ever looked up, never iterated).
     by_topic: FxHashMap<String, Vec<SubscriptionId>>,
     /// Pending deliveries with their publish sequence number.
-    in_flight: Vec<(u64, Message)>,
+    in_flight: BinaryHeap<InFlight>,
 }
 
 impl MessagingService {
@@ -166,7 +167,7 @@ impl MessagingService {
             next_sequence: 0,
             subscriptions: BTreeMap::new(),
             by_topic: FxHashMap::default(),
-            in_flight: Vec::new(),
+            in_flight: BinaryHeap::new(),
         }
     }
 
@@ -295,42 +296,70 @@ impl MessagingService {
                 delivered_at: now + delay,
                 from: server,
             };
-            self.in_flight.push((sequence, message));
+            self.in_flight.push(InFlight { sequence, message });
         }
         Ok(published)
     }
 
     /// When the next delivery arrives, if any is pending.
     pub fn next_delivery(&self) -> Option<f64> {
-        self.in_flight
-            .iter()
-            .map(|(_, m)| m.delivered_at)
-            .min_by(f64::total_cmp)
+        self.in_flight.peek().map(|f| f.message.delivered_at)
     }
 
     /// The next message that has arrived by `now` (earliest first, then in publish order), if
     /// its subscription is still connected; call until `None`.
     pub fn poll_delivery(&mut self, now: f64) -> Option<Message> {
-        loop {
-            let index = self
-                .in_flight
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, m))| m.delivered_at <= now)
-                .min_by(|(_, (sa, a)), (_, (sb, b))| {
-                    a.delivered_at
-                        .total_cmp(&b.delivered_at)
-                        .then(sa.cmp(sb))
-                        .then(a.subscription.cmp(&b.subscription))
-                })
-                .map(|(i, _)| i)?;
-            let (_, message) = self.in_flight.remove(index);
+        while self
+            .in_flight
+            .peek()
+            .is_some_and(|f| f.message.delivered_at <= now)
+        {
+            let message = self.in_flight.pop()?.message;
             if self.subscriptions.contains_key(&message.subscription) {
                 return Some(message);
             }
         }
+        None
     }
 }
+
+/// A pending delivery, ordered for [`BinaryHeap`] (which pops its greatest element) so that the
+/// earliest arrival pops first, then the earliest publish, then the earliest subscription.
+#[derive(Clone, Debug)]
+struct InFlight {
+    sequence: u64,
+    message: Message,
+}
+
+impl InFlight {
+    fn order(&self, other: &Self) -> Ordering {
+        let (a, b) = (&self.message, &other.message);
+        a.delivered_at
+            .total_cmp(&b.delivered_at)
+            .then(self.sequence.cmp(&other.sequence))
+            .then(a.subscription.cmp(&b.subscription))
+    }
+}
+
+impl Ord for InFlight {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.order(self)
+    }
+}
+
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &Self) -> bool {
+        self.order(other) == Ordering::Equal
+    }
+}
+
+impl Eq for InFlight {}
 
 #[cfg(test)]
 mod tests {
