@@ -81,6 +81,8 @@
 //! [`queue`] (§6), [`autosave`] (§7), [`save`] (§8–9), [`messages`] (§10), [`read`] (§11),
 //! [`critical`] (§12), [`mock`] (§14), [`reconcile`] (§15), [`profile`] (§16). Where the original
 //! has a defect (spec §19) the engine does better; each case is listed in `docs/DEVIATIONS.md`.
+//! Stored values, `Profile.Data` and messages are [`value::Value`]s: JSON values with
+//! `serde_json::Value`'s API whose copies share structure.
 
 pub mod autosave;
 pub mod constants;

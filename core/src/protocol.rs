@@ -3,7 +3,7 @@
 //! (DESIGN.md §2, spec §20).
 //!
 //! Every type here is serde-serialisable so a recorded stream of inputs replays a run. JSON values
-//! are carried as [`Value`](crate::value::Value); binary trace formats that cannot decode `Value` (bincode)
+//! are carried as [`Value`]; binary trace formats that cannot decode `Value` (bincode)
 //! wrap them with [`crate::json_text`].
 
 use crate::value::Value;
