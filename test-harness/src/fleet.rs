@@ -621,13 +621,13 @@ impl Fleet {
                 Presence::Online {
                     server: s,
                     profile: pr,
-                } if s == server && i != p && self.world.servers[s].engine.is_active(pr) => {
+                } if s == server && i != p && self.world.servers[s].engine().is_active(pr) => {
                     Some(pr)
                 }
                 _ => None,
             });
         let Some(partner) = partner else { return };
-        if !self.world.servers[server].engine.is_active(profile) {
+        if !self.world.servers[server].engine().is_active(profile) {
             return;
         }
         let host = &mut self.world.servers[server].host;
@@ -647,7 +647,7 @@ impl Fleet {
                 "Items",
                 item.clone(),
             );
-            let engine = &self.world.servers[server].engine;
+            let engine = self.world.servers[server].engine();
             let key_of =
                 |p: ProfileId| engine.profile(p).map(|x| x.key.clone()).unwrap_or_default();
             let trade = Trade {
@@ -815,10 +815,10 @@ impl Fleet {
         // The game drops its reference to an ended session's profile: the engine forgets it
         // (as Luau's collector would), so long runs stay bounded. (The engine keeps a profile
         // that still has a save queued.)
-        if !self.world.servers[s].engine.is_active(profile) {
+        if !self.world.servers[s].engine().is_active(profile) {
             let _ = self.world.feed(s, Input::ForgetProfile { profile });
             let server = &mut self.world.servers[s];
-            if server.engine.profile(profile).is_none() {
+            if server.engine().profile(profile).is_none() {
                 server.host.data.remove(&profile);
                 server.host.roblox_metadata.remove(&profile);
             }
@@ -860,7 +860,7 @@ impl Fleet {
             }
             None => {
                 // A start on a closing server is not a hand-off, whoever gave up first.
-                let reason = if self.world.servers[s].engine.is_closing() {
+                let reason = if self.world.servers[s].engine().is_closing() {
                     StartFailure::Closing
                 } else if self.world.servers[s].host.cancelled.contains(&call) {
                     StartFailure::Cancelled

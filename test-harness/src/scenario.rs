@@ -492,7 +492,7 @@ impl Runner {
 
     fn key_of(&self, s: usize, profile: ProfileId) -> Option<String> {
         self.world.servers[s]
-            .engine
+            .engine()
             .profile(profile)
             .map(|p| p.key.clone())
     }

@@ -88,8 +88,8 @@ pub struct WorldConfig {
 pub struct Server {
     /// Its spec.
     pub spec: ServerSpec,
-    /// Its engine.
-    pub engine: Engine,
+    /// Its engine: read it with [`Server::engine`]; every input goes through [`World::feed`].
+    engine: Engine,
     /// Its host state (`Profile.Data` and friends).
     pub host: Host,
     /// False after a crash, or once its shutdown finished (`BindToClose` returned): it answers
@@ -103,6 +103,14 @@ pub struct Server {
     deadline: Option<f64>,
     /// False once an input reached the engine since `deadline` was read.
     deadline_fresh: bool,
+}
+
+impl Server {
+    /// Its engine, to read (`is_active`, `profile`...). Inputs go through [`World::feed`], which
+    /// records them and keeps the world's view of the engine's next deadline current.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
 }
 
 /// Something that happened.
@@ -498,7 +506,13 @@ impl World {
                 server.deadline_fresh = true;
             }
         }
-        let due = |server: &Server| server.alive.then_some(server.deadline).flatten();
+        let due = |server: &Server| {
+            debug_assert!(
+                server.deadline_fresh || !server.alive,
+                "a server's deadline is read after an input reached it"
+            );
+            server.alive.then_some(server.deadline).flatten()
+        };
         let deadline = self.servers.iter().filter_map(due).reduce(f64::min);
         let frame = deadline.map(|d| ((d * fps - 1e-6).ceil().max(0.0) as u64).max(self.frame));
         let frame_at = frame.map_or(f64::INFINITY, |f| f as f64 / fps);

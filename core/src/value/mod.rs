@@ -36,7 +36,8 @@ pub use serde_json::Number;
 use smol_str::SmolStr;
 
 /// Builds a [`Value`] from JSON syntax, like `serde_json::json!` (which it calls, then converts;
-/// interpolated expressions must be `Serialize`).
+/// interpolated expressions must be `Serialize`). An interpolated [`Value`] is copied deeply on
+/// the way: on hot paths build values with `Value::from` and the containers' own methods.
 #[macro_export]
 macro_rules! json {
     ($($json:tt)+) => {
@@ -67,7 +68,7 @@ pub enum Value {
 }
 
 /// An immutable string: up to 23 bytes kept inline (most profile strings: ids, field names), a
-/// longer one shared. Either way a clone copies 24 bytes and touches no other memory.
+/// longer one shared. A clone copies 24 bytes, and for a longer string increments its count.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Str(SmolStr);
 
@@ -513,7 +514,8 @@ impl Value {
         index.index_into(self)
     }
 
-    /// The same for writing.
+    /// The same for writing. Like every write, it unshares the container (even when the index
+    /// is absent): look with [`Value::get`] first where a miss is common and copies matter.
     pub fn get_mut<I: ValueIndex>(&mut self, index: I) -> Option<&mut Value> {
         index.index_into_mut(self)
     }

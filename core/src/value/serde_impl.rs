@@ -107,6 +107,18 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Number(n.into()))
     }
 
+    fn visit_i128<E: serde::de::Error>(self, n: i128) -> Result<Value, E> {
+        Number::from_i128(n)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, n: u128) -> Result<Value, E> {
+        Number::from_u128(n)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+
     fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
         Ok(Number::from_f64(f).map_or(Value::Null, Value::Number))
     }

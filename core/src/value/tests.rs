@@ -218,9 +218,11 @@ mod map_model {
         Retain(i64),
     }
 
-    /// Keys of several lengths that share prefixes, so that ordering and length shortcuts meet.
+    /// Keys of several lengths that share prefixes, so that ordering and length shortcuts meet:
+    /// short ones, ones longer than the eight-byte prefix that share it, NUL bytes (which the
+    /// prefix's zero padding must not confuse with the end of a key) and non-ASCII text.
     fn key() -> impl Strategy<Value = String> {
-        "[ab]{0,3}|[a-z]{4,6}"
+        "[ab]{0,3}|[a-z]{4,6}|[a\u{0}é]{0,4}|abcdefg[ab]{0,4}|[ab]{7,10}"
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -374,4 +376,21 @@ mod shared_copies {
             prop_assert_eq!(original.to_string(), text);
         }
     }
+}
+
+/// Formats other than JSON text may hand over 128-bit integers: those that fit are numbers, the
+/// others an error (as `serde_json::Value` does).
+#[test]
+fn wide_integers_deserialize_when_they_fit() {
+    use serde::Deserialize;
+    use serde::de::IntoDeserializer;
+    use serde::de::value::Error;
+    let fits = Value::deserialize(IntoDeserializer::<Error>::into_deserializer(-5i128)).unwrap();
+    assert_eq!(fits, json!(-5));
+    let fits = Value::deserialize(IntoDeserializer::<Error>::into_deserializer(u128::from(
+        u64::MAX,
+    )));
+    assert_eq!(fits.unwrap(), json!(u64::MAX));
+    let wide = Value::deserialize(IntoDeserializer::<Error>::into_deserializer(u128::MAX));
+    assert!(wide.unwrap_err().to_string().contains("out of range"));
 }
