@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use profilestore_core::guid::GuidGenerator;
-use profilestore_core::value::{Value, json};
+use profilestore_core::value::{Str, Value, json};
 use profilestore_core::{
     CallId, Completion, Delivery, Event, Input, InputResult, Output, ProfileId, StartParams,
     StoreId,
@@ -958,14 +958,9 @@ impl Fleet {
 
 /// `{key}{tag}{n}` (an op or item id), built without `format!`: a run makes one per
 /// gameplay operation.
-fn numbered(key: &str, tag: &str, n: u64) -> String {
+fn numbered(key: &str, tag: &str, n: u64) -> Str {
     let mut digits = itoa::Buffer::new();
-    let digits = digits.format(n);
-    let mut id = String::with_capacity(key.len() + tag.len() + digits.len());
-    id.push_str(key);
-    id.push_str(tag);
-    id.push_str(digits);
-    id
+    Str::concat(&[key, tag, digits.format(n)])
 }
 
 /// The player's `Data` as an object: an empty Luau table is stored as `[]` (fixtures

@@ -77,6 +77,15 @@ impl Str {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
+
+    /// The concatenation of `parts`, built in place (no allocation when it fits inline).
+    pub fn concat(parts: &[&str]) -> Str {
+        let mut builder = smol_str::SmolStrBuilder::new();
+        for part in parts {
+            builder.push_str(part);
+        }
+        Str(builder.finish())
+    }
 }
 
 impl Deref for Str {
@@ -230,6 +239,14 @@ impl Array {
     /// Appends `value`, keeping a measured length up to date (a log that grows by one entry
     /// per save is then measured in constant time).
     pub fn push(&mut self, value: Value) {
+        if Arc::get_mut(&mut self.0).is_none() {
+            // Shared: copy into room for more, rather than copy and then grow at once.
+            let old = &self.0;
+            let mut items = Vec::with_capacity(old.items.len() + old.items.len() / 2 + 1);
+            items.extend(old.items.iter().cloned());
+            let json_len = AtomicUsize::new(old.json_len.load(Ordering::Relaxed));
+            self.0 = Arc::new(Node { items, json_len });
+        }
         let node = Arc::make_mut(&mut self.0);
         let len = node.json_len.get_mut();
         if *len != 0 {

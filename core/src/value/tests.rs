@@ -394,3 +394,12 @@ fn wide_integers_deserialize_when_they_fit() {
     let wide = Value::deserialize(IntoDeserializer::<Error>::into_deserializer(u128::MAX));
     assert!(wide.unwrap_err().to_string().contains("out of range"));
 }
+
+#[test]
+fn concat_builds_short_and_long_strings() {
+    assert_eq!(Str::concat(&["Player_7", ":op", "12"]), "Player_7:op12");
+    assert_eq!(Str::concat(&[]), "");
+    let long = Str::concat(&["a".repeat(20).as_str(), "é", "bc"]);
+    assert_eq!(long.as_str(), format!("{}ébc", "a".repeat(20)));
+    assert_eq!(Value::from(long).json_len(), 2 + 20 + 2 + 2);
+}
