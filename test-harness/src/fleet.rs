@@ -13,6 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rustc_hash::FxHashMap;
+
 use profilestore_core::guid::GuidGenerator;
 use profilestore_core::value::{Str, Value, json};
 use profilestore_core::{
@@ -217,7 +219,7 @@ pub struct Trade {
 pub struct Observations {
     /// Operation ids each player's own saves confirmed, with when each was first confirmed;
     /// per player, in [`Fleet::keys`] order.
-    pub acked_ops: Vec<BTreeMap<profilestore_core::value::Str, f64>>,
+    pub acked_ops: Vec<FxHashMap<Str, f64>>,
     /// Gifts whose `MessageAsync` returned true: gift id → recipient key.
     pub gifts_sent: BTreeMap<String, String>,
     /// Deliveries per (server, profile, message id).
@@ -270,16 +272,16 @@ pub struct Fleet {
     pub observed: Observations,
     /// The key of every session profile, by server and profile (profiles of ended sessions are
     /// dropped from their engines, this stays).
-    pub profile_keys: BTreeMap<(usize, ProfileId), String>,
+    pub profile_keys: FxHashMap<(usize, ProfileId), String>,
     /// The player of every session profile, by server and profile.
-    session_players: BTreeMap<(usize, ProfileId), usize>,
+    session_players: FxHashMap<(usize, ProfileId), usize>,
     /// Items duplicated because a server died between the two saves of a trade (filled by
     /// [`crate::invariants::check`]).
     pub torn_trades: Vec<String>,
     /// Per server: the call → player waiting for a start.
-    joining: Vec<BTreeMap<CallId, usize>>,
+    joining: Vec<FxHashMap<CallId, usize>>,
     /// Per server: message call → gift id.
-    gifting: Vec<BTreeMap<CallId, (String, String)>>,
+    gifting: Vec<FxHashMap<CallId, (String, String)>>,
     /// Per server: whether it is shutting down (the world kills it at the end of
     /// `BindToClose`).
     closing: Vec<bool>,
@@ -292,7 +294,7 @@ pub struct Fleet {
     pending_ends: Vec<(f64, usize, ProfileId)>,
     /// Per (server, giver's profile): trades (indexes into `trade_log`) whose giver side no
     /// save has confirmed yet.
-    unsaved_gives: BTreeMap<(usize, ProfileId), Vec<usize>>,
+    unsaved_gives: FxHashMap<(usize, ProfileId), Vec<usize>>,
     /// Per player: how many entries of the last `LastSavedData.Ops` seen were acknowledged,
     /// and the last of them.
     acked_upto: Vec<(usize, String)>,
@@ -362,11 +364,11 @@ impl Fleet {
         Fleet {
             acked_upto: vec![(0, String::new()); config.players],
             observed: Observations {
-                acked_ops: vec![BTreeMap::new(); config.players],
+                acked_ops: vec![FxHashMap::default(); config.players],
                 ..Observations::default()
             },
-            joining: vec![BTreeMap::new(); config.servers],
-            gifting: vec![BTreeMap::new(); config.servers],
+            joining: vec![FxHashMap::default(); config.servers],
+            gifting: vec![FxHashMap::default(); config.servers],
             closing: vec![false; config.servers],
             config,
             world,
@@ -374,13 +376,13 @@ impl Fleet {
             players,
             rng,
             torn_trades: Vec::new(),
-            profile_keys: BTreeMap::new(),
-            session_players: BTreeMap::new(),
+            profile_keys: FxHashMap::default(),
+            session_players: FxHashMap::default(),
             healthy_from: None,
             seen: 0,
             gift_seq: 0,
             pending_ends: Vec::new(),
-            unsaved_gives: BTreeMap::new(),
+            unsaved_gives: FxHashMap::default(),
         }
     }
 
