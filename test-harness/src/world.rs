@@ -202,10 +202,11 @@ enum Pending {
 pub const BIND_TO_CLOSE_LIMIT: f64 = 30.0;
 
 /// A pending event in the world's queue: earliest time first, then the order of scheduling.
+/// The event itself waits in [`Agenda::slots`]: the heap moves 24-byte entries, not requests.
 struct Scheduled {
     at: At,
     seq: u64,
-    pending: Pending,
+    slot: u32,
 }
 
 impl Scheduled {
@@ -234,6 +235,48 @@ impl PartialEq for Scheduled {
 }
 
 impl Eq for Scheduled {}
+
+/// The world's pending events, earliest first (ties in scheduling order).
+#[derive(Default)]
+struct Agenda {
+    heap: BinaryHeap<Scheduled>,
+    /// The events, by slot; a slot is reused once its event has been taken.
+    slots: Vec<Option<Pending>>,
+    free: Vec<u32>,
+    seq: u64,
+}
+
+impl Agenda {
+    fn push(&mut self, at: f64, pending: Pending) {
+        self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(pending);
+                slot
+            }
+            None => {
+                self.slots.push(Some(pending));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 pending events")
+            }
+        };
+        self.heap.push(Scheduled {
+            at: At(at),
+            seq: self.seq,
+            slot,
+        });
+    }
+
+    /// When the earliest event is due.
+    fn next_at(&self) -> Option<f64> {
+        self.heap.peek().map(|s| s.at.0)
+    }
+
+    fn pop(&mut self) -> Option<Pending> {
+        let next = self.heap.pop()?;
+        self.free.push(next.slot);
+        self.slots[next.slot as usize].take()
+    }
+}
 
 /// The DataStore call a request is (version page advances count as listings).
 fn operation_of(kind: &DataStoreRequestKind) -> Operation {
@@ -314,9 +357,8 @@ pub struct World {
     pub outputs: Option<Vec<(usize, Output)>>,
     rng: GuidGenerator,
     requests: BTreeMap<&'static str, u64>,
-    pending: BinaryHeap<Scheduled>,
+    pending: Agenda,
     pages: BTreeMap<(usize, profilestore_core::QueryId), VersionPages>,
-    seq: u64,
     frame: u64,
 }
 
@@ -368,9 +410,8 @@ impl World {
             outputs: None,
             rng,
             requests: BTreeMap::new(),
-            pending: BinaryHeap::new(),
+            pending: Agenda::default(),
             pages: BTreeMap::new(),
-            seq: 0,
             frame: 0,
         }
     }
@@ -516,7 +557,7 @@ impl World {
         let deadline = self.servers.iter().filter_map(due).reduce(f64::min);
         let frame = deadline.map(|d| ((d * fps - 1e-6).ceil().max(0.0) as u64).max(self.frame));
         let frame_at = frame.map_or(f64::INFINITY, |f| f as f64 / fps);
-        let pending_at = self.pending.peek().map(|p| p.at.0);
+        let pending_at = self.pending.next_at();
         let message_at = self.messaging.next_delivery();
         let event_at = [pending_at, message_at]
             .into_iter()
@@ -532,7 +573,7 @@ impl World {
         if event_at.is_some_and(|e| e <= frame_at) {
             if pending_at == event_at {
                 let next = self.pending.pop().expect("checked");
-                self.process(next.pending);
+                self.process(next);
             } else if let Some(message) = self.messaging.poll_delivery(self.now) {
                 self.deliver(message);
             }
@@ -562,12 +603,7 @@ impl World {
     }
 
     fn schedule(&mut self, at: f64, pending: Pending) {
-        self.seq += 1;
-        self.pending.push(Scheduled {
-            at: At(at),
-            seq: self.seq,
-            pending,
-        });
+        self.pending.push(at, pending);
     }
 
     fn log(&mut self, server: usize, what: Happening) {
