@@ -19,13 +19,7 @@ impl Value {
             Value::Array(a) => cached(&a.0, |items| {
                 2 + items.len().saturating_sub(1) + items.iter().map(Value::json_len).sum::<usize>()
             }),
-            Value::Object(o) => cached(&o.0, |map| {
-                2 + map.len().saturating_sub(1)
-                    + map
-                        .iter()
-                        .map(|(k, v)| string_len(k) + 1 + v.json_len())
-                        .sum::<usize>()
-            }),
+            Value::Object(o) => cached(&o.0, |map| map.json_len(Value::json_len)),
         }
     }
 }
@@ -59,7 +53,7 @@ const ESCAPE_EXTRA: [u8; 256] = {
 };
 
 /// The length of `s` as a JSON string, quotes and escapes included.
-fn string_len(s: &str) -> usize {
+pub(super) fn string_len(s: &str) -> usize {
     let bytes = s.as_bytes();
     if !any_escaped(bytes) {
         return 2 + bytes.len();

@@ -17,11 +17,13 @@ use super::{Str, Value};
 /// Objects with at most this many entries are searched front to back.
 const LINEAR_SEARCH: usize = 12;
 
-/// One entry: the key's [`prefix`] and length, the key, the value.
+/// One entry: the key's [`prefix`], length and JSON length (quotes and escapes included, so
+/// measuring an object reads no key bytes), the key, the value.
 #[derive(Clone, PartialEq)]
 struct Slot {
     prefix: u64,
     len: usize,
+    key_json: usize,
     key: Str,
     value: Value,
 }
@@ -31,6 +33,7 @@ impl Slot {
         Slot {
             prefix: prefix(&key),
             len: key.len(),
+            key_json: super::json_len::string_len(&key),
             key,
             value,
         }
@@ -148,6 +151,16 @@ impl Map {
     pub fn retain(&mut self, mut keep: impl FnMut(&Str, &mut Value) -> bool) {
         self.entries
             .retain_mut(|slot| keep(&slot.key, &mut slot.value));
+    }
+
+    /// The length of this map's compact JSON text, each value measured by `value_len`.
+    pub(super) fn json_len(&self, value_len: impl Fn(&Value) -> usize) -> usize {
+        2 + self.entries.len().saturating_sub(1)
+            + self
+                .entries
+                .iter()
+                .map(|slot| slot.key_json + 1 + value_len(&slot.value))
+                .sum::<usize>()
     }
 
     /// The entries in key order.

@@ -52,7 +52,8 @@ fn text_length_and_debug_are_serde_jsons() {
 }
 
 /// Every ASCII byte at every position of strings of 1 to 25 characters of bytes below or at and
-/// above 0x80: every escape is counted, wherever it is in or across 8-byte words.
+/// above 0x80, as a string and as an object key: every escape is counted, wherever it is in or
+/// across 8-byte words.
 #[test]
 fn json_len_counts_escapes_at_every_position() {
     for len in 0..25 {
@@ -62,6 +63,15 @@ fn json_len_counts_escapes_at_every_position() {
                     let mut s: String = filler.repeat(len);
                     let i = s.char_indices().nth(at).map(|(i, _)| i).unwrap_or(s.len());
                     s.insert(i, char::from(b));
+                    // As an object key too: objects keep each key's measured length.
+                    let mut o = json!({});
+                    let map = o.as_object_mut().unwrap();
+                    map.insert(s.as_str().into(), Value::Null);
+                    assert_eq!(
+                        o.json_len(),
+                        o.to_string().len(),
+                        "key {b:#x} at {at} of {len}"
+                    );
                     let v = Value::from(s);
                     assert_eq!(v.json_len(), v.to_string().len(), "{b:#x} at {at} of {len}");
                 }
