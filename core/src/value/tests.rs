@@ -230,9 +230,10 @@ mod map_model {
 
     /// Keys of several lengths that share prefixes, so that ordering and length shortcuts meet:
     /// short ones, ones longer than the eight-byte prefix that share it, NUL bytes (which the
-    /// prefix's zero padding must not confuse with the end of a key) and non-ASCII text.
+    /// prefix's zero padding must not confuse with the end of a key), keys of nine to twenty
+    /// bytes that differ only after the prefix, and non-ASCII text.
     fn key() -> impl Strategy<Value = String> {
-        "[ab]{0,3}|[a-z]{4,6}|[a\u{0}é]{0,4}|abcdefg[ab]{0,4}|[ab]{7,10}"
+        "[ab]{0,3}|[a-z]{4,6}|[a\u{0}é]{0,4}|abcdefg[ab]{0,4}|[ab]{7,10}|abcdefgh[ab\u{0}]{1,12}"
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -248,7 +249,10 @@ mod map_model {
         /// A `Map` behaves as a `BTreeMap` under any sequence of writes, small (searched front to
         /// back) and large (bisected): same lookups, same order, same JSON text.
         #[test]
-        fn a_map_is_a_sorted_map(ops in prop::collection::vec(op(), 0..80)) {
+        fn a_map_is_a_sorted_map(
+            ops in prop::collection::vec(op(), 0..80),
+            probes in prop::collection::vec(key(), 0..12),
+        ) {
             let mut map = Map::new();
             let mut model: BTreeMap<String, i64> = BTreeMap::new();
             for op in ops {
@@ -273,6 +277,10 @@ mod map_model {
                 prop_assert_eq!(map.len(), model.len());
                 for (k, v) in &model {
                     prop_assert_eq!(map.get(k).and_then(Value::as_i64), Some(*v));
+                }
+                // Keys that may be absent: no other key is taken for them.
+                for k in &probes {
+                    prop_assert_eq!(map.get(k).and_then(Value::as_i64), model.get(k).copied());
                 }
                 let keys: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
                 prop_assert_eq!(keys, model.keys().map(String::as_str).collect::<Vec<_>>());
