@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use profilestore_core::value::{Value, json};
+use profilestore_core::value::{Str, Value, json};
 
 use crate::fleet::{Fleet, HANDOFF_BOUND, STORE};
 use crate::log::Log;
@@ -297,7 +297,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     }
 
     // One lock holder per generation.
-    let mut holders: BTreeMap<(String, i64), String> = BTreeMap::new();
+    let mut holders: BTreeMap<(Str, i64), String> = BTreeMap::new();
     for l in &fleet.world.log {
         let Happening::Write { key, value, .. } = &l.what else {
             continue;
@@ -311,7 +311,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
             if holder != job {
                 found.push((
                     "one lock holder per generation",
-                    key.clone(),
+                    key.to_string(),
                     format!("generation {count} locked by two servers"),
                 ));
             }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use profilestore_core::Seconds as At;
 use profilestore_core::guid::GuidGenerator;
 use profilestore_core::testing::Host;
-use profilestore_core::value::Value;
+use profilestore_core::value::{Str, Value};
 use profilestore_core::{
     Completion, DataStoreError, DataStoreRequest, DataStoreRequestKind, DataStoreResponse,
     DataStoreState, Engine, EngineConfig, Input, InputResult, LiveAnswers, MessagingRequest, Now,
@@ -121,9 +121,9 @@ pub enum Happening {
     /// A write committed.
     Write {
         /// DataStore name with scope (`PlayerData:global`).
-        store: String,
+        store: Str,
         /// Key.
-        key: String,
+        key: Str,
         /// The stored value.
         value: Value,
         /// The key's user ids.
@@ -134,9 +134,9 @@ pub enum Happening {
     /// A key was removed.
     Removed {
         /// DataStore name with scope.
-        store: String,
+        store: Str,
         /// Key.
-        key: String,
+        key: Str,
     },
     /// A MessagingService publish.
     Published {
@@ -358,6 +358,8 @@ pub struct World {
     rng: GuidGenerator,
     requests: BTreeMap<&'static str, u64>,
     pending: Agenda,
+    /// The DataStore's commits being logged (kept for its allocation).
+    commits: Vec<Committed>,
     pages: BTreeMap<(usize, profilestore_core::QueryId), VersionPages>,
     frame: u64,
 }
@@ -411,6 +413,7 @@ impl World {
             rng,
             requests: BTreeMap::new(),
             pending: Agenda::default(),
+            commits: Vec::new(),
             pages: BTreeMap::new(),
             frame: 0,
         }
@@ -808,12 +811,14 @@ impl World {
     /// Logs what the DataStore committed during server `s`'s last call: writes, and removals
     /// of a value (an ambiguous failure's commit too, though the call reports an error).
     fn log_commits(&mut self, s: usize) {
-        for Committed { path, read } in self.datastore.take_commits() {
-            let store = [path.store.as_str(), path.scope.as_str()].join(":");
+        let mut commits = std::mem::take(&mut self.commits);
+        self.datastore.swap_commits(&mut commits);
+        for Committed { path, read } in commits.drain(..) {
+            let store = Str::concat(&[&path.store, ":", &path.scope]);
             let what = match read.value.as_deref() {
                 None => Happening::Removed {
                     store,
-                    key: path.key.to_string(),
+                    key: path.key,
                 },
                 Some(value) => {
                     let value = self.logged_value(Some(value));
@@ -822,7 +827,7 @@ impl World {
                         .map_or((Vec::new(), Value::Null), |k| (k.user_ids, k.metadata));
                     Happening::Write {
                         store,
-                        key: path.key.to_string(),
+                        key: path.key,
                         value,
                         user_ids,
                         metadata,

@@ -560,6 +560,15 @@ impl DataStoreService {
             .unwrap_or_default()
     }
 
+    /// Swaps the commits recorded since the last call (oldest first) into `out`, which should
+    /// be empty: its allocation records the next ones, so a caller draining every commit
+    /// allocates nothing. Leaves `out` as it was unless watched.
+    pub fn swap_commits(&mut self, out: &mut Vec<Committed>) {
+        if let Some(commits) = &mut self.commits {
+            std::mem::swap(commits, out);
+        }
+    }
+
     /// The same service with other limits.
     pub fn with_limits(mut self, limits: Limits) -> DataStoreService {
         self.limits = limits;
