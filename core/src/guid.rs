@@ -55,7 +55,7 @@ impl GuidGenerator {
                 }
             }
         }
-        text.iter().map(|&b| char::from(b)).collect()
+        String::from_utf8(text.to_vec()).expect("hex digits and dashes are ASCII")
     }
 }
 

@@ -10,6 +10,8 @@
 //! committed between its read and its write, as Roblox does (spec §4).
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use crate::protocol::Seconds as At;
@@ -71,10 +73,10 @@ pub struct StoredKey {
 /// The host side of one server: it owns `Profile.Data` and `Profile.RobloxMetaData`.
 #[derive(Clone, Debug, Default)]
 pub struct Host {
-    /// `Profile.Data` per profile.
-    pub data: BTreeMap<ProfileId, Value>,
-    /// `Profile.RobloxMetaData` per profile.
-    pub roblox_metadata: BTreeMap<ProfileId, Value>,
+    /// `Profile.Data` per profile (looked up, never iterated).
+    pub data: FxHashMap<ProfileId, Value>,
+    /// `Profile.RobloxMetaData` per profile (looked up, never iterated).
+    pub roblox_metadata: FxHashMap<ProfileId, Value>,
     /// Start calls whose `Cancel` returns true.
     pub cancelled: BTreeSet<CallId>,
 }
