@@ -124,6 +124,9 @@ pub(crate) struct Op {
     pub token: Token,
     pub kind: OpKind,
     pub note: OpNote,
+    /// Sent to its DataStore (its key's queue let it go). An op still waiting in the queue has
+    /// no request out: a transform or an answer for it is a host error, and is refused.
+    pub sent: bool,
 }
 
 /// How an operation ended, after the update wrapper's checks (spec §4 steps 4–6).
@@ -411,8 +414,10 @@ impl Engine {
         wall: i64,
         live: &mut dyn LiveState,
     ) -> Transformed {
-        let Some(kind) = self.ops.get(&op).map(|o| o.kind.clone()) else {
-            return Transformed::Cancel;
+        let kind = match self.ops.get(&op) {
+            Some(o) if o.sent => o.kind.clone(),
+            Some(_) => return Transformed::Error(ApiError::OpNotSent(op.0).to_string()),
+            None => return Transformed::Cancel,
         };
         let (result, note) = match kind {
             OpKind::Start => {
@@ -444,6 +449,11 @@ impl Engine {
             self.on_version_page(now, query, result);
             return;
         }
+        // An answer for an op still queued (a host error, refused by `handle_input`) must not
+        // release its key's queue: the op that holds it is still out.
+        if self.is_queued(op) {
+            return;
+        }
         let Some(op_state) = self.ops.remove(&op) else {
             return;
         };
@@ -451,6 +461,11 @@ impl Engine {
             self.start_op(now, next);
         }
         self.finish_op(now, op_state, result);
+    }
+
+    /// Whether `op` waits in its key's queue: known, but not sent yet.
+    pub(crate) fn is_queued(&self, op: OpId) -> bool {
+        self.ops.get(&op).is_some_and(|o| !o.sent)
     }
 
     /// The Studio access probe answered (spec §13): sets the state once and resumes the calls
@@ -565,6 +580,7 @@ impl Engine {
                 token,
                 kind,
                 note: OpNote::None,
+                sent: false,
             },
         );
         if starts_now {
@@ -576,7 +592,11 @@ impl Engine {
     /// Sends an operation to its DataStore: a request for the live one, a one-frame timer for
     /// the mock stores.
     fn start_op(&mut self, now: Now, op: OpId) {
-        let Some(o) = self.ops.get(&op) else { return };
+        let Some(o) = self.ops.get_mut(&op) else {
+            return;
+        };
+        o.sent = true;
+        let o = &*o;
         if o.token.domain != Domain::Live {
             self.timers.set(now.mono + FRAME, Timer::MockOp(op));
             return;

@@ -68,6 +68,16 @@ pub enum ApiError {
     /// A version query id that this engine did not hand out.
     #[error("[ProfileStore]: unknown version query id {0}")]
     UnknownQuery(u64),
+    /// A host error: a transform or an answer for a DataStore request the engine has not sent
+    /// (its op is still waiting in its key's queue). Refused: nothing changes.
+    #[error(
+        "[ProfileStore]: host error: DataStore request {0} has not been sent yet; its transform or answer is refused"
+    )]
+    OpNotSent(u64),
+    /// A host error: an input whose monotonic time is not a finite number. Refused: nothing
+    /// changes (a NaN time would otherwise compare as due for every timer).
+    #[error("[ProfileStore]: host error: the input's monotonic time {0} is not a finite number")]
+    NonFiniteTime(f64),
     /// `VersionQuery` bounds where the minimum is after the maximum.
     #[error("[ProfileStore]: Invalid min_date ({min}) after max_date ({max})")]
     MinDateAfterMaxDate {

@@ -142,6 +142,39 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// The input's time, for the inputs that carry one.
+    pub fn now(&self) -> Option<Now> {
+        use Input as I;
+        match self {
+            I::StartSession { now, .. }
+            | I::CancelSessionStart { now, .. }
+            | I::EndSession { now, .. }
+            | I::Save { now, .. }
+            | I::SetAsync { now, .. }
+            | I::Message { now, .. }
+            | I::Get { now, .. }
+            | I::Remove { now, .. }
+            | I::VersionQueryNext { now, .. }
+            | I::Shutdown { now }
+            | I::Timeout { now, .. }
+            | I::DataStoreResponse { now, .. }
+            | I::SubscribeResult { now, .. }
+            | I::MessageReceived { now, .. }
+            | I::DataStoreState { now, .. } => Some(*now),
+            I::NewStore { .. }
+            | I::SetConstant { .. }
+            | I::AddMessageHandler { .. }
+            | I::MessageProcessed { .. }
+            | I::VersionQuery { .. }
+            | I::AddUserId { .. }
+            | I::RemoveUserId { .. }
+            | I::ForgetProfile { .. }
+            | I::Transform { .. } => None,
+        }
+    }
+}
+
 /// What an input returned synchronously.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum InputResult {
@@ -318,8 +351,22 @@ impl Engine {
     /// Applies one recorded input. `Timeout` and `Transform` read live state from `live`; to
     /// replay, pass a [`Replayer`] built from the input's [`LiveAnswers`] (see
     /// [`Engine::replay_input`]).
+    ///
+    /// Host errors are refused with [`InputResult::Done`] holding the error, and change nothing:
+    /// an input whose `now.mono` is not a finite number, and an answer for a DataStore request
+    /// the engine has not sent.
     pub fn handle_input(&mut self, input: Input, live: &mut dyn LiveState) -> InputResult {
         use Input as I;
+        if let Some(now) = input.now()
+            && !now.mono.is_finite()
+        {
+            return InputResult::Done(text(Err(ApiError::NonFiniteTime(now.mono))));
+        }
+        if let I::DataStoreResponse { op, .. } = &input
+            && self.is_queued(*op)
+        {
+            return InputResult::Done(text(Err(ApiError::OpNotSent(op.0))));
+        }
         match input {
             I::NewStore { name, template } => {
                 InputResult::Store(text(self.new_store(&name, template)))

@@ -54,7 +54,8 @@ impl Timers {
     /// Removes and returns the earliest timer due at `now`.
     pub fn pop_due(&mut self, now: f64) -> Option<Timer> {
         let (&key, _) = self.table.iter().next()?;
-        if key.0.0 > now + TIME_EPSILON {
+        // A NaN time is due for nothing (compared, it would be due for everything).
+        if now.is_nan() || key.0.0 > now + TIME_EPSILON {
             return None;
         }
         self.table.remove(&key)

@@ -1,0 +1,169 @@
+//! Host errors through [`Engine::handle_input`]: inputs a correct host never sends are refused
+//! with an error that names the problem, and change nothing (DESIGN.md: bad input gets a clear
+//! error and loses nothing).
+
+use profilestore_core::input::TransformedRecord;
+use profilestore_core::testing::Host;
+use profilestore_core::value::json;
+use profilestore_core::*;
+
+fn engine() -> (Engine, StoreId) {
+    let mut e = Engine::new(EngineConfig {
+        identity: ServerIdentity {
+            place_id: 1,
+            job_id: "j".into(),
+        },
+        seed: 7,
+        datastore_state: DataStoreState::Access,
+    });
+    let store = e.new_store("S", json!({})).unwrap();
+    (e, store)
+}
+
+fn drain(e: &mut Engine) -> Vec<Output> {
+    std::iter::from_fn(|| e.poll_output()).collect()
+}
+
+fn at(mono: f64) -> Now {
+    Now { mono, wall: 1000 }
+}
+
+fn requests(out: &[Output]) -> Vec<&DataStoreRequest> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::DataStore(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two `MessageAsync` calls on one key: the second waits in the key's queue (spec §4). A
+/// transform or an answer for it before it is sent is refused, and the key's queue stays held
+/// by the first until that one is answered; then the second goes out, under the id refused.
+#[test]
+fn an_answer_for_a_request_not_sent_yet_is_refused_and_keeps_the_queue() {
+    let (mut e, store) = engine();
+    let mut host = Host::default();
+    let first = e.message(at(1.0), store.live(), "k", json!({"Gift": 1}));
+    let out = drain(&mut e);
+    let sent = requests(&out);
+    assert_eq!(sent.len(), 1, "{out:?}");
+    let a = sent[0].op;
+    e.message(at(1.0), store.live(), "k", json!({"Gift": 2}))
+        .unwrap();
+    assert!(requests(&drain(&mut e)).is_empty(), "the second call waits");
+
+    // Ids are handed out in order: the second call's id, then its op's.
+    let b = OpId(a.0 + 2);
+    let refused = format!(
+        "[ProfileStore]: host error: DataStore request {} has not been sent yet; its transform \
+         or answer is refused",
+        b.0
+    );
+    let answer = Input::DataStoreResponse {
+        now: at(2.0),
+        op: b,
+        result: Ok(DataStoreResponse::Value {
+            value: None,
+            key_info: None,
+        }),
+    };
+    assert_eq!(
+        e.handle_input(answer, &mut host),
+        InputResult::Done(Err(refused.clone()))
+    );
+    assert!(
+        drain(&mut e).is_empty(),
+        "nothing released, nothing signalled"
+    );
+    let transform = Input::Transform {
+        op: b,
+        current: None,
+        wall: 1000,
+        live: LiveAnswers::default(),
+    };
+    assert_eq!(
+        e.handle_input(transform, &mut host),
+        InputResult::Transformed(TransformedRecord::Error(refused))
+    );
+
+    // The first call completes; only now does the second go out, as op `b`.
+    let Transformed::Write { value, .. } = e.transform(a, None, 1000, &mut host) else {
+        panic!("the first message writes")
+    };
+    let key_info = KeyInfo {
+        created_time: 1_000_000,
+        updated_time: 1_000_000,
+        version: "v1".into(),
+        user_ids: Vec::new(),
+        metadata: json!({}),
+    };
+    let result = Ok(DataStoreResponse::Value {
+        value: Some(std::sync::Arc::new(value)),
+        key_info: Some(key_info),
+    });
+    e.handle_datastore_response(at(2.0), a, result);
+    let out = drain(&mut e);
+    assert!(
+        out.contains(&Output::Completion(Completion::Message {
+            call: first.unwrap(),
+            ok: true
+        })),
+        "{out:?}"
+    );
+    let sent = requests(&out);
+    assert_eq!(sent.len(), 1, "{out:?}");
+    assert_eq!(sent[0].op, b);
+}
+
+/// A NaN (or infinite) monotonic time is refused: compared with a timer's due time, NaN would
+/// make every timer due. The mock session's one-frame timer fires only at a real time.
+#[test]
+fn an_input_at_a_time_that_is_not_a_number_is_refused() {
+    let (mut e, store) = engine();
+    let mut host = Host::default();
+    let params = StartParams {
+        steal: false,
+        cancellable: false,
+    };
+    let call = e
+        .start_session(at(10.0), store.mock(), "k", params)
+        .unwrap();
+    assert_eq!(e.poll_timeout(), Some(10.0 + FRAME));
+    for mono in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let timeout = Input::Timeout {
+            now: at(mono),
+            live: LiveAnswers::default(),
+        };
+        assert_eq!(
+            e.handle_input(timeout, &mut host),
+            InputResult::Done(Err(format!(
+                "[ProfileStore]: host error: the input's monotonic time {mono} is not a finite \
+                 number"
+            )))
+        );
+        let end = Input::Shutdown { now: at(mono) };
+        assert!(matches!(
+            e.handle_input(end, &mut host),
+            InputResult::Done(Err(_))
+        ));
+        // Called directly, a NaN time fires nothing either.
+        e.handle_timeout(at(f64::NAN), &mut host);
+        assert!(drain(&mut e).is_empty());
+        assert!(!e.is_closing());
+    }
+    assert_eq!(
+        e.poll_timeout(),
+        Some(10.0 + FRAME),
+        "the timer is still set"
+    );
+    e.handle_timeout(at(10.0 + FRAME), &mut host);
+    let out = drain(&mut e);
+    assert!(
+        matches!(out.last(), Some(Output::Completion(Completion::SessionStart {
+            call: c,
+            profile: Some(_),
+        })) if *c == call),
+        "{out:?}"
+    );
+}
