@@ -140,6 +140,10 @@ pub enum Input {
         now: Now,
         state: DataStoreState,
     },
+    /// [`Engine::forget_version_query`].
+    ForgetVersionQuery {
+        query: QueryId,
+    },
 }
 
 impl Input {
@@ -170,6 +174,7 @@ impl Input {
             | I::AddUserId { .. }
             | I::RemoveUserId { .. }
             | I::ForgetProfile { .. }
+            | I::ForgetVersionQuery { .. }
             | I::Transform { .. } => None,
         }
     }
@@ -436,6 +441,10 @@ impl Engine {
             }
             I::ForgetProfile { profile } => {
                 self.forget_profile(profile);
+                InputResult::None
+            }
+            I::ForgetVersionQuery { query } => {
+                self.forget_version_query(query);
                 InputResult::None
             }
             I::Timeout { now, .. } => {

@@ -350,8 +350,32 @@ impl Engine {
         Ok(call)
     }
 
+    /// Drops a version query the host no longer references (Luau's garbage collector does this
+    /// in the original). A query with a `NextAsync` call in progress is kept: the caller still
+    /// holds it.
+    pub fn forget_version_query(&mut self, query: QueryId) {
+        let busy = self
+            .queries
+            .get(&query)
+            .is_some_and(|q| q.state == QueryState::Loading || !q.waiting.is_empty())
+            || self
+                .parked
+                .iter()
+                .any(|p| matches!(p, Parked::Next { query: q, .. } if *q == query));
+        if !busy {
+            self.queries.remove(&query);
+        }
+    }
+
     fn next_version(&mut self, now: Now, query: QueryId, call: CallId) {
-        let q = &self.queries[&query];
+        let Some(q) = self.queries.get(&query) else {
+            // Forgotten meanwhile: there is nothing more to read.
+            self.complete(Completion::Get {
+                call,
+                result: Ok(None),
+            });
+            return;
+        };
         let domain = self.token(q.store, &q.key).domain;
         if self.closing || domain != Domain::Live {
             if domain != Domain::Live && !self.warned_mock_versions {

@@ -598,3 +598,40 @@ fn a_failed_read_from_an_earlier_page_does_not_rewind_the_next_page() {
     versions.sort();
     assert_eq!(versions, ["v2", "v3"], "v2 once, then v3");
 }
+
+/// A version query the host forgets is dropped (as Luau's collector drops it), unless a
+/// `NextAsync` call on it is in progress: then it is kept and the call completes as usual.
+/// A forgotten query is an unknown id.
+#[test]
+fn a_forgotten_version_query_is_dropped_unless_a_call_is_in_progress() {
+    let (mut e, store, now) = read_engine(json!({"n": 0}));
+    let q = e
+        .version_query(store.live(), "k", SortDirection::Ascending, None, None)
+        .unwrap();
+    let call = e.version_query_next(now, q).unwrap();
+    let out = drain(&mut e);
+    let Some(Output::DataStore(list)) = out.first() else {
+        panic!("{out:?}")
+    };
+    e.forget_version_query(q);
+    let page = DataStoreResponse::Page {
+        items: vec![],
+        is_finished: true,
+    };
+    e.handle_datastore_response(now, list.op, Ok(page));
+    assert_eq!(
+        drain(&mut e),
+        vec![Output::Completion(Completion::Get {
+            call,
+            result: Ok(None)
+        })],
+        "kept while loading: the call completes"
+    );
+    let idle = Input::ForgetVersionQuery { query: q };
+    assert_eq!(e.handle_input(idle, &mut NoData), InputResult::None);
+    assert_eq!(
+        e.version_query_next(now, q),
+        Err(ApiError::UnknownQuery(q.0))
+    );
+    assert!(drain(&mut e).is_empty());
+}
