@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::value::Value;
+use crate::value::{Str, Value};
 
 use crate::autosave::AutoSaveRing;
 use crate::constants::Constants;
@@ -88,7 +88,7 @@ impl StoreId {
 }
 
 pub(crate) struct Store {
-    pub name: String,
+    pub name: Str,
     pub template: Value,
 }
 
@@ -311,7 +311,7 @@ impl Engine {
             return Err(ApiError::InvalidTemplate);
         }
         self.stores.push(Store {
-            name: name.to_string(),
+            name: name.into(),
             template,
         });
         Ok(StoreId(self.stores.len() as u64 - 1))
@@ -558,7 +558,7 @@ impl Engine {
         Token {
             domain,
             store: self.stores[store.store.0 as usize].name.clone(),
-            key: key.to_string(),
+            key: key.into(),
         }
     }
 
@@ -621,8 +621,8 @@ impl Engine {
     /// Emits a request that does not take part in the per-key queue (version listing).
     pub(crate) fn emit_unqueued(
         &mut self,
-        store: String,
-        key: String,
+        store: Str,
+        key: Str,
         kind: DataStoreRequestKind,
     ) -> OpId {
         let op = OpId(self.next_id());
@@ -704,8 +704,8 @@ impl Engine {
                                 op.token.store, op.token.key
                             ));
                             self.emit(Event::OnOverwrite {
-                                store: op.token.store.clone(),
-                                key: op.token.key.clone(),
+                                store: op.token.store.to_string(),
+                                key: op.token.key.to_string(),
                             });
                         }
                         Outcome::Ok { value: v, key_info }
@@ -765,8 +765,8 @@ impl Engine {
         self.critical.record_error(now.mono);
         self.emit(Event::OnError {
             message: message.to_string(),
-            store: token.store.clone(),
-            key: token.key.clone(),
+            store: token.store.to_string(),
+            key: token.key.to_string(),
         });
     }
 }

@@ -27,7 +27,7 @@ impl Entry {
         KeyInfo {
             created_time: self.created,
             updated_time: self.updated,
-            version: mock_version(self.version),
+            version: mock_version(self.version).into(),
             user_ids: self.user_ids.clone(),
             metadata: self.metadata.clone(),
         }

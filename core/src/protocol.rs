@@ -6,7 +6,7 @@
 //! are carried as [`Value`]; binary trace formats that cannot decode `Value` (bincode)
 //! wrap them with [`crate::json_text`].
 
-use crate::value::Value;
+use crate::value::{Str, Value};
 use serde::{Deserialize, Serialize};
 
 macro_rules! id_type {
@@ -128,7 +128,7 @@ pub struct KeyInfo {
     /// Time of the last write, epoch milliseconds.
     pub updated_time: i64,
     /// Opaque version string.
-    pub version: String,
+    pub version: Str,
     /// `GetUserIds()`.
     pub user_ids: Vec<i64>,
     /// `GetMetadata()`.
@@ -143,9 +143,9 @@ pub struct DataStoreRequest {
     /// transform with [`crate::Engine::transform`]).
     pub op: OpId,
     /// DataStore name (the ProfileStore store name).
-    pub store: String,
+    pub store: Str,
     /// Key.
-    pub key: String,
+    pub key: Str,
     /// What to do.
     pub kind: DataStoreRequestKind,
 }

@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::OpId;
+use crate::value::Str;
 
 /// Which store a token's operations go to (spec §5.1: prefixes `L_`, `M_`, `U_`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -28,10 +29,10 @@ pub enum Domain {
 pub struct Token {
     /// Domain.
     pub domain: Domain,
-    /// Store name.
-    pub store: String,
+    /// Store name (inline up to 23 bytes, as are keys: making a token allocates nothing).
+    pub store: Str,
     /// Profile key.
-    pub key: String,
+    pub key: Str,
 }
 
 impl Token {

@@ -406,7 +406,7 @@ impl Engine {
                 };
                 let (store, key) = (
                     self.stores[q.store.store.0 as usize].name.clone(),
-                    q.key.clone(),
+                    q.key.as_str().into(),
                 );
                 let op = self.emit_unqueued(store, key, kind);
                 self.page_ops.insert(op, query);
@@ -428,7 +428,7 @@ impl Engine {
                     q.waiting.push_front(call);
                     let (store, key) = (
                         self.stores[q.store.store.0 as usize].name.clone(),
-                        q.key.clone(),
+                        q.key.as_str().into(),
                     );
                     let op = self.emit_unqueued(
                         store,

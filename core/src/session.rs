@@ -522,8 +522,8 @@ impl Engine {
 
 fn already_loaded(token: &Token) -> ApiError {
     ApiError::AlreadyLoaded {
-        store: token.store.clone(),
-        key: token.key.clone(),
+        store: token.store.to_string(),
+        key: token.key.to_string(),
     }
 }
 

@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use crate::protocol::Seconds as At;
-use crate::value::{Value, json};
+use crate::value::{Str, Value, json};
 
 use crate::engine::{Engine, EngineConfig, LiveState, StoreRef};
 use crate::guid::GuidGenerator;
@@ -530,7 +530,7 @@ impl World {
         if !self.servers[s].alive {
             return;
         }
-        let slot = (request.store.clone(), request.key.clone());
+        let slot = (request.store.to_string(), request.key.to_string());
         let current = self.store.get(&slot).cloned();
         let value_response = |k: Option<&StoredKey>| DataStoreResponse::Value {
             value: k.and_then(|k| k.value.clone()).map(Arc::new),
@@ -584,7 +584,7 @@ impl World {
                     self.log(
                         s,
                         Record::Removed {
-                            key: request.key.clone(),
+                            key: request.key.to_string(),
                         },
                     );
                 }
@@ -666,7 +666,7 @@ impl World {
             self.log(
                 s,
                 Record::Write {
-                    key: request.key.clone(),
+                    key: request.key.to_string(),
                     value,
                 },
             );
@@ -700,7 +700,7 @@ impl World {
                 key_info: KeyInfo {
                     created_time: ms,
                     updated_time: ms,
-                    version: String::new(),
+                    version: Str::from(""),
                     user_ids: vec![],
                     metadata: json!({}),
                 },
@@ -716,7 +716,7 @@ impl World {
         entry.key_info = KeyInfo {
             created_time: entry.key_info.created_time,
             updated_time: ms,
-            version,
+            version: version.into(),
             user_ids: user_ids
                 .as_ref()
                 .map(crate::mock::user_id_list)
@@ -770,7 +770,7 @@ impl InstantStore {
                 others.push(output);
                 continue;
             };
-            let slot = (request.store, request.key);
+            let slot = (request.store.to_string(), request.key.to_string());
             let result = match request.kind {
                 DataStoreRequestKind::Update => {
                     let current = self.values.get(&slot).map(|(v, _)| v);
@@ -782,7 +782,7 @@ impl InstantStore {
                         let info = KeyInfo {
                             created_time: now.wall * 1000,
                             updated_time: now.wall * 1000,
-                            version: writes.to_string(),
+                            version: writes.to_string().into(),
                             user_ids: user_ids
                                 .as_ref()
                                 .map(crate::mock::user_id_list)

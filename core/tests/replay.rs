@@ -63,7 +63,7 @@ impl Rig {
             self.outputs.push(out.clone());
             match out {
                 Output::DataStore(req) => {
-                    let current = self.store.get(&req.key).map(|(v, _)| v.clone());
+                    let current = self.store.get(req.key.as_str()).map(|(v, _)| v.clone());
                     let mut rec = Recorder::new(&mut self.host);
                     let t = self
                         .engine
@@ -87,11 +87,11 @@ impl Rig {
                             let info = KeyInfo {
                                 created_time: 0,
                                 updated_time: now.wall * 1000,
-                                version: format!("v{writes}"),
+                                version: format!("v{writes}").into(),
                                 user_ids: vec![],
                                 metadata: json!({}),
                             };
-                            store.insert(req.key.clone(), (value.clone(), info.clone()));
+                            store.insert(req.key.to_string(), (value.clone(), info.clone()));
                             info
                         })
                     };

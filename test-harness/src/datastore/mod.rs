@@ -90,7 +90,7 @@ pub use limits::{
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use profilestore_core::value::{Value, json};
+use profilestore_core::value::{Str, Value, json};
 use profilestore_core::{DataStoreResponse, KeyInfo, SortDirection, Transformed, VersionItem};
 use rustc_hash::FxHashMap as HashMap;
 
@@ -158,10 +158,10 @@ impl Operation {
 /// A DataStore object: `DataStoreService:GetDataStore(name, scope)`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StoreName {
-    /// DataStore name.
-    pub name: String,
+    /// DataStore name (inline up to 23 bytes: naming a store allocates nothing).
+    pub name: Str,
     /// Scope.
-    pub scope: String,
+    pub scope: Str,
 }
 
 impl StoreName {
@@ -173,8 +173,8 @@ impl StoreName {
     /// `GetDataStore(name, scope)`.
     pub fn scoped(name: &str, scope: &str) -> StoreName {
         StoreName {
-            name: name.to_string(),
-            scope: scope.to_string(),
+            name: name.into(),
+            scope: scope.into(),
         }
     }
 
@@ -259,7 +259,7 @@ pub struct ReadTicket {
     pub key_info: Option<KeyInfo>,
     /// When the read happened.
     pub read_at: f64,
-    seen: Option<String>,
+    seen: Option<Str>,
     fault: Option<Fault>,
 }
 
@@ -773,7 +773,7 @@ impl DataStoreService {
             _ => now_ms,
         };
         let serial = current.map_or(0, |h| h.serial) + 1;
-        let version = version_id(created_ms, serial, now_ms);
+        let version: Str = version_id(created_ms, serial, now_ms).into();
         let stored = |slot: u64, opened_ms: i64| StoredVersion {
             slot,
             version: version.clone(),
@@ -1345,7 +1345,7 @@ impl DataStoreService {
             .iter()
             .take(page_size)
             .map(|v| VersionItem {
-                version: v.version.clone(),
+                version: v.version.to_string(),
                 created_time: v.created_ms,
                 is_deleted: v.value.is_none(),
             })

@@ -282,7 +282,7 @@ fn only_the_first_write_of_a_utc_hour_keeps_a_version() {
     assert_eq!(
         versions(&mut ds, HOUR - 1.0, "k"),
         vec![VersionItem {
-            version: v3.clone(),
+            version: v3.to_string(),
             created_time: MS0 + 3_599_000,
             is_deleted: false
         }]
@@ -466,6 +466,7 @@ fn list_versions_pages_directions_and_dates() {
             set(&mut ds, f64::from(h) * HOUR, "k", json!(h))
                 .key_info
                 .version
+                .to_string()
         })
         .collect();
     let now = 6.0 * HOUR;

@@ -78,7 +78,7 @@ pub struct Head {
     /// `UpdatedTime` (time of the last write or removal), epoch milliseconds.
     pub updated_ms: i64,
     /// `Version` of the last write.
-    pub version: String,
+    pub version: Str,
     /// How many writes (tombstones included) the key has ever had; the next version id uses
     /// `serial + 1`, so ids keep increasing even when a same-hour write replaces a version.
     pub serial: u64,
@@ -98,7 +98,7 @@ pub struct HeadMeta {
     /// Writes so far.
     pub serial: u64,
     /// `Version` of the last write.
-    pub version: String,
+    pub version: Str,
 }
 
 impl From<&Head> for HeadMeta {
@@ -118,7 +118,7 @@ pub struct StoredVersion {
     /// Position in the key's history, from 1; a same-hour write replaces the latest slot.
     pub slot: u64,
     /// Version id of the write this slot now holds.
-    pub version: String,
+    pub version: Str,
     /// Time of the first write into this slot (the UTC-hour rule looks at it), epoch ms.
     pub opened_ms: i64,
     /// Time of the write this slot now holds (`DataStoreObjectVersionInfo.CreatedTime`), epoch ms.
@@ -141,7 +141,7 @@ pub enum Expect {
     /// The key has never been written.
     Absent,
     /// The head's version is this one.
-    Version(String),
+    Version(Str),
 }
 
 /// How a [`Commit`] changes the key's version history.
