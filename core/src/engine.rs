@@ -555,11 +555,11 @@ impl Engine {
         } else {
             Domain::FallbackMock
         };
-        Token {
+        Token::new(
             domain,
-            store: self.stores[store.store.0 as usize].name.clone(),
-            key: key.into(),
-        }
+            self.stores[store.store.0 as usize].name.clone(),
+            key.into(),
+        )
     }
 
     pub(crate) fn check_store(&self, store: StoreRef) -> Result<(), ApiError> {

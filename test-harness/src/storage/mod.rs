@@ -22,11 +22,16 @@ pub use sqlite::{SCHEMA_VERSION, SqliteStorage};
 
 use profilestore_core::value::Str;
 use profilestore_core::value::Value;
-use serde::{Deserialize, Serialize};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// Where a key lives: DataStore name, scope and key name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Every DataStore request looks its path up several times (storage, throughput, cache), so a
+/// path hashes its key name once, when made ([`KeyPath::new`]): hashing a path feeds that
+/// number (the key name tells paths apart; the stores and scopes of a world are few), and
+/// comparing two paths compares it first. Ordered by store, scope, key.
+#[derive(Clone, Debug)]
 pub struct KeyPath {
     /// DataStore name (`DataStoreService:GetDataStore(name)`).
     pub store: Str,
@@ -34,27 +39,50 @@ pub struct KeyPath {
     pub scope: Str,
     /// Key name.
     pub key: Str,
+    key_hash: u64,
 }
 
 impl KeyPath {
     /// A path from its three parts (names of up to 23 bytes, the usual case, are kept inline:
     /// making or copying such a path allocates nothing).
     pub fn new(store: &str, scope: &str, key: &str) -> Self {
+        let mut h = rustc_hash::FxHasher::default();
+        key.hash(&mut h);
         KeyPath {
             store: store.into(),
             scope: scope.into(),
             key: key.into(),
+            key_hash: h.finish(),
         }
     }
 }
 
-/// Hashes the key name only: equal paths have equal key names, and the key name tells paths
-/// apart (the stores and scopes of a world are few), so hashing it alone is enough to spread them
-/// and costs a third of hashing all three (every DataStore request looks its path up several
-/// times).
-impl std::hash::Hash for KeyPath {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.key.hash(state);
+impl PartialEq for KeyPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.key_hash == other.key_hash
+            && self.key == other.key
+            && self.store == other.store
+            && self.scope == other.scope
+    }
+}
+
+impl Eq for KeyPath {}
+
+impl Hash for KeyPath {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.key_hash);
+    }
+}
+
+impl Ord for KeyPath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.store, &self.scope, &self.key).cmp(&(&other.store, &other.scope, &other.key))
+    }
+}
+
+impl PartialOrd for KeyPath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -434,5 +462,39 @@ pub(crate) mod contract {
             vec![version(1, "v7", Some(json!(7)))]
         );
         assert_eq!(storage.head(&p).unwrap().unwrap().version, "v7");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyPath;
+    use std::collections::HashSet;
+
+    /// Paths are equal only when all three parts are; the key's precomputed hash does not stand
+    /// in for the store and scope; order is store, scope, key.
+    #[test]
+    fn a_path_is_its_three_parts() {
+        let a = KeyPath::new("S", "global", "k");
+        assert_eq!(a, KeyPath::new("S", "global", "k"));
+        assert_ne!(a, KeyPath::new("T", "global", "k"));
+        assert_ne!(a, KeyPath::new("S", "other", "k"));
+        assert_ne!(a, KeyPath::new("S", "global", "k2"));
+        let set: HashSet<KeyPath> = [
+            KeyPath::new("S", "global", "k"),
+            KeyPath::new("T", "global", "k"),
+            KeyPath::new("S", "other", "k"),
+            KeyPath::new("S", "global", "k"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(set.len(), 3);
+        let mut sorted = vec![
+            KeyPath::new("T", "a", "a"),
+            KeyPath::new("S", "b", "a"),
+            KeyPath::new("S", "a", "b"),
+        ];
+        sorted.sort();
+        let shown: Vec<String> = sorted.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["S/a/b", "S/b/a", "T/a/a"]);
     }
 }

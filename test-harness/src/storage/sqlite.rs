@@ -483,11 +483,11 @@ impl Storage for SqliteStorage {
             .prepare_cached("SELECT store, scope, key FROM keys ORDER BY store, scope, key")
             .map_err(db_error("list paths"))?;
         stmt.query_map([], |r| {
-            Ok(KeyPath {
-                store: r.get::<_, String>(0)?.into(),
-                scope: r.get::<_, String>(1)?.into(),
-                key: r.get::<_, String>(2)?.into(),
-            })
+            Ok(KeyPath::new(
+                &r.get::<_, String>(0)?,
+                &r.get::<_, String>(1)?,
+                &r.get::<_, String>(2)?,
+            ))
         })
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
         .map_err(db_error("list paths"))
