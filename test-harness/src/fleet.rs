@@ -439,6 +439,9 @@ impl Fleet {
             }
         }
         // Players on servers that died are gone from them.
+        if self.world.servers.iter().all(|s| s.alive) {
+            return;
+        }
         for p in 0..self.players.len() {
             let server = match self.players[p].presence {
                 Presence::Online { server, .. } | Presence::Joining { server, .. } => server,
