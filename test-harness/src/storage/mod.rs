@@ -488,7 +488,7 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(set.len(), 3);
-        let mut sorted = vec![
+        let mut sorted = [
             KeyPath::new("T", "a", "a"),
             KeyPath::new("S", "b", "a"),
             KeyPath::new("S", "a", "b"),
