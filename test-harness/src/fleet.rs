@@ -364,7 +364,12 @@ impl Fleet {
         Fleet {
             acked_upto: vec![(0, String::new()); config.players],
             observed: Observations {
-                acked_ops: vec![FxHashMap::default(); config.players],
+                // Room for a typical session's worth of op ids: growing each map from empty
+                // rehashes it half a dozen times.
+                acked_ops: vec![
+                    FxHashMap::with_capacity_and_hasher(64, Default::default());
+                    config.players
+                ],
                 ..Observations::default()
             },
             joining: vec![FxHashMap::default(); config.servers],

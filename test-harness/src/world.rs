@@ -356,7 +356,7 @@ pub struct World {
     /// Every engine output, in order, when recording (for replay comparison).
     pub outputs: Option<Vec<(usize, Output)>>,
     rng: GuidGenerator,
-    requests: BTreeMap<&'static str, u64>,
+    requests: BTreeMap<Operation, u64>,
     pending: Agenda,
     /// The DataStore's commits being logged (kept for its allocation).
     commits: Vec<Committed>,
@@ -852,7 +852,10 @@ impl World {
 
     /// DataStore requests executed so far, by API (`UpdateAsync`, `GetAsync`, ...).
     pub fn request_counts(&self) -> BTreeMap<&'static str, u64> {
-        self.requests.clone()
+        self.requests
+            .iter()
+            .map(|(op, n)| (op.api_name(), *n))
+            .collect()
     }
 
     /// Total DataStore requests executed so far.
@@ -864,7 +867,7 @@ impl World {
         if !self.servers[s].alive {
             return;
         }
-        let api = operation_of(&request.kind).api_name();
+        let api = operation_of(&request.kind);
         *self.requests.entry(api).or_default() += 1;
         let store = StoreName::new(&request.store);
         let id = self.servers[s].id;
