@@ -157,13 +157,17 @@ pub(crate) enum Outcome {
 ///   [`remove`](Self::remove), [`version_query`](Self::version_query),
 ///   [`version_query_next`](Self::version_query_next), [`add_user_id`](Self::add_user_id),
 ///   [`remove_user_id`](Self::remove_user_id), [`shutdown`](Self::shutdown),
-///   [`forget_profile`](Self::forget_profile);
+///   [`forget_profile`](Self::forget_profile), [`forget_version_query`](Self::forget_version_query);
 /// - **inputs** (`handle_*` and [`transform`](Self::transform)): time passing, DataStore and
 ///   MessagingService results, the Studio access probe;
 /// - **outputs**: [`poll_output`](Self::poll_output) until it returns `None`, then
 ///   [`poll_timeout`](Self::poll_timeout) for the next wake-up.
 ///
 /// Drain `poll_output` after every call before feeding the next timeout; debug builds check it.
+///
+/// Times must be finite: [`handle_input`](Self::handle_input) refuses an input whose `now.mono`
+/// is not, but the methods called directly take `now` as given (a NaN time would set timers that
+/// fire at the next timeout).
 pub struct Engine {
     pub(crate) identity: ServerIdentity,
     pub(crate) state: DataStoreState,
@@ -406,7 +410,8 @@ impl Engine {
     /// Runs the transform of the update `op` against the value the DataStore currently holds,
     /// reading live state from `live` (spec §4). The DataStore may call this several times for
     /// one request; every call reflects the state at that moment. An unknown or finished `op`
-    /// gets [`Transformed::Cancel`].
+    /// gets [`Transformed::Cancel`]; an `op` still waiting in its key's queue (no request was
+    /// sent for it: a host error) gets [`Transformed::Error`] naming it.
     pub fn transform(
         &mut self,
         op: OpId,
@@ -487,9 +492,7 @@ impl Engine {
         self.emit(Event::Print {
             message: line.into(),
         });
-        for parked in std::mem::take(&mut self.parked) {
-            self.resume_parked(now, parked);
-        }
+        self.resume_all_parked(now);
     }
 
     /// `BindToClose` fired (spec §9.4): `IsClosing` becomes true; with DataStore access every
@@ -501,9 +504,7 @@ impl Engine {
             return;
         }
         self.closing = true;
-        for parked in std::mem::take(&mut self.parked) {
-            self.resume_parked(now, parked);
-        }
+        self.resume_all_parked(now);
         self.timers
             .hasten(now.mono, |t| matches!(t, Timer::ConflictWait(_)));
         if self.state != DataStoreState::Access {
@@ -597,7 +598,7 @@ impl Engine {
         };
         o.sent = true;
         let o = &*o;
-        if o.token.domain != Domain::Live {
+        if o.token.domain() != Domain::Live {
             self.timers.set(now.mono + FRAME, Timer::MockOp(op));
             return;
         }
@@ -611,8 +612,8 @@ impl Engine {
         };
         let request = DataStoreRequest {
             op,
-            store: o.token.store.clone(),
-            key: o.token.key.clone(),
+            store: o.token.store().clone(),
+            key: o.token.key().clone(),
             kind,
         };
         self.outputs.push_back(Output::DataStore(request));
@@ -639,26 +640,26 @@ impl Engine {
     fn run_mock_op(&mut self, now: Now, op: OpId, live: &mut dyn LiveState) {
         let Some(o) = self.ops.get(&op) else { return };
         let (token, kind) = (o.token.clone(), o.kind.clone());
-        let mut store = match token.domain {
+        let mut store = match token.domain() {
             Domain::UserMock => std::mem::take(&mut self.user_mock),
             _ => std::mem::take(&mut self.fallback_mock),
         };
         let result = match kind {
             OpKind::Get(_) => {
-                let (value, key_info) = match store.read(&token.store, &token.key) {
+                let (value, key_info) = match store.read(token.store(), token.key()) {
                     Some((v, k)) => (Some(Arc::new(v)), Some(k)),
                     None => (None, None),
                 };
                 Ok(DataStoreResponse::Value { value, key_info })
             }
             OpKind::Remove(_) => {
-                store.remove(&token.store, &token.key);
+                store.remove(token.store(), token.key());
                 Ok(DataStoreResponse::Value {
                     value: None,
                     key_info: None,
                 })
             }
-            _ => match store.update(&token.store, &token.key, now.wall, |cur| {
+            _ => match store.update(token.store(), token.key(), now.wall, |cur| {
                 self.transform(op, cur, now.wall, live)
             }) {
                 MockWrite::Committed(v, k) => Ok(DataStoreResponse::Value {
@@ -672,7 +673,7 @@ impl Engine {
                 MockWrite::Failed(message) => Err(DataStoreError { message }),
             },
         };
-        match token.domain {
+        match token.domain() {
             Domain::UserMock => self.user_mock = store,
             _ => self.fallback_mock = store,
         }
@@ -701,11 +702,11 @@ impl Engine {
                         if wire::ProfileValue::of(&v).is_some_and(|p| p.was_overwritten()) {
                             self.warn(format!(
                                 "[ProfileStore]: Invalid profile was overwritten (STORE:{}; KEY:{})",
-                                op.token.store, op.token.key
+                                op.token.store(), op.token.key()
                             ));
                             self.emit(Event::OnOverwrite {
-                                store: op.token.store.to_string(),
-                                key: op.token.key.to_string(),
+                                store: op.token.store().to_string(),
+                                key: op.token.key().to_string(),
                             });
                         }
                         Outcome::Ok { value: v, key_info }
@@ -760,13 +761,14 @@ impl Engine {
     pub(crate) fn register_error(&mut self, now: Now, token: &Token, message: &str) {
         self.warn(format!(
             "[ProfileStore]: DataStore API error (STORE:{}; KEY:{}) - {message}",
-            token.store, token.key
+            token.store(),
+            token.key()
         ));
         self.critical.record_error(now.mono);
         self.emit(Event::OnError {
             message: message.to_string(),
-            store: token.store.to_string(),
-            key: token.key.to_string(),
+            store: token.store().to_string(),
+            key: token.key().to_string(),
         });
     }
 }

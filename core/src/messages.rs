@@ -165,7 +165,7 @@ impl Engine {
                 if let OpNote::DroppedMessages(n) = note {
                     self.warn(format!(
                         "[ProfileStore]: MAX_MESSAGE_QUEUE reached (STORE:{}; KEY:{}): the {n} oldest unprocessed message(s) were dropped",
-                        token.store, token.key
+                        token.store(), token.key()
                     ));
                 }
                 if let Some(&profile) = self.registry.get(&token) {

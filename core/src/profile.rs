@@ -169,8 +169,8 @@ impl Profile {
         Profile {
             id,
             store,
-            store_name: token.store.to_string(),
-            key: token.key.to_string(),
+            store_name: token.store().to_string(),
+            key: token.key().to_string(),
             kind,
             is_mock: false,
             first_session_time: pv.as_ref().and_then(|p| p.create_time()).unwrap_or(0.0),

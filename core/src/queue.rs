@@ -29,16 +29,14 @@ pub enum Domain {
 /// A session token: domain + store name + key (spec §5.1).
 ///
 /// The engine looks its tables up by token several times per request, so a token hashes its
-/// parts once, when made ([`Token::new`]): hashing a token feeds that number, and comparing two
-/// tokens compares it first. Ordered by domain, store name, key.
+/// parts once, when made ([`Token::new`]; the parts are read-only after that): hashing a token
+/// feeds that number, and comparing two tokens compares it first. Ordered by domain, store name,
+/// key.
 #[derive(Clone, Debug)]
 pub struct Token {
-    /// Domain.
-    pub domain: Domain,
-    /// Store name (inline up to 23 bytes, as are keys: making a token allocates nothing).
-    pub store: Str,
-    /// Profile key.
-    pub key: Str,
+    domain: Domain,
+    store: Str,
+    key: Str,
     hash: u64,
 }
 
@@ -82,6 +80,21 @@ impl Token {
             key,
             hash: h.finish(),
         }
+    }
+
+    /// Domain.
+    pub fn domain(&self) -> Domain {
+        self.domain
+    }
+
+    /// Store name (inline up to 23 bytes, as are keys: making a token allocates nothing).
+    pub fn store(&self) -> &Str {
+        &self.store
+    }
+
+    /// Profile key.
+    pub fn key(&self) -> &Str {
+        &self.key
     }
 
     /// The original's string form: prefix, store name, `"\0"`, key.

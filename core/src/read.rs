@@ -88,6 +88,8 @@ pub(crate) struct VersionQuery {
     is_finished: bool,
     listed: bool,
     waiting: VecDeque<CallId>,
+    /// The host forgot the query while a call on it was in progress: dropped once idle.
+    forgotten: bool,
 }
 
 /// The read transform applied locally to a value read by `GetAsync` (spec §11.1): a valid
@@ -141,7 +143,7 @@ impl Engine {
         version: Option<String>,
         query_item: Option<(QueryId, u64, usize)>,
     ) {
-        if version.is_some() && self.token(store, key).domain != Domain::Live {
+        if version.is_some() && self.token(store, key).domain() != Domain::Live {
             self.complete(Completion::Get {
                 call,
                 result: Ok(None),
@@ -325,6 +327,7 @@ impl Engine {
                 is_finished: false,
                 listed: false,
                 waiting: VecDeque::new(),
+                forgotten: false,
             },
         );
         Ok(id)
@@ -351,18 +354,28 @@ impl Engine {
     }
 
     /// Drops a version query the host no longer references (Luau's garbage collector does this
-    /// in the original). A query with a `NextAsync` call in progress is kept: the caller still
-    /// holds it.
+    /// in the original). A query with a `NextAsync` call waiting for a page, or parked until the
+    /// DataStore state is known, is dropped when those calls have their answers (the caller still
+    /// holds it until then). A version read already sent completes either way.
     pub fn forget_version_query(&mut self, query: QueryId) {
-        let busy = self
-            .queries
-            .get(&query)
-            .is_some_and(|q| q.state == QueryState::Loading || !q.waiting.is_empty())
+        if let Some(q) = self.queries.get_mut(&query) {
+            q.forgotten = true;
+        }
+        self.drop_if_forgotten(query);
+    }
+
+    /// Drops `query` if the host forgot it and no call waits on it.
+    fn drop_if_forgotten(&mut self, query: QueryId) {
+        let Some(q) = self.queries.get(&query) else {
+            return;
+        };
+        let busy = q.state == QueryState::Loading
+            || !q.waiting.is_empty()
             || self
                 .parked
                 .iter()
                 .any(|p| matches!(p, Parked::Next { query: q, .. } if *q == query));
-        if !busy {
+        if q.forgotten && !busy {
             self.queries.remove(&query);
         }
     }
@@ -376,7 +389,7 @@ impl Engine {
             });
             return;
         };
-        let domain = self.token(q.store, &q.key).domain;
+        let domain = self.token(q.store, &q.key).domain();
         if self.closing || domain != Domain::Live {
             if domain != Domain::Live && !self.warned_mock_versions {
                 self.warned_mock_versions = true;
@@ -477,9 +490,10 @@ impl Engine {
         {
             self.next_version(now, query, call);
         }
+        self.drop_if_forgotten(query);
     }
 
-    pub(crate) fn resume_parked(&mut self, now: Now, parked: Parked) {
+    fn resume_parked(&mut self, now: Now, parked: Parked) {
         if self.closing {
             let completion = match parked {
                 Parked::Start { call, .. } => Completion::SessionStart {
@@ -520,6 +534,24 @@ impl Engine {
                 self.enqueue_op(now, token, OpKind::Remove(call));
             }
             Parked::Next { call, query } => self.next_version(now, query, call),
+        }
+    }
+
+    /// Resumes every parked call, in order; then drops the forgotten queries they were on.
+    pub(crate) fn resume_all_parked(&mut self, now: Now) {
+        let parked = std::mem::take(&mut self.parked);
+        let queries: Vec<QueryId> = parked
+            .iter()
+            .filter_map(|p| match p {
+                Parked::Next { query, .. } => Some(*query),
+                _ => None,
+            })
+            .collect();
+        for p in parked {
+            self.resume_parked(now, p);
+        }
+        for query in queries {
+            self.drop_if_forgotten(query);
         }
     }
 }

@@ -481,7 +481,7 @@ impl Engine {
         let guid = ProfileValue::of(value)
             .and_then(|p| p.session_guid())
             .map(str::to_string);
-        if token.domain == Domain::Live
+        if token.domain() == Domain::Live
             && let Some(guid) = guid
         {
             let subscription = SubscriptionId(self.next_id());
@@ -522,8 +522,8 @@ impl Engine {
 
 fn already_loaded(token: &Token) -> ApiError {
     ApiError::AlreadyLoaded {
-        store: token.store.to_string(),
-        key: token.key.to_string(),
+        store: token.store().to_string(),
+        key: token.key().to_string(),
     }
 }
 

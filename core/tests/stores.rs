@@ -599,39 +599,84 @@ fn a_failed_read_from_an_earlier_page_does_not_rewind_the_next_page() {
     assert_eq!(versions, ["v2", "v3"], "v2 once, then v3");
 }
 
-/// A version query the host forgets is dropped (as Luau's collector drops it), unless a
-/// `NextAsync` call on it is in progress: then it is kept and the call completes as usual.
-/// A forgotten query is an unknown id.
+/// Answers the version listing `list` with an empty last page: `call`, the `NextAsync` waiting
+/// on it, completes with nil.
+fn answer_empty_listing(e: &mut Engine, now: Now, list: OpId, call: CallId) {
+    let page = DataStoreResponse::Page {
+        items: vec![],
+        is_finished: true,
+    };
+    e.handle_datastore_response(now, list, Ok(page));
+    assert_eq!(
+        drain(e),
+        vec![Output::Completion(Completion::Get {
+            call,
+            result: Ok(None)
+        })]
+    );
+}
+
+/// A version query the host forgets is dropped (as Luau's collector drops it); one with a
+/// `NextAsync` call waiting for a page is dropped once that call has its answer. A forgotten
+/// query is an unknown id.
 #[test]
-fn a_forgotten_version_query_is_dropped_unless_a_call_is_in_progress() {
+fn a_forgotten_version_query_is_dropped_once_no_call_waits_on_it() {
     let (mut e, store, now) = read_engine(json!({"n": 0}));
-    let q = e
-        .version_query(store.live(), "k", SortDirection::Ascending, None, None)
-        .unwrap();
+    let query = |e: &mut Engine| {
+        e.version_query(store.live(), "k", SortDirection::Ascending, None, None)
+            .unwrap()
+    };
+    let q = query(&mut e);
     let call = e.version_query_next(now, q).unwrap();
     let out = drain(&mut e);
     let Some(Output::DataStore(list)) = out.first() else {
         panic!("{out:?}")
     };
     e.forget_version_query(q);
-    let page = DataStoreResponse::Page {
-        items: vec![],
-        is_finished: true,
-    };
-    e.handle_datastore_response(now, list.op, Ok(page));
+    // Kept while loading: the call completes.
+    answer_empty_listing(&mut e, now, list.op, call);
     assert_eq!(
-        drain(&mut e),
-        vec![Output::Completion(Completion::Get {
-            call,
-            result: Ok(None)
-        })],
-        "kept while loading: the call completes"
+        e.version_query_next(now, q),
+        Err(ApiError::UnknownQuery(q.0)),
+        "then dropped"
     );
-    let idle = Input::ForgetVersionQuery { query: q };
-    assert_eq!(e.handle_input(idle, &mut NoData), InputResult::None);
+
+    let idle = query(&mut e);
+    let forget = Input::ForgetVersionQuery { query: idle };
+    assert_eq!(e.handle_input(forget, &mut NoData), InputResult::None);
+    assert_eq!(
+        e.version_query_next(now, idle),
+        Err(ApiError::UnknownQuery(idle.0))
+    );
+    assert!(drain(&mut e).is_empty());
+}
+
+/// A `NextAsync` parked until the DataStore state is known keeps a forgotten query until it
+/// has its answer.
+#[test]
+fn a_forgotten_version_query_with_a_parked_call_is_kept_until_the_call_ends() {
+    let mut e = engine(DataStoreState::NotReady);
+    let store = e.new_store("S", json!({})).unwrap();
+    let now = Now {
+        mono: 1.0,
+        wall: 1000,
+    };
+    let q = e
+        .version_query(store.live(), "k", SortDirection::Descending, None, None)
+        .unwrap();
+    let call = e.version_query_next(now, q).unwrap();
+    e.forget_version_query(q);
+    e.handle_datastore_state(now, DataStoreState::Access);
+    let out = drain(&mut e);
+    let Some(list) = out.iter().find_map(|o| match o {
+        Output::DataStore(r) => Some(r),
+        _ => None,
+    }) else {
+        panic!("the parked call lists versions: {out:?}")
+    };
+    answer_empty_listing(&mut e, now, list.op, call);
     assert_eq!(
         e.version_query_next(now, q),
         Err(ApiError::UnknownQuery(q.0))
     );
-    assert!(drain(&mut e).is_empty());
 }
