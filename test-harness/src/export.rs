@@ -172,18 +172,18 @@ pub fn export(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> 
         let versions = storage.versions(&path)?;
         if stores
             .last()
-            .is_none_or(|s| s.store != path.store || s.scope != path.scope)
+            .is_none_or(|s| s.store != path.store().as_str() || s.scope != path.scope().as_str())
         {
             stores.push(ExportedStore {
-                store: path.store.to_string(),
-                scope: path.scope.to_string(),
+                store: path.store().to_string(),
+                scope: path.scope().to_string(),
                 keys: BTreeMap::new(),
             });
         }
         if let Some(store) = stores.last_mut() {
             store
                 .keys
-                .insert(path.key.to_string(), exported_key(head, versions));
+                .insert(path.key().to_string(), exported_key(head, versions));
         }
     }
     Ok(ExportDocument {
@@ -450,7 +450,7 @@ mod tests {
     fn golden_fixture_imports_and_reads_back_through_get_async() {
         let mut storage = MemoryStorage::new();
         let report = import(&mut storage, GOLDEN, EPOCH * 1000).unwrap();
-        let names: Vec<&str> = report.imported.iter().map(|p| p.key.as_str()).collect();
+        let names: Vec<&str> = report.imported.iter().map(|p| p.key().as_str()).collect();
         assert_eq!(
             names,
             [
@@ -469,7 +469,7 @@ mod tests {
             report
                 .imported
                 .iter()
-                .all(|p| p.store == "PlayerData" && p.scope == "global")
+                .all(|p| p.store().as_str() == "PlayerData" && p.scope().as_str() == "global")
         );
 
         let mut ds = DataStoreService::new(EPOCH).with_storage(Box::new(storage));

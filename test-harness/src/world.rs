@@ -814,11 +814,11 @@ impl World {
         let mut commits = std::mem::take(&mut self.commits);
         self.datastore.swap_commits(&mut commits);
         for Committed { path, read } in commits.drain(..) {
-            let store = Str::concat(&[&path.store, ":", &path.scope]);
+            let store = Str::concat(&[path.store(), ":", path.scope()]);
             let what = match read.value.as_deref() {
                 None => Happening::Removed {
                     store,
-                    key: path.key,
+                    key: path.key().clone(),
                 },
                 Some(value) => {
                     let value = self.logged_value(Some(value));
@@ -827,7 +827,7 @@ impl World {
                         .map_or((Vec::new(), Value::Null), |k| (k.user_ids, k.metadata));
                     Happening::Write {
                         store,
-                        key: path.key,
+                        key: path.key().clone(),
                         value,
                         user_ids,
                         metadata,
@@ -836,6 +836,8 @@ impl World {
             };
             self.log(s, what);
         }
+        // Emptied, it keeps its allocation: the next swap hands it to the DataStore.
+        self.commits = commits;
     }
 
     fn logged_value(&self, value: Option<&Value>) -> Value {

@@ -122,18 +122,18 @@ fn sqlite_store_survives_a_killed_writer() {
     assert_eq!(paths.len(), KEYS as usize);
     for path in &paths {
         let head = storage.head(path).unwrap().unwrap();
-        let n = check_complete(&path.key, head.value.as_ref().unwrap());
+        let n = check_complete(path.key(), head.value.as_ref().unwrap());
         assert!(
-            n >= reported[path.key.as_str()],
+            n >= reported[path.key().as_str()],
             "{}: write {} was reported committed, found {n}",
-            path.key,
-            reported[path.key.as_str()]
+            path.key(),
+            reported[path.key().as_str()]
         );
         assert_eq!(
             head.serial,
             n / KEYS + 1,
             "{}: one serial per write",
-            path.key
+            path.key()
         );
         // Head and latest version were committed together.
         let latest = storage.latest_version(path).unwrap().unwrap();
@@ -142,7 +142,7 @@ fn sqlite_store_survives_a_killed_writer() {
             (head.version.as_str(), head.value.as_ref())
         );
         for v in storage.versions(path).unwrap() {
-            check_complete(&path.key, v.value.as_ref().unwrap());
+            check_complete(path.key(), v.value.as_ref().unwrap());
         }
     }
     // And the DataStore reads it back.

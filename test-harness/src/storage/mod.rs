@@ -28,17 +28,15 @@ use std::sync::Arc;
 /// Where a key lives: DataStore name, scope and key name.
 ///
 /// Every DataStore request looks its path up several times (storage, throughput, cache), so a
-/// path hashes its key name once, when made ([`KeyPath::new`]): hashing a path feeds that
+/// path hashes its key name once, when made ([`KeyPath::new`]; the parts are read-only after
+/// that): hashing a path feeds that
 /// number (the key name tells paths apart; the stores and scopes of a world are few), and
 /// comparing two paths compares it first. Ordered by store, scope, key.
 #[derive(Clone, Debug)]
 pub struct KeyPath {
-    /// DataStore name (`DataStoreService:GetDataStore(name)`).
-    pub store: Str,
-    /// Scope (`"global"` unless given).
-    pub scope: Str,
-    /// Key name.
-    pub key: Str,
+    store: Str,
+    scope: Str,
+    key: Str,
     key_hash: u64,
 }
 
@@ -54,6 +52,21 @@ impl KeyPath {
             key: key.into(),
             key_hash: h.finish(),
         }
+    }
+
+    /// DataStore name (`DataStoreService:GetDataStore(name)`).
+    pub fn store(&self) -> &Str {
+        &self.store
+    }
+
+    /// Scope (`"global"` unless given).
+    pub fn scope(&self) -> &Str {
+        &self.scope
+    }
+
+    /// Key name.
+    pub fn key(&self) -> &Str {
+        &self.key
     }
 }
 

@@ -312,7 +312,11 @@ fn read_head(conn: &Connection, path: &KeyPath) -> Result<Option<Head>, StorageE
             &format!(
                 "SELECT {HEAD_COLUMNS} FROM keys WHERE store = ?1 AND scope = ?2 AND key = ?3"
             ),
-            params![path.store.as_str(), path.scope.as_str(), path.key.as_str()],
+            params![
+                path.store().as_str(),
+                path.scope().as_str(),
+                path.key().as_str()
+            ],
             raw_head,
         )
         .optional()
@@ -328,7 +332,7 @@ fn read_latest(conn: &Connection, path: &KeyPath) -> Result<Option<StoredVersion
                 "SELECT {VERSION_COLUMNS} FROM versions WHERE store = ?1 AND scope = ?2 AND key = ?3 \
                  ORDER BY slot DESC LIMIT 1"
             ),
-            params![path.store.as_str(), path.scope.as_str(), path.key.as_str()],
+            params![path.store().as_str(), path.scope().as_str(), path.key().as_str()],
             raw_version,
         )
         .optional()
@@ -341,9 +345,9 @@ fn write_head(conn: &Connection, path: &KeyPath, head: &Head) -> Result<(), Stor
     conn.execute(
         &format!("INSERT OR REPLACE INTO keys (store, scope, key, {HEAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         params![
-            path.store.as_str(),
-            path.scope.as_str(),
-            path.key.as_str(),
+            path.store().as_str(),
+            path.scope().as_str(),
+            path.key().as_str(),
             head.value.as_deref().map(json_text),
             head.created_ms,
             head.updated_ms,
@@ -364,9 +368,9 @@ fn write_version(conn: &Connection, path: &KeyPath, v: &StoredVersion) -> Result
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ),
         params![
-            path.store.as_str(),
-            path.scope.as_str(),
-            path.key.as_str(),
+            path.store().as_str(),
+            path.scope().as_str(),
+            path.key().as_str(),
             to_i64(path, "slot", v.slot)?,
             v.version.as_str(),
             v.opened_ms,
@@ -400,7 +404,11 @@ impl Storage for SqliteStorage {
             .map_err(db_error("list versions"))?;
         let raws = stmt
             .query_map(
-                params![path.store.as_str(), path.scope.as_str(), path.key.as_str()],
+                params![
+                    path.store().as_str(),
+                    path.scope().as_str(),
+                    path.key().as_str()
+                ],
                 raw_version,
             )
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -426,7 +434,7 @@ impl Storage for SqliteStorage {
                 if let Some(previous) = &latest {
                     tx.execute(
                         "UPDATE versions SET superseded_ms = ?5 WHERE store = ?1 AND scope = ?2 AND key = ?3 AND slot = ?4",
-                        params![path.store.as_str(), path.scope.as_str(), path.key.as_str(), to_i64(path, "slot", previous.slot)?, v.created_ms],
+                        params![path.store().as_str(), path.scope().as_str(), path.key().as_str(), to_i64(path, "slot", previous.slot)?, v.created_ms],
                     )
                     .map_err(db_error("supersede version"))?;
                 }
@@ -505,7 +513,11 @@ impl Storage for SqliteStorage {
             .map_err(db_error("begin import"))?;
         tx.execute(
             "DELETE FROM versions WHERE store = ?1 AND scope = ?2 AND key = ?3",
-            params![path.store.as_str(), path.scope.as_str(), path.key.as_str()],
+            params![
+                path.store().as_str(),
+                path.scope().as_str(),
+                path.key().as_str()
+            ],
         )
         .map_err(db_error("clear versions"))?;
         write_head(&tx, path, head)?;
