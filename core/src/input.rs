@@ -359,7 +359,7 @@ impl Engine {
     ///
     /// Host errors are refused with [`InputResult::Done`] holding the error, and change nothing:
     /// an input whose `now.mono` is not a finite number, and an answer for a DataStore request
-    /// the engine has not sent.
+    /// the engine has not sent (a transform for such a request returns a transform error).
     pub fn handle_input(&mut self, input: Input, live: &mut dyn LiveState) -> InputResult {
         use Input as I;
         if let Some(now) = input.now()

@@ -6,7 +6,6 @@
 //! an idle token (the original's test checks this).
 
 use std::collections::VecDeque;
-
 use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap, FxHasher};
