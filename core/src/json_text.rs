@@ -15,7 +15,7 @@ pub fn serialize<S: Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
 /// Parses a value from JSON text.
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
     let text = String::deserialize(d)?;
-    serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    Value::from_json_text(&text).map_err(serde::de::Error::custom)
 }
 
 /// The same for `Option<Value>`.
@@ -33,7 +33,7 @@ pub mod option {
     /// Parses an optional JSON text.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
         Option::<String>::deserialize(d)?
-            .map(|t| serde_json::from_str(&t).map_err(serde::de::Error::custom))
+            .map(|t| Value::from_json_text(&t).map_err(serde::de::Error::custom))
             .transpose()
     }
 }

@@ -253,3 +253,23 @@ fn a_diverging_replay_is_detected() {
     }
     assert!(diverged > 0);
 }
+
+/// A recorded input carrying JSON nested deeper than `serde_json`'s 128-level parsing limit
+/// decodes (traces carry JSON as text: it used to encode and then fail to decode).
+#[test]
+fn a_deeply_nested_value_survives_a_trace_round_trip() {
+    let mut data = json!("leaf");
+    for _ in 0..500 {
+        data = Value::from(vec![data]);
+    }
+    let input = Input::MessageReceived {
+        now: Now { mono: 1.0, wall: 1 },
+        subscription: SubscriptionId(3),
+        data,
+    };
+    let config = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(&input, config).unwrap();
+    let (back, used): (Input, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+    assert_eq!(used, bytes.len());
+    assert_eq!(back, input);
+}

@@ -234,7 +234,7 @@ pub fn import(
     text: &str,
     now_ms: i64,
 ) -> Result<ImportReport, ExportError> {
-    let json: Value = serde_json::from_str(text).map_err(|e| ExportError::Parse(e.to_string()))?;
+    let json = Value::from_json_text(text).map_err(|e| ExportError::Parse(e.to_string()))?;
     if json.get("format").is_some() {
         let document: ExportDocument = serde_json::from_value(serde_json::Value::from(json))
             .map_err(|e| ExportError::Parse(e.to_string()))?;

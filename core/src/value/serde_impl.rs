@@ -159,3 +159,18 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Object(Map::from_entries(entries).into()))
     }
 }
+
+impl Value {
+    /// Parses JSON text, nested as deeply as a value can be written.
+    ///
+    /// `serde_json::from_str` refuses text nested deeper than 128 levels, though any value can
+    /// be written out: a stored value, a recorded input or an export deeper than that would not
+    /// read back. This reads any depth, growing the stack as needed on deep text.
+    pub fn from_json_text(text: &str) -> serde_json::Result<Value> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        de.disable_recursion_limit();
+        let value = Value::deserialize(serde_stacker::Deserializer::new(&mut de))?;
+        de.end()?;
+        Ok(value)
+    }
+}

@@ -421,3 +421,27 @@ fn concat_builds_short_and_long_strings() {
     assert_eq!(long.as_str(), format!("{}ébc", "a".repeat(20)));
     assert_eq!(Value::from(long).json_len(), 2 + 20 + 2 + 2);
 }
+
+/// Text nested far deeper than `serde_json`'s 128-level parsing limit reads back: every value
+/// that can be written can be read (stored values, recorded inputs, exports).
+#[test]
+fn deeply_nested_text_reads_back() {
+    let mut v = json!({"n": 1});
+    for i in 0..2_000 {
+        v = if i % 2 == 0 {
+            Value::from(vec![v])
+        } else {
+            let mut o = json!({});
+            o["k"] = v;
+            o
+        };
+    }
+    let text = v.to_string();
+    assert!(serde_json::from_str::<serde_json::Value>(&text).is_err());
+    let back = Value::from_json_text(&text).unwrap();
+    assert_eq!(back, v);
+    assert_eq!(back.json_len(), text.len());
+    // Trailing text is still refused, as `serde_json::from_str` refuses it.
+    assert!(Value::from_json_text("[1] x").is_err());
+    assert!(Value::from_json_text("[[1]").is_err());
+}

@@ -340,7 +340,7 @@ pub fn decode_value(bytes: &[u8]) -> Result<Value, RequestError> {
             e.valid_up_to()
         ),
     })?;
-    serde_json::from_str(text).map_err(|e| {
+    Value::from_json_text(text).map_err(|e| {
         let what = match non_finite_token(text) {
             Some(token) => token,
             None if e.to_string().contains("number out of range") => "inf".to_string(),

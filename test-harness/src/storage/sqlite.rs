@@ -195,7 +195,7 @@ fn json_text(v: &Value) -> String {
 }
 
 fn parse_json(path: &str, column: &str, text: &str) -> Result<Value, StorageError> {
-    serde_json::from_str(text).map_err(|e| StorageError::Corrupt {
+    Value::from_json_text(text).map_err(|e| StorageError::Corrupt {
         path: path.to_string(),
         problem: format!("column {column} is not valid JSON: {e}"),
     })
@@ -551,6 +551,31 @@ mod tests {
         assert_eq!(again.paths().unwrap(), paths);
         assert_eq!(again.head(&p).unwrap(), head);
         assert_eq!(again.versions(&p).unwrap(), versions);
+    }
+
+    /// A value nested deeper than `serde_json`'s 128-level parsing limit is stored and reads
+    /// back, also after the file is reopened (it used to read back as corrupt data).
+    #[test]
+    fn a_deeply_nested_value_reads_back() {
+        use crate::datastore::{DataStoreService, ServerId, StoreName};
+        let mut v = Value::from(1);
+        for _ in 0..500 {
+            v = Value::from(vec![v]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("deep.db");
+        let store = StoreName::new("S");
+        let mut ds =
+            DataStoreService::new(0).with_storage(Box::new(SqliteStorage::open(&file).unwrap()));
+        ds.set_async(1.0, ServerId(1), &store, "k", v.clone(), Default::default())
+            .unwrap();
+        drop(ds);
+        let mut ds =
+            DataStoreService::new(0).with_storage(Box::new(SqliteStorage::open(&file).unwrap()));
+        let read = ds
+            .get_async(10.0, ServerId(2), &store, "k", Default::default())
+            .unwrap();
+        assert_eq!(read.value, Some(v));
     }
 
     #[test]
