@@ -75,7 +75,11 @@ pub fn save_transform(current: Option<&Value>, ctx: SaveContext<'_>) -> (Transfo
     match wire::classify_ref(current) {
         ClassifiedRef::Valid(stored) => {
             let owned = matches!(ctx.mode, SaveMode::Overwrite(_))
-                || owns_session(ctx.identity, &ProfileValue(stored), ctx.load_index);
+                || owns_session(
+                    ctx.identity,
+                    &ProfileValue::of_object(stored),
+                    ctx.load_index,
+                );
             // An owned save replaces Data: do not copy the old one.
             let data = if owned && ctx.data.is_some() {
                 StoredData::Replace

@@ -158,7 +158,7 @@ pub fn start_transform(current: Option<&Value>, ctx: &StartContext<'_>) -> Trans
 
 /// The existing-profile hook (spec §5.3): take, keep, ask, or leave the lock.
 fn claim_existing(obj: &mut wire::Object, ctx: &StartContext<'_>) {
-    let last_update = ProfileValue(obj).last_update();
+    let last_update = ProfileValue::of_object(obj).last_update();
     let meta = wire::meta_mut(obj);
     let take = |meta: &mut wire::Object| {
         meta.insert("ActiveSession".into(), ctx.identity.lock_tag(ctx.guid));

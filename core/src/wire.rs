@@ -260,18 +260,30 @@ pub fn new_profile(template: &Value, wall_now: i64, global_updates: Value) -> Ob
     obj
 }
 
-/// Read access to a valid profile's fields.
-pub struct ProfileValue<'a>(pub &'a Object);
+/// Read access to a valid profile's fields (`MetaData` is looked up once, when wrapped: most
+/// reads are of its fields).
+pub struct ProfileValue<'a> {
+    obj: &'a Object,
+    meta: Option<&'a Object>,
+}
 
 impl<'a> ProfileValue<'a> {
     /// Wraps a stored value if it is an object.
     pub fn of(v: &'a Value) -> Option<Self> {
-        v.as_object().map(ProfileValue)
+        v.as_object().map(ProfileValue::of_object)
+    }
+
+    /// Wraps a stored object.
+    pub fn of_object(obj: &'a Object) -> Self {
+        ProfileValue {
+            obj,
+            meta: obj.get("MetaData").and_then(Value::as_object),
+        }
     }
 
     /// `MetaData`, if it is an object.
     pub fn meta(&self) -> Option<&'a Object> {
-        self.0.get("MetaData").and_then(Value::as_object)
+        self.meta
     }
 
     /// `MetaData.ActiveSession` if it is a lock tag.
@@ -311,7 +323,7 @@ impl<'a> ProfileValue<'a> {
 
     /// The entries of `GlobalUpdates[2]` (empty when malformed).
     pub fn global_update_entries(&self) -> &'a [Value] {
-        self.0
+        self.obj
             .get("GlobalUpdates")
             .and_then(|g| g.get(1))
             .and_then(Value::as_array)
@@ -320,7 +332,7 @@ impl<'a> ProfileValue<'a> {
 
     /// `WasOverwritten == true`.
     pub fn was_overwritten(&self) -> bool {
-        self.0.get("WasOverwritten") == Some(&Value::Bool(true))
+        self.obj.get("WasOverwritten") == Some(&Value::Bool(true))
     }
 }
 
