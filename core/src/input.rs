@@ -3,8 +3,8 @@
 //! A host that records calls [`Engine::handle_input`] with each [`Input`] and wraps its
 //! [`LiveState`] in a [`Recorder`], which captures what the host answered (`Profile.Data`,
 //! `RobloxMetaData`, `Cancel`) in the input's [`LiveAnswers`]. Replaying the recorded inputs on a
-//! fresh engine built with the same [`EngineConfig`] gives identical outputs, with no host at
-//! all: the answers come back from the recording ([`Replayer`]).
+//! fresh engine built with the same [`EngineConfig`](crate::EngineConfig) gives identical
+//! outputs, with no host at all: the answers come back from the recording ([`Replayer`]).
 //!
 //! JSON values are carried as text ([`crate::json_text`]), so the stream encodes with bincode.
 

@@ -79,7 +79,7 @@
 //!
 //! One module per concept of the spec: [`wire`] (§1), [`constants`] (§2), [`session`] (§5),
 //! [`queue`] (§6), [`autosave`] (§7), [`save`] (§8–9), [`messages`] (§10), [`read`] (§11),
-//! [`critical`] (§12), [`mock`] (§14), [`reconcile`] (§15), [`profile`] (§16). Where the original
+//! [`critical`] (§12), [`mock`] (§14), [`reconcile`](mod@reconcile) (§15), [`profile`] (§16). Where the original
 //! has a defect (spec §19) the engine does better; each case is listed in `docs/DEVIATIONS.md`.
 //! Stored values, `Profile.Data` and messages are [`value::Value`]s: JSON values with
 //! `serde_json::Value`'s API whose copies share structure.

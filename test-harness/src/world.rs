@@ -497,7 +497,7 @@ impl World {
     /// Server `s` dies at once: no final save; its requests and subscriptions are gone.
     pub fn crash(&mut self, s: usize) {
         self.stop(s);
-        self.log(s, Happening::Crashed);
+        self.log_happening(s, Happening::Crashed);
     }
 
     /// Server `s` stops running: nothing reaches it any more.
@@ -609,7 +609,7 @@ impl World {
         self.pending.push(at, pending);
     }
 
-    fn log(&mut self, server: usize, what: Happening) {
+    fn log_happening(&mut self, server: usize, what: Happening) {
         self.log.push(Logged {
             t: self.now,
             server,
@@ -697,7 +697,7 @@ impl World {
                             .messaging
                             .publish(self.now, self.servers[s].id, &topic, &data)
                             .is_err();
-                    self.log(s, Happening::Published { topic, data, lost });
+                    self.log_happening(s, Happening::Published { topic, data, lost });
                 }
                 Output::Completion(mut c) => {
                     if let Completion::SessionStart {
@@ -718,13 +718,13 @@ impl World {
                             .insert(loaded.profile, std::mem::take(&mut loaded.roblox_metadata));
                     }
                     let closed = matches!(c, Completion::Shutdown);
-                    self.log(s, Happening::Output(Output::Completion(c)));
+                    self.log_happening(s, Happening::Output(Output::Completion(c)));
                     if closed {
                         // BindToClose returned: the server closes (gracefully, no kill).
                         self.stop(s);
                     }
                 }
-                other => self.log(s, Happening::Output(other)),
+                other => self.log_happening(s, Happening::Output(other)),
             }
         }
     }
@@ -834,7 +834,7 @@ impl World {
                     }
                 }
             };
-            self.log(s, what);
+            self.log_happening(s, what);
         }
         // Emptied, it keeps its allocation: the next swap hands it to the DataStore.
         self.commits = commits;
