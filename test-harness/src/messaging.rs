@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use rustc_hash::FxHashMap;
 
 use profilestore_core::guid::GuidGenerator;
-use profilestore_core::value::Value;
+use profilestore_core::value::{MAX_DEPTH, Value};
 
 use crate::datastore::ServerId;
 
@@ -110,6 +110,14 @@ pub enum MessagingError {
         topic: String,
         /// Encoded size in bytes.
         size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The payload nests deeper than [`MAX_DEPTH`] levels (it would also be over 1 kB).
+    #[error("PublishAsync: message nests deeper than {limit} levels on topic {topic:?}.")]
+    MessageTooDeep {
+        /// Topic.
+        topic: String,
         /// The limit.
         limit: usize,
     },
@@ -262,6 +270,12 @@ impl MessagingService {
         data: &Value,
     ) -> Result<Published, MessagingError> {
         self.check_topic(topic)?;
+        if data.nested_deeper_than(MAX_DEPTH) {
+            return Err(MessagingError::MessageTooDeep {
+                topic: topic.to_string(),
+                limit: MAX_DEPTH,
+            });
+        }
         let size = data.json_len();
         if let Some(limit) = self.config.max_message_bytes
             && size > limit
@@ -454,9 +468,28 @@ mod tests {
             ..MessagingConfig::roblox(1)
         };
         assert!(
-            MessagingService::new(unlimited)
+            MessagingService::new(unlimited.clone())
                 .publish(0.0, A, "t", &json!("x".repeat(5000)))
                 .is_ok()
+        );
+        // A payload nested deeper than a value may be is refused as such, with or without the
+        // size limit, before anything measures it level by level.
+        let mut deep = json!(1);
+        for _ in 0..=profilestore_core::value::MAX_DEPTH {
+            deep = Value::from(vec![deep]);
+        }
+        let too_deep = MessagingError::MessageTooDeep {
+            topic: "t".into(),
+            limit: 512,
+        };
+        assert_eq!(ms.publish(0.0, A, "t", &deep), Err(too_deep.clone()));
+        assert_eq!(
+            too_deep.to_string(),
+            "PublishAsync: message nests deeper than 512 levels on topic \"t\"."
+        );
+        assert_eq!(
+            MessagingService::new(unlimited).publish(0.0, A, "t", &deep),
+            Err(too_deep)
         );
         assert_eq!(ms.subscribe(A, ""), Err(MessagingError::TopicEmpty));
         assert_eq!(

@@ -1,38 +1,94 @@
-//! The length of a value's compact JSON text, without writing it: every DataStore write is
-//! measured against the 4 MB limit (`shared/spec/roblox-datastore.md`), so this is on the hot
-//! path of every simulation. Arrays and objects remember their length until written.
+//! The length of a value's compact JSON text, without writing it, and how deeply it nests:
+//! every DataStore write is measured against the 4 MB limit (`shared/spec/roblox-datastore.md`)
+//! and [`super::MAX_DEPTH`], so this is on the hot path of every simulation. Arrays and objects
+//! remember both measurements until written, and one walk takes both.
 
-use std::sync::atomic::Ordering;
-
-use super::{Node, Number, Value};
+use super::{Measure, Node, Number, Value};
 
 impl Value {
     /// The length in bytes of this value's compact JSON text: exactly
     /// `serde_json::to_string(self).len()`. Arrays and objects measured before and not written
-    /// since cost nothing to measure again.
+    /// since cost nothing to measure again. Measuring recurses as deep as the value: see
+    /// [`Value::json_len_within`] for a value of unknown origin.
     pub fn json_len(&self) -> usize {
-        match self {
-            Value::Null | Value::Bool(true) => 4,
-            Value::Bool(false) => 5,
-            Value::Number(n) => number_len(n),
-            Value::String(s) => string_len(s),
-            Value::Array(a) => cached(&a.0, |items| {
-                2 + items.len().saturating_sub(1) + items.iter().map(Value::json_len).sum::<usize>()
-            }),
-            Value::Object(o) => cached(&o.0, |map| map.json_len(Value::json_len)),
+        self.measure_unbounded().0
+    }
+
+    /// How many levels of arrays and objects this value nests: 0 for a scalar, 1 for `[]` or
+    /// `{"a": 1}`, 2 for `[[]]`. Measured with (and cached like) [`Value::json_len`].
+    pub fn depth(&self) -> usize {
+        self.measure_unbounded().1
+    }
+
+    /// [`Value::json_len`] if this value nests at most `depth` levels, else `None`; it never
+    /// recurses more than `depth` levels, whatever the value. The check to make before
+    /// measuring, storing or writing out a value that may be pathological.
+    pub fn json_len_within(&self, depth: usize) -> Option<usize> {
+        self.measure(depth).map(|(len, _)| len)
+    }
+
+    /// Whether this value nests deeper than `limit` levels (see [`Value::depth`]), found
+    /// without recursing more than `limit` levels.
+    pub fn nested_deeper_than(&self, limit: usize) -> bool {
+        self.measure(limit).is_none()
+    }
+
+    /// The JSON length and depth, measured however deep the value is.
+    pub(super) fn measure_unbounded(&self) -> (usize, usize) {
+        match self.measure(usize::MAX) {
+            Some(measured) => measured,
+            None => unreachable!("no value nests usize::MAX levels"),
         }
+    }
+
+    /// The JSON length and depth, or `None` if deeper than `limit`.
+    fn measure(&self, limit: usize) -> Option<(usize, usize)> {
+        let mut depth = 0;
+        let len = item_len(self, limit, &mut depth)?;
+        Some((len, depth))
     }
 }
 
-fn cached<T>(node: &Node<T>, measure: impl FnOnce(&T) -> usize) -> usize {
-    match node.json_len.load(Ordering::Relaxed) {
-        0 => {
-            let len = measure(&node.items);
-            node.json_len.store(len, Ordering::Relaxed);
-            len
-        }
-        len => len,
+/// The JSON length of `item`, raising `depth` to its depth; `None` if deeper than `limit`.
+#[inline]
+fn item_len(item: &Value, limit: usize, depth: &mut usize) -> Option<usize> {
+    let (len, item_depth) = match item {
+        Value::Null | Value::Bool(true) => return Some(4),
+        Value::Bool(false) => return Some(5),
+        Value::Number(n) => return Some(number_len(n)),
+        Value::String(s) => return Some(string_len(s)),
+        Value::Array(a) => measure_node(&a.0, limit, |items, limit| {
+            let (mut len, mut depth) = (2 + items.len().saturating_sub(1), 0);
+            for item in items {
+                len += item_len(item, limit, &mut depth)?;
+            }
+            Some((len, depth))
+        })?,
+        Value::Object(o) => measure_node(&o.0, limit, |map, limit| {
+            let mut depth = 0;
+            let len = map.json_len(|value| item_len(value, limit, &mut depth))?;
+            Some((len, depth))
+        })?,
+    };
+    *depth = (*depth).max(item_depth);
+    Some(len)
+}
+
+/// `node`'s cached length and depth, or measured by `children` (length, and depth of the
+/// deepest child, each child within the given limit) if not known; `None` if deeper than
+/// `limit`.
+fn measure_node<T>(
+    node: &Node<T>,
+    limit: usize,
+    children: impl FnOnce(&T, usize) -> Option<(usize, usize)>,
+) -> Option<(usize, usize)> {
+    if let Some(m) = node.measured() {
+        return (m.depth <= limit).then_some((m.len, m.depth));
     }
+    let (len, child_depth) = children(&node.items, limit.checked_sub(1)?)?;
+    let depth = child_depth + 1;
+    node.remember(Measure { len, depth });
+    Some((len, depth))
 }
 
 /// Extra bytes serde_json's escaping adds per byte: `\"`, `\\` and the short escapes of

@@ -165,14 +165,17 @@ impl Map {
             .retain_mut(|slot| keep(&slot.key, &mut slot.value));
     }
 
-    /// The length of this map's compact JSON text, each value measured by `value_len`.
-    pub(super) fn json_len(&self, value_len: impl Fn(&Value) -> usize) -> usize {
-        2 + self.entries.len().saturating_sub(1)
-            + self
-                .entries
-                .iter()
-                .map(|slot| slot.key_json + 1 + value_len(&slot.value))
-                .sum::<usize>()
+    /// The length of this map's compact JSON text, each value measured by `value_len` (`None`
+    /// if a value could not be).
+    pub(super) fn json_len(
+        &self,
+        mut value_len: impl FnMut(&Value) -> Option<usize>,
+    ) -> Option<usize> {
+        let mut len = 2 + self.entries.len().saturating_sub(1);
+        for slot in &self.entries {
+            len += slot.key_json + 1 + value_len(&slot.value)?;
+        }
+        Some(len)
     }
 
     /// The entries in key order.

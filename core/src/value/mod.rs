@@ -13,7 +13,11 @@
 //!   `value["key"] = ...`) copies only the containers on the path to the write, one level each,
 //!   and only when they are shared (copy on write);
 //! - every array and object caches the length of its compact JSON text ([`Value::json_len`]), so
-//!   measuring a value whose `Data` was not touched costs a few additions.
+//!   measuring a value whose `Data` was not touched costs a few additions;
+//! - values nest at most [`MAX_DEPTH`] levels where they come in from text or go to a store
+//!   ([`Value::from_json_text`], [`Value::nested_deeper_than`]): reading, writing, comparing and
+//!   dropping a value recurse once per level, and a value nested tens of thousands deep would
+//!   overflow the stack.
 //!
 //! The API follows `serde_json::Value` (same variants, `as_*`, `is_*`, `get`, indexing, [`json!`],
 //! `Display` as compact JSON text), values serialise to exactly the text `serde_json` gives
@@ -30,7 +34,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use serde_json::Number;
 use smol_str::SmolStr;
@@ -173,18 +177,26 @@ impl fmt::Display for Str {
     }
 }
 
-/// A shared container with the cached length of its compact JSON text (0: not measured yet;
-/// every array or object text is at least 2 bytes long).
+/// The deepest nesting of arrays and objects a value may have where it is read from text or
+/// written to a store: `[]` is one level, `[[]]` two, a profile's `Data` one below the profile.
+///
+/// Roblox documents no such limit. Ours keeps every recursive walk of a value (serialising,
+/// comparing, dropping, measuring) within a few hundred kilobytes of stack, so a malformed
+/// file or a pathological value gets an error instead of aborting the process.
+pub const MAX_DEPTH: usize = 512;
+
+/// A shared container with the length of its compact JSON text and its depth, measured together
+/// and cached in one word ([`Measure`]; 0: not measured yet).
 struct Node<T> {
     items: T,
-    json_len: AtomicUsize,
+    measured: AtomicU64,
 }
 
 impl<T: Clone> Clone for Node<T> {
     fn clone(&self) -> Self {
         Node {
             items: self.items.clone(),
-            json_len: AtomicUsize::new(self.json_len.load(Ordering::Relaxed)),
+            measured: AtomicU64::new(self.measured.load(Ordering::Relaxed)),
         }
     }
 }
@@ -193,15 +205,60 @@ impl<T> Node<T> {
     fn new(items: T) -> Arc<Self> {
         Arc::new(Node {
             items,
-            json_len: AtomicUsize::new(0),
+            measured: AtomicU64::new(0),
         })
+    }
+
+    /// The cached measurement, if any.
+    fn measured(&self) -> Option<Measure> {
+        Measure::unpack(self.measured.load(Ordering::Relaxed))
+    }
+
+    /// Caches `m` (one that does not fit the word is not cached: measured again when asked).
+    fn remember(&self, m: Measure) {
+        self.measured.store(m.pack(), Ordering::Relaxed);
+    }
+
+    /// Forgets the cached measurement.
+    fn forget(&mut self) {
+        *self.measured.get_mut() = 0;
     }
 }
 
-/// Unshares `node` if needed and forgets its measured length: the way to every write.
+/// A container's JSON length and depth, as cached in a [`Node`]: the length in the low 48 bits,
+/// the depth in the high 16. Every container is at least 2 bytes long and 1 level deep, so 0
+/// means "not measured".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Measure {
+    len: usize,
+    depth: usize,
+}
+
+impl Measure {
+    const LEN_BITS: u32 = 48;
+
+    fn unpack(word: u64) -> Option<Measure> {
+        (word != 0).then_some(Measure {
+            len: (word & ((1 << Self::LEN_BITS) - 1)) as usize,
+            depth: (word >> Self::LEN_BITS) as usize,
+        })
+    }
+
+    /// The cached word, or 0 (not cached) for a length or depth too large for it.
+    fn pack(self) -> u64 {
+        match (u64::try_from(self.len), u64::try_from(self.depth)) {
+            (Ok(len), Ok(depth)) if len >> Self::LEN_BITS == 0 && depth >> 16 == 0 => {
+                len | depth << Self::LEN_BITS
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// Unshares `node` if needed and forgets its measurements: the way to every write.
 fn write<T: Clone>(node: &mut Arc<Node<T>>) -> &mut T {
     let node = Arc::make_mut(node);
-    *node.json_len.get_mut() = 0;
+    node.forget();
     &mut node.items
 }
 
@@ -244,24 +301,37 @@ impl Array {
             let old = &self.0;
             let mut items = Vec::with_capacity(old.items.len() + old.items.len() / 2 + 1);
             items.extend(old.items.iter().cloned());
-            let json_len = AtomicUsize::new(old.json_len.load(Ordering::Relaxed));
-            self.0 = Arc::new(Node { items, json_len });
+            let measured = AtomicU64::new(old.measured.load(Ordering::Relaxed));
+            self.0 = Arc::new(Node { items, measured });
         }
         let node = Arc::make_mut(&mut self.0);
-        let len = node.json_len.get_mut();
-        if *len != 0 {
-            *len += usize::from(!node.items.is_empty()) + value.json_len();
+        if let Some(m) = Measure::unpack(*node.measured.get_mut()) {
+            let (len, depth) = value.measure_unbounded();
+            *node.measured.get_mut() = Measure {
+                len: m.len + usize::from(!node.items.is_empty()) + len,
+                depth: m.depth.max(depth + 1),
+            }
+            .pack();
         }
         node.items.push(value);
     }
 
-    /// Removes the last item, keeping a measured length up to date.
+    /// Removes the last item, keeping a measured length (and depth) up to date.
     pub fn pop(&mut self) -> Option<Value> {
         let node = Arc::make_mut(&mut self.0);
         let value = node.items.pop()?;
-        let len = node.json_len.get_mut();
-        if *len != 0 {
-            *len -= usize::from(!node.items.is_empty()) + value.json_len();
+        if let Some(m) = Measure::unpack(*node.measured.get_mut()) {
+            let (len, depth) = value.measure_unbounded();
+            *node.measured.get_mut() = if depth > 0 && depth + 1 >= m.depth {
+                // A container that may have been the deepest item: measure again when asked.
+                0
+            } else {
+                Measure {
+                    len: m.len - usize::from(!node.items.is_empty()) - len,
+                    depth: m.depth,
+                }
+                .pack()
+            };
         }
         Some(value)
     }

@@ -161,16 +161,54 @@ impl<'de> Visitor<'de> for ValueVisitor {
 }
 
 impl Value {
-    /// Parses JSON text, nested as deeply as a value can be written.
+    /// Parses JSON text nested up to [`MAX_DEPTH`](super::MAX_DEPTH) levels: as deep as a value
+    /// can be stored.
     ///
-    /// `serde_json::from_str` refuses text nested deeper than 128 levels, though any value can
-    /// be written out: a stored value, a recorded input or an export deeper than that would not
-    /// read back. This reads any depth, growing the stack as needed on deep text.
+    /// `serde_json::from_str` refuses text nested deeper than 128 levels, though a store takes
+    /// deeper values: a stored value, a recorded input or an export deeper than that would not
+    /// read back. Text nested deeper than `MAX_DEPTH` is refused before any of it is parsed,
+    /// naming the limit and where the text passes it.
     pub fn from_json_text(text: &str) -> serde_json::Result<Value> {
+        if let Some(at) = passes_depth(text.as_bytes(), super::MAX_DEPTH) {
+            return Err(serde::de::Error::custom(format_args!(
+                "JSON text nests deeper than {} levels (byte {at} opens level {})",
+                super::MAX_DEPTH,
+                super::MAX_DEPTH + 1
+            )));
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         de.disable_recursion_limit();
         let value = Value::deserialize(serde_stacker::Deserializer::new(&mut de))?;
         de.end()?;
         Ok(value)
     }
+}
+
+/// The offset of the first `[` or `{` of `text` (outside strings) that opens a level deeper
+/// than `limit`, if any. Text that is not JSON is left for the parser to refuse.
+fn passes_depth(text: &[u8], limit: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (at, &b) in text.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(at);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }

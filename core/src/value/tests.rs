@@ -389,6 +389,10 @@ mod shared_copies {
                 for (c, m) in copies.iter().zip(&model) {
                     prop_assert_eq!(c, m);
                     prop_assert_eq!(c.json_len(), c.to_string().len());
+                    let depth = super::serde_depth(m);
+                    prop_assert_eq!(c.depth(), depth);
+                    prop_assert!(!c.nested_deeper_than(depth));
+                    prop_assert!(depth == 0 || c.nested_deeper_than(depth - 1));
                 }
             }
             prop_assert_eq!(original.to_string(), text);
@@ -422,12 +426,53 @@ fn concat_builds_short_and_long_strings() {
     assert_eq!(Value::from(long).json_len(), 2 + 20 + 2 + 2);
 }
 
-/// Text nested far deeper than `serde_json`'s 128-level parsing limit reads back: every value
-/// that can be written can be read (stored values, recorded inputs, exports).
+/// How deep `v` nests, counted on `serde_json`'s tree: the reference for [`Value::depth`].
+fn serde_depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(serde_depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(serde_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Depth counts levels of arrays and objects: a scalar is 0 deep, `[]` and `{}` 1.
 #[test]
-fn deeply_nested_text_reads_back() {
-    let mut v = json!({"n": 1});
-    for i in 0..2_000 {
+fn depth_counts_levels_of_containers() {
+    let cases = [
+        ("1", 0),
+        ("\"[[\"", 0),
+        ("[]", 1),
+        ("{}", 1),
+        ("[1, 2]", 1),
+        ("[[]]", 2),
+        (r#"{"a": [1, {"b": []}], "c": {}}"#, 4),
+        (r#"[[[1]], {"x": "]]]"}]"#, 3),
+    ];
+    for (text, depth) in cases {
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v.depth(), depth, "{text}");
+        assert_eq!(v.depth(), depth, "measured again: {text}");
+        let fresh: Value = serde_json::from_str(text).unwrap();
+        assert!(!fresh.nested_deeper_than(depth), "{text}");
+        assert_eq!(
+            fresh.nested_deeper_than(depth.saturating_sub(1)),
+            depth > 0,
+            "{text}"
+        );
+    }
+    // A push keeps a measured depth exact; popping the deepest item measures again.
+    let mut a = json!([1]);
+    assert_eq!(a.depth(), 1);
+    a.as_array_mut().unwrap().push(json!([[2]]));
+    assert_eq!(a.depth(), 3);
+    a.as_array_mut().unwrap().pop();
+    assert_eq!(a.depth(), 1);
+}
+
+/// `[[...]]` nested `depth` levels, alternating arrays and objects.
+fn nested(depth: usize) -> Value {
+    let mut v = json!(1);
+    for i in 0..depth {
         v = if i % 2 == 0 {
             Value::from(vec![v])
         } else {
@@ -436,12 +481,58 @@ fn deeply_nested_text_reads_back() {
             o
         };
     }
+    v
+}
+
+/// Text nested deeper than `serde_json`'s 128-level parsing limit reads back up to
+/// [`MAX_DEPTH`], as deep as a store takes; deeper text is refused with an error naming the
+/// limit and where the text passes it, before any of it is parsed (a million levels would
+/// overflow the stack of every recursive walk of the value).
+#[test]
+fn text_reads_back_to_the_depth_limit_and_no_deeper() {
+    let v = nested(MAX_DEPTH);
+    assert_eq!(v.depth(), 512);
     let text = v.to_string();
     assert!(serde_json::from_str::<serde_json::Value>(&text).is_err());
     let back = Value::from_json_text(&text).unwrap();
     assert_eq!(back, v);
     assert_eq!(back.json_len(), text.len());
+    assert_eq!(back.depth(), MAX_DEPTH);
+
+    // One more level outside: the innermost `[` (1 + 256 × `{"k":` + 255 × `[`) opens 513.
+    let deeper = format!("[{text}]");
+    assert_eq!(deeper.rfind('['), Some(1536));
+    assert_eq!(
+        Value::from_json_text(&deeper).unwrap_err().to_string(),
+        "JSON text nests deeper than 512 levels (byte 1536 opens level 513)"
+    );
+    let million = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
+    assert_eq!(
+        Value::from_json_text(&million).unwrap_err().to_string(),
+        "JSON text nests deeper than 512 levels (byte 512 opens level 513)"
+    );
+    // Brackets inside strings, escaped quotes included, are not levels.
+    let in_strings = format!(r#"["{}\"{}", "\\"]"#, "[".repeat(600), "{".repeat(600));
+    assert_eq!(Value::from_json_text(&in_strings).unwrap().depth(), 1);
     // Trailing text is still refused, as `serde_json::from_str` refuses it.
     assert!(Value::from_json_text("[1] x").is_err());
     assert!(Value::from_json_text("[[1]").is_err());
+}
+
+/// A value built deeper than any text could bring in is found too deep without recursing
+/// more than the limit (the check a store makes before measuring it).
+#[test]
+fn a_value_of_any_depth_is_checked_within_the_limit() {
+    // Building and dropping a value this deep recurses once per level: do it on a large stack.
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(|| {
+            let v = nested(200_000);
+            assert!(v.nested_deeper_than(MAX_DEPTH));
+            assert!(v.nested_deeper_than(199_999));
+            assert!(!v.nested_deeper_than(200_000));
+        })
+        .unwrap()
+        .join()
+        .unwrap();
 }

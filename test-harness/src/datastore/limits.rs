@@ -6,10 +6,14 @@
 //! [`Limits::roblox`] is the documented behaviour, [`Limits::unlimited`] turns every limit off
 //! while keeping the semantics (cache, versioning) of Roblox.
 //!
+//! One limit is ours, not Roblox's: a value (or metadata) nested deeper than
+//! [`MAX_DEPTH`](profilestore_core::value::MAX_DEPTH) levels is refused with 104, found without
+//! walking deeper than that, so everything a store holds reads back and can be walked safely.
+//!
 //! Sizes are counted in bytes of UTF-8, which is what Luau's `string.len` (the documented way
 //! to check them) counts; values are measured as compact JSON, like `HttpService:JSONEncode`.
 
-use profilestore_core::value::Value;
+use profilestore_core::value::{MAX_DEPTH, Value};
 
 use super::error::{MetadataPart, NameKind, RequestError};
 
@@ -200,13 +204,16 @@ impl Limits {
         }
     }
 
-    /// Checks a value to store and returns its serialized size: not nil (103), not larger than
-    /// allowed (105).
+    /// Checks a value to store and returns its serialized size: not nil (103), not nested
+    /// deeper than [`MAX_DEPTH`] (104, our limit: see [`MAX_DEPTH`]), not larger than allowed
+    /// (105).
     pub fn check_value(&self, value: &Value) -> Result<usize, RequestError> {
         if value.is_null() {
             return Err(RequestError::ValueNotAllowed { what: "nil".into() });
         }
-        let size = serialized_len(value);
+        let size = value
+            .json_len_within(MAX_DEPTH)
+            .ok_or_else(|| too_deep("a value"))?;
         match self.max_value_len {
             Some(limit) if size > limit => Err(RequestError::ValueTooLarge { size, limit }),
             _ => Ok(size),
@@ -246,6 +253,9 @@ impl Limits {
     /// Reads the metadata given with a write: `None`/nil clears it (stored as `{}`); an empty
     /// table may arrive as `[]`; anything else must be an object (513) within the sizes (511).
     pub fn check_metadata(&self, metadata: Option<&Value>) -> Result<Value, RequestError> {
+        if metadata.is_some_and(|m| m.nested_deeper_than(MAX_DEPTH)) {
+            return Err(too_deep("metadata"));
+        }
         let map = match metadata {
             None | Some(Value::Null) => return Ok(Value::Object(Default::default())),
             Some(Value::Array(items)) if items.is_empty() => {
@@ -290,6 +300,14 @@ impl Limits {
             }
         }
         Ok(Value::Object(map.clone()))
+    }
+}
+
+/// The refusal (104) of `what` nested deeper than [`MAX_DEPTH`] levels: found before anything
+/// measures or writes it out level by level.
+fn too_deep(what: &str) -> RequestError {
+    RequestError::CantStoreValue {
+        what: format!("{what} nested deeper than {MAX_DEPTH} levels"),
     }
 }
 

@@ -673,6 +673,51 @@ fn increment_adds_to_an_integer() {
     );
 }
 
+/// `[[...]]` nested `depth` levels.
+fn nested(depth: usize) -> Value {
+    let mut v = json!("leaf");
+    for _ in 0..depth {
+        v = Value::from(vec![v]);
+    }
+    v
+}
+
+/// A value or metadata nested deeper than `MAX_DEPTH` (512) is refused with 104 and writes
+/// nothing, whichever call brings it; 512 levels are stored and read back.
+#[test]
+fn values_nested_deeper_than_the_limit_are_refused_with_104() {
+    let mut ds = DataStoreService::new(EPOCH);
+    set(&mut ds, 0.0, "k", json!({"Coins": 1}));
+    set(&mut ds, 0.0, "max", nested(512));
+    assert_eq!(value_at(&mut ds, 0.0, "max"), Some(nested(512)));
+
+    let refused = RequestError::CantStoreValue {
+        what: "a value nested deeper than 512 levels".into(),
+    };
+    assert_eq!(
+        refused.to_string(),
+        "104: Can't store a value nested deeper than 512 levels in DataStore."
+    );
+    let set_deep = ds.set_async(1.0, A, &store(), "k", nested(513), SetOptions::default());
+    assert_eq!(set_deep.unwrap_err(), refused);
+    let mut transform = |_: Option<&Value>, _: Option<&KeyInfo>| write(nested(513));
+    let update_deep = ds.update_async(2.0, A, &store(), "k", &mut transform);
+    assert_eq!(update_deep.unwrap_err(), refused);
+    let meta = SetOptions {
+        metadata: Some(json!({ "a": nested(512) })),
+        ..SetOptions::default()
+    };
+    assert_eq!(
+        ds.set_async(3.0, A, &store(), "k", json!(2), meta)
+            .unwrap_err()
+            .to_string(),
+        "104: Can't store metadata nested deeper than 512 levels in DataStore."
+    );
+    // Nothing was written: one version, the first value.
+    assert_eq!(value_at(&mut ds, 4.0, "k"), Some(json!({"Coins": 1})));
+    assert_eq!(versions(&mut ds, 4.0, "k").len(), 1);
+}
+
 #[test]
 fn every_size_and_format_limit_has_its_error_code() {
     let mut ds = DataStoreService::new(EPOCH);

@@ -553,8 +553,9 @@ mod tests {
         assert_eq!(again.versions(&p).unwrap(), versions);
     }
 
-    /// A value nested deeper than `serde_json`'s 128-level parsing limit is stored and reads
-    /// back, also after the file is reopened (it used to read back as corrupt data).
+    /// A value nested deeper than `serde_json`'s 128-level parsing limit (but within
+    /// `MAX_DEPTH`) is stored and reads back, also after the file is reopened (it used to read
+    /// back as corrupt data).
     #[test]
     fn a_deeply_nested_value_reads_back() {
         use crate::datastore::{DataStoreService, ServerId, StoreName};
@@ -657,6 +658,26 @@ mod tests {
             err.to_string()
                 .starts_with("corrupt stored data for S/global/k: column value is not valid JSON"),
             "{err}"
+        );
+    }
+
+    /// A stored value nested deeper than any write can store (written by another program) is
+    /// corrupt data with the reason, not a stack overflow when something later walks it.
+    #[test]
+    fn a_value_nested_past_the_depth_limit_is_corrupt_data() {
+        let mut s = SqliteStorage::open_in_memory().unwrap();
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        s.conn
+            .execute(
+                "INSERT INTO keys VALUES ('S', 'global', 'k', ?1, 0, 0, 'v', 1, '[]', '{}')",
+                [&deep],
+            )
+            .unwrap();
+        let err = s.head(&KeyPath::new("S", "global", "k")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "corrupt stored data for S/global/k: column value is not valid JSON: JSON text nests \
+             deeper than 512 levels (byte 512 opens level 513)"
         );
     }
 }
