@@ -429,6 +429,11 @@ fn version_info(v: &StoredVersion) -> KeyInfo {
     }
 }
 
+/// Whether `head` is a tombstone older than the `retention` period: the key is gone for good.
+fn expired(head: &Head, retention: Option<i64>, now_ms: i64) -> bool {
+    head.value.is_none() && retention.is_some_and(|r| now_ms >= head.updated_ms.saturating_add(r))
+}
+
 /// What a reader sees of a head (nil, nil for a tombstone).
 fn visible(head: &Head) -> SharedRead {
     match &head.value {
@@ -705,11 +710,7 @@ impl DataStoreService {
 
     /// A tombstone older than the retention period: the key is gone for good.
     fn expired(&self, head: &Head, now_ms: i64) -> bool {
-        head.value.is_none()
-            && self
-                .limits
-                .version_retention_ms
-                .is_some_and(|r| now_ms >= head.updated_ms.saturating_add(r))
+        expired(head, self.limits.version_retention_ms, now_ms)
     }
 
     fn version_visible(&self, v: &StoredVersion, now_ms: i64) -> bool {
@@ -725,16 +726,21 @@ impl DataStoreService {
         path: &KeyPath,
         now_ms: i64,
     ) -> Result<(Option<HeadMeta>, SharedRead), RequestError> {
-        let Some(head) = self.storage.head(path).map_err(internal)? else {
-            return Ok((None, SharedRead::default()));
-        };
-        let meta = HeadMeta::from(&head);
-        let read = if self.expired(&head, now_ms) {
-            SharedRead::default()
-        } else {
-            visible(&head)
-        };
-        Ok((Some(meta), read))
+        let retention = self.limits.version_retention_ms;
+        let mut current = (None, SharedRead::default());
+        self.storage
+            .with_head(path, &mut |head| {
+                if let Some(head) = head {
+                    let read = if expired(head, retention, now_ms) {
+                        SharedRead::default()
+                    } else {
+                        visible(head)
+                    };
+                    current = (Some(HeadMeta::from(head)), read);
+                }
+            })
+            .map_err(internal)?;
+        Ok(current)
     }
 
     /// Whether a write at `now_ms` goes into the latest slot (same UTC hour, no snapshot since).

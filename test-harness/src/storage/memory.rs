@@ -38,6 +38,15 @@ impl Storage for MemoryStorage {
         Ok(self.keys.get(path).map(|r| r.head.clone()))
     }
 
+    fn with_head(
+        &mut self,
+        path: &KeyPath,
+        read: &mut dyn FnMut(Option<&Head>),
+    ) -> Result<(), StorageError> {
+        read(self.keys.get(path).map(|r| &r.head));
+        Ok(())
+    }
+
     fn latest_version(&mut self, path: &KeyPath) -> Result<Option<StoredVersion>, StorageError> {
         Ok(self.keys.get(path).and_then(|r| r.versions.last().cloned()))
     }

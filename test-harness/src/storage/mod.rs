@@ -249,6 +249,17 @@ pub trait Storage: Send {
     /// The key's head, or `None` if it was never written.
     fn head(&mut self, path: &KeyPath) -> Result<Option<Head>, StorageError>;
 
+    /// Calls `read` with the key's head (`None` if never written), lent rather than copied
+    /// where the backend keeps heads in memory: a read then copies only what it keeps.
+    fn with_head(
+        &mut self,
+        path: &KeyPath,
+        read: &mut dyn FnMut(Option<&Head>),
+    ) -> Result<(), StorageError> {
+        read(self.head(path)?.as_ref());
+        Ok(())
+    }
+
     /// The key's head without its value (cheaper where the backend can skip the value).
     fn head_meta(&mut self, path: &KeyPath) -> Result<Option<HeadMeta>, StorageError> {
         Ok(self.head(path)?.as_ref().map(HeadMeta::from))
