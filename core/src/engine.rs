@@ -533,11 +533,21 @@ impl Engine {
     }
 
     /// Drops a profile object the host no longer references (Luau's garbage collector does this
-    /// in the original). Active profiles and profiles with a save in progress are kept.
+    /// in the original). An active profile, or one with a save in progress, is kept until its
+    /// session has ended and its last save is done, then dropped without another call.
     pub fn forget_profile(&mut self, id: ProfileId) {
+        if let Some(p) = self.profiles.get_mut(&id) {
+            p.forgotten = true;
+        }
+        self.drop_profile_if_forgotten(id);
+    }
+
+    /// Drops profile `id` if the host forgot it and it is no longer busy.
+    pub(crate) fn drop_profile_if_forgotten(&mut self, id: ProfileId) {
         let busy =
             self.is_active(id) || self.profiles.get(&id).is_some_and(|p| p.pending_saves > 0);
         if !busy
+            && self.profiles.get(&id).is_some_and(|p| p.forgotten)
             && let Some(p) = self.profiles.remove(&id)
             && let Some(sub) = p.subscription
         {

@@ -133,6 +133,9 @@ pub struct Profile {
     pub(crate) host_has_data: bool,
     /// Save jobs of this profile not yet finished: while any is, the profile is kept.
     pub(crate) pending_saves: usize,
+    /// The host forgot the profile while it was busy: it is dropped once it is not
+    /// ([`Engine::forget_profile`](crate::Engine::forget_profile)).
+    pub(crate) forgotten: bool,
 }
 
 impl Profile {
@@ -193,6 +196,7 @@ impl Profile {
             last_reaction: 0.0,
             host_has_data: true,
             pending_saves: 0,
+            forgotten: false,
         }
     }
 

@@ -462,6 +462,9 @@ impl Engine {
             }
         }
         self.check_shutdown_done();
+        // Every way a session ends goes through a save: this is where a forgotten profile
+        // stops being busy.
+        self.drop_profile_if_forgotten(job.profile);
     }
 }
 

@@ -150,3 +150,45 @@ fn lifecycle_matches_original_trace() {
     assert_eq!(subs, 2);
     assert!(w.servers[0].engine.queue_is_idle());
 }
+
+/// A profile the host forgets while its session is active stays (auto-saves, `EndSession`'s
+/// final save) until the session has ended and its last save is done; then it is dropped
+/// without another call. (It used to stay until the host forgot it again.)
+#[test]
+fn a_profile_forgotten_while_busy_is_dropped_after_its_last_save() {
+    let mut w = World::new(1, 1);
+    let store = w.new_store("S", json!({}));
+    let p = w.start_and_wait(0, store, "k").expect("started");
+    w.with(0, |e, _| e.forget_profile(p));
+    assert!(
+        w.servers[0].engine.is_active(p),
+        "an active profile is kept"
+    );
+    w.run_for(400.0);
+    assert!(w.servers[0].engine.is_active(p), "and auto-saved");
+    w.with(0, |e, now| e.end_session(now, p));
+    let e = &w.servers[0].engine;
+    assert!(!e.is_active(p));
+    assert!(e.profile(p).is_some(), "kept while its final save is out");
+    w.run_for(1.0);
+    assert!(w.servers[0].engine.profile(p).is_none(), "dropped after it");
+    let stored = w.stored("S", "k").expect("saved");
+    assert!(
+        stored["MetaData"].get("ActiveSession").is_none(),
+        "{stored}"
+    );
+
+    // Forgetting an ended profile with no save out drops it at once; an unknown id is ignored.
+    let q = w.start_and_wait(0, store, "k2").expect("started");
+    w.with(0, |e, now| e.end_session(now, q));
+    w.run_for(1.0);
+    assert!(
+        w.servers[0].engine.profile(q).is_some(),
+        "not forgotten: kept"
+    );
+    w.with(0, |e, _| {
+        e.forget_profile(q);
+        e.forget_profile(q);
+    });
+    assert!(w.servers[0].engine.profile(q).is_none());
+}
