@@ -544,10 +544,12 @@ impl Engine {
 
     /// Drops profile `id` if the host forgot it and it is no longer busy.
     pub(crate) fn drop_profile_if_forgotten(&mut self, id: ProfileId) {
-        let busy =
-            self.is_active(id) || self.profiles.get(&id).is_some_and(|p| p.pending_saves > 0);
-        if !busy
-            && self.profiles.get(&id).is_some_and(|p| p.forgotten)
+        let forgotten_and_idle = self
+            .profiles
+            .get(&id)
+            .is_some_and(|p| p.forgotten && p.pending_saves == 0);
+        if forgotten_and_idle
+            && !self.is_active(id)
             && let Some(p) = self.profiles.remove(&id)
             && let Some(sub) = p.subscription
         {

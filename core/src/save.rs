@@ -447,8 +447,10 @@ impl Engine {
         let Some(job) = self.saves.remove(&id) else {
             return;
         };
+        let mut forgotten = false;
         if let Some(p) = self.profiles.get_mut(&job.profile) {
             p.pending_saves = p.pending_saves.saturating_sub(1);
+            forgotten = p.forgotten;
         }
         if let SaveMode::Ending(_) = job.mode {
             let token = self.profiles[&job.profile].token.clone();
@@ -464,7 +466,9 @@ impl Engine {
         self.check_shutdown_done();
         // Every way a session ends goes through a save: this is where a forgotten profile
         // stops being busy.
-        self.drop_profile_if_forgotten(job.profile);
+        if forgotten {
+            self.drop_profile_if_forgotten(job.profile);
+        }
     }
 }
 
