@@ -106,17 +106,23 @@ impl Map {
         if self.entries.len() <= LINEAR_SEARCH {
             // Equal prefix and length settle a key of up to eight bytes; a longer one compares
             // the rest of its bytes only then.
+            // One pass in key order: the first key not below `key` is it or its place.
             let (len, tail) = (key.len(), key.as_bytes().get(8..).unwrap_or_default());
-            if let Some(i) = self.entries.iter().position(|slot| {
-                slot.prefix == key_prefix
-                    && slot.len == len
-                    && (len <= 8 || &slot.key.as_bytes()[8..] == tail)
-            }) {
-                return Ok(i);
+            for (i, slot) in self.entries.iter().enumerate() {
+                if slot.prefix < key_prefix {
+                    continue;
+                }
+                if slot.prefix > key_prefix {
+                    return Err(i);
+                }
+                if slot.len == len && (len <= 8 || &slot.key.as_bytes()[8..] == tail) {
+                    return Ok(i);
+                }
+                if slot.key.as_str() > key {
+                    return Err(i);
+                }
             }
-            return Err(self
-                .entries
-                .partition_point(|slot| slot.cmp_key(key_prefix, key) == Ordering::Less));
+            return Err(self.entries.len());
         }
         self.entries
             .binary_search_by(|slot| slot.cmp_key(key_prefix, key))
