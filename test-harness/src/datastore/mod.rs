@@ -665,8 +665,11 @@ impl DataStoreService {
     }
 
     /// Rolls a write's fate: `Err` to fail now, `Ok(Some(e))` to report `e` after committing.
-    fn write_fate(&mut self, operation: Operation) -> Result<Option<RequestError>, RequestError> {
-        match self.faults.roll(operation) {
+    fn write_fate(
+        faults: &mut FaultState,
+        operation: Operation,
+    ) -> Result<Option<RequestError>, RequestError> {
+        match faults.roll(operation) {
             Some(Fault::Fail(e)) => Err(e),
             Some(Fault::Ambiguous(e)) => Ok(Some(e)),
             None => Ok(None),
@@ -674,8 +677,8 @@ impl DataStoreService {
     }
 
     /// Rolls a read's fate: for a read an ambiguous failure is a plain failure.
-    fn read_fate(&mut self, operation: Operation) -> Result<(), RequestError> {
-        match self.faults.roll(operation) {
+    fn read_fate(faults: &mut FaultState, operation: Operation) -> Result<(), RequestError> {
+        match faults.roll(operation) {
             Some(Fault::Fail(e) | Fault::Ambiguous(e)) => Err(e),
             None => Ok(()),
         }
@@ -697,15 +700,13 @@ impl DataStoreService {
         &mut self,
         now: f64,
         use_: KeyUse<'_>,
-        fate: impl FnOnce(&mut Self) -> Result<T, RequestError>,
+        fate: impl FnOnce(&mut FaultState) -> Result<T, RequestError>,
     ) -> Result<T, RequestError> {
         let Some(limits) = self.limits.throughput else {
-            return fate(self);
+            return fate(&mut self.faults);
         };
-        self.throughput.check(now, &limits, use_)?;
-        let decided = fate(self)?;
-        self.throughput.record(now, &limits, use_);
-        Ok(decided)
+        let faults = &mut self.faults;
+        self.throughput.charge(now, &limits, use_, || fate(faults))
     }
 
     /// A tombstone older than the retention period: the key is gone for good.
@@ -910,7 +911,7 @@ impl DataStoreService {
             kind: Throughput::Read,
             bytes: read.size,
         };
-        self.on_key(now, use_, |ds| ds.read_fate(Operation::Get))?;
+        self.on_key(now, use_, |f| Self::read_fate(f, Operation::Get))?;
         self.remember(now, server, &path, &read);
         Ok(read.into_read())
     }
@@ -934,7 +935,7 @@ impl DataStoreService {
             kind: Throughput::Write,
             bytes: size,
         };
-        let late = self.on_key(now, use_, |ds| ds.write_fate(Operation::Set))?;
+        let late = self.on_key(now, use_, |f| Self::write_fate(f, Operation::Set))?;
         let state = NewState {
             value: Some(value),
             size,
@@ -961,8 +962,8 @@ impl DataStoreService {
         let user_ids = self.limits.check_user_ids(options.user_ids.as_ref())?;
         let metadata = self.limits.check_metadata(options.metadata.as_ref())?;
         // An integer is at most 20 bytes: always one throughput unit.
-        let late = self.on_key(now, KeyUse::write(&path), |ds| {
-            ds.write_fate(Operation::Increment)
+        let late = self.on_key(now, KeyUse::write(&path), |f| {
+            Self::write_fate(f, Operation::Increment)
         })?;
         let (_, written) = self.write_with(self.wall_ms(now), &path, |current| {
             let n = match current {
@@ -1062,8 +1063,8 @@ impl DataStoreService {
             kind: Throughput::Read,
             bytes: read.size,
         };
-        let fault = self.on_key(now, use_, |ds| {
-            Ok(carried.unwrap_or_else(|| ds.faults.roll(Operation::Update)))
+        let fault = self.on_key(now, use_, |f| {
+            Ok(carried.unwrap_or_else(|| f.roll(Operation::Update)))
         })?;
         Ok(ReadTicket {
             server,
@@ -1190,8 +1191,8 @@ impl DataStoreService {
         key: &str,
     ) -> Result<Read, RequestError> {
         let path = self.path(store, key)?;
-        let late = self.on_key(now, KeyUse::write(&path), |ds| {
-            ds.write_fate(Operation::Remove)
+        let late = self.on_key(now, KeyUse::write(&path), |f| {
+            Self::write_fate(f, Operation::Remove)
         })?;
         let (previous, _) = self.write_with(self.wall_ms(now), &path, |current| {
             Ok(current.map(|_| NewState::tombstone()))
@@ -1279,7 +1280,7 @@ impl DataStoreService {
             kind: Throughput::Read,
             bytes: size,
         };
-        self.on_key(now, use_, |ds| ds.read_fate(Operation::GetVersion))?;
+        self.on_key(now, use_, |f| Self::read_fate(f, Operation::GetVersion))?;
         Ok(read)
     }
 
@@ -1292,7 +1293,7 @@ impl DataStoreService {
         query: VersionQuery,
     ) -> Result<VersionPages, RequestError> {
         let path = self.path(store, key)?;
-        self.read_fate(Operation::ListVersions)?;
+        Self::read_fate(&mut self.faults, Operation::ListVersions)?;
         let mut pages = VersionPages {
             path,
             query,
@@ -1314,7 +1315,7 @@ impl DataStoreService {
         if pages.is_finished {
             return Err(RequestError::NoMorePages);
         }
-        self.read_fate(Operation::ListVersions)?;
+        Self::read_fate(&mut self.faults, Operation::ListVersions)?;
         self.fill_version_page(now, pages)
     }
 
@@ -1372,7 +1373,7 @@ impl DataStoreService {
     ) -> Result<KeyPages, RequestError> {
         self.limits.check_name(NameKind::DataStore, &store.name)?;
         self.limits.check_name(NameKind::Scope, &store.scope)?;
-        self.read_fate(Operation::ListKeys)?;
+        Self::read_fate(&mut self.faults, Operation::ListKeys)?;
         let mut pages = KeyPages {
             store: store.clone(),
             query,
@@ -1389,7 +1390,7 @@ impl DataStoreService {
         if pages.is_finished {
             return Err(RequestError::NoMorePages);
         }
-        self.read_fate(Operation::ListKeys)?;
+        Self::read_fate(&mut self.faults, Operation::ListKeys)?;
         self.fill_key_page(now, pages)
     }
 

@@ -19,6 +19,16 @@ struct Usage {
     writes: VecDeque<(f64, u64)>,
 }
 
+impl Usage {
+    /// The window of `kind`'s charges.
+    fn window(&mut self, kind: Throughput) -> &mut VecDeque<(f64, u64)> {
+        match kind {
+            Throughput::Read => &mut self.reads,
+            Throughput::Write => &mut self.writes,
+        }
+    }
+}
+
 /// Throughput used by every key in the current window (looked up by key, never iterated).
 #[derive(Clone, Debug, Default)]
 pub struct ThroughputBook {
@@ -54,27 +64,16 @@ impl<'a> KeyUse<'a> {
 }
 
 impl ThroughputBook {
-    /// Records a request [`ThroughputBook::check`] admitted at the same `now`.
-    pub fn record(&mut self, now: f64, limits: &ThroughputLimits, use_: KeyUse<'_>) {
-        let usage = match self.keys.get_mut(use_.path) {
-            Some(usage) => usage,
-            None => self.keys.entry(use_.path.clone()).or_default(),
-        };
-        let window = match use_.kind {
-            Throughput::Read => &mut usage.reads,
-            Throughput::Write => &mut usage.writes,
-        };
-        window.push_back((now, units(limits, use_.bytes)));
-    }
-
-    /// Whether a request fits its key's window at `now` (`KeyThrottled`, with when it will, if
-    /// not); records nothing.
-    pub fn check(
+    /// Charges a request to its key's window at `now` if it fits (else `KeyThrottled`, with
+    /// when it will fit, if it can) and `decide`, asked only then, approves: a request that
+    /// fails either way is not counted. The key is looked up once.
+    pub fn charge<T>(
         &mut self,
         now: f64,
         limits: &ThroughputLimits,
         use_: KeyUse<'_>,
-    ) -> Result<(), RequestError> {
+        decide: impl FnOnce() -> Result<T, RequestError>,
+    ) -> Result<T, RequestError> {
         let KeyUse { path, kind, bytes } = use_;
         let request_units = units(limits, bytes);
         let limit_units = match kind {
@@ -83,21 +82,21 @@ impl ThroughputBook {
         } / limits.unit_bytes.max(1);
         let Some(usage) = self.keys.get_mut(path) else {
             // Nothing used yet: only a request larger than the whole budget is refused.
-            if request_units <= limit_units {
-                return Ok(());
+            if request_units > limit_units {
+                return Err(RequestError::KeyThrottled {
+                    kind,
+                    used_units: 0,
+                    request_units,
+                    limit_units,
+                    ready_at: None,
+                });
             }
-            return Err(RequestError::KeyThrottled {
-                kind,
-                used_units: 0,
-                request_units,
-                limit_units,
-                ready_at: None,
-            });
+            let decided = decide()?;
+            let usage = self.keys.entry(path.clone()).or_default();
+            usage.window(kind).push_back((now, request_units));
+            return Ok(decided);
         };
-        let window = match kind {
-            Throughput::Read => &mut usage.reads,
-            Throughput::Write => &mut usage.writes,
-        };
+        let window = usage.window(kind);
         while window
             .front()
             // The same sum as `ready_at` below: at the time it names, the entry is gone.
@@ -128,7 +127,9 @@ impl ThroughputBook {
                 ready_at,
             });
         }
-        Ok(())
+        let decided = decide()?;
+        window.push_back((now, request_units));
+        Ok(decided)
     }
 }
 
@@ -145,10 +146,7 @@ mod tests {
         kind: Throughput,
         bytes: usize,
     ) -> Result<(), RequestError> {
-        let use_ = KeyUse { path, kind, bytes };
-        book.check(now, limits, use_)?;
-        book.record(now, limits, use_);
-        Ok(())
+        book.charge(now, limits, KeyUse { path, kind, bytes }, || Ok(()))
     }
 
     #[test]
