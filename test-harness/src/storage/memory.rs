@@ -72,15 +72,15 @@ impl Storage for MemoryStorage {
     }
 
     fn commit(&mut self, path: &KeyPath, commit: Commit) -> Result<(), StorageError> {
-        let record = self.keys.get(path);
+        let record = self.keys.get_mut(path);
         check_commit(
             path,
-            record.map(|r| &r.head),
-            record.and_then(|r| r.versions.last()),
+            record.as_ref().map(|r| &r.head),
+            record.as_ref().and_then(|r| r.versions.last()),
             &commit,
         )?;
         let Commit { head, version, .. } = commit;
-        let record = match self.keys.get_mut(path) {
+        let record = match record {
             Some(record) => {
                 record.head = head;
                 record
