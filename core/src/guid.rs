@@ -5,6 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The MessagingService topic of the session with `guid`: `PS_<guid>` (spec §5.3, §10.4).
+pub fn session_topic(guid: &str) -> String {
+    ["PS_", guid].concat()
+}
+
 /// SplitMix64: small, fast, and the same sequence on every platform.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GuidGenerator {

@@ -4,6 +4,7 @@
 //! Deviation (docs/DEVIATIONS.md, spec §19 item 11): when `MAX_MESSAGE_QUEUE` drops the oldest
 //! entries the engine warns instead of dropping silently; the limit itself cannot be set below 1.
 
+use crate::guid::session_topic;
 use crate::value::{Value, json};
 
 use crate::engine::{Engine, OpKind, OpNote, Outcome, StoreRef};
@@ -175,7 +176,7 @@ impl Engine {
                 {
                     let data = json!({"LoadCount": pv.session_load_count()});
                     self.messaging(MessagingRequest::Publish {
-                        topic: format!("PS_{guid}"),
+                        topic: session_topic(guid),
                         data,
                     });
                 }

@@ -15,6 +15,7 @@ use crate::value::{Value, json};
 
 use crate::engine::{Engine, LiveState, OpKind, Outcome, StoreRef};
 use crate::error::{ApiError, check_profile_key};
+use crate::guid::session_topic;
 use crate::profile::{Profile, ProfileKind};
 use crate::protocol::*;
 use crate::queue::{Domain, Token};
@@ -447,7 +448,7 @@ impl Engine {
                 if let Some(guid) = pv.session_guid() {
                     let data = json!({"LoadCount": pv.session_load_count(), "EndSession": true});
                     self.messaging(MessagingRequest::Publish {
-                        topic: format!("PS_{guid}"),
+                        topic: session_topic(guid),
                         data,
                     });
                 }
@@ -478,18 +479,18 @@ impl Engine {
             now.mono,
         );
         profile.is_mock = mock;
-        let guid = ProfileValue::of(value)
+        let topic = ProfileValue::of(value)
             .and_then(|p| p.session_guid())
-            .map(str::to_string);
+            .map(session_topic);
         if token.domain() == Domain::Live
-            && let Some(guid) = guid
+            && let Some(topic) = topic
         {
             let subscription = SubscriptionId(self.next_id());
             profile.subscription = Some(subscription);
             self.subscriptions.insert(subscription, id);
             self.messaging(MessagingRequest::Subscribe {
                 subscription,
-                topic: format!("PS_{guid}"),
+                topic,
             });
         }
         let loaded = LoadedProfile {

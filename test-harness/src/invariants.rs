@@ -64,7 +64,8 @@ fn strings(v: &Value, field: &str) -> Vec<String> {
 pub fn summarize_write(v: &Value) -> Value {
     let meta = &v["MetaData"];
     let ops = v["Data"]["Ops"].as_array().map_or(0, |a| a.len());
-    let mut summary = vec![meta["SessionLoadCount"].clone(), Value::from(ops)];
+    let mut summary = Vec::with_capacity(3);
+    summary.extend([meta["SessionLoadCount"].clone(), Value::from(ops)]);
     if let Some(lock) = meta.get("ActiveSession") {
         summary.push(lock[1].clone());
     }
