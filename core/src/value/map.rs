@@ -77,9 +77,19 @@ fn word(bytes: &[u8]) -> u64 {
 }
 
 /// The entries of a JSON object, sorted by key, keys unique.
-#[derive(Clone, Default, PartialEq)]
+#[derive(Default, PartialEq)]
 pub struct Map {
     entries: Vec<Slot>,
+}
+
+impl Clone for Map {
+    /// A copy with room for one more entry: objects are copied to be written, and a write that
+    /// adds a key (a lock, a new field) would otherwise move the whole copy at once.
+    fn clone(&self) -> Map {
+        let mut entries = Vec::with_capacity(self.entries.len() + 1);
+        entries.extend(self.entries.iter().cloned());
+        Map { entries }
+    }
 }
 
 impl Map {
