@@ -385,28 +385,56 @@ impl SharedRead {
 /// The opaque, increasing version id of a write: the key's creation time, the write's serial
 /// number and time (hex ms), in the layout of Roblox's ids (`08DC….0000000001.08DC….01`).
 pub fn version_id(key_created_ms: i64, serial: u64, written_ms: i64) -> String {
-    // Written digit by digit: every commit makes one, and `format!`'s padded hex costs more
-    // than the rest of a commit's bookkeeping.
-    fn hex16(out: &mut String, v: i64) {
-        let v = v.max(0) as u64;
-        for shift in (0..16).rev() {
-            let digit = ((v >> (shift * 4)) & 0xF) as u8;
-            out.push(char::from(b"0123456789ABCDEF"[digit as usize]));
+    VersionText::new(key_created_ms, serial, written_ms)
+        .as_str()
+        .to_string()
+}
+
+/// A [`version_id`] written on the stack: every commit makes one, and building it in a
+/// `String` (or with `format!`'s padded hex) cost more than the rest of a commit's bookkeeping.
+struct VersionText {
+    /// Room for the longest id: 16 + 1 + 20 (a `u64` serial) + 1 + 16 + 3 bytes.
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl VersionText {
+    fn new(key_created_ms: i64, serial: u64, written_ms: i64) -> VersionText {
+        let mut text = VersionText {
+            bytes: [0; 64],
+            len: 0,
+        };
+        let mut serial_digits = itoa::Buffer::new();
+        let serial_digits = serial_digits.format(serial);
+        text.hex16(key_created_ms);
+        text.push(b".");
+        for _ in serial_digits.len()..10 {
+            text.push(b"0");
         }
+        text.push(serial_digits.as_bytes());
+        text.push(b".");
+        text.hex16(written_ms);
+        text.push(b".01");
+        text
     }
-    let mut serial_digits = itoa::Buffer::new();
-    let serial_digits = serial_digits.format(serial);
-    let mut id = String::with_capacity(48);
-    hex16(&mut id, key_created_ms);
-    id.push('.');
-    for _ in serial_digits.len()..10 {
-        id.push('0');
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
     }
-    id.push_str(serial_digits);
-    id.push('.');
-    hex16(&mut id, written_ms);
-    id.push_str(".01");
-    id
+
+    fn hex16(&mut self, v: i64) {
+        let v = v.max(0) as u64;
+        for (i, shift) in (0..16).rev().enumerate() {
+            self.bytes[self.len + i] = b"0123456789ABCDEF"[((v >> (shift * 4)) & 0xF) as usize];
+        }
+        self.len += 16;
+    }
+
+    fn as_str(&self) -> &str {
+        // Hex digits, decimal digits and dots only.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
 }
 
 fn key_info(head: &Head) -> KeyInfo {
@@ -780,7 +808,7 @@ impl DataStoreService {
             _ => now_ms,
         };
         let serial = current.map_or(0, |h| h.serial) + 1;
-        let version: Str = version_id(created_ms, serial, now_ms).into();
+        let version = Str::from(VersionText::new(created_ms, serial, now_ms).as_str());
         let stored = |slot: u64, opened_ms: i64| StoredVersion {
             slot,
             version: version.clone(),
