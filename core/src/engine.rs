@@ -271,9 +271,15 @@ impl Engine {
 
     /// `Profile:IsActive()`: the registry entry for the profile's token is this profile.
     pub fn is_active(&self, id: ProfileId) -> bool {
-        self.profiles
-            .get(&id)
-            .is_some_and(|p| self.registry.get(&p.token) == Some(&id))
+        let active = self.profiles.get(&id).is_some_and(|p| p.registered);
+        debug_assert_eq!(
+            active,
+            self.profiles
+                .get(&id)
+                .is_some_and(|p| self.registry.get(&p.token) == Some(&id)),
+            "profile {id:?}: the registered flag and the registry disagree"
+        );
+        active
     }
 
     /// The active profiles, in auto-save ring order.

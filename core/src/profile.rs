@@ -136,6 +136,10 @@ pub struct Profile {
     /// The host forgot the profile while it was busy: it is dropped once it is not
     /// ([`Engine::forget_profile`](crate::Engine::forget_profile)).
     pub(crate) forgotten: bool,
+    /// The engine's registry holds this profile for its token: the session is active. Kept
+    /// with the registry, so asking costs one lookup
+    /// ([`Engine::is_active`](crate::Engine::is_active)).
+    pub(crate) registered: bool,
 }
 
 impl Profile {
@@ -197,6 +201,7 @@ impl Profile {
             host_has_data: true,
             pending_saves: 0,
             forgotten: false,
+            registered: false,
         }
     }
 

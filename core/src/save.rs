@@ -244,8 +244,11 @@ impl Engine {
     /// Ends the session locally: unsubscribe, leave the ring and the registry, `OnSessionEnd`.
     fn end_registration(&mut self, profile: ProfileId) {
         self.unsubscribe(profile);
-        if self.is_active(profile) {
-            let token = self.profiles[&profile].token.clone();
+        if self.is_active(profile)
+            && let Some(p) = self.profiles.get_mut(&profile)
+        {
+            p.registered = false;
+            let token = p.token.clone();
             self.registry.remove(&token);
             self.ring.remove(profile);
             self.emit(Event::OnSessionEnd { profile });

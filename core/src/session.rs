@@ -501,8 +501,13 @@ impl Engine {
                 .cloned()
                 .unwrap_or_else(|| json!({})),
         };
+        profile.registered = true;
         self.profiles.insert(id, profile);
-        self.registry.insert(token.clone(), id);
+        if let Some(displaced) = self.registry.insert(token.clone(), id)
+            && let Some(p) = self.profiles.get_mut(&displaced)
+        {
+            p.registered = false;
+        }
         self.ring.insert(id, now.mono, now.mono);
         loaded
     }
