@@ -605,8 +605,13 @@ impl Fleet {
             });
             if let Some(data) = self.world.servers[server].host.data.get_mut(&profile) {
                 if let Some(table) = table_mut(data) {
-                    let counter = table.get("Counter").and_then(Value::as_i64).unwrap_or(0);
-                    table.insert("Counter".into(), Value::from(counter + 1));
+                    // Counted in place: the field is there on every operation but the first.
+                    match table.get_mut("Counter") {
+                        Some(counter) => *counter = Value::from(counter.as_i64().unwrap_or(0) + 1),
+                        None => {
+                            table.insert("Counter".into(), Value::from(1));
+                        }
+                    }
                 }
                 push(data, "Ops", Value::from(op));
                 if let Some(item) = loot {
