@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rustc_hash::FxHashMap;
 
 use profilestore_core::guid::GuidGenerator;
-use profilestore_core::value::{Str, Value, json};
+use profilestore_core::value::{Map, Str, Value, json};
 use profilestore_core::{
     CallId, Completion, Delivery, Event, Input, InputResult, Output, ProfileId, StartParams,
     StoreId,
@@ -603,19 +603,22 @@ impl Fleet {
                 player.items += 1;
                 numbered(&player.key, ":item", player.items)
             });
-            if let Some(data) = self.world.servers[server].host.data.get_mut(&profile) {
-                if let Some(table) = table_mut(data) {
-                    // Counted in place: the field is there on every operation but the first.
-                    match table.get_mut("Counter") {
-                        Some(counter) => *counter = Value::from(counter.as_i64().unwrap_or(0) + 1),
-                        None => {
-                            table.insert("Counter".into(), Value::from(1));
-                        }
+            if let Some(data) = self.world.servers[server].host.data.get_mut(&profile)
+                && let Some(table) = table_mut(data)
+            {
+                // One write access to the table (a copy if it is shared with a save) for the
+                // three fields.
+                let table: &mut Map = table;
+                // Counted in place: the field is there on every operation but the first.
+                match table.get_mut("Counter") {
+                    Some(counter) => *counter = Value::from(counter.as_i64().unwrap_or(0) + 1),
+                    None => {
+                        table.insert("Counter".into(), Value::from(1));
                     }
                 }
-                push(data, "Ops", Value::from(op));
+                push_to(table, "Ops", Value::from(op));
                 if let Some(item) = loot {
-                    push(data, "Items", Value::from(item));
+                    push_to(table, "Items", Value::from(item));
                 }
             }
         }
@@ -989,9 +992,13 @@ fn table_mut(data: &mut Value) -> Option<&mut profilestore_core::value::Object> 
 }
 
 fn push(data: &mut Value, field: &str, v: Value) {
-    let Some(table) = table_mut(data) else {
-        return;
-    };
+    if let Some(table) = table_mut(data) {
+        push_to(table, field, v);
+    }
+}
+
+/// [`push`] to a `Data` table already in hand.
+fn push_to(table: &mut Map, field: &str, v: Value) {
     // Look the field up before making a key for it: it is there on every push but the first.
     if let Some(list) = table.get_mut(field).and_then(Value::as_array_mut) {
         list.push(v);
