@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::guid::GuidGenerator;
 use crate::messages::MessageCall;
 use crate::mock::{MockStore, MockWrite};
-use crate::profile::Profile;
+use crate::profile::{DataProblem, Profile};
 use crate::protocol::*;
 use crate::queue::{Domain, RequestQueue, Token};
 use crate::read::{GetCall, Parked, VersionQuery};
@@ -114,8 +114,9 @@ pub(crate) enum OpNote {
     None,
     /// A save found no profile at the key (removed or junk) and wrote nothing.
     NotAProfile,
-    /// An ending save found `Profile.Data` not a table and kept the stored `Data`.
-    DataRejected,
+    /// An ending save found `Profile.Data` unsavable (not a table, or nested too deep) and
+    /// kept the stored `Data`.
+    DataRejected(DataProblem),
     /// A message write dropped this many of the oldest entries (`MAX_MESSAGE_QUEUE`).
     DroppedMessages(usize),
 }

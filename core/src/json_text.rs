@@ -3,6 +3,11 @@
 //! Binary formats such as bincode cannot decode a `Value` (no `deserialize_any`,
 //! `../shared/TOOLCHAIN.md`), so every `Value` inside a recorded input or output goes through
 //! these: `#[serde(with = "crate::json_text")]`. In self-describing formats the field is a string.
+//!
+//! Reading goes through [`Value::from_json_text`], so a recorded value nested deeper than
+//! [`MAX_DEPTH`](crate::value::MAX_DEPTH) levels (which no store takes, but a host could hand
+//! the engine) makes the trace unreadable with an error naming the limit, rather than a replay
+//! that would overflow the stack.
 
 use crate::value::Value;
 use serde::{Deserialize, Deserializer, Serializer};

@@ -142,6 +142,32 @@ pub struct Profile {
     pub(crate) registered: bool,
 }
 
+/// The deepest `Profile.Data` a save writes: the stored profile wraps it one level down, and
+/// a store takes values nested up to [`MAX_DEPTH`](crate::value::MAX_DEPTH) levels.
+pub const MAX_DATA_DEPTH: usize = crate::value::MAX_DEPTH - 1;
+
+/// Why a profile's `Data` cannot be saved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataProblem {
+    /// Not a table (spec §8.1).
+    NotATable,
+    /// Nested deeper than [`MAX_DATA_DEPTH`] levels (no store would take the profile).
+    TooDeep,
+}
+
+impl DataProblem {
+    /// What is wrong with `data` as a profile's `Data`, if anything.
+    pub fn of(data: &Value) -> Option<DataProblem> {
+        if !crate::wire::is_table(data) {
+            Some(DataProblem::NotATable)
+        } else if data.nested_deeper_than(MAX_DATA_DEPTH) {
+            Some(DataProblem::TooDeep)
+        } else {
+            None
+        }
+    }
+}
+
 impl Profile {
     /// Builds a profile object from a loaded or read value (spec §16). Every message id already
     /// present is marked seen.
@@ -217,11 +243,18 @@ impl Profile {
             .collect()
     }
 
-    /// The Data written into a stored value for this profile: `Data` must be a table (spec §8.1).
-    pub(crate) fn data_error(&self) -> String {
-        format!(
-            "[ProfileStore]: Developer code likely set \"Profile.Data\" to a non-table value! (STORE:{}; KEY:{})",
-            self.store_name, self.key
-        )
+    /// Why this profile's `Data` cannot be saved: `Data` must be a table (spec §8.1), and nest
+    /// no deeper than [`MAX_DATA_DEPTH`] levels.
+    pub(crate) fn data_error(&self, problem: DataProblem) -> String {
+        match problem {
+            DataProblem::NotATable => format!(
+                "[ProfileStore]: Developer code likely set \"Profile.Data\" to a non-table value! (STORE:{}; KEY:{})",
+                self.store_name, self.key
+            ),
+            DataProblem::TooDeep => format!(
+                "[ProfileStore]: \"Profile.Data\" nests deeper than {MAX_DATA_DEPTH} levels and cannot be saved (STORE:{}; KEY:{})",
+                self.store_name, self.key
+            ),
+        }
     }
 }

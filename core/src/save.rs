@@ -17,7 +17,7 @@ use crate::value::{Value, json};
 
 use crate::engine::{Engine, LiveState, OpKind, OpNote, Outcome};
 use crate::error::ApiError;
-use crate::profile::LastSavedData;
+use crate::profile::{DataProblem, LastSavedData};
 use crate::protocol::*;
 use crate::session::write;
 use crate::timers::Timer;
@@ -293,13 +293,14 @@ impl Engine {
         };
         let data = if !p.host_has_data {
             None
-        } else if wire::is_table(&data) {
-            Some(data)
-        } else if matches!(mode, SaveMode::Ending(_)) {
-            note = OpNote::DataRejected;
+        } else if let Some(problem) = DataProblem::of(&data) {
+            if !matches!(mode, SaveMode::Ending(_)) {
+                return (Transformed::Error(p.data_error(problem)), OpNote::None);
+            }
+            note = OpNote::DataRejected(problem);
             None
         } else {
-            return (Transformed::Error(p.data_error()), OpNote::None);
+            Some(data)
         };
         let ctx = SaveContext {
             identity: &self.identity,
@@ -325,11 +326,11 @@ impl Engine {
             return;
         };
         let profile = job.profile;
-        if note == OpNote::DataRejected {
+        if let OpNote::DataRejected(problem) = note {
             let p = &self.profiles[&profile];
             let text = format!(
                 "{}; the session was released keeping the last saved Data",
-                p.data_error()
+                p.data_error(problem)
             );
             self.warn(text);
         }

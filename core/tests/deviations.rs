@@ -3,7 +3,7 @@
 //! original's failure mode no longer happens.
 
 use profilestore_core::testing::{Record, World};
-use profilestore_core::value::json;
+use profilestore_core::value::{Value, json};
 use profilestore_core::*;
 
 fn shutdown_done(w: &World, s: usize) -> bool {
@@ -275,22 +275,20 @@ fn d14_next_async_retries_a_version_whose_read_failed() {
     assert_eq!(next(&mut w), Ok(None));
 }
 
-/// §19 item 16: `Profile.Data` set to a non-table. The original's EndSession leaves the profile
-/// active forever and shutdown never completes; here regular saves fail with the original's
-/// error and the final save releases the lock keeping the last saved Data.
-#[test]
-fn d16_non_table_data_does_not_block_the_final_save() {
-    let mut w = World::new(1, 116);
+/// Sets a fresh session's `Data` to `data`, saves, and checks the save failed with `error`
+/// (`OnError`); then shuts down and checks the final save released the lock keeping the last
+/// saved `Data` (`{"Coins": 0}`) and shutdown completed.
+fn unsavable_data_is_released_keeping_the_stored_data(seed: u64, data: Value, error: &str) {
+    let mut w = World::new(1, seed);
     let store = w.new_store("S", json!({"Coins": 0}));
     let p = w.start_and_wait(0, store, "k").expect("session started");
-    *w.data_mut(0, p) = json!("oops");
+    *w.data_mut(0, p) = data;
     w.with(0, |e, now| e.save(now, p)).unwrap();
     w.run_for(1.0);
-    let text = "[ProfileStore]: Developer code likely set \"Profile.Data\" to a non-table value! (STORE:S; KEY:k)";
     assert!(
         w.events(0)
             .into_iter()
-            .any(|(_, e)| matches!(e, Event::OnError { message, .. } if message == text))
+            .any(|(_, e)| matches!(e, Event::OnError { message, .. } if message == error))
     );
     w.with(0, |e, now| e.shutdown(now));
     w.run_for(5.0);
@@ -304,6 +302,35 @@ fn d16_non_table_data_does_not_block_the_final_save() {
         v["Data"],
         json!({"Coins": 0}),
         "the last saved Data is kept"
+    );
+}
+
+/// §19 item 16: `Profile.Data` set to a non-table. The original's EndSession leaves the profile
+/// active forever and shutdown never completes; here regular saves fail with the original's
+/// error and the final save releases the lock keeping the last saved Data.
+#[test]
+fn d16_non_table_data_does_not_block_the_final_save() {
+    unsavable_data_is_released_keeping_the_stored_data(
+        116,
+        json!("oops"),
+        "[ProfileStore]: Developer code likely set \"Profile.Data\" to a non-table value! (STORE:S; KEY:k)",
+    );
+}
+
+/// `Profile.Data` nested deeper than a store takes (`MAX_DATA_DEPTH`, 511: the profile wraps it
+/// one level down, values nest at most 512) is handled like the non-table `Data` of item 16:
+/// regular saves fail naming the problem, and the final save releases the lock keeping the
+/// last saved `Data`, so `EndSession` and shutdown complete (docs/DEVIATIONS.md, "Nesting").
+#[test]
+fn data_nested_too_deep_does_not_block_the_final_save() {
+    let mut deep = json!(1);
+    for _ in 0..profilestore_core::profile::MAX_DATA_DEPTH {
+        deep = Value::from(vec![deep]);
+    }
+    unsavable_data_is_released_keeping_the_stored_data(
+        117,
+        json!({ "Coins": 1, "Deep": deep }),
+        "[ProfileStore]: \"Profile.Data\" nests deeper than 511 levels and cannot be saved (STORE:S; KEY:k)",
     );
 }
 

@@ -48,7 +48,7 @@
 
 use std::collections::BTreeMap;
 
-use profilestore_core::value::Value;
+use profilestore_core::value::{MAX_DEPTH, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -227,6 +227,21 @@ fn exported_key(head: Head, versions: Vec<StoredVersion>) -> ExportedKey {
     }
 }
 
+/// The levels an export wraps a value in: document, `stores`, store, `keys`, key, `versions`,
+/// version. A document may nest this much deeper than the values it holds.
+const DOCUMENT_LEVELS: usize = 7;
+
+/// Refuses a value (or metadata) no store would hold: nested deeper than [`MAX_DEPTH`].
+fn storable(at: &str, what: &str, value: &Value) -> Result<(), ExportError> {
+    if value.nested_deeper_than(MAX_DEPTH) {
+        return Err(invalid(
+            at,
+            format!("{what} nests deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    Ok(())
+}
+
 /// Imports a document in either layout (see the module docs); fixture keys get times and a
 /// version at `now_ms` (Unix ms).
 pub fn import(
@@ -234,7 +249,8 @@ pub fn import(
     text: &str,
     now_ms: i64,
 ) -> Result<ImportReport, ExportError> {
-    let json = Value::from_json_text(text).map_err(|e| ExportError::Parse(e.to_string()))?;
+    let json = Value::from_json_text_within(text, MAX_DEPTH + DOCUMENT_LEVELS)
+        .map_err(|e| ExportError::Parse(e.to_string()))?;
     if json.get("format").is_some() {
         let document: ExportDocument = serde_json::from_value(serde_json::Value::from(json))
             .map_err(|e| ExportError::Parse(e.to_string()))?;
@@ -308,6 +324,10 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
         }
     };
     counter(at, "serial", k.serial)?;
+    if let Some(value) = &k.value {
+        storable(at, "value", value)?;
+    }
+    storable(at, "metadata", &k.metadata)?;
     let mut versions = Vec::with_capacity(k.versions.len());
     for (j, v) in k.versions.iter().enumerate() {
         let vat = format!("{at}.versions[{j}]");
@@ -322,6 +342,10 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
                 ),
             ));
         }
+        if let Some(value) = &v.value {
+            storable(&vat, "value", value)?;
+        }
+        storable(&vat, "metadata", &v.metadata)?;
         if v.deleted != v.value.is_none() {
             return Err(invalid(
                 &vat,
@@ -392,6 +416,7 @@ fn import_fixture(
             .get("value")
             .filter(|v| !v.is_null())
             .ok_or_else(|| invalid(&at, "an existing key needs a value"))?;
+        storable(&at, "value", value)?;
         let user_ids = limits.check_user_ids(entry.get("userIds")).map_err(|_| {
             invalid(
                 &at,
@@ -686,5 +711,43 @@ mod tests {
                 .to_string()
                 .contains("version 2 is not supported")
         );
+    }
+
+    /// A value as deep as a store takes (512 levels) exports and imports back, though the
+    /// document nests it seven levels deeper; a value one level deeper is refused by name,
+    /// before anything is written.
+    #[test]
+    fn values_as_deep_as_a_store_takes_round_trip() {
+        let mut deep = json!(1);
+        for _ in 0..MAX_DEPTH {
+            deep = Value::from(vec![deep]);
+        }
+        let mut ds = DataStoreService::new(EPOCH);
+        let store = StoreName::new("S");
+        ds.set_async(
+            0.0,
+            ServerId(1),
+            &store,
+            "deep",
+            deep.clone(),
+            Default::default(),
+        )
+        .unwrap();
+        let text = export_string(ds.storage_mut()).unwrap();
+        let mut fresh = MemoryStorage::new();
+        import(&mut fresh, &text, 0).unwrap();
+        assert_eq!(export_string(&mut fresh).unwrap(), text);
+
+        let mut document = export(ds.storage_mut()).unwrap();
+        let key = document.stores[0].keys.get_mut("deep").unwrap();
+        key.value = Some(Value::from(vec![deep]));
+        let mut empty = MemoryStorage::new();
+        assert_eq!(
+            import_document(&mut empty, &document)
+                .unwrap_err()
+                .to_string(),
+            "import document, stores[0].keys[\"deep\"]: value nests deeper than 512 levels"
+        );
+        assert_eq!(empty.paths().unwrap(), vec![], "nothing was written");
     }
 }

@@ -42,7 +42,7 @@ impl Value {
     }
 
     /// The JSON length and depth, or `None` if deeper than `limit`.
-    fn measure(&self, limit: usize) -> Option<(usize, usize)> {
+    pub(super) fn measure(&self, limit: usize) -> Option<(usize, usize)> {
         let mut depth = 0;
         let len = item_len(self, limit, &mut depth)?;
         Some((len, depth))

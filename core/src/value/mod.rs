@@ -306,12 +306,16 @@ impl Array {
         }
         let node = Arc::make_mut(&mut self.0);
         if let Some(m) = Measure::unpack(*node.measured.get_mut()) {
-            let (len, depth) = value.measure_unbounded();
-            *node.measured.get_mut() = Measure {
-                len: m.len + usize::from(!node.items.is_empty()) + len,
-                depth: m.depth.max(depth + 1),
-            }
-            .pack();
+            // Measured within the limit, so a push never walks a pathological value to its
+            // bottom; a value deeper than that leaves the array to be measured when asked.
+            *node.measured.get_mut() = match value.measure(MAX_DEPTH) {
+                Some((len, depth)) => Measure {
+                    len: m.len + usize::from(!node.items.is_empty()) + len,
+                    depth: m.depth.max(depth + 1),
+                }
+                .pack(),
+                None => 0,
+            };
         }
         node.items.push(value);
     }
@@ -321,7 +325,8 @@ impl Array {
         let node = Arc::make_mut(&mut self.0);
         let value = node.items.pop()?;
         if let Some(m) = Measure::unpack(*node.measured.get_mut()) {
-            let (len, depth) = value.measure_unbounded();
+            // A measured array holds only items within the limit (see `push`).
+            let (len, depth) = value.measure(MAX_DEPTH).unwrap_or((0, m.depth));
             *node.measured.get_mut() = if depth > 0 && depth + 1 >= m.depth {
                 // A container that may have been the deepest item: measure again when asked.
                 0

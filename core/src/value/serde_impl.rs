@@ -169,11 +169,17 @@ impl Value {
     /// read back. Text nested deeper than `MAX_DEPTH` is refused before any of it is parsed,
     /// naming the limit and where the text passes it.
     pub fn from_json_text(text: &str) -> serde_json::Result<Value> {
-        if let Some(at) = passes_depth(text.as_bytes(), super::MAX_DEPTH) {
+        Value::from_json_text_within(text, super::MAX_DEPTH)
+    }
+
+    /// [`Value::from_json_text`] of text nested up to `depth` levels: for a document that
+    /// wraps values (an export holds each value a few levels down), whose values the reader
+    /// then checks against [`MAX_DEPTH`](super::MAX_DEPTH).
+    pub fn from_json_text_within(text: &str, depth: usize) -> serde_json::Result<Value> {
+        if let Some(at) = passes_depth(text.as_bytes(), depth) {
             return Err(serde::de::Error::custom(format_args!(
-                "JSON text nests deeper than {} levels (byte {at} opens level {})",
-                super::MAX_DEPTH,
-                super::MAX_DEPTH + 1
+                "JSON text nests deeper than {depth} levels (byte {at} opens level {})",
+                depth + 1
             )));
         }
         let mut de = serde_json::Deserializer::from_str(text);
