@@ -831,8 +831,9 @@ impl Fleet {
             }
         }
         // The game drops its reference to an ended session's profile: the engine forgets it
-        // (as Luau's collector would), so long runs stay bounded. (The engine keeps a profile
-        // that still has a save queued.)
+        // (as Luau's collector would), so long runs stay bounded. A profile with a save still
+        // queued is dropped by the engine when that save finishes; the host's copy of its
+        // Data goes at the next `OnAfterSave` seen after that.
         if !self.world.servers[s].engine().is_active(profile) {
             let _ = self.world.feed(s, Input::ForgetProfile { profile });
             let server = &mut self.world.servers[s];
