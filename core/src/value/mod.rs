@@ -325,7 +325,8 @@ impl Array {
         let node = Arc::make_mut(&mut self.0);
         let value = node.items.pop()?;
         if let Some(m) = Measure::unpack(*node.measured.get_mut()) {
-            // A measured array holds only items within the limit (see `push`).
+            // An item deeper than the limit (an array `json_len` measured may hold one) counts
+            // as the deepest: the array is measured again when asked.
             let (len, depth) = value.measure(MAX_DEPTH).unwrap_or((0, m.depth));
             *node.measured.get_mut() = if depth > 0 && depth + 1 >= m.depth {
                 // A container that may have been the deepest item: measure again when asked.
