@@ -44,7 +44,7 @@ pub fn inspect(
             "place_id": tag.first(),
             "job_id": tag.get(1),
             "session_guid": tag.get(2),
-            "topic": tag.get(2).and_then(Value::as_str).map(|g| format!("PS_{g}")),
+            "topic": tag.get(2).and_then(Value::as_str).map(profilestore_core::guid::session_topic),
             "last_update": meta.get("LastUpdate"),
             "seconds_since_last_update": epoch_hint.zip(meta.get("LastUpdate").and_then(Value::as_i64)).map(|(now, lu)| now - lu),
             "session_load_count": meta.get("SessionLoadCount"),
