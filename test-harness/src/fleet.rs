@@ -22,6 +22,7 @@ use profilestore_core::{
     StoreId,
 };
 
+use crate::acked::AckedOps;
 use crate::datastore::{DataStoreService, Faults, Limits};
 use crate::messaging::{MessagingConfig, MessagingService};
 use crate::storage::Storage;
@@ -219,7 +220,7 @@ pub struct Trade {
 pub struct Observations {
     /// Operation ids each player's own saves confirmed, with when each was first confirmed;
     /// per player, in [`Fleet::keys`] order.
-    pub acked_ops: Vec<FxHashMap<Str, f64>>,
+    pub acked_ops: Vec<AckedOps>,
     /// Gifts whose `MessageAsync` returned true: gift id → recipient key.
     pub gifts_sent: BTreeMap<String, String>,
     /// Deliveries per (server, profile, message id).
@@ -351,7 +352,7 @@ impl Fleet {
                 store = id;
             }
         }
-        let players = (0..config.players)
+        let players: Vec<Player> = (0..config.players)
             .map(|i| Player {
                 key: format!("Player_{i}"),
                 presence: Presence::Offline,
@@ -364,12 +365,7 @@ impl Fleet {
         Fleet {
             acked_upto: vec![(0, String::new()); config.players],
             observed: Observations {
-                // Room for a typical session's worth of op ids: growing each map from empty
-                // rehashes it half a dozen times.
-                acked_ops: vec![
-                    FxHashMap::with_capacity_and_hasher(64, Default::default());
-                    config.players
-                ],
+                acked_ops: players.iter().map(|p| AckedOps::new(&p.key)).collect(),
                 ..Observations::default()
             },
             joining: vec![FxHashMap::default(); config.servers],
@@ -824,10 +820,8 @@ impl Fleet {
                 *done = (ops.len(), last.to_string());
             }
             let acked = &mut self.observed.acked_ops[p];
-            for op in &ops[from..] {
-                if let Value::String(op) = op {
-                    acked.entry(op.clone()).or_insert(t);
-                }
+            for op in ops[from..].iter().filter_map(Value::as_str) {
+                acked.insert(op, t);
             }
         }
         // The game drops its reference to an ended session's profile: the engine forgets it

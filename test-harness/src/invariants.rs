@@ -196,12 +196,11 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         }
         if let Some(acked) = obs.acked_ops.get(p) {
             // In op-id order: the report names the first missing op whatever the map's order.
-            let mut lost: Vec<(&profilestore_core::value::Str, f64)> = acked
+            let mut lost: Vec<(Str, f64)> = acked
                 .iter()
                 .filter(|(o, _)| !seen.contains(o.as_str()))
-                .map(|(o, t)| (o, *t))
                 .collect();
-            lost.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            lost.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             if !lost.is_empty() {
                 if let Some(t) = lost.iter().map(|(_, t)| *t).reduce(f64::min) {
                     starts.insert(key.clone(), t);

@@ -26,6 +26,7 @@
 //! Everything is deterministic: no OS clock (every call takes `now`), no unseeded randomness,
 //! no hash-ordered iteration reaching an output.
 
+pub mod acked;
 pub mod datastore;
 pub mod export;
 pub mod fleet;

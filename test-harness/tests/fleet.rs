@@ -105,7 +105,7 @@ fn each_invariant_check_reports_a_broken_run() {
     let (mut fleet, key, _) = sound_run(7);
     let p = fleet.keys().iter().position(|k| *k == key).unwrap();
     let op = format!("{key}:op999");
-    fleet.observed.acked_ops[p].insert(op.as_str().into(), 30.0);
+    fleet.observed.acked_ops[p].insert(&op, 30.0);
     let v = invariants::check(&mut fleet);
     assert_eq!(v.len(), 1, "{v:?}");
     assert_eq!(
