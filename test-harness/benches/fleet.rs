@@ -18,6 +18,10 @@
 //! The in-memory runs repeat (15 times for (a), 3 for (b)) and print their fastest and median
 //! wall time: identical runs on a shared VM differ by up to 2×.
 //!
+//! Next to (a), the same fleet with 100 players instead of 1,000: each request costs the same
+//! instructions, but the working set fits the caches, so the two rates side by side show what
+//! cache misses cost (a) on the machine at hand (`docs/PERFORMANCE.md`, "Sixth session").
+//!
 //! `cargo bench -p profilestore-harness --bench fleet [-- FILTER]` runs the measurements whose
 //! name contains FILTER (all by default), e.g. `-- "(a)"` or `-- memory`.
 
@@ -117,12 +121,14 @@ fn measure(
     let mut walls = Vec::with_capacity(runs);
     let mut last = None;
     for _ in 0..runs.max(1) {
+        // The previous run's world is dropped first, outside the timed part, so this run
+        // reuses its memory rather than faulting in fresh pages beside it.
+        drop(last.take());
         let (dir, storage) = storage();
         let mut fleet = Fleet::new(config.clone(), storage);
         let started = Instant::now();
         fleet.run(|_| {});
         walls.push(started.elapsed().as_secs_f64());
-        // The previous run's world is dropped here, outside the timed part.
         last = Some((fleet, dir));
     }
     let (mut fleet, _dir) = last.expect("at least one run");
@@ -178,6 +184,15 @@ fn main() {
     let mut b = FleetConfig::new(2, 8, 2000, 3600.0, 0.05);
     b.stay = 90.0;
     measure("(a) 1x1000x10min memory", a.clone(), memory, 15);
+    // The same workload with a tenth of the players: the same instructions per request, but a
+    // working set that stays in the caches (docs/PERFORMANCE.md, "Sixth session").
+    let small = FleetConfig::new(1, 1, 100, 600.0, 0.0);
+    measure(
+        "(a) at 100 players memory (cache reference)",
+        small,
+        memory,
+        30,
+    );
     measure("(a) 1x1000x10min sqlite", a, sqlite, 1);
     measure("(b) 8x2000x1h hop 90s 5% memory", b.clone(), memory, 3);
     if std::env::var("PROFILESTORE_BENCH_FULL").is_ok_and(|v| v == "1") {
