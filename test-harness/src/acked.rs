@@ -4,7 +4,7 @@
 //!
 //! A fleet numbers a player's operations `{key}:op1`, `{key}:op2`, … and a save confirms them
 //! in that order, so the times are kept by number in one array: eight bytes an operation,
-//! written at its end. (A hash map from id to time took about 4 kB a player, a fifth of a
+//! written at its end. (A hash map from id to time took about 4 kB a player, a quarter of a
 //! 1,000-player run's heap besides the log, and every confirmation touched a random line of
 //! it: `docs/PERFORMANCE.md`, "Sixth session".) An id of any other shape is kept by name.
 
