@@ -19,23 +19,51 @@ const LINEAR_SEARCH: usize = 12;
 
 /// One entry: the key's [`prefix`], length and JSON length (quotes and escapes included, so
 /// measuring an object reads no key bytes), the key, the value.
+///
+/// 64 bytes, one cache line: the lengths are kept as `u32`. A search reads each entry it
+/// passes, and a profile's objects are cold when a request comes for them, so each byte over the
+/// line was a second line read (`docs/PERFORMANCE.md`, "Seventh session").
 #[derive(Clone, PartialEq)]
 struct Slot {
     prefix: u64,
-    len: usize,
-    key_json: usize,
+    /// The key's length modulo 2^32: equal keys have equal `len`, and a key longer than eight
+    /// bytes is told apart by its bytes past the prefix.
+    len: u32,
+    /// The key's JSON length, [`fit`]: [`u32::MAX`] means "measure the key again".
+    key_json: u32,
     key: Str,
     value: Value,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+
+/// `n` as a `u32`, or [`u32::MAX`] when it does not fit.
+#[inline]
+fn fit(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl Slot {
     fn new(key: Str, value: Value) -> Slot {
         Slot {
             prefix: prefix(&key),
-            len: key.len(),
-            key_json: super::json_len::string_len(&key),
+            len: key.len() as u32,
+            key_json: fit(super::json_len::string_len(&key)),
             key,
             value,
+        }
+    }
+
+    /// The key's JSON length.
+    #[inline]
+    fn key_json(&self) -> usize {
+        #[cold]
+        fn measure(key: &str) -> usize {
+            super::json_len::string_len(key)
+        }
+        match self.key_json {
+            u32::MAX => measure(&self.key),
+            n => n as usize,
         }
     }
 
@@ -125,7 +153,7 @@ impl Map {
                 if slot.prefix > key_prefix {
                     return Err(i);
                 }
-                if slot.len == len && (len <= 8 || &slot.key.as_bytes()[8..] == tail) {
+                if slot.len == len as u32 && (len <= 8 || &slot.key.as_bytes()[8..] == tail) {
                     return Ok(i);
                 }
                 if slot.key.as_str() > key {
@@ -189,7 +217,7 @@ impl Map {
     ) -> Option<usize> {
         let mut len = 2 + self.entries.len().saturating_sub(1);
         for slot in &self.entries {
-            len += slot.key_json + 1 + value_len(&slot.value)?;
+            len += slot.key_json() + 1 + value_len(&slot.value)?;
         }
         Some(len)
     }
@@ -387,7 +415,30 @@ impl std::ops::Index<&str> for Map {
 
 #[cfg(test)]
 mod tests {
-    use super::word;
+    use super::{Map, Slot, fit, word};
+    use crate::value::{Value, json};
+
+    /// Lengths that do not fit a `u32` are kept as `u32::MAX`; a slot whose key's JSON length
+    /// is `u32::MAX` measures its key again, so the object's length stays exact (keys that long
+    /// cannot be built in a test: the slot is marked by hand).
+    #[test]
+    fn lengths_past_u32_are_measured_again() {
+        assert_eq!(fit(7), 7);
+        assert_eq!(fit(u32::MAX as usize - 1), u32::MAX - 1);
+        assert_eq!(fit(u32::MAX as usize), u32::MAX);
+        assert_eq!(fit(usize::MAX), u32::MAX);
+        let mut map: Map = [("a\"b\u{1}", json!(1)), ("Data", json!([true, "x"]))].into();
+        let text = Value::Object(map.clone().into()).to_string();
+        assert_eq!(text, r#"{"Data":[true,"x"],"a\"b\u0001":1}"#);
+        let measure = |map: &Map| map.json_len(|v: &Value| Some(v.json_len()));
+        assert_eq!(measure(&map), Some(text.len()));
+        for slot in &mut map.entries {
+            slot.key_json = u32::MAX;
+        }
+        assert_eq!(measure(&map), Some(text.len()));
+        let slot = Slot::new("Data".into(), Value::Null);
+        assert_eq!((slot.len, slot.key_json), (4, 6));
+    }
 
     /// Every length up to nine bytes, with bytes that set the top bit and NULs: the two-load
     /// reading agrees with placing the bytes one by one.
