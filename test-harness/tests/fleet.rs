@@ -221,3 +221,25 @@ fn faults_that_come_and_go_leave_healthy_hand_offs_in_bound() {
     // Starts wait out a faulty minute: some take longer than any healthy hand-off.
     assert!(o.start_times.iter().any(|t| *t > 20.0));
 }
+
+/// The game's copy of a profile's `Data` goes when the engine lets the profile go: after runs
+/// with 20% faults and short stays (saves fail, sessions are stolen mid-save), no server holds
+/// `Data` for a profile its engine has dropped, so long runs stay bounded.
+#[test]
+fn no_server_keeps_data_for_a_profile_its_engine_let_go() {
+    let mut leaked = Vec::new();
+    for seed in 1..=20u64 {
+        let mut config = FleetConfig::new(seed, 3, 20, 600.0, 0.2);
+        config.stay = 30.0;
+        let (fleet, violations) = run(config);
+        assert_sound(seed, &fleet, &violations);
+        for (s, server) in fleet.world.servers.iter().enumerate() {
+            for profile in server.host.data.keys() {
+                if server.engine().profile(*profile).is_none() {
+                    leaked.push((seed, s, *profile));
+                }
+            }
+        }
+    }
+    assert_eq!(leaked, [], "Data kept for profiles the engine dropped");
+}
