@@ -94,6 +94,7 @@ pub mod input;
 pub mod json_text;
 pub mod messages;
 pub mod mock;
+pub mod prehashed;
 pub mod profile;
 pub mod protocol;
 pub mod queue;

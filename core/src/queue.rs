@@ -6,11 +6,11 @@
 //! an idle token (the original's test checks this).
 
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
 
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::prehashed::Prehashed;
 use crate::protocol::OpId;
 use crate::value::Str;
 
@@ -27,83 +27,40 @@ pub enum Domain {
 
 /// A session token: domain + store name + key (spec §5.1).
 ///
-/// The engine looks its tables up by token several times per request, so a token hashes its
-/// parts once, when made ([`Token::new`]; the parts are read-only after that): hashing a token
-/// feeds that number, and comparing two tokens compares it first. Ordered by domain, store name,
-/// key.
-#[derive(Clone, Debug)]
-pub struct Token {
-    domain: Domain,
-    store: Str,
-    key: Str,
-    hash: u64,
-}
-
-impl PartialEq for Token {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash
-            && self.domain == other.domain
-            && self.store == other.store
-            && self.key == other.key
-    }
-}
-
-impl Eq for Token {}
-
-impl Hash for Token {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-impl Ord for Token {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.domain, &self.store, &self.key).cmp(&(other.domain, &other.store, &other.key))
-    }
-}
-
-impl PartialOrd for Token {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
+/// The engine looks its tables up by token several times per request, so a token is
+/// [`Prehashed`]: its parts are hashed once, when it is made. Ordered by domain, store name, key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(Prehashed<(Domain, Str, Str)>);
 
 impl Token {
     /// The token of `key` in store `store` of `domain`.
     pub fn new(domain: Domain, store: Str, key: Str) -> Token {
-        let mut h = FxHasher::default();
-        (domain, &store, &key).hash(&mut h);
-        Token {
-            domain,
-            store,
-            key,
-            hash: h.finish(),
-        }
+        Token(Prehashed::new((domain, store, key)))
     }
 
     /// Domain.
     pub fn domain(&self) -> Domain {
-        self.domain
+        self.0.get().0
     }
 
     /// Store name (inline up to 23 bytes, as are keys: making a token allocates nothing).
     pub fn store(&self) -> &Str {
-        &self.store
+        &self.0.get().1
     }
 
     /// Profile key.
     pub fn key(&self) -> &Str {
-        &self.key
+        &self.0.get().2
     }
 
     /// The original's string form: prefix, store name, `"\0"`, key.
     pub fn as_string(&self) -> String {
-        let prefix = match self.domain {
+        let prefix = match self.domain() {
             Domain::Live => "L_",
             Domain::FallbackMock => "M_",
             Domain::UserMock => "U_",
         };
-        format!("{prefix}{}\0{}", self.store, self.key)
+        format!("{prefix}{}\0{}", self.store(), self.key())
     }
 }
 
@@ -171,7 +128,7 @@ mod tests {
     fn domains_do_not_share_a_queue() {
         let mut q = RequestQueue::default();
         let live = token("a");
-        let mock = Token::new(Domain::UserMock, live.store.clone(), live.key.clone());
+        let mock = Token::new(Domain::UserMock, live.store().clone(), live.key().clone());
         assert_ne!(live, mock);
         assert!(q.enter(&live, OpId(1)));
         assert!(q.enter(&mock, OpId(2)));

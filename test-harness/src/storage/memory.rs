@@ -121,12 +121,12 @@ impl Storage for MemoryStorage {
         Ok(self
             .order
             .range(start..)
-            .take_while(|p| p.store == store && p.scope == scope)
-            .filter(|p| after.is_none_or(|a| p.key.as_str() > a))
-            .take_while(|p| p.key.starts_with(prefix) || p.key.as_str() < prefix)
-            .filter(|p| p.key.starts_with(prefix))
+            .take_while(|p| p.store() == store && p.scope() == scope)
+            .filter(|p| after.is_none_or(|a| p.key().as_str() > a))
+            .take_while(|p| p.key().starts_with(prefix) || p.key().as_str() < prefix)
+            .filter(|p| p.key().starts_with(prefix))
             .take(limit)
-            .map(|p| (p.key.to_string(), self.keys[p].head.clone()))
+            .map(|p| (p.key().to_string(), self.keys[p].head.clone()))
             .collect())
     }
 

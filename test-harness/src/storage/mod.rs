@@ -20,88 +20,45 @@ mod sqlite;
 pub use memory::MemoryStorage;
 pub use sqlite::{SCHEMA_VERSION, SqliteStorage};
 
+use profilestore_core::prehashed::Prehashed;
 use profilestore_core::value::Str;
 use profilestore_core::value::Value;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// Where a key lives: DataStore name, scope and key name.
 ///
 /// Every DataStore request looks its path up several times (storage, throughput, cache), so a
-/// path hashes its key name once, when made ([`KeyPath::new`]; the parts are read-only after
-/// that): hashing a path feeds that
-/// number (the key name tells paths apart; the stores and scopes of a world are few), and
-/// comparing two paths compares it first. Ordered by store, scope, key.
-#[derive(Clone, Debug)]
-pub struct KeyPath {
-    store: Str,
-    scope: Str,
-    key: Str,
-    key_hash: u64,
-}
+/// path is [`Prehashed`]: its parts are hashed once, when it is made. Ordered by store, scope,
+/// key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyPath(Prehashed<(Str, Str, Str)>);
 
 impl KeyPath {
     /// A path from its three parts (names of up to 23 bytes, the usual case, are kept inline:
     /// making or copying such a path allocates nothing).
     pub fn new(store: &str, scope: &str, key: &str) -> Self {
-        let mut h = rustc_hash::FxHasher::default();
-        key.hash(&mut h);
-        KeyPath {
-            store: store.into(),
-            scope: scope.into(),
-            key: key.into(),
-            key_hash: h.finish(),
-        }
+        KeyPath(Prehashed::new((store.into(), scope.into(), key.into())))
     }
 
     /// DataStore name (`DataStoreService:GetDataStore(name)`).
     pub fn store(&self) -> &Str {
-        &self.store
+        &self.0.get().0
     }
 
     /// Scope (`"global"` unless given).
     pub fn scope(&self) -> &Str {
-        &self.scope
+        &self.0.get().1
     }
 
     /// Key name.
     pub fn key(&self) -> &Str {
-        &self.key
-    }
-}
-
-impl PartialEq for KeyPath {
-    fn eq(&self, other: &Self) -> bool {
-        self.key_hash == other.key_hash
-            && self.key == other.key
-            && self.store == other.store
-            && self.scope == other.scope
-    }
-}
-
-impl Eq for KeyPath {}
-
-impl Hash for KeyPath {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.key_hash);
-    }
-}
-
-impl Ord for KeyPath {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (&self.store, &self.scope, &self.key).cmp(&(&other.store, &other.scope, &other.key))
-    }
-}
-
-impl PartialOrd for KeyPath {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+        &self.0.get().2
     }
 }
 
 impl std::fmt::Display for KeyPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.store, self.scope, self.key)
+        write!(f, "{}/{}/{}", self.store(), self.scope(), self.key())
     }
 }
 
