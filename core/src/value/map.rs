@@ -26,8 +26,8 @@ const LINEAR_SEARCH: usize = 12;
 #[derive(Clone, PartialEq)]
 struct Slot {
     prefix: u64,
-    /// The key's length modulo 2^32: equal keys have equal `len`, and a key longer than eight
-    /// bytes is told apart by its bytes past the prefix.
+    /// The key's length modulo 2^32, to tell keys apart without reading them (a search confirms
+    /// a match with the key's own length or bytes).
     len: u32,
     /// The key's JSON length, [`fit`]: [`u32::MAX`] means "measure the key again".
     key_json: u32,
@@ -153,7 +153,15 @@ impl Map {
                 if slot.prefix > key_prefix {
                     return Err(i);
                 }
-                if slot.len == len as u32 && (len <= 8 || &slot.key.as_bytes()[8..] == tail) {
+                // `len` is the length modulo 2^32: a short key's own length settles a match (a
+                // longer one's bytes past the prefix do).
+                if slot.len == len as u32
+                    && if len <= 8 {
+                        slot.key.len() == len
+                    } else {
+                        &slot.key.as_bytes()[8..] == tail
+                    }
+                {
                     return Ok(i);
                 }
                 if slot.key.as_str() > key {
@@ -438,6 +446,18 @@ mod tests {
         assert_eq!(measure(&map), Some(text.len()));
         let slot = Slot::new("Data".into(), Value::Null);
         assert_eq!((slot.len, slot.key_json), (4, 6));
+    }
+
+    /// An entry's length is kept modulo 2^32, so a key 2^32 + 2 bytes long whose first eight
+    /// bytes are `ab` and NULs has the same prefix and kept length as `"ab"`: a search confirms
+    /// with the key's own length (the wrap is made by hand: such a key cannot be built in a test).
+    #[test]
+    fn a_wrapped_length_does_not_make_a_match() {
+        let mut map: Map = [("ab\0", json!(1)), ("b", json!(2))].into();
+        map.entries[0].len = 2;
+        assert_eq!(map.get("ab"), None);
+        assert_eq!(map.find("ab"), Err(0), "placed before the longer key");
+        assert_eq!(map.get("b"), Some(&json!(2)));
     }
 
     /// Every length up to nine bytes, with bytes that set the top bit and NULs: the two-load
