@@ -210,6 +210,13 @@ impl Replay {
     }
 }
 
+/// The determinism check (issue "harness" §5): whether two recorded worlds, run from the same
+/// seed and configuration, took the same inputs and produced the same outputs, byte for byte.
+pub fn same_run(a: &World, b: &World) -> Result<bool, TraceError> {
+    let (a, b) = (Trace::of(a, None)?, Trace::of(b, None)?);
+    Ok(a.outputs.len() == b.outputs.len() && a.to_bytes() == b.to_bytes())
+}
+
 /// Replays a trace on fresh engines and compares every output with the recording.
 pub fn replay(trace: &Trace) -> Replay {
     let mut rng = GuidGenerator::new(trace.world.seed);

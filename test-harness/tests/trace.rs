@@ -127,6 +127,7 @@ fn same_seed_twice_gives_identical_outputs_and_data() {
         Trace::of(&b.world, None).unwrap(),
     );
     assert_eq!(ta.to_bytes(), tb.to_bytes());
+    assert!(trace::same_run(&a.world, &b.world).unwrap());
     let mut a = a;
     let ea = export::export_string(a.world.datastore.storage_mut()).unwrap();
     let eb = export::export_string(b.world.datastore.storage_mut()).unwrap();
@@ -137,6 +138,16 @@ fn same_seed_twice_gives_identical_outputs_and_data() {
         ta.to_bytes(),
         "another seed, another run"
     );
+    // The check `simulate --check-determinism` makes (it exits 1 when this is false).
+    assert!(!trace::same_run(&a.world, &c.world).unwrap());
+    let unrecorded = Fleet::new(
+        FleetConfig::new(9, 1, 1, 10.0, 0.0),
+        Box::new(MemoryStorage::new()),
+    );
+    assert!(matches!(
+        trace::same_run(&a.world, &unrecorded.world),
+        Err(TraceError::NotRecorded)
+    ));
 }
 
 #[test]

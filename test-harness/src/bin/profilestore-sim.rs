@@ -83,8 +83,8 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
-        /// Run the same seed a second time (in memory) and check every engine output is
-        /// byte-identical.
+        /// Run the same seed a second time (in memory) and check every engine input and
+        /// output is byte-identical; exits 1 if they differ.
         #[arg(long)]
         check_determinism: bool,
     },
@@ -241,13 +241,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
             } else {
                 db.display().to_string()
             });
+            let mut reproduced = true;
             if check_determinism {
                 let mut again = Fleet::new(config, Box::new(MemoryStorage::new()));
                 again.run(|_| {});
-                let first = Trace::of(&fleet.world, None).map_err(|e| e.to_string())?;
-                let second = Trace::of(&again.world, None).map_err(|e| e.to_string())?;
-                let same = first.outputs.len() == second.outputs.len()
-                    && first.to_bytes() == second.to_bytes();
+                let same =
+                    trace::same_run(&fleet.world, &again.world).map_err(|e| e.to_string())?;
+                reproduced = same;
                 summary["determinism"] =
                     profilestore_core::json!(if same { "identical" } else { "DIFFERENT" });
                 std::mem::forget(again);
@@ -276,7 +276,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     println!("\nseed {seed}: {v}");
                 }
             }
-            Ok(if violations.is_empty() {
+            Ok(if violations.is_empty() && reproduced {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
