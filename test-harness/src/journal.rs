@@ -222,6 +222,51 @@ pub fn compare(expected: &[Line], actual: &[Line], tolerance: f64) -> Vec<Differ
     diffs
 }
 
+/// A difference from the original that a defect we fixed on purpose explains (issue "harness"
+/// §6): the deviation's heading in `docs/DEVIATIONS.md` and the journal stream (key,
+/// `<publish>` or `<module>`) whose lines it changes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KnownDeviation<'a> {
+    /// The heading of the deviation in `docs/DEVIATIONS.md`.
+    pub deviation: &'a str,
+    /// The stream it changes.
+    pub stream: &'a str,
+}
+
+/// How a comparison's differences split over the known deviations of one case.
+#[derive(Debug, Default, PartialEq)]
+pub struct Explained<'a> {
+    /// Each difference a known deviation explains, with the deviation's name.
+    pub named: Vec<(&'a str, Difference)>,
+    /// Differences no known deviation explains: a conformance failure.
+    pub unexplained: Vec<Difference>,
+    /// Known deviations that explain no difference any more: stale entries.
+    pub stale: Vec<&'a str>,
+}
+
+/// Splits `diffs` over `known`: a difference in a stream a deviation names is that deviation's;
+/// the rest are unexplained. A deviation that explains nothing is stale, so the list cannot
+/// hide a difference it no longer needs to.
+pub fn explain<'a>(diffs: Vec<Difference>, known: &[KnownDeviation<'a>]) -> Explained<'a> {
+    let mut out = Explained::default();
+    for d in diffs {
+        match known.iter().find(|k| k.stream == d.stream) {
+            Some(k) => out.named.push((k.deviation, d)),
+            None => out.unexplained.push(d),
+        }
+    }
+    out.stale = known
+        .iter()
+        .filter(|k| {
+            !out.named
+                .iter()
+                .any(|(name, d)| *name == k.deviation && d.stream == k.stream)
+        })
+        .map(|k| k.deviation)
+        .collect();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +321,35 @@ mod tests {
         assert_eq!(d[0].stream, "k");
         assert!(d[0].to_string().contains("original: t=3.000"));
         assert_eq!(compare(&a, &[], 0.1)[0].actual, None);
+    }
+
+    #[test]
+    fn known_deviations_name_their_differences_and_nothing_else() {
+        let a = vec![
+            json!({"type": "signal", "t": 3.0, "key": "k", "server": "A", "signal": "OnSave"}),
+            json!({"type": "signal", "t": 4.0, "key": "j", "server": "A", "signal": "OnSave"}),
+        ];
+        let b = vec![
+            json!({"type": "signal", "t": 3.5, "key": "k", "server": "A", "signal": "OnSave"}),
+            json!({"type": "signal", "t": 4.5, "key": "j", "server": "A", "signal": "OnSave"}),
+        ];
+        let fixed = KnownDeviation {
+            deviation: "A save waits for the lock",
+            stream: "k",
+        };
+        let other = KnownDeviation {
+            deviation: "Messages are kept",
+            stream: "<publish>",
+        };
+        let e = explain(compare(&a, &b, 0.1), &[fixed, other]);
+        assert_eq!(e.named.len(), 1);
+        assert_eq!(e.named[0].0, "A save waits for the lock");
+        assert_eq!(e.named[0].1.stream, "k");
+        // The difference in "j" is not hidden by the deviation for "k".
+        assert_eq!(e.unexplained.len(), 1);
+        assert_eq!(e.unexplained[0].stream, "j");
+        assert_eq!(e.stale, vec!["Messages are kept"]);
+        assert_eq!(explain(vec![], &[]), Explained::default());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use profilestore_harness::journal;
+use profilestore_harness::journal::{self, KnownDeviation};
 use profilestore_harness::scenario;
 
 fn fixtures() -> PathBuf {
@@ -16,8 +16,9 @@ fn fixtures() -> PathBuf {
 }
 
 /// Differences that come from a defect of the original we fixed on purpose
-/// (`docs/DEVIATIONS.md`), by case. None of the eight cases needs one today.
-const KNOWN_DEVIATIONS: &[(&str, &str)] = &[];
+/// (`docs/DEVIATIONS.md`), by case: each names the deviation and the journal stream it changes.
+/// None of the eight cases needs one today.
+const KNOWN_DEVIATIONS: &[(&str, KnownDeviation<'static>)] = &[];
 
 fn check(case: &str) {
     let scenario =
@@ -26,22 +27,33 @@ fn check(case: &str) {
     let text = std::fs::read_to_string(fixtures().join(format!("traces/{case}.jsonl")))
         .expect("trace present");
     let original = journal::parse(&text).expect("trace parses");
-    let diffs = journal::compare(&original, &ours, 1.0 / 60.0 + 1e-6);
-    let allowed: Vec<&str> = KNOWN_DEVIATIONS
+    let known: Vec<KnownDeviation> = KNOWN_DEVIATIONS
         .iter()
         .filter(|(c, _)| *c == case)
-        .map(|(_, d)| *d)
+        .map(|(_, k)| *k)
         .collect();
+    let e = journal::explain(
+        journal::compare(&original, &ours, 1.0 / 60.0 + 1e-6),
+        &known,
+    );
+    for (deviation, d) in &e.named {
+        eprintln!("{case}: deviation \"{deviation}\" (docs/DEVIATIONS.md):\n{d}");
+    }
     assert!(
-        diffs.is_empty() || !allowed.is_empty(),
+        e.unexplained.is_empty(),
         "{case}: {} difference(s) from the original:\n{}\n--- our journal ---\n{}",
-        diffs.len(),
-        diffs
+        e.unexplained.len(),
+        e.unexplained
             .iter()
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join("\n"),
         journal::render(&ours)
+    );
+    assert!(
+        e.stale.is_empty(),
+        "{case}: known deviations that no longer show: {:?}",
+        e.stale
     );
     assert_eq!(ours.last().unwrap()["type"], "end");
 }
