@@ -37,6 +37,8 @@ fn healthy_fleet_keeps_every_invariant_and_hands_off_in_time() {
 #[test]
 fn two_hundred_seeds_with_faults_keep_every_invariant() {
     let mut checked = 0;
+    let (mut acked, mut delivered, mut gifts) = (0, 0, 0);
+    let (mut crashes, mut shutdowns, mut failed) = (0, 0, 0);
     for seed in 0..200u64 {
         let mut config = FleetConfig::new(seed, 3, 8, 300.0, 0.05);
         config.stay = 40.0;
@@ -47,9 +49,28 @@ fn two_hundred_seeds_with_faults_keep_every_invariant() {
         config.fault_period = Some(60.0);
         let (fleet, violations) = run(config);
         assert_sound(seed, &fleet, &violations);
-        checked += fleet.observed.healthy_starts;
+        let o = &fleet.observed;
+        checked += o.healthy_starts;
+        acked += o.acked_ops.iter().map(|a| a.len()).sum::<usize>();
+        delivered += o.deliveries.len();
+        gifts += o.gifts_sent.len();
+        crashes += o.crashes;
+        shutdowns += o.shutdowns;
+        failed += o.failures.values().sum::<u64>();
     }
     assert!(checked > 2000, "{checked} starts checked against the bound");
+    // The checks had something to check: acknowledged ops, delivered gifts, dead servers and
+    // failed starts (each counted under its reason).
+    assert!(acked > 10_000, "{acked} acknowledged ops");
+    assert!(
+        gifts > 500 && delivered > 500,
+        "{gifts} gifts, {delivered} deliveries"
+    );
+    assert!(
+        crashes > 50 && shutdowns > 50,
+        "{crashes} crashes, {shutdowns} shutdowns"
+    );
+    assert!(failed > 20, "{failed} failed starts");
 }
 
 /// Harsher: 10% faults, frequent crashes and shutdowns, short stays. Starts in flight when a
@@ -146,11 +167,156 @@ fn each_invariant_check_reports_a_broken_run() {
     assert_eq!(v[0].detail, "message 77 delivered 2 times in one session");
 }
 
+/// Writes `value` as `key`'s stored value behind the fleet's back (tampering for the tests of
+/// the checks).
+fn overwrite(fleet: &mut Fleet, key: &str, value: profilestore_core::value::Value) {
+    use profilestore_harness::datastore::{ServerId, StoreName};
+    let now = fleet.world.now;
+    fleet
+        .world
+        .datastore
+        .set_async(
+            now,
+            ServerId(0),
+            &StoreName::new(STORE),
+            key,
+            value,
+            Default::default(),
+        )
+        .unwrap();
+}
+
+/// The checks the test above leaves out, each on a run broken for it alone.
+#[test]
+fn the_other_checks_each_report_a_broken_run() {
+    use profilestore_core::json;
+    use profilestore_harness::world::{Happening, Logged};
+
+    // An operation applied twice.
+    let (mut fleet, key, _) = sound_run(7);
+    let mut value = fleet.world.stored(STORE, &key).unwrap();
+    let ops = value["Data"]["Ops"].as_array_mut().unwrap();
+    let first = ops[0].clone();
+    ops.push(first.clone());
+    overwrite(&mut fleet, &key, value);
+    let v = invariants::check(&mut fleet);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(
+        (v[0].invariant, v[0].key.as_str()),
+        ("no operation applied twice", key.as_str())
+    );
+    assert_eq!(
+        v[0].detail,
+        format!("{} appears twice", first.as_str().unwrap())
+    );
+
+    // A gift stored twice under the same message.
+    let (mut fleet, key, _) = sound_run(7);
+    let mut value = fleet.world.stored(STORE, &key).unwrap();
+    value["Data"]["Gifts"] = json!(["gift900#4", "gift900#4"]);
+    overwrite(&mut fleet, &key, value);
+    fleet
+        .observed
+        .gifts_sent
+        .insert("gift900".into(), key.clone());
+    let mut v = invariants::check(&mut fleet);
+    v.retain(|v| v.invariant != "every sent message delivered");
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].invariant, "no message processed twice");
+    assert_eq!(v[0].detail, "gift900#4 applied twice");
+
+    // A gift sent but never applied, and one applied to another player.
+    let (mut fleet, key, other) = sound_run(7);
+    fleet
+        .observed
+        .gifts_sent
+        .insert("gift901".into(), key.clone());
+    let mut value = fleet.world.stored(STORE, &other).unwrap();
+    value["Data"]["Gifts"] = json!(["gift902#9"]);
+    overwrite(&mut fleet, &other, value);
+    fleet
+        .observed
+        .gifts_sent
+        .insert("gift902".into(), key.clone());
+    let mut v = invariants::check(&mut fleet);
+    // Overwriting `other` replaced whatever gifts it held: those are reported as never applied.
+    v.retain(|v| v.detail.starts_with("gift90"));
+    let found: Vec<(&str, &str, &str)> = v
+        .iter()
+        .map(|v| (v.invariant, v.key.as_str(), v.detail.as_str()))
+        .collect();
+    let to_other = format!("gift902 applied to [{other:?}]");
+    assert_eq!(
+        found,
+        [
+            (
+                "every sent message delivered",
+                key.as_str(),
+                "gift901 never applied"
+            ),
+            (
+                "messages reach their recipient",
+                key.as_str(),
+                to_other.as_str()
+            ),
+        ]
+    );
+
+    // Two servers holding the lock of one generation.
+    let (mut fleet, _, _) = sound_run(7);
+    let locked = fleet
+        .world
+        .log
+        .iter()
+        .find(|l| match &l.what {
+            Happening::Write { value, .. } => invariants::WriteFacts::of(value).lock.is_some(),
+            _ => false,
+        })
+        .cloned()
+        .expect("a locked write");
+    let Happening::Write {
+        store,
+        key,
+        mut value,
+        user_ids,
+        metadata,
+    } = locked.what
+    else {
+        unreachable!()
+    };
+    let count = invariants::WriteFacts::of(&value).count;
+    if value.is_array() {
+        value[2] = json!("intruder-job");
+    } else {
+        value["MetaData"]["ActiveSession"][1] = json!("intruder-job");
+    }
+    fleet.world.log.push(Logged {
+        t: locked.t + 1.0,
+        server: locked.server,
+        what: Happening::Write {
+            store,
+            key: key.clone(),
+            value,
+            user_ids,
+            metadata,
+        },
+    });
+    let v = invariants::check(&mut fleet);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(
+        (v[0].invariant, v[0].key.as_str()),
+        ("one lock holder per generation", key.as_str())
+    );
+    assert_eq!(
+        v[0].detail,
+        format!("generation {} locked by two servers", count)
+    );
+}
+
 /// An item in two profiles is a dupe unless the trade that moved it was torn by its server's
 /// death before any save of the giver confirmed the item gone.
 #[test]
 fn a_dupe_is_excused_only_by_a_torn_trade() {
-    use profilestore_harness::datastore::{ServerId, StoreName};
     use profilestore_harness::fleet::Trade;
     for (died, giver_saved, torn) in [
         (None, false, false),
@@ -165,19 +331,7 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
             .as_array_mut()
             .unwrap()
             .push(item.clone());
-        let now = fleet.world.now;
-        fleet
-            .world
-            .datastore
-            .set_async(
-                now,
-                ServerId(0),
-                &StoreName::new(STORE),
-                &other,
-                value,
-                Default::default(),
-            )
-            .unwrap();
+        overwrite(&mut fleet, &other, value);
         let item = item.as_str().unwrap().to_string();
         fleet.observed.trade_log.push(Trade {
             item: item.clone(),
