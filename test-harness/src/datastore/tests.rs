@@ -331,6 +331,34 @@ fn only_the_first_write_of_a_utc_hour_keeps_a_version() {
     assert_eq!(versions(&mut every, 3.0, "k").len(), 3);
 }
 
+/// The hour and the day are UTC's, not counted from a key's first write or the last snapshot:
+/// a store whose clock starts at 00:30 UTC opens a version at 01:00 and takes a snapshot again
+/// after midnight.
+#[test]
+fn versions_and_snapshots_follow_utc_hours_and_days() {
+    let half_past = EPOCH + 1800; // 2025-01-01T00:30:00Z
+    let mut ds = DataStoreService::new(half_past);
+    set(&mut ds, 0.0, "k", json!(1)); // 00:30:00
+    set(&mut ds, 1740.0, "k", json!(2)); // 00:59:00, same hour
+    assert_eq!(versions(&mut ds, 1740.0, "k").len(), 1);
+    set(&mut ds, 1799.0, "j", json!(1)); // 00:59:59
+    set(&mut ds, 1801.0, "j", json!(2)); // 01:00:01, two seconds later
+    set(&mut ds, 1801.0, "k", json!(3)); // 01:00:01, half an hour after k's first write
+    let created = |ds: &mut DataStoreService, key: &str| {
+        versions(ds, 1801.0, key)
+            .iter()
+            .map(|v| v.created_time)
+            .collect::<Vec<_>>()
+    };
+    let ms = half_past * 1000;
+    assert_eq!(created(&mut ds, "j"), vec![ms + 1_799_000, ms + 1_801_000]);
+    assert_eq!(created(&mut ds, "k"), vec![ms + 1_740_000, ms + 1_801_000]);
+    // Snapshots: one a UTC day, so 23:59 and 00:01 the next day are both taken.
+    assert_eq!(ds.take_snapshot(84_540.0), Ok(())); // 23:59:00
+    assert_eq!(ds.take_snapshot(84_599.0), Err(RequestError::SnapshotLimit)); // 23:59:59
+    assert_eq!(ds.take_snapshot(84_660.0), Ok(())); // 00:01:00 the next day
+}
+
 #[test]
 fn a_snapshot_makes_the_next_write_open_a_version() {
     let mut ds = DataStoreService::new(EPOCH);
