@@ -3,10 +3,15 @@
 //! Each server has, per `DataStoreRequestType`, a token bucket: it refills at
 //! `base + per_player × players` requests per minute up to one minute's worth, and starts full
 //! plus a one-time startup burst. A request that finds a token is admitted at once. Otherwise it
-//! joins that type's FIFO queue and is admitted when the bucket has refilled for it — a time we
-//! can compute exactly on the virtual clock — unless the queue already holds
+//! joins a FIFO queue and is admitted when the bucket has refilled for it — a time we can
+//! compute exactly on the virtual clock — unless the queue already holds
 //! [`super::Budgets::queue_capacity`] (30) requests, in which case it is dropped with 301–306.
 //! `UpdateAsync` needs both a read and a write token (it counts against both budgets).
+//!
+//! The queues are Roblox's (spec "Queues": Set, Ordered set, Get, Ordered get), not one per
+//! request type: reads wait in the Get queue; writes and removes share the Set queue, as the
+//! older budgets grouped Set, Increment, Update and Remove. List calls, which fail with a named
+//! `…Throttle` error rather than a 301–306 code, wait in a queue of their own.
 //!
 //! A queued request keeps the admission time computed when it arrived, even if the player count
 //! changes while it waits.
@@ -57,21 +62,32 @@ pub enum Admission {
 struct Bucket {
     tokens: f64,
     updated: f64,
-    /// Admission times of the requests waiting in this type's queue.
-    queue: Vec<f64>,
 }
 
 /// One server's budgets: per request type (indexed by [`RequestType::index`]) an override of
-/// the rate and the bucket, created on first use.
+/// the rate and the bucket, created on first use; per queue (indexed by
+/// [`RequestType::queue`]) the admission times of the requests waiting in it.
 #[derive(Clone, Debug, Default)]
 struct ServerBudget {
     players: u32,
     overrides: [Option<Rate>; RequestType::COUNT],
     buckets: [Option<Bucket>; RequestType::COUNT],
+    queues: [Vec<f64>; RequestType::QUEUES],
 }
 
 impl RequestType {
     const COUNT: usize = 4;
+    /// The Get queue, the Set queue and the list calls' queue.
+    const QUEUES: usize = 3;
+
+    /// The throttle queue a request of this type waits in (see the module's documentation).
+    fn queue(self) -> usize {
+        match self {
+            RequestType::StandardRead => 0,
+            RequestType::StandardWrite | RequestType::StandardRemove => 1,
+            RequestType::StandardList => 2,
+        }
+    }
 
     fn index(self) -> usize {
         match self {
@@ -97,17 +113,15 @@ impl ServerBudget {
     /// with the type's rate per minute.
     fn refill(&mut self, now: f64, budgets: &Budgets, kind: RequestType) -> (&mut Bucket, f64) {
         let (per_minute, burst) = self.rate(budgets, kind);
-        let bucket = self.buckets[kind.index()].get_or_insert_with(|| Bucket {
+        let bucket = self.buckets[kind.index()].get_or_insert(Bucket {
             tokens: per_minute + burst,
             updated: now,
-            queue: Vec::new(),
         });
         let elapsed = (now - bucket.updated).max(0.0);
         if bucket.tokens < per_minute {
             bucket.tokens = (bucket.tokens + elapsed * per_minute / 60.0).min(per_minute);
         }
         bucket.updated = bucket.updated.max(now);
-        bucket.queue.retain(|t| *t > now);
         (bucket, per_minute)
     }
 
@@ -190,12 +204,15 @@ impl BudgetBook {
         let kinds = operation.request_types();
         for (plan, &kind) in plans.iter_mut().zip(kinds) {
             let (bucket, per_minute) = s.refill(now, budgets, kind);
-            let ready = if bucket.tokens >= 1.0 {
+            let tokens = bucket.tokens;
+            let queue = &mut s.queues[kind.queue()];
+            queue.retain(|t| *t > now);
+            let ready = if tokens >= 1.0 {
                 now
-            } else if bucket.queue.len() >= budgets.queue_capacity || per_minute <= 0.0 {
+            } else if queue.len() >= budgets.queue_capacity || per_minute <= 0.0 {
                 return Admission::Rejected(RequestError::QueueFull { operation });
             } else {
-                now + (1.0 - bucket.tokens) * 60.0 / per_minute
+                now + (1.0 - tokens) * 60.0 / per_minute
             };
             *plan = (kind, ready);
         }
@@ -207,7 +224,7 @@ impl BudgetBook {
             };
             bucket.tokens -= 1.0;
             if ready > now {
-                bucket.queue.push(ready);
+                s.queues[kind.queue()].push(ready);
             }
             at = at.max(ready);
         }
@@ -336,6 +353,70 @@ mod tests {
             book.budget(0.0, &budgets, A, RequestType::StandardRead),
             119.0
         );
+    }
+
+    /// Writes and removes wait in one Set queue of 30 (302 when it is full for a SetAsync,
+    /// 306 for a RemoveAsync); reads keep their own Get queue.
+    #[test]
+    fn writes_and_removes_share_the_set_queue() {
+        let budgets = Budgets::roblox();
+        let mut book = BudgetBook::default();
+        // Both buckets start with 60 + a burst of 60: empty them.
+        for op in [Operation::Set, Operation::Remove] {
+            for _ in 0..120 {
+                assert_eq!(book.admit(0.0, &budgets, A, op), Admission::Now);
+            }
+        }
+        for i in 1..=20 {
+            assert_eq!(
+                book.admit(0.0, &budgets, A, Operation::Set),
+                Admission::QueuedUntil(f64::from(i))
+            );
+        }
+        for i in 1..=10 {
+            assert_eq!(
+                book.admit(0.0, &budgets, A, Operation::Remove),
+                Admission::QueuedUntil(f64::from(i))
+            );
+        }
+        // Thirty wait in the Set queue: both a remove and a set are dropped now.
+        let remove = book.admit(0.0, &budgets, A, Operation::Remove);
+        let Admission::Rejected(err) = remove else {
+            panic!("{remove:?}")
+        };
+        assert_eq!(
+            err.to_string(),
+            "306: RemoveAsync request dropped. Request was throttled but queue was full."
+        );
+        let set = book.admit(0.0, &budgets, A, Operation::Set);
+        let Admission::Rejected(err) = set else {
+            panic!("{set:?}")
+        };
+        assert_eq!(
+            err.to_string(),
+            "302: SetAsync request dropped. Request was throttled but queue was full."
+        );
+        // The Get queue is another queue: a throttled read still queues.
+        for _ in 0..120 {
+            assert_eq!(book.admit(0.0, &budgets, A, Operation::Get), Admission::Now);
+        }
+        assert_eq!(
+            book.admit(0.0, &budgets, A, Operation::Get),
+            Admission::QueuedUntil(1.0)
+        );
+        // At 1.5 s the first queued set and remove have run: two places are free.
+        assert_eq!(
+            book.admit(1.5, &budgets, A, Operation::Remove),
+            Admission::QueuedUntil(11.0)
+        );
+        assert_eq!(
+            book.admit(1.5, &budgets, A, Operation::Set),
+            Admission::QueuedUntil(21.0)
+        );
+        assert!(matches!(
+            book.admit(1.5, &budgets, A, Operation::Set),
+            Admission::Rejected(_)
+        ));
     }
 
     #[test]
