@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use super::error::RequestError;
-use super::limits::{Budgets, Rate};
+use super::limits::{Budgets, ExperienceBudgets, Rate};
 use super::{Operation, ServerId};
 
 /// `Enum.DataStoreRequestType` for standard data stores.
@@ -64,6 +64,40 @@ struct Bucket {
     updated: f64,
 }
 
+impl Bucket {
+    /// Adds the tokens earned since the last refill at `per_minute`, up to one minute's worth.
+    fn refill(&mut self, now: f64, per_minute: f64) {
+        let elapsed = (now - self.updated).max(0.0);
+        if self.tokens < per_minute {
+            self.tokens = (self.tokens + elapsed * per_minute / 60.0).min(per_minute);
+        }
+        self.updated = self.updated.max(now);
+    }
+
+    /// When a request taking a token now can run (refilled up to `now`): at once if there is a
+    /// token, else when the deficit has refilled; `None` when nothing refills it.
+    fn ready(&self, now: f64, per_minute: f64) -> Option<f64> {
+        if self.tokens >= 1.0 {
+            Some(now)
+        } else if per_minute <= 0.0 {
+            None
+        } else {
+            Some(now + (1.0 - self.tokens) * 60.0 / per_minute)
+        }
+    }
+}
+
+/// Brings the bucket in `slot` up to `now` at `per_minute`, creating it on first use with one
+/// minute's worth plus `burst`.
+fn refill(slot: &mut Option<Bucket>, now: f64, per_minute: f64, burst: f64) -> &mut Bucket {
+    let bucket = slot.get_or_insert(Bucket {
+        tokens: per_minute + burst,
+        updated: now,
+    });
+    bucket.refill(now, per_minute);
+    bucket
+}
+
 /// One server's budgets: per request type (indexed by [`RequestType::index`]) an override of
 /// the rate and the bucket, created on first use; per queue (indexed by
 /// [`RequestType::queue`]) the admission times of the requests waiting in it.
@@ -79,6 +113,21 @@ impl RequestType {
     const COUNT: usize = 4;
     /// The Get queue, the Set queue and the list calls' queue.
     const QUEUES: usize = 3;
+    const ALL: [RequestType; RequestType::COUNT] = [
+        RequestType::StandardRead,
+        RequestType::StandardWrite,
+        RequestType::StandardList,
+        RequestType::StandardRemove,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            RequestType::StandardRead => 0,
+            RequestType::StandardWrite => 1,
+            RequestType::StandardList => 2,
+            RequestType::StandardRemove => 3,
+        }
+    }
 
     /// The throttle queue a request of this type waits in (see the module's documentation).
     fn queue(self) -> usize {
@@ -89,12 +138,23 @@ impl RequestType {
         }
     }
 
-    fn index(self) -> usize {
+    /// The type's name in `Enum.DataStoreRequestType` (`StandardWrite`, ...).
+    pub fn name(self) -> &'static str {
         match self {
-            RequestType::StandardRead => 0,
-            RequestType::StandardWrite => 1,
-            RequestType::StandardList => 2,
-            RequestType::StandardRemove => 3,
+            RequestType::StandardRead => "StandardRead",
+            RequestType::StandardWrite => "StandardWrite",
+            RequestType::StandardList => "StandardList",
+            RequestType::StandardRemove => "StandardRemove",
+        }
+    }
+
+    /// Its experience-level budget in `budgets`.
+    fn experience_rate(self, budgets: &ExperienceBudgets) -> Rate {
+        match self {
+            RequestType::StandardRead => budgets.read,
+            RequestType::StandardWrite => budgets.write,
+            RequestType::StandardList => budgets.list,
+            RequestType::StandardRemove => budgets.remove,
         }
     }
 }
@@ -113,26 +173,13 @@ impl ServerBudget {
     /// with the type's rate per minute.
     fn refill(&mut self, now: f64, budgets: &Budgets, kind: RequestType) -> (&mut Bucket, f64) {
         let (per_minute, burst) = self.rate(budgets, kind);
-        let bucket = self.buckets[kind.index()].get_or_insert(Bucket {
-            tokens: per_minute + burst,
-            updated: now,
-        });
-        let elapsed = (now - bucket.updated).max(0.0);
-        if bucket.tokens < per_minute {
-            bucket.tokens = (bucket.tokens + elapsed * per_minute / 60.0).min(per_minute);
-        }
-        bucket.updated = bucket.updated.max(now);
+        let bucket = refill(&mut self.buckets[kind.index()], now, per_minute, burst);
         (bucket, per_minute)
     }
 
     /// Refills every bucket in use up to `now`.
     fn refill_all(&mut self, now: f64, budgets: &Budgets) {
-        for kind in [
-            RequestType::StandardRead,
-            RequestType::StandardWrite,
-            RequestType::StandardList,
-            RequestType::StandardRemove,
-        ] {
+        for kind in RequestType::ALL {
             if self.buckets[kind.index()].is_some() {
                 self.refill(now, budgets, kind);
             }
@@ -140,10 +187,43 @@ impl ServerBudget {
     }
 }
 
-/// The request budgets of every server.
+/// The experience-level budgets all servers share: a bucket per request type whose rate follows
+/// the experience's CCU, the players of every server.
+#[derive(Clone, Debug, Default)]
+struct ExperienceBudget {
+    ccu: u32,
+    buckets: [Option<Bucket>; RequestType::COUNT],
+}
+
+impl ExperienceBudget {
+    /// Brings `kind`'s bucket up to `now` (full on first use, no burst); returns it with its
+    /// rate per minute.
+    fn refill(
+        &mut self,
+        now: f64,
+        budgets: &ExperienceBudgets,
+        kind: RequestType,
+    ) -> (&mut Bucket, f64) {
+        let per_minute = kind.experience_rate(budgets).per_minute(self.ccu).max(0.0);
+        let bucket = refill(&mut self.buckets[kind.index()], now, per_minute, 0.0);
+        (bucket, per_minute)
+    }
+
+    /// Refills every bucket in use up to `now`.
+    fn refill_all(&mut self, now: f64, budgets: &ExperienceBudgets) {
+        for kind in RequestType::ALL {
+            if self.buckets[kind.index()].is_some() {
+                self.refill(now, budgets, kind);
+            }
+        }
+    }
+}
+
+/// The request budgets of every server, and the experience's.
 #[derive(Clone, Debug, Default)]
 pub struct BudgetBook {
     servers: BTreeMap<ServerId, ServerBudget>,
+    experience: ExperienceBudget,
 }
 
 impl BudgetBook {
@@ -151,12 +231,16 @@ impl BudgetBook {
         self.servers.entry(server).or_default()
     }
 
-    /// Sets how many players a server has (its rates scale with it).
+    /// Sets how many players a server has (its rates, and the experience's, scale with it).
     ///
     /// Tokens earned so far count at the old rate; later ones at the new.
     pub fn set_players(&mut self, now: f64, budgets: &Budgets, server: ServerId, players: u32) {
-        let s = self.server(server);
+        if let Some(experience) = &budgets.experience {
+            self.experience.refill_all(now, experience);
+        }
+        let s = self.servers.entry(server).or_default();
         s.refill_all(now, budgets);
+        self.experience.ccu = self.experience.ccu - s.players + players;
         s.players = players;
     }
 
@@ -177,7 +261,8 @@ impl BudgetBook {
         s.overrides[kind.index()] = Some(rate);
     }
 
-    /// `GetRequestBudgetForRequestType`: whole requests available now (never negative).
+    /// `GetRequestBudgetForRequestType`: whole requests available now (never negative). This
+    /// is the server's budget; the experience's may be shorter.
     pub fn budget(
         &mut self,
         now: f64,
@@ -189,7 +274,24 @@ impl BudgetBook {
         bucket.tokens.max(0.0).floor()
     }
 
-    /// Asks for one token of each of `operation`'s request types.
+    /// The experience's whole requests of `kind` available now (never negative); `None` when
+    /// experience budgets are not modelled.
+    pub fn experience_budget(
+        &mut self,
+        now: f64,
+        budgets: &Budgets,
+        kind: RequestType,
+    ) -> Option<f64> {
+        let experience = budgets.experience.as_ref()?;
+        let (bucket, _) = self.experience.refill(now, experience, kind);
+        Some(bucket.tokens.max(0.0).floor())
+    }
+
+    /// Asks for one token of each of `operation`'s request types, from the server's budget and
+    /// from the experience's. A request short of either waits in the server's queue until both
+    /// have refilled for it; when that queue is full it is dropped: with 301–306 (or a named
+    /// `…Throttle`) when the server's budget is short, with `Standard…ExperienceThrottled` when
+    /// only the experience's is.
     pub fn admit(
         &mut self,
         now: f64,
@@ -197,32 +299,45 @@ impl BudgetBook {
         server: ServerId,
         operation: Operation,
     ) -> Admission {
-        let s = self.server(server);
+        let s = self.servers.entry(server).or_default();
         // Decide for every type first, so a rejected UpdateAsync takes no read token either.
         // (At most two types: UpdateAsync's read and write.)
         let mut plans = [(RequestType::StandardRead, now); 2];
         let kinds = operation.request_types();
         for (plan, &kind) in plans.iter_mut().zip(kinds) {
             let (bucket, per_minute) = s.refill(now, budgets, kind);
-            let tokens = bucket.tokens;
+            let own = bucket.ready(now, per_minute);
+            let shared = match &budgets.experience {
+                Some(experience) => {
+                    let (bucket, per_minute) = self.experience.refill(now, experience, kind);
+                    bucket.ready(now, per_minute)
+                }
+                None => Some(now),
+            };
             let queue = &mut s.queues[kind.queue()];
             queue.retain(|t| *t > now);
-            let ready = if tokens >= 1.0 {
-                now
-            } else if queue.len() >= budgets.queue_capacity || per_minute <= 0.0 {
-                return Admission::Rejected(RequestError::QueueFull { operation });
-            } else {
-                now + (1.0 - tokens) * 60.0 / per_minute
+            let full = queue.len() >= budgets.queue_capacity;
+            let ready = match (own, shared) {
+                (Some(a), Some(b)) if a.max(b) <= now || !full => a.max(b),
+                (Some(a), _) if a <= now => {
+                    return Admission::Rejected(RequestError::ExperienceThrottled {
+                        operation,
+                        kind,
+                    });
+                }
+                _ => return Admission::Rejected(RequestError::QueueFull { operation }),
             };
             *plan = (kind, ready);
         }
         let mut at = now;
         for &(kind, ready) in &plans[..kinds.len()] {
-            // Refilled up to `now` just above.
-            let Some(bucket) = s.buckets[kind.index()].as_mut() else {
-                continue;
-            };
-            bucket.tokens -= 1.0;
+            // Both refilled up to `now` just above.
+            if let Some(bucket) = s.buckets[kind.index()].as_mut() {
+                bucket.tokens -= 1.0;
+            }
+            if let Some(bucket) = self.experience.buckets[kind.index()].as_mut() {
+                bucket.tokens -= 1.0;
+            }
             if ready > now {
                 s.queues[kind.queue()].push(ready);
             }
@@ -417,6 +532,92 @@ mod tests {
             book.admit(1.5, &budgets, A, Operation::Set),
             Admission::Rejected(_)
         ));
+    }
+
+    /// The experience's budget (300 + 20 × CCU writes a minute) is shared by every server: once
+    /// servers together have used it, a server with budget left queues, then drops with
+    /// `StandardWriteExperienceThrottled`.
+    #[test]
+    fn servers_share_the_experience_budget() {
+        let budgets = Budgets::roblox();
+        let mut book = BudgetBook::default();
+        let b = ServerId(2);
+        book.set_players(0.0, &budgets, A, 5);
+        book.set_players(0.0, &budgets, b, 5);
+        // Each server: 60 + 40 × 5 = 260 a minute plus a burst of 60. The experience: 300 +
+        // 20 × 10 = 500, no burst.
+        assert_eq!(
+            book.budget(0.0, &budgets, b, RequestType::StandardWrite),
+            320.0
+        );
+        assert_eq!(
+            book.experience_budget(0.0, &budgets, RequestType::StandardWrite),
+            Some(500.0)
+        );
+        for _ in 0..300 {
+            assert_eq!(book.admit(0.0, &budgets, A, Operation::Set), Admission::Now);
+        }
+        for _ in 0..200 {
+            assert_eq!(book.admit(0.0, &budgets, b, Operation::Set), Admission::Now);
+        }
+        assert_eq!(
+            book.budget(0.0, &budgets, b, RequestType::StandardWrite),
+            120.0
+        );
+        // B still has budget of its own, the experience has none: B's writes wait for the
+        // experience's refill (500 a minute) in B's Set queue.
+        for i in 1..=30 {
+            assert_eq!(
+                book.admit(0.0, &budgets, b, Operation::Set),
+                Admission::QueuedUntil(f64::from(i) * 60.0 / 500.0)
+            );
+        }
+        let dropped = book.admit(0.0, &budgets, b, Operation::Update);
+        assert_eq!(
+            dropped,
+            Admission::Rejected(RequestError::ExperienceThrottled {
+                operation: Operation::Update,
+                kind: RequestType::StandardWrite,
+            })
+        );
+        let Admission::Rejected(err) = dropped else {
+            unreachable!()
+        };
+        assert_eq!(
+            err.to_string(),
+            "StandardWriteExperienceThrottled: UpdateAsync request dropped. The experience's \
+             request budget is used up and the queue is full."
+        );
+        assert_eq!(err.code(), None);
+        // Reads have their own experience budget.
+        assert_eq!(book.admit(0.0, &budgets, b, Operation::Get), Admission::Now);
+        assert_eq!(
+            book.experience_budget(0.0, &budgets, RequestType::StandardWrite),
+            Some(0.0)
+        );
+        // More players raise the experience's rate from then on: 300 + 20 × 110 = 2,500.
+        book.set_players(0.0, &budgets, A, 105);
+        assert_eq!(
+            book.experience_budget(60.0, &budgets, RequestType::StandardWrite),
+            Some(2470.0),
+            "a minute at 2,500 a minute, less the 30 queued"
+        );
+        // Without experience budgets, only the server's count.
+        let servers_only = Budgets {
+            experience: None,
+            ..Budgets::roblox()
+        };
+        let mut book = BudgetBook::default();
+        for _ in 0..120 {
+            assert_eq!(
+                book.admit(0.0, &servers_only, A, Operation::Set),
+                Admission::Now
+            );
+        }
+        assert_eq!(
+            book.experience_budget(0.0, &servers_only, RequestType::StandardWrite),
+            None
+        );
     }
 
     #[test]

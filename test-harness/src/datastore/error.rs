@@ -10,7 +10,7 @@
 
 use profilestore_core::DataStoreError;
 
-use super::Operation;
+use super::{Operation, RequestType};
 
 /// Which name a 101/102 error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +134,16 @@ pub enum RequestError {
     MetadataFormat {
         /// What was given, as JSON.
         found: String,
+    },
+    /// `Standard…ExperienceThrottled`: the experience-level budget of this request type is used
+    /// up and the server's throttle queue is full (Roblox names the error but publishes no text;
+    /// this one is ours).
+    #[error("{}ExperienceThrottled: {} request dropped. The experience's request budget is used up and the queue is full.", kind.name(), operation.api_name())]
+    ExperienceThrottled {
+        /// The call that was dropped.
+        operation: Operation,
+        /// The request type whose experience budget is used up.
+        kind: RequestType,
     },
     /// `KeyThrottled`: the key's per-minute throughput is used up.
     #[error("KeyThrottled: The request rate exceeds the allowed maximum for the key.")]

@@ -55,7 +55,8 @@ impl Rate {
     }
 }
 
-/// The server-level request budgets of each `DataStoreRequestType` for standard data stores.
+/// The server-level request budgets of each `DataStoreRequestType` for standard data stores,
+/// and the experience-level ones all servers share.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Budgets {
     /// `StandardRead`: GetAsync, GetVersionAsync, the read of UpdateAsync (60 + 40n).
@@ -68,6 +69,51 @@ pub struct Budgets {
     pub remove: Rate,
     /// Requests each throttle queue holds before dropping with 301–306 (30).
     pub queue_capacity: usize,
+    /// The experience-level budgets every server shares (`None`: not modelled).
+    pub experience: Option<ExperienceBudgets>,
+}
+
+/// The experience-level request budgets (spec "Request budgets", current): shared by all the
+/// experience's servers, `base + per_player × CCU` requests per minute where CCU counts the
+/// players of every server; no startup burst. (Open Cloud shares them too; the simulator has no
+/// Open Cloud calls.)
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExperienceBudgets {
+    /// `StandardRead` (300 + 40 × CCU).
+    pub read: Rate,
+    /// `StandardWrite` (300 + 20 × CCU).
+    pub write: Rate,
+    /// `StandardList` (300 + 2 × CCU).
+    pub list: Rate,
+    /// `StandardRemove` (300 + 40 × CCU).
+    pub remove: Rate,
+}
+
+impl ExperienceBudgets {
+    /// Roblox's current experience-level limits (doc revision 2026-07).
+    pub fn roblox() -> ExperienceBudgets {
+        let rate = |base, per_player| Rate {
+            base,
+            per_player,
+            startup_burst: 0.0,
+        };
+        ExperienceBudgets {
+            read: rate(300.0, 40.0),
+            write: rate(300.0, 20.0),
+            list: rate(300.0, 2.0),
+            remove: rate(300.0, 40.0),
+        }
+    }
+
+    /// Every rate multiplied by `factor`.
+    pub fn scaled(&self, factor: f64) -> ExperienceBudgets {
+        ExperienceBudgets {
+            read: self.read.scaled(factor),
+            write: self.write.scaled(factor),
+            list: self.list.scaled(factor),
+            remove: self.remove.scaled(factor),
+        }
+    }
 }
 
 impl Budgets {
@@ -79,10 +125,11 @@ impl Budgets {
             list: Rate::new(5.0, 2.0),
             remove: Rate::new(60.0, 40.0),
             queue_capacity: 30,
+            experience: Some(ExperienceBudgets::roblox()),
         }
     }
 
-    /// Every rate multiplied by `factor` (the queue capacity stays).
+    /// Every rate multiplied by `factor`, the experience's too (the queue capacity stays).
     pub fn scaled(&self, factor: f64) -> Budgets {
         Budgets {
             read: self.read.scaled(factor),
@@ -90,6 +137,7 @@ impl Budgets {
             list: self.list.scaled(factor),
             remove: self.remove.scaled(factor),
             queue_capacity: self.queue_capacity,
+            experience: self.experience.map(|e| e.scaled(factor)),
         }
     }
 }

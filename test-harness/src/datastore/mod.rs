@@ -26,7 +26,8 @@
 //!   open a new version. Superseded versions, and keys removed, disappear 30 days later.
 //! - Limits ([`Limits`]): name/scope/key length (101/102), value size (105), metadata size
 //!   (511), user ids (512/513), NaN/inf and invalid UTF-8 ([`number_value`], [`decode_value`],
-//!   104), server request budgets with throttle queues ([`DataStoreService::admit`], 301–306),
+//!   104), server request budgets with Roblox's throttle queues ([`DataStoreService::admit`],
+//!   301–306) under the experience-level budgets all servers share (`Standard…ExperienceThrottled`),
 //!   per-key throughput (`KeyThrottled`).
 //! - Faults ([`Faults`]): seeded per-call failures, ambiguous failures (the write commits but
 //!   the call reports an error) and latency samples.
@@ -83,8 +84,8 @@ pub use budget::{Admission, RequestType};
 pub use error::{MetadataPart, NameKind, RequestError, Throughput};
 pub use faults::{Fault, FaultRates, Faults, Latency, internal_rejection};
 pub use limits::{
-    Budgets, Limits, MetadataLimits, Rate, ThroughputLimits, decode_value, number_value,
-    serialized_len,
+    Budgets, ExperienceBudgets, Limits, MetadataLimits, Rate, ThroughputLimits, decode_value,
+    number_value, serialized_len,
 };
 
 use std::collections::BTreeMap;
@@ -666,7 +667,14 @@ impl DataStoreService {
         Some(self.budgets.budget(now, budgets, server, kind))
     }
 
-    /// Sets how many players `server` has; its rates scale with it.
+    /// Requests of `kind` the experience-level budget (shared by all servers) allows now;
+    /// `None` when budgets, or experience budgets, are off.
+    pub fn experience_budget(&mut self, now: f64, kind: RequestType) -> Option<f64> {
+        let budgets = self.limits.budgets.as_ref()?;
+        self.budgets.experience_budget(now, budgets, kind)
+    }
+
+    /// Sets how many players `server` has; its rates, and the experience's, scale with it.
     pub fn set_player_count(&mut self, now: f64, server: ServerId, players: u32) {
         if let Some(budgets) = &self.limits.budgets {
             self.budgets.set_players(now, budgets, server, players);
