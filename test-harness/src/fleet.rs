@@ -161,6 +161,9 @@ enum Presence {
         server: usize,
         call: CallId,
         since: f64,
+        /// The player's last session was still held (by the server it left, or being released
+        /// by this one) when this start began: a hand-off.
+        handoff: bool,
     },
     /// Playing on a server.
     Online {
@@ -229,7 +232,8 @@ pub struct Observations {
     pub sessions: u64,
     /// Start latencies (seconds) of every successful start.
     pub start_times: Vec<f64>,
-    /// Starts that waited on another server (took over 1 s): their latencies.
+    /// Latencies of the successful hand-offs: starts that began while the player's last session
+    /// was still held, after a teleport to another server or a quick rejoin of the same one.
     pub handoffs: Vec<f64>,
     /// Failed starts by reason.
     pub failures: BTreeMap<StartFailure, u64>,
@@ -475,12 +479,13 @@ impl Fleet {
                         continue;
                     }
                     let server = alive[(self.rng.next_u64() % alive.len() as u64) as usize];
-                    self.join(p, server);
+                    self.join(p, server, false);
                 }
                 Presence::Joining {
                     server,
                     call,
                     since,
+                    ..
                 } => {
                     // A player gives up after a minute of loading: Cancel turns true.
                     if now - since > HANDOFF_BOUND {
@@ -515,7 +520,9 @@ impl Fleet {
         }
     }
 
-    fn join(&mut self, p: usize, server: usize) {
+    /// `StartSessionAsync` for player `p` on `server`; `handoff` when the player's last session
+    /// is still held.
+    fn join(&mut self, p: usize, server: usize, handoff: bool) {
         let now = self.world.now_for(server);
         let key = self.players[p].key.clone();
         let params = StartParams {
@@ -536,6 +543,7 @@ impl Fleet {
                 server,
                 call,
                 since: self.world.now,
+                handoff,
             };
         }
         self.players[p].next_at = self.world.now + 5.0;
@@ -548,7 +556,7 @@ impl Fleet {
             // Teleport: join the new server first; the old one lets go a moment later.
             let others: Vec<usize> = alive.into_iter().filter(|s| *s != server).collect();
             let to = others[(self.rng.next_u64() % others.len() as u64) as usize];
-            self.join(p, to);
+            self.join(p, to, true);
             let delay = self.rng.next_f64() * 3.0;
             self.pending_ends
                 .push((self.world.now + delay, server, profile));
@@ -558,7 +566,7 @@ impl Fleet {
             if roll < 0.85 {
                 // Rejoin the same server quickly.
                 self.players[p].presence = Presence::Offline;
-                self.join(p, server);
+                self.join(p, server, true);
             } else {
                 self.players[p].presence = Presence::Offline;
                 let wait = self.exp(30.0);
@@ -842,7 +850,7 @@ impl Fleet {
         let Some(p) = self.joining[s].remove(&call) else {
             return;
         };
-        let Presence::Joining { since, .. } = self.players[p].presence.clone() else {
+        let Presence::Joining { since, handoff, .. } = self.players[p].presence.clone() else {
             return;
         };
         let took = t - since;
@@ -853,7 +861,7 @@ impl Fleet {
                 self.session_players.insert((s, profile), p);
                 self.observed.sessions += 1;
                 self.observed.start_times.push(took);
-                if took > 1.0 {
+                if handoff {
                     self.observed.handoffs.push(took);
                 }
                 let healthy = self.healthy_since(since);
@@ -954,7 +962,7 @@ impl Fleet {
                 for p in 0..self.players.len() {
                     if recipients.contains(&self.players[p].key) && !alive.is_empty() {
                         let server = alive[p % alive.len()];
-                        self.join(p, server);
+                        self.join(p, server, false);
                     }
                 }
                 let t = self.world.now;

@@ -30,6 +30,17 @@ fn healthy_fleet_keeps_every_invariant_and_hands_off_in_time() {
     let o = &fleet.observed;
     assert!(o.sessions > 60, "{} sessions", o.sessions);
     assert!(!o.handoffs.is_empty(), "hops made hand-offs");
+    // Hand-offs are the starts that found the last session still held, not every start: they
+    // wait for the release, fresh starts do not.
+    assert!(o.handoffs.len() < o.sessions as usize);
+    let total = |v: &[f64]| v.iter().sum::<f64>();
+    let handoff_mean = total(&o.handoffs) / o.handoffs.len() as f64;
+    let fresh_mean = (total(&o.start_times) - total(&o.handoffs))
+        / (o.start_times.len() - o.handoffs.len()) as f64;
+    assert!(
+        fresh_mean < 1.0 && handoff_mean > 2.0,
+        "fresh starts {fresh_mean} s on average, hand-offs {handoff_mean} s"
+    );
     assert!(o.trades > 10 && !o.gifts_sent.is_empty());
     assert!(o.handoffs.iter().all(|t| *t < 60.0));
 }
