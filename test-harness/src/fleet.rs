@@ -4,9 +4,13 @@
 //! lost messages, shutdowns (`BindToClose`, killed after Roblox's 30 s) and crashes.
 //!
 //! Each player's `Data` holds a counter, a log of unique operation ids, unique items and the
-//! gifts applied. A player's session start carries a `Cancel` tied to presence. Trades move one
-//! item between two active profiles on one server with no yield in between. Gifts are
-//! `MessageAsync` messages whose handler applies them and calls `processed()` at once.
+//! gifts applied. A player's session start carries a `Cancel` tied to presence: it turns true
+//! when the player leaves while loading, now and then or after a minute of waiting
+//! ([`FleetConfig::quit_while_loading`]). Some starts carry none and time out instead
+//! ([`FleetConfig::uncancellable`]); a profile they return for a player who left is ended at
+//! once. Trades move one item between two active profiles on one server with no yield in
+//! between. Gifts are `MessageAsync` messages whose handler applies them and calls
+//! `processed()` at once.
 //!
 //! The run ends with a settle phase (faults off, everyone leaves, players with gifts waiting log
 //! in once more) and then [`crate::invariants`] checks what happened.
@@ -61,6 +65,13 @@ pub struct FleetConfig {
     /// off as long, starting on. Hand-offs are checked against their bound in the healthy
     /// stretches (and in the settle phase); `None`: faults the whole run.
     pub fault_period: Option<f64>,
+    /// Probability per second that a player waiting for `StartSessionAsync` leaves (their
+    /// `Cancel` turns true, as `player.Parent ~= Players` does).
+    pub quit_while_loading: f64,
+    /// Fraction of starts a game makes without a `Cancel` param: those keep going when the
+    /// player leaves, and time out after `START_SESSION_TIMEOUT` of DataStore errors (spec §5);
+    /// a profile they return for a player who left is ended at once.
+    pub uncancellable: f64,
 }
 
 impl FleetConfig {
@@ -85,6 +96,8 @@ impl FleetConfig {
             crash_rate: 0.0,
             record: false,
             fault_period: None,
+            quit_while_loading: 0.005,
+            uncancellable: 0.1,
         }
     }
 }
@@ -137,6 +150,16 @@ impl FleetConfig {
             positive("fault_period", period)?;
         }
         positive("op_interval", self.op_interval)?;
+        for (name, p) in [
+            ("quit_while_loading", self.quit_while_loading),
+            ("uncancellable", self.uncancellable),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!(
+                    "{name} must be a probability between 0 and 1, got {p}"
+                ));
+            }
+        }
         for (name, rate) in [
             ("crash_rate", self.crash_rate),
             ("shutdown_rate", self.shutdown_rate),
@@ -164,6 +187,10 @@ enum Presence {
         /// The player's last session was still held (by the server it left, or being released
         /// by this one) when this start began: a hand-off.
         handoff: bool,
+        /// The call was made with a `Cancel` param.
+        cancellable: bool,
+        /// When the player left (gave up after [`HANDOFF_BOUND`] or quit while loading).
+        left_at: Option<f64>,
     },
     /// Playing on a server.
     Online {
@@ -184,13 +211,17 @@ struct Player {
 }
 
 /// Why a session start returned nil (spec §21: "job stolen, request superseded by another
-/// server, cancelled, closing"). Every fleet start passes a `Cancel` tied to the player's
-/// presence, which disables `START_SESSION_TIMEOUT` (spec §5): a start under DataStore errors
-/// retries until the player gives up.
+/// server, cancelled, closing"). Most fleet starts pass a `Cancel` tied to the player's
+/// presence, which disables `START_SESSION_TIMEOUT` (spec §5): such a start under DataStore
+/// errors retries until the player leaves. The others ([`FleetConfig::uncancellable`]) time out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum StartFailure {
     /// The player gave up after waiting [`HANDOFF_BOUND`] (`Cancel` returned true).
     Cancelled,
+    /// The player left before [`HANDOFF_BOUND`] (`Cancel` returned true).
+    Left,
+    /// A start without `Cancel` gave up after `START_SESSION_TIMEOUT` of DataStore errors.
+    TimedOut,
     /// The server was shutting down.
     Closing,
     /// Neither cancelled nor closing: a later call took the load job over, or another server's
@@ -485,15 +516,28 @@ impl Fleet {
                     server,
                     call,
                     since,
+                    cancellable,
+                    left_at: None,
                     ..
                 } => {
-                    // A player gives up after a minute of loading: Cancel turns true.
-                    if now - since > HANDOFF_BOUND {
-                        let t = self.world.now_for(server);
-                        self.world.servers[server].host.cancelled.insert(call);
-                        self.world
-                            .feed(server, Input::CancelSessionStart { now: t, call });
+                    // A player gives up after a minute of loading, or leaves earlier now and
+                    // then (checked every 5 s): with a `Cancel`, it turns true.
+                    let quit = 1.0 - (1.0 - self.config.quit_while_loading).powi(5);
+                    if now - since > HANDOFF_BOUND || self.rng.next_f64() < quit {
+                        if let Presence::Joining { left_at, .. } = &mut self.players[p].presence {
+                            *left_at = Some(now);
+                        }
+                        if cancellable {
+                            let t = self.world.now_for(server);
+                            self.world.servers[server].host.cancelled.insert(call);
+                            self.world
+                                .feed(server, Input::CancelSessionStart { now: t, call });
+                        }
                     }
+                    self.players[p].next_at = now + 5.0;
+                }
+                // Gone: the start's result is awaited (a profile it returns is ended).
+                Presence::Joining { .. } => {
                     self.players[p].next_at = now + 5.0;
                 }
                 Presence::Online { server, profile } => {
@@ -525,9 +569,10 @@ impl Fleet {
     fn join(&mut self, p: usize, server: usize, handoff: bool) {
         let now = self.world.now_for(server);
         let key = self.players[p].key.clone();
+        let cancellable = self.rng.next_f64() >= self.config.uncancellable;
         let params = StartParams {
             steal: false,
-            cancellable: true,
+            cancellable,
         };
         if let InputResult::Call(Ok(call)) = self.world.feed(
             server,
@@ -544,6 +589,8 @@ impl Fleet {
                 call,
                 since: self.world.now,
                 handoff,
+                cancellable,
+                left_at: None,
             };
         }
         self.players[p].next_at = self.world.now + 5.0;
@@ -850,7 +897,14 @@ impl Fleet {
         let Some(p) = self.joining[s].remove(&call) else {
             return;
         };
-        let Presence::Joining { since, handoff, .. } = self.players[p].presence.clone() else {
+        let Presence::Joining {
+            since,
+            handoff,
+            cancellable,
+            left_at,
+            ..
+        } = self.players[p].presence.clone()
+        else {
             return;
         };
         let took = t - since;
@@ -873,6 +927,15 @@ impl Fleet {
                         format!("took {took:.1} s"),
                     ));
                 }
+                if left_at.is_some() {
+                    // The player left while it loaded: the game ends the profile at once.
+                    let now = self.world.now_for(s);
+                    self.world.feed(s, Input::EndSession { now, profile });
+                    self.players[p].presence = Presence::Offline;
+                    let wait = self.exp(30.0);
+                    self.players[p].next_at = self.world.now + wait;
+                    return;
+                }
                 let _ = self.world.feed(s, Input::AddMessageHandler { profile });
                 self.players[p].presence = Presence::Online { server: s, profile };
                 let stay = self.exp(self.config.stay);
@@ -884,14 +947,28 @@ impl Fleet {
                 let reason = if self.world.servers[s].engine().is_closing() {
                     StartFailure::Closing
                 } else if self.world.servers[s].host.cancelled.contains(&call) {
-                    StartFailure::Cancelled
+                    match left_at {
+                        Some(at) if at - since > HANDOFF_BOUND => StartFailure::Cancelled,
+                        _ => StartFailure::Left,
+                    }
+                } else if !cancellable
+                    && took
+                        >= self.world.servers[s]
+                            .engine()
+                            .constants()
+                            .start_session_timeout
+                {
+                    StartFailure::TimedOut
                 } else {
                     StartFailure::Superseded
                 };
                 *self.observed.failures.entry(reason).or_default() += 1;
-                // A player cancels only after waiting HANDOFF_BOUND: a healthy start that ends
-                // cancelled missed the bound as surely as one that succeeded late.
-                if self.healthy_since(since) && reason != StartFailure::Closing {
+                // A player gives up only after waiting HANDOFF_BOUND: a healthy start that ends
+                // cancelled missed the bound as surely as one that succeeded late. One the
+                // player left earlier says nothing about the bound.
+                if self.healthy_since(since)
+                    && !matches!(reason, StartFailure::Closing | StartFailure::Left)
+                {
                     self.observed.healthy_starts += 1;
                     let outcome = match reason {
                         StartFailure::Cancelled => {

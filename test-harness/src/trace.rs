@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::fleet::FleetConfig;
 use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 
-/// The trace format version (2: every input carries what it returned).
-pub const TRACE_FORMAT: u32 = 2;
+/// The trace format version (2: every input carries what it returned; 3: the fleet
+/// configuration has `quit_while_loading` and `uncancellable`).
+pub const TRACE_FORMAT: u32 = 3;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

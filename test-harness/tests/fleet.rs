@@ -387,6 +387,46 @@ fn faults_that_come_and_go_leave_healthy_hand_offs_in_bound() {
     assert!(o.start_times.iter().any(|t| *t > 20.0));
 }
 
+/// Every failed start is counted under its reason (issue "harness" §4): players who leave while
+/// loading cancel theirs (`Left`), and starts made without a `Cancel` give up after
+/// `START_SESSION_TIMEOUT` of DataStore errors (`TimedOut`), never sooner. A profile a start
+/// returns after its player left is ended at once; every invariant holds.
+#[test]
+fn failed_starts_are_explained_by_reason() {
+    use profilestore_harness::fleet::StartFailure;
+    // Four faulty minutes (every call fails), then four healthy ones; loading players leave
+    // often, and half the starts have no Cancel.
+    let config = |quit_while_loading, uncancellable| {
+        let mut config = FleetConfig::new(5, 2, 20, 900.0, 1.0);
+        config.fault_period = Some(240.0);
+        config.quit_while_loading = quit_while_loading;
+        config.uncancellable = uncancellable;
+        config.stay = 60.0;
+        config
+    };
+    let (fleet, violations) = run(config(0.02, 0.5));
+    assert_sound(5, &fleet, &violations);
+    let f = &fleet.observed.failures;
+    let n = |r| f.get(&r).copied().unwrap_or(0);
+    assert!(n(StartFailure::Left) > 5, "{f:?}");
+    assert!(n(StartFailure::TimedOut) > 5, "{f:?}");
+    assert!(n(StartFailure::Cancelled) > 0, "{f:?}");
+    // No session is left open for a player who left: after the settle phase every engine has
+    // let every profile go.
+    for server in &fleet.world.servers {
+        assert_eq!(server.host.data.len(), 0, "profiles still held");
+    }
+    // Without quits and with every start cancellable, nothing times out or is left.
+    let (fleet, violations) = run(config(0.0, 0.0));
+    assert_sound(5, &fleet, &violations);
+    let f = &fleet.observed.failures;
+    assert_eq!(
+        (f.get(&StartFailure::Left), f.get(&StartFailure::TimedOut)),
+        (None, None),
+        "{f:?}"
+    );
+}
+
 /// The game's copy of a profile's `Data` goes when the engine lets the profile go: after runs
 /// with 20% faults and short stays (saves fail, sessions are stolen mid-save), no server holds
 /// `Data` for a profile its engine has dropped, so long runs stay bounded.

@@ -67,6 +67,13 @@ enum Command {
         /// BindToClose shutdowns per server per virtual minute.
         #[arg(long, default_value_t = 0.0)]
         shutdown_rate: f64,
+        /// Probability per second that a loading player leaves (their `Cancel` turns true).
+        #[arg(long, default_value_t = 0.005)]
+        quit_while_loading: f64,
+        /// Fraction of session starts made without a `Cancel` (they time out after DataStore
+        /// errors instead).
+        #[arg(long, default_value_t = 0.1)]
+        uncancellable: f64,
         /// Faults come and go: on for this long, then off as long (e.g. 2m); hand-offs in the
         /// healthy stretches are checked against their bound. Default: faults the whole run.
         #[arg(long, value_parser = parse_duration)]
@@ -176,6 +183,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             stay,
             crash_rate,
             shutdown_rate,
+            quit_while_loading,
+            uncancellable,
             fault_period,
             trace,
             db,
@@ -187,6 +196,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             config.stay = stay;
             config.crash_rate = crash_rate;
             config.shutdown_rate = shutdown_rate;
+            config.quit_while_loading = quit_while_loading;
+            config.uncancellable = uncancellable;
             config.fault_period = fault_period;
             config.record = trace.is_some() || check_determinism;
             // Checked before the database is replaced.
