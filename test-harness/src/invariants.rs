@@ -238,6 +238,11 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 if torn {
                     fleet.torn_trades.push(item.clone());
                 } else {
+                    // The excerpt starts at the item's first trade, if it was traded.
+                    let traded = obs.trade_log.iter().filter(|t| t.item == item);
+                    if let Some(at) = traded.map(|t| t.at).reduce(f64::min) {
+                        starts.entry(key.clone()).or_insert(at);
+                    }
                     found.push((
                         "no dupe",
                         key.clone(),
@@ -296,8 +301,8 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         }
     }
 
-    // One lock holder per generation.
-    let mut holders: BTreeMap<(Str, i64), String> = BTreeMap::new();
+    // One lock holder per generation; the excerpt starts at the generation's first write.
+    let mut holders: BTreeMap<(Str, i64), (String, f64)> = BTreeMap::new();
     for l in &fleet.world.log {
         let Happening::Write { key, value, .. } = &l.what else {
             continue;
@@ -305,10 +310,11 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         let facts = WriteFacts::of(value);
         if let Some(job) = facts.lock.as_ref().and_then(Value::as_str) {
             let count = facts.count.as_i64().unwrap_or(0);
-            let holder = holders
+            let (holder, since) = holders
                 .entry((key.clone(), count))
-                .or_insert_with(|| job.to_string());
+                .or_insert_with(|| (job.to_string(), l.t));
             if holder != job {
+                starts.entry(key.to_string()).or_insert(*since);
                 found.push((
                     "one lock holder per generation",
                     key.to_string(),

@@ -322,6 +322,9 @@ fn the_other_checks_each_report_a_broken_run() {
         v[0].detail,
         format!("generation {} locked by two servers", count)
     );
+    // The excerpt starts at the generation's first locked write (not at the run's end).
+    let first = times(&v[0].excerpt)[0];
+    assert!((first - locked.t).abs() < 1e-3, "{:?}", v[0].excerpt);
 }
 
 /// An item in two profiles is a dupe unless the trade that moved it was torn by its server's
@@ -363,6 +366,9 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
         } else {
             assert_eq!(v.len(), 1, "{case}: {v:?}");
             assert_eq!(v[0].invariant, "no dupe", "{case}");
+            // The excerpt starts at the trade (t=10), not at the end of the run.
+            let first = times(&v[0].excerpt)[0];
+            assert!((10.0..60.0).contains(&first), "{case}: {:?}", v[0].excerpt);
             assert!(fleet.torn_trades.is_empty(), "{case}");
         }
     }
