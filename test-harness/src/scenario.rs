@@ -469,11 +469,18 @@ impl Runner {
                         json!({"type": "remove", "store": store, "key": key}),
                     );
                 }
-                Happening::Published { topic, data, lost } => {
+                Happening::Published {
+                    topic,
+                    data,
+                    failed,
+                    ..
+                } => {
+                    // The journal's `failed`: the PublishAsync call errored.
+                    let failed = failed.is_some();
                     self.line_at(
                         entry.t,
                         s,
-                        json!({"type": "publish", "topic": topic, "data": data, "failed": lost}),
+                        json!({"type": "publish", "topic": topic, "data": data, "failed": failed}),
                     );
                 }
                 Happening::Crashed => {}

@@ -144,8 +144,12 @@ pub enum Happening {
         topic: String,
         /// Payload.
         data: Value,
-        /// Lost to a fault (delivered to nobody).
-        lost: bool,
+        /// Why the `PublishAsync` call failed (a fault, or the service refused the message:
+        /// too large, bad topic), delivering it to nobody; `None` when it was sent.
+        failed: Option<String>,
+        /// Deliveries of a sent message lost to the service's loss probability (best effort:
+        /// the call succeeded).
+        dropped: usize,
     },
     /// The server crashed.
     Crashed,
@@ -692,12 +696,24 @@ impl World {
                     }
                 }
                 Output::Messaging(MessagingRequest::Publish { topic, data }) => {
-                    let lost = self.rng.next_f64() < self.messaging_fail
-                        || self
+                    let (failed, dropped) = if self.rng.next_f64() < self.messaging_fail {
+                        (Some("fault".to_string()), 0)
+                    } else {
+                        match self
                             .messaging
                             .publish(self.now, self.servers[s].id, &topic, &data)
-                            .is_err();
-                    self.log_happening(s, Happening::Published { topic, data, lost });
+                        {
+                            Ok(published) => (None, published.lost),
+                            Err(e) => (Some(e.to_string()), 0),
+                        }
+                    };
+                    let what = Happening::Published {
+                        topic,
+                        data,
+                        failed,
+                        dropped,
+                    };
+                    self.log_happening(s, what);
                 }
                 Output::Completion(mut c) => {
                     if let Completion::SessionStart {

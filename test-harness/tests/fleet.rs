@@ -433,6 +433,44 @@ fn failed_starts_are_explained_by_reason() {
     );
 }
 
+/// The log tells a publish whose deliveries were lost (the call succeeded: MessagingService is
+/// best effort) from one whose call failed; a healthy run loses none.
+#[test]
+fn the_log_counts_lost_deliveries_apart_from_failed_publishes() {
+    use profilestore_harness::world::Happening;
+    let publishes = |fleet: &Fleet| {
+        let (mut sent, mut dropped, mut failed) = (0, 0, 0);
+        for l in fleet.world.log.iter() {
+            if let Happening::Published {
+                failed: f,
+                dropped: d,
+                ..
+            } = &l.what
+            {
+                sent += 1;
+                dropped += d;
+                failed += usize::from(f.is_some());
+            }
+        }
+        (sent, dropped, failed)
+    };
+    let (fleet, violations) = run(FleetConfig::new(3, 3, 20, 600.0, 0.3));
+    assert_sound(3, &fleet, &violations);
+    let (sent, dropped, failed) = publishes(&fleet);
+    assert!(
+        sent > 20 && dropped > 0,
+        "{sent} publishes, {dropped} lost deliveries"
+    );
+    assert_eq!(
+        failed, 0,
+        "fleet faults lose deliveries, they do not fail the call"
+    );
+    let (fleet, _) = run(FleetConfig::new(3, 3, 20, 600.0, 0.0));
+    let (sent, dropped, failed) = publishes(&fleet);
+    assert!(sent > 20);
+    assert_eq!((dropped, failed), (0, 0));
+}
+
 /// The game's copy of a profile's `Data` goes when the engine lets the profile go: after runs
 /// with 20% faults and short stays (saves fail, sessions are stolen mid-save), no server holds
 /// `Data` for a profile its engine has dropped, so long runs stay bounded.
