@@ -113,4 +113,40 @@ mod tests {
             json!(false)
         );
     }
+
+    /// The lock is held since the oldest version written under the same lock and generation:
+    /// later auto-saves keep that time; a new generation (or another holder) starts it again.
+    #[test]
+    fn the_lock_is_held_since_its_first_retained_version() {
+        let mut ds = DataStoreService::new(1_735_689_600);
+        let hour = 3600.0;
+        let locked = |job: &str, count: i64| {
+            json!({"Data": {}, "MetaData": {"ActiveSession": [1001, job, "G"],
+                    "LastUpdate": 1_735_689_600, "SessionLoadCount": count}})
+        };
+        let write = |ds: &mut DataStoreService, t: f64, value: Value| {
+            let store = StoreName::new("S");
+            let server = crate::datastore::ServerId(0);
+            ds.set_async(t, server, &store, "k", value, Default::default())
+                .unwrap();
+        };
+        write(&mut ds, 0.0, locked("a", 1));
+        write(&mut ds, hour, locked("b", 2));
+        write(&mut ds, 2.0 * hour, locked("b", 2));
+        write(&mut ds, 3.0 * hour + 60.0, locked("b", 2));
+        let held = |ds: &mut DataStoreService| {
+            inspect(ds.storage_mut(), "S", "k", None).unwrap()["lock"]["held_since_ms"].clone()
+        };
+        assert_eq!(
+            held(&mut ds),
+            json!(1_735_693_200_000i64),
+            "since the hour-1 version"
+        );
+        write(&mut ds, 4.0 * hour, locked("b", 3));
+        assert_eq!(
+            held(&mut ds),
+            json!(1_735_704_000_000i64),
+            "a new generation"
+        );
+    }
 }

@@ -134,6 +134,10 @@ enum Command {
         /// The SQLite file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
+        /// The time to measure the lock's last update against, Unix seconds. Default: now.
+        /// (`simulate` runs on a virtual clock that starts on 2025-01-01.)
+        #[arg(long)]
+        now: Option<i64>,
     },
 }
 
@@ -375,7 +379,12 @@ fn run(command: Command) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { key, store, db } => {
+        Command::Inspect {
+            key,
+            store,
+            db,
+            now,
+        } => {
             if !db.exists() {
                 return Err(format!(
                     "no database at {} (run `simulate` first or pass --db)",
@@ -384,8 +393,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
             }
             let mut storage = SqliteStorage::open_existing(&db)
                 .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
-            let v =
-                inspect::inspect(&mut storage, &store, &key, None).map_err(|e| e.to_string())?;
+            let now = now.or_else(|| {
+                let since_epoch = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()?;
+                i64::try_from(since_epoch.as_secs()).ok()
+            });
+            let v = inspect::inspect(&mut storage, &store, &key, now).map_err(|e| e.to_string())?;
             emit(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&v).unwrap_or_default()
