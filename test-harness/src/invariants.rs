@@ -381,6 +381,8 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
         "trades": o.trades,
         "torn_trades_by_server_death": fleet.torn_trades.len(),
         "gifts": o.gifts_sent.len(),
+        "messages_over_receive_limit": fleet.world.messaging.over_receive_limit(),
+        "subscribes_refused": fleet.world.subscribes_refused,
         "shutdowns": o.shutdowns,
         "crashes": o.crashes,
         "violations": violations.len(),

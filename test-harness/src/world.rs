@@ -345,6 +345,8 @@ pub struct World {
     pub throttled: u64,
     /// DataStore requests refused because their throttle queue was full.
     pub refused: u64,
+    /// `SubscribeAsync` calls the MessagingService refused (its limits).
+    pub subscribes_refused: u64,
     /// Times a DataStore request was held because its key's per-minute throughput was used up
     /// (Roblox skips it in the queue until the key has room; a request can be held more than
     /// once when others take the room first).
@@ -409,6 +411,7 @@ impl World {
             messaging_fail: 0.0,
             throttled: 0,
             refused: 0,
+            subscribes_refused: 0,
             key_throttled: 0,
             log_values: true,
             summarize: |v| profilestore_core::json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null)}),
@@ -483,10 +486,12 @@ impl World {
         result
     }
 
-    /// Tells the DataStore how many players server `s` has (request budgets grow with it).
+    /// Tells the DataStore and the MessagingService how many players server `s` has (request
+    /// budgets and messaging limits grow with it).
     pub fn set_players(&mut self, s: usize, players: u32) {
         let id = self.servers[s].id;
         self.datastore.set_player_count(self.now, id, players);
+        self.messaging.set_players(id, players);
     }
 
     /// Server `s` shuts down: `BindToClose` runs ProfileStore's close handling (final saves).
@@ -674,10 +679,13 @@ impl World {
                 }) => {
                     let result = self
                         .messaging
-                        .subscribe(self.servers[s].id, &topic)
+                        .subscribe(self.now, self.servers[s].id, &topic)
                         .map_err(|e| e.to_string());
-                    if let Ok(id) = &result {
-                        self.servers[s].subscriptions.insert(subscription, *id);
+                    match &result {
+                        Ok(id) => {
+                            self.servers[s].subscriptions.insert(subscription, *id);
+                        }
+                        Err(_) => self.subscribes_refused += 1,
                     }
                     let now = self.now_for(s);
                     let result = result.map(|_| ());

@@ -464,6 +464,13 @@ fn print_summary(s: &profilestore_core::value::Value) {
     );
     row("gifts sent", s["gifts"].to_string());
     row(
+        "refused subscribes / limit drops",
+        format!(
+            "{} / {}",
+            s["subscribes_refused"], s["messages_over_receive_limit"]
+        ),
+    );
+    row(
         "shutdowns / crashes",
         format!("{} / {}", s["shutdowns"], s["crashes"]),
     );

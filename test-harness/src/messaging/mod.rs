@@ -9,8 +9,12 @@
 //! disconnected before it arrives is dropped. [`MessagingService::poll_delivery`] hands them out
 //! in `(arrival time, publish order)` order, so same seed and same calls give the same run.
 //!
-//! Rate limits (messages per server, per topic, per game, subscriptions per server) are not
-//! modelled yet.
+//! Rate limits ([`limits`]): messages sent per server, received per topic and per game,
+//! subscriptions and subscribe requests per server.
+
+mod limits;
+
+pub use limits::{MessagingLimits, Scaled};
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -41,6 +45,8 @@ pub struct MessagingConfig {
     pub max_message_bytes: Option<usize>,
     /// Longest topic name (80); `None` turns the limit off.
     pub max_topic_len: Option<usize>,
+    /// Rate limits.
+    pub limits: MessagingLimits,
 }
 
 impl MessagingConfig {
@@ -53,6 +59,7 @@ impl MessagingConfig {
             loss: 0.0,
             max_message_bytes: Some(1024),
             max_topic_len: Some(80),
+            limits: MessagingLimits::roblox(),
         }
     }
 
@@ -134,6 +141,26 @@ pub enum MessagingError {
         /// The limit.
         limit: usize,
     },
+    /// The server published as many messages as it may this minute.
+    #[error("PublishAsync: the server's limit of {limit} messages a minute is used up.")]
+    PublishLimit {
+        /// Messages a minute.
+        limit: u64,
+    },
+    /// The server holds as many subscriptions as it may.
+    #[error("SubscribeAsync: the server's limit of {limit} subscriptions is reached.")]
+    SubscriptionLimit {
+        /// Subscriptions.
+        limit: u64,
+    },
+    /// The server made as many subscribe requests as it may this minute.
+    #[error(
+        "SubscribeAsync: the server's limit of {limit} subscribe requests a minute is used up."
+    )]
+    SubscribeRequestLimit {
+        /// Requests a minute.
+        limit: u64,
+    },
     /// Disconnecting a subscription that does not exist (any more).
     #[error("MessagingService: subscription {0:?} is not connected.")]
     UnknownSubscription(SubscriptionId),
@@ -158,6 +185,8 @@ pub struct MessagingService {
     by_topic: FxHashMap<String, Vec<SubscriptionId>>,
     /// Pending deliveries with their publish sequence number.
     in_flight: BinaryHeap<InFlight>,
+    rates: limits::RateBook,
+    over_receive_limit: u64,
 }
 
 impl MessagingService {
@@ -176,7 +205,19 @@ impl MessagingService {
             subscriptions: BTreeMap::new(),
             by_topic: FxHashMap::default(),
             in_flight: BinaryHeap::new(),
+            rates: limits::RateBook::default(),
+            over_receive_limit: 0,
         }
+    }
+
+    /// Sets how many players `server` has (its send and subscription limits grow with it).
+    pub fn set_players(&mut self, server: ServerId, players: u32) {
+        self.rates.set_players(server, players);
+    }
+
+    /// Deliveries dropped so far because a topic or the game received its limit.
+    pub fn over_receive_limit(&self) -> u64 {
+        self.over_receive_limit
     }
 
     fn check_topic(&self, topic: &str) -> Result<(), MessagingError> {
@@ -192,13 +233,26 @@ impl MessagingService {
         }
     }
 
-    /// `SubscribeAsync(topic, callback)` on `server`.
+    /// `SubscribeAsync(topic, callback)` on `server` at `now`.
     pub fn subscribe(
         &mut self,
+        now: f64,
         server: ServerId,
         topic: &str,
     ) -> Result<SubscriptionId, MessagingError> {
         self.check_topic(topic)?;
+        self.rates
+            .subscribe(&self.config.limits, server, now)
+            .map_err(|refusal| match refusal {
+                limits::Refusal::Subscriptions(limit) => MessagingError::SubscriptionLimit {
+                    limit: limit as u64,
+                },
+                limits::Refusal::SubscribeRequests(limit) => {
+                    MessagingError::SubscribeRequestLimit {
+                        limit: limit as u64,
+                    }
+                }
+            })?;
         let id = SubscriptionId(self.next_subscription);
         self.next_subscription += 1;
         self.subscriptions.insert(
@@ -235,6 +289,7 @@ impl MessagingService {
             .remove(&subscription)
             .ok_or(MessagingError::UnknownSubscription(subscription))?;
         self.unindex(subscription, &removed.topic);
+        self.rates.unsubscribed(removed.server);
         Ok(())
     }
 
@@ -250,6 +305,7 @@ impl MessagingService {
             self.subscriptions.remove(&id);
             self.unindex(id, &topic);
         }
+        self.rates.remove_server(server);
     }
 
     /// The live subscriptions to `topic`, in subscription order.
@@ -286,6 +342,11 @@ impl MessagingService {
                 limit,
             });
         }
+        self.rates
+            .publish(&self.config.limits, server, now)
+            .map_err(|limit| MessagingError::PublishLimit {
+                limit: limit as u64,
+            })?;
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let mut published = Published {
@@ -329,9 +390,16 @@ impl MessagingService {
             .is_some_and(|f| f.message.delivered_at <= now)
         {
             let message = self.in_flight.pop()?.message;
-            if self.subscriptions.contains_key(&message.subscription) {
+            if !self.subscriptions.contains_key(&message.subscription) {
+                continue;
+            }
+            if self
+                .rates
+                .receive(&self.config.limits, &message.topic, message.delivered_at)
+            {
                 return Some(message);
             }
+            self.over_receive_limit += 1;
         }
         None
     }
@@ -388,10 +456,10 @@ mod tests {
     #[test]
     fn subscribers_follow_subscribes_disconnects_and_dead_servers() {
         let mut ms = MessagingService::new(MessagingConfig::roblox(1));
-        let a1 = ms.subscribe(A, "T").unwrap();
-        let b1 = ms.subscribe(B, "T").unwrap();
-        let b2 = ms.subscribe(B, "U").unwrap();
-        let a2 = ms.subscribe(A, "T").unwrap();
+        let a1 = ms.subscribe(0.0, A, "T").unwrap();
+        let b1 = ms.subscribe(0.0, B, "T").unwrap();
+        let b2 = ms.subscribe(0.0, B, "U").unwrap();
+        let a2 = ms.subscribe(0.0, A, "T").unwrap();
         assert_eq!(ms.subscribers("T"), vec![(a1, A), (b1, B), (a2, A)]);
         assert_eq!(ms.subscribers("U"), vec![(b2, B)]);
         assert_eq!(ms.subscribers("none"), vec![]);
@@ -404,16 +472,48 @@ mod tests {
         ms.remove_server(B);
         assert_eq!(ms.subscribers("T"), vec![(a2, A)]);
         assert_eq!(ms.subscribers("U"), vec![]);
-        let b3 = ms.subscribe(B, "U").unwrap();
+        let b3 = ms.subscribe(0.0, B, "U").unwrap();
         assert_eq!(ms.subscribers("U"), vec![(b3, B)]);
+    }
+
+    /// The rate limits reach the calls: a publish or a subscribe over its limit is refused with
+    /// an error naming it; a delivery over a receive limit is dropped and counted.
+    #[test]
+    fn rate_limits_refuse_calls_and_drop_deliveries() {
+        let mut ms = MessagingService::new(MessagingConfig::roblox(1).with_delay(1.0));
+        for _ in 0..20 {
+            ms.subscribe(0.0, A, "T").unwrap();
+        }
+        let err = ms.subscribe(0.0, A, "T").unwrap_err();
+        assert_eq!(err, MessagingError::SubscriptionLimit { limit: 20 });
+        assert_eq!(
+            err.to_string(),
+            "SubscribeAsync: the server's limit of 20 subscriptions is reached."
+        );
+        // One server, no players: 600 publishes a minute; the topic receives 40 + 80 = 120 a
+        // minute: each of these reaches A's 20 subscriptions.
+        for i in 0..600 {
+            ms.publish(f64::from(i) * 0.01, A, "T", &json!(i)).unwrap();
+        }
+        let err = ms.publish(6.0, A, "T", &json!(0)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "PublishAsync: the server's limit of 600 messages a minute is used up."
+        );
+        let mut delivered = 0;
+        while ms.poll_delivery(100.0).is_some() {
+            delivered += 1;
+        }
+        assert_eq!(delivered, 120);
+        assert_eq!(ms.over_receive_limit(), 600 * 20 - 120);
     }
 
     #[test]
     fn publish_reaches_every_subscribed_server_after_the_delay() {
         let mut ms = MessagingService::new(MessagingConfig::roblox(1).with_delay(1.5));
-        let sa = ms.subscribe(A, "PS_X").unwrap();
-        let sb = ms.subscribe(B, "PS_X").unwrap();
-        ms.subscribe(B, "other").unwrap();
+        let sa = ms.subscribe(0.0, A, "PS_X").unwrap();
+        let sb = ms.subscribe(0.0, B, "PS_X").unwrap();
+        ms.subscribe(0.0, B, "other").unwrap();
         let p = ms
             .publish(10.0, B, "PS_X", &json!({"LoadCount": 3}))
             .unwrap();
@@ -491,9 +591,9 @@ mod tests {
             MessagingService::new(unlimited).publish(0.0, A, "t", &deep),
             Err(too_deep)
         );
-        assert_eq!(ms.subscribe(A, ""), Err(MessagingError::TopicEmpty));
+        assert_eq!(ms.subscribe(0.0, A, ""), Err(MessagingError::TopicEmpty));
         assert_eq!(
-            ms.subscribe(A, &"t".repeat(81)),
+            ms.subscribe(0.0, A, &"t".repeat(81)),
             Err(MessagingError::TopicTooLong {
                 length: 81,
                 limit: 80
@@ -504,7 +604,7 @@ mod tests {
     #[test]
     fn disconnected_subscriptions_get_nothing_more() {
         let mut ms = MessagingService::new(MessagingConfig::roblox(1).with_delay(1.0));
-        let sa = ms.subscribe(A, "t").unwrap();
+        let sa = ms.subscribe(0.0, A, "t").unwrap();
         ms.publish(0.0, B, "t", &json!(1)).unwrap();
         ms.unsubscribe(sa).unwrap();
         assert_eq!(ms.poll_delivery(5.0), None);
@@ -512,7 +612,7 @@ mod tests {
             ms.unsubscribe(sa),
             Err(MessagingError::UnknownSubscription(sa))
         );
-        ms.subscribe(B, "t").unwrap();
+        ms.subscribe(0.0, B, "t").unwrap();
         ms.remove_server(B);
         assert_eq!(
             ms.publish(6.0, A, "t", &json!(2)).unwrap(),
@@ -527,8 +627,8 @@ mod tests {
     fn loss_and_delay_are_seeded() {
         let run = |seed: u64| {
             let mut ms = MessagingService::new(MessagingConfig::roblox(seed).with_loss(0.3));
-            ms.subscribe(A, "t").unwrap();
-            ms.subscribe(B, "t").unwrap();
+            ms.subscribe(0.0, A, "t").unwrap();
+            ms.subscribe(0.0, B, "t").unwrap();
             let mut lost = 0;
             for i in 0..100 {
                 lost += ms.publish(f64::from(i), A, "t", &json!(i)).unwrap().lost;
