@@ -7,7 +7,9 @@
 //!   no message is delivered twice within one session;
 //! - **locks** — one server holds each `(key, SessionLoadCount)` generation;
 //! - **hand-offs** — while the DataStore is healthy, every start for a player whose old server
-//!   is alive succeeds within [`HANDOFF_BOUND`]; under faults, failures are counted by reason.
+//!   is alive succeeds within [`HANDOFF_BOUND`] (or the player left first); under faults,
+//!   failures are counted by reason ([`crate::fleet::StartFailure`]: cancelled after the bound,
+//!   left, timed out, closing, superseded, crashed).
 //!
 //! A violation names the key and comes with the shortest excerpt of the run that shows it.
 
