@@ -555,7 +555,14 @@ impl Fleet {
     fn update_player_counts(&mut self) {
         let mut counts = vec![0u32; self.world.servers.len()];
         for p in &self.players {
-            if let Presence::Online { server, .. } | Presence::Joining { server, .. } = p.presence {
+            // A player who left while loading is gone, whatever their start is still doing.
+            if let Presence::Online { server, .. }
+            | Presence::Joining {
+                server,
+                left_at: None,
+                ..
+            } = p.presence
+            {
                 counts[server] += 1;
             }
         }
@@ -966,7 +973,9 @@ impl Fleet {
                 // A player gives up only after waiting HANDOFF_BOUND: a healthy start that ends
                 // cancelled missed the bound as surely as one that succeeded late. One the
                 // player left earlier says nothing about the bound.
+                let left_early = left_at.is_some_and(|at| at - since <= HANDOFF_BOUND);
                 if self.healthy_since(since)
+                    && !left_early
                     && !matches!(reason, StartFailure::Closing | StartFailure::Left)
                 {
                     self.observed.healthy_starts += 1;

@@ -171,9 +171,8 @@ pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize)
 
 /// Checks every invariant; returns the violations (empty when the run is sound).
 pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
-    let mut found: Vec<(&'static str, String, String)> = Vec::new();
-    // Where the excerpt of a violation starts (when known), by key.
-    let mut starts: BTreeMap<String, f64> = BTreeMap::new();
+    // Each violation: invariant, key, detail, and where its excerpt starts (when known).
+    let mut found: Vec<(&'static str, String, String, Option<f64>)> = Vec::new();
     let keys = fleet.keys();
     let mut finals: BTreeMap<String, Value> = BTreeMap::new();
     for key in &keys {
@@ -193,6 +192,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                     "no operation applied twice",
                     key.clone(),
                     format!("{op} appears twice"),
+                    None,
                 ));
             }
         }
@@ -204,9 +204,6 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 .collect();
             lost.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             if !lost.is_empty() {
-                if let Some(t) = lost.iter().map(|(_, t)| *t).reduce(f64::min) {
-                    starts.insert(key.clone(), t);
-                }
                 found.push((
                     "no acknowledged save lost",
                     key.clone(),
@@ -215,6 +212,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                         lost.len(),
                         lost[0].0
                     ),
+                    lost.iter().map(|(_, t)| *t).reduce(f64::min),
                 ));
             }
         }
@@ -242,13 +240,11 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 } else {
                     // The excerpt starts at the item's first trade, if it was traded.
                     let traded = obs.trade_log.iter().filter(|t| t.item == item);
-                    if let Some(at) = traded.map(|t| t.at).reduce(f64::min) {
-                        starts.entry(key.clone()).or_insert(at);
-                    }
                     found.push((
                         "no dupe",
                         key.clone(),
                         format!("{item} is also held by {other}"),
+                        traded.map(|t| t.at).reduce(f64::min),
                     ));
                 }
             }
@@ -267,6 +263,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                     "no message processed twice",
                     key.clone(),
                     format!("{entry} applied twice"),
+                    None,
                 ));
             }
             let gift = entry.split('#').next().unwrap_or_default().to_string();
@@ -280,11 +277,13 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 "every sent message delivered",
                 to.clone(),
                 format!("{gift} never applied"),
+                None,
             )),
             Some(keys) => found.push((
                 "messages reach their recipient",
                 to.clone(),
                 format!("{gift} applied to {keys:?}"),
+                None,
             )),
         }
     }
@@ -299,11 +298,13 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 "no message processed twice",
                 key,
                 format!("message {id} delivered {n} times in one session"),
+                None,
             ));
         }
     }
 
-    // One lock holder per generation; the excerpt starts at the generation's first write.
+    // One lock holder per generation; the excerpt starts at the holder's last write before
+    // the other server's.
     let mut holders: BTreeMap<(Str, i64), (String, f64)> = BTreeMap::new();
     for l in &fleet.world.log {
         let Happening::Write { key, value, .. } = &l.what else {
@@ -312,15 +313,17 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         let facts = WriteFacts::of(value);
         if let Some(job) = facts.lock.as_ref().and_then(Value::as_str) {
             let count = facts.count.as_i64().unwrap_or(0);
-            let (holder, since) = holders
+            let (holder, last) = holders
                 .entry((key.clone(), count))
                 .or_insert_with(|| (job.to_string(), l.t));
-            if holder != job {
-                starts.entry(key.to_string()).or_insert(*since);
+            if holder == job {
+                *last = l.t;
+            } else {
                 found.push((
                     "one lock holder per generation",
                     key.to_string(),
                     format!("generation {count} locked by two servers"),
+                    Some(*last),
                 ));
             }
         }
@@ -328,18 +331,18 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
 
     // Hand-offs within the bound while healthy.
     for (key, at, outcome) in &obs.slow_healthy_starts {
-        starts.entry(key.clone()).or_insert(*at);
         found.push((
             "healthy hand-off within bound",
             key.clone(),
             format!("start at t={at:.1} {outcome} (bound {HANDOFF_BOUND} s)"),
+            Some(*at),
         ));
     }
 
     found
         .into_iter()
-        .map(|(invariant, key, detail)| Violation {
-            excerpt: excerpt(&fleet.world.log, fleet, &key, starts.get(&key).copied(), 12),
+        .map(|(invariant, key, detail, from)| Violation {
+            excerpt: excerpt(&fleet.world.log, fleet, &key, from, 12),
             invariant,
             key,
             detail,

@@ -144,8 +144,8 @@ pub enum Happening {
         topic: String,
         /// Payload.
         data: Value,
-        /// Why the `PublishAsync` call failed (a fault, or the service refused the message:
-        /// too large, bad topic), delivering it to nobody; `None` when it was sent.
+        /// Why the `PublishAsync` call failed (a fault, or the service refused it: too large,
+        /// bad topic, the server's publish limit), delivering it to nobody; `None` when sent.
         failed: Option<String>,
         /// Deliveries of a sent message lost to the service's loss probability (best effort:
         /// the call succeeded).
@@ -345,7 +345,7 @@ pub struct World {
     pub throttled: u64,
     /// DataStore requests refused because their throttle queue was full.
     pub refused: u64,
-    /// `SubscribeAsync` calls the MessagingService refused (its limits).
+    /// `SubscribeAsync` calls the MessagingService refused (its limits, or a bad topic name).
     pub subscribes_refused: u64,
     /// Times a DataStore request was held because its key's per-minute throughput was used up
     /// (Roblox skips it in the queue until the key has room; a request can be held more than
@@ -491,7 +491,10 @@ impl World {
     pub fn set_players(&mut self, s: usize, players: u32) {
         let id = self.servers[s].id;
         self.datastore.set_player_count(self.now, id, players);
-        self.messaging.set_players(id, players);
+        // A stopped server no longer counts towards the messaging limits.
+        if self.servers[s].alive {
+            self.messaging.set_players(id, players);
+        }
     }
 
     /// Server `s` shuts down: `BindToClose` runs ProfileStore's close handling (final saves).

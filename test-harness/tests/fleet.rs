@@ -201,7 +201,7 @@ fn overwrite(fleet: &mut Fleet, key: &str, value: profilestore_core::value::Valu
 #[test]
 fn the_other_checks_each_report_a_broken_run() {
     use profilestore_core::json;
-    use profilestore_harness::world::{Happening, Logged};
+    use profilestore_harness::world::Happening;
 
     // An operation applied twice.
     let (mut fleet, key, _) = sound_run(7);
@@ -273,45 +273,40 @@ fn the_other_checks_each_report_a_broken_run() {
         ]
     );
 
-    // Two servers holding the lock of one generation.
+    // Two servers holding the lock of one generation: the second locked write of a generation
+    // is made to name another holder.
     let (mut fleet, _, _) = sound_run(7);
-    let locked = fleet
-        .world
-        .log
-        .iter()
-        .find(|l| match &l.what {
-            Happening::Write { value, .. } => invariants::WriteFacts::of(value).lock.is_some(),
-            _ => false,
-        })
-        .cloned()
-        .expect("a locked write");
-    let Happening::Write {
-        store,
-        key,
-        mut value,
-        user_ids,
-        metadata,
-    } = locked.what
-    else {
-        unreachable!()
+    let lock_of = |what: &Happening| match what {
+        Happening::Write { key, value, .. } => {
+            let facts = invariants::WriteFacts::of(value);
+            facts
+                .lock
+                .map(|_| (key.to_string(), facts.count.as_i64().unwrap_or(0)))
+        }
+        _ => None,
     };
-    let count = invariants::WriteFacts::of(&value).count;
-    if value.is_array() {
-        value[2] = json!("intruder-job");
-    } else {
-        value["MetaData"]["ActiveSession"][1] = json!("intruder-job");
+    let mut first_write = std::collections::BTreeMap::new();
+    let (i, j) = (0..fleet.world.log.len())
+        .find_map(|j| {
+            let generation = lock_of(&fleet.world.log[j].what)?;
+            match first_write.get(&generation) {
+                Some(i) => Some((*i, j)),
+                None => {
+                    first_write.insert(generation, j);
+                    None
+                }
+            }
+        })
+        .expect("a generation written twice under its lock");
+    let (key, count) = lock_of(&fleet.world.log[j].what).unwrap();
+    if let Happening::Write { value, .. } = &mut fleet.world.log[j].what {
+        if value.is_array() {
+            value[2] = json!("intruder-job");
+        } else {
+            value["MetaData"]["ActiveSession"][1] = json!("intruder-job");
+        }
     }
-    fleet.world.log.push(Logged {
-        t: locked.t + 1.0,
-        server: locked.server,
-        what: Happening::Write {
-            store,
-            key: key.clone(),
-            value,
-            user_ids,
-            metadata,
-        },
-    });
+    let holder_wrote = fleet.world.log[i].t;
     let v = invariants::check(&mut fleet);
     assert_eq!(v.len(), 1, "{v:?}");
     assert_eq!(
@@ -320,11 +315,16 @@ fn the_other_checks_each_report_a_broken_run() {
     );
     assert_eq!(
         v[0].detail,
-        format!("generation {} locked by two servers", count)
+        format!("generation {count} locked by two servers")
     );
-    // The excerpt starts at the generation's first locked write (not at the run's end).
+    // The excerpt starts at the holder's last write and shows the other server's.
     let first = times(&v[0].excerpt)[0];
-    assert!((first - locked.t).abs() < 1e-3, "{:?}", v[0].excerpt);
+    assert!((first - holder_wrote).abs() < 1e-3, "{:?}", v[0].excerpt);
+    assert!(
+        v[0].excerpt.iter().any(|l| l.contains("intruder-job")),
+        "{:?}",
+        v[0].excerpt
+    );
 }
 
 /// An item in two profiles is a dupe unless the trade that moved it was torn by its server's

@@ -1,4 +1,5 @@
-//! Server-level request budgets and throttle queues (spec "Request budgets", "Queues").
+//! Request budgets and throttle queues (spec "Request budgets", "Queues"): each server's, and
+//! the experience-level ones all servers share.
 //!
 //! Each server has, per `DataStoreRequestType`, a token bucket: it refills at
 //! `base + per_player × players` requests per minute up to one minute's worth, and starts full
@@ -12,6 +13,12 @@
 //! request type: reads wait in the Get queue; writes and removes share the Set queue, as the
 //! older budgets grouped Set, Increment, Update and Remove. List calls, which fail with a named
 //! `…Throttle` error rather than a 301–306 code, wait in a queue of their own.
+//!
+//! The experience has, per request type, one more bucket that every server draws on: it refills
+//! at `base + per_player × CCU` a minute (CCU: the players of all servers), starts full, and has
+//! no burst. A request needs a token of both; it waits in its server's queue until both have
+//! refilled for it. When that queue is full it is dropped: with 301–306 when its server's budget
+//! is short, with `Standard…ExperienceThrottled` when only the experience's is.
 //!
 //! A queued request keeps the admission time computed when it arrived, even if the player count
 //! changes while it waits.
@@ -54,7 +61,8 @@ pub enum Admission {
     Now,
     /// Throttled: the request waits in its queue and runs at this virtual time.
     QueuedUntil(f64),
-    /// The queue was full: the call fails with this error (301–306 or a named `…Throttle`).
+    /// The queue was full (or a rate is zero): the call fails with this error (301–306, a named
+    /// `…Throttle`, or `Standard…ExperienceThrottled`).
     Rejected(RequestError),
 }
 
@@ -191,7 +199,7 @@ impl ServerBudget {
 /// the experience's CCU, the players of every server.
 #[derive(Clone, Debug, Default)]
 struct ExperienceBudget {
-    ccu: u32,
+    ccu: u64,
     buckets: [Option<Bucket>; RequestType::COUNT],
 }
 
@@ -204,7 +212,8 @@ impl ExperienceBudget {
         budgets: &ExperienceBudgets,
         kind: RequestType,
     ) -> (&mut Bucket, f64) {
-        let per_minute = kind.experience_rate(budgets).per_minute(self.ccu).max(0.0);
+        let rate = kind.experience_rate(budgets);
+        let per_minute = (rate.base + rate.per_player * self.ccu as f64).max(0.0);
         let bucket = refill(&mut self.buckets[kind.index()], now, per_minute, 0.0);
         (bucket, per_minute)
     }
@@ -240,7 +249,8 @@ impl BudgetBook {
         }
         let s = self.servers.entry(server).or_default();
         s.refill_all(now, budgets);
-        self.experience.ccu = self.experience.ccu - s.players + players;
+        // The sum of the servers' players: never below a server's own count.
+        self.experience.ccu = self.experience.ccu - u64::from(s.players) + u64::from(players);
         s.players = players;
     }
 
@@ -317,14 +327,12 @@ impl BudgetBook {
             let queue = &mut s.queues[kind.queue()];
             queue.retain(|t| *t > now);
             let full = queue.len() >= budgets.queue_capacity;
+            let experience_short = RequestError::ExperienceThrottled { operation, kind };
             let ready = match (own, shared) {
                 (Some(a), Some(b)) if a.max(b) <= now || !full => a.max(b),
-                (Some(a), _) if a <= now => {
-                    return Admission::Rejected(RequestError::ExperienceThrottled {
-                        operation,
-                        kind,
-                    });
-                }
+                (Some(a), Some(_)) if a <= now => return Admission::Rejected(experience_short),
+                // The experience's rate is zero: it never refills.
+                (Some(_), None) => return Admission::Rejected(experience_short),
                 _ => return Admission::Rejected(RequestError::QueueFull { operation }),
             };
             *plan = (kind, ready);
@@ -617,6 +625,18 @@ mod tests {
         assert_eq!(
             book.experience_budget(0.0, &servers_only, RequestType::StandardWrite),
             None
+        );
+        // An experience budget of zero never refills: refused at once, naming it.
+        let closed = Budgets {
+            experience: Budgets::roblox().experience.map(|e| e.scaled(0.0)),
+            ..Budgets::roblox()
+        };
+        assert_eq!(
+            BudgetBook::default().admit(0.0, &closed, A, Operation::Remove),
+            Admission::Rejected(RequestError::ExperienceThrottled {
+                operation: Operation::Remove,
+                kind: RequestType::StandardRemove,
+            })
         );
     }
 
