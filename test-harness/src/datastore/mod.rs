@@ -1257,6 +1257,13 @@ impl DataStoreService {
     /// `GetVersionAtTimeAsync(key, timestamp)`: the version that was current at `timestamp_ms`
     /// (the latest whose slot opened at or before it), or nil, nil. The timestamp must be
     /// positive and at most ten minutes ahead (`InvalidTimestamp`).
+    ///
+    /// Within an hour whose writes overwrote each other (spec "Versioning": later writes in the
+    /// hour overwrite permanently) the value current at `timestamp_ms` may be gone; the hour's
+    /// version is returned, holding the hour's last write, whose `CreatedTime` can be later than
+    /// `timestamp_ms`. (The spec does not say what Roblox returns; this is the closest value
+    /// still stored. `ListVersionsAsync` filters by `CreatedTime`, so a `maxDate` inside that
+    /// hour does not list it.)
     pub fn get_version_at_time_async(
         &mut self,
         now: f64,

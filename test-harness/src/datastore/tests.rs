@@ -596,6 +596,33 @@ fn get_version_at_time_picks_the_version_current_then() {
     assert!(at(&mut ds, too_late - 1).is_ok());
 }
 
+/// Inside an hour whose writes overwrote each other, the time lookup finds the hour's version
+/// (the last write of the hour), which `ListVersionsAsync` dates by that last write.
+#[test]
+fn get_version_at_time_inside_an_overwritten_hour_returns_the_hour_version() {
+    let mut ds = DataStoreService::new(EPOCH);
+    set(&mut ds, 0.0, "k", json!("a")); // 00:00
+    set(&mut ds, 3000.0, "k", json!("b")); // 00:50, overwrites the hour's version
+    let at_00_20 = MS0 + 1_200_000;
+    let read = ds
+        .get_version_at_time_async(3600.0, &store(), "k", at_00_20)
+        .unwrap();
+    assert_eq!(read.value, Some(json!("b")));
+    assert_eq!(read.key_info.map(|k| k.updated_time), Some(MS0 + 3_000_000));
+    let listed = |ds: &mut DataStoreService, max_ms: i64| {
+        let query = VersionQuery {
+            max_date: Some(max_ms),
+            ..VersionQuery::default()
+        };
+        ds.list_versions_async(3600.0, &store(), "k", query)
+            .unwrap()
+            .items
+            .len()
+    };
+    assert_eq!(listed(&mut ds, at_00_20), 0);
+    assert_eq!(listed(&mut ds, MS0 + 3_000_000), 1);
+}
+
 #[test]
 fn list_keys_pages_by_prefix() {
     let mut ds = DataStoreService::new(EPOCH);
