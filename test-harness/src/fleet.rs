@@ -72,7 +72,14 @@ pub struct FleetConfig {
     /// player leaves, and time out after `START_SESSION_TIMEOUT` of DataStore errors (spec §5);
     /// a profile they return for a player who left is ended at once.
     pub uncancellable: f64,
+    /// Servers held in reserve: each replaces one that crashed or shut down, booting
+    /// [`SPARE_BOOT_DELAY`] later (Roblox starts new servers as players need them), so a run
+    /// with many deaths keeps hopping. Counted on top of `servers`.
+    pub spare_servers: usize,
 }
+
+/// Seconds from a server's death to its replacement taking players.
+pub const SPARE_BOOT_DELAY: f64 = 10.0;
 
 impl FleetConfig {
     /// A default fleet: `servers` servers, `players` players, `duration` seconds, `faults`.
@@ -98,6 +105,7 @@ impl FleetConfig {
             fault_period: None,
             quit_while_loading: 0.005,
             uncancellable: 0.1,
+            spare_servers: 0,
         }
     }
 }
@@ -123,6 +131,12 @@ impl FleetConfig {
             }
         };
         count("servers", self.servers, MAX_SERVERS)?;
+        if self.servers + self.spare_servers > MAX_SERVERS {
+            return Err(format!(
+                "servers and spare servers together must be at most {MAX_SERVERS}, got {} + {}",
+                self.servers, self.spare_servers
+            ));
+        }
         count("players", self.players, MAX_PLAYERS)?;
         if !(0.0..=MAX_DURATION).contains(&self.duration) {
             return Err(format!(
@@ -289,6 +303,8 @@ pub struct Observations {
     pub shutdowns: u64,
     /// Crashes.
     pub crashes: u64,
+    /// Spare servers that replaced a dead one.
+    pub replacements: u64,
 }
 
 /// The bound a healthy hand-off must meet: a steal after `SESSION_STEAL` takes ≈45 s plus
@@ -328,6 +344,10 @@ pub struct Fleet {
     gift_seq: u64,
     /// PlayerRemoving on the old server after a teleport: (at, server, profile).
     pending_ends: Vec<(f64, usize, ProfileId)>,
+    /// Spare servers not booted yet, in boot order.
+    spares: std::collections::VecDeque<usize>,
+    /// Spares booting: when each takes players.
+    booting: Vec<(f64, usize)>,
     /// Per (server, giver's profile): trades (indexes into `trade_log`) whose giver side no
     /// save has confirmed yet.
     unsaved_gives: FxHashMap<(usize, ProfileId), Vec<usize>>,
@@ -341,7 +361,8 @@ impl Fleet {
     /// [`FleetConfig::check`] (the command line checks it first).
     pub fn new(config: FleetConfig, storage: Box<dyn Storage>) -> Fleet {
         let mut rng = GuidGenerator::new(config.seed ^ 0x5EED);
-        let servers = (0..config.servers)
+        let total = config.servers + config.spare_servers;
+        let servers = (0..total)
             .map(|i| ServerSpec {
                 name: format!("S{i}"),
                 place_id: 1001,
@@ -375,17 +396,14 @@ impl Fleet {
             world.record();
         }
         let mut store = StoreId(0);
-        let template = json!({"Counter": 0, "Ops": [], "Items": [], "Gifts": []});
         for s in 0..config.servers {
-            if let InputResult::Store(Ok(id)) = world.feed(
-                s,
-                Input::NewStore {
-                    name: STORE.into(),
-                    template: template.clone(),
-                },
-            ) {
+            if let Some(id) = open_store(&mut world, s) {
                 store = id;
             }
+        }
+        // Spares wait, stopped, until a server dies.
+        for s in config.servers..total {
+            world.reserve(s);
         }
         let players: Vec<Player> = (0..config.players)
             .map(|i| Player {
@@ -403,9 +421,11 @@ impl Fleet {
                 acked_ops: players.iter().map(|p| AckedOps::new(&p.key)).collect(),
                 ..Observations::default()
             },
-            joining: vec![FxHashMap::default(); config.servers],
-            gifting: vec![FxHashMap::default(); config.servers],
-            closing: vec![false; config.servers],
+            joining: vec![FxHashMap::default(); total],
+            gifting: vec![FxHashMap::default(); total],
+            closing: vec![false; total],
+            spares: (config.servers..total).collect(),
+            booting: Vec::new(),
             config,
             world,
             store,
@@ -465,15 +485,24 @@ impl Fleet {
             if self.alive_servers().len() <= 1 || !self.world.servers[s].alive || self.closing[s] {
                 continue;
             }
-            if self.rng.next_f64() < per_second(self.config.crash_rate) {
+            let died = if self.rng.next_f64() < per_second(self.config.crash_rate) {
                 self.world.crash(s);
                 self.observed.crashes += 1;
+                true
             } else if self.rng.next_f64() < per_second(self.config.shutdown_rate) {
                 self.world.shutdown(s);
                 self.closing[s] = true;
                 self.observed.shutdowns += 1;
+                true
+            } else {
+                false
+            };
+            if died && let Some(spare) = self.spares.pop_front() {
+                self.booting
+                    .push((self.world.now + SPARE_BOOT_DELAY, spare));
             }
         }
+        self.boot_spares();
         // Players on servers that died are gone from them.
         if self.world.servers.iter().all(|s| s.alive) {
             return;
@@ -494,6 +523,18 @@ impl Fleet {
                 self.players[p].presence = Presence::Offline;
                 self.players[p].next_at = self.world.now + 5.0;
             }
+        }
+    }
+
+    /// Spares whose boot time has come start taking players.
+    fn boot_spares(&mut self) {
+        let now = self.world.now;
+        let (due, later): (Vec<_>, Vec<_>) = self.booting.drain(..).partition(|(at, _)| *at <= now);
+        self.booting = later;
+        for (_, s) in due {
+            self.world.boot(s);
+            open_store(&mut self.world, s);
+            self.observed.replacements += 1;
         }
     }
 
@@ -1060,6 +1101,21 @@ impl Fleet {
     /// Keys of all players.
     pub fn keys(&self) -> Vec<String> {
         self.players.iter().map(|p| p.key.clone()).collect()
+    }
+}
+
+/// The game script's start on server `s`: `ProfileStore.New` of the fleet's store.
+fn open_store(world: &mut World, s: usize) -> Option<StoreId> {
+    let template = json!({"Counter": 0, "Ops": [], "Items": [], "Gifts": []});
+    match world.feed(
+        s,
+        Input::NewStore {
+            name: STORE.into(),
+            template,
+        },
+    ) {
+        InputResult::Store(Ok(id)) => Some(id),
+        _ => None,
     }
 }
 

@@ -370,6 +370,7 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
     json!({
         "seed": fleet.config.seed,
         "servers": fleet.config.servers,
+        "spare_servers": fleet.config.spare_servers,
         "players": fleet.config.players,
         "virtual_seconds": fleet.world.now,
         "sessions": o.sessions,
@@ -390,6 +391,7 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
         "subscribes_refused": fleet.world.subscribes_refused,
         "shutdowns": o.shutdowns,
         "crashes": o.crashes,
+        "replacements": o.replacements,
         "violations": violations.len(),
     })
 }

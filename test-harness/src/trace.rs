@@ -13,8 +13,8 @@ use crate::fleet::FleetConfig;
 use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 
 /// The trace format version (2: every input carries what it returned; 3: the fleet
-/// configuration has `quit_while_loading` and `uncancellable`).
-pub const TRACE_FORMAT: u32 = 3;
+/// configuration has `quit_while_loading` and `uncancellable`; 4: and `spare_servers`).
+pub const TRACE_FORMAT: u32 = 4;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

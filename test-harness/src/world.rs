@@ -506,6 +506,18 @@ impl World {
         self.schedule(self.now + BIND_TO_CLOSE_LIMIT, Pending::Kill { server: s });
     }
 
+    /// Server `s` waits in reserve: stopped, taking nothing, until [`World::boot`].
+    pub fn reserve(&mut self, s: usize) {
+        self.servers[s].alive = false;
+    }
+
+    /// A reserved server starts running (a replacement for one that stopped); its engine sees
+    /// its first input after this.
+    pub fn boot(&mut self, s: usize) {
+        self.servers[s].alive = true;
+        self.servers[s].deadline_fresh = false;
+    }
+
     /// Server `s` dies at once: no final save; its requests and subscriptions are gone.
     pub fn crash(&mut self, s: usize) {
         self.stop(s);

@@ -393,6 +393,37 @@ fn faults_that_come_and_go_leave_healthy_hand_offs_in_bound() {
     assert!(o.start_times.iter().any(|t| *t > 20.0));
 }
 
+/// Spare servers replace the ones that die: a crash-heavy run keeps several servers taking
+/// players, players hop onto the replacements, and every invariant holds.
+#[test]
+fn spare_servers_replace_dead_ones() {
+    let mut config = FleetConfig::new(4, 3, 30, 900.0, 0.05);
+    config.crash_rate = 0.3;
+    config.shutdown_rate = 0.2;
+    config.spare_servers = 5;
+    config.stay = 40.0;
+    let (fleet, violations) = run(config);
+    assert_sound(4, &fleet, &violations);
+    let o = &fleet.observed;
+    assert_eq!(o.replacements, 5, "{} deaths", o.crashes + o.shutdowns);
+    // Sessions ran on the spares (servers 3..8), hand-offs included.
+    let on_spares = fleet
+        .profile_keys
+        .keys()
+        .filter(|(server, _)| *server >= 3)
+        .count();
+    assert!(on_spares > 50, "{on_spares} sessions on spares");
+    // Without spares the same deaths leave one server.
+    let mut config = FleetConfig::new(4, 3, 30, 900.0, 0.05);
+    config.crash_rate = 0.3;
+    config.shutdown_rate = 0.2;
+    config.stay = 40.0;
+    let (fleet, violations) = run(config);
+    assert_sound(4, &fleet, &violations);
+    assert_eq!(fleet.observed.replacements, 0);
+    assert_eq!(fleet.world.servers.iter().filter(|s| s.alive).count(), 1);
+}
+
 /// Every failed start is counted under its reason (issue "harness" §4): players who leave while
 /// loading cancel theirs (`Left`), and starts made without a `Cancel` give up after
 /// `START_SESSION_TIMEOUT` of DataStore errors (`TimedOut`), never sooner. A profile a start

@@ -103,24 +103,24 @@ fn hostile_trace_bytes_get_errors() {
         "trace file h.bin is not a readable trace: input 5 is for server 99, the trace has 3"
     );
     let mut other = t.to_bytes();
-    other[TRACE_MAGIC.len()] = 4;
+    other[TRACE_MAGIC.len()] = 5;
     let err = Trace::from_bytes(&other, "h.bin").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "trace file h.bin has format 4, this build reads format 3"
+        "trace file h.bin has format 5, this build reads format 4"
     );
-    other[TRACE_MAGIC.len()] = 2;
+    other[TRACE_MAGIC.len()] = 3;
     let err = Trace::from_bytes(&other, "h.bin").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "trace file h.bin has format 2, this build reads format 3"
+        "trace file h.bin has format 3, this build reads format 4"
     );
     // Format 1 files had no header and began with the byte 1.
     let format_1 = [1, 7, 0, 0];
     let err = Trace::from_bytes(&format_1, "h.bin").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "trace file h.bin has format 1, this build reads format 3"
+        "trace file h.bin has format 1, this build reads format 4"
     );
 }
 

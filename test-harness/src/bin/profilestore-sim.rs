@@ -67,6 +67,9 @@ enum Command {
         /// BindToClose shutdowns per server per virtual minute.
         #[arg(long, default_value_t = 0.0)]
         shutdown_rate: f64,
+        /// Servers held in reserve: each replaces one that crashed or shut down, 10 s later.
+        #[arg(long, default_value_t = 0)]
+        spare_servers: usize,
         /// Probability per second that a loading player leaves (their `Cancel` turns true).
         #[arg(long, default_value_t = 0.005)]
         quit_while_loading: f64,
@@ -187,6 +190,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             stay,
             crash_rate,
             shutdown_rate,
+            spare_servers,
             quit_while_loading,
             uncancellable,
             fault_period,
@@ -200,6 +204,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             config.stay = stay;
             config.crash_rate = crash_rate;
             config.shutdown_rate = shutdown_rate;
+            config.spare_servers = spare_servers;
             config.quit_while_loading = quit_while_loading;
             config.uncancellable = uncancellable;
             config.fault_period = fault_period;
@@ -471,8 +476,11 @@ fn print_summary(s: &profilestore_core::value::Value) {
         ),
     );
     row(
-        "shutdowns / crashes",
-        format!("{} / {}", s["shutdowns"], s["crashes"]),
+        "shutdowns / crashes / replaced",
+        format!(
+            "{} / {} / {}",
+            s["shutdowns"], s["crashes"], s["replacements"]
+        ),
     );
     row("store", s["store"].as_str().unwrap_or_default().to_string());
     if let Some(d) = s.get("determinism") {
