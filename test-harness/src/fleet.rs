@@ -1,7 +1,8 @@
 //! Fleets (issue "harness" §3–4): players who join, play, trade, gift, leave, rejoin the same
 //! server quickly and hop between servers — starting on the new server while the old one still
 //! holds the session — on a [`World`] of N servers with wall-clock skew, seeded DataStore faults,
-//! lost messages, shutdowns (`BindToClose`, killed after Roblox's 30 s) and crashes.
+//! lost messages, shutdowns (`BindToClose`, killed after Roblox's 30 s) and crashes, with spare
+//! servers booting to replace dead ones ([`FleetConfig::spare_servers`]).
 //!
 //! Each player's `Data` holds a counter, a log of unique operation ids, unique items and the
 //! gifts applied. A player's session start carries a `Cancel` tied to presence: it turns true
