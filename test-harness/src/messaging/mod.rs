@@ -9,7 +9,7 @@
 //! disconnected before it arrives is dropped. [`MessagingService::poll_delivery`] hands them out
 //! in `(arrival time, publish order)` order, so same seed and same calls give the same run.
 //!
-//! Rate limits ([`limits`]): messages sent per server, received per topic and per game,
+//! Rate limits ([`MessagingLimits`]): messages sent per server, received per topic and per game,
 //! subscriptions and subscribe requests per server.
 
 mod limits;
