@@ -132,7 +132,8 @@ impl FleetConfig {
             }
         };
         count("servers", self.servers, MAX_SERVERS)?;
-        if self.servers + self.spare_servers > MAX_SERVERS {
+        // `servers` is at most MAX_SERVERS here: no overflow.
+        if self.spare_servers > MAX_SERVERS - self.servers {
             return Err(format!(
                 "servers and spare servers together must be at most {MAX_SERVERS}, got {} + {}",
                 self.servers, self.spare_servers
@@ -1015,9 +1016,7 @@ impl Fleet {
                 // A player gives up only after waiting HANDOFF_BOUND: a healthy start that ends
                 // cancelled missed the bound as surely as one that succeeded late. One the
                 // player left earlier says nothing about the bound.
-                let left_early = left_at.is_some_and(|at| at - since <= HANDOFF_BOUND);
                 if self.healthy_since(since)
-                    && !left_early
                     && !matches!(reason, StartFailure::Closing | StartFailure::Left)
                 {
                     self.observed.healthy_starts += 1;

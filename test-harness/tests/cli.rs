@@ -155,6 +155,14 @@ fn bad_arguments_get_clear_errors() {
             &["--duration", "1e16"][..],
             "duration must be between 0 and 31622400 s (a year), got 10000000000000000",
         ),
+        (
+            &["--servers", "2", "--spare-servers", "18446744073709551615"][..],
+            "servers and spare servers together must be at most 10000, got 2 + 18446744073709551615",
+        ),
+        (
+            &["--uncancellable", "2"][..],
+            "uncancellable must be a probability between 0 and 1, got 2",
+        ),
     ] {
         let mut all = vec!["simulate", "--db", "keep.db"];
         all.extend_from_slice(args);

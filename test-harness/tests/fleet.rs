@@ -273,7 +273,7 @@ fn the_other_checks_each_report_a_broken_run() {
         ]
     );
 
-    // Two servers holding the lock of one generation: the second locked write of a generation
+    // Two servers holding the lock of one generation: the third locked write of a generation
     // is made to name another holder.
     let (mut fleet, _, _) = sound_run(7);
     let lock_of = |what: &Happening| match what {
@@ -285,19 +285,17 @@ fn the_other_checks_each_report_a_broken_run() {
         }
         _ => None,
     };
-    let mut first_write = std::collections::BTreeMap::new();
+    let mut writes: std::collections::BTreeMap<_, Vec<usize>> = Default::default();
     let (i, j) = (0..fleet.world.log.len())
         .find_map(|j| {
-            let generation = lock_of(&fleet.world.log[j].what)?;
-            match first_write.get(&generation) {
-                Some(i) => Some((*i, j)),
-                None => {
-                    first_write.insert(generation, j);
-                    None
-                }
-            }
+            let seen = writes
+                .entry(lock_of(&fleet.world.log[j].what)?)
+                .or_default();
+            seen.push(j);
+            // The holder's first and last writes before `j` differ.
+            (seen.len() == 3).then(|| (seen[1], j))
         })
-        .expect("a generation written twice under its lock");
+        .expect("a generation written three times under its lock");
     let (key, count) = lock_of(&fleet.world.log[j].what).unwrap();
     if let Happening::Write { value, .. } = &mut fleet.world.log[j].what {
         if value.is_array() {
@@ -317,7 +315,8 @@ fn the_other_checks_each_report_a_broken_run() {
         v[0].detail,
         format!("generation {count} locked by two servers")
     );
-    // The excerpt starts at the holder's last write and shows the other server's.
+    // The excerpt starts at the holder's last write (not its first) and shows the other
+    // server's.
     let first = times(&v[0].excerpt)[0];
     assert!((first - holder_wrote).abs() < 1e-3, "{:?}", v[0].excerpt);
     assert!(

@@ -330,10 +330,13 @@ impl BudgetBook {
             let experience_short = RequestError::ExperienceThrottled { operation, kind };
             let ready = match (own, shared) {
                 (Some(a), Some(b)) if a.max(b) <= now || !full => a.max(b),
-                (Some(a), Some(_)) if a <= now => return Admission::Rejected(experience_short),
-                // The experience's rate is zero: it never refills.
-                (Some(_), None) => return Admission::Rejected(experience_short),
-                _ => return Admission::Rejected(RequestError::QueueFull { operation }),
+                // The server's own budget is short and its queue full.
+                (Some(a), _) if a > now && full => {
+                    return Admission::Rejected(RequestError::QueueFull { operation });
+                }
+                // Only the experience's budget is short (or its rate is zero: it never refills).
+                (Some(_), _) => return Admission::Rejected(experience_short),
+                (None, _) => return Admission::Rejected(RequestError::QueueFull { operation }),
             };
             *plan = (kind, ready);
         }
@@ -631,11 +634,36 @@ mod tests {
             experience: Budgets::roblox().experience.map(|e| e.scaled(0.0)),
             ..Budgets::roblox()
         };
+        let mut book = BudgetBook::default();
         assert_eq!(
-            BudgetBook::default().admit(0.0, &closed, A, Operation::Remove),
+            book.admit(0.0, &closed, A, Operation::Remove),
             Admission::Rejected(RequestError::ExperienceThrottled {
                 operation: Operation::Remove,
                 kind: RequestType::StandardRemove,
+            })
+        );
+        // When the server's own budget is short and its queue full too, the queue is named.
+        let tight = Budgets {
+            queue_capacity: 0,
+            ..closed
+        };
+        let mut book = BudgetBook::default();
+        book.set_rate(
+            0.0,
+            &tight,
+            A,
+            RequestType::StandardRemove,
+            // Half a token to start with: the server's own budget is short for a minute.
+            Rate {
+                base: 0.5,
+                per_player: 0.0,
+                startup_burst: 0.0,
+            },
+        );
+        assert_eq!(
+            book.admit(0.0, &tight, A, Operation::Remove),
+            Admission::Rejected(RequestError::QueueFull {
+                operation: Operation::Remove
             })
         );
     }
