@@ -16,7 +16,8 @@
 //! engine used before (`docs/PERFORMANCE.md`).
 //!
 //! The in-memory runs repeat (15 times for (a), 3 for (b)) and print their fastest and median
-//! wall time: identical runs on a shared VM differ by up to 2×.
+//! wall time: identical runs on a shared VM differ by up to 2×. Like `profilestore-sim
+//! simulate`, they let go of the world's log as the fleet reads it ([`Fleet::keep_log`]).
 //!
 //! Next to (a), the same fleet with 100 players instead of 1,000: each request costs the same
 //! instructions, but the working set fits the caches, so the two rates side by side show what
@@ -126,6 +127,8 @@ fn measure(
         drop(last.take());
         let (dir, storage) = storage();
         let mut fleet = Fleet::new(config.clone(), storage);
+        // As the command line runs: the log lines the fleet has read are let go.
+        fleet.keep_log = false;
         let started = Instant::now();
         fleet.run(|_| {});
         walls.push(started.elapsed().as_secs_f64());

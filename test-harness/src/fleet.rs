@@ -307,6 +307,31 @@ pub struct Observations {
     pub crashes: u64,
     /// Spare servers that replaced a dead one.
     pub replacements: u64,
+    /// The lock holder of each (key, `SessionLoadCount`) written under a lock, with the time
+    /// of its last write: read off every committed write as it is logged.
+    pub lock_holders: FxHashMap<(Str, i64), (Str, f64)>,
+    /// Writes naming a second holder for a generation: (key, generation, the first holder's
+    /// last write before it).
+    pub lock_conflicts: Vec<(String, i64, f64)>,
+}
+
+impl Observations {
+    /// Notes who a committed write at `t` says holds `key`'s lock (one lock holder per
+    /// generation, checked by [`crate::invariants::check`]).
+    fn note_write(&mut self, key: &Str, value: &Value, t: f64) {
+        let Some((job, count)) = crate::invariants::lock_of(value) else {
+            return;
+        };
+        let (holder, last) = self
+            .lock_holders
+            .entry((key.clone(), count))
+            .or_insert_with(|| (job.clone(), t));
+        if *holder == *job {
+            *last = t;
+        } else {
+            self.lock_conflicts.push((key.to_string(), count, *last));
+        }
+    }
 }
 
 /// The bound a healthy hand-off must meet: a steal after `SESSION_STEAL` takes ≈45 s plus
@@ -342,6 +367,11 @@ pub struct Fleet {
     /// When the current healthy stretch began (the healthy half of a fault period, or the
     /// settle phase); `None` while faults are on.
     healthy_from: Option<f64>,
+    /// Whether the world's log keeps every line (the default) or lets go of the lines the
+    /// fleet has read ([`crate::log::Log::forget_before`]): then a run's memory stays flat
+    /// however long it runs, and [`crate::invariants::check`] runs the seed again, keeping
+    /// the log, only to cut the excerpts of violations it found.
+    pub keep_log: bool,
     seen: usize,
     gift_seq: u64,
     /// PlayerRemoving on the old server after a teleport: (at, server, profile).
@@ -437,6 +467,7 @@ impl Fleet {
             profile_keys: FxHashMap::default(),
             session_players: FxHashMap::default(),
             healthy_from: None,
+            keep_log: true,
             seen: 0,
             gift_seq: 0,
             pending_ends: Vec::new(),
@@ -809,15 +840,19 @@ impl Fleet {
         }
     }
 
-    /// Reads new log entries: session starts, gifts, deliveries, saves, errors.
-    fn react(&mut self) {
+    /// Reads new log entries: session starts, gifts, deliveries, saves, errors, who each
+    /// write says holds its key's lock. Then lets go of the lines read unless the log is kept.
+    pub(crate) fn react(&mut self) {
         while self.seen < self.world.log.len() {
             let entry = &mut self.world.log[self.seen];
             self.seen += 1;
             let (s, t) = (entry.server, entry.t);
-            // Writes and publishes are only read by the invariant checks, at the end.
             let output = match &mut entry.what {
                 Happening::Output(output) => output,
+                Happening::Write { key, value, .. } => {
+                    self.observed.note_write(key, value, t);
+                    continue;
+                }
                 // A crash, or the kill at the end of a shutdown's BindToClose budget.
                 Happening::Crashed => {
                     self.observed.died_at.entry(s).or_insert(t);
@@ -876,6 +911,9 @@ impl Fleet {
                 }
                 _ => {}
             }
+        }
+        if !self.keep_log {
+            self.world.log.forget_before(self.seen);
         }
     }
 

@@ -11,7 +11,8 @@
 //!   failures are counted by reason ([`crate::fleet::StartFailure`]: cancelled after the bound,
 //!   left, timed out, closing, superseded, crashed).
 //!
-//! A violation names the key and comes with the shortest excerpt of the run that shows it.
+//! A violation names the key and comes with the shortest excerpt of the run that shows it. A
+//! fleet that let go of its log as it ran ([`Fleet::keep_log`]) is run again to cut them.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ use profilestore_core::value::{Str, Value, json};
 
 use crate::fleet::{Fleet, HANDOFF_BOUND, STORE};
 use crate::log::Log;
+use crate::storage::MemoryStorage;
 use crate::world::Happening;
 
 /// One broken invariant.
@@ -74,6 +76,26 @@ pub fn summarize_write(v: &Value) -> Value {
     Value::from(summary)
 }
 
+/// The lock holder (`ActiveSession[1]`) and `SessionLoadCount` of a logged write's value
+/// (a whole stored value or a [`summarize_write`] summary), if it is locked; read without
+/// copying anything but the holder's string handle.
+pub fn lock_of(value: &Value) -> Option<(&Str, i64)> {
+    let (holder, count) = match value.as_array() {
+        Some(summary) => (summary.get(2)?, summary.first()?),
+        None => {
+            let meta = &value["MetaData"];
+            (
+                meta.get("ActiveSession")?.get(1)?,
+                &meta["SessionLoadCount"],
+            )
+        }
+    };
+    match holder {
+        Value::String(job) => Some((job, count.as_i64().unwrap_or(0))),
+        _ => None,
+    }
+}
+
 /// What a logged write shows: the lock holder (`ActiveSession[1]`, `None` when unlocked), the
 /// `SessionLoadCount` and how many op ids the `Data` holds. Reads a whole stored value or a
 /// [`summarize_write`] summary.
@@ -108,10 +130,10 @@ impl WriteFacts {
     }
 }
 
-/// The lines of the run about `key`: the first `n` from time `from` when given (where the
-/// violation started), else the last `n`.
+/// The lines of the run about `key`, in time order: the first `n` from time `from` when given
+/// (where the violation started), else the last `n`.
 pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize) -> Vec<String> {
-    let mut lines: Vec<String> = log
+    let mut lines: Vec<(f64, String)> = log
         .iter()
         .filter(|l| from.is_none_or(|f| l.t >= f))
         .filter_map(|l| {
@@ -157,9 +179,12 @@ pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize)
                 )) if about(&p.profile) => "StartSessionAsync returned a profile".into(),
                 _ => return None,
             };
-            Some(format!("t={:.3} {} {text}", l.t, server.spec.name))
+            Some((l.t, format!("t={:.3} {} {text}", l.t, server.spec.name)))
         })
         .collect();
+    // A run logs in time order; a line added afterwards (a test's) takes its time's place.
+    lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut lines: Vec<String> = lines.into_iter().map(|(_, line)| line).collect();
     if from.is_some() {
         lines.truncate(n);
     } else {
@@ -171,6 +196,8 @@ pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize)
 
 /// Checks every invariant; returns the violations (empty when the run is sound).
 pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
+    // Lines logged since the run's last step (none after `Fleet::run`).
+    fleet.react();
     // Each violation: invariant, key, detail, and where its excerpt starts (when known).
     let mut found: Vec<(&'static str, String, String, Option<f64>)> = Vec::new();
     let keys = fleet.keys();
@@ -303,30 +330,15 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         }
     }
 
-    // One lock holder per generation; the excerpt starts at the holder's last write before
-    // the other server's.
-    let mut holders: BTreeMap<(Str, i64), (String, f64)> = BTreeMap::new();
-    for l in &fleet.world.log {
-        let Happening::Write { key, value, .. } = &l.what else {
-            continue;
-        };
-        let facts = WriteFacts::of(value);
-        if let Some(job) = facts.lock.as_ref().and_then(Value::as_str) {
-            let count = facts.count.as_i64().unwrap_or(0);
-            let (holder, last) = holders
-                .entry((key.clone(), count))
-                .or_insert_with(|| (job.to_string(), l.t));
-            if holder == job {
-                *last = l.t;
-            } else {
-                found.push((
-                    "one lock holder per generation",
-                    key.to_string(),
-                    format!("generation {count} locked by two servers"),
-                    Some(*last),
-                ));
-            }
-        }
+    // One lock holder per generation (read off each write as it was logged); the excerpt
+    // starts at the holder's last write before the other server's.
+    for (key, count, last) in &obs.lock_conflicts {
+        found.push((
+            "one lock holder per generation",
+            key.clone(),
+            format!("generation {count} locked by two servers"),
+            Some(*last),
+        ));
     }
 
     // Hand-offs within the bound while healthy.
@@ -339,10 +351,26 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         ));
     }
 
+    if found.is_empty() {
+        return Vec::new();
+    }
+    // A run that let go of its log is run again keeping it, only to cut the excerpts: the same
+    // configuration makes the same run (`--check-determinism`), on any storage.
+    let again;
+    let source: &Fleet = if fleet.world.log.first_kept() == 0 {
+        fleet
+    } else {
+        let mut config = fleet.config.clone();
+        config.record = false;
+        let mut rerun = Fleet::new(config, Box::new(MemoryStorage::new()));
+        rerun.run(|_| {});
+        again = rerun;
+        &again
+    };
     found
         .into_iter()
         .map(|(invariant, key, detail, from)| Violation {
-            excerpt: excerpt(&fleet.world.log, fleet, &key, from, 12),
+            excerpt: excerpt(&source.world.log, source, &key, from, 12),
             invariant,
             key,
             detail,
@@ -353,12 +381,6 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
 /// A summary of a run, for the command line and `--json`.
 pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
     let o = &fleet.observed;
-    let mut calls: BTreeMap<String, u64> = BTreeMap::new();
-    for out in fleet.world.log.iter() {
-        if let Happening::Write { .. } = out.what {
-            *calls.entry("committed writes".into()).or_default() += 1;
-        }
-    }
     let pct = |v: &[f64], q: f64| {
         if v.is_empty() {
             return 0.0;
@@ -378,7 +400,7 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
         "handoffs": {"count": o.handoffs.len(), "p50_s": pct(&o.handoffs, 0.5), "p90_s": pct(&o.handoffs, 0.9), "max_s": pct(&o.handoffs, 1.0)},
         "start_failures": o.failures.iter().map(|(k, v)| (format!("{k:?}"), json!(v))).collect::<profilestore_core::value::Object>(),
         "datastore_requests": fleet.world.request_counts(),
-        "committed_writes": calls.get("committed writes").copied().unwrap_or(0),
+        "committed_writes": fleet.world.committed_writes,
         "throttled_requests": fleet.world.throttled,
         "refused_requests": fleet.world.refused,
         "key_throttle_holds": fleet.world.key_throttled,

@@ -335,7 +335,8 @@ pub struct World {
     pub datastore: DataStoreService,
     /// The shared MessagingService.
     pub messaging: MessagingService,
-    /// Everything that happened, in order.
+    /// Everything that happened, in order (a reader may let go of the lines it has read:
+    /// [`Log::forget_before`]).
     pub log: Log,
     /// Probability that a DataStore call fails (after its round trips, without effect).
     pub datastore_fail: f64,
@@ -347,6 +348,8 @@ pub struct World {
     pub refused: u64,
     /// `SubscribeAsync` calls the MessagingService refused (its limits, or a bad topic name).
     pub subscribes_refused: u64,
+    /// Writes the DataStore committed (each logged as a [`Happening::Write`]).
+    pub committed_writes: u64,
     /// Times a DataStore request was held because its key's per-minute throughput was used up
     /// (Roblox skips it in the queue until the key has room; a request can be held more than
     /// once when others take the room first).
@@ -412,6 +415,7 @@ impl World {
             throttled: 0,
             refused: 0,
             subscribes_refused: 0,
+            committed_writes: 0,
             key_throttled: 0,
             log_values: true,
             summarize: |v| profilestore_core::json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null)}),
@@ -860,6 +864,7 @@ impl World {
                     key: path.key().clone(),
                 },
                 Some(value) => {
+                    self.committed_writes += 1;
                     let value = self.logged_value(Some(value));
                     let (user_ids, metadata) = read
                         .key_info
