@@ -442,6 +442,9 @@ mod tests {
             };
             assert_eq!(WriteFacts::of(&value), facts);
             assert_eq!(WriteFacts::of(&summary), facts);
+            let held = lock.map(|j| (Str::from(j), 4));
+            assert_eq!(lock_of(&value).map(|(j, c)| (j.clone(), c)), held);
+            assert_eq!(lock_of(&summary).map(|(j, c)| (j.clone(), c)), held);
         }
         assert_eq!(
             summarize_write(&stored(Some("job-a"))),
