@@ -368,8 +368,8 @@ pub struct Fleet {
     /// settle phase); `None` while faults are on.
     healthy_from: Option<f64>,
     /// Whether the world's log keeps every line (the default) or lets go of the lines the
-    /// fleet has read ([`crate::log::Log::forget_before`]): then a run's memory stays flat
-    /// however long it runs, and [`crate::invariants::check`] runs the seed again, keeping
+    /// fleet has read ([`crate::log::Log::forget_before`]): then the log's memory stays
+    /// flat however long the run, and [`crate::invariants::check`] runs the seed again, keeping
     /// the log, only to cut the excerpts of violations it found.
     pub keep_log: bool,
     seen: usize,

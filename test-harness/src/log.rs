@@ -7,8 +7,8 @@
 //!
 //! A reader that has read every line so far may let them go ([`Log::forget_before`]): a fleet
 //! run that does not keep its log drops the lines as soon as the fleet has read them, while
-//! they are still in the cache, and writes the next ones into the same room. A run's memory
-//! then stays flat however long it runs (`docs/PERFORMANCE.md`, "Ninth session"). Line
+//! they are still in the cache, and writes the next ones into the same room. The log's memory
+//! then stays flat however long the run (`docs/PERFORMANCE.md`, "Ninth session"). Line
 //! numbers do not change: forgotten lines are simply gone from [`Log::get`] and [`Log::iter`].
 
 use std::ops::{Index, IndexMut};

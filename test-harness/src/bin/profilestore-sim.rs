@@ -233,7 +233,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 )
             };
             let mut fleet = Fleet::new(config.clone(), storage);
-            // The run's memory stays flat: excerpts of violations come from a second run.
+            // The log does not grow with the run: excerpts of violations come from a second run.
             fleet.keep_log = false;
             let bar = if json {
                 ProgressBar::hidden()
