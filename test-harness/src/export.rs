@@ -659,9 +659,15 @@ mod tests {
         );
         let k2 = &player.keys["k2"];
         assert!(!k2.exists && k2.value.is_none());
-        // The same 10 s-then-20 s hour: the tombstone replaced the version of the write.
-        assert_eq!(k2.versions.len(), 1);
-        assert!(k2.versions[0].deleted);
+        // Removed in the hour it was written: the write keeps its version, superseded by the
+        // tombstone's.
+        assert_eq!(
+            k2.versions
+                .iter()
+                .map(|v| (v.deleted, v.superseded_time))
+                .collect::<Vec<_>>(),
+            [(false, Some(EPOCH * 1000 + 20_000)), (true, None)]
+        );
 
         let text = export_string(ds.storage_mut()).unwrap();
         let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! Version listings are consistent whatever the query (issue "harness" §1: ListVersionsAsync
 //! with sort direction, min/max date and pages): paging through any page size gives exactly the
 //! one-page listing, descending is ascending reversed, date bounds keep exactly the versions in
-//! range, and the listing matches the one-version-per-UTC-hour rule.
+//! range, and the listing matches the one-version-per-UTC-hour rule (which merges writes, not
+//! removals: a removal, and the write after it, open versions of their own).
 
 use profilestore_core::SortDirection;
 use profilestore_core::value::json;
@@ -55,7 +56,8 @@ fn check(
 ) -> Result<(), TestCaseError> {
     let mut ds = DataStoreService::new(EPOCH).with_storage(storage);
     let store = StoreName::new("S");
-    let mut write_times = Vec::new();
+    // (wall ms, removal) of every write and removal that committed.
+    let mut commits = Vec::new();
     for (i, (t, write)) in history.iter().enumerate() {
         let wrote = if *write {
             ds.set_async(
@@ -72,21 +74,22 @@ fn check(
                 .is_ok_and(|r| r.value.is_some())
         };
         if wrote {
-            write_times.push(ds.wall_ms(*t));
+            commits.push((ds.wall_ms(*t), !*write));
         }
     }
     let now = history.last().map_or(0.0, |h| h.0);
     let all = list_all(&mut ds, now, VersionQuery::default());
-    // One version per UTC hour that saw a write, holding its last write.
-    let mut expected: Vec<i64> = Vec::new();
-    for w in &write_times {
+    // One version per UTC hour that saw writes in a row, holding its last write; one per
+    // removal.
+    let mut expected: Vec<(i64, bool)> = Vec::new();
+    for &(at, removal) in &commits {
         match expected.last_mut() {
-            Some(last) if *last / HOUR_MS == w / HOUR_MS => *last = *w,
-            _ => expected.push(*w),
+            Some(last) if !removal && !last.1 && last.0 / HOUR_MS == at / HOUR_MS => last.0 = at,
+            _ => expected.push((at, removal)),
         }
     }
-    let created: Vec<i64> = all.iter().map(|v| v.1).collect();
-    prop_assert_eq!(&created, &expected);
+    let listed: Vec<(i64, bool)> = all.iter().map(|v| (v.1, v.2)).collect();
+    prop_assert_eq!(&listed, &expected);
     // Any page size pages through the same listing; descending is it reversed.
     let paged = |direction| VersionQuery {
         direction,

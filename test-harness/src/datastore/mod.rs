@@ -23,7 +23,9 @@
 //! - Versions: only the first write in each UTC hour opens a retained version; later writes in
 //!   that hour overwrite it (each write still gets a new version id, and the overwritten id is
 //!   gone). A snapshot ([`DataStoreService::take_snapshot`]) makes the next write to every key
-//!   open a new version. Superseded versions, and keys removed, disappear 30 days later.
+//!   open a new version. A removal always opens a version (its tombstone) and keeps the one it
+//!   removes, and the write after it opens another. Superseded versions, and keys removed,
+//!   disappear 30 days later; a key written again after that starts a new history.
 //! - Limits ([`Limits`]): name/scope/key length (101/102), value size (105), metadata size
 //!   (511), user ids (512/513), NaN/inf and invalid UTF-8 ([`number_value`], [`decode_value`],
 //!   104), server request budgets with Roblox's throttle queues ([`DataStoreService::admit`],
@@ -828,8 +830,13 @@ impl DataStoreService {
             metadata: metadata.clone(),
             superseded_ms: None,
         };
+        // The hourly rule merges writes (Set, Update, Increment) into the hour's version only
+        // while that version holds a value: a removal writes a tombstone version of its own
+        // and keeps the version it removes, and a write after a removal keeps the tombstone
+        // (spec "RemoveAsync": old versions remain listable).
+        let merges = value.is_some() && current.is_some_and(|h| h.has_value);
         let version_write = match latest {
-            Some((slot, opened_ms)) if self.same_bucket(opened_ms, now_ms) => {
+            Some((slot, opened_ms)) if merges && self.same_bucket(opened_ms, now_ms) => {
                 VersionWrite::ReplaceLatest(stored(slot, opened_ms))
             }
             Some((slot, _)) => VersionWrite::Append(stored(slot + 1, now_ms)),
@@ -1295,9 +1302,24 @@ impl DataStoreService {
             _ => return Ok(Vec::new()),
         }
         let versions = self.storage.versions(path).map_err(internal)?;
+        // A key written again after it was gone for good starts a new history: what it held
+        // before, up to the tombstone that expired, stays gone.
+        let retention = self.limits.version_retention_ms;
+        let gone_through = versions
+            .iter()
+            .filter(|v| {
+                v.value.is_none()
+                    && retention.is_some_and(|r| {
+                        v.superseded_ms
+                            .is_some_and(|s| s >= v.created_ms.saturating_add(r))
+                    })
+            })
+            .map(|v| v.slot)
+            .max()
+            .unwrap_or(0);
         Ok(versions
             .into_iter()
-            .filter(|v| self.version_visible(v, now_ms))
+            .filter(|v| v.slot > gone_through && self.version_visible(v, now_ms))
             .collect())
     }
 

@@ -455,6 +455,71 @@ fn remove_writes_a_tombstone_and_returns_the_previous_value() {
     );
 }
 
+/// Spec "RemoveAsync": a removal writes a tombstone version and old versions remain listable,
+/// even when the write it removes was in the same UTC hour (the hourly rule merges writes, not
+/// removals). The write after the removal opens a version too; the one after that merges again.
+#[test]
+fn a_removal_in_the_hour_of_a_write_keeps_that_writes_version() {
+    let mut ds = DataStoreService::new(EPOCH);
+    set(&mut ds, 0.0, "k", json!(1));
+    let merged = set(&mut ds, 60.0, "k", json!(2)).key_info.version;
+    ds.remove_async(120.0, A, &store(), "k").unwrap();
+    let shape = |items: &[VersionItem]| {
+        items
+            .iter()
+            .map(|v| (v.created_time - MS0, v.is_deleted))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        shape(&versions(&mut ds, 130.0, "k")),
+        vec![(60_000, false), (120_000, true)]
+    );
+    let removed = ds.get_version_async(130.0, &store(), "k", &merged).unwrap();
+    assert_eq!(
+        removed.value,
+        Some(json!(2)),
+        "the removed value stays readable"
+    );
+    set(&mut ds, 180.0, "k", json!(3));
+    set(&mut ds, 240.0, "k", json!(4));
+    let items = versions(&mut ds, 250.0, "k");
+    assert_eq!(
+        shape(&items),
+        vec![(60_000, false), (120_000, true), (240_000, false)]
+    );
+    let latest = ds
+        .get_version_async(250.0, &store(), "k", &items[2].version)
+        .unwrap();
+    assert_eq!(latest.value, Some(json!(4)));
+}
+
+/// Spec "RemoveAsync": removed objects are deleted permanently after 30 days. Written again
+/// after that, the key starts a new history: its old tombstone does not come back as a
+/// superseded version, and no time before the new write finds a version.
+#[test]
+fn a_key_written_again_after_it_was_gone_for_good_starts_a_new_history() {
+    let mut ds = DataStoreService::new(EPOCH);
+    set(&mut ds, 0.0, "k", json!(1));
+    ds.remove_async(HOUR, A, &store(), "k").unwrap();
+    let gone = HOUR + 30.0 * 86_400.0;
+    assert_eq!(versions(&mut ds, gone, "k"), vec![]);
+    let again = set(&mut ds, gone + 1.0, "k", json!(2)).key_info.version;
+    let items = versions(&mut ds, gone + 2.0, "k");
+    assert_eq!(
+        items
+            .iter()
+            .map(|v| (v.version.as_str(), v.is_deleted))
+            .collect::<Vec<_>>(),
+        vec![(again.as_str(), false)]
+    );
+    for at in [HOUR, gone] {
+        let read = ds
+            .get_version_at_time_async(gone + 2.0, &store(), "k", ds.wall_ms(at))
+            .unwrap();
+        assert_eq!(read, Read::none(), "at {at}");
+    }
+}
+
 #[test]
 fn superseded_versions_expire_thirty_days_after_being_superseded() {
     let mut ds = DataStoreService::new(EPOCH);
