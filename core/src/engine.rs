@@ -200,6 +200,9 @@ pub struct Engine {
     outputs: VecDeque<Output>,
     next_id: u64,
     shutdown_pending: bool,
+    /// Running in Studio (`RunService:IsStudio()`): a live server starts with `Access`, Studio
+    /// with the probe still to answer ([`EngineConfig::datastore_state`], spec §3.1).
+    pub(crate) studio: bool,
     pub(crate) warned_mock_versions: bool,
 }
 
@@ -207,6 +210,7 @@ impl Engine {
     /// A new engine for one server.
     pub fn new(config: EngineConfig) -> Engine {
         Engine {
+            studio: config.datastore_state != DataStoreState::Access,
             identity: config.identity,
             state: config.datastore_state,
             constants: Constants::default(),

@@ -390,8 +390,10 @@ impl Engine {
             return;
         };
         let domain = self.token(q.store, &q.key).domain();
+        // Spec §11.4: closing → nil; a mock store → nil, warning once per server in Studio.
         if self.closing || domain != Domain::Live {
-            if domain != Domain::Live && !self.warned_mock_versions {
+            if !self.closing && domain != Domain::Live && self.studio && !self.warned_mock_versions
+            {
                 self.warned_mock_versions = true;
                 self.warn("[ProfileStore]: :VersionQuery() is not supported in mock mode!".into());
             }

@@ -29,9 +29,12 @@ use crate::wire::{self, Classified, ProfileValue, ServerIdentity};
 pub struct StartParams {
     /// `Steal = true`: take the lock from another server at once.
     pub steal: bool,
-    /// A `Cancel` function was given: the host reports it through
-    /// [`Engine::cancel_session_start`] or [`LiveState::cancel_requested`], and
-    /// `START_SESSION_TIMEOUT` does not apply.
+    /// A `Cancel` function was given, and `START_SESSION_TIMEOUT` does not apply. The engine
+    /// asks [`LiveState::cancel_requested`] inside each session-start transform; the original
+    /// also asks at the head of each attempt and when a result comes back (spec §5.2), so a
+    /// host evaluates `Cancel` there too (while the start waits, and before it feeds the
+    /// start's DataStore answer) and reports a true answer with
+    /// [`Engine::cancel_session_start`].
     pub cancellable: bool,
 }
 
@@ -322,6 +325,17 @@ impl Engine {
             return;
         }
         if self.ending_saves.get(token).is_some_and(|n| *n > 0) {
+            // A start without `Cancel` still gives up after START_SESSION_TIMEOUT (spec §5.3),
+            // as its own failing attempts would have while the final save meets errors.
+            if !job.cancellable {
+                let deadline = job.started + self.constants.start_session_timeout;
+                if now.mono + crate::timers::TIME_EPSILON >= deadline {
+                    self.finish_start(now, token, None);
+                    return;
+                }
+                self.timers
+                    .set(deadline, Timer::StartBackoff(token.clone()));
+            }
             self.load_jobs.get_mut(token).expect("present").phase = StartPhase::BehindFinalSave;
             return;
         }
@@ -340,6 +354,9 @@ impl Engine {
             .get(token)
             .is_some_and(|j| j.phase == StartPhase::BehindFinalSave)
         {
+            // The timeout set while it waited is not needed any more.
+            self.timers
+                .cancel(|t| matches!(t, Timer::StartBackoff(x) if x == token));
             self.attempt(now, token);
         }
     }

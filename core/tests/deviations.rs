@@ -186,18 +186,25 @@ fn d05_overlapping_starts_in_a_conflict_wait_leave_no_orphan() {
     );
 }
 
-/// §19 item 9: rapid rejoin on the same server while the final save is still retrying. The
-/// original starts a new generation from older data and the final save then writes nothing;
-/// here the start waits for the final save, so the last changes survive.
-#[test]
-fn d09_rejoin_during_a_retrying_final_save_keeps_the_last_changes() {
-    let mut w = World::new(1, 109);
+/// A session of key `k` whose `Data` became `{"Coins": 42}` and that ended while every DataStore
+/// call fails: two seconds later its final save is still retrying.
+fn final_save_in_an_outage(seed: u64) -> (World, StoreId) {
+    let mut w = World::new(1, seed);
     let store = w.new_store("S", json!({"Coins": 0}));
     let p = w.start_and_wait(0, store, "k").expect("session started");
     w.datastore_fail = 1.0;
     w.data_mut(0, p)["Coins"] = json!(42);
     w.with(0, |e, now| e.end_session(now, p));
     w.run_for(2.0);
+    (w, store)
+}
+
+/// §19 item 9: rapid rejoin on the same server while the final save is still retrying. The
+/// original starts a new generation from older data and the final save then writes nothing;
+/// here the start waits for the final save, so the last changes survive.
+#[test]
+fn d09_rejoin_during_a_retrying_final_save_keeps_the_last_changes() {
+    let (mut w, store) = final_save_in_an_outage(109);
     let again = w.start_session(0, store.live(), "k", StartParams::default());
     w.run_for(5.0);
     w.datastore_fail = 0.0;
@@ -210,6 +217,36 @@ fn d09_rejoin_during_a_retrying_final_save_keeps_the_last_changes() {
         w.stored("S", "k").unwrap()["MetaData"]["SessionLoadCount"],
         json!(2)
     );
+}
+
+/// §19 item 9 and spec §5.3: a start without `Cancel` that waits behind a final save meeting
+/// errors still returns nil after `START_SESSION_TIMEOUT`, as its own failing attempts would
+/// have; the final save keeps retrying and lands once the DataStore is back.
+#[test]
+fn d09_a_start_without_cancel_behind_a_failing_final_save_times_out() {
+    let (mut w, store) = final_save_in_an_outage(209);
+    let asked = w.now;
+    let again = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(119.0);
+    assert_eq!(w.completion(0, again), None, "still waiting");
+    w.run_for(2.0);
+    let (at, returned) = w.completion(0, again).expect("nil after the timeout");
+    assert_eq!(
+        returned,
+        Completion::SessionStart {
+            call: again,
+            profile: None
+        }
+    );
+    assert!(
+        (at - (asked + 120.0)).abs() <= 1.0 / 60.0,
+        "returned at {at}"
+    );
+    w.datastore_fail = 0.0;
+    w.run_for(60.0);
+    let stored = w.stored("S", "k").unwrap();
+    assert_eq!(stored["Data"], json!({"Coins": 42}));
+    assert_eq!(stored["MetaData"].get("ActiveSession"), None);
 }
 
 /// §19 items 11–12: values that hang the original are rejected by `SetConstant`.

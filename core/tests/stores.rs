@@ -680,3 +680,60 @@ fn a_forgotten_version_query_with_a_parked_call_is_kept_until_the_call_ends() {
         Err(ApiError::UnknownQuery(q.0))
     );
 }
+
+/// Spec §11.4 and Appendix A (PS:1927): `NextAsync` on a mock store returns nil, warning once
+/// per server and only in Studio; once the server is closing it returns nil without a word.
+#[test]
+fn mock_version_queries_warn_once_and_only_in_studio() {
+    // The warnings and the calls answered nil in what `e` emitted.
+    let answers = |e: &mut Engine| {
+        let (mut warnings, mut nil) = (0, Vec::new());
+        for output in drain(e) {
+            match output {
+                Output::Event(Event::Warn { message })
+                    if message
+                        == "[ProfileStore]: :VersionQuery() is not supported in mock mode!" =>
+                {
+                    warnings += 1
+                }
+                Output::Completion(Completion::Get {
+                    call,
+                    result: Ok(None),
+                }) => nil.push(call),
+                _ => {}
+            }
+        }
+        (warnings, nil)
+    };
+    let now = Now {
+        mono: 1.0,
+        wall: 1000,
+    };
+    let query = |e: &mut Engine, store: StoreId| {
+        e.version_query(store.mock(), "k", SortDirection::Ascending, None, None)
+            .unwrap()
+    };
+    // A live server: `store.Mock` queries return nil silently.
+    let (mut live, store, _) = read_engine(json!({}));
+    let q = query(&mut live, store);
+    let call = live.version_query_next(now, q).unwrap();
+    assert_eq!(answers(&mut live), (0, vec![call]));
+    // Studio (the access probe answered): one warning, for the first call only.
+    let mut studio = engine(DataStoreState::NotReady);
+    let store = studio.new_store("S", json!({})).unwrap();
+    studio.handle_datastore_state(now, DataStoreState::Access);
+    drain(&mut studio);
+    let q = query(&mut studio, store);
+    let first = studio.version_query_next(now, q).unwrap();
+    let second = studio.version_query_next(now, q).unwrap();
+    assert_eq!(answers(&mut studio), (1, vec![first, second]));
+    // Studio, closing: nil and no warning.
+    let mut closing = engine(DataStoreState::NotReady);
+    let store = closing.new_store("S", json!({})).unwrap();
+    closing.handle_datastore_state(now, DataStoreState::NoAccess);
+    closing.shutdown(now);
+    drain(&mut closing);
+    let q = query(&mut closing, store);
+    let last = closing.version_query_next(now, q).unwrap();
+    assert_eq!(answers(&mut closing), (0, vec![last]));
+}
