@@ -47,6 +47,10 @@ pub(crate) enum StartPhase {
     Waiting,
     /// Waiting for a final save of the same key to finish (deviation for spec §19 item 9).
     BehindFinalSave,
+    /// Cancelled or closing after its write took the lock: the release save runs, and the call
+    /// returns nil once it lands (spec §5.3 (c): "run a final save synchronously … and return
+    /// nil").
+    Releasing,
 }
 
 /// A session start in progress for one token.
@@ -306,6 +310,9 @@ impl Engine {
                     let t = token.clone();
                     self.timers.cancel(|timer| matches!(timer, Timer::ConflictWait(x) | Timer::StartBackoff(x) if *x == t));
                     self.attempt(now, &token);
+                } else if phase == StartPhase::Releasing {
+                    // The new caller starts after the release, behind it as after any final save.
+                    self.attempt(now, &token);
                 }
             }
             None => {
@@ -348,16 +355,18 @@ impl Engine {
     }
 
     /// Resumes a start that waited for a final save of its key.
+    /// A final save of `token` landed: a start waiting behind it attempts now, and a start that
+    /// was releasing the lock it took returns nil.
     pub(crate) fn resume_behind_final_save(&mut self, now: Now, token: &Token) {
-        if self
-            .load_jobs
-            .get(token)
-            .is_some_and(|j| j.phase == StartPhase::BehindFinalSave)
-        {
-            // The timeout set while it waited is not needed any more.
-            self.timers
-                .cancel(|t| matches!(t, Timer::StartBackoff(x) if x == token));
-            self.attempt(now, token);
+        match self.load_jobs.get(token).map(|j| j.phase) {
+            Some(StartPhase::BehindFinalSave) => {
+                // The timeout set while it waited is not needed any more.
+                self.timers
+                    .cancel(|t| matches!(t, Timer::StartBackoff(x) if x == token));
+                self.attempt(now, token);
+            }
+            Some(StartPhase::Releasing) => self.finish_start(now, token, None),
+            _ => {}
         }
     }
 
@@ -433,7 +442,12 @@ impl Engine {
                         p.host_has_data = false;
                     }
                     self.begin_save(now, loaded.profile, SaveMode::Ending(EndReason::Manual));
-                    self.finish_start(now, token, None);
+                    if self.ending_saves.contains_key(token) {
+                        let job = self.load_jobs.get_mut(token).expect("present");
+                        job.phase = StartPhase::Releasing;
+                    } else {
+                        self.finish_start(now, token, None);
+                    }
                 } else {
                     self.finish_start(now, token, Some(loaded));
                 }

@@ -273,6 +273,16 @@ impl World {
             .expect("valid call")
     }
 
+    /// `StartSessionAsync(key, {Cancel = ...})` on server `s`: the test reports the player
+    /// leaving with [`Engine::cancel_session_start`] (or through [`Host::cancelled`]).
+    pub fn start_cancellable(&mut self, s: usize, store: StoreRef, key: &str) -> CallId {
+        let params = StartParams {
+            steal: false,
+            cancellable: true,
+        };
+        self.start_session(s, store, key, params)
+    }
+
     /// `StartSessionAsync(key)` on server `s`, then one virtual second: the profile, if the
     /// session started by then.
     pub fn start_and_wait(&mut self, s: usize, store: StoreId, key: &str) -> Option<ProfileId> {

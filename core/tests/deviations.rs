@@ -120,11 +120,7 @@ fn d03_subscription_topic_is_the_stored_guid() {
 fn leave_and_rejoin(seed: u64, rejoin_after: f64) {
     let mut w = World::new(1, seed);
     let store = w.new_store("S", json!({}));
-    let cancellable = StartParams {
-        steal: false,
-        cancellable: true,
-    };
-    let first = w.start_session(0, store.live(), "k", cancellable);
+    let first = w.start_cancellable(0, store.live(), "k");
     w.servers[0].host.cancelled.insert(first); // the player left
     w.run_for(rejoin_after);
     let second = w.start_session(0, store.live(), "k", StartParams::default()); // rejoined
@@ -433,15 +429,7 @@ fn d17_cancelled_starts_never_block_shutdown() {
     let store = w.new_store("S", json!({}));
     w.start_and_wait(1, store, "k").expect("session started");
     w.messaging_fail = 1.0;
-    let call = w.start_session(
-        0,
-        store.live(),
-        "k",
-        StartParams {
-            steal: false,
-            cancellable: true,
-        },
-    );
+    let call = w.start_cancellable(0, store.live(), "k");
     w.run_for(2.0);
     w.with(0, |e, now| e.cancel_session_start(now, call));
     w.with(0, |e, now| e.shutdown(now));

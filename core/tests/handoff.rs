@@ -219,15 +219,7 @@ fn cancel_stops_a_waiting_start_at_its_next_check() {
     start(&mut w, 0, store, "k");
     w.run_for(1.0);
     w.messaging_fail = 1.0;
-    let b = w.start_session(
-        1,
-        store.live(),
-        "k",
-        StartParams {
-            steal: false,
-            cancellable: true,
-        },
-    );
+    let b = w.start_cancellable(1, store.live(), "k");
     w.run_for(2.0);
     w.with(1, |e, now| e.cancel_session_start(now, b));
     assert!(
@@ -255,15 +247,7 @@ fn cancel_stops_a_waiting_start_at_its_next_check() {
 fn cancel_evaluated_inside_the_transform_leaves_the_lock_alone() {
     let mut w = World::new(1, 16);
     let store = w.new_store("PlayerData", json!({}));
-    let call = w.start_session(
-        0,
-        store.live(),
-        "k",
-        StartParams {
-            steal: false,
-            cancellable: true,
-        },
-    );
+    let call = w.start_cancellable(0, store.live(), "k");
     w.servers[0].host.cancelled.insert(call);
     w.run_for(1.0);
     assert_eq!(
@@ -280,6 +264,82 @@ fn cancel_evaluated_inside_the_transform_leaves_the_lock_alone() {
         json!(0),
         "created without a session (spec §1.2)"
     );
+}
+
+/// A cancellable start of `k` whose player leaves at 0.2 s: its transform ran after one round
+/// trip (Cancel still false), and its claim commits and is answered after the second, at 0.3 s.
+fn cancelled_after_its_transform(seed: u64) -> (World, StoreId, CallId) {
+    let mut w = World::new(1, seed);
+    let store = w.new_store("PlayerData", json!({}));
+    let call = w.start_cancellable(0, store.live(), "k");
+    w.run_for(0.2);
+    w.with(0, |e, now| e.cancel_session_start(now, call));
+    (w, store, call)
+}
+
+/// Spec §5.3 (c): a start cancelled after its write took the lock runs a final save "and
+/// returns nil": the call returns once the release has landed, not before.
+#[test]
+fn a_start_cancelled_after_taking_the_lock_returns_nil_once_released() {
+    let (mut w, _, call) = cancelled_after_its_transform(18);
+    w.run_for(2.0);
+    let writes = w.writes("k");
+    assert_eq!(writes.len(), 2, "the claim, then the release");
+    assert!(writes[0].2["MetaData"].get("ActiveSession").is_some());
+    assert!(writes[1].2["MetaData"].get("ActiveSession").is_none());
+    let released = writes[1].0;
+    let (t, c) = w.completion(0, call).unwrap();
+    assert_eq!(
+        c,
+        Completion::SessionStart {
+            call,
+            profile: None
+        }
+    );
+    assert!(
+        close(t, released),
+        "returned at {t}, the release landed at {released}"
+    );
+}
+
+/// A start made while a cancelled start releases the lock it took takes the call over (last
+/// caller wins): the earlier call returns nil at once, and the new one starts after the release.
+#[test]
+fn a_start_during_a_cancelled_starts_release_starts_after_it() {
+    let (mut w, store, first) = cancelled_after_its_transform(19);
+    w.run_for(0.2); // the claim landed at 0.3; its release is in flight
+    let second = w.start_session(0, store.live(), "k", StartParams::default());
+    assert_eq!(
+        w.completion(0, first),
+        Some((
+            0.4,
+            Completion::SessionStart {
+                call: first,
+                profile: None
+            }
+        ))
+    );
+    w.run_for(2.0);
+    let p = w
+        .started_profile(0, second)
+        .expect("started after the release");
+    let writes = w.writes("k");
+    let counts: Vec<_> = writes
+        .iter()
+        .map(|x| {
+            let meta = &x.2["MetaData"];
+            (
+                meta["SessionLoadCount"].clone(),
+                meta.get("ActiveSession").is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [(json!(1), true), (json!(1), false), (json!(2), true)],
+        "claim, release, then the new session"
+    );
+    assert!(w.servers[0].engine.is_active(p));
 }
 
 #[test]
@@ -365,15 +425,7 @@ fn a_session_released_during_cancel_keeps_the_stored_data() {
         json!({"Data": {"Coins": 42}, "MetaData": {"SessionLoadCount": 3, "ProfileCreateTime": 1}, "GlobalUpdates": [0, []],
                "RobloxMetaData": {"Rank": "Gold"}, "UserIds": [7]}),
     );
-    let call = w.start_session(
-        0,
-        store.live(),
-        "k",
-        StartParams {
-            steal: false,
-            cancellable: true,
-        },
-    );
+    let call = w.start_cancellable(0, store.live(), "k");
     w.run_for(0.2); // the read and the transform happened: the lock is taken in the write
     w.with(0, |e, now| e.cancel_session_start(now, call));
     w.run_for(2.0);
