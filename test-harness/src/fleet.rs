@@ -207,6 +207,9 @@ enum Presence {
         cancellable: bool,
         /// When the player left (gave up after [`HANDOFF_BOUND`] or quit while loading).
         left_at: Option<f64>,
+        /// Already reported as a healthy start that missed [`HANDOFF_BOUND`] (it may still
+        /// return, after faults came back).
+        flagged: bool,
     },
     /// Playing on a server.
     Online {
@@ -260,6 +263,9 @@ pub enum StartFailure {
     Superseded,
     /// The server crashed first.
     Crashed,
+    /// `StartSessionAsync` threw at the call (the key is still loaded on that server: its
+    /// `EndSession` after a hop had not run yet).
+    Refused,
 }
 
 /// One trade: `item` moved from `from` to `to`, both playing on `server`, at `at`.
@@ -622,10 +628,26 @@ impl Fleet {
                     // A player gives up after a minute of loading, or leaves earlier now and
                     // then (checked every 5 s): with a `Cancel`, it turns true.
                     let quit = 1.0 - (1.0 - self.config.quit_while_loading).powi(5);
-                    if now - since > HANDOFF_BOUND || self.rng.next_f64() < quit {
+                    let too_long = now - since > HANDOFF_BOUND;
+                    if too_long || self.rng.next_f64() < quit {
+                        // A start that ran past the bound while the DataStore stayed healthy
+                        // missed it now, whenever (and whether) it returns.
+                        let missed = too_long && self.healthy_since(since);
+                        if missed {
+                            self.observed.healthy_starts += 1;
+                            self.observed.slow_healthy_starts.push((
+                                self.players[p].key.clone(),
+                                since,
+                                format!("had not returned after {:.1} s", now - since),
+                            ));
+                        }
                         let mut gone = self.players[p].presence.clone();
-                        if let Presence::Joining { left_at, .. } = &mut gone {
+                        if let Presence::Joining {
+                            left_at, flagged, ..
+                        } = &mut gone
+                        {
                             *left_at = Some(now);
+                            *flagged = missed;
                         }
                         self.set_presence(p, gone);
                         if cancellable {
@@ -694,7 +716,7 @@ impl Fleet {
             steal: false,
             cancellable,
         };
-        if let InputResult::Call(Ok(call)) = self.world.feed(
+        let started = self.world.feed(
             server,
             Input::StartSession {
                 now,
@@ -702,7 +724,15 @@ impl Fleet {
                 key,
                 params,
             },
-        ) {
+        );
+        if let InputResult::Call(Err(_)) = started {
+            *self
+                .observed
+                .failures
+                .entry(StartFailure::Refused)
+                .or_default() += 1;
+        }
+        if let InputResult::Call(Ok(call)) = started {
             self.joining[server].insert(call, p);
             let joining = Presence::Joining {
                 server,
@@ -711,6 +741,7 @@ impl Fleet {
                 handoff,
                 cancellable,
                 left_at: None,
+                flagged: false,
             };
             self.set_presence(p, joining);
         }
@@ -1030,12 +1061,15 @@ impl Fleet {
             handoff,
             cancellable,
             left_at,
+            flagged,
             ..
         } = self.players[p].presence.clone()
         else {
             return;
         };
         let took = t - since;
+        // A start reported when it ran past the bound is not checked again.
+        let healthy = !flagged && self.healthy_since(since);
         match profile {
             Some(profile) => {
                 self.profile_keys
@@ -1046,7 +1080,6 @@ impl Fleet {
                 if handoff {
                     self.observed.handoffs.push(took);
                 }
-                let healthy = self.healthy_since(since);
                 self.observed.healthy_starts += u64::from(healthy);
                 if took > HANDOFF_BOUND && healthy {
                     self.observed.slow_healthy_starts.push((
@@ -1094,9 +1127,7 @@ impl Fleet {
                 // A player gives up only after waiting HANDOFF_BOUND: a healthy start that ends
                 // cancelled missed the bound as surely as one that succeeded late. One the
                 // player left earlier says nothing about the bound.
-                if self.healthy_since(since)
-                    && !matches!(reason, StartFailure::Closing | StartFailure::Left)
-                {
+                if healthy && !matches!(reason, StartFailure::Closing | StartFailure::Left) {
                     self.observed.healthy_starts += 1;
                     let outcome = match reason {
                         StartFailure::Cancelled => {
@@ -1139,7 +1170,8 @@ impl Fleet {
     /// Faults off; everyone leaves; players with undelivered gifts log in once more; every
     /// final save lands.
     fn settle(&mut self) {
-        self.healthy_from = Some(self.world.now);
+        // Healthy from now on; a healthy stretch under way goes on (its starts stay checked).
+        self.healthy_from = Some(self.healthy_from.unwrap_or(self.world.now));
         self.world.datastore.set_fault_rates(0.0, 0.0);
         self.world.messaging.set_loss(0.0);
         let end = self.world.now;
@@ -1165,7 +1197,9 @@ impl Fleet {
                     self.observed.gifts_sent.values().cloned().collect();
                 let alive = self.alive_servers();
                 for p in 0..self.players.len() {
-                    if recipients.contains(&self.players[p].key) && !alive.is_empty() {
+                    // A recipient still loading from before gets that session instead.
+                    let offline = self.players[p].presence == Presence::Offline;
+                    if offline && recipients.contains(&self.players[p].key) && !alive.is_empty() {
                         let server = alive[p % alive.len()];
                         self.join(p, server, false);
                     }
@@ -1174,6 +1208,27 @@ impl Fleet {
                 self.advance(t + 70.0);
             }
         }
+    }
+
+    /// Session starts on servers still running that never returned: (player key, when the
+    /// call was made, if the player still waits on it). After [`Fleet::run`] settles, every
+    /// start has returned a profile or nil.
+    pub fn unanswered_starts(&self) -> Vec<(String, Option<f64>)> {
+        let mut pending = Vec::new();
+        for (s, calls) in self.joining.iter().enumerate() {
+            if !self.world.servers[s].alive {
+                continue;
+            }
+            for (&call, &p) in calls {
+                let since = match self.players[p].presence {
+                    Presence::Joining { call: c, since, .. } if c == call => Some(since),
+                    _ => None,
+                };
+                pending.push((self.players[p].key.clone(), since));
+            }
+        }
+        pending.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        pending
     }
 
     /// Keys of all players.
@@ -1248,6 +1303,104 @@ mod tests {
         push(&mut data, "Ops", json!("op1"));
         assert_eq!(data, json!([1, 2]));
         assert!(table_mut(&mut json!("text")).is_none());
+    }
+
+    /// A sound run of two servers and six players, three virtual minutes, no faults.
+    fn sound_fleet() -> Fleet {
+        let mut fleet = Fleet::new(
+            FleetConfig::new(3, 2, 6, 180.0, 0.0),
+            Box::new(crate::storage::MemoryStorage::new()),
+        );
+        fleet.run(|_| {});
+        assert_eq!(crate::invariants::check(&mut fleet), vec![]);
+        fleet
+    }
+
+    /// A start still waiting on a running server after the run is reported; one on a server
+    /// that died is not (it can never return).
+    #[test]
+    fn a_start_that_never_returns_is_a_violation() {
+        let mut fleet = sound_fleet();
+        let (p, call) = (2, CallId(999_999));
+        fleet.joining[1].insert(call, p);
+        let since = fleet.world.now - 100.0;
+        let waiting = Presence::Joining {
+            server: 1,
+            call,
+            since,
+            handoff: false,
+            cancellable: true,
+            left_at: None,
+            flagged: false,
+        };
+        fleet.set_presence(p, waiting);
+        let v = crate::invariants::check(&mut fleet);
+        let found: Vec<_> = v.iter().map(|v| (v.invariant, v.key.as_str())).collect();
+        assert_eq!(found, [("every start returns", "Player_2")]);
+        assert_eq!(
+            v[0].detail,
+            format!("StartSessionAsync at t={since:.1} never returned")
+        );
+        fleet.world.crash(1);
+        assert_eq!(fleet.unanswered_starts(), vec![]);
+    }
+
+    /// A start that runs past the bound while the DataStore stays healthy is reported when the
+    /// player gives up, not only if it returns before faults come back.
+    #[test]
+    fn a_healthy_start_past_the_bound_is_reported_when_the_player_gives_up() {
+        let mut fleet = sound_fleet();
+        let p = 4;
+        let since = fleet.world.now - HANDOFF_BOUND - 1.0;
+        let waiting = Presence::Joining {
+            server: 0,
+            call: CallId(999_998),
+            since,
+            handoff: true,
+            cancellable: false,
+            left_at: None,
+            flagged: false,
+        };
+        fleet.set_presence(p, waiting);
+        fleet.next_at[p] = fleet.world.now;
+        let checked = fleet.observed.healthy_starts;
+        fleet.player_actions();
+        assert_eq!(fleet.observed.healthy_starts, checked + 1);
+        let slow: Vec<_> = fleet
+            .observed
+            .slow_healthy_starts
+            .iter()
+            .map(|(key, at, outcome)| (key.as_str(), *at, outcome.as_str()))
+            .collect();
+        let outcome = format!("had not returned after {:.1} s", HANDOFF_BOUND + 1.0);
+        assert_eq!(slow, [("Player_4", since, outcome.as_str())]);
+        assert!(matches!(
+            fleet.players[p].presence,
+            Presence::Joining {
+                flagged: true,
+                left_at: Some(_),
+                ..
+            }
+        ));
+    }
+
+    /// `StartSessionAsync` for a key still loaded on that server throws at the call: counted
+    /// as a refused start, not dropped.
+    #[test]
+    fn a_start_refused_at_the_call_is_counted() {
+        let mut fleet = sound_fleet();
+        let p = 1;
+        fleet.join(p, 0, false);
+        let t = fleet.world.now;
+        fleet.advance(t + 2.0);
+        assert!(matches!(
+            fleet.players[p].presence,
+            Presence::Online { server: 0, .. }
+        ));
+        assert_eq!(fleet.observed.failures.get(&StartFailure::Refused), None);
+        fleet.join(p, 0, false);
+        assert_eq!(fleet.observed.failures[&StartFailure::Refused], 1);
+        assert!(matches!(fleet.players[p].presence, Presence::Online { .. }));
     }
 
     #[test]

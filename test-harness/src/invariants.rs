@@ -2,14 +2,19 @@
 //!
 //! - **no acknowledged save lost** — every operation id a session saw in its `LastSavedData` is
 //!   in the player's final stored value;
-//! - **no dupe** — no item in two profiles (or twice in one), no operation applied twice;
-//! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once, and
-//!   no message is delivered twice within one session;
+//! - **no dupe** — no item in two profiles (or twice in one), no operation applied twice, and
+//!   each `Counter` equal to the number of op ids (every operation adds one to both);
+//! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
+//!   same gift under two message ids only in a run whose DataStore fails, as a retried
+//!   `MessageAsync`), and no message is delivered twice within one session;
 //! - **locks** — one server holds each `(key, SessionLoadCount)` generation;
 //! - **hand-offs** — while the DataStore is healthy, every start for a player whose old server
-//!   is alive succeeds within [`HANDOFF_BOUND`] (or the player left first); under faults,
-//!   failures are counted by reason ([`crate::fleet::StartFailure`]: cancelled after the bound,
-//!   left, timed out, closing, superseded, crashed).
+//!   is alive succeeds within [`HANDOFF_BOUND`] (or the player left first); a start that runs
+//!   past it while healthy is reported when the player gives up, whenever it returns. Under
+//!   faults, failures are counted by reason ([`crate::fleet::StartFailure`]: cancelled after
+//!   the bound, left, timed out, closing, superseded, crashed, refused at the call);
+//! - **every start returns** — after the run settles, no start on a running server is still
+//!   waiting for its answer.
 //!
 //! A violation names the key and comes with the shortest excerpt of the run that shows it. A
 //! fleet that let go of its log as it ran ([`Fleet::keep_log`]) is run again to cut them.
@@ -208,10 +213,21 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     }
     let obs = fleet.observed.clone();
 
-    // No acknowledged save lost; no operation applied twice.
+    // No acknowledged save lost; no operation applied twice; the counter agrees with the log
+    // (each gameplay operation adds one to both, in one write of `Data`).
     for (p, key) in keys.iter().enumerate() {
         let data = &finals[key]["Data"];
         let ops = strings(data, "Ops");
+        if let Some(counter) = data.get("Counter").and_then(Value::as_i64)
+            && counter != ops.len() as i64
+        {
+            found.push((
+                "counter matches the op log",
+                key.clone(),
+                format!("Counter is {counter}, Ops holds {}", ops.len()),
+                None,
+            ));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for op in &ops {
             if !seen.insert(op.clone()) {
@@ -253,7 +269,8 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         for item in strings(&finals[key]["Data"], "Items") {
             if let Some(other) = owners.insert(item.clone(), key.clone()) {
                 // Torn: the item's trade on a server that died before any save of the giver
-                // confirmed the item gone.
+                // confirmed the item gone. (The two holders need not be that trade's sides:
+                // either copy may have been traded on since.)
                 let torn = obs.trade_log.iter().any(|trade| {
                     trade.item == item
                         && !trade.giver_saved
@@ -280,12 +297,15 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
 
     // Every sent gift applied; no message applied twice. Gifts are stored as `gift#message_id`:
     // the same gift under two message ids is a MessageAsync retried after an ambiguous failure
-    // (the original protocol has no idempotency token), not a double processing.
+    // (the original protocol has no idempotency token), not a double processing, in a run
+    // whose DataStore fails at all; without faults it is a gift applied twice.
+    let retries_possible = fleet.config.faults > 0.0;
     let mut applied: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for key in &keys {
         let mut messages = std::collections::BTreeSet::new();
         for entry in strings(&finals[key]["Data"], "Gifts") {
-            if !messages.insert(entry.clone()) {
+            let fresh = messages.insert(entry.clone());
+            if !fresh {
                 found.push((
                     "no message processed twice",
                     key.clone(),
@@ -294,11 +314,23 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 ));
             }
             let gift = entry.split('#').next().unwrap_or_default().to_string();
-            applied.entry(gift).or_default().push(key.clone());
+            // Once per message id: an entry stored twice is reported just above.
+            if fresh {
+                applied.entry(gift).or_default().push(key.clone());
+            }
         }
     }
     for (gift, to) in &obs.gifts_sent {
         match applied.get(gift) {
+            Some(keys) if keys.len() > 1 && !retries_possible => found.push((
+                "no message processed twice",
+                to.clone(),
+                format!(
+                    "{gift} applied {} times without a DataStore fault",
+                    keys.len()
+                ),
+                None,
+            )),
             Some(keys) if keys.iter().all(|k| k == to) => {}
             None => found.push((
                 "every sent message delivered",
@@ -338,6 +370,18 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
             key.clone(),
             format!("generation {count} locked by two servers"),
             Some(*last),
+        ));
+    }
+
+    // Every start returns (a profile or nil): a start still waiting after the run settled is
+    // stuck, whatever the DataStore did.
+    for (key, since) in fleet.unanswered_starts() {
+        let at = since.map_or_else(|| "?".to_string(), |t| format!("{t:.1}"));
+        found.push((
+            "every start returns",
+            key,
+            format!("StartSessionAsync at t={at} never returned"),
+            since,
         ));
     }
 

@@ -203,12 +203,14 @@ fn the_other_checks_each_report_a_broken_run() {
     use profilestore_core::json;
     use profilestore_harness::world::Happening;
 
-    // An operation applied twice.
+    // An operation applied twice (and counted twice, as a game applying it twice would).
     let (mut fleet, key, _) = sound_run(7);
     let mut value = fleet.world.stored(STORE, &key).unwrap();
     let ops = value["Data"]["Ops"].as_array_mut().unwrap();
     let first = ops[0].clone();
     ops.push(first.clone());
+    let counted = value["Data"]["Counter"].as_i64().unwrap();
+    value["Data"]["Counter"] = json!(counted + 1);
     overwrite(&mut fleet, &key, value);
     let v = invariants::check(&mut fleet);
     assert_eq!(v.len(), 1, "{v:?}");
@@ -221,20 +223,53 @@ fn the_other_checks_each_report_a_broken_run() {
         format!("{} appears twice", first.as_str().unwrap())
     );
 
-    // A gift stored twice under the same message.
+    // A counter that disagrees with the op log.
     let (mut fleet, key, _) = sound_run(7);
     let mut value = fleet.world.stored(STORE, &key).unwrap();
-    value["Data"]["Gifts"] = json!(["gift900#4", "gift900#4"]);
+    let ops = value["Data"]["Ops"].as_array().unwrap().len();
+    value["Data"]["Counter"] = json!(ops + 1);
     overwrite(&mut fleet, &key, value);
-    fleet
-        .observed
-        .gifts_sent
-        .insert("gift900".into(), key.clone());
-    let mut v = invariants::check(&mut fleet);
-    v.retain(|v| v.invariant != "every sent message delivered");
+    let v = invariants::check(&mut fleet);
     assert_eq!(v.len(), 1, "{v:?}");
-    assert_eq!(v[0].invariant, "no message processed twice");
-    assert_eq!(v[0].detail, "gift900#4 applied twice");
+    assert_eq!(
+        (v[0].invariant, v[0].key.as_str(), v[0].detail.clone()),
+        (
+            "counter matches the op log",
+            key.as_str(),
+            format!("Counter is {}, Ops holds {ops}", ops + 1)
+        )
+    );
+
+    // The violations of a sound run in which the player holding an item received `gift`
+    // (sent to them), stored as `entries`; gifts the overwrite removed are left out.
+    let gift_stored_as = |gift: &str, entries| {
+        let (mut fleet, key, _) = sound_run(7);
+        let mut value = fleet.world.stored(STORE, &key).unwrap();
+        value["Data"]["Gifts"] = entries;
+        overwrite(&mut fleet, &key, value);
+        fleet.observed.gifts_sent.insert(gift.into(), key);
+        let mut v = invariants::check(&mut fleet);
+        v.retain(|v| v.invariant != "every sent message delivered");
+        v.into_iter()
+            .map(|v| (v.invariant, v.detail))
+            .collect::<Vec<_>>()
+    };
+    // One gift under two messages in a run without DataStore faults: no retry explains it.
+    assert_eq!(
+        gift_stored_as("gift903", json!(["gift903#4", "gift903#5"])),
+        [(
+            "no message processed twice",
+            "gift903 applied 2 times without a DataStore fault".to_string()
+        )]
+    );
+    // A gift stored twice under the same message.
+    assert_eq!(
+        gift_stored_as("gift900", json!(["gift900#4", "gift900#4"])),
+        [(
+            "no message processed twice",
+            "gift900#4 applied twice".to_string()
+        )]
+    );
 
     // A gift sent but never applied, and one applied to another player.
     let (mut fleet, key, other) = sound_run(7);
