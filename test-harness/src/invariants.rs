@@ -175,8 +175,13 @@ pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize)
                     profilestore_core::Event::OnError {
                         key: k, message, ..
                     } if k == key => format!("OnError {message}"),
+                    profilestore_core::Event::Message { profile, id, .. } if about(profile) => {
+                        format!("message {id} delivered")
+                    }
                     _ => return None,
                 },
+                // A server's death explains lost saves and torn trades on every key it held.
+                Happening::Crashed => "crashed (or killed after BindToClose)".into(),
                 Happening::Output(profilestore_core::Output::Completion(
                     profilestore_core::Completion::SessionStart {
                         profile: Some(p), ..

@@ -589,3 +589,28 @@ fn no_server_keeps_data_for_a_profile_its_engine_let_go() {
     }
     assert_eq!(leaked, [], "Data kept for profiles the engine dropped");
 }
+
+/// An excerpt shows what explains a violation: the deaths of servers, and the deliveries of
+/// messages to the key's sessions.
+#[test]
+fn excerpts_show_crashes_and_deliveries() {
+    let mut config = FleetConfig::new(11, 3, 12, 600.0, 0.0);
+    config.crash_rate = 0.2;
+    let (fleet, violations) = run(config);
+    assert_sound(11, &fleet, &violations);
+    assert!(fleet.observed.crashes > 0);
+    let recipient = fleet
+        .observed
+        .gifts_sent
+        .values()
+        .next()
+        .expect("a gift sent");
+    let lines = invariants::excerpt(&fleet.world.log, &fleet, recipient, None, usize::MAX);
+    let delivered = lines.iter().filter(|l| l.contains(" delivered")).count();
+    let crashed = lines
+        .iter()
+        .filter(|l| l.ends_with(" crashed (or killed after BindToClose)"))
+        .count();
+    assert!(delivered > 0, "{lines:?}");
+    assert_eq!(crashed as u64, fleet.observed.crashes, "{lines:?}");
+}
