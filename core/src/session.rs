@@ -310,8 +310,9 @@ impl Engine {
                     let t = token.clone();
                     self.timers.cancel(|timer| matches!(timer, Timer::ConflictWait(x) | Timer::StartBackoff(x) if *x == t));
                     self.attempt(now, &token);
-                } else if phase == StartPhase::Releasing {
-                    // The new caller starts after the release, behind it as after any final save.
+                } else if matches!(phase, StartPhase::Releasing | StartPhase::BehindFinalSave) {
+                    // The new caller waits behind the final save (a release is one) with its
+                    // own timeout, and starts once it lands.
                     self.attempt(now, &token);
                 }
             }
@@ -354,7 +355,6 @@ impl Engine {
         self.enqueue_op(now, token.clone(), OpKind::Start);
     }
 
-    /// Resumes a start that waited for a final save of its key.
     /// A final save of `token` landed: a start waiting behind it attempts now, and a start that
     /// was releasing the lock it took returns nil.
     pub(crate) fn resume_behind_final_save(&mut self, now: Now, token: &Token) {

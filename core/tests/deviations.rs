@@ -245,6 +245,29 @@ fn d09_a_start_without_cancel_behind_a_failing_final_save_times_out() {
     assert_eq!(stored["MetaData"].get("ActiveSession"), None);
 }
 
+/// A start without `Cancel` that takes over a start waiting behind a final save (last caller
+/// wins) times out on its own clock, even when the start it replaced had none.
+#[test]
+fn d09_a_start_taking_over_a_waiting_one_times_out_on_its_own_clock() {
+    let (mut w, store) = final_save_in_an_outage(309);
+    let first = w.start_cancellable(0, store.live(), "k");
+    w.run_for(10.0);
+    let asked = w.now;
+    let second = w.start_session(0, store.live(), "k", StartParams::default());
+    let nil = |call| Completion::SessionStart {
+        call,
+        profile: None,
+    };
+    assert_eq!(w.completion(0, first), Some((asked, nil(first))));
+    w.run_for(121.0);
+    let (at, returned) = w.completion(0, second).expect("nil after its timeout");
+    assert_eq!(returned, nil(second));
+    assert!(
+        (at - (asked + 120.0)).abs() <= 1.0 / 60.0,
+        "returned at {at}"
+    );
+}
+
 /// §19 items 11–12: values that hang the original are rejected by `SetConstant`.
 #[test]
 fn d12_set_constant_rejects_values_that_hang() {
