@@ -327,6 +327,18 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     }
     for (gift, to) in &obs.gifts_sent {
         match applied.get(gift) {
+            None => found.push((
+                "every sent message delivered",
+                to.clone(),
+                format!("{gift} never applied"),
+                None,
+            )),
+            Some(keys) if keys.iter().any(|k| k != to) => found.push((
+                "messages reach their recipient",
+                to.clone(),
+                format!("{gift} applied to {keys:?}"),
+                None,
+            )),
             Some(keys) if keys.len() > 1 && !retries_possible => found.push((
                 "no message processed twice",
                 to.clone(),
@@ -336,19 +348,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 ),
                 None,
             )),
-            Some(keys) if keys.iter().all(|k| k == to) => {}
-            None => found.push((
-                "every sent message delivered",
-                to.clone(),
-                format!("{gift} never applied"),
-                None,
-            )),
-            Some(keys) => found.push((
-                "messages reach their recipient",
-                to.clone(),
-                format!("{gift} applied to {keys:?}"),
-                None,
-            )),
+            Some(_) => {}
         }
     }
     for ((server, profile, id), n) in &obs.deliveries {
