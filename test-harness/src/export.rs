@@ -315,10 +315,14 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
             ),
         ));
     }
-    // The on-disk store keeps counters as SQLite integers, and a write adds one to both.
+    // The on-disk store keeps counters as SQLite integers, and a write adds one to both: the
+    // next write must fit too.
     let counter = |at: &str, name: &str, n: u64| {
-        if n > i64::MAX as u64 {
-            Err(invalid(at, format!("{name} {n} is above {}", i64::MAX)))
+        if n >= i64::MAX as u64 {
+            Err(invalid(
+                at,
+                format!("{name} {n} leaves no room below {}", i64::MAX),
+            ))
         } else {
             Ok(())
         }
@@ -696,18 +700,32 @@ mod tests {
         assert_eq!(fresh.paths().unwrap(), vec![], "nothing was written");
         // Counters a later write could not add one to (the on-disk store's integers end at
         // i64::MAX).
-        let mut big = export(ds.storage_mut()).unwrap();
-        big.stores[2].keys.get_mut("k1").unwrap().serial = u64::MAX;
-        assert_eq!(
-            import_document(&mut fresh, &big).unwrap_err().to_string(),
-            "import document, stores[2].keys[\"k1\"]: serial 18446744073709551615 is above 9223372036854775807"
-        );
+        for serial in [u64::MAX, i64::MAX as u64] {
+            let mut big = export(ds.storage_mut()).unwrap();
+            big.stores[2].keys.get_mut("k1").unwrap().serial = serial;
+            assert_eq!(
+                import_document(&mut fresh, &big).unwrap_err().to_string(),
+                format!(
+                    "import document, stores[2].keys[\"k1\"]: serial {serial} leaves no room below 9223372036854775807"
+                )
+            );
+        }
         let mut big = export(ds.storage_mut()).unwrap();
         big.stores[2].keys.get_mut("k1").unwrap().versions[1].slot = 1 << 63;
         assert_eq!(
             import_document(&mut fresh, &big).unwrap_err().to_string(),
-            "import document, stores[2].keys[\"k1\"].versions[1]: slot 9223372036854775808 is above 9223372036854775807"
+            "import document, stores[2].keys[\"k1\"].versions[1]: slot 9223372036854775808 leaves no room below 9223372036854775807"
         );
+        // One below the end: the next write takes the last integer, on the on-disk store too.
+        let mut edge = export(ds.storage_mut()).unwrap();
+        edge.stores[2].keys.get_mut("k1").unwrap().serial = i64::MAX as u64 - 1;
+        let mut sqlite = SqliteStorage::open_in_memory().unwrap();
+        import_document(&mut sqlite, &edge).unwrap();
+        let mut on_disk = DataStoreService::new(EPOCH).with_storage(Box::new(sqlite));
+        let (s, a) = (StoreName::new("PlayerData"), ServerId(1));
+        on_disk
+            .set_async(7200.0, a, &s, "k1", json!(1), SetOptions::default())
+            .unwrap();
         assert_eq!(fresh.paths().unwrap(), vec![], "nothing was written");
         let mut wrong = export(ds.storage_mut()).unwrap();
         wrong.format_version = 2;

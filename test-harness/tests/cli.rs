@@ -176,6 +176,19 @@ fn bad_arguments_get_clear_errors() {
     assert_eq!(code, 2);
     assert!(stderr.contains("not replacing keep.db: "), "{stderr}");
     assert_eq!(std::fs::read(dir.path().join("keep.db")).unwrap(), b"data");
+    // Nor another program's SQLite file that uses our schema version number.
+    rusqlite::Connection::open(dir.path().join("app.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1); PRAGMA user_version = 1;")
+        .unwrap();
+    let (code, _, stderr) = sim(&["simulate", "--db", "app.db"], dir.path());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not replacing app.db: "), "{stderr}");
+    let rows: i64 = rusqlite::Connection::open(dir.path().join("app.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1, "the file is untouched");
     let (code, _, stderr) = sim(&["replay", "missing.trace"], dir.path());
     assert_eq!(code, 2);
     assert!(stderr.contains("missing.trace"), "{stderr}");

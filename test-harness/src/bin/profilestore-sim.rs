@@ -225,7 +225,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 for suffix in ["", "-wal", "-shm"] {
                     let mut p = db.clone().into_os_string();
                     p.push(suffix);
-                    let _ = std::fs::remove_file(PathBuf::from(p));
+                    let p = PathBuf::from(p);
+                    match std::fs::remove_file(&p) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(format!("cannot replace {}: {e}", p.display()));
+                        }
+                        _ => {}
+                    }
                 }
                 Box::new(
                     SqliteStorage::open(&db)

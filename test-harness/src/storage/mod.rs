@@ -419,6 +419,19 @@ pub(crate) mod contract {
             names(storage.list_keys("L", "global", "", Some("ab"), 2).unwrap()),
             ["b", "c"]
         );
+        // Key names may hold NUL characters; a prefix counts them like any other byte.
+        let nul = KeyPath::new("N", "global", "a\0b");
+        storage
+            .replace_key(&nul, &head("v1", 1, Some(json!(1))), &[])
+            .unwrap();
+        assert_eq!(
+            names(storage.list_keys("N", "global", "a\0", None, 10).unwrap()),
+            ["a\0b"]
+        );
+        assert_eq!(
+            names(storage.list_keys("N", "global", "a\0c", None, 10).unwrap()),
+            Vec::<String>::new()
+        );
         assert_eq!(
             storage.paths().unwrap(),
             vec![
@@ -427,6 +440,7 @@ pub(crate) mod contract {
                 KeyPath::new("L", "global", "b"),
                 KeyPath::new("L", "global", "c"),
                 KeyPath::new("L", "other", "a0"),
+                KeyPath::new("N", "global", "a\0b"),
                 KeyPath::new("S", "global", "k"),
             ]
         );

@@ -149,7 +149,20 @@ impl SqliteStorage {
             })
         };
         let fresh = match version {
-            SCHEMA_VERSION => false,
+            SCHEMA_VERSION => {
+                // Another program may use the same schema version number: the tables must be
+                // ours too.
+                let (found, expected) = (columns(&conn)?, columns(&schema_database()?)?);
+                if found != expected {
+                    return refuse(format!(
+                        "not a profilestore database: schema version {SCHEMA_VERSION} but its \
+                         tables are {} (expected {})",
+                        describe(&found),
+                        describe(&expected)
+                    ));
+                }
+                false
+            }
             0 if tables == 0 && create == Create::IfEmpty => true,
             0 if tables == 0 => {
                 return refuse("the database holds no profilestore data (no schema)".into());
@@ -188,6 +201,52 @@ impl SqliteStorage {
         }
         Ok(SqliteStorage { conn })
     }
+}
+
+/// The columns of the tables in `conn`, in the order the schema declares them.
+fn columns(conn: &Connection) -> Result<Vec<(String, Vec<String>)>, StorageError> {
+    let read = db_error("read schema");
+    let mut tables = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .map_err(&read)?;
+    let names: Vec<String> = tables
+        .query_map([], |r| r.get(0))
+        .map_err(&read)?
+        .collect::<Result<_, _>>()
+        .map_err(&read)?;
+    let mut found = Vec::new();
+    for name in names {
+        let mut info = conn
+            .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+            .map_err(&read)?;
+        let cols: Vec<String> = info
+            .query_map([&name], |r| r.get(0))
+            .map_err(&read)?
+            .collect::<Result<_, _>>()
+            .map_err(&read)?;
+        found.push((name, cols));
+    }
+    Ok(found)
+}
+
+/// A private database holding just the schema: what a profilestore file's tables look like.
+fn schema_database() -> Result<Connection, StorageError> {
+    let conn = Connection::open_in_memory().map_err(db_error("open in-memory database"))?;
+    conn.execute_batch(SCHEMA)
+        .map_err(db_error("create schema"))?;
+    Ok(conn)
+}
+
+/// `keys(store, …), versions(…)`.
+fn describe(tables: &[(String, Vec<String>)]) -> String {
+    if tables.is_empty() {
+        return "none".into();
+    }
+    tables
+        .iter()
+        .map(|(name, cols)| format!("{name}({})", cols.join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn json_text(v: &Value) -> String {
@@ -457,7 +516,8 @@ impl Storage for SqliteStorage {
             .conn
             .prepare_cached(&format!(
                 "SELECT key, {HEAD_COLUMNS} FROM keys WHERE store = ?1 AND scope = ?2 \
-                 AND substr(key, 1, length(?3)) = ?3 AND (?4 IS NULL OR key > ?4) ORDER BY key LIMIT ?5"
+                 AND substr(CAST(key AS BLOB), 1, length(CAST(?3 AS BLOB))) = CAST(?3 AS BLOB) \
+                 AND (?4 IS NULL OR key > ?4) ORDER BY key LIMIT ?5"
             ))
             .map_err(db_error("list keys"))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -579,14 +639,17 @@ mod tests {
         assert_eq!(read.value, Some(v));
     }
 
+    /// A database file `name` in `dir`, made by `sql` (another program's, or a future one).
+    fn database_made_by(dir: &tempfile::TempDir, name: &str, sql: &str) -> std::path::PathBuf {
+        let file = dir.path().join(name);
+        Connection::open(&file).unwrap().execute_batch(sql).unwrap();
+        file
+    }
+
     #[test]
     fn unknown_schema_version_is_refused_with_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("future.db");
-        Connection::open(&file)
-            .unwrap()
-            .execute_batch("PRAGMA user_version = 9;")
-            .unwrap();
+        let file = database_made_by(&dir, "future.db", "PRAGMA user_version = 9;");
         let err = SqliteStorage::open(&file).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -610,11 +673,7 @@ mod tests {
     #[test]
     fn a_foreign_or_empty_database_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
-        let other = dir.path().join("other.db");
-        Connection::open(&other)
-            .unwrap()
-            .execute_batch("CREATE TABLE keys (id INTEGER);")
-            .unwrap();
+        let other = database_made_by(&dir, "other.db", "CREATE TABLE keys (id INTEGER);");
         let err = SqliteStorage::open(&other).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -642,6 +701,33 @@ mod tests {
             .unwrap();
         SqliteStorage::open_existing(&empty).unwrap();
         assert_eq!(journal_mode(&empty), "delete");
+    }
+
+    /// Another program's database that happens to use schema version 1 is not ours: refused,
+    /// by both opens, before anything in it changes.
+    #[test]
+    fn a_foreign_database_with_our_schema_version_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = database_made_by(
+            &dir,
+            "app.db",
+            "CREATE TABLE t (x); PRAGMA user_version = 1;",
+        );
+        let expected = "database error during open: not a profilestore database: schema \
+                        version 1 but its tables are t(x) (expected keys(store, scope, key, \
+                        value, created_ms, updated_ms, version, serial, user_ids, metadata), \
+                        versions(store, scope, key, slot, version, opened_ms, created_ms, \
+                        key_created_ms, value, user_ids, metadata, superseded_ms))";
+        assert_eq!(SqliteStorage::open(&app).unwrap_err().to_string(), expected);
+        assert_eq!(
+            SqliteStorage::open_existing(&app).unwrap_err().to_string(),
+            expected
+        );
+        assert_eq!(journal_mode(&app), "delete");
+        // Ours, reopened, passes the same check.
+        let ours = dir.path().join("ours.db");
+        SqliteStorage::open(&ours).unwrap();
+        SqliteStorage::open_existing(&ours).unwrap();
     }
 
     #[test]
