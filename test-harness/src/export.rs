@@ -44,7 +44,10 @@
 //! (other top-level fields such as `place_id` are ignored). A fixture key with `"exists": false`
 //! is skipped; the others get one version written at the import time. An empty Luau table
 //! stored as `[]` is accepted for `metadata` and `userIds`. Every imported key replaces what the
-//! storage held for it; other keys are left alone.
+//! storage held for it; other keys are left alone. The whole document is checked first (an
+//! export must agree with itself: one entry per store and scope, each key's latest version
+//! its head's and not superseded), then written in one step ([`Storage::replace_keys`]: one
+//! transaction on disk), so a refused document, or an import cut short, changes nothing.
 
 use std::collections::BTreeMap;
 
@@ -53,7 +56,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::datastore::{Limits, serialized_len, version_id};
-use crate::storage::{Head, KeyPath, Storage, StorageError, StoredVersion};
+use crate::storage::{Head, KeyPath, Replacement, Storage, StorageError, StoredVersion};
 
 /// The `format` field of an export.
 pub const FORMAT: &str = "profilestore-harness/datastore-export";
@@ -276,19 +279,33 @@ pub fn import_document(
         )));
     }
     let mut planned = Vec::new();
+    let mut stores = BTreeMap::new();
     for (i, store) in document.stores.iter().enumerate() {
+        if let Some(first) = stores.insert((&store.store, &store.scope), i) {
+            return Err(invalid(
+                &format!("stores[{i}]"),
+                format!(
+                    "store {:?} scope {:?} is already stores[{first}]",
+                    store.store, store.scope
+                ),
+            ));
+        }
         for (key, exported) in &store.keys {
             let at = format!("stores[{i}].keys[{key:?}]");
             let path = KeyPath::new(&store.store, &store.scope, key);
-            planned.push((path, checked_key(&at, exported)?));
+            let (head, versions) = checked_key(&at, exported)?;
+            planned.push(Replacement {
+                path,
+                head,
+                versions,
+            });
         }
     }
-    let mut report = ImportReport::default();
-    for (path, (head, versions)) in planned {
-        storage.replace_key(&path, &head, &versions)?;
-        report.imported.push(path);
-    }
-    Ok(report)
+    storage.replace_keys(&planned)?;
+    Ok(ImportReport {
+        imported: planned.into_iter().map(|r| r.path).collect(),
+        ..ImportReport::default()
+    })
 }
 
 fn invalid(at: &str, problem: impl Into<String>) -> ExportError {
@@ -372,6 +389,26 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
             superseded_ms: v.superseded_time,
         });
     }
+    // The head is the latest slot's write, which nothing has superseded.
+    let latest = versions
+        .last()
+        .ok_or_else(|| invalid(at, "a key has at least one version (its latest write)"))?;
+    if latest.version.as_str() != k.version {
+        return Err(invalid(
+            at,
+            format!(
+                "version {:?} is not the latest slot's ({:?})",
+                k.version,
+                latest.version.as_str()
+            ),
+        ));
+    }
+    if latest.superseded_ms.is_some() {
+        return Err(invalid(
+            &format!("{at}.versions[{}]", versions.len() - 1),
+            "the latest version cannot be superseded",
+        ));
+    }
     let head = Head {
         size: k.value.as_ref().map_or(0, serialized_len),
         value: k.value.clone().map(Arc::new),
@@ -453,12 +490,14 @@ fn import_fixture(
             metadata,
             superseded_ms: None,
         };
-        planned.push((path, head, first));
+        planned.push(Replacement {
+            path,
+            head,
+            versions: vec![first],
+        });
     }
-    for (path, head, first) in planned {
-        storage.replace_key(&path, &head, &[first])?;
-        report.imported.push(path);
-    }
+    storage.replace_keys(&planned)?;
+    report.imported = planned.into_iter().map(|r| r.path).collect();
     Ok(report)
 }
 
@@ -734,6 +773,68 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("version 2 is not supported")
+        );
+        // Documents that contradict themselves.
+        let base = export(ds.storage_mut()).unwrap();
+        let refused = |edit: &dyn Fn(&mut ExportDocument)| {
+            let mut document = base.clone();
+            edit(&mut document);
+            let mut fresh = MemoryStorage::new();
+            let err = import_document(&mut fresh, &document).unwrap_err();
+            assert_eq!(fresh.paths().unwrap(), vec![], "nothing was written");
+            err.to_string()
+        };
+        assert_eq!(
+            refused(&|d| d.stores[2].keys.get_mut("k1").unwrap().versions.clear()),
+            "import document, stores[2].keys[\"k1\"]: a key has at least one version (its latest write)"
+        );
+        assert_eq!(
+            refused(&|d| d.stores[2].keys.get_mut("k1").unwrap().version = "v0".into()),
+            format!(
+                "import document, stores[2].keys[\"k1\"]: version \"v0\" is not the latest slot's ({:?})",
+                base.stores[2].keys["k1"].versions[1].version
+            )
+        );
+        assert_eq!(
+            refused(&|d| {
+                d.stores[2].keys.get_mut("k1").unwrap().versions[1].superseded_time = Some(1)
+            }),
+            "import document, stores[2].keys[\"k1\"].versions[1]: the latest version cannot be superseded"
+        );
+        assert_eq!(
+            refused(&|d| {
+                let again = d.stores[2].clone();
+                d.stores.push(again);
+            }),
+            "import document, stores[3]: store \"PlayerData\" scope \"global\" is already stores[2]"
+        );
+    }
+
+    /// An import is one transaction on disk: a key the database refuses part-way leaves the
+    /// keys before it as they were.
+    #[test]
+    fn an_import_the_database_refuses_part_way_changes_nothing() {
+        let mut ds = populated();
+        let document = export(ds.storage_mut()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.db");
+        let mut sqlite = SqliteStorage::open(&file).unwrap();
+        drop(sqlite);
+        // A trigger (not part of the schema check) that refuses one key, after others.
+        rusqlite::Connection::open(&file)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON keys WHEN NEW.key = 'k2' \
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+            )
+            .unwrap();
+        sqlite = SqliteStorage::open(&file).unwrap();
+        let err = import_document(&mut sqlite, &document).unwrap_err();
+        assert!(err.to_string().contains("refused by the test"), "{err}");
+        assert_eq!(
+            sqlite.paths().unwrap(),
+            vec![],
+            "no key of the document landed"
         );
     }
 

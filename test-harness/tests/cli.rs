@@ -93,6 +93,16 @@ fn import_the_golden_fixture_and_inspect_a_locked_key() {
         v["lock"]["topic"],
         "PS_DE788156-C5BD-4E85-B52B-124A9C0A7475"
     );
+    // A document that does not import leaves no database behind.
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"store": "S", "keys": {"k": {}}}"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = sim(&["import", "bad.json", "--db", "new.db"], dir.path());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("keys[\"k\"]"), "{stderr}");
+    assert!(!dir.path().join("new.db").exists());
     let (_, stdout, _) = sim(&["inspect", "stub", "--db", "g.db"], dir.path());
     let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(

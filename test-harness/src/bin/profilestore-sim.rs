@@ -374,12 +374,17 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Import { file, db } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let mut storage = SqliteStorage::open(&db)
-                .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
             // Keys without times in the document get this one: 2025-01-01T00:00:00Z, the
             // fixtures' epoch.
-            let report = export::import(&mut storage, &text, 1_735_689_600_000)
+            let epoch_ms = 1_735_689_600_000;
+            // Checked in memory first: a document that does not import leaves no database
+            // behind (opening one creates it).
+            export::import(&mut MemoryStorage::new(), &text, epoch_ms)
                 .map_err(|e| e.to_string())?;
+            let mut storage = SqliteStorage::open(&db)
+                .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+            let report =
+                export::import(&mut storage, &text, epoch_ms).map_err(|e| e.to_string())?;
             println!(
                 "imported {} key(s) into {}{}",
                 report.imported.len(),

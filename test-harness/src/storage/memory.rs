@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use rustc_hash::FxHashMap as HashMap;
 
 use super::{
-    Commit, Head, KeyPath, Storage, StorageError, StoredVersion, VersionWrite, check_commit,
+    Commit, Head, KeyPath, Replacement, Storage, StorageError, StoredVersion, VersionWrite,
+    check_commit,
 };
 
 #[derive(Clone, Debug)]
@@ -134,20 +135,17 @@ impl Storage for MemoryStorage {
         Ok(self.order.iter().cloned().collect())
     }
 
-    fn replace_key(
-        &mut self,
-        path: &KeyPath,
-        head: &Head,
-        versions: &[StoredVersion],
-    ) -> Result<(), StorageError> {
-        self.order.insert(path.clone());
-        self.keys.insert(
-            path.clone(),
-            Record {
-                head: head.clone(),
-                versions: versions.to_vec(),
-            },
-        );
+    fn replace_keys(&mut self, keys: &[Replacement]) -> Result<(), StorageError> {
+        for key in keys {
+            self.order.insert(key.path.clone());
+            self.keys.insert(
+                key.path.clone(),
+                Record {
+                    head: key.head.clone(),
+                    versions: key.versions.clone(),
+                },
+            );
+        }
         Ok(())
     }
 }

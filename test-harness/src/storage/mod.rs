@@ -252,13 +252,35 @@ pub trait Storage: Send {
     /// Every key of every store, sorted.
     fn paths(&mut self) -> Result<Vec<KeyPath>, StorageError>;
 
-    /// Replaces everything stored for a key (head and all versions) in one step; used by import.
+    /// Replaces everything stored for each key (head and all versions), all of them in one
+    /// step: on disk one transaction, so an import that fails (or a process killed) part-way
+    /// leaves every key as it was. Used by import.
+    fn replace_keys(&mut self, keys: &[Replacement]) -> Result<(), StorageError>;
+
+    /// [`Storage::replace_keys`] for one key.
     fn replace_key(
         &mut self,
         path: &KeyPath,
         head: &Head,
         versions: &[StoredVersion],
-    ) -> Result<(), StorageError>;
+    ) -> Result<(), StorageError> {
+        self.replace_keys(&[Replacement {
+            path: path.clone(),
+            head: head.clone(),
+            versions: versions.to_vec(),
+        }])
+    }
+}
+
+/// A key's whole new contents, for [`Storage::replace_keys`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replacement {
+    /// The key.
+    pub path: KeyPath,
+    /// Its head.
+    pub head: Head,
+    /// All its versions, oldest first.
+    pub versions: Vec<StoredVersion>,
 }
 
 /// Checks a commit against the stored head and latest slot; shared by the implementations so

@@ -53,7 +53,8 @@ use profilestore_core::value::Value;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    Commit, Head, KeyPath, Storage, StorageError, StoredVersion, VersionWrite, check_commit,
+    Commit, Head, KeyPath, Replacement, Storage, StorageError, StoredVersion, VersionWrite,
+    check_commit,
 };
 
 /// The schema version this code reads and writes (`PRAGMA user_version`).
@@ -561,28 +562,30 @@ impl Storage for SqliteStorage {
         .map_err(db_error("list paths"))
     }
 
-    fn replace_key(
-        &mut self,
-        path: &KeyPath,
-        head: &Head,
-        versions: &[StoredVersion],
-    ) -> Result<(), StorageError> {
+    fn replace_keys(&mut self, keys: &[Replacement]) -> Result<(), StorageError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_error("begin import"))?;
-        tx.execute(
-            "DELETE FROM versions WHERE store = ?1 AND scope = ?2 AND key = ?3",
-            params![
-                path.store().as_str(),
-                path.scope().as_str(),
-                path.key().as_str()
-            ],
-        )
-        .map_err(db_error("clear versions"))?;
-        write_head(&tx, path, head)?;
-        for v in versions {
-            write_version(&tx, path, v)?;
+        for Replacement {
+            path,
+            head,
+            versions,
+        } in keys
+        {
+            tx.execute(
+                "DELETE FROM versions WHERE store = ?1 AND scope = ?2 AND key = ?3",
+                params![
+                    path.store().as_str(),
+                    path.scope().as_str(),
+                    path.key().as_str()
+                ],
+            )
+            .map_err(db_error("clear versions"))?;
+            write_head(&tx, path, head)?;
+            for v in versions {
+                write_version(&tx, path, v)?;
+            }
         }
         tx.commit().map_err(db_error("commit import"))
     }
