@@ -255,8 +255,22 @@ pub fn import(
     let json = Value::from_json_text_within(text, MAX_DEPTH + DOCUMENT_LEVELS)
         .map_err(|e| ExportError::Parse(e.to_string()))?;
     if json.get("format").is_some() {
-        let document: ExportDocument = serde_json::from_value(serde_json::Value::from(json))
-            .map_err(|e| ExportError::Parse(e.to_string()))?;
+        // The format is named before the layout is read: another version's fields are not
+        // errors of this one.
+        let (format, version) = (&json["format"], &json["formatVersion"]);
+        if format.as_str() != Some(FORMAT) || version.as_u64() != Some(FORMAT_VERSION.into()) {
+            return Err(ExportError::Parse(format!(
+                "format {format} version {version} is not supported (expected {FORMAT:?} version {FORMAT_VERSION})"
+            )));
+        }
+        // A field that is missing or of the wrong type is named by its place in the document.
+        let document: ExportDocument =
+            serde_path_to_error::deserialize(serde_json::Value::from(json)).map_err(|e| {
+                ExportError::Invalid {
+                    at: e.path().to_string(),
+                    problem: e.inner().to_string(),
+                }
+            })?;
         import_document(storage, &document)
     } else if json.get("store").is_some() && json.get("keys").is_some() {
         import_fixture(storage, &json, now_ms)
@@ -807,6 +821,42 @@ mod tests {
                 d.stores.push(again);
             }),
             "import document, stores[3]: store \"PlayerData\" scope \"global\" is already stores[2]"
+        );
+    }
+
+    /// A field missing or of the wrong type is named by its place in the document; a document
+    /// of another format version is named as such, whatever fields it has.
+    #[test]
+    fn layout_errors_name_their_place() {
+        let mut ds = populated();
+        let text = export_string(ds.storage_mut()).unwrap();
+        let edited = |edit: &dyn Fn(&mut Value)| {
+            let mut doc = Value::from_json_text(&text).unwrap();
+            edit(&mut doc);
+            let mut fresh = MemoryStorage::new();
+            let err = import(&mut fresh, &doc.to_string(), 0).unwrap_err();
+            assert_eq!(fresh.paths().unwrap(), vec![]);
+            err.to_string()
+        };
+        fn k1(doc: &mut Value) -> &mut Value {
+            &mut doc["stores"][2]["keys"]["k1"]
+        }
+        assert_eq!(
+            edited(&|d| {
+                k1(d).as_object_mut().unwrap().remove("serial");
+            }),
+            "import document, stores[2].keys.k1: missing field `serial`"
+        );
+        assert_eq!(
+            edited(&|d| k1(d)["createdTime"] = json!("yesterday")),
+            "import document, stores[2].keys.k1.createdTime: invalid type: string \"yesterday\", expected i64"
+        );
+        assert_eq!(
+            edited(&|d| {
+                d["formatVersion"] = json!(2);
+                d["newField"] = json!(true);
+            }),
+            "import document: format \"profilestore-harness/datastore-export\" version 2 is not supported (expected \"profilestore-harness/datastore-export\" version 1)"
         );
     }
 
