@@ -306,13 +306,11 @@ impl Engine {
                     call: victim,
                     profile: None,
                 });
-                if phase == StartPhase::Waiting {
+                if phase != StartPhase::InFlight {
+                    // The new caller's own attempt: at once after a wait, or behind a final save
+                    // (a release is one) with its own timeout; the old caller's timers go.
                     let t = token.clone();
                     self.timers.cancel(|timer| matches!(timer, Timer::ConflictWait(x) | Timer::StartBackoff(x) if *x == t));
-                    self.attempt(now, &token);
-                } else if matches!(phase, StartPhase::Releasing | StartPhase::BehindFinalSave) {
-                    // The new caller waits behind the final save (a release is one) with its
-                    // own timeout, and starts once it lands.
                     self.attempt(now, &token);
                 }
             }

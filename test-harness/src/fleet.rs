@@ -305,8 +305,9 @@ pub struct Observations {
     pub handoffs: Vec<f64>,
     /// Failed starts by reason.
     pub failures: BTreeMap<StartFailure, u64>,
-    /// Starts that began and ended while the DataStore was healthy (on a server not closing):
-    /// the ones checked against the hand-off bound.
+    /// Starts checked against the hand-off bound: those that began and ended while the
+    /// DataStore was healthy (on a server not closing), and those still waiting when the player
+    /// gave up past the bound with the DataStore healthy all along.
     pub healthy_starts: u64,
     /// Starts that failed or took longer than the hand-off bound while the DataStore was healthy
     /// (on a server not closing): (key, started at, outcome). Stricter than the issue's "old
@@ -632,7 +633,7 @@ impl Fleet {
                     if too_long || self.rng.next_f64() < quit {
                         // A start that ran past the bound while the DataStore stayed healthy
                         // missed it now, whenever (and whether) it returns.
-                        let missed = too_long && self.healthy_since(since);
+                        let missed = too_long && self.healthy_since(since) && !self.closing[server];
                         if missed {
                             self.observed.healthy_starts += 1;
                             self.observed.slow_healthy_starts.push((
@@ -1056,6 +1057,15 @@ impl Fleet {
         let Some(p) = self.joining[s].remove(&call) else {
             return;
         };
+        if !matches!(self.players[p].presence, Presence::Joining { call: c, .. } if c == call) {
+            // A start the player left and a later log-in replaced: the game ends a profile it
+            // returns at once.
+            if let Some(profile) = profile {
+                let now = self.world.now_for(s);
+                self.world.feed(s, Input::EndSession { now, profile });
+            }
+            return;
+        }
         let Presence::Joining {
             since,
             handoff,
@@ -1197,8 +1207,16 @@ impl Fleet {
                     self.observed.gifts_sent.values().cloned().collect();
                 let alive = self.alive_servers();
                 for p in 0..self.players.len() {
-                    // A recipient still loading from before gets that session instead.
-                    let offline = self.players[p].presence == Presence::Offline;
+                    // A recipient still loading from before gets that session instead; one who
+                    // left while loading logs in again (the game ends what that start returns).
+                    let offline = matches!(
+                        self.players[p].presence,
+                        Presence::Offline
+                            | Presence::Joining {
+                                left_at: Some(_),
+                                ..
+                            }
+                    );
                     if offline && recipients.contains(&self.players[p].key) && !alive.is_empty() {
                         let server = alive[p % alive.len()];
                         self.join(p, server, false);
@@ -1382,6 +1400,62 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// A start on a server that is shutting down is not held to the bound when the player
+    /// gives up (its completion would be excused as `Closing` too).
+    #[test]
+    fn a_start_on_a_closing_server_past_the_bound_is_not_reported() {
+        let mut fleet = sound_fleet();
+        let p = 4;
+        let waiting = Presence::Joining {
+            server: 0,
+            call: CallId(999_997),
+            since: fleet.world.now - HANDOFF_BOUND - 1.0,
+            handoff: true,
+            cancellable: false,
+            left_at: None,
+            flagged: false,
+        };
+        fleet.set_presence(p, waiting);
+        fleet.next_at[p] = fleet.world.now;
+        fleet.closing[0] = true;
+        fleet.player_actions();
+        assert_eq!(fleet.observed.slow_healthy_starts, vec![]);
+        assert!(matches!(
+            fleet.players[p].presence,
+            Presence::Joining {
+                flagged: false,
+                left_at: Some(_),
+                ..
+            }
+        ));
+    }
+
+    /// The answer to a start the player left, after a later log-in replaced it, leaves the
+    /// later start's bookkeeping alone.
+    #[test]
+    fn a_replaced_starts_answer_does_not_touch_the_later_start() {
+        let mut fleet = sound_fleet();
+        let (p, old, new) = (3, CallId(999_990), CallId(999_991));
+        fleet.joining[0].insert(old, p);
+        fleet.joining[1].insert(new, p);
+        let later = Presence::Joining {
+            server: 1,
+            call: new,
+            since: fleet.world.now,
+            handoff: false,
+            cancellable: true,
+            left_at: None,
+            flagged: false,
+        };
+        fleet.set_presence(p, later.clone());
+        let failures = fleet.observed.failures.clone();
+        let t = fleet.world.now;
+        fleet.on_started(0, old, None, t);
+        assert_eq!(fleet.players[p].presence, later);
+        assert_eq!(fleet.observed.failures, failures);
+        assert_eq!(fleet.joining[1].get(&new), Some(&p));
     }
 
     /// `StartSessionAsync` for a key still loaded on that server throws at the call: counted

@@ -138,6 +138,13 @@ impl WriteFacts {
 /// The lines of the run about `key`, in time order: the first `n` from time `from` when given
 /// (where the violation started), else the last `n`.
 pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize) -> Vec<String> {
+    // The servers that held a session of the key.
+    let held: std::collections::BTreeSet<usize> = fleet
+        .profile_keys
+        .iter()
+        .filter(|(_, k)| k.as_str() == key)
+        .map(|((server, _), _)| *server)
+        .collect();
     let mut lines: Vec<(f64, String)> = log
         .iter()
         .filter(|l| from.is_none_or(|f| l.t >= f))
@@ -180,8 +187,10 @@ pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize)
                     }
                     _ => return None,
                 },
-                // A server's death explains lost saves and torn trades on every key it held.
-                Happening::Crashed => "crashed (or killed after BindToClose)".into(),
+                // A server's death explains lost saves and torn trades of the keys it held.
+                Happening::Crashed if held.contains(&l.server) => {
+                    "crashed (or killed after BindToClose)".into()
+                }
                 Happening::Output(profilestore_core::Output::Completion(
                     profilestore_core::Completion::SessionStart {
                         profile: Some(p), ..

@@ -178,6 +178,18 @@ fn each_invariant_check_reports_a_broken_run() {
     assert_eq!(v[0].detail, "message 77 delivered 2 times in one session");
 }
 
+/// Stores `gifts` as `key`'s `Data.Gifts` behind the fleet's back.
+fn store_gifts(fleet: &mut Fleet, key: &str, gifts: profilestore_core::value::Value) {
+    let mut value = fleet.world.stored(STORE, key).unwrap();
+    value["Data"]["Gifts"] = gifts;
+    overwrite(fleet, key, value);
+}
+
+/// Notes `gift` as sent to `to` by a `MessageAsync` that returned true.
+fn sent(fleet: &mut Fleet, gift: &str, to: &str) {
+    fleet.observed.gifts_sent.insert(gift.into(), to.into());
+}
+
 /// Writes `value` as `key`'s stored value behind the fleet's back (tampering for the tests of
 /// the checks).
 fn overwrite(fleet: &mut Fleet, key: &str, value: profilestore_core::value::Value) {
@@ -244,10 +256,8 @@ fn the_other_checks_each_report_a_broken_run() {
     // (sent to them), stored as `entries`; gifts the overwrite removed are left out.
     let gift_stored_as = |gift: &str, entries| {
         let (mut fleet, key, _) = sound_run(7);
-        let mut value = fleet.world.stored(STORE, &key).unwrap();
-        value["Data"]["Gifts"] = entries;
-        overwrite(&mut fleet, &key, value);
-        fleet.observed.gifts_sent.insert(gift.into(), key);
+        store_gifts(&mut fleet, &key, entries);
+        sent(&mut fleet, gift, &key);
         let mut v = invariants::check(&mut fleet);
         v.retain(|v| v.invariant != "every sent message delivered");
         v.into_iter()
@@ -262,6 +272,26 @@ fn the_other_checks_each_report_a_broken_run() {
             "gift903 applied 2 times without a DataStore fault".to_string()
         )]
     );
+    // One gift applied to its recipient and to another player, without faults: named as a gift
+    // that reached someone else (not as one applied twice).
+    let (mut fleet, key, other) = sound_run(7);
+    store_gifts(&mut fleet, &key, json!(["gift904#1"]));
+    store_gifts(&mut fleet, &other, json!(["gift904#2"]));
+    sent(&mut fleet, "gift904", &key);
+    let mut v = invariants::check(&mut fleet);
+    v.retain(|v| v.detail.starts_with("gift904"));
+    let mut holders = [key.clone(), other.clone()];
+    holders.sort_by_key(|k| k[7..].parse::<u32>().unwrap());
+    assert_eq!(
+        v.iter()
+            .map(|v| (v.invariant, v.detail.clone()))
+            .collect::<Vec<_>>(),
+        [(
+            "messages reach their recipient",
+            format!("gift904 applied to {holders:?}")
+        )]
+    );
+
     // A gift stored twice under the same message.
     assert_eq!(
         gift_stored_as("gift900", json!(["gift900#4", "gift900#4"])),
@@ -273,17 +303,9 @@ fn the_other_checks_each_report_a_broken_run() {
 
     // A gift sent but never applied, and one applied to another player.
     let (mut fleet, key, other) = sound_run(7);
-    fleet
-        .observed
-        .gifts_sent
-        .insert("gift901".into(), key.clone());
-    let mut value = fleet.world.stored(STORE, &other).unwrap();
-    value["Data"]["Gifts"] = json!(["gift902#9"]);
-    overwrite(&mut fleet, &other, value);
-    fleet
-        .observed
-        .gifts_sent
-        .insert("gift902".into(), key.clone());
+    sent(&mut fleet, "gift901", &key);
+    store_gifts(&mut fleet, &other, json!(["gift902#9"]));
+    sent(&mut fleet, "gift902", &key);
     let mut v = invariants::check(&mut fleet);
     // Overwriting `other` replaced whatever gifts it held: those are reported as never applied.
     v.retain(|v| v.detail.starts_with("gift90"));
@@ -590,15 +612,41 @@ fn no_server_keeps_data_for_a_profile_its_engine_let_go() {
     assert_eq!(leaked, [], "Data kept for profiles the engine dropped");
 }
 
-/// An excerpt shows what explains a violation: the deaths of servers, and the deliveries of
-/// messages to the key's sessions.
+/// An excerpt shows what explains a violation: the deaths of the servers that held the key, and
+/// the deliveries of messages to its sessions.
 #[test]
 fn excerpts_show_crashes_and_deliveries() {
     let mut config = FleetConfig::new(11, 3, 12, 600.0, 0.0);
     config.crash_rate = 0.2;
     let (fleet, violations) = run(config);
     assert_sound(11, &fleet, &violations);
-    assert!(fleet.observed.crashes > 0);
+    let died: Vec<usize> = fleet.observed.died_at.keys().copied().collect();
+    assert!(!died.is_empty() && died.len() < 3, "{died:?}");
+    let held = |key: &str| -> Vec<usize> {
+        let mut servers: Vec<usize> = fleet
+            .profile_keys
+            .iter()
+            .filter(|(_, k)| k.as_str() == key)
+            .map(|((s, _), _)| *s)
+            .collect();
+        servers.sort_unstable();
+        servers.dedup();
+        servers
+    };
+    let crash_lines = |key: &str| {
+        invariants::excerpt(&fleet.world.log, &fleet, key, None, usize::MAX)
+            .iter()
+            .filter(|l| l.ends_with(" crashed (or killed after BindToClose)"))
+            .count()
+    };
+    // Every key shows the deaths of the servers it played on, and only those.
+    let mut some_shown = false;
+    for key in fleet.keys() {
+        let expected = held(&key).iter().filter(|s| died.contains(s)).count();
+        assert_eq!(crash_lines(&key), expected, "{key}");
+        some_shown |= expected > 0;
+    }
+    assert!(some_shown);
     let recipient = fleet
         .observed
         .gifts_sent
@@ -606,11 +654,5 @@ fn excerpts_show_crashes_and_deliveries() {
         .next()
         .expect("a gift sent");
     let lines = invariants::excerpt(&fleet.world.log, &fleet, recipient, None, usize::MAX);
-    let delivered = lines.iter().filter(|l| l.contains(" delivered")).count();
-    let crashed = lines
-        .iter()
-        .filter(|l| l.ends_with(" crashed (or killed after BindToClose)"))
-        .count();
-    assert!(delivered > 0, "{lines:?}");
-    assert_eq!(crashed as u64, fleet.observed.crashes, "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains(" delivered")), "{lines:?}");
 }
