@@ -1323,6 +1323,19 @@ mod tests {
         assert!(table_mut(&mut json!("text")).is_none());
     }
 
+    /// A start of `call` on `server`, made at `since`, the player still waiting on it.
+    fn waiting(server: usize, call: u64, since: f64, cancellable: bool) -> Presence {
+        Presence::Joining {
+            server,
+            call: CallId(call),
+            since,
+            handoff: false,
+            cancellable,
+            left_at: None,
+            flagged: false,
+        }
+    }
+
     /// A sound run of two servers and six players, three virtual minutes, no faults.
     fn sound_fleet() -> Fleet {
         let mut fleet = Fleet::new(
@@ -1342,16 +1355,7 @@ mod tests {
         let (p, call) = (2, CallId(999_999));
         fleet.joining[1].insert(call, p);
         let since = fleet.world.now - 100.0;
-        let waiting = Presence::Joining {
-            server: 1,
-            call,
-            since,
-            handoff: false,
-            cancellable: true,
-            left_at: None,
-            flagged: false,
-        };
-        fleet.set_presence(p, waiting);
+        fleet.set_presence(p, waiting(1, call.0, since, true));
         let v = crate::invariants::check(&mut fleet);
         let found: Vec<_> = v.iter().map(|v| (v.invariant, v.key.as_str())).collect();
         assert_eq!(found, [("every start returns", "Player_2")]);
@@ -1370,16 +1374,8 @@ mod tests {
         let mut fleet = sound_fleet();
         let p = 4;
         let since = fleet.world.now - HANDOFF_BOUND - 1.0;
-        let waiting = Presence::Joining {
-            server: 0,
-            call: CallId(999_998),
-            since,
-            handoff: true,
-            cancellable: false,
-            left_at: None,
-            flagged: false,
-        };
-        fleet.set_presence(p, waiting);
+        let start = waiting(0, 999_998, since, false);
+        fleet.set_presence(p, start);
         fleet.next_at[p] = fleet.world.now;
         let checked = fleet.observed.healthy_starts;
         fleet.player_actions();
@@ -1408,16 +1404,8 @@ mod tests {
     fn a_start_on_a_closing_server_past_the_bound_is_not_reported() {
         let mut fleet = sound_fleet();
         let p = 4;
-        let waiting = Presence::Joining {
-            server: 0,
-            call: CallId(999_997),
-            since: fleet.world.now - HANDOFF_BOUND - 1.0,
-            handoff: true,
-            cancellable: false,
-            left_at: None,
-            flagged: false,
-        };
-        fleet.set_presence(p, waiting);
+        let start = waiting(0, 999_997, fleet.world.now - HANDOFF_BOUND - 1.0, false);
+        fleet.set_presence(p, start);
         fleet.next_at[p] = fleet.world.now;
         fleet.closing[0] = true;
         fleet.player_actions();
@@ -1440,15 +1428,7 @@ mod tests {
         let (p, old, new) = (3, CallId(999_990), CallId(999_991));
         fleet.joining[0].insert(old, p);
         fleet.joining[1].insert(new, p);
-        let later = Presence::Joining {
-            server: 1,
-            call: new,
-            since: fleet.world.now,
-            handoff: false,
-            cancellable: true,
-            left_at: None,
-            flagged: false,
-        };
+        let later = waiting(1, new.0, fleet.world.now, true);
         fleet.set_presence(p, later.clone());
         let failures = fleet.observed.failures.clone();
         let t = fleet.world.now;
