@@ -201,6 +201,19 @@ pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize)
             Some((l.t, format!("t={:.3} {} {text}", l.t, server.spec.name)))
         })
         .collect();
+    // Trades are the game's, not the log's: the key's, as either side.
+    for trade in &fleet.observed.trade_log {
+        if (trade.from == key || trade.to == key) && from.is_none_or(|f| trade.at >= f) {
+            let server = &fleet.world.servers[trade.server].spec.name;
+            lines.push((
+                trade.at,
+                format!(
+                    "t={:.3} {server} trade {} from {} to {}",
+                    trade.at, trade.item, trade.from, trade.to
+                ),
+            ));
+        }
+    }
     // A run logs in time order; a line added afterwards (a test's) takes its time's place.
     lines.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut lines: Vec<String> = lines.into_iter().map(|(_, line)| line).collect();

@@ -612,8 +612,8 @@ fn no_server_keeps_data_for_a_profile_its_engine_let_go() {
     assert_eq!(leaked, [], "Data kept for profiles the engine dropped");
 }
 
-/// An excerpt shows what explains a violation: the deaths of the servers that held the key, and
-/// the deliveries of messages to its sessions.
+/// An excerpt shows what explains a violation: the deaths of the servers that held the key, the
+/// deliveries of messages to its sessions, and its trades.
 #[test]
 fn excerpts_show_crashes_and_deliveries() {
     let mut config = FleetConfig::new(11, 3, 12, 600.0, 0.0);
@@ -655,4 +655,13 @@ fn excerpts_show_crashes_and_deliveries() {
         .expect("a gift sent");
     let lines = invariants::excerpt(&fleet.world.log, &fleet, recipient, None, usize::MAX);
     assert!(lines.iter().any(|l| l.contains(" delivered")), "{lines:?}");
+    let trade = fleet.observed.trade_log.first().expect("a trade");
+    for side in [&trade.from, &trade.to] {
+        let lines = invariants::excerpt(&fleet.world.log, &fleet, side, None, usize::MAX);
+        let shown = format!(
+            "t={:.3} S{} trade {} from {} to {}",
+            trade.at, trade.server, trade.item, trade.from, trade.to
+        );
+        assert!(lines.contains(&shown), "{shown} in {lines:?}");
+    }
 }
