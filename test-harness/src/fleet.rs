@@ -1336,6 +1336,27 @@ mod tests {
         }
     }
 
+    /// Player `p` waits on server 0 for a start (without `Cancel`) made a second more than the
+    /// bound ago, and acts now; returns when the start was made.
+    fn due_past_the_bound(fleet: &mut Fleet, p: usize) -> f64 {
+        let since = fleet.world.now - HANDOFF_BOUND - 1.0;
+        fleet.set_presence(p, waiting(0, 999_998, since, false));
+        fleet.next_at[p] = fleet.world.now;
+        since
+    }
+
+    /// For a player who gave up on a start: whether it was reported as missing the bound.
+    fn gave_up_flagged(presence: &Presence) -> Option<bool> {
+        match presence {
+            Presence::Joining {
+                left_at: Some(_),
+                flagged,
+                ..
+            } => Some(*flagged),
+            _ => None,
+        }
+    }
+
     /// A sound run of two servers and six players, three virtual minutes, no faults.
     fn sound_fleet() -> Fleet {
         let mut fleet = Fleet::new(
@@ -1371,12 +1392,8 @@ mod tests {
     /// player gives up, not only if it returns before faults come back.
     #[test]
     fn a_healthy_start_past_the_bound_is_reported_when_the_player_gives_up() {
-        let mut fleet = sound_fleet();
-        let p = 4;
-        let since = fleet.world.now - HANDOFF_BOUND - 1.0;
-        let start = waiting(0, 999_998, since, false);
-        fleet.set_presence(p, start);
-        fleet.next_at[p] = fleet.world.now;
+        let (mut fleet, p) = (sound_fleet(), 4);
+        let since = due_past_the_bound(&mut fleet, p);
         let checked = fleet.observed.healthy_starts;
         fleet.player_actions();
         assert_eq!(fleet.observed.healthy_starts, checked + 1);
@@ -1388,36 +1405,19 @@ mod tests {
             .collect();
         let outcome = format!("had not returned after {:.1} s", HANDOFF_BOUND + 1.0);
         assert_eq!(slow, [("Player_4", since, outcome.as_str())]);
-        assert!(matches!(
-            fleet.players[p].presence,
-            Presence::Joining {
-                flagged: true,
-                left_at: Some(_),
-                ..
-            }
-        ));
+        assert_eq!(gave_up_flagged(&fleet.players[p].presence), Some(true));
     }
 
     /// A start on a server that is shutting down is not held to the bound when the player
     /// gives up (its completion would be excused as `Closing` too).
     #[test]
     fn a_start_on_a_closing_server_past_the_bound_is_not_reported() {
-        let mut fleet = sound_fleet();
-        let p = 4;
-        let start = waiting(0, 999_997, fleet.world.now - HANDOFF_BOUND - 1.0, false);
-        fleet.set_presence(p, start);
-        fleet.next_at[p] = fleet.world.now;
+        let (mut fleet, p) = (sound_fleet(), 4);
+        due_past_the_bound(&mut fleet, p);
         fleet.closing[0] = true;
         fleet.player_actions();
         assert_eq!(fleet.observed.slow_healthy_starts, vec![]);
-        assert!(matches!(
-            fleet.players[p].presence,
-            Presence::Joining {
-                flagged: false,
-                left_at: Some(_),
-                ..
-            }
-        ));
+        assert_eq!(gave_up_flagged(&fleet.players[p].presence), Some(false));
     }
 
     /// The answer to a start the player left, after a later log-in replaced it, leaves the
