@@ -4,9 +4,11 @@
 //! Each server has, per `DataStoreRequestType`, a token bucket: it refills at
 //! `base + per_player × players` requests per minute up to one minute's worth, and starts full
 //! plus a one-time startup burst. A request that finds a token is admitted at once. Otherwise it
-//! joins a FIFO queue and is admitted when the bucket has refilled for it — a time we can
-//! compute exactly on the virtual clock — unless the queue already holds
-//! [`super::Budgets::queue_capacity`] (30) requests, in which case it is dropped with 301–306.
+//! joins a FIFO queue and is admitted when the bucket has refilled for it and every request ahead
+//! of it in that queue has been admitted — a time we can compute exactly on the virtual clock —
+//! unless the queue already holds [`super::Budgets::queue_capacity`] (30) requests, in which case
+//! it is dropped with 301–306. (A queue orders throttled requests only: one that finds tokens
+//! runs at once even while others wait.)
 //! `UpdateAsync` needs both a read and a write token (it counts against both budgets).
 //!
 //! The queues are Roblox's (spec "Queues": Set, Ordered set, Get, Ordered get), not one per
@@ -329,7 +331,12 @@ impl BudgetBook {
             let full = queue.len() >= budgets.queue_capacity;
             let experience_short = RequestError::ExperienceThrottled { operation, kind };
             let ready = match (own, shared) {
-                (Some(a), Some(b)) if a.max(b) <= now || !full => a.max(b),
+                // First in, first out: not before the requests already waiting in the queue
+                // (a queue shared by two request types, as the Set queue is, holds both).
+                (Some(a), Some(b)) if a.max(b) <= now || !full => match a.max(b) {
+                    ready if ready > now => queue.iter().fold(ready, |at, &t| at.max(t)),
+                    ready => ready,
+                },
                 // The server's own budget is short and its queue full.
                 (Some(a), _) if a > now && full => {
                     return Admission::Rejected(RequestError::QueueFull { operation });
@@ -340,8 +347,11 @@ impl BudgetBook {
             };
             *plan = (kind, ready);
         }
-        let mut at = now;
-        for &(kind, ready) in &plans[..kinds.len()] {
+        let plans = &plans[..kinds.len()];
+        // The request runs when every queue it waits in lets it go, and stays in each till then
+        // (so that a later request of that queue does not pass it).
+        let at = plans.iter().fold(now, |at, &(_, ready)| at.max(ready));
+        for &(kind, ready) in plans {
             // Both refilled up to `now` just above.
             if let Some(bucket) = s.buckets[kind.index()].as_mut() {
                 bucket.tokens -= 1.0;
@@ -350,9 +360,8 @@ impl BudgetBook {
                 bucket.tokens -= 1.0;
             }
             if ready > now {
-                s.queues[kind.queue()].push(ready);
+                s.queues[kind.queue()].push(at);
             }
-            at = at.max(ready);
         }
         if at > now {
             Admission::QueuedUntil(at)
@@ -367,6 +376,31 @@ mod tests {
     use super::*;
 
     const A: ServerId = ServerId(1);
+
+    /// Admits `n` requests of `op` on server `A` at `now`, each at once.
+    fn admit_now(book: &mut BudgetBook, budgets: &Budgets, now: f64, op: Operation, n: usize) {
+        for _ in 0..n {
+            assert_eq!(book.admit(now, budgets, A, op), Admission::Now, "{op:?}");
+        }
+    }
+
+    /// Admits one request of `op` on server `A` at `now` per time in `until`, each queued until
+    /// that time.
+    fn admit_queued(
+        book: &mut BudgetBook,
+        budgets: &Budgets,
+        now: f64,
+        op: Operation,
+        until: impl IntoIterator<Item = f64>,
+    ) {
+        for t in until {
+            assert_eq!(
+                book.admit(now, budgets, A, op),
+                Admission::QueuedUntil(t),
+                "{op:?}"
+            );
+        }
+    }
 
     #[test]
     fn startup_burst_then_queue_of_thirty_then_301() {
@@ -488,23 +522,18 @@ mod tests {
         let budgets = Budgets::roblox();
         let mut book = BudgetBook::default();
         // Both buckets start with 60 + a burst of 60: empty them.
-        for op in [Operation::Set, Operation::Remove] {
-            for _ in 0..120 {
-                assert_eq!(book.admit(0.0, &budgets, A, op), Admission::Now);
-            }
-        }
-        for i in 1..=20 {
-            assert_eq!(
-                book.admit(0.0, &budgets, A, Operation::Set),
-                Admission::QueuedUntil(f64::from(i))
-            );
-        }
-        for i in 1..=10 {
-            assert_eq!(
-                book.admit(0.0, &budgets, A, Operation::Remove),
-                Admission::QueuedUntil(f64::from(i))
-            );
-        }
+        admit_now(&mut book, &budgets, 0.0, Operation::Set, 120);
+        admit_now(&mut book, &budgets, 0.0, Operation::Remove, 120);
+        admit_queued(
+            &mut book,
+            &budgets,
+            0.0,
+            Operation::Set,
+            (1..=20).map(f64::from),
+        );
+        // The removes' own budget would let them go at 1 s, 2 s, ... 10 s, but the queue is
+        // first in, first out: they wait behind the twentieth set.
+        admit_queued(&mut book, &budgets, 0.0, Operation::Remove, [20.0; 10]);
         // Thirty wait in the Set queue: both a remove and a set are dropped now.
         let remove = book.admit(0.0, &budgets, A, Operation::Remove);
         let Admission::Rejected(err) = remove else {
@@ -530,19 +559,53 @@ mod tests {
             book.admit(0.0, &budgets, A, Operation::Get),
             Admission::QueuedUntil(1.0)
         );
-        // At 1.5 s the first queued set and remove have run: two places are free.
+        // At 1.5 s only the first queued set has run: one place is free, and a remove taking
+        // it goes after everything ahead of it (its own budget is ready at 11 s).
         assert_eq!(
             book.admit(1.5, &budgets, A, Operation::Remove),
-            Admission::QueuedUntil(11.0)
-        );
-        assert_eq!(
-            book.admit(1.5, &budgets, A, Operation::Set),
-            Admission::QueuedUntil(21.0)
+            Admission::QueuedUntil(20.0)
         );
         assert!(matches!(
             book.admit(1.5, &budgets, A, Operation::Set),
             Admission::Rejected(_)
         ));
+        // At 20.5 s the queue is empty. The remove budget has refilled to 9.5 tokens: a remove
+        // runs at once; the write budget is still half a token short: a set waits.
+        assert_eq!(
+            book.admit(20.5, &budgets, A, Operation::Remove),
+            Admission::Now
+        );
+        assert_eq!(
+            book.admit(20.5, &budgets, A, Operation::Set),
+            Admission::QueuedUntil(21.0)
+        );
+        // ... and a remove that finds tokens still runs at once: a queue orders only the
+        // requests that had to wait.
+        assert_eq!(
+            book.admit(20.5, &budgets, A, Operation::Remove),
+            Admission::Now
+        );
+    }
+
+    /// An `UpdateAsync` waiting for its read stays in the Set queue until it runs, even though
+    /// its write budget was ready sooner: a set queued after it does not pass it.
+    #[test]
+    fn an_update_holds_its_place_in_the_set_queue() {
+        let budgets = Budgets::roblox();
+        let mut book = BudgetBook::default();
+        admit_now(&mut book, &budgets, 0.0, Operation::Get, 120);
+        admit_now(&mut book, &budgets, 0.0, Operation::Set, 120);
+        // Five reads wait (1 s ... 5 s); the update's read comes after them, its write at 1 s.
+        admit_queued(
+            &mut book,
+            &budgets,
+            0.0,
+            Operation::Get,
+            (1..=5).map(f64::from),
+        );
+        admit_queued(&mut book, &budgets, 0.0, Operation::Update, [6.0]);
+        // The next set's own budget is ready at 2 s; it waits for the update ahead of it.
+        admit_queued(&mut book, &budgets, 0.0, Operation::Set, [6.0]);
     }
 
     /// The experience's budget (300 + 20 × CCU writes a minute) is shared by every server: once
