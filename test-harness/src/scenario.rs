@@ -166,6 +166,10 @@ pub enum ScenarioError {
         /// What it must be.
         expected: &'static str,
     },
+    /// The scenario contradicts the format: an action after the horizon, an unknown field, two
+    /// servers of one name, a probability outside 0–1...
+    #[error("invalid scenario: {0}")]
+    Invalid(String),
     /// An action was refused by the engine (for example an invalid key or constant).
     #[error("action at t={t} was refused: {message}")]
     Refused {
@@ -182,10 +186,104 @@ pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
         path: path.display().to_string(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|source| ScenarioError::Parse {
+    let parse = |source| ScenarioError::Parse {
         path: path.display().to_string(),
         source,
-    })
+    };
+    let raw: serde_json::Value = serde_json::from_str(&text).map_err(parse)?;
+    let scenario: Scenario = serde_json::from_value(raw.clone()).map_err(parse)?;
+    // An action's fields are read through a tagged enum, which cannot refuse unknown fields
+    // itself: a misspelt `"Steal"` would run a plain start.
+    for action in raw["actions"].as_array().into_iter().flatten() {
+        if let Some(message) = unknown_action_field(action) {
+            return Err(ScenarioError::Invalid(message));
+        }
+    }
+    Ok(scenario)
+}
+
+/// The first field of `action` its `do` does not take, as a message.
+fn unknown_action_field(action: &serde_json::Value) -> Option<String> {
+    let object = action.as_object()?;
+    let what = object
+        .get("do")
+        .and_then(|d| d.as_str())
+        .unwrap_or_default();
+    let fields: &[&str] = match what {
+        "start_session" => &["key", "steal"],
+        "set_data" => &["key", "path", "value"],
+        "save" | "end_session" | "get" | "remove" => &["key"],
+        "message" => &["key", "message"],
+        "set_constant" => &["name", "value"],
+        "raw_set" => &["key", "value"],
+        "close" | "crash" => &[],
+        "faults" => &["datastore_fail", "messaging_fail"],
+        _ => return None,
+    };
+    let t = object.get("t").map(|t| t.to_string()).unwrap_or_default();
+    object
+        .keys()
+        .find(|k| !["t", "server", "do"].contains(&k.as_str()) && !fields.contains(&k.as_str()))
+        .map(|k| format!("action {what:?} at t={t} has no field {k:?}"))
+}
+
+/// The last Unix time the journal's clock can show (the end of year 9999).
+const MAX_EPOCH: i64 = 253_402_300_799;
+
+impl Scenario {
+    /// Refuses what the format does not allow: a latency model the clock cannot run on (see
+    /// [`ScenarioLatency::check`]), a horizon or action time that is negative, not finite or
+    /// (for an action) after the horizon, an epoch outside years 1970–9999, two servers of one
+    /// name, a fault probability outside 0–1.
+    pub fn check(&self) -> Result<(), ScenarioError> {
+        self.latency.check()?;
+        let invalid = |message: String| Err(ScenarioError::Invalid(message));
+        if !(self.horizon.is_finite() && self.horizon >= 0.0) {
+            return invalid(format!(
+                "horizon is {}, expected a finite number of seconds, at least 0",
+                self.horizon
+            ));
+        }
+        if !(0..=MAX_EPOCH).contains(&self.epoch) {
+            return invalid(format!(
+                "epoch is {}, expected a Unix time from 0 to {MAX_EPOCH}",
+                self.epoch
+            ));
+        }
+        for (i, server) in self.servers.iter().enumerate() {
+            if self.servers[..i].iter().any(|s| s.name == server.name) {
+                return invalid(format!("two servers are named {:?}", server.name));
+            }
+        }
+        for action in &self.actions {
+            let t = action.t;
+            if !(t.is_finite() && (0.0..=self.horizon).contains(&t)) {
+                return invalid(format!(
+                    "an action at t={t} is outside the run (0 to the horizon, {})",
+                    self.horizon
+                ));
+            }
+            if let ActionKind::Faults {
+                datastore_fail,
+                messaging_fail,
+            } = &action.what
+            {
+                for (field, p) in [
+                    ("datastore_fail", datastore_fail),
+                    ("messaging_fail", messaging_fail),
+                ] {
+                    if let Some(p) = p
+                        && !(0.0..=1.0).contains(p)
+                    {
+                        return invalid(format!(
+                            "faults at t={t}: {field} is {p}, expected a probability from 0 to 1"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 struct Runner {
@@ -233,7 +331,7 @@ impl ScenarioLatency {
 
 /// Plays a scenario and returns its journal.
 pub fn run(scenario: &Scenario) -> Result<Vec<Line>, ScenarioError> {
-    scenario.latency.check()?;
+    scenario.check()?;
     let servers: Vec<ServerSpec> = scenario
         .servers
         .iter()
@@ -368,14 +466,19 @@ impl Runner {
                 self.call(s, "StartSessionAsync", key, result, t)?;
             }
             ActionKind::SetData { key, path, value } => {
-                if let Some(&p) = self.profiles[s].get(key) {
-                    let data = self.world.servers[s]
-                        .host
-                        .data
-                        .entry(p)
-                        .or_insert_with(|| json!({}));
-                    set_path(data, path, value.clone());
-                }
+                let Some(&p) = self.profiles[s].get(key) else {
+                    let message = format!(
+                        "set_data: server {} holds no profile of key {key:?}",
+                        self.names[s]
+                    );
+                    return Err(ScenarioError::Refused { t, message });
+                };
+                let data = self.world.servers[s]
+                    .host
+                    .data
+                    .entry(p)
+                    .or_insert_with(|| json!({}));
+                set_path(data, path, value.clone());
             }
             ActionKind::Save { key } => {
                 self.line(s, json!({"type": "call", "call": "Save", "key": key}));
@@ -712,5 +815,89 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 8);
+    }
+
+    fn lifecycle_text() -> String {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/scenarios/lifecycle.json"
+        );
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// Loads the `lifecycle` fixture changed by `edit`, written to a temporary file.
+    fn load_edited(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Vec<Line>, ScenarioError> {
+        let mut raw: serde_json::Value = serde_json::from_str(&lifecycle_text()).unwrap();
+        edit(&mut raw);
+        let dir = std::env::temp_dir().join(format!("ps-scenario-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.json", raw.to_string().len()));
+        std::fs::write(&path, raw.to_string()).unwrap();
+        let result = load(&path).and_then(|s| run(&s));
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    /// What the format does not allow is refused with its reason, before anything runs: an
+    /// action after the horizon (it used to run, and the clock then stepped back to the
+    /// horizon for the `end` line), a misspelt field (`"Steal"` ran a plain start), two
+    /// servers of one name, a probability of 5, an epoch the clock overflows on.
+    #[test]
+    fn what_the_format_does_not_allow_is_refused() {
+        assert!(load_edited(|_| {}).is_ok());
+        type Edit = dyn Fn(&mut serde_json::Value);
+        let cases: [(&Edit, &str); 6] = [
+            (
+                &|s| {
+                    s["actions"].as_array_mut().unwrap().push(
+                        serde_json::json!({"t": 25, "server": "A", "do": "get", "key": "late"}),
+                    )
+                },
+                "an action at t=25 is outside the run (0 to the horizon, 20)",
+            ),
+            (
+                &|s| s["horizon"] = serde_json::json!(-1),
+                "horizon is -1, expected a finite number of seconds, at least 0",
+            ),
+            (
+                &|s| s["actions"][0]["Steal"] = serde_json::json!(true),
+                "action \"start_session\" at t=1 has no field \"Steal\"",
+            ),
+            (
+                &|s| {
+                    let first = s["servers"][0].clone();
+                    s["servers"].as_array_mut().unwrap().push(first);
+                },
+                "two servers are named \"A\"",
+            ),
+            (
+                &|s| {
+                    s["actions"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(serde_json::json!({"t": 2, "do": "faults", "datastore_fail": 5}))
+                },
+                "faults at t=2: datastore_fail is 5, expected a probability from 0 to 1",
+            ),
+            (
+                &|s| s["epoch"] = serde_json::json!(i64::MAX),
+                "epoch is 9223372036854775807, expected a Unix time from 0 to 253402300799",
+            ),
+        ];
+        for (edit, message) in cases {
+            let err = load_edited(edit).unwrap_err();
+            assert_eq!(err.to_string(), format!("invalid scenario: {message}"));
+        }
+        // `set_data` on a key the server does not hold is refused, not dropped.
+        let err = load_edited(|s| {
+            s["actions"].as_array_mut().unwrap().push(serde_json::json!(
+                {"t": 2, "server": "A", "do": "set_data", "key": "other", "path": "Coins", "value": 1}
+            ))
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "action at t=2 was refused: set_data: server A holds no profile of key \"other\""
+        );
     }
 }

@@ -534,7 +534,9 @@ impl World {
         self.messaging.remove_server(self.servers[s].id);
     }
 
-    /// A plain `SetAsync` by server `s` (outside ProfileStore), committed one round trip later.
+    /// A plain `SetAsync` by server `s` (outside ProfileStore), committed one round trip later
+    /// unless the server has died by then or the write meets a fault (`datastore_fail`). It
+    /// takes no request budget (scenarios run with unlimited budgets).
     pub fn raw_set(&mut self, s: usize, store: &str, key: &str, value: Value) {
         let at = self.now + self.round_trip();
         self.schedule(
@@ -586,7 +588,10 @@ impl World {
             server.alive.then_some(server.deadline).flatten()
         };
         let deadline = self.servers.iter().filter_map(due).reduce(f64::min);
-        let frame = deadline.map(|d| ((d * fps - 1e-6).ceil().max(0.0) as u64).max(self.frame));
+        // A deadline already past (a profile joining the auto-save ring brings its next slot
+        // forward) fires at the first frame not before the clock: time never runs backwards.
+        let first = ((self.now * fps - 1e-6).ceil().max(0.0) as u64).max(self.frame);
+        let frame = deadline.map(|d| ((d * fps - 1e-6).ceil().max(0.0) as u64).max(first));
         let frame_at = frame.map_or(f64::INFINITY, |f| f as f64 / fps);
         let pending_at = self.pending.next_at();
         let message_at = self.messaging.next_delivery();
@@ -596,11 +601,13 @@ impl World {
             .reduce(f64::min);
         let next = event_at.map_or(frame_at, |e| e.min(frame_at));
         if next > end {
-            self.now = end;
-            self.frame = self.frame.max((end * fps).floor() as u64 + 1);
+            // (`end` before the clock: nothing to run, and the clock stays.)
+            self.now = self.now.max(end);
+            self.frame = self.frame.max((self.now * fps).floor() as u64 + 1);
             return false;
         }
-        self.now = next;
+        // (A frame rounds to within 1e-6 of a frame's length below the clock at most.)
+        self.now = self.now.max(next);
         if event_at.is_some_and(|e| e <= frame_at) {
             if pending_at == event_at {
                 let next = self.pending.pop().expect("checked");
@@ -841,6 +848,15 @@ impl World {
                 key,
                 value,
             } => {
+                // A SetAsync like any other: it dies with its server, counts as a request and
+                // meets the world's faults.
+                if !self.servers[server].alive {
+                    return;
+                }
+                *self.requests.entry(Operation::Set).or_default() += 1;
+                if self.faulted() {
+                    return;
+                }
                 let name = StoreName::new(&store);
                 let id = self.servers[server].id;
                 let _ =

@@ -331,3 +331,62 @@ fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
     assert_eq!(writes, [0.3, 60.3], "read at 0.15 s, the next at 60.15 s");
     assert_eq!((w.key_throttled, w.request_total()), (1, 2));
 }
+
+/// The virtual clock never runs backwards (DESIGN §2: monotonic time for scheduling). A profile
+/// joining the auto-save ring brings the ring's next slot forward, to a time that can already
+/// be past; it fires at the next frame, not at a frame before the clock.
+#[test]
+fn the_clock_never_runs_backwards() {
+    let (mut w, store) = world(1, Limits::unlimited());
+    w.run_until(1.0);
+    start(&mut w, 0, store, "k1");
+    w.run_until(200.0);
+    start(&mut w, 0, store, "k2");
+    w.run_until(400.0);
+    let times: Vec<f64> = w.log.iter().map(|l| l.t).collect();
+    let back = times.windows(2).position(|t| t[1] < t[0]);
+    assert_eq!(
+        back.map(|i| &times[i..i + 2]),
+        None,
+        "the clock stepped back"
+    );
+    // k1's auto-save slot moved to the past when k2 joined: its save starts at the first frame
+    // after k2's load landed (200.30 s) and commits at 200.6 s.
+    let k1_saves: Vec<f64> = w
+        .log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Write { key, .. } if key.as_str() == "k1" => Some(l.t),
+            _ => None,
+        })
+        .collect();
+    let ms = |t: f64| (t * 1000.0).round() / 1000.0;
+    assert_eq!(ms(k1_saves[0]), 1.3, "{k1_saves:?}");
+    assert_eq!(ms(k1_saves[1]), 200.6, "{k1_saves:?}");
+    assert!(w.now >= 400.0);
+}
+
+/// A plain `SetAsync` (a scenario's `raw_set`) is a DataStore call like the engine's: it dies
+/// with a crashed server, meets the world's faults, and counts as a request. (It used to write
+/// in every case.)
+#[test]
+fn a_raw_set_dies_with_its_server_and_meets_faults() {
+    let (mut w, _) = world(1, Limits::unlimited());
+    w.raw_set(0, "S", "k", json!(1));
+    w.crash(0);
+    w.run_until(1.0);
+    assert_eq!(w.stored("S", "k"), None);
+
+    let (mut w, _) = world(1, Limits::unlimited());
+    w.datastore_fail = 1.0;
+    w.raw_set(0, "S", "k", json!(1));
+    w.run_until(1.0);
+    assert_eq!(w.stored("S", "k"), None);
+    assert_eq!(w.request_counts().get("SetAsync"), Some(&1));
+
+    let (mut w, _) = world(1, Limits::unlimited());
+    w.raw_set(0, "S", "k", json!(1));
+    w.run_until(1.0);
+    assert_eq!(w.stored("S", "k"), Some(json!(1)));
+    assert_eq!(w.request_counts().get("SetAsync"), Some(&1));
+}
