@@ -153,7 +153,8 @@ impl AutoSaveRing {
         if now - self.last_auto_save > step * MAX_SLOTS {
             self.last_auto_save = now - step * MAX_SLOTS;
         }
-        while now - self.last_auto_save >= step - crate::timers::TIME_EPSILON {
+        // Reached as `next_deadline` computes it (`(a + b) - a` can fall short of `b`).
+        while now + crate::timers::TIME_EPSILON >= self.last_auto_save + step {
             let advanced = self.last_auto_save + step;
             if advanced <= self.last_auto_save {
                 // The step is below the clock's resolution at this time: nothing more is due.
@@ -328,7 +329,7 @@ mod tests {
             }
             let step = period / n as f64;
             let fresh = |e: &(ProfileId, f64)| now - e.1 < period / 2.0;
-            while now - self.last_auto_save >= step - crate::timers::TIME_EPSILON {
+            while now + crate::timers::TIME_EPSILON >= self.last_auto_save + step {
                 self.last_auto_save += step;
                 let mut candidate = (!fresh(&self.list[self.cursor])).then_some(self.cursor);
                 for _ in 1..n {

@@ -9,6 +9,13 @@ use std::collections::VecDeque;
 
 use crate::constants::Constants;
 
+/// Whether `now` has reached `deadline`, computed as [`CriticalState::next_deadline`] computes
+/// it: `(t + e) - t` can fall short of `e` in floating point, and a host that ticks at the
+/// deadline must see it pass.
+fn reached(now: f64, deadline: f64) -> bool {
+    now + crate::timers::TIME_EPSILON >= deadline
+}
+
 /// Recorded errors and the critical flag.
 #[derive(Debug, Default)]
 pub struct CriticalState {
@@ -40,14 +47,14 @@ impl CriticalState {
             }
         } else if enough {
             self.critical_since = now;
-        } else if now - self.critical_since >= c.critical_state_expire {
+        } else if reached(now, self.critical_since + c.critical_state_expire) {
             self.is_critical = false;
             toggled = Some(false);
         }
         while self
             .issues
             .front()
-            .is_some_and(|t| now - t >= c.critical_state_error_expire)
+            .is_some_and(|t| reached(now, t + c.critical_state_error_expire))
         {
             self.issues.pop_front();
         }
@@ -96,6 +103,29 @@ mod tests {
         assert_eq!(s.tick(249.9, &c), None);
         assert_eq!(s.tick(250.0, &c), Some(false));
         assert!(!s.is_critical());
+    }
+
+    /// A tick at `next_deadline` passes it: `(8.2 + 120) - 8.2` is 119.99999999999999, and an
+    /// error recorded at 8.2 used to outlive its deadline, so a host jumping to the engine's
+    /// next wake-up found the same time again, for ever.
+    #[test]
+    fn a_tick_at_the_deadline_passes_it() {
+        let c = Constants::default();
+        let mut s = CriticalState::default();
+        s.record_error(8.2);
+        assert_eq!(s.next_deadline(&c), Some(128.2));
+        s.tick(128.2, &c);
+        assert_eq!(s.next_deadline(&c), None);
+        // The end of critical state too: entered at 8.2, it ends at its deadline.
+        for _ in 0..5 {
+            s.record_error(8.2);
+        }
+        assert_eq!(s.tick(8.2, &c), Some(true));
+        assert_eq!(s.next_deadline(&c), Some(128.2));
+        assert_eq!(s.tick(128.2, &c), None, "the errors expire");
+        assert_eq!(s.next_deadline(&c), Some(248.2));
+        assert_eq!(s.tick(248.2, &c), Some(false));
+        assert_eq!(s.next_deadline(&c), None);
     }
 
     #[test]
