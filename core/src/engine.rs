@@ -473,10 +473,37 @@ impl Engine {
         let Some(op_state) = self.ops.remove(&op) else {
             return;
         };
-        if let Some(next) = self.queue.release(&op_state.token) {
+        let next = self.queue.release(&op_state.token);
+        // A start queued behind a final save takes its turn once the save's result is known:
+        // if the save is to retry, the start waits for it (deviation for spec §19 item 9)
+        // instead of writing first. Every other op starts before the result is handled.
+        let start_after = next.filter(|n| {
+            matches!(self.ops.get(n).map(|o| &o.kind), Some(OpKind::Start))
+                && self.is_final_save(&op_state.kind)
+        });
+        if let Some(next) = next
+            && start_after.is_none()
+        {
             self.start_op(now, next);
         }
         self.finish_op(now, op_state, result);
+        if let Some(next) = start_after {
+            self.start_op(now, next);
+        }
+    }
+
+    /// Whether an op of `kind` is a final save (a save that ends its session).
+    pub(crate) fn is_final_save(&self, kind: &OpKind) -> bool {
+        matches!(kind, OpKind::Save(id)
+            if self.saves.get(id).is_some_and(|j| matches!(j.mode, crate::save::SaveMode::Ending(_))))
+    }
+
+    /// Whether a final save of `token` is in the key's queue (queued or sent), rather than
+    /// waiting to retry.
+    pub(crate) fn final_save_queued(&self, token: &Token) -> bool {
+        self.ops
+            .values()
+            .any(|o| o.token == *token && self.is_final_save(&o.kind))
     }
 
     /// Whether `op` waits in its key's queue: known, but not sent yet.
@@ -619,6 +646,20 @@ impl Engine {
         let Some(o) = self.ops.get_mut(&op) else {
             return;
         };
+        if matches!(o.kind, OpKind::Start)
+            && self.ending_saves.get(&o.token).is_some_and(|n| *n > 0)
+        {
+            // Its turn came while a final save of its key waits to retry: it leaves the queue
+            // to the ops behind it and waits for the save to land.
+            let token = o.token.clone();
+            self.ops.remove(&op);
+            if let Some(next) = self.queue.release(&token) {
+                self.start_op(now, next);
+            }
+            self.wait_behind_final_save(now, &token);
+            return;
+        }
+        let o = self.ops.get_mut(&op).expect("present");
         o.sent = true;
         let o = &*o;
         if o.token.domain() != Domain::Live {

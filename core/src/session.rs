@@ -330,19 +330,11 @@ impl Engine {
             self.finish_start(now, token, None);
             return;
         }
-        if self.ending_saves.get(token).is_some_and(|n| *n > 0) {
-            // A start without `Cancel` still gives up after START_SESSION_TIMEOUT (spec §5.3),
-            // as its own failing attempts would have while the final save meets errors.
-            if !job.cancellable {
-                let deadline = job.started + self.constants.start_session_timeout;
-                if now.mono + crate::timers::TIME_EPSILON >= deadline {
-                    self.finish_start(now, token, None);
-                    return;
-                }
-                self.timers
-                    .set(deadline, Timer::StartBackoff(token.clone()));
-            }
-            self.load_jobs.get_mut(token).expect("present").phase = StartPhase::BehindFinalSave;
+        // A final save of the key still to land: a start queues behind it while it is in the
+        // key's queue (spec §5.3 (iv)), and waits outside the queue while it waits to retry
+        // (deviation for spec §19 item 9; its turn in the queue would come before the retry).
+        if self.ending_saves.get(token).is_some_and(|n| *n > 0) && !self.final_save_queued(token) {
+            self.wait_behind_final_save(now, token);
             return;
         }
         let guid = self.guids.next_guid();
@@ -351,6 +343,30 @@ impl Engine {
         job.phase = StartPhase::InFlight;
         job.attempt_declined = false;
         self.enqueue_op(now, token.clone(), OpKind::Start);
+    }
+
+    /// The start of `token` waits for a final save of its key to land (deviation for spec §19
+    /// item 9), outside the key's queue. A start without `Cancel` still gives up after
+    /// START_SESSION_TIMEOUT (spec §5.3), as its own failing attempts would have while the
+    /// final save meets errors; a start cancelled (or a server closing) meanwhile returns nil.
+    pub(crate) fn wait_behind_final_save(&mut self, now: Now, token: &Token) {
+        let Some(job) = self.load_jobs.get(token) else {
+            return;
+        };
+        if self.closing || job.cancelled {
+            self.finish_start(now, token, None);
+            return;
+        }
+        if !job.cancellable {
+            let deadline = job.started + self.constants.start_session_timeout;
+            if now.mono + crate::timers::TIME_EPSILON >= deadline {
+                self.finish_start(now, token, None);
+                return;
+            }
+            self.timers
+                .set(deadline, Timer::StartBackoff(token.clone()));
+        }
+        self.load_jobs.get_mut(token).expect("present").phase = StartPhase::BehindFinalSave;
     }
 
     /// A final save of `token` landed: a start waiting behind it attempts now, and a start that

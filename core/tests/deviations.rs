@@ -245,6 +245,32 @@ fn d09_a_start_without_cancel_behind_a_failing_final_save_times_out() {
     assert_eq!(stored["MetaData"].get("ActiveSession"), None);
 }
 
+/// §19 item 9 with the start queued behind the final save's first try (spec §5.3 (iv)): the
+/// try fails, and the start, whose turn in the queue comes next, waits for the save's retry
+/// instead of writing first and loading older data.
+#[test]
+fn d09_a_start_queued_behind_a_final_save_that_fails_waits_for_its_retry() {
+    let mut w = World::new(1, 409);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    w.data_mut(0, p)["Coins"] = json!(42);
+    w.datastore_fail = 1.0;
+    w.with(0, |e, now| e.end_session(now, p));
+    let again = w.start_session(0, store.live(), "k", StartParams::default());
+    // The final save's first try fails; the DataStore is healthy again before its retry.
+    w.run_for(0.5);
+    w.datastore_fail = 0.0;
+    w.run_for(60.0);
+    let p2 = w
+        .started_profile(0, again)
+        .expect("the start runs once the final save landed");
+    assert_eq!(w.servers[0].host.data[&p2], json!({"Coins": 42}));
+    assert_eq!(
+        w.stored("S", "k").unwrap()["MetaData"]["SessionLoadCount"],
+        json!(2)
+    );
+}
+
 /// A start without `Cancel` that takes over a start waiting behind a final save (last caller
 /// wins) times out on its own clock, even when the start it replaced had none.
 #[test]

@@ -192,3 +192,35 @@ fn a_profile_forgotten_while_busy_is_dropped_after_its_last_save() {
     });
     assert!(w.servers[0].engine.profile(q).is_none());
 }
+
+/// Spec §5.3 (iv) and §6: `EndSession` then `StartSessionAsync` at once queues the start behind
+/// the final save, and a call made after the start (`RemoveAsync` here) queues behind the
+/// start, so the start loads what the final save wrote. (The start used to wait outside the
+/// queue until the save landed, letting the removal pass it: it then created a fresh profile.)
+#[test]
+fn a_start_right_after_end_session_queues_behind_the_final_save() {
+    use profilestore_core::testing::World;
+    use profilestore_core::value::json;
+    use profilestore_core::{Completion, StartParams};
+
+    let mut w = World::new(1, 305);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    *w.data_mut(0, p) = json!({"Coins": 2});
+    w.run_for(5.0);
+    w.with(0, |e, now| e.end_session(now, p));
+    let again = w.start_session(0, store.live(), "k", StartParams::default());
+    let remove = w
+        .with(0, |e, now| e.remove(now, store.live(), "k"))
+        .expect("valid key");
+    w.run_for(5.0);
+    let p2 = w
+        .started_profile(0, again)
+        .expect("the start loads the saved profile");
+    assert_eq!(w.servers[0].host.data[&p2], json!({"Coins": 2}));
+    let (started_at, _) = w.completion(0, again).unwrap();
+    let (removed_at, removed) = w.completion(0, remove).unwrap();
+    assert!(matches!(removed, Completion::Remove { .. }), "{removed:?}");
+    assert!(started_at < removed_at, "{started_at} < {removed_at}");
+    assert_eq!(w.stored("S", "k"), None, "the removal ran last");
+}
