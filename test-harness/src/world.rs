@@ -103,6 +103,9 @@ pub struct Server {
     deadline: Option<f64>,
     /// False once an input reached the engine since `deadline` was read.
     deadline_fresh: bool,
+    /// When its process started, virtual seconds: its `os.clock()` (the engine's monotonic
+    /// time) counts from here (spec §0: "local to this process"). 0 but for a booted spare.
+    booted_at: f64,
 }
 
 impl Server {
@@ -395,6 +398,7 @@ impl World {
                     spec: spec.clone(),
                     deadline: None,
                     deadline_fresh: false,
+                    booted_at: 0.0,
                     engine,
                     host: Host::default(),
                     alive: true,
@@ -439,7 +443,7 @@ impl World {
     /// The clocks server `s` reads now.
     pub fn now_for(&self, s: usize) -> Now {
         Now {
-            mono: self.now,
+            mono: self.now - self.servers[s].booted_at,
             wall: self.config.epoch + self.now.floor() as i64 + self.servers[s].spec.wall_skew,
         }
     }
@@ -516,10 +520,12 @@ impl World {
     }
 
     /// A reserved server starts running (a replacement for one that stopped); its engine sees
-    /// its first input after this.
+    /// its first input after this, and its `os.clock()` starts at 0 now. (Inputs it was fed in
+    /// reserve, such as its stores, saw the clock of the world's start, 0 too.)
     pub fn boot(&mut self, s: usize) {
         self.servers[s].alive = true;
         self.servers[s].deadline_fresh = false;
+        self.servers[s].booted_at = self.now;
     }
 
     /// Server `s` dies at once: no final save; its requests and subscriptions are gone.
@@ -576,7 +582,8 @@ impl World {
         // engine), so they are skipped rather than ticked.
         for server in &mut self.servers {
             if !server.deadline_fresh {
-                server.deadline = server.engine.poll_timeout();
+                // In world time: the engine counts from its boot.
+                server.deadline = server.engine.poll_timeout().map(|d| d + server.booted_at);
                 server.deadline_fresh = true;
             }
         }

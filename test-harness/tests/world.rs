@@ -390,3 +390,28 @@ fn a_raw_set_dies_with_its_server_and_meets_faults() {
     assert_eq!(w.stored("S", "k"), Some(json!(1)));
     assert_eq!(w.request_counts().get("SetAsync"), Some(&1));
 }
+
+/// A spare server booted late has an `os.clock()` of its own, counting from its boot (spec §0:
+/// "local to this process"), and its engine's deadlines are kept in that clock: its session's
+/// first auto-save comes one `AUTO_SAVE_PERIOD` (300 s) after its load, in world time.
+#[test]
+fn a_booted_spare_counts_its_clock_from_its_boot() {
+    let (mut w, store) = world(2, Limits::unlimited());
+    w.reserve(1);
+    w.run_until(100.0);
+    w.boot(1);
+    assert_eq!(w.now_for(1).mono, 0.0);
+    assert_eq!(w.now_for(0).mono, 100.0);
+    start(&mut w, 1, store, "k");
+    w.run_until(500.0);
+    let ms = |t: f64| (t * 1000.0).round() / 1000.0;
+    let saves: Vec<f64> = w
+        .log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Write { key, .. } if key.as_str() == "k" => Some(ms(l.t)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(saves, [100.3, 400.6], "load, then the auto-save");
+}
