@@ -454,7 +454,8 @@ impl Engine {
     }
 
     /// The DataStore answered request `op` (spec §4 steps 4–6): the queue slot is handed to the
-    /// next waiter first, then the result is interpreted.
+    /// next waiter first, then the result is interpreted — except for a start waiting behind a
+    /// final save, whose turn comes after the save's result (deviation 9).
     pub fn handle_datastore_response(
         &mut self,
         now: Now,

@@ -333,9 +333,19 @@ impl Engine {
         // A final save of the key still to land: a start queues behind it while it is in the
         // key's queue (spec §5.3 (iv)), and waits outside the queue while it waits to retry
         // (deviation for spec §19 item 9; its turn in the queue would come before the retry).
-        if self.ending_saves.get(token).is_some_and(|n| *n > 0) && !self.final_save_queued(token) {
-            self.wait_behind_final_save(now, token);
-            return;
+        if self.ending_saves.get(token).is_some_and(|n| *n > 0) {
+            if !self.final_save_queued(token) {
+                self.wait_behind_final_save(now, token);
+                return;
+            }
+            // Woken by its timeout while the save's retry is in the queue: it gives up.
+            if !job.cancellable
+                && now.mono + crate::timers::TIME_EPSILON
+                    >= job.started + self.constants.start_session_timeout
+            {
+                self.finish_start(now, token, None);
+                return;
+            }
         }
         let guid = self.guids.next_guid();
         let job = self.load_jobs.get_mut(token).expect("present");

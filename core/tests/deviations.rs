@@ -271,6 +271,33 @@ fn d09_a_start_queued_behind_a_final_save_that_fails_waits_for_its_retry() {
     );
 }
 
+/// The same timeout wherever it falls in the final save's retry cycle (every 20 s, a retry in
+/// flight for part of it): a timeout that found the retry in the key's queue used to queue the
+/// start behind it instead, returning late, or even with a profile.
+#[test]
+fn d09_a_start_without_cancel_times_out_wherever_the_retry_is() {
+    for step in 0..200 {
+        let (mut w, store) = final_save_in_an_outage(509);
+        w.run_for(f64::from(step) * 0.1);
+        let asked = w.now;
+        let again = w.start_session(0, store.live(), "k", StartParams::default());
+        w.run_for(121.0);
+        let (at, returned) = w.completion(0, again).expect("returned");
+        assert_eq!(
+            returned,
+            Completion::SessionStart {
+                call: again,
+                profile: None
+            },
+            "asked at {asked}"
+        );
+        assert!(
+            (at - (asked + 120.0)).abs() <= 1.0 / 60.0,
+            "asked at {asked}, returned at {at}"
+        );
+    }
+}
+
 /// A start without `Cancel` that takes over a start waiting behind a final save (last caller
 /// wins) times out on its own clock, even when the start it replaced had none.
 #[test]

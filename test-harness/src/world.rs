@@ -520,8 +520,9 @@ impl World {
     }
 
     /// A reserved server starts running (a replacement for one that stopped); its engine sees
-    /// its first input after this, and its `os.clock()` starts at 0 now. (Inputs it was fed in
-    /// reserve, such as its stores, saw the clock of the world's start, 0 too.)
+    /// its first input after this, and its `os.clock()` starts at 0 now. Feed a reserved server
+    /// nothing but its stores, at the world's start: an input fed in reserve reads the world's
+    /// clock, which its clock after the boot would fall behind.
     pub fn boot(&mut self, s: usize) {
         self.servers[s].alive = true;
         self.servers[s].deadline_fresh = false;
@@ -574,7 +575,7 @@ impl World {
 
     /// Processes the next thing that happens at or before `end` — a DataStore answer, a
     /// message delivery or a Heartbeat frame — and returns true; or, when nothing happens
-    /// before `end`, moves the clock to `end` and returns false.
+    /// before `end`, moves the clock to `end` (if `end` is not behind it) and returns false.
     pub fn step(&mut self, end: f64) -> bool {
         let fps = self.config.fps;
         // The next Heartbeat frame at which some server has work: frames where no engine has a

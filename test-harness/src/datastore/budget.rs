@@ -7,8 +7,8 @@
 //! joins a FIFO queue and is admitted when the bucket has refilled for it and every request ahead
 //! of it in that queue has been admitted — a time we can compute exactly on the virtual clock —
 //! unless the queue already holds [`super::Budgets::queue_capacity`] (30) requests, in which case
-//! it is dropped with 301–306. (A queue orders throttled requests only: one that finds tokens
-//! runs at once even while others wait.)
+//! it is dropped with 301–306. A request that finds tokens while others wait in its queue
+//! waits behind them too.
 //! `UpdateAsync` needs both a read and a write token (it counts against both budgets).
 //!
 //! The queues are Roblox's (spec "Queues": Set, Ordered set, Get, Ordered get), not one per
@@ -330,15 +330,17 @@ impl BudgetBook {
             queue.retain(|t| *t > now);
             let full = queue.len() >= budgets.queue_capacity;
             let experience_short = RequestError::ExperienceThrottled { operation, kind };
+            // First in, first out: not before the requests already waiting in the queue (a
+            // queue shared by two request types, as the Set queue is, holds both), even with
+            // tokens at hand. A full queue holds requests waiting after `now`.
+            let behind = queue.iter().fold(now, |at, &t| at.max(t));
             let ready = match (own, shared) {
-                // First in, first out: not before the requests already waiting in the queue
-                // (a queue shared by two request types, as the Set queue is, holds both).
-                (Some(a), Some(b)) if a.max(b) <= now || !full => match a.max(b) {
-                    ready if ready > now => queue.iter().fold(ready, |at, &t| at.max(t)),
-                    ready => ready,
-                },
-                // The server's own budget is short and its queue full.
-                (Some(a), _) if a > now && full => {
+                (Some(a), Some(b)) if !full => a.max(b).max(behind),
+                // The queue is full, and the server's own budget short or none short.
+                (Some(a), Some(b)) if a > now || b <= now => {
+                    return Admission::Rejected(RequestError::QueueFull { operation });
+                }
+                (Some(a), None) if a > now && full => {
                     return Admission::Rejected(RequestError::QueueFull { operation });
                 }
                 // Only the experience's budget is short (or its rate is zero: it never refills).
@@ -579,11 +581,10 @@ mod tests {
             book.admit(20.5, &budgets, A, Operation::Set),
             Admission::QueuedUntil(21.0)
         );
-        // ... and a remove that finds tokens still runs at once: a queue orders only the
-        // requests that had to wait.
+        // ... and a remove that finds tokens now waits behind that set: first in, first out.
         assert_eq!(
             book.admit(20.5, &budgets, A, Operation::Remove),
-            Admission::Now
+            Admission::QueuedUntil(21.0)
         );
     }
 
@@ -606,6 +607,8 @@ mod tests {
         admit_queued(&mut book, &budgets, 0.0, Operation::Update, [6.0]);
         // The next set's own budget is ready at 2 s; it waits for the update ahead of it.
         admit_queued(&mut book, &budgets, 0.0, Operation::Set, [6.0]);
+        // At 3 s the write budget has a token again; a set still waits behind the two.
+        admit_queued(&mut book, &budgets, 3.0, Operation::Set, [6.0]);
     }
 
     /// The experience's budget (300 + 20 × CCU writes a minute) is shared by every server: once
