@@ -1060,6 +1060,16 @@ impl World {
 
     fn commit(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Option<Transformed>) {
         if !self.servers[s].alive {
+            // The server died after its transform ran: the write was on its way and lands
+            // (a write "may still have been applied", spec "Error codes"), unless it meets a
+            // fault or needs the transform again (another writer came first, or the key had
+            // no room); no answer reaches anyone.
+            if let Some(output) = output
+                && !self.faulted()
+            {
+                let _ = self.datastore.commit_update(self.now, ticket, output);
+                self.log_commits(s);
+            }
             return;
         }
         // A commit held for its key's throughput drew its world-wide fate when it was first

@@ -415,3 +415,26 @@ fn a_booted_spare_counts_its_clock_from_its_boot() {
         .collect();
     assert_eq!(saves, [100.3, 400.6], "load, then the auto-save");
 }
+
+/// A server that dies after its transform ran still has its write on the way: it lands, and
+/// no answer reaches anyone (a write "may still have been applied"). Dying before the read
+/// came back, it writes nothing (`a_crashed_server_answers_nothing`).
+#[test]
+fn a_write_sent_before_a_crash_lands() {
+    let (mut w, store) = world(1, Limits::unlimited());
+    start(&mut w, 0, store, "k");
+    // The read answers at 0.15 s and the transform runs; the write commits at 0.30 s.
+    w.run_until(0.2);
+    w.crash(0);
+    w.run_until(5.0);
+    let stored = w.stored("S", "k").expect("the write landed");
+    let job = w.servers[0].engine().identity().job_id.clone();
+    assert_eq!(stored["MetaData"]["ActiveSession"][1], json!(job.as_str()));
+    let answered = w.log.iter().any(|l| {
+        matches!(
+            l.what,
+            Happening::Output(Output::Completion(Completion::SessionStart { .. }))
+        )
+    });
+    assert!(!answered, "nobody hears of it");
+}
