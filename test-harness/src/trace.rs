@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 use crate::fleet::FleetConfig;
 use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 
-/// The trace format version (2: every input carries what it returned; 3: the fleet
-/// configuration has `quit_while_loading` and `uncancellable`; 4: and `spare_servers`).
-pub const TRACE_FORMAT: u32 = 4;
+/// The trace format version, raised when the layout changes or the engine's behaviour does
+/// (a replay compares outputs byte for byte, so an older engine's trace would report a
+/// difference that is not one): 2: every input carries what it returned; 3: the fleet
+/// configuration has `quit_while_loading` and `uncancellable`; 4: and `spare_servers`;
+/// 5: starts queue behind final saves, critical-state deadlines as computed (same layout).
+pub const TRACE_FORMAT: u32 = 5;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";
@@ -57,7 +60,9 @@ pub enum TraceError {
         message: String,
     },
     /// A trace of another format version.
-    #[error("trace file {path} has format {found}, this build reads format {TRACE_FORMAT}")]
+    #[error(
+        "trace file {path} has format {found}, this build reads format {TRACE_FORMAT} (a trace replays with the version that recorded it)"
+    )]
     Format {
         /// Path.
         path: String,
