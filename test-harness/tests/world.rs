@@ -416,6 +416,43 @@ fn a_booted_spare_counts_its_clock_from_its_boot() {
     assert_eq!(saves, [100.3, 400.6], "load, then the auto-save");
 }
 
+/// The same clock decides the start-up rule of spec §10.4: a session's messages are ignored
+/// while its server's `os.clock()` is 6 s or less. A spare booted at 100 s ignores the nudge
+/// of a `MessageAsync` that arrives 1.5 s after its boot (it used to read 101.5 and save).
+#[test]
+fn a_booted_spare_ignores_messages_in_its_first_six_seconds() {
+    let (mut w, store) = world(2, Limits::unlimited());
+    w.reserve(1);
+    w.run_until(100.0);
+    w.boot(1);
+    start(&mut w, 1, store, "k");
+    w.run_until(101.0);
+    let now = w.now_for(0);
+    let input = Input::Message {
+        now,
+        store: store.live(),
+        key: "k".into(),
+        message: json!({"gift": 1}),
+    };
+    w.feed(0, input);
+    w.run_until(110.0);
+    let writers: Vec<(f64, usize)> = w
+        .log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Write { key, .. } if key.as_str() == "k" => {
+                Some(((l.t * 1000.0).round() / 1000.0, l.server))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        writers,
+        [(100.3, 1), (101.3, 0)],
+        "the load, the message; no save by server 1"
+    );
+}
+
 /// A server that dies after its transform ran still has its write on the way: it lands, and
 /// no answer reaches anyone (a write "may still have been applied"). Dying before the read
 /// came back, it writes nothing (`a_crashed_server_answers_nothing`).
