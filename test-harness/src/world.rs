@@ -98,6 +98,9 @@ pub struct Server {
     /// Its id at the DataStore and MessagingService.
     pub id: ServerId,
     subscriptions: BTreeMap<SubscriptionId, messaging::SubscriptionId>,
+    /// `SubscribeAsync` calls still on their way (one round trip); a call disconnected
+    /// meanwhile leaves this set and never subscribes.
+    subscribing: std::collections::BTreeSet<SubscriptionId>,
     /// The engine's `poll_timeout()` as of `deadline_fresh`: the world needs every server's
     /// next deadline at every step, and only an input can change it.
     deadline: Option<f64>,
@@ -202,6 +205,13 @@ enum Pending {
     },
     /// The end of a shutdown's `BindToClose` budget: the server is killed if still running.
     Kill { server: usize },
+    /// A `SubscribeAsync` call reaches the MessagingService: the subscription starts there
+    /// (messages published before it are not received) and the call returns.
+    Subscribe {
+        server: usize,
+        subscription: SubscriptionId,
+        topic: String,
+    },
 }
 
 /// Roblox's `BindToClose` budget: a server is killed this long after its shutdown starts,
@@ -404,6 +414,7 @@ impl World {
                     alive: true,
                     id: ServerId(i as u64),
                     subscriptions: BTreeMap::new(),
+                    subscribing: Default::default(),
                 }
             })
             .collect();
@@ -711,28 +722,19 @@ impl World {
                     subscription,
                     topic,
                 }) => {
-                    let result = self
-                        .messaging
-                        .subscribe(self.now, self.servers[s].id, &topic)
-                        .map_err(|e| e.to_string());
-                    match &result {
-                        Ok(id) => {
-                            self.servers[s].subscriptions.insert(subscription, *id);
-                        }
-                        Err(_) => self.subscribes_refused += 1,
-                    }
-                    let now = self.now_for(s);
-                    let result = result.map(|_| ());
-                    self.apply(
-                        s,
-                        Input::SubscribeResult {
-                            now,
-                            subscription,
-                            result,
-                        },
-                    );
+                    // `SubscribeAsync` yields its caller (spec §0): the subscription starts, and
+                    // the call returns, one round trip later.
+                    self.servers[s].subscribing.insert(subscription);
+                    let at = self.now + self.round_trip();
+                    let pending = Pending::Subscribe {
+                        server: s,
+                        subscription,
+                        topic,
+                    };
+                    self.schedule(at, pending);
                 }
                 Output::Messaging(MessagingRequest::Unsubscribe { subscription }) => {
+                    self.servers[s].subscribing.remove(&subscription);
                     if let Some(id) = self.servers[s].subscriptions.remove(&subscription) {
                         let _ = self.messaging.unsubscribe(id);
                     }
@@ -812,6 +814,34 @@ impl World {
         }
     }
 
+    /// A `SubscribeAsync` call of server `s` arrives: unless the server died or disconnected it
+    /// meanwhile, the MessagingService subscribes (or refuses) and the engine hears the result.
+    fn subscribe(&mut self, s: usize, subscription: SubscriptionId, topic: &str) {
+        if !self.servers[s].alive || !self.servers[s].subscribing.remove(&subscription) {
+            return;
+        }
+        let result = self
+            .messaging
+            .subscribe(self.now, self.servers[s].id, topic)
+            .map_err(|e| e.to_string());
+        match &result {
+            Ok(id) => {
+                self.servers[s].subscriptions.insert(subscription, *id);
+            }
+            Err(_) => self.subscribes_refused += 1,
+        }
+        let now = self.now_for(s);
+        let result = result.map(|_| ());
+        self.feed(
+            s,
+            Input::SubscribeResult {
+                now,
+                subscription,
+                result,
+            },
+        );
+    }
+
     fn respond(&mut self, s: usize, op: OpId, result: Result<DataStoreResponse, DataStoreError>) {
         let now = self.now_for(s);
         self.feed(s, Input::DataStoreResponse { now, op, result });
@@ -820,6 +850,11 @@ impl World {
     fn process(&mut self, pending: Pending) {
         match pending {
             Pending::Read { server, request } => self.read(server, request),
+            Pending::Subscribe {
+                server,
+                subscription,
+                topic,
+            } => self.subscribe(server, subscription, &topic),
             Pending::Kill { server } => {
                 if self.servers[server].alive {
                     self.crash(server);

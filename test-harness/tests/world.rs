@@ -475,3 +475,39 @@ fn a_write_sent_before_a_crash_lands() {
     });
     assert!(!answered, "nobody hears of it");
 }
+
+/// `SubscribeAsync` yields (spec §0): a session's subscription to its topic starts one round
+/// trip after the session started, so a message published in between is not received; a
+/// session that ended before the call came back never subscribes (spec §10.4: "disconnected
+/// at once").
+#[test]
+fn a_subscription_starts_one_round_trip_after_it_is_asked_for() {
+    let (mut w, store) = world(1, Limits::unlimited());
+    start(&mut w, 0, store, "k");
+    // The start's write lands at 0.30 s; it returns and asks to subscribe.
+    w.run_until(0.31);
+    let guid = w.stored("S", "k").unwrap()["MetaData"]["ActiveSession"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let topic = profilestore_core::guid::session_topic(&guid);
+    assert_eq!(w.messaging.subscribers(&topic), []);
+    w.run_until(0.5);
+    assert_eq!(w.messaging.subscribers(&topic).len(), 1);
+
+    let (mut w, store) = world(1, Limits::unlimited());
+    start(&mut w, 0, store, "k");
+    w.run_until(0.31);
+    let profile = w.servers[0].engine().active_profiles()[0];
+    let now = w.now_for(0);
+    w.feed(0, Input::EndSession { now, profile });
+    w.run_until(5.0);
+    let guid = w.log.iter().find_map(|l| match &l.what {
+        Happening::Write { value, .. } => value["MetaData"]["ActiveSession"][2]
+            .as_str()
+            .map(str::to_string),
+        _ => None,
+    });
+    let topic = profilestore_core::guid::session_topic(&guid.unwrap());
+    assert_eq!(w.messaging.subscribers(&topic), [], "never subscribed");
+}
