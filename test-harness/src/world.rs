@@ -205,6 +205,13 @@ enum Pending {
     },
     /// The end of a shutdown's `BindToClose` budget: the server is killed if still running.
     Kill { server: usize },
+    /// Another writer landed between an update's read and its write: the newer value reaches
+    /// the server, which runs the transform again now and sends the write again.
+    Retransform {
+        server: usize,
+        op: OpId,
+        ticket: Box<ReadTicket>,
+    },
     /// A `SubscribeAsync` call reaches the MessagingService: the subscription starts there
     /// (messages published before it are not received) and the call returns.
     Subscribe {
@@ -855,6 +862,19 @@ impl World {
                 subscription,
                 topic,
             } => self.subscribe(server, subscription, &topic),
+            Pending::Retransform { server, op, ticket } => {
+                if self.servers[server].alive {
+                    let output = self.run_transform(server, op, &ticket);
+                    let at = self.now + self.round_trip() / 2.0;
+                    let pending = Pending::Commit {
+                        server,
+                        op,
+                        ticket,
+                        output: Some(output),
+                    };
+                    self.schedule(at, pending);
+                }
+            }
             Pending::Kill { server } => {
                 if self.servers[server].alive {
                     self.crash(server);
@@ -1129,24 +1149,29 @@ impl World {
         self.commit_now(s, op, ticket, output);
     }
 
-    /// Commits an update's write, running the transform again on conflicts.
+    /// Commits an update's write; on a conflict the transform runs again, on the server, with
+    /// the newer value: half a round trip for the value to come back, half for the write to go
+    /// again (so yet another writer can land in between).
     fn commit_now(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Transformed) {
-        let (mut ticket, mut output) = (ticket, output);
-        let result = loop {
+        let result = {
             let commit = self.datastore.commit_update(self.now, ticket, output);
             self.log_commits(s);
             match commit {
-                Ok(UpdateCommit::Committed(read)) => break Ok(read.into_response()),
-                Ok(UpdateCommit::Cancelled) => {
-                    break Ok(DataStoreResponse::Value {
-                        value: None,
-                        key_info: None,
-                    });
-                }
+                Ok(UpdateCommit::Committed(read)) => Ok(read.into_response()),
+                Ok(UpdateCommit::Cancelled) => Ok(DataStoreResponse::Value {
+                    value: None,
+                    key_info: None,
+                }),
                 Ok(UpdateCommit::Conflict(fresh)) => {
                     // Roblox calls the transform again with the newer value.
-                    output = self.run_transform(s, op, &fresh);
-                    ticket = fresh;
+                    let at = self.now + self.round_trip() / 2.0;
+                    let pending = Pending::Retransform {
+                        server: s,
+                        op,
+                        ticket: Box::new(fresh),
+                    };
+                    self.schedule(at, pending);
+                    return;
                 }
                 Ok(UpdateCommit::Throttled { ticket, error, .. }) => match key_ready_at(&error) {
                     Some(at) => {
@@ -1162,9 +1187,9 @@ impl World {
                         self.schedule(at, pending);
                         return;
                     }
-                    None => break Err(error.to_core()),
+                    None => Err(error.to_core()),
                 },
-                Err(e) => break Err(e.to_core()),
+                Err(e) => Err(e.to_core()),
             }
         };
         self.respond(s, op, result);

@@ -511,3 +511,46 @@ fn a_subscription_starts_one_round_trip_after_it_is_asked_for() {
     let topic = profilestore_core::guid::session_topic(&guid.unwrap());
     assert_eq!(w.messaging.subscribers(&topic), [], "never subscribed");
 }
+
+/// An `UpdateAsync` that finds another writer landed between its read and its write runs its
+/// transform again on the server with the newer value: half a round trip for the value to come
+/// back, half for the write to go again (0.15 s here), not in the same instant.
+#[test]
+fn a_conflicting_update_tries_again_half_a_round_trip_each_way() {
+    let (mut w, store) = world(2, Limits::unlimited());
+    start(&mut w, 0, store, "k");
+    w.run_until(1.0);
+    let profile = w.servers[0].engine().active_profiles()[0];
+    let now = w.now_for(0);
+    w.feed(0, Input::Save { now, profile });
+    let now = w.now_for(1);
+    let message = Input::Message {
+        now,
+        store: store.live(),
+        key: "k".into(),
+        message: json!({"gift": 1}),
+    };
+    w.feed(1, message);
+    w.run_until(3.0);
+    let writes: Vec<(f64, usize)> = w
+        .log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Write { .. } if l.t > 1.0 => {
+                Some(((l.t * 1000.0).round() / 1000.0, l.server))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        writes,
+        [(1.3, 0), (1.45, 1)],
+        "the save, then the message's second try"
+    );
+    let stored = w.stored("S", "k").unwrap();
+    assert_eq!(
+        stored["GlobalUpdates"],
+        json!([1, [[1, {"gift": 1}]]]),
+        "{stored}"
+    );
+}
