@@ -251,6 +251,20 @@ fn key_limits(throughput: profilestore_harness::datastore::ThroughputLimits) -> 
     }
 }
 
+/// The log's writes of `key`: when they committed (to the millisecond) and which server's
+/// call wrote them.
+fn writes_of(w: &World, key: &str) -> Vec<(f64, usize)> {
+    w.log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Write { key: k, .. } if k.as_str() == key => {
+                Some(((l.t * 1000.0).round() / 1000.0, l.server))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// When the log's writes committed (to the millisecond).
 fn write_times(w: &World) -> Vec<f64> {
     w.log
@@ -352,17 +366,8 @@ fn the_clock_never_runs_backwards() {
     );
     // k1's auto-save slot moved to the past when k2 joined: its save starts at the first frame
     // after k2's load landed (200.30 s) and commits at 200.6 s.
-    let k1_saves: Vec<f64> = w
-        .log
-        .iter()
-        .filter_map(|l| match &l.what {
-            Happening::Write { key, .. } if key.as_str() == "k1" => Some(l.t),
-            _ => None,
-        })
-        .collect();
-    let ms = |t: f64| (t * 1000.0).round() / 1000.0;
-    assert_eq!(ms(k1_saves[0]), 1.3, "{k1_saves:?}");
-    assert_eq!(ms(k1_saves[1]), 200.6, "{k1_saves:?}");
+    let k1_saves = writes_of(&w, "k1");
+    assert_eq!(k1_saves[..2], [(1.3, 0), (200.6, 0)], "{k1_saves:?}");
     assert!(w.now >= 400.0);
 }
 
@@ -404,16 +409,11 @@ fn a_booted_spare_counts_its_clock_from_its_boot() {
     assert_eq!(w.now_for(0).mono, 100.0);
     start(&mut w, 1, store, "k");
     w.run_until(500.0);
-    let ms = |t: f64| (t * 1000.0).round() / 1000.0;
-    let saves: Vec<f64> = w
-        .log
-        .iter()
-        .filter_map(|l| match &l.what {
-            Happening::Write { key, .. } if key.as_str() == "k" => Some(ms(l.t)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(saves, [100.3, 400.6], "load, then the auto-save");
+    assert_eq!(
+        writes_of(&w, "k"),
+        [(100.3, 1), (400.6, 1)],
+        "load, then the auto-save"
+    );
 }
 
 /// The same clock decides the start-up rule of spec §10.4: a session's messages are ignored
@@ -436,18 +436,8 @@ fn a_booted_spare_ignores_messages_in_its_first_six_seconds() {
     };
     w.feed(0, input);
     w.run_until(110.0);
-    let writers: Vec<(f64, usize)> = w
-        .log
-        .iter()
-        .filter_map(|l| match &l.what {
-            Happening::Write { key, .. } if key.as_str() == "k" => {
-                Some(((l.t * 1000.0).round() / 1000.0, l.server))
-            }
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        writers,
+        writes_of(&w, "k"),
         [(100.3, 1), (101.3, 0)],
         "the load, the message; no save by server 1"
     );
@@ -532,15 +522,9 @@ fn a_conflicting_update_tries_again_half_a_round_trip_each_way() {
     };
     w.feed(1, message);
     w.run_until(3.0);
-    let writes: Vec<(f64, usize)> = w
-        .log
-        .iter()
-        .filter_map(|l| match &l.what {
-            Happening::Write { .. } if l.t > 1.0 => {
-                Some(((l.t * 1000.0).round() / 1000.0, l.server))
-            }
-            _ => None,
-        })
+    let writes: Vec<(f64, usize)> = writes_of(&w, "k")
+        .into_iter()
+        .filter(|(t, _)| *t > 1.0)
         .collect();
     assert_eq!(
         writes,
