@@ -1,9 +1,10 @@
 //! The behaviour journal of `shared/fixtures/README.md` ("Journal format"): one JSON object per
 //! line — calls and returns, committed writes, removals, publishes, signals, and a last `end`
 //! line — and the comparison of two journals ("Comparing"): per key, the same sequence of stored
-//! values, calls, returns and signals, and overall the same publishes, at the same times to
-//! within one frame; job ids and session GUIDs are compared by role (the order in which they
-//! first appear), and an empty table may be `{}` or `[]`.
+//! values, calls, returns and signals, and per topic the same publishes, at the same times to
+//! within one frame; job ids and session GUIDs are compared by role (numbered key by key, in
+//! the order they first appear, so that events at one instant on different keys may come in
+//! another order), and an empty table may be `{}` or `[]`.
 
 use std::collections::BTreeMap;
 
@@ -95,18 +96,24 @@ impl Roles {
 pub struct Comparable {
     /// Virtual seconds.
     pub t: f64,
-    /// Which sequence it belongs to: a key, `"<publish>"` or `"<module>"`.
+    /// Which sequence it belongs to: a key, `"<module>"`, or a topic's publishes
+    /// (`"<publish PS_<guid0>>"`).
     pub stream: String,
     /// The line without its time, roles substituted.
     pub body: Value,
 }
 
-/// Reduces a journal to comparable lines (the `end` line is dropped).
+/// Reduces a journal to comparable lines (the `end` line is dropped), in journal order.
+///
+/// Roles are numbered stream by stream — keys in name order, then the module's lines, then
+/// publishes — each stream in journal order, so events at one instant on different keys may
+/// come in either order (the format allows it) without renumbering anything. Publishes form one
+/// stream per topic (`<publish PS_<guid0>>`), for the same reason.
 pub fn normalise(lines: &[Line]) -> Vec<Comparable> {
-    let mut roles = Roles::default();
-    let mut out = Vec::new();
+    // Each line's kind, stream (for publishes: by topic, substituted below), time and body.
+    let mut parsed: Vec<(String, String, f64, Value)> = Vec::new();
     for line in lines {
-        let kind = line["type"].as_str().unwrap_or_default();
+        let kind = line["type"].as_str().unwrap_or_default().to_string();
         if kind == "end" {
             continue;
         }
@@ -116,46 +123,72 @@ pub fn normalise(lines: &[Line]) -> Vec<Comparable> {
             continue;
         };
         let t = obj.remove("t").and_then(|t| t.as_f64()).unwrap_or(0.0);
-        let stream = match kind {
+        let stream = match kind.as_str() {
+            "publish" => "<publish>".to_string(),
+            _ => obj
+                .get("key")
+                .and_then(Value::as_str)
+                .map_or("<module>".to_string(), str::to_string),
+        };
+        parsed.push((kind, stream, t, body));
+    }
+    let rank = |stream: &str| match stream {
+        "<publish>" => 2,
+        "<module>" => 1,
+        _ => 0,
+    };
+    let mut order: Vec<usize> = (0..parsed.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (sa, sb) = (&parsed[a].1, &parsed[b].1);
+        (rank(sa), sa, a).cmp(&(rank(sb), sb, b))
+    });
+    let mut roles = Roles::default();
+    for i in order {
+        let (kind, stream, _, body) = &mut parsed[i];
+        let Some(obj) = body.as_object_mut() else {
+            continue;
+        };
+        match kind.as_str() {
             "publish" => {
                 let topic = obj
                     .get("topic")
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                obj.insert("topic".into(), json!(roles.topic(&topic)));
-                "<publish>".to_string()
+                let topic = roles.topic(&topic);
+                *stream = format!("<publish {topic}>");
+                obj.insert("topic".into(), json!(topic));
             }
-            _ => obj
-                .get("key")
-                .and_then(Value::as_str)
-                .map_or("<module>".to_string(), str::to_string),
-        };
-        if kind == "write" {
-            for field in ["value", "metadata", "userIds"] {
-                if let Some(v) = obj.get(field).cloned() {
-                    obj.insert(field.into(), roles.value(&v, None));
+            "write" => {
+                for field in ["value", "metadata", "userIds"] {
+                    if let Some(v) = obj.get(field).cloned() {
+                        obj.insert(field.into(), roles.value(&v, None));
+                    }
                 }
             }
-        }
-        if kind == "signal" {
-            if let Some(data) = obj.get("data").cloned() {
-                obj.insert("data".into(), roles.value(&data, None));
+            "signal" => {
+                if let Some(data) = obj.get("data").cloned() {
+                    obj.insert("data".into(), roles.value(&data, None));
+                }
+                // Error texts are the DataStore's, not ProfileStore's: compare that an error
+                // fired.
+                if obj.get("signal").and_then(Value::as_str) == Some("OnError") {
+                    obj.insert("message".into(), json!("<error>"));
+                }
             }
-            // Error texts are the DataStore's, not ProfileStore's: compare that an error fired.
-            if obj.get("signal").and_then(Value::as_str) == Some("OnError") {
-                obj.insert("message".into(), json!("<error>"));
-            }
+            _ => {}
         }
-        out.push(Comparable { t, stream, body });
     }
-    out
+    parsed
+        .into_iter()
+        .map(|(_, stream, t, body)| Comparable { t, stream, body })
+        .collect()
 }
 
 /// One difference between two journals.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Difference {
-    /// The stream (key, `<publish>` or `<module>`).
+    /// The stream (key, `<module>` or a topic's `<publish …>`).
     pub stream: String,
     /// Position in that stream.
     pub index: usize,
@@ -224,7 +257,7 @@ pub fn compare(expected: &[Line], actual: &[Line], tolerance: f64) -> Vec<Differ
 
 /// A difference from the original that a defect we fixed on purpose explains (issue "harness"
 /// §6): the deviation's heading in `docs/DEVIATIONS.md` and the journal stream (key,
-/// `<publish>` or `<module>`) whose lines it changes.
+/// `<module>` or a topic's `<publish …>`) whose lines it changes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KnownDeviation<'a> {
     /// The heading of the deviation in `docs/DEVIATIONS.md`.
@@ -308,6 +341,37 @@ mod tests {
         assert_eq!(n[1].body["topic"], json!("PS_<guid0>"));
     }
 
+    /// Events at one instant on different keys, or publishes to different topics, may come in
+    /// either order: the roles do not depend on it. A job id is still one role across keys.
+    #[test]
+    fn roles_do_not_depend_on_the_order_of_keys_or_topics() {
+        let write = |key: &str, job: &str, guid: &str| json!({"type": "write", "t": 1.3, "key": key, "server": "A", "value": {"MetaData": {"ActiveSession": [1, job, guid]}}});
+        let publish = |topic: &str| json!({"type": "publish", "t": 2.0, "server": "B", "topic": topic, "data": {}});
+        let a = vec![
+            write("k1", "j", "G1"),
+            write("k2", "j", "G2"),
+            publish("PS_G1"),
+            publish("PS_G2"),
+        ];
+        let b = vec![
+            write("k2", "x", "Y2"),
+            write("k1", "x", "Y1"),
+            publish("PS_Y2"),
+            publish("PS_Y1"),
+        ];
+        assert_eq!(compare(&a, &b, 1.0 / 60.0), vec![]);
+        // One server's lock on k1 and another's on k2 is not the same journal.
+        let c = vec![
+            write("k2", "x", "Y2"),
+            write("k1", "z", "Y1"),
+            publish("PS_Y2"),
+            publish("PS_Y1"),
+        ];
+        let d = compare(&a, &c, 1.0 / 60.0);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].stream, "k2");
+    }
+
     #[test]
     fn a_late_or_different_line_is_reported_once_per_stream() {
         let a = vec![
@@ -339,7 +403,7 @@ mod tests {
         };
         let other = KnownDeviation {
             deviation: "Messages are kept",
-            stream: "<publish>",
+            stream: "<publish PS_<guid0>>",
         };
         let e = explain(compare(&a, &b, 0.1), &[fixed, other]);
         assert_eq!(e.named.len(), 1);
