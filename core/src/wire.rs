@@ -120,7 +120,10 @@ pub fn classify_ref(current: Option<&Value>) -> ClassifiedRef<'_> {
         };
     };
     let field_is_table = |name: &str| obj.get(name).is_some_and(is_table);
-    if field_is_table("Data") && field_is_table("MetaData") && field_is_table("GlobalUpdates") {
+    // A table `Data` makes a profile: a missing or malformed `MetaData` or `GlobalUpdates`
+    // is repaired by the working copy, where the original takes the value for junk and
+    // replaces it, `Data` and all (spec §19 item 2).
+    if field_is_table("Data") {
         return ClassifiedRef::Valid(obj);
     }
     // A Luau reader sees a JSON null as an absent field.
@@ -147,19 +150,24 @@ pub enum StoredData {
 }
 
 /// The working copy of a valid profile: every field (unknown ones too), `MetaData` as an object
-/// and `GlobalUpdates` repaired.
+/// (an empty one for a missing or non-object `MetaData`) and `GlobalUpdates` repaired (`[0, []]`
+/// when missing).
 pub fn working_copy(obj: &Object, data: StoredData) -> Object {
     // A shared copy: only the fields changed below (and by the caller) are copied.
     let mut working = obj.clone();
     if data == StoredData::Replace {
         working.remove("Data");
     }
-    if let Some(queue) = obj.get("GlobalUpdates")
-        && !is_canonical_global_updates(queue)
-    {
-        working.insert("GlobalUpdates".into(), repair_global_updates(queue));
+    match obj.get("GlobalUpdates") {
+        Some(queue) if is_canonical_global_updates(queue) => {}
+        Some(queue) => {
+            working.insert("GlobalUpdates".into(), repair_global_updates(queue));
+        }
+        None => {
+            working.insert("GlobalUpdates".into(), empty_global_updates());
+        }
     }
-    if obj.get("MetaData").is_some_and(Value::is_array) {
+    if !obj.get("MetaData").is_some_and(Value::is_object) {
         working.insert("MetaData".into(), Value::Object(Object::new()));
     }
     working
@@ -411,9 +419,29 @@ mod tests {
                 global_updates: json!([3, [[3, {"a": 1}]]])
             }
         );
-        // Data present but GlobalUpdates absent: junk (spec §19 item 2 describes the consequence).
+        // A table Data makes a profile, whatever MetaData and GlobalUpdates are: they are
+        // repaired, where the original wipes it all (spec §19 item 2, DEVIATIONS row 2).
+        for v in [
+            json!({"Data": {"Coins": 5}, "MetaData": {}}),
+            json!({"Data": {"Coins": 5}, "MetaData": 5, "GlobalUpdates": 0}),
+            json!({"Data": {"Coins": 5}}),
+        ] {
+            assert_eq!(
+                classify(Some(&v)),
+                Classified::Valid(
+                    json!({"Data": {"Coins": 5}, "MetaData": {}, "GlobalUpdates": [0, []]})
+                        .as_object()
+                        .unwrap()
+                        .clone()
+                ),
+                "{v}"
+            );
+        }
+        // Without a table Data it is junk.
         assert_eq!(
-            classify(Some(&json!({"Data": {}, "MetaData": {}}))),
+            classify(Some(
+                &json!({"Data": 5, "MetaData": {}, "GlobalUpdates": [0, []]})
+            )),
             Classified::Missing {
                 overwritten: true,
                 global_updates: json!([0, []])

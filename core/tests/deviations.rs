@@ -195,6 +195,44 @@ fn final_save_in_an_outage(seed: u64) -> (World, StoreId) {
     (w, store)
 }
 
+/// §19 item 2: a stored profile whose `GlobalUpdates` is missing (or whose `MetaData` is not a
+/// table) is junk to the original, which replaces it — `Data` and all — with the template at the
+/// next start, or with a bare message queue at the next `MessageAsync`. Here a table `Data`
+/// makes a profile: the start loads it, a message joins a repaired queue, no overwrite.
+#[test]
+fn d02_a_profile_missing_its_message_queue_keeps_its_data() {
+    let mut w = World::new(1, 102);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    w.raw_set(
+        "S",
+        "k",
+        json!({"Data": {"Coins": 500}, "MetaData": {"SessionLoadCount": 4}}),
+    );
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    assert_eq!(w.servers[0].host.data[&p], json!({"Coins": 500}));
+    let stored = w.stored("S", "k").unwrap();
+    assert_eq!(stored["GlobalUpdates"], json!([0, []]));
+    assert_eq!(stored["MetaData"]["SessionLoadCount"], json!(5));
+    assert_eq!(stored["WasOverwritten"], json!(false));
+
+    w.raw_set("S", "m", json!({"Data": {"Coins": 7}, "MetaData": 5}));
+    w.with(0, |e, now| {
+        e.message(now, store.live(), "m", json!({"Gift": 1}))
+    })
+    .expect("valid call");
+    w.run_for(1.0);
+    let stored = w.stored("S", "m").unwrap();
+    assert_eq!(stored["Data"], json!({"Coins": 7}));
+    assert_eq!(stored["GlobalUpdates"], json!([1, [[1, {"Gift": 1}]]]));
+    assert_eq!(stored["MetaData"], json!({}));
+    assert!(
+        !w.events(0)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::OnOverwrite { .. })),
+        "nothing was overwritten"
+    );
+}
+
 /// §19 item 9: rapid rejoin on the same server while the final save is still retrying. The
 /// original starts a new generation from older data and the final save then writes nothing;
 /// here the start waits for the final save, so the last changes survive.
