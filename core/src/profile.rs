@@ -153,6 +153,20 @@ pub enum DataProblem {
     NotATable,
     /// Nested deeper than [`MAX_DATA_DEPTH`] levels (no store would take the profile).
     TooDeep,
+    /// The DataStore refused a final save as unstorable (`Data` too large, or a
+    /// `RobloxMetaData` it cannot keep): see [`unstorable`].
+    Refused,
+}
+
+/// Whether a DataStore error says the value or its metadata can never be stored, so that
+/// writing it again cannot succeed: Roblox's 103 (value not allowed), 104 (cannot store), 105
+/// (value too large), 511 (metadata too large) and 513 (metadata format). Error messages begin
+/// with their code (`"105: ..."`).
+pub fn unstorable(message: &str) -> bool {
+    matches!(
+        message.split_once(':').map(|(code, _)| code.trim()),
+        Some("103" | "104" | "105" | "511" | "513")
+    )
 }
 
 impl DataProblem {
@@ -253,6 +267,10 @@ impl Profile {
             ),
             DataProblem::TooDeep => format!(
                 "[ProfileStore]: \"Profile.Data\" nests deeper than {MAX_DATA_DEPTH} levels and cannot be saved (STORE:{}; KEY:{})",
+                self.store_name, self.key
+            ),
+            DataProblem::Refused => format!(
+                "[ProfileStore]: The DataStore refused to store \"Profile.Data\" or \"Profile.RobloxMetaData\" (STORE:{}; KEY:{})",
                 self.store_name, self.key
             ),
         }

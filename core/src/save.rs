@@ -40,6 +40,9 @@ pub(crate) struct SaveJob {
     pub profile: ProfileId,
     pub mode: SaveMode,
     pub backoff: f64,
+    /// A final save the DataStore refused as unstorable ([`crate::profile::unstorable`]): its
+    /// error. The next tries release the lock keeping the stored `Data` and `RobloxMetaData`.
+    pub refused: Option<String>,
 }
 
 /// What the save transform needs (spec §8.2).
@@ -236,6 +239,7 @@ impl Engine {
                 profile,
                 mode,
                 backoff: 1.0,
+                refused: None,
             },
         );
         self.enqueue_op(now, token, OpKind::Save(id));
@@ -286,12 +290,16 @@ impl Engine {
         let mode = job.mode;
         let p = &self.profiles[&job.profile];
         let mut note = OpNote::None;
-        let (data, roblox_metadata) = if p.host_has_data {
+        let refused = job.refused.is_some();
+        let (data, roblox_metadata) = if p.host_has_data && !refused {
             (live.data(p.id), Some(live.roblox_metadata(p.id)))
         } else {
             (Value::Null, None)
         };
-        let data = if !p.host_has_data {
+        let data = if refused {
+            note = OpNote::DataRejected(DataProblem::Refused);
+            None
+        } else if !p.host_has_data {
             None
         } else if let Some(problem) = DataProblem::of(&data) {
             if !matches!(mode, SaveMode::Ending(_)) {
@@ -328,8 +336,13 @@ impl Engine {
         let profile = job.profile;
         if let OpNote::DataRejected(problem) = note {
             let p = &self.profiles[&profile];
+            let refused = job
+                .refused
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
             let text = format!(
-                "{}; the session was released keeping the last saved Data",
+                "{}{refused}; the session was released keeping the last saved Data",
                 p.data_error(problem)
             );
             self.warn(text);
@@ -363,6 +376,14 @@ impl Engine {
             }
             _ => match job.mode {
                 SaveMode::Ending(reason) => {
+                    // Writing an unstorable value again cannot succeed: the next tries release
+                    // the lock keeping what is stored (as for a `Data` that is not a table).
+                    if let Outcome::Failed(e) = &outcome
+                        && crate::profile::unstorable(&e.message)
+                        && let Some(job) = self.saves.get_mut(&id)
+                    {
+                        job.refused.get_or_insert_with(|| e.message.clone());
+                    }
                     let cap = if reason == EndReason::Shutdown {
                         8.0
                     } else {
@@ -478,6 +499,28 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    /// Only the errors that say the value or its metadata can never be stored stop a final
+    /// save from writing the host's values again.
+    #[test]
+    fn unstorable_errors_are_the_value_and_metadata_codes() {
+        use crate::profile::unstorable;
+        for message in [
+            "105: Value exceeds the 4194304 character limit.",
+            "511: Metadata attribute exceeds 300 limit.",
+            "104: Can't store NaN in DataStore.",
+        ] {
+            assert!(unstorable(message), "{message}");
+        }
+        for message in [
+            "301: GetAsync request dropped. Request was throttled but queue was full.",
+            "502: RequestRejected",
+            "Undefined error",
+            "KeyThrottled: The request rate exceeds the allowed maximum for the key.",
+        ] {
+            assert!(!unstorable(message), "{message}");
+        }
+    }
+
     use super::*;
     use std::collections::BTreeSet;
 

@@ -538,3 +538,36 @@ fn a_conflicting_update_tries_again_half_a_round_trip_each_way() {
         "{stored}"
     );
 }
+
+/// A final save the DataStore refuses as unstorable (here a `RobloxMetaData` over the 300
+/// characters metadata may have: 511) is not sent again as it is for ever, holding the lock and
+/// the shutdown: the next try releases the lock keeping the stored `Data` and metadata, and says
+/// why (spec §19 item 16, DEVIATIONS row 16).
+#[test]
+fn a_final_save_the_store_refuses_releases_the_lock_keeping_what_is_stored() {
+    let (mut w, store) = world(1, Limits::roblox());
+    start(&mut w, 0, store, "k");
+    w.run_until(1.0);
+    let profile = w.servers[0].engine().active_profiles()[0];
+    w.servers[0].host.data.insert(profile, json!({"Coins": 9}));
+    let big = json!({"Note": "x".repeat(400)});
+    w.servers[0].host.roblox_metadata.insert(profile, big);
+    let now = w.now_for(0);
+    w.feed(0, Input::Shutdown { now });
+    w.run_until(20.0);
+    let stored = w.stored("S", "k").unwrap();
+    assert_eq!(stored["MetaData"].get("ActiveSession"), None, "released");
+    assert_eq!(stored["Data"], json!({}), "the stored Data is kept");
+    let warned = w.log.iter().any(|l| {
+        matches!(&l.what, Happening::Output(Output::Event(profilestore_core::Event::Warn { message }))
+            if message.contains("The DataStore refused to store") && message.contains("511"))
+    });
+    assert!(warned, "the warning names the problem");
+    let done = w.log.iter().any(|l| {
+        matches!(
+            l.what,
+            Happening::Output(Output::Completion(Completion::Shutdown))
+        )
+    });
+    assert!(done, "the shutdown completes");
+}
