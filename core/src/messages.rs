@@ -182,8 +182,20 @@ impl Engine {
                 }
                 self.complete(Completion::Message { call, ok: true });
             }
-            Outcome::Failed(_) => {
-                if self.closing {
+            Outcome::Failed(e) => {
+                // A message the DataStore can never store (nested too deep once queued, say)
+                // fails the call instead of retrying for ever.
+                if crate::profile::unstorable(&e.message) {
+                    let text = format!(
+                        "[ProfileStore]: MessageAsync (STORE:{}; KEY:{}) failed: the DataStore cannot store the message ({})",
+                        m.token.store(),
+                        m.token.key(),
+                        e.message
+                    );
+                    self.message_calls.remove(&call);
+                    self.warn(text);
+                    self.complete(Completion::Message { call, ok: false });
+                } else if self.closing {
                     self.message_calls.remove(&call);
                     self.complete(Completion::Message { call, ok: false });
                 } else {

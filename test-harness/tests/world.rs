@@ -571,3 +571,44 @@ fn a_final_save_the_store_refuses_releases_the_lock_keeping_what_is_stored() {
     });
     assert!(done, "the shutdown completes");
 }
+
+/// A `MessageAsync` whose message the DataStore can never store (here nested so deep that the
+/// queued entry passes 512 levels: 104) returns false and says why, instead of retrying until
+/// the server closes.
+#[test]
+fn a_message_the_store_cannot_keep_fails_at_once() {
+    let (mut w, store) = world(1, Limits::roblox());
+    let mut message = json!({"Gift": 1});
+    for _ in 0..510 {
+        message = json!([message]);
+    }
+    let now = w.now_for(0);
+    let call = match w.feed(
+        0,
+        Input::Message {
+            now,
+            store: store.live(),
+            key: "k".into(),
+            message,
+        },
+    ) {
+        profilestore_core::InputResult::Call(Ok(call)) => call,
+        other => panic!("{other:?}"),
+    };
+    w.run_until(5.0);
+    let returned = w.log.iter().find_map(|l| match &l.what {
+        Happening::Output(Output::Completion(Completion::Message { call: c, ok }))
+            if *c == call =>
+        {
+            Some((l.t, *ok))
+        }
+        _ => None,
+    });
+    assert_eq!(returned.map(|(_, ok)| ok), Some(false), "{returned:?}");
+    let warned = w.log.iter().any(|l| {
+        matches!(&l.what, Happening::Output(Output::Event(profilestore_core::Event::Warn { message }))
+            if message.contains("cannot store the message (104"))
+    });
+    assert!(warned);
+    assert_eq!(w.stored("S", "k"), None);
+}
