@@ -422,8 +422,31 @@ impl Engine {
     /// reading live state from `live` (spec §4). The DataStore may call this several times for
     /// one request; every call reflects the state at that moment. An unknown or finished `op`
     /// gets [`Transformed::Cancel`]; an `op` still waiting in its key's queue (no request was
-    /// sent for it: a host error) gets [`Transformed::Error`] naming it.
+    /// sent for it, or a mock store's, which never goes out: a host error) gets
+    /// [`Transformed::Error`] naming it.
     pub fn transform(
+        &mut self,
+        op: OpId,
+        current: Option<&Value>,
+        wall: i64,
+        live: &mut dyn LiveState,
+    ) -> Transformed {
+        if self.is_mock_op(op) {
+            Transformed::Error(ApiError::MockOp(op.0).to_string())
+        } else {
+            self.run_transform(op, current, wall, live)
+        }
+    }
+
+    /// Whether `op` is a mock store's operation, still running (the engine answers it itself).
+    pub(crate) fn is_mock_op(&self, op: OpId) -> bool {
+        self.ops
+            .get(&op)
+            .is_some_and(|o| o.token.domain() != Domain::Live)
+    }
+
+    /// [`Engine::transform`] for an op the engine runs, a mock one included.
+    fn run_transform(
         &mut self,
         op: OpId,
         current: Option<&Value>,
@@ -725,7 +748,7 @@ impl Engine {
                 })
             }
             _ => match store.update(token.store(), token.key(), now.wall, |cur| {
-                self.transform(op, cur, now.wall, live)
+                self.run_transform(op, cur, now.wall, live)
             }) {
                 MockWrite::Committed(v, k) => Ok(DataStoreResponse::Value {
                     value: Some(Arc::new(v)),

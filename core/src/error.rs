@@ -74,6 +74,12 @@ pub enum ApiError {
         "[ProfileStore]: host error: DataStore request {0} has not been sent yet; its transform or answer is refused"
     )]
     OpNotSent(u64),
+    /// A host error: a transform or an answer for a mock store's operation, which the engine
+    /// runs itself and never sends. Refused: nothing changes.
+    #[error(
+        "[ProfileStore]: host error: operation {0} is a mock store's, which the engine runs itself; its transform or answer is refused"
+    )]
+    MockOp(u64),
     /// A host error: an input whose monotonic time is not a finite number. Refused: nothing
     /// changes (a NaN time would otherwise compare as due for every timer).
     #[error("[ProfileStore]: host error: the input's monotonic time {0} is not a finite number")]

@@ -359,7 +359,8 @@ impl Engine {
     ///
     /// Host errors are refused with [`InputResult::Done`] holding the error, and change nothing:
     /// an input whose `now.mono` is not a finite number, and an answer for a DataStore request
-    /// the engine has not sent (a transform for such a request returns a transform error).
+    /// the engine has not sent — still queued, or a mock store's, which never goes out (a
+    /// transform for such a request returns a transform error).
     pub fn handle_input(&mut self, input: Input, live: &mut dyn LiveState) -> InputResult {
         use Input as I;
         if let Some(now) = input.now()
@@ -367,10 +368,13 @@ impl Engine {
         {
             return InputResult::Done(text(Err(ApiError::NonFiniteTime(now.mono))));
         }
-        if let I::DataStoreResponse { op, .. } = &input
-            && self.is_queued(*op)
-        {
-            return InputResult::Done(text(Err(ApiError::OpNotSent(op.0))));
+        if let I::DataStoreResponse { op, .. } = &input {
+            if self.is_mock_op(*op) {
+                return InputResult::Done(text(Err(ApiError::MockOp(op.0))));
+            }
+            if self.is_queued(*op) {
+                return InputResult::Done(text(Err(ApiError::OpNotSent(op.0))));
+            }
         }
         match input {
             I::NewStore { name, template } => {

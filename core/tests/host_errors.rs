@@ -28,6 +28,28 @@ fn at(mono: f64) -> Now {
     Now { mono, wall: 1000 }
 }
 
+/// An answer to request `op` at `mono`: the key is empty.
+fn empty_answer(op: OpId, mono: f64) -> Input {
+    Input::DataStoreResponse {
+        now: at(mono),
+        op,
+        result: Ok(DataStoreResponse::Value {
+            value: None,
+            key_info: None,
+        }),
+    }
+}
+
+/// The DataStore asks for request `op`'s transform on an empty key.
+fn transform_of(op: OpId) -> Input {
+    Input::Transform {
+        op,
+        current: None,
+        wall: 1000,
+        live: LiveAnswers::default(),
+    }
+}
+
 fn requests(out: &[Output]) -> Vec<&DataStoreRequest> {
     out.iter()
         .filter_map(|o| match o {
@@ -60,30 +82,16 @@ fn an_answer_for_a_request_not_sent_yet_is_refused_and_keeps_the_queue() {
          or answer is refused",
         b.0
     );
-    let answer = Input::DataStoreResponse {
-        now: at(2.0),
-        op: b,
-        result: Ok(DataStoreResponse::Value {
-            value: None,
-            key_info: None,
-        }),
-    };
     assert_eq!(
-        e.handle_input(answer, &mut host),
+        e.handle_input(empty_answer(b, 2.0), &mut host),
         InputResult::Done(Err(refused.clone()))
     );
     assert!(
         drain(&mut e).is_empty(),
         "nothing released, nothing signalled"
     );
-    let transform = Input::Transform {
-        op: b,
-        current: None,
-        wall: 1000,
-        live: LiveAnswers::default(),
-    };
     assert_eq!(
-        e.handle_input(transform, &mut host),
+        e.handle_input(transform_of(b), &mut host),
         InputResult::Transformed(TransformedRecord::Error(refused))
     );
 
@@ -164,6 +172,42 @@ fn an_input_at_a_time_that_is_not_a_number_is_refused() {
             call: c,
             profile: Some(_),
         })) if *c == call),
+        "{out:?}"
+    );
+}
+
+/// A mock store's operation never goes out to the host (the engine runs it a frame later): an
+/// answer or a transform for its id is refused and changes nothing; the mock session starts as
+/// usual. (They used to be taken: the answer released the key and started the session without
+/// writing the mock store.)
+#[test]
+fn an_answer_for_a_mock_stores_operation_is_refused() {
+    let (mut e, store) = engine();
+    let mut host = Host::default();
+    let call = e
+        .start_session(at(1.0), store.mock(), "k", StartParams::default())
+        .unwrap();
+    assert!(requests(&drain(&mut e)).is_empty(), "nothing goes out");
+    // Ids are handed out in order: the call's, then its op's.
+    let op = OpId(call.0 + 1);
+    let refused = format!(
+        "[ProfileStore]: host error: operation {} is a mock store's, which the engine runs \
+         itself; its transform or answer is refused",
+        op.0
+    );
+    assert_eq!(
+        e.handle_input(empty_answer(op, 1.01), &mut host),
+        InputResult::Done(Err(refused.clone()))
+    );
+    assert!(drain(&mut e).is_empty(), "nothing started");
+    assert_eq!(
+        e.handle_input(transform_of(op), &mut host),
+        InputResult::Transformed(TransformedRecord::Error(refused))
+    );
+    e.handle_timeout(at(1.1), &mut host);
+    let out = drain(&mut e);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Completion(Completion::SessionStart { call: c, profile: Some(_) }) if *c == call)),
         "{out:?}"
     );
 }
