@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use profilestore_core::value::{Object as Map, Value, json};
+use profilestore_core::value::{MAX_DEPTH, Object as Map, Value, json};
 
 /// One journal line.
 pub type Line = Value;
@@ -19,8 +19,10 @@ pub fn parse(text: &str) -> Result<Vec<Line>, String> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            let line: Value =
-                serde_json::from_str(l).map_err(|e| format!("journal line {}: {e}", i + 1))?;
+            // A line holds a stored value two levels down (`{"value": ...}`), and a store keeps
+            // values up to MAX_DEPTH levels: serde_json's own limit is 128.
+            let line = Value::from_json_text_within(l, MAX_DEPTH + 2)
+                .map_err(|e| format!("journal line {}: {e}", i + 1))?;
             if !line.is_object() {
                 return Err(format!(
                     "journal line {}: expected a JSON object, found {line}",
@@ -79,6 +81,13 @@ impl Roles {
                 Value::Array(out)
             }
             Value::Array(a) => Value::Array(a.iter().map(|x| self.value(x, None)).collect()),
+            // Luau numbers are doubles: 5 and 5.0 are one number, however a journal spells it.
+            Value::Number(n) => match n.as_f64() {
+                Some(x) if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 => {
+                    json!(x as i64)
+                }
+                _ => v.clone(),
+            },
             other => other.clone(),
         }
     }
@@ -372,6 +381,20 @@ mod tests {
         assert_eq!(d[0].stream, "k2");
     }
 
+    /// Luau numbers are doubles: a journal writing `5.0` and one writing `5` agree.
+    #[test]
+    fn integral_numbers_compare_equal_however_written() {
+        let write = |coins: Value| json!({"type": "write", "t": 1.3, "key": "k", "server": "A", "value": {"Data": {"Coins": coins, "Half": 0.5}}});
+        assert_eq!(
+            compare(&[write(json!(5))], &[write(json!(5.0))], 1.0 / 60.0),
+            vec![]
+        );
+        assert_eq!(
+            compare(&[write(json!(5))], &[write(json!(6))], 1.0 / 60.0).len(),
+            1
+        );
+    }
+
     #[test]
     fn a_late_or_different_line_is_reported_once_per_stream() {
         let a = vec![
@@ -421,5 +444,12 @@ mod tests {
         let text = "{\"a\":1,\"type\":\"end\"}\n";
         assert_eq!(render(&parse(text).unwrap()), text);
         assert!(parse("{").unwrap_err().contains("journal line 1"));
+        // A value as deep as a store keeps reads back (serde_json alone stops at 128 levels).
+        let mut value = json!(1);
+        for _ in 0..MAX_DEPTH - 1 {
+            value = json!([value]);
+        }
+        let lines = vec![json!({"type": "write", "t": 1.0, "key": "k", "value": value})];
+        assert_eq!(parse(&render(&lines)).unwrap(), lines);
     }
 }

@@ -407,34 +407,52 @@ pub fn decode_value(bytes: &[u8]) -> Result<Value, RequestError> {
         ),
     })?;
     Value::from_json_text(text).map_err(|e| {
-        let what = match non_finite_token(text) {
-            Some(token) => token,
-            None if e.to_string().contains("number out of range") => "inf".to_string(),
-            None => format!("malformed JSON ({e})"),
-        };
-        RequestError::CantStoreValue { what }
+        if let Some(token) = non_finite_token(text).or_else(|| overflowing_number(text)) {
+            return RequestError::CantStoreValue { what: token };
+        }
+        if e.to_string().starts_with("JSON text nests deeper than") {
+            return too_deep("a value");
+        }
+        RequestError::CantStoreValue {
+            what: format!("malformed JSON ({e})"),
+        }
     })
+}
+
+/// `"inf"` or `"-inf"` for the first number outside strings too large for a double
+/// (`1e400`, `-1e400`), if any.
+fn overflowing_number(text: &str) -> Option<String> {
+    let number = |c: char, _: &str| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E');
+    runs_outside_strings(text, number)
+        .into_iter()
+        .find_map(|run| {
+            let x = run.parse::<f64>().ok().filter(|x| x.is_infinite())?;
+            Some(if x > 0.0 { "inf" } else { "-inf" }.to_string())
+        })
 }
 
 /// The first bare word outside strings that spells a non-finite number, if any.
 fn non_finite_token(text: &str) -> Option<String> {
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut word = String::new();
-    let check = |word: &mut String| -> Option<String> {
-        let lower = word.trim_start_matches('-').to_ascii_lowercase();
-        let found = matches!(lower.as_str(), "nan" | "inf" | "infinity").then(|| {
-            if lower == "nan" {
-                "NaN".to_string()
-            } else if word.starts_with('-') {
-                "-inf".into()
-            } else {
-                "inf".into()
+    let word = |c: char, run: &str| c.is_ascii_alphabetic() || (c == '-' && run.is_empty());
+    runs_outside_strings(text, word)
+        .into_iter()
+        .find_map(|word| {
+            let lower = word.trim_start_matches('-').to_ascii_lowercase();
+            match lower.as_str() {
+                "nan" => Some("NaN".to_string()),
+                "inf" | "infinity" if word.starts_with('-') => Some("-inf".to_string()),
+                "inf" | "infinity" => Some("inf".to_string()),
+                _ => None,
             }
-        });
-        word.clear();
-        found
-    };
+        })
+}
+
+/// The runs of characters outside JSON strings that `in_run` takes (given the run so far), in
+/// order: the bare words and numbers of a text the parser refused.
+fn runs_outside_strings(text: &str, in_run: impl Fn(char, &str) -> bool) -> Vec<String> {
+    let (mut in_string, mut escaped) = (false, false);
+    let mut runs = Vec::new();
+    let mut run = String::new();
     for c in text.chars() {
         if in_string {
             match (escaped, c) {
@@ -445,16 +463,19 @@ fn non_finite_token(text: &str) -> Option<String> {
             }
             continue;
         }
-        if c.is_ascii_alphabetic() || (c == '-' && word.is_empty()) {
-            word.push(c);
+        if in_run(c, &run) {
+            run.push(c);
             continue;
         }
-        if let Some(found) = check(&mut word) {
-            return Some(found);
+        if !run.is_empty() {
+            runs.push(std::mem::take(&mut run));
         }
         in_string = c == '"';
     }
-    check(&mut word)
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
 }
 
 #[cfg(test)]
@@ -626,6 +647,20 @@ mod tests {
         assert_eq!(
             decode_value(b"1e400").unwrap_err().to_string(),
             "104: Can't store inf in DataStore."
+        );
+        // The sign of a number too large for a double is kept (it read as inf); a string that
+        // spells one is only a string.
+        assert_eq!(
+            decode_value(br#"{"x": "1e400", "y": [2, -1e400]}"#)
+                .unwrap_err()
+                .to_string(),
+            "104: Can't store -inf in DataStore."
+        );
+        // Text nested deeper than a store keeps gets the depth refusal, not "malformed JSON".
+        let deep = format!("{}{}", "[".repeat(513), "]".repeat(513));
+        assert_eq!(
+            decode_value(deep.as_bytes()).unwrap_err().to_string(),
+            "104: Can't store a value nested deeper than 512 levels in DataStore."
         );
         assert_eq!(
             decode_value(b"\"ab\xff\"").unwrap_err().to_string(),
