@@ -16,7 +16,9 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// (a replay compares outputs byte for byte, so an older engine's trace would report a
 /// difference that is not one): 2: every input carries what it returned; 3: the fleet
 /// configuration has `quit_while_loading` and `uncancellable`; 4: and `spare_servers`;
-/// 5: starts queue behind final saves, critical-state deadlines as computed (same layout).
+/// 5: starts queue behind final saves, critical-state deadlines as computed, a table `Data`
+/// makes a profile, unstorable final saves and messages give up, mock ops refuse host answers
+/// (same layout).
 pub const TRACE_FORMAT: u32 = 5;
 
 /// The first bytes of every trace file.
