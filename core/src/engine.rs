@@ -438,6 +438,11 @@ impl Engine {
         }
     }
 
+    /// Whether `op` is a version listing's request (answered with pages).
+    pub(crate) fn is_page_op(&self, op: OpId) -> bool {
+        self.page_ops.contains_key(&op)
+    }
+
     /// Whether `op` is a mock store's operation, still running (the engine answers it itself).
     pub(crate) fn is_mock_op(&self, op: OpId) -> bool {
         self.ops

@@ -80,6 +80,12 @@ pub enum ApiError {
         "[ProfileStore]: host error: operation {0} is a mock store's, which the engine runs itself; its transform or answer is refused"
     )]
     MockOp(u64),
+    /// A host error: a page of versions answering a request that is not a version listing.
+    /// Refused: nothing changes.
+    #[error(
+        "[ProfileStore]: host error: DataStore request {0} is not a version listing; a page of versions does not answer it"
+    )]
+    WrongAnswer(u64),
     /// A host error: an input whose monotonic time is not a finite number. Refused: nothing
     /// changes (a NaN time would otherwise compare as due for every timer).
     #[error("[ProfileStore]: host error: the input's monotonic time {0} is not a finite number")]

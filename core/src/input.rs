@@ -368,7 +368,11 @@ impl Engine {
         {
             return InputResult::Done(text(Err(ApiError::NonFiniteTime(now.mono))));
         }
-        if let I::DataStoreResponse { op, .. } = &input {
+        if let I::DataStoreResponse { op, result, .. } = &input {
+            // A page answers only a version listing; an update or a read gets a value.
+            if matches!(result, Ok(DataStoreResponse::Page { .. })) && !self.is_page_op(*op) {
+                return InputResult::Done(text(Err(ApiError::WrongAnswer(op.0))));
+            }
             if self.is_mock_op(*op) {
                 return InputResult::Done(text(Err(ApiError::MockOp(op.0))));
             }

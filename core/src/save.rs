@@ -405,6 +405,12 @@ impl Engine {
         let profile = job.profile;
         let Some(pv) = ProfileValue::of(value) else {
             // Not a profile (a misbehaving DataStore): the session cannot continue.
+            let p = &self.profiles[&profile];
+            let text = format!(
+                "[ProfileStore]: The DataStore answered a save of (STORE:{}; KEY:{}) with a value that is not a profile; the session has ended",
+                p.store_name, p.key
+            );
+            self.warn(text);
             self.end_registration(profile);
             self.finish_save(now, id);
             return;

@@ -96,21 +96,7 @@ fn an_answer_for_a_request_not_sent_yet_is_refused_and_keeps_the_queue() {
     );
 
     // The first call completes; only now does the second go out, as op `b`.
-    let Transformed::Write { value, .. } = e.transform(a, None, 1000, &mut host) else {
-        panic!("the first message writes")
-    };
-    let key_info = KeyInfo {
-        created_time: 1_000_000,
-        updated_time: 1_000_000,
-        version: "v1".into(),
-        user_ids: Vec::new(),
-        metadata: json!({}),
-    };
-    let result = Ok(DataStoreResponse::Value {
-        value: Some(std::sync::Arc::new(value)),
-        key_info: Some(key_info),
-    });
-    e.handle_datastore_response(at(2.0), a, result);
+    commit(&mut e, &mut host, a, 2.0);
     let out = drain(&mut e);
     assert!(
         out.contains(&Output::Completion(Completion::Message {
@@ -208,6 +194,91 @@ fn an_answer_for_a_mock_stores_operation_is_refused() {
     let out = drain(&mut e);
     assert!(
         out.iter().any(|o| matches!(o, Output::Completion(Completion::SessionStart { call: c, profile: Some(_) }) if *c == call)),
+        "{out:?}"
+    );
+}
+
+/// The key info of a committed write.
+fn key_info() -> KeyInfo {
+    KeyInfo {
+        created_time: 1_000_000,
+        updated_time: 1_000_000,
+        version: "v1".into(),
+        user_ids: Vec::new(),
+        metadata: json!({}),
+    }
+}
+
+/// Answers request `op` as the DataStore would: runs its transform on an empty key and commits.
+fn commit(e: &mut Engine, host: &mut Host, op: OpId, mono: f64) {
+    let Transformed::Write { value, .. } = e.transform(op, None, 1000, host) else {
+        panic!("the request writes")
+    };
+    let result = Ok(DataStoreResponse::Value {
+        value: Some(std::sync::Arc::new(value)),
+        key_info: Some(key_info()),
+    });
+    e.handle_datastore_response(at(mono), op, result);
+}
+
+/// A page of versions answers only a version listing: as the answer to a session start it is
+/// refused, naming the request, and the start still completes when answered properly.
+#[test]
+fn a_page_answering_an_update_is_refused() {
+    let (mut e, store) = engine();
+    let mut host = Host::default();
+    let call = e
+        .start_session(at(1.0), store.live(), "k", StartParams::default())
+        .unwrap();
+    let op = requests(&drain(&mut e))[0].op;
+    let page = Input::DataStoreResponse {
+        now: at(1.1),
+        op,
+        result: Ok(DataStoreResponse::Page {
+            items: Vec::new(),
+            is_finished: true,
+        }),
+    };
+    assert_eq!(
+        e.handle_input(page, &mut host),
+        InputResult::Done(Err(format!(
+            "[ProfileStore]: host error: DataStore request {} is not a version listing; a page \
+             of versions does not answer it",
+            op.0
+        )))
+    );
+    assert!(drain(&mut e).is_empty(), "nothing changed");
+    commit(&mut e, &mut host, op, 1.2);
+    let out = drain(&mut e);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Completion(Completion::SessionStart { call: c, profile: Some(_) }) if *c == call)),
+        "{out:?}"
+    );
+}
+
+/// A save answered with a table that is not a profile (an array; a misbehaving DataStore) ends
+/// the session, and says so: it used to end it without a word.
+#[test]
+fn a_save_answered_with_a_non_profile_ends_the_session_with_a_warning() {
+    let (mut e, store) = engine();
+    let mut host = Host::default();
+    e.start_session(at(1.0), store.live(), "k", StartParams::default())
+        .unwrap();
+    let op = requests(&drain(&mut e))[0].op;
+    commit(&mut e, &mut host, op, 1.2);
+    let profile = e.active_profiles()[0];
+    drain(&mut e);
+    e.save(at(2.0), profile).unwrap();
+    let op = requests(&drain(&mut e))[0].op;
+    let result = Ok(DataStoreResponse::Value {
+        value: Some(std::sync::Arc::new(json!([5]))),
+        key_info: Some(key_info()),
+    });
+    e.handle_datastore_response(at(2.2), op, result);
+    let out = drain(&mut e);
+    assert!(!e.is_active(profile));
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Event(Event::Warn { message }) if message.contains("(STORE:S; KEY:k) with a value that is not a profile"))),
         "{out:?}"
     );
 }
