@@ -440,10 +440,25 @@ impl Engine {
                 value,
                 key_info: Some(ki),
             } => (value, ki),
-            _ => {
+            failed => {
                 let timed_out = !job.cancellable
                     && now.mono - job.started >= self.constants.start_session_timeout;
-                if timed_out || declined {
+                // A write the DataStore can never store (a template nested too deep, say) would
+                // fail on every attempt: the call returns nil at once and says why.
+                let unstorable = match &failed {
+                    Outcome::Failed(e) => {
+                        crate::profile::unstorable(&e.message).then(|| e.message.clone())
+                    }
+                    _ => None,
+                };
+                if let Some(error) = unstorable {
+                    self.warn(format!(
+                        "[ProfileStore]: StartSessionAsync (STORE:{}; KEY:{}) returns nil: the DataStore cannot store the profile ({error})",
+                        token.store(),
+                        token.key()
+                    ));
+                    self.finish_start(now, token, None);
+                } else if timed_out || declined {
                     self.finish_start(now, token, None);
                 } else {
                     let wait = job.backoff;

@@ -612,3 +612,39 @@ fn a_message_the_store_cannot_keep_fails_at_once() {
     assert!(warned);
     assert_eq!(w.stored("S", "k"), None);
 }
+
+/// A session start whose write the DataStore can never store (here a template so deep that the
+/// new profile passes 512 levels: 104) returns nil at once and says why, instead of retrying
+/// until `START_SESSION_TIMEOUT` (or for ever, with a `Cancel`).
+#[test]
+fn a_start_the_store_cannot_keep_returns_nil_at_once() {
+    let (mut w, _) = world(1, Limits::roblox());
+    let mut template = json!({"Coins": 0});
+    for _ in 0..511 {
+        template = json!({"Nested": template});
+    }
+    let store = match w.feed(
+        0,
+        Input::NewStore {
+            name: "Deep".into(),
+            template,
+        },
+    ) {
+        profilestore_core::InputResult::Store(Ok(id)) => id,
+        other => panic!("{other:?}"),
+    };
+    start(&mut w, 0, store, "k");
+    w.run_until(2.0);
+    let returned = w.log.iter().find_map(|l| match &l.what {
+        Happening::Output(Output::Completion(Completion::SessionStart { profile, .. })) => {
+            Some(profile.is_some())
+        }
+        _ => None,
+    });
+    assert_eq!(returned, Some(false), "nil within two seconds");
+    let warned = w.log.iter().any(|l| {
+        matches!(&l.what, Happening::Output(Output::Event(profilestore_core::Event::Warn { message }))
+            if message.contains("cannot store the profile (104"))
+    });
+    assert!(warned);
+}
