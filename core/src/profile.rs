@@ -154,19 +154,27 @@ pub enum DataProblem {
     /// Nested deeper than [`MAX_DATA_DEPTH`] levels (no store would take the profile).
     TooDeep,
     /// The DataStore refused a final save as unstorable (`Data` too large, or a
-    /// `RobloxMetaData` it cannot keep): see [`unstorable`].
+    /// `RobloxMetaData` it cannot keep): see [`unstorable`] and [`too_large`].
     Refused,
 }
 
-/// Whether a DataStore error says the value or its metadata can never be stored, so that
-/// writing it again cannot succeed: Roblox's 103 (value not allowed), 104 (cannot store), 105
-/// (value too large), 511 (metadata too large) and 513 (metadata format). Error messages begin
-/// with their code (`"105: ..."`).
+/// Whether a DataStore error says what the write carries can never be stored, so that writing
+/// it again cannot succeed: Roblox's 103 (value not allowed), 104 (cannot store: NaN, nesting),
+/// 511 (metadata too large) and 513 (metadata format). Not 105 (value too large): a key can
+/// shrink (its message queue empties), so only a final save, which then writes less, takes it
+/// for a refusal ([`too_large`]). Error messages begin with their code (`"104: ..."`).
 pub fn unstorable(message: &str) -> bool {
-    matches!(
-        message.split_once(':').map(|(code, _)| code.trim()),
-        Some("103" | "104" | "105" | "511" | "513")
-    )
+    matches!(error_code(message), Some("103" | "104" | "511" | "513"))
+}
+
+/// Whether a DataStore error is 105: the value is larger than a key may hold.
+pub fn too_large(message: &str) -> bool {
+    error_code(message) == Some("105")
+}
+
+/// The code a DataStore error message begins with (`"105"` of `"105: ..."`).
+fn error_code(message: &str) -> Option<&str> {
+    message.split_once(':').map(|(code, _)| code.trim())
 }
 
 impl DataProblem {

@@ -40,8 +40,8 @@ pub(crate) struct SaveJob {
     pub profile: ProfileId,
     pub mode: SaveMode,
     pub backoff: f64,
-    /// A final save the DataStore refused as unstorable ([`crate::profile::unstorable`]): its
-    /// error. The next tries release the lock keeping the stored `Data` and `RobloxMetaData`.
+    /// A final save the DataStore refused as unstorable or too large
+    /// ([`crate::profile::unstorable`], [`crate::profile::too_large`]): its error. The next tries release the lock keeping the stored `Data` and `RobloxMetaData`.
     pub refused: Option<String>,
 }
 
@@ -379,7 +379,8 @@ impl Engine {
                     // Writing an unstorable value again cannot succeed: the next tries release
                     // the lock keeping what is stored (as for a `Data` that is not a table).
                     if let Outcome::Failed(e) = &outcome
-                        && crate::profile::unstorable(&e.message)
+                        && (crate::profile::unstorable(&e.message)
+                            || crate::profile::too_large(&e.message))
                         && let Some(job) = self.saves.get_mut(&id)
                     {
                         job.refused.get_or_insert_with(|| e.message.clone());
@@ -511,12 +512,15 @@ mod tests {
     fn unstorable_errors_are_the_value_and_metadata_codes() {
         use crate::profile::unstorable;
         for message in [
-            "105: Value exceeds the 4194304 character limit.",
             "511: Metadata attribute exceeds 300 limit.",
             "104: Can't store NaN in DataStore.",
         ] {
             assert!(unstorable(message), "{message}");
         }
+        // Too large is not unstorable for ever (a key can shrink); only a final save takes it
+        // for a refusal.
+        let large = "105: Value exceeds the 4194304 character limit.";
+        assert!(!unstorable(large) && crate::profile::too_large(large));
         for message in [
             "301: GetAsync request dropped. Request was throttled but queue was full.",
             "502: RequestRejected",

@@ -81,13 +81,6 @@ impl Roles {
                 Value::Array(out)
             }
             Value::Array(a) => Value::Array(a.iter().map(|x| self.value(x, None)).collect()),
-            // Luau numbers are doubles: 5 and 5.0 are one number, however a journal spells it.
-            Value::Number(n) => match n.as_f64() {
-                Some(x) if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 => {
-                    json!(x as i64)
-                }
-                _ => v.clone(),
-            },
             other => other.clone(),
         }
     }
@@ -190,8 +183,30 @@ pub fn normalise(lines: &[Line]) -> Vec<Comparable> {
     }
     parsed
         .into_iter()
-        .map(|(_, stream, t, body)| Comparable { t, stream, body })
+        .map(|(_, stream, t, body)| Comparable {
+            t,
+            stream,
+            body: one_number_form(&body),
+        })
         .collect()
+}
+
+/// `v` with every integral number written as an integer: Luau numbers are doubles, so 5 and
+/// 5.0 are one number however a journal spells it.
+fn one_number_form(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 => json!(x as i64),
+            _ => v.clone(),
+        },
+        Value::Array(a) => Value::Array(a.iter().map(one_number_form).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), one_number_form(v)))
+                .collect::<Map>(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// One difference between two journals.
@@ -387,6 +402,17 @@ mod tests {
         let write = |coins: Value| json!({"type": "write", "t": 1.3, "key": "k", "server": "A", "value": {"Data": {"Coins": coins, "Half": 0.5}}});
         assert_eq!(
             compare(&[write(json!(5))], &[write(json!(5.0))], 1.0 / 60.0),
+            vec![]
+        );
+        // Everywhere in a line: a lock's PlaceId, a publish's data.
+        let lock = |place: Value| json!({"type": "write", "t": 1.3, "key": "k", "server": "A", "value": {"MetaData": {"ActiveSession": [place, "j", "G"]}}});
+        let publish = |count: Value| json!({"type": "publish", "t": 2.0, "server": "B", "topic": "PS_G", "data": {"LoadCount": count}});
+        assert_eq!(
+            compare(
+                &[lock(json!(1001)), publish(json!(2))],
+                &[lock(json!(1001.0)), publish(json!(2.0))],
+                1.0 / 60.0
+            ),
             vec![]
         );
         assert_eq!(

@@ -17,8 +17,8 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// difference that is not one): 2: every input carries what it returned; 3: the fleet
 /// configuration has `quit_while_loading` and `uncancellable`; 4: and `spare_servers`;
 /// 5: starts queue behind final saves, critical-state deadlines as computed, a table `Data`
-/// makes a profile, unstorable final saves and messages give up, mock ops refuse host answers
-/// (same layout).
+/// makes a profile, unstorable final saves, messages and starts give up, mock ops and pages
+/// answering updates are refused, a non-profile save answer warns (same layout).
 pub const TRACE_FORMAT: u32 = 5;
 
 /// The first bytes of every trace file.

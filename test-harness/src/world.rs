@@ -93,7 +93,8 @@ pub struct Server {
     /// Its host state (`Profile.Data` and friends).
     pub host: Host,
     /// False after a crash, or once its shutdown finished (`BindToClose` returned): it answers
-    /// nothing and everything in flight for it is lost.
+    /// nothing: answers, messages and transforms for it are lost (writes it already sent still
+    /// land).
     pub alive: bool,
     /// Its id at the DataStore and MessagingService.
     pub id: ServerId,
@@ -185,6 +186,8 @@ enum Pending {
         op: OpId,
         ticket: Box<ReadTicket>,
         output: Option<Transformed>,
+        /// A conflict's second write: the call drew its fault at its first.
+        retry: bool,
     },
     /// A `GetAsync` the server's cache answers: no request goes out (no budget, no fault).
     CachedGet {
@@ -547,7 +550,9 @@ impl World {
         self.servers[s].booted_at = self.now;
     }
 
-    /// Server `s` dies at once: no final save; its requests and subscriptions are gone.
+    /// Server `s` dies at once: no final save; its subscriptions are gone, and its requests get
+    /// no answer (a write already sent still lands; a read, or an update still to run its
+    /// transform, goes no further).
     pub fn crash(&mut self, s: usize) {
         self.stop(s);
         self.log_happening(s, Happening::Crashed);
@@ -560,8 +565,8 @@ impl World {
     }
 
     /// A plain `SetAsync` by server `s` (outside ProfileStore), committed one round trip later
-    /// unless the server has died by then or the write meets a fault (`datastore_fail`). It
-    /// takes no request budget (scenarios run with unlimited budgets).
+    /// (even if the server has died by then: the request was sent) unless it meets a fault
+    /// (`datastore_fail`). It takes no request budget (scenarios run with unlimited budgets).
     pub fn raw_set(&mut self, s: usize, store: &str, key: &str, value: Value) {
         let at = self.now + self.round_trip();
         self.schedule(
@@ -871,6 +876,7 @@ impl World {
                         op,
                         ticket,
                         output: Some(output),
+                        retry: true,
                     };
                     self.schedule(at, pending);
                 }
@@ -890,7 +896,8 @@ impl World {
                 op,
                 ticket,
                 output,
-            } => self.commit(server, op, *ticket, output),
+                retry,
+            } => self.commit(server, op, *ticket, output, retry),
             Pending::CachedGet { server, request } => {
                 if self.servers[server].alive {
                     let (id, store) = (self.servers[server].id, StoreName::new(&request.store));
@@ -911,11 +918,8 @@ impl World {
                 key,
                 value,
             } => {
-                // A SetAsync like any other: it dies with its server, counts as a request and
-                // meets the world's faults.
-                if !self.servers[server].alive {
-                    return;
-                }
+                // A SetAsync like any other: it counts as a request and meets the world's
+                // faults; sent before its server died, it still lands.
                 *self.requests.entry(Operation::Set).or_default() += 1;
                 if self.faulted() {
                     return;
@@ -1010,6 +1014,7 @@ impl World {
                                 op: request.op,
                                 ticket: Box::new(ticket),
                                 output: Some(output),
+                                retry: false,
                             },
                         );
                         return;
@@ -1113,14 +1118,24 @@ impl World {
         }
     }
 
-    fn commit(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Option<Transformed>) {
+    /// An update's write reaches the DataStore. A call meets the world's faults once, at its
+    /// first write (`retry` is false); a conflict's second write or a write held for the key's
+    /// throughput does not draw again.
+    fn commit(
+        &mut self,
+        s: usize,
+        op: OpId,
+        ticket: ReadTicket,
+        output: Option<Transformed>,
+        retry: bool,
+    ) {
         if !self.servers[s].alive {
             // The server died after its transform ran: the write was on its way and lands
             // (a write "may still have been applied", spec "Error codes"), unless it meets a
             // fault or needs the transform again (another writer came first, or the key had
             // no room); no answer reaches anyone.
             if let Some(output) = output
-                && !self.faulted()
+                && (retry || !self.faulted())
             {
                 let _ = self.datastore.commit_update(self.now, ticket, output);
                 self.log_commits(s);
@@ -1136,7 +1151,7 @@ impl World {
                 return self.commit_now(s, op, ticket, output);
             }
         };
-        if self.faulted() {
+        if !retry && self.faulted() {
             self.respond(
                 s,
                 op,
@@ -1183,6 +1198,7 @@ impl World {
                             op,
                             ticket,
                             output: None,
+                            retry: true,
                         };
                         self.schedule(at, pending);
                         return;
