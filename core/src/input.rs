@@ -358,7 +358,10 @@ impl Engine {
     /// [`Engine::replay_input`]).
     ///
     /// Host errors are refused with [`InputResult::Done`] holding the error, and change nothing:
-    /// an input whose `now.mono` is not a finite number, and an answer for a DataStore request
+    /// an input whose `now.mono` is not a finite number, a profile id the engine does not know
+    /// (`EndSession`, `MessageProcessed`, `AddUserId`, `RemoveUserId`, `ForgetProfile`; ending
+    /// a known profile twice is fine), a page of versions answering anything but a version
+    /// listing, and an answer for a DataStore request
     /// the engine has not sent — still queued, or a mock store's, which never goes out (a
     /// transform for such a request returns a transform error).
     pub fn handle_input(&mut self, input: Input, live: &mut dyn LiveState) -> InputResult {
@@ -379,6 +382,18 @@ impl Engine {
             if self.is_queued(*op) {
                 return InputResult::Done(text(Err(ApiError::OpNotSent(op.0))));
             }
+        }
+        // A profile id this engine does not know (never handed out, or forgotten) is a host
+        // error for every input that names one; the methods that return a result say so
+        // themselves.
+        if let I::EndSession { profile, .. }
+        | I::MessageProcessed { profile, .. }
+        | I::AddUserId { profile, .. }
+        | I::RemoveUserId { profile, .. }
+        | I::ForgetProfile { profile } = &input
+            && self.profile(*profile).is_none()
+        {
+            return InputResult::Done(text(Err(ApiError::UnknownProfile(profile.0))));
         }
         match input {
             I::NewStore { name, template } => {

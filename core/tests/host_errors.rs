@@ -282,3 +282,46 @@ fn a_save_answered_with_a_non_profile_ends_the_session_with_a_warning() {
         "{out:?}"
     );
 }
+
+/// An input naming a profile id the engine never handed out is refused, naming the id, where
+/// it used to be dropped without a word; ending a known session twice is still fine.
+#[test]
+fn an_unknown_profile_id_is_refused() {
+    let (mut e, store) = engine();
+    let mut host = Host::default();
+    let unknown = ProfileId(999);
+    let refused = InputResult::Done(Err("[ProfileStore]: unknown profile id 999".into()));
+    for input in [
+        Input::EndSession {
+            now: at(1.0),
+            profile: unknown,
+        },
+        Input::MessageProcessed {
+            profile: unknown,
+            id: 1,
+        },
+        Input::AddUserId {
+            profile: unknown,
+            id: 7.0,
+        },
+        Input::RemoveUserId {
+            profile: unknown,
+            id: 7.0,
+        },
+        Input::ForgetProfile { profile: unknown },
+    ] {
+        assert_eq!(e.handle_input(input, &mut host), refused);
+    }
+    e.start_session(at(1.0), store.live(), "k", StartParams::default())
+        .unwrap();
+    let op = requests(&drain(&mut e))[0].op;
+    commit(&mut e, &mut host, op, 1.2);
+    let profile = e.active_profiles()[0];
+    for _ in 0..2 {
+        let end = Input::EndSession {
+            now: at(2.0),
+            profile,
+        };
+        assert_eq!(e.handle_input(end, &mut host), InputResult::None);
+    }
+}
