@@ -3,9 +3,12 @@
 //! [`DataStoreService`] and one [`MessagingService`].
 //!
 //! The world executes what engines ask for with a latency model (every DataStore call one round
-//! trip, `UpdateAsync` two: the transform runs when the read arrives and runs again if another
-//! server committed before the write), delivers MessagingService messages, ticks every server's
-//! Heartbeat, injects world-wide faults, and logs everything that happens ([`Logged`]). Every
+//! trip, `SubscribeAsync` too; `UpdateAsync` two: the transform runs when the read arrives, and
+//! if another server committed before the write it runs again half a round trip later, its
+//! write landing half a round trip after that), delivers MessagingService messages, ticks every
+//! server's Heartbeat, injects world-wide faults (once per call), and logs everything that
+//! happens ([`Logged`]). A server that dies gets no more answers, but a write it already sent
+//! still lands. Every
 //! engine input goes through [`World::feed`], so a run can be recorded as a trace
 //! ([`World::record`]) and replayed byte for byte.
 //!
