@@ -41,7 +41,8 @@ pub(crate) struct SaveJob {
     pub mode: SaveMode,
     pub backoff: f64,
     /// A final save the DataStore refused as unstorable or too large
-    /// ([`crate::profile::unstorable`], [`crate::profile::too_large`]): its error. The next tries release the lock keeping the stored `Data` and `RobloxMetaData`.
+    /// ([`crate::profile::unstorable`], [`crate::profile::too_large`]): its error. The next
+    /// tries release the lock keeping the stored `Data` and `RobloxMetaData`.
     pub refused: Option<String>,
 }
 
@@ -506,6 +507,9 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
     /// Only the errors that say the value or its metadata can never be stored stop a final
     /// save from writing the host's values again.
     #[test]
@@ -530,9 +534,6 @@ mod tests {
             assert!(!unstorable(message), "{message}");
         }
     }
-
-    use super::*;
-    use std::collections::BTreeSet;
 
     fn me() -> ServerIdentity {
         ServerIdentity {
