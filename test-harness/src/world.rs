@@ -8,9 +8,8 @@
 //! write landing half a round trip after that), delivers MessagingService messages, ticks every
 //! server's Heartbeat, injects world-wide faults (once per call), and logs everything that
 //! happens ([`Logged`]). A server that dies gets no more answers, but a write it already sent
-//! still lands. Every
-//! engine input goes through [`World::feed`], so a run can be recorded as a trace
-//! ([`World::record`]) and replayed byte for byte.
+//! still lands. Every engine input goes through [`World::feed`], so a run can be recorded as a
+//! trace ([`World::record`]) and replayed byte for byte.
 //!
 //! What drives a server — a Rust workload today, a Luau script or a C engine later — calls
 //! [`World::feed`] with API inputs and reads [`World::log`]; the world itself makes no game
@@ -189,7 +188,8 @@ enum Pending {
         op: OpId,
         ticket: Box<ReadTicket>,
         output: Option<Transformed>,
-        /// A conflict's second write: the call drew its fault at its first.
+        /// Not the call's first write (a conflict's second, or one held for the key's
+        /// throughput): the call met the world's faults at its first.
         retry: bool,
     },
     /// A `GetAsync` the server's cache answers: no request goes out (no budget, no fault).
