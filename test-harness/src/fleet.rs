@@ -356,6 +356,18 @@ impl Observations {
     }
 }
 
+/// A save stored `data` for the giver of the trades `gives` (indexes into `trades`): each whose
+/// item `data.Items` no longer holds is stored on the giver's side (`giver_saved`) and leaves
+/// `gives`.
+fn confirm_gives(trades: &mut [Trade], gives: &mut Vec<usize>, data: &Value) {
+    let items = data.get("Items").and_then(Value::as_array);
+    let holds = |item: &str| items.is_some_and(|a| a.iter().any(|i| i == item));
+    gives.retain(|&i| {
+        trades[i].giver_saved = !holds(&trades[i].item);
+        !trades[i].giver_saved
+    });
+}
+
 /// The bound a healthy hand-off must meet: a steal after `SESSION_STEAL` takes ≈45 s plus
 /// request latencies (spec §5.3); anything slower is a violation.
 pub const HANDOFF_BOUND: f64 = 60.0;
@@ -923,6 +935,22 @@ impl Fleet {
                 Happening::Output(output) => output,
                 Happening::Write { key, value, .. } => {
                     self.observed.note_write(key, value, t);
+                    // A write its server sent before it died lands with no `OnAfterSave`: it
+                    // still stores the giver's side of that server's trades of this key.
+                    // (All of one entry's trades have one giver, a profile of one key.)
+                    if !self.world.servers[s].alive {
+                        let trades = &mut self.observed.trade_log;
+                        for ((server, _), gives) in self.unsaved_gives.iter_mut() {
+                            if *server == s
+                                && gives
+                                    .first()
+                                    .is_some_and(|&i| trades[i].from == key.as_str())
+                            {
+                                confirm_gives(trades, gives, &value["Data"]);
+                            }
+                        }
+                        self.unsaved_gives.retain(|_, gives| !gives.is_empty());
+                    }
                     continue;
                 }
                 // A crash, or the kill at the end of a shutdown's BindToClose budget.
@@ -1011,13 +1039,7 @@ impl Fleet {
     /// too, and only the entries after it are read.
     fn on_after_save(&mut self, s: usize, profile: ProfileId, saved: &Value, t: f64) {
         if let Some(gives) = self.unsaved_gives.get_mut(&(s, profile)) {
-            let items = saved.get("Items").and_then(Value::as_array);
-            let holds = |item: &str| items.is_some_and(|a| a.iter().any(|i| i == item));
-            let trades = &mut self.observed.trade_log;
-            gives.retain(|&i| {
-                trades[i].giver_saved = !holds(&trades[i].item);
-                !trades[i].giver_saved
-            });
+            confirm_gives(&mut self.observed.trade_log, gives, saved);
             if gives.is_empty() {
                 self.unsaved_gives.remove(&(s, profile));
             }
@@ -1366,6 +1388,54 @@ mod tests {
         fleet.run(|_| {});
         assert_eq!(crate::invariants::check(&mut fleet), vec![]);
         fleet
+    }
+
+    /// A write a server sent before it died lands with no `OnAfterSave`; if it stores the
+    /// giver's `Data` without the traded item, the giver's side of the trade is stored (a later
+    /// dupe of the item is no longer excused as torn by the server's death).
+    #[test]
+    fn a_late_write_of_a_dead_server_stores_the_givers_side() {
+        let mut fleet = sound_fleet();
+        let now = fleet.world.now;
+        let trade = |item: &str| Trade {
+            item: item.into(),
+            from: "Player_1".into(),
+            to: "Player_2".into(),
+            server: 1,
+            at: now - 10.0,
+            giver_saved: false,
+        };
+        let base = fleet.observed.trade_log.len();
+        fleet.observed.trade_log.push(trade("gone"));
+        fleet.observed.trade_log.push(trade("kept"));
+        fleet
+            .unsaved_gives
+            .insert((1, ProfileId(777_777)), vec![base, base + 1]);
+        fleet.world.crash(1);
+        let write = |key: &str, items: Value| crate::world::Logged {
+            t: now,
+            server: 1,
+            what: Happening::Write {
+                store: "PlayerData:global".into(),
+                key: key.into(),
+                value: json!({"Data": {"Items": items}}),
+                user_ids: Vec::new(),
+                metadata: json!({}),
+            },
+        };
+        // Another key's write confirms nothing.
+        fleet.world.log.push(write("Player_3", json!([])));
+        fleet.world.log.push(write("Player_1", json!(["kept"])));
+        fleet.react();
+        let saved: Vec<bool> = fleet.observed.trade_log[base..]
+            .iter()
+            .map(|t| t.giver_saved)
+            .collect();
+        assert_eq!(saved, [true, false]);
+        assert_eq!(
+            fleet.unsaved_gives.get(&(1, ProfileId(777_777))),
+            Some(&vec![base + 1])
+        );
     }
 
     /// A start still waiting on a running server after the run is reported; one on a server
