@@ -277,17 +277,13 @@ impl Limits {
             Some(Value::Object(map)) if map.is_empty() => &[],
             Some(other) => {
                 return Err(RequestError::UserIdFormat {
-                    found: other.to_string(),
+                    found: describe(other),
                 });
             }
         };
         let ids = items
             .iter()
-            .map(|v| {
-                integer(v).ok_or_else(|| RequestError::UserIdFormat {
-                    found: v.to_string(),
-                })
-            })
+            .map(|v| integer(v).ok_or_else(|| RequestError::UserIdFormat { found: describe(v) }))
             .collect::<Result<Vec<i64>, _>>()?;
         match self.max_user_ids {
             Some(limit) if ids.len() > limit => Err(RequestError::TooManyUserIds {
@@ -312,7 +308,7 @@ impl Limits {
             Some(Value::Object(map)) => map,
             Some(other) => {
                 return Err(RequestError::MetadataFormat {
-                    found: other.to_string(),
+                    found: describe(other),
                 });
             }
         };
@@ -394,6 +390,18 @@ pub fn number_value(x: f64) -> Result<Value, RequestError> {
             .map(Value::Number)
             .unwrap_or(Value::Null)
     })
+}
+
+/// What a refused value is, in a few words (`"the number 1.5"`, `"a table"`): never the value
+/// written out, which a host could nest or size without bound.
+pub(crate) fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nil".into(),
+        Value::Bool(_) => "a boolean".into(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(_) => "a string".into(),
+        Value::Array(_) | Value::Object(_) => "a table".into(),
+    }
 }
 
 /// Decodes a value a host hands over as JSON bytes (e.g. a Luau string encoded by the host):
@@ -549,9 +557,23 @@ mod tests {
         assert_eq!(
             l.check_user_ids(Some(&json!([1.5]))),
             Err(RequestError::UserIdFormat {
-                found: "1.5".into()
+                found: "the number 1.5".into()
             })
         );
+        // A refused value is described, never written out: a host value nested a million
+        // levels deep is refused without walking it (and not dropped here, which would).
+        let mut deep = Value::from(1);
+        for _ in 0..1_000_000 {
+            deep = Value::from(vec![deep]);
+        }
+        let ids = Value::from(vec![deep]);
+        assert_eq!(
+            l.check_user_ids(Some(&ids)),
+            Err(RequestError::UserIdFormat {
+                found: "a table".into()
+            })
+        );
+        std::mem::forget(ids);
         assert_eq!(
             l.check_user_ids(Some(&json!("7"))).unwrap_err().code(),
             Some(513)

@@ -484,16 +484,6 @@ fn internal(e: StorageError) -> RequestError {
     }
 }
 
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Null => "nil".into(),
-        Value::Bool(_) => "a boolean".into(),
-        Value::Number(n) => format!("the number {n}"),
-        Value::String(_) => "a string".into(),
-        Value::Array(_) | Value::Object(_) => "a table".into(),
-    }
-}
-
 /// The new state a write wants.
 #[derive(Clone)]
 struct NewState {
@@ -1012,9 +1002,9 @@ impl DataStoreService {
         let (_, written) = self.write_with(self.wall_ms(now), &path, |current| {
             let n = match current {
                 None => 0,
-                Some(v) => {
-                    integer(v).ok_or_else(|| RequestError::NotAnInteger { found: describe(v) })?
-                }
+                Some(v) => integer(v).ok_or_else(|| RequestError::NotAnInteger {
+                    found: limits::describe(v),
+                })?,
             };
             let sum = n
                 .checked_add(delta)
