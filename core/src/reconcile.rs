@@ -7,6 +7,8 @@ use crate::value::Value;
 /// its type differs. Array parts are never filled and nothing is removed.
 ///
 /// An empty JSON array in `data` is an empty Luau table, so it is filled like an empty object.
+/// A template entry whose value is JSON null is no entry (a Luau table cannot hold nil), at any
+/// level of what is copied.
 pub fn reconcile(template: &Value, data: &mut Value) {
     let Some(template) = template.as_object() else {
         return;
@@ -18,13 +20,31 @@ pub fn reconcile(template: &Value, data: &mut Value) {
         return;
     };
     for (k, tv) in template {
+        // A JSON null is an absent field to a Luau reader: the template has nothing there.
+        if tv.is_null() {
+            continue;
+        }
         match target.get_mut(k) {
             None | Some(Value::Null) => {
-                target.insert(k.clone(), tv.clone());
+                target.insert(k.clone(), without_null_fields(tv));
             }
             Some(dv) if crate::wire::is_table(dv) && crate::wire::is_table(tv) => reconcile(tv, dv),
             Some(_) => {}
         }
+    }
+}
+
+/// A copy of `v` whose objects, at every level, leave out their null fields (fields a Luau table
+/// cannot have).
+fn without_null_fields(v: &Value) -> Value {
+    match v.as_object() {
+        Some(map) if map.iter().any(|(_, x)| x.is_null() || x.is_object()) => Value::Object(
+            map.iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, x)| (k.clone(), without_null_fields(x)))
+                .collect(),
+        ),
+        _ => v.clone(),
     }
 }
 
@@ -43,6 +63,18 @@ mod tests {
             data,
             json!({"Counter": 0, "Array": false, "Nested": {"A": 5, "B": {"C": 2}}})
         );
+    }
+
+    /// A null in the template (JSON from a host; a Luau template cannot hold nil) fills nothing:
+    /// it used to write `"A": null` into `Data`.
+    #[test]
+    fn a_null_template_entry_fills_nothing() {
+        let mut data = json!({"B": 1});
+        reconcile(
+            &json!({"A": null, "B": null, "C": {"D": null, "E": {"F": null, "G": 2}}}),
+            &mut data,
+        );
+        assert_eq!(data, json!({"B": 1, "C": {"E": {"G": 2}}}));
     }
 
     #[test]
