@@ -18,8 +18,8 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// configuration has `quit_while_loading` and `uncancellable`; 4: and `spare_servers`;
 /// 5: starts queue behind final saves, critical-state deadlines as computed, a table `Data`
 /// makes a profile, unstorable final saves, messages and starts give up, mock ops and pages
-/// answering updates are refused, a non-profile save answer warns, Reconcile skips null
-/// template fields (same layout).
+/// answering updates and inputs naming unknown profiles are refused, a non-profile save
+/// answer warns, Reconcile skips null template fields (same layout).
 pub const TRACE_FORMAT: u32 = 5;
 
 /// The first bytes of every trace file.
