@@ -116,7 +116,8 @@ mod tests {
         assert_eq!(s.next_deadline(&c), Some(128.2));
         s.tick(128.2, &c);
         assert_eq!(s.next_deadline(&c), None);
-        // The end of critical state too: entered at 8.2, it ends at its deadline.
+        // The end of critical state too: entered at 8.2 and refreshed while the window holds
+        // five errors (last at 128.2), it ends at its deadline 120 s later.
         for _ in 0..5 {
             s.record_error(8.2);
         }

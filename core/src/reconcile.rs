@@ -34,16 +34,17 @@ pub fn reconcile(template: &Value, data: &mut Value) {
     }
 }
 
-/// A copy of `v` whose objects, at every level, leave out their null fields (fields a Luau table
-/// cannot have).
+/// A copy of `v` whose objects, at every level (inside arrays too), leave out their null
+/// fields (fields a Luau table cannot have).
 fn without_null_fields(v: &Value) -> Value {
-    match v.as_object() {
-        Some(map) if map.iter().any(|(_, x)| x.is_null() || x.is_object()) => Value::Object(
+    match v {
+        Value::Object(map) => Value::Object(
             map.iter()
                 .filter(|(_, x)| !x.is_null())
                 .map(|(k, x)| (k.clone(), without_null_fields(x)))
                 .collect(),
         ),
+        Value::Array(items) => Value::Array(items.iter().map(without_null_fields).collect()),
         _ => v.clone(),
     }
 }
@@ -71,10 +72,10 @@ mod tests {
     fn a_null_template_entry_fills_nothing() {
         let mut data = json!({"B": 1});
         reconcile(
-            &json!({"A": null, "B": null, "C": {"D": null, "E": {"F": null, "G": 2}}}),
+            &json!({"A": null, "B": null, "C": {"D": null, "E": {"F": null, "G": 2}}, "L": [{"H": null}]}),
             &mut data,
         );
-        assert_eq!(data, json!({"B": 1, "C": {"E": {"G": 2}}}));
+        assert_eq!(data, json!({"B": 1, "C": {"E": {"G": 2}}, "L": [{}]}));
     }
 
     #[test]

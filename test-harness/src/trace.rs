@@ -16,10 +16,10 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// (a replay compares outputs byte for byte, so an older engine's trace would report a
 /// difference that is not one): 2: every input carries what it returned; 3: the fleet
 /// configuration has `quit_while_loading` and `uncancellable`; 4: and `spare_servers`;
-/// 5: starts queue behind final saves, critical-state deadlines as computed, a table `Data`
-/// makes a profile, unstorable final saves, messages and starts give up, mock ops and pages
-/// answering updates and inputs naming unknown profiles are refused, a non-profile save
-/// answer warns, Reconcile skips null template fields (same layout).
+/// 5: starts queue behind final saves, critical-state and auto-save deadlines as computed, a
+/// table `Data` makes a profile, unstorable final saves, messages and starts give up, mock ops
+/// and pages answering updates and inputs naming unknown profiles are refused, a non-profile
+/// save answer warns, Reconcile skips null template fields (same layout).
 pub const TRACE_FORMAT: u32 = 5;
 
 /// The first bytes of every trace file.

@@ -997,6 +997,19 @@ impl World {
 
     fn read(&mut self, s: usize, request: DataStoreRequest) {
         if !self.servers[s].alive {
+            // A removal is a write: sent before its server died, it still lands (unless it
+            // meets a fault), with no answer. Anything else needs the server.
+            if request.kind == DataStoreRequestKind::Remove {
+                *self.requests.entry(Operation::Remove).or_default() += 1;
+                if !self.faulted() {
+                    let store = StoreName::new(&request.store);
+                    let id = self.servers[s].id;
+                    let _ = self
+                        .datastore
+                        .remove_async(self.now, id, &store, &request.key);
+                    self.log_commits(s);
+                }
+            }
             return;
         }
         let api = operation_of(&request.kind);

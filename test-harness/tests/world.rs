@@ -670,3 +670,23 @@ fn a_start_the_store_cannot_keep_returns_nil_at_once() {
     });
     assert!(warned);
 }
+
+/// A `RemoveAsync` is a write: sent before its server crashed, it still lands, as an update's
+/// write does (and, like any call, meets the world's faults).
+#[test]
+fn a_removal_sent_before_a_crash_lands() {
+    let (mut w, store) = world(1, Limits::unlimited());
+    w.raw_set(0, "S", "k", json!(1));
+    w.run_until(1.0);
+    let now = w.now_for(0);
+    let remove = Input::Remove {
+        now,
+        store: store.live(),
+        key: "k".into(),
+    };
+    w.feed(0, remove);
+    w.crash(0);
+    w.run_until(2.0);
+    assert_eq!(w.stored("S", "k"), None, "removed");
+    assert_eq!(w.request_counts().get("RemoveAsync"), Some(&1));
+}

@@ -29,9 +29,10 @@
 //! - Limits ([`Limits`]): name/scope/key length (101/102), value size (105), metadata size
 //!   (511), user ids (512/513), NaN/inf and invalid UTF-8 (104, when a host converts its own
 //!   numbers with [`number_value`] or hands over JSON bytes to [`decode_value`]: a [`Value`]
-//!   cannot hold NaN or inf, and `Value::from(f64::NAN)` is `null`), server request budgets with Roblox's throttle queues ([`DataStoreService::admit`],
-//!   301–306) under the experience-level budgets all servers share (`Standard…ExperienceThrottled`),
-//!   per-key throughput (`KeyThrottled`).
+//!   cannot hold NaN or inf, and `Value::from(f64::NAN)` is `null`), server request budgets
+//!   with Roblox's throttle queues ([`DataStoreService::admit`], 301–306) under the
+//!   experience-level budgets all servers share (`Standard…ExperienceThrottled`), per-key
+//!   throughput (`KeyThrottled`).
 //! - Faults ([`Faults`]): seeded per-call failures, ambiguous failures (the write commits but
 //!   the call reports an error) and latency samples.
 //!
