@@ -75,6 +75,12 @@ pub(crate) struct StartJob {
 }
 
 impl StartJob {
+    /// When a start without `Cancel` gives up (spec §5.3: START_SESSION_TIMEOUT after the
+    /// call); a start with one never does.
+    fn timeout_deadline(&self, constants: &crate::constants::Constants) -> Option<f64> {
+        (!self.cancellable).then_some(self.started + constants.start_session_timeout)
+    }
+
     fn new(caller: CallId, store: StoreRef, params: StartParams, now: f64) -> StartJob {
         StartJob {
             caller,
@@ -339,9 +345,9 @@ impl Engine {
                 return;
             }
             // Woken by its timeout while the save's retry is in the queue: it gives up.
-            if !job.cancellable
-                && now.mono + crate::timers::TIME_EPSILON
-                    >= job.started + self.constants.start_session_timeout
+            if job
+                .timeout_deadline(&self.constants)
+                .is_some_and(|d| now.mono + crate::timers::TIME_EPSILON >= d)
             {
                 self.finish_start(now, token, None);
                 return;
@@ -367,8 +373,7 @@ impl Engine {
             self.finish_start(now, token, None);
             return;
         }
-        if !job.cancellable {
-            let deadline = job.started + self.constants.start_session_timeout;
+        if let Some(deadline) = job.timeout_deadline(&self.constants) {
             if now.mono + crate::timers::TIME_EPSILON >= deadline {
                 self.finish_start(now, token, None);
                 return;
