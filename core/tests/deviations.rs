@@ -233,6 +233,17 @@ fn d02_a_profile_missing_its_message_queue_keeps_its_data() {
     );
 }
 
+/// The start `again` on server 0 returned a profile whose `Data` holds the session's last
+/// changes (`{"Coins": 42}`, written by the final save), as the key's second session.
+fn started_with_the_last_changes(w: &World, again: CallId, why: &str) {
+    let p2 = w.started_profile(0, again).expect(why);
+    assert_eq!(w.servers[0].host.data[&p2], json!({"Coins": 42}));
+    assert_eq!(
+        w.stored("S", "k").unwrap()["MetaData"]["SessionLoadCount"],
+        json!(2)
+    );
+}
+
 /// §19 item 9: rapid rejoin on the same server while the final save is still retrying. The
 /// original starts a new generation from older data and the final save then writes nothing;
 /// here the start waits for the final save, so the last changes survive.
@@ -243,14 +254,7 @@ fn d09_rejoin_during_a_retrying_final_save_keeps_the_last_changes() {
     w.run_for(5.0);
     w.datastore_fail = 0.0;
     w.run_for(60.0);
-    let p2 = w
-        .started_profile(0, again)
-        .expect("the rejoin starts once the final save landed");
-    assert_eq!(w.servers[0].host.data[&p2], json!({"Coins": 42}));
-    assert_eq!(
-        w.stored("S", "k").unwrap()["MetaData"]["SessionLoadCount"],
-        json!(2)
-    );
+    started_with_the_last_changes(&w, again, "the rejoin starts once the final save landed");
 }
 
 /// §19 item 9 and spec §5.3: a start without `Cancel` that waits behind a final save meeting
@@ -299,14 +303,7 @@ fn d09_a_start_queued_behind_a_final_save_that_fails_waits_for_its_retry() {
     w.run_for(0.5);
     w.datastore_fail = 0.0;
     w.run_for(60.0);
-    let p2 = w
-        .started_profile(0, again)
-        .expect("the start runs once the final save landed");
-    assert_eq!(w.servers[0].host.data[&p2], json!({"Coins": 42}));
-    assert_eq!(
-        w.stored("S", "k").unwrap()["MetaData"]["SessionLoadCount"],
-        json!(2)
-    );
+    started_with_the_last_changes(&w, again, "the start runs once the final save landed");
 }
 
 /// The same timeout wherever it falls in the final save's retry cycle (every 20 s, a retry in

@@ -1,7 +1,8 @@
 //! The world on its own: request budgets and throttle queues reach the engines, a crashed server
-//! answers nothing, and wall-clock skew reaches what servers write.
+//! answers nothing (its writes already sent still land), wall-clock skew reaches what servers
+//! write, spare servers keep their own clocks, and calls take their round trips.
 
-use profilestore_core::value::json;
+use profilestore_core::value::{Value, json};
 use profilestore_core::{Completion, Input, InputResult, Output, StartParams, StoreId};
 use profilestore_harness::datastore::{DataStoreService, Limits};
 use profilestore_harness::messaging::{MessagingConfig, MessagingService};
@@ -52,6 +53,27 @@ fn start(w: &mut World, s: usize, store: StoreId, key: &str) {
         params: StartParams::default(),
     };
     w.feed(s, input);
+}
+
+/// Server `s` calls `MessageAsync(key, message)`; returns what the call returned.
+fn send_message(w: &mut World, s: usize, store: StoreId, key: &str, message: Value) -> InputResult {
+    let now = w.now_for(s);
+    let input = Input::Message {
+        now,
+        store: store.live(),
+        key: key.into(),
+        message,
+    };
+    w.feed(s, input)
+}
+
+/// Two servers, the second a spare booted at 100 s.
+fn spare_booted_at_100() -> (World, StoreId) {
+    let (mut w, store) = world(2, Limits::unlimited());
+    w.reserve(1);
+    w.run_until(100.0);
+    w.boot(1);
+    (w, store)
 }
 
 #[test]
@@ -401,10 +423,7 @@ fn a_raw_set_meets_faults_and_lands_after_a_crash() {
 /// first auto-save comes one `AUTO_SAVE_PERIOD` (300 s) after its load, in world time.
 #[test]
 fn a_booted_spare_counts_its_clock_from_its_boot() {
-    let (mut w, store) = world(2, Limits::unlimited());
-    w.reserve(1);
-    w.run_until(100.0);
-    w.boot(1);
+    let (mut w, store) = spare_booted_at_100();
     assert_eq!(w.now_for(1).mono, 0.0);
     assert_eq!(w.now_for(0).mono, 100.0);
     start(&mut w, 1, store, "k");
@@ -421,20 +440,10 @@ fn a_booted_spare_counts_its_clock_from_its_boot() {
 /// of a `MessageAsync` that arrives 1.5 s after its boot (it used to read 101.5 and save).
 #[test]
 fn a_booted_spare_ignores_messages_in_its_first_six_seconds() {
-    let (mut w, store) = world(2, Limits::unlimited());
-    w.reserve(1);
-    w.run_until(100.0);
-    w.boot(1);
+    let (mut w, store) = spare_booted_at_100();
     start(&mut w, 1, store, "k");
     w.run_until(101.0);
-    let now = w.now_for(0);
-    let input = Input::Message {
-        now,
-        store: store.live(),
-        key: "k".into(),
-        message: json!({"gift": 1}),
-    };
-    w.feed(0, input);
+    send_message(&mut w, 0, store, "k", json!({"gift": 1}));
     w.run_until(110.0);
     assert_eq!(
         writes_of(&w, "k"),
@@ -514,14 +523,7 @@ fn a_conflicting_update_tries_again_half_a_round_trip_each_way() {
     let profile = w.servers[0].engine().active_profiles()[0];
     let now = w.now_for(0);
     w.feed(0, Input::Save { now, profile });
-    let now = w.now_for(1);
-    let message = Input::Message {
-        now,
-        store: store.live(),
-        key: "k".into(),
-        message: json!({"gift": 1}),
-    };
-    w.feed(1, message);
+    send_message(&mut w, 1, store, "k", json!({"gift": 1}));
     // The call met the world's faults at its first write (1.3 s); its second does not draw
     // again, so faults from now on do not touch it.
     w.run_until(1.35);
@@ -604,17 +606,8 @@ fn a_message_the_store_cannot_keep_fails_at_once() {
     for _ in 0..510 {
         message = json!([message]);
     }
-    let now = w.now_for(0);
-    let call = match w.feed(
-        0,
-        Input::Message {
-            now,
-            store: store.live(),
-            key: "k".into(),
-            message,
-        },
-    ) {
-        profilestore_core::InputResult::Call(Ok(call)) => call,
+    let call = match send_message(&mut w, 0, store, "k", message) {
+        InputResult::Call(Ok(call)) => call,
         other => panic!("{other:?}"),
     };
     w.run_until(5.0);
