@@ -284,6 +284,8 @@ pub struct Trade {
     /// Whether a save of the giver's profile on `server` confirmed (`OnAfterSave`) a `Data`
     /// without the item: from then on the giver's side of the trade is stored.
     pub giver_saved: bool,
+    /// The giver's session: its profile's `SessionLoadCount`.
+    pub giver_generation: i64,
 }
 
 /// What a fleet run observed, for the report and the invariant checks.
@@ -335,13 +337,35 @@ pub struct Observations {
     /// Writes naming a second holder for a generation: (key, generation, the first holder's
     /// last write before it).
     pub lock_conflicts: Vec<(String, i64, f64)>,
+    /// Per key: the `SessionLoadCount` of its last committed write, and whether that write left
+    /// the key locked.
+    pub last_generation: FxHashMap<Str, (i64, bool)>,
+    /// Lock generations `(key, SessionLoadCount)` a later session took while they still held
+    /// the key: a steal after the holder did not release it (spec §5.3), or the `ASSUME_DEAD`
+    /// take-over. Whatever that session had not saved is lost with it: its next save finds the
+    /// lock gone and stores nothing (spec §8.3, "Lock lost").
+    pub taken_generations: BTreeSet<(String, i64)>,
 }
 
 impl Observations {
     /// Notes who a committed write at `t` says holds `key`'s lock (one lock holder per
-    /// generation, checked by [`crate::invariants::check`]).
+    /// generation, checked by [`crate::invariants::check`]), and whether it took the lock of
+    /// a generation that still held it ([`Observations::taken_generations`]).
     fn note_write(&mut self, key: &Str, value: &Value, t: f64) {
-        let Some((job, count)) = crate::invariants::lock_of(value) else {
+        let (count, holder) = crate::invariants::generation_of(value);
+        let now = (count, holder.is_some());
+        match self.last_generation.get_mut(key) {
+            Some(last) => {
+                let (before, locked) = std::mem::replace(last, now);
+                if locked && count > before {
+                    self.taken_generations.insert((key.to_string(), before));
+                }
+            }
+            None => {
+                self.last_generation.insert(key.clone(), now);
+            }
+        }
+        let Some(job) = holder else {
             return;
         };
         let (holder, last) = self
@@ -397,6 +421,10 @@ pub struct Fleet {
     /// Items duplicated because a server died between the two saves of a trade (filled by
     /// [`crate::invariants::check`]).
     pub torn_trades: Vec<String>,
+    /// Items duplicated because the giver's session was taken by another server (its saves
+    /// failing meanwhile) before a save stored the giver's side of a trade (filled by
+    /// [`crate::invariants::check`]).
+    pub stolen_trades: Vec<String>,
     /// Per server: the call → player waiting for a start.
     joining: Vec<FxHashMap<CallId, usize>>,
     /// Per server: message call → gift id.
@@ -508,6 +536,7 @@ impl Fleet {
             online_counts: vec![0; total],
             rng,
             torn_trades: Vec::new(),
+            stolen_trades: Vec::new(),
             profile_keys: FxHashMap::default(),
             session_players: FxHashMap::default(),
             healthy_from: None,
@@ -891,6 +920,7 @@ impl Fleet {
                 server,
                 at: self.world.now,
                 giver_saved: false,
+                giver_generation: engine.profile(profile).map_or(0, |x| x.session_load_count),
             };
             self.unsaved_gives
                 .entry((server, profile))
@@ -1345,6 +1375,43 @@ mod tests {
         assert!(table_mut(&mut json!("text")).is_none());
     }
 
+    /// A generation is taken when a later one is written while the key still named its holder
+    /// (a steal); one its holder released, by a final save or after a force-load request, is
+    /// not. Whole values and the log's summaries read alike.
+    #[test]
+    fn a_generation_locked_when_the_next_is_written_was_taken() {
+        let value = |count: i64, job: Option<&str>| {
+            let mut meta = json!({"SessionLoadCount": count});
+            if let Some(job) = job {
+                meta["ActiveSession"] = json!([1001, job]);
+            }
+            json!({"Data": {}, "MetaData": meta})
+        };
+        let mut obs = Observations::default();
+        let (a, b) = (Str::from("A"), Str::from("B"));
+        for (t, key, count, job) in [
+            (1.0, &a, 1, Some("S0")),
+            (2.0, &a, 1, Some("S0")),
+            // A released generation 1, and S1 took generation 2 after it: a hand-off.
+            (3.0, &a, 1, None),
+            (4.0, &a, 2, Some("S1")),
+            // S0 took generation 2 while S1 still held it: a steal.
+            (5.0, &a, 3, Some("S0")),
+            (5.0, &b, 4, Some("S1")),
+            (6.0, &b, 5, Some("S1")),
+        ] {
+            let v = value(count, job);
+            if t == 6.0 {
+                obs.note_write(key, &crate::invariants::summarize_write(&v), t);
+            } else {
+                obs.note_write(key, &v, t);
+            }
+        }
+        let taken: Vec<_> = obs.taken_generations.iter().cloned().collect();
+        assert_eq!(taken, [("A".to_string(), 2), ("B".to_string(), 4)]);
+        assert_eq!(obs.last_generation[&a], (3, true));
+    }
+
     /// A start of `call` on `server`, made at `since`, the player still waiting on it.
     fn waiting(server: usize, call: u64, since: f64, cancellable: bool) -> Presence {
         Presence::Joining {
@@ -1404,6 +1471,7 @@ mod tests {
             server: 1,
             at: now - 10.0,
             giver_saved: false,
+            giver_generation: 1,
         };
         let base = fleet.observed.trade_log.len();
         fleet.observed.trade_log.push(trade("gone"));

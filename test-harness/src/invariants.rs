@@ -3,7 +3,9 @@
 //! - **no acknowledged save lost** — every operation id a session saw in its `LastSavedData` is
 //!   in the player's final stored value;
 //! - **no dupe** — no item in two profiles (or twice in one), no operation applied twice, and
-//!   each `Counter` equal to the number of op ids (every operation adds one to both);
+//!   each `Counter` equal to the number of op ids (every operation adds one to both). A trade
+//!   whose giver's side no save stored is torn, not a dupe, when its server died or, under
+//!   DataStore faults, another server took the giver's session; torn trades are counted;
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
 //!   same gift under two message ids only in a run whose DataStore fails, as a retried
 //!   `MessageAsync`), and no message is delivered twice within one session;
@@ -81,24 +83,32 @@ pub fn summarize_write(v: &Value) -> Value {
     Value::from(summary)
 }
 
-/// The lock holder (`ActiveSession[1]`) and `SessionLoadCount` of a logged write's value
-/// (a whole stored value or a [`summarize_write`] summary), if it is locked; read without
+/// The `SessionLoadCount` and the lock holder (`ActiveSession[1]`, `None` when unlocked) of a
+/// logged write's value (a whole stored value or a [`summarize_write`] summary); read without
 /// copying anything but the holder's string handle.
-pub fn lock_of(value: &Value) -> Option<(&Str, i64)> {
+pub fn generation_of(value: &Value) -> (i64, Option<&Str>) {
     let (holder, count) = match value.as_array() {
-        Some(summary) => (summary.get(2)?, summary.first()?),
+        Some(summary) => (summary.get(2), summary.first()),
         None => {
             let meta = &value["MetaData"];
             (
-                meta.get("ActiveSession")?.get(1)?,
-                &meta["SessionLoadCount"],
+                meta.get("ActiveSession").and_then(|s| s.get(1)),
+                meta.get("SessionLoadCount"),
             )
         }
     };
+    let count = count.and_then(Value::as_i64).unwrap_or(0);
     match holder {
-        Value::String(job) => Some((job, count.as_i64().unwrap_or(0))),
-        _ => None,
+        Some(Value::String(job)) => (count, Some(job)),
+        _ => (count, None),
     }
+}
+
+/// The lock holder (`ActiveSession[1]`) and `SessionLoadCount` of a logged write's value, if
+/// it is locked ([`generation_of`]).
+pub fn lock_of(value: &Value) -> Option<(&Str, i64)> {
+    let (count, holder) = generation_of(value);
+    holder.map(|job| (job, count))
 }
 
 /// What a logged write shows: the lock holder (`ActiveSession[1]`, `None` when unlocked), the
@@ -288,26 +298,39 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         }
     }
 
-    // No item in two profiles. ProfileStore gives no atomicity across keys: a server that dies
-    // between the saves of the two sides of a trade tears it (the giver's removal is never
-    // saved). Such torn trades are counted; any other duplicate is a violation.
+    // No item in two profiles. ProfileStore gives no atomicity across keys: the giver's side
+    // of a trade is lost when its session ends without a save storing it, so the item stays
+    // in the giver's stored `Data` too. That happens when the server dies between the saves
+    // of the two sides, and, in a run whose DataStore fails, when the giver's saves fail until
+    // another server steals the session (spec §5.3; the late save then stores nothing, §8.3).
+    // Such torn trades are counted; any other duplicate is a violation.
+    let steals_possible = fleet.config.faults > 0.0;
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
     for key in &keys {
         for item in strings(&finals[key]["Data"], "Items") {
             if let Some(other) = owners.insert(item.clone(), key.clone()) {
-                // Torn: the item's trade on a server that died before any save of the giver
-                // confirmed the item gone. (The two holders need not be that trade's sides:
-                // either copy may have been traded on since.)
-                let torn = obs.trade_log.iter().any(|trade| {
-                    trade.item == item
-                        && !trade.giver_saved
-                        && obs
-                            .died_at
-                            .get(&trade.server)
-                            .is_some_and(|d| *d >= trade.at)
+                // Torn: a trade of the item that no save of the giver confirmed (the two
+                // holders need not be that trade's sides: either copy may have been traded on
+                // since), on a server that died after it, or by a session another took.
+                let unsaved = || {
+                    obs.trade_log
+                        .iter()
+                        .filter(|trade| trade.item == item && !trade.giver_saved)
+                };
+                let died = unsaved().any(|trade| {
+                    obs.died_at
+                        .get(&trade.server)
+                        .is_some_and(|d| *d >= trade.at)
                 });
-                if torn {
+                let stolen = steals_possible
+                    && unsaved().any(|trade| {
+                        obs.taken_generations
+                            .contains(&(trade.from.clone(), trade.giver_generation))
+                    });
+                if died {
                     fleet.torn_trades.push(item.clone());
+                } else if stolen {
+                    fleet.stolen_trades.push(item.clone());
                 } else {
                     // The excerpt starts at the item's first trade, if it was traded.
                     let traded = obs.trade_log.iter().filter(|t| t.item == item);
@@ -479,6 +502,7 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
         "critical_toggles": o.critical_toggles,
         "trades": o.trades,
         "torn_trades_by_server_death": fleet.torn_trades.len(),
+        "torn_trades_by_stolen_session": fleet.stolen_trades.len(),
         "gifts": o.gifts_sent.len(),
         "messages_over_receive_limit": fleet.world.messaging.over_receive_limit(),
         "subscribes_refused": fleet.world.subscribes_refused,

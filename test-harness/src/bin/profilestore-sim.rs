@@ -477,8 +477,11 @@ fn print_summary(s: &profilestore_core::value::Value) {
     row("errors (OnError)", s["errors"].to_string());
     row("critical-state toggles", s["critical_toggles"].to_string());
     row(
-        "trades / torn by server death",
-        format!("{} / {}", s["trades"], s["torn_trades_by_server_death"]),
+        "trades / torn by death / by steal",
+        format!(
+            "{} / {} / {}",
+            s["trades"], s["torn_trades_by_server_death"], s["torn_trades_by_stolen_session"]
+        ),
     );
     row("gifts sent", s["gifts"].to_string());
     row(
