@@ -54,8 +54,15 @@ pub struct FleetConfig {
     pub stay: f64,
     /// Mean seconds between a player's gameplay operations.
     pub op_interval: f64,
-    /// Largest wall-clock skew of a server, seconds (each server gets a seeded value in ±this).
+    /// Largest wall-clock skew of a server, seconds (each server gets a seeded value in ±this;
+    /// at most [`MAX_SKEW`]). Past 165 s two servers can differ by more than `ASSUME_DEAD`
+    /// less `AUTO_SAVE_PERIOD` (630 − 300 s), and the fast one takes live locks at once, as
+    /// the original does (spec §19 item 7): the run then reports dupes.
     pub max_skew: i64,
+    /// Places the servers run: server `i` (spares included) runs PlaceId `1001 + i % places`.
+    /// An experience's places share its DataStores, and a session lock names its place
+    /// (spec §5.1), so players hop between places as between servers of one place.
+    pub places: usize,
     /// Probability per server per virtual minute of a `BindToClose` shutdown.
     pub shutdown_rate: f64,
     /// Probability per server per virtual minute of a crash.
@@ -79,6 +86,9 @@ pub struct FleetConfig {
     pub spare_servers: usize,
 }
 
+/// The largest [`FleetConfig::max_skew`]: a day.
+pub const MAX_SKEW: i64 = 86_400;
+
 /// Seconds from a server's death to its replacement taking players.
 pub const SPARE_BOOT_DELAY: f64 = 10.0;
 
@@ -100,6 +110,7 @@ impl FleetConfig {
             stay: 90.0,
             op_interval: 10.0,
             max_skew: 5,
+            places: 1,
             shutdown_rate: 0.0,
             crash_rate: 0.0,
             record: false,
@@ -140,6 +151,13 @@ impl FleetConfig {
             ));
         }
         count("players", self.players, MAX_PLAYERS)?;
+        count("places", self.places, MAX_SERVERS)?;
+        if !(0..=MAX_SKEW).contains(&self.max_skew) {
+            return Err(format!(
+                "max_skew must be between 0 and {MAX_SKEW} s (a day), got {}",
+                self.max_skew
+            ));
+        }
         if !(0.0..=MAX_DURATION).contains(&self.duration) {
             return Err(format!(
                 "duration must be between 0 and {MAX_DURATION} s (a year), got {}",
@@ -465,7 +483,7 @@ impl Fleet {
         let servers = (0..total)
             .map(|i| ServerSpec {
                 name: format!("S{i}"),
-                place_id: 1001,
+                place_id: 1001 + (i % config.places.max(1)) as i64,
                 wall_skew: if config.max_skew > 0 {
                     (rng.next_u64() % (2 * config.max_skew as u64 + 1)) as i64 - config.max_skew
                 } else {

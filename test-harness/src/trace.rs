@@ -19,8 +19,9 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// 5: starts queue behind final saves, critical-state and auto-save deadlines as computed, a
 /// table `Data` makes a profile, unstorable final saves, messages and starts give up, mock ops
 /// and pages answering updates and inputs naming unknown profiles are refused, a non-profile
-/// save answer warns, Reconcile skips null template fields (same layout).
-pub const TRACE_FORMAT: u32 = 5;
+/// save answer warns, Reconcile skips null template fields (same layout); 6: the fleet
+/// configuration has `places`.
+pub const TRACE_FORMAT: u32 = 6;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

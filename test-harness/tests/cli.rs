@@ -173,6 +173,18 @@ fn bad_arguments_get_clear_errors() {
             &["--uncancellable", "2"][..],
             "uncancellable must be a probability between 0 and 1, got 2",
         ),
+        (
+            &["--places", "0"][..],
+            "places must be between 1 and 10000, got 0",
+        ),
+        (
+            &["--max-skew=-5"][..],
+            "max_skew must be between 0 and 86400 s (a day), got -5",
+        ),
+        (
+            &["--max-skew", "90000"][..],
+            "max_skew must be between 0 and 86400 s (a day), got 90000",
+        ),
     ] {
         let mut all = vec!["simulate", "--db", "keep.db"];
         all.extend_from_slice(args);

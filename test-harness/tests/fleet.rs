@@ -5,6 +5,7 @@
 use profilestore_harness::fleet::{Fleet, FleetConfig, STORE};
 use profilestore_harness::invariants;
 use profilestore_harness::storage::MemoryStorage;
+use profilestore_harness::world::Happening;
 
 fn run(config: FleetConfig) -> (Fleet, Vec<invariants::Violation>) {
     let mut fleet = Fleet::new(config, Box::new(MemoryStorage::new()));
@@ -213,7 +214,6 @@ fn overwrite(fleet: &mut Fleet, key: &str, value: profilestore_core::value::Valu
 #[test]
 fn the_other_checks_each_report_a_broken_run() {
     use profilestore_core::json;
-    use profilestore_harness::world::Happening;
 
     // An operation applied twice (and counted twice, as a game applying it twice would).
     let (mut fleet, key, _) = sound_run(7);
@@ -511,6 +511,54 @@ fn a_trade_torn_by_a_stolen_session_is_counted_not_a_dupe() {
     assert_eq!(fleet.torn_trades, Vec::<String>::new());
     let taken = &fleet.observed.taken_generations;
     assert!(taken.contains(&("Player_46".to_string(), 29)), "{taken:?}");
+}
+
+/// Servers of three places, with clocks up to two minutes apart (within `ASSUME_DEAD`, 630 s:
+/// spec §19 item 7): locks name each server's place, players hop between places as between
+/// servers, and every invariant holds.
+#[test]
+fn servers_of_several_places_with_skewed_clocks_hand_players_off() {
+    use profilestore_core::value::Value;
+    for seed in [21, 22, 23] {
+        let mut config = FleetConfig::new(seed, 4, 40, 900.0, 0.05);
+        config.places = 3;
+        config.max_skew = 120;
+        config.stay = 30.0;
+        let mut fleet = Fleet::new(config, Box::new(MemoryStorage::new()));
+        // The log keeps whole written values, not the fleet's summaries, to read their locks.
+        fleet.world.summarize = Value::clone;
+        fleet.run(|_| {});
+        let violations = invariants::check(&mut fleet);
+        assert_sound(seed, &fleet, &violations);
+        let specs = &fleet.world.config.servers;
+        let places: Vec<i64> = specs.iter().map(|s| s.place_id).collect();
+        assert_eq!(places, [1001, 1002, 1003, 1001], "seed {seed}");
+        assert!(
+            specs.iter().any(|s| s.wall_skew.abs() > 5),
+            "seed {seed}: {specs:?}"
+        );
+        // Every place's servers took locks, and hand-offs crossed places: a key's successive
+        // locks name different places.
+        let mut locked_places = std::collections::BTreeSet::new();
+        let mut crossings = 0;
+        let mut last_place: std::collections::BTreeMap<String, i64> = Default::default();
+        for line in fleet.world.log.iter() {
+            if let Happening::Write { key, value, .. } = &line.what
+                && let Some(place) = value["MetaData"]["ActiveSession"][0].as_i64()
+            {
+                locked_places.insert(place);
+                let before = last_place.insert(key.to_string(), place);
+                crossings += usize::from(before.is_some_and(|b| b != place));
+            }
+        }
+        assert_eq!(
+            locked_places.into_iter().collect::<Vec<_>>(),
+            [1001, 1002, 1003],
+            "seed {seed}"
+        );
+        assert!(crossings > 100, "seed {seed}: {crossings} crossings");
+        assert!(fleet.observed.handoffs.len() > 100, "seed {seed}");
+    }
 }
 
 /// Every DataStore call failing for a minute, then a healthy minute, and so on: sessions start

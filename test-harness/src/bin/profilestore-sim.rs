@@ -70,6 +70,14 @@ enum Command {
         /// Servers held in reserve: each replaces one that crashed or shut down, 10 s later.
         #[arg(long, default_value_t = 0)]
         spare_servers: usize,
+        /// Places the servers run (PlaceIds 1001, 1002, ..., dealt round the servers); players
+        /// hop between places as between servers.
+        #[arg(long, default_value_t = 1)]
+        places: usize,
+        /// Largest wall-clock (`os.time()`) skew of a server, seconds: each server's clock runs
+        /// ahead or behind by a seeded amount within this.
+        #[arg(long, default_value_t = 5)]
+        max_skew: i64,
         /// Probability per second that a loading player leaves (their `Cancel` turns true).
         #[arg(long, default_value_t = 0.005)]
         quit_while_loading: f64,
@@ -191,6 +199,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             crash_rate,
             shutdown_rate,
             spare_servers,
+            places,
+            max_skew,
             quit_while_loading,
             uncancellable,
             fault_period,
@@ -205,6 +215,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             config.crash_rate = crash_rate;
             config.shutdown_rate = shutdown_rate;
             config.spare_servers = spare_servers;
+            config.places = places;
+            config.max_skew = max_skew;
             config.quit_while_loading = quit_while_loading;
             config.uncancellable = uncancellable;
             config.fault_period = fault_period;
