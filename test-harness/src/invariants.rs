@@ -332,13 +332,17 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 } else if stolen {
                     fleet.stolen_trades.push(item.clone());
                 } else {
-                    // The excerpt starts at the item's first trade, if it was traded.
-                    let traded = obs.trade_log.iter().filter(|t| t.item == item);
+                    // Shown from the first trade of the item whose giver's side no save stored
+                    // (where the copy came from), else from its first trade; the excerpt is of
+                    // that giver's key (the holders' keys show only the item arriving).
+                    let first = unsaved()
+                        .next()
+                        .or_else(|| obs.trade_log.iter().find(|t| t.item == item));
                     found.push((
                         "no dupe",
-                        key.clone(),
-                        format!("{item} is also held by {other}"),
-                        traded.map(|t| t.at).reduce(f64::min),
+                        first.map_or_else(|| key.clone(), |t| t.from.clone()),
+                        format!("{item} is held by both {other} and {key}"),
+                        first.map(|t| t.at),
                     ));
                 }
             }

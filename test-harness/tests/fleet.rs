@@ -483,6 +483,17 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
             Outcome::Dupe => {
                 assert_eq!(v.len(), 1, "{case}: {v:?}");
                 assert_eq!(v[0].invariant, "no dupe", "{case}");
+                // Named after the trade's giver, whose key shows where the copy came from.
+                assert_eq!(v[0].key, holder, "{case}");
+                // Holders in the fleet's key order (players by number).
+                let keys = fleet.keys();
+                let at = |k: &String| keys.iter().position(|x| x == k);
+                let (a, b) = if at(&holder) < at(&other) {
+                    (&holder, &other)
+                } else {
+                    (&other, &holder)
+                };
+                assert_eq!(v[0].detail, format!("{item} is held by both {a} and {b}"));
                 // The excerpt starts at the trade (t=10), not at the end of the run.
                 let first = times(&v[0].excerpt)[0];
                 assert!((10.0..60.0).contains(&first), "{case}: {:?}", v[0].excerpt);
