@@ -9,7 +9,8 @@
 //! later call on the same key always takes it over ("last caller wins" also outside the in-flight
 //! window, spec §19 item 5) and the transform always uses the current caller's `Cancel` and
 //! `Steal` (item 4); the MessagingService topic is the GUID actually stored in the lock (item 3);
-//! an attempt waits while a final save of the same key is still retrying (item 9).
+//! an attempt waits while a final save of the same key is still retrying (item 9); a start that
+//! takes the lock from another server's session asks that session to end (item 8).
 
 use crate::value::{Value, json};
 
@@ -72,6 +73,10 @@ pub(crate) struct StartJob {
     /// The in-flight attempt's transform ran declined (closing or cancelled): its write took
     /// no lock and claimed nothing, whoever calls by the time it returns.
     pub attempt_declined: bool,
+    /// The in-flight attempt's transform took the lock from another server's session: that
+    /// session's GUID and `SessionLoadCount`, to tell it once the write lands (deviation for
+    /// spec §19 item 8).
+    pub taken_from: Option<(String, i64)>,
 }
 
 impl StartJob {
@@ -98,6 +103,7 @@ impl StartJob {
             guid: String::new(),
             phase: StartPhase::Waiting,
             attempt_declined: false,
+            taken_from: None,
         }
     }
 }
@@ -199,6 +205,31 @@ fn claim_existing(obj: &mut wire::Object, ctx: &StartContext<'_>) {
     } else if ctx.request_force_load {
         meta.insert("ForceLoadSession".into(), ctx.identity.claim_tag());
     }
+}
+
+/// The session a start transform's write takes the lock from: the GUID and
+/// `SessionLoadCount` of `current`'s lock when it is another server's and `result` writes ours
+/// (a steal, `Steal = true`, or `ASSUME_DEAD`). A lock with no GUID has no topic to tell.
+fn taken_session(
+    current: Option<&Value>,
+    result: &Transformed,
+    identity: &ServerIdentity,
+) -> Option<(String, i64)> {
+    let Transformed::Write { value, .. } = result else {
+        return None;
+    };
+    let before = ProfileValue::of(current?)?;
+    let tag = before.active_session()?;
+    let ours_now = ProfileValue::of(value)
+        .and_then(|v| v.active_session())
+        .is_some_and(|t| identity.owns(t));
+    if identity.owns(tag) || !ours_now {
+        return None;
+    }
+    Some((
+        before.session_guid()?.to_string(),
+        before.session_load_count(),
+    ))
 }
 
 /// A write of `obj`, with its `UserIds` and `RobloxMetaData` fields as the key's user ids and
@@ -426,7 +457,12 @@ impl Engine {
             wall,
             template,
         };
-        start_transform(current, &ctx)
+        let result = start_transform(current, &ctx);
+        let taken_from = taken_session(current, &result, &self.identity);
+        if let Some(job) = self.load_jobs.get_mut(token) {
+            job.taken_from = taken_from;
+        }
+        result
     }
 
     /// Interprets a session-start write (spec §5.3 (c)).
@@ -478,6 +514,19 @@ impl Engine {
         let lock = pv.as_ref().and_then(|p| p.active_session());
         match lock {
             Some(tag) if self.identity.owns(tag) => {
+                let taken_from = job.taken_from.take();
+                if let Some((guid, load_count)) = taken_from
+                    && token.domain() == Domain::Live
+                {
+                    // Deviation for spec §19 item 8: the session this write took the lock
+                    // from is asked to end now, as a hand-off request would, rather than
+                    // playing on until its next save finds the lock gone.
+                    let data = json!({"LoadCount": load_count, "EndSession": true});
+                    self.messaging(MessagingRequest::Publish {
+                        topic: session_topic(&guid),
+                        data,
+                    });
+                }
                 let loaded = self.create_session_profile(now, token, &value, key_info);
                 if declined {
                     // The caller gets nil: the host never sees this profile's Data, so the

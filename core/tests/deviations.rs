@@ -115,6 +115,57 @@ fn d03_subscription_topic_is_the_stored_guid() {
     assert!((t - 15.6).abs() < 1e-6, "hand-off at {t}");
 }
 
+/// §19 item 8: after a steal the original's old owner plays on until its next save finds the
+/// lock gone (up to `AUTO_SAVE_PERIOD`), and items it gives away meanwhile are duplicated. Here
+/// the start that took the lock asks the old session to end, as a hand-off request would: the
+/// old owner ends within a message delay, and its late save stores nothing.
+#[test]
+fn d08_a_session_whose_lock_was_taken_ends_at_once() {
+    let mut w = World::new(2, 108);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    w.run_until(10.0);
+    let a = w.start_and_wait(0, store, "k").expect("A's session");
+    w.run_until(20.0);
+    let steal = StartParams {
+        steal: true,
+        cancellable: false,
+    };
+    let b = w.start_session(1, store.live(), "k", steal);
+    w.run_until(20.5);
+    let pb = w.started_profile(1, b).expect("B took the lock");
+    // The game on A gives away coins it still believes are its player's.
+    w.servers[0].host.data.insert(a, json!({"Coins": 99}));
+    w.run_until(25.0);
+    assert!(!w.servers[0].engine.is_active(a), "A ended");
+    let ended: Vec<_> = w
+        .events(0)
+        .into_iter()
+        .filter(|(t, _)| *t > 20.0)
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(
+        ended,
+        [
+            Event::OnSave { profile: a },
+            Event::OnLastSave {
+                profile: a,
+                reason: EndReason::External
+            },
+            Event::OnSessionEnd { profile: a },
+            Event::OnAfterSave {
+                profile: a,
+                last_saved_data: json!({"Coins": 0}).into()
+            },
+        ]
+    );
+    // A's late write stored nothing: B's lock and the Data B loaded stand.
+    let v = w.stored("S", "k").unwrap();
+    let job_b = w.servers[1].engine.identity().job_id.clone();
+    assert_eq!(v["MetaData"]["ActiveSession"][1], json!(job_b));
+    assert_eq!(v["Data"], json!({"Coins": 0}));
+    assert!(w.servers[1].engine.is_active(pb));
+}
+
 /// A cancellable start whose player leaves, then (after `rejoin_after` seconds) a start for the
 /// rejoined player: the first returns nil, the second gets the session and the lock.
 fn leave_and_rejoin(seed: u64, rejoin_after: f64) {

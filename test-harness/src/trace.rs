@@ -20,8 +20,9 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// table `Data` makes a profile, unstorable final saves, messages and starts give up, mock ops
 /// and pages answering updates and inputs naming unknown profiles are refused, a non-profile
 /// save answer warns, Reconcile skips null template fields (same layout); 6: the fleet
-/// configuration has `places`.
-pub const TRACE_FORMAT: u32 = 6;
+/// configuration has `places`; 7: a start that takes a lock tells the session it took it from
+/// (same layout).
+pub const TRACE_FORMAT: u32 = 7;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use profilestore_core::value::Value;
 use profilestore_harness::journal::{self, KnownDeviation};
 use profilestore_harness::scenario;
 
@@ -17,8 +18,25 @@ fn fixtures() -> PathBuf {
 
 /// Differences that come from a defect of the original we fixed on purpose
 /// (`docs/DEVIATIONS.md`), by case: each names the deviation and the journal stream it changes.
-/// None of the eight cases needs one today.
-const KNOWN_DEVIATIONS: &[(&str, KnownDeviation<'static>)] = &[];
+const KNOWN_DEVIATIONS: &[(&str, KnownDeviation<'static>)] = &[
+    // §19 item 8: the start that took the lock tells the session it took it from. In
+    // `handoff_steal` the notice is lost like the requests before it, so A still learns at its
+    // next auto-save; in `assume_dead` nobody is subscribed to the dead server's topic.
+    (
+        "assume_dead",
+        KnownDeviation {
+            deviation: "§19 item 8",
+            stream: "<publish PS_<guid0>>",
+        },
+    ),
+    (
+        "handoff_steal",
+        KnownDeviation {
+            deviation: "§19 item 8",
+            stream: "<publish PS_<guid0>>",
+        },
+    ),
+];
 
 fn check(case: &str) {
     let scenario =
@@ -38,6 +56,12 @@ fn check(case: &str) {
     );
     for (deviation, d) in &e.named {
         eprintln!("{case}: deviation \"{deviation}\" (docs/DEVIATIONS.md):\n{d}");
+        // The notice after a steal is one publish more, after every line the original wrote.
+        if *deviation == "§19 item 8" {
+            let (_, body) = d.actual.as_ref().expect("an added line");
+            assert_eq!(d.expected, None, "{case}: {d}");
+            assert_eq!(body["data"]["EndSession"], Value::Bool(true), "{case}: {d}");
+        }
     }
     assert!(
         e.unexplained.is_empty(),
