@@ -337,6 +337,9 @@ impl Engine {
                     phase,
                     guid: job.guid.clone(),
                     attempt_declined: job.attempt_declined,
+                    // The lock an earlier attempt took is still to be told when this caller's
+                    // result lands.
+                    taken_from: job.taken_from.take(),
                     ..fresh
                 };
                 self.complete(Completion::SessionStart {
@@ -459,7 +462,15 @@ impl Engine {
         };
         let result = start_transform(current, &ctx);
         let taken_from = taken_session(current, &result, &self.identity);
-        if let Some(job) = self.load_jobs.get_mut(token) {
+        // A run that finds our own lock keeps what an earlier attempt took: that attempt's
+        // write committed although it reported an error.
+        let ours_already = current
+            .and_then(ProfileValue::of)
+            .and_then(|v| v.active_session())
+            .is_some_and(|t| self.identity.owns(t));
+        if let Some(job) = self.load_jobs.get_mut(token)
+            && (taken_from.is_some() || !ours_already)
+        {
             job.taken_from = taken_from;
         }
         result

@@ -166,6 +166,31 @@ fn d08_a_session_whose_lock_was_taken_ends_at_once() {
     assert!(w.servers[1].engine.is_active(pb));
 }
 
+/// §19 item 8, with a second call on the taking server after the stealing attempt's transform
+/// ran (last caller wins, §5.3 (b)): the new caller gets the session, and the old session is
+/// still told.
+#[test]
+fn d08_a_caller_taking_over_the_stealing_start_still_tells_the_old_session() {
+    let mut w = World::new(2, 109);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    w.run_until(10.0);
+    let a = w.start_and_wait(0, store, "k").expect("A's session");
+    w.run_until(20.0);
+    let steal = StartParams {
+        steal: true,
+        cancellable: false,
+    };
+    let first = w.start_session(1, store.live(), "k", steal);
+    // The stealing transform runs a round trip (0.15 s) after the call, its write lands a
+    // round trip later: the second call comes in between.
+    w.run_until(20.2);
+    let second = w.start_session(1, store.live(), "k", StartParams::default());
+    w.run_until(25.0);
+    assert_eq!(w.started_profile(1, first), None);
+    assert!(w.started_profile(1, second).is_some(), "the new caller");
+    assert!(!w.servers[0].engine.is_active(a), "A was told and ended");
+}
+
 /// A cancellable start whose player leaves, then (after `rejoin_after` seconds) a start for the
 /// rejoined player: the first returns nil, the second gets the session and the lock.
 fn leave_and_rejoin(seed: u64, rejoin_after: f64) {

@@ -355,9 +355,9 @@ pub struct Observations {
     /// Writes naming a second holder for a generation: (key, generation, the first holder's
     /// last write before it).
     pub lock_conflicts: Vec<(String, i64, f64)>,
-    /// Per key: the `SessionLoadCount` of its last committed write, and whether that write left
-    /// the key locked.
-    pub last_generation: FxHashMap<Str, (i64, bool)>,
+    /// Per key: the `SessionLoadCount` of its last committed write, and the lock holder (job
+    /// id) that write left, if any.
+    pub last_generation: FxHashMap<Str, (i64, Option<Str>)>,
     /// Lock generations `(key, SessionLoadCount)` a later session took while they still held
     /// the key: a steal after the holder did not release it (spec §5.3), or the `ASSUME_DEAD`
     /// take-over. Whatever that session had not saved is lost with it: its next save finds the
@@ -371,11 +371,14 @@ impl Observations {
     /// a generation that still held it ([`Observations::taken_generations`]).
     fn note_write(&mut self, key: &Str, value: &Value, t: f64) {
         let (count, holder) = crate::invariants::generation_of(value);
-        let now = (count, holder.is_some());
+        let now = (count, holder.cloned());
         match self.last_generation.get_mut(key) {
             Some(last) => {
+                // Taken: a later generation written while the key still named another server
+                // as its holder. (A server bumping its own lock, as a start whose first write
+                // failed ambiguously does, loses nothing.)
                 let (before, locked) = std::mem::replace(last, now);
-                if locked && count > before {
+                if count > before && locked.is_some_and(|job| Some(&job) != holder) {
                     self.taken_generations.insert((key.to_string(), before));
                 }
             }
@@ -439,8 +442,8 @@ pub struct Fleet {
     /// Items duplicated because a server died between the two saves of a trade (filled by
     /// [`crate::invariants::check`]).
     pub torn_trades: Vec<String>,
-    /// Items duplicated because the giver's session was taken by another server (its saves
-    /// failing meanwhile) before a save stored the giver's side of a trade (filled by
+    /// Items duplicated because the giver's session was taken by another server before a save
+    /// stored the giver's side of a trade, in a run whose DataStore fails (filled by
     /// [`crate::invariants::check`]).
     pub stolen_trades: Vec<String>,
     /// Per server: the call → player waiting for a start.
@@ -1393,9 +1396,10 @@ mod tests {
         assert!(table_mut(&mut json!("text")).is_none());
     }
 
-    /// A generation is taken when a later one is written while the key still named its holder
-    /// (a steal); one its holder released, by a final save or after a force-load request, is
-    /// not. Whole values and the log's summaries read alike.
+    /// A generation is taken when a later one is written while the key still named another
+    /// server as its holder (a steal); one its holder released, by a final save or after a
+    /// force-load request, or bumped itself, is not. Whole values and the log's summaries read
+    /// alike.
     #[test]
     fn a_generation_locked_when_the_next_is_written_was_taken() {
         let value = |count: i64, job: Option<&str>| {
@@ -1415,19 +1419,22 @@ mod tests {
             (4.0, &a, 2, Some("S1")),
             // S0 took generation 2 while S1 still held it: a steal.
             (5.0, &a, 3, Some("S0")),
+            // S1 bumped its own lock (a start retried after an ambiguous failure): no loss.
             (5.0, &b, 4, Some("S1")),
             (6.0, &b, 5, Some("S1")),
+            // S2 took generation 5 from S1, read off the log's summaries.
+            (7.0, &b, 6, Some("S2")),
         ] {
             let v = value(count, job);
-            if t == 6.0 {
+            if t >= 6.0 {
                 obs.note_write(key, &crate::invariants::summarize_write(&v), t);
             } else {
                 obs.note_write(key, &v, t);
             }
         }
         let taken: Vec<_> = obs.taken_generations.iter().cloned().collect();
-        assert_eq!(taken, [("A".to_string(), 2), ("B".to_string(), 4)]);
-        assert_eq!(obs.last_generation[&a], (3, true));
+        assert_eq!(taken, [("A".to_string(), 2), ("B".to_string(), 5)]);
+        assert_eq!(obs.last_generation[&a], (3, Some(Str::from("S0"))));
     }
 
     /// A start of `call` on `server`, made at `since`, the player still waiting on it.

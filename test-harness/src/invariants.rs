@@ -301,9 +301,10 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     // No item in two profiles. ProfileStore gives no atomicity across keys: the giver's side
     // of a trade is lost when its session ends without a save storing it, so the item stays
     // in the giver's stored `Data` too. That happens when the server dies between the saves
-    // of the two sides, and, in a run whose DataStore fails, when the giver's saves fail until
-    // another server steals the session (spec §5.3; the late save then stores nothing, §8.3).
-    // Such torn trades are counted; any other duplicate is a violation.
+    // of the two sides, and, in a run whose DataStore fails, when another server takes the
+    // session first: a steal after the giver's saves failed (spec §5.3; the late save then
+    // stores nothing, §8.3), or `ASSUME_DEAD`. Such torn trades are counted; any other
+    // duplicate is a violation (so with no faults a steal from a live server is one).
     let steals_possible = fleet.config.faults > 0.0;
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
     for key in &keys {

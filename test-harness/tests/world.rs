@@ -176,6 +176,49 @@ fn an_ambiguous_failure_logs_its_write() {
     );
 }
 
+/// A start whose write takes another server's lock but reports an error (the write committed)
+/// still tells the session it took the lock from once its retry lands: the retry finds its own
+/// lock and keeps what the first attempt took (deviation 8, spec §19 item 8).
+#[test]
+fn a_take_whose_write_failed_ambiguously_still_tells_the_old_session() {
+    use profilestore_harness::datastore::{Fault, Operation, internal_rejection};
+    let (mut w, store) = world(1, Limits::unlimited());
+    let dead = json!({"Data": {}, "GlobalUpdates": [0, []],
+        "MetaData": {"SessionLoadCount": 3, "LastUpdate": 1_735_680_000,
+                     "ActiveSession": [999, "dead-job", "DEAD-GUID"]}});
+    w.raw_set(0, "S", "k", dead);
+    w.run_until(1.0);
+    w.datastore
+        .script_fault(Operation::Update, Fault::Ambiguous(internal_rejection()));
+    start(&mut w, 0, store, "k");
+    w.run_until(5.0);
+    let seen: Vec<String> = w
+        .log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Write { value, .. } => Some(format!(
+                "write count {}",
+                value["MetaData"]["SessionLoadCount"]
+            )),
+            Happening::Published { topic, data, .. } => Some(format!("publish {topic} {data}")),
+            Happening::Output(Output::Completion(Completion::SessionStart { profile, .. })) => {
+                Some(format!("started {}", profile.is_some()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "write count 3",
+            "write count 4",
+            "write count 5",
+            r#"publish PS_DEAD-GUID {"EndSession":true,"LoadCount":3}"#,
+            "started true",
+        ]
+    );
+}
+
 /// A GetAsync the server's cache answers (within 4 s of its own read or write of the key)
 /// costs no request budget and no round trip (spec "Caching").
 #[test]
