@@ -43,7 +43,7 @@ pub struct MessagingConfig {
     pub loss: f64,
     /// Largest JSON-encoded payload in bytes (1,024); `None` turns the limit off.
     pub max_message_bytes: Option<usize>,
-    /// Longest topic name (80); `None` turns the limit off.
+    /// Longest topic name in characters (80); `None` turns the limit off.
     pub max_topic_len: Option<usize>,
     /// Rate limits.
     pub limits: MessagingLimits,
@@ -136,7 +136,7 @@ pub enum MessagingError {
         "MessagingService: topic name of {length} characters exceeds the {limit} character limit."
     )]
     TopicTooLong {
-        /// Its length in bytes.
+        /// Its length in characters.
         length: usize,
         /// The limit.
         limit: usize,
@@ -224,11 +224,10 @@ impl MessagingService {
         if topic.is_empty() {
             return Err(MessagingError::TopicEmpty);
         }
+        // Roblox counts a topic name in characters (80 at most), not bytes.
+        let length = topic.chars().count();
         match self.config.max_topic_len {
-            Some(limit) if topic.len() > limit => Err(MessagingError::TopicTooLong {
-                length: topic.len(),
-                limit,
-            }),
+            Some(limit) if length > limit => Err(MessagingError::TopicTooLong { length, limit }),
             _ => Ok(()),
         }
     }
@@ -598,6 +597,13 @@ mod tests {
                 length: 81,
                 limit: 80
             })
+        );
+        // Characters, not bytes: 80 two-byte characters pass, 81 do not.
+        assert!(ms.subscribe(0.0, A, &"é".repeat(80)).is_ok());
+        let long = ms.subscribe(0.0, A, &"é".repeat(81)).unwrap_err();
+        assert_eq!(
+            long.to_string(),
+            "MessagingService: topic name of 81 characters exceeds the 80 character limit."
         );
     }
 
