@@ -208,22 +208,21 @@ fn claim_existing(obj: &mut wire::Object, ctx: &StartContext<'_>) {
 }
 
 /// The session a start transform's write takes the lock from: the GUID and
-/// `SessionLoadCount` of `current`'s lock when it is another server's and `result` writes ours
-/// (a steal, `Steal = true`, or `ASSUME_DEAD`). A lock with no GUID has no topic to tell.
+/// `SessionLoadCount` of the stored value's lock, which is another server's, when `result`
+/// writes ours (a steal, `Steal = true`, or `ASSUME_DEAD`). A lock with no GUID has no topic
+/// to tell.
 fn taken_session(
-    current: Option<&Value>,
+    before: &ProfileValue<'_>,
     result: &Transformed,
     identity: &ServerIdentity,
 ) -> Option<(String, i64)> {
     let Transformed::Write { value, .. } = result else {
         return None;
     };
-    let before = ProfileValue::of(current?)?;
-    let tag = before.active_session()?;
     let ours_now = ProfileValue::of(value)
         .and_then(|v| v.active_session())
         .is_some_and(|t| identity.owns(t));
-    if identity.owns(tag) || !ours_now {
+    if !ours_now {
         return None;
     }
     Some((
@@ -461,17 +460,18 @@ impl Engine {
             template,
         };
         let result = start_transform(current, &ctx);
-        let taken_from = taken_session(current, &result, &self.identity);
+        let before = current.and_then(ProfileValue::of);
+        let lock = before.as_ref().and_then(|v| v.active_session());
         // A run that finds our own lock keeps what an earlier attempt took: that attempt's
         // write committed although it reported an error.
-        let ours_already = current
-            .and_then(ProfileValue::of)
-            .and_then(|v| v.active_session())
-            .is_some_and(|t| self.identity.owns(t));
-        if let Some(job) = self.load_jobs.get_mut(token)
-            && (taken_from.is_some() || !ours_already)
-        {
-            job.taken_from = taken_from;
+        if !lock.is_some_and(|t| self.identity.owns(t)) {
+            let taken_from = match (&before, lock) {
+                (Some(before), Some(_)) => taken_session(before, &result, &self.identity),
+                _ => None,
+            };
+            if let Some(job) = self.load_jobs.get_mut(token) {
+                job.taken_from = taken_from;
+            }
         }
         result
     }

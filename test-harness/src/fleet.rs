@@ -934,14 +934,15 @@ impl Fleet {
             let engine = self.world.servers[server].engine();
             let key_of =
                 |p: ProfileId| engine.profile(p).map(|x| x.key.clone()).unwrap_or_default();
+            let giver = engine.profile(profile);
             let trade = Trade {
                 item: item.as_str().unwrap_or_default().to_string(),
-                from: key_of(profile),
+                from: giver.map(|x| x.key.clone()).unwrap_or_default(),
                 to: key_of(partner),
                 server,
                 at: self.world.now,
                 giver_saved: false,
-                giver_generation: engine.profile(profile).map_or(0, |x| x.session_load_count),
+                giver_generation: giver.map_or(0, |x| x.session_load_count),
             };
             self.unsaved_gives
                 .entry((server, profile))

@@ -224,10 +224,13 @@ impl MessagingService {
         if topic.is_empty() {
             return Err(MessagingError::TopicEmpty);
         }
-        // Roblox counts a topic name in characters (80 at most), not bytes.
-        let length = topic.chars().count();
+        // Roblox counts a topic name in characters (80 at most), not bytes; a name of no more
+        // bytes than the limit has no more characters either.
         match self.config.max_topic_len {
-            Some(limit) if length > limit => Err(MessagingError::TopicTooLong { length, limit }),
+            Some(limit) if topic.len() > limit && topic.chars().count() > limit => {
+                let length = topic.chars().count();
+                Err(MessagingError::TopicTooLong { length, limit })
+            }
             _ => Ok(()),
         }
     }
