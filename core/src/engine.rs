@@ -572,6 +572,7 @@ impl Engine {
         }
         self.closing = true;
         self.resume_all_parked(now);
+        self.end_starts_behind_final_saves(now);
         self.timers
             .hasten(now.mono, |t| matches!(t, Timer::ConflictWait(_)));
         if self.state != DataStoreState::Access {

@@ -417,6 +417,22 @@ impl Engine {
         self.load_jobs.get_mut(token).expect("present").phase = StartPhase::BehindFinalSave;
     }
 
+    /// The server started closing: starts waiting behind a final save return nil now, as the
+    /// original's attempt loop stops once `IsClosing` is true (spec §5.3); the saves go on.
+    pub(crate) fn end_starts_behind_final_saves(&mut self, now: Now) {
+        // In call order: the map's order must not reach the outputs.
+        let mut waiting: Vec<(CallId, Token)> = self
+            .load_jobs
+            .iter()
+            .filter(|(_, j)| j.phase == StartPhase::BehindFinalSave)
+            .map(|(t, j)| (j.caller, t.clone()))
+            .collect();
+        waiting.sort_by_key(|(call, _)| *call);
+        for (_, token) in waiting {
+            self.finish_start(now, &token, None);
+        }
+    }
+
     /// A final save of `token` landed: a start waiting behind it attempts now, and a start that
     /// was releasing the lock it took returns nil.
     pub(crate) fn resume_behind_final_save(&mut self, now: Now, token: &Token) {

@@ -333,6 +333,38 @@ fn d09_rejoin_during_a_retrying_final_save_keeps_the_last_changes() {
     started_with_the_last_changes(&w, again, "the rejoin starts once the final save landed");
 }
 
+/// §19 item 9 and spec §5.3 ("repeat while `IsClosing` is false"): a start waiting behind a
+/// retrying final save returns nil as soon as the server starts closing, as the original's own
+/// attempt loop would; it does not wait for the save, which keeps retrying.
+#[test]
+fn d09_a_start_behind_a_final_save_returns_nil_when_the_server_closes() {
+    let (mut w, store) = final_save_in_an_outage(609);
+    let again = w.start_cancellable(0, store.live(), "k");
+    w.run_for(3.0);
+    assert_eq!(
+        w.completion(0, again),
+        None,
+        "waiting behind the final save"
+    );
+    let closing = w.now;
+    w.with(0, |e, now| e.shutdown(now));
+    w.run_for(1.0);
+    let (at, returned) = w.completion(0, again).expect("returned when closing");
+    assert_eq!(
+        returned,
+        Completion::SessionStart {
+            call: again,
+            profile: None
+        }
+    );
+    assert!(at - closing <= 1.0 / 60.0 + 1e-9, "returned at {at}");
+    // The final save still runs, and BindToClose waits for it.
+    w.datastore_fail = 0.0;
+    w.run_for(30.0);
+    assert_eq!(w.stored("S", "k").unwrap()["Data"], json!({"Coins": 42}));
+    assert!(shutdown_done(&w, 0));
+}
+
 /// §19 item 9 and spec §5.3: a start without `Cancel` that waits behind a final save meeting
 /// errors still returns nil after `START_SESSION_TIMEOUT`, as its own failing attempts would
 /// have; the final save keeps retrying and lands once the DataStore is back.
