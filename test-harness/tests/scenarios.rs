@@ -1,7 +1,8 @@
 //! Conformance with the original (issue: harness §6): every scenario in
 //! `shared/fixtures/scenarios/` runs with its latency model and its journal matches the
 //! original's in `shared/fixtures/traces/` — per key the same stored values (job ids and GUIDs
-//! by role), the same publishes, calls, returns and signals, at times within one frame.
+//! by role), the same publishes, calls, returns and signals, at times within one frame — except
+//! where a deviation (`KNOWN_DEVIATIONS`) names the difference.
 
 use std::path::PathBuf;
 
