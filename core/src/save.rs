@@ -9,7 +9,8 @@
 //! Deviations (docs/DEVIATIONS.md): a save that finds no profile at the key (removed, or junk)
 //! writes nothing and ends the session instead of failing forever (spec §19 item 1); an ending
 //! save whose `Profile.Data` is not a table still releases the lock, keeping the stored `Data`
-//! (item 16); `SetAsync` on a removed or junk key writes the view profile as a whole profile.
+//! (item 16); `SetAsync` on a removed or junk key writes the view profile as a whole profile,
+//! and one that removes a session's lock tells that session (item 8).
 
 use std::sync::Arc;
 
@@ -44,6 +45,9 @@ pub(crate) struct SaveJob {
     /// ([`crate::profile::unstorable`], [`crate::profile::too_large`]): its error. The next
     /// tries release the lock keeping the stored `Data` and `RobloxMetaData`.
     pub refused: Option<String>,
+    /// An overwrite's transform removed a session's lock: that session's GUID and
+    /// `SessionLoadCount`, told once the write lands (deviation for spec §19 item 8).
+    pub lock_removed: Option<(String, i64)>,
 }
 
 /// What the save transform needs (spec §8.2).
@@ -206,7 +210,8 @@ impl Engine {
     }
 
     /// `Profile:SetAsync()` (spec §9.3): overwrites the key with this view profile and clears any
-    /// lock. Answered by [`Completion::SetAsync`].
+    /// lock (telling the session that held it, deviation 8). Answered by
+    /// [`Completion::SetAsync`].
     pub fn set_async(&mut self, now: Now, profile: ProfileId) -> Result<CallId, ApiError> {
         let p = self
             .profiles
@@ -241,6 +246,7 @@ impl Engine {
                 mode,
                 backoff: 1.0,
                 refused: None,
+                lock_removed: None,
             },
         );
         self.enqueue_op(now, token, OpKind::Save(id));
@@ -326,6 +332,15 @@ impl Engine {
         if kind == OpNoteKind::NotAProfile {
             note = OpNote::NotAProfile;
         }
+        if matches!(mode, SaveMode::Overwrite(_)) {
+            let before = current.and_then(ProfileValue::of);
+            let lock_removed = before
+                .filter(|_| matches!(result, Transformed::Write { .. }))
+                .and_then(|v| Some((v.session_guid()?.to_string(), v.session_load_count())));
+            if let Some(job) = self.saves.get_mut(&id) {
+                job.lock_removed = lock_removed;
+            }
+        }
         (result, note)
     }
 
@@ -356,6 +371,10 @@ impl Engine {
                     ..
                 }
             );
+            if ok && let Some((guid, load_count)) = &job.lock_removed {
+                let token = self.profiles[&profile].token.clone();
+                self.tell_lock_taken(&token, guid, *load_count);
+            }
             self.finish_save(now, id);
             self.complete(Completion::SetAsync { call, ok });
             return;

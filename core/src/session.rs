@@ -417,6 +417,20 @@ impl Engine {
         self.load_jobs.get_mut(token).expect("present").phase = StartPhase::BehindFinalSave;
     }
 
+    /// Deviation for spec §19 item 8: a write of `token` took the lock from the session with
+    /// GUID `guid` and `SessionLoadCount` `load_count` (a steal, `ASSUME_DEAD`, an overwrite);
+    /// that session is asked to end now, with the request a waiting server sends before a
+    /// steal, rather than playing on until its next save finds the lock gone. Live keys only.
+    pub(crate) fn tell_lock_taken(&mut self, token: &Token, guid: &str, load_count: i64) {
+        if token.domain() == Domain::Live {
+            let data = json!({"LoadCount": load_count, "EndSession": true});
+            self.messaging(MessagingRequest::Publish {
+                topic: session_topic(guid),
+                data,
+            });
+        }
+    }
+
     /// The server started closing: starts waiting behind a final save return nil now, as the
     /// original's attempt loop stops once `IsClosing` is true (spec §5.3); the saves go on.
     pub(crate) fn end_starts_behind_final_saves(&mut self, now: Now) {
@@ -541,18 +555,8 @@ impl Engine {
         let lock = pv.as_ref().and_then(|p| p.active_session());
         match lock {
             Some(tag) if self.identity.owns(tag) => {
-                let taken_from = job.taken_from.take();
-                if let Some((guid, load_count)) = taken_from
-                    && token.domain() == Domain::Live
-                {
-                    // Deviation for spec §19 item 8: the session this write took the lock
-                    // from is asked to end now, as a hand-off request would, rather than
-                    // playing on until its next save finds the lock gone.
-                    let data = json!({"LoadCount": load_count, "EndSession": true});
-                    self.messaging(MessagingRequest::Publish {
-                        topic: session_topic(&guid),
-                        data,
-                    });
+                if let Some((guid, load_count)) = job.taken_from.take() {
+                    self.tell_lock_taken(token, &guid, load_count);
                 }
                 let loaded = self.create_session_profile(now, token, &value, key_info);
                 if declined {

@@ -191,6 +191,31 @@ fn d08_a_caller_taking_over_the_stealing_start_still_tells_the_old_session() {
     assert!(!w.servers[0].engine.is_active(a), "A was told and ended");
 }
 
+/// §19 item 8 for `Profile:SetAsync()` (spec §9.3): an overwrite removes the owner's lock, and
+/// the owner is told as after a steal, so it ends within a message delay instead of playing on
+/// until its next save; its late save stores nothing over the overwrite.
+#[test]
+fn d08_a_session_whose_key_was_overwritten_ends_at_once() {
+    let mut w = World::new(2, 110);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    w.run_until(10.0);
+    let a = w.start_and_wait(0, store, "k").expect("A's session");
+    w.run_until(20.0);
+    let view = w.view(1, store, "k").expect("a view profile");
+    w.data_mut(1, view.profile)["Coins"] = json!(500);
+    let call = w.with(1, |e, now| e.set_async(now, view.profile)).unwrap();
+    w.servers[0].host.data.insert(a, json!({"Coins": 99}));
+    w.run_until(25.0);
+    assert_eq!(
+        w.completion(1, call).unwrap().1,
+        Completion::SetAsync { call, ok: true }
+    );
+    assert!(!w.servers[0].engine.is_active(a), "A was told and ended");
+    let v = w.stored("S", "k").unwrap();
+    assert_eq!(v["Data"], json!({"Coins": 500}));
+    assert_eq!(v["MetaData"].get("ActiveSession"), None);
+}
+
 /// A cancellable start whose player leaves, then (after `rejoin_after` seconds) a start for the
 /// rejoined player: the first returns nil, the second gets the session and the lock.
 fn leave_and_rejoin(seed: u64, rejoin_after: f64) {

@@ -21,8 +21,8 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// and pages answering updates and inputs naming unknown profiles are refused, a non-profile
 /// save answer warns, Reconcile skips null template fields (same layout); 6: the fleet
 /// configuration has `places`; 7: a start that takes a lock tells the session it took it from
-/// (same layout); 8: starts waiting behind a final save return nil when the server closes
-/// (same layout).
+/// (same layout); 8: starts waiting behind a final save return nil when the server closes,
+/// and `SetAsync` tells the session whose lock it removed (same layout).
 pub const TRACE_FORMAT: u32 = 8;
 
 /// The first bytes of every trace file.
