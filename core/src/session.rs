@@ -565,7 +565,15 @@ impl Engine {
                     if let Some(p) = self.profiles.get_mut(&loaded.profile) {
                         p.host_has_data = false;
                     }
-                    self.begin_save(now, loaded.profile, SaveMode::Ending(EndReason::Manual));
+                    // A release because the server closes is a shutdown save (backoff capped
+                    // at 8 s, more tries inside BindToClose's 30 s); the original uses
+                    // "Manual" either way (spec §19 item 24).
+                    let reason = if self.closing {
+                        EndReason::Shutdown
+                    } else {
+                        EndReason::Manual
+                    };
+                    self.begin_save(now, loaded.profile, SaveMode::Ending(reason));
                     if self.ending_saves.contains_key(token) {
                         let job = self.load_jobs.get_mut(token).expect("present");
                         job.phase = StartPhase::Releasing;

@@ -216,6 +216,37 @@ fn d08_a_session_whose_key_was_overwritten_ends_at_once() {
     assert_eq!(v["MetaData"].get("ActiveSession"), None);
 }
 
+/// §19 item 24: a start whose write took the lock as the server began closing releases it
+/// with a shutdown save (reason `Shutdown`, backoff capped at 8 s), not a `Manual` one capped
+/// at 20 s: in an outage it tries six times inside BindToClose's 30 s instead of five.
+#[test]
+fn d24_a_release_because_the_server_closes_is_a_shutdown_save() {
+    let mut w = World::new(1, 124);
+    let store = w.new_store("S", json!({}));
+    let call = w.start_session(0, store.live(), "k", StartParams::default());
+    // The start's transform runs at 0.15 s and its answer comes at 0.3 s: close in between.
+    w.run_for(0.2);
+    w.with(0, |e, now| e.shutdown(now));
+    w.run_for(0.11);
+    w.datastore_fail = 1.0;
+    w.run_for(30.0);
+    let events = w.events(0);
+    let reasons: Vec<EndReason> = events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::OnLastSave { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [EndReason::Shutdown]);
+    let tries = events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::OnError { .. }))
+        .count();
+    assert_eq!(tries, 6, "{events:?}");
+    assert_eq!(w.completion(0, call), None, "returns once released");
+}
+
 /// A cancellable start whose player leaves, then (after `rejoin_after` seconds) a start for the
 /// rejoined player: the first returns nil, the second gets the session and the lock.
 fn leave_and_rejoin(seed: u64, rejoin_after: f64) {

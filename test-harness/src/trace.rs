@@ -22,7 +22,8 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// save answer warns, Reconcile skips null template fields (same layout); 6: the fleet
 /// configuration has `places`; 7: a start that takes a lock tells the session it took it from
 /// (same layout); 8: starts waiting behind a final save return nil when the server closes,
-/// and `SetAsync` tells the session whose lock it removed (same layout).
+/// `SetAsync` tells the session whose lock it removed, a start's release at closing is a
+/// shutdown save (same layout).
 pub const TRACE_FORMAT: u32 = 8;
 
 /// The first bytes of every trace file.
