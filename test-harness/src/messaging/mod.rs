@@ -43,14 +43,14 @@ pub struct MessagingConfig {
     pub loss: f64,
     /// Largest JSON-encoded payload in bytes (1,024); `None` turns the limit off.
     pub max_message_bytes: Option<usize>,
-    /// Longest topic name in characters (80); `None` turns the limit off.
+    /// Longest topic name in bytes (80); `None` turns the limit off.
     pub max_topic_len: Option<usize>,
     /// Rate limits.
     pub limits: MessagingLimits,
 }
 
 impl MessagingConfig {
-    /// Roblox's typical behaviour: 1–2 s delays, no loss, the 1 kB and 80-character limits.
+    /// Roblox's typical behaviour: 1–2 s delays, no loss, the 1 kB payload and 80-byte topic limits.
     pub fn roblox(seed: u64) -> MessagingConfig {
         MessagingConfig {
             seed,
@@ -132,11 +132,9 @@ pub enum MessagingError {
     #[error("MessagingService: topic name can't be empty.")]
     TopicEmpty,
     /// A topic name longer than allowed.
-    #[error(
-        "MessagingService: topic name of {length} characters exceeds the {limit} character limit."
-    )]
+    #[error("MessagingService: topic name of {length} bytes exceeds the {limit}-byte limit.")]
     TopicTooLong {
-        /// Its length in characters.
+        /// Its length in bytes.
         length: usize,
         /// The limit.
         limit: usize,
@@ -224,13 +222,11 @@ impl MessagingService {
         if topic.is_empty() {
             return Err(MessagingError::TopicEmpty);
         }
-        // Roblox counts a topic name in characters (80 at most), not bytes; a name of no more
-        // bytes than the limit has no more characters either.
+        // Counted in bytes of UTF-8, as Luau's `string.len` counts, like the DataStore's limits
+        // (`crate::datastore::limits`); Roblox documents 80 "characters".
+        let length = topic.len();
         match self.config.max_topic_len {
-            Some(limit) if topic.len() > limit && topic.chars().count() > limit => {
-                let length = topic.chars().count();
-                Err(MessagingError::TopicTooLong { length, limit })
-            }
+            Some(limit) if length > limit => Err(MessagingError::TopicTooLong { length, limit }),
             _ => Ok(()),
         }
     }
@@ -601,12 +597,12 @@ mod tests {
                 limit: 80
             })
         );
-        // Characters, not bytes: 80 two-byte characters pass, 81 do not.
-        assert!(ms.subscribe(0.0, A, &"é".repeat(80)).is_ok());
-        let long = ms.subscribe(0.0, A, &"é".repeat(81)).unwrap_err();
+        // Bytes, as `string.len` counts them: 40 two-byte characters pass, 41 do not.
+        assert!(ms.subscribe(0.0, A, &"é".repeat(40)).is_ok());
+        let long = ms.subscribe(0.0, A, &"é".repeat(41)).unwrap_err();
         assert_eq!(
             long.to_string(),
-            "MessagingService: topic name of 81 characters exceeds the 80 character limit."
+            "MessagingService: topic name of 82 bytes exceeds the 80-byte limit."
         );
     }
 
