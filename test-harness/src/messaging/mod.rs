@@ -50,7 +50,8 @@ pub struct MessagingConfig {
 }
 
 impl MessagingConfig {
-    /// Roblox's typical behaviour: 1–2 s delays, no loss, the 1 kB payload and 80-byte topic limits.
+    /// Roblox's typical behaviour: 1–2 s delays, no loss, the 1 kB payload and 80-byte topic
+    /// limits.
     pub fn roblox(seed: u64) -> MessagingConfig {
         MessagingConfig {
             seed,
