@@ -565,7 +565,8 @@ impl Engine {
     /// `BindToClose` fired (spec §9.4): `IsClosing` becomes true; with DataStore access every
     /// active profile gets a final save with reason `Shutdown`, and [`Completion::Shutdown`]
     /// comes once every save and session start has finished. Without access it comes one frame
-    /// later and nothing is saved.
+    /// later and nothing is saved. Starts in a conflict wait or waiting behind a final save
+    /// (deviation 9) return nil now; calls parked while the state was unknown complete.
     pub fn shutdown(&mut self, now: Now) {
         if self.closing {
             return;

@@ -9,8 +9,10 @@
 //! later call on the same key always takes it over ("last caller wins" also outside the in-flight
 //! window, spec §19 item 5) and the transform always uses the current caller's `Cancel` and
 //! `Steal` (item 4); the MessagingService topic is the GUID actually stored in the lock (item 3);
-//! an attempt waits while a final save of the same key is still retrying (item 9); a start that
-//! takes the lock from another server's session asks that session to end (item 8).
+//! an attempt waits while a final save of the same key is still retrying (item 9), and returns
+//! nil once the server closes; a start that takes the lock from another server's session asks
+//! that session to end (item 8); a start that took the lock as the server closes releases it
+//! with a shutdown save (item 24).
 
 use crate::value::{Value, json};
 
@@ -231,6 +233,15 @@ fn taken_session(
     ))
 }
 
+/// The request a waiting server sends the lock's holder (spec §5.3 (c)): end the session
+/// with GUID `guid` whose `SessionLoadCount` is `load_count` (§10.4).
+fn end_request(guid: &str, load_count: i64) -> MessagingRequest {
+    MessagingRequest::Publish {
+        topic: session_topic(guid),
+        data: json!({"LoadCount": load_count, "EndSession": true}),
+    }
+}
+
 /// A write of `obj`, with its `UserIds` and `RobloxMetaData` fields as the key's user ids and
 /// metadata (spec §1.5).
 pub(crate) fn write(obj: wire::Object) -> Transformed {
@@ -423,11 +434,7 @@ impl Engine {
     /// steal, rather than playing on until its next save finds the lock gone. Live keys only.
     pub(crate) fn tell_lock_taken(&mut self, token: &Token, guid: &str, load_count: i64) {
         if token.domain() == Domain::Live {
-            let data = json!({"LoadCount": load_count, "EndSession": true});
-            self.messaging(MessagingRequest::Publish {
-                topic: session_topic(guid),
-                data,
-            });
+            self.messaging(end_request(guid, load_count));
         }
     }
 
@@ -609,11 +616,7 @@ impl Engine {
                 };
                 job.request_force_load = false;
                 if let Some(guid) = pv.session_guid() {
-                    let data = json!({"LoadCount": pv.session_load_count(), "EndSession": true});
-                    self.messaging(MessagingRequest::Publish {
-                        topic: session_topic(guid),
-                        data,
-                    });
+                    self.messaging(end_request(guid, pv.session_load_count()));
                 }
                 self.timers
                     .set(now.mono + wait, Timer::ConflictWait(token.clone()));

@@ -188,6 +188,18 @@ fn d08_a_caller_taking_over_the_stealing_start_still_tells_the_old_session() {
     w.run_until(25.0);
     assert_eq!(w.started_profile(1, first), None);
     assert!(w.started_profile(1, second).is_some(), "the new caller");
+    let told: Vec<Value> = w
+        .journal
+        .iter()
+        .filter(|e| e.server == 1)
+        .filter_map(|e| match &e.record {
+            Record::Output(Output::Messaging(MessagingRequest::Publish { data, .. })) => {
+                Some(data.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, [json!({"LoadCount": 1, "EndSession": true})]);
     assert!(!w.servers[0].engine.is_active(a), "A was told and ended");
 }
 

@@ -57,7 +57,8 @@ pub struct FleetConfig {
     /// Largest wall-clock skew of a server, seconds (each server gets a seeded value in ±this;
     /// at most [`MAX_SKEW`]). Past 165 s two servers can differ by more than `ASSUME_DEAD`
     /// less `AUTO_SAVE_PERIOD` (630 − 300 s), and the fast one takes live locks at once, as
-    /// the original does (spec §19 item 7): the run then reports dupes.
+    /// the original does (spec §19 item 7): a run with no faults then reports the dupes (with
+    /// faults they count as trades torn by a stolen session).
     pub max_skew: i64,
     /// Places the servers run: server `i` (spares included) runs PlaceId `1001 + i % places`.
     /// An experience's places share its DataStores, and a session lock names its place
@@ -359,10 +360,10 @@ pub struct Observations {
     /// id) that write left, if any.
     pub last_generation: FxHashMap<Str, (i64, Option<Str>)>,
     /// Lock generations `(key, SessionLoadCount)` a later session took while they still held
-    /// the key: a steal after the holder did not release it (spec §5.3), or the `ASSUME_DEAD`
-    /// take-over. Whatever that session had not saved is lost with it: its next save finds the
-    /// lock gone and stores nothing (spec §8.3, "Lock lost").
-    pub taken_generations: BTreeSet<(String, i64)>,
+    /// the key, with the time of the taking write: a steal after the holder did not release it
+    /// (spec §5.3), or the `ASSUME_DEAD` take-over. Whatever that session had not saved is lost
+    /// with it: its next save finds the lock gone and stores nothing (spec §8.3, "Lock lost").
+    pub taken_generations: BTreeMap<(String, i64), f64>,
 }
 
 impl Observations {
@@ -379,7 +380,7 @@ impl Observations {
                 // failed ambiguously does, loses nothing.)
                 let (before, locked) = std::mem::replace(last, now);
                 if count > before && locked.is_some_and(|job| Some(&job) != holder) {
-                    self.taken_generations.insert((key.to_string(), before));
+                    self.taken_generations.insert((key.to_string(), before), t);
                 }
             }
             None => {
@@ -1433,8 +1434,11 @@ mod tests {
                 obs.note_write(key, &v, t);
             }
         }
-        let taken: Vec<_> = obs.taken_generations.iter().cloned().collect();
-        assert_eq!(taken, [("A".to_string(), 2), ("B".to_string(), 5)]);
+        let taken: Vec<_> = obs.taken_generations.into_iter().collect();
+        assert_eq!(
+            taken,
+            [(("A".to_string(), 2), 5.0), (("B".to_string(), 5), 7.0)]
+        );
         assert_eq!(obs.last_generation[&a], (3, Some(Str::from("S0"))));
     }
 
