@@ -115,22 +115,34 @@ fn d03_subscription_topic_is_the_stored_guid() {
     assert!((t - 15.6).abs() < 1e-6, "hand-off at {t}");
 }
 
+/// Two servers; server 0 (A) holds key `k` of store "S" (template `{"Coins": 0}`) from 10 s
+/// on, and the clock stands at 20 s: (world, store, A's profile).
+fn a_session_held_since_ten(seed: u64) -> (World, StoreId, ProfileId) {
+    let mut w = World::new(2, seed);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    w.run_until(10.0);
+    let a = w.start_and_wait(0, store, "k").expect("A's session");
+    w.run_until(20.0);
+    (w, store, a)
+}
+
+/// Server 1 calls `StartSessionAsync("k", {Steal = true})` on `store`.
+fn steal_at_twenty(w: &mut World, store: StoreId) -> CallId {
+    let steal = StartParams {
+        steal: true,
+        cancellable: false,
+    };
+    w.start_session(1, store.live(), "k", steal)
+}
+
 /// §19 item 8: after a steal the original's old owner plays on until its next save finds the
 /// lock gone (up to `AUTO_SAVE_PERIOD`), and items it gives away meanwhile are duplicated. Here
 /// the start that took the lock asks the old session to end, as a hand-off request would: the
 /// old owner ends within a message delay, and its late save stores nothing.
 #[test]
 fn d08_a_session_whose_lock_was_taken_ends_at_once() {
-    let mut w = World::new(2, 108);
-    let store = w.new_store("S", json!({"Coins": 0}));
-    w.run_until(10.0);
-    let a = w.start_and_wait(0, store, "k").expect("A's session");
-    w.run_until(20.0);
-    let steal = StartParams {
-        steal: true,
-        cancellable: false,
-    };
-    let b = w.start_session(1, store.live(), "k", steal);
+    let (mut w, store, a) = a_session_held_since_ten(108);
+    let b = steal_at_twenty(&mut w, store);
     w.run_until(20.5);
     let pb = w.started_profile(1, b).expect("B took the lock");
     // The game on A gives away coins it still believes are its player's.
@@ -171,16 +183,8 @@ fn d08_a_session_whose_lock_was_taken_ends_at_once() {
 /// still told.
 #[test]
 fn d08_a_caller_taking_over_the_stealing_start_still_tells_the_old_session() {
-    let mut w = World::new(2, 109);
-    let store = w.new_store("S", json!({"Coins": 0}));
-    w.run_until(10.0);
-    let a = w.start_and_wait(0, store, "k").expect("A's session");
-    w.run_until(20.0);
-    let steal = StartParams {
-        steal: true,
-        cancellable: false,
-    };
-    let first = w.start_session(1, store.live(), "k", steal);
+    let (mut w, store, a) = a_session_held_since_ten(109);
+    let first = steal_at_twenty(&mut w, store);
     // The stealing transform runs a round trip (0.15 s) after the call, its write lands a
     // round trip later: the second call comes in between.
     w.run_until(20.2);
@@ -208,11 +212,7 @@ fn d08_a_caller_taking_over_the_stealing_start_still_tells_the_old_session() {
 /// until its next save; its late save stores nothing over the overwrite.
 #[test]
 fn d08_a_session_whose_key_was_overwritten_ends_at_once() {
-    let mut w = World::new(2, 110);
-    let store = w.new_store("S", json!({"Coins": 0}));
-    w.run_until(10.0);
-    let a = w.start_and_wait(0, store, "k").expect("A's session");
-    w.run_until(20.0);
+    let (mut w, store, a) = a_session_held_since_ten(110);
     let view = w.view(1, store, "k").expect("a view profile");
     w.data_mut(1, view.profile)["Coins"] = json!(500);
     let call = w.with(1, |e, now| e.set_async(now, view.profile)).unwrap();
