@@ -406,8 +406,11 @@ impl Observations {
 /// item `data.Items` no longer holds is stored on the giver's side (`giver_saved`) and leaves
 /// `gives`.
 fn confirm_gives(trades: &mut [Trade], gives: &mut Vec<usize>, data: &Value) {
-    let items = data.get("Items").and_then(Value::as_array);
-    let holds = |item: &str| items.is_some_and(|a| a.iter().any(|i| i == item));
+    // Without an `Items` array the value shows nothing of the giver's side.
+    let Some(items) = data.get("Items").and_then(Value::as_array) else {
+        return;
+    };
+    let holds = |item: &str| items.iter().any(|i| i == item);
     gives.retain(|&i| {
         trades[i].giver_saved = !holds(&trades[i].item);
         !trades[i].giver_saved
@@ -1521,8 +1524,14 @@ mod tests {
                 metadata: json!({}),
             },
         };
-        // Another key's write confirms nothing.
+        // Another key's write confirms nothing, nor does a value without `Data.Items` (such as
+        // a write summary).
         fleet.world.log.push(write("Player_3", json!([])));
+        let mut summary = write("Player_1", json!(null));
+        if let Happening::Write { value, .. } = &mut summary.what {
+            *value = json!([1, 0]);
+        }
+        fleet.world.log.push(summary);
         fleet.world.log.push(write("Player_1", json!(["kept"])));
         fleet.react();
         let saved: Vec<bool> = fleet.observed.trade_log[base..]

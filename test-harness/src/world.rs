@@ -382,7 +382,7 @@ pub struct World {
     pub key_throttled: u64,
     /// Log whole stored values with every write (journals need them); when false only
     /// `summarize(value)` is logged (by default the value's `MetaData`), which keeps long fleet
-    /// runs light.
+    /// runs light, except for a write landing after its server died, always logged whole.
     pub log_values: bool,
     /// What a write logs when `log_values` is false.
     pub summarize: fn(&Value) -> Value,
@@ -951,7 +951,14 @@ impl World {
                 },
                 Some(value) => {
                     self.committed_writes += 1;
-                    let value = self.logged_value(Some(value));
+                    // A write that lands after its server died is logged whole: what drives
+                    // the server learns from its `Data` what the write stored, as no
+                    // `OnAfterSave` will tell (such writes are few).
+                    let value = if self.servers[s].alive {
+                        self.logged_value(Some(value))
+                    } else {
+                        value.clone()
+                    };
                     let (user_ids, metadata) = read
                         .key_info
                         .map_or((Vec::new(), Value::Null), |k| (k.user_ids, k.metadata));

@@ -549,6 +549,30 @@ fn a_trade_torn_by_a_stolen_session_is_counted_not_a_dupe() {
     assert_eq!(summary["torn_trades_by_server_death"], 0);
 }
 
+/// A run found by a sweep of long stays: a trade's giver saves with an old snapshot, its server
+/// crashes, and the save, sent before the crash, lands after it. That late write (logged as a
+/// summary, without `Data`) was taken to store the giver's side of every trade of that server,
+/// so the torn trade was reported as a dupe. Writes landing after a crash are now logged whole.
+#[test]
+fn a_late_write_after_a_crash_does_not_hide_a_torn_trade() {
+    let mut config = FleetConfig::new(5174, 3, 42, 14_400.0, 0.15);
+    config.stay = 3000.0;
+    config.crash_rate = 0.02;
+    config.shutdown_rate = 0.02;
+    config.spare_servers = 2;
+    config.max_skew = 100;
+    config.uncancellable = 0.3;
+    config.fault_period = Some(600.0);
+    let (fleet, violations) = run(config);
+    assert_eq!(violations, vec![]);
+    assert!(
+        fleet.torn_trades.contains(&"Player_36:item69".to_string()),
+        "{:?}",
+        fleet.torn_trades
+    );
+    assert_eq!(fleet.torn_trades.len(), 8);
+}
+
 /// The dupe is named after the giver of the item's first trade that no save of its giver
 /// stored, not after the giver of its first trade (whose side was stored).
 #[test]

@@ -518,6 +518,37 @@ fn a_write_sent_before_a_crash_lands() {
     assert!(!answered, "nobody hears of it");
 }
 
+/// A fleet logs only a summary of each write (`log_values` false), but a write that lands
+/// after its server died is logged whole: no `OnAfterSave` will say what it stored, and the
+/// fleet reads the giver's side of that server's trades from its `Data`.
+#[test]
+fn a_write_landing_after_its_server_died_is_logged_whole() {
+    let logged = |w: &World, key: &str| -> Vec<Value> {
+        w.log
+            .iter()
+            .filter_map(|l| match &l.what {
+                Happening::Write { key: k, value, .. } if k == key => Some(value.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let (mut w, store) = world(2, Limits::unlimited());
+    w.log_values = false;
+    start(&mut w, 1, store, "alive");
+    start(&mut w, 0, store, "k");
+    w.run_until(0.2);
+    w.crash(0);
+    w.run_until(5.0);
+    let stored = w.stored("S", "k").expect("the write landed");
+    assert_eq!(logged(&w, "k"), [stored]);
+    // A live server's write is summarized (by default to its `MetaData`).
+    let alive = w.stored("S", "alive").unwrap();
+    assert_eq!(
+        logged(&w, "alive"),
+        [json!({"MetaData": alive["MetaData"].clone()})]
+    );
+}
+
 /// `SubscribeAsync` yields (spec §0): a session's subscription to its topic starts one round
 /// trip after the session started, so a message published in between is not received; a
 /// session that ended before the call came back never subscribes (spec §10.4: "disconnected
