@@ -42,7 +42,8 @@
 //! [`import`] accepts that format and the fixture layout of `original-golden.json`:
 //! `{"store": NAME, "scope"?: SCOPE, "keys": {KEY: {"exists", "value", "userIds", "metadata"}}}`
 //! (other top-level fields such as `place_id` are ignored). A fixture key with `"exists": false`
-//! is skipped; the others get one version written at the import time. An empty Luau table
+//! is skipped; the others get one version written at the import time (`now_ms`; the command
+//! line passes 2025-01-01T00:00:00Z, the fixtures' epoch). An empty Luau table
 //! stored as `[]` is accepted for `metadata` and `userIds`. Every imported key replaces what the
 //! storage held for it; other keys are left alone. The whole document is checked first (an
 //! export must agree with itself: one entry per store and scope, each key's latest version

@@ -125,14 +125,14 @@ impl Trace {
         // layout is read.
         let (format, _): (u32, usize) =
             bincode::decode_from_slice(bytes, bincode::config::standard())
-                .map_err(|e| damaged(e.to_string()))?;
+                .map_err(|e| damaged(decode_error(e)))?;
         if format != TRACE_FORMAT {
             return Err(TraceError::Format {
                 path: path.to_string(),
                 found: format,
             });
         }
-        let (trace, used) = decode_bounded(bytes).map_err(|e| damaged(e.to_string()))?;
+        let (trace, used) = decode_bounded(bytes).map_err(|e| damaged(decode_error(e)))?;
         if used != bytes.len() {
             return Err(damaged(format!(
                 "{} bytes follow the trace",
@@ -174,6 +174,21 @@ impl Trace {
             source,
         })?;
         Trace::from_bytes(&bytes, &path.display().to_string())
+    }
+}
+
+/// What is wrong with a file the decoder refused, in words (bincode's own text of the commonest
+/// cases is a Rust debug print).
+fn decode_error(e: bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError;
+    match e {
+        DecodeError::UnexpectedEnd { additional } => {
+            format!("the file ends {additional} byte(s) too early (cut short?)")
+        }
+        DecodeError::LimitExceeded => {
+            "a length inside it is larger than the file can hold".to_string()
+        }
+        other => other.to_string(),
     }
 }
 

@@ -101,8 +101,21 @@ fn import_the_golden_fixture_and_inspect_a_locked_key() {
     .unwrap();
     let (code, _, stderr) = sim(&["import", "bad.json", "--db", "new.db"], dir.path());
     assert_eq!(code, 2);
+    assert!(stderr.contains("cannot import bad.json: "), "{stderr}");
     assert!(stderr.contains("keys[\"k\"]"), "{stderr}");
     assert!(!dir.path().join("new.db").exists());
+    // A key the store does not hold: the answer says so, and the database's stores are named.
+    let (code, stdout, stderr) = sim(
+        &["inspect", "stub", "--db", "g.db", "--store", "Player"],
+        dir.path(),
+    );
+    assert_eq!(code, 0);
+    assert!(stdout.contains("\"exists\": false"), "{stdout}");
+    assert_eq!(
+        stderr.trim(),
+        "profilestore-sim: no key \"stub\" in store \"Player\" of g.db; it holds \
+         PlayerData:global (8 key(s))"
+    );
     let (_, stdout, _) = sim(&["inspect", "stub", "--db", "g.db"], dir.path());
     let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
@@ -120,7 +133,32 @@ fn scenario_matches_the_original_and_prints_a_journal() {
     let (code, stdout, _) = sim(&["scenario", &scenario, "--compare", &trace], dir.path());
     assert_eq!(
         (code, stdout.trim()),
-        (0, "handoff_message: 0 difference(s)")
+        (
+            0,
+            "handoff_message: 0 difference(s), 0 from known deviations, 0 unexplained"
+        )
+    );
+    // A fixture whose journal differs by a deviation (docs/DEVIATIONS.md row 8) names it and
+    // passes.
+    let steal = |dir: &str| format!("{f}/{dir}/handoff_steal.json");
+    let (code, stdout, _) = sim(
+        &[
+            "scenario",
+            &steal("scenarios"),
+            "--compare",
+            &format!("{}l", steal("traces")),
+        ],
+        dir.path(),
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        lines[0].starts_with("deviation §19 item 8 (docs/DEVIATIONS.md): "),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"handoff_steal: 1 difference(s), 1 from known deviations, 0 unexplained")
     );
     let (code, stdout, _) = sim(&["scenario", &scenario], dir.path());
     assert_eq!(code, 0);
@@ -138,8 +176,9 @@ fn bad_arguments_get_clear_errors() {
     let (code, _, stderr) = sim(&["simulate", "--faults", "1.5", "--memory"], dir.path());
     assert_eq!(code, 2);
     assert!(
-        stderr
-            .contains("invalid simulation: faults must be a probability between 0 and 1, got 1.5"),
+        stderr.contains(
+            "invalid simulation: --faults must be a probability between 0 and 1, got 1.5"
+        ),
         "{stderr}"
     );
     // Checked before the database is replaced: an existing one survives a bad command.
@@ -147,23 +186,23 @@ fn bad_arguments_get_clear_errors() {
     for (args, message) in [
         (
             &["--players", "18446744073709551615"][..],
-            "players must be between 1 and 1000000, got 18446744073709551615",
+            "--players must be between 1 and 1000000, got 18446744073709551615",
         ),
         (
             &["--servers", "0"][..],
-            "servers must be between 1 and 10000, got 0",
+            "--servers must be between 1 and 10000, got 0",
         ),
         (
             &["--stay", "nan"][..],
-            "stay must be a positive number of seconds, got NaN",
+            "--stay must be a positive number of seconds, got NaN",
         ),
         (
             &["--crash-rate=-1"][..],
-            "crash_rate must be between 0 and 60 per server per minute, got -1",
+            "--crash-rate must be between 0 and 60 per server per minute, got -1",
         ),
         (
             &["--duration", "1e16"][..],
-            "duration must be between 0 and 31622400 s (a year), got 10000000000000000",
+            "--duration must be between 0 and 31622400 s (a year), got 10000000000000000",
         ),
         (
             &["--servers", "2", "--spare-servers", "18446744073709551615"][..],
@@ -171,19 +210,19 @@ fn bad_arguments_get_clear_errors() {
         ),
         (
             &["--uncancellable", "2"][..],
-            "uncancellable must be a probability between 0 and 1, got 2",
+            "--uncancellable must be a probability between 0 and 1, got 2",
         ),
         (
             &["--places", "0"][..],
-            "places must be between 1 and 10000, got 0",
+            "--places must be between 1 and 10000, got 0",
         ),
         (
             &["--max-skew=-5"][..],
-            "max_skew must be between 0 and 86400 s (a day), got -5",
+            "--max-skew must be between 0 and 86400 s (a day), got -5",
         ),
         (
             &["--max-skew", "90000"][..],
-            "max_skew must be between 0 and 86400 s (a day), got 90000",
+            "--max-skew must be between 0 and 86400 s (a day), got 90000",
         ),
     ] {
         let mut all = vec!["simulate", "--db", "keep.db"];
@@ -211,6 +250,27 @@ fn bad_arguments_get_clear_errors() {
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
         .unwrap();
     assert_eq!(rows, 1, "the file is untouched");
+    // An empty file holds nothing to lose: it is replaced.
+    std::fs::write(dir.path().join("empty.db"), b"").unwrap();
+    let (code, _, stderr) = sim(
+        &[
+            "simulate",
+            "--db",
+            "empty.db",
+            "--players",
+            "2",
+            "--duration",
+            "1m",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        std::fs::metadata(dir.path().join("empty.db"))
+            .unwrap()
+            .len()
+            > 0
+    );
     let (code, _, stderr) = sim(&["replay", "missing.trace"], dir.path());
     assert_eq!(code, 2);
     assert!(stderr.contains("missing.trace"), "{stderr}");

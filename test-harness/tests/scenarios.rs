@@ -2,12 +2,12 @@
 //! `shared/fixtures/scenarios/` runs with its latency model and its journal matches the
 //! original's in `shared/fixtures/traces/` — per key the same stored values (job ids and GUIDs
 //! by role), the same publishes, calls, returns and signals, at times within one frame — except
-//! where a deviation (`KNOWN_DEVIATIONS`) names the difference.
+//! where a deviation (`journal::KNOWN_DEVIATIONS`) names the difference.
 
 use std::path::PathBuf;
 
 use profilestore_core::value::{Value, json};
-use profilestore_harness::journal::{self, KnownDeviation};
+use profilestore_harness::journal;
 use profilestore_harness::scenario;
 
 fn fixtures() -> PathBuf {
@@ -17,28 +17,6 @@ fn fixtures() -> PathBuf {
     ))
 }
 
-/// Differences that come from a defect of the original we fixed on purpose
-/// (`docs/DEVIATIONS.md`), by case: each names the deviation and the journal stream it changes.
-const KNOWN_DEVIATIONS: &[(&str, KnownDeviation<'static>)] = &[
-    // §19 item 8: the start that took the lock tells the session it took it from. In
-    // `handoff_steal` the notice is lost like the requests before it, so A still learns at its
-    // next auto-save; in `assume_dead` nobody is subscribed to the dead server's topic.
-    (
-        "assume_dead",
-        KnownDeviation {
-            deviation: "§19 item 8",
-            stream: "<publish PS_<guid0>>",
-        },
-    ),
-    (
-        "handoff_steal",
-        KnownDeviation {
-            deviation: "§19 item 8",
-            stream: "<publish PS_<guid0>>",
-        },
-    ),
-];
-
 fn check(case: &str) {
     let scenario =
         scenario::load(&fixtures().join(format!("scenarios/{case}.json"))).expect("scenario loads");
@@ -46,11 +24,11 @@ fn check(case: &str) {
     let text = std::fs::read_to_string(fixtures().join(format!("traces/{case}.jsonl")))
         .expect("trace present");
     let original = journal::parse(&text).expect("trace parses");
-    let known: Vec<KnownDeviation> = KNOWN_DEVIATIONS
-        .iter()
-        .filter(|(c, _)| *c == case)
-        .map(|(_, k)| *k)
-        .collect();
+    assert_eq!(
+        scenario.name, case,
+        "known deviations are looked up by the scenario's name"
+    );
+    let known = journal::known_deviations(case);
     let e = journal::explain(
         journal::compare(&original, &ours, 1.0 / 60.0 + 1e-6),
         &known,
@@ -97,6 +75,12 @@ fn check(case: &str) {
         e.stale
     );
     assert_eq!(ours.last().unwrap()["type"], "end");
+    // Times are given to the microsecond, without float noise (1.3, not 1.2999999999999998).
+    for line in &ours {
+        let t = line["t"].to_string();
+        let decimals = t.split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 6, "{case}: t {t} in {line}");
+    }
 }
 
 #[test]

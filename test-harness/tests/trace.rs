@@ -85,9 +85,23 @@ fn hostile_trace_bytes_get_errors() {
         bytes.extend(len.to_le_bytes());
         let err = Trace::from_bytes(&bytes, "h.bin").unwrap_err();
         assert!(matches!(err, TraceError::Decode { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "trace file h.bin is not a readable trace: a length inside it is larger than the \
+             file can hold"
+        );
     }
     let fleet = recorded(9);
     let t = Trace::of(&fleet.world, None).unwrap();
+    // A trace cut short says so in words.
+    let whole = t.to_bytes();
+    let err = Trace::from_bytes(&whole[..whole.len() - 3], "h.bin").unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with("trace file h.bin is not a readable trace: the file ends ")
+            && message.ends_with(" byte(s) too early (cut short?)"),
+        "{message}"
+    );
     let mut bytes = t.to_bytes();
     bytes.push(0);
     let err = Trace::from_bytes(&bytes, "h.bin").unwrap_err();

@@ -1307,6 +1307,35 @@ fn per_key_throughput_throttles_reads_and_writes() {
             ..
         }
     ));
+    // Its read: two units of reads a minute let two updates through, not a third.
+    let mut small = DataStoreService::new(EPOCH).with_limits(Limits {
+        throughput: Some(ThroughputLimits {
+            read_bytes: 2048,
+            ..ThroughputLimits::roblox()
+        }),
+        ..Limits::roblox()
+    });
+    for t in [0.0, 1.0] {
+        small
+            .update_async(t, A, &store(), "k", &mut |_, _| write(json!(1)))
+            .unwrap();
+    }
+    let err = small
+        .update_async(2.0, A, &store(), "k", &mut |_, _| write(json!(3)))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RequestError::KeyThrottled {
+                kind: Throughput::Read,
+                used_units: 2,
+                request_units: 1,
+                limit_units: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let mut free = DataStoreService::new(EPOCH).with_limits(Limits::unlimited());
     for i in 0..3 {
         free.set_async(

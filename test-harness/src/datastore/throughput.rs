@@ -164,7 +164,7 @@ mod tests {
         let l = ThroughputLimits::roblox();
         let p = KeyPath::new("S", "global", "k");
         let mut book = ThroughputBook::default();
-        // 4 MB = 4096 units: 4095 one-unit writes then one more fills it exactly.
+        // 4 MB = 4096 units: a 4095-unit write, then a one-unit write fills it exactly.
         charge(&mut book, 0.0, &l, &p, Throughput::Write, 4095 * 1024).unwrap();
         charge(&mut book, 10.0, &l, &p, Throughput::Write, 1).unwrap();
         let err = charge(&mut book, 59.9, &l, &p, Throughput::Write, 1).unwrap_err();

@@ -9,7 +9,7 @@
 //! head is still what the writer read ([`Expect`], a compare-and-swap). Every Roblox rule (key
 //! info, the one-version-per-UTC-hour rule, tombstones, retention, limits) lives in
 //! [`crate::datastore`], which decides what to commit. That split keeps a third backend (a
-//! networked database, later) small: implement six methods.
+//! networked database, later) small: implement the seven methods without a default.
 //!
 //! Ordering is deterministic everywhere: keys sort by `(store, scope, key)` in byte order,
 //! versions by their slot number.
