@@ -7,7 +7,7 @@
 //! queue. Session start, saves, messages and the read-side APIs live in their own modules as
 //! further `impl Engine` blocks.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -190,6 +190,9 @@ pub struct Engine {
     pub(crate) get_calls: BTreeMap<CallId, GetCall>,
     pub(crate) queries: BTreeMap<QueryId, VersionQuery>,
     pub(crate) subscriptions: BTreeMap<SubscriptionId, ProfileId>,
+    /// Subscriptions whose `SubscribeAsync` has not returned yet (spec §10.4): one whose
+    /// session ends meanwhile is disconnected when it returns, not before.
+    pub(crate) subscribing: BTreeSet<SubscriptionId>,
     pub(crate) parked: Vec<Parked>,
     pub(crate) ring: AutoSaveRing,
     critical: CriticalState,
@@ -228,6 +231,7 @@ impl Engine {
             get_calls: BTreeMap::new(),
             queries: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
+            subscribing: BTreeSet::new(),
             parked: Vec::new(),
             ring: AutoSaveRing::default(),
             critical: CriticalState::default(),

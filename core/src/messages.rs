@@ -195,10 +195,9 @@ impl Engine {
                     self.message_calls.remove(&call);
                     self.warn(text);
                     self.complete(Completion::Message { call, ok: false });
-                } else if self.closing {
-                    self.message_calls.remove(&call);
-                    self.complete(Completion::Message { call, ok: false });
                 } else {
+                    // The loop waits out its backoff before it looks at `IsClosing` (spec
+                    // §10.1 step 4, §9.4): closing, the call returns false at the retry.
                     let wait = m.backoff;
                     m.backoff = (m.backoff * 2.0).min(20.0);
                     self.timers.set(now.mono + wait, Timer::MessageRetry(call));
@@ -284,6 +283,7 @@ impl Engine {
         subscription: SubscriptionId,
         result: Result<(), String>,
     ) {
+        self.subscribing.remove(&subscription);
         let Some(&profile) = self.subscriptions.get(&subscription) else {
             return;
         };

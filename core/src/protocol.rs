@@ -299,7 +299,9 @@ pub enum MessagingRequest {
         /// Topic, `"PS_" .. guid`.
         topic: String,
     },
-    /// `connection:Disconnect()`.
+    /// `connection:Disconnect()`. Asked only for a subscription whose
+    /// `SubscribeResult` came back `Ok`: a session that ends while its `SubscribeAsync` is
+    /// still out is disconnected when the call returns (spec §10.4).
     Unsubscribe {
         /// Subscription handle.
         subscription: SubscriptionId,

@@ -258,17 +258,11 @@ impl Engine {
                 });
             }
             Outcome::Failed(_) => {
-                if self.closing {
-                    self.get_calls.remove(&call);
-                    self.complete(Completion::Get {
-                        call,
-                        result: Ok(None),
-                    });
-                } else {
-                    let wait = g.backoff;
-                    g.backoff = (g.backoff * 2.0).min(20.0);
-                    self.timers.set(now.mono + wait, Timer::GetRetry(call));
-                }
+                // The loop waits out its backoff before it looks at `IsClosing` (spec §11.1,
+                // §9.4): closing, the call returns nil at the retry.
+                let wait = g.backoff;
+                g.backoff = (g.backoff * 2.0).min(20.0);
+                self.timers.set(now.mono + wait, Timer::GetRetry(call));
             }
         }
     }

@@ -266,11 +266,15 @@ impl Engine {
         }
     }
 
+    /// Disconnects the session's subscription (spec §10.4). One whose `SubscribeAsync` has not
+    /// returned yet has no connection to disconnect: it stays known, and is disconnected when
+    /// the call returns ([`Engine::handle_subscribe_result`]).
     fn unsubscribe(&mut self, profile: ProfileId) {
         if let Some(subscription) = self
             .profiles
             .get_mut(&profile)
             .and_then(|p| p.subscription.take())
+            && !self.subscribing.contains(&subscription)
         {
             self.subscriptions.remove(&subscription);
             self.messaging(MessagingRequest::Unsubscribe { subscription });

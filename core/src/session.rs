@@ -654,6 +654,7 @@ impl Engine {
             let subscription = SubscriptionId(self.next_id());
             profile.subscription = Some(subscription);
             self.subscriptions.insert(subscription, id);
+            self.subscribing.insert(subscription);
             self.messaging(MessagingRequest::Subscribe {
                 subscription,
                 topic,

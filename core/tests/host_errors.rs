@@ -1,6 +1,7 @@
 //! Host errors through [`Engine::handle_input`]: inputs a correct host never sends are refused
 //! with an error that names the problem, and change nothing (DESIGN.md: bad input gets a clear
-//! error and loses nothing).
+//! error and loses nothing). Also the host's answers the engine must wait for: a subscription
+//! that returns after its session ended, retries that wait out their backoff while closing.
 
 use profilestore_core::input::TransformedRecord;
 use profilestore_core::testing::Host;
@@ -323,5 +324,103 @@ fn an_unknown_profile_id_is_refused() {
             profile,
         };
         assert_eq!(e.handle_input(end, &mut host), InputResult::None);
+    }
+}
+
+/// A session that ends before its `SubscribeAsync` returns (spec §10.4: "If the profile is no
+/// longer active when `SubscribeAsync` returns, the subscription is disconnected at once"):
+/// nothing is asked to disconnect before the call returns (there is no connection yet); once
+/// it returns, a made subscription is disconnected and a failed one forgotten.
+#[test]
+fn a_subscription_returning_after_its_session_ended_is_disconnected_then() {
+    let unsubscribes = |out: &[Output]| -> Vec<SubscriptionId> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Messaging(MessagingRequest::Unsubscribe { subscription }) => {
+                    Some(*subscription)
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let subscribed = |out: &[Output]| -> SubscriptionId {
+        out.iter()
+            .find_map(|o| match o {
+                Output::Messaging(MessagingRequest::Subscribe { subscription, .. }) => {
+                    Some(*subscription)
+                }
+                _ => None,
+            })
+            .expect("the session subscribes to its topic")
+    };
+    // A session started at 1.2 s, and the subscription it asked for (not answered yet).
+    let started = || {
+        let (mut e, store) = engine();
+        e.start_session(at(1.0), store.live(), "k", StartParams::default())
+            .unwrap();
+        let op = requests(&drain(&mut e))[0].op;
+        commit(&mut e, &mut Host::default(), op, 1.2);
+        let subscription = subscribed(&drain(&mut e));
+        (e, subscription)
+    };
+    for made in [true, false] {
+        let (mut e, subscription) = started();
+        let profile = e.active_profiles()[0];
+        e.end_session(at(1.3), profile);
+        assert_eq!(unsubscribes(&drain(&mut e)), [], "made: {made}");
+        let result = if made { Ok(()) } else { Err("refused".into()) };
+        e.handle_subscribe_result(at(1.5), subscription, result);
+        let out = drain(&mut e);
+        let want = if made { vec![subscription] } else { vec![] };
+        assert_eq!(unsubscribes(&out), want, "made: {made}: {out:?}");
+        // Answered once: a second answer finds nothing to do.
+        e.handle_subscribe_result(at(1.6), subscription, Ok(()));
+        assert_eq!(drain(&mut e), [], "made: {made}");
+    }
+    // A session that ends after its subscription was made disconnects it as it ends.
+    let (mut e, subscription) = started();
+    e.handle_subscribe_result(at(1.5), subscription, Ok(()));
+    let profile = e.active_profiles()[0];
+    e.end_session(at(2.0), profile);
+    assert_eq!(unsubscribes(&drain(&mut e)), [subscription]);
+}
+
+/// `MessageAsync` and `GetAsync` that fail after the server began closing wait out their
+/// backoff before giving up, as the original's loops do (spec §10.1 step 4, §11.1, §9.4: the
+/// loop looks at `IsClosing` after `task.wait(backoff)`): false and nil come one second after
+/// the failure, not at once.
+#[test]
+fn message_and_get_failing_while_closing_give_up_after_their_backoff() {
+    for get in [false, true] {
+        let (mut e, store) = engine();
+        let call = if get {
+            e.get(at(1.0), store.live(), "k", None)
+        } else {
+            e.message(at(1.0), store.live(), "k", json!({"Gift": 1}))
+        }
+        .unwrap();
+        let op = requests(&drain(&mut e))[0].op;
+        e.shutdown(at(1.1));
+        drain(&mut e);
+        let failed = Err(DataStoreError {
+            message: "502: API Services rejected request with error.".into(),
+        });
+        e.handle_datastore_response(at(1.2), op, failed);
+        let out = drain(&mut e);
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Completion(_))),
+            "get: {get}: still waiting: {out:?}"
+        );
+        assert_eq!(e.poll_timeout(), Some(2.2), "get: {get}");
+        e.handle_timeout(at(2.2), &mut Host::default());
+        let want = if get {
+            Completion::Get {
+                call,
+                result: Ok(None),
+            }
+        } else {
+            Completion::Message { call, ok: false }
+        };
+        assert_eq!(drain(&mut e), [Output::Completion(want)], "get: {get}");
     }
 }

@@ -23,8 +23,10 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// configuration has `places`; 7: a start that takes a lock tells the session it took it from
 /// (same layout); 8: starts waiting behind a final save return nil when the server closes,
 /// `SetAsync` tells the session whose lock it removed, a start's release at closing is a
-/// shutdown save (same layout).
-pub const TRACE_FORMAT: u32 = 8;
+/// shutdown save (same layout); 9: a subscription that returns after its session ended is
+/// disconnected then, `MessageAsync` and `GetAsync` failing while closing give up after their
+/// backoff (same layout).
+pub const TRACE_FORMAT: u32 = 9;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

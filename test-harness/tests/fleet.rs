@@ -522,13 +522,15 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
     }
 }
 
-/// A run found by a sweep: the giver of a trade hops to another server, its final save fails
-/// seven times in a row (20% faults), and the new server steals the session after ≈47 s;
-/// the late save then finds the lock gone and stores nothing (spec §5.3, §8.3), so the item
-/// stays with the giver too. That tear is counted; before, it was reported as a dupe.
+/// A run found by a sweep (seed 2041 then; seed 77 of the same shape since the engine's
+/// timing at closing changed): the giver of a trade (Player_199, at 671 s) hops to another
+/// server, its final save fails six times in a row (20% faults), and the new server steals the
+/// session after ≈55 s; the late save then finds the lock gone and stores nothing (spec §5.3,
+/// §8.3), so the item stays with the giver too. That tear is counted; before, it was reported
+/// as a dupe.
 #[test]
 fn a_trade_torn_by_a_stolen_session_is_counted_not_a_dupe() {
-    let mut config = FleetConfig::new(2041, 2, 317, 900.0, 0.2);
+    let mut config = FleetConfig::new(77, 2, 317, 900.0, 0.2);
     config.crash_rate = 0.05;
     config.shutdown_rate = 0.05;
     config.spare_servers = 2;
@@ -537,11 +539,11 @@ fn a_trade_torn_by_a_stolen_session_is_counted_not_a_dupe() {
     config.quit_while_loading = 0.05;
     let (fleet, violations) = run(config);
     assert_eq!(violations, vec![]);
-    assert_eq!(fleet.stolen_trades, ["Player_46:item16"]);
+    assert_eq!(fleet.stolen_trades, ["Player_199:item8"]);
     assert_eq!(fleet.torn_trades, Vec::<String>::new());
     let taken = &fleet.observed.taken_generations;
     assert!(
-        taken.contains_key(&("Player_46".to_string(), 29)),
+        taken.contains_key(&("Player_199".to_string(), 15)),
         "{taken:?}"
     );
     let summary = invariants::summary(&fleet, &violations);

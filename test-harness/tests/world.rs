@@ -551,8 +551,8 @@ fn a_write_landing_after_its_server_died_is_logged_whole() {
 
 /// `SubscribeAsync` yields (spec §0): a session's subscription to its topic starts one round
 /// trip after the session started, so a message published in between is not received; a
-/// session that ended before the call came back never subscribes (spec §10.4: "disconnected
-/// at once").
+/// session that ended before the call came back is disconnected as soon as it does (spec
+/// §10.4: "disconnected at once").
 #[test]
 fn a_subscription_starts_one_round_trip_after_it_is_asked_for() {
     let (mut w, store) = world(1, Limits::unlimited());
