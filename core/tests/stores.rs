@@ -198,6 +198,66 @@ fn calls_wait_while_not_ready_then_follow_the_probe() {
     let _ = call;
 }
 
+/// A server that begins closing while calls wait for `DataStoreState` (Studio's probe still
+/// out) answers them at once, in call order, as calls made while closing are answered: nil,
+/// false, nil, false. The original's callers would keep polling until the probe returned and
+/// then give up the same way (docs/DEVIATIONS.md, "Smaller differences").
+#[test]
+fn calls_waiting_for_the_probe_are_answered_when_the_server_closes() {
+    let mut e = engine(DataStoreState::NotReady);
+    let store = e.new_store("S", json!({})).unwrap();
+    let now = Now { mono: 0.0, wall: 0 };
+    let start = e
+        .start_session(now, store.live(), "k", StartParams::default())
+        .unwrap();
+    let message = e
+        .message(now, store.live(), "k", json!({"Gift": 1}))
+        .unwrap();
+    let get = e.get(now, store.live(), "k", None).unwrap();
+    let remove = e.remove(now, store.live(), "k").unwrap();
+    assert!(drain(&mut e).is_empty(), "parked until the state is known");
+    e.shutdown(Now { mono: 1.0, wall: 1 });
+    let answers: Vec<Completion> = drain(&mut e)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Completion(c) => Some(c),
+            Output::DataStore(r) => panic!("nothing is sent: {r:?}"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            Completion::SessionStart {
+                call: start,
+                profile: None
+            },
+            Completion::Message {
+                call: message,
+                ok: false
+            },
+            Completion::Get {
+                call: get,
+                result: Ok(None)
+            },
+            Completion::Remove {
+                call: remove,
+                ok: false
+            },
+        ]
+    );
+    // The state is still not `Access`: the shutdown itself completes a frame later.
+    let next = e.poll_timeout().expect("the shutdown's frame");
+    e.handle_timeout(
+        Now {
+            mono: next,
+            wall: 1,
+        },
+        &mut testing::Host::default(),
+    );
+    assert_eq!(drain(&mut e), [Output::Completion(Completion::Shutdown)]);
+}
+
 #[test]
 fn get_async_views_versions_and_remove() {
     let mut w = World::new(1, 31);
