@@ -50,6 +50,12 @@ impl LastSavedData {
         LastSavedData { stored }
     }
 
+    /// The whole stored profile value the `Data` came from: its `MetaData` tells whose
+    /// session wrote it (a save that found its session taken returns the taker's value).
+    pub fn stored(&self) -> &Value {
+        &self.stored
+    }
+
     /// The `Data` table.
     pub fn data(&self) -> &Value {
         static EMPTY_TABLE: LazyLock<Value> = LazyLock::new(|| Value::Object(Default::default()));

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rustc_hash::FxHashMap;
 
 use profilestore_core::guid::GuidGenerator;
+use profilestore_core::profile::LastSavedData;
 use profilestore_core::value::{Map, Str, Value, json};
 use profilestore_core::{
     CallId, Completion, Delivery, Event, Input, InputResult, Output, ProfileId, StartParams,
@@ -285,6 +286,9 @@ pub enum StartFailure {
     /// `StartSessionAsync` threw at the call (the key is still loaded on that server: its
     /// `EndSession` after a hop had not run yet).
     Refused,
+    /// The player left while it loaded and logged in again before it returned (the settling
+    /// log-in of gift recipients): nobody waited on it any more.
+    Replaced,
 }
 
 /// One trade: `item` moved from `from` to `to`, both playing on `server`, at `at`.
@@ -402,18 +406,22 @@ impl Observations {
     }
 }
 
-/// A save stored `data` for the giver of the trades `gives` (indexes into `trades`): each whose
-/// item `data.Items` no longer holds is stored on the giver's side (`giver_saved`) and leaves
-/// `gives`.
-fn confirm_gives(trades: &mut [Trade], gives: &mut Vec<usize>, data: &Value) {
+/// A save stored the profile value `stored` for the giver of the trades `gives` (indexes into
+/// `trades`): each whose item its `Data.Items` no longer holds is stored on the giver's side
+/// (`giver_saved`) and leaves `gives`, if the value is of the giver's own session (its
+/// `SessionLoadCount` the trade's generation). A save that found the session taken returns the
+/// taker's value, which says nothing of the giver's side.
+fn confirm_gives(trades: &mut [Trade], gives: &mut Vec<usize>, stored: &Value) {
+    let generation = stored["MetaData"]["SessionLoadCount"].as_i64();
     // Without an `Items` array the value shows nothing of the giver's side.
-    let Some(items) = data.get("Items").and_then(Value::as_array) else {
+    let Some(items) = stored["Data"].get("Items").and_then(Value::as_array) else {
         return;
     };
     let holds = |item: &str| items.iter().any(|i| i == item);
     gives.retain(|&i| {
-        trades[i].giver_saved = !holds(&trades[i].item);
-        !trades[i].giver_saved
+        let trade = &mut trades[i];
+        trade.giver_saved = generation == Some(trade.giver_generation) && !holds(&trade.item);
+        !trade.giver_saved
     });
 }
 
@@ -1002,7 +1010,7 @@ impl Fleet {
                                     .first()
                                     .is_some_and(|&i| trades[i].from == key.as_str())
                             {
-                                confirm_gives(trades, gives, &value["Data"]);
+                                confirm_gives(trades, gives, value);
                             }
                         }
                         self.unsaved_gives.retain(|_, gives| !gives.is_empty());
@@ -1093,13 +1101,14 @@ impl Fleet {
     /// once, to one `Data`, and `Ops` is only appended to or copied whole; so a `LastSavedData`
     /// holding the player's last acknowledged op at the same place holds everything before it
     /// too, and only the entries after it are read.
-    fn on_after_save(&mut self, s: usize, profile: ProfileId, saved: &Value, t: f64) {
+    fn on_after_save(&mut self, s: usize, profile: ProfileId, saved: &LastSavedData, t: f64) {
         if let Some(gives) = self.unsaved_gives.get_mut(&(s, profile)) {
-            confirm_gives(&mut self.observed.trade_log, gives, saved);
+            confirm_gives(&mut self.observed.trade_log, gives, saved.stored());
             if gives.is_empty() {
                 self.unsaved_gives.remove(&(s, profile));
             }
         }
+        let saved: &Value = saved;
         if let Some(&p) = self.session_players.get(&(s, profile)) {
             let ops = saved
                 .get("Ops")
@@ -1136,11 +1145,23 @@ impl Fleet {
             return;
         };
         if !matches!(self.players[p].presence, Presence::Joining { call: c, .. } if c == call) {
-            // A start the player left and a later log-in replaced: the game ends a profile it
-            // returns at once.
-            if let Some(profile) = profile {
-                let now = self.world.now_for(s);
-                self.world.feed(s, Input::EndSession { now, profile });
+            // A start the player left and a later log-in replaced: counted like any start; the
+            // game ends a profile it returns at once.
+            match profile {
+                Some(profile) => {
+                    self.profile_keys
+                        .insert((s, profile), self.players[p].key.clone());
+                    self.observed.sessions += 1;
+                    let now = self.world.now_for(s);
+                    self.world.feed(s, Input::EndSession { now, profile });
+                }
+                None => {
+                    *self
+                        .observed
+                        .failures
+                        .entry(StartFailure::Replaced)
+                        .or_default() += 1;
+                }
             }
             return;
         }
@@ -1513,26 +1534,27 @@ mod tests {
             .unsaved_gives
             .insert((1, ProfileId(777_777)), vec![base, base + 1]);
         fleet.world.crash(1);
-        let write = |key: &str, items: Value| crate::world::Logged {
+        let write = |key: &str, generation: i64, items: Value| crate::world::Logged {
             t: now,
             server: 1,
             what: Happening::Write {
                 store: "PlayerData:global".into(),
                 key: key.into(),
-                value: json!({"Data": {"Items": items}}),
+                value: json!({"Data": {"Items": items}, "MetaData": {"SessionLoadCount": generation}}),
                 user_ids: Vec::new(),
                 metadata: json!({}),
             },
         };
         // Another key's write confirms nothing, nor does a value without `Data.Items` (such as
-        // a write summary).
-        fleet.world.log.push(write("Player_3", json!([])));
-        let mut summary = write("Player_1", json!(null));
+        // a write summary), nor one of another session of the key (a later one on this server).
+        fleet.world.log.push(write("Player_3", 1, json!([])));
+        let mut summary = write("Player_1", 1, json!(null));
         if let Happening::Write { value, .. } = &mut summary.what {
             *value = json!([1, 0]);
         }
         fleet.world.log.push(summary);
-        fleet.world.log.push(write("Player_1", json!(["kept"])));
+        fleet.world.log.push(write("Player_1", 2, json!([])));
+        fleet.world.log.push(write("Player_1", 1, json!(["kept"])));
         fleet.react();
         let saved: Vec<bool> = fleet.observed.trade_log[base..]
             .iter()
@@ -1543,6 +1565,38 @@ mod tests {
             fleet.unsaved_gives.get(&(1, ProfileId(777_777))),
             Some(&vec![base + 1])
         );
+    }
+
+    /// `OnAfterSave` of a save that found the giver's session taken carries the taker's value:
+    /// the item gone from it says nothing of the giver's side. Its own session's value does.
+    #[test]
+    fn a_save_returning_the_takers_value_confirms_no_trade() {
+        let mut fleet = sound_fleet();
+        let profile = ProfileId(777_777);
+        let base = fleet.observed.trade_log.len();
+        fleet.observed.trade_log.push(Trade {
+            item: "gone".into(),
+            from: "Player_1".into(),
+            to: "Player_2".into(),
+            server: 1,
+            at: fleet.world.now - 10.0,
+            giver_saved: false,
+            giver_generation: 7,
+        });
+        fleet.unsaved_gives.insert((1, profile), vec![base]);
+        let saved = |generation: i64| {
+            LastSavedData::of(std::sync::Arc::new(json!({
+                "Data": {"Items": []},
+                "MetaData": {"SessionLoadCount": generation},
+            })))
+        };
+        let t = fleet.world.now;
+        fleet.on_after_save(1, profile, &saved(8), t);
+        assert!(!fleet.observed.trade_log[base].giver_saved);
+        assert_eq!(fleet.unsaved_gives.get(&(1, profile)), Some(&vec![base]));
+        fleet.on_after_save(1, profile, &saved(7), t);
+        assert!(fleet.observed.trade_log[base].giver_saved);
+        assert_eq!(fleet.unsaved_gives.get(&(1, profile)), None);
     }
 
     /// A start still waiting on a running server after the run is reported; one on a server
@@ -1598,7 +1652,7 @@ mod tests {
     }
 
     /// The answer to a start the player left, after a later log-in replaced it, leaves the
-    /// later start's bookkeeping alone.
+    /// later start's bookkeeping alone, and is counted.
     #[test]
     fn a_replaced_starts_answer_does_not_touch_the_later_start() {
         let mut fleet = sound_fleet();
@@ -1607,12 +1661,26 @@ mod tests {
         fleet.joining[1].insert(new, p);
         let later = waiting(1, new.0, fleet.world.now, true);
         fleet.set_presence(p, later.clone());
-        let failures = fleet.observed.failures.clone();
+        let mut failures = fleet.observed.failures.clone();
+        let sessions = fleet.observed.sessions;
         let t = fleet.world.now;
         fleet.on_started(0, old, None, t);
         assert_eq!(fleet.players[p].presence, later);
-        assert_eq!(fleet.observed.failures, failures);
         assert_eq!(fleet.joining[1].get(&new), Some(&p));
+        // It is counted, as replaced.
+        *failures.entry(StartFailure::Replaced).or_default() += 1;
+        assert_eq!(fleet.observed.failures, failures);
+        // One that returns a profile counts as a session, attributed to its key, and ends.
+        let (older, profile) = (CallId(999_992), ProfileId(888_888));
+        fleet.joining[0].insert(older, p);
+        fleet.on_started(0, older, Some(profile), t);
+        assert_eq!(fleet.observed.sessions, sessions + 1);
+        assert_eq!(
+            fleet.profile_keys.get(&(0, profile)),
+            Some(&fleet.players[p].key)
+        );
+        assert_eq!(fleet.observed.failures, failures);
+        assert_eq!(fleet.players[p].presence, later);
     }
 
     /// `StartSessionAsync` for a key still loaded on that server throws at the call: counted

@@ -304,6 +304,9 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     // stores nothing, §8.3), or `ASSUME_DEAD`. Such torn trades are counted; any other
     // duplicate is a violation (so with no faults a steal from a live server is one).
     let steals_possible = fleet.config.faults > 0.0;
+    // Counted anew by each check, an item once however many profiles hold it.
+    fleet.torn_trades.clear();
+    fleet.stolen_trades.clear();
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
     for key in &keys {
         for item in strings(&finals[key]["Data"], "Items") {
@@ -316,10 +319,17 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                         .iter()
                         .filter(|trade| trade.item == item && !trade.giver_saved)
                 };
+                // The death tore the trade only if the giver's session was still its own then:
+                // a generation taken before the server died was torn by the take (and is
+                // judged as one below), whenever the server died later.
                 let died = unsaved().any(|trade| {
-                    obs.died_at
-                        .get(&trade.server)
-                        .is_some_and(|d| *d >= trade.at)
+                    obs.died_at.get(&trade.server).is_some_and(|d| {
+                        *d >= trade.at
+                            && obs
+                                .taken_generations
+                                .get(&(trade.from.clone(), trade.giver_generation))
+                                .is_none_or(|taken| taken >= d)
+                    })
                 });
                 // A trade made later than a message delay after the take is in the window
                 // deviation 8 closes: the old owner should have ended by then.
@@ -330,9 +340,13 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                             .is_some_and(|taken| trade.at <= taken + NOTICE_WINDOW)
                     });
                 if died {
-                    fleet.torn_trades.push(item.clone());
+                    if !fleet.torn_trades.contains(&item) {
+                        fleet.torn_trades.push(item.clone());
+                    }
                 } else if stolen {
-                    fleet.stolen_trades.push(item.clone());
+                    if !fleet.stolen_trades.contains(&item) {
+                        fleet.stolen_trades.push(item.clone());
+                    }
                 } else {
                     // Shown from the first trade of the item whose giver's side no save stored
                     // (where the copy came from), else from its first trade; the excerpt is of
