@@ -481,13 +481,28 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         again = rerun;
         &again
     };
+    // A fleet changed after it was made (a test's doing) runs differently again: say so rather
+    // than show another run's lines as this one's.
+    let (ran, reran) = (fleet.world.committed_writes, source.world.committed_writes);
     found
         .into_iter()
-        .map(|(invariant, key, detail, from)| Violation {
-            excerpt: excerpt(&source.world.log, source, &key, from, 12),
-            invariant,
-            key,
-            detail,
+        .map(|(invariant, key, detail, from)| {
+            let mut lines = excerpt(&source.world.log, source, &key, from, 12);
+            if ran != reran {
+                lines.insert(
+                    0,
+                    format!(
+                        "(not this run's lines: the run made again to cut them committed \
+                         {reran} writes, the run {ran})"
+                    ),
+                );
+            }
+            Violation {
+                excerpt: lines,
+                invariant,
+                key,
+                detail,
+            }
         })
         .collect()
 }

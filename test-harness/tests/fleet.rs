@@ -414,6 +414,18 @@ fn a_run_that_lets_go_of_its_log_reports_the_same() {
     assert_eq!(a.len(), 1, "{a:?}");
     assert!(!a[0].excerpt.is_empty());
     assert_eq!(a, b);
+    // A fleet whose configuration changed after its run cannot be run again the same way:
+    // the excerpt says its lines are not the run's.
+    let_go.config.seed = 8;
+    let c = invariants::check(&mut let_go);
+    let writes = let_go.world.committed_writes;
+    assert!(
+        c[0].excerpt[0]
+            .starts_with("(not this run's lines: the run made again to cut them committed ")
+            && c[0].excerpt[0].ends_with(&format!(" writes, the run {writes})")),
+        "{:?}",
+        c[0].excerpt
+    );
 }
 
 /// A sound run in which an item of one player (`holder`) is then also put in another's
