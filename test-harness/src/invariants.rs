@@ -4,8 +4,10 @@
 //!   in the player's final stored value;
 //! - **no dupe** — no item in two profiles (or twice in one), no operation applied twice, and
 //!   each `Counter` equal to the number of op ids (every operation adds one to both). A trade
-//!   whose giver's side no save stored is torn, not a dupe, when its server died or, under
-//!   DataStore faults, another server took the giver's session; torn trades are counted;
+//!   whose giver's side no save of the giver's own session stored is torn, not a dupe, when
+//!   its server died while the session was still its own or, under DataStore faults, another
+//!   server took the giver's session (the trade made at most [`NOTICE_WINDOW`] after the
+//!   take); torn trades are counted;
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
 //!   same gift under two message ids only in a run whose DataStore fails, as a retried
 //!   `MessageAsync`), and no message is delivered twice within one session;
@@ -14,7 +16,8 @@
 //!   is alive succeeds within [`HANDOFF_BOUND`] (or the player left first); a start that runs
 //!   past it while healthy is reported when the player gives up, whenever it returns. Under
 //!   faults, failures are counted by reason ([`crate::fleet::StartFailure`]: cancelled after
-//!   the bound, left, timed out, closing, superseded, crashed, refused at the call);
+//!   the bound, left, timed out, closing, superseded, crashed, refused at the call, replaced
+//!   by a later log-in);
 //! - **every start returns** — after the run settles, no start on a running server is still
 //!   waiting for its answer.
 //!
