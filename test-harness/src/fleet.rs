@@ -400,7 +400,12 @@ impl Observations {
             .or_insert_with(|| (job.clone(), t));
         if *holder == *job {
             *last = t;
-        } else {
+        } else if !self
+            .lock_conflicts
+            .iter()
+            .any(|(k, c, _)| *c == count && k == key.as_str())
+        {
+            // Once per generation, however often the other server writes it.
             self.lock_conflicts.push((key.to_string(), count, *last));
         }
     }

@@ -361,6 +361,8 @@ fn the_other_checks_each_report_a_broken_run() {
             value["MetaData"]["ActiveSession"][1] = json!("intruder-job");
         }
     }
+    // Two writes of the intruder are one conflict, reported once.
+    fleet.world.log.push(intruder.clone());
     fleet.world.log.push(intruder);
     let holder_wrote = fleet.world.log[i].t;
     let v = invariants::check(&mut fleet);
