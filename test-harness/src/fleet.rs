@@ -304,8 +304,9 @@ pub struct Trade {
     pub server: usize,
     /// Virtual time of the trade.
     pub at: f64,
-    /// Whether a save of the giver's profile on `server` confirmed (`OnAfterSave`) a `Data`
-    /// without the item: from then on the giver's side of the trade is stored.
+    /// Whether a save of the giver's own session (its `OnAfterSave`, or its write landing
+    /// after the server died) stored a `Data` without the item: from then on the giver's side
+    /// of the trade is stored.
     pub giver_saved: bool,
     /// The giver's session: its profile's `SessionLoadCount`.
     pub giver_generation: i64,

@@ -101,8 +101,9 @@ pub struct Server {
     /// Its id at the DataStore and MessagingService.
     pub id: ServerId,
     subscriptions: BTreeMap<SubscriptionId, messaging::SubscriptionId>,
-    /// `SubscribeAsync` calls still on their way (one round trip); a call disconnected
-    /// meanwhile leaves this set and never subscribes.
+    /// `SubscribeAsync` calls still on their way (one round trip). The engine asks to
+    /// disconnect a subscription only once its call came back; a host that disconnects one
+    /// still on its way (as the world allows) takes it out of this set, and it never subscribes.
     subscribing: std::collections::BTreeSet<SubscriptionId>,
     /// The engine's `poll_timeout()` as of `deadline_fresh`: the world needs every server's
     /// next deadline at every step, and only an input can change it.

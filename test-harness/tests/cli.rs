@@ -114,7 +114,7 @@ fn import_the_golden_fixture_and_inspect_a_locked_key() {
     assert_eq!(
         stderr.trim(),
         "profilestore-sim: no key \"stub\" in store \"Player\" of g.db; it holds \
-         PlayerData:global (8 key(s))"
+         PlayerData: 8 key(s)"
     );
     let (_, stdout, _) = sim(&["inspect", "stub", "--db", "g.db"], dir.path());
     let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
@@ -206,7 +206,7 @@ fn bad_arguments_get_clear_errors() {
         ),
         (
             &["--servers", "2", "--spare-servers", "18446744073709551615"][..],
-            "servers and spare servers together must be at most 10000, got 2 + 18446744073709551615",
+            "--servers and --spare-servers together must be at most 10000, got 2 + 18446744073709551615",
         ),
         (
             &["--uncancellable", "2"][..],

@@ -569,12 +569,30 @@ fn a_subscription_starts_one_round_trip_after_it_is_asked_for() {
     assert_eq!(w.messaging.subscribers(&topic).len(), 1);
 
     let (mut w, store) = world(1, Limits::unlimited());
+    w.outputs = Some(Vec::new());
     start(&mut w, 0, store, "k");
     w.run_until(0.31);
     let profile = w.servers[0].engine().active_profiles()[0];
     let now = w.now_for(0);
     w.feed(0, Input::EndSession { now, profile });
+    // The engine asks to disconnect only once the call came back (one round trip after it was
+    // made at 0.30 s), not as the session ends.
+    let unsubscribes = |w: &World| {
+        w.outputs
+            .iter()
+            .flatten()
+            .filter(|(_, o)| {
+                matches!(
+                    o,
+                    Output::Messaging(profilestore_core::MessagingRequest::Unsubscribe { .. })
+                )
+            })
+            .count()
+    };
+    w.run_until(0.44);
+    assert_eq!(unsubscribes(&w), 0);
     w.run_until(5.0);
+    assert_eq!(unsubscribes(&w), 1);
     let guid = w.log.iter().find_map(|l| match &l.what {
         Happening::Write { value, .. } => value["MetaData"]["ActiveSession"][2]
             .as_str()
@@ -582,7 +600,7 @@ fn a_subscription_starts_one_round_trip_after_it_is_asked_for() {
         _ => None,
     });
     let topic = profilestore_core::guid::session_topic(&guid.unwrap());
-    assert_eq!(w.messaging.subscribers(&topic), [], "never subscribed");
+    assert_eq!(w.messaging.subscribers(&topic), [], "disconnected");
 }
 
 /// An `UpdateAsync` that finds another writer landed between its read and its write runs its

@@ -196,6 +196,9 @@ fn as_flag(message: &str) -> String {
         "crash_rate",
         "shutdown_rate",
     ];
+    if let Some(rest) = message.strip_prefix("servers and spare servers together") {
+        return format!("--servers and --spare-servers together{rest}");
+    }
     for field in FIELDS {
         if let Some(rest) = message.strip_prefix(&format!("{field} must")) {
             return format!("--{} must{rest}", field.replace('_', "-"));
@@ -374,6 +377,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     for (deviation, d) in &e.named {
                         println!("deviation {deviation} (docs/DEVIATIONS.md): {d}");
                     }
+                    for deviation in &e.stale {
+                        println!("known deviation {deviation} no longer shows in this journal");
+                    }
                     println!(
                         "{}: {total} difference(s), {} from known deviations, {} unexplained",
                         s.name,
@@ -471,18 +477,23 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 i64::try_from(since_epoch.as_secs()).ok()
             });
             let v = inspect::inspect(&mut storage, &store, &key, now).map_err(|e| e.to_string())?;
-            if v["exists"] == false {
-                // Say what the database does hold: a misspelt store is the likely mistake.
+            // A key never written (a removed one has versions): say what the database does
+            // hold, as a misspelt store is the likely mistake.
+            if v["exists"] == false && v.get("versions").is_none() {
                 let paths = storage.paths().map_err(|e| e.to_string())?;
                 let mut stores: std::collections::BTreeMap<String, usize> = Default::default();
                 for p in &paths {
-                    *stores
-                        .entry(format!("{}:{}", p.store(), p.scope()))
-                        .or_default() += 1;
+                    // `--store` names a store of the global scope (as ProfileStore uses).
+                    let name = if p.scope().as_str() == "global" {
+                        p.store().to_string()
+                    } else {
+                        format!("{} (scope {})", p.store(), p.scope())
+                    };
+                    *stores.entry(name).or_default() += 1;
                 }
                 let held: Vec<String> = stores
                     .iter()
-                    .map(|(name, n)| format!("{name} ({n} key(s))"))
+                    .map(|(name, n)| format!("{name}: {n} key(s)"))
                     .collect();
                 eprintln!(
                     "profilestore-sim: no key {key:?} in store {store:?} of {}; it holds {}",
