@@ -6,8 +6,7 @@
 //!   each `Counter` equal to the number of op ids (every operation adds one to both). A trade
 //!   whose giver's side no save of the giver's own session stored is torn, not a dupe, when
 //!   its server died while the session was still its own or, under DataStore faults, another
-//!   server took the giver's session (the trade made at most [`NOTICE_WINDOW`] after the
-//!   take); torn trades are counted;
+//!   server took the giver's session; torn trades are counted;
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
 //!   same gift under two message ids only in a run whose DataStore fails, as a retried
 //!   `MessageAsync`), and no message is delivered twice within one session;
@@ -32,11 +31,6 @@ use crate::fleet::{Fleet, HANDOFF_BOUND, STORE};
 use crate::log::Log;
 use crate::storage::MemoryStorage;
 use crate::world::Happening;
-
-/// Seconds after a session's lock was taken within which its server may still trade: the
-/// taking start's answer (half a round trip), the notice's delivery (at most 2 s) and a frame,
-/// with room to spare (deviation 8).
-pub const NOTICE_WINDOW: f64 = 5.0;
 
 /// One broken invariant.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -334,13 +328,15 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                                 .is_none_or(|taken| taken >= d)
                     })
                 });
-                // A trade made later than a message delay after the take is in the window
-                // deviation 8 closes: the old owner should have ended by then.
+                // Any trade of a taken generation, however long after the take: deviation 8's
+                // notice ends the old session within a message delay, but in a run with faults
+                // the notice can be lost, or ignored within 6 s of another accepted message
+                // (spec §10.4), and it is not sent again; the old owner then trades on until
+                // its next save (spec §19 item 8). Core tests check the notice itself.
                 let stolen = steals_possible
                     && unsaved().any(|trade| {
                         obs.taken_generations
-                            .get(&(trade.from.clone(), trade.giver_generation))
-                            .is_some_and(|taken| trade.at <= taken + NOTICE_WINDOW)
+                            .contains_key(&(trade.from.clone(), trade.giver_generation))
                     });
                 if died {
                     if !fleet.torn_trades.contains(&item) {
