@@ -77,6 +77,36 @@ pub fn inspect(
     }))
 }
 
+/// For an [`inspect`] answer about a key never written (a removed key has versions, and is
+/// not one): the stores the storage holds keys in, as `inspect` takes their names (a store of
+/// another scope than `global` named with its scope), with their key counts; `None` otherwise.
+pub fn stores_held_if_never_written(
+    storage: &mut dyn Storage,
+    answer: &Value,
+) -> Result<Option<String>, StorageError> {
+    if answer["exists"] != false || answer.get("versions").is_some() {
+        return Ok(None);
+    }
+    let mut stores: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in storage.paths()? {
+        let name = if p.scope().as_str() == "global" {
+            p.store().to_string()
+        } else {
+            format!("{} (scope {})", p.store(), p.scope())
+        };
+        *stores.entry(name).or_default() += 1;
+    }
+    let held: Vec<String> = stores
+        .iter()
+        .map(|(name, n)| format!("{name}: {n} key(s)"))
+        .collect();
+    Ok(Some(if held.is_empty() {
+        "no keys".to_string()
+    } else {
+        held.join(", ")
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +142,40 @@ mod tests {
             inspect(ds.storage_mut(), "S", "nope", None).unwrap()["exists"],
             json!(false)
         );
+    }
+
+    /// A key never written gets the stores the storage holds, named as `inspect` takes them;
+    /// a written key, and a removed one (it has versions), get no such hint.
+    #[test]
+    fn a_key_never_written_is_answered_with_the_stores_held() {
+        let mut ds = DataStoreService::new(1_735_689_600);
+        let server = crate::datastore::ServerId(0);
+        for (store, key) in [("S", "a"), ("S", "b"), ("T", "c")] {
+            ds.set_async(
+                0.0,
+                server,
+                &StoreName::new(store),
+                key,
+                json!(1),
+                Default::default(),
+            )
+            .unwrap();
+        }
+        let scoped = StoreName::scoped("S", "beta");
+        ds.set_async(0.0, server, &scoped, "d", json!(1), Default::default())
+            .unwrap();
+        ds.remove_async(1.0, server, &StoreName::new("S"), "b")
+            .unwrap();
+        let mut hint = |key: &str| {
+            let answer = inspect(ds.storage_mut(), "S", key, None).unwrap();
+            stores_held_if_never_written(ds.storage_mut(), &answer).unwrap()
+        };
+        assert_eq!(
+            hint("nope").as_deref(),
+            Some("S: 2 key(s), S (scope beta): 1 key(s), T: 1 key(s)")
+        );
+        assert_eq!(hint("a"), None);
+        assert_eq!(hint("b"), None, "removed, not never written");
     }
 
     /// The lock is held since the oldest version written under the same lock and generation:

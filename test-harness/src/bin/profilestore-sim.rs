@@ -477,32 +477,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 i64::try_from(since_epoch.as_secs()).ok()
             });
             let v = inspect::inspect(&mut storage, &store, &key, now).map_err(|e| e.to_string())?;
-            // A key never written (a removed one has versions): say what the database does
-            // hold, as a misspelt store is the likely mistake.
-            if v["exists"] == false && v.get("versions").is_none() {
-                let paths = storage.paths().map_err(|e| e.to_string())?;
-                let mut stores: std::collections::BTreeMap<String, usize> = Default::default();
-                for p in &paths {
-                    // `--store` names a store of the global scope (as ProfileStore uses).
-                    let name = if p.scope().as_str() == "global" {
-                        p.store().to_string()
-                    } else {
-                        format!("{} (scope {})", p.store(), p.scope())
-                    };
-                    *stores.entry(name).or_default() += 1;
-                }
-                let held: Vec<String> = stores
-                    .iter()
-                    .map(|(name, n)| format!("{name}: {n} key(s)"))
-                    .collect();
+            // A misspelt store is the likely mistake: say what the database holds.
+            if let Some(held) = inspect::stores_held_if_never_written(&mut storage, &v)
+                .map_err(|e| e.to_string())?
+            {
                 eprintln!(
-                    "profilestore-sim: no key {key:?} in store {store:?} of {}; it holds {}",
-                    db.display(),
-                    if held.is_empty() {
-                        "no keys".to_string()
-                    } else {
-                        held.join(", ")
-                    }
+                    "profilestore-sim: no key {key:?} in store {store:?} of {}; it holds {held}",
+                    db.display()
                 );
             }
             emit(&format!(
