@@ -141,7 +141,7 @@ pub struct ExportedVersion {
 /// What an import did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
-    /// Keys written, in document order.
+    /// Keys written: each store's by name, the stores in document order.
     pub imported: Vec<KeyPath>,
     /// Fixture keys with `"exists": false`, not written.
     pub skipped: Vec<KeyPath>,
@@ -434,6 +434,31 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
         user_ids: k.user_ids.clone(),
         metadata: object_metadata(at, &k.metadata)?,
     };
+    // The head is that write: an edit of one without the other (say, of `value` alone) would
+    // make GetAsync and GetVersionAsync disagree.
+    let differs = if head.value != latest.value {
+        Some("value")
+    } else if head.user_ids != latest.user_ids {
+        Some("userIds")
+    } else if head.metadata != latest.metadata {
+        Some("metadata")
+    } else if head.updated_ms != latest.created_ms {
+        Some("updatedTime")
+    } else if head.created_ms != latest.key_created_ms {
+        Some("createdTime")
+    } else {
+        None
+    };
+    if let Some(field) = differs {
+        return Err(invalid(
+            at,
+            format!(
+                "{field} is not the latest version's (slot {}): the key's fields and its \
+                 latest version describe one write",
+                latest.slot
+            ),
+        ));
+    }
     Ok((head, versions))
 }
 
@@ -823,6 +848,30 @@ mod tests {
             }),
             "import document, stores[3]: store \"PlayerData\" scope \"global\" is already stores[2]"
         );
+        // A key's fields edited without its latest version (or the other way round): GetAsync
+        // and GetVersionAsync would disagree.
+        fn key(d: &mut ExportDocument) -> &mut ExportedKey {
+            d.stores[2].keys.get_mut("k1").unwrap()
+        }
+        type Edit<'a> = &'a dyn Fn(&mut ExportDocument);
+        let edits: [(&str, Edit); 5] = [
+            ("value", &|d| key(d).value = Some(json!({"edited": true}))),
+            ("userIds", &|d| key(d).user_ids = vec![42]),
+            ("metadata", &|d| key(d).metadata = json!({"edited": true})),
+            ("updatedTime", &|d| key(d).updated_time += 1),
+            ("createdTime", &|d| key(d).versions[1].key_created_time -= 1),
+        ];
+        for (field, edit) in edits {
+            assert_eq!(
+                refused(edit),
+                format!(
+                    "import document, stores[2].keys[\"k1\"]: {field} is not the latest \
+                     version's (slot {}): the key's fields and its latest version describe one \
+                     write",
+                    base.stores[2].keys["k1"].versions[1].slot
+                )
+            );
+        }
     }
 
     /// A field missing or of the wrong type is named by its place in the document; a document
