@@ -246,6 +246,116 @@ fn storable(at: &str, what: &str, value: &Value) -> Result<(), ExportError> {
     Ok(())
 }
 
+/// The first key of `text` that appears twice in one JSON object, with that object's place in
+/// the document (`stores[0].keys`), if any.
+fn repeated_key(text: &str) -> serde_json::Result<Option<(String, String)>> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    /// One step into the document: an object's key or an array's index.
+    enum Step {
+        Key(String),
+        Index(usize),
+    }
+    /// Walks a value, noting the first repeated key; `path` is where the value is.
+    struct Walk<'a> {
+        path: &'a mut Vec<Step>,
+        found: &'a mut Option<(String, String)>,
+    }
+    fn place(path: &[Step]) -> String {
+        let mut at = String::new();
+        for step in path {
+            match step {
+                Step::Key(k)
+                    if !at.is_empty()
+                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    at = format!("{at}.{k}")
+                }
+                Step::Key(k) if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                    at = k.clone()
+                }
+                Step::Key(k) => at = format!("{at}[{k:?}]"),
+                Step::Index(i) => at = format!("{at}[{i}]"),
+            }
+        }
+        if at.is_empty() {
+            "its top level".to_string()
+        } else {
+            at
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            loop {
+                self.path.push(Step::Index(i));
+                let more = seq.next_element_seed(Walk {
+                    path: &mut *self.path,
+                    found: &mut *self.found,
+                })?;
+                self.path.pop();
+                if more.is_none() {
+                    return Ok(());
+                }
+                i += 1;
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) && self.found.is_none() {
+                    *self.found = Some((place(self.path), key.clone()));
+                }
+                self.path.push(Step::Key(key));
+                map.next_value_seed(Walk {
+                    path: &mut *self.path,
+                    found: &mut *self.found,
+                })?;
+                self.path.pop();
+            }
+            Ok(())
+        }
+    }
+
+    let (mut path, mut found) = (Vec::new(), None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    Walk {
+        path: &mut path,
+        found: &mut found,
+    }
+    .deserialize(serde_stacker::Deserializer::new(&mut de))?;
+    Ok(found)
+}
+
 /// Imports a document in either layout (see the module docs); fixture keys get times and a
 /// version at `now_ms` (Unix ms).
 pub fn import(
@@ -255,6 +365,14 @@ pub fn import(
 ) -> Result<ImportReport, ExportError> {
     let json = Value::from_json_text_within(text, MAX_DEPTH + DOCUMENT_LEVELS)
         .map_err(|e| ExportError::Parse(e.to_string()))?;
+    // Parsed, a repeated key keeps its last value: refused instead, as one of the two is a
+    // mistake and nothing says which (the walk nests no deeper than the parse just did).
+    if let Some((at, key)) = repeated_key(text).map_err(|e| ExportError::Parse(e.to_string()))? {
+        return Err(invalid(
+            &at,
+            format!("key {key:?} appears twice in one object"),
+        ));
+    }
     if json.get("format").is_some() {
         // The format is named before the layout is read: another version's fields are not
         // errors of this one.
@@ -872,6 +990,45 @@ mod tests {
                 )
             );
         }
+    }
+
+    /// A key repeated in one object of the document (which a parse would silently resolve to
+    /// its last value) is refused, naming the object's place; nothing is written.
+    #[test]
+    fn a_key_repeated_in_one_object_is_refused() {
+        let refused = |text: &str| {
+            let mut fresh = MemoryStorage::new();
+            let err = import(&mut fresh, text, EPOCH * 1000)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(fresh.paths().unwrap(), vec![], "nothing was written");
+            err
+        };
+        let key = r#"{"exists": true, "value": {"Data": {}}, "userIds": [], "metadata": {}}"#;
+        assert_eq!(
+            refused(&format!(
+                r#"{{"store": "S", "keys": {{"k": {key}, "k": {key}}}}}"#
+            )),
+            "import document, keys: key \"k\" appears twice in one object"
+        );
+        assert_eq!(
+            refused(r#"{"store": "S", "store": "T", "keys": {}}"#),
+            "import document, its top level: key \"store\" appears twice in one object"
+        );
+        let deep = r#"{"exists": true, "value": {"Data": {"a": [1, {"x": 1, "x": 2}]}},
+            "userIds": [], "metadata": {}}"#;
+        assert_eq!(
+            refused(&format!(
+                r#"{{"store": "S", "keys": {{"Player 1": {deep}}}}}"#
+            )),
+            "import document, keys[\"Player 1\"].value.Data.a[1]: key \"x\" appears twice in \
+             one object"
+        );
+        // The same document without the repeats imports.
+        let mut fresh = MemoryStorage::new();
+        let text = format!(r#"{{"store": "S", "keys": {{"k": {key}}}}}"#);
+        import(&mut fresh, &text, EPOCH * 1000).unwrap();
+        assert_eq!(fresh.paths().unwrap().len(), 1);
     }
 
     /// A field missing or of the wrong type is named by its place in the document; a document
