@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Arguments, all optional: players (1000), virtual seconds (600), servers (1), fault rate (0),
-//! mean stay in seconds (the fleet's default).
+//! mean stay in seconds (the fleet's default). `FLEET_RUNS=N` runs the fleet N times in one
+//! process and also prints the fastest and the median, each run's world dropped before the next
+//! starts, as the bench does: the way to compare two builds run alternately
+//! (`docs/PERFORMANCE.md`).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,17 +47,39 @@ fn main() {
         eprintln!("fleet_run: {e}");
         std::process::exit(2);
     }
-    let mut fleet = Fleet::new(config, Box::new(MemoryStorage::new()));
-    // As the command line runs it: the log lines the fleet has read are let go.
-    fleet.keep_log = false;
-    let started = Instant::now();
-    fleet.run(|_| {});
-    let wall = started.elapsed().as_secs_f64();
-    let requests = fleet.world.request_total();
-    println!(
-        "{requests} requests in {wall:.3} s wall: {:.0} requests/s",
-        requests as f64 / wall
-    );
-    // Dropping a large world is not part of the simulation.
-    std::mem::forget(fleet);
+    let runs = match std::env::var("FLEET_RUNS") {
+        Err(_) => 1,
+        Ok(text) => match text.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("fleet_run: FLEET_RUNS must be a positive number, not {text:?}");
+                std::process::exit(2);
+            }
+        },
+    };
+    let mut rates = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut fleet = Fleet::new(config.clone(), Box::new(MemoryStorage::new()));
+        // As the command line runs it: the log lines the fleet has read are let go.
+        fleet.keep_log = false;
+        let started = Instant::now();
+        fleet.run(|_| {});
+        let wall = started.elapsed().as_secs_f64();
+        let requests = fleet.world.request_total();
+        let rate = requests as f64 / wall;
+        println!("{requests} requests in {wall:.3} s wall: {rate:.0} requests/s");
+        rates.push(rate);
+        if runs == 1 {
+            // Dropping a large world is not part of the simulation.
+            std::mem::forget(fleet);
+        }
+    }
+    if runs > 1 {
+        rates.sort_by(f64::total_cmp);
+        println!(
+            "{runs} runs: fastest {:.0} requests/s, median {:.0}",
+            rates[runs - 1],
+            rates[runs / 2]
+        );
+    }
 }
