@@ -1,7 +1,7 @@
 //! The storage backends are interchangeable (issue "harness" §1, "Storage behind one trait"): a
-//! fleet run with faults gives the same engine outputs and the same stored contents on memory
-//! and on SQLite, and a store's export imports into the other backend and exports again
-//! unchanged.
+//! fleet run with faults gives the same engine outputs and the same stored contents on memory,
+//! on SQLite in memory and on a SQLite file (read back after the run's connection is closed),
+//! and a store's export imports into the other backend and exports again unchanged.
 
 use profilestore_harness::export;
 use profilestore_harness::fleet::{Fleet, FleetConfig};
@@ -34,6 +34,25 @@ fn a_fleet_runs_the_same_on_memory_and_on_sqlite() {
         let es = export::export_string(sqlite.world.datastore.storage_mut()).unwrap();
         assert_eq!(em, es, "seed {seed}: contents differ");
     }
+}
+
+#[test]
+fn a_fleet_on_a_sqlite_file_stores_what_it_stores_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.db");
+    let mut memory = fleet_on(24, Box::new(MemoryStorage::new()));
+    let file = fleet_on(24, Box::new(SqliteStorage::open(&path).unwrap()));
+    let (tm, tf) = (
+        Trace::of(&memory.world, None).unwrap(),
+        Trace::of(&file.world, None).unwrap(),
+    );
+    assert!(tm.to_bytes() == tf.to_bytes(), "traces differ");
+    // The file as another process finds it once this one has let go of it.
+    drop(file);
+    let mut reopened = SqliteStorage::open_existing(&path).unwrap();
+    let em = export::export_string(memory.world.datastore.storage_mut()).unwrap();
+    assert!(em.len() > 10_000, "{} bytes exported", em.len());
+    assert_eq!(export::export_string(&mut reopened).unwrap(), em);
 }
 
 #[test]
