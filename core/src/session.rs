@@ -195,12 +195,20 @@ fn claim_existing(obj: &mut wire::Object, ctx: &StartContext<'_>) {
         meta.remove("ForceLoadSession");
         return;
     }
-    if last_update.is_some_and(|lu| (ctx.wall as f64) - lu > ctx.assume_dead) {
+    let our_claim = meta
+        .get("ForceLoadSession")
+        .is_some_and(|f| ctx.identity.owns(f));
+    let looks_dead = last_update.is_some_and(|lu| (ctx.wall as f64) - lu > ctx.assume_dead);
+    if looks_dead && !our_claim && !ctx.user_steal {
+        // Spec §19 item 7: `LastUpdate` is the owner's clock, read against ours, so a live
+        // owner whose clock runs behind (or whose saves have been failing) looks dead. The
+        // original takes such a lock at once and the owner's unsaved changes are lost; here
+        // the first sight of it asks, as for a live lock, and the next poll takes it if it
+        // is still held (`docs/DEVIATIONS.md`, row 7). A live owner releases on the request.
+        meta.insert("ForceLoadSession".into(), ctx.identity.claim_tag());
+    } else if looks_dead {
         take(meta);
     } else if ctx.steal_session || ctx.user_steal {
-        let our_claim = meta
-            .get("ForceLoadSession")
-            .is_some_and(|f| ctx.identity.owns(f));
         if ctx.user_steal || our_claim {
             take(meta);
         }
@@ -806,21 +814,58 @@ mod tests {
         assert_eq!(v["MetaData"]["ActiveSession"][1], json!("A"));
     }
 
+    /// Spec §19 item 7 (`docs/DEVIATIONS.md` row 7): a lock older than `ASSUME_DEAD` by our
+    /// clock is asked for first, and taken once our request is in the stored value (or with
+    /// `Steal = true`).
     #[test]
-    fn assume_dead_takes_an_old_lock_at_once() {
+    fn a_lock_that_looks_dead_is_asked_for_then_taken() {
         let (id, template) = (me(), json!({}));
         let stored = json!({"Data": {}, "GlobalUpdates": [0, []], "MetaData": {
             "ActiveSession": [999, "dead", "DG"], "LastUpdate": 1000 - 631, "SessionLoadCount": 3}});
-        let v = written(start_transform(Some(&stored), &ctx(&id, &template)));
+        let later = StartContext {
+            request_force_load: false,
+            ..ctx(&id, &template)
+        };
+        // Asked for, on the first attempt and on a later one alike.
+        for c in [ctx(&id, &template), later] {
+            let v = written(start_transform(Some(&stored), &c));
+            assert_eq!(v["MetaData"]["ActiveSession"], json!([999, "dead", "DG"]));
+            assert_eq!(v["MetaData"]["ForceLoadSession"], json!([1001, "A"]));
+            assert_eq!(v["MetaData"]["SessionLoadCount"], json!(3));
+        }
+        // Still held when we look again: taken, whether or not the steal threshold was reached.
+        let asked = written(start_transform(Some(&stored), &ctx(&id, &template)));
+        let c = StartContext {
+            request_force_load: false,
+            ..ctx(&id, &template)
+        };
+        let v = written(start_transform(Some(&asked), &c));
         assert_eq!(v["MetaData"]["ActiveSession"], json!([1001, "A", "G1"]));
+        assert_eq!(v["MetaData"]["SessionLoadCount"], json!(4));
+        assert!(v["MetaData"].get("ForceLoadSession").is_none());
+        // Someone else asked since: we ask again rather than take.
+        let mut other = asked.clone();
+        other["MetaData"]["ForceLoadSession"] = json!([1001, "C"]);
+        let v = written(start_transform(Some(&other), &c));
+        assert_eq!(v["MetaData"]["ActiveSession"][1], json!("dead"));
+        assert_eq!(v["MetaData"]["ForceLoadSession"], json!([1001, "A"]));
+        // `Steal = true` takes at once, as for any lock.
+        let steal = StartContext {
+            user_steal: true,
+            ..ctx(&id, &template)
+        };
+        let v = written(start_transform(Some(&stored), &steal));
+        assert_eq!(v["MetaData"]["ActiveSession"][1], json!("A"));
+        // Exactly ASSUME_DEAD old is not dead: an ordinary request.
         let stored = json!({"Data": {}, "GlobalUpdates": [0, []], "MetaData": {
             "ActiveSession": [999, "dead", "DG"], "LastUpdate": 1000 - 630, "SessionLoadCount": 3}});
-        let v = written(start_transform(Some(&stored), &ctx(&id, &template)));
+        let v = written(start_transform(Some(&stored), &c));
         assert_eq!(
             v["MetaData"]["ActiveSession"][1],
             json!("dead"),
             "630 s is not more than ASSUME_DEAD"
         );
+        assert!(v["MetaData"].get("ForceLoadSession").is_none());
     }
 
     #[test]

@@ -115,6 +115,47 @@ fn d03_subscription_topic_is_the_stored_guid() {
     assert!((t - 15.6).abs() < 1e-6, "hand-off at {t}");
 }
 
+/// §19 item 7: `ASSUME_DEAD` reads the owner's `LastUpdate` (its clock) against the reader's
+/// clock. A server whose clock runs more than 630 s ahead of the owner's finds a live lock
+/// "dead": the original takes it at once, and the owner's unsaved changes are lost (its next
+/// save finds the lock gone and stores nothing). Here the first sight asks, as for a live
+/// lock; the owner, alive, ends its session and its final save stores the changes; the next
+/// poll finds the key free.
+#[test]
+fn d07_a_live_lock_that_looks_dead_to_a_fast_clock_is_handed_off_not_taken() {
+    let (mut w, store, a) = a_session_held_since_ten(107);
+    w.servers[1].wall_skew = 700;
+    // A's game changes the data; A's next save is minutes away.
+    w.servers[0].host.data.insert(a, json!({"Coins": 7}));
+    let b = w.start_session(1, store.live(), "k", StartParams::default());
+    w.run_until(20.5);
+    assert_eq!(w.started_profile(1, b), None, "not taken at once");
+    let job_a = w.servers[0].engine.identity().job_id.clone();
+    let first = w
+        .writes("k")
+        .into_iter()
+        .find(|x| x.1 == 1)
+        .expect("B's write");
+    assert_eq!(first.2["MetaData"]["ActiveSession"][1], json!(job_a));
+    w.run_until(40.0);
+    let pb = w.started_profile(1, b).expect("B's session");
+    let (t, _) = w.completion(1, b).unwrap();
+    assert!(t < 27.0, "handed off at {t}");
+    assert!(!w.servers[0].engine.is_active(a), "A ended");
+    assert!(w.events(0).iter().any(|(_, e)| matches!(
+        e,
+        Event::OnLastSave {
+            profile,
+            reason: EndReason::External
+        } if *profile == a
+    )));
+    // Nothing A's game did is lost: B loaded it.
+    assert_eq!(w.data_mut(1, pb), &json!({"Coins": 7}));
+    let v = w.stored("S", "k").unwrap();
+    let job_b = w.servers[1].engine.identity().job_id.clone();
+    assert_eq!(v["MetaData"]["ActiveSession"][1], json!(job_b));
+}
+
 /// Two servers; server 0 (A) holds key `k` of store "S" (template `{"Coins": 0}`) from 10 s
 /// on, and the clock stands at 20 s: (world, store, A's profile).
 fn a_session_held_since_ten(seed: u64) -> (World, StoreId, ProfileId) {

@@ -110,9 +110,19 @@ fn locked_live_is_asked_for_and_locked_dead_is_taken() {
 
     let (mut w, store) = world_with("locked_dead", 3);
     w.run_until(640.0); // LastUpdate 1735689601 is now more than ASSUME_DEAD old
+    // Asked for first, taken at the next poll (`FIRST_LOAD_REPEAT`, 5 s) when nobody answers
+    // (spec §19 item 7, docs/DEVIATIONS.md row 7).
+    let call = w.start_session(0, store.live(), "locked_dead", StartParams::default());
+    w.run_for(5.0);
+    assert_eq!(
+        w.started_profile(0, call),
+        None,
+        "asked for, not taken at once"
+    );
+    w.run_for(1.0);
     let p = w
-        .start_and_wait(0, store, "locked_dead")
-        .expect("a dead lock is taken at once");
+        .started_profile(0, call)
+        .expect("a dead lock is taken at the next poll");
     let profile = w.servers[0].engine.profile(p).unwrap();
     assert_eq!(
         (profile.session_load_count, profile.first_session_time),

@@ -57,9 +57,10 @@ pub struct FleetConfig {
     pub op_interval: f64,
     /// Largest wall-clock skew of a server, seconds (each server gets a seeded value in ±this;
     /// at most [`MAX_SKEW`]). Past 165 s two servers can differ by more than `ASSUME_DEAD`
-    /// less `AUTO_SAVE_PERIOD` (630 − 300 s), and the fast one takes live locks at once, as
-    /// the original does (spec §19 item 7): a run with no faults then reports the dupes (with
-    /// faults they count as trades torn by a stolen session).
+    /// less `AUTO_SAVE_PERIOD` (630 − 300 s), and live locks look dead to the fast one: the
+    /// original takes them at once (spec §19 item 7); this engine asks first, and the owner
+    /// hands off (docs/DEVIATIONS.md row 7). In a run with faults a lost request still lets the
+    /// fast server take the lock at its next poll: trades torn by a stolen session.
     pub max_skew: i64,
     /// Places the servers run: server `i` (spares included) runs PlaceId `1001 + i % places`.
     /// An experience's places share its DataStores, and a session lock names its place
@@ -366,7 +367,7 @@ pub struct Observations {
     pub last_generation: FxHashMap<Str, (i64, Option<Str>)>,
     /// Lock generations `(key, SessionLoadCount)` a later session took while they still held
     /// the key, with the time of the taking write: a steal after the holder did not release it
-    /// (spec §5.3), or the `ASSUME_DEAD` take-over. Whatever that session had not saved is lost
+    /// (spec §5.3), or the `ASSUME_DEAD` take-over (asked for first: a poll later). Whatever that session had not saved is lost
     /// with it: its next save finds the lock gone and stores nothing (spec §8.3, "Lock lost").
     pub taken_generations: BTreeMap<(String, i64), f64>,
 }

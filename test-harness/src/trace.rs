@@ -25,8 +25,9 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// `SetAsync` tells the session whose lock it removed, a start's release at closing is a
 /// shutdown save (same layout); 9: a subscription that returns after its session ended is
 /// disconnected then, `MessageAsync` and `GetAsync` failing while closing give up after their
-/// backoff (same layout).
-pub const TRACE_FORMAT: u32 = 9;
+/// backoff (same layout); 10: a lock that looks dead is asked for before it is taken (same
+/// layout).
+pub const TRACE_FORMAT: u32 = 10;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";
