@@ -6,16 +6,19 @@ use profilestore_core::value::{Value, json};
 use crate::datastore::StoreName;
 use crate::storage::{Storage, StorageError};
 
-/// Everything worth knowing about one key, as JSON.
+/// Everything worth knowing about one key of `store` in `scope` (`"global"` unless the game
+/// passed a scope to `GetDataStore`), as JSON; `now` (Unix seconds) measures the lock's last
+/// update.
 pub fn inspect(
     storage: &mut dyn Storage,
     store: &str,
+    scope: &str,
     key: &str,
-    epoch_hint: Option<i64>,
+    now: Option<i64>,
 ) -> Result<Value, StorageError> {
-    let path = StoreName::new(store).path(key);
+    let path = StoreName::scoped(store, scope).path(key);
     let Some(head) = storage.head(&path)? else {
-        return Ok(json!({"store": store, "key": key, "exists": false}));
+        return Ok(json!({"store": store, "scope": scope, "key": key, "exists": false}));
     };
     let stored_versions = storage.versions(&path)?;
     let versions: Vec<Value> = stored_versions
@@ -46,7 +49,7 @@ pub fn inspect(
             "session_guid": tag.get(2),
             "topic": tag.get(2).and_then(Value::as_str).map(profilestore_core::guid::session_topic),
             "last_update": meta.get("LastUpdate"),
-            "seconds_since_last_update": epoch_hint.zip(meta.get("LastUpdate").and_then(Value::as_i64)).map(|(now, lu)| now - lu),
+            "seconds_since_last_update": now.zip(meta.get("LastUpdate").and_then(Value::as_i64)).and_then(|(now, lu)| now.checked_sub(lu)),
             "session_load_count": meta.get("SessionLoadCount"),
             "force_load_requested_by": meta.get("ForceLoadSession"),
         }),
@@ -63,6 +66,7 @@ pub fn inspect(
         .unwrap_or_default();
     Ok(json!({
         "store": store,
+        "scope": scope,
         "key": key,
         "exists": head.value.is_some(),
         "value": value,
@@ -79,7 +83,8 @@ pub fn inspect(
 
 /// For an [`inspect`] answer about a key never written (a removed key has versions, and is
 /// not one): the stores the storage holds keys in, as `inspect` takes their names (a store of
-/// another scope than `global` named with its scope), with their key counts; `None` otherwise.
+/// another scope than `global` followed by its `--scope`), with their key counts; `None`
+/// otherwise.
 pub fn stores_held_if_never_written(
     storage: &mut dyn Storage,
     answer: &Value,
@@ -92,7 +97,7 @@ pub fn stores_held_if_never_written(
         let name = if p.scope().as_str() == "global" {
             p.store().to_string()
         } else {
-            format!("{} (scope {})", p.store(), p.scope())
+            format!("{} --scope {}", p.store(), p.scope())
         };
         *stores.entry(name).or_default() += 1;
     }
@@ -128,10 +133,13 @@ mod tests {
             Default::default(),
         )
         .unwrap();
-        let v = inspect(ds.storage_mut(), "S", "k", Some(1_735_689_660)).unwrap();
+        let v = inspect(ds.storage_mut(), "S", "global", "k", Some(1_735_689_660)).unwrap();
         assert_eq!(v["lock"]["job_id"], json!("job"));
         assert_eq!(v["lock"]["topic"], json!("PS_GUID"));
         assert_eq!(v["lock"]["seconds_since_last_update"], json!(60));
+        // A clock so far off that the difference overflows measures nothing.
+        let far = inspect(ds.storage_mut(), "S", "global", "k", Some(i64::MIN)).unwrap();
+        assert_eq!(far["lock"]["seconds_since_last_update"], Value::Null);
         assert_eq!(v["lock"]["held_since_ms"], json!(1_735_689_600_000i64));
         assert_eq!(
             v["pending_messages"],
@@ -139,7 +147,7 @@ mod tests {
         );
         assert_eq!(v["versions"].as_array().unwrap().len(), 1);
         assert_eq!(
-            inspect(ds.storage_mut(), "S", "nope", None).unwrap()["exists"],
+            inspect(ds.storage_mut(), "S", "global", "nope", None).unwrap()["exists"],
             json!(false)
         );
     }
@@ -167,15 +175,22 @@ mod tests {
         ds.remove_async(1.0, server, &StoreName::new("S"), "b")
             .unwrap();
         let mut hint = |key: &str| {
-            let answer = inspect(ds.storage_mut(), "S", key, None).unwrap();
+            let answer = inspect(ds.storage_mut(), "S", "global", key, None).unwrap();
             stores_held_if_never_written(ds.storage_mut(), &answer).unwrap()
         };
         assert_eq!(
             hint("nope").as_deref(),
-            Some("S: 2 key(s), S (scope beta): 1 key(s), T: 1 key(s)")
+            Some("S: 2 key(s), S --scope beta: 1 key(s), T: 1 key(s)")
         );
         assert_eq!(hint("a"), None);
         assert_eq!(hint("b"), None, "removed, not never written");
+        // The scoped store is reached with its scope, and only so.
+        assert_eq!(hint("d").as_deref(), hint("nope").as_deref());
+        let scoped = inspect(ds.storage_mut(), "S", "beta", "d", None).unwrap();
+        assert_eq!(
+            (&scoped["exists"], &scoped["value"]),
+            (&json!(true), &json!(1))
+        );
     }
 
     /// The lock is held since the oldest version written under the same lock and generation:
@@ -199,7 +214,8 @@ mod tests {
         write(&mut ds, 2.0 * hour, locked("b", 2));
         write(&mut ds, 3.0 * hour + 60.0, locked("b", 2));
         let held = |ds: &mut DataStoreService| {
-            inspect(ds.storage_mut(), "S", "k", None).unwrap()["lock"]["held_since_ms"].clone()
+            inspect(ds.storage_mut(), "S", "global", "k", None).unwrap()["lock"]["held_since_ms"]
+                .clone()
         };
         assert_eq!(
             held(&mut ds),

@@ -281,3 +281,69 @@ fn bad_arguments_get_clear_errors() {
     assert_eq!(code, 2);
     assert!(stderr.contains("invalid duration"), "{stderr}");
 }
+
+/// A `--trace` the run could not write is refused before the run, not after it (which threw
+/// the run's summary away): a directory that does not exist, or the run's own database.
+#[test]
+fn a_trace_path_that_cannot_be_written_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |trace: &str| {
+        let args = [
+            "simulate",
+            "--players",
+            "5",
+            "--duration",
+            "1m",
+            "--trace",
+            trace,
+        ];
+        sim(&args, dir.path())
+    };
+    let (code, stdout, stderr) = run("missing/run.trace");
+    assert_eq!(code, 2);
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with("profilestore-sim: cannot write trace missing/run.trace: "),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("profilestore-sim.db").exists(),
+        "refused before the database is made"
+    );
+    for trace in ["profilestore-sim.db", "./profilestore-sim.db-wal"] {
+        let (code, _, stderr) = run(trace);
+        assert_eq!(code, 2);
+        assert_eq!(
+            stderr,
+            format!(
+                "profilestore-sim: --trace {trace} names the run's database: give the trace a file of its own\n"
+            )
+        );
+    }
+}
+
+/// Output into a pipe closed early (`| head -1`) ends quietly: no panic, exit as the run's.
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = format!("{}/scenarios/lifecycle.json", fixtures());
+    for args in [
+        vec!["simulate", "--memory", "--players", "5", "--duration", "1m"],
+        vec!["scenario", scenario.as_str()],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reading end closes before the program writes.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

@@ -144,6 +144,9 @@ enum Command {
         /// The ProfileStore store name.
         #[arg(long, default_value = STORE)]
         store: String,
+        /// The store's scope (`DataStoreService:GetDataStore(name, scope)`).
+        #[arg(long, default_value = "global")]
+        scope: String,
         /// The SQLite file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
@@ -152,6 +155,35 @@ enum Command {
         #[arg(long)]
         now: Option<i64>,
     },
+}
+
+/// Refuses a `--trace` path before a run rather than after it: one that names the run's
+/// database (or its journal files), or that cannot be created. The file is created empty, and
+/// written when the run ends.
+fn check_trace_path(path: &std::path::Path, db: Option<&std::path::Path>) -> Result<(), String> {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    if let Some(db) = db {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_os_string();
+            name.push(suffix);
+            if absolute(path) == absolute(std::path::Path::new(&name)) {
+                return Err(format!(
+                    "--trace {} names the run's database: give the trace a file of its own",
+                    path.display()
+                ));
+            }
+        }
+    }
+    std::fs::File::create(path)
+        .map(drop)
+        .map_err(|e| format!("cannot write trace {}: {e}", path.display()))
+}
+
+/// `println!` through [`emit`]: every line this program prints goes that way.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        emit(&format!("{}\n", format_args!($($arg)*)))
+    };
 }
 
 /// Writes to standard output; a closed pipe (`| head`) ends the output quietly instead of
@@ -255,6 +287,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
             config
                 .check()
                 .map_err(|e| format!("invalid simulation: {}", as_flag(&e)))?;
+            if let Some(path) = &trace {
+                check_trace_path(path, (!memory).then_some(db.as_path()))?;
+            }
             let storage: Box<dyn Storage> = if memory {
                 Box::new(MemoryStorage::new())
             } else {
@@ -314,39 +349,50 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 db.display().to_string()
             });
             let mut reproduced = true;
+            // Failures after the run are reported after its summary, which they do not void.
+            let mut failures = Vec::new();
             if check_determinism {
                 let mut again = Fleet::new(config, Box::new(MemoryStorage::new()));
                 again.run(|_| {});
-                let same =
-                    trace::same_run(&fleet.world, &again.world).map_err(|e| e.to_string())?;
-                reproduced = same;
-                summary["determinism"] =
-                    profilestore_core::json!(if same { "identical" } else { "DIFFERENT" });
-                std::mem::forget(again);
-                if !same {
-                    eprintln!(
-                        "profilestore-sim: seed {seed} did not reproduce: the two runs' outputs differ"
-                    );
+                match trace::same_run(&fleet.world, &again.world) {
+                    Ok(same) => {
+                        reproduced = same;
+                        summary["determinism"] =
+                            profilestore_core::json!(if same { "identical" } else { "DIFFERENT" });
+                        if !same {
+                            eprintln!(
+                                "profilestore-sim: seed {seed} did not reproduce: the two runs' outputs differ"
+                            );
+                        }
+                    }
+                    Err(e) => failures.push(format!("determinism check failed: {e}")),
                 }
+                std::mem::forget(again);
             }
             if let Some(path) = &trace {
-                Trace::of(&fleet.world, Some(fleet.config.clone()))
-                    .and_then(|t| t.save(path))
-                    .map_err(|e| e.to_string())?;
-                summary["trace"] = profilestore_core::json!(path.display().to_string());
+                match Trace::of(&fleet.world, Some(fleet.config.clone())).and_then(|t| t.save(path))
+                {
+                    Ok(()) => {
+                        summary["trace"] = profilestore_core::json!(path.display().to_string())
+                    }
+                    Err(e) => failures.push(e.to_string()),
+                }
             }
             if json {
                 summary["violation_details"] =
                     serde_json::to_value(&violations).unwrap_or_default().into();
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&summary).unwrap_or_default()
                 );
             } else {
                 print_summary(&summary);
                 for v in &violations {
-                    println!("\nseed {seed}: {v}");
+                    out!("\nseed {seed}: {v}");
                 }
+            }
+            if !failures.is_empty() {
+                return Err(failures.join("\n"));
             }
             Ok(if violations.is_empty() && reproduced {
                 ExitCode::SUCCESS
@@ -372,15 +418,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     // do not fail the comparison.
                     let e = journal::explain(diffs, &journal::known_deviations(&s.name));
                     for d in &e.unexplained {
-                        println!("{d}");
+                        out!("{d}");
                     }
                     for (deviation, d) in &e.named {
-                        println!("deviation {deviation} (docs/DEVIATIONS.md): {d}");
+                        out!("deviation {deviation} (docs/DEVIATIONS.md): {d}");
                     }
                     for deviation in &e.stale {
-                        println!("known deviation {deviation} no longer shows in this journal");
+                        out!("known deviation {deviation} no longer shows in this journal");
                     }
-                    println!(
+                    out!(
                         "{}: {total} difference(s), {} from known deviations, {} unexplained",
                         s.name,
                         e.named.len(),
@@ -397,7 +443,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Replay { file } => {
             let t = Trace::load(&file).map_err(|e| e.to_string())?;
             let r = trace::replay(&t);
-            println!(
+            out!(
                 "replayed {} inputs, {} outputs: {}",
                 r.inputs,
                 r.outputs,
@@ -444,7 +490,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
             let report =
                 export::import(&mut storage, &text, epoch_ms).map_err(|e| e.to_string())?;
-            println!(
+            out!(
                 "imported {} key(s) into {}{}",
                 report.imported.len(),
                 db.display(),
@@ -459,6 +505,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Inspect {
             key,
             store,
+            scope,
             db,
             now,
         } => {
@@ -476,13 +523,19 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     .ok()?;
                 i64::try_from(since_epoch.as_secs()).ok()
             });
-            let v = inspect::inspect(&mut storage, &store, &key, now).map_err(|e| e.to_string())?;
+            let v = inspect::inspect(&mut storage, &store, &scope, &key, now)
+                .map_err(|e| e.to_string())?;
             // A misspelt store is the likely mistake: say what the database holds.
             if let Some(held) = inspect::stores_held_if_never_written(&mut storage, &v)
                 .map_err(|e| e.to_string())?
             {
+                let scoped = if scope == "global" {
+                    String::new()
+                } else {
+                    format!(" scope {scope:?}")
+                };
                 eprintln!(
-                    "profilestore-sim: no key {key:?} in store {store:?} of {}; it holds {held}",
+                    "profilestore-sim: no key {key:?} in store {store:?}{scoped} of {}; it holds {held}",
                     db.display()
                 );
             }
@@ -496,8 +549,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
 }
 
 fn print_summary(s: &profilestore_core::value::Value) {
-    let row = |name: &str, value: String| println!("  {name:<34} {value}");
-    println!(
+    let row = |name: &str, value: String| out!("  {name:<34} {value}");
+    out!(
         "profilestore-sim: seed {} — {} servers, {} players, {:.0} virtual s in {:.2} wall s ({:.0}× real time)",
         s["seed"],
         s["servers"],
