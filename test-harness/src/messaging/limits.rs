@@ -105,10 +105,16 @@ struct ServerState {
 #[derive(Clone, Debug, Default)]
 pub struct RateBook {
     servers: BTreeMap<ServerId, ServerState>,
-    /// Only looked up by topic, never iterated.
+    /// Looked up by topic; iterated only to let go of windows that emptied, in any order.
     received_by_topic: FxHashMap<String, Window>,
+    /// How many topics `received_by_topic` may hold before the empty windows go (topics are
+    /// one per session, `PS_<guid>`: a long run would otherwise keep every one).
+    prune_at: usize,
     received: Window,
 }
+
+/// The fewest topics [`RateBook`] keeps before it lets go of empty windows.
+const PRUNE_AT_LEAST: usize = 1024;
 
 /// Which limit refused a subscribe, and its value.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -194,6 +200,10 @@ impl RateBook {
             return false;
         }
         if let Some(rate) = limits.received_per_topic {
+            if self.received_by_topic.len() >= self.prune_at.max(PRUNE_AT_LEAST) {
+                self.received_by_topic.retain(|_, w| w.count(now) > 0);
+                self.prune_at = 2 * self.received_by_topic.len();
+            }
             let window = match self.received_by_topic.get_mut(topic) {
                 Some(w) => w,
                 None => self.received_by_topic.entry(topic.to_string()).or_default(),
@@ -278,6 +288,29 @@ mod tests {
         book.remove_server(B);
         let through = (0..200)
             .filter(|_| book.receive(&limits, "V", 100.0))
+            .count();
+        assert_eq!(through, 120);
+    }
+
+    /// Topics are one per session: the windows of topics that received nothing in the last
+    /// minute are let go once there are many, and a topic's limit counts as before.
+    #[test]
+    fn the_windows_of_quiet_topics_are_let_go() {
+        let limits = MessagingLimits::roblox();
+        let mut book = RateBook::default();
+        book.set_players(A, 0);
+        // One message a second, each to a topic of its own, for an hour and more.
+        for i in 0..5000 {
+            assert!(book.receive(&limits, &format!("PS_{i}"), f64::from(i)));
+        }
+        assert!(
+            book.received_by_topic.len() <= PRUNE_AT_LEAST,
+            "{} windows kept",
+            book.received_by_topic.len()
+        );
+        // A busy topic among them still stops at its limit (one server: 120 a minute).
+        let through = (0..200)
+            .filter(|i| book.receive(&limits, "busy", 5000.0 + f64::from(*i) * 0.01))
             .count();
         assert_eq!(through, 120);
     }

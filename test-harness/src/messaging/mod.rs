@@ -659,4 +659,33 @@ mod tests {
         );
         assert_ne!(run(10).1, arrivals);
     }
+
+    /// The loss probability's ends, and what loss leaves alone: each copy draws its delay and
+    /// its loss whether or not it is lost, so the copies that do arrive arrive at the times they
+    /// would with no loss.
+    #[test]
+    fn loss_removes_copies_and_moves_nothing_else() {
+        let run = |loss: f64| {
+            let mut ms = MessagingService::new(MessagingConfig::roblox(9).with_loss(loss));
+            ms.subscribe(0.0, A, "t").unwrap();
+            ms.subscribe(0.0, B, "t").unwrap();
+            let lost: usize = (0..100)
+                .map(|i| ms.publish(f64::from(i), A, "t", &json!(i)).unwrap().lost)
+                .sum();
+            let mut arrivals = Vec::new();
+            while let Some(m) = ms.poll_delivery(1000.0) {
+                arrivals.push((m.data, m.server, m.delivered_at));
+            }
+            (lost, arrivals)
+        };
+        let (none_lost, all) = run(0.0);
+        assert_eq!((none_lost, all.len()), (0, 200));
+        assert_eq!(run(1.0), (200, vec![]));
+        let (lost, some) = run(0.3);
+        assert_eq!(lost + some.len(), 200);
+        assert!(
+            some.iter().all(|copy| all.contains(copy)),
+            "a copy that arrives arrives as it would with no loss"
+        );
+    }
 }
