@@ -82,6 +82,10 @@ pub enum TraceError {
     /// The world did not record.
     #[error("the run was not recorded (enable recording before running)")]
     NotRecorded,
+    /// The trace could not be encoded (every field is plain data or JSON carried as text, so
+    /// this names a defect, not an input).
+    #[error("the trace could not be encoded: {0}")]
+    Encode(String),
 }
 
 impl Trace {
@@ -97,13 +101,12 @@ impl Trace {
     }
 
     /// Encodes the trace: [`TRACE_MAGIC`], then the trace in bincode (its format first).
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(&self) -> Result<Vec<u8>, TraceError> {
         let mut bytes = TRACE_MAGIC.to_vec();
-        // Every field is plain data or JSON carried as text: encoding cannot fail.
-        if let Ok(body) = bincode::serde::encode_to_vec(self, bincode::config::standard()) {
-            bytes.extend(body);
-        }
-        bytes
+        let body = bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .map_err(|e| TraceError::Encode(e.to_string()))?;
+        bytes.extend(body);
+        Ok(bytes)
     }
 
     /// Decodes a trace, refusing anything but exactly one whole trace of this format whose
@@ -164,18 +167,26 @@ impl Trace {
 
     /// Writes the trace to a file.
     pub fn save(&self, path: &Path) -> Result<(), TraceError> {
-        std::fs::write(path, self.to_bytes()).map_err(|source| TraceError::Io {
+        std::fs::write(path, self.to_bytes()?).map_err(|source| TraceError::Io {
             path: path.display().to_string(),
             source,
         })
     }
 
-    /// Reads a trace file.
+    /// Reads a trace file: a regular file (a device or a pipe, read whole, could grow
+    /// without end).
     pub fn load(path: &Path) -> Result<Trace, TraceError> {
-        let bytes = std::fs::read(path).map_err(|source| TraceError::Io {
+        let io = |source| TraceError::Io {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        if !std::fs::metadata(path).map_err(io)?.is_file() {
+            return Err(TraceError::Decode {
+                path: path.display().to_string(),
+                message: "not a regular file".into(),
+            });
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
         Trace::from_bytes(&bytes, &path.display().to_string())
     }
 }
@@ -245,7 +256,7 @@ impl Replay {
 /// seed and configuration, took the same inputs and produced the same outputs, byte for byte.
 pub fn same_run(a: &World, b: &World) -> Result<bool, TraceError> {
     let (a, b) = (Trace::of(a, None)?, Trace::of(b, None)?);
-    Ok(a.outputs.len() == b.outputs.len() && a.to_bytes() == b.to_bytes())
+    Ok(a.outputs.len() == b.outputs.len() && a.to_bytes()? == b.to_bytes()?)
 }
 
 /// Replays a trace on fresh engines and compares every output with the recording.
@@ -258,8 +269,13 @@ pub fn replay(trace: &Trace) -> Replay {
     let mut outputs: Vec<(usize, Output)> = Vec::new();
     let mut diverged = 0;
     let mut first_result_difference = None;
-    fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-        bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+    // Compared as encoded bytes; a value that cannot be encoded compares unequal to
+    // everything, so it counts as a difference rather than as two equal empty encodings.
+    fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ()> {
+        bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(drop)
+    }
+    fn same<T: Serialize>(a: &T, b: &T) -> bool {
+        matches!((encode(a), encode(b)), (Ok(x), Ok(y)) if x == y)
     }
     for (i, traced) in trace.inputs.iter().enumerate() {
         let Some(engine) = engines.get_mut(traced.server) else {
@@ -268,7 +284,7 @@ pub fn replay(trace: &Trace) -> Replay {
         };
         let (result, missed) = engine.replay_input(traced.input.clone());
         diverged += missed;
-        if encode(&result) != encode(&traced.result) {
+        if !same(&result, &traced.result) {
             first_result_difference.get_or_insert(i);
         }
         while let Some(output) = engine.poll_output() {
@@ -277,7 +293,7 @@ pub fn replay(trace: &Trace) -> Replay {
     }
     let first_difference = (0..outputs.len().max(trace.outputs.len())).find(|i| {
         match (outputs.get(*i), trace.outputs.get(*i)) {
-            (Some(a), Some(b)) => encode(a) != encode(b),
+            (Some(a), Some(b)) => !same(a, b),
             _ => true,
         }
     });

@@ -29,7 +29,10 @@ fn a_fleet_runs_the_same_on_memory_and_on_sqlite() {
             Trace::of(&sqlite.world, None).unwrap(),
         );
         assert!(tm.outputs.len() > 1000, "{} outputs", tm.outputs.len());
-        assert!(tm.to_bytes() == ts.to_bytes(), "seed {seed}: traces differ");
+        assert!(
+            tm.to_bytes().unwrap() == ts.to_bytes().unwrap(),
+            "seed {seed}: traces differ"
+        );
         let em = export::export_string(memory.world.datastore.storage_mut()).unwrap();
         let es = export::export_string(sqlite.world.datastore.storage_mut()).unwrap();
         assert_eq!(em, es, "seed {seed}: contents differ");
@@ -46,7 +49,10 @@ fn a_fleet_on_a_sqlite_file_stores_what_it_stores_in_memory() {
         Trace::of(&memory.world, None).unwrap(),
         Trace::of(&file.world, None).unwrap(),
     );
-    assert!(tm.to_bytes() == tf.to_bytes(), "traces differ");
+    assert!(
+        tm.to_bytes().unwrap() == tf.to_bytes().unwrap(),
+        "traces differ"
+    );
     // The file as another process finds it once this one has let go of it.
     drop(file);
     let mut reopened = SqliteStorage::open_existing(&path).unwrap();

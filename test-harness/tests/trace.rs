@@ -21,7 +21,7 @@ fn a_recorded_fleet_replays_byte_for_byte() {
     let fleet = recorded(7);
     let t = Trace::of(&fleet.world, Some(fleet.config.clone())).unwrap();
     assert!(t.inputs.len() > 300, "{} inputs", t.inputs.len());
-    let bytes = t.to_bytes();
+    let bytes = t.to_bytes().unwrap();
     let back = Trace::from_bytes(&bytes, "memory").unwrap();
     assert_eq!(back, t);
     let r = trace::replay(&back);
@@ -94,7 +94,7 @@ fn hostile_trace_bytes_get_errors() {
     let fleet = recorded(9);
     let t = Trace::of(&fleet.world, None).unwrap();
     // A trace cut short says so in words.
-    let whole = t.to_bytes();
+    let whole = t.to_bytes().unwrap();
     let err = Trace::from_bytes(&whole[..whole.len() - 3], "h.bin").unwrap_err();
     let message = err.to_string();
     assert!(
@@ -102,7 +102,7 @@ fn hostile_trace_bytes_get_errors() {
             && message.ends_with(" byte(s) too early (cut short?)"),
         "{message}"
     );
-    let mut bytes = t.to_bytes();
+    let mut bytes = t.to_bytes().unwrap();
     bytes.push(0);
     let err = Trace::from_bytes(&bytes, "h.bin").unwrap_err();
     assert_eq!(
@@ -111,7 +111,7 @@ fn hostile_trace_bytes_get_errors() {
     );
     let mut bad = t.clone();
     bad.inputs[5].server = 99;
-    let err = Trace::from_bytes(&bad.to_bytes(), "h.bin").unwrap_err();
+    let err = Trace::from_bytes(&bad.to_bytes().unwrap(), "h.bin").unwrap_err();
     assert_eq!(
         err.to_string(),
         "trace file h.bin is not a readable trace: input 5 is for server 99, the trace has 3"
@@ -121,7 +121,7 @@ fn hostile_trace_bytes_get_errors() {
             "trace file h.bin has format {found}, this build reads format {TRACE_FORMAT} (a trace replays with the version that recorded it)"
         )
     };
-    let mut other = t.to_bytes();
+    let mut other = t.to_bytes().unwrap();
     other[TRACE_MAGIC.len()] = TRACE_FORMAT as u8 + 1;
     let err = Trace::from_bytes(&other, "h.bin").unwrap_err();
     assert_eq!(err.to_string(), refusal(TRACE_FORMAT + 1));
@@ -148,7 +148,7 @@ fn same_seed_twice_gives_identical_outputs_and_data() {
         Trace::of(&a.world, None).unwrap(),
         Trace::of(&b.world, None).unwrap(),
     );
-    assert_eq!(ta.to_bytes(), tb.to_bytes());
+    assert_eq!(ta.to_bytes().unwrap(), tb.to_bytes().unwrap());
     assert!(trace::same_run(&a.world, &b.world).unwrap());
     let mut a = a;
     let ea = export::export_string(a.world.datastore.storage_mut()).unwrap();
@@ -156,8 +156,8 @@ fn same_seed_twice_gives_identical_outputs_and_data() {
     assert_eq!(ea, eb);
     let c = recorded(10);
     assert_ne!(
-        Trace::of(&c.world, None).unwrap().to_bytes(),
-        ta.to_bytes(),
+        Trace::of(&c.world, None).unwrap().to_bytes().unwrap(),
+        ta.to_bytes().unwrap(),
         "another seed, another run"
     );
     // The check `simulate --check-determinism` makes (it exits 1 when this is false).
@@ -182,4 +182,12 @@ fn unreadable_traces_say_why() {
     );
     let err = Trace::load(std::path::Path::new("/nonexistent/t.bin")).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/t.bin"));
+    // A device is not read (/dev/zero would grow the read without end), nor is a directory.
+    for path in ["/dev/zero", "/tmp"] {
+        let err = Trace::load(std::path::Path::new(path)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("trace file {path} is not a readable trace: not a regular file")
+        );
+    }
 }
