@@ -347,3 +347,42 @@ fn a_closed_stdout_ends_the_output_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// The README's table of `simulate --json` fields names exactly the fields a run prints (a
+/// run without `--check-determinism` and `--trace`, which add one field each).
+#[test]
+fn the_readme_lists_every_json_field() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README");
+    let start = readme
+        .find("`simulate --json` prints one JSON object")
+        .expect("the section");
+    let mut documented = std::collections::BTreeSet::new();
+    for line in readme[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with("| field"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+    {
+        let names = line.split('|').nth(1).unwrap();
+        for name in names.split('`').skip(1).step_by(2) {
+            documented.insert(name.to_string());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "simulate",
+        "--memory",
+        "--json",
+        "--players",
+        "5",
+        "--duration",
+        "1m",
+    ];
+    let (code, stdout, stderr) = sim(&args, dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let printed: std::collections::BTreeSet<String> =
+        summary.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(documented, printed);
+}
