@@ -209,6 +209,43 @@ fn a_lock_that_looks_dead_is_asked_for_then_taken_at_the_next_poll() {
     }
 }
 
+/// Two servers asking for the same lock that looks dead: the later request supersedes the
+/// earlier, as for a live lock (spec §5.3), so one start takes the lock at its next poll and
+/// the other returns nil; neither overwrites the other's request for ever.
+#[test]
+fn two_servers_asking_for_a_lock_that_looks_dead_settle_on_the_later() {
+    let mut w = World::new(3, 14);
+    let store = w.new_store("PlayerData", json!({"Coins": 0}));
+    w.raw_set(
+        "PlayerData",
+        "k",
+        json!({"Data": {"Coins": 5}, "GlobalUpdates": [0, []],
+               "MetaData": {"SessionLoadCount": 3, "LastUpdate": 1735688900,
+                            "ActiveSession": [999, "dead-job-id", "DEAD-GUID"]}}),
+    );
+    w.run_until(3.0);
+    let first = start(&mut w, 1, store, "k");
+    w.run_until(3.5);
+    let second = start(&mut w, 2, store, "k");
+    w.run_until(40.0);
+    let (t1, _) = w.completion(1, first).expect("the first start returned");
+    let (t2, _) = w.completion(2, second).expect("the second start returned");
+    assert_eq!(w.started_profile(1, first), None, "superseded");
+    let p = w
+        .started_profile(2, second)
+        .expect("the later request takes the lock");
+    assert!(t1 < 10.0 && t2 < 10.0, "{t1} {t2}");
+    let job = w.servers[2].engine.identity().job_id.clone();
+    assert_eq!(
+        w.stored("PlayerData", "k").unwrap()["MetaData"]["ActiveSession"][1],
+        json!(job)
+    );
+    assert_eq!(
+        w.servers[2].engine.profile(p).unwrap().session_load_count,
+        4
+    );
+}
+
 #[test]
 fn steal_param_takes_the_lock_without_asking() {
     let mut w = World::new(2, 14);
