@@ -191,3 +191,40 @@ fn unreadable_traces_say_why() {
         );
     }
 }
+
+/// A trace recorded by an earlier build and committed (`tests/data/recorded.trace`) replays
+/// byte-identical: a change to the engine's behaviour that moves any output fails here until
+/// `TRACE_FORMAT` is raised (which makes older traces say so instead of reporting differences)
+/// and the file is recorded again, from the workspace root:
+///
+/// ```sh
+/// cargo run --release -p profilestore-harness --bin profilestore-sim -- simulate --memory \
+///     --players 6 --servers 2 --duration 2m --faults 0.1 --seed 5 \
+///     --trace test-harness/tests/data/recorded.trace
+/// ```
+#[test]
+fn the_committed_trace_replays_identically() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/recorded.trace");
+    let t = match Trace::load(std::path::Path::new(path)) {
+        Err(TraceError::Format { found, .. }) => panic!(
+            "tests/data/recorded.trace has format {found}, this build writes {}: record it again \
+             (see this test's doc comment)",
+            trace::TRACE_FORMAT
+        ),
+        other => other.expect("the committed trace loads"),
+    };
+    let fleet = t.fleet.as_ref().expect("recorded by simulate");
+    assert_eq!((fleet.seed, fleet.servers, fleet.players), (5, 2, 6));
+    let r = trace::replay(&t);
+    assert!(
+        r.inputs > 100 && r.outputs > 100,
+        "{} inputs, {} outputs",
+        r.inputs,
+        r.outputs
+    );
+    assert!(
+        r.identical(),
+        "the engine's outputs moved since the trace was recorded ({r:?}): raise TRACE_FORMAT \
+         and record it again (see this test's doc comment)"
+    );
+}
