@@ -367,8 +367,9 @@ pub struct Observations {
     pub last_generation: FxHashMap<Str, (i64, Option<Str>)>,
     /// Lock generations `(key, SessionLoadCount)` a later session took while they still held
     /// the key, with the time of the taking write: a steal after the holder did not release it
-    /// (spec §5.3), or the `ASSUME_DEAD` take-over (asked for first: a poll later). Whatever that session had not saved is lost
-    /// with it: its next save finds the lock gone and stores nothing (spec §8.3, "Lock lost").
+    /// (spec §5.3), or the `ASSUME_DEAD` take-over (a poll after asking). Whatever that
+    /// session had not saved is lost with it: its next save finds the lock gone and stores
+    /// nothing (spec §8.3, "Lock lost").
     pub taken_generations: BTreeMap<(String, i64), f64>,
 }
 
