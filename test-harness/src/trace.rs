@@ -173,22 +173,42 @@ impl Trace {
         })
     }
 
-    /// Reads a trace file: a regular file (a device or a pipe, read whole, could grow
-    /// without end).
+    /// Reads a trace file: a regular file whole, anything else (a pipe such as
+    /// `<(zcat run.trace.gz)`, a device) up to [`MAX_STREAMED_TRACE`] bytes, so that
+    /// `/dev/zero` is an error and not a read without end.
     pub fn load(path: &Path) -> Result<Trace, TraceError> {
         let io = |source| TraceError::Io {
             path: path.display().to_string(),
             source,
         };
-        if !std::fs::metadata(path).map_err(io)?.is_file() {
-            return Err(TraceError::Decode {
-                path: path.display().to_string(),
-                message: "not a regular file".into(),
-            });
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
+        let bytes = if std::fs::metadata(path).map_err(io)?.is_file() {
+            std::fs::read(path).map_err(io)?
+        } else {
+            let file = std::fs::File::open(path).map_err(io)?;
+            read_bounded(file, MAX_STREAMED_TRACE)
+                .map_err(io)?
+                .ok_or_else(|| TraceError::Decode {
+                    path: path.display().to_string(),
+                    message: format!(
+                        "more than {MAX_STREAMED_TRACE} bytes from a file that is not a regular file"
+                    ),
+                })?
+        };
         Trace::from_bytes(&bytes, &path.display().to_string())
     }
+}
+
+/// The most [`Trace::load`] reads from a file that is not a regular file (1 GiB).
+pub const MAX_STREAMED_TRACE: u64 = 1 << 30;
+
+/// All of `reader` if it holds at most `limit` bytes, `None` if it holds more.
+pub fn read_bounded(reader: impl std::io::Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
 /// What is wrong with a file the decoder refused, in words (bincode's own text of the commonest

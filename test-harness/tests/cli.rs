@@ -310,7 +310,12 @@ fn a_trace_path_that_cannot_be_written_is_refused_before_the_run() {
         !dir.path().join("profilestore-sim.db").exists(),
         "refused before the database is made"
     );
-    for trace in ["profilestore-sim.db", "./profilestore-sim.db-wal"] {
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    for trace in [
+        "profilestore-sim.db",
+        "./profilestore-sim.db-wal",
+        "sub/../profilestore-sim.db",
+    ] {
         let (code, _, stderr) = run(trace);
         assert_eq!(code, 2);
         assert_eq!(
@@ -320,6 +325,44 @@ fn a_trace_path_that_cannot_be_written_is_refused_before_the_run() {
             )
         );
     }
+    // A file that is not a trace is not overwritten, also by a run that keeps its store in
+    // memory, and is left as it was.
+    std::fs::write(dir.path().join("notes.txt"), "keep me").unwrap();
+    let args = ["simulate", "--memory", "--players", "5", "--duration", "1m"];
+    let (code, _, stderr) = sim(&[&args[..], &["--trace", "notes.txt"]].concat(), dir.path());
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "profilestore-sim: not overwriting notes.txt with the trace: it is not a trace file\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "keep me"
+    );
+    // A trace file is overwritten.
+    let (code, _, stderr) = sim(&[&args[..], &["--trace", "t.trace"]].concat(), dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = sim(&[&args[..], &["--trace", "t.trace"]].concat(), dir.path());
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// Output that cannot be written for another reason than a closed pipe (a full disk) is an
+/// error: said once, exit 2.
+#[test]
+fn output_that_cannot_be_written_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // no /dev/full on this system
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
+        .args(["simulate", "--memory", "--players", "5", "--duration", "1m"])
+        .current_dir(dir.path())
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.matches("cannot write output").count(), 1, "{stderr}");
 }
 
 /// Output into a pipe closed early (`| head -1`) ends quietly: no panic, exit as the run's.

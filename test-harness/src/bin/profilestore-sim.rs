@@ -9,15 +9,16 @@
 //! profilestore-sim import ../shared/fixtures/original-golden.json --db golden.db
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use profilestore_harness::fleet::{Fleet, FleetConfig, STORE};
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
-use profilestore_harness::trace::{self, Trace};
+use profilestore_harness::trace::{self, TRACE_MAGIC, Trace};
 use profilestore_harness::{export, inspect, invariants, journal, scenario};
 
 // Simulations allocate and free JSON values at a high rate; mimalloc does that markedly faster
@@ -157,26 +158,56 @@ enum Command {
     },
 }
 
-/// Refuses a `--trace` path before a run rather than after it: one that names the run's
-/// database (or its journal files), or that cannot be created. The file is created empty, and
-/// written when the run ends.
-fn check_trace_path(path: &std::path::Path, db: Option<&std::path::Path>) -> Result<(), String> {
-    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    if let Some(db) = db {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut name = db.as_os_str().to_os_string();
-            name.push(suffix);
-            if absolute(path) == absolute(std::path::Path::new(&name)) {
+/// Refuses a `--trace` path before a run rather than after it: a directory, an existing file
+/// that is not a trace (a database, say: it would be overwritten at the end), the run's own
+/// database when the run makes one (`db`, compared by its directory's real path and its
+/// name), or a path that cannot be opened for writing. Nothing is truncated here; a missing
+/// file is created empty, and written when the run ends.
+fn check_trace_path(path: &Path, db: Option<&Path>) -> Result<(), String> {
+    use std::io::Read;
+    let shown = path.display();
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.is_dir() {
+            return Err(format!("--trace {shown} is a directory"));
+        }
+        if meta.is_file() && meta.len() > 0 {
+            let mut head = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(TRACE_MAGIC.len() as u64).read_to_end(&mut head))
+                .map_err(|e| format!("cannot read --trace {shown}: {e}"))?;
+            if head != TRACE_MAGIC {
                 return Err(format!(
-                    "--trace {} names the run's database: give the trace a file of its own",
-                    path.display()
+                    "not overwriting {shown} with the trace: it is not a trace file"
                 ));
             }
         }
     }
-    std::fs::File::create(path)
+    // Where a path leads: its directory's real path (symlinks and `..` resolved) and its name.
+    let real = |p: &Path| -> Option<PathBuf> {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Some(std::fs::canonicalize(dir).ok()?.join(p.file_name()?))
+    };
+    if let Some(db) = db {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_os_string();
+            name.push(suffix);
+            if real(path).is_some_and(|t| Some(t) == real(Path::new(&name))) {
+                return Err(format!(
+                    "--trace {shown} names the run's database: give the trace a file of its own"
+                ));
+            }
+        }
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
         .map(drop)
-        .map_err(|e| format!("cannot write trace {}: {e}", path.display()))
+        .map_err(|e| format!("cannot write trace {shown}: {e}"))
 }
 
 /// `println!` through [`emit`]: every line this program prints goes that way.
@@ -186,15 +217,30 @@ macro_rules! out {
     };
 }
 
-/// Writes to standard output; a closed pipe (`| head`) ends the output quietly instead of
-/// panicking.
+/// Set when standard output was closed (`| head`): nothing more is written.
+static OUTPUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// Set when writing standard output failed otherwise (a full disk): the program exits 2.
+static OUTPUT_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Writes to standard output. A closed pipe (`| head`) ends the output quietly instead of
+/// panicking; any other failure is said once, and makes the exit code 2.
 fn emit(text: &str) {
     use std::io::Write;
+    if OUTPUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        eprintln!("profilestore-sim: cannot write output: {e}");
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            OUTPUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+        Err(e) => {
+            OUTPUT_CLOSED.store(true, Ordering::Relaxed);
+            if !OUTPUT_FAILED.swap(true, Ordering::Relaxed) {
+                eprintln!("profilestore-sim: cannot write output: {e}");
+            }
+        }
     }
 }
 
@@ -241,6 +287,7 @@ fn as_flag(message: &str) -> String {
 
 fn main() -> ExitCode {
     match run(Cli::parse().command) {
+        Ok(_) if OUTPUT_FAILED.load(Ordering::Relaxed) => ExitCode::from(2),
         Ok(code) => code,
         Err(message) => {
             eprintln!("profilestore-sim: {message}");
