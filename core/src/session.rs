@@ -12,7 +12,8 @@
 //! an attempt waits while a final save of the same key is still retrying (item 9), and returns
 //! nil once the server closes; a start that takes the lock from another server's session asks
 //! that session to end (item 8); a start that took the lock as the server closes releases it
-//! with a shutdown save (item 24).
+//! with a shutdown save (item 24); a lock that looks dead by `ASSUME_DEAD` is asked for like a
+//! live one and taken at the call's next poll if our request still stands (item 7).
 
 use crate::value::{Value, json};
 
