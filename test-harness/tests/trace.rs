@@ -231,3 +231,36 @@ fn the_committed_trace_replays_identically() {
          and record it again (see this test's doc comment)"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// A trace whose inputs were dropped, repeated, reordered or moved to another server (a
+    /// hand-edited or damaged file that still decodes) replays without panicking: the engine
+    /// refuses inputs that name nothing it knows (`Engine::replay_input`), and replay reports
+    /// the differences.
+    #[test]
+    fn a_trace_with_its_inputs_shuffled_replays_without_panicking(
+        edits in proptest::collection::vec((0u8..4, 0usize..100_000, 0usize..100_000), 1..6)
+    ) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/recorded.trace");
+        let mut t = Trace::load(std::path::Path::new(path)).unwrap();
+        for (kind, a, b) in edits {
+            let n = t.inputs.len();
+            let (a, b) = (a % n, b % n);
+            match kind {
+                0 => {
+                    t.inputs.remove(a);
+                }
+                1 => {
+                    let repeated = t.inputs[a].clone();
+                    t.inputs.insert(b, repeated);
+                }
+                2 => t.inputs.swap(a, b),
+                _ => t.inputs[a].server = t.inputs[b].server,
+            }
+        }
+        let replayed = std::panic::catch_unwind(|| trace::replay(&t));
+        proptest::prop_assert!(replayed.is_ok());
+    }
+}
