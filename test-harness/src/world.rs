@@ -405,10 +405,14 @@ impl World {
     pub fn new(
         config: WorldConfig,
         mut datastore: DataStoreService,
-        messaging: MessagingService,
+        mut messaging: MessagingService,
     ) -> World {
         // The log shows every commit, also those whose call failed ambiguously.
         datastore.watch_commits();
+        // Every server runs from the start (until reserved): the messaging limits count it.
+        for i in 0..config.servers.len() {
+            messaging.add_server(ServerId(i as u64));
+        }
         let mut rng = GuidGenerator::new(config.seed);
         let engines = engine_configs(&config, &mut rng);
         let servers = config
@@ -542,6 +546,7 @@ impl World {
     /// Server `s` waits in reserve: stopped, taking nothing, until [`World::boot`].
     pub fn reserve(&mut self, s: usize) {
         self.servers[s].alive = false;
+        self.messaging.remove_server(self.servers[s].id);
     }
 
     /// A reserved server starts running (a replacement for one that stopped); its engine sees
@@ -550,6 +555,7 @@ impl World {
     /// clock, which its clock after the boot would fall behind.
     pub fn boot(&mut self, s: usize) {
         self.servers[s].alive = true;
+        self.messaging.add_server(self.servers[s].id);
         self.servers[s].deadline_fresh = false;
         self.servers[s].booted_at = self.now;
     }

@@ -780,3 +780,31 @@ fn a_removal_sent_before_a_crash_lands() {
     assert_eq!(w.stored("S", "k"), None, "removed");
     assert_eq!(w.request_counts().get("RemoveAsync"), Some(&1));
 }
+
+/// The receive limit per topic grows with the game's running servers, "(40 + 80 × servers)" a
+/// minute (spec "MessagingService"), whether or not a server uses messaging: of three
+/// servers, one subscribes and one publishes, and 280 of 300 messages within a minute arrive.
+/// A reserved server does not count until it boots.
+#[test]
+fn the_receive_limit_counts_every_running_server() {
+    use profilestore_harness::datastore::ServerId;
+    let deliveries = |reserve: bool| {
+        let (mut w, _) = world(3, Limits::unlimited());
+        if reserve {
+            w.reserve(2);
+        }
+        w.messaging.subscribe(0.0, ServerId(0), "T").unwrap();
+        for i in 0..300 {
+            w.messaging
+                .publish(f64::from(i) * 0.1, ServerId(1), "T", &json!(i))
+                .unwrap();
+        }
+        let mut n = 0;
+        while w.messaging.poll_delivery(100.0).is_some() {
+            n += 1;
+        }
+        n
+    };
+    assert_eq!(deliveries(false), 40 + 80 * 3);
+    assert_eq!(deliveries(true), 40 + 80 * 2);
+}

@@ -140,6 +140,11 @@ impl RateBook {
         self.servers.remove(&server);
     }
 
+    /// Counts `server` as running (with the players it has, none if never told).
+    pub fn add_server(&mut self, server: ServerId) {
+        self.server(server);
+    }
+
     /// A publish by `server` at `now`: counted, or refused over the limit (returned).
     pub fn publish(
         &mut self,

@@ -292,6 +292,13 @@ impl MessagingService {
         Ok(())
     }
 
+    /// Counts `server` among the game's running servers, on which the receive limits grow
+    /// ("(40 + 80 × servers)" a minute per topic, spec "MessagingService"), whether or not it
+    /// has players or uses messaging.
+    pub fn add_server(&mut self, server: ServerId) {
+        self.rates.add_server(server);
+    }
+
     /// Drops every subscription of a server (it shut down or crashed).
     pub fn remove_server(&mut self, server: ServerId) {
         let gone: Vec<(SubscriptionId, String)> = self
