@@ -155,13 +155,10 @@ fn steal_after_session_steal_when_owner_does_not_answer() {
     assert_eq!(a_last.2["MetaData"]["ActiveSession"][1], json!(job_b));
 }
 
-/// The fixture `assume_dead`'s lock (`LastUpdate` 700 s old), which the original takes at once
-/// (3.3 s in `traces/assume_dead.jsonl`). Here (spec §19 item 7, docs/DEVIATIONS.md row 7) the
-/// first attempt asks for it, as for a live lock, and tells the session that holds it; nobody
-/// answers, so the next poll, `FIRST_LOAD_REPEAT` (5 s) later, takes it.
-#[test]
-fn a_lock_that_looks_dead_is_asked_for_then_taken_at_the_next_poll() {
-    let mut w = World::new(1, 13);
+/// `servers` servers and store "PlayerData" whose key `k` holds the fixture `assume_dead`'s
+/// value: a lock of a dead server whose `LastUpdate` is 700 s old; the clock stands at 3 s.
+fn a_lock_700_s_old(servers: usize, seed: u64) -> (World, StoreId) {
+    let mut w = World::new(servers, seed);
     let store = w.new_store("PlayerData", json!({"Coins": 0}));
     w.raw_set(
         "PlayerData",
@@ -171,6 +168,16 @@ fn a_lock_that_looks_dead_is_asked_for_then_taken_at_the_next_poll() {
                             "ActiveSession": [999, "dead-job-id", "DEAD-GUID"], "LastUpdate": 1735688900, "MetaTags": {}}}),
     );
     w.run_until(3.0);
+    (w, store)
+}
+
+/// The fixture `assume_dead`'s lock (`LastUpdate` 700 s old), which the original takes at once
+/// (3.3 s in `traces/assume_dead.jsonl`). Here (spec §19 item 7, docs/DEVIATIONS.md row 7) the
+/// first attempt asks for it, as for a live lock, and tells the session that holds it; nobody
+/// answers, so the next poll, `FIRST_LOAD_REPEAT` (5 s) later, takes it.
+#[test]
+fn a_lock_that_looks_dead_is_asked_for_then_taken_at_the_next_poll() {
+    let (mut w, store) = a_lock_700_s_old(1, 13);
     let call = start(&mut w, 0, store, "k");
     w.run_until(10.0);
     let (t, _) = w.completion(0, call).unwrap();
@@ -214,16 +221,7 @@ fn a_lock_that_looks_dead_is_asked_for_then_taken_at_the_next_poll() {
 /// the other returns nil; neither overwrites the other's request for ever.
 #[test]
 fn two_servers_asking_for_a_lock_that_looks_dead_settle_on_the_later() {
-    let mut w = World::new(3, 14);
-    let store = w.new_store("PlayerData", json!({"Coins": 0}));
-    w.raw_set(
-        "PlayerData",
-        "k",
-        json!({"Data": {"Coins": 5}, "GlobalUpdates": [0, []],
-               "MetaData": {"SessionLoadCount": 3, "LastUpdate": 1735688900,
-                            "ActiveSession": [999, "dead-job-id", "DEAD-GUID"]}}),
-    );
-    w.run_until(3.0);
+    let (mut w, store) = a_lock_700_s_old(3, 14);
     let first = start(&mut w, 1, store, "k");
     w.run_until(3.5);
     let second = start(&mut w, 2, store, "k");
