@@ -146,37 +146,49 @@ pub enum Input {
     },
 }
 
+/// The clock readings of an input (`&Input` or `&mut Input`), if it carries them: one match
+/// for [`Input::now`] and [`Input::now_mut`].
+macro_rules! clock_of {
+    ($input:expr) => {
+        match $input {
+            Input::StartSession { now, .. }
+            | Input::CancelSessionStart { now, .. }
+            | Input::EndSession { now, .. }
+            | Input::Save { now, .. }
+            | Input::SetAsync { now, .. }
+            | Input::Message { now, .. }
+            | Input::Get { now, .. }
+            | Input::Remove { now, .. }
+            | Input::VersionQueryNext { now, .. }
+            | Input::Shutdown { now }
+            | Input::Timeout { now, .. }
+            | Input::DataStoreResponse { now, .. }
+            | Input::SubscribeResult { now, .. }
+            | Input::MessageReceived { now, .. }
+            | Input::DataStoreState { now, .. } => Some(now),
+            Input::NewStore { .. }
+            | Input::SetConstant { .. }
+            | Input::AddMessageHandler { .. }
+            | Input::MessageProcessed { .. }
+            | Input::VersionQuery { .. }
+            | Input::AddUserId { .. }
+            | Input::RemoveUserId { .. }
+            | Input::ForgetProfile { .. }
+            | Input::ForgetVersionQuery { .. }
+            | Input::Transform { .. } => None,
+        }
+    };
+}
+
 impl Input {
     /// The input's time, for the inputs that carry one.
     pub fn now(&self) -> Option<Now> {
-        use Input as I;
-        match self {
-            I::StartSession { now, .. }
-            | I::CancelSessionStart { now, .. }
-            | I::EndSession { now, .. }
-            | I::Save { now, .. }
-            | I::SetAsync { now, .. }
-            | I::Message { now, .. }
-            | I::Get { now, .. }
-            | I::Remove { now, .. }
-            | I::VersionQueryNext { now, .. }
-            | I::Shutdown { now }
-            | I::Timeout { now, .. }
-            | I::DataStoreResponse { now, .. }
-            | I::SubscribeResult { now, .. }
-            | I::MessageReceived { now, .. }
-            | I::DataStoreState { now, .. } => Some(*now),
-            I::NewStore { .. }
-            | I::SetConstant { .. }
-            | I::AddMessageHandler { .. }
-            | I::MessageProcessed { .. }
-            | I::VersionQuery { .. }
-            | I::AddUserId { .. }
-            | I::RemoveUserId { .. }
-            | I::ForgetProfile { .. }
-            | I::ForgetVersionQuery { .. }
-            | I::Transform { .. } => None,
-        }
+        clock_of!(self).copied()
+    }
+
+    /// The input's time, to change (a tool that edits traces), for the inputs that carry one.
+    pub fn now_mut(&mut self) -> Option<&mut Now> {
+        clock_of!(self)
     }
 }
 

@@ -232,6 +232,56 @@ fn the_committed_trace_replays_identically() {
     );
 }
 
+/// The committed trace (`the_committed_trace_replays_identically`), for tests that damage it.
+fn committed_trace() -> Trace {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/recorded.trace");
+    Trace::load(std::path::Path::new(path)).expect("the committed trace loads")
+}
+
+/// The id fields of `input` (store, profile, call, op, query, subscription), as numbers.
+fn ids_mut(input: &mut profilestore_core::Input) -> Vec<&mut u64> {
+    use profilestore_core::Input as I;
+    match input {
+        I::StartSession { store, .. }
+        | I::Message { store, .. }
+        | I::Get { store, .. }
+        | I::Remove { store, .. }
+        | I::VersionQuery { store, .. } => vec![&mut store.store.0],
+        I::CancelSessionStart { call, .. } => vec![&mut call.0],
+        I::EndSession { profile, .. }
+        | I::Save { profile, .. }
+        | I::SetAsync { profile, .. }
+        | I::AddMessageHandler { profile }
+        | I::MessageProcessed { profile, .. }
+        | I::AddUserId { profile, .. }
+        | I::RemoveUserId { profile, .. }
+        | I::ForgetProfile { profile } => vec![&mut profile.0],
+        I::VersionQueryNext { query, .. } | I::ForgetVersionQuery { query } => vec![&mut query.0],
+        I::Transform { op, .. } | I::DataStoreResponse { op, .. } => vec![&mut op.0],
+        I::SubscribeResult { subscription, .. } | I::MessageReceived { subscription, .. } => {
+            vec![&mut subscription.0]
+        }
+        I::NewStore { .. }
+        | I::SetConstant { .. }
+        | I::Shutdown { .. }
+        | I::Timeout { .. }
+        | I::DataStoreState { .. } => vec![],
+    }
+}
+
+/// Values a damaged trace might carry where a stored profile or a message belongs.
+fn odd_value(n: usize) -> profilestore_core::value::Value {
+    use profilestore_core::value::json;
+    match n % 6 {
+        0 => json!(null),
+        1 => json!(7),
+        2 => json!("Data"),
+        3 => json!([1, {"Data": 2}]),
+        4 => json!({"Data": [], "MetaData": "x", "GlobalUpdates": 3}),
+        _ => json!({"Data": {}, "MetaData": {"ActiveSession": [1], "ProfileCreateTime": "t"}}),
+    }
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
 
@@ -243,8 +293,7 @@ proptest::proptest! {
     fn a_trace_with_its_inputs_shuffled_replays_without_panicking(
         edits in proptest::collection::vec((0u8..4, 0usize..100_000, 0usize..100_000), 1..6)
     ) {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/recorded.trace");
-        let mut t = Trace::load(std::path::Path::new(path)).unwrap();
+        let mut t = committed_trace();
         for (kind, a, b) in edits {
             let n = t.inputs.len();
             let (a, b) = (a % n, b % n);
@@ -258,6 +307,73 @@ proptest::proptest! {
                 }
                 2 => t.inputs.swap(a, b),
                 _ => t.inputs[a].server = t.inputs[b].server,
+            }
+        }
+        let replayed = std::panic::catch_unwind(|| trace::replay(&t));
+        proptest::prop_assert!(replayed.is_ok());
+    }
+
+
+    /// A trace whose inputs' contents were altered (a hand-edited or damaged file that still
+    /// decodes) replays without panicking: ids that name another object of the same kind or
+    /// nothing at all, a DataStore answer of another request (of another kind), a stored value
+    /// or a message that is not what the engine wrote, clocks that jump, stop or are not
+    /// numbers. The engine refuses or reports what it cannot use, and replay reports the
+    /// differences.
+    #[test]
+    fn a_trace_with_its_inputs_altered_replays_without_panicking(
+        edits in proptest::collection::vec((0u8..6, 0usize..100_000, 0usize..100_000), 1..8)
+    ) {
+        use profilestore_core::Input as I;
+        let mut t = committed_trace();
+        let n = t.inputs.len();
+        for (kind, a, b) in edits {
+            let (i, j) = (a % n, b % n);
+            let other = t.inputs[j].input.clone();
+            let input = &mut t.inputs[i].input;
+            match kind {
+                // An id of another input (any kind), or a number naming nothing.
+                0 | 1 => {
+                    let mut donor = other;
+                    let value = match (kind, ids_mut(&mut donor).pop()) {
+                        (0, Some(id)) => *id,
+                        _ => b as u64,
+                    };
+                    if let Some(id) = ids_mut(input).pop() {
+                        *id = value;
+                    }
+                }
+                // Another request's answer.
+                2 => {
+                    if let (I::DataStoreResponse { result, .. }, I::DataStoreResponse { result: r, .. }) =
+                        (input, other)
+                    {
+                        *result = r;
+                    }
+                }
+                // A stored value or a message the engine did not write.
+                3 => match input {
+                    I::Transform { current, .. } => *current = Some(odd_value(b)),
+                    I::MessageReceived { data, .. } => *data = odd_value(b),
+                    I::Message { message, .. } => *message = odd_value(b),
+                    _ => {}
+                },
+                // A clock that is not a number, runs backwards or leaps.
+                4 => {
+                    if let Some(now) = input.now_mut() {
+                        let odd = [f64::NAN, f64::NEG_INFINITY, -1.0, 0.0, 1e300, f64::INFINITY];
+                        now.mono = odd[b % odd.len()];
+                        now.wall = [i64::MIN, -1, 0, i64::MAX][b % 4];
+                    }
+                }
+                // A transform handed to the op of another input.
+                _ => {
+                    if let (I::Transform { op, .. }, mut donor) = (input, other)
+                        && let Some(id) = ids_mut(&mut donor).pop()
+                    {
+                        op.0 = *id;
+                    }
+                }
             }
         }
         let replayed = std::panic::catch_unwind(|| trace::replay(&t));
