@@ -126,7 +126,7 @@ fn measure(
         // reuses its memory rather than faulting in fresh pages beside it.
         drop(last.take());
         let (dir, storage) = storage();
-        let mut fleet = Fleet::new(config.clone(), storage);
+        let mut fleet = Fleet::new(config.clone(), storage).expect("a valid fleet configuration");
         // As the command line runs: the log lines the fleet has read are let go.
         fleet.keep_log = false;
         let started = Instant::now();

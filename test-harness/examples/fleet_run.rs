@@ -59,7 +59,8 @@ fn main() {
     };
     let mut rates = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let mut fleet = Fleet::new(config.clone(), Box::new(MemoryStorage::new()));
+        let mut fleet = Fleet::new(config.clone(), Box::new(MemoryStorage::new()))
+            .expect("a valid fleet configuration");
         // As the command line runs it: the log lines the fleet has read are let go.
         fleet.keep_log = false;
         let started = Instant::now();

@@ -29,6 +29,7 @@ use profilestore_core::{
 };
 
 use crate::acked::AckedOps;
+use crate::config::ConfigError;
 use crate::datastore::{DataStoreService, Faults, Limits};
 use crate::messaging::{MessagingConfig, MessagingService};
 use crate::storage::Storage;
@@ -498,9 +499,10 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Builds the fleet on a DataStore backed by `storage`. `config` should pass
-    /// [`FleetConfig::check`] (the command line checks it first).
-    pub fn new(config: FleetConfig, storage: Box<dyn Storage>) -> Fleet {
+    /// Builds the fleet on a DataStore backed by `storage`, or says why `config` cannot run
+    /// ([`FleetConfig::check`]).
+    pub fn new(config: FleetConfig, storage: Box<dyn Storage>) -> Result<Fleet, String> {
+        config.check()?;
         let mut rng = GuidGenerator::new(config.seed ^ 0x5EED);
         let total = config.servers + config.spare_servers;
         let servers = (0..total)
@@ -524,13 +526,17 @@ impl Fleet {
         let faults = Faults::seeded(config.seed)
             .with_latency(0.05, 0.25)
             .with_rates(config.faults * 0.8, config.faults * 0.2);
+        let unusable = |e: ConfigError| e.to_string();
         let datastore = DataStoreService::new(world_config.epoch)
             .with_limits(Limits::roblox())
+            .map_err(unusable)?
             .with_faults(faults)
+            .map_err(unusable)?
             .with_storage(storage);
         let messaging =
-            MessagingService::new(MessagingConfig::roblox(config.seed).with_loss(config.faults));
-        let mut world = World::new(world_config, datastore, messaging);
+            MessagingService::new(MessagingConfig::roblox(config.seed).with_loss(config.faults))
+                .map_err(unusable)?;
+        let mut world = World::new(world_config, datastore, messaging).map_err(unusable)?;
         world.log_values = false;
         world.summarize = crate::invariants::summarize_write;
         if config.record {
@@ -558,7 +564,7 @@ impl Fleet {
                 (player, rng.next_f64() * 10.0)
             })
             .unzip();
-        Fleet {
+        Ok(Fleet {
             acked_upto: vec![(0, String::new()); config.players],
             observed: Observations {
                 acked_ops: players.iter().map(|p| AckedOps::new(&p.key)).collect(),
@@ -586,7 +592,7 @@ impl Fleet {
             gift_seq: 0,
             pending_ends: Vec::new(),
             unsaved_gives: FxHashMap::default(),
-        }
+        })
     }
 
     fn exp(&mut self, mean: f64) -> f64 {
@@ -1273,10 +1279,20 @@ impl Fleet {
         if faulty == self.healthy_from.is_none() && t > 0.0 {
             return;
         }
-        let rate = if faulty { self.config.faults } else { 0.0 };
-        self.world.datastore.set_fault_rates(rate * 0.8, rate * 0.2);
-        self.world.messaging.set_loss(rate);
+        self.set_faults(if faulty { self.config.faults } else { 0.0 });
         self.healthy_from = (!faulty).then_some(t);
+    }
+
+    /// DataStore faults (four fifths plain, one fifth ambiguous, as [`Fleet::new`] sets them)
+    /// and message loss at `rate`: `config.faults`, checked in [`Fleet::new`], or 0, which
+    /// neither service refuses.
+    fn set_faults(&mut self, rate: f64) {
+        let datastore = self.world.datastore.set_fault_rates(rate * 0.8, rate * 0.2);
+        let messaging = self.world.messaging.set_loss(rate);
+        debug_assert!(
+            datastore.is_ok() && messaging.is_ok(),
+            "{datastore:?} {messaging:?}"
+        );
     }
 
     /// Whether a start that began at `since` ran entirely while the DataStore was healthy.
@@ -1289,8 +1305,7 @@ impl Fleet {
     fn settle(&mut self) {
         // Healthy from now on; a healthy stretch under way goes on (its starts stay checked).
         self.healthy_from = Some(self.healthy_from.unwrap_or(self.world.now));
-        self.world.datastore.set_fault_rates(0.0, 0.0);
-        self.world.messaging.set_loss(0.0);
+        self.set_faults(0.0);
         let end = self.world.now;
         // Let pending starts and teleports finish, then everyone leaves.
         self.advance(end + 5.0);
@@ -1513,7 +1528,8 @@ mod tests {
         let mut fleet = Fleet::new(
             FleetConfig::new(3, 2, 6, 180.0, 0.0),
             Box::new(crate::storage::MemoryStorage::new()),
-        );
+        )
+        .expect("a valid fleet configuration");
         fleet.run(|_| {});
         assert_eq!(crate::invariants::check(&mut fleet), vec![]);
         fleet

@@ -1,5 +1,6 @@
 //! The world around `profilestore-core` (DESIGN.md §4).
 //!
+//! - [`config`]: the checks of the numbers the services and the world are built with.
 //! - [`datastore`]: a faithful simulated Roblox `DataStoreService` on a virtual clock —
 //!   `UpdateAsync` with transform re-runs on conflict (also split into read and commit halves),
 //!   the 4-second `GetAsync` cache, key info, versions with the one-per-UTC-hour rule,
@@ -27,6 +28,7 @@
 //! no hash-ordered iteration reaching an output.
 
 pub mod acked;
+pub mod config;
 pub mod datastore;
 pub mod export;
 pub mod fleet;

@@ -15,6 +15,7 @@ use profilestore_core::{
 };
 use serde::Deserialize;
 
+use crate::config::ConfigError;
 use crate::datastore::{DataStoreService, Limits};
 use crate::journal::Line;
 use crate::messaging::{MessagingConfig, MessagingService};
@@ -132,6 +133,9 @@ pub enum ActionKind {
 /// A scenario that cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    /// A figure the world cannot run with (the epoch, say), found when the world is built.
+    #[error("invalid scenario: {0}")]
+    Config(#[from] ConfigError),
     /// The file could not be read.
     #[error("cannot read scenario {path}: {source}")]
     Read {
@@ -348,11 +352,11 @@ pub fn run(scenario: &Scenario) -> Result<Vec<Line>, ScenarioError> {
         latency: LatencyModel::Fixed(scenario.latency.datastore_round_trip),
         servers,
     };
-    let datastore = DataStoreService::new(scenario.epoch).with_limits(Limits::unlimited());
+    let datastore = DataStoreService::new(scenario.epoch).with_limits(Limits::unlimited())?;
     let messaging = MessagingService::new(
         MessagingConfig::roblox(1).with_delay(scenario.latency.message_delay),
-    );
-    let mut world = World::new(config, datastore, messaging);
+    )?;
+    let mut world = World::new(config, datastore, messaging)?;
     let mut store = StoreId(0);
     for s in 0..world.servers.len() {
         let input = Input::NewStore {

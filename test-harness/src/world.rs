@@ -27,6 +27,7 @@ use profilestore_core::{
     OpId, Output, Recorder, ServerIdentity, SubscriptionId, Transformed,
 };
 
+use crate::config::{ConfigError, positive, seconds, within};
 use crate::datastore::{
     Admission, Committed, DataStoreService, Operation, Read, ReadTicket, RequestError, ServerId,
     StoreName, UpdateCommit, VersionPages,
@@ -84,6 +85,35 @@ pub struct WorldConfig {
     pub latency: LatencyModel,
     /// The servers.
     pub servers: Vec<ServerSpec>,
+}
+
+/// The latest Unix time a world may start at: the last second of the year 9999.
+pub const MAX_EPOCH: i64 = 253_402_300_799;
+
+/// The largest wall-clock skew of a server, seconds: ten years either way.
+pub const MAX_WALL_SKEW: i64 = 315_360_000;
+
+impl WorldConfig {
+    /// Refuses a frame rate that is not a positive number, a fixed latency that is negative or
+    /// not finite, an epoch outside 0..=[`MAX_EPOCH`] and a server skew beyond
+    /// ±[`MAX_WALL_SKEW`] (so a server's wall clock, epoch + virtual time + skew, stays a
+    /// plain Unix time).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        positive("world.fps", self.fps)?;
+        if let LatencyModel::Fixed(round_trip) = self.latency {
+            seconds("world.latency", round_trip)?;
+        }
+        within("world.epoch", self.epoch, 0, MAX_EPOCH)?;
+        for (i, server) in self.servers.iter().enumerate() {
+            within(
+                &format!("world.servers[{i}].wall_skew"),
+                server.wall_skew,
+                -MAX_WALL_SKEW,
+                MAX_WALL_SKEW,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// One simulated game server.
@@ -401,12 +431,15 @@ pub struct World {
 }
 
 impl World {
-    /// Builds a world: engines with seeded JobIds and GUID seeds, all with DataStore access.
+    /// Builds a world: engines with seeded JobIds and GUID seeds, all with DataStore access;
+    /// or why `config` cannot be used ([`WorldConfig::check`]). The DataStore and the
+    /// MessagingService checked their own configurations when they were built.
     pub fn new(
         config: WorldConfig,
         mut datastore: DataStoreService,
         mut messaging: MessagingService,
-    ) -> World {
+    ) -> Result<World, ConfigError> {
+        config.check()?;
         // The log shows every commit, also those whose call failed ambiguously.
         datastore.watch_commits();
         // Every server runs from the start (until reserved): the messaging limits count it.
@@ -436,7 +469,7 @@ impl World {
                 }
             })
             .collect();
-        World {
+        Ok(World {
             now: 0.0,
             config,
             servers,
@@ -460,7 +493,7 @@ impl World {
             commits: Vec::new(),
             pages: BTreeMap::new(),
             frame: 0,
-        }
+        })
     }
 
     /// Starts recording every engine input and output.

@@ -14,7 +14,7 @@ fn fleet_on(seed: u64, storage: Box<dyn Storage>) -> Fleet {
     config.crash_rate = 0.05;
     config.shutdown_rate = 0.05;
     config.fault_period = Some(60.0);
-    let mut fleet = Fleet::new(config, storage);
+    let mut fleet = Fleet::new(config, storage).expect("a valid fleet configuration");
     fleet.run(|_| {});
     fleet
 }

@@ -8,7 +8,8 @@ use profilestore_harness::storage::MemoryStorage;
 use profilestore_harness::world::Happening;
 
 fn run(config: FleetConfig) -> (Fleet, Vec<invariants::Violation>) {
-    let mut fleet = Fleet::new(config, Box::new(MemoryStorage::new()));
+    let mut fleet =
+        Fleet::new(config, Box::new(MemoryStorage::new())).expect("a valid fleet configuration");
     fleet.run(|_| {});
     let violations = invariants::check(&mut fleet);
     (fleet, violations)
@@ -392,9 +393,11 @@ fn the_other_checks_each_report_a_broken_run() {
 #[test]
 fn a_run_that_lets_go_of_its_log_reports_the_same() {
     let config = FleetConfig::new(7, 2, 6, 180.0, 0.0);
-    let mut kept = Fleet::new(config.clone(), Box::new(MemoryStorage::new()));
+    let mut kept = Fleet::new(config.clone(), Box::new(MemoryStorage::new()))
+        .expect("a valid fleet configuration");
     kept.run(|_| {});
-    let mut let_go = Fleet::new(config, Box::new(MemoryStorage::new()));
+    let mut let_go =
+        Fleet::new(config, Box::new(MemoryStorage::new())).expect("a valid fleet configuration");
     let_go.keep_log = false;
     let_go.run(|_| {});
     assert_eq!(kept.world.log.first_kept(), 0);
@@ -679,7 +682,8 @@ fn servers_of_several_places_with_skewed_clocks_hand_players_off() {
         config.places = 3;
         config.max_skew = 120;
         config.stay = 30.0;
-        let mut fleet = Fleet::new(config, Box::new(MemoryStorage::new()));
+        let mut fleet = Fleet::new(config, Box::new(MemoryStorage::new()))
+            .expect("a valid fleet configuration");
         // The log keeps whole written values, not the fleet's summaries, to read their locks.
         fleet.world.summarize = Value::clone;
         fleet.run(|_| {});

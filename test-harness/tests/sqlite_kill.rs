@@ -56,6 +56,7 @@ fn killed_writer_child() {
     let storage = SqliteStorage::open(&file).expect("child opens the database");
     let mut ds = DataStoreService::new(1_735_689_600)
         .with_limits(Limits::unlimited())
+        .unwrap()
         .with_storage(Box::new(storage));
     let store = StoreName::new("PlayerData");
     for n in 0u64.. {

@@ -11,7 +11,8 @@ fn recorded(seed: u64) -> Fleet {
     let mut config = FleetConfig::new(seed, 3, 10, 240.0, 0.05);
     config.record = true;
     config.crash_rate = 0.05;
-    let mut fleet = Fleet::new(config, Box::new(MemoryStorage::new()));
+    let mut fleet =
+        Fleet::new(config, Box::new(MemoryStorage::new())).expect("a valid fleet configuration");
     fleet.run(|_| {});
     fleet
 }
@@ -165,7 +166,8 @@ fn same_seed_twice_gives_identical_outputs_and_data() {
     let unrecorded = Fleet::new(
         FleetConfig::new(9, 1, 1, 10.0, 0.0),
         Box::new(MemoryStorage::new()),
-    );
+    )
+    .expect("a valid fleet configuration");
     assert!(matches!(
         trace::same_run(&a.world, &unrecorded.world),
         Err(TraceError::NotRecorded)

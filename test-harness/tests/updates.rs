@@ -33,7 +33,7 @@ proptest! {
         fault_seed in any::<u64>(),
     ) {
         let faults = Faults::seeded(fault_seed).with_rates(0.15, 0.1);
-        let mut ds = DataStoreService::new(1_735_689_600).with_faults(faults);
+        let mut ds = DataStoreService::new(1_735_689_600).with_faults(faults).unwrap();
         ds.watch_commits();
         let store = StoreName::new("S");
         let mut open: [Option<(ReadTicket, String)>; 3] = [None, None, None];
@@ -71,7 +71,7 @@ proptest! {
                 }
             }
         }
-        ds.set_fault_rates(0.0, 0.0);
+        ds.set_fault_rates(0.0, 0.0).unwrap();
         let stored = ds
             .get_async(100.0, ServerId(9), &store, "k", Default::default())
             .ok()

@@ -22,12 +22,15 @@ fn world(servers: usize, limits: Limits) -> (World, StoreId) {
             })
             .collect(),
     };
-    let ds = DataStoreService::new(config.epoch).with_limits(limits);
+    let ds = DataStoreService::new(config.epoch)
+        .with_limits(limits)
+        .unwrap();
     let mut w = World::new(
         config,
         ds,
-        MessagingService::new(MessagingConfig::roblox(3).with_delay(0.2)),
-    );
+        MessagingService::new(MessagingConfig::roblox(3).with_delay(0.2)).unwrap(),
+    )
+    .unwrap();
     let mut store = StoreId(0);
     for s in 0..servers {
         if let InputResult::Store(Ok(id)) = w.feed(

@@ -364,7 +364,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                         .map_err(|e| format!("cannot open {}: {e}", db.display()))?,
                 )
             };
-            let mut fleet = Fleet::new(config.clone(), storage);
+            let mut fleet = Fleet::new(config.clone(), storage)?;
             // The log does not grow with the run: excerpts of violations come from a second run.
             fleet.keep_log = false;
             let bar = if json {
@@ -399,22 +399,29 @@ fn run(command: Command) -> Result<ExitCode, String> {
             // Failures after the run are reported after its summary, which they do not void.
             let mut failures = Vec::new();
             if check_determinism {
-                let mut again = Fleet::new(config, Box::new(MemoryStorage::new()));
-                again.run(|_| {});
-                match trace::same_run(&fleet.world, &again.world) {
-                    Ok(same) => {
-                        reproduced = same;
-                        summary["determinism"] =
-                            profilestore_core::json!(if same { "identical" } else { "DIFFERENT" });
-                        if !same {
-                            eprintln!(
-                                "profilestore-sim: seed {seed} did not reproduce: the two runs' outputs differ"
-                            );
-                        }
-                    }
+                match Fleet::new(config, Box::new(MemoryStorage::new())) {
                     Err(e) => failures.push(format!("determinism check failed: {e}")),
+                    Ok(mut again) => {
+                        again.run(|_| {});
+                        match trace::same_run(&fleet.world, &again.world) {
+                            Ok(same) => {
+                                reproduced = same;
+                                summary["determinism"] = profilestore_core::json!(if same {
+                                    "identical"
+                                } else {
+                                    "DIFFERENT"
+                                });
+                                if !same {
+                                    eprintln!(
+                                        "profilestore-sim: seed {seed} did not reproduce: the two runs' outputs differ"
+                                    );
+                                }
+                            }
+                            Err(e) => failures.push(format!("determinism check failed: {e}")),
+                        }
+                        std::mem::forget(again);
+                    }
                 }
-                std::mem::forget(again);
             }
             if let Some(path) = &trace {
                 match Trace::of(&fleet.world, Some(fleet.config.clone())).and_then(|t| t.save(path))

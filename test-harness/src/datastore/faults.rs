@@ -17,6 +17,7 @@ use profilestore_core::guid::GuidGenerator;
 
 use super::Operation;
 use super::error::RequestError;
+use crate::config::{ConfigError, probability, time_range};
 
 /// What happens to one call.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +47,17 @@ impl FaultRates {
             ambiguous: 0.0,
             error: internal_rejection(),
         }
+    }
+
+    /// Refuses rates that are not probabilities or that add up to more than 1; `name` is the
+    /// rates' place in the configuration, for the error.
+    pub fn check(&self, name: &str) -> Result<(), ConfigError> {
+        probability(&format!("{name}.fail"), self.fail)?;
+        probability(&format!("{name}.ambiguous"), self.ambiguous)?;
+        probability(
+            &format!("{name}.fail + {name}.ambiguous"),
+            self.fail + self.ambiguous,
+        )
     }
 }
 
@@ -106,6 +118,20 @@ impl Faults {
     pub fn with_latency(mut self, min: f64, max: f64) -> Faults {
         self.latency = Latency { min, max };
         self
+    }
+
+    /// Refuses a latency range that is negative, not finite or reversed, and rates that are
+    /// not probabilities ([`FaultRates::check`]).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        time_range(
+            ("faults.latency.min", self.latency.min),
+            ("faults.latency.max", self.latency.max),
+        )?;
+        self.default.check("faults.default")?;
+        for (operation, rates) in &self.per_operation {
+            rates.check(&format!("faults.per_operation[{operation:?}]"))?;
+        }
+        Ok(())
     }
 }
 

@@ -16,6 +16,7 @@
 use profilestore_core::value::{MAX_DEPTH, Value};
 
 use super::error::{MetadataPart, NameKind, RequestError};
+use crate::config::{ConfigError, amount, seconds};
 
 /// A server-level rate: `base + per_player × players` requests per minute, plus a one-time
 /// burst when the server starts (spec "Server-level defaults").
@@ -45,6 +46,14 @@ impl Rate {
         self.base + self.per_player * f64::from(players)
     }
 
+    /// Refuses a negative or non-finite part; `name` is the rate's place in the
+    /// configuration, for the error.
+    pub fn check(&self, name: &str) -> Result<(), ConfigError> {
+        amount(&format!("{name}.base"), self.base)?;
+        amount(&format!("{name}.per_player"), self.per_player)?;
+        amount(&format!("{name}.startup_burst"), self.startup_burst)
+    }
+
     /// The same rate multiplied by `factor` (base, per-player and burst).
     pub fn scaled(&self, factor: f64) -> Rate {
         Rate {
@@ -53,6 +62,14 @@ impl Rate {
             startup_burst: self.startup_burst * factor,
         }
     }
+}
+
+/// Checks the rates of the four request types (read, write, list, remove) under `prefix`.
+fn check_kinds(prefix: &str, rates: [Rate; 4]) -> Result<(), ConfigError> {
+    for (kind, rate) in ["read", "write", "list", "remove"].into_iter().zip(rates) {
+        rate.check(&format!("{prefix}.{kind}"))?;
+    }
+    Ok(())
 }
 
 /// The server-level request budgets of each `DataStoreRequestType` for standard data stores,
@@ -235,6 +252,29 @@ impl Limits {
             throughput: None,
             ..Limits::roblox()
         }
+    }
+
+    /// Refuses a cache time, budget rate or throughput window that is negative or not finite.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(cache) = self.cache_seconds {
+            seconds("limits.cache_seconds", cache)?;
+        }
+        if let Some(b) = &self.budgets {
+            check_kinds("limits.budgets", [b.read, b.write, b.list, b.remove])?;
+            if let Some(e) = &b.experience {
+                check_kinds(
+                    "limits.budgets.experience",
+                    [e.read, e.write, e.list, e.remove],
+                )?;
+            }
+        }
+        if let Some(throughput) = &self.throughput {
+            seconds(
+                "limits.throughput.window_seconds",
+                throughput.window_seconds,
+            )?;
+        }
+        Ok(())
     }
 
     /// Checks a DataStore name, scope or key: not empty (101), not longer than allowed (102).

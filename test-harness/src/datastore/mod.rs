@@ -99,6 +99,7 @@ use profilestore_core::value::{Str, Value, json};
 use profilestore_core::{DataStoreResponse, KeyInfo, SortDirection, Transformed, VersionItem};
 use rustc_hash::FxHashMap as HashMap;
 
+use crate::config::ConfigError;
 use crate::storage::{
     Commit, Expect, Head, HeadMeta, KeyPath, MemoryStorage, Storage, StorageError, StoredVersion,
     VersionWrite,
@@ -597,21 +598,32 @@ impl DataStoreService {
         }
     }
 
-    /// The same service with other limits.
-    pub fn with_limits(mut self, limits: Limits) -> DataStoreService {
+    /// The same service with other limits, or why they cannot be used ([`Limits::check`]).
+    pub fn with_limits(mut self, limits: Limits) -> Result<DataStoreService, ConfigError> {
+        limits.check()?;
         self.limits = limits;
-        self
+        Ok(self)
     }
 
-    /// Changes the default fault probabilities from now on (e.g. to end an outage).
-    pub fn set_fault_rates(&mut self, fail: f64, ambiguous: f64) {
+    /// Changes the default fault probabilities from now on (e.g. to end an outage), or says
+    /// why not ([`FaultRates::check`]; nothing changes then).
+    pub fn set_fault_rates(&mut self, fail: f64, ambiguous: f64) -> Result<(), ConfigError> {
+        FaultRates {
+            fail,
+            ambiguous,
+            ..FaultRates::none()
+        }
+        .check("faults.default")?;
         self.faults.set_rates(fail, ambiguous);
+        Ok(())
     }
 
-    /// The same service with `faults` as its fault model.
-    pub fn with_faults(mut self, faults: Faults) -> DataStoreService {
+    /// The same service with `faults` as its fault model, or why it cannot be used
+    /// ([`Faults::check`]).
+    pub fn with_faults(mut self, faults: Faults) -> Result<DataStoreService, ConfigError> {
+        faults.check()?;
         self.faults = FaultState::new(faults);
-        self
+        Ok(self)
     }
 
     /// The same service over another storage (e.g. [`crate::storage::SqliteStorage`]).
@@ -675,11 +687,20 @@ impl DataStoreService {
         }
     }
 
-    /// `DataStoreService:SetRateLimitForRequestType` on `server`.
-    pub fn set_rate_limit(&mut self, now: f64, server: ServerId, kind: RequestType, rate: Rate) {
+    /// `DataStoreService:SetRateLimitForRequestType` on `server`, or why `rate` cannot be used
+    /// ([`Rate::check`]; nothing changes then).
+    pub fn set_rate_limit(
+        &mut self,
+        now: f64,
+        server: ServerId,
+        kind: RequestType,
+        rate: Rate,
+    ) -> Result<(), ConfigError> {
+        rate.check("rate")?;
         if let Some(budgets) = &self.limits.budgets {
             self.budgets.set_rate(now, budgets, server, kind, rate);
         }
+        Ok(())
     }
 
     // ---- faults --------------------------------------------------------------------------

@@ -209,10 +209,12 @@ fn get_cache_lasts_four_seconds_per_server() {
     // Another DataStore object (another scope) has its own cache entry.
     assert!(!ds.is_cached(24.0, B, &StoreName::scoped("PlayerData", "beta"), "k"));
     // With caching off every read goes to the backend.
-    let mut plain = DataStoreService::new(EPOCH).with_limits(Limits {
-        cache_seconds: None,
-        ..Limits::roblox()
-    });
+    let mut plain = DataStoreService::new(EPOCH)
+        .with_limits(Limits {
+            cache_seconds: None,
+            ..Limits::roblox()
+        })
+        .unwrap();
     plain
         .get_async(0.0, A, &store(), "k", GetOptions::default())
         .unwrap();
@@ -254,7 +256,9 @@ fn cache_hits_skip_faults_and_throughput() {
     };
     let mut ds = DataStoreService::new(EPOCH)
         .with_faults(faults)
-        .with_limits(limits);
+        .unwrap()
+        .with_limits(limits)
+        .unwrap();
     set(&mut ds, 0.0, "k", json!(1));
     // A's SetAsync filled its cache, so these reads never reach the (always failing) backend.
     for i in 0..10 {
@@ -321,10 +325,12 @@ fn only_the_first_write_of_a_utc_hour_keeps_a_version() {
         Some((MS0, MS0 + 3_660_000))
     );
     // Without the hourly rule every write keeps a version.
-    let mut every = DataStoreService::new(EPOCH).with_limits(Limits {
-        version_interval_ms: None,
-        ..Limits::roblox()
-    });
+    let mut every = DataStoreService::new(EPOCH)
+        .with_limits(Limits {
+            version_interval_ms: None,
+            ..Limits::roblox()
+        })
+        .unwrap();
     for i in 0..3 {
         set(&mut every, f64::from(i), "k", json!(i));
     }
@@ -542,10 +548,12 @@ fn superseded_versions_expire_thirty_days_after_being_superseded() {
         ds.get_version_async(expiry, &store(), "k", &v1).unwrap(),
         Read::none()
     );
-    let mut forever = DataStoreService::new(EPOCH).with_limits(Limits {
-        version_retention_ms: None,
-        ..Limits::roblox()
-    });
+    let mut forever = DataStoreService::new(EPOCH)
+        .with_limits(Limits {
+            version_retention_ms: None,
+            ..Limits::roblox()
+        })
+        .unwrap();
     set(&mut forever, 0.0, "k", json!(1));
     set(&mut forever, HOUR, "k", json!(2));
     assert_eq!(versions(&mut forever, 1e9, "k").len(), 2);
@@ -932,10 +940,12 @@ fn every_size_and_format_limit_has_its_error_code() {
             .to_string(),
         "513: Attribute userId format is invalid."
     );
-    let mut few = DataStoreService::new(EPOCH).with_limits(Limits {
-        max_user_ids: Some(1),
-        ..Limits::roblox()
-    });
+    let mut few = DataStoreService::new(EPOCH)
+        .with_limits(Limits {
+            max_user_ids: Some(1),
+            ..Limits::roblox()
+        })
+        .unwrap();
     let ids = SetOptions {
         user_ids: Some(json!([1, 2])),
         ..opts()
@@ -968,7 +978,9 @@ fn every_size_and_format_limit_has_its_error_code() {
     assert_eq!(err.code(), Some(513));
     assert_eq!(value_at(&mut ds, 2.0, "u"), None);
     // Turned off: none of it applies.
-    let mut free = DataStoreService::new(EPOCH).with_limits(Limits::unlimited());
+    let mut free = DataStoreService::new(EPOCH)
+        .with_limits(Limits::unlimited())
+        .unwrap();
     assert!(
         free.set_async(
             0.0,
@@ -1218,14 +1230,17 @@ fn request_budgets_queue_then_drop_with_301_to_306() {
             per_player: 0.0,
             startup_burst: 0.0,
         },
-    );
+    )
+    .unwrap();
     assert_eq!(ds.admit(0.0, C, Operation::ListKeys), Admission::Now);
     assert_eq!(
         ds.admit(0.0, C, Operation::ListVersions),
         Admission::QueuedUntil(60.0)
     );
     // Off: always now.
-    let mut free = DataStoreService::new(EPOCH).with_limits(Limits::unlimited());
+    let mut free = DataStoreService::new(EPOCH)
+        .with_limits(Limits::unlimited())
+        .unwrap();
     assert!((0..1000).all(|_| free.admit(0.0, A, Operation::Update) == Admission::Now));
     assert_eq!(free.request_budget(0.0, A, RequestType::StandardRead), None);
 }
@@ -1284,13 +1299,15 @@ fn per_key_throughput_throttles_reads_and_writes() {
         "the window slid"
     );
     // An UpdateAsync counts its read and its write.
-    let mut small = DataStoreService::new(EPOCH).with_limits(Limits {
-        throughput: Some(ThroughputLimits {
-            write_bytes: 2048,
-            ..ThroughputLimits::roblox()
-        }),
-        ..Limits::roblox()
-    });
+    let mut small = DataStoreService::new(EPOCH)
+        .with_limits(Limits {
+            throughput: Some(ThroughputLimits {
+                write_bytes: 2048,
+                ..ThroughputLimits::roblox()
+            }),
+            ..Limits::roblox()
+        })
+        .unwrap();
     small
         .update_async(0.0, A, &store(), "k", &mut |_, _| write(json!(1)))
         .unwrap();
@@ -1308,13 +1325,15 @@ fn per_key_throughput_throttles_reads_and_writes() {
         }
     ));
     // Its read: two units of reads a minute let two updates through, not a third.
-    let mut small = DataStoreService::new(EPOCH).with_limits(Limits {
-        throughput: Some(ThroughputLimits {
-            read_bytes: 2048,
-            ..ThroughputLimits::roblox()
-        }),
-        ..Limits::roblox()
-    });
+    let mut small = DataStoreService::new(EPOCH)
+        .with_limits(Limits {
+            throughput: Some(ThroughputLimits {
+                read_bytes: 2048,
+                ..ThroughputLimits::roblox()
+            }),
+            ..Limits::roblox()
+        })
+        .unwrap();
     for t in [0.0, 1.0] {
         small
             .update_async(t, A, &store(), "k", &mut |_, _| write(json!(1)))
@@ -1336,7 +1355,9 @@ fn per_key_throughput_throttles_reads_and_writes() {
         ),
         "{err:?}"
     );
-    let mut free = DataStoreService::new(EPOCH).with_limits(Limits::unlimited());
+    let mut free = DataStoreService::new(EPOCH)
+        .with_limits(Limits::unlimited())
+        .unwrap();
     for i in 0..3 {
         free.set_async(
             f64::from(i),
@@ -1352,10 +1373,12 @@ fn per_key_throughput_throttles_reads_and_writes() {
 
 /// A store without limits but per-key throughput.
 fn key_throughput_only(throughput: ThroughputLimits) -> DataStoreService {
-    DataStoreService::new(EPOCH).with_limits(Limits {
-        throughput: Some(throughput),
-        ..Limits::unlimited()
-    })
+    DataStoreService::new(EPOCH)
+        .with_limits(Limits {
+            throughput: Some(throughput),
+            ..Limits::unlimited()
+        })
+        .unwrap()
 }
 
 /// A request the key's throughput refuses has not run: it draws no fault, so a scripted fault
@@ -1425,6 +1448,7 @@ fn workload_on(fault_seed: u64, storage: Box<dyn crate::storage::Storage>) -> Ve
         .with_latency(0.05, 0.4);
     let mut ds = DataStoreService::new(EPOCH)
         .with_faults(faults)
+        .unwrap()
         .with_storage(storage);
     let mut choose = GuidGenerator::new(99);
     let mut log = Vec::new();

@@ -24,6 +24,7 @@ use rustc_hash::FxHashMap;
 use profilestore_core::guid::GuidGenerator;
 use profilestore_core::value::{MAX_DEPTH, Value};
 
+use crate::config::{ConfigError, amount, probability, time_range};
 use crate::datastore::ServerId;
 
 /// One `SubscribeAsync` connection.
@@ -75,6 +76,33 @@ impl MessagingConfig {
     pub fn with_loss(mut self, loss: f64) -> MessagingConfig {
         self.loss = loss;
         self
+    }
+
+    /// Refuses delays that are negative, not finite or reversed, a loss that is not a
+    /// probability, and limits that are negative or not finite.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        time_range(
+            ("messaging.min_delay", self.min_delay),
+            ("messaging.max_delay", self.max_delay),
+        )?;
+        probability("messaging.loss", self.loss)?;
+        let l = &self.limits;
+        let scaled = [
+            ("sent_per_server", l.sent_per_server),
+            ("received_per_topic", l.received_per_topic),
+            ("received_per_game", l.received_per_game),
+            ("subscriptions_per_server", l.subscriptions_per_server),
+        ];
+        for (name, limit) in scaled {
+            if let Some(Scaled { base, per }) = limit {
+                amount(&format!("messaging.limits.{name}.base"), base)?;
+                amount(&format!("messaging.limits.{name}.per"), per)?;
+            }
+        }
+        if let Some(rate) = l.subscribe_requests_per_server {
+            amount("messaging.limits.subscribe_requests_per_server", rate)?;
+        }
+        Ok(())
     }
 }
 
@@ -189,14 +217,17 @@ pub struct MessagingService {
 }
 
 impl MessagingService {
-    /// Changes the loss probability from now on.
-    pub fn set_loss(&mut self, loss: f64) {
+    /// Changes the loss probability from now on, or says why not (nothing changes then).
+    pub fn set_loss(&mut self, loss: f64) -> Result<(), ConfigError> {
+        probability("messaging.loss", loss)?;
         self.config.loss = loss;
+        Ok(())
     }
 
-    /// An empty service.
-    pub fn new(config: MessagingConfig) -> MessagingService {
-        MessagingService {
+    /// An empty service, or why `config` cannot be used ([`MessagingConfig::check`]).
+    pub fn new(config: MessagingConfig) -> Result<MessagingService, ConfigError> {
+        config.check()?;
+        Ok(MessagingService {
             rng: GuidGenerator::new(config.seed),
             config,
             next_subscription: 1,
@@ -206,7 +237,7 @@ impl MessagingService {
             in_flight: BinaryHeap::new(),
             rates: limits::RateBook::default(),
             over_receive_limit: 0,
-        }
+        })
     }
 
     /// Sets how many players `server` has (its send and subscription limits grow with it).
@@ -461,7 +492,7 @@ mod tests {
     /// topic's subscribers in subscription order.
     #[test]
     fn subscribers_follow_subscribes_disconnects_and_dead_servers() {
-        let mut ms = MessagingService::new(MessagingConfig::roblox(1));
+        let mut ms = MessagingService::new(MessagingConfig::roblox(1)).unwrap();
         let a1 = ms.subscribe(0.0, A, "T").unwrap();
         let b1 = ms.subscribe(0.0, B, "T").unwrap();
         let b2 = ms.subscribe(0.0, B, "U").unwrap();
@@ -486,7 +517,7 @@ mod tests {
     /// an error naming it; a delivery over a receive limit is dropped and counted.
     #[test]
     fn rate_limits_refuse_calls_and_drop_deliveries() {
-        let mut ms = MessagingService::new(MessagingConfig::roblox(1).with_delay(1.0));
+        let mut ms = MessagingService::new(MessagingConfig::roblox(1).with_delay(1.0)).unwrap();
         for _ in 0..20 {
             ms.subscribe(0.0, A, "T").unwrap();
         }
@@ -516,7 +547,7 @@ mod tests {
 
     #[test]
     fn publish_reaches_every_subscribed_server_after_the_delay() {
-        let mut ms = MessagingService::new(MessagingConfig::roblox(1).with_delay(1.5));
+        let mut ms = MessagingService::new(MessagingConfig::roblox(1).with_delay(1.5)).unwrap();
         let sa = ms.subscribe(0.0, A, "PS_X").unwrap();
         let sb = ms.subscribe(0.0, B, "PS_X").unwrap();
         ms.subscribe(0.0, B, "other").unwrap();
@@ -551,7 +582,7 @@ mod tests {
 
     #[test]
     fn one_kilobyte_limit_on_the_encoded_payload() {
-        let mut ms = MessagingService::new(MessagingConfig::roblox(1));
+        let mut ms = MessagingService::new(MessagingConfig::roblox(1)).unwrap();
         // A string of n characters encodes to n + 2 bytes.
         assert!(ms.publish(0.0, A, "t", &json!("x".repeat(1022))).is_ok());
         let err = ms
@@ -575,6 +606,7 @@ mod tests {
         };
         assert!(
             MessagingService::new(unlimited.clone())
+                .unwrap()
                 .publish(0.0, A, "t", &json!("x".repeat(5000)))
                 .is_ok()
         );
@@ -594,7 +626,9 @@ mod tests {
             "PublishAsync: message nests deeper than 512 levels on topic \"t\"."
         );
         assert_eq!(
-            MessagingService::new(unlimited).publish(0.0, A, "t", &deep),
+            MessagingService::new(unlimited)
+                .unwrap()
+                .publish(0.0, A, "t", &deep),
             Err(too_deep)
         );
         assert_eq!(ms.subscribe(0.0, A, ""), Err(MessagingError::TopicEmpty));
@@ -616,7 +650,7 @@ mod tests {
 
     #[test]
     fn disconnected_subscriptions_get_nothing_more() {
-        let mut ms = MessagingService::new(MessagingConfig::roblox(1).with_delay(1.0));
+        let mut ms = MessagingService::new(MessagingConfig::roblox(1).with_delay(1.0)).unwrap();
         let sa = ms.subscribe(0.0, A, "t").unwrap();
         ms.publish(0.0, B, "t", &json!(1)).unwrap();
         ms.unsubscribe(sa).unwrap();
@@ -639,7 +673,8 @@ mod tests {
     #[test]
     fn loss_and_delay_are_seeded() {
         let run = |seed: u64| {
-            let mut ms = MessagingService::new(MessagingConfig::roblox(seed).with_loss(0.3));
+            let mut ms =
+                MessagingService::new(MessagingConfig::roblox(seed).with_loss(0.3)).unwrap();
             ms.subscribe(0.0, A, "t").unwrap();
             ms.subscribe(0.0, B, "t").unwrap();
             let mut lost = 0;
@@ -673,7 +708,7 @@ mod tests {
     #[test]
     fn loss_removes_copies_and_moves_nothing_else() {
         let run = |loss: f64| {
-            let mut ms = MessagingService::new(MessagingConfig::roblox(9).with_loss(loss));
+            let mut ms = MessagingService::new(MessagingConfig::roblox(9).with_loss(loss)).unwrap();
             ms.subscribe(0.0, A, "t").unwrap();
             ms.subscribe(0.0, B, "t").unwrap();
             let lost: usize = (0..100)
