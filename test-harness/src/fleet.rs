@@ -343,6 +343,9 @@ pub struct Observations {
     pub slow_healthy_starts: Vec<(String, f64, String)>,
     /// Trades done.
     pub trades: u64,
+    /// Trades whose giver's side was stored by a write that landed after the giver's server
+    /// died (sent before; no `OnAfterSave` reports it).
+    pub gives_saved_by_late_writes: u64,
     /// Every trade, in order.
     pub trade_log: Vec<Trade>,
     /// When each server died (crash, or killed at the end of `BindToClose`).
@@ -1018,15 +1021,19 @@ impl Fleet {
                     // (All of one entry's trades have one giver, a profile of one key.)
                     if !self.world.servers[s].alive {
                         let trades = &mut self.observed.trade_log;
+                        let mut confirmed = 0;
                         for ((server, _), gives) in self.unsaved_gives.iter_mut() {
                             if *server == s
                                 && gives
                                     .first()
                                     .is_some_and(|&i| trades[i].from == key.as_str())
                             {
+                                let before = gives.len();
                                 confirm_gives(trades, gives, value);
+                                confirmed += before - gives.len();
                             }
                         }
+                        self.observed.gives_saved_by_late_writes += confirmed as u64;
                         self.unsaved_gives.retain(|_, gives| !gives.is_empty());
                     }
                     continue;

@@ -8,8 +8,9 @@
 //! work (the write commits) and then reports the error anyway. Scripted faults
 //! ([`super::DataStoreService::script_fault`]) override the draw for the next call of one kind.
 //! Latency draws come from a second generator so they never disturb fault outcomes.
-//! Both are SplitMix64 ([`profilestore_core::guid::GuidGenerator`]): same seed and same calls,
-//! same results.
+//! Both are SplitMix64 ([`profilestore_core::guid::GuidGenerator`]) on streams of their own
+//! (the seed mixed with a constant per generator, so a world and a MessagingService given the
+//! same seed draw other numbers): same seed and same calls, same results.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -18,6 +19,14 @@ use profilestore_core::guid::GuidGenerator;
 use super::Operation;
 use super::error::RequestError;
 use crate::config::{ConfigError, probability, time_range};
+
+/// Mixed into the seed of the fault generator ("FAULTS!!"): a world, a MessagingService and a
+/// DataStore given one seed (as a fleet gives them) draw from separate streams, so the n-th
+/// fault roll is not the n-th GUID or message-loss roll.
+const FAULT_STREAM: u64 = 0x4641_554C_5453_2121;
+
+/// Mixed into the seed of the latency generator ("LATENCY!").
+const LATENCY_STREAM: u64 = 0x4C41_5445_4E43_5921;
 
 /// What happens to one call.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,11 +161,11 @@ impl FaultState {
         self.config.per_operation.clear();
     }
 
-    /// Starts both generators from the config's seed.
+    /// Starts both generators from the config's seed, each on its own stream.
     pub fn new(config: Faults) -> FaultState {
         FaultState {
-            faults: GuidGenerator::new(config.seed),
-            latency: GuidGenerator::new(config.seed ^ 0x4C41_5445_4E43_5921),
+            faults: GuidGenerator::new(config.seed ^ FAULT_STREAM),
+            latency: GuidGenerator::new(config.seed ^ LATENCY_STREAM),
             scripted: BTreeMap::new(),
             config,
         }

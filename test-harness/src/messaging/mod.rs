@@ -5,9 +5,10 @@
 //!
 //! Deliveries are decided at publish time, one per subscription then active (so a server's own
 //! subscription hears its own publishes, as on Roblox): each draws a loss roll and a delay from a
-//! seeded SplitMix64 generator, in subscription order. A delivery whose subscription was
-//! disconnected before it arrives is dropped. [`MessagingService::poll_delivery`] hands them out
-//! in `(arrival time, publish order)` order, so same seed and same calls give the same run.
+//! seeded SplitMix64 generator on a stream of its own, in subscription order. A delivery whose
+//! subscription was disconnected before it arrives is dropped.
+//! [`MessagingService::poll_delivery`] hands them out in `(arrival time, publish order)` order,
+//! so same seed and same calls give the same run.
 //!
 //! Rate limits ([`MessagingLimits`]): messages sent per server, received per topic and per game,
 //! subscriptions and subscribe requests per server.
@@ -26,6 +27,10 @@ use profilestore_core::value::{MAX_DEPTH, Value};
 
 use crate::config::{ConfigError, amount, probability, time_range};
 use crate::datastore::ServerId;
+
+/// Mixed into the seed of the loss and delay generator ("MESSAGES"): a world and a DataStore
+/// given the same seed (as a fleet gives them) draw from other streams.
+const MESSAGING_STREAM: u64 = 0x4D45_5353_4147_4553;
 
 /// One `SubscribeAsync` connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -228,7 +233,7 @@ impl MessagingService {
     pub fn new(config: MessagingConfig) -> Result<MessagingService, ConfigError> {
         config.check()?;
         Ok(MessagingService {
-            rng: GuidGenerator::new(config.seed),
+            rng: GuidGenerator::new(config.seed ^ MESSAGING_STREAM),
             config,
             next_subscription: 1,
             next_sequence: 0,
