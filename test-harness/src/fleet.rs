@@ -543,7 +543,8 @@ impl Fleet {
         world.log_values = false;
         world.summarize = crate::invariants::summarize_write;
         if config.record {
-            world.record();
+            // A new world has had no input yet.
+            world.record().map_err(|e| e.to_string())?;
         }
         let mut store = StoreId(0);
         for s in 0..config.servers {

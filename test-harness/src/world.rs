@@ -87,6 +87,17 @@ pub struct WorldConfig {
     pub servers: Vec<ServerSpec>,
 }
 
+/// [`World::record`] asked for after engines had inputs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "recording must start before the first engine input ({inputs} fed already): a replay \
+     starts from fresh engines"
+)]
+pub struct RecordTooLate {
+    /// Inputs fed before.
+    pub inputs: u64,
+}
+
 /// The latest Unix time a world may start at: the last second of the year 9999.
 pub const MAX_EPOCH: i64 = 253_402_300_799;
 
@@ -428,6 +439,8 @@ pub struct World {
     commits: Vec<Committed>,
     pages: BTreeMap<(usize, profilestore_core::QueryId), VersionPages>,
     frame: u64,
+    /// Engine inputs fed so far (recording must start before the first).
+    inputs: u64,
 }
 
 impl World {
@@ -493,13 +506,25 @@ impl World {
             commits: Vec::new(),
             pages: BTreeMap::new(),
             frame: 0,
+            inputs: 0,
         })
     }
 
-    /// Starts recording every engine input and output.
-    pub fn record(&mut self) {
+    /// Starts recording every engine input and output; refused once an engine has had an
+    /// input, as a replay starts from fresh engines and a trace must hold every input from the
+    /// first (already recording: nothing changes).
+    pub fn record(&mut self) -> Result<(), RecordTooLate> {
+        if self.trace.is_some() {
+            return Ok(());
+        }
+        if self.inputs > 0 {
+            return Err(RecordTooLate {
+                inputs: self.inputs,
+            });
+        }
         self.trace = Some(Vec::new());
         self.outputs = Some(Vec::new());
+        Ok(())
     }
 
     /// The clocks server `s` reads now.
@@ -526,6 +551,7 @@ impl World {
     }
 
     fn apply_input(&mut self, s: usize, input: Input) -> InputResult {
+        self.inputs += 1;
         let server = &mut self.servers[s];
         let Some(trace) = &mut self.trace else {
             return server.engine.handle_input(input, &mut server.host);

@@ -811,3 +811,44 @@ fn the_receive_limit_counts_every_running_server() {
     assert_eq!(deliveries(false), 40 + 80 * 3);
     assert_eq!(deliveries(true), 40 + 80 * 2);
 }
+
+/// Recording starts before the first engine input or not at all: a trace missing the first
+/// inputs could not replay on fresh engines. Asking again while recording changes nothing.
+#[test]
+fn recording_is_refused_once_an_engine_has_had_inputs() {
+    let (mut w, _) = world(1, Limits::unlimited());
+    // `world` opened a store on the server: one input.
+    assert_eq!(
+        w.record().map_err(|e| e.to_string()),
+        Err(
+            "recording must start before the first engine input (1 fed already): a replay \
+             starts from fresh engines"
+                .into()
+        )
+    );
+    let config = WorldConfig {
+        seed: 3,
+        epoch: 1_735_689_600,
+        fps: 60.0,
+        latency: LatencyModel::Fixed(0.15),
+        servers: vec![ServerSpec {
+            name: "S0".into(),
+            place_id: 1001,
+            wall_skew: 0,
+        }],
+    };
+    let ds = DataStoreService::new(config.epoch);
+    let ms = MessagingService::new(MessagingConfig::roblox(3)).unwrap();
+    let mut fresh = World::new(config, ds, ms).unwrap();
+    assert_eq!(fresh.record(), Ok(()));
+    fresh.feed(
+        0,
+        Input::NewStore {
+            name: "S".into(),
+            template: json!({}),
+        },
+    );
+    assert_eq!(fresh.record(), Ok(()));
+    let trace = profilestore_harness::trace::Trace::of(&fresh, None).unwrap();
+    assert_eq!(trace.inputs.len(), 1);
+}
