@@ -285,6 +285,25 @@ fn as_flag(message: &str) -> String {
     message.to_string()
 }
 
+/// A bar of `duration` virtual seconds saying `message`, drawn on standard error (hidden for
+/// `--json`, and by indicatif when standard error is not a terminal).
+fn progress_bar(json: bool, duration: f64, message: &'static str) -> ProgressBar {
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(duration.ceil() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} virtual {pos}/{len} s [{bar:40}] {elapsed_precise} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse().command) {
         Ok(_) if OUTPUT_FAILED.load(Ordering::Relaxed) => ExitCode::from(2),
@@ -367,18 +386,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let mut fleet = Fleet::new(config.clone(), storage)?;
             // The log does not grow with the run: excerpts of violations come from a second run.
             fleet.keep_log = false;
-            let bar = if json {
-                ProgressBar::hidden()
-            } else {
-                ProgressBar::new(duration.ceil() as u64)
-            };
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} virtual {pos}/{len} s [{bar:40}] {elapsed_precise} {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
+            let bar = progress_bar(json, duration, "");
             let started = Instant::now();
             fleet.run(|t| bar.set_position(t as u64));
             bar.finish_and_clear();
@@ -402,7 +410,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 match Fleet::new(config, Box::new(MemoryStorage::new())) {
                     Err(e) => failures.push(format!("determinism check failed: {e}")),
                     Ok(mut again) => {
-                        again.run(|_| {});
+                        // As long as the run itself: show it going.
+                        let bar = progress_bar(json, duration, "determinism check: second run");
+                        again.run(|t| bar.set_position(t as u64));
+                        bar.finish_and_clear();
                         match trace::same_run(&fleet.world, &again.world) {
                             Ok(same) => {
                                 reproduced = same;
