@@ -610,11 +610,12 @@ fn a_trade_torn_by_a_stolen_session_is_counted_not_a_dupe() {
 }
 
 /// A run of the shape a sweep of long stays found this in (seed 5174 then; 38 since the
-/// DataStore faults and the MessagingService draw from streams of their own): trades' givers
-/// save, their servers die, and saves sent before the deaths land after them. Such a late
-/// write (once logged as a summary, without `Data`) was taken to store the giver's side of
-/// every trade of that server, so a torn trade was reported as a dupe. Writes landing after a
-/// death are logged whole, and here they store the giver's side of six trades.
+/// DataStore faults and the MessagingService draw from streams of their own): server 3 dies at
+/// 979 s with two trades whose givers' sides no save stored, and a save it sent before dying
+/// lands after. Such a late write (once logged as a summary, without `Data`) was taken to
+/// store the giver's side of every trade of its server, so the two torn trades were reported
+/// as dupes. Writes landing after a death are logged whole: here they store the giver's side
+/// of six other trades, and the two stay torn.
 #[test]
 fn a_late_write_after_a_crash_does_not_hide_a_torn_trade() {
     let mut config = FleetConfig::new(38, 3, 42, 14_400.0, 0.15);
@@ -634,6 +635,23 @@ fn a_late_write_after_a_crash_does_not_hide_a_torn_trade() {
         ["Player_8:item26", "Player_25:item14"].map(String::from)
     );
     assert_eq!(fleet.stolen_trades, Vec::<String>::new());
+    // Both torn trades were on server 3, which a write landed from after it died.
+    let died = fleet.observed.died_at.get(&3).copied();
+    assert_eq!(died, Some(979.0));
+    let late = fleet
+        .world
+        .log
+        .iter()
+        .filter(|l| l.server == 3 && l.t > 979.0 && matches!(l.what, Happening::Write { .. }))
+        .count();
+    assert!(late > 0);
+    for item in &fleet.torn_trades {
+        let trade = fleet.observed.trade_log.iter().find(|t| &t.item == item);
+        assert!(
+            trade.is_some_and(|t| t.server == 3 && t.at < 979.0 && !t.giver_saved),
+            "{trade:?}"
+        );
+    }
 }
 
 /// The dupe is named after the giver of the item's first trade that no save of its giver

@@ -315,7 +315,6 @@ proptest::proptest! {
         proptest::prop_assert!(replayed.is_ok());
     }
 
-
     /// A trace whose inputs' contents were altered (a hand-edited or damaged file that still
     /// decodes) replays without panicking: ids that name another object of the same kind or
     /// nothing at all, a DataStore answer of another request (of another kind), a stored value
@@ -324,12 +323,15 @@ proptest::proptest! {
     /// differences.
     #[test]
     fn a_trace_with_its_inputs_altered_replays_without_panicking(
-        edits in proptest::collection::vec((0u8..6, 0usize..100_000, 0usize..100_000), 1..8)
+        edits in proptest::collection::vec(
+            (0u8..6, 0usize..100_000, 0usize..100_000, 0usize..100_000),
+            1..8,
+        )
     ) {
         use profilestore_core::Input as I;
         let mut t = committed_trace();
         let n = t.inputs.len();
-        for (kind, a, b) in edits {
+        for (kind, a, b, c) in edits {
             let (i, j) = (a % n, b % n);
             let other = t.inputs[j].input.clone();
             let input = &mut t.inputs[i].input;
@@ -360,20 +362,27 @@ proptest::proptest! {
                     I::Message { message, .. } => *message = odd_value(b),
                     _ => {}
                 },
-                // A clock that is not a number, runs backwards or leaps.
+                // Clocks that are not numbers, run backwards or leap: the monotonic and the
+                // wall clock drawn apart, and a transform's wall clock.
                 4 => {
+                    let mono = [f64::NAN, f64::NEG_INFINITY, -1.0, 0.0, 1e300, f64::INFINITY];
+                    let wall = [i64::MIN, -1, 0, i64::MAX];
                     if let Some(now) = input.now_mut() {
-                        let odd = [f64::NAN, f64::NEG_INFINITY, -1.0, 0.0, 1e300, f64::INFINITY];
-                        now.mono = odd[b % odd.len()];
-                        now.wall = [i64::MIN, -1, 0, i64::MAX][b % 4];
+                        now.mono = mono[b % mono.len()];
+                        now.wall = wall[c % wall.len()];
+                    } else if let I::Transform { wall: w, .. } = input {
+                        *w = wall[c % wall.len()];
                     }
                 }
-                // A transform handed to the op of another input.
+                // Live answers (what the host said while a timer or a transform ran) recorded
+                // for another input.
                 _ => {
-                    if let (I::Transform { op, .. }, mut donor) = (input, other)
-                        && let Some(id) = ids_mut(&mut donor).pop()
+                    if let (
+                        I::Timeout { live, .. } | I::Transform { live, .. },
+                        I::Timeout { live: l, .. } | I::Transform { live: l, .. },
+                    ) = (input, other)
                     {
-                        op.0 = *id;
+                        *live = l;
                     }
                 }
             }
