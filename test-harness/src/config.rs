@@ -21,8 +21,8 @@ pub enum ConfigError {
         /// What it was set to.
         value: f64,
     },
-    /// A time that is negative, infinite or NaN.
-    #[error("{field} must be a finite number of seconds, 0 or more, got {value}")]
+    /// A time that is negative, longer than [`MAX_SECONDS`], infinite or NaN.
+    #[error("{field} must be a number of seconds from 0 to 86400 (a day), got {value}")]
     Seconds {
         /// The field.
         field: String,
@@ -37,13 +37,15 @@ pub enum ConfigError {
         /// What it was set to.
         value: f64,
     },
-    /// A quantity that must be above zero.
-    #[error("{field} must be a finite number above 0, got {value}")]
+    /// A quantity that must be above zero and at most a bound.
+    #[error("{field} must be above 0 and at most {max}, got {value}")]
     Positive {
         /// The field.
         field: String,
         /// What it was set to.
         value: f64,
+        /// The most allowed.
+        max: f64,
     },
     /// A whole number outside the range the harness can compute with.
     #[error("{field} must be between {min} and {max}, got {value}")]
@@ -56,6 +58,16 @@ pub enum ConfigError {
         min: i64,
         /// The most allowed.
         max: i64,
+    },
+    /// A world and its DataStore that start their clocks at different Unix times.
+    #[error(
+        "the world's epoch ({world}) and its DataStore's ({datastore}) must be the same Unix time"
+    )]
+    EpochMismatch {
+        /// `WorldConfig::epoch`.
+        world: i64,
+        /// The epoch the DataStore was made with.
+        datastore: i64,
     },
     /// The two ends of a range the wrong way round.
     #[error("{min_field} ({min}) must not be more than {max_field} ({max})")]
@@ -71,6 +83,10 @@ pub enum ConfigError {
     },
 }
 
+/// The longest time a configuration may give (a latency, a delay, a cache time, a window):
+/// a day. Longer ones are mistakes, and times computed from them must stay far from overflow.
+pub const MAX_SECONDS: f64 = 86_400.0;
+
 /// `Ok` if `ok`, else the error `refusal` makes.
 fn unless(ok: bool, refusal: impl FnOnce() -> ConfigError) -> Result<(), ConfigError> {
     if ok { Ok(()) } else { Err(refusal()) }
@@ -85,12 +101,11 @@ pub(crate) fn probability(field: &str, value: f64) -> Result<(), ConfigError> {
     })
 }
 
-/// `value` is a finite time of 0 seconds or more.
+/// `value` is a time from 0 to [`MAX_SECONDS`].
 pub(crate) fn seconds(field: &str, value: f64) -> Result<(), ConfigError> {
     let field = field.to_string();
-    unless(value.is_finite() && value >= 0.0, || ConfigError::Seconds {
-        field,
-        value,
+    unless((0.0..=MAX_SECONDS).contains(&value), || {
+        ConfigError::Seconds { field, value }
     })
 }
 
@@ -103,12 +118,13 @@ pub(crate) fn amount(field: &str, value: f64) -> Result<(), ConfigError> {
     })
 }
 
-/// `value` is finite and above 0.
-pub(crate) fn positive(field: &str, value: f64) -> Result<(), ConfigError> {
+/// `value` is above 0 and at most `max`.
+pub(crate) fn positive(field: &str, value: f64, max: f64) -> Result<(), ConfigError> {
     let field = field.to_string();
-    unless(value.is_finite() && value > 0.0, || ConfigError::Positive {
+    unless(value > 0.0 && value <= max, || ConfigError::Positive {
         field,
         value,
+        max,
     })
 }
 
@@ -152,17 +168,23 @@ mod tests {
         );
         assert!(probability("p", f64::NAN).is_err());
         assert_eq!(seconds("t", 0.0), Ok(()));
+        assert_eq!(seconds("t", MAX_SECONDS), Ok(()));
         assert_eq!(
             seconds("latency.min", -0.5).unwrap_err().to_string(),
-            "latency.min must be a finite number of seconds, 0 or more, got -0.5"
+            "latency.min must be a number of seconds from 0 to 86400 (a day), got -0.5"
         );
+        assert!(seconds("t", MAX_SECONDS + 1.0).is_err());
         assert!(seconds("t", f64::INFINITY).is_err());
+        assert!(seconds("t", f64::NAN).is_err());
         assert_eq!(amount("r", 0.0), Ok(()));
         assert!(amount("r", f64::NAN).is_err());
+        assert_eq!(positive("fps", 1000.0, 1000.0), Ok(()));
         assert_eq!(
-            positive("fps", 0.0).unwrap_err().to_string(),
-            "fps must be a finite number above 0, got 0"
+            positive("fps", 0.0, 1000.0).unwrap_err().to_string(),
+            "fps must be above 0 and at most 1000, got 0"
         );
+        assert!(positive("fps", f64::NAN, 1000.0).is_err());
+        assert!(positive("fps", 1e300, 1000.0).is_err());
         assert_eq!(within("n", 3, 3, 4), Ok(()));
         assert_eq!(
             within("epoch", -1, 0, 9).unwrap_err().to_string(),

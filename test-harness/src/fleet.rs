@@ -443,8 +443,12 @@ pub const HANDOFF_BOUND: f64 = 60.0;
 
 /// A running fleet.
 pub struct Fleet {
-    /// The configuration.
+    /// The configuration. Fields changed after [`Fleet::new`] are not checked again (the
+    /// fault rate stays the one `new` checked); tests change it only to change what
+    /// [`crate::invariants::check`] expects.
     pub config: FleetConfig,
+    /// `config.faults` as [`Fleet::new`] checked it: the rate fault periods switch on.
+    fault_rate: f64,
     /// The world.
     pub world: World,
     store: StoreId,
@@ -579,6 +583,7 @@ impl Fleet {
             closing: vec![false; total],
             spares: (config.servers..total).collect(),
             booting: Vec::new(),
+            fault_rate: config.faults,
             config,
             world,
             store,
@@ -612,7 +617,6 @@ impl Fleet {
     /// Plays for `config.duration` seconds, calling `progress(virtual seconds)` now and then;
     /// then settles.
     pub fn run(&mut self, mut progress: impl FnMut(f64)) {
-        self.world.datastore_fail = 0.0;
         let step = 1.0;
         let mut t = 0.0;
         while t < self.config.duration {
@@ -1287,13 +1291,13 @@ impl Fleet {
         if faulty == self.healthy_from.is_none() && t > 0.0 {
             return;
         }
-        self.set_faults(if faulty { self.config.faults } else { 0.0 });
+        self.set_faults(if faulty { self.fault_rate } else { 0.0 });
         self.healthy_from = (!faulty).then_some(t);
     }
 
     /// DataStore faults (four fifths plain, one fifth ambiguous, as [`Fleet::new`] sets them)
-    /// and message loss at `rate`: `config.faults`, checked in [`Fleet::new`], or 0, which
-    /// neither service refuses.
+    /// and message loss at `rate`: the fault rate [`Fleet::new`] checked, or 0, which neither
+    /// service refuses.
     fn set_faults(&mut self, rate: f64) {
         let datastore = self.world.datastore.set_fault_rates(rate * 0.8, rate * 0.2);
         let messaging = self.world.messaging.set_loss(rate);

@@ -470,6 +470,8 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     // A run that let go of its log is run again keeping it, only to cut the excerpts: the same
     // configuration makes the same run (`--check-determinism`), on any storage.
     let again;
+    // Why the excerpts come from the lines the run still keeps, when they must.
+    let mut no_rerun = None;
     let source: &Fleet = if fleet.world.log.first_kept() == 0 {
         fleet
     } else {
@@ -481,9 +483,13 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 again = rerun;
                 &again
             }
-            // The configuration ran once, so it passes its check again; were it refused, the
-            // excerpts would come from the lines still kept.
-            Err(_) => fleet,
+            // Only if the configuration was changed after the run (a test's doing).
+            Err(e) => {
+                no_rerun = Some(format!(
+                    "(only the lines the run still kept: it could not be made again: {e})"
+                ));
+                fleet
+            }
         }
     };
     // A fleet changed after it was made (a test's doing) runs differently again: say so rather
@@ -493,7 +499,9 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         .into_iter()
         .map(|(invariant, key, detail, from)| {
             let mut lines = excerpt(&source.world.log, source, &key, from, 12);
-            if ran != reran {
+            if let Some(note) = &no_rerun {
+                lines.insert(0, note.clone());
+            } else if ran != reran {
                 lines.insert(
                     0,
                     format!(

@@ -15,11 +15,12 @@ use profilestore_core::{
 };
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, positive, seconds};
 use crate::datastore::{DataStoreService, Limits};
+use crate::fleet::MAX_DURATION;
 use crate::journal::Line;
 use crate::messaging::{MessagingConfig, MessagingService};
-use crate::world::{Happening, LatencyModel, ServerSpec, World, WorldConfig};
+use crate::world::{Happening, LatencyModel, MAX_EPOCH, MAX_FPS, ServerSpec, World, WorldConfig};
 
 /// A scenario file.
 #[derive(Clone, Debug, Deserialize)]
@@ -133,7 +134,7 @@ pub enum ActionKind {
 /// A scenario that cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    /// A figure the world cannot run with (the epoch, say), found when the world is built.
+    /// A latency figure the virtual clock cannot run on ([`ScenarioLatency::check`]).
     #[error("invalid scenario: {0}")]
     Config(#[from] ConfigError),
     /// The file could not be read.
@@ -159,16 +160,6 @@ pub enum ScenarioError {
         t: f64,
         /// The name.
         server: String,
-    },
-    /// A latency figure is out of range (fps must be positive, times finite and not negative).
-    #[error("invalid scenario latency: {field} is {value}, {expected}")]
-    Latency {
-        /// The field (`fps`, `datastore_round_trip`, ...).
-        field: &'static str,
-        /// Its value.
-        value: f64,
-        /// What it must be.
-        expected: &'static str,
     },
     /// The scenario contradicts the format: an action after the horizon, an unknown field, two
     /// servers of one name, a probability outside 0–1...
@@ -231,20 +222,17 @@ fn unknown_action_field(action: &serde_json::Value) -> Option<String> {
         .map(|k| format!("action {what:?} at t={t} has no field {k:?}"))
 }
 
-/// The last Unix time the journal's clock can show (the end of year 9999).
-const MAX_EPOCH: i64 = 253_402_300_799;
-
 impl Scenario {
     /// Refuses what the format does not allow: a latency model the clock cannot run on (see
-    /// [`ScenarioLatency::check`]), a horizon or action time that is negative, not finite or
-    /// (for an action) after the horizon, an epoch outside years 1970–9999, two servers of one
+    /// [`ScenarioLatency::check`]), a horizon that is negative, not finite or over a year, an
+    /// action time that is negative, not finite or after the horizon, an epoch outside years 1970–9999, two servers of one
     /// name, a fault probability outside 0–1.
     pub fn check(&self) -> Result<(), ScenarioError> {
         self.latency.check()?;
         let invalid = |message: String| Err(ScenarioError::Invalid(message));
-        if !(self.horizon.is_finite() && self.horizon >= 0.0) {
+        if !(0.0..=MAX_DURATION).contains(&self.horizon) {
             return invalid(format!(
-                "horizon is {}, expected a finite number of seconds, at least 0",
+                "horizon is {}, expected a number of seconds from 0 to {MAX_DURATION} (a year)",
                 self.horizon
             ));
         }
@@ -304,31 +292,13 @@ struct Runner {
 
 impl ScenarioLatency {
     /// Refuses figures the virtual clock cannot run on: a Heartbeat of zero or fewer frames
-    /// per second never ticks (or never advances), a negative or infinite delay never arrives.
+    /// per second never ticks (at most [`MAX_FPS`]), a negative or non-finite delay never
+    /// arrives (at most a day, [`crate::config::MAX_SECONDS`]).
     pub fn check(&self) -> Result<(), ScenarioError> {
-        let bad = |field, value, expected| {
-            Err(ScenarioError::Latency {
-                field,
-                value,
-                expected,
-            })
-        };
-        if !(self.fps.is_finite() && self.fps > 0.0) {
-            return bad("fps", self.fps, "expected a positive number");
-        }
-        for (field, value) in [
-            ("datastore_round_trip", self.datastore_round_trip),
-            ("message_delay", self.message_delay),
-            ("publish_yield", self.publish_yield),
-        ] {
-            if !(value.is_finite() && value >= 0.0) {
-                return bad(
-                    field,
-                    value,
-                    "expected a finite number of seconds, at least 0",
-                );
-            }
-        }
+        positive("latency.fps", self.fps, MAX_FPS)?;
+        seconds("latency.datastore_round_trip", self.datastore_round_trip)?;
+        seconds("latency.message_delay", self.message_delay)?;
+        seconds("latency.publish_yield", self.publish_yield)?;
         Ok(())
     }
 }
@@ -443,10 +413,10 @@ impl Runner {
         } = &action.what
         {
             if let Some(p) = datastore_fail {
-                self.world.datastore_fail = *p;
+                self.world.set_datastore_fail(*p)?;
             }
             if let Some(p) = messaging_fail {
-                self.world.messaging_fail = *p;
+                self.world.set_messaging_fail(*p)?;
             }
             return Ok(());
         }
@@ -753,40 +723,44 @@ mod tests {
         let cases = [
             (
                 ScenarioLatency { fps: 0.0, ..good },
-                "fps is 0, expected a positive number",
+                "latency.fps must be above 0 and at most 1000, got 0",
+            ),
+            (
+                ScenarioLatency {
+                    fps: 1001.0,
+                    ..good
+                },
+                "latency.fps must be above 0 and at most 1000, got 1001",
             ),
             (
                 ScenarioLatency { fps: -60.0, ..good },
-                "fps is -60, expected a positive number",
+                "latency.fps must be above 0 and at most 1000, got -60",
             ),
             (
                 ScenarioLatency {
                     fps: f64::NAN,
                     ..good
                 },
-                "fps is NaN, expected a positive number",
+                "latency.fps must be above 0 and at most 1000, got NaN",
             ),
             (
                 ScenarioLatency {
                     message_delay: -1.0,
                     ..good
                 },
-                "message_delay is -1, expected a finite number of seconds, at least 0",
+                "latency.message_delay must be a number of seconds from 0 to 86400 (a day), got -1",
             ),
             (
                 ScenarioLatency {
                     datastore_round_trip: f64::INFINITY,
                     ..good
                 },
-                "datastore_round_trip is inf, expected a finite number of seconds, at least 0",
+                "latency.datastore_round_trip must be a number of seconds from 0 to 86400 (a day), got inf",
             ),
         ];
         for (latency, message) in cases {
             let err = latency.check().unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                format!("invalid scenario latency: {message}")
-            );
+            assert_eq!(err.to_string(), format!("invalid scenario: {message}"));
         }
         let dir = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -800,10 +774,10 @@ mod tests {
             .path();
         let mut scenario = load(&first).unwrap();
         scenario.latency.fps = -1.0;
-        assert!(matches!(
-            run(&scenario),
-            Err(ScenarioError::Latency { field: "fps", .. })
-        ));
+        assert_eq!(
+            run(&scenario).map(|_| ()).map_err(|e| e.to_string()),
+            Err("invalid scenario: latency.fps must be above 0 and at most 1000, got -1".into())
+        );
     }
 
     #[test]
@@ -862,7 +836,7 @@ mod tests {
             ),
             (
                 &|s| s["horizon"] = serde_json::json!(-1),
-                "horizon is -1, expected a finite number of seconds, at least 0",
+                "horizon is -1, expected a number of seconds from 0 to 31622400 (a year)",
             ),
             (
                 &|s| s["actions"][0]["Steal"] = serde_json::json!(true),

@@ -27,7 +27,7 @@ use profilestore_core::{
     OpId, Output, Recorder, ServerIdentity, SubscriptionId, Transformed,
 };
 
-use crate::config::{ConfigError, positive, seconds, within};
+use crate::config::{ConfigError, positive, probability, seconds, within};
 use crate::datastore::{
     Admission, Committed, DataStoreService, Operation, Read, ReadTicket, RequestError, ServerId,
     StoreName, UpdateCommit, VersionPages,
@@ -101,16 +101,19 @@ pub struct RecordTooLate {
 /// The latest Unix time a world may start at: the last second of the year 9999.
 pub const MAX_EPOCH: i64 = 253_402_300_799;
 
+/// The highest Heartbeat frame rate a world may run at (Roblox runs 60).
+pub const MAX_FPS: f64 = 1000.0;
+
 /// The largest wall-clock skew of a server, seconds: ten years either way.
 pub const MAX_WALL_SKEW: i64 = 315_360_000;
 
 impl WorldConfig {
-    /// Refuses a frame rate that is not a positive number, a fixed latency that is negative or
-    /// not finite, an epoch outside 0..=[`MAX_EPOCH`] and a server skew beyond
+    /// Refuses a frame rate that is not above 0 and at most [`MAX_FPS`], a fixed latency that
+    /// is not a time from 0 to a day ([`crate::config::MAX_SECONDS`]), an epoch outside 0..=[`MAX_EPOCH`] and a server skew beyond
     /// ±[`MAX_WALL_SKEW`] (so a server's wall clock, epoch + virtual time + skew, stays a
     /// plain Unix time).
     pub fn check(&self) -> Result<(), ConfigError> {
-        positive("world.fps", self.fps)?;
+        positive("world.fps", self.fps, MAX_FPS)?;
         if let LatencyModel::Fixed(round_trip) = self.latency {
             seconds("world.latency", round_trip)?;
         }
@@ -406,10 +409,11 @@ pub struct World {
     /// Everything that happened, in order (a reader may let go of the lines it has read:
     /// [`Log::forget_before`]).
     pub log: Log,
-    /// Probability that a DataStore call fails (after its round trips, without effect).
-    pub datastore_fail: f64,
-    /// Probability that a publish is lost.
-    pub messaging_fail: f64,
+    /// Probability that a DataStore call fails (after its round trips, without effect):
+    /// [`World::set_datastore_fail`].
+    datastore_fail: f64,
+    /// Probability that a publish is lost: [`World::set_messaging_fail`].
+    messaging_fail: f64,
     /// DataStore requests that waited in a throttle queue.
     pub throttled: u64,
     /// DataStore requests refused because their throttle queue was full.
@@ -428,9 +432,11 @@ pub struct World {
     pub log_values: bool,
     /// What a write logs when `log_values` is false.
     pub summarize: fn(&Value) -> Value,
-    /// Every engine input, when recording.
-    pub trace: Option<Vec<TracedInput>>,
-    /// Every engine output, in order, when recording (for replay comparison).
+    /// Every engine input, when recording ([`World::record`], which alone starts it: a trace
+    /// must hold every input from the first; read it with [`World::traced_inputs`]).
+    pub(crate) trace: Option<Vec<TracedInput>>,
+    /// Every engine output, in order, when recording (for replay comparison); set it to
+    /// `Some` to collect outputs without recording inputs.
     pub outputs: Option<Vec<(usize, Output)>>,
     rng: GuidGenerator,
     requests: BTreeMap<Operation, u64>,
@@ -445,14 +451,21 @@ pub struct World {
 
 impl World {
     /// Builds a world: engines with seeded JobIds and GUID seeds, all with DataStore access;
-    /// or why `config` cannot be used ([`WorldConfig::check`]). The DataStore and the
-    /// MessagingService checked their own configurations when they were built.
+    /// or why `config` cannot be used ([`WorldConfig::check`], and the DataStore's epoch must
+    /// be the world's). The DataStore and the MessagingService checked the rest of their
+    /// configurations when they were built.
     pub fn new(
         config: WorldConfig,
         mut datastore: DataStoreService,
         mut messaging: MessagingService,
     ) -> Result<World, ConfigError> {
         config.check()?;
+        if datastore.epoch() != config.epoch {
+            return Err(ConfigError::EpochMismatch {
+                world: config.epoch,
+                datastore: datastore.epoch(),
+            });
+        }
         // The log shows every commit, also those whose call failed ambiguously.
         datastore.watch_commits();
         // Every server runs from the start (until reserved): the messaging limits count it.
@@ -524,6 +537,26 @@ impl World {
         }
         self.trace = Some(Vec::new());
         self.outputs = Some(Vec::new());
+        Ok(())
+    }
+
+    /// Every engine input so far, when recording.
+    pub fn traced_inputs(&self) -> Option<&[TracedInput]> {
+        self.trace.as_deref()
+    }
+
+    /// Sets the probability that a DataStore call fails after its round trips, without effect
+    /// (the scenarios' fault windows), or says why not (nothing changes then).
+    pub fn set_datastore_fail(&mut self, p: f64) -> Result<(), ConfigError> {
+        probability("world.datastore_fail", p)?;
+        self.datastore_fail = p;
+        Ok(())
+    }
+
+    /// Sets the probability that a publish is lost, or says why not (nothing changes then).
+    pub fn set_messaging_fail(&mut self, p: f64) -> Result<(), ConfigError> {
+        probability("world.messaging_fail", p)?;
+        self.messaging_fail = p;
         Ok(())
     }
 
@@ -1184,6 +1217,8 @@ impl World {
     fn run_transform(&mut self, s: usize, op: OpId, ticket: &ReadTicket) -> Transformed {
         let wall = self.now_for(s).wall;
         if self.trace.is_none() {
+            // An input like any other (recording would trace it through `apply`).
+            self.inputs += 1;
             let server = &mut self.servers[s];
             let result =
                 server

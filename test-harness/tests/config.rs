@@ -36,7 +36,10 @@ fn datastore_faults_are_checked_when_the_service_takes_them() {
     );
     assert_eq!(
         refused(Faults::seeded(1).with_latency(f64::NAN, 0.1)),
-        Some("faults.latency.min must be a finite number of seconds, 0 or more, got NaN".into())
+        Some(
+            "faults.latency.min must be a number of seconds from 0 to 86400 (a day), got NaN"
+                .into()
+        )
     );
     assert_eq!(
         refused(Faults::seeded(1).with_rates(1.5, 0.0)),
@@ -126,7 +129,10 @@ fn datastore_limits_and_rate_limits_are_checked() {
             cache_seconds: Some(-4.0),
             ..Limits::roblox()
         }),
-        Some("limits.cache_seconds must be a finite number of seconds, 0 or more, got -4".into())
+        Some(
+            "limits.cache_seconds must be a number of seconds from 0 to 86400 (a day), got -4"
+                .into()
+        )
     );
     let mut budgets = Limits::roblox();
     if let Some(b) = budgets.budgets.as_mut() {
@@ -157,8 +163,8 @@ fn datastore_limits_and_rate_limits_are_checked() {
     assert_eq!(
         refused(throughput),
         Some(
-            "limits.throughput.window_seconds must be a finite number of seconds, 0 or more, \
-             got NaN"
+            "limits.throughput.window_seconds must be a number of seconds from 0 to \
+             86400 (a day), got NaN"
                 .into()
         )
     );
@@ -171,7 +177,7 @@ fn datastore_limits_and_rate_limits_are_checked() {
     assert_eq!(
         ds.set_rate_limit(0.0, A, RequestType::StandardWrite, Rate::new(f64::NAN, 0.0))
             .map_err(message),
-        Err("rate.base must be a finite number, 0 or more, got NaN".into())
+        Err("rate[StandardWrite].base must be a finite number, 0 or more, got NaN".into())
     );
     assert_eq!(
         ds.request_budget(0.0, A, RequestType::StandardWrite),
@@ -188,7 +194,10 @@ fn messaging_configuration_is_checked() {
     );
     assert_eq!(
         refused(MessagingConfig::roblox(1).with_delay(-1.0)),
-        Some("messaging.min_delay must be a finite number of seconds, 0 or more, got -1".into())
+        Some(
+            "messaging.min_delay must be a number of seconds from 0 to 86400 (a day), got -1"
+                .into()
+        )
     );
     let mut reversed = MessagingConfig::roblox(1);
     reversed.min_delay = 3.0;
@@ -250,11 +259,19 @@ fn the_world_checks_its_frame_rate_latency_epoch_and_skews() {
     };
     assert_eq!(
         with(|c| c.fps = 0.0),
-        Some("world.fps must be a finite number above 0, got 0".into())
+        Some("world.fps must be above 0 and at most 1000, got 0".into())
+    );
+    assert_eq!(
+        with(|c| c.fps = 1001.0),
+        Some("world.fps must be above 0 and at most 1000, got 1001".into())
+    );
+    assert_eq!(
+        with(|c| c.latency = LatencyModel::Fixed(86_401.0)),
+        Some("world.latency must be a number of seconds from 0 to 86400 (a day), got 86401".into())
     );
     assert_eq!(
         with(|c| c.latency = LatencyModel::Fixed(f64::INFINITY)),
-        Some("world.latency must be a finite number of seconds, 0 or more, got inf".into())
+        Some("world.latency must be a number of seconds from 0 to 86400 (a day), got inf".into())
     );
     assert_eq!(
         with(|c| c.epoch = MAX_EPOCH + 1),
@@ -272,6 +289,30 @@ fn the_world_checks_its_frame_rate_latency_epoch_and_skews() {
         ))
     );
     assert!(with(|c| c.servers[0].wall_skew = -MAX_WALL_SKEW).is_none());
+
+    // The DataStore's clock starts where the world's does.
+    let ds = DataStoreService::new(EPOCH + 1);
+    let ms = MessagingService::new(MessagingConfig::roblox(1)).unwrap();
+    assert_eq!(
+        World::new(world_config(), ds, ms).err().map(message),
+        Some(format!(
+            "the world's epoch ({EPOCH}) and its DataStore's ({}) must be the same Unix time",
+            EPOCH + 1
+        ))
+    );
+
+    // The scenarios' world-level failure probabilities.
+    let mut w = build(world_config()).unwrap();
+    assert_eq!(
+        w.set_datastore_fail(1.5).map_err(message),
+        Err("world.datastore_fail must be a probability between 0 and 1, got 1.5".into())
+    );
+    assert_eq!(
+        w.set_messaging_fail(f64::NAN).map_err(message),
+        Err("world.messaging_fail must be a probability between 0 and 1, got NaN".into())
+    );
+    assert_eq!(w.set_datastore_fail(1.0), Ok(()));
+    assert_eq!(w.set_messaging_fail(0.0), Ok(()));
 }
 
 #[test]

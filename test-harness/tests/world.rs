@@ -307,7 +307,7 @@ fn a_shutdown_closes_when_done_or_is_killed_after_thirty_seconds() {
     let (mut w, store) = world(1, Limits::unlimited());
     start(&mut w, 0, store, "k");
     w.run_until(1.0);
-    w.datastore_fail = 1.0;
+    w.set_datastore_fail(1.0).unwrap();
     w.shutdown(0);
     w.run_until(29.0);
     assert!(w.servers[0].alive, "still saving");
@@ -456,7 +456,7 @@ fn a_raw_set_meets_faults_and_lands_after_a_crash() {
     assert_eq!(w.stored("S", "k"), Some(json!(1)));
 
     let (mut w, _) = world(1, Limits::unlimited());
-    w.datastore_fail = 1.0;
+    w.set_datastore_fail(1.0).unwrap();
     w.raw_set(0, "S", "k", json!(1));
     w.run_until(1.0);
     assert_eq!(w.stored("S", "k"), None);
@@ -627,7 +627,7 @@ fn a_conflicting_update_tries_again_half_a_round_trip_each_way() {
     // The call met the world's faults at its first write (1.3 s); its second does not draw
     // again, so faults from now on do not touch it.
     w.run_until(1.35);
-    w.datastore_fail = 1.0;
+    w.set_datastore_fail(1.0).unwrap();
     w.run_until(3.0);
     let writes: Vec<(f64, usize)> = writes_of(&w, "k")
         .into_iter()

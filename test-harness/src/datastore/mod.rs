@@ -598,7 +598,8 @@ impl DataStoreService {
         }
     }
 
-    /// The same service with other limits, or why they cannot be used ([`Limits::check`]).
+    /// The same service with other limits, or why they cannot be used ([`Limits::check`];
+    /// the service is dropped with the error: check them first to keep it).
     pub fn with_limits(mut self, limits: Limits) -> Result<DataStoreService, ConfigError> {
         limits.check()?;
         self.limits = limits;
@@ -619,7 +620,8 @@ impl DataStoreService {
     }
 
     /// The same service with `faults` as its fault model, or why it cannot be used
-    /// ([`Faults::check`]).
+    /// ([`Faults::check`]; the service is dropped with the error: check them first to keep
+    /// it).
     pub fn with_faults(mut self, faults: Faults) -> Result<DataStoreService, ConfigError> {
         faults.check()?;
         self.faults = FaultState::new(faults);
@@ -647,6 +649,11 @@ impl DataStoreService {
     /// Gives the storage back (to reopen it elsewhere).
     pub fn into_storage(self) -> Box<dyn Storage> {
         self.storage
+    }
+
+    /// The Unix time (seconds) at virtual time 0.
+    pub fn epoch(&self) -> i64 {
+        self.epoch
     }
 
     /// Unix milliseconds at virtual time `now`.
@@ -696,7 +703,7 @@ impl DataStoreService {
         kind: RequestType,
         rate: Rate,
     ) -> Result<(), ConfigError> {
-        rate.check("rate")?;
+        rate.check(&format!("rate[{kind:?}]"))?;
         if let Some(budgets) = &self.limits.budgets {
             self.budgets.set_rate(now, budgets, server, kind, rate);
         }
