@@ -604,8 +604,11 @@ impl Fleet {
         })
     }
 
+    /// An exponentially distributed draw of mean `mean`. The logarithm is `libm`'s, the same
+    /// bits on every platform (`f64::ln` is the platform's maths library), so a seed makes the
+    /// same run everywhere.
     fn exp(&mut self, mean: f64) -> f64 {
-        -mean * (1.0 - self.rng.next_f64()).ln()
+        -mean * libm::log(1.0 - self.rng.next_f64())
     }
 
     fn alive_servers(&self) -> Vec<usize> {
@@ -724,7 +727,11 @@ impl Fleet {
                 } => {
                     // A player gives up after a minute of loading, or leaves earlier now and
                     // then (checked every 5 s): with a `Cancel`, it turns true.
-                    let quit = 1.0 - (1.0 - self.config.quit_while_loading).powi(5);
+                    // (1 − p)⁵ as (q²)²·q: plain multiplications, the same bits on every
+                    // platform and build (`powi` may be lowered either way).
+                    let q = 1.0 - self.config.quit_while_loading;
+                    let q2 = q * q;
+                    let quit = 1.0 - q2 * q2 * q;
                     let too_long = now - since > HANDOFF_BOUND;
                     if too_long || self.rng.next_f64() < quit {
                         // A start that ran past the bound while the DataStore stayed healthy
