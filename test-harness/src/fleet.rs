@@ -29,7 +29,7 @@ use profilestore_core::{
 };
 
 use crate::acked::AckedOps;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, probability};
 use crate::datastore::{DataStoreService, Faults, Limits};
 use crate::messaging::{MessagingConfig, MessagingService};
 use crate::storage::Storage;
@@ -168,11 +168,12 @@ impl FleetConfig {
                 self.duration
             ));
         }
-        if !(0.0..=1.0).contains(&self.faults) {
-            return Err(format!(
-                "faults must be a probability between 0 and 1, got {}",
-                self.faults
-            ));
+        for (name, p) in [
+            ("faults", self.faults),
+            ("quit_while_loading", self.quit_while_loading),
+            ("uncancellable", self.uncancellable),
+        ] {
+            probability(name, p).map_err(|e| e.to_string())?;
         }
         let positive = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
@@ -188,16 +189,6 @@ impl FleetConfig {
             positive("fault_period", period)?;
         }
         positive("op_interval", self.op_interval)?;
-        for (name, p) in [
-            ("quit_while_loading", self.quit_while_loading),
-            ("uncancellable", self.uncancellable),
-        ] {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(format!(
-                    "{name} must be a probability between 0 and 1, got {p}"
-                ));
-            }
-        }
         for (name, rate) in [
             ("crash_rate", self.crash_rate),
             ("shutdown_rate", self.shutdown_rate),
