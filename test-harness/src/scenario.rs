@@ -225,8 +225,8 @@ fn unknown_action_field(action: &serde_json::Value) -> Option<String> {
 impl Scenario {
     /// Refuses what the format does not allow: a latency model the clock cannot run on (see
     /// [`ScenarioLatency::check`]), a horizon that is negative, not finite or over a year, an
-    /// action time that is negative, not finite or after the horizon, an epoch outside years 1970–9999, two servers of one
-    /// name, a fault probability outside 0–1.
+    /// action time that is negative, not finite or after the horizon, an epoch outside years
+    /// 1970–9999, two servers of one name, a fault probability outside 0–1.
     pub fn check(&self) -> Result<(), ScenarioError> {
         self.latency.check()?;
         let invalid = |message: String| Err(ScenarioError::Invalid(message));

@@ -109,9 +109,9 @@ pub const MAX_WALL_SKEW: i64 = 315_360_000;
 
 impl WorldConfig {
     /// Refuses a frame rate that is not above 0 and at most [`MAX_FPS`], a fixed latency that
-    /// is not a time from 0 to a day ([`crate::config::MAX_SECONDS`]), an epoch outside 0..=[`MAX_EPOCH`] and a server skew beyond
-    /// ±[`MAX_WALL_SKEW`] (so a server's wall clock, epoch + virtual time + skew, stays a
-    /// plain Unix time).
+    /// is not a time from 0 to a day ([`crate::config::MAX_SECONDS`]), an epoch outside
+    /// 0..=[`MAX_EPOCH`] and a server skew beyond ±[`MAX_WALL_SKEW`] (so a server's wall
+    /// clock, epoch + virtual time + skew, stays a plain Unix time).
     pub fn check(&self) -> Result<(), ConfigError> {
         positive("world.fps", self.fps, MAX_FPS)?;
         if let LatencyModel::Fixed(round_trip) = self.latency {
