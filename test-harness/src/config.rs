@@ -3,8 +3,9 @@
 //! and limits ([`crate::messaging`]), the world's frame rate and latency
 //! ([`crate::world::WorldConfig`]).
 //!
-//! A probability outside 0..1, a negative or non-finite time or rate, or a range whose ends are
-//! the wrong way round is refused where it enters (the builder, setter or constructor taking
+//! A probability outside 0..1, a time that is negative, non-finite or over a day
+//! ([`MAX_SECONDS`]), a negative or non-finite rate, a frame rate, epoch or skew out of range,
+//! or a range whose ends are the wrong way round is refused where it enters (the builder, setter or constructor taking
 //! it), with an error naming the field, so a run never starts on a value it cannot use: a NaN
 //! delay would schedule a delivery at no time, a rate above 1 fails every call. The fleet and
 //! scenario runners check their own inputs first ([`crate::fleet::FleetConfig::check`],
