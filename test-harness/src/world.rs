@@ -1203,10 +1203,19 @@ impl World {
         match result {
             Err(e) => match key_ready_at(&e) {
                 Some(at) => {
-                    // Held in the queue until the key has room (counted once, when it goes).
-                    self.key_throttled += 1;
+                    // Held in its queue until the key has room (counted once, when it goes),
+                    // or dropped if the queue is full (never executed: not counted).
                     *self.requests.entry(api).or_default() -= 1;
-                    self.schedule(at, Pending::Read { server: s, request });
+                    match self.datastore.hold_for_key(now, id, api, at) {
+                        Ok(()) => {
+                            self.key_throttled += 1;
+                            self.schedule(at, Pending::Read { server: s, request });
+                        }
+                        Err(full) => {
+                            self.refused += 1;
+                            self.respond(s, request.op, Err(full.to_core()));
+                        }
+                    }
                 }
                 None => self.respond(s, request.op, Err(e.to_core())),
             },
@@ -1314,18 +1323,31 @@ impl World {
                 }
                 Ok(UpdateCommit::Throttled { ticket, error, .. }) => match key_ready_at(&error) {
                     Some(at) => {
-                        // The write waits for room on the key; the transform runs again when
-                        // it goes (on the newest value, should another write land meanwhile).
-                        self.key_throttled += 1;
-                        let pending = Pending::Commit {
-                            server: s,
-                            op,
-                            ticket,
-                            output: None,
-                            retry: true,
-                        };
-                        self.schedule(at, pending);
-                        return;
+                        // The write waits in its queues for room on the key (unless they are
+                        // full); the transform runs again when it goes (on the newest value,
+                        // should another write land meanwhile).
+                        let id = self.servers[s].id;
+                        match self
+                            .datastore
+                            .hold_for_key(self.now, id, Operation::Update, at)
+                        {
+                            Ok(()) => {
+                                self.key_throttled += 1;
+                                let pending = Pending::Commit {
+                                    server: s,
+                                    op,
+                                    ticket,
+                                    output: None,
+                                    retry: true,
+                                };
+                                self.schedule(at, pending);
+                                return;
+                            }
+                            Err(full) => {
+                                self.refused += 1;
+                                Err(full.to_core())
+                            }
+                        }
                     }
                     None => Err(error.to_core()),
                 },

@@ -316,6 +316,29 @@ fn a_shutdown_closes_when_done_or_is_killed_after_thirty_seconds() {
     assert!(lock(&mut w).is_some(), "killed before any final save");
 }
 
+/// The profile of the first session the log shows started.
+fn started_profile(w: &World) -> profilestore_core::ProfileId {
+    w.log
+        .iter()
+        .find_map(|l| match &l.what {
+            Happening::Output(Output::Completion(Completion::SessionStart {
+                profile: Some(p),
+                ..
+            })) => Some(p.profile),
+            _ => None,
+        })
+        .expect("started")
+}
+
+/// Server 0 calls `profile:Save()` at each of `times`.
+fn save_at(w: &mut World, profile: profilestore_core::ProfileId, times: &[f64]) {
+    for &at in times {
+        w.run_until(at);
+        let now = w.now_for(0);
+        w.feed(0, Input::Save { now, profile });
+    }
+}
+
 /// Unlimited but for per-key throughput.
 fn key_limits(throughput: profilestore_harness::datastore::ThroughputLimits) -> Limits {
     Limits {
@@ -362,23 +385,9 @@ fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
     );
     start(&mut w, 0, store, "k");
     w.run_until(1.0);
-    let profile = w
-        .log
-        .iter()
-        .find_map(|l| match &l.what {
-            Happening::Output(Output::Completion(Completion::SessionStart {
-                profile: Some(p),
-                ..
-            })) => Some(p.profile),
-            _ => None,
-        })
-        .expect("started");
+    let profile = started_profile(&w);
     // The start wrote once (at 0.3 s); two saves make three writes within a minute.
-    for at in [1.0, 2.0] {
-        w.run_until(at);
-        let now = w.now_for(0);
-        w.feed(0, Input::Save { now, profile });
-    }
+    save_at(&mut w, profile, &[1.0, 2.0]);
     w.run_until(120.0);
     let writes = write_times(&w);
     // The third write waited for the first (committed at 0.3 s) to leave the window, and its
@@ -417,6 +426,53 @@ fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
     let writes = write_times(&w);
     assert_eq!(writes, [0.3, 60.3], "read at 0.15 s, the next at 60.15 s");
     assert_eq!((w.key_throttled, w.request_total()), (1, 2));
+}
+
+/// A request held for its key's throughput takes a place in its server's throttle queues
+/// (spec "Queues": it "is queued but temporarily skipped"), so a full queue drops it: with no
+/// queue at all (capacity 0) the save the key has no room for fails with 304 instead of
+/// waiting, and the next save, once the window has slid, lands.
+#[test]
+fn a_request_held_for_its_key_is_dropped_when_its_queue_is_full() {
+    use profilestore_harness::datastore::{Budgets, ThroughputLimits};
+    let limits = Limits {
+        budgets: Some(Budgets {
+            queue_capacity: 0,
+            ..Budgets::roblox()
+        }),
+        ..key_limits(ThroughputLimits {
+            write_bytes: 2048,
+            ..ThroughputLimits::roblox()
+        })
+    };
+    let (mut w, store) = world(1, limits);
+    start(&mut w, 0, store, "k");
+    w.run_until(1.0);
+    let profile = started_profile(&w);
+    // The start wrote at 0.3 s; the saves fed at 1 s and 2 s are the second and third writes
+    // within a minute: the third has no room on the key and no place to wait.
+    save_at(&mut w, profile, &[1.0, 2.0]);
+    w.run_until(30.0);
+    assert_eq!(write_times(&w), [0.3, 1.3]);
+    assert_eq!((w.key_throttled, w.refused), (0, 1));
+    let dropped: Vec<String> = w
+        .log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Output(Output::Event(profilestore_core::Event::OnError {
+                message, ..
+            })) => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        ["304: UpdateAsync request dropped. Request was throttled but queue was full."]
+    );
+    // A minute after the start's write the key has room again: a save lands.
+    save_at(&mut w, profile, &[61.0]);
+    w.run_until(62.0);
+    assert_eq!(write_times(&w), [0.3, 1.3, 61.3]);
 }
 
 /// The virtual clock never runs backwards (DESIGN §2: monotonic time for scheduling). A profile

@@ -24,6 +24,11 @@
 //!
 //! A queued request keeps the admission time computed when it arrived, even if the player count
 //! changes while it waits.
+//!
+//! A request refused for its key's throughput (`KeyThrottled`) "is queued but temporarily
+//! skipped" (spec "Queues"): [`BudgetBook::hold`] gives it a place in its queue until its key
+//! has room. It counts towards the queue's 30 (a request finding the queue full is dropped,
+//! and so is a held one finding it full), but the requests behind it do not wait for it.
 
 use std::collections::BTreeMap;
 
@@ -110,13 +115,25 @@ fn refill(slot: &mut Option<Bucket>, now: f64, per_minute: f64, burst: f64) -> &
 
 /// One server's budgets: per request type (indexed by [`RequestType::index`]) an override of
 /// the rate and the bucket, created on first use; per queue (indexed by
-/// [`RequestType::queue`]) the admission times of the requests waiting in it.
+/// [`RequestType::queue`]) the admission times of the requests waiting in it, and until when
+/// the requests held for their key's throughput keep a place in it.
 #[derive(Clone, Debug, Default)]
 struct ServerBudget {
     players: u32,
     overrides: [Option<Rate>; RequestType::COUNT],
     buckets: [Option<Bucket>; RequestType::COUNT],
     queues: [Vec<f64>; RequestType::QUEUES],
+    held: [Vec<f64>; RequestType::QUEUES],
+}
+
+impl ServerBudget {
+    /// The requests in queue `q` at `now`: waiting for tokens, or held for their key. Those
+    /// whose time has come leave it.
+    fn occupancy(&mut self, q: usize, now: f64) -> usize {
+        self.queues[q].retain(|t| *t > now);
+        self.held[q].retain(|t| *t > now);
+        self.queues[q].len() + self.held[q].len()
+    }
 }
 
 impl RequestType {
@@ -326,16 +343,18 @@ impl BudgetBook {
                 }
                 None => Some(now),
             };
-            let queue = &mut s.queues[kind.queue()];
-            queue.retain(|t| *t > now);
-            let full = queue.len() >= budgets.queue_capacity;
+            let full = s.occupancy(kind.queue(), now) >= budgets.queue_capacity;
+            let queue = &s.queues[kind.queue()];
             let experience_short = RequestError::ExperienceThrottled { operation, kind };
             // First in, first out: not before the requests already waiting in the queue (a
             // queue shared by two request types, as the Set queue is, holds both), even with
             // tokens at hand. A full queue holds requests waiting after `now`.
             let behind = queue.iter().fold(now, |at, &t| at.max(t));
             let ready = match (own, shared) {
-                (Some(a), Some(b)) if !full => a.max(b).max(behind),
+                // With room in the queue it waits there if it must; with both tokens at hand
+                // and nothing ahead of it, it runs at once and needs no room (so a queue of
+                // capacity 0, "no queue", still lets such a request through).
+                (Some(a), Some(b)) if !full || a.max(b).max(behind) <= now => a.max(b).max(behind),
                 // The queue is full, and the server's own budget short or none short.
                 (Some(a), Some(b)) if a > now || b <= now => {
                     return Admission::Rejected(RequestError::QueueFull { operation });
@@ -370,6 +389,32 @@ impl BudgetBook {
         } else {
             Admission::Now
         }
+    }
+
+    /// Keeps a place for a request of `operation` refused for its key's throughput, in each
+    /// queue it waits in, until `until`, when its key has room (see the module docs); other
+    /// requests pass it. A queue that is full drops it (301–306, or the list calls' named
+    /// error), as it drops a request arriving then. It took its tokens when it was admitted.
+    pub fn hold(
+        &mut self,
+        now: f64,
+        budgets: &Budgets,
+        server: ServerId,
+        operation: Operation,
+        until: f64,
+    ) -> Result<(), RequestError> {
+        let s = self.servers.entry(server).or_default();
+        let kinds = operation.request_types();
+        // Decide for every queue first, so a dropped request holds no place in any.
+        for &kind in kinds {
+            if s.occupancy(kind.queue(), now) >= budgets.queue_capacity {
+                return Err(RequestError::QueueFull { operation });
+            }
+        }
+        for &kind in kinds {
+            s.held[kind.queue()].push(until);
+        }
+        Ok(())
     }
 }
 
@@ -413,9 +458,7 @@ mod tests {
             book.budget(0.0, &budgets, A, RequestType::StandardRead),
             120.0
         );
-        for _ in 0..120 {
-            assert_eq!(book.admit(0.0, &budgets, A, Operation::Get), Admission::Now);
-        }
+        admit_now(&mut book, &budgets, 0.0, Operation::Get, 120);
         // The refill is one token a second: the queue drains at 1 s, 2 s, ... 30 s.
         for i in 1..=30 {
             assert_eq!(
@@ -455,6 +498,113 @@ mod tests {
         ));
     }
 
+    /// A request held for its key's throughput "is queued but temporarily skipped" (spec
+    /// "Queues"): it takes a place in its queue until its key has room, and no one waits
+    /// behind it.
+    #[test]
+    fn a_request_held_for_its_key_keeps_a_place_but_blocks_no_one() {
+        let budgets = Budgets {
+            queue_capacity: 2,
+            ..Budgets::roblox()
+        };
+        let full = |operation| Err(RequestError::QueueFull { operation });
+        let mut book = BudgetBook::default();
+        // Two reads held until 10 s fill the Get queue; a third is dropped.
+        for _ in 0..2 {
+            assert_eq!(book.hold(0.0, &budgets, A, Operation::Get, 10.0), Ok(()));
+        }
+        assert_eq!(
+            book.hold(0.0, &budgets, A, Operation::Get, 10.0),
+            full(Operation::Get)
+        );
+        // Requests with tokens at hand pass them; one that would wait finds no room.
+        admit_now(&mut book, &budgets, 0.0, Operation::Get, 120);
+        assert_eq!(
+            book.admit(0.0, &budgets, A, Operation::Get),
+            Admission::Rejected(RequestError::QueueFull {
+                operation: Operation::Get
+            })
+        );
+        // At 10 s the held reads go: the ten tokens refilled meanwhile are taken, and two more
+        // reads wait for the next two.
+        admit_now(&mut book, &budgets, 10.0, Operation::Get, 10);
+        for at in [11.0, 12.0] {
+            assert_eq!(
+                book.admit(10.0, &budgets, A, Operation::Get),
+                Admission::QueuedUntil(at)
+            );
+        }
+        assert!(matches!(
+            book.admit(10.0, &budgets, A, Operation::Get),
+            Admission::Rejected(_)
+        ));
+        // A held UpdateAsync takes a place in both queues it waits in: the Set queue's too.
+        let one = Budgets {
+            queue_capacity: 1,
+            ..Budgets::roblox()
+        };
+        let mut book = BudgetBook::default();
+        assert_eq!(book.hold(0.0, &one, A, Operation::Update, 5.0), Ok(()));
+        assert_eq!(
+            book.hold(0.0, &one, A, Operation::Set, 5.0),
+            full(Operation::Set)
+        );
+        assert_eq!(
+            book.hold(0.0, &one, A, Operation::Get, 5.0),
+            full(Operation::Get)
+        );
+        // A dropped UpdateAsync holds no place in either.
+        let mut book = BudgetBook::default();
+        assert_eq!(book.hold(0.0, &one, A, Operation::Get, 5.0), Ok(()));
+        assert_eq!(
+            book.hold(0.0, &one, A, Operation::Update, 5.0),
+            full(Operation::Update)
+        );
+        assert_eq!(book.hold(0.0, &one, A, Operation::Set, 5.0), Ok(()));
+        // Another server's queues are its own.
+        assert_eq!(
+            book.hold(0.0, &one, ServerId(2), Operation::Get, 5.0),
+            Ok(())
+        );
+    }
+
+    /// A queue of capacity 0 ("no queue", spec preamble: every limit can be scaled or turned
+    /// off for tests) drops only the requests that would have to wait.
+    #[test]
+    fn without_a_queue_requests_run_at_once_or_are_dropped() {
+        let budgets = Budgets {
+            queue_capacity: 0,
+            ..Budgets::roblox()
+        };
+        let mut book = BudgetBook::default();
+        // 120 tokens at hand (a minute's 60 and the startup burst): each runs at once.
+        admit_now(&mut book, &budgets, 0.0, Operation::Get, 120);
+        // The 121st would wait a second for its token: with no queue it is dropped (301).
+        assert_eq!(
+            book.admit(0.0, &budgets, A, Operation::Get),
+            Admission::Rejected(RequestError::QueueFull {
+                operation: Operation::Get
+            })
+        );
+        // An UpdateAsync needs a read token too: dropped, and it takes no write token.
+        assert_eq!(
+            book.admit(0.0, &budgets, A, Operation::Update),
+            Admission::Rejected(RequestError::QueueFull {
+                operation: Operation::Update
+            })
+        );
+        assert_eq!(
+            book.budget(0.0, &budgets, A, RequestType::StandardWrite),
+            120.0
+        );
+        // A second later one token has refilled: one request runs, the next is dropped.
+        assert_eq!(book.admit(1.0, &budgets, A, Operation::Get), Admission::Now);
+        assert!(matches!(
+            book.admit(1.0, &budgets, A, Operation::Get),
+            Admission::Rejected(RequestError::QueueFull { .. })
+        ));
+    }
+
     #[test]
     fn players_raise_the_rate() {
         let budgets = Budgets::roblox();
@@ -465,12 +615,7 @@ mod tests {
             book.budget(0.0, &budgets, A, RequestType::StandardList),
             14.0
         );
-        for _ in 0..14 {
-            assert_eq!(
-                book.admit(0.0, &budgets, A, Operation::ListKeys),
-                Admission::Now
-            );
-        }
+        admit_now(&mut book, &budgets, 0.0, Operation::ListKeys, 14);
         // 9 per minute: one every 60/9 s.
         assert_eq!(
             book.admit(0.0, &budgets, A, Operation::ListKeys),
@@ -490,9 +635,7 @@ mod tests {
             ..Budgets::roblox()
         };
         let mut book = BudgetBook::default();
-        for _ in 0..120 {
-            assert_eq!(book.admit(0.0, &budgets, A, Operation::Set), Admission::Now);
-        }
+        admit_now(&mut book, &budgets, 0.0, Operation::Set, 120);
         // Read has tokens, write does not: the update waits for the write token.
         assert_eq!(
             book.admit(0.0, &budgets, A, Operation::Update),
@@ -554,9 +697,7 @@ mod tests {
             "302: SetAsync request dropped. Request was throttled but queue was full."
         );
         // The Get queue is another queue: a throttled read still queues.
-        for _ in 0..120 {
-            assert_eq!(book.admit(0.0, &budgets, A, Operation::Get), Admission::Now);
-        }
+        admit_now(&mut book, &budgets, 0.0, Operation::Get, 120);
         assert_eq!(
             book.admit(0.0, &budgets, A, Operation::Get),
             Admission::QueuedUntil(1.0)
@@ -631,9 +772,7 @@ mod tests {
             book.experience_budget(0.0, &budgets, RequestType::StandardWrite),
             Some(500.0)
         );
-        for _ in 0..300 {
-            assert_eq!(book.admit(0.0, &budgets, A, Operation::Set), Admission::Now);
-        }
+        admit_now(&mut book, &budgets, 0.0, Operation::Set, 300);
         for _ in 0..200 {
             assert_eq!(book.admit(0.0, &budgets, b, Operation::Set), Admission::Now);
         }

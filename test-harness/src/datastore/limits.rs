@@ -84,7 +84,8 @@ pub struct Budgets {
     pub list: Rate,
     /// `StandardRemove`: RemoveAsync (60 + 40n).
     pub remove: Rate,
-    /// Requests each throttle queue holds before dropping with 301–306 (30).
+    /// Requests each throttle queue holds before dropping with 301–306 (30). With 0 there is no
+    /// queue: a request runs at once if its tokens are at hand and is dropped otherwise.
     pub queue_capacity: usize,
     /// The experience-level budgets every server shares (`None`: not modelled).
     pub experience: Option<ExperienceBudgets>,

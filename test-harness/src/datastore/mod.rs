@@ -674,6 +674,23 @@ impl DataStoreService {
         }
     }
 
+    /// Keeps a place in `server`'s throttle queues for a request refused for its key's
+    /// throughput until `until`, when the key has room (spec "Queues": such a request "is
+    /// queued but temporarily skipped"), or drops it when a queue is full. Always `Ok` when
+    /// budgets are off.
+    pub fn hold_for_key(
+        &mut self,
+        now: f64,
+        server: ServerId,
+        operation: Operation,
+        until: f64,
+    ) -> Result<(), RequestError> {
+        match &self.limits.budgets {
+            Some(budgets) => self.budgets.hold(now, budgets, server, operation, until),
+            None => Ok(()),
+        }
+    }
+
     /// `GetRequestBudgetForRequestType`; `None` when budgets are off.
     pub fn request_budget(&mut self, now: f64, server: ServerId, kind: RequestType) -> Option<f64> {
         let budgets = self.limits.budgets.as_ref()?;
