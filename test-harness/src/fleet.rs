@@ -136,6 +136,25 @@ pub const MAX_PLAYERS: usize = 1_000_000;
 pub const MAX_DURATION: f64 = 366.0 * 86_400.0;
 
 impl FleetConfig {
+    /// Whether DataStore faults and message loss were on at some moment from `from` to `to`
+    /// (virtual seconds), by the configuration: the whole run before the settle phase, or the
+    /// faulty halves of [`FleetConfig::fault_period`] (each phase starts at the first
+    /// one-second step at or after its boundary, so a window is looked at a second wider).
+    pub(crate) fn faulty_between(&self, from: f64, to: f64) -> bool {
+        let (from, to) = ((from - 1.0).max(0.0), to.min(self.duration));
+        if self.faults == 0.0 || to < from {
+            return false;
+        }
+        match self.fault_period {
+            None => true,
+            Some(period) => {
+                // Faulty from 2k·period to (2k + 1)·period.
+                let k = (from / period).floor();
+                k % 2.0 == 0.0 || (k + 1.0) * period <= to
+            }
+        }
+    }
+
     /// Refuses a configuration a fleet cannot run, naming the field: counts out of range,
     /// probabilities outside 0..1, rates and times that are negative, infinite or NaN.
     pub fn check(&self) -> Result<(), String> {
@@ -1438,6 +1457,35 @@ fn push_to(table: &mut Map, field: &str, v: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Faults come and go with the fault period (on first), and are off in the settle phase;
+    /// a window is looked at a second wider before its start.
+    #[test]
+    fn faults_are_on_by_the_configured_periods() {
+        let mut config = FleetConfig::new(1, 1, 1, 500.0, 0.05);
+        config.fault_period = Some(100.0);
+        let cases = [
+            (0.0, 10.0, true),
+            (90.0, 150.0, true),
+            (100.0, 150.0, true),
+            (101.5, 199.0, false),
+            (150.0, 200.0, true),
+            (320.0, 390.0, false),
+            (450.0, 600.0, true),
+            // The settle phase (after 500 s) is healthy.
+            (510.0, 600.0, false),
+            // An empty window.
+            (150.0, 120.0, false),
+        ];
+        for (from, to, faulty) in cases {
+            assert_eq!(config.faulty_between(from, to), faulty, "{from}..{to}");
+        }
+        config.fault_period = None;
+        assert!(config.faulty_between(320.0, 390.0));
+        assert!(!config.faulty_between(510.0, 600.0));
+        config.faults = 0.0;
+        assert!(!config.faulty_between(0.0, 100.0));
+    }
 
     /// An empty Luau table is stored as `[]`: the game's writes treat it as a table; any other
     /// non-table Data is left as it is rather than panicking.

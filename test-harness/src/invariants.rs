@@ -5,8 +5,9 @@
 //! - **no dupe** — no item in two profiles (or twice in one), no operation applied twice, and
 //!   each `Counter` equal to the number of op ids (every operation adds one to both). A trade
 //!   whose giver's side no save of the giver's own session stored is torn, not a dupe, when
-//!   its server died while the session was still its own or, under DataStore faults, another
-//!   server took the giver's session; torn trades are counted;
+//!   its server died while the session was still its own or another server took the giver's
+//!   session while the DataStore was failing (faults on within [`HANDOFF_BOUND`] before the
+//!   take); torn trades are counted;
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
 //!   same gift under two message ids only in a run whose DataStore fails, as a retried
 //!   `MessageAsync`), and no message is delivered twice within one session;
@@ -296,11 +297,14 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     // No item in two profiles. ProfileStore gives no atomicity across keys: the giver's side
     // of a trade is lost when its session ends without a save storing it, so the item stays
     // in the giver's stored `Data` too. That happens when the server dies between the saves
-    // of the two sides, and, in a run whose DataStore fails, when another server takes the
-    // session first: a steal after the giver's saves failed (spec §5.3; the late save then
-    // stores nothing, §8.3), or `ASSUME_DEAD`. Such torn trades are counted; any other
-    // duplicate is a violation (so with no faults a steal from a live server is one).
-    let steals_possible = fleet.config.faults > 0.0;
+    // of the two sides, and, while the DataStore fails, when another server takes the
+    // session first: a steal after the giver's saves failed or its notices were lost (spec
+    // §5.3; the late save then stores nothing, §8.3), or `ASSUME_DEAD`. Such torn trades are
+    // counted; any other duplicate is a violation (so a steal from a live server is one with
+    // no faults, or in a healthy stretch: a start takes a lock some 45 s after asking for it,
+    // so the faults that kept the owner from letting go fell within the bound before it).
+    let stolen_under_faults =
+        |taken: f64| fleet.config.faulty_between(taken - HANDOFF_BOUND, taken);
     // Counted anew by each check, an item once however many profiles hold it.
     fleet.torn_trades.clear();
     fleet.stolen_trades.clear();
@@ -328,16 +332,16 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                                 .is_none_or(|taken| taken >= d)
                     })
                 });
-                // Any trade of a taken generation, however long after the take: deviation 8's
-                // notice ends the old session within a message delay, but in a run with faults
-                // the notice can be lost, or ignored within 6 s of another accepted message
+                // Any trade of a generation taken under faults, however long after the take:
+                // deviation 8's notice ends the old session within a message delay, but while
+                // faults are on the notice can be lost, or ignored within 6 s of another accepted message
                 // (spec §10.4), and it is not sent again; the old owner then trades on until
                 // its next save (spec §19 item 8). Core tests check the notice itself.
-                let stolen = steals_possible
-                    && unsaved().any(|trade| {
-                        obs.taken_generations
-                            .contains_key(&(trade.from.clone(), trade.giver_generation))
-                    });
+                let stolen = unsaved().any(|trade| {
+                    obs.taken_generations
+                        .get(&(trade.from.clone(), trade.giver_generation))
+                        .is_some_and(|taken| stolen_under_faults(*taken))
+                });
                 if died {
                     if !fleet.torn_trades.contains(&item) {
                         fleet.torn_trades.push(item.clone());

@@ -2,7 +2,7 @@
 //! Tests): lost saves, dupes, double-applied operations, message delivery, lock generations and
 //! hand-off bounds. Virtual time keeps them fast.
 
-use profilestore_harness::fleet::{Fleet, FleetConfig, STORE};
+use profilestore_harness::fleet::{Fleet, FleetConfig, STORE, Trade};
 use profilestore_harness::invariants;
 use profilestore_harness::storage::MemoryStorage;
 use profilestore_harness::world::Happening;
@@ -448,13 +448,26 @@ fn a_duplicated_item() -> (Fleet, String, String, String) {
     (fleet, holder, other, item)
 }
 
+/// A trade of `item` from `holder` to `other` at t=10 on server 1, by generation 7 of the
+/// giver's lock.
+fn trade_at_ten(item: &str, holder: &str, other: &str, giver_saved: bool) -> Trade {
+    Trade {
+        item: item.to_string(),
+        from: holder.to_string(),
+        to: other.to_string(),
+        server: 1,
+        at: 10.0,
+        giver_saved,
+        giver_generation: 7,
+    }
+}
+
 /// An item in two profiles is a dupe unless the trade that moved it was torn: no save of the
 /// giver's own session confirmed the item gone, and its server died after the trade while the
-/// session was still its own or, in a run whose DataStore fails, another session took the
-/// giver's lock generation (however long after the take the trade was made).
+/// session was still its own or, while the DataStore fails (the whole of these runs), another
+/// session took the giver's lock generation (however long after the take the trade was made).
 #[test]
 fn a_dupe_is_excused_only_by_a_torn_trade() {
-    use profilestore_harness::fleet::Trade;
     #[derive(Debug, PartialEq)]
     enum Outcome {
         Dupe,
@@ -511,15 +524,10 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
         (None, false, Some((7, 30.0)), 0.0, Outcome::Dupe),
     ] {
         let (mut fleet, holder, other, item) = a_duplicated_item();
-        fleet.observed.trade_log.push(Trade {
-            item: item.clone(),
-            from: holder.clone(),
-            to: other.clone(),
-            server: 1,
-            at: 10.0,
-            giver_saved,
-            giver_generation: 7,
-        });
+        fleet
+            .observed
+            .trade_log
+            .push(trade_at_ten(&item, &holder, &other, giver_saved));
         if let Some(t) = died {
             fleet.observed.died_at.insert(1, t);
         }
@@ -562,6 +570,49 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
                 assert!((10.0..60.0).contains(&first), "{case}: {:?}", v[0].excerpt);
                 assert_eq!(counted, (vec![], vec![]), "{case}");
             }
+        }
+    }
+}
+
+/// A take excuses a dupe only when faults were on within the hand-off bound before it: the
+/// owner failed to let go because its saves failed or the requests to end its session were
+/// lost. In a healthy stretch a live owner hands off well within the 45 s a start asks for,
+/// so a take there that duplicates an item is a violation. Here faults are on for the first
+/// 100 s of the 180 s run and off after (`fault_period` 100 s).
+#[test]
+fn a_steal_excuses_a_dupe_only_under_faults() {
+    // (fault period, time of the take) → excused.
+    for (period, taken_at, excused) in [
+        (Some(100.0), 30.0, true),
+        // Faults on until 100 s: within 60 s before the take.
+        (Some(100.0), 150.0, true),
+        // Healthy since 100 s: 70 s and more before the take (the settle phase is healthy).
+        (Some(100.0), 170.0, false),
+        (Some(100.0), 200.0, false),
+        // Faults the whole run (before the settle phase).
+        (None, 170.0, true),
+        (None, 250.0, false),
+    ] {
+        let (mut fleet, holder, other, item) = a_duplicated_item();
+        fleet
+            .observed
+            .trade_log
+            .push(trade_at_ten(&item, &holder, &other, false));
+        fleet
+            .observed
+            .taken_generations
+            .insert((holder.clone(), 7), taken_at);
+        fleet.config.faults = 0.05;
+        fleet.config.fault_period = period;
+        let v = invariants::check(&mut fleet);
+        let case = format!("period {period:?}, taken at {taken_at}");
+        if excused {
+            assert!(v.is_empty(), "{case}: {v:?}");
+            assert_eq!(fleet.stolen_trades, [item], "{case}");
+        } else {
+            assert_eq!(v.len(), 1, "{case}: {v:?}");
+            assert_eq!(v[0].invariant, "no dupe", "{case}");
+            assert!(fleet.stolen_trades.is_empty(), "{case}");
         }
     }
 }
@@ -658,7 +709,6 @@ fn a_late_write_after_a_crash_does_not_hide_a_torn_trade() {
 /// stored, not after the giver of its first trade (whose side was stored).
 #[test]
 fn a_dupe_is_named_after_the_giver_whose_side_was_lost() {
-    use profilestore_harness::fleet::Trade;
     let (mut fleet, holder, other, item) = a_duplicated_item();
     let trade = |from: &String, to: &String, at: f64, giver_saved: bool| Trade {
         item: item.clone(),
