@@ -324,16 +324,34 @@ pub struct Trade {
     pub giver_generation: i64,
 }
 
+/// A gift whose `MessageAsync` returned true.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentGift {
+    /// The recipient's key.
+    pub to: String,
+    /// When the call returned (virtual seconds): a violation's excerpt starts there.
+    pub at: f64,
+}
+
+/// The deliveries of one message to one session's handler.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Deliveries {
+    /// How many times the handler received it (more than once is a violation).
+    pub count: u32,
+    /// When it first did (virtual seconds).
+    pub first_at: f64,
+}
+
 /// What a fleet run observed, for the report and the invariant checks.
 #[derive(Clone, Debug, Default)]
 pub struct Observations {
     /// Operation ids each player's own saves confirmed, with when each was first confirmed;
     /// per player, in [`Fleet::keys`] order.
     pub acked_ops: Vec<AckedOps>,
-    /// Gifts whose `MessageAsync` returned true: gift id → recipient key.
-    pub gifts_sent: BTreeMap<String, String>,
+    /// Gifts whose `MessageAsync` returned true, by gift id.
+    pub gifts_sent: BTreeMap<String, SentGift>,
     /// Deliveries per (server, profile, message id).
-    pub deliveries: BTreeMap<(usize, ProfileId, i64), u32>,
+    pub deliveries: BTreeMap<(usize, ProfileId, i64), Deliveries>,
     /// Sessions started.
     pub sessions: u64,
     /// Start latencies (seconds) of every successful start.
@@ -1076,7 +1094,8 @@ impl Fleet {
                     if let Some((gift, key)) = self.gifting[s].remove(call)
                         && *ok
                     {
-                        self.observed.gifts_sent.insert(gift, key);
+                        let sent = SentGift { to: key, at: t };
+                        self.observed.gifts_sent.insert(gift, sent);
                     }
                 }
                 Output::Event(Event::Message {
@@ -1088,7 +1107,7 @@ impl Fleet {
                     let (profile, id) = (*profile, *id);
                     let gift = payload.get("Gift").and_then(Value::as_str);
                     let gift = gift.map(|g| format!("{g}#{id}"));
-                    self.on_message(s, profile, id, gift);
+                    self.on_message(s, profile, id, gift, t);
                 }
                 Output::Event(Event::OnAfterSave {
                     profile,
@@ -1126,12 +1145,15 @@ impl Fleet {
 
     /// The message handler: applies a gift (noting which message carried it as
     /// `gift#message_id`) and marks the message processed at once.
-    fn on_message(&mut self, s: usize, profile: ProfileId, id: i64, gift: Option<String>) {
-        *self
-            .observed
+    fn on_message(&mut self, s: usize, profile: ProfileId, id: i64, gift: Option<String>, t: f64) {
+        self.observed
             .deliveries
             .entry((s, profile, id))
-            .or_default() += 1;
+            .or_insert(Deliveries {
+                count: 0,
+                first_at: t,
+            })
+            .count += 1;
         if let Some(gift) = gift
             && let Some(data) = self.world.servers[s].host.data.get_mut(&profile)
         {
@@ -1354,8 +1376,12 @@ impl Fleet {
             self.advance(t + 60.0);
             if round == 0 {
                 // Gift recipients log in once to collect.
-                let recipients: BTreeSet<String> =
-                    self.observed.gifts_sent.values().cloned().collect();
+                let recipients: BTreeSet<String> = self
+                    .observed
+                    .gifts_sent
+                    .values()
+                    .map(|g| g.to.clone())
+                    .collect();
                 let alive = self.alive_servers();
                 for p in 0..self.players.len() {
                     // A recipient still loading from before gets that session instead; one who

@@ -264,11 +264,13 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         let mut seen = std::collections::BTreeSet::new();
         for op in &ops {
             if !seen.insert(op.clone()) {
+                // Shown from the save that first confirmed the op, when one did.
+                let acked = obs.acked_ops.get(p).and_then(|a| a.get(op));
                 found.push((
                     "no operation applied twice",
                     key.clone(),
                     format!("{op} appears twice"),
-                    None,
+                    acked,
                 ));
             }
         }
@@ -333,10 +335,11 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                     })
                 });
                 // Any trade of a generation taken under faults, however long after the take:
-                // deviation 8's notice ends the old session within a message delay, but while
-                // faults are on the notice can be lost, or ignored within 6 s of another accepted message
-                // (spec §10.4), and it is not sent again; the old owner then trades on until
-                // its next save (spec §19 item 8). Core tests check the notice itself.
+                // deviation 8's notice ends the old session within a message delay, but the
+                // notice can be lost while faults are on, or ignored within 6 s of another
+                // accepted message (spec §10.4), and it is not sent again; the old owner then
+                // trades on until its next save (spec §19 item 8). Core tests check the notice
+                // itself.
                 let stolen = unsaved().any(|trade| {
                     obs.taken_generations
                         .get(&(trade.from.clone(), trade.giver_generation))
@@ -378,34 +381,36 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         let mut messages = std::collections::BTreeSet::new();
         for entry in strings(&finals[key]["Data"], "Gifts") {
             let fresh = messages.insert(entry.clone());
+            let gift = entry.split('#').next().unwrap_or_default().to_string();
             if !fresh {
                 found.push((
                     "no message processed twice",
                     key.clone(),
                     format!("{entry} applied twice"),
-                    None,
+                    obs.gifts_sent.get(&gift).map(|g| g.at),
                 ));
             }
-            let gift = entry.split('#').next().unwrap_or_default().to_string();
             // Once per message id: an entry stored twice is reported just above.
             if fresh {
                 applied.entry(gift).or_default().push(key.clone());
             }
         }
     }
-    for (gift, to) in &obs.gifts_sent {
+    // Their excerpts start when the `MessageAsync` returned.
+    for (gift, sent) in &obs.gifts_sent {
+        let (to, at) = (&sent.to, Some(sent.at));
         match applied.get(gift) {
             None => found.push((
                 "every sent message delivered",
                 to.clone(),
                 format!("{gift} never applied"),
-                None,
+                at,
             )),
             Some(keys) if keys.iter().any(|k| k != to) => found.push((
                 "messages reach their recipient",
                 to.clone(),
                 format!("{gift} applied to {keys:?}"),
-                None,
+                at,
             )),
             Some(keys) if keys.len() > 1 && !retries_possible => found.push((
                 "no message processed twice",
@@ -414,13 +419,14 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                     "{gift} applied {} times without a DataStore fault",
                     keys.len()
                 ),
-                None,
+                at,
             )),
             Some(_) => {}
         }
     }
-    for ((server, profile, id), n) in &obs.deliveries {
-        if *n > 1 {
+    for ((server, profile, id), delivered) in &obs.deliveries {
+        let n = delivered.count;
+        if n > 1 {
             let key = fleet
                 .profile_keys
                 .get(&(*server, *profile))
@@ -430,7 +436,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 "no message processed twice",
                 key,
                 format!("message {id} delivered {n} times in one session"),
-                None,
+                Some(delivered.first_at),
             ));
         }
     }

@@ -2,7 +2,7 @@
 //! Tests): lost saves, dupes, double-applied operations, message delivery, lock generations and
 //! hand-off bounds. Virtual time keeps them fast.
 
-use profilestore_harness::fleet::{Fleet, FleetConfig, STORE, Trade};
+use profilestore_harness::fleet::{Fleet, FleetConfig, STORE, SentGift, Trade};
 use profilestore_harness::invariants;
 use profilestore_harness::storage::MemoryStorage;
 use profilestore_harness::world::Happening;
@@ -168,16 +168,36 @@ fn each_invariant_check_reports_a_broken_run() {
     );
     assert!(times(&v[0].excerpt).first().is_some_and(|t| *t >= 20.0));
 
-    // A message processed twice in one session.
+    // A message processed twice in one session: the excerpt starts at its first delivery.
     let (mut fleet, _, _) = sound_run(7);
-    fleet
+    let (&(server, profile, id), delivered) = fleet
         .observed
         .deliveries
-        .insert((0, profilestore_core::ProfileId(999_999), 77), 2);
+        .iter_mut()
+        .next()
+        .expect("a message delivered");
+    delivered.count = 2;
+    let first_at = delivered.first_at;
+    let key = fleet.profile_keys[&(server, profile)].clone();
     let v = invariants::check(&mut fleet);
     assert_eq!(v.len(), 1, "{v:?}");
-    assert_eq!(v[0].invariant, "no message processed twice");
-    assert_eq!(v[0].detail, "message 77 delivered 2 times in one session");
+    assert_eq!(
+        (v[0].invariant, v[0].key.as_str()),
+        ("no message processed twice", key.as_str())
+    );
+    assert_eq!(
+        v[0].detail,
+        format!("message {id} delivered 2 times in one session")
+    );
+    // (Excerpts give times to the millisecond.)
+    let first_at = (first_at * 1000.0).round() / 1000.0;
+    assert_eq!(times(&v[0].excerpt)[0], first_at, "{:?}", v[0].excerpt);
+    let shown = format!("t={first_at:.3} S{server} message {id} delivered");
+    assert!(
+        v[0].excerpt.contains(&shown),
+        "{shown} in {:?}",
+        v[0].excerpt
+    );
 }
 
 /// Stores `gifts` as `key`'s `Data.Gifts` behind the fleet's back.
@@ -187,9 +207,13 @@ fn store_gifts(fleet: &mut Fleet, key: &str, gifts: profilestore_core::value::Va
     overwrite(fleet, key, value);
 }
 
-/// Notes `gift` as sent to `to` by a `MessageAsync` that returned true.
+/// Notes `gift` as sent to `to` by a `MessageAsync` that returned true at t=20.
 fn sent(fleet: &mut Fleet, gift: &str, to: &str) {
-    fleet.observed.gifts_sent.insert(gift.into(), to.into());
+    let sent = SentGift {
+        to: to.into(),
+        at: 20.0,
+    };
+    fleet.observed.gifts_sent.insert(gift.into(), sent);
 }
 
 /// Writes `value` as `key`'s stored value behind the fleet's back (tampering for the tests of
@@ -234,6 +258,15 @@ fn the_other_checks_each_report_a_broken_run() {
     assert_eq!(
         v[0].detail,
         format!("{} appears twice", first.as_str().unwrap())
+    );
+    // Shown from the save that first confirmed the op.
+    let p = fleet.keys().iter().position(|k| *k == key).unwrap();
+    let acked = fleet.observed.acked_ops[p].get(first.as_str().unwrap());
+    let start = times(&v[0].excerpt)[0];
+    assert!(
+        acked.is_some_and(|t| start >= t),
+        "{acked:?} {:?}",
+        v[0].excerpt
     );
 
     // A counter that disagrees with the op log.
@@ -310,6 +343,11 @@ fn the_other_checks_each_report_a_broken_run() {
     let mut v = invariants::check(&mut fleet);
     // Overwriting `other` replaced whatever gifts it held: those are reported as never applied.
     v.retain(|v| v.detail.starts_with("gift90"));
+    // Each shown from when its `MessageAsync` returned.
+    for v in &v {
+        let shown = times(&v.excerpt);
+        assert!(shown.first().is_some_and(|t| *t >= 20.0), "{v:?}");
+    }
     let found: Vec<(&str, &str, &str)> = v
         .iter()
         .map(|v| (v.invariant, v.key.as_str(), v.detail.as_str()))
@@ -994,7 +1032,7 @@ fn excerpts_show_crashes_and_deliveries() {
         .values()
         .next()
         .expect("a gift sent");
-    let lines = invariants::excerpt(&fleet.world.log, &fleet, recipient, None, usize::MAX);
+    let lines = invariants::excerpt(&fleet.world.log, &fleet, &recipient.to, None, usize::MAX);
     assert!(lines.iter().any(|l| l.contains(" delivered")), "{lines:?}");
     let trade = fleet.observed.trade_log.first().expect("a trade");
     for side in [&trade.from, &trade.to] {
