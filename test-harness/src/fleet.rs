@@ -295,6 +295,11 @@ pub enum StartFailure {
     Superseded,
     /// The server crashed first.
     Crashed,
+    /// The server was shutting down and was killed at the end of `BindToClose`'s 30 s with
+    /// the start still waiting. A start on a closing server returns nil at its next step, so
+    /// this one was held up (a request waiting in a throttle queue, say); counted apart from
+    /// crashes so that a start stuck through a shutdown does not pass as one.
+    Killed,
     /// `StartSessionAsync` threw at the call (the key is still loaded on that server: its
     /// `EndSession` after a hop had not run yet).
     Refused,
@@ -706,11 +711,14 @@ impl Fleet {
             };
             if !self.world.servers[server].alive {
                 if let Presence::Joining { .. } = self.players[p].presence {
-                    *self
-                        .observed
-                        .failures
-                        .entry(StartFailure::Crashed)
-                        .or_default() += 1;
+                    // A closing server's death is its kill: one that closed by itself
+                    // waited for its starts to return first.
+                    let reason = if self.closing[server] {
+                        StartFailure::Killed
+                    } else {
+                        StartFailure::Crashed
+                    };
+                    *self.observed.failures.entry(reason).or_default() += 1;
                 }
                 self.set_presence(p, Presence::Offline);
                 self.next_at[p] = self.world.now + 5.0;
@@ -1757,6 +1765,25 @@ mod tests {
         fleet.player_actions();
         assert_eq!(fleet.observed.slow_healthy_starts, vec![]);
         assert_eq!(gave_up_flagged(&fleet.players[p].presence), Some(false));
+    }
+
+    /// A start still waiting when its server dies is counted as crashed, or as killed when the
+    /// server was shutting down (the world kills it at the end of `BindToClose`).
+    #[test]
+    fn a_start_waiting_when_its_server_dies_is_counted_by_how_it_died() {
+        for (closing, reason) in [(false, StartFailure::Crashed), (true, StartFailure::Killed)] {
+            let mut fleet = sound_fleet();
+            let p = 4;
+            let now = fleet.world.now;
+            fleet.set_presence(p, waiting(0, 999_997, now, true));
+            fleet.closing[0] = closing;
+            fleet.world.crash(0);
+            let mut failures = fleet.observed.failures.clone();
+            fleet.server_events();
+            *failures.entry(reason).or_default() += 1;
+            assert_eq!(fleet.observed.failures, failures, "closing {closing}");
+            assert_eq!(fleet.players[p].presence, Presence::Offline);
+        }
     }
 
     /// The answer to a start the player left, after a later log-in replaced it, leaves the

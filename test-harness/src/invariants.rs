@@ -16,8 +16,8 @@
 //!   is alive succeeds within [`HANDOFF_BOUND`] (or the player left first); a start that runs
 //!   past it while healthy is reported when the player gives up, whenever it returns. Under
 //!   faults, failures are counted by reason ([`crate::fleet::StartFailure`]: cancelled after
-//!   the bound, left, timed out, closing, superseded, crashed, refused at the call, replaced
-//!   by a later log-in);
+//!   the bound, left, timed out, closing, superseded, crashed, killed at the end of a
+//!   shutdown, refused at the call, replaced by a later log-in);
 //! - **every start returns** — after the run settles, no start on a running server is still
 //!   waiting for its answer.
 //!
