@@ -166,8 +166,13 @@ pub enum ExportError {
     Storage(#[from] StorageError),
 }
 
-/// Reads every key of `storage` into one document.
+/// Reads every key of `storage` into one document, all from one consistent state of the store
+/// ([`crate::storage::read_consistently`]).
 pub fn export(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> {
+    crate::storage::read_consistently(storage, read_all)
+}
+
+fn read_all(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> {
     let mut stores: Vec<ExportedStore> = Vec::new();
     for path in storage.paths()? {
         let Some(head) = storage.head(&path)? else {

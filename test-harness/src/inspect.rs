@@ -17,18 +17,26 @@ pub fn inspect(
     now: Option<i64>,
 ) -> Result<Value, StorageError> {
     let path = StoreName::scoped(store, scope).path(key);
-    let Some(head) = storage.head(&path)? else {
+    // The head and the versions from one state of the store (another process may be writing).
+    let read = crate::storage::read_consistently(storage, |storage| {
+        let Some(head) = storage.head(&path)? else {
+            return Ok(None);
+        };
+        Ok::<_, StorageError>(Some((head, storage.versions(&path)?)))
+    })?;
+    let Some((head, stored_versions)) = read else {
         return Ok(json!({"store": store, "scope": scope, "key": key, "exists": false}));
     };
-    let stored_versions = storage.versions(&path)?;
     let versions: Vec<Value> = stored_versions
         .iter()
         .map(|v| json!({"version": v.version, "created_ms": v.created_ms, "deleted": v.value.is_none()}))
         .collect();
     let value = head.value.as_deref().cloned().unwrap_or(Value::Null);
     let meta = &value["MetaData"];
-    // The lock is held since the oldest retained version written under the same lock and
-    // generation (versions are kept one per UTC hour, so this is accurate to the hour at worst).
+    // The lock was first written into the oldest retained version slot that holds the same
+    // lock and generation (generations only grow, so an older slot holding another is from
+    // before it). A slot keeps the last write of its UTC hour: the lock came at or after the
+    // slot's first write, so this is when it was taken or up to an hour before.
     let held_since_ms = meta.get("ActiveSession").and_then(|tag| {
         stored_versions
             .iter()
@@ -38,7 +46,7 @@ pub fn inspect(
                         && x["MetaData"].get("SessionLoadCount") == meta.get("SessionLoadCount")
                 })
             })
-            .map(|v| v.created_ms)
+            .map(|v| v.opened_ms)
             .min()
     });
     let lock = match meta.get("ActiveSession").and_then(Value::as_array) {
@@ -193,8 +201,9 @@ mod tests {
         );
     }
 
-    /// The lock is held since the oldest version written under the same lock and generation:
-    /// later auto-saves keep that time; a new generation (or another holder) starts it again.
+    /// The lock is held since the first write into the oldest version slot written under the
+    /// same lock and generation: later auto-saves keep that time, even those replacing the
+    /// slot within its hour; a new generation (or another holder) starts it again.
     #[test]
     fn the_lock_is_held_since_its_first_retained_version() {
         let mut ds = DataStoreService::new(1_735_689_600);
@@ -211,6 +220,8 @@ mod tests {
         };
         write(&mut ds, 0.0, locked("a", 1));
         write(&mut ds, hour, locked("b", 2));
+        // An auto-save later in the hour replaces the hour's version: the time stays.
+        write(&mut ds, 1.75 * hour, locked("b", 2));
         write(&mut ds, 2.0 * hour, locked("b", 2));
         write(&mut ds, 3.0 * hour + 60.0, locked("b", 2));
         let held = |ds: &mut DataStoreService| {
@@ -227,6 +238,15 @@ mod tests {
             held(&mut ds),
             json!(1_735_704_000_000i64),
             "a new generation"
+        );
+        // A generation taken within an hour whose version an older one opened: at most an
+        // hour early, never late.
+        write(&mut ds, 5.0 * hour + 60.0, locked("c", 4));
+        write(&mut ds, 5.5 * hour, locked("d", 5));
+        assert_eq!(
+            held(&mut ds),
+            json!(1_735_689_600_000i64 + 5 * 3_600_000 + 60_000),
+            "since the hour-5 slot's first write"
         );
     }
 }

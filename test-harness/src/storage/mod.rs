@@ -198,6 +198,21 @@ pub enum StorageError {
     },
 }
 
+/// Runs `read` on one consistent state of `storage` ([`Storage::begin_read`]): an export or
+/// an inspection sees each key's head and versions from the same moment, whatever another
+/// process writes meanwhile. The read ends whether or not `read` succeeds.
+pub fn read_consistently<T, E: From<StorageError>>(
+    storage: &mut dyn Storage,
+    read: impl FnOnce(&mut dyn Storage) -> Result<T, E>,
+) -> Result<T, E> {
+    storage.begin_read()?;
+    let result = read(storage);
+    let ended = storage.end_read();
+    let value = result?;
+    ended?;
+    Ok(value)
+}
+
 /// The backend behind [`crate::datastore::DataStoreService`].
 ///
 /// Implementations must apply each [`Commit`] atomically and durably (for on-disk backends) and
@@ -251,6 +266,19 @@ pub trait Storage: Send {
 
     /// Every key of every store, sorted.
     fn paths(&mut self) -> Result<Vec<KeyPath>, StorageError>;
+
+    /// Starts reading one consistent state of the store, until [`Storage::end_read`]: on disk
+    /// a read transaction, so that the writes another process commits meanwhile (a simulation
+    /// running on the same file) are seen all or none. Nothing to do in memory. Only reads may
+    /// come between the two; [`read_consistently`] pairs them.
+    fn begin_read(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// Ends what [`Storage::begin_read`] began.
+    fn end_read(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
 
     /// Replaces everything stored for each key (head and all versions), all of them in one
     /// step: on disk one transaction, so an import that fails (or a process killed) part-way

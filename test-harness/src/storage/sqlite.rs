@@ -566,6 +566,19 @@ impl Storage for SqliteStorage {
         .map_err(db_error("list paths"))
     }
 
+    fn begin_read(&mut self) -> Result<(), StorageError> {
+        // Deferred: the snapshot is taken at the first read and held until the end.
+        self.conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(db_error("begin a read"))
+    }
+
+    fn end_read(&mut self) -> Result<(), StorageError> {
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(db_error("end a read"))
+    }
+
     fn replace_keys(&mut self, keys: &[Replacement]) -> Result<(), StorageError> {
         let tx = self
             .conn
@@ -618,6 +631,49 @@ mod tests {
         assert_eq!(again.paths().unwrap(), paths);
         assert_eq!(again.head(&p).unwrap(), head);
         assert_eq!(again.versions(&p).unwrap(), versions);
+    }
+
+    /// A read between `begin_read` and `end_read` sees one state of the file: a write another
+    /// connection commits meanwhile (a simulation writing while `export` or `inspect` reads)
+    /// shows only after the read ends, so a key's head and its versions always agree.
+    #[test]
+    fn a_consistent_read_does_not_see_writes_landing_meanwhile() {
+        use crate::datastore::{DataStoreService, ServerId, StoreName};
+        use profilestore_core::value::json;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.db");
+        let mut writer =
+            DataStoreService::new(0).with_storage(Box::new(SqliteStorage::open(&file).unwrap()));
+        let mut set = |t: f64, n: i64| {
+            let (server, store) = (ServerId(0), StoreName::new("S"));
+            writer
+                .set_async(t, server, &store, "k", json!(n), Default::default())
+                .unwrap();
+        };
+        set(0.0, 1);
+        let mut reader = SqliteStorage::open_existing(&file).unwrap();
+        let p = KeyPath::new("S", "global", "k");
+        let (head, versions) = crate::storage::read_consistently(&mut reader, |r| {
+            let head = r.head(&p)?.unwrap();
+            // Another hour's write: a new head and a new version slot.
+            set(7200.0, 2);
+            Ok::<_, StorageError>((head, r.versions(&p)?))
+        })
+        .unwrap();
+        assert_eq!(head.value.as_deref(), Some(&json!(1)));
+        assert_eq!(versions.len(), 1);
+        assert_eq!(versions[0].version, head.version);
+        // Once the read ended, the write shows.
+        assert_eq!(
+            reader.head(&p).unwrap().unwrap().value.as_deref(),
+            Some(&json!(2))
+        );
+        assert_eq!(reader.versions(&p).unwrap().len(), 2);
+        // Without it, the same interleaving mixes two states.
+        let head = reader.head(&p).unwrap().unwrap();
+        set(14_400.0, 3);
+        let versions = reader.versions(&p).unwrap();
+        assert_ne!(versions.last().unwrap().version, head.version);
     }
 
     /// A value nested deeper than `serde_json`'s 128-level parsing limit (but within
