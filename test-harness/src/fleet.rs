@@ -73,8 +73,9 @@ pub struct FleetConfig {
     pub crash_rate: f64,
     /// Record every engine input and output (for a trace file).
     pub record: bool,
-    /// When set, DataStore faults and message loss come and go: on for this many seconds, then
-    /// off as long, starting on. Hand-offs are checked against their bound in the healthy
+    /// When set, DataStore faults and message loss come and go: on for this many seconds (a
+    /// whole number: the run switches them once a virtual second), then off as long, starting
+    /// on. Hand-offs are checked against their bound in the healthy
     /// stretches (and in the settle phase); `None`: faults the whole run.
     pub fault_period: Option<f64>,
     /// Probability per second that a player waiting for `StartSessionAsync` leaves (their
@@ -204,8 +205,13 @@ impl FleetConfig {
             }
         };
         positive("stay", self.stay)?;
-        if let Some(period) = self.fault_period {
-            positive("fault_period", period)?;
+        // The run switches faults once a virtual second: a period is a whole number of them.
+        if let Some(period) = self.fault_period
+            && !(period.is_finite() && period >= 1.0 && period.fract() == 0.0)
+        {
+            return Err(format!(
+                "fault_period must be a whole number of seconds, at least 1, got {period}"
+            ));
         }
         positive("op_interval", self.op_interval)?;
         for (name, rate) in [

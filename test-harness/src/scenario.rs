@@ -145,13 +145,24 @@ pub enum ScenarioError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The file is not a scenario.
+    /// The file is not JSON.
     #[error("invalid scenario {path}: {source}")]
     Parse {
         /// Path.
         path: String,
         /// Cause.
         source: serde_json::Error,
+    },
+    /// A field is missing or of the wrong type, named by its place in the document
+    /// (`actions[3].key`).
+    #[error("invalid scenario {path}: at {at}: {problem}")]
+    Layout {
+        /// Path of the file.
+        path: String,
+        /// The field's place.
+        at: String,
+        /// What is wrong.
+        problem: String,
     },
     /// An action names a server the scenario does not have.
     #[error("action at t={t} names unknown server {server:?}")]
@@ -186,7 +197,12 @@ pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
         source,
     };
     let raw: serde_json::Value = serde_json::from_str(&text).map_err(parse)?;
-    let scenario: Scenario = serde_json::from_value(raw.clone()).map_err(parse)?;
+    let scenario: Scenario =
+        serde_path_to_error::deserialize(raw.clone()).map_err(|e| ScenarioError::Layout {
+            path: path.display().to_string(),
+            at: e.path().to_string(),
+            problem: e.inner().to_string(),
+        })?;
     // An action's fields are read through a tagged enum, which cannot refuse unknown fields
     // itself: a misspelt `"Steal"` would run a plain start.
     for action in raw["actions"].as_array().into_iter().flatten() {
@@ -226,7 +242,8 @@ impl Scenario {
     /// Refuses what the format does not allow: a latency model the clock cannot run on (see
     /// [`ScenarioLatency::check`]), a horizon that is negative, not finite or over a year, an
     /// action time that is negative, not finite or after the horizon, an epoch outside years
-    /// 1970–9999, two servers of one name, a fault probability outside 0–1.
+    /// 1970–9999, two servers of one name, an action of a server (all but `faults`) naming no
+    /// server or one the scenario does not have, a fault probability outside 0–1.
     pub fn check(&self) -> Result<(), ScenarioError> {
         self.latency.check()?;
         let invalid = |message: String| Err(ScenarioError::Invalid(message));
@@ -254,6 +271,18 @@ impl Scenario {
                     "an action at t={t} is outside the run (0 to the horizon, {})",
                     self.horizon
                 ));
+            }
+            if !matches!(action.what, ActionKind::Faults { .. }) {
+                match &action.server {
+                    None => return invalid(format!("the action at t={t} names no server")),
+                    Some(name) if !self.servers.iter().any(|s| s.name == *name) => {
+                        return Err(ScenarioError::UnknownServer {
+                            t,
+                            server: name.clone(),
+                        });
+                    }
+                    Some(_) => {}
+                }
             }
             if let ActionKind::Faults {
                 datastore_fail,
@@ -333,9 +362,18 @@ pub fn run(scenario: &Scenario) -> Result<Vec<Line>, ScenarioError> {
             name: scenario.store.clone(),
             template: scenario.template.clone(),
         };
-        if let InputResult::Store(Ok(id)) = world.feed(s, input) {
-            store = id;
-        }
+        let refused = match world.feed(s, input) {
+            InputResult::Store(Ok(id)) => {
+                store = id;
+                continue;
+            }
+            InputResult::Store(Err(message)) => message,
+            other => format!("unexpected answer {other:?}"),
+        };
+        return Err(ScenarioError::Invalid(format!(
+            "store {:?} with its template cannot be opened: {refused}",
+            scenario.store
+        )));
     }
     let n = world.servers.len();
     let mut r = Runner {
@@ -421,6 +459,14 @@ impl Runner {
             return Ok(());
         }
         let s = self.server_index(action)?;
+        if !self.world.servers[s].alive {
+            // A crashed (or closed) server does nothing more (fixtures README: `crash` dies at
+            // once): an action of it is a mistake in the scenario.
+            return Err(ScenarioError::Invalid(format!(
+                "the action at t={t} is of server {:?}, which is no longer running",
+                self.names[s]
+            )));
+        }
         let now = self.world.now_for(s);
         match &action.what {
             ActionKind::StartSession { key, steal } => {
@@ -820,7 +866,10 @@ mod tests {
     /// What the format does not allow is refused with its reason, before anything runs: an
     /// action after the horizon (it used to run, and the clock then stepped back to the
     /// horizon for the `end` line), a misspelt field (`"Steal"` ran a plain start), two
-    /// servers of one name, a probability of 5, an epoch the clock overflows on.
+    /// servers of one name, a probability of 5, an epoch the clock overflows on, a store or
+    /// template the engine refuses (the run used to go on with no store), an action naming no
+    /// server or an unknown one, a field of the wrong type (named by its place); and, when the
+    /// run reaches it, an action of a server that crashed (it used to land).
     #[test]
     fn what_the_format_does_not_allow_is_refused() {
         assert!(load_edited(|_| {}).is_ok());
@@ -867,6 +916,63 @@ mod tests {
             let err = load_edited(edit).unwrap_err();
             assert_eq!(err.to_string(), format!("invalid scenario: {message}"));
         }
+        // A store or template the engine refuses, before anything runs.
+        for (edit, problem) in [
+            (
+                &(|s: &mut serde_json::Value| s["template"] = serde_json::json!(5)) as &Edit,
+                "store \"PlayerData\" with its template cannot be opened: \
+                 [ProfileStore]: Invalid template argument",
+            ),
+            (
+                &|s| s["store"] = serde_json::json!(""),
+                "store \"\" with its template cannot be opened: ",
+            ),
+        ] {
+            let err = load_edited(edit).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("invalid scenario: {problem}")),
+                "{err}"
+            );
+        }
+        // A server action naming no server, or an unknown one, before anything runs.
+        let err = load_edited(|s| {
+            s["actions"][0].as_object_mut().unwrap().remove("server");
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid scenario: the action at t=1 names no server"
+        );
+        let err = load_edited(|s| s["actions"][6]["server"] = serde_json::json!("B")).unwrap_err();
+        assert_eq!(err.to_string(), "action at t=12 names unknown server \"B\"");
+        // An action of a server that crashed (its removal used to land as if sent before the
+        // crash).
+        let err = load_edited(|s| {
+            s["actions"] = serde_json::json!([
+                {"t": 1, "server": "A", "do": "raw_set", "key": "k", "value": {"x": 1}},
+                {"t": 2, "server": "A", "do": "crash"},
+                {"t": 3, "server": "A", "do": "remove", "key": "k"}
+            ])
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid scenario: the action at t=3 is of server \"A\", which is no longer running"
+        );
+        // A field of the wrong type is named by its place (an action's fields by the action:
+        // its kind is read with them).
+        let err = load_edited(|s| s["actions"][3]["key"] = serde_json::json!(5)).unwrap_err();
+        let err = err.to_string();
+        assert!(
+            err.contains(": at actions[3]: invalid type: integer `5`, expected a string"),
+            "{err}"
+        );
+        let err = load_edited(|s| s["horizon"] = serde_json::json!("20")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(": at horizon: invalid type: string"),
+            "{err}"
+        );
         // `set_data` on a key the server does not hold is refused, not dropped.
         let err = load_edited(|s| {
             s["actions"].as_array_mut().unwrap().push(serde_json::json!(

@@ -197,6 +197,10 @@ fn bad_arguments_get_clear_errors() {
             "--stay must be a positive number of seconds, got NaN",
         ),
         (
+            &["--fault-period", "1500ms"][..],
+            "--fault-period must be a whole number of seconds, at least 1, got 1.5",
+        ),
+        (
             &["--crash-rate=-1"][..],
             "--crash-rate must be between 0 and 60 per server per minute, got -1",
         ),
