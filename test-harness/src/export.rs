@@ -454,6 +454,8 @@ fn invalid(at: &str, problem: impl Into<String>) -> ExportError {
 }
 
 fn object_metadata(at: &str, metadata: &Value) -> Result<Value, ExportError> {
+    // Too deep first: the message then names that, not the whole (huge) value.
+    storable(at, "metadata", metadata)?;
     Limits::unlimited()
         .check_metadata(Some(metadata))
         .map_err(|_| invalid(at, format!("metadata must be an object, found {metadata}")))
@@ -773,6 +775,19 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "import document, keys[\"b\"]: metadata must be an object, found 3"
+        );
+        // Metadata nested too deep is named as that (it was \"must be an object\", with the
+        // whole value).
+        let mut deep = json!(1);
+        for _ in 0..MAX_DEPTH + 1 {
+            deep = json!([deep]);
+        }
+        let bad = json!({"store": "S", "keys": {"b": {"exists": true, "value": 1, "metadata": {"a": deep}}}});
+        assert_eq!(
+            import(&mut storage, &bad.to_string(), 5)
+                .unwrap_err()
+                .to_string(),
+            format!("import document, keys[\"b\"]: metadata nests deeper than {MAX_DEPTH} levels")
         );
         assert!(matches!(
             import(&mut storage, "{", 5),

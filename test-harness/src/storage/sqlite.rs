@@ -93,6 +93,24 @@ fn db_error(operation: &str) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
     }
 }
 
+/// For reads of one key's rows (`path`, or `store/scope/*` for a listing): a column holding a
+/// value of the wrong type (text where a time belongs, say) is corrupt data of that key, named
+/// as such; anything else is the database failing.
+fn read_error<'a>(
+    operation: &'a str,
+    path: &'a str,
+) -> impl Fn(rusqlite::Error) -> StorageError + 'a {
+    move |e| match e {
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StorageError::Corrupt {
+            path: path.to_string(),
+            problem: e.to_string(),
+        },
+        e => db_error(operation)(e),
+    }
+}
+
 /// What opening does with a database that has no profilestore schema yet.
 #[derive(Clone, Copy, PartialEq)]
 enum Create {
@@ -155,11 +173,24 @@ impl SqliteStorage {
                 // ours too.
                 let (found, expected) = (columns(&conn)?, columns(&schema_database()?)?);
                 if found != expected {
+                    let named = |tables: &Tables| describe(tables, |c| c.0.clone());
+                    if named(&found) != named(&expected) {
+                        return refuse(format!(
+                            "not a profilestore database: schema version {SCHEMA_VERSION} but \
+                             its tables are {} (expected {})",
+                            named(&found),
+                            named(&expected)
+                        ));
+                    }
+                    // Our names, but other types, constraints or keys: writes that replace a
+                    // row would add one instead.
+                    let detailed =
+                        |tables: &Tables| describe(tables, |c| format!("{} {}", c.0, c.1));
                     return refuse(format!(
-                        "not a profilestore database: schema version {SCHEMA_VERSION} but its \
-                         tables are {} (expected {})",
-                        describe(&found),
-                        describe(&expected)
+                        "not a profilestore database: schema version {SCHEMA_VERSION} and our \
+                         column names, but its tables are {} (expected {})",
+                        detailed(&found),
+                        detailed(&expected)
                     ));
                 }
                 false
@@ -204,9 +235,13 @@ impl SqliteStorage {
     }
 }
 
-/// The tables in `conn` (by name; SQLite's own, such as `sqlite_stat1` after `ANALYZE`, left
-/// out) and their columns in declared order.
-fn columns(conn: &Connection) -> Result<Vec<(String, Vec<String>)>, StorageError> {
+/// Tables by name, each with its columns in declared order: name, and declared type with
+/// constraints (`TEXT NOT NULL PK1`).
+type Tables = Vec<(String, Vec<(String, String)>)>;
+
+/// The tables in `conn` (SQLite's own, such as `sqlite_stat1` after `ANALYZE`, left out) and
+/// their columns.
+fn columns(conn: &Connection) -> Result<Tables, StorageError> {
     let read = db_error("read schema");
     let mut tables = conn
         .prepare(
@@ -222,10 +257,21 @@ fn columns(conn: &Connection) -> Result<Vec<(String, Vec<String>)>, StorageError
     let mut found = Vec::new();
     for name in names {
         let mut info = conn
-            .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+            .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")
             .map_err(&read)?;
-        let cols: Vec<String> = info
-            .query_map([&name], |r| r.get(0))
+        let cols: Vec<(String, String)> = info
+            .query_map([&name], |r| {
+                let (column, kind): (String, String) = (r.get(0)?, r.get(1)?);
+                let (not_null, pk): (bool, i64) = (r.get(2)?, r.get(3)?);
+                let mut detail = kind;
+                if not_null {
+                    detail.push_str(" NOT NULL");
+                }
+                if pk > 0 {
+                    detail.push_str(&format!(" PK{pk}"));
+                }
+                Ok((column, detail))
+            })
             .map_err(&read)?
             .collect::<Result<_, _>>()
             .map_err(&read)?;
@@ -242,14 +288,17 @@ fn schema_database() -> Result<Connection, StorageError> {
     Ok(conn)
 }
 
-/// `keys(store, …), versions(…)`.
-fn describe(tables: &[(String, Vec<String>)]) -> String {
+/// `keys(store, …), versions(…)`, each column shown by `column`.
+fn describe(tables: &Tables, column: impl Fn(&(String, String)) -> String) -> String {
     if tables.is_empty() {
         return "none".into();
     }
     tables
         .iter()
-        .map(|(name, cols)| format!("{name}({})", cols.join(", ")))
+        .map(|(name, cols)| {
+            let cols: Vec<String> = cols.iter().map(&column).collect();
+            format!("{name}({})", cols.join(", "))
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -384,7 +433,7 @@ fn read_head(conn: &Connection, path: &KeyPath) -> Result<Option<Head>, StorageE
             raw_head,
         )
         .optional()
-        .map_err(db_error("read key"))?;
+        .map_err(read_error("read key", &path.to_string()))?;
     raw.map(|raw| decode_head(&path.to_string(), raw))
         .transpose()
 }
@@ -400,7 +449,7 @@ fn read_latest(conn: &Connection, path: &KeyPath) -> Result<Option<StoredVersion
             raw_version,
         )
         .optional()
-        .map_err(db_error("read latest version"))?;
+        .map_err(read_error("read latest version", &path.to_string()))?;
     raw.map(|raw| decode_version(&path.to_string(), raw))
         .transpose()
 }
@@ -476,7 +525,7 @@ impl Storage for SqliteStorage {
                 raw_version,
             )
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(db_error("list versions"))?;
+            .map_err(read_error("list versions", &path.to_string()))?;
         let name = path.to_string();
         raws.into_iter()
             .map(|raw| decode_version(&name, raw))
@@ -541,7 +590,7 @@ impl Storage for SqliteStorage {
                 Ok((key, raw))
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(db_error("list keys"))?;
+            .map_err(read_error("list keys", &format!("{store}/{scope}/*")))?;
         rows.into_iter()
             .map(|(key, raw)| {
                 let head = decode_head(&KeyPath::new(store, scope, &key).to_string(), raw)?;
@@ -787,6 +836,25 @@ mod tests {
             expected
         );
         assert_eq!(journal_mode(&app), "delete");
+        // Our table and column names without our primary keys (a replacing write would add a
+        // row): refused too, naming what differs.
+        let names_only = database_made_by(
+            &dir,
+            "names.db",
+            "CREATE TABLE keys (store, scope, key, value, created_ms, updated_ms, version, \
+             serial, user_ids, metadata); CREATE TABLE versions (store, scope, key, slot, \
+             version, opened_ms, created_ms, key_created_ms, value, user_ids, metadata, \
+             superseded_ms); PRAGMA user_version = 1;",
+        );
+        let err = SqliteStorage::open(&names_only).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "database error during open: not a profilestore database: schema version 1 \
+                 and our column names, but its tables are keys(store , scope , key , value , "
+            ) && err.contains("(expected keys(store TEXT NOT NULL PK1, scope TEXT NOT NULL PK2, "),
+            "{err}"
+        );
+        assert_eq!(journal_mode(&names_only), "delete");
         // Ours, reopened, passes the same check, also with SQLite's own statistics tables.
         let ours = dir.path().join("ours.db");
         SqliteStorage::open(&ours).unwrap();
@@ -811,6 +879,39 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("corrupt stored data for S/global/k: column value is not valid JSON"),
+            "{err}"
+        );
+    }
+
+    /// A column holding the wrong type (text for a time, written by another program) is
+    /// corrupt data of its key, named as such, in every read of the key.
+    #[test]
+    fn a_column_of_the_wrong_type_names_the_key() {
+        let mut s = SqliteStorage::open_in_memory().unwrap();
+        s.conn
+            .execute_batch(
+                "INSERT INTO keys VALUES ('S', 'global', 'k', '1', 'x', 0, 'v', 1, '[]', '{}');
+                 INSERT INTO versions VALUES ('S', 'global', 'k', 1, 'v', 'x', 0, 0, '1', '[]', '{}', NULL);",
+            )
+            .unwrap();
+        let p = KeyPath::new("S", "global", "k");
+        let errors = [
+            s.head(&p).unwrap_err(),
+            s.latest_version(&p).unwrap_err(),
+            s.versions(&p).unwrap_err(),
+        ];
+        for err in errors {
+            assert!(matches!(err, StorageError::Corrupt { .. }), "{err:?}");
+            assert!(
+                err.to_string()
+                    .starts_with("corrupt stored data for S/global/k: "),
+                "{err}"
+            );
+        }
+        let err = s.list_keys("S", "global", "", None, 10).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("corrupt stored data for S/global/*: "),
             "{err}"
         );
     }
