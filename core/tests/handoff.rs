@@ -517,3 +517,55 @@ fn a_session_released_during_cancel_keeps_the_stored_data() {
     let saves = w.writes("k").len();
     assert_eq!(saves, 2, "the start's write and the release");
 }
+
+/// `SESSION_STEAL` of 0 (spec §5.3 (c): steal once the poll count "reaches"
+/// `ceil(SESSION_STEAL / LOAD_REPEAT_PERIOD)`, here 0): a start that finds the lock held asks
+/// for it (10.3 s), sets the steal flag at its first poll (15.6 s, the count 1 past 0) and
+/// takes the lock at the next (25.9 s), instead of the 40 s steal's five polls: the count is
+/// compared as "at least", so a threshold it has passed still steals (a count compared for
+/// equality would never meet 0; docs/DEVIATIONS.md, "Smaller differences").
+#[test]
+fn a_session_steal_of_zero_takes_the_lock_two_polls_after_asking() {
+    let mut w = World::new(2, 12);
+    let store = w.new_store("PlayerData", json!({"Coins": 0}));
+    w.with(1, |e, _| e.set_constant("SESSION_STEAL", 0.0))
+        .unwrap();
+    w.run_until(1.0);
+    start(&mut w, 0, store, "k");
+    w.run_until(8.0);
+    w.messaging_fail = 1.0;
+    w.run_until(10.0);
+    let b = start(&mut w, 1, store, "k");
+    w.run_until(60.0);
+    let b_writes: Vec<f64> = w
+        .writes("k")
+        .iter()
+        .filter(|x| x.1 == 1)
+        .map(|x| x.0)
+        .collect();
+    let want = [10.3, 15.6, 25.9];
+    assert_eq!(b_writes.len(), want.len(), "{b_writes:?}");
+    for (got, want) in b_writes.iter().zip(want) {
+        assert!((got - want).abs() < 1.0 / 60.0, "B writes at {b_writes:?}");
+    }
+    let (t, result) = w.completion(1, b).unwrap();
+    assert!(
+        close(t, b_writes[2]),
+        "taken at {t}, writes at {b_writes:?}"
+    );
+    assert!(
+        matches!(
+            result,
+            Completion::SessionStart {
+                profile: Some(_),
+                ..
+            }
+        ),
+        "{result:?}"
+    );
+    let job_b = w.servers[1].engine.identity().job_id.clone();
+    assert_eq!(
+        w.writes("k").last().unwrap().2["MetaData"]["ActiveSession"][1],
+        json!(job_b)
+    );
+}
