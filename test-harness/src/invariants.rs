@@ -530,17 +530,21 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         .collect()
 }
 
+/// The `q` quantile of `v` (0 < q ≤ 1) by the nearest-rank method: the smallest value at or
+/// below which at least a fraction `q` of the values lie (so the median of two values is the
+/// smaller, and the 1.0 quantile the largest); 0 for no values.
+fn pct(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = (q * s.len() as f64).ceil() as usize;
+    s.get(rank.clamp(1, s.len().max(1)) - 1)
+        .copied()
+        .unwrap_or(0.0)
+}
+
 /// A summary of a run, for the command line and `--json`.
 pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
     let o = &fleet.observed;
-    let pct = |v: &[f64], q: f64| {
-        if v.is_empty() {
-            return 0.0;
-        }
-        let mut s = v.to_vec();
-        s.sort_by(f64::total_cmp);
-        s[((s.len() - 1) as f64 * q).round() as usize]
-    };
     json!({
         "seed": fleet.config.seed,
         "servers": fleet.config.servers,
@@ -581,6 +585,25 @@ mod tests {
             meta["ActiveSession"] = json!([1001, job]);
         }
         json!({"Data": {"Ops": ["p:op1", "p:op2", "p:op3"]}, "MetaData": meta, "GlobalUpdates": [0, []]})
+    }
+
+    /// Hand-off times are summed up by the nearest rank: a median is one of the values, the
+    /// lower of the middle two for an even count.
+    #[test]
+    fn quantiles_are_nearest_ranks() {
+        assert_eq!(pct(&[], 0.5), 0.0);
+        assert_eq!(pct(&[3.0], 0.5), 3.0);
+        assert_eq!((pct(&[9.0, 1.0], 0.5), pct(&[9.0, 1.0], 0.9)), (1.0, 9.0));
+        let four = [4.0, 2.0, 3.0, 1.0];
+        assert_eq!(
+            (pct(&four, 0.5), pct(&four, 0.9), pct(&four, 1.0)),
+            (2.0, 4.0, 4.0)
+        );
+        let ten: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(
+            (pct(&ten, 0.5), pct(&ten, 0.9), pct(&ten, 1.0)),
+            (5.0, 9.0, 10.0)
+        );
     }
 
     #[test]

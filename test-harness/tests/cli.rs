@@ -66,6 +66,40 @@ fn simulate_then_replay_the_trace() {
     assert_eq!(code, 0);
     let summary: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["determinism"], "identical");
+    // The first run on SQLite, the second in memory: the two stores export the same, and the
+    // human summary says so (and names the trace written).
+    let args = [
+        "simulate",
+        "--players",
+        "10",
+        "--duration",
+        "2m",
+        "--faults",
+        "0.1",
+        "--db",
+        "twice.db",
+        "--trace",
+        "twice.trace",
+        "--check-determinism",
+    ];
+    let (code, stdout, stderr) = sim(&args, dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .map(|l| l[name.len() + 2..].trim().to_string())
+    };
+    assert_eq!(
+        row("same seed twice").as_deref(),
+        Some("identical"),
+        "{stdout}"
+    );
+    assert_eq!(
+        row("trace written to").as_deref(),
+        Some("twice.trace"),
+        "{stdout}"
+    );
     let (code, stdout, _) = sim(&["replay", "run.trace"], dir.path());
     assert_eq!(code, 0);
     assert!(stdout.contains("byte-identical"), "{stdout}");

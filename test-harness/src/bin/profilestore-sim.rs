@@ -104,8 +104,9 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
-        /// Run the same seed a second time (in memory) and check every engine input and
-        /// output is byte-identical; exits 1 if they differ.
+        /// Run the same seed a second time (in memory) and check that every engine input and
+        /// output, the stored data (every key, value, version and time) and the summary are
+        /// identical; exits 1 if they differ.
         #[arg(long)]
         check_determinism: bool,
     },
@@ -414,17 +415,18 @@ fn run(command: Command) -> Result<ExitCode, String> {
                         let bar = progress_bar(json, duration, "determinism check: second run");
                         again.run(|t| bar.set_position(t as u64));
                         bar.finish_and_clear();
-                        match trace::same_run(&fleet.world, &again.world) {
-                            Ok(same) => {
-                                reproduced = same;
-                                summary["determinism"] = profilestore_core::json!(if same {
+                        match differences(&mut fleet, &violations, &mut again) {
+                            Ok(differ) => {
+                                reproduced = differ.is_empty();
+                                summary["determinism"] = profilestore_core::json!(if reproduced {
                                     "identical"
                                 } else {
                                     "DIFFERENT"
                                 });
-                                if !same {
+                                if !reproduced {
                                     eprintln!(
-                                        "profilestore-sim: seed {seed} did not reproduce: the two runs' outputs differ"
+                                        "profilestore-sim: seed {seed} did not reproduce: the two runs' {} differ",
+                                        differ.join(", ")
                                     );
                                 }
                             }
@@ -613,6 +615,32 @@ fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
+/// What differs between a run (`first`, checked: `violations`) and the same seed run again
+/// (`again`): the engines' inputs and outputs, what the DataStore holds at the end (every key,
+/// value, version and time, as exported), and the summary (every count and invariant result).
+/// Empty when the two agree in all three.
+fn differences(
+    first: &mut Fleet,
+    violations: &[invariants::Violation],
+    again: &mut Fleet,
+) -> Result<Vec<&'static str>, String> {
+    let mut differ = Vec::new();
+    if !trace::same_run(&first.world, &again.world).map_err(|e| e.to_string())? {
+        differ.push("engine inputs and outputs");
+    }
+    let stored = |fleet: &mut Fleet| {
+        export::export_string(fleet.world.datastore.storage_mut()).map_err(|e| e.to_string())
+    };
+    if stored(first)? != stored(again)? {
+        differ.push("stored data");
+    }
+    let again_violations = invariants::check(again);
+    if invariants::summary(first, violations) != invariants::summary(again, &again_violations) {
+        differ.push("summaries");
+    }
+    Ok(differ)
+}
+
 fn print_summary(s: &profilestore_core::value::Value) {
     let row = |name: &str, value: String| out!("  {name:<34} {value}");
     out!(
@@ -678,13 +706,16 @@ fn print_summary(s: &profilestore_core::value::Value) {
         ),
     );
     row(
-        "shutdowns / crashes / replaced",
+        "shutdowns / crashes / replaced (spares)",
         format!(
-            "{} / {} / {}",
-            s["shutdowns"], s["crashes"], s["replacements"]
+            "{} / {} / {} ({})",
+            s["shutdowns"], s["crashes"], s["replacements"], s["spare_servers"]
         ),
     );
     row("store", s["store"].as_str().unwrap_or_default().to_string());
+    if let Some(path) = s.get("trace").and_then(|t| t.as_str()) {
+        row("trace written to", path.to_string());
+    }
     if let Some(d) = s.get("determinism") {
         row(
             "same seed twice",
