@@ -50,7 +50,7 @@ fn simulate_then_replay_the_trace() {
         dir.path().join("profilestore-sim.db").exists(),
         "the embedded store is the default"
     );
-    let args = [
+    let small = [
         "simulate",
         "--players",
         "10",
@@ -58,30 +58,22 @@ fn simulate_then_replay_the_trace() {
         "2m",
         "--faults",
         "0.1",
-        "--memory",
-        "--json",
-        "--check-determinism",
     ];
+    let args = [&small[..], &["--memory", "--json", "--check-determinism"]].concat();
     let (code, stdout, _) = sim(&args, dir.path());
     assert_eq!(code, 0);
     let summary: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["determinism"], "identical");
     // The first run on SQLite, the second in memory: the two stores export the same, and the
     // human summary says so (and names the trace written).
-    let args = [
-        "simulate",
-        "--players",
-        "10",
-        "--duration",
-        "2m",
-        "--faults",
-        "0.1",
+    let twice = [
         "--db",
         "twice.db",
         "--trace",
         "twice.trace",
         "--check-determinism",
     ];
+    let args = [&small[..], &twice].concat();
     let (code, stdout, stderr) = sim(&args, dir.path());
     assert_eq!(code, 0, "{stderr}");
     let row = |name: &str| {
