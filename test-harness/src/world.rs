@@ -142,6 +142,9 @@ pub struct Server {
     /// nothing: answers, messages and transforms for it are lost (writes it already sent still
     /// land).
     pub alive: bool,
+    /// When it last stopped (crashed, was killed or closed), virtual seconds: a request it
+    /// had sent by then still lands, one still waiting in its throttle queues does not.
+    stopped_at: Option<f64>,
     /// Its id at the DataStore and MessagingService.
     pub id: ServerId,
     subscriptions: BTreeMap<SubscriptionId, messaging::SubscriptionId>,
@@ -221,9 +224,12 @@ pub struct Logged {
 }
 
 enum Pending {
+    /// A request reaches the DataStore; it left its server at `sent_at` (after waiting in a
+    /// throttle queue, or for its key's throughput).
     Read {
         server: usize,
         request: DataStoreRequest,
+        sent_at: f64,
     },
     /// The write half of an update; without an output the transform runs first (a commit held
     /// for its key's throughput runs the transform when it goes, as Roblox runs a held
@@ -489,6 +495,7 @@ impl World {
                     engine,
                     host: Host::default(),
                     alive: true,
+                    stopped_at: None,
                     id: ServerId(i as u64),
                     subscriptions: BTreeMap::new(),
                     subscribing: Default::default(),
@@ -663,6 +670,7 @@ impl World {
     /// Server `s` stops running: nothing reaches it any more.
     fn stop(&mut self, s: usize) {
         self.servers[s].alive = false;
+        self.servers[s].stopped_at = Some(self.now);
         self.messaging.remove_server(self.servers[s].id);
     }
 
@@ -814,12 +822,28 @@ impl World {
                     {
                         Admission::Now => {
                             let at = self.now + self.round_trip();
-                            self.schedule(at, Pending::Read { server: s, request });
+                            let sent_at = self.now;
+                            self.schedule(
+                                at,
+                                Pending::Read {
+                                    server: s,
+                                    request,
+                                    sent_at,
+                                },
+                            );
                         }
                         Admission::QueuedUntil(t) => {
                             self.throttled += 1;
-                            let at = t.max(self.now) + self.round_trip();
-                            self.schedule(at, Pending::Read { server: s, request });
+                            let sent_at = t.max(self.now);
+                            let at = sent_at + self.round_trip();
+                            self.schedule(
+                                at,
+                                Pending::Read {
+                                    server: s,
+                                    request,
+                                    sent_at,
+                                },
+                            );
                         }
                         Admission::Rejected(e) => {
                             self.refused += 1;
@@ -963,7 +987,11 @@ impl World {
 
     fn process(&mut self, pending: Pending) {
         match pending {
-            Pending::Read { server, request } => self.read(server, request),
+            Pending::Read {
+                server,
+                request,
+                sent_at,
+            } => self.read(server, request, sent_at),
             Pending::Subscribe {
                 server,
                 subscription,
@@ -1101,11 +1129,13 @@ impl World {
         self.requests.values().sum()
     }
 
-    fn read(&mut self, s: usize, request: DataStoreRequest) {
+    fn read(&mut self, s: usize, request: DataStoreRequest, sent_at: f64) {
         if !self.servers[s].alive {
             // A removal is a write: sent before its server died, it still lands (unless it
-            // meets a fault), with no answer. Anything else needs the server.
-            if request.kind == DataStoreRequestKind::Remove {
+            // meets a fault), with no answer; one still waiting in the server's queues died
+            // with it. Anything else needs the server.
+            let sent = self.servers[s].stopped_at.is_some_and(|t| sent_at <= t);
+            if request.kind == DataStoreRequestKind::Remove && sent {
                 *self.requests.entry(Operation::Remove).or_default() += 1;
                 if !self.faulted() {
                     let store = StoreName::new(&request.store);
@@ -1209,7 +1239,12 @@ impl World {
                     match self.datastore.hold_for_key(now, id, api, at) {
                         Ok(()) => {
                             self.key_throttled += 1;
-                            self.schedule(at, Pending::Read { server: s, request });
+                            let pending = Pending::Read {
+                                server: s,
+                                request,
+                                sent_at: at,
+                            };
+                            self.schedule(at, pending);
                         }
                         Err(full) => {
                             self.refused += 1;

@@ -840,6 +840,50 @@ fn a_removal_sent_before_a_crash_lands() {
     assert_eq!(w.request_counts().get("RemoveAsync"), Some(&1));
 }
 
+/// A removal still waiting in its server's throttle queue when the server crashes was never
+/// sent: it dies with the server (spec "Queues": throttled requests wait in the server's
+/// queues), while one already sent lands.
+#[test]
+fn a_removal_still_queued_when_its_server_crashes_does_not_land() {
+    use profilestore_harness::datastore::{Budgets, Rate};
+    // One removal a minute and no burst: the second waits a minute in the Set queue.
+    let limits = Limits {
+        budgets: Some(Budgets {
+            remove: Rate {
+                base: 1.0,
+                per_player: 0.0,
+                startup_burst: 0.0,
+            },
+            experience: None,
+            ..Budgets::roblox()
+        }),
+        ..Limits::unlimited()
+    };
+    let (mut w, store) = world(1, limits);
+    w.raw_set(0, "S", "sent", json!(1));
+    w.raw_set(0, "S", "queued", json!(2));
+    w.run_until(1.0);
+    for key in ["sent", "queued"] {
+        let now = w.now_for(0);
+        let remove = Input::Remove {
+            now,
+            store: store.live(),
+            key: key.into(),
+        };
+        w.feed(0, remove);
+    }
+    assert_eq!(w.throttled, 1, "the second waits");
+    w.crash(0);
+    w.run_until(120.0);
+    assert_eq!(
+        w.stored("S", "sent"),
+        None,
+        "sent before the crash: removed"
+    );
+    assert_eq!(w.stored("S", "queued"), Some(json!(2)), "never sent: kept");
+    assert_eq!(w.request_counts().get("RemoveAsync"), Some(&1));
+}
+
 /// The receive limit per topic grows with the game's running servers, "(40 + 80 × servers)" a
 /// minute (spec "MessagingService"), whether or not a server uses messaging: of three
 /// servers, one subscribes and one publishes, and 280 of 300 messages within a minute arrive.

@@ -75,9 +75,11 @@ impl MessagingLimits {
 struct Window(VecDeque<f64>);
 
 impl Window {
-    /// Events in the minute up to `now`.
+    /// Events in the minute up to `now`: an event at `t` leaves at `t + 60` (computed so, the
+    /// way the clock reaches that time: `now - 60` can round below `t`, keeping an event a
+    /// minute old in the window).
     fn count(&mut self, now: f64) -> usize {
-        while self.0.front().is_some_and(|t| *t <= now - 60.0) {
+        while self.0.front().is_some_and(|t| *t + 60.0 <= now) {
             self.0.pop_front();
         }
         self.0.len()
@@ -246,6 +248,14 @@ mod tests {
         assert_eq!(book.publish(&limits, A, 60.0), Ok(()));
         assert_eq!(book.publish(&limits, A, 60.0), Err(840.0));
         assert_eq!(book.publish(&MessagingLimits::off(), A, 60.0), Ok(()));
+        // The same from 0.3 s: 60.3 - 60 rounds below 0.3, yet the publish a minute after the
+        // first still leaves it.
+        let mut book = RateBook::default();
+        for i in 0..600 {
+            assert_eq!(book.publish(&limits, A, 0.3 + f64::from(i) * 0.05), Ok(()));
+        }
+        assert_eq!(book.publish(&limits, A, 42.0), Err(600.0));
+        assert_eq!(book.publish(&limits, A, 0.3 + 60.0), Ok(()));
     }
 
     #[test]
