@@ -816,45 +816,34 @@ impl World {
                     }
                     // Server request budgets (throttle queues of 30) decide when it is sent.
                     let operation = operation_of(&request.kind);
-                    match self
-                        .datastore
-                        .admit(self.now, self.servers[s].id, operation)
-                    {
-                        Admission::Now => {
-                            let at = self.now + self.round_trip();
-                            let sent_at = self.now;
-                            self.schedule(
-                                at,
-                                Pending::Read {
+                    let sent_at =
+                        match self
+                            .datastore
+                            .admit(self.now, self.servers[s].id, operation)
+                        {
+                            Admission::Now => self.now,
+                            Admission::QueuedUntil(t) => {
+                                self.throttled += 1;
+                                t.max(self.now)
+                            }
+                            Admission::Rejected(e) => {
+                                self.refused += 1;
+                                let pending = Pending::Refused {
                                     server: s,
-                                    request,
-                                    sent_at,
-                                },
-                            );
-                        }
-                        Admission::QueuedUntil(t) => {
-                            self.throttled += 1;
-                            let sent_at = t.max(self.now);
-                            let at = sent_at + self.round_trip();
-                            self.schedule(
-                                at,
-                                Pending::Read {
-                                    server: s,
-                                    request,
-                                    sent_at,
-                                },
-                            );
-                        }
-                        Admission::Rejected(e) => {
-                            self.refused += 1;
-                            let pending = Pending::Refused {
-                                server: s,
-                                op: request.op,
-                                error: e.to_core(),
-                            };
-                            self.schedule(self.now, pending);
-                        }
-                    }
+                                    op: request.op,
+                                    error: e.to_core(),
+                                };
+                                self.schedule(self.now, pending);
+                                continue;
+                            }
+                        };
+                    let at = sent_at + self.round_trip();
+                    let pending = Pending::Read {
+                        server: s,
+                        request,
+                        sent_at,
+                    };
+                    self.schedule(at, pending);
                 }
                 Output::Messaging(MessagingRequest::Subscribe {
                     subscription,
