@@ -706,9 +706,9 @@ fn print_summary(s: &profilestore_core::value::Value) {
         ),
     );
     row(
-        "shutdowns / crashes / replaced (spares)",
+        "shutdowns / crashes / replaced",
         format!(
-            "{} / {} / {} ({})",
+            "{} / {} / {} (of {} spare servers)",
             s["shutdowns"], s["crashes"], s["replacements"], s["spare_servers"]
         ),
     );
