@@ -21,8 +21,9 @@
 //! - **every start returns** — after the run settles, no start on a running server is still
 //!   waiting for its answer.
 //!
-//! A violation names the key and comes with the shortest excerpt of the run that shows it. A
-//! fleet that let go of its log as it ran ([`Fleet::keep_log`]) is run again to cut them.
+//! A violation names the key and comes with an excerpt of the run: up to 12 lines about that
+//! key, from where the violation began when that is known, else the key's last 12. A fleet
+//! that let go of its log as it ran ([`Fleet::keep_log`]) is run again to cut them.
 
 use std::collections::BTreeMap;
 

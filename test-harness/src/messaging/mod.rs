@@ -1,7 +1,8 @@
 //! A simulated Roblox `MessagingService` on the virtual clock (spec "MessagingService"): topics,
 //! `SubscribeAsync` / `Disconnect` per server, `PublishAsync` to every server subscribed to the
 //! topic, delivery after a delay (best effort, typically 1–2 s), seeded loss, and the size limit:
-//! the JSON-encoded payload must fit in 1 kB (1,024 bytes) and the topic name in 80 characters.
+//! the JSON-encoded payload must fit in 1 kB (1,024 bytes) and the topic name in 80 bytes of
+//! UTF-8 (Roblox documents 80 characters; ProfileStore's topics are ASCII).
 //!
 //! Deliveries are decided at publish time, one per subscription then active (so a server's own
 //! subscription hears its own publishes, as on Roblox): each draws a loss roll and a delay from a
