@@ -119,14 +119,14 @@ impl MockStore {
     }
 }
 
-/// Reads a `UserIds` value as a list of integers, skipping anything else.
+/// Reads a `UserIds` value as a list of integers, skipping anything else (a fraction, a
+/// string, a number out of `i64`'s range: saturating one would store another user's id).
 pub fn user_id_list(v: &Value) -> Vec<i64> {
     v.as_array()
         .map(|a| {
             a.iter()
                 .filter_map(Value::as_f64)
-                .filter(|f| f.fract() == 0.0)
-                .map(|f| f as i64)
+                .filter_map(crate::wire::whole_number)
                 .collect()
         })
         .unwrap_or_default()

@@ -214,11 +214,7 @@ impl Profile {
             .as_ref()
             .map(|p| p.global_update_entries().to_vec())
             .unwrap_or_default();
-        let received = entries
-            .iter()
-            .filter_map(wire::entry_id)
-            .map(|i| i as i64)
-            .collect();
+        let received = entries.iter().filter_map(wire::message_id).collect();
         let session = pv
             .as_ref()
             .and_then(|p| p.active_session())
@@ -264,7 +260,7 @@ impl Profile {
         self.global_updates
             .iter()
             .filter_map(|e| {
-                let id = wire::entry_id(e)? as i64;
+                let id = wire::message_id(e)?;
                 let payload = wire::entry_payload(e)?;
                 (!self.processed.contains(&id)).then(|| (id, payload.clone()))
             })

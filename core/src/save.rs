@@ -461,7 +461,7 @@ impl Engine {
         let mut still_pending = std::collections::BTreeSet::new();
         let mut new_messages = Vec::new();
         for entry in &entries {
-            let Some(mid) = wire::entry_id(entry).map(|i| i as i64) else {
+            let Some(mid) = wire::message_id(entry) else {
                 continue;
             };
             if p.processed.contains(&mid) {

@@ -42,8 +42,8 @@ impl Engine {
     }
 
     fn user_id_argument(&mut self, id: f64, method: &str) -> Option<i64> {
-        if id.is_finite() && id.fract() == 0.0 {
-            Some(id as i64)
+        if let Some(id) = crate::wire::whole_number(id) {
+            Some(id)
         } else {
             self.warn(format!(
                 "[ProfileStore]: Invalid UserId argument for {method} ({}); Traceback:",

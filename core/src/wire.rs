@@ -193,7 +193,9 @@ pub fn empty_global_updates() -> Value {
 }
 
 /// Brings a `GlobalUpdates` table into `[last_id:number, entries:array]` form, keeping whatever
-/// is readable (spec §19 item 18: the original throws on a malformed queue).
+/// is readable (spec §19 item 18: the original throws on a malformed queue): every entry with
+/// a payload, whatever its id (one without a whole-number id is kept but not delivered, see
+/// [`message_id`]); entries with neither an id nor a payload (`"junk"`, `[]`) go.
 fn repair_global_updates(v: &Value) -> Value {
     if is_canonical_global_updates(v) {
         return v.clone();
@@ -204,7 +206,7 @@ fn repair_global_updates(v: &Value) -> Value {
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter(|e| entry_id(e).is_some())
+                .filter(|e| entry_id(e).is_some() || entry_payload(e).is_some())
                 .cloned()
                 .collect()
         })
@@ -241,6 +243,21 @@ pub fn number(v: f64) -> Value {
 /// The id of a `GlobalUpdates` entry (element 1 of either entry format).
 pub fn entry_id(entry: &Value) -> Option<f64> {
     entry.as_array()?.first()?.as_f64()
+}
+
+/// `f` as an `i64` if it is a whole number an `i64` holds exactly; `None` for a fraction, a
+/// number out of `i64`'s range (which `as` would saturate) or one that is not finite.
+pub fn whole_number(f: f64) -> Option<i64> {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    (f.is_finite() && f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f)).then_some(f as i64)
+}
+
+/// A message's id as the engine tracks it: the entry's id if it is a whole number (the ids
+/// `MessageAsync` assigns always are). An entry with any other id (written by another tool:
+/// `1.5`, `"3"`) stays in the stored queue but is never delivered, so it can neither share an
+/// id with another message nor be removed as one.
+pub fn message_id(entry: &Value) -> Option<i64> {
+    entry_id(entry).and_then(whole_number)
 }
 
 /// The payload of a `GlobalUpdates` entry: the **last** element, so ProfileService's
@@ -366,7 +383,7 @@ pub fn remove_processed(obj: &mut Object, processed: &std::collections::BTreeSet
         .and_then(|g| g.get_mut(1))
         .and_then(Value::as_array_mut)
     {
-        entries.retain(|e| entry_id(e).is_none_or(|id| !processed.contains(&(id as i64))));
+        entries.retain(|e| message_id(e).is_none_or(|id| !processed.contains(&id)));
     }
 }
 
@@ -492,6 +509,11 @@ mod tests {
             (json!([2, [[5, {}]]]), json!([5, [[5, {}]]])),
             (json!([1, [], 3]), json!([1, []])),
             (json!([3, [[1, {}], "junk", []]]), json!([3, [[1, {}]]])),
+            // A payload under an id that is not a number is kept (never delivered).
+            (
+                json!([3, [["3", {"Coins": 100}], "junk"]]),
+                json!([3, [["3", {"Coins": 100}]]]),
+            ),
             (json!([4]), json!([4, []])),
         ];
         for (stored, repaired) in cases {
@@ -501,6 +523,40 @@ mod tests {
             };
             assert_eq!(obj["GlobalUpdates"], repaired, "{stored}");
         }
+    }
+
+    /// Message ids are whole numbers: an entry under any other id (another tool's `1.5`, `1e20`
+    /// or `"3"`) is kept in the queue and never delivered, so it cannot share an id with a
+    /// real message and is not removed when that one is processed.
+    #[test]
+    fn only_whole_number_ids_are_message_ids() {
+        let cases = [
+            (json!([1, {}]), Some(1)),
+            (json!([-4.0, {}]), Some(-4)),
+            (json!([1.5, {}]), None),
+            (json!([1e20, {}]), None),
+            (json!(["3", {}]), None),
+        ];
+        for (entry, id) in cases {
+            assert_eq!(message_id(&entry), id, "{entry}");
+        }
+        let mut obj =
+            json!({"GlobalUpdates": [2, [[1, {"a": 1}], [1.5, {"b": 2}], ["1", {"c": 3}]]]});
+        let obj = obj.as_object_mut().unwrap();
+        remove_processed(obj, &std::collections::BTreeSet::from([1]));
+        assert_eq!(
+            obj["GlobalUpdates"],
+            json!([2, [[1.5, {"b": 2}], ["1", {"c": 3}]]])
+        );
+        // 2^63 is out of range; the largest double below it is in.
+        let two_63 = 2f64.powi(63);
+        assert_eq!(whole_number(two_63), None);
+        assert_eq!(
+            whole_number(two_63.next_down()),
+            Some(9_223_372_036_854_774_784)
+        );
+        assert_eq!(whole_number(-two_63), Some(i64::MIN));
+        assert_eq!(whole_number(f64::NAN), None);
     }
 
     #[test]
