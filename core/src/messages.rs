@@ -53,7 +53,9 @@ pub fn message_transform(
         .get_mut("GlobalUpdates")
         .and_then(Value::as_array_mut)
         .expect("classify repairs GlobalUpdates");
-    let id = queue[0].as_f64().unwrap_or(0.0) + 1.0;
+    // A whole number past the counter (a counter another tool left fractional, 2.5, gives 3):
+    // message ids are whole numbers (`wire::message_id`).
+    let id = queue[0].as_f64().unwrap_or(0.0).floor() + 1.0;
     queue[0] = wire::number(id);
     let entries = queue[1]
         .as_array_mut()
@@ -330,6 +332,27 @@ mod tests {
             value,
             json!({"GlobalUpdates": [1, [[1, {"a": 1}]]], "WasOverwritten": true})
         );
+    }
+
+    /// A new message always gets a whole-number id past the counter, whatever another tool
+    /// left in the queue (a fractional counter, entries under other ids), so it is delivered.
+    #[test]
+    fn a_new_message_gets_a_whole_number_id() {
+        for (queue, id) in [
+            (json!([2.5, [[1, {}]]]), 3),
+            (json!([1, [[1.5, {}]]]), 2),
+            (json!([1, [[1e20, {}]]]), 2),
+        ] {
+            let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": queue.clone()});
+            let (t, _) = message_transform(Some(&v), &json!({"n": 1}), 1000);
+            let Transformed::Write { value, .. } = t else {
+                panic!()
+            };
+            let entries = value["GlobalUpdates"][1].as_array().unwrap();
+            let last = entries.last().unwrap();
+            assert_eq!(crate::wire::message_id(last), Some(id), "{queue}");
+            assert_eq!(value["GlobalUpdates"][0], json!(id), "{queue}");
+        }
     }
 
     #[test]

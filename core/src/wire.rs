@@ -204,20 +204,26 @@ fn repair_global_updates(v: &Value) -> Value {
     let entries: Vec<Value> = v
         .get(1)
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter(|e| entry_id(e).is_some() || entry_payload(e).is_some())
-                .cloned()
-                .collect()
-        })
+        .map(|a| a.iter().filter(|e| kept_entry(e)).cloned().collect())
         .unwrap_or_default();
-    let last_id = entries.iter().filter_map(entry_id).fold(last_id, f64::max);
+    // The counter covers every message id (an entry under another id does not move it: the
+    // next message still gets a whole-number id of its own).
+    let last_id = entries
+        .iter()
+        .filter_map(message_id)
+        .fold(last_id, |last, id| last.max(id as f64));
     Value::from(vec![number(last_id), Value::from(entries)])
 }
 
+/// Whether the repair keeps a `GlobalUpdates` entry: one with an id or a payload.
+fn kept_entry(e: &Value) -> bool {
+    entry_id(e).is_some() || entry_payload(e).is_some()
+}
+
 /// Whether `v` is already what [`repair_global_updates`] makes of it: `[last_id, entries]` with
-/// `last_id` written as [`number`] writes it and every entry an id at most `last_id` (the form
-/// every save writes, so the repair usually has nothing to do).
+/// `last_id` written as [`number`] writes it, every entry one the repair keeps and every
+/// message id at most `last_id` (the form every save writes, so the repair usually has nothing
+/// to do).
 fn is_canonical_global_updates(v: &Value) -> bool {
     let Some([last, entries]) = v.as_array().map(|a| a.as_slice()) else {
         return false;
@@ -228,7 +234,7 @@ fn is_canonical_global_updates(v: &Value) -> bool {
     *last == number(last_id)
         && entries
             .iter()
-            .all(|e| entry_id(e).is_some_and(|id| id <= last_id))
+            .all(|e| kept_entry(e) && message_id(e).is_none_or(|id| id as f64 <= last_id))
 }
 
 /// A whole number is written as a JSON integer, anything else as a float.
@@ -513,6 +519,15 @@ mod tests {
             (
                 json!([3, [["3", {"Coins": 100}], "junk"]]),
                 json!([3, [["3", {"Coins": 100}]]]),
+            ),
+            // Ids that are not message ids do not move the counter.
+            (
+                json!([1, [[1.5, {}], [1e20, {}]]]),
+                json!([1, [[1.5, {}], [1e20, {}]]]),
+            ),
+            (
+                json!([1, [[4, {}], [1e20, {}]]]),
+                json!([4, [[4, {}], [1e20, {}]]]),
             ),
             (json!([4]), json!([4, []])),
         ];
