@@ -149,9 +149,11 @@ impl FleetConfig {
         match self.fault_period {
             None => true,
             Some(period) => {
-                // Faulty from 2k·period to (2k + 1)·period.
+                // Faulty from 2k·period to (2k + 1)·period, that instant included: the events
+                // of a step's end run before the phase switches.
                 let k = (from / period).floor();
-                k % 2.0 == 0.0 || (k + 1.0) * period <= to
+                let at_switch_off = k % 2.0 == 1.0 && from == k * period;
+                k % 2.0 == 0.0 || at_switch_off || (k + 1.0) * period <= to
             }
         }
     }
@@ -1509,6 +1511,8 @@ mod tests {
             (90.0, 150.0, true),
             (100.0, 150.0, true),
             (101.5, 199.0, false),
+            // The instant faults switch off (100 s, reached from 101 widened) was faulty.
+            (101.0, 150.0, true),
             (150.0, 200.0, true),
             (320.0, 390.0, false),
             (450.0, 600.0, true),

@@ -669,6 +669,10 @@ impl World {
 
     /// Server `s` stops running: nothing reaches it any more.
     fn stop(&mut self, s: usize) {
+        if !self.servers[s].alive {
+            // Already stopped: it stopped then (what it had sent by then still lands).
+            return;
+        }
         self.servers[s].alive = false;
         self.servers[s].stopped_at = Some(self.now);
         self.messaging.remove_server(self.servers[s].id);

@@ -259,15 +259,14 @@ fn the_other_checks_each_report_a_broken_run() {
         v[0].detail,
         format!("{} appears twice", first.as_str().unwrap())
     );
-    // Shown from the save that first confirmed the op.
+    // Shown from the save that first confirmed the op: the key's lines from then on.
     let p = fleet.keys().iter().position(|k| *k == key).unwrap();
     let acked = fleet.observed.acked_ops[p].get(first.as_str().unwrap());
-    let start = times(&v[0].excerpt)[0];
-    assert!(
-        acked.is_some_and(|t| start >= t),
-        "{acked:?} {:?}",
-        v[0].excerpt
-    );
+    assert!(acked.is_some(), "the op was confirmed");
+    let from_ack = invariants::excerpt(&fleet.world.log, &fleet, &key, acked, 12);
+    assert_eq!(v[0].excerpt, from_ack);
+    let from_end = invariants::excerpt(&fleet.world.log, &fleet, &key, None, 12);
+    assert_ne!(v[0].excerpt, from_end, "not the key's last lines");
 
     // A counter that disagrees with the op log.
     let (mut fleet, key, _) = sound_run(7);
@@ -343,10 +342,12 @@ fn the_other_checks_each_report_a_broken_run() {
     let mut v = invariants::check(&mut fleet);
     // Overwriting `other` replaced whatever gifts it held: those are reported as never applied.
     v.retain(|v| v.detail.starts_with("gift90"));
-    // Each shown from when its `MessageAsync` returned.
+    // Each shown from when its `MessageAsync` returned (t=20), not from the key's last lines.
+    let from_send = invariants::excerpt(&fleet.world.log, &fleet, &key, Some(20.0), 12);
+    let from_end = invariants::excerpt(&fleet.world.log, &fleet, &key, None, 12);
+    assert_ne!(from_send, from_end);
     for v in &v {
-        let shown = times(&v.excerpt);
-        assert!(shown.first().is_some_and(|t| *t >= 20.0), "{v:?}");
+        assert_eq!(v.excerpt, from_send, "{v:?}");
     }
     let found: Vec<(&str, &str, &str)> = v
         .iter()
