@@ -884,6 +884,37 @@ fn a_removal_still_queued_when_its_server_crashes_does_not_land() {
     assert_eq!(w.request_counts().get("RemoveAsync"), Some(&1));
 }
 
+/// A removal held for its key's throughput waits on its server too ("queued but temporarily
+/// skipped"): if the server dies before the key has room, it was never sent and the key keeps
+/// its value.
+#[test]
+fn a_removal_held_for_its_key_when_its_server_crashes_does_not_land() {
+    use profilestore_harness::datastore::ThroughputLimits;
+    // Two 1 KB writes a minute on a key: two sets use them, the removal waits a minute.
+    let (mut w, store) = world(
+        1,
+        key_limits(ThroughputLimits {
+            write_bytes: 2048,
+            ..ThroughputLimits::roblox()
+        }),
+    );
+    w.raw_set(0, "S", "k", json!(1));
+    w.raw_set(0, "S", "k", json!(2));
+    w.run_until(1.0);
+    let now = w.now_for(0);
+    let remove = Input::Remove {
+        now,
+        store: store.live(),
+        key: "k".into(),
+    };
+    w.feed(0, remove);
+    w.run_until(2.0);
+    assert_eq!(w.key_throttled, 1, "held for the key");
+    w.crash(0);
+    w.run_until(120.0);
+    assert_eq!(w.stored("S", "k"), Some(json!(2)), "never sent: kept");
+}
+
 /// The receive limit per topic grows with the game's running servers, "(40 + 80 × servers)" a
 /// minute (spec "MessagingService"), whether or not a server uses messaging: of three
 /// servers, one subscribes and one publishes, and 280 of 300 messages within a minute arrive.
