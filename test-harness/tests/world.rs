@@ -339,6 +339,17 @@ fn save_at(w: &mut World, profile: profilestore_core::ProfileId, times: &[f64]) 
     }
 }
 
+/// Server 0 calls `store:RemoveAsync(key)`.
+fn remove(w: &mut World, store: StoreId, key: &str) {
+    let now = w.now_for(0);
+    let remove = Input::Remove {
+        now,
+        store: store.live(),
+        key: key.into(),
+    };
+    w.feed(0, remove);
+}
+
 /// Unlimited but for per-key throughput.
 fn key_limits(throughput: profilestore_harness::datastore::ThroughputLimits) -> Limits {
     Limits {
@@ -827,13 +838,7 @@ fn a_removal_sent_before_a_crash_lands() {
     let (mut w, store) = world(1, Limits::unlimited());
     w.raw_set(0, "S", "k", json!(1));
     w.run_until(1.0);
-    let now = w.now_for(0);
-    let remove = Input::Remove {
-        now,
-        store: store.live(),
-        key: "k".into(),
-    };
-    w.feed(0, remove);
+    remove(&mut w, store, "k");
     w.crash(0);
     w.run_until(2.0);
     assert_eq!(w.stored("S", "k"), None, "removed");
@@ -864,13 +869,7 @@ fn a_removal_still_queued_when_its_server_crashes_does_not_land() {
     w.raw_set(0, "S", "queued", json!(2));
     w.run_until(1.0);
     for key in ["sent", "queued"] {
-        let now = w.now_for(0);
-        let remove = Input::Remove {
-            now,
-            store: store.live(),
-            key: key.into(),
-        };
-        w.feed(0, remove);
+        remove(&mut w, store, key);
     }
     assert_eq!(w.throttled, 1, "the second waits");
     w.crash(0);
@@ -901,13 +900,7 @@ fn a_removal_held_for_its_key_when_its_server_crashes_does_not_land() {
     w.raw_set(0, "S", "k", json!(1));
     w.raw_set(0, "S", "k", json!(2));
     w.run_until(1.0);
-    let now = w.now_for(0);
-    let remove = Input::Remove {
-        now,
-        store: store.live(),
-        key: "k".into(),
-    };
-    w.feed(0, remove);
+    remove(&mut w, store, "k");
     w.run_until(2.0);
     assert_eq!(w.key_throttled, 1, "held for the key");
     w.crash(0);
