@@ -27,6 +27,21 @@ fn publishes(w: &World, s: usize) -> Vec<(f64, String, profilestore_core::value:
         .collect()
 }
 
+/// The times of server 1's writes of key `k`, asserted to be `want`, each within a frame.
+fn writes_of_b_at(w: &World, want: &[f64]) -> Vec<f64> {
+    let b_writes: Vec<f64> = w
+        .writes("k")
+        .iter()
+        .filter(|x| x.1 == 1)
+        .map(|x| x.0)
+        .collect();
+    assert_eq!(b_writes.len(), want.len(), "{b_writes:?}");
+    for (got, want) in b_writes.iter().zip(want) {
+        assert!((got - want).abs() < 1.0 / 60.0, "B writes at {b_writes:?}");
+    }
+    b_writes
+}
+
 #[test]
 fn handoff_by_message_takes_about_five_seconds() {
     let mut w = World::new(2, 11);
@@ -107,17 +122,7 @@ fn steal_after_session_steal_when_owner_does_not_answer() {
     let b = start(&mut w, 1, store, "k");
     w.run_until(130.0);
 
-    let b_writes: Vec<f64> = w
-        .writes("k")
-        .iter()
-        .filter(|x| x.1 == 1)
-        .map(|x| x.0)
-        .collect();
-    let want = [10.3, 15.6, 25.9, 36.2, 46.5, 56.8, 117.116_666];
-    assert_eq!(b_writes.len(), want.len(), "{b_writes:?}");
-    for (got, want) in b_writes.iter().zip(want) {
-        assert!((got - want).abs() < 1.0 / 60.0, "B writes at {b_writes:?}");
-    }
+    writes_of_b_at(&w, &[10.3, 15.6, 25.9, 36.2, 46.5, 56.8, 117.116_666]);
     let (t, _) = w.completion(1, b).unwrap();
     assert!(close(t, 56.8), "steal at {t}");
     let lost = w
@@ -537,17 +542,7 @@ fn a_session_steal_of_zero_takes_the_lock_two_polls_after_asking() {
     w.run_until(10.0);
     let b = start(&mut w, 1, store, "k");
     w.run_until(60.0);
-    let b_writes: Vec<f64> = w
-        .writes("k")
-        .iter()
-        .filter(|x| x.1 == 1)
-        .map(|x| x.0)
-        .collect();
-    let want = [10.3, 15.6, 25.9];
-    assert_eq!(b_writes.len(), want.len(), "{b_writes:?}");
-    for (got, want) in b_writes.iter().zip(want) {
-        assert!((got - want).abs() < 1.0 / 60.0, "B writes at {b_writes:?}");
-    }
+    let b_writes = writes_of_b_at(&w, &[10.3, 15.6, 25.9]);
     let (t, result) = w.completion(1, b).unwrap();
     assert!(
         close(t, b_writes[2]),
