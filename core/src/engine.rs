@@ -810,7 +810,11 @@ impl Engine {
                         }
                         Outcome::Ok { value: v, key_info }
                     }
-                    _ if op.note != OpNote::None => Outcome::Ok {
+                    // A save that found no profile cancelled its write (DEVIATIONS.md row 1):
+                    // nil is its answer. Every other write commits, so anything but a table is
+                    // an error, whatever the transform noted (a trimmed message queue, a
+                    // rejected `Data`).
+                    _ if op.note == OpNote::NotAProfile => Outcome::Ok {
                         value: Arc::default(),
                         key_info: None,
                     },

@@ -302,13 +302,14 @@ impl Engine {
     }
 
     /// The host's `Cancel` predicate returned true for a start call (spec §5.2): the call
-    /// returns nil at its next check, and a session obtained meanwhile is released.
+    /// returns nil at its next check, and a session obtained meanwhile is released. A call made
+    /// without `Cancel`, or on `store.Mock` (which drops its params, spec §14), cannot be
+    /// cancelled, whether it still waits for the DataStore state or has begun.
     pub fn cancel_session_start(&mut self, now: Now, call: CallId) {
-        if let Some(i) = self
-            .parked
-            .iter()
-            .position(|p| matches!(p, Parked::Start { call: c, .. } if *c == call))
-        {
+        if let Some(i) = self.parked.iter().position(|p| {
+            matches!(p, Parked::Start { call: c, store, params, .. }
+                if *c == call && params.cancellable && !store.mock)
+        }) {
             self.parked.remove(i);
             self.complete(Completion::SessionStart {
                 call,

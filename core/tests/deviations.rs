@@ -797,6 +797,32 @@ fn d18_fragile_inner_fields_are_read_defensively() {
     assert_eq!(v["GlobalUpdates"], json!([1, [[1, {"a": 1}]]]));
 }
 
+/// §19 item 18, `ForceLoadSession`: a claim that is not a lock tag (`[PlaceId, JobId]`, as a
+/// start writes it) names no server that could take the lock. The original releases the lock
+/// to any table there; here the owner keeps its session and saves as usual.
+#[test]
+fn d18_a_force_load_claim_that_is_not_a_lock_tag_is_no_claim() {
+    let mut w = World::new(1, 181);
+    let store = w.new_store("S", json!({}));
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    let mut stored = w.stored("S", "k").unwrap().clone();
+    stored["MetaData"]["ForceLoadSession"] = json!(["x"]);
+    w.raw_set("S", "k", stored);
+    w.data_mut(0, p)["Coins"] = json!(5);
+    w.with(0, |e, now| e.save(now, p)).unwrap();
+    w.run_for(1.0);
+    assert!(w.servers[0].engine.is_active(p));
+    let v = w.stored("S", "k").unwrap();
+    assert_eq!(v["Data"], json!({"Coins": 5}));
+    assert_eq!(v["MetaData"]["ForceLoadSession"], json!(["x"]));
+    assert!(v["MetaData"]["ActiveSession"].is_array());
+    let ended = w
+        .events(0)
+        .iter()
+        .any(|(_, e)| matches!(e, Event::OnSessionEnd { .. }));
+    assert!(!ended);
+}
+
 /// §19 item 21: sessions ended right after a catch-up burst of auto-save slots (as an `OnSave`
 /// listener might) leave the ring consistent; auto-saving continues for everyone left.
 #[test]

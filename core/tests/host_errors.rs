@@ -424,3 +424,53 @@ fn message_and_get_failing_while_closing_give_up_after_their_backoff() {
         assert_eq!(drain(&mut e), [Output::Completion(want)], "get: {get}");
     }
 }
+
+/// Spec §4 step 6: a write whose answer is not a table is an error (`"Undefined error"`),
+/// whatever the transform noted on the way. A message write that trimmed the queue
+/// (`MAX_MESSAGE_QUEUE`) and got an empty answer is registered and retried like any other,
+/// not reported as stored.
+#[test]
+fn an_empty_answer_to_a_message_write_that_trimmed_the_queue_is_an_error() {
+    for max in [1.0, 1000.0] {
+        let (mut e, store) = engine();
+        e.set_constant("MAX_MESSAGE_QUEUE", max).unwrap();
+        let call = e
+            .message(at(1.0), store.live(), "k", json!({"Gift": 2}))
+            .unwrap();
+        let out = drain(&mut e);
+        let op = requests(&out)[0].op;
+        let stored = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": [1, [[1, {"Gift": 1}]]]});
+        let transformed = e.handle_input(
+            Input::Transform {
+                op,
+                current: Some(stored),
+                wall: 1000,
+                live: LiveAnswers::default(),
+            },
+            &mut Host::default(),
+        );
+        assert!(
+            matches!(
+                transformed,
+                InputResult::Transformed(TransformedRecord::Write { .. })
+            ),
+            "{transformed:?}"
+        );
+        assert_eq!(
+            e.handle_input(empty_answer(op, 1.1), &mut Host::default()),
+            InputResult::None
+        );
+        let out = drain(&mut e);
+        let error = out.iter().any(|o| {
+            matches!(o, Output::Event(Event::OnError { message, key, .. }) if message == "Undefined error" && key == "k")
+        });
+        assert!(error, "MAX_MESSAGE_QUEUE {max}: {out:?}");
+        let returned = out.iter().any(
+            |o| matches!(o, Output::Completion(Completion::Message { call: c, .. }) if *c == call),
+        );
+        assert!(
+            !returned,
+            "MAX_MESSAGE_QUEUE {max}: the call waits for its retry"
+        );
+    }
+}

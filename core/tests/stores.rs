@@ -198,6 +198,61 @@ fn calls_wait_while_not_ready_then_follow_the_probe() {
     let _ = call;
 }
 
+/// A start waiting for the DataStore state is cancelled only as a started one would be (spec
+/// §5.2 step 7, §14): a call with `Cancel` on a live store returns nil at once; one without
+/// `Cancel`, or on `store.Mock` (which drops its params), ignores the host's cancel and starts
+/// when the state is known.
+#[test]
+fn a_start_waiting_for_the_state_is_cancelled_only_if_it_could_be() {
+    let mut e = engine(DataStoreState::NotReady);
+    let store = e.new_store("S", json!({})).unwrap();
+    let now = Now { mono: 0.0, wall: 0 };
+    let cancellable = StartParams {
+        cancellable: true,
+        ..StartParams::default()
+    };
+    let live = e
+        .start_session(now, store.live(), "a", cancellable)
+        .unwrap();
+    let mock = e
+        .start_session(now, store.mock(), "b", cancellable)
+        .unwrap();
+    let plain = e
+        .start_session(now, store.live(), "c", StartParams::default())
+        .unwrap();
+    for call in [live, mock, plain] {
+        e.cancel_session_start(now, call);
+    }
+    assert_eq!(
+        drain(&mut e),
+        [Output::Completion(Completion::SessionStart {
+            call: live,
+            profile: None
+        })]
+    );
+    e.handle_datastore_state(now, DataStoreState::Access);
+    let mut updated: Vec<&str> = Vec::new();
+    let out = drain(&mut e);
+    for o in &out {
+        if let Output::DataStore(r) = o {
+            assert_eq!(r.kind, DataStoreRequestKind::Update, "{out:?}");
+            updated.push(&r.key);
+        }
+    }
+    // The mock start writes to the mock store, not the DataStore: it completes a frame later.
+    assert_eq!(updated, ["c"], "{out:?}");
+    let frame = Now {
+        mono: e.poll_timeout().expect("the mock write's frame"),
+        wall: 0,
+    };
+    e.handle_timeout(frame, &mut profilestore_core::testing::Host::default());
+    let out = drain(&mut e);
+    let mock_started = out.iter().any(|o| {
+        matches!(o, Output::Completion(Completion::SessionStart { call, profile: Some(_) }) if *call == mock)
+    });
+    assert!(mock_started, "{out:?}");
+}
+
 /// A server that begins closing while calls wait for `DataStoreState` (Studio's probe still
 /// out) answers them at once, in call order, as calls made while closing are answered: nil,
 /// false, nil, false. The original's callers would keep polling until the probe returned and
