@@ -43,9 +43,16 @@
 //! `{"store": NAME, "scope"?: SCOPE, "keys": {KEY: {"exists", "value", "userIds", "metadata"}}}`
 //! (other top-level fields such as `place_id` are ignored). A fixture key with `"exists": false`
 //! is skipped; the others get one version written at the import time (`now_ms`; the command
-//! line passes 2025-01-01T00:00:00Z, the fixtures' epoch). An empty Luau table
-//! stored as `[]` is accepted for `metadata` and `userIds`. Every imported key replaces what the
-//! storage held for it; other keys are left alone. The whole document is checked first (an
+//! line passes 2025-01-01T00:00:00Z, the fixtures' epoch), numbered after the key's stored
+//! writes so that its version id is new. An empty Luau table stored as `[]` is accepted for
+//! `metadata` and `userIds`. Every imported key replaces what the storage held for it; other
+//! keys are left alone.
+//!
+//! Refused, naming the key: a store name, scope or key no call could address (empty, or over
+//! 50 bytes), a value Roblox's DataStore would not store (over 4,194,304 bytes of JSON, whatever
+//! limits a simulation scales), and an export's key whose version id the store already gives
+//! another write (an `UpdateAsync` that read that write would commit over the imported one
+//! without running its transform again). The whole document is checked first (an
 //! export must agree with itself: one entry per store and scope, each key's latest version
 //! its head's and not superseded), then written in one step ([`Storage::replace_keys`]: one
 //! transaction on disk), so a refused document, or an import cut short, changes nothing.
@@ -56,7 +63,7 @@ use profilestore_core::value::{MAX_DEPTH, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use crate::datastore::{Limits, serialized_len, version_id};
+use crate::datastore::{Limits, NameKind, serialized_len, version_id};
 use crate::storage::{Head, KeyPath, Replacement, Storage, StorageError, StoredVersion};
 
 /// The `format` field of an export.
@@ -251,6 +258,33 @@ fn storable(at: &str, what: &str, value: &Value) -> Result<(), ExportError> {
     Ok(())
 }
 
+/// Refuses a key's value that Roblox's DataStore would not store: too deep, or longer than
+/// its 4,194,304 bytes of JSON. Imported, it could be read but never written back, and a value
+/// past the key's read throughput could not even be read.
+fn storable_value(at: &str, value: &Value) -> Result<(), ExportError> {
+    storable(at, "value", value)?;
+    Limits::roblox()
+        .check_value(value)
+        .map(drop)
+        .map_err(|e| invalid(at, format!("value: {e}")))
+}
+
+/// Refuses a store name, scope or key no DataStore call can name: empty, or longer than
+/// Roblox's 50 bytes. Imported, `ListKeysAsync` would list a key every read refuses.
+fn addressable(at: &str, store: &str, scope: &str, key: &str) -> Result<KeyPath, ExportError> {
+    let limits = Limits::roblox();
+    for (kind, name) in [
+        (NameKind::DataStore, store),
+        (NameKind::Scope, scope),
+        (NameKind::Key, key),
+    ] {
+        limits
+            .check_name(kind, name)
+            .map_err(|e| invalid(at, e.to_string()))?;
+    }
+    Ok(KeyPath::new(store, scope, key))
+}
+
 /// The first key of `text` that appears twice in one JSON object, with that object's place in
 /// the document (`stores[0].keys`), if any.
 fn repeated_key(text: &str) -> serde_json::Result<Option<(String, String)>> {
@@ -430,8 +464,26 @@ pub fn import_document(
         }
         for (key, exported) in &store.keys {
             let at = format!("stores[{i}].keys[{key:?}]");
-            let path = KeyPath::new(&store.store, &store.scope, key);
+            let path = addressable(&at, &store.store, &store.scope, key)?;
             let (head, versions) = checked_key(&at, exported)?;
+            if let Some(current) = storage.head(&path)?
+                && current.version == head.version
+                && (current.value != head.value
+                    || current.user_ids != head.user_ids
+                    || current.metadata != head.metadata)
+            {
+                // One version id, two writes: an `UpdateAsync` that read the stored one would
+                // commit over the imported one without running again (its key's version did
+                // not change), and `GetVersionAsync` would answer either.
+                return Err(invalid(
+                    &at,
+                    format!(
+                        "version {:?} already names another write of this key in the store: \
+                         give the changed write a new version, or remove the key first",
+                        head.version.as_str()
+                    ),
+                ));
+            }
             planned.push(Replacement {
                 path,
                 head,
@@ -486,7 +538,7 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
     };
     counter(at, "serial", k.serial)?;
     if let Some(value) = &k.value {
-        storable(at, "value", value)?;
+        storable_value(at, value)?;
     }
     storable(at, "metadata", &k.metadata)?;
     let mut versions = Vec::with_capacity(k.versions.len());
@@ -504,7 +556,7 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
             ));
         }
         if let Some(value) = &v.value {
-            storable(&vat, "value", value)?;
+            storable_value(&vat, value)?;
         }
         storable(&vat, "metadata", &v.metadata)?;
         if v.deleted != v.value.is_none() {
@@ -609,7 +661,7 @@ fn import_fixture(
     let mut report = ImportReport::default();
     for (key, entry) in keys {
         let at = format!("keys[{key:?}]");
-        let path = KeyPath::new(store, scope, key);
+        let path = addressable(&at, store, scope, key)?;
         let exists = entry
             .get("exists")
             .and_then(Value::as_bool)
@@ -622,7 +674,7 @@ fn import_fixture(
             .get("value")
             .filter(|v| !v.is_null())
             .ok_or_else(|| invalid(&at, "an existing key needs a value"))?;
-        storable(&at, "value", value)?;
+        storable_value(&at, value)?;
         let user_ids = limits.check_user_ids(entry.get("userIds")).map_err(|_| {
             invalid(
                 &at,
@@ -633,14 +685,18 @@ fn import_fixture(
             )
         })?;
         let metadata = object_metadata(&at, entry.get("metadata").unwrap_or(&Value::Null))?;
-        let version = version_id(now_ms, 1, now_ms);
+        // A key imported over one already stored gets a version id of its own: with the
+        // same id an `UpdateAsync` that read the old value would commit over the new one
+        // without running again.
+        let serial = storage.head(&path)?.map_or(1, |h| h.serial + 1);
+        let version = version_id(now_ms, serial, now_ms);
         let head = Head {
             size: serialized_len(value),
             value: Some(Arc::new(value.clone())),
             created_ms: now_ms,
             updated_ms: now_ms,
             version: version.as_str().into(),
-            serial: 1,
+            serial,
             user_ids: user_ids.clone(),
             metadata: metadata.clone(),
         };
@@ -789,6 +845,44 @@ mod tests {
                 .to_string(),
             format!("import document, keys[\"b\"]: metadata nests deeper than {MAX_DEPTH} levels")
         );
+        // Names no call could address, values Roblox would not store (nothing written).
+        let long = "x".repeat(51);
+        let huge = "y".repeat(4_194_304 - 1); // 2 bytes more with its quotes
+        for (doc, expected) in [
+            (
+                json!({"store": "S", "keys": {long.as_str(): {"exists": true, "value": 1}}}),
+                format!("keys[\"{long}\"]: "),
+            ),
+            (
+                json!({"store": "S", "keys": {"": {"exists": true, "value": 1}}}),
+                "keys[\"\"]: ".to_string(),
+            ),
+            (
+                json!({"store": "", "keys": {"c": {"exists": true, "value": 1}}}),
+                "keys[\"c\"]: ".to_string(),
+            ),
+            (
+                json!({"store": "S", "scope": long.as_str(), "keys": {"c": {"exists": true, "value": 1}}}),
+                "keys[\"c\"]: ".to_string(),
+            ),
+            (
+                json!({"store": "S", "keys": {"c": {"exists": true, "value": huge.as_str()}}}),
+                "keys[\"c\"]: value: ".to_string(),
+            ),
+        ] {
+            let mut fresh = MemoryStorage::new();
+            let err = import(&mut fresh, &doc.to_string(), 5).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("import document, {expected}")),
+                "{text}"
+            );
+            assert_eq!(fresh.paths().unwrap(), vec![], "nothing was written");
+        }
+        let mut fresh = MemoryStorage::new();
+        let fits = "y".repeat(4_194_304 - 2);
+        let doc = json!({"store": "S", "keys": {"x".repeat(50): {"exists": true, "value": fits}}});
+        import(&mut fresh, &doc.to_string(), 5).unwrap();
         assert!(matches!(
             import(&mut storage, "{", 5),
             Err(ExportError::Parse(_))
@@ -1089,6 +1183,56 @@ mod tests {
 
     /// An import is one transaction on disk: a key the database refuses part-way leaves the
     /// keys before it as they were.
+    /// An `UpdateAsync` that read a key before an import over it runs its transform again on
+    /// the imported value: an import never gives a different write the version id the key
+    /// already has (fixture keys get the next serial; an export whose write was edited but
+    /// whose version was kept is refused, naming the key).
+    #[test]
+    fn an_import_never_reuses_the_stored_version_for_another_write() {
+        use crate::datastore::UpdateCommit;
+        use profilestore_core::Transformed;
+        let fixture =
+            |v: i64| format!(r#"{{"store":"S","keys":{{"k":{{"exists":true,"value":{v}}}}}}}"#);
+        let mut ds = DataStoreService::new(EPOCH);
+        let (s, a) = (StoreName::new("S"), ServerId(1));
+        import(ds.storage_mut(), &fixture(1), EPOCH * 1000).unwrap();
+        let ticket = ds.begin_update(0.0, a, &s, "k").unwrap();
+        assert_eq!(ticket.value.as_deref(), Some(&json!(1)));
+        import(ds.storage_mut(), &fixture(100), EPOCH * 1000).unwrap();
+        let write = |v: Value| Transformed::Write {
+            value: v,
+            user_ids: None,
+            metadata: None,
+        };
+        let again = match ds.commit_update(1.0, ticket, write(json!(2))).unwrap() {
+            UpdateCommit::Conflict(next) => next,
+            other => panic!("committed over the import: {other:?}"),
+        };
+        assert_eq!(again.value.as_deref(), Some(&json!(100)));
+        let Ok(UpdateCommit::Committed(_)) = ds.commit_update(1.0, again, write(json!(101))) else {
+            panic!("the second try commits")
+        };
+
+        // The same version with another value: refused, nothing written.
+        let mut document = export(ds.storage_mut()).unwrap();
+        let key = document.stores[0].keys.get_mut("k").unwrap();
+        key.value = Some(json!(7));
+        key.versions.last_mut().unwrap().value = Some(json!(7));
+        let text = serde_json::to_string(&document).unwrap();
+        let err = import(ds.storage_mut(), &text, 0).unwrap_err().to_string();
+        assert!(
+            err.contains(r#"stores[0].keys["k"]"#) && err.contains("already names another write"),
+            "{err}"
+        );
+        let read = ds
+            .get_async(2.0, a, &s, "k", GetOptions::default())
+            .unwrap();
+        assert_eq!(read.value, Some(json!(101)));
+        // Unchanged, the same document imports again (into the store it came from, too).
+        let unchanged = export_string(ds.storage_mut()).unwrap();
+        import(ds.storage_mut(), &unchanged, 0).unwrap();
+    }
+
     #[test]
     fn an_import_the_database_refuses_part_way_changes_nothing() {
         let mut ds = populated();

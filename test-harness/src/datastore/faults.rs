@@ -154,7 +154,8 @@ pub struct FaultState {
 }
 
 impl FaultState {
-    /// Changes the default fault probabilities from now on (the generators keep their state).
+    /// Changes every operation's fault probabilities from now on: the defaults become these and
+    /// the per-operation rates are dropped (the generators keep their state).
     pub fn set_rates(&mut self, fail: f64, ambiguous: f64) {
         self.config.default.fail = fail;
         self.config.default.ambiguous = ambiguous;

@@ -606,8 +606,10 @@ impl DataStoreService {
         Ok(self)
     }
 
-    /// Changes the default fault probabilities from now on (e.g. to end an outage), or says
-    /// why not ([`FaultRates::check`]; nothing changes then).
+    /// Changes the fault probabilities of every operation from now on (e.g. to end an
+    /// outage): the defaults become these and the per-operation rates
+    /// ([`Faults::per_operation`]) are dropped, so every operation then faults at these rates.
+    /// Or says why not ([`FaultRates::check`]; nothing changes then).
     pub fn set_fault_rates(&mut self, fail: f64, ambiguous: f64) -> Result<(), ConfigError> {
         FaultRates {
             fail,

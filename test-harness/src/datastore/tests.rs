@@ -235,8 +235,8 @@ fn set_from(ds: &mut DataStoreService, now: f64, server: ServerId, key: &str, va
         .unwrap();
 }
 
-#[test]
-fn cache_hits_skip_faults_and_throughput() {
+/// Faults where every `GetAsync` that reaches the backend fails (`internal_rejection`).
+fn failing_gets() -> Faults {
     let mut faults = Faults::seeded(1);
     faults.per_operation.insert(
         Operation::Get,
@@ -246,6 +246,30 @@ fn cache_hits_skip_faults_and_throughput() {
             error: internal_rejection(),
         },
     );
+    faults
+}
+
+/// `set_fault_rates` replaces the whole fault model's rates, per-operation ones included: the
+/// fleet's fault periods switch every operation's faults off and on with it.
+#[test]
+fn set_fault_rates_replaces_the_per_operation_rates_too() {
+    let faults = failing_gets();
+    let mut ds = DataStoreService::new(EPOCH).with_faults(faults).unwrap();
+    set(&mut ds, 0.0, "k", json!(1));
+    assert_eq!(
+        ds.get_async(1.0, A, &store(), "k", no_cache()).unwrap_err(),
+        internal_rejection()
+    );
+    ds.set_fault_rates(0.0, 0.0).unwrap();
+    for i in 2..12 {
+        let read = ds.get_async(f64::from(i), A, &store(), "k", no_cache());
+        assert_eq!(read.unwrap().value, Some(json!(1)));
+    }
+}
+
+#[test]
+fn cache_hits_skip_faults_and_throughput() {
+    let faults = failing_gets();
     let tiny = ThroughputLimits {
         read_bytes: 1024,
         ..ThroughputLimits::roblox()
