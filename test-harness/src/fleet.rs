@@ -178,6 +178,13 @@ impl FleetConfig {
         }
         count("players", self.players, MAX_PLAYERS)?;
         count("places", self.places, MAX_SERVERS)?;
+        // Server `i` runs place `i % places`: a place beyond the servers would run nowhere.
+        if self.places > self.servers + self.spare_servers {
+            return Err(format!(
+                "places must be at most the servers that run them, got {} for {} + {} spare",
+                self.places, self.servers, self.spare_servers
+            ));
+        }
         if !(0..=MAX_SKEW).contains(&self.max_skew) {
             return Err(format!(
                 "max_skew must be between 0 and {MAX_SKEW} s (a day), got {}",

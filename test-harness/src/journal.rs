@@ -279,94 +279,136 @@ pub fn compare(expected: &[Line], actual: &[Line], tolerance: f64) -> Vec<Differ
     diffs
 }
 
-/// A difference from the original that a defect we fixed on purpose explains (issue "harness"
-/// §6): the deviation's heading in `docs/DEVIATIONS.md` and the journal stream (key,
-/// `<module>` or a topic's `<publish …>`) whose lines it changes.
+/// A defect we fixed on purpose (`docs/DEVIATIONS.md`) that changes a fixture's journal
+/// (issue "harness" §6): the deviation's heading, the streams it changes (key, `<module>` or a
+/// topic's `<publish …>`), and the original's journal as the deviation changes it — the
+/// original's lines in every other stream, and in those streams exactly what the fixed
+/// behaviour does (`test-harness/deviations/<case>.jsonl`), beside the original's trace it
+/// edits (`<case>.original.jsonl`, a copy of the fixture's). It applies only to a comparison
+/// with that trace. A difference in one of the streams is named only if our journal is the
+/// deviation's there; any other is a departure.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct KnownDeviation<'a> {
+pub struct KnownDeviation {
+    /// The fixture (scenario name) whose journal it changes.
+    pub case: &'static str,
     /// The heading of the deviation in `docs/DEVIATIONS.md`.
-    pub deviation: &'a str,
-    /// The stream it changes.
-    pub stream: &'a str,
+    pub deviation: &'static str,
+    /// The streams it changes.
+    pub streams: &'static [&'static str],
+    /// The original's journal with the deviation's changes, `.jsonl`.
+    pub journal: &'static str,
+    /// The original's journal it changes (the fixture's trace), `.jsonl`.
+    pub original: &'static str,
 }
 
-/// Differences from the original's journals of `shared/fixtures/traces/` that come from a
-/// defect we fixed on purpose (`docs/DEVIATIONS.md`), by scenario name: each names the
-/// deviation and the journal stream it changes.
-pub const KNOWN_DEVIATIONS: &[(&str, KnownDeviation<'static>)] = &[
+/// The fixtures of `shared/fixtures/traces/` whose journals a deviation changes.
+pub const KNOWN_DEVIATIONS: &[KnownDeviation] = &[
     // §19 item 7 (row 7): a lock that looks dead is asked for first and taken at the next poll,
     // 5 s later, where the original takes it at once: key `k`'s writes and return move, and the
-    // session starts after the scenario's `EndSession` (8 s) has found nothing to end. The
-    // topic of the dead session gets the request at 3.3 s and, once the lock is taken, the
-    // notice of row 8.
-    (
-        "assume_dead",
-        KnownDeviation {
-            deviation: "§19 item 7",
-            stream: "k",
-        },
-    ),
-    (
-        "assume_dead",
-        KnownDeviation {
-            deviation: "§19 item 7",
-            stream: "<publish PS_<guid0>>",
-        },
-    ),
-    // §19 item 8 (row 8): the start that took the lock tells the session it took it from. In
-    // `handoff_steal` the notice is lost like the requests before it, so A still learns at its
-    // next auto-save.
-    (
-        "handoff_steal",
-        KnownDeviation {
-            deviation: "§19 item 8",
-            stream: "<publish PS_<guid0>>",
-        },
-    ),
+    // session starts after the scenario's `EndSession` (8 s) has found nothing to end, so no
+    // release and no signals. The topic of the dead session gets the request at 3.3 s and,
+    // once the lock is taken, the notice of row 8.
+    KnownDeviation {
+        case: "assume_dead",
+        deviation: "§19 item 7",
+        streams: &["k", "<publish PS_<guid0>>"],
+        journal: include_str!("../deviations/assume_dead.jsonl"),
+        original: include_str!("../deviations/assume_dead.original.jsonl"),
+    },
+    // §19 item 8 (row 8): the start that took the lock tells the session it took it from, once,
+    // when it returns (56.8 s). In `handoff_steal` the notice is lost like the requests before
+    // it, so A still learns at its next auto-save.
+    KnownDeviation {
+        case: "handoff_steal",
+        deviation: "§19 item 8",
+        streams: &["<publish PS_<guid0>>"],
+        journal: include_str!("../deviations/handoff_steal.jsonl"),
+        original: include_str!("../deviations/handoff_steal.original.jsonl"),
+    },
 ];
 
-/// The known deviations of scenario `name` ([`KNOWN_DEVIATIONS`]); none for a scenario that is
-/// not one of the fixtures.
-pub fn known_deviations(name: &str) -> Vec<KnownDeviation<'static>> {
-    KNOWN_DEVIATIONS
-        .iter()
-        .filter(|(case, _)| *case == name)
-        .map(|(_, k)| *k)
-        .collect()
+/// The deviation that changes fixture `case`'s journal ([`KNOWN_DEVIATIONS`]), if any.
+pub fn known_deviation(case: &str) -> Option<&'static KnownDeviation> {
+    KNOWN_DEVIATIONS.iter().find(|k| k.case == case)
 }
 
-/// How a comparison's differences split over the known deviations of one case.
+/// How a comparison with the original comes out once a known deviation is taken into account.
 #[derive(Debug, Default, PartialEq)]
-pub struct Explained<'a> {
-    /// Each difference a known deviation explains, with the deviation's name.
-    pub named: Vec<(&'a str, Difference)>,
-    /// Differences no known deviation explains: a conformance failure.
+pub struct Explained {
+    /// Differences from the original in the deviation's streams, where our journal is what
+    /// the deviation says: each with the deviation's name.
+    pub named: Vec<(&'static str, Difference)>,
+    /// Differences from the original in streams no deviation changes: a conformance failure.
     pub unexplained: Vec<Difference>,
-    /// Known deviations that explain no difference any more: stale entries.
-    pub stale: Vec<&'a str>,
+    /// Differences, in the deviation's streams, from the journal the deviation gives (its
+    /// `expected` side is that journal's line): a conformance failure.
+    pub departures: Vec<Difference>,
+    /// The deviation's streams that no longer differ from the original: a stale entry.
+    pub stale: Vec<String>,
 }
 
-/// Splits `diffs` over `known`: a difference in a stream a deviation names is that deviation's;
-/// the rest are unexplained. A deviation that explains nothing is stale, so the list cannot
-/// hide a difference it no longer needs to.
-pub fn explain<'a>(diffs: Vec<Difference>, known: &[KnownDeviation<'a>]) -> Explained<'a> {
+impl Explained {
+    /// Whether every difference is the deviation's (stale entries aside).
+    pub fn conforms(&self) -> bool {
+        self.unexplained.is_empty() && self.departures.is_empty()
+    }
+}
+
+/// Compares `ours` with the `original` journal (times within `tolerance`), then splits the
+/// differences over `known` if `original` is the trace it edits (else every difference is
+/// unexplained): see [`Explained`]. Fails if the deviation's journals do not parse, or its
+/// journal changes a stream it does not name.
+pub fn explain(
+    original: &[Line],
+    ours: &[Line],
+    tolerance: f64,
+    known: Option<&KnownDeviation>,
+) -> Result<Explained, String> {
+    let diffs = compare(original, ours, tolerance);
+    let Some(k) = known else {
+        return Ok(Explained {
+            unexplained: diffs,
+            ..Explained::default()
+        });
+    };
+    let unparsed = |e: String| format!("deviation {}: {e}", k.deviation);
+    let deviated = parse(k.journal).map_err(unparsed)?;
+    let edited = parse(k.original).map_err(unparsed)?;
+    if !compare(original, &edited, tolerance).is_empty() {
+        return Ok(Explained {
+            unexplained: diffs,
+            ..Explained::default()
+        });
+    }
+    let mine = |d: &Difference| k.streams.contains(&d.stream.as_str());
+    if let Some(d) = compare(&edited, &deviated, tolerance)
+        .into_iter()
+        .find(|d| !mine(d))
+    {
+        return Err(format!(
+            "deviation {} of {} changes stream {} it does not name",
+            k.deviation, k.case, d.stream
+        ));
+    }
     let mut out = Explained::default();
     for d in diffs {
-        match known.iter().find(|k| k.stream == d.stream) {
-            Some(k) => out.named.push((k.deviation, d)),
-            None => out.unexplained.push(d),
+        if mine(&d) {
+            out.named.push((k.deviation, d));
+        } else {
+            out.unexplained.push(d);
         }
     }
-    out.stale = known
-        .iter()
-        .filter(|k| {
-            !out.named
-                .iter()
-                .any(|(name, d)| *name == k.deviation && d.stream == k.stream)
-        })
-        .map(|k| k.deviation)
+    out.departures = compare(&deviated, ours, tolerance)
+        .into_iter()
+        .filter(mine)
         .collect();
-    out
+    out.stale = k
+        .streams
+        .iter()
+        .filter(|s| !out.named.iter().any(|(_, d)| d.stream == **s))
+        .map(|s| format!("{} ({s})", k.deviation))
+        .collect();
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -483,31 +525,63 @@ mod tests {
 
     #[test]
     fn known_deviations_name_their_differences_and_nothing_else() {
-        let a = vec![
-            json!({"type": "signal", "t": 3.0, "key": "k", "server": "A", "signal": "OnSave"}),
-            json!({"type": "signal", "t": 4.0, "key": "j", "server": "A", "signal": "OnSave"}),
-        ];
-        let b = vec![
-            json!({"type": "signal", "t": 3.5, "key": "k", "server": "A", "signal": "OnSave"}),
-            json!({"type": "signal", "t": 4.5, "key": "j", "server": "A", "signal": "OnSave"}),
-        ];
+        let signal = |t: f64, key: &str| json!({"type": "signal", "t": t, "key": key, "server": "A", "signal": "OnSave"});
+        let original = vec![signal(3.0, "k"), signal(4.0, "j")];
         let fixed = KnownDeviation {
+            case: "c",
             deviation: "A save waits for the lock",
-            stream: "k",
+            streams: &["k", "<publish PS_<guid0>>"],
+            journal: concat!(
+                r#"{"type": "signal", "t": 3.5, "key": "k", "server": "A", "signal": "OnSave"}"#,
+                "\n",
+                r#"{"type": "signal", "t": 4.0, "key": "j", "server": "A", "signal": "OnSave"}"#,
+            ),
+            original: concat!(
+                r#"{"type": "signal", "t": 3.0, "key": "k", "server": "A", "signal": "OnSave"}"#,
+                "\n",
+                r#"{"type": "signal", "t": 4.0, "key": "j", "server": "A", "signal": "OnSave"}"#,
+            ),
         };
-        let other = KnownDeviation {
-            deviation: "Messages are kept",
-            stream: "<publish PS_<guid0>>",
-        };
-        let e = explain(compare(&a, &b, 0.1), &[fixed, other]);
+        // As the deviation says in "k", but late in "j": the difference in "j" is not hidden.
+        let ours = vec![signal(3.5, "k"), signal(4.5, "j")];
+        let e = explain(&original, &ours, 0.1, Some(&fixed)).unwrap();
         assert_eq!(e.named.len(), 1);
         assert_eq!(e.named[0].0, "A save waits for the lock");
         assert_eq!(e.named[0].1.stream, "k");
-        // The difference in "j" is not hidden by the deviation for "k".
         assert_eq!(e.unexplained.len(), 1);
         assert_eq!(e.unexplained[0].stream, "j");
-        assert_eq!(e.stale, vec!["Messages are kept"]);
-        assert_eq!(explain(vec![], &[]), Explained::default());
+        assert!(e.departures.is_empty() && !e.conforms());
+        assert_eq!(
+            e.stale,
+            vec!["A save waits for the lock (<publish PS_<guid0>>)"]
+        );
+        // Not what the deviation says in "k" either: a departure, not named away.
+        let ours = vec![signal(3.8, "k"), signal(4.0, "j")];
+        let e = explain(&original, &ours, 0.1, Some(&fixed)).unwrap();
+        assert_eq!(e.departures.len(), 1);
+        assert_eq!(e.departures[0].expected.as_ref().unwrap().0, 3.5);
+        assert!(e.unexplained.is_empty() && !e.conforms());
+        // Without a deviation every difference is unexplained.
+        let e = explain(&original, &ours, 0.1, None).unwrap();
+        assert_eq!((e.unexplained.len(), e.named.len()), (1, 0));
+        assert!(explain(&original, &original, 0.1, None).unwrap().conforms());
+        // A deviation's journal that changes a stream it does not name is refused.
+        let sloppy = KnownDeviation {
+            streams: &["j"],
+            ..fixed
+        };
+        let err = explain(&original, &ours, 0.1, Some(&sloppy)).unwrap_err();
+        assert_eq!(
+            err,
+            "deviation A save waits for the lock of c changes stream k it does not name"
+        );
+        // Compared with another journal than the one it edits, it names nothing.
+        let other = vec![signal(3.5, "k"), signal(4.0, "j")];
+        let e = explain(&other, &ours, 0.1, Some(&fixed)).unwrap();
+        assert_eq!(
+            (e.unexplained.len(), e.named.len(), e.departures.len()),
+            (1, 0, 0)
+        );
     }
 
     #[test]

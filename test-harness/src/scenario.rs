@@ -19,7 +19,7 @@ use crate::config::{ConfigError, positive, seconds};
 use crate::datastore::{DataStoreService, Limits};
 use crate::fleet::MAX_DURATION;
 use crate::journal::Line;
-use crate::messaging::{MessagingConfig, MessagingService};
+use crate::messaging::{MessagingConfig, MessagingLimits, MessagingService};
 use crate::world::{Happening, LatencyModel, MAX_EPOCH, MAX_FPS, ServerSpec, World, WorldConfig};
 
 /// A scenario file.
@@ -352,9 +352,13 @@ pub fn run(scenario: &Scenario) -> Result<Vec<Line>, ScenarioError> {
         servers,
     };
     let datastore = DataStoreService::new(scenario.epoch).with_limits(Limits::unlimited())?;
-    let messaging = MessagingService::new(
-        MessagingConfig::roblox(1).with_delay(scenario.latency.message_delay),
-    )?;
+    // The format has no players, and Roblox's MessagingService rate limits scale with them
+    // (20 + 8 × players subscriptions a server): off, as the DataStore's are. The payload and
+    // topic sizes stay.
+    let messaging = MessagingService::new(MessagingConfig {
+        limits: MessagingLimits::off(),
+        ..MessagingConfig::roblox(1).with_delay(scenario.latency.message_delay)
+    })?;
     let mut world = World::new(config, datastore, messaging)?;
     let mut store = StoreId(0);
     for s in 0..world.servers.len() {
@@ -643,11 +647,18 @@ impl Runner {
             Completion::Get { result, .. } => matches!(result, Ok(Some(_))),
             Completion::Shutdown => true,
         };
-        self.line_at(
-            t,
-            s,
-            json!({"type": "return", "call": name, "key": key, "ok": ok}),
-        );
+        let mut line = json!({"type": "return", "call": name, "key": key, "ok": ok});
+        // A view profile's `Data` is what `GetAsync` returns (the format's `data`); the world
+        // has moved it to the host.
+        if let Completion::Get {
+            result: Ok(Some(view)),
+            ..
+        } = &c
+            && let Some(data) = self.world.servers[s].host.data.get(&view.profile)
+        {
+            line["data"] = data.clone();
+        }
+        self.line_at(t, s, line);
         if let Completion::SessionStart {
             profile: Some(loaded),
             ..
@@ -861,6 +872,64 @@ mod tests {
         let result = load(&path).and_then(|s| run(&s));
         let _ = std::fs::remove_file(&path);
         result
+    }
+
+    /// The format has no players, so MessagingService rate limits (20 + 8 × players
+    /// subscriptions a server) are off: a server holding 21 sessions is subscribed to each,
+    /// and the 21st is handed over by message (the end request, ~5.6 s), not stolen after
+    /// `SESSION_STEAL` (which a 60 s horizon would not reach).
+    #[test]
+    fn a_server_with_many_sessions_hands_each_over_by_message() {
+        let lines = load_edited(|raw| {
+            raw["servers"] = serde_json::json!([
+                {"name": "A", "place_id": 1001},
+                {"name": "B", "place_id": 1001}
+            ]);
+            let mut actions: Vec<serde_json::Value> = (1..=21)
+                .map(|i| serde_json::json!({"t": 1, "server": "A", "do": "start_session", "key": format!("k{i}")}))
+                .collect();
+            actions.push(serde_json::json!({"t": 30, "server": "B", "do": "start_session", "key": "k21"}));
+            raw["actions"] = serde_json::Value::Array(actions);
+            raw["horizon"] = serde_json::json!(60);
+        })
+        .unwrap();
+        let returned: Vec<f64> = lines
+            .iter()
+            .filter(|l| l["type"] == "return" && l["server"] == "B" && l["key"] == "k21")
+            .map(|l| {
+                assert_eq!(l["ok"], json!(true), "{l}");
+                l["t"].as_f64().unwrap()
+            })
+            .collect();
+        assert_eq!(returned.len(), 1, "{}", crate::journal::render(&lines));
+        assert!(returned[0] < 40.0, "B's start returned at {}", returned[0]);
+    }
+
+    /// A `GetAsync` return carries the view profile's `Data` (the format's `data`); nil has
+    /// none.
+    #[test]
+    fn a_get_return_carries_the_profiles_data() {
+        let lines = load_edited(|raw| {
+            let actions = raw["actions"].as_array_mut().unwrap();
+            actions.push(serde_json::json!({"t": 19, "server": "A", "do": "get", "key": "k"}));
+            actions.push(serde_json::json!({"t": 19, "server": "A", "do": "get", "key": "none"}));
+        })
+        .unwrap();
+        let returns: Vec<&Line> = lines
+            .iter()
+            .filter(|l| l["type"] == "return" && l["call"] == "GetAsync")
+            .collect();
+        assert_eq!(returns.len(), 2, "{}", crate::journal::render(&lines));
+        let of = |key: &str| *returns.iter().find(|l| l["key"] == key).unwrap();
+        assert_eq!(of("k")["ok"], json!(true));
+        assert_eq!(
+            of("k")["data"],
+            json!({"Coins": 2}),
+            "the last session saved 2"
+        );
+        // A key never written: nil (spec §11.1), no data.
+        assert_eq!(of("none")["ok"], json!(false));
+        assert_eq!(of("none").get("data"), None);
     }
 
     /// What the format does not allow is refused with its reason, before anything runs: an

@@ -161,7 +161,8 @@ fn scenario_matches_the_original_and_prints_a_journal() {
         (code, stdout.trim()),
         (
             0,
-            "handoff_message: 0 difference(s), 0 from known deviations, 0 unexplained"
+            "handoff_message: 0 difference(s) from the original, 0 from known deviations, \
+             0 unexplained, 0 from what a deviation gives"
         )
     );
     // A fixture whose journal differs by a deviation (docs/DEVIATIONS.md row 8) names it and
@@ -184,8 +185,18 @@ fn scenario_matches_the_original_and_prints_a_journal() {
     );
     assert_eq!(
         lines.last(),
-        Some(&"handoff_steal: 1 difference(s), 1 from known deviations, 0 unexplained")
+        Some(
+            &"handoff_steal: 1 difference(s) from the original, 1 from known deviations, \
+              0 unexplained, 0 from what a deviation gives"
+        )
     );
+    // Compared with another fixture's trace, the deviation names nothing: exit 1.
+    let (code, stdout, _) = sim(
+        &["scenario", &steal("scenarios"), "--compare", &trace],
+        dir.path(),
+    );
+    assert_eq!(code, 1, "{stdout}");
+    assert!(!stdout.contains("deviation §19"), "{stdout}");
     let (code, stdout, _) = sim(&["scenario", &scenario], dir.path());
     assert_eq!(code, 0);
     let last: profilestore_core::value::Value =
@@ -254,6 +265,19 @@ fn bad_arguments_get_clear_errors() {
             &["--max-skew", "90000"][..],
             "--max-skew must be between 0 and 86400 s (a day), got 90000",
         ),
+        // Negative values reach the checks that name the flag (clap took `-1` for a flag).
+        (
+            &["--max-skew", "-1"][..],
+            "--max-skew must be between 0 and 86400 s (a day), got -1",
+        ),
+        (
+            &["--seed", "-1"][..],
+            "invalid value '-1' for '--seed <SEED>'",
+        ),
+        (
+            &["--servers", "1", "--places", "5"][..],
+            "--places must be at most the servers that run them, got 5 for 1 + 0 spare",
+        ),
     ] {
         let mut all = vec!["simulate", "--db", "keep.db"];
         all.extend_from_slice(args);
@@ -262,11 +286,35 @@ fn bad_arguments_get_clear_errors() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
         assert_eq!(std::fs::read(dir.path().join("keep.db")).unwrap(), b"data");
     }
-    // A valid run does not replace a file that is not a profilestore database either.
-    let (code, _, stderr) = sim(&["simulate", "--db", "keep.db"], dir.path());
+    // A valid run does not replace a file that is not a profilestore database either, and
+    // leaves no trace file behind when it refuses.
+    let (code, _, stderr) = sim(
+        &["simulate", "--db", "keep.db", "--trace", "fresh.trace"],
+        dir.path(),
+    );
     assert_eq!(code, 2);
     assert!(stderr.contains("not replacing keep.db: "), "{stderr}");
     assert_eq!(std::fs::read(dir.path().join("keep.db")).unwrap(), b"data");
+    assert!(!dir.path().join("fresh.trace").exists());
+    // A database in a folder that does not exist: the message says so.
+    let (code, _, stderr) = sim(
+        &[
+            "simulate",
+            "--db",
+            "nodir/x.db",
+            "--players",
+            "2",
+            "--duration",
+            "1m",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr.trim(),
+        "profilestore-sim: cannot open nodir/x.db: database error during open nodir/x.db: \
+         the folder nodir does not exist"
+    );
     // Nor another program's SQLite file that uses our schema version number.
     rusqlite::Connection::open(dir.path().join("app.db"))
         .unwrap()

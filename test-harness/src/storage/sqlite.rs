@@ -136,9 +136,17 @@ impl SqliteStorage {
     }
 
     fn open_with(path: &Path, create: Create) -> Result<SqliteStorage, StorageError> {
-        let conn = Connection::open(path).map_err(|e| StorageError::Database {
-            operation: format!("open {}", path.display()),
-            message: e.to_string(),
+        let conn = Connection::open(path).map_err(|e| {
+            // SQLite says only "unable to open database file": name the usual cause.
+            let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+            let message = match folder {
+                Some(f) if !f.is_dir() => format!("the folder {} does not exist", f.display()),
+                _ => e.to_string(),
+            };
+            StorageError::Database {
+                operation: format!("open {}", path.display()),
+                message,
+            }
         })?;
         SqliteStorage::init(conn, create)
     }
