@@ -423,6 +423,11 @@ pub struct Observations {
     /// session had not saved is lost with it: its next save finds the lock gone and stores
     /// nothing (spec §8.3, "Lock lost").
     pub taken_generations: BTreeMap<(String, i64), f64>,
+    /// Lock generations `(key, SessionLoadCount)` their holder released (a committed write of
+    /// the generation that leaves the key unlocked: a final save), with the time of that
+    /// write. A server that dies after it cannot tear that session's trades: its final save
+    /// stored them.
+    pub released_generations: BTreeMap<(String, i64), f64>,
 }
 
 impl Observations {
@@ -438,8 +443,13 @@ impl Observations {
                 // as its holder. (A server bumping its own lock, as a start whose first write
                 // failed ambiguously does, loses nothing.)
                 let (before, locked) = std::mem::replace(last, now);
-                if count > before && locked.is_some_and(|job| Some(&job) != holder) {
+                if count > before && locked.as_ref().is_some_and(|job| Some(job) != holder) {
                     self.taken_generations.insert((key.to_string(), before), t);
+                }
+                if count == before && locked.is_some() && holder.is_none() {
+                    self.released_generations
+                        .entry((key.to_string(), count))
+                        .or_insert(t);
                 }
             }
             None => {

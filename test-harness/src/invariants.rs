@@ -325,14 +325,21 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 };
                 // The death tore the trade only if the giver's session was still its own then:
                 // a generation taken before the server died was torn by the take (and is
-                // judged as one below), whenever the server died later.
+                // judged as one below), whenever the server died later; one released before
+                // it had stored the giver's side in its final save (a dupe then is not the
+                // death's).
                 let died = unsaved().any(|trade| {
+                    let generation = (trade.from.clone(), trade.giver_generation);
                     obs.died_at.get(&trade.server).is_some_and(|d| {
                         *d >= trade.at
                             && obs
                                 .taken_generations
-                                .get(&(trade.from.clone(), trade.giver_generation))
+                                .get(&generation)
                                 .is_none_or(|taken| taken >= d)
+                            && obs
+                                .released_generations
+                                .get(&generation)
+                                .is_none_or(|released| released >= d)
                     })
                 });
                 // Any trade of a generation taken under faults, however long after the take:

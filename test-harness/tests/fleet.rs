@@ -106,6 +106,18 @@ fn sound_run(seed: u64) -> (Fleet, String, String) {
     let (mut fleet, violations) = run(FleetConfig::new(seed, 2, 6, 180.0, 0.0));
     assert_sound(seed, &fleet, &violations);
     let keys = fleet.keys();
+    // Everyone has left: each key's last session was released by its final save, and the
+    // fleet saw that write.
+    for key in &keys {
+        let stored = fleet.world.stored(STORE, key).unwrap();
+        assert!(stored["MetaData"].get("ActiveSession").is_none(), "{key}");
+        let generation = stored["MetaData"]["SessionLoadCount"].as_i64().unwrap();
+        let released = &fleet.observed.released_generations;
+        assert!(
+            released.contains_key(&(key.clone(), generation)),
+            "{key}: {released:?}"
+        );
+    }
     let holder = keys
         .iter()
         .find(|k| !items(&mut fleet, k).is_empty())
@@ -515,7 +527,7 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
     }
     // The trade is at t=10 by generation 7 of the giver. (Server died at, giver saved,
     // generation taken and when, DataStore faults) → outcome.
-    for (died, giver_saved, taken, faults, outcome) in [
+    for (died, giver_saved, taken, released, faults, outcome) in [
         (None, false, None, 0.0, Outcome::Dupe),
         (Some(50.0), true, None, 0.0, Outcome::Dupe),
         (Some(5.0), false, None, 0.0, Outcome::Dupe),
@@ -561,7 +573,31 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
         (None, false, Some((8, 30.0)), 0.05, Outcome::Dupe),
         (None, true, Some((7, 30.0)), 0.05, Outcome::Dupe),
         (None, false, Some((7, 30.0)), 0.0, Outcome::Dupe),
-    ] {
+    ]
+    .into_iter()
+    .map(|(died, saved, taken, faults, outcome)| (died, saved, taken, None, faults, outcome))
+    .chain([
+        // Released (a final save) before the server died: that save stored the giver's side,
+        // so the death tore nothing. Released after it, or another generation released: the
+        // death still explains it.
+        (Some(50.0), false, None, Some((7, 20.0)), 0.0, Outcome::Dupe),
+        (
+            Some(50.0),
+            false,
+            None,
+            Some((7, 60.0)),
+            0.0,
+            Outcome::TornByDeath,
+        ),
+        (
+            Some(50.0),
+            false,
+            None,
+            Some((6, 5.0)),
+            0.0,
+            Outcome::TornByDeath,
+        ),
+    ]) {
         let (mut fleet, holder, other, item) = a_duplicated_item();
         fleet
             .observed
@@ -574,12 +610,18 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
             let taken = (holder.clone(), generation);
             fleet.observed.taken_generations.insert(taken, at);
         }
+        if let Some((generation, at)) = released {
+            let released = (holder.clone(), generation);
+            fleet.observed.released_generations.insert(released, at);
+        }
         fleet.config.faults = faults;
         let v = invariants::check(&mut fleet);
         // A second check counts the same, not twice as much.
         assert_eq!(invariants::check(&mut fleet), v);
-        let case =
-            format!("died {died:?}, giver saved {giver_saved}, taken {taken:?}, faults {faults}");
+        let case = format!(
+            "died {died:?}, giver saved {giver_saved}, taken {taken:?}, released {released:?}, \
+             faults {faults}"
+        );
         let counted = (fleet.torn_trades.clone(), fleet.stolen_trades.clone());
         match outcome {
             Outcome::TornByDeath => {
