@@ -305,9 +305,12 @@ pub enum StartFailure {
     TimedOut,
     /// The server was shutting down.
     Closing,
-    /// Neither cancelled nor closing: a later call took the load job over, or another server's
-    /// `ForceLoadSession` claim replaced ours.
-    Superseded,
+    /// None of the others: not cancelled, not timed out, not closing, the server alive. The
+    /// engine returns nil otherwise only when a later call takes the load job over or another
+    /// server's `ForceLoadSession` claim replaces ours, and the fleet never starts one key twice
+    /// at once (a re-login replacing a start is [`StartFailure::Replaced`]): a violation
+    /// ("every start failure explained").
+    Unexplained,
     /// The server crashed first.
     Crashed,
     /// The server was shutting down and was killed at the end of `BindToClose`'s 30 s with
@@ -428,6 +431,9 @@ pub struct Observations {
     /// write. A server that dies after it cannot tear that session's trades: its final save
     /// stored them.
     pub released_generations: BTreeMap<(String, i64), f64>,
+    /// Starts that returned nil for no reason the fleet knows ([`StartFailure::Unexplained`]):
+    /// (key, when the start was called, seconds it took).
+    pub unexplained_starts: Vec<(String, f64, f64)>,
 }
 
 impl Observations {
@@ -1328,13 +1334,22 @@ impl Fleet {
                 {
                     StartFailure::TimedOut
                 } else {
-                    StartFailure::Superseded
+                    StartFailure::Unexplained
                 };
                 *self.observed.failures.entry(reason).or_default() += 1;
+                if reason == StartFailure::Unexplained {
+                    let key = self.players[p].key.clone();
+                    self.observed.unexplained_starts.push((key, since, took));
+                }
                 // A player gives up only after waiting HANDOFF_BOUND: a healthy start that ends
                 // cancelled missed the bound as surely as one that succeeded late. One the
                 // player left earlier says nothing about the bound.
-                if healthy && !matches!(reason, StartFailure::Closing | StartFailure::Left) {
+                // (An unexplained one is a violation of its own.)
+                let judged = !matches!(
+                    reason,
+                    StartFailure::Closing | StartFailure::Left | StartFailure::Unexplained
+                );
+                if healthy && judged {
                     self.observed.healthy_starts += 1;
                     let outcome = match reason {
                         StartFailure::Cancelled => {

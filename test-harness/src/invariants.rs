@@ -16,8 +16,10 @@
 //!   is alive succeeds within [`HANDOFF_BOUND`] (or the player left first); a start that runs
 //!   past it while healthy is reported when the player gives up, whenever it returns. Under
 //!   faults, failures are counted by reason ([`crate::fleet::StartFailure`]: cancelled after
-//!   the bound, left, timed out, closing, superseded, crashed, killed at the end of a
-//!   shutdown, refused at the call, replaced by a later log-in);
+//!   the bound, left, timed out, closing, crashed, killed at the end of a shutdown, refused at
+//!   the call, replaced by a later log-in);
+//! - **every start failure explained** — a start that returned nil for none of those reasons
+//!   (the fleet never starts one key on two servers at once, so no other start supersedes it);
 //! - **every start returns** — after the run settles, no start on a running server is still
 //!   waiting for its answer.
 //!
@@ -469,6 +471,19 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
             key,
             format!("StartSessionAsync at t={at} never returned"),
             since,
+        ));
+    }
+
+    // Under faults or not, a start that returned nil is explained by its reason.
+    for (key, at, took) in &obs.unexplained_starts {
+        found.push((
+            "every start failure explained",
+            key.clone(),
+            format!(
+                "start at t={at:.1} returned no profile after {took:.1} s, neither cancelled, \
+                 timed out nor closing"
+            ),
+            Some(*at),
         ));
     }
 

@@ -484,6 +484,30 @@ fn a_run_that_lets_go_of_its_log_reports_the_same() {
     );
 }
 
+/// A start that returned nil for none of the known reasons (cancelled, timed out, closing,
+/// crashed...) is a violation, with or without faults: the fleet never starts one key on two
+/// servers at once, so nothing else explains it.
+#[test]
+fn a_start_failure_with_no_reason_is_a_violation() {
+    let (mut fleet, holder, _) = sound_run(12);
+    fleet
+        .observed
+        .unexplained_starts
+        .push((holder.clone(), 40.0, 3.5));
+    for faults in [0.0, 0.05] {
+        fleet.config.faults = faults;
+        let v = invariants::check(&mut fleet);
+        assert_eq!(v.len(), 1, "faults {faults}: {v:?}");
+        assert_eq!(v[0].invariant, "every start failure explained");
+        assert_eq!(v[0].key, holder);
+        assert_eq!(
+            v[0].detail,
+            "start at t=40.0 returned no profile after 3.5 s, neither cancelled, timed out nor closing"
+        );
+        assert!(times(&v[0].excerpt)[0] >= 40.0, "{:?}", v[0].excerpt);
+    }
+}
+
 /// A sound run in which an item of one player (`holder`) is then also put in another's
 /// (`other`) stored `Data`: (fleet, holder, other, item).
 fn a_duplicated_item() -> (Fleet, String, String, String) {
