@@ -43,6 +43,9 @@ impl AckedOps {
     pub fn insert(&mut self, op: &str, t: f64) {
         let number = self.number_of(op);
         let first = match number {
+            // Kept by name when it came beyond the gap: it stays there (the gap moves up as
+            // the array grows, so the same id may now qualify by number).
+            Some(_) if self.other.contains_key(op) => false,
             Some(n) => {
                 let i = (n - 1) as usize;
                 if i >= self.by_number.len() {
@@ -73,7 +76,8 @@ impl AckedOps {
                 .by_number
                 .get((n - 1) as usize)
                 .copied()
-                .filter(|t| !t.is_nan()),
+                .filter(|t| !t.is_nan())
+                .or_else(|| self.other.get(op).copied()),
             None => self.other.get(op).copied(),
         }
     }
@@ -182,5 +186,22 @@ mod tests {
             .collect();
         expected.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(ids(&acked), expected);
+    }
+
+    /// An id kept by name because it came far past the end stays one id once the array has
+    /// grown near it: confirmed again, it keeps its first time and counts once.
+    #[test]
+    fn an_id_kept_by_name_stays_one_id_as_the_array_grows() {
+        let mut acked = AckedOps::new("P");
+        acked.insert("P:op5000", 1.0);
+        for n in 1..=904 {
+            acked.insert(&format!("P:op{n}"), 2.0);
+        }
+        assert_eq!(acked.get("P:op5000"), Some(1.0));
+        acked.insert("P:op5000", 3.0);
+        assert_eq!(acked.get("P:op5000"), Some(1.0));
+        assert_eq!(acked.len(), 905);
+        assert_eq!(acked.iter().count(), 905);
+        assert_eq!(acked.iter().filter(|(id, _)| id == "P:op5000").count(), 1);
     }
 }
