@@ -159,7 +159,7 @@ impl Map {
                     && if len <= 8 {
                         slot.key.len() == len
                     } else {
-                        &slot.key.as_bytes()[8..] == tail
+                        slot.key.as_bytes().get(8..) == Some(tail)
                     }
                 {
                     return Ok(i);
@@ -458,6 +458,14 @@ mod tests {
         assert_eq!(map.get("ab"), None);
         assert_eq!(map.find("ab"), Err(0), "placed before the longer key");
         assert_eq!(map.get("b"), Some(&json!(2)));
+        // The other way round: a short stored key whose wrapped length agrees with a long
+        // lookup key of the same (zero-padded) prefix is not sliced past its end. (A real
+        // lookup key 2^32 bytes longer than the stored one wraps to the same length.)
+        let mut map: Map = [("ab", json!(1))].into();
+        let long = "ab\0\0\0\0\0\0xy";
+        map.entries[0].len = long.len() as u32;
+        assert_eq!(map.get(long), None);
+        assert_eq!(map.find(long), Err(1));
     }
 
     /// Every length up to nine bytes, with bytes that set the top bit and NULs: the two-load
