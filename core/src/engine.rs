@@ -296,7 +296,8 @@ impl Engine {
         self.ring.profiles().collect()
     }
 
-    /// The template of a store (kept by reference in the original; here by value).
+    /// The template of a store (kept by reference in the original; here by value: see
+    /// [`Engine::set_template`]).
     pub fn template(&self, store: StoreId) -> Option<&Value> {
         self.stores.get(store.0 as usize).map(|s| &s.template)
     }
@@ -334,6 +335,24 @@ impl Engine {
             template,
         });
         Ok(StoreId(self.stores.len() as u64 - 1))
+    }
+
+    /// Replaces a store's template. The original keeps the caller's template table by
+    /// reference (spec §3.2): a change to it shows in the next new profile, `Reconcile` and
+    /// the template view of `GetAsync`. The engine holds a value, so a host whose language
+    /// shares tables (the Luau host) passes the template's current contents before a call that
+    /// reads it; a host that never changes its template need not call this. Refused, changing
+    /// nothing: an unknown store, a template that is not a table.
+    pub fn set_template(&mut self, store: StoreId, template: Value) -> Result<(), ApiError> {
+        if !wire::is_table(&template) {
+            return Err(ApiError::InvalidTemplate);
+        }
+        let s = self
+            .stores
+            .get_mut(store.0 as usize)
+            .ok_or(ApiError::UnknownStore(store.0))?;
+        s.template = template;
+        Ok(())
     }
 
     /// `ProfileStore.SetConstant(name, value)` (spec §2), rejecting values that cannot work.

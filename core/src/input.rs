@@ -144,6 +144,13 @@ pub enum Input {
     ForgetVersionQuery {
         query: QueryId,
     },
+    /// [`Engine::set_template`] (last, so that traces recorded before it keep their variant
+    /// numbers).
+    SetTemplate {
+        store: StoreId,
+        #[serde(with = "crate::json_text")]
+        template: Value,
+    },
 }
 
 /// The clock readings of an input (`&Input` or `&mut Input`), if it carries them: one match
@@ -175,6 +182,7 @@ macro_rules! clock_of {
             | Input::RemoveUserId { .. }
             | Input::ForgetProfile { .. }
             | Input::ForgetVersionQuery { .. }
+            | Input::SetTemplate { .. }
             | Input::Transform { .. } => None,
         }
     };
@@ -481,6 +489,9 @@ impl Engine {
             I::ForgetVersionQuery { query } => {
                 self.forget_version_query(query);
                 InputResult::None
+            }
+            I::SetTemplate { store, template } => {
+                InputResult::Done(text(self.set_template(store, template)))
             }
             I::Timeout { now, .. } => {
                 self.handle_timeout(now, live);

@@ -157,6 +157,43 @@ fn fallback_mock_without_access_and_no_final_saves_on_close() {
     assert!(done);
 }
 
+/// Spec §3.2: the original keeps the template table by reference, so a change to it shows in
+/// the next new profile. The engine holds a value; the host passes the changed template with
+/// `set_template` (an unknown store or a non-table template is refused, changing nothing).
+#[test]
+fn a_changed_template_shapes_the_next_new_profile() {
+    let mut w = World::new(1, 31);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    let first = w.start_and_wait(0, store, "a").expect("session started");
+    assert_eq!(w.servers[0].host.data[&first], json!({"Coins": 0}));
+    w.with(0, |e, _| {
+        e.set_template(store, json!({"Coins": 0, "Gems": 5}))
+    })
+    .unwrap();
+    let second = w.start_and_wait(0, store, "b").expect("session started");
+    assert_eq!(
+        w.servers[0].host.data[&second],
+        json!({"Coins": 0, "Gems": 5})
+    );
+    let refused = w.with(0, |e, _| {
+        (
+            e.set_template(store, json!(5)),
+            e.set_template(StoreId(9), json!({})),
+        )
+    });
+    assert_eq!(
+        refused,
+        (
+            Err(ApiError::InvalidTemplate),
+            Err(ApiError::UnknownStore(9))
+        )
+    );
+    assert_eq!(
+        w.servers[0].engine.template(store),
+        Some(&json!({"Coins": 0, "Gems": 5}))
+    );
+}
+
 #[test]
 fn calls_wait_while_not_ready_then_follow_the_probe() {
     let mut e = engine(DataStoreState::NotReady);

@@ -249,6 +249,7 @@ fn ids_mut(input: &mut profilestore_core::Input) -> Vec<&mut u64> {
         | I::Get { store, .. }
         | I::Remove { store, .. }
         | I::VersionQuery { store, .. } => vec![&mut store.store.0],
+        I::SetTemplate { store, .. } => vec![&mut store.0],
         I::CancelSessionStart { call, .. } => vec![&mut call.0],
         I::EndSession { profile, .. }
         | I::Save { profile, .. }
