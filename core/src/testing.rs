@@ -749,7 +749,7 @@ pub fn completion_call(c: &Completion) -> Option<CallId> {
     }
 }
 
-/// One engine with DataStore access (PlaceId 1), for benchmarks and examples.
+/// One engine with DataStore access (PlaceId 1), for tests, benchmarks and examples.
 pub fn engine(job_id: &str, seed: u64) -> Engine {
     Engine::new(EngineConfig {
         identity: ServerIdentity {

@@ -9,14 +9,7 @@ use profilestore_core::value::json;
 use profilestore_core::*;
 
 fn engine() -> (Engine, StoreId) {
-    let mut e = Engine::new(EngineConfig {
-        identity: ServerIdentity {
-            place_id: 1,
-            job_id: "j".into(),
-        },
-        seed: 7,
-        datastore_state: DataStoreState::Access,
-    });
+    let mut e = profilestore_core::testing::engine("j", 7);
     let store = e.new_store("S", json!({})).unwrap();
     (e, store)
 }
