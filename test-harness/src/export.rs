@@ -48,18 +48,23 @@
 //! `metadata` and `userIds`. Every imported key replaces what the storage held for it; other
 //! keys are left alone.
 //!
+//! An export's key imported over a different write of that key is, to the store, a new write:
+//! it gets the next serial after the stored key's and the version id that serial makes
+//! ([`ImportReport::renumbered`]), so that no `UpdateAsync` that read an earlier write commits
+//! over it without running its transform again (version ids are what that check compares).
+//! Imported over the same write, or into a store without the key, a key keeps its serial and
+//! version: the same document imports to the same bytes.
+//!
 //! Refused, naming the key: a store name, scope or key no call could address (empty, or over
-//! 50 bytes), a value Roblox's DataStore would not store (over 4,194,304 bytes of JSON, whatever
-//! limits a simulation scales), and an export's key whose version id the store already gives
-//! another write (an `UpdateAsync` that read that write would commit over the imported one
-//! without running its transform again). The whole document is checked first (an
+//! 50 bytes), and a value Roblox's DataStore would not store (over 4,194,304 bytes of JSON,
+//! whatever limits a simulation scales). The whole document is checked first (an
 //! export must agree with itself: one entry per store and scope, each key's latest version
 //! its head's and not superseded), then written in one step ([`Storage::replace_keys`]: one
 //! transaction on disk), so a refused document, or an import cut short, changes nothing.
 
 use std::collections::BTreeMap;
 
-use profilestore_core::value::{MAX_DEPTH, Value};
+use profilestore_core::value::{MAX_DEPTH, Str, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -152,6 +157,9 @@ pub struct ImportReport {
     pub imported: Vec<KeyPath>,
     /// Fixture keys with `"exists": false`, not written.
     pub skipped: Vec<KeyPath>,
+    /// Keys of an export imported over another write of the key: given the next serial and a
+    /// new version id (see the module docs).
+    pub renumbered: Vec<KeyPath>,
 }
 
 /// An export or import failure, naming where the problem is.
@@ -451,6 +459,7 @@ pub fn import_document(
         )));
     }
     let mut planned = Vec::new();
+    let mut renumbered = Vec::new();
     let mut stores = BTreeMap::new();
     for (i, store) in document.stores.iter().enumerate() {
         if let Some(first) = stores.insert((&store.store, &store.scope), i) {
@@ -465,24 +474,37 @@ pub fn import_document(
         for (key, exported) in &store.keys {
             let at = format!("stores[{i}].keys[{key:?}]");
             let path = addressable(&at, &store.store, &store.scope, key)?;
-            let (head, versions) = checked_key(&at, exported)?;
+            let (mut head, mut versions) = checked_key(&at, exported)?;
             if let Some(current) = storage.head(&path)?
-                && current.version == head.version
                 && (current.value != head.value
                     || current.user_ids != head.user_ids
                     || current.metadata != head.metadata)
             {
-                // One version id, two writes: an `UpdateAsync` that read the stored one would
-                // commit over the imported one without running again (its key's version did
-                // not change), and `GetVersionAsync` would answer either.
-                return Err(invalid(
-                    &at,
-                    format!(
-                        "version {:?} already names another write of this key in the store: \
-                         give the changed write a new version, or remove the key first",
-                        head.version.as_str()
-                    ),
-                ));
+                // Another write than the stored one: to the store it is a new write of the
+                // key, so it gets a version id the store has not given before. (An id the key
+                // had — the stored head's, in an export edited since, or an earlier write's a
+                // pending `UpdateAsync` read — would let that update commit over the import
+                // without running its transform again.) Ids carry the serial: numbered after
+                // the stored writes, the id is new.
+                let serial = head.serial.max(current.serial.saturating_add(1));
+                if serial >= i64::MAX as u64 {
+                    return Err(invalid(
+                        &at,
+                        format!(
+                            "the store's serial {} leaves no room for a later write",
+                            current.serial
+                        ),
+                    ));
+                }
+                let version = Str::from(version_id(head.created_ms, serial, head.updated_ms));
+                if (serial, &version) != (head.serial, &head.version) {
+                    head.serial = serial;
+                    head.version = version.clone();
+                    if let Some(latest) = versions.last_mut() {
+                        latest.version = version;
+                    }
+                    renumbered.push(path.clone());
+                }
             }
             planned.push(Replacement {
                 path,
@@ -494,6 +516,7 @@ pub fn import_document(
     storage.replace_keys(&planned)?;
     Ok(ImportReport {
         imported: planned.into_iter().map(|r| r.path).collect(),
+        renumbered,
         ..ImportReport::default()
     })
 }
@@ -1181,58 +1204,83 @@ mod tests {
         );
     }
 
-    /// An import is one transaction on disk: a key the database refuses part-way leaves the
-    /// keys before it as they were.
     /// An `UpdateAsync` that read a key before an import over it runs its transform again on
-    /// the imported value: an import never gives a different write the version id the key
-    /// already has (fixture keys get the next serial; an export whose write was edited but
-    /// whose version was kept is refused, naming the key).
+    /// the imported value: an import over another write of the key never carries a version id
+    /// the key had. Fixture keys get the next serial; an export's key gets the next serial and
+    /// its version id when its write differs from the stored one (edited since it was exported
+    /// with its version kept, or exported before a later write), and keeps both otherwise.
     #[test]
-    fn an_import_never_reuses_the_stored_version_for_another_write() {
-        use crate::datastore::UpdateCommit;
+    fn an_import_never_reuses_a_version_id_for_another_write() {
+        use crate::datastore::{ReadTicket, UpdateCommit};
         use profilestore_core::Transformed;
         let fixture =
             |v: i64| format!(r#"{{"store":"S","keys":{{"k":{{"exists":true,"value":{v}}}}}}}"#);
         let mut ds = DataStoreService::new(EPOCH);
         let (s, a) = (StoreName::new("S"), ServerId(1));
-        import(ds.storage_mut(), &fixture(1), EPOCH * 1000).unwrap();
-        let ticket = ds.begin_update(0.0, a, &s, "k").unwrap();
-        assert_eq!(ticket.value.as_deref(), Some(&json!(1)));
-        import(ds.storage_mut(), &fixture(100), EPOCH * 1000).unwrap();
         let write = |v: Value| Transformed::Write {
             value: v,
             user_ids: None,
             metadata: None,
         };
-        let again = match ds.commit_update(1.0, ticket, write(json!(2))).unwrap() {
-            UpdateCommit::Conflict(next) => next,
-            other => panic!("committed over the import: {other:?}"),
+        // Commits `v` for `ticket`, which must find the key changed to `seen` first.
+        let rerun = |ds: &mut DataStoreService, ticket: ReadTicket, seen: Value, v: i64| {
+            let again = match ds.commit_update(1.0, ticket, write(json!(v))).unwrap() {
+                UpdateCommit::Conflict(next) => next,
+                other => panic!("committed over the import: {other:?}"),
+            };
+            assert_eq!(again.value.as_deref(), Some(&seen));
+            let Ok(UpdateCommit::Committed(_)) = ds.commit_update(1.0, again, write(json!(v)))
+            else {
+                panic!("the second try commits")
+            };
         };
-        assert_eq!(again.value.as_deref(), Some(&json!(100)));
-        let Ok(UpdateCommit::Committed(_)) = ds.commit_update(1.0, again, write(json!(101))) else {
-            panic!("the second try commits")
-        };
+        import(ds.storage_mut(), &fixture(1), EPOCH * 1000).unwrap();
+        let ticket = ds.begin_update(0.0, a, &s, "k").unwrap();
+        assert_eq!(ticket.value.as_deref(), Some(&json!(1)));
+        import(ds.storage_mut(), &fixture(100), EPOCH * 1000).unwrap();
+        rerun(&mut ds, ticket, json!(100), 101);
 
-        // The same version with another value: refused, nothing written.
-        let mut document = export(ds.storage_mut()).unwrap();
-        let key = document.stores[0].keys.get_mut("k").unwrap();
+        // An export edited with its version kept, imported over the write it came from.
+        let mut edited = export(ds.storage_mut()).unwrap();
+        let key = edited.stores[0].keys.get_mut("k").unwrap();
+        let (old_version, old_serial) = (key.version.clone(), key.serial);
         key.value = Some(json!(7));
         key.versions.last_mut().unwrap().value = Some(json!(7));
-        let text = serde_json::to_string(&document).unwrap();
-        let err = import(ds.storage_mut(), &text, 0).unwrap_err().to_string();
-        assert!(
-            err.contains(r#"stores[0].keys["k"]"#) && err.contains("already names another write"),
-            "{err}"
-        );
-        let read = ds
-            .get_async(2.0, a, &s, "k", GetOptions::default())
+        let ticket = ds.begin_update(2.0, a, &s, "k").unwrap();
+        let text = serde_json::to_string(&edited).unwrap();
+        let report = import(ds.storage_mut(), &text, 0).unwrap();
+        assert_eq!(report.renumbered, vec![KeyPath::new("S", "global", "k")]);
+        let now = export(ds.storage_mut()).unwrap();
+        let key = &now.stores[0].keys["k"];
+        assert_eq!(key.serial, old_serial + 1);
+        assert_ne!(key.version, old_version);
+        assert_eq!(key.versions.last().unwrap().version, key.version);
+        rerun(&mut ds, ticket, json!(7), 8);
+
+        // An export from before a later write, imported over it: an update that read the
+        // export's own write (its version) before that later write must run again too.
+        let early = export_string(ds.storage_mut()).unwrap();
+        let ticket = ds.begin_update(3.0, a, &s, "k").unwrap();
+        ds.set_async(4.0, a, &s, "k", json!(9), SetOptions::default())
             .unwrap();
-        assert_eq!(read.value, Some(json!(101)));
-        // Unchanged, the same document imports again (into the store it came from, too).
+        assert_eq!(
+            import(ds.storage_mut(), &early, 0)
+                .unwrap()
+                .renumbered
+                .len(),
+            1
+        );
+        rerun(&mut ds, ticket, json!(8), 10);
+
+        // The same write again: nothing renumbered, the same bytes.
         let unchanged = export_string(ds.storage_mut()).unwrap();
-        import(ds.storage_mut(), &unchanged, 0).unwrap();
+        let report = import(ds.storage_mut(), &unchanged, 0).unwrap();
+        assert!(report.renumbered.is_empty());
+        assert_eq!(export_string(ds.storage_mut()).unwrap(), unchanged);
     }
 
+    /// An import is one transaction on disk: a key the database refuses part-way leaves the
+    /// keys before it as they were.
     #[test]
     fn an_import_the_database_refuses_part_way_changes_nothing() {
         let mut ds = populated();

@@ -119,6 +119,20 @@ fn import_the_golden_fixture_and_inspect_a_locked_key() {
         v["lock"]["topic"],
         "PS_DE788156-C5BD-4E85-B52B-124A9C0A7475"
     );
+    // An export edited and imported back: the edited key is a new write of it.
+    let (_, exported, _) = sim(&["export", "--db", "g.db"], dir.path());
+    let mut doc: serde_json::Value = serde_json::from_str(&exported).unwrap();
+    let key = &mut doc["stores"][0]["keys"]["released"];
+    key["value"]["Data"]["Coins"] = 1.into();
+    let last = key["versions"].as_array().unwrap().len() - 1;
+    key["versions"][last]["value"]["Data"]["Coins"] = 1.into();
+    std::fs::write(dir.path().join("edited.json"), doc.to_string()).unwrap();
+    let (code, stdout, stderr) = sim(&["import", "edited.json", "--db", "g.db"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "imported 8 key(s) into g.db, 1 over another write of the key (given new versions)"
+    );
     // A document that does not import leaves no database behind.
     std::fs::write(
         dir.path().join("bad.json"),
@@ -296,25 +310,35 @@ fn bad_arguments_get_clear_errors() {
     assert!(stderr.contains("not replacing keep.db: "), "{stderr}");
     assert_eq!(std::fs::read(dir.path().join("keep.db")).unwrap(), b"data");
     assert!(!dir.path().join("fresh.trace").exists());
-    // A database in a folder that does not exist: the message says so.
-    let (code, _, stderr) = sim(
-        &[
-            "simulate",
-            "--db",
-            "nodir/x.db",
-            "--players",
-            "2",
-            "--duration",
-            "1m",
-        ],
-        dir.path(),
-    );
-    assert_eq!(code, 2);
-    assert_eq!(
-        stderr.trim(),
-        "profilestore-sim: cannot open nodir/x.db: database error during open nodir/x.db: \
-         the folder nodir does not exist"
-    );
+    // A database in a folder that does not exist, or under a file: the message says so.
+    let golden = format!("{}/original-golden.json", fixtures());
+    for (args, problem) in [
+        (
+            &[
+                "simulate",
+                "--db",
+                "nodir/x.db",
+                "--players",
+                "2",
+                "--duration",
+                "1m",
+            ][..],
+            "nodir/x.db: the folder nodir does not exist",
+        ),
+        (
+            &["import", &golden, "--db", "keep.db/x.db"][..],
+            "keep.db/x.db: keep.db is a file, not a folder",
+        ),
+    ] {
+        let (code, _, stderr) = sim(args, dir.path());
+        assert_eq!(code, 2);
+        assert!(
+            stderr
+                .trim()
+                .ends_with(&format!("database error during open {problem}")),
+            "{stderr}"
+        );
+    }
     // Nor another program's SQLite file that uses our schema version number.
     rusqlite::Connection::open(dir.path().join("app.db"))
         .unwrap()

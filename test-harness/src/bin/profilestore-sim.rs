@@ -570,15 +570,21 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
             let report =
                 export::import(&mut storage, &text, epoch_ms).map_err(|e| e.to_string())?;
+            let mut notes = String::new();
+            if !report.skipped.is_empty() {
+                notes += &format!(", skipped {} missing", report.skipped.len());
+            }
+            if !report.renumbered.is_empty() {
+                // Imported over other writes of those keys: new writes, with new version ids.
+                notes += &format!(
+                    ", {} over another write of the key (given new versions)",
+                    report.renumbered.len()
+                );
+            }
             out!(
-                "imported {} key(s) into {}{}",
+                "imported {} key(s) into {}{notes}",
                 report.imported.len(),
-                db.display(),
-                if report.skipped.is_empty() {
-                    String::new()
-                } else {
-                    format!(", skipped {} missing", report.skipped.len())
-                }
+                db.display()
             );
             Ok(ExitCode::SUCCESS)
         }

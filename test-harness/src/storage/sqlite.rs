@@ -140,7 +140,10 @@ impl SqliteStorage {
             // SQLite says only "unable to open database file": name the usual cause.
             let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
             let message = match folder {
-                Some(f) if !f.is_dir() => format!("the folder {} does not exist", f.display()),
+                Some(f) if f.exists() && !f.is_dir() => {
+                    format!("{} is a file, not a folder", f.display())
+                }
+                Some(f) if !f.exists() => format!("the folder {} does not exist", f.display()),
                 _ => e.to_string(),
             };
             StorageError::Database {
