@@ -1326,7 +1326,9 @@ impl Fleet {
                         _ => StartFailure::Left,
                     }
                 } else if !cancellable
-                    && took
+                    // The engine's deadline check allows for float rounding (a frame-clock
+                    // difference of 120 s can come out an ulp short): so does this one.
+                    && took + 1e-6
                         >= self.world.servers[s]
                             .engine()
                             .constants()

@@ -95,7 +95,8 @@ fn known_deviations_edit_their_fixture_in_the_streams_they_name() {
         let deviated = journal::parse(k.journal).unwrap();
         let e = journal::explain(&original, &deviated, 0.0, Some(k)).unwrap();
         assert!(e.conforms() && e.stale.is_empty(), "{}: {e:?}", k.case);
-        // The lines outside the streams are the original's, byte for byte.
+        // Calls, returns, writes and signals outside the streams are the original's, byte for
+        // byte (publishes outside them were compared above, by role).
         let outside = |lines: &[Value]| -> Vec<String> {
             lines
                 .iter()
