@@ -127,6 +127,46 @@ impl FleetConfig {
     }
 }
 
+/// How a start that returned nil ended, as the fleet saw it: what [`StartFailure::of`] reads.
+#[derive(Clone, Copy, Debug)]
+pub struct StartEnd {
+    /// Its server was closing.
+    pub closing: bool,
+    /// The host's `Cancel` had turned true (the player left).
+    pub cancelled: bool,
+    /// How long after the call the player left, if they did.
+    pub waited_after_leaving: Option<f64>,
+    /// It was made with a `Cancel`.
+    pub cancellable: bool,
+    /// Seconds from the call to the nil, on the world's frame clock.
+    pub took: f64,
+    /// `START_SESSION_TIMEOUT`.
+    pub timeout: f64,
+}
+
+impl StartFailure {
+    /// Why a start returned nil on a live server (crashes and refusals are told apart where
+    /// they happen): closing, then the player's cancel (after [`HANDOFF_BOUND`] or before),
+    /// then the timeout of a start without `Cancel`; anything else is unexplained.
+    pub fn of(end: StartEnd) -> StartFailure {
+        if end.closing {
+            // A start on a closing server is not a hand-off, whoever gave up first.
+            StartFailure::Closing
+        } else if end.cancelled {
+            match end.waited_after_leaving {
+                Some(waited) if waited > HANDOFF_BOUND => StartFailure::Cancelled,
+                _ => StartFailure::Left,
+            }
+        } else if !end.cancellable && end.took + 1e-6 >= end.timeout {
+            // The engine's deadline check allows for float rounding (a wait of 120 s measured
+            // between frame times can come out an ulp short): so does this one.
+            StartFailure::TimedOut
+        } else {
+            StartFailure::Unexplained
+        }
+    }
+}
+
 /// The most servers a fleet runs (the world builds one engine each).
 pub const MAX_SERVERS: usize = crate::trace::MAX_TRACE_SERVERS;
 
@@ -1317,27 +1357,15 @@ impl Fleet {
                 self.next_at[p] = self.world.now;
             }
             None => {
-                // A start on a closing server is not a hand-off, whoever gave up first.
-                let reason = if self.world.servers[s].engine().is_closing() {
-                    StartFailure::Closing
-                } else if self.world.servers[s].host.cancelled.contains(&call) {
-                    match left_at {
-                        Some(at) if at - since > HANDOFF_BOUND => StartFailure::Cancelled,
-                        _ => StartFailure::Left,
-                    }
-                } else if !cancellable
-                    // The engine's deadline check allows for float rounding (a frame-clock
-                    // difference of 120 s can come out an ulp short): so does this one.
-                    && took + 1e-6
-                        >= self.world.servers[s]
-                            .engine()
-                            .constants()
-                            .start_session_timeout
-                {
-                    StartFailure::TimedOut
-                } else {
-                    StartFailure::Unexplained
-                };
+                let engine = self.world.servers[s].engine();
+                let reason = StartFailure::of(StartEnd {
+                    closing: engine.is_closing(),
+                    cancelled: self.world.servers[s].host.cancelled.contains(&call),
+                    waited_after_leaving: left_at.map(|at| at - since),
+                    cancellable,
+                    took,
+                    timeout: engine.constants().start_session_timeout,
+                });
                 *self.observed.failures.entry(reason).or_default() += 1;
                 if reason == StartFailure::Unexplained {
                     let key = self.players[p].key.clone();
@@ -1533,6 +1561,65 @@ fn push_to(table: &mut Map, field: &str, v: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A start's nil is told by its cause, in order; a start without `Cancel` that the engine
+    /// timed out at the frame its deadline fell due counts as timed out even when the wait,
+    /// measured between frame times, comes out an ulp short of the timeout.
+    #[test]
+    fn a_failed_start_is_told_by_its_cause() {
+        let end = StartEnd {
+            closing: false,
+            cancelled: false,
+            waited_after_leaving: None,
+            cancellable: false,
+            took: 120.0,
+            timeout: 120.0,
+        };
+        assert_eq!(StartFailure::of(end), StartFailure::TimedOut);
+        let frame = (1..100_000u32)
+            .map(f64::from)
+            .find(|f| (f + 7200.0) / 60.0 - f / 60.0 < 120.0)
+            .expect("a frame whose 120 s wait rounds short");
+        let short = (frame + 7200.0) / 60.0 - frame / 60.0;
+        let ends = [
+            (StartEnd { took: short, ..end }, StartFailure::TimedOut),
+            (StartEnd { took: 119.0, ..end }, StartFailure::Unexplained),
+            (
+                StartEnd {
+                    cancellable: true,
+                    ..end
+                },
+                StartFailure::Unexplained,
+            ),
+            (
+                StartEnd {
+                    cancelled: true,
+                    waited_after_leaving: Some(HANDOFF_BOUND + 1.0),
+                    ..end
+                },
+                StartFailure::Cancelled,
+            ),
+            (
+                StartEnd {
+                    cancelled: true,
+                    waited_after_leaving: Some(3.0),
+                    ..end
+                },
+                StartFailure::Left,
+            ),
+            (
+                StartEnd {
+                    closing: true,
+                    cancelled: true,
+                    ..end
+                },
+                StartFailure::Closing,
+            ),
+        ];
+        for (end, expected) in ends {
+            assert_eq!(StartFailure::of(end), expected, "{end:?}");
+        }
+    }
 
     /// Faults come and go with the fault period (on first), and are off in the settle phase;
     /// a window is looked at a second wider before its start.
