@@ -469,8 +469,9 @@ pub struct Observations {
     /// Lock generations `(key, SessionLoadCount)` their holder released (a committed write of
     /// the generation that leaves the key unlocked: a final save), with the time of that
     /// write. A server that dies after it cannot tear that session's trades: its final save
-    /// stored them.
-    pub released_generations: BTreeMap<(String, i64), f64>,
+    /// stored them. (Looked up, never listed: a hash map, as a run notes a release per
+    /// session.)
+    pub released_generations: FxHashMap<(Str, i64), f64>,
     /// Starts that returned nil for no reason the fleet knows ([`StartFailure::Unexplained`]):
     /// (key, when the start was called, seconds it took).
     pub unexplained_starts: Vec<(String, f64, f64)>,
@@ -494,7 +495,7 @@ impl Observations {
                 }
                 if count == before && locked.is_some() && holder.is_none() {
                     self.released_generations
-                        .entry((key.to_string(), count))
+                        .entry((key.clone(), count))
                         .or_insert(t);
                 }
             }

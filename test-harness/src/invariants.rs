@@ -340,7 +340,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                                 .is_none_or(|taken| taken >= d)
                             && obs
                                 .released_generations
-                                .get(&generation)
+                                .get(&(Str::from(&trade.from), trade.giver_generation))
                                 .is_none_or(|released| released >= d)
                     })
                 });

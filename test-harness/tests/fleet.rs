@@ -114,7 +114,7 @@ fn sound_run(seed: u64) -> (Fleet, String, String) {
         let generation = stored["MetaData"]["SessionLoadCount"].as_i64().unwrap();
         let released = &fleet.observed.released_generations;
         assert!(
-            released.contains_key(&(key.clone(), generation)),
+            released.contains_key(&(key.as_str().into(), generation)),
             "{key}: {released:?}"
         );
     }
@@ -635,7 +635,7 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
             fleet.observed.taken_generations.insert(taken, at);
         }
         if let Some((generation, at)) = released {
-            let released = (holder.clone(), generation);
+            let released = (holder.as_str().into(), generation);
             fleet.observed.released_generations.insert(released, at);
         }
         fleet.config.faults = faults;
