@@ -594,6 +594,9 @@ pub struct Fleet {
     /// flat however long the run, and [`crate::invariants::check`] runs the seed again, keeping
     /// the log, only to cut the excerpts of violations it found.
     pub keep_log: bool,
+    /// DataStore requests made while playing ([`Fleet::run`] before it settles): the
+    /// configured workload's, without the settling's final saves and late log-ins.
+    pub played_requests: u64,
     seen: usize,
     gift_seq: u64,
     /// PlayerRemoving on the old server after a teleport: (at, server, profile).
@@ -702,6 +705,7 @@ impl Fleet {
             session_players: FxHashMap::default(),
             healthy_from: None,
             keep_log: true,
+            played_requests: 0,
             seen: 0,
             gift_seq: 0,
             pending_ends: Vec::new(),
@@ -722,8 +726,9 @@ impl Fleet {
             .collect()
     }
 
-    /// Plays for `config.duration` seconds, calling `progress(virtual seconds)` now and then;
-    /// then settles.
+    /// Plays for `config.duration` seconds, calling `progress(virtual seconds)` now and then
+    /// (last with `config.duration`, when play ends); then settles: faults off, everyone
+    /// leaves and every final save lands (some five virtual minutes more).
     pub fn run(&mut self, mut progress: impl FnMut(f64)) {
         let step = 1.0;
         let mut t = 0.0;
@@ -735,6 +740,9 @@ impl Fleet {
             self.server_events();
             self.player_actions();
             self.update_player_counts();
+            if t >= self.config.duration {
+                self.played_requests = self.world.request_total();
+            }
             progress(t);
         }
         self.settle();
