@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use profilestore_core::value::{Value, json};
 use profilestore_harness::datastore::{
@@ -96,9 +95,9 @@ fn sqlite_store_survives_a_killed_writer() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut reported: BTreeMap<String, u64> = BTreeMap::new();
     let mut count = 0;
-    let started = Instant::now();
-    // Let it commit a few hundred writes, then kill it wherever it is.
-    while count < 300 && started.elapsed() < Duration::from_secs(30) {
+    // Let it commit a few hundred writes, then kill it wherever it is (however long that
+    // takes: a test holds no wall-clock deadline).
+    while count < 300 {
         let Some(Ok(line)) = lines.next() else { break };
         if let Some(rest) = line.strip_prefix("committed ") {
             let (key, n) = rest.split_once(' ').unwrap();
@@ -117,9 +116,9 @@ fn sqlite_store_survives_a_killed_writer() {
             reported.insert(key.to_string(), n.parse().unwrap());
         }
     }
-    assert!(
-        count >= 50,
-        "the writer committed only {count} writes before the deadline"
+    assert_eq!(
+        count, 300,
+        "the writer stopped by itself after {count} writes"
     );
 
     let mut storage = SqliteStorage::open(&file).expect("reopen after the kill");
