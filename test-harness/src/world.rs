@@ -230,6 +230,9 @@ enum Pending {
         server: usize,
         request: DataStoreRequest,
         sent_at: f64,
+        /// Sent again after waiting for its key's throughput: the call met the world's faults
+        /// when it first reached the DataStore (a call meets them once).
+        held: bool,
     },
     /// The write half of an update; without an output the transform runs first (a commit held
     /// for its key's throughput runs the transform when it goes, as Roblox runs a held
@@ -635,8 +638,12 @@ impl World {
 
     /// Server `s` shuts down: `BindToClose` runs ProfileStore's close handling (final saves).
     /// The server closes when it returns ([`Completion::Shutdown`]), or is killed
-    /// [`BIND_TO_CLOSE_LIMIT`] after the shutdown began, whichever comes first.
+    /// [`BIND_TO_CLOSE_LIMIT`] after the shutdown began, whichever comes first. A server
+    /// that is not running (stopped, crashed, in reserve) is left alone.
     pub fn shutdown(&mut self, s: usize) {
+        if !self.servers[s].alive {
+            return;
+        }
         let now = self.now_for(s);
         self.feed(s, Input::Shutdown { now });
         self.schedule(self.now + BIND_TO_CLOSE_LIMIT, Pending::Kill { server: s });
@@ -651,8 +658,12 @@ impl World {
     /// A reserved server starts running (a replacement for one that stopped); its engine sees
     /// its first input after this, and its `os.clock()` starts at 0 now. Feed a reserved server
     /// nothing but its stores, at the world's start: an input fed in reserve reads the world's
-    /// clock, which its clock after the boot would fall behind.
+    /// clock, which its clock after the boot would fall behind. A server not in reserve
+    /// (running, or stopped after running) is left alone: its clock does not start again.
     pub fn boot(&mut self, s: usize) {
+        if self.servers[s].alive || self.servers[s].stopped_at.is_some() {
+            return;
+        }
         self.servers[s].alive = true;
         self.messaging.add_server(self.servers[s].id);
         self.servers[s].deadline_fresh = false;
@@ -661,8 +672,11 @@ impl World {
 
     /// Server `s` dies at once: no final save; its subscriptions are gone, and its requests get
     /// no answer (a write already sent still lands; a read, or an update still to run its
-    /// transform, goes no further).
+    /// transform, goes no further). A server not running is left alone.
     pub fn crash(&mut self, s: usize) {
+        if !self.servers[s].alive {
+            return;
+        }
         self.stop(s);
         self.log_happening(s, Happening::Crashed);
     }
@@ -846,6 +860,7 @@ impl World {
                         server: s,
                         request,
                         sent_at,
+                        held: false,
                     };
                     self.schedule(at, pending);
                 }
@@ -984,7 +999,8 @@ impl World {
                 server,
                 request,
                 sent_at,
-            } => self.read(server, request, sent_at),
+                held,
+            } => self.read(server, request, sent_at, held),
             Pending::Subscribe {
                 server,
                 subscription,
@@ -1122,7 +1138,7 @@ impl World {
         self.requests.values().sum()
     }
 
-    fn read(&mut self, s: usize, request: DataStoreRequest, sent_at: f64) {
+    fn read(&mut self, s: usize, request: DataStoreRequest, sent_at: f64, held: bool) {
         if !self.servers[s].alive {
             // A removal is a write: sent before its server died, it still lands (unless it
             // meets a fault), with no answer; one still waiting in the server's queues died
@@ -1130,7 +1146,7 @@ impl World {
             let sent = self.servers[s].stopped_at.is_some_and(|t| sent_at <= t);
             if request.kind == DataStoreRequestKind::Remove && sent {
                 *self.requests.entry(Operation::Remove).or_default() += 1;
-                if !self.faulted() {
+                if held || !self.faulted() {
                     let store = StoreName::new(&request.store);
                     let id = self.servers[s].id;
                     let _ = self
@@ -1167,7 +1183,7 @@ impl World {
                     Err(e) => Err(e),
                 }
             }
-            _ if self.faulted() => Err(RequestError::RequestRejected {
+            _ if !held && self.faulted() => Err(RequestError::RequestRejected {
                 detail: FAULT_DETAIL.into(),
             }),
             DataStoreRequestKind::Get => self
@@ -1231,13 +1247,17 @@ impl World {
                     *self.requests.entry(api).or_default() -= 1;
                     match self.datastore.hold_for_key(now, id, api, at) {
                         Ok(()) => {
+                            // It leaves its queue when the key has room, and travels as any
+                            // request does.
                             self.key_throttled += 1;
                             let pending = Pending::Read {
                                 server: s,
                                 request,
                                 sent_at: at,
+                                held: true,
                             };
-                            self.schedule(at, pending);
+                            let arrives = at + self.round_trip();
+                            self.schedule(arrives, pending);
                         }
                         Err(full) => {
                             self.refused += 1;

@@ -435,8 +435,52 @@ fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
     w.feed(0, Input::Save { now, profile });
     w.run_until(120.0);
     let writes = write_times(&w);
-    assert_eq!(writes, [0.3, 60.3], "read at 0.15 s, the next at 60.15 s");
+    // The start read at 0.15 s: the save's read leaves its queue when that read leaves the
+    // window (60.15 s), travels like any request (at the store at 60.3 s), and its write
+    // lands a round trip later.
+    assert_eq!(writes, [0.3, 60.45]);
     assert_eq!((w.key_throttled, w.request_total()), (1, 2));
+}
+
+/// A call meets the world's faults once: a `GetAsync` held for its key's throughput, sent
+/// again once the key has room, does not draw them again (here they are certain by then).
+#[test]
+fn a_request_held_for_its_key_meets_the_worlds_faults_once() {
+    use profilestore_harness::datastore::ThroughputLimits;
+    let (mut w, store) = world(
+        1,
+        key_limits(ThroughputLimits {
+            read_bytes: 1024,
+            ..ThroughputLimits::roblox()
+        }),
+    );
+    start(&mut w, 0, store, "k");
+    // Past the server's 4 s cache of the start's read.
+    w.run_until(5.0);
+    let now = w.now_for(0);
+    let get = Input::Get {
+        now,
+        store: store.live(),
+        key: "k".into(),
+        version: None,
+    };
+    w.feed(0, get);
+    w.run_until(6.0);
+    assert_eq!(w.key_throttled, 1, "held for the key");
+    w.set_datastore_fail(1.0).unwrap();
+    w.run_until(120.0);
+    let answered: Vec<bool> = w
+        .log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Output(Output::Completion(profilestore_core::Completion::Get {
+                result,
+                ..
+            })) => Some(matches!(result, Ok(Some(_)))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered, [true], "answered with the profile, not the fault");
 }
 
 /// A request held for its key's throughput takes a place in its server's throttle queues
@@ -568,6 +612,36 @@ fn a_booted_spare_ignores_messages_in_its_first_six_seconds() {
         [(100.3, 1), (101.3, 0)],
         "the load, the message; no save by server 1"
     );
+}
+
+/// A server that is not running is left alone: a second crash logs nothing, a shutdown of a
+/// crashed server feeds its engine nothing, and only a server in reserve boots (a running one
+/// keeps its `os.clock()`).
+#[test]
+fn a_server_not_running_is_left_alone() {
+    let (mut w, store) = world(2, Limits::unlimited());
+    start(&mut w, 0, store, "k");
+    w.run_until(1.0);
+    w.crash(0);
+    let lines = w.log.len();
+    w.crash(0);
+    w.shutdown(0);
+    w.run_until(40.0);
+    assert_eq!(
+        w.log.len(),
+        lines,
+        "{:?}",
+        &w.log.iter().skip(lines).collect::<Vec<_>>()
+    );
+    let before = w.now_for(1).mono;
+    w.boot(1);
+    w.boot(0);
+    assert_eq!(
+        w.now_for(1).mono,
+        before,
+        "a running server's clock goes on"
+    );
+    assert!(!w.servers[0].alive, "a crashed server stays down");
 }
 
 /// A server that dies after its transform ran still has its write on the way: it lands, and
