@@ -234,17 +234,23 @@ enum Pending {
         /// when it first reached the DataStore (a call meets them once).
         held: bool,
     },
-    /// The write half of an update; without an output the transform runs first (a commit held
-    /// for its key's throughput runs the transform when it goes, as Roblox runs a held
-    /// request's transform only then).
+    /// The write half of an update.
     Commit {
         server: usize,
         op: OpId,
         ticket: Box<ReadTicket>,
-        output: Option<Transformed>,
+        output: Transformed,
         /// Not the call's first write (a conflict's second, or one held for the key's
         /// throughput): the call met the world's faults at its first.
         retry: bool,
+    },
+    /// An update whose write waited for its key's throughput reaches the DataStore again: it
+    /// reads the key's current value and the transform runs on that (as Roblox runs a held
+    /// request's transform only when it goes), then the write goes.
+    Reread {
+        server: usize,
+        op: OpId,
+        ticket: Box<ReadTicket>,
     },
     /// A `GetAsync` the server's cache answers: no request goes out (no budget, no fault).
     CachedGet {
@@ -1014,12 +1020,13 @@ impl World {
                         server,
                         op,
                         ticket,
-                        output: Some(output),
+                        output,
                         retry: true,
                     };
                     self.schedule(at, pending);
                 }
             }
+            Pending::Reread { server, op, ticket } => self.reread(server, op, *ticket),
             Pending::Kill { server } => {
                 if self.servers[server].alive {
                     self.crash(server);
@@ -1174,7 +1181,7 @@ impl World {
                                 server: s,
                                 op: request.op,
                                 ticket: Box::new(ticket),
-                                output: Some(output),
+                                output,
                                 retry: false,
                             },
                         );
@@ -1271,6 +1278,66 @@ impl World {
         }
     }
 
+    /// Holds update `op` in its server's queues until its key has room (`error` says when,
+    /// unless it cannot wait): it goes then, reading the key again a round trip later
+    /// ([`Pending::Reread`]). Without room in the queues, the queue's error answers the call.
+    fn hold_update(&mut self, s: usize, op: OpId, ticket: Box<ReadTicket>, error: RequestError) {
+        let error = match key_ready_at(&error) {
+            Some(at) => {
+                let id = self.servers[s].id;
+                match self
+                    .datastore
+                    .hold_for_key(self.now, id, Operation::Update, at)
+                {
+                    Ok(()) => {
+                        self.key_throttled += 1;
+                        let arrives = at + self.round_trip();
+                        self.schedule(
+                            arrives,
+                            Pending::Reread {
+                                server: s,
+                                op,
+                                ticket,
+                            },
+                        );
+                        return;
+                    }
+                    Err(full) => {
+                        self.refused += 1;
+                        full
+                    }
+                }
+            }
+            None => error,
+        };
+        self.respond(s, op, Err(error.to_core()));
+    }
+
+    /// An update held for its key reaches the DataStore again: the transform runs on the
+    /// key's current value, and the write goes a round trip later. One whose server died
+    /// while it waited died with it (nothing was sent).
+    fn reread(&mut self, s: usize, op: OpId, ticket: ReadTicket) {
+        if !self.servers[s].alive {
+            return;
+        }
+        match self.datastore.reread_update(self.now, &ticket) {
+            Ok(fresh) => {
+                let output = self.run_transform(s, op, &fresh);
+                let at = self.now + self.round_trip();
+                let pending = Pending::Commit {
+                    server: s,
+                    op,
+                    ticket: Box::new(fresh),
+                    output,
+                    retry: true,
+                };
+                self.schedule(at, pending);
+            }
+            Err(e) if key_ready_at(&e).is_some() => self.hold_update(s, op, Box::new(ticket), e),
+            Err(e) => self.respond(s, op, Err(e.to_core())),
+        }
+    }
+
     fn run_transform(&mut self, s: usize, op: OpId, ticket: &ReadTicket) -> Transformed {
         let wall = self.now_for(s).wall;
         if self.trace.is_none() {
@@ -1302,36 +1369,18 @@ impl World {
     /// An update's write reaches the DataStore. A call meets the world's faults once, at its
     /// first write (`retry` is false); a conflict's second write or a write held for the key's
     /// throughput does not draw again.
-    fn commit(
-        &mut self,
-        s: usize,
-        op: OpId,
-        ticket: ReadTicket,
-        output: Option<Transformed>,
-        retry: bool,
-    ) {
+    fn commit(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Transformed, retry: bool) {
         if !self.servers[s].alive {
             // The server died after its transform ran: the write was on its way and lands
             // (a write "may still have been applied", spec "Error codes"), unless it meets a
             // fault or needs the transform again (another writer came first, or the key had
             // no room); no answer reaches anyone.
-            if let Some(output) = output
-                && (retry || !self.faulted())
-            {
+            if retry || !self.faulted() {
                 let _ = self.datastore.commit_update(self.now, ticket, output);
                 self.log_commits(s);
             }
             return;
         }
-        // A commit held for its key's throughput drew its world-wide fate when it was first
-        // sent; its transform runs now.
-        let output = match output {
-            Some(output) => output,
-            None => {
-                let output = self.run_transform(s, op, &ticket);
-                return self.commit_now(s, op, ticket, output);
-            }
-        };
         if !retry && self.faulted() {
             self.respond(
                 s,
@@ -1369,36 +1418,9 @@ impl World {
                     self.schedule(at, pending);
                     return;
                 }
-                Ok(UpdateCommit::Throttled { ticket, error, .. }) => match key_ready_at(&error) {
-                    Some(at) => {
-                        // The write waits in its queues for room on the key (unless they are
-                        // full); the transform runs again when it goes (on the newest value,
-                        // should another write land meanwhile).
-                        let id = self.servers[s].id;
-                        match self
-                            .datastore
-                            .hold_for_key(self.now, id, Operation::Update, at)
-                        {
-                            Ok(()) => {
-                                self.key_throttled += 1;
-                                let pending = Pending::Commit {
-                                    server: s,
-                                    op,
-                                    ticket,
-                                    output: None,
-                                    retry: true,
-                                };
-                                self.schedule(at, pending);
-                                return;
-                            }
-                            Err(full) => {
-                                self.refused += 1;
-                                Err(full.to_core())
-                            }
-                        }
-                    }
-                    None => Err(error.to_core()),
-                },
+                Ok(UpdateCommit::Throttled { ticket, error, .. }) => {
+                    return self.hold_update(s, op, ticket, error);
+                }
                 Err(e) => Err(e.to_core()),
             }
         };

@@ -9,6 +9,11 @@ use profilestore_harness::messaging::{MessagingConfig, MessagingService};
 use profilestore_harness::world::{Happening, LatencyModel, ServerSpec, World, WorldConfig};
 
 fn world(servers: usize, limits: Limits) -> (World, StoreId) {
+    world_with(servers, limits, false)
+}
+
+/// [`world`], recording every engine input from the first when `record` is set.
+fn world_with(servers: usize, limits: Limits, record: bool) -> (World, StoreId) {
     let config = WorldConfig {
         seed: 3,
         epoch: 1_735_689_600,
@@ -31,6 +36,9 @@ fn world(servers: usize, limits: Limits) -> (World, StoreId) {
         MessagingService::new(MessagingConfig::roblox(3).with_delay(0.2)).unwrap(),
     )
     .unwrap();
+    if record {
+        w.record().unwrap();
+    }
     let mut store = StoreId(0);
     for s in 0..servers {
         if let InputResult::Store(Ok(id)) = w.feed(
@@ -401,9 +409,10 @@ fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
     save_at(&mut w, profile, &[1.0, 2.0]);
     w.run_until(120.0);
     let writes = write_times(&w);
-    // The third write waited for the first (committed at 0.3 s) to leave the window, and its
-    // transform ran when it went: LastUpdate is 60 s in, not 2 s.
-    assert_eq!(writes, [0.3, 1.3, 60.3]);
+    // The third write waited for the first (committed at 0.3 s) to leave the window, then
+    // went as an update goes: it read the key again at 60.45 s, its transform ran then
+    // (LastUpdate is 60 s in, not 2 s), and the write landed a round trip later.
+    assert_eq!(writes, [0.3, 1.3, 60.6]);
     assert_eq!(w.key_throttled, 1);
     assert_eq!(
         w.stored("S", "k").unwrap()["MetaData"]["LastUpdate"],
@@ -440,6 +449,50 @@ fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
     // lands a round trip later.
     assert_eq!(writes, [0.3, 60.45]);
     assert_eq!((w.key_throttled, w.request_total()), (1, 2));
+}
+
+/// A save whose write meets another writer's, when the key has no read left for the newer
+/// value, waits for the key and then reads it: its transform runs twice in all (at its read,
+/// and on the newest value when it goes), not a third time on the value it knew was stale.
+#[test]
+fn a_conflict_with_no_read_left_runs_the_transform_on_the_newest_value() {
+    use profilestore_harness::datastore::ThroughputLimits;
+    let (mut w, store) = world_with(
+        1,
+        key_limits(ThroughputLimits {
+            read_bytes: 2048,
+            ..ThroughputLimits::roblox()
+        }),
+        true,
+    );
+    start(&mut w, 0, store, "k");
+    w.run_until(1.0);
+    let profile = started_profile(&w);
+    // The save reads at 1.15 s (the key's second read this minute); another writer lands at
+    // 1.2 s, before the save's write at 1.3 s.
+    save_at(&mut w, profile, &[1.0]);
+    w.run_until(1.05);
+    let mut other = w.stored("S", "k").unwrap().clone();
+    other["Data"]["Other"] = json!(1);
+    w.raw_set(0, "S", "k", other);
+    w.run_until(120.0);
+    let transforms = w
+        .traced_inputs()
+        .unwrap()
+        .iter()
+        .filter(|t| matches!(t.input, Input::Transform { .. }))
+        .count();
+    // The start's one, the save's two.
+    assert_eq!(transforms, 3);
+    assert_eq!(w.key_throttled, 1);
+    // The start, the other writer, the save: its read goes when the start's read leaves the
+    // window (60.15 s), a round trip to the store, a round trip for the write.
+    assert_eq!(write_times(&w), [0.3, 1.2, 60.45]);
+    assert_eq!(
+        w.stored("S", "k").unwrap()["Data"],
+        json!({}),
+        "the save's own Data"
+    );
 }
 
 /// A call meets the world's faults once: a `GetAsync` held for its key's throughput, sent

@@ -1184,6 +1184,18 @@ impl DataStoreService {
         }
     }
 
+    /// The read of an update sent again after waiting for its key's throughput (its write was
+    /// refused for the key, [`UpdateCommit::Throttled`]): the key's current value, for the
+    /// transform to run on again. The call keeps the fault fate it drew at its first read.
+    pub fn reread_update(
+        &mut self,
+        now: f64,
+        ticket: &ReadTicket,
+    ) -> Result<ReadTicket, RequestError> {
+        let carried = Some(ticket.fault.clone());
+        self.read_for_update(now, ticket.server, ticket.path.clone(), carried)
+    }
+
     /// The write half of `UpdateAsync`: commits the transform's `output` unless the key changed
     /// since `ticket` was read, in which case it answers [`UpdateCommit::Conflict`] with a fresh
     /// read. A transform error fails the call with the transform's message; returning nil (or a
