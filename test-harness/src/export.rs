@@ -48,7 +48,8 @@
 //! `metadata` and `userIds`. Every imported key replaces what the storage held for it; other
 //! keys are left alone.
 //!
-//! An export's key imported over a different write of that key is, to the store, a new write:
+//! An export's key imported over a different write of that key (another value, user ids or
+//! metadata, or another version id) is, to the store, a new write:
 //! it gets the next serial after the stored key's and the version id that serial makes
 //! ([`ImportReport::renumbered`]), so that no `UpdateAsync` that read an earlier write commits
 //! over it without running its transform again (version ids are what that check compares).
@@ -476,16 +477,17 @@ pub fn import_document(
             let path = addressable(&at, &store.store, &store.scope, key)?;
             let (mut head, mut versions) = checked_key(&at, exported)?;
             if let Some(current) = storage.head(&path)?
-                && (current.value != head.value
+                && (current.version != head.version
+                    || current.value != head.value
                     || current.user_ids != head.user_ids
                     || current.metadata != head.metadata)
             {
-                // Another write than the stored one: to the store it is a new write of the
-                // key, so it gets a version id the store has not given before. (An id the key
-                // had — the stored head's, in an export edited since, or an earlier write's a
-                // pending `UpdateAsync` read — would let that update commit over the import
-                // without running its transform again.) Ids carry the serial: numbered after
-                // the stored writes, the id is new.
+                // Another write than the stored one (or the same value under another id): to
+                // the store it is a new write of the key, so it gets a version id the store has
+                // not given before. (An id the key had — the stored head's, in an export edited
+                // since, or an earlier write's a pending `UpdateAsync` read — would let that
+                // update commit over the import without running its transform again.) Ids
+                // carry the serial: numbered after the stored writes, the id is new.
                 let serial = head.serial.max(current.serial.saturating_add(1));
                 if serial >= i64::MAX as u64 {
                     return Err(invalid(
@@ -711,7 +713,18 @@ fn import_fixture(
         // A key imported over one already stored gets a version id of its own: with the
         // same id an `UpdateAsync` that read the old value would commit over the new one
         // without running again.
-        let serial = storage.head(&path)?.map_or(1, |h| h.serial + 1);
+        let serial = storage
+            .head(&path)?
+            .map_or(1, |h| h.serial.saturating_add(1));
+        if serial >= i64::MAX as u64 {
+            return Err(invalid(
+                &at,
+                format!(
+                    "the store's serial {} leaves no room for a later write",
+                    serial - 1
+                ),
+            ));
+        }
         let version = version_id(now_ms, serial, now_ms);
         let head = Head {
             size: serialized_len(value),
@@ -1271,6 +1284,24 @@ mod tests {
             1
         );
         rerun(&mut ds, ticket, json!(8), 10);
+
+        // The same value under an earlier write's id: an update that read that earlier
+        // write runs again too.
+        let earlier = export_string(ds.storage_mut()).unwrap();
+        let ticket = ds.begin_update(5.0, a, &s, "k").unwrap();
+        let value = ticket.value.as_deref().cloned().unwrap();
+        ds.set_async(6.0, a, &s, "k", json!(11), SetOptions::default())
+            .unwrap();
+        ds.set_async(7.0, a, &s, "k", value.clone(), SetOptions::default())
+            .unwrap();
+        assert_eq!(
+            import(ds.storage_mut(), &earlier, 0)
+                .unwrap()
+                .renumbered
+                .len(),
+            1
+        );
+        rerun(&mut ds, ticket, value, 12);
 
         // The same write again: nothing renumbered, the same bytes.
         let unchanged = export_string(ds.storage_mut()).unwrap();
