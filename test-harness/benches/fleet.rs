@@ -154,8 +154,11 @@ fn measure(
         last = Some((fleet, dir));
     }
     let (mut fleet, _dir) = last.expect("at least one run");
+    let mut wholes: Vec<f64> = walls.iter().map(|w| w.1).collect();
+    wholes.sort_by(f64::total_cmp);
     walls.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (fastest, median) = (walls[0], walls[(walls.len() - 1) / 2]);
+    let median_whole = wholes[(wholes.len() - 1) / 2];
     let (played, requests) = (fleet.played_requests, fleet.world.request_total());
     let violations = invariants::check(&mut fleet).len();
     println!(
@@ -168,8 +171,8 @@ fn measure(
         median.0,
         played as f64 / median.0,
         config.duration / median.0,
-        requests as f64 / median.1,
-        fleet.world.now / median.1
+        requests as f64 / median_whole,
+        fleet.world.now / median_whole
     );
     if name.contains("memory") {
         let (shared, trees, mean_size) = value_work(&mut fleet);
