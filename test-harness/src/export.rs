@@ -278,6 +278,19 @@ fn storable_value(at: &str, value: &Value) -> Result<(), ExportError> {
         .map_err(|e| invalid(at, format!("value: {e}")))
 }
 
+/// The serial of a write imported over a stored key whose serial is `stored`: the next one,
+/// or a refusal when it would leave no room below `i64::MAX` (the on-disk store's integers)
+/// for a later write.
+fn serial_after(at: &str, stored: u64) -> Result<u64, ExportError> {
+    match stored.checked_add(1) {
+        Some(next) if next < i64::MAX as u64 => Ok(next),
+        _ => Err(invalid(
+            at,
+            format!("the store's serial {stored} leaves no room for a later write"),
+        )),
+    }
+}
+
 /// Refuses a store name, scope or key no DataStore call can name: empty, or longer than
 /// Roblox's 50 bytes. Imported, `ListKeysAsync` would list a key every read refuses.
 fn addressable(at: &str, store: &str, scope: &str, key: &str) -> Result<KeyPath, ExportError> {
@@ -488,16 +501,7 @@ pub fn import_document(
                 // since, or an earlier write's a pending `UpdateAsync` read — would let that
                 // update commit over the import without running its transform again.) Ids
                 // carry the serial: numbered after the stored writes, the id is new.
-                let serial = head.serial.max(current.serial.saturating_add(1));
-                if serial >= i64::MAX as u64 {
-                    return Err(invalid(
-                        &at,
-                        format!(
-                            "the store's serial {} leaves no room for a later write",
-                            current.serial
-                        ),
-                    ));
-                }
+                let serial = serial_after(&at, current.serial)?.max(head.serial);
                 let version = Str::from(version_id(head.created_ms, serial, head.updated_ms));
                 if (serial, &version) != (head.serial, &head.version) {
                     head.serial = serial;
@@ -713,18 +717,10 @@ fn import_fixture(
         // A key imported over one already stored gets a version id of its own: with the
         // same id an `UpdateAsync` that read the old value would commit over the new one
         // without running again.
-        let serial = storage
-            .head(&path)?
-            .map_or(1, |h| h.serial.saturating_add(1));
-        if serial >= i64::MAX as u64 {
-            return Err(invalid(
-                &at,
-                format!(
-                    "the store's serial {} leaves no room for a later write",
-                    serial - 1
-                ),
-            ));
-        }
+        let serial = match storage.head(&path)? {
+            Some(stored) => serial_after(&at, stored.serial)?,
+            None => 1,
+        };
         let version = version_id(now_ms, serial, now_ms);
         let head = Head {
             size: serialized_len(value),
