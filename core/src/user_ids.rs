@@ -3,16 +3,34 @@
 use crate::engine::Engine;
 use crate::protocol::{DataStoreState, ProfileId};
 
-/// Luau's `tostring` of a number, for messages.
+/// Luau's `tostring` of a number, for messages: the shortest digits that read back as `v`, in
+/// fixed notation while the decimal point falls between 5 places left of the first digit and 21
+/// places right of it (`1e20` is `100000000000000000000`, `1e-6` is `0.000001`), otherwise
+/// as `d.ddde±XX` with at least two exponent digits (`1e+21`, `1.5e-07`), as Luau's VM prints
+/// numbers.
 pub fn lua_number(v: f64) -> String {
     if v.is_nan() {
-        "nan".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf".into() } else { "-inf".into() }
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // Rust prints the same shortest round-trip digits, in either notation.
+    let scientific = format!("{v:e}");
+    let (mantissa, exponent) = scientific
+        .split_once('e')
+        .expect("`{:e}` of a finite number has an exponent");
+    let exponent: i32 = exponent.parse().expect("`{:e}` prints a whole exponent");
+    // Digits before the decimal point, counted from the first significant digit.
+    let dot = exponent + 1;
+    if (-5..=21).contains(&dot) {
         format!("{v}")
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
     }
 }
 
@@ -50,6 +68,45 @@ impl Engine {
                 lua_number(id)
             ));
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lua_number;
+
+    #[test]
+    fn numbers_print_as_luau_prints_them() {
+        let cases = [
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.0, "1"),
+            (-42.0, "-42"),
+            (1.5, "1.5"),
+            (0.1, "0.1"),
+            (123456789.125, "123456789.125"),
+            (1e15, "1000000000000000"),
+            (1e20, "100000000000000000000"),
+            (9.99e20, "999000000000000000000"),
+            (1e21, "1e+21"),
+            (1.5e21, "1.5e+21"),
+            (1e22, "1e+22"),
+            (-2.5e22, "-2.5e+22"),
+            (1e100, "1e+100"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (0.00001, "0.00001"),
+            (0.000001, "0.000001"),
+            (1.5e-6, "0.0000015"),
+            (1e-7, "1e-07"),
+            (1.5e-7, "1.5e-07"),
+            (5e-324, "5e-324"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "nan"),
+        ];
+        for (v, text) in cases {
+            assert_eq!(lua_number(v), text, "{v:e}");
         }
     }
 }
