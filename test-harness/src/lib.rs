@@ -4,7 +4,8 @@
 //! - [`datastore`]: a faithful simulated Roblox `DataStoreService` on a virtual clock —
 //!   `UpdateAsync` with transform re-runs on conflict (also split into read and commit halves),
 //!   the 4-second `GetAsync` cache, key info, versions with the one-per-UTC-hour rule,
-//!   tombstones, every documented size limit with Roblox's error codes, server request budgets
+//!   tombstones, the size limits of names, keys, values, metadata and user ids with Roblox's
+//!   error codes (not the experience's storage quota), server request budgets
 //!   with throttle queues, per-key throughput, and seeded faults including ambiguous failures.
 //! - [`storage`]: the backend behind it, in memory or in an on-disk SQLite file that survives
 //!   restarts and crashes.

@@ -230,12 +230,16 @@ fn queue_code(operation: Operation) -> &'static str {
         Operation::GetVersion => "GetVersionAsyncThrottle",
         Operation::ListVersions => "ListVersionsAsyncThrottle",
         Operation::ListKeys => "ListKeysAsyncThrottle",
+        Operation::GetVersionAtTime => "GetVersionAtTimeAsyncThrottle",
     }
 }
 
 fn queue_tail(operation: Operation) -> &'static str {
     match operation {
-        Operation::GetVersion | Operation::ListVersions | Operation::ListKeys => ".",
+        Operation::GetVersion
+        | Operation::GetVersionAtTime
+        | Operation::ListVersions
+        | Operation::ListKeys => ".",
         _ => " but queue was full.",
     }
 }
@@ -339,6 +343,12 @@ mod tests {
                     operation: Operation::ListVersions,
                 },
                 "ListVersionsAsyncThrottle: ListVersionsAsync request dropped. Request was throttled.",
+            ),
+            (
+                RequestError::QueueFull {
+                    operation: Operation::GetVersionAtTime,
+                },
+                "GetVersionAtTimeAsyncThrottle: GetVersionAtTimeAsync request dropped. Request was throttled.",
             ),
             (
                 RequestError::MetadataTooLarge {

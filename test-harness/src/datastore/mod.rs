@@ -36,6 +36,17 @@
 //! - Faults ([`Faults`]): seeded per-call failures, ambiguous failures (the write commits but
 //!   the call reports an error) and latency samples.
 //!
+//! # What it does not model
+//!
+//! - The per-experience storage quota (500 MB + 1 MB per lifetime user, measured on compressed
+//!   latest versions): nothing is refused for the store's total size.
+//! - Storing NaN or ±inf: Roblox advises against it (Open Cloud cannot read such a key); here
+//!   they are refused with 104, naming the number, as a [`Value`] cannot hold them.
+//! - Errors with no documented trigger a simulation could follow: `DatastoreThrottled`
+//!   (only the per-key `KeyThrottled` is raised), the `…GameServerThrottled` request types
+//!   (a server short of its own budget queues, then drops with 301–306), 401/402 for calls
+//!   made while the game shuts down, and 503 for an unknown version (it reads as nil, nil).
+//!
 //! # Driving it
 //!
 //! Budgets are an admission step the host runs before a call, because a throttled request
@@ -126,12 +137,14 @@ pub enum Operation {
     Update,
     /// `RemoveAsync`.
     Remove,
-    /// `GetVersionAsync` and `GetVersionAtTimeAsync`.
+    /// `GetVersionAsync`.
     GetVersion,
     /// `ListVersionsAsync` and its `AdvanceToNextPageAsync`.
     ListVersions,
     /// `ListKeysAsync` and its `AdvanceToNextPageAsync`.
     ListKeys,
+    /// `GetVersionAtTimeAsync`.
+    GetVersionAtTime,
 }
 
 impl Operation {
@@ -146,13 +159,16 @@ impl Operation {
             Operation::GetVersion => "GetVersionAsync",
             Operation::ListVersions => "ListVersionsAsync",
             Operation::ListKeys => "ListKeysAsync",
+            Operation::GetVersionAtTime => "GetVersionAtTimeAsync",
         }
     }
 
     /// The request budgets the call draws on (`UpdateAsync` takes a read and a write).
     pub fn request_types(self) -> &'static [RequestType] {
         match self {
-            Operation::Get | Operation::GetVersion => &[RequestType::StandardRead],
+            Operation::Get | Operation::GetVersion | Operation::GetVersionAtTime => {
+                &[RequestType::StandardRead]
+            }
             Operation::Set | Operation::Increment => &[RequestType::StandardWrite],
             Operation::Update => &[RequestType::StandardRead, RequestType::StandardWrite],
             Operation::Remove => &[RequestType::StandardRemove],
@@ -1221,12 +1237,15 @@ impl DataStoreService {
                 };
             }
         };
-        if let Some(Fault::Fail(e)) = &ticket.fault {
-            return Err(e.clone());
-        }
+        // The transform's result is checked where it runs, before a write is sent (as
+        // `SetAsync` checks its arguments): a value the DataStore cannot take is refused for
+        // that, whatever became of the request.
         let size = self.limits.check_value(&value)?;
         let checked_user_ids = self.limits.check_user_ids(user_ids.as_ref())?;
         let checked_metadata = self.limits.check_metadata(metadata.as_ref())?;
+        if let Some(Fault::Fail(e)) = &ticket.fault {
+            return Err(e.clone());
+        }
         let now_ms = self.wall_ms(now);
         let head = self.storage.head_meta(&ticket.path).map_err(internal)?;
         if head.as_ref().map(|h| &h.version) != ticket.seen.as_ref() {
@@ -1309,7 +1328,7 @@ impl DataStoreService {
         version: &str,
     ) -> Result<Read, RequestError> {
         let path = self.path(store, key)?;
-        self.find_version(now, &path, |v| v.version == version)
+        self.find_version(now, &path, Operation::GetVersion, |v| v.version == version)
     }
 
     /// `GetVersionAtTimeAsync(key, timestamp)`: the version that was current at `timestamp_ms`
@@ -1339,7 +1358,9 @@ impl DataStoreService {
             .rev()
             .find(|v| v.opened_ms <= timestamp_ms)
             .map(|v| v.slot);
-        self.find_version(now, &path, |v| Some(v.slot) == slot)
+        self.find_version(now, &path, Operation::GetVersionAtTime, |v| {
+            Some(v.slot) == slot
+        })
     }
 
     fn visible_versions(
@@ -1375,11 +1396,12 @@ impl DataStoreService {
     }
 
     /// The visible version `pick` selects (nil, nil if none), charged as a read; the call's
-    /// fate (a `GetVersion` fault) is drawn once the key's throughput takes it.
+    /// fate (a fault of `operation`) is drawn once the key's throughput takes it.
     fn find_version(
         &mut self,
         now: f64,
         path: &KeyPath,
+        operation: Operation,
         pick: impl Fn(&StoredVersion) -> bool,
     ) -> Result<Read, RequestError> {
         let found = self
@@ -1396,7 +1418,7 @@ impl DataStoreService {
             kind: Throughput::Read,
             bytes: size,
         };
-        self.on_key(now, use_, |f| Self::read_fate(f, Operation::GetVersion))?;
+        self.on_key(now, use_, |f| Self::read_fate(f, operation))?;
         Ok(read)
     }
 

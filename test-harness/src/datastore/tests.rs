@@ -691,6 +691,23 @@ fn get_version_at_time_picks_the_version_current_then() {
         "InvalidTimestamp: Timestamp must be positive and not more than ten minutes in the future."
     );
     assert!(at(&mut ds, too_late - 1).is_ok());
+    // Its faults and its throttle errors are its own, not `GetVersionAsync`'s.
+    ds.script_fault(
+        Operation::GetVersionAtTime,
+        Fault::Fail(internal_rejection()),
+    );
+    let version = at(&mut ds, MS0 + 3_600_000).unwrap_err();
+    assert_eq!(version, internal_rejection());
+    let id = ds.list_versions_async(3.0 * HOUR, &store(), "k", VersionQuery::default());
+    let first = id.unwrap().items[0].version.clone();
+    assert!(
+        ds.get_version_async(3.0 * HOUR, &store(), "k", &first)
+            .is_ok()
+    );
+    assert_eq!(
+        Operation::GetVersionAtTime.request_types(),
+        &[RequestType::StandardRead]
+    );
 }
 
 /// Inside an hour whose writes overwrote each other, the time lookup finds the hour's version
@@ -1000,6 +1017,16 @@ fn every_size_and_format_limit_has_its_error_code() {
         })
         .unwrap_err();
     assert_eq!(err.code(), Some(513));
+    assert_eq!(value_at(&mut ds, 2.0, "u"), None);
+    // The transform's result is checked before the request's fate applies: a request that was
+    // to fail is refused for its value, as `SetAsync`'s arguments are.
+    ds.script_fault(Operation::Update, Fault::Fail(internal_rejection()));
+    let err = ds
+        .update_async(2.0, A, &store(), "u", &mut |_, _| {
+            write(json!("x".repeat(4_194_303)))
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), Some(105));
     assert_eq!(value_at(&mut ds, 2.0, "u"), None);
     // Turned off: none of it applies.
     let mut free = DataStoreService::new(EPOCH)
