@@ -258,8 +258,9 @@ fn end_request(guid: &str, load_count: i64) -> MessagingRequest {
 /// metadata (spec §1.5).
 pub(crate) fn write(obj: wire::Object) -> Transformed {
     Transformed::Write {
-        user_ids: obj.get("UserIds").cloned(),
-        metadata: obj.get("RobloxMetaData").cloned(),
+        // A JSON null is an absent field to a Luau reader: no user ids, no metadata.
+        user_ids: obj.get("UserIds").filter(|v| !v.is_null()).cloned(),
+        metadata: obj.get("RobloxMetaData").filter(|v| !v.is_null()).cloned(),
         value: Value::Object(obj),
     }
 }
@@ -676,8 +677,10 @@ impl Engine {
         let loaded = LoadedProfile {
             profile: id,
             data: value.get("Data").cloned().unwrap_or_else(|| json!({})),
+            // A JSON null reads as nil in Luau: `{}` as for an absent field.
             roblox_metadata: value
                 .get("RobloxMetaData")
+                .filter(|m| !m.is_null())
                 .cloned()
                 .unwrap_or_else(|| json!({})),
         };

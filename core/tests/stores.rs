@@ -445,6 +445,40 @@ fn get_async_views_versions_and_remove() {
     );
 }
 
+/// A JSON null `RobloxMetaData` or `UserIds` reads as nil in Luau (spec §16: "stored
+/// `RobloxMetaData` or `{}`"): the profile's metadata is `{}`, and a write that carries the
+/// stored fields through (a message) gives the key no metadata, not a null one.
+#[test]
+fn null_metadata_and_user_ids_read_as_absent() {
+    let mut w = World::new(1, 33);
+    let store = w.new_store("S", json!({}));
+    let stored = json!({"Data": {"Coins": 1}, "MetaData": {"ProfileCreateTime": 7, "SessionLoadCount": 1, "MetaTags": {}},
+                        "GlobalUpdates": [0, []], "RobloxMetaData": null, "UserIds": null});
+    w.raw_set("S", "k", stored);
+    let view = w.view(0, store, "k").unwrap();
+    assert_eq!(view.roblox_metadata, json!({}));
+    w.with(0, |e, now| {
+        e.message(now, store.live(), "k", json!({"Gift": 1}))
+    })
+    .unwrap();
+    w.run_for(1.0);
+    let key = &w.store[&("S".to_string(), "k".to_string())];
+    assert_eq!(
+        key.value.as_ref().unwrap()["GlobalUpdates"],
+        json!([1, [[1, {"Gift": 1}]]])
+    );
+    assert_eq!(
+        (key.key_info.metadata.clone(), key.key_info.user_ids.clone()),
+        (json!({}), vec![])
+    );
+    let p = w.start_and_wait(0, store, "k").unwrap();
+    assert_eq!(w.servers[0].host.roblox_metadata[&p], json!({}));
+    assert_eq!(
+        w.servers[0].engine.profile(p).unwrap().user_ids,
+        Vec::<i64>::new()
+    );
+}
+
 #[test]
 fn profile_fields_user_ids_and_reconcile() {
     let mut w = World::new(1, 32);
