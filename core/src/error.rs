@@ -86,6 +86,12 @@ pub enum ApiError {
         "[ProfileStore]: host error: DataStore request {0} is not a version listing; a page of versions does not answer it"
     )]
     WrongAnswer(u64),
+    /// A host error: a value answering a version listing, which takes a page of versions or an
+    /// error. Refused: nothing changes.
+    #[error(
+        "[ProfileStore]: host error: DataStore request {0} is a version listing; only a page of versions or an error answers it"
+    )]
+    PageExpected(u64),
     /// A host error: an input whose monotonic time is not a finite number. Refused: nothing
     /// changes (a NaN time would otherwise compare as due for every timer).
     #[error("[ProfileStore]: host error: the input's monotonic time {0} is not a finite number")]

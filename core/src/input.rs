@@ -381,7 +381,7 @@ impl Engine {
     /// an input whose `now.mono` is not a finite number, a profile id the engine does not know
     /// (`EndSession`, `MessageProcessed`, `AddUserId`, `RemoveUserId`, `ForgetProfile`; ending
     /// a known profile twice is fine), a page of versions answering anything but a version
-    /// listing, and an answer for a DataStore request
+    /// listing, a value answering a version listing, and an answer for a DataStore request
     /// the engine has not sent — still queued, or a mock store's, which never goes out (a
     /// transform for such a request returns a transform error).
     pub fn handle_input(&mut self, input: Input, live: &mut dyn LiveState) -> InputResult {
@@ -392,9 +392,15 @@ impl Engine {
             return InputResult::Done(text(Err(ApiError::NonFiniteTime(now.mono))));
         }
         if let I::DataStoreResponse { op, result, .. } = &input {
-            // A page answers only a version listing; an update or a read gets a value.
-            if matches!(result, Ok(DataStoreResponse::Page { .. })) && !self.is_page_op(*op) {
+            // A page answers only a version listing, and a listing only a page (or an error);
+            // an update or a read gets a value.
+            let page = matches!(result, Ok(DataStoreResponse::Page { .. }));
+            let listing = self.is_page_op(*op);
+            if page && !listing {
                 return InputResult::Done(text(Err(ApiError::WrongAnswer(op.0))));
+            }
+            if listing && result.is_ok() && !page {
+                return InputResult::Done(text(Err(ApiError::PageExpected(op.0))));
             }
             if self.is_mock_op(*op) {
                 return InputResult::Done(text(Err(ApiError::MockOp(op.0))));

@@ -215,6 +215,56 @@ fn commit(e: &mut Engine, host: &mut Host, op: OpId, mono: f64) {
     e.handle_datastore_response(at(mono), op, result);
 }
 
+/// A version listing is answered by a page of versions or an error: a value answering it is
+/// refused, naming the request, and the query still reads its first version once the page
+/// comes.
+#[test]
+fn a_value_answering_a_version_listing_is_refused() {
+    let (mut e, store) = engine();
+    let mut host = Host::default();
+    let query = e
+        .version_query(store.live(), "k", SortDirection::Ascending, None, None)
+        .unwrap();
+    let call = e.version_query_next(at(1.0), query).unwrap();
+    let op = requests(&drain(&mut e))[0].op;
+    assert_eq!(
+        e.handle_input(empty_answer(op, 1.1), &mut host),
+        InputResult::Done(Err(format!(
+            "[ProfileStore]: host error: DataStore request {} is a version listing; only a page \
+             of versions or an error answers it",
+            op.0
+        )))
+    );
+    assert!(drain(&mut e).is_empty(), "nothing changed");
+    let page = Input::DataStoreResponse {
+        now: at(1.2),
+        op,
+        result: Ok(DataStoreResponse::Page {
+            items: vec![VersionItem {
+                version: "v1".into(),
+                created_time: 5,
+                is_deleted: false,
+            }],
+            is_finished: true,
+        }),
+    };
+    e.handle_input(page, &mut host);
+    let out = drain(&mut e);
+    let read = requests(&out);
+    assert!(
+        matches!(&read[..], [r] if matches!(&r.kind, DataStoreRequestKind::GetVersion { version } if version == "v1")),
+        "the listed version is read next: {out:?}"
+    );
+    // The call that asked for the page returns with that read.
+    let read_op = read[0].op;
+    e.handle_input(empty_answer(read_op, 1.3), &mut host);
+    let out = drain(&mut e);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Completion(Completion::Get { call: c, result: Ok(_) }) if *c == call)),
+        "{out:?}"
+    );
+}
+
 /// A page of versions answers only a version listing: as the answer to a session start it is
 /// refused, naming the request, and the start still completes when answered properly.
 #[test]
