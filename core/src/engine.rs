@@ -119,6 +119,8 @@ pub(crate) enum OpNote {
     DataRejected(DataProblem),
     /// A message write dropped this many of the oldest entries (`MAX_MESSAGE_QUEUE`).
     DroppedMessages(usize),
+    /// A message write found no id left above the key's counter and wrote nothing.
+    NoMessageId,
 }
 
 pub(crate) struct Op {

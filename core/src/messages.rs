@@ -29,7 +29,9 @@ pub(crate) struct MessageCall {
 }
 
 /// The message transform (spec §10.1 step 2): append `[id, message]` with the next id, then drop
-/// the oldest entries beyond `max_queue`. Returns the write and how many entries were dropped.
+/// the oldest entries beyond `max_queue`. Returns the write and how many entries were dropped;
+/// a transform error, writing nothing, when the key's counter has no whole number above it
+/// that an `i64` holds (2^53 or more: only another tool writes such a counter).
 pub fn message_transform(
     current: Option<&Value>,
     message: &Value,
@@ -55,7 +57,17 @@ pub fn message_transform(
         .expect("classify repairs GlobalUpdates");
     // A whole number past the counter (a counter another tool left fractional, 2.5, gives 3):
     // message ids are whole numbers (`wire::message_id`).
-    let id = queue[0].as_f64().unwrap_or(0.0).floor() + 1.0;
+    let last = queue[0].as_f64().unwrap_or(0.0).floor();
+    let id = last + 1.0;
+    // From 2^53 on, adding 1 gives the counter back, and past 2^63 no id can be delivered
+    // (`wire::whole_number`): the original would repeat the last id. Nothing is written.
+    if id <= last || wire::whole_number(id).is_none() {
+        let text = format!(
+            "no message id is left above the key's message counter ({})",
+            crate::lua_number(last)
+        );
+        return (Transformed::Error(text), 0);
+    }
     queue[0] = wire::number(id);
     let entries = queue[1]
         .as_array_mut()
@@ -143,7 +155,9 @@ impl Engine {
         };
         let max = self.constants.max_message_queue as usize;
         let (t, dropped) = message_transform(current, &m.message, max);
-        let note = if dropped > 0 {
+        let note = if matches!(t, Transformed::Error(_)) {
+            OpNote::NoMessageId
+        } else if dropped > 0 {
             OpNote::DroppedMessages(dropped)
         } else {
             OpNote::None
@@ -185,14 +199,23 @@ impl Engine {
                 self.complete(Completion::Message { call, ok: true });
             }
             Outcome::Failed(e) => {
-                // A message the DataStore can never store (nested too deep once queued, say)
-                // fails the call instead of retrying for ever.
-                if crate::profile::unstorable(&e.message) {
+                // A message the DataStore can never store (nested too deep once queued, say),
+                // or that no id is left for, fails the call instead of retrying for ever.
+                let reason = if note == OpNote::NoMessageId {
+                    Some(e.message.clone())
+                } else if crate::profile::unstorable(&e.message) {
+                    Some(format!(
+                        "the DataStore cannot store the message ({})",
+                        e.message
+                    ))
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
                     let text = format!(
-                        "[ProfileStore]: MessageAsync (STORE:{}; KEY:{}) failed: the DataStore cannot store the message ({})",
+                        "[ProfileStore]: MessageAsync (STORE:{}; KEY:{}) failed: {reason}",
                         m.token.store(),
                         m.token.key(),
-                        e.message
                     );
                     self.message_calls.remove(&call);
                     self.warn(text);
@@ -353,6 +376,32 @@ mod tests {
             assert_eq!(crate::wire::message_id(last), Some(id), "{queue}");
             assert_eq!(value["GlobalUpdates"][0], json!(id), "{queue}");
         }
+    }
+
+    /// Ids must increase (spec §10.1): a counter of 2^53 or more has no whole number above it
+    /// that a message id can take, and the transform writes nothing; just below, the last id
+    /// is still given.
+    #[test]
+    fn a_counter_with_no_id_above_it_writes_nothing() {
+        for counter in [json!(9_007_199_254_740_992_i64), json!(1e19), json!(1e300)] {
+            let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": [counter.clone(), []]});
+            let (t, dropped) = message_transform(Some(&v), &json!({"n": 1}), 1000);
+            let Transformed::Error(text) = t else {
+                panic!("{counter}: {t:?}")
+            };
+            assert!(
+                text.starts_with("no message id is left above the key's message counter ("),
+                "{text}"
+            );
+            assert_eq!(dropped, 0);
+        }
+        let v =
+            json!({"Data": {}, "MetaData": {}, "GlobalUpdates": [9_007_199_254_740_990_i64, []]});
+        let (t, _) = message_transform(Some(&v), &json!({"n": 1}), 1000);
+        let Transformed::Write { value, .. } = t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(value["GlobalUpdates"][0], json!(9_007_199_254_740_991_i64));
     }
 
     #[test]

@@ -406,6 +406,17 @@ impl World {
             .collect()
     }
 
+    /// The warnings server `s` gave that contain `part`, in order.
+    pub fn warnings(&self, s: usize, part: &str) -> Vec<String> {
+        self.events(s)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::Warn { message } if message.contains(part) => Some(message),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Committed writes of `key`, as `(t, server, value)`.
     pub fn writes(&self, key: &str) -> Vec<(f64, usize, Value)> {
         self.journal

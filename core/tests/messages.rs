@@ -262,6 +262,38 @@ fn message_queue_keeps_the_newest_max_message_queue_entries() {
     assert!(warned, "dropping is not silent");
 }
 
+/// A key whose message counter has no whole number above it (2^53 or more, written by another
+/// tool) cannot give a new message a fresh id (spec §10.1: ids strictly increase; the original
+/// repeats the last one): `MessageAsync` returns false at once with a warning naming the key,
+/// nothing is written, and the call does not retry.
+#[test]
+fn a_message_with_no_id_left_fails_at_once_and_writes_nothing() {
+    let mut w = World::new(1, 26);
+    let store = w.new_store("S", json!({}));
+    let stored = json!({"Data": {"Coins": 1}, "MetaData": {"ProfileCreateTime": 1, "SessionLoadCount": 1, "MetaTags": {}},
+                        "GlobalUpdates": [9_007_199_254_740_992_i64, [[3, {"Gift": "old"}]]]});
+    w.raw_set("S", "k", stored.clone());
+    let call = w
+        .with(0, |e, now| {
+            e.message(now, store.live(), "k", json!({"Gift": "new"}))
+        })
+        .unwrap();
+    w.run_for(60.0);
+    assert_eq!(
+        w.completion(0, call).map(|(_, c)| c),
+        Some(Completion::Message { call, ok: false })
+    );
+    assert_eq!(w.stored("S", "k"), Some(&stored), "nothing was written");
+    assert_eq!(
+        w.warnings(0, "MessageAsync"),
+        vec![
+            "[ProfileStore]: MessageAsync (STORE:S; KEY:k) failed: no message id is left above \
+             the key's message counter (9007199254740992)"
+                .to_string()
+        ]
+    );
+}
+
 #[test]
 fn messaging_reactions_are_rate_limited_to_one_per_six_seconds() {
     let mut w = World::new(2, 26);

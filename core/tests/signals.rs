@@ -368,16 +368,8 @@ fn critical_state_toggles_on_and_off() {
     // the last refresh, at ≈240.3.
     assert_eq!(toggles[1].1, Event::OnCriticalToggle { is_critical: false });
     assert!((toggles[1].0 - 240.3).abs() < 2.0 / 60.0, "{toggles:?}");
-    let warns: Vec<String> = w
-        .events(0)
-        .into_iter()
-        .filter_map(|(_, e)| match e {
-            Event::Warn { message } if message.contains("ritical state") => Some(message),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        warns,
+        w.warnings(0, "ritical state"),
         [
             "[ProfileStore]: Entered critical state",
             "[ProfileStore]: Critical state ended"
