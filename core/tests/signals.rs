@@ -155,6 +155,11 @@ fn set_async_on_view_profile_fires_only_on_save() {
     assert_eq!(w.stored("S", "k").unwrap()["Data"], json!({"Coins": 99}));
 }
 
+/// Spec §9.3: `Profile:SetAsync()` removes the lock. DEVIATIONS row 8 tells the owner once the
+/// write lands, but here the notice arrives while the owner's `os.clock()` is under 6 s, which
+/// §10.4's rate limit drops (and it is not sent again): the original's behaviour remains, and
+/// the owner learns of it at its next save. (`deviations.rs`
+/// `d08_a_session_whose_key_was_overwritten_ends_at_once` has the notice arrive later.)
 #[test]
 fn set_async_clears_the_owners_lock_and_the_owner_loses_it_at_next_save() {
     let mut w = World::new(2, 5);
@@ -166,7 +171,10 @@ fn set_async_clears_the_owners_lock_and_the_owner_loses_it_at_next_save() {
     w.run_for(1.0);
     let stored = w.stored("S", "k").unwrap().clone();
     assert!(stored["MetaData"].get("ActiveSession").is_none());
-    assert!(w.servers[0].engine.is_active(p), "the owner is not told");
+    assert!(
+        w.now < 6.0 && w.servers[0].engine.is_active(p),
+        "the owner's clock is under 6 s: the notice is dropped"
+    );
     w.with(0, |e, now| e.save(now, p)).unwrap();
     w.run_for(1.0);
     assert!(!w.servers[0].engine.is_active(p));
