@@ -57,6 +57,8 @@ pub struct StoredVersion {
     pub value: Option<Value>,
     /// When it was written, epoch ms.
     pub written: i64,
+    /// The key info this write gave the key (`GetVersionAsync` answers with it).
+    pub key_info: KeyInfo,
 }
 
 /// A key of the simple DataStore.
@@ -590,7 +592,7 @@ impl World {
                 match found {
                     Some(v) => Ok(DataStoreResponse::Value {
                         value: v.value.clone().map(Arc::new),
-                        key_info: current.as_ref().map(|k| k.key_info.clone()),
+                        key_info: Some(v.key_info.clone()),
                     }),
                     None => Err(DataStoreError {
                         message: "103: Version is not valid".into(),
@@ -611,11 +613,20 @@ impl World {
                 }
                 Ok(previous)
             }
-            DataStoreRequestKind::ListVersions { direction, .. } => {
+            DataStoreRequestKind::ListVersions {
+                direction,
+                min_date,
+                max_date,
+                ..
+            } => {
+                let in_range = |t: i64| {
+                    min_date.is_none_or(|min| t >= min) && max_date.is_none_or(|max| t <= max)
+                };
                 let mut items: Vec<VersionItem> = current
                     .map(|k| {
                         k.versions
                             .iter()
+                            .filter(|v| in_range(v.written))
                             .map(|v| VersionItem {
                                 version: v.version.clone(),
                                 created_time: v.written,
@@ -728,22 +739,23 @@ impl World {
                 versions: vec![],
             });
         let version = format!("v{}", entry.versions.len() + 1);
-        entry.versions.push(StoredVersion {
-            version: version.clone(),
-            value: value.clone(),
-            written: ms,
-        });
-        entry.value = value;
         entry.key_info = KeyInfo {
             created_time: entry.key_info.created_time,
             updated_time: ms,
-            version: version.into(),
+            version: version.as_str().into(),
             user_ids: user_ids
                 .as_ref()
                 .map(crate::mock::user_id_list)
                 .unwrap_or_default(),
             metadata: metadata.unwrap_or_else(|| json!({})),
         };
+        entry.versions.push(StoredVersion {
+            version,
+            value: value.clone(),
+            written: ms,
+            key_info: entry.key_info.clone(),
+        });
+        entry.value = value;
         entry.key_info.clone()
     }
 }

@@ -377,22 +377,52 @@ fn get_async_views_versions_and_remove() {
             e.version_query(store.live(), "k", SortDirection::Descending, None, None)
         })
         .unwrap();
-    let mut coins = vec![];
-    loop {
-        let call = w.with(0, |e, now| e.version_query_next(now, q)).unwrap();
-        w.run_for(1.0);
-        match w.completion(0, call).unwrap().1 {
-            Completion::Get {
-                result: Ok(Some(view)),
-                ..
-            } => coins.push(view.data["Coins"].clone()),
-            Completion::Get {
-                result: Ok(None), ..
-            } => break,
-            other => panic!("{other:?}"),
+    // Each view carries its version's key info.
+    let read_all = |w: &mut World, q| {
+        let mut read = vec![];
+        loop {
+            let call = w.with(0, |e, now| e.version_query_next(now, q)).unwrap();
+            w.run_for(1.0);
+            match w.completion(0, call).unwrap().1 {
+                Completion::Get {
+                    result: Ok(Some(view)),
+                    ..
+                } => {
+                    let info = &w.servers[0].engine.profile(view.profile).unwrap().key_info;
+                    let version = info.as_ref().unwrap().version.to_string();
+                    read.push((view.data["Coins"].clone(), version));
+                }
+                Completion::Get {
+                    result: Ok(None), ..
+                } => break,
+                other => panic!("{other:?}"),
+            }
         }
-    }
-    assert_eq!(coins, [json!(3), json!(0)]);
+        read
+    };
+    assert_eq!(
+        read_all(&mut w, q),
+        [(json!(3), "v2".to_string()), (json!(0), "v1".to_string())]
+    );
+    // A query from v2's time on lists only v2.
+    let written: Vec<i64> = w.store[&("S".to_string(), "k".to_string())]
+        .versions
+        .iter()
+        .map(|v| v.written)
+        .collect();
+    assert!(written[0] < written[1], "{written:?}");
+    let q = w
+        .with(0, |e, _| {
+            e.version_query(
+                store.live(),
+                "k",
+                SortDirection::Ascending,
+                Some(written[1]),
+                None,
+            )
+        })
+        .unwrap();
+    assert_eq!(read_all(&mut w, q), [(json!(3), "v2".to_string())]);
     // A versioned read of a version that does not exist is an error, not a silent nil.
     let bad = w
         .with(0, |e, now| {
