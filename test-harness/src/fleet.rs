@@ -198,6 +198,42 @@ impl FleetConfig {
         }
     }
 
+    /// The `profilestore-sim simulate` flags that play this configuration again: every field
+    /// the command line sets, defaults included, so the line does not depend on them. (The
+    /// gameplay pace `op_interval` has no flag; a value other than the default is named after
+    /// the flags.)
+    pub fn simulate_flags(&self) -> String {
+        let mut flags = format!(
+            "--servers {} --players {} --duration {} --faults {} --seed {} --stay {} \
+             --crash-rate {} --shutdown-rate {} --spare-servers {} --places {} --max-skew {} \
+             --quit-while-loading {} --uncancellable {}",
+            self.servers,
+            self.players,
+            self.duration,
+            self.faults,
+            self.seed,
+            self.stay,
+            self.crash_rate,
+            self.shutdown_rate,
+            self.spare_servers,
+            self.places,
+            self.max_skew,
+            self.quit_while_loading,
+            self.uncancellable
+        );
+        if let Some(period) = self.fault_period {
+            flags.push_str(&format!(" --fault-period {period}"));
+        }
+        let default = FleetConfig::new(0, 0, 0, 0.0, 0.0).op_interval;
+        if self.op_interval != default {
+            flags.push_str(&format!(
+                " (and op_interval {}, which has no flag)",
+                self.op_interval
+            ));
+        }
+        flags
+    }
+
     /// Refuses a configuration a fleet cannot run, naming the field: counts out of range,
     /// probabilities outside 0..1, rates and times that are negative, infinite or NaN.
     pub fn check(&self) -> Result<(), String> {

@@ -595,6 +595,7 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
         "crashes": o.crashes,
         "replacements": o.replacements,
         "violations": violations.len(),
+        "rerun": format!("profilestore-sim simulate {}", fleet.config.simulate_flags()),
     })
 }
 

@@ -95,6 +95,13 @@ fn simulate_then_replay_the_trace() {
     let (code, stdout, _) = sim(&["replay", "run.trace"], dir.path());
     assert_eq!(code, 0);
     assert!(stdout.contains("byte-identical"), "{stdout}");
+    assert!(
+        stdout.starts_with(
+            "recorded run: profilestore-sim simulate --servers 2 --players 20 --duration 180 \
+             --faults 0.05 --seed 4 --stay 90 "
+        ),
+        "{stdout}"
+    );
     let (code, stdout, _) = sim(&["inspect", "Player_3"], dir.path());
     assert_eq!(code, 0);
     let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
@@ -204,13 +211,19 @@ fn scenario_matches_the_original_and_prints_a_journal() {
               0 unexplained, 0 from what a deviation gives"
         )
     );
-    // Compared with another fixture's trace, the deviation names nothing: exit 1.
-    let (code, stdout, _) = sim(
+    // Another fixture's trace is refused, naming its case (`journal::explain` would not let the
+    // deviation name its differences either).
+    let (code, stdout, stderr) = sim(
         &["scenario", &steal("scenarios"), "--compare", &trace],
         dir.path(),
     );
-    assert_eq!(code, 1, "{stdout}");
-    assert!(!stdout.contains("deviation §19"), "{stdout}");
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{trace} is the journal of case \"handoff_message\", not of scenario \"handoff_steal\""
+        )),
+        "{stderr}"
+    );
     let (code, stdout, _) = sim(&["scenario", &scenario], dir.path());
     assert_eq!(code, 0);
     let last: profilestore_core::value::Value =
@@ -288,6 +301,11 @@ fn bad_arguments_get_clear_errors() {
             &["--seed", "-1"][..],
             "invalid value '-1' for '--seed <SEED>'",
         ),
+        // A store in memory and a database file cannot both be where the run keeps its data.
+        (
+            &["--memory"][..],
+            "the argument '--db <DB>' cannot be used with '--memory'",
+        ),
         (
             &["--servers", "1", "--places", "5"][..],
             "--places must be at most the servers that run them, got 5 for 1 + 0 spare",
@@ -300,6 +318,29 @@ fn bad_arguments_get_clear_errors() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
         assert_eq!(std::fs::read(dir.path().join("keep.db")).unwrap(), b"data");
     }
+    // Flags that change nothing in this run are noted, and the run goes on.
+    let (code, _, stderr) = sim(
+        &[
+            "simulate",
+            "--memory",
+            "--players",
+            "2",
+            "--duration",
+            "5s",
+            "--fault-period",
+            "10",
+            "--spare-servers",
+            "1",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr,
+        "profilestore-sim: note: --fault-period does nothing without --faults\n\
+         profilestore-sim: note: --spare-servers does nothing without --crash-rate or \
+         --shutdown-rate\n"
+    );
     // A valid run does not replace a file that is not a profilestore database either, and
     // leaves no trace file behind when it refuses.
     let (code, _, stderr) = sim(
@@ -491,6 +532,70 @@ fn a_closed_stdout_ends_the_output_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+/// A summary's `rerun` command plays the same run again: every flag of the configuration, the
+/// ones left at their defaults too, so the second run's summary is the first's (but for the
+/// wall-clock speed).
+#[test]
+fn a_summary_names_the_command_that_plays_the_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "simulate",
+        "--memory",
+        "--json",
+        "--servers",
+        "2",
+        "--players",
+        "12",
+        "--duration",
+        "90s",
+        "--faults",
+        "0.1",
+        "--seed",
+        "9",
+        "--stay",
+        "40",
+        "--crash-rate",
+        "0.5",
+        "--spare-servers",
+        "1",
+        "--fault-period",
+        "30",
+        "--max-skew",
+        "200",
+        "--places",
+        "2",
+        "--quit-while-loading",
+        "0.01",
+        "--uncancellable",
+        "0.25",
+    ];
+    let (code, stdout, stderr) = sim(&args, dir.path());
+    assert!(code == 0 || code == 1, "{stderr}");
+    let first: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rerun = first["rerun"].as_str().unwrap().to_string();
+    assert_eq!(
+        rerun,
+        "profilestore-sim simulate --servers 2 --players 12 --duration 90 --faults 0.1 --seed 9 \
+         --stay 40 --crash-rate 0.5 --shutdown-rate 0 --spare-servers 1 --places 2 --max-skew 200 \
+         --quit-while-loading 0.01 --uncancellable 0.25 --fault-period 30 --memory"
+    );
+    let again: Vec<&str> = rerun.split(' ').skip(1).chain(["--json"]).collect();
+    let (code2, stdout, stderr) = sim(&again, dir.path());
+    assert_eq!(code2, code, "{stderr}");
+    let mut second: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let mut first = first;
+    for speed in [
+        "wall_seconds",
+        "datastore_requests_per_wall_second",
+        "virtual_to_wall",
+    ] {
+        first.as_object_mut().unwrap().remove(speed);
+        second.as_object_mut().unwrap().remove(speed);
+    }
+    assert_eq!(first, second);
+    assert!(first["crashes"].as_u64().unwrap() > 0, "{first}");
 }
 
 /// The README's table of `simulate --json` fields names exactly the fields a run prints (a

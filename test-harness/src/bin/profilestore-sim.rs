@@ -98,7 +98,7 @@ enum Command {
         #[arg(long)]
         trace: Option<PathBuf>,
         /// The SQLite file the run's DataStore lives in (replaced at the start of the run).
-        #[arg(long, default_value = DEFAULT_DB)]
+        #[arg(long, default_value = DEFAULT_DB, conflicts_with = "memory")]
         db: PathBuf,
         /// Keep the DataStore in memory instead.
         #[arg(long)]
@@ -156,7 +156,8 @@ enum Command {
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
         /// The time to measure the lock's last update against, Unix seconds. Default: now.
-        /// (`simulate` runs on a virtual clock that starts on 2025-01-01.)
+        /// (`simulate` runs on a virtual clock that starts on 2025-01-01, 1735689600: add the
+        /// run's `virtual_seconds` for its end.)
         #[arg(long)]
         now: Option<i64>,
     },
@@ -357,6 +358,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
             config
                 .check()
                 .map_err(|e| format!("invalid simulation: {}", as_flag(&e)))?;
+            if fault_period.is_some() && faults == 0.0 {
+                eprintln!("profilestore-sim: note: --fault-period does nothing without --faults");
+            }
+            if spare_servers > 0 && crash_rate == 0.0 && shutdown_rate == 0.0 {
+                eprintln!(
+                    "profilestore-sim: note: --spare-servers does nothing without --crash-rate \
+                     or --shutdown-rate"
+                );
+            }
             // Only a profilestore database, an empty file or nothing is replaced: refused
             // before the trace file is made, so a refused run leaves nothing behind.
             if !memory {
@@ -410,6 +420,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
             } else {
                 db.display().to_string()
             });
+            if memory {
+                let rerun = format!("{} --memory", summary["rerun"].as_str().unwrap_or_default());
+                summary["rerun"] = profilestore_core::json!(rerun);
+            }
             let mut reproduced = true;
             // Failures after the run are reported after its summary, which they do not void.
             let mut failures = Vec::new();
@@ -486,6 +500,23 @@ fn run(command: Command) -> Result<ExitCode, String> {
                         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                     let theirs =
                         journal::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                    // A journal's `end` line names its case: another scenario's journal
+                    // would differ everywhere.
+                    let case = theirs
+                        .iter()
+                        .rev()
+                        .find(|l| l.get("type").and_then(|t| t.as_str()) == Some("end"))
+                        .and_then(|l| l.get("case"))
+                        .and_then(|c| c.as_str());
+                    if let Some(case) = case
+                        && case != s.name
+                    {
+                        return Err(format!(
+                            "{} is the journal of case {case:?}, not of scenario {:?}",
+                            path.display(),
+                            s.name
+                        ));
+                    }
                     // A fixture's differences from a defect we fixed on purpose are named, and
                     // do not fail the comparison if ours is what the deviation says.
                     let known = journal::known_deviation(&s.name);
@@ -522,6 +553,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
         }
         Command::Replay { file } => {
             let t = Trace::load(&file).map_err(|e| e.to_string())?;
+            // What was recorded, so a run can also be played again with its invariants checked.
+            if let Some(config) = &t.fleet {
+                out!(
+                    "recorded run: profilestore-sim simulate {}",
+                    config.simulate_flags()
+                );
+            }
             let r = trace::replay(&t);
             out!(
                 "replayed {} inputs, {} outputs: {}",
@@ -749,5 +787,10 @@ fn print_summary(s: &profilestore_core::value::Value) {
         } else {
             format!("{v} VIOLATION(S)")
         },
+    );
+    // Last, on a line of its own: the command that plays this run again.
+    out!(
+        "  the same run: {}",
+        s["rerun"].as_str().unwrap_or_default()
     );
 }
