@@ -67,11 +67,14 @@ impl CriticalState {
             .issues
             .front()
             .map(|t| t + c.critical_state_error_expire);
-        let end = self
-            .is_critical
-            .then_some(self.critical_since + c.critical_state_expire);
-        let enter = (!self.is_critical && self.issues.len() as f64 >= c.critical_state_error_count)
-            .then(|| self.issues.back().copied().unwrap_or(0.0));
+        let enough = self.issues.len() as f64 >= c.critical_state_error_count;
+        // While the window holds enough errors every tick refreshes the start, so the end can
+        // come only once an error has expired: offering it then would wake the host at every
+        // tick (at once, with a `CRITICAL_STATE_EXPIRE` of 0).
+        let end =
+            (self.is_critical && !enough).then_some(self.critical_since + c.critical_state_expire);
+        let enter =
+            (!self.is_critical && enough).then(|| self.issues.back().copied().unwrap_or(0.0));
         [expiry, end, enter].into_iter().flatten().reduce(f64::min)
     }
 }
@@ -79,6 +82,28 @@ impl CriticalState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// While critical with the window full, the next wake-up is the first error's expiry, not
+    /// the refreshed end: with `CRITICAL_STATE_EXPIRE` 0 that end was the tick's own time, and a
+    /// host jumping to `poll_timeout` ticked at the same instant for ever.
+    #[test]
+    fn a_full_window_wakes_the_host_at_its_first_expiry() {
+        let mut c = Constants::default();
+        c.set("CRITICAL_STATE_EXPIRE", 0.0).unwrap();
+        let mut s = CriticalState::default();
+        for t in [10.0, 11.0, 12.0, 13.0, 14.0] {
+            s.record_error(t);
+        }
+        assert_eq!(s.tick(14.0, &c), Some(true));
+        assert_eq!(s.next_deadline(&c), Some(130.0));
+        assert_eq!(s.tick(20.0, &c), None);
+        assert_eq!(s.next_deadline(&c), Some(130.0));
+        // At 130 the first error expires: the window holds four, the end is due at once.
+        assert_eq!(s.tick(130.0, &c), None);
+        assert_eq!(s.next_deadline(&c), Some(130.0));
+        assert_eq!(s.tick(130.0, &c), Some(false));
+        assert_eq!(s.next_deadline(&c), Some(131.0));
+    }
 
     #[test]
     fn five_errors_enter_and_quiet_ends_120s_after_window_drains() {

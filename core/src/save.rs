@@ -354,7 +354,17 @@ impl Engine {
             return;
         };
         let profile = job.profile;
-        if let OpNote::DataRejected(problem) = note {
+        // Said once the release landed: a write that failed released nothing (it retries).
+        let landed = matches!(
+            outcome,
+            Outcome::Ok {
+                key_info: Some(_),
+                ..
+            }
+        );
+        if let OpNote::DataRejected(problem) = note
+            && landed
+        {
             let p = &self.profiles[&profile];
             let refused = job
                 .refused
@@ -368,13 +378,7 @@ impl Engine {
             self.warn(text);
         }
         if let SaveMode::Overwrite(call) = job.mode {
-            let ok = matches!(
-                outcome,
-                Outcome::Ok {
-                    key_info: Some(_),
-                    ..
-                }
-            );
+            let ok = landed;
             if ok && let Some((guid, load_count)) = &job.lock_removed {
                 let token = self.profiles[&profile].token.clone();
                 self.tell_lock_taken(&token, guid, *load_count);
@@ -447,10 +451,12 @@ impl Engine {
             .is_some_and(|f| !self.identity.owns(f));
         let is_active = self.is_active(profile);
         if force_load_pending && owned {
-            self.finish_save(now, id);
+            // The nested ending save starts before this one counts as finished (spec §8.3:
+            // the job count drops at the end), so a shutdown waits for it.
             if is_active {
                 self.begin_save(now, profile, SaveMode::Ending(EndReason::External));
             }
+            self.finish_save(now, id);
             return;
         }
         let entries = pv.global_update_entries().to_vec();

@@ -582,9 +582,11 @@ impl Engine {
                 let loaded = self.create_session_profile(now, token, &value, key_info);
                 if declined {
                     // The caller gets nil: the host never sees this profile's Data, so the
-                    // release writes back what is stored rather than asking the host for it.
+                    // release writes back what is stored rather than asking the host for it;
+                    // nor its id, so nothing will forget it: it is dropped once released.
                     if let Some(p) = self.profiles.get_mut(&loaded.profile) {
                         p.host_has_data = false;
+                        p.forgotten = true;
                     }
                     // A release because the server closes is a shutdown save (backoff capped
                     // at 8 s, more tries inside BindToClose's 30 s); the original uses

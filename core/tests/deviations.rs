@@ -678,6 +678,37 @@ fn d16_non_table_data_does_not_block_the_final_save() {
     );
 }
 
+/// The release of item 16 is announced once it lands: an ending save whose writes fail (an
+/// outage) says nothing of a release until one goes through, and then says it once.
+#[test]
+fn d16_the_release_is_announced_when_it_lands() {
+    let mut w = World::new(1, 117);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    *w.data_mut(0, p) = json!("oops");
+    w.datastore_fail = 1.0;
+    w.with(0, |e, now| e.end_session(now, p));
+    w.run_for(10.0);
+    let released = "the session was released keeping the last saved Data";
+    assert!(
+        w.warnings(0, released).is_empty(),
+        "nothing was released yet"
+    );
+    assert!(
+        w.stored("S", "k").unwrap()["MetaData"]
+            .get("ActiveSession")
+            .is_some()
+    );
+    w.datastore_fail = 0.0;
+    w.run_for(30.0);
+    assert!(
+        w.stored("S", "k").unwrap()["MetaData"]
+            .get("ActiveSession")
+            .is_none()
+    );
+    assert_eq!(w.warnings(0, released).len(), 1);
+}
+
 /// `Profile.Data` nested deeper than a store takes (`MAX_DATA_DEPTH`, 511: the profile wraps it
 /// one level down, values nest at most 512) is handled like the non-table `Data` of item 16:
 /// regular saves fail naming the problem, and the final save releases the lock keeping the

@@ -373,6 +373,8 @@ fn a_start_cancelled_after_taking_the_lock_returns_nil_once_released() {
         close(t, released),
         "returned at {t}, the release landed at {released}"
     );
+    // The profile the host never got is not kept once released.
+    assert_eq!(w.servers[0].engine.profile_count(), 0);
 }
 
 /// A start made while a cancelled start releases the lock it took takes the call over (last
