@@ -534,12 +534,17 @@ fn invalid(at: &str, problem: impl Into<String>) -> ExportError {
     }
 }
 
+/// A key's metadata, which must be an object that Roblox's DataStore takes: ProfileStore
+/// writes it back with every save, and metadata over its sizes would fail each one (511).
 fn object_metadata(at: &str, metadata: &Value) -> Result<Value, ExportError> {
     // Too deep first: the message then names that, not the whole (huge) value.
     storable(at, "metadata", metadata)?;
-    Limits::unlimited()
+    let checked = Limits::unlimited()
         .check_metadata(Some(metadata))
-        .map_err(|_| invalid(at, format!("metadata must be an object, found {metadata}")))
+        .map_err(|_| invalid(at, format!("metadata must be an object, found {metadata}")))?;
+    Limits::roblox()
+        .check_metadata(Some(&checked))
+        .map_err(|e| invalid(at, format!("metadata: {e}")))
 }
 
 fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), ExportError> {
@@ -691,6 +696,17 @@ fn import_fixture(
     for (key, entry) in keys {
         let at = format!("keys[{key:?}]");
         let path = addressable(&at, store, scope, key)?;
+        // A misspelt field would otherwise import as nothing (`"userids"`: no user ids).
+        if let Some(fields) = entry.as_object()
+            && let Some((unknown, _)) = fields
+                .iter()
+                .find(|(f, _)| !["exists", "value", "userIds", "metadata"].contains(&f.as_str()))
+        {
+            return Err(invalid(
+                &at,
+                format!("unknown field {unknown:?} (expected exists, value, userIds, metadata)"),
+            ));
+        }
         let exists = entry
             .get("exists")
             .and_then(Value::as_bool)
@@ -863,6 +879,23 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "import document, keys[\"b\"]: metadata must be an object, found 3"
+        );
+        // Metadata Roblox would refuse (each save writes it back) and a misspelt field are
+        // named.
+        let bad = json!({"store": "S", "keys": {"b": {"exists": true, "value": 1, "metadata": {"Rank": "x".repeat(251)}}}});
+        assert_eq!(
+            import(&mut storage, &bad.to_string(), 5)
+                .unwrap_err()
+                .to_string(),
+            "import document, keys[\"b\"]: metadata: 511: Metadata attribute value size exceeds 250 limit."
+        );
+        let bad =
+            json!({"store": "S", "keys": {"b": {"exists": true, "value": 1, "userids": [7]}}});
+        assert_eq!(
+            import(&mut storage, &bad.to_string(), 5)
+                .unwrap_err()
+                .to_string(),
+            "import document, keys[\"b\"]: unknown field \"userids\" (expected exists, value, userIds, metadata)"
         );
         // Metadata nested too deep is named as that (it was \"must be an object\", with the
         // whole value).

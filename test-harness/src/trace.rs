@@ -165,12 +165,31 @@ impl Trace {
         Ok(trace)
     }
 
-    /// Writes the trace to a file.
+    /// Writes the trace to a file. A regular file (or a new one) is replaced whole: the bytes
+    /// go to `<name>.partial` beside it, which then takes its name, so a process killed while
+    /// writing leaves the previous trace as it was. Anything else (a pipe, a symlink) is
+    /// written in place.
     pub fn save(&self, path: &Path) -> Result<(), TraceError> {
-        std::fs::write(path, self.to_bytes()?).map_err(|source| TraceError::Io {
+        let io = |source| TraceError::Io {
             path: path.display().to_string(),
             source,
-        })
+        };
+        let bytes = self.to_bytes()?;
+        let plain = std::fs::symlink_metadata(path).map_or(true, |m| m.is_file());
+        match path.file_name().filter(|_| plain) {
+            Some(name) => {
+                let mut partial = name.to_os_string();
+                partial.push(".partial");
+                let partial = path.with_file_name(partial);
+                std::fs::write(&partial, &bytes)
+                    .and_then(|()| std::fs::rename(&partial, path))
+                    .map_err(|e| {
+                        let _ = std::fs::remove_file(&partial);
+                        io(e)
+                    })
+            }
+            None => std::fs::write(path, bytes).map_err(io),
+        }
     }
 
     /// Reads a trace file: a regular file whole, anything else (a pipe such as

@@ -92,6 +92,10 @@ fn simulate_then_replay_the_trace() {
         Some("twice.trace"),
         "{stdout}"
     );
+    assert!(
+        !dir.path().join("run.trace.partial").exists(),
+        "the trace took its name whole"
+    );
     let (code, stdout, _) = sim(&["replay", "run.trace"], dir.path());
     assert_eq!(code, 0);
     assert!(stdout.contains("byte-identical"), "{stdout}");
@@ -126,6 +130,29 @@ fn import_the_golden_fixture_and_inspect_a_locked_key() {
         v["lock"]["topic"],
         "PS_DE788156-C5BD-4E85-B52B-124A9C0A7475"
     );
+    // A database name that reads as a SQLite URI is a file name all the same.
+    let odd = "file:u.db?mode=memory";
+    let (code, _, stderr) = sim(&["import", &golden, "--db", odd], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(dir.path().join(odd).is_file());
+    let (_, stdout, _) = sim(&["inspect", "locked_live", "--db", odd], dir.path());
+    let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["exists"], true, "{stdout}");
+    // A write-protected database is not replaced by a run.
+    let mut mode = std::fs::metadata(dir.path().join("g.db"))
+        .unwrap()
+        .permissions();
+    mode.set_readonly(true);
+    std::fs::set_permissions(dir.path().join("g.db"), mode.clone()).unwrap();
+    let (code, _, stderr) = sim(&["simulate", "--db", "g.db", "--players", "2"], dir.path());
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("not replacing g.db: it is write-protected"),
+        "{stderr}"
+    );
+    #[allow(clippy::permissions_set_readonly_false)]
+    mode.set_readonly(false);
+    std::fs::set_permissions(dir.path().join("g.db"), mode).unwrap();
     // An export edited and imported back: the edited key is a new write of it.
     let (_, exported, _) = sim(&["export", "--db", "g.db"], dir.path());
     let mut doc: serde_json::Value = serde_json::from_str(&exported).unwrap();

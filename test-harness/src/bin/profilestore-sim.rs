@@ -370,6 +370,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
             // Only a profilestore database, an empty file or nothing is replaced: refused
             // before the trace file is made, so a refused run leaves nothing behind.
             if !memory {
+                // Removing a file ignores its mode: a write-protected database is kept.
+                if std::fs::metadata(&db).is_ok_and(|m| m.permissions().readonly()) {
+                    return Err(format!(
+                        "not replacing {}: it is write-protected",
+                        db.display()
+                    ));
+                }
                 let empty = std::fs::metadata(&db).is_ok_and(|m| m.is_file() && m.len() == 0);
                 if db.exists()
                     && !empty
@@ -427,6 +434,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let mut reproduced = true;
             // Failures after the run are reported after its summary, which they do not void.
             let mut failures = Vec::new();
+            // A backend that failed (a full disk, a database another process locked) reached
+            // the engines as DataStore errors: the run is not what its seed plays.
+            if let (n @ 1.., first) = fleet.world.datastore.storage_failures() {
+                failures.push(format!(
+                    "the store failed {n} time(s) during the run, not by a simulated fault (first: \
+                     {}): the run is not what its seed plays",
+                    first.unwrap_or_default()
+                ));
+            }
             if check_determinism {
                 match Fleet::new(config, Box::new(MemoryStorage::new())) {
                     Err(e) => failures.push(format!("determinism check failed: {e}")),

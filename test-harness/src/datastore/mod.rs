@@ -496,12 +496,6 @@ fn visible(head: &Head) -> SharedRead {
     }
 }
 
-fn internal(e: StorageError) -> RequestError {
-    RequestError::InternalServerError {
-        detail: e.to_string(),
-    }
-}
-
 /// The new state a write wants.
 #[derive(Clone)]
 struct NewState {
@@ -551,6 +545,8 @@ pub struct DataStoreService {
     snapshot_ms: Option<i64>,
     /// Every commit since the last [`DataStoreService::take_commits`], when watched.
     commits: Option<Vec<Committed>>,
+    /// Failures of the storage itself (not simulated faults), and the first one's message.
+    storage_failures: (u64, Option<String>),
 }
 
 /// A write or removal the store committed, whatever its call returned: an ambiguous failure
@@ -574,6 +570,24 @@ impl std::fmt::Debug for DataStoreService {
 }
 
 impl DataStoreService {
+    /// A failure of the storage itself (a full disk, a database another process locked): the
+    /// call fails with `InternalServerError`, as Roblox's own server errors reach a game, and
+    /// the service counts it ([`DataStoreService::storage_failures`]), so that a host can tell
+    /// a broken backend from the faults it asked for.
+    fn storage_failed(&mut self, e: StorageError) -> RequestError {
+        let detail = e.to_string();
+        let (count, first) = &mut self.storage_failures;
+        *count += 1;
+        first.get_or_insert_with(|| detail.clone());
+        RequestError::InternalServerError { detail }
+    }
+
+    /// How many calls failed because the storage did (not by a simulated fault), and the
+    /// first such failure's message.
+    pub fn storage_failures(&self) -> (u64, Option<&str>) {
+        (self.storage_failures.0, self.storage_failures.1.as_deref())
+    }
+
     /// An empty in-memory DataStore with Roblox's limits and no faults; `now = 0` is Unix time
     /// `epoch` (seconds).
     pub fn new(epoch: i64) -> DataStoreService {
@@ -588,6 +602,7 @@ impl DataStoreService {
             cache_sweep_at: 0.0,
             snapshot_ms: None,
             commits: None,
+            storage_failures: (0, None),
         }
     }
 
@@ -833,7 +848,7 @@ impl DataStoreService {
                     current = (Some(HeadMeta::from(head)), read);
                 }
             })
-            .map_err(internal)?;
+            .map_err(|e| self.storage_failed(e))?;
         Ok(current)
     }
 
@@ -943,7 +958,7 @@ impl DataStoreService {
             match self.commit_state(now_ms, path, head.as_ref(), state) {
                 Ok(new_head) => return Ok((read.into_read(), Some(new_head))),
                 Err(StorageError::Conflict { .. }) => continue,
-                Err(e) => return Err(internal(e)),
+                Err(e) => return Err(self.storage_failed(e)),
             }
         }
         Err(RequestError::InternalServerError {
@@ -1247,7 +1262,10 @@ impl DataStoreService {
             return Err(e.clone());
         }
         let now_ms = self.wall_ms(now);
-        let head = self.storage.head_meta(&ticket.path).map_err(internal)?;
+        let head = self
+            .storage
+            .head_meta(&ticket.path)
+            .map_err(|e| self.storage_failed(e))?;
         if head.as_ref().map(|h| &h.version) != ticket.seen.as_ref() {
             let output = Transformed::Write {
                 value,
@@ -1285,7 +1303,7 @@ impl DataStoreService {
             // Another process committed between our check and our commit (the output is
             // spent: a re-read the key cannot take yet fails the call).
             Err(StorageError::Conflict { .. }) => return self.conflict(now, ticket, None),
-            Err(e) => return Err(internal(e)),
+            Err(e) => return Err(self.storage_failed(e)),
         };
         if let Some(Fault::Ambiguous(e)) = ticket.fault {
             return Err(e);
@@ -1369,11 +1387,18 @@ impl DataStoreService {
         path: &KeyPath,
     ) -> Result<Vec<StoredVersion>, RequestError> {
         let now_ms = self.wall_ms(now);
-        match self.storage.head(path).map_err(internal)? {
+        match self
+            .storage
+            .head(path)
+            .map_err(|e| self.storage_failed(e))?
+        {
             Some(head) if !self.expired(&head, now_ms) => {}
             _ => return Ok(Vec::new()),
         }
-        let versions = self.storage.versions(path).map_err(internal)?;
+        let versions = self
+            .storage
+            .versions(path)
+            .map_err(|e| self.storage_failed(e))?;
         // A key written again after it was gone for good starts a new history: what it held
         // before, up to the tombstone that expired, stays gone.
         let retention = self.limits.version_retention_ms;
@@ -1551,7 +1576,7 @@ impl DataStoreService {
                     cursor.as_deref(),
                     page_size + 1,
                 )
-                .map_err(internal)?;
+                .map_err(|e| self.storage_failed(e))?;
             if batch.is_empty() {
                 break;
             }

@@ -1659,3 +1659,36 @@ fn version_ids_have_roblox_layout() {
         "000001941F297C00.0000000002.000001941F2983D0.01"
     );
 }
+
+/// A failure of the storage itself reaches the caller as `InternalServerError`, as a server
+/// error of Roblox's would, and is counted apart from simulated faults, naming the failure.
+#[test]
+fn storage_failures_are_counted_apart_from_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("datastore.db");
+    let storage = crate::storage::SqliteStorage::open(&file).unwrap();
+    let mut ds = DataStoreService::new(EPOCH).with_storage(Box::new(storage));
+    set(&mut ds, 0.0, "k", json!(1));
+    ds.script_fault(Operation::Set, Fault::Fail(internal_rejection()));
+    assert!(
+        ds.set_async(1.0, A, &store(), "k", json!(2), SetOptions::default())
+            .is_err()
+    );
+    assert_eq!(
+        ds.storage_failures(),
+        (0, None),
+        "a simulated fault is not one"
+    );
+    // Another program breaks the database under the service.
+    let other = rusqlite::Connection::open(&file).unwrap();
+    other.execute_batch("DROP TABLE versions;").unwrap();
+    let err = ds
+        .set_async(2.0, A, &store(), "k", json!(3), SetOptions::default())
+        .unwrap_err();
+    let RequestError::InternalServerError { detail } = &err else {
+        panic!("{err:?}")
+    };
+    let (count, first) = ds.storage_failures();
+    assert_eq!((count, first), (1, Some(detail.as_str())));
+    assert!(detail.starts_with("database error during "), "{detail}");
+}

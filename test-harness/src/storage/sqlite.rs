@@ -136,7 +136,15 @@ impl SqliteStorage {
     }
 
     fn open_with(path: &Path, create: Create) -> Result<SqliteStorage, StorageError> {
-        let conn = Connection::open(path).map_err(|e| {
+        // A path is a file name, never a URI: `file:a.db?mode=memory` is a file of that name
+        // (the bundled SQLite reads every name that begins `file:` as a URI, and would open
+        // a memory database the run then loses). `./` in front keeps it a name.
+        let name = if path.as_os_str().as_encoded_bytes().starts_with(b"file:") {
+            Path::new(".").join(path)
+        } else {
+            path.to_path_buf()
+        };
+        let conn = Connection::open(&name).map_err(|e| {
             // SQLite says only "unable to open database file": name the usual cause.
             let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
             let message = match folder {
