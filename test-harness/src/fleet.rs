@@ -428,6 +428,8 @@ pub struct Trade {
 pub struct SentGift {
     /// The recipient's key.
     pub to: String,
+    /// When `MessageAsync` was called (virtual seconds).
+    pub called: f64,
     /// When the call returned (virtual seconds): a violation's excerpt starts there.
     pub at: f64,
 }
@@ -493,6 +495,11 @@ pub struct Observations {
     /// Writes naming a second holder for a generation: (key, generation, the first holder's
     /// last write before it).
     pub lock_conflicts: Vec<(String, i64, f64)>,
+    /// Writes whose `SessionLoadCount` is below the key's previous write's: (key, previous
+    /// generation, the write's, when). Only a start raises the count, and every write is made
+    /// on the latest value: a lower one is a session that lost its lock writing as if it held
+    /// it (the stale owner's save or release after a take).
+    pub generations_gone_back: Vec<(String, i64, i64, f64)>,
     /// Per key: the `SessionLoadCount` of its last committed write, and the lock holder (job
     /// id) that write left, if any.
     pub last_generation: FxHashMap<Str, (i64, Option<Str>)>,
@@ -526,6 +533,10 @@ impl Observations {
                 // as its holder. (A server bumping its own lock, as a start whose first write
                 // failed ambiguously does, loses nothing.)
                 let (before, locked) = std::mem::replace(last, now);
+                if count < before {
+                    self.generations_gone_back
+                        .push((key.to_string(), before, count, t));
+                }
                 if count > before && locked.as_ref().is_some_and(|job| Some(job) != holder) {
                     self.taken_generations.insert((key.to_string(), before), t);
                 }
@@ -608,17 +619,17 @@ pub struct Fleet {
     pub profile_keys: FxHashMap<(usize, ProfileId), String>,
     /// The player of every session profile, by server and profile.
     session_players: FxHashMap<(usize, ProfileId), usize>,
-    /// Items duplicated because a server died between the two saves of a trade (filled by
-    /// [`crate::invariants::check`]).
+    /// Items duplicated because a server died between the two saves of a trade, in item order
+    /// (filled by [`crate::invariants::check`]).
     pub torn_trades: Vec<String>,
     /// Items duplicated because the giver's session was taken by another server before a save
-    /// stored the giver's side of a trade, in a run whose DataStore fails (filled by
-    /// [`crate::invariants::check`]).
+    /// stored the giver's side of a trade, in a run whose DataStore fails, in item order
+    /// (filled by [`crate::invariants::check`]).
     pub stolen_trades: Vec<String>,
     /// Per server: the call → player waiting for a start.
     joining: Vec<FxHashMap<CallId, usize>>,
     /// Per server: message call → gift id.
-    gifting: Vec<FxHashMap<CallId, (String, String)>>,
+    gifting: Vec<FxHashMap<CallId, (String, String, f64)>>,
     /// Per server: whether it is shutting down (the world kills it at the end of
     /// `BindToClose`).
     closing: Vec<bool>,
@@ -982,11 +993,22 @@ impl Fleet {
             },
         );
         if let InputResult::Call(Err(_)) = started {
-            *self
-                .observed
-                .failures
-                .entry(StartFailure::Refused)
-                .or_default() += 1;
+            // A start throws only for a key still loaded on that server: here, the session
+            // a hop left, whose `EndSession` has not run yet. Any other throw is a start that
+            // failed for no reason the fleet knows.
+            let key = &self.players[p].key;
+            let ending_here = self.pending_ends.iter().any(|(_, s, profile)| {
+                *s == server && self.profile_keys.get(&(*s, *profile)) == Some(key)
+            });
+            let reason = if ending_here {
+                StartFailure::Refused
+            } else {
+                self.observed
+                    .unexplained_starts
+                    .push((key.clone(), self.world.now, 0.0));
+                StartFailure::Unexplained
+            };
+            *self.observed.failures.entry(reason).or_default() += 1;
         }
         if let InputResult::Call(Ok(call)) = started {
             self.joining[server].insert(call, p);
@@ -1165,7 +1187,7 @@ impl Fleet {
             )])),
         };
         if let InputResult::Call(Ok(call)) = self.world.feed(server, input) {
-            self.gifting[server].insert(call, (gift, key));
+            self.gifting[server].insert(call, (gift, key, self.world.now));
         }
     }
 
@@ -1215,10 +1237,14 @@ impl Fleet {
                     self.on_started(s, call, profile, t);
                 }
                 Output::Completion(Completion::Message { call, ok }) => {
-                    if let Some((gift, key)) = self.gifting[s].remove(call)
+                    if let Some((gift, key, called)) = self.gifting[s].remove(call)
                         && *ok
                     {
-                        let sent = SentGift { to: key, at: t };
+                        let sent = SentGift {
+                            to: key,
+                            called,
+                            at: t,
+                        };
                         self.observed.gifts_sent.insert(gift, sent);
                     }
                 }
@@ -1749,12 +1775,18 @@ mod tests {
                 obs.note_write(key, &v, t);
             }
         }
-        let taken: Vec<_> = obs.taken_generations.into_iter().collect();
+        let taken: Vec<_> = obs.taken_generations.clone().into_iter().collect();
         assert_eq!(
             taken,
             [(("A".to_string(), 2), 5.0), (("B".to_string(), 5), 7.0)]
         );
         assert_eq!(obs.last_generation[&a], (3, Some(Str::from("S0"))));
+        assert!(obs.generations_gone_back.is_empty());
+        // S1, whose generation 2 S0 took, releases it as if it still held it: the write
+        // goes back a generation (and leaves the key unlocked under S0's session).
+        obs.note_write(&a, &value(2, None), 8.0);
+        obs.note_write(&a, &value(4, Some("S1")), 9.0);
+        assert_eq!(obs.generations_gone_back, [("A".to_string(), 3, 2, 8.0)]);
     }
 
     /// A start of `call` on `server`, made at `since`, the player still waiting on it.
@@ -1995,7 +2027,8 @@ mod tests {
     }
 
     /// `StartSessionAsync` for a key still loaded on that server throws at the call: counted
-    /// as a refused start, not dropped.
+    /// as a refused start while the session a hop left waits for its `EndSession`, and as an
+    /// unexplained one (a violation) otherwise.
     #[test]
     fn a_start_refused_at_the_call_is_counted() {
         let mut fleet = sound_fleet();
@@ -2003,13 +2036,17 @@ mod tests {
         fleet.join(p, 0, false);
         let t = fleet.world.now;
         fleet.advance(t + 2.0);
-        assert!(matches!(
-            fleet.players[p].presence,
-            Presence::Online { server: 0, .. }
-        ));
+        let Presence::Online { server: 0, profile } = fleet.players[p].presence else {
+            panic!("{:?}", fleet.players[p].presence)
+        };
         assert_eq!(fleet.observed.failures.get(&StartFailure::Refused), None);
         fleet.join(p, 0, false);
+        assert_eq!(fleet.observed.failures[&StartFailure::Unexplained], 1);
+        assert_eq!(fleet.observed.unexplained_starts.len(), 1);
+        fleet.pending_ends.push((t + 5.0, 0, profile));
+        fleet.join(p, 0, false);
         assert_eq!(fleet.observed.failures[&StartFailure::Refused], 1);
+        assert_eq!(fleet.observed.unexplained_starts.len(), 1);
         assert!(matches!(fleet.players[p].presence, Presence::Online { .. }));
     }
 

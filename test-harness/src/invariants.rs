@@ -313,79 +313,95 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     // Counted anew by each check, an item once however many profiles hold it.
     fleet.torn_trades.clear();
     fleet.stolen_trades.clear();
-    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    // Each item's holders, in key order.
+    let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for key in &keys {
         for item in strings(&finals[key]["Data"], "Items") {
-            if let Some(other) = owners.insert(item.clone(), key.clone()) {
-                // Torn: a trade of the item that no save of the giver confirmed (the two
-                // holders need not be that trade's sides: either copy may have been traded on
-                // since), on a server that died after it, or by a session another took.
-                let unsaved = || {
-                    obs.trade_log
-                        .iter()
-                        .filter(|trade| trade.item == item && !trade.giver_saved)
-                };
-                // The death tore the trade only if the giver's session was still its own then:
-                // a generation taken before the server died was torn by the take (and is
-                // judged as one below), whenever the server died later; one released before
-                // it had stored the giver's side in its final save (a dupe then is not the
-                // death's).
-                let died = unsaved().any(|trade| {
-                    let generation = (trade.from.clone(), trade.giver_generation);
-                    obs.died_at.get(&trade.server).is_some_and(|d| {
-                        *d >= trade.at
-                            && obs
-                                .taken_generations
-                                .get(&generation)
-                                .is_none_or(|taken| taken >= d)
-                            && obs
-                                .released_generations
-                                .get(&(Str::from(&trade.from), trade.giver_generation))
-                                .is_none_or(|released| released >= d)
-                    })
-                });
-                // Any trade of a generation taken under faults, however long after the take:
-                // deviation 8's notice ends the old session within a message delay, but the
-                // notice can be lost while faults are on, or ignored within 6 s of another
-                // accepted message (spec §10.4), and it is not sent again; the old owner then
-                // trades on until its next save (spec §19 item 8). Core tests check the notice
-                // itself.
-                let stolen = unsaved().any(|trade| {
-                    obs.taken_generations
-                        .get(&(trade.from.clone(), trade.giver_generation))
-                        .is_some_and(|taken| stolen_under_faults(*taken))
-                });
-                if died {
-                    if !fleet.torn_trades.contains(&item) {
-                        fleet.torn_trades.push(item.clone());
-                    }
-                } else if stolen {
-                    if !fleet.stolen_trades.contains(&item) {
-                        fleet.stolen_trades.push(item.clone());
-                    }
-                } else {
-                    // Shown from the first trade of the item whose giver's side no save stored
-                    // (where the copy came from), else from its first trade; the excerpt is of
-                    // that giver's key (the holders' keys show only the item arriving).
-                    let first = unsaved()
-                        .next()
-                        .or_else(|| obs.trade_log.iter().find(|t| t.item == item));
-                    found.push((
-                        "no dupe",
-                        first.map_or_else(|| key.clone(), |t| t.from.clone()),
-                        format!("{item} is held by both {other} and {key}"),
-                        first.map(|t| t.at),
-                    ));
-                }
+            holders.entry(item).or_default().push(key.clone());
+        }
+    }
+    for (item, holders) in &holders {
+        let [first_holder, ..] = holders.as_slice() else {
+            continue;
+        };
+        if holders.len() < 2 {
+            continue;
+        }
+        // Torn: a trade of the item that no save of the giver confirmed (the holders need
+        // not be that trade's sides: either copy may have been traded on since), on a
+        // server that died after it, or by a session another took. Each torn trade leaves
+        // one copy more: a copy more than the torn trades explain is a dupe.
+        let unsaved = || {
+            obs.trade_log
+                .iter()
+                .filter(|trade| trade.item == *item && !trade.giver_saved)
+        };
+        // The death tore the trade only if the giver's session was still its own then: a
+        // generation taken before the server died was torn by the take (and is judged as one
+        // below), whenever the server died later; one released before it had stored the
+        // giver's side in its final save (a dupe then is not the death's).
+        let died = |trade: &crate::fleet::Trade| {
+            let generation = (trade.from.clone(), trade.giver_generation);
+            obs.died_at.get(&trade.server).is_some_and(|d| {
+                *d >= trade.at
+                    && obs
+                        .taken_generations
+                        .get(&generation)
+                        .is_none_or(|taken| taken >= d)
+                    && obs
+                        .released_generations
+                        .get(&(Str::from(&trade.from), trade.giver_generation))
+                        .is_none_or(|released| released >= d)
+            })
+        };
+        // Any trade of a generation taken under faults, however long after the take:
+        // deviation 8's notice ends the old session within a message delay, but the notice
+        // can be lost while faults are on, or ignored within 6 s of another accepted message
+        // (spec §10.4), and it is not sent again; the old owner then trades on until its next
+        // save (spec §19 item 8). Core tests check the notice itself.
+        let stolen = |trade: &crate::fleet::Trade| {
+            obs.taken_generations
+                .get(&(trade.from.clone(), trade.giver_generation))
+                .is_some_and(|taken| stolen_under_faults(*taken))
+        };
+        let by_death = unsaved().filter(|t| died(t)).count();
+        let by_steal = unsaved().filter(|t| !died(t) && stolen(t)).count();
+        if holders.len() - 1 <= by_death + by_steal {
+            // Counted once however many profiles hold it, by what tore it first.
+            if by_death > 0 {
+                fleet.torn_trades.push(item.clone());
+            } else {
+                fleet.stolen_trades.push(item.clone());
             }
+        } else {
+            // Shown from the first trade of the item whose giver's side no save stored (where
+            // the copy came from), else from its first trade; the excerpt is of that giver's
+            // key (the holders' keys show only the item arriving).
+            let first = unsaved()
+                .next()
+                .or_else(|| obs.trade_log.iter().find(|t| t.item == *item));
+            let detail = match holders.as_slice() {
+                [a, b] => format!("{item} is held by both {a} and {b}"),
+                _ => format!(
+                    "{item} is held by {} profiles ({}); torn trades explain {} extra copies",
+                    holders.len(),
+                    holders.join(", "),
+                    by_death + by_steal
+                ),
+            };
+            found.push((
+                "no dupe",
+                first.map_or_else(|| first_holder.clone(), |t| t.from.clone()),
+                detail,
+                first.map(|t| t.at),
+            ));
         }
     }
 
     // Every sent gift applied; no message applied twice. Gifts are stored as `gift#message_id`:
     // the same gift under two message ids is a MessageAsync retried after an ambiguous failure
-    // (the original protocol has no idempotency token), not a double processing, in a run
-    // whose DataStore fails at all; without faults it is a gift applied twice.
-    let retries_possible = fleet.config.faults > 0.0;
+    // (the original protocol has no idempotency token), not a double processing, if the
+    // DataStore was failing while the call waited; otherwise it is a gift applied twice.
     let mut applied: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for key in &keys {
         let mut messages = std::collections::BTreeSet::new();
@@ -422,15 +438,18 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 format!("{gift} applied to {keys:?}"),
                 at,
             )),
-            Some(keys) if keys.len() > 1 && !retries_possible => found.push((
-                "no message processed twice",
-                to.clone(),
-                format!(
-                    "{gift} applied {} times without a DataStore fault",
-                    keys.len()
-                ),
-                at,
-            )),
+            // A retry happens only while the call waits: faults must have been on then.
+            Some(keys) if keys.len() > 1 && !fleet.config.faulty_between(sent.called, sent.at) => {
+                found.push((
+                    "no message processed twice",
+                    to.clone(),
+                    format!(
+                        "{gift} applied {} times without a DataStore fault while it was sent",
+                        keys.len()
+                    ),
+                    at,
+                ))
+            }
             Some(_) => {}
         }
     }
@@ -459,6 +478,17 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
             key.clone(),
             format!("generation {count} locked by two servers"),
             Some(*last),
+        ));
+    }
+
+    // Generations never go back: a write below the key's last generation is a session that
+    // lost its lock writing as its holder.
+    for (key, before, count, t) in &obs.generations_gone_back {
+        found.push((
+            "generations never go back",
+            key.clone(),
+            format!("a write of generation {count} after generation {before}"),
+            Some(*t),
         ));
     }
 

@@ -223,6 +223,7 @@ fn store_gifts(fleet: &mut Fleet, key: &str, gifts: profilestore_core::value::Va
 fn sent(fleet: &mut Fleet, gift: &str, to: &str) {
     let sent = SentGift {
         to: to.into(),
+        called: 19.0,
         at: 20.0,
     };
     fleet.observed.gifts_sent.insert(gift.into(), sent);
@@ -314,9 +315,28 @@ fn the_other_checks_each_report_a_broken_run() {
         gift_stored_as("gift903", json!(["gift903#4", "gift903#5"])),
         [(
             "no message processed twice",
-            "gift903 applied 2 times without a DataStore fault".to_string()
+            "gift903 applied 2 times without a DataStore fault while it was sent".to_string()
         )]
     );
+    // With faults coming and going (10 s on, 10 off), a gift under two messages is excused
+    // only if the call waited while they were on.
+    for (called, at, excused) in [(13.0, 15.0, false), (4.0, 6.0, true)] {
+        let (mut fleet, key, _) = sound_run(7);
+        fleet.config.faults = 0.1;
+        fleet.config.fault_period = Some(10.0);
+        store_gifts(&mut fleet, &key, json!(["gift905#4", "gift905#5"]));
+        let sent = SentGift {
+            to: key.clone(),
+            called,
+            at,
+        };
+        fleet.observed.gifts_sent.insert("gift905".into(), sent);
+        let v = invariants::check(&mut fleet);
+        let twice = v
+            .iter()
+            .any(|v| v.detail.starts_with("gift905 applied 2 times"));
+        assert_eq!(twice, !excused, "called at {called}: {v:?}");
+    }
     // One gift applied to its recipient and to another player, without faults: named as a gift
     // that reached someone else (not as one applied twice).
     let (mut fleet, key, other) = sound_run(7);
@@ -417,7 +437,27 @@ fn the_other_checks_each_report_a_broken_run() {
     fleet.world.log.push(intruder.clone());
     fleet.world.log.push(intruder);
     let holder_wrote = fleet.world.log[i].t;
+    let last_generation = (0..fleet.world.log.len())
+        .filter_map(|j| lock_of(&fleet.world.log[j].what).filter(|(k, _)| *k == key))
+        .map(|(_, c)| c)
+        .nth_back(2)
+        .expect("the key's writes before the intruder's");
     let v = invariants::check(&mut fleet);
+    // Written after a later generation, the intruder's write also goes back a generation.
+    let (v, back): (Vec<_>, Vec<_>) = v
+        .into_iter()
+        .partition(|v| v.invariant != "generations never go back");
+    let expected_back = if count < last_generation {
+        vec![format!(
+            "a write of generation {count} after generation {last_generation}"
+        )]
+    } else {
+        vec![]
+    };
+    assert_eq!(
+        back.iter().map(|v| v.detail.clone()).collect::<Vec<_>>(),
+        expected_back
+    );
     assert_eq!(v.len(), 1, "{v:?}");
     assert_eq!(
         (v[0].invariant, v[0].key.as_str()),
@@ -679,6 +719,51 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
     }
 }
 
+/// Each torn trade explains one copy: an item in three profiles after one torn trade is still
+/// a dupe, and is excused once a second torn trade of it explains the third copy.
+#[test]
+fn a_torn_trade_explains_one_copy() {
+    let (mut fleet, holder, other, item) = a_duplicated_item();
+    let third = fleet
+        .keys()
+        .into_iter()
+        .find(|k| *k != holder && *k != other)
+        .unwrap();
+    let mut value = fleet.world.stored(STORE, &third).unwrap();
+    value["Data"]["Items"]
+        .as_array_mut()
+        .unwrap()
+        .push(item.as_str().into());
+    overwrite(&mut fleet, &third, value);
+    // The giver's server died after the trade, before any save of its side.
+    fleet.observed.died_at.insert(1, 20.0);
+    let torn = trade_at_ten(&item, &holder, &other, false);
+    fleet.observed.trade_log.push(torn.clone());
+    let v = invariants::check(&mut fleet);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].invariant, "no dupe");
+    let mut three = [holder.clone(), other.clone(), third.clone()];
+    let keys = fleet.keys();
+    three.sort_by_key(|k| keys.iter().position(|x| x == k));
+    assert_eq!(
+        v[0].detail,
+        format!(
+            "{item} is held by 3 profiles ({}); torn trades explain 1 extra copies",
+            three.join(", ")
+        )
+    );
+    assert!(fleet.torn_trades.is_empty());
+    // The receiver traded it on to the third, and that trade was torn too.
+    fleet.observed.trade_log.push(Trade {
+        from: other.clone(),
+        to: third.clone(),
+        at: 12.0,
+        ..torn
+    });
+    assert_eq!(invariants::check(&mut fleet), vec![]);
+    assert_eq!(fleet.torn_trades, vec![item]);
+}
+
 /// A take excuses a dupe only when faults were on within the hand-off bound before it: the
 /// owner failed to let go because its saves failed or the requests to end its session were
 /// lost. In a healthy stretch a live owner hands off well within the 45 s a start asks for,
@@ -788,7 +873,7 @@ fn a_late_write_after_a_crash_does_not_hide_a_torn_trade() {
     assert_eq!(fleet.observed.gives_saved_by_late_writes, 6);
     assert_eq!(
         fleet.torn_trades,
-        ["Player_8:item26", "Player_25:item14"].map(String::from)
+        ["Player_25:item14", "Player_8:item26"].map(String::from)
     );
     assert_eq!(fleet.stolen_trades, Vec::<String>::new());
     // Both torn trades were on server 3, which a write landed from after it died.
