@@ -584,8 +584,15 @@ impl World {
         }
     }
 
-    /// Feeds one input to server `s` (recorded when tracing), then executes its outputs.
+    /// Feeds one input to server `s` (recorded when tracing), then executes its outputs. A
+    /// server that has stopped (crashed, closed or killed) takes nothing: the input is refused,
+    /// naming the server, and nothing is recorded.
     pub fn feed(&mut self, s: usize, input: Input) -> InputResult {
+        if let Some(at) = self.servers[s].stopped_at {
+            return InputResult::Done(Err(format!(
+                "server {s} is not running: it stopped at t={at:.3}"
+            )));
+        }
         let result = self.apply(s, input);
         self.drain(s);
         result
@@ -635,8 +642,11 @@ impl World {
     /// budgets and messaging limits grow with it).
     pub fn set_players(&mut self, s: usize, players: u32) {
         let id = self.servers[s].id;
+        // A stopped server counts towards no limit any more (it left them at [`World::stop`]).
+        if self.servers[s].stopped_at.is_some() {
+            return;
+        }
         self.datastore.set_player_count(self.now, id, players);
-        // A stopped server no longer counts towards the messaging limits.
         if self.servers[s].alive {
             self.messaging.set_players(id, players);
         }
@@ -655,8 +665,13 @@ impl World {
         self.schedule(self.now + BIND_TO_CLOSE_LIMIT, Pending::Kill { server: s });
     }
 
-    /// Server `s` waits in reserve: stopped, taking nothing, until [`World::boot`].
+    /// Server `s` waits in reserve: stopped, taking nothing, until [`World::boot`]. Only at the
+    /// world's start, before the clock moves: a server that has run (or stopped) is left
+    /// alone, as a later boot would start its clock again under requests it already sent.
     pub fn reserve(&mut self, s: usize) {
+        if self.now > 0.0 || self.servers[s].stopped_at.is_some() {
+            return;
+        }
         self.servers[s].alive = false;
         self.messaging.remove_server(self.servers[s].id);
     }
@@ -696,6 +711,9 @@ impl World {
         self.servers[s].alive = false;
         self.servers[s].stopped_at = Some(self.now);
         self.messaging.remove_server(self.servers[s].id);
+        // Its players no longer count towards the experience's request budgets.
+        self.datastore
+            .set_player_count(self.now, self.servers[s].id, 0);
     }
 
     /// A plain `SetAsync` by server `s` (outside ProfileStore), committed one round trip later
@@ -765,10 +783,15 @@ impl World {
             .flatten()
             .reduce(f64::min);
         let next = event_at.map_or(frame_at, |e| e.min(frame_at));
-        if next > end {
-            // (`end` before the clock: nothing to run, and the clock stays.)
-            self.now = self.now.max(end);
-            self.frame = self.frame.max((self.now * fps).floor() as u64 + 1);
+        // Nothing at or before `end` (or nothing at all: `run_until(f64::INFINITY)` runs until
+        // the world is quiet): the clock moves to `end` if that is ahead of it. An `end`
+        // before the clock, or not a number, runs nothing and leaves the clock and the frames
+        // as they are.
+        if next > end || end.is_nan() || next.is_infinite() {
+            if end.is_finite() && end >= self.now {
+                self.now = end;
+                self.frame = self.frame.max((self.now * fps).floor() as u64 + 1);
+            }
             return false;
         }
         // (A frame rounds to within 1e-6 of a frame's length below the clock at most.)
@@ -932,8 +955,10 @@ impl World {
                     let closed = matches!(c, Completion::Shutdown);
                     self.log_happening(s, Happening::Output(Output::Completion(c)));
                     if closed {
-                        // BindToClose returned: the server closes (gracefully, no kill).
+                        // BindToClose returned: the server closes (gracefully, no kill), and
+                        // nothing its engine puts out after that leaves it.
                         self.stop(s);
+                        return;
                     }
                 }
                 other => self.log_happening(s, Happening::Output(other)),

@@ -695,6 +695,48 @@ fn a_server_not_running_is_left_alone() {
         "a running server's clock goes on"
     );
     assert!(!w.servers[0].alive, "a crashed server stays down");
+    // A stopped server takes no input: refused, naming it, and nothing runs.
+    let now = w.now_for(0);
+    let lines = w.log.len();
+    let refused = w.feed(0, Input::Shutdown { now });
+    assert_eq!(
+        refused,
+        InputResult::Done(Err(
+            "server 0 is not running: it stopped at t=1.000".to_string()
+        ))
+    );
+    assert_eq!(w.log.len(), lines);
+    // Nor does it go back into reserve (a boot would restart its clock), nor does a running
+    // server once the clock has moved.
+    w.reserve(0);
+    w.reserve(1);
+    assert!(w.servers[1].alive);
+    w.boot(0);
+    assert!(!w.servers[0].alive);
+}
+
+/// `run_until(f64::INFINITY)` runs until the world is quiet and leaves the clock at its last
+/// event (it used to loop for ever with the clock at infinity); an end before the clock, or
+/// NaN, runs nothing and moves nothing.
+#[test]
+fn run_until_infinity_stops_when_quiet() {
+    let (mut w, store) = world(1, Limits::unlimited());
+    let key = "k";
+    let now = w.now_for(0);
+    let input = Input::Message {
+        now,
+        store: store.live(),
+        key: key.into(),
+        message: json!({"Gift": 1}),
+    };
+    w.feed(0, input);
+    w.run_until(f64::INFINITY);
+    assert!(w.now.is_finite() && w.now < 1.0, "{}", w.now);
+    assert_eq!(writes_of(&w, key).len(), 1);
+    let now = w.now;
+    w.run_until(f64::NAN);
+    w.run_until(now - 0.5);
+    assert_eq!(w.now, now);
 }
 
 /// A server that dies after its transform ran still has its write on the way: it lands, and
