@@ -27,7 +27,7 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// disconnected then, `MessageAsync` and `GetAsync` failing while closing give up after their
 /// backoff (same layout); 10: a lock that looks dead is asked for before it is taken (same
 /// layout).
-pub const TRACE_FORMAT: u32 = 10;
+pub const TRACE_FORMAT: u32 = 11;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";
@@ -280,6 +280,9 @@ pub struct Replay {
     pub first_result_difference: Option<usize>,
     /// Recorded live-state answers that did not match what the engines asked for.
     pub diverged_answers: usize,
+    /// Index of the first input after which the engine asked to be woken at another time
+    /// than recorded, if any.
+    pub first_deadline_difference: Option<usize>,
 }
 
 impl Replay {
@@ -287,6 +290,7 @@ impl Replay {
     pub fn identical(&self) -> bool {
         self.first_difference.is_none()
             && self.first_result_difference.is_none()
+            && self.first_deadline_difference.is_none()
             && self.diverged_answers == 0
     }
 }
@@ -308,6 +312,7 @@ pub fn replay(trace: &Trace) -> Replay {
     let mut outputs: Vec<(usize, Output)> = Vec::new();
     let mut diverged = 0;
     let mut first_result_difference = None;
+    let mut first_deadline_difference = None;
     // Compared as encoded bytes; a value that cannot be encoded compares unequal to
     // everything, so it counts as a difference rather than as two equal empty encodings.
     fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ()> {
@@ -326,6 +331,9 @@ pub fn replay(trace: &Trace) -> Replay {
         if !same(&result, &traced.result) {
             first_result_difference.get_or_insert(i);
         }
+        if !same(&engine.poll_timeout(), &traced.deadline) {
+            first_deadline_difference.get_or_insert(i);
+        }
         while let Some(output) = engine.poll_output() {
             outputs.push((traced.server, output));
         }
@@ -342,5 +350,6 @@ pub fn replay(trace: &Trace) -> Replay {
         first_difference,
         first_result_difference,
         diverged_answers: diverged,
+        first_deadline_difference,
     }
 }

@@ -407,6 +407,9 @@ pub struct TracedInput {
     pub input: Input,
     /// What the engine returned for it.
     pub result: InputResult,
+    /// The engine's next wake-up after it (`poll_timeout()`): a replay that puts out the same
+    /// outputs but asks to be woken at another time is not the same run.
+    pub deadline: Option<f64>,
 }
 
 /// The world.
@@ -634,6 +637,7 @@ impl World {
             server: s,
             input,
             result: result.clone(),
+            deadline: server.engine.poll_timeout(),
         });
         result
     }

@@ -74,6 +74,24 @@ fn a_changed_written_value_is_detected_by_replay() {
     assert!(!r.identical());
 }
 
+/// An engine that puts out the same outputs but asks to be woken at another time is not the
+/// same run: each input's recorded wake-up is checked (an auto-save moved later, before the
+/// next recorded tick, would otherwise replay as identical).
+#[test]
+fn a_changed_wake_up_is_detected_by_replay() {
+    let fleet = recorded(8);
+    let mut t = Trace::of(&fleet.world, None).unwrap();
+    let i = t.inputs.len() / 2;
+    t.inputs[i].deadline = t.inputs[i].deadline.map(|d| d + 0.5);
+    let r = trace::replay(&t);
+    assert_eq!(
+        (r.first_difference, r.first_result_difference),
+        (None, None)
+    );
+    assert_eq!(r.first_deadline_difference, Some(i));
+    assert!(!r.identical());
+}
+
 /// Lengths inside a file are not trusted, nothing may follow the trace, and inputs must name
 /// the trace's servers: each gets an error, not a panic or a huge allocation.
 #[test]

@@ -587,9 +587,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     let at = |i: Option<usize>| i.map_or("none".to_string(), |i| i.to_string());
                     format!(
                         "DIFFERENT (first different output: {}, first different returned \
-                         value: input {}, {} diverged answers)",
+                         value: input {}, first different wake-up: after input {}, {} diverged \
+                         answers)",
                         at(r.first_difference),
                         at(r.first_result_difference),
+                        at(r.first_deadline_difference),
                         r.diverged_answers
                     )
                 }
