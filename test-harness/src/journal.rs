@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use profilestore_core::value::{MAX_DEPTH, Object as Map, Value, json};
+use profilestore_core::value::{MAX_DEPTH, Object as Map, Str, Value, json};
 
 /// One journal line.
 pub type Line = Value;
@@ -105,7 +105,8 @@ pub struct Comparable {
     pub body: Value,
 }
 
-/// Reduces a journal to comparable lines (the `end` line is dropped), in journal order.
+/// Reduces a journal to comparable lines, in journal order (the `end` line is a stream of its
+/// own, `<end>`: its case and time are compared too).
 ///
 /// Roles are numbered stream by stream — keys in name order, then the module's lines, then
 /// publishes — each stream in journal order, so events at one instant on different keys may
@@ -116,9 +117,6 @@ pub fn normalise(lines: &[Line]) -> Vec<Comparable> {
     let mut parsed: Vec<(String, String, f64, Value)> = Vec::new();
     for line in lines {
         let kind = line["type"].as_str().unwrap_or_default().to_string();
-        if kind == "end" {
-            continue;
-        }
         let mut body = line.clone();
         // `parse` admits objects only; anything else has nothing to compare.
         let Some(obj) = body.as_object_mut() else {
@@ -127,6 +125,8 @@ pub fn normalise(lines: &[Line]) -> Vec<Comparable> {
         let t = obj.remove("t").and_then(|t| t.as_f64()).unwrap_or(0.0);
         let stream = match kind.as_str() {
             "publish" => "<publish>".to_string(),
+            // The case and the horizon: a journal cut short, or of another case, differs.
+            "end" => "<end>".to_string(),
             _ => obj
                 .get("key")
                 .and_then(Value::as_str)
@@ -135,6 +135,7 @@ pub fn normalise(lines: &[Line]) -> Vec<Comparable> {
         parsed.push((kind, stream, t, body));
     }
     let rank = |stream: &str| match stream {
+        "<end>" => 3,
         "<publish>" => 2,
         "<module>" => 1,
         _ => 0,
@@ -161,24 +162,20 @@ pub fn normalise(lines: &[Line]) -> Vec<Comparable> {
                 *stream = format!("<publish {topic}>");
                 obj.insert("topic".into(), json!(topic));
             }
-            "write" => {
-                for field in ["value", "metadata", "userIds"] {
-                    if let Some(v) = obj.get(field).cloned() {
-                        obj.insert(field.into(), roles.value(&v, None));
-                    }
-                }
-            }
-            "signal" => {
-                if let Some(data) = obj.get("data").cloned() {
-                    obj.insert("data".into(), roles.value(&data, None));
-                }
-                // Error texts are the DataStore's, not ProfileStore's: compare that an error
-                // fired.
-                if obj.get("signal").and_then(Value::as_str) == Some("OnError") {
-                    obj.insert("message".into(), json!("<error>"));
-                }
+            // Error texts are the DataStore's, not ProfileStore's: compare that an error
+            // fired.
+            "signal" if obj.get("signal").and_then(Value::as_str) == Some("OnError") => {
+                obj.insert("message".into(), json!("<error>"));
             }
             _ => {}
+        }
+        // Every field of every line (a write's value, a return's data, a signal's message, a
+        // publish's payload): lock tags by role, and an empty table as `[]`, which is how the
+        // original stores and sends one (fixtures README).
+        let fields: Vec<Str> = obj.keys().filter(|f| *f != "topic").cloned().collect();
+        for field in fields {
+            let v = roles.value(&obj[field.as_str()], Some(field.as_str()));
+            obj.insert(field, v);
         }
     }
     parsed
@@ -506,6 +503,47 @@ mod tests {
             compare(&[write(json!(5))], &[write(json!(6))], 1.0 / 60.0).len(),
             1
         );
+    }
+
+    /// An empty Luau table is stored and sent as `[]` (fixtures README): in every field of
+    /// every line, not only in writes, an empty object and an empty array agree.
+    #[test]
+    fn an_empty_table_is_an_empty_array_in_every_line() {
+        let lines = |empty: Value| {
+            [
+                json!({"type": "return", "t": 1.0, "key": "k", "server": "A", "call": "GetAsync", "data": {"Items": empty.clone()}}),
+                json!({"type": "signal", "t": 2.0, "key": "k", "server": "A", "signal": "Message", "message": empty.clone()}),
+                json!({"type": "publish", "t": 3.0, "server": "A", "topic": "PS_G", "data": {"Extra": empty}}),
+            ]
+        };
+        assert_eq!(
+            compare(&lines(json!({})), &lines(json!([])), 1.0 / 60.0),
+            vec![]
+        );
+        // (One difference per stream: the key's, and the topic's.)
+        assert_eq!(
+            compare(&lines(json!({})), &lines(json!([1])), 1.0 / 60.0).len(),
+            2
+        );
+    }
+
+    /// The `end` line is compared too: a journal cut short, without it or ending at another
+    /// time, or one of another case, differs.
+    #[test]
+    fn the_end_line_is_compared() {
+        let end = |case: &str, t: f64| json!({"type": "end", "t": t, "case": case});
+        let write = json!({"type": "write", "t": 1.0, "key": "k", "server": "A", "value": 1});
+        let full = [write.clone(), end("c", 30.0)];
+        assert_eq!(compare(&full, &full, 1.0 / 60.0), vec![]);
+        for other in [
+            vec![write.clone()],
+            vec![write.clone(), end("c", 31.0)],
+            vec![write.clone(), end("d", 30.0)],
+        ] {
+            let found = compare(&full, &other, 1.0 / 60.0);
+            assert_eq!(found.len(), 1, "{other:?}");
+            assert_eq!(found[0].stream, "<end>");
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::world::{Happening, LatencyModel, MAX_EPOCH, MAX_FPS, ServerSpec, Worl
 
 /// A scenario file.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Case name (the journal's `end` line carries it).
     pub name: String,
@@ -48,6 +49,7 @@ pub struct Scenario {
 
 /// The scenario's latency model.
 #[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScenarioLatency {
     /// One DataStore round trip (`UpdateAsync` takes two).
     pub datastore_round_trip: f64,
@@ -64,6 +66,7 @@ pub struct ScenarioLatency {
 
 /// A server of the scenario.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScenarioServer {
     /// Name ("A").
     pub name: String,
@@ -231,10 +234,16 @@ fn unknown_action_field(action: &serde_json::Value) -> Option<String> {
         "faults" => &["datastore_fail", "messaging_fail"],
         _ => return None,
     };
+    // Faults are the world's: a `faults` action names no server.
+    let common: &[&str] = if what == "faults" {
+        &["t", "do"]
+    } else {
+        &["t", "server", "do"]
+    };
     let t = object.get("t").map(|t| t.to_string()).unwrap_or_default();
     object
         .keys()
-        .find(|k| !["t", "server", "do"].contains(&k.as_str()) && !fields.contains(&k.as_str()))
+        .find(|k| !common.contains(&k.as_str()) && !fields.contains(&k.as_str()))
         .map(|k| format!("action {what:?} at t={t} has no field {k:?}"))
 }
 
@@ -300,6 +309,17 @@ impl Scenario {
                             "faults at t={t}: {field} is {p}, expected a probability from 0 to 1"
                         ));
                     }
+                }
+            }
+            // A plain write the scenario's DataStore (its limits off) could never store: it
+            // would fail without a trace in the journal.
+            if let ActionKind::RawSet { key, value } = &action.what {
+                let limits = Limits::unlimited();
+                let refused = limits
+                    .check_name(crate::datastore::NameKind::Key, key)
+                    .and_then(|()| limits.check_value(value).map(drop));
+                if let Err(e) = refused {
+                    return invalid(format!("raw_set at t={t} cannot be stored: {e}"));
                 }
             }
         }
@@ -1042,6 +1062,44 @@ mod tests {
                 .contains(": at horizon: invalid type: string"),
             "{err}"
         );
+        // A raw write no DataStore stores (it failed without a word).
+        let err = load_edited(|s| {
+            s["actions"].as_array_mut().unwrap().push(serde_json::json!(
+                {"t": 2, "server": "A", "do": "raw_set", "key": "", "value": 1}
+            ))
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid scenario: raw_set at t=2 cannot be stored: 101: Key name can't be empty."
+        );
+        // A field the format does not have, anywhere (`publish_yeild` was ignored, and so was
+        // a `faults` action's server: faults are the world's).
+        for (edit, problem) in [
+            (
+                &(|s: &mut serde_json::Value| s["seed"] = serde_json::json!(5)) as &Edit,
+                "unknown field `seed`",
+            ),
+            (
+                &|s| s["latency"]["publish_yeild"] = serde_json::json!(0.5),
+                "at latency.publish_yeild: unknown field `publish_yeild`",
+            ),
+            (
+                &|s| s["servers"][0]["job_id"] = serde_json::json!("j"),
+                "at servers[0].job_id: unknown field `job_id`",
+            ),
+            (
+                &|s| {
+                    s["actions"].as_array_mut().unwrap().push(serde_json::json!(
+                        {"t": 2, "do": "faults", "server": "A", "datastore_fail": 1}
+                    ))
+                },
+                "action \"faults\" at t=2 has no field \"server\"",
+            ),
+        ] {
+            let err = load_edited(edit).unwrap_err().to_string();
+            assert!(err.contains(problem), "{err}");
+        }
         // `set_data` on a key the server does not hold is refused, not dropped.
         let err = load_edited(|s| {
             s["actions"].as_array_mut().unwrap().push(serde_json::json!(
