@@ -154,8 +154,12 @@ mod tests {
         assert_eq!(s.next_deadline(&c), None);
     }
 
+    /// Errors spread over the whole window still count together (the window is a sliding
+    /// count of errors, not a streak). Successes are not recorded at all: an engine-level
+    /// test (`signals.rs` `a_success_between_errors_does_not_reset_the_window`) shows one in
+    /// between changes nothing.
     #[test]
-    fn successes_do_not_reset_the_window() {
+    fn errors_across_the_window_count_together() {
         let c = Constants::default();
         let mut s = CriticalState::default();
         for t in [0.0, 30.0, 60.0, 90.0, 119.0] {

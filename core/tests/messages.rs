@@ -225,6 +225,7 @@ fn profileservice_entries_are_readable() {
     assert_eq!(profile.user_ids, vec![1]);
     w.with(0, |e, _| e.add_message_handler(p)).unwrap();
     let d = deliveries(&w, 0);
+    assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!((d[0].2, &d[0].3), (4, &json!({"Gift": "Legacy"})));
     let v = w.stored("S", "k").unwrap();
     assert_eq!(

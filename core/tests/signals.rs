@@ -345,6 +345,43 @@ fn autosave_ring_spacing_through_the_engine() {
 
 /// Critical state (spec §12): five errors inside 120 s enter it; it ends 120 s after the window
 /// last held five.
+/// Spec §12: critical state counts errors within `CRITICAL_STATE_ERROR_EXPIRE`; a successful
+/// request in between does not reset that count. Four failing saves, a successful one, then a
+/// fifth failing save: critical state begins at the fifth error.
+#[test]
+fn a_success_between_errors_does_not_reset_the_window() {
+    let mut w = World::new(1, 10);
+    let store = w.new_store("S", json!({}));
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    let save = |w: &mut World, fail: f64| {
+        w.datastore_fail = fail;
+        w.with(0, |e, now| e.save(now, p)).unwrap();
+        w.run_for(2.0);
+    };
+    for _ in 0..4 {
+        save(&mut w, 1.0);
+    }
+    save(&mut w, 0.0);
+    let errors = |w: &World| {
+        w.events(0)
+            .into_iter()
+            .filter(|(_, e)| matches!(e, Event::OnError { .. }))
+            .count()
+    };
+    assert_eq!(errors(&w), 4);
+    assert!(!w.servers[0].engine.is_critical_state());
+    save(&mut w, 1.0);
+    assert_eq!(errors(&w), 5);
+    assert!(w.servers[0].engine.is_critical_state());
+    let toggles: Vec<Event> = w
+        .events(0)
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| matches!(e, Event::OnCriticalToggle { .. }))
+        .collect();
+    assert_eq!(toggles, [Event::OnCriticalToggle { is_critical: true }]);
+}
+
 #[test]
 fn critical_state_toggles_on_and_off() {
     let mut w = World::new(1, 9);

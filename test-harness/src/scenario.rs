@@ -885,13 +885,11 @@ mod tests {
     fn load_edited(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Vec<Line>, ScenarioError> {
         let mut raw: serde_json::Value = serde_json::from_str(&lifecycle_text()).unwrap();
         edit(&mut raw);
-        let dir = std::env::temp_dir().join(format!("ps-scenario-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{}.json", raw.to_string().len()));
+        // A folder of its own per call: tests run in parallel.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scenario.json");
         std::fs::write(&path, raw.to_string()).unwrap();
-        let result = load(&path).and_then(|s| run(&s));
-        let _ = std::fs::remove_file(&path);
-        result
+        load(&path).and_then(|s| run(&s))
     }
 
     /// The format has no players, so MessagingService rate limits (20 + 8 × players

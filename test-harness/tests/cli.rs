@@ -599,8 +599,9 @@ fn a_summary_names_the_command_that_plays_the_run_again() {
         "0.25",
     ];
     let (code, stdout, stderr) = sim(&args, dir.path());
-    assert!(code == 0 || code == 1, "{stderr}");
+    assert_eq!(code, 0, "{stderr}");
     let first: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(first["violations"], 0);
     let rerun = first["rerun"].as_str().unwrap().to_string();
     assert_eq!(
         rerun,

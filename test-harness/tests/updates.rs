@@ -53,13 +53,27 @@ proptest! {
                     // Commit, running the transform again on each newer value.
                     let mut output = append(ticket.value.as_deref(), &id);
                     let mut ticket = ticket;
-                    while let Ok(UpdateCommit::Conflict(fresh)) =
-                        ds.commit_update(now, ticket, output)
-                    {
-                        output = append(fresh.value.as_deref(), &id);
-                        ticket = fresh;
+                    let told = loop {
+                        match ds.commit_update(now, ticket, output) {
+                            Ok(UpdateCommit::Conflict(fresh)) => {
+                                output = append(fresh.value.as_deref(), &id);
+                                ticket = fresh;
+                            }
+                            other => break other,
+                        }
+                    };
+                    let commits = ds.take_commits();
+                    // What the caller was told holds: a commit it was told of is stored, one
+                    // it was told did not happen is not (an error may be either: ambiguous).
+                    match &told {
+                        Ok(UpdateCommit::Committed(read)) => {
+                            prop_assert_eq!(commits.len(), 1);
+                            prop_assert_eq!(&commits[0].read, read);
+                        }
+                        Ok(_) => prop_assert_eq!(commits.len(), 0),
+                        Err(_) => prop_assert!(commits.len() <= 1),
                     }
-                    for c in ds.take_commits() {
+                    for c in commits {
                         let value = c.read.value.as_deref().cloned().unwrap_or(Value::Null);
                         let list = value.as_array().map(|a| a.to_vec()).unwrap_or_default();
                         // Each commit is the value before it plus its own id.
@@ -74,8 +88,8 @@ proptest! {
         ds.set_fault_rates(0.0, 0.0).unwrap();
         let stored = ds
             .get_async(100.0, ServerId(9), &store, "k", Default::default())
-            .ok()
-            .and_then(|r| r.value)
+            .expect("a read with faults off")
+            .value
             .and_then(|v| v.as_array().map(|a| a.to_vec()))
             .unwrap_or_default();
         let ids: Vec<Value> = committed.iter().map(|c| json!(c)).collect();

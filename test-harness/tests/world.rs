@@ -94,17 +94,11 @@ fn throttled_requests_queue_and_overflow_is_refused() {
         start(&mut w, 0, store, &format!("k{i}"));
     }
     w.run_until(600.0);
-    assert!(
-        w.throttled > 0,
-        "requests beyond the budget wait in the queue"
-    );
-    assert!(w.refused > 0, "a queue holds 30; the rest are refused");
     let errors = w
         .log
         .iter()
         .filter(|l| matches!(&l.what, Happening::Output(Output::Event(profilestore_core::Event::OnError { message, .. })) if message.starts_with("304")))
         .count();
-    assert!(errors > 0, "refusals reach the engine as 304 errors");
     let returned: Vec<bool> = w
         .log
         .iter()
@@ -120,7 +114,14 @@ fn throttled_requests_queue_and_overflow_is_refused() {
         300,
         "every start returns: retried through the throttle, or nil after START_SESSION_TIMEOUT"
     );
-    assert!(returned.iter().filter(|ok| **ok).count() > 250);
+    // Requests beyond the budget wait in the queue; a queue holds 30 and the rest are
+    // refused, reaching the engine as 304 errors; the starts retry through it. (A seeded run:
+    // the counts are exact.)
+    let started = returned.iter().filter(|ok| **ok).count();
+    assert_eq!(
+        (w.throttled, w.refused, errors, started),
+        (325, 1138, 1138, 281)
+    );
 }
 
 #[test]
