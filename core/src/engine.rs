@@ -497,7 +497,7 @@ impl Engine {
                 )
             }
             OpKind::Save(id) => self.save_transform(id, current, wall, live),
-            OpKind::Message(call) => self.message_transform(call, current),
+            OpKind::Message(call) => self.message_transform(call, current, wall),
             OpKind::Get(_) | OpKind::Remove(_) => (Transformed::Cancel, OpNote::None),
         };
         if let Some(o) = self.ops.get_mut(&op) {

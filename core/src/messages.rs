@@ -29,15 +29,17 @@ pub(crate) struct MessageCall {
 }
 
 /// The message transform (spec §10.1 step 2): append `[id, message]` with the next id, then drop
-/// the oldest entries beyond `max_queue`. Returns the write and how many entries were dropped;
+/// the oldest entries beyond `max_queue` (`wall`: `os.time()`, for a `MetaData` the value
+/// lacked, see [`wire::working_copy`]). Returns the write and how many entries were dropped;
 /// a transform error, writing nothing, when the key's counter has no whole number above it
 /// that an `i64` holds (2^53 or more: only another tool writes such a counter).
 pub fn message_transform(
     current: Option<&Value>,
     message: &Value,
     max_queue: usize,
+    wall: i64,
 ) -> (Transformed, usize) {
-    let (mut obj, overwritten) = match wire::classify(current) {
+    let (mut obj, overwritten) = match wire::classify(current, wall) {
         Classified::Valid(mut obj) => {
             obj.insert("WasOverwritten".into(), Value::Bool(false));
             (obj, false)
@@ -149,12 +151,13 @@ impl Engine {
         &mut self,
         call: CallId,
         current: Option<&Value>,
+        wall: i64,
     ) -> (Transformed, OpNote) {
         let Some(m) = self.message_calls.get(&call) else {
             return (Transformed::Cancel, OpNote::None);
         };
         let max = self.constants.max_message_queue as usize;
-        let (t, dropped) = message_transform(current, &m.message, max);
+        let (t, dropped) = message_transform(current, &m.message, max, wall);
         let note = if matches!(t, Transformed::Error(_)) {
             OpNote::NoMessageId
         } else if dropped > 0 {
@@ -333,7 +336,7 @@ mod tests {
 
     #[test]
     fn message_to_missing_key_creates_stub() {
-        let (t, dropped) = message_transform(None, &json!({"Gift": "Shield"}), 1000);
+        let (t, dropped) = message_transform(None, &json!({"Gift": "Shield"}), 1000, 0);
         assert_eq!(dropped, 0);
         assert_eq!(
             t,
@@ -347,7 +350,7 @@ mod tests {
 
     #[test]
     fn message_to_junk_overwrites_with_stub() {
-        let (t, _) = message_transform(Some(&json!("junk")), &json!({"a": 1}), 1000);
+        let (t, _) = message_transform(Some(&json!("junk")), &json!({"a": 1}), 1000, 0);
         let Transformed::Write { value, .. } = t else {
             panic!()
         };
@@ -367,7 +370,7 @@ mod tests {
             (json!([1, [[1e20, {}]]]), 2),
         ] {
             let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": queue.clone()});
-            let (t, _) = message_transform(Some(&v), &json!({"n": 1}), 1000);
+            let (t, _) = message_transform(Some(&v), &json!({"n": 1}), 1000, 0);
             let Transformed::Write { value, .. } = t else {
                 panic!()
             };
@@ -385,7 +388,7 @@ mod tests {
     fn a_counter_with_no_id_above_it_writes_nothing() {
         for counter in [json!(9_007_199_254_740_992_i64), json!(1e19), json!(1e300)] {
             let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": [counter.clone(), []]});
-            let (t, dropped) = message_transform(Some(&v), &json!({"n": 1}), 1000);
+            let (t, dropped) = message_transform(Some(&v), &json!({"n": 1}), 1000, 0);
             let Transformed::Error(text) = t else {
                 panic!("{counter}: {t:?}")
             };
@@ -397,7 +400,7 @@ mod tests {
         }
         let v =
             json!({"Data": {}, "MetaData": {}, "GlobalUpdates": [9_007_199_254_740_990_i64, []]});
-        let (t, _) = message_transform(Some(&v), &json!({"n": 1}), 1000);
+        let (t, _) = message_transform(Some(&v), &json!({"n": 1}), 1000, 0);
         let Transformed::Write { value, .. } = t else {
             panic!("{t:?}")
         };
@@ -408,7 +411,7 @@ mod tests {
     fn ids_increase_and_oldest_are_dropped_beyond_max() {
         let mut v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": [7, [[6, {}], [7, {}]]]});
         for _ in 0..2 {
-            let (t, _) = message_transform(Some(&v), &json!({"n": 1}), 3);
+            let (t, _) = message_transform(Some(&v), &json!({"n": 1}), 3, 0);
             let Transformed::Write { value, .. } = t else {
                 panic!()
             };
@@ -418,7 +421,7 @@ mod tests {
             v["GlobalUpdates"],
             json!([9, [[7, {}], [8, {"n": 1}], [9, {"n": 1}]]])
         );
-        let (_, dropped) = message_transform(Some(&v), &json!({}), 3);
+        let (_, dropped) = message_transform(Some(&v), &json!({}), 3, 0);
         assert_eq!(dropped, 1);
     }
 }

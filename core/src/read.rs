@@ -95,7 +95,7 @@ pub(crate) struct VersionQuery {
 /// The read transform applied locally to a value read by `GetAsync` (spec §11.1): a valid
 /// profile as it is; anything else becomes a template profile carrying the stub's messages.
 pub fn get_transform(raw: Option<&Value>, template: &Value, wall: i64) -> Value {
-    match wire::classify(raw) {
+    match wire::classify(raw, wall) {
         Classified::Valid(obj) => Value::Object(obj),
         Classified::Missing { global_updates, .. } => {
             Value::Object(wire::new_profile(template, wall, global_updates))

@@ -94,7 +94,7 @@ pub fn save_transform(current: Option<&Value>, ctx: SaveContext<'_>) -> (Transfo
             } else {
                 StoredData::Keep
             };
-            let mut obj = wire::working_copy(stored, data);
+            let mut obj = wire::working_copy(stored, data, ctx.wall);
             obj.insert("WasOverwritten".into(), Value::Bool(false));
             if owned {
                 let (mode, wall) = (ctx.mode, ctx.wall);
@@ -156,8 +156,17 @@ fn write_profile_fields(obj: &mut wire::Object, ctx: SaveContext<'_>) {
         wire::remove_processed(obj, ctx.processed);
         obj.insert("Data".into(), data);
     }
-    if let Some(roblox_metadata) = ctx.roblox_metadata {
-        obj.insert("RobloxMetaData".into(), roblox_metadata);
+    match ctx.roblox_metadata {
+        Some(roblox_metadata) => {
+            obj.insert("RobloxMetaData".into(), roblox_metadata);
+        }
+        // Without the host's (it never had the profile, or the store refused it) the stored
+        // one is kept; a profile that has none yet gets the `{}` its `RobloxMetaData` starts as
+        // (spec §16): an owned save writes the two fields together, as the original does.
+        None if obj.get("RobloxMetaData").is_none_or(Value::is_null) => {
+            obj.insert("RobloxMetaData".into(), Value::Object(wire::Object::new()));
+        }
+        None => {}
     }
     obj.insert(
         "UserIds".into(),

@@ -135,7 +135,7 @@ pub struct StartContext<'a> {
 
 /// The session-start transform: a pure function of the stored value and the attempt's state.
 pub fn start_transform(current: Option<&Value>, ctx: &StartContext<'_>) -> Transformed {
-    let (mut obj, overwritten) = match wire::classify(current) {
+    let (mut obj, overwritten) = match wire::classify(current, ctx.wall) {
         Classified::Valid(mut obj) => {
             obj.insert("WasOverwritten".into(), Value::Bool(false));
             if !ctx.declined {

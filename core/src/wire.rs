@@ -150,9 +150,12 @@ pub enum StoredData {
 }
 
 /// The working copy of a valid profile: every field (unknown ones too), `MetaData` as an object
-/// (an empty one for a missing or non-object `MetaData`) and `GlobalUpdates` repaired (`[0, []]`
-/// when missing).
-pub fn working_copy(obj: &Object, data: StoredData) -> Object {
+/// (a new profile's, created at `wall_now`, for a missing or non-object `MetaData`), with a
+/// number `SessionLoadCount` (0 when missing or not a number), and `GlobalUpdates` repaired
+/// (`[0, []]` when missing). What a repaired value is written back as is a profile the
+/// original module reads too: its start adds 1 to `SessionLoadCount`, and throws on anything
+/// else (spec §19 item 18).
+pub fn working_copy(obj: &Object, data: StoredData, wall_now: i64) -> Object {
     // A shared copy: only the fields changed below (and by the caller) are copied.
     let mut working = obj.clone();
     if data == StoredData::Replace {
@@ -167,16 +170,27 @@ pub fn working_copy(obj: &Object, data: StoredData) -> Object {
             working.insert("GlobalUpdates".into(), empty_global_updates());
         }
     }
-    if !obj.get("MetaData").is_some_and(Value::is_object) {
-        working.insert("MetaData".into(), Value::Object(Object::new()));
+    match obj.get("MetaData").and_then(Value::as_object) {
+        None => {
+            working.insert("MetaData".into(), Value::Object(new_meta_data(wall_now)));
+        }
+        Some(meta) if !meta.get("SessionLoadCount").is_some_and(Value::is_number) => {
+            let mut meta = meta.clone();
+            meta.insert("SessionLoadCount".into(), Value::from(0));
+            working.insert("MetaData".into(), Value::Object(meta));
+        }
+        Some(_) => {}
     }
     working
 }
 
-/// Classifies the current stored value (spec §1.3), copying a valid one into a working copy.
-pub fn classify(current: Option<&Value>) -> Classified {
+/// Classifies the current stored value (spec §1.3), copying a valid one into a working copy
+/// ([`working_copy`], at `wall_now`).
+pub fn classify(current: Option<&Value>, wall_now: i64) -> Classified {
     match classify_ref(current) {
-        ClassifiedRef::Valid(obj) => Classified::Valid(working_copy(obj, StoredData::Keep)),
+        ClassifiedRef::Valid(obj) => {
+            Classified::Valid(working_copy(obj, StoredData::Keep, wall_now))
+        }
         ClassifiedRef::Missing {
             overwritten,
             global_updates,
@@ -279,16 +293,21 @@ pub fn entry_payload(entry: &Value) -> Option<&Value> {
 /// Builds the table a session start or `GetAsync` writes when no profile exists (spec §1.2),
 /// before the lock is applied: `SessionLoadCount` 0, no `ActiveSession`, no `LastUpdate`.
 pub fn new_profile(template: &Value, wall_now: i64, global_updates: Value) -> Object {
+    let mut obj = Object::new();
+    obj.insert("Data".into(), template.clone());
+    obj.insert("MetaData".into(), Value::Object(new_meta_data(wall_now)));
+    obj.insert("GlobalUpdates".into(), global_updates);
+    obj
+}
+
+/// A new profile's `MetaData` (spec §1.2): created at `wall_now`, `SessionLoadCount` 0, no tags.
+fn new_meta_data(wall_now: i64) -> Object {
     let mut meta = Object::new();
     meta.insert("ProfileCreateTime".into(), Value::from(wall_now));
     meta.insert("SessionLoadCount".into(), Value::from(0));
     // An empty Luau table is stored as `[]` (fixtures/README.md).
     meta.insert("MetaTags".into(), Value::from(Vec::new()));
-    let mut obj = Object::new();
-    obj.insert("Data".into(), template.clone());
-    obj.insert("MetaData".into(), Value::Object(meta));
-    obj.insert("GlobalUpdates".into(), global_updates);
-    obj
+    meta
 }
 
 /// Read access to a valid profile's fields (`MetaData` is looked up once, when wrapped: most
@@ -405,28 +424,28 @@ mod tests {
     #[test]
     fn classify_follows_spec_1_3() {
         assert_eq!(
-            classify(None),
+            classify(None, 0),
             Classified::Missing {
                 overwritten: false,
                 global_updates: json!([0, []])
             }
         );
         assert_eq!(
-            classify(Some(&json!(42))),
+            classify(Some(&json!(42)), 0),
             Classified::Missing {
                 overwritten: true,
                 global_updates: json!([0, []])
             }
         );
         assert_eq!(
-            classify(Some(&json!(["ThisAintRight"]))),
+            classify(Some(&json!(["ThisAintRight"])), 0),
             Classified::Missing {
                 overwritten: true,
                 global_updates: json!([0, []])
             }
         );
         assert_eq!(
-            classify(Some(&json!({"GlobalUpdates": [3, [[3, {"a": 1}]]]}))),
+            classify(Some(&json!({"GlobalUpdates": [3, [[3, {"a": 1}]]]})), 0),
             Classified::Missing {
                 overwritten: false,
                 global_updates: json!([3, [[3, {"a": 1}]]])
@@ -434,25 +453,41 @@ mod tests {
         );
         // A JSON null reads as an absent field (what a Luau reader sees): still a message stub.
         assert_eq!(
-            classify(Some(
-                &json!({"GlobalUpdates": [3, [[3, {"a": 1}]]], "Data": null, "MetaData": null})
-            )),
+            classify(
+                Some(
+                    &json!({"GlobalUpdates": [3, [[3, {"a": 1}]]], "Data": null, "MetaData": null})
+                ),
+                0
+            ),
             Classified::Missing {
                 overwritten: false,
                 global_updates: json!([3, [[3, {"a": 1}]]])
             }
         );
         // A table Data makes a profile, whatever MetaData and GlobalUpdates are: they are
-        // repaired, where the original wipes it all (spec §19 item 2, DEVIATIONS row 2).
-        for v in [
-            json!({"Data": {"Coins": 5}, "MetaData": {}}),
-            json!({"Data": {"Coins": 5}, "MetaData": 5, "GlobalUpdates": 0}),
-            json!({"Data": {"Coins": 5}}),
+        // repaired, where the original wipes it all (spec §19 item 2, DEVIATIONS row 2), into
+        // fields the original reads: a new profile's MetaData (made at the transform's
+        // `os.time()`, 77 here) where there was none, a SessionLoadCount where it lacked one.
+        let fresh = json!({"ProfileCreateTime": 77, "SessionLoadCount": 0, "MetaTags": []});
+        for (v, meta) in [
+            (
+                json!({"Data": {"Coins": 5}, "MetaData": {}}),
+                json!({"SessionLoadCount": 0}),
+            ),
+            (
+                json!({"Data": {"Coins": 5}, "MetaData": {"SessionLoadCount": "x", "Tag": 1}}),
+                json!({"SessionLoadCount": 0, "Tag": 1}),
+            ),
+            (
+                json!({"Data": {"Coins": 5}, "MetaData": 5, "GlobalUpdates": 0}),
+                fresh.clone(),
+            ),
+            (json!({"Data": {"Coins": 5}}), fresh),
         ] {
             assert_eq!(
-                classify(Some(&v)),
+                classify(Some(&v), 77),
                 Classified::Valid(
-                    json!({"Data": {"Coins": 5}, "MetaData": {}, "GlobalUpdates": [0, []]})
+                    json!({"Data": {"Coins": 5}, "MetaData": meta, "GlobalUpdates": [0, []]})
                         .as_object()
                         .unwrap()
                         .clone()
@@ -462,15 +497,16 @@ mod tests {
         }
         // Without a table Data it is junk.
         assert_eq!(
-            classify(Some(
-                &json!({"Data": 5, "MetaData": {}, "GlobalUpdates": [0, []]})
-            )),
+            classify(
+                Some(&json!({"Data": 5, "MetaData": {}, "GlobalUpdates": [0, []]})),
+                0
+            ),
             Classified::Missing {
                 overwritten: true,
                 global_updates: json!([0, []])
             }
         );
-        let Classified::Valid(obj) = classify(Some(&valid())) else {
+        let Classified::Valid(obj) = classify(Some(&valid()), 0) else {
             panic!("valid")
         };
         assert_eq!(obj["Extra"], json!(1), "unknown fields are kept");
@@ -479,10 +515,14 @@ mod tests {
     #[test]
     fn empty_arrays_read_as_tables() {
         let v = json!({"Data": [], "MetaData": [], "GlobalUpdates": [0, []]});
-        let Classified::Valid(obj) = classify(Some(&v)) else {
+        let Classified::Valid(obj) = classify(Some(&v), 0) else {
             panic!("valid")
         };
-        assert_eq!(obj["MetaData"], json!({}));
+        // An empty MetaData is no MetaData: a new profile's (SessionLoadCount 0).
+        assert_eq!(
+            obj["MetaData"],
+            json!({"ProfileCreateTime": 0, "SessionLoadCount": 0, "MetaTags": []})
+        );
         assert_eq!(obj["Data"], json!([]));
     }
 
@@ -490,12 +530,12 @@ mod tests {
     fn malformed_global_updates_are_repaired() {
         let v =
             json!({"Data": {}, "MetaData": {}, "GlobalUpdates": ["x", [[5, {"a": 1}], "junk"]]});
-        let Classified::Valid(obj) = classify(Some(&v)) else {
+        let Classified::Valid(obj) = classify(Some(&v), 0) else {
             panic!("valid")
         };
         assert_eq!(obj["GlobalUpdates"], json!([5, [[5, {"a": 1}]]]));
         let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": {}});
-        let Classified::Valid(obj) = classify(Some(&v)) else {
+        let Classified::Valid(obj) = classify(Some(&v), 0) else {
             panic!("valid")
         };
         assert_eq!(obj["GlobalUpdates"], json!([0, []]));
@@ -533,7 +573,7 @@ mod tests {
         ];
         for (stored, repaired) in cases {
             let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": stored.clone()});
-            let Classified::Valid(obj) = classify(Some(&v)) else {
+            let Classified::Valid(obj) = classify(Some(&v), 0) else {
                 panic!("valid")
             };
             assert_eq!(obj["GlobalUpdates"], repaired, "{stored}");

@@ -409,7 +409,12 @@ fn d02_a_profile_missing_its_message_queue_keeps_its_data() {
     let stored = w.stored("S", "m").unwrap();
     assert_eq!(stored["Data"], json!({"Coins": 7}));
     assert_eq!(stored["GlobalUpdates"], json!([1, [[1, {"Gift": 1}]]]));
-    assert_eq!(stored["MetaData"], json!({}));
+    // The repaired MetaData is a new profile's, which a server running the original reads
+    // (its start adds 1 to SessionLoadCount: a bare `{}` made it throw there).
+    assert_eq!(
+        stored["MetaData"],
+        json!({"ProfileCreateTime": 1_735_689_601, "SessionLoadCount": 0, "MetaTags": []})
+    );
     assert!(
         !w.events(0)
             .iter()

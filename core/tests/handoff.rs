@@ -360,6 +360,12 @@ fn a_start_cancelled_after_taking_the_lock_returns_nil_once_released() {
     assert_eq!(writes.len(), 2, "the claim, then the release");
     assert!(writes[0].2["MetaData"].get("ActiveSession").is_some());
     assert!(writes[1].2["MetaData"].get("ActiveSession").is_none());
+    // An owned save's fields, as the original's release writes them (its profile's
+    // `RobloxMetaData` is `{}`: spec §16).
+    assert_eq!(
+        (&writes[1].2["RobloxMetaData"], &writes[1].2["UserIds"]),
+        (&json!({}), &json!([]))
+    );
     let released = writes[1].0;
     let (t, c) = w.completion(0, call).unwrap();
     assert_eq!(
