@@ -1,6 +1,7 @@
 //! Session GUIDs from a seeded generator (DESIGN.md §2: no unseeded randomness).
 //!
-//! `HttpService:GenerateGUID(false)` gives 36 upper-case hex characters without braces; the
+//! `HttpService:GenerateGUID(false)` gives 36 characters without braces: 32 upper-case hex digits
+//! in 8-4-4-4-12 groups; the
 //! session GUID names the owner's MessagingService topic `PS_<guid>` (spec §5.3, §10.4).
 
 use serde::{Deserialize, Serialize};

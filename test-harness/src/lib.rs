@@ -14,6 +14,7 @@
 //! - [`messaging`]: a simulated `MessagingService` with delay, seeded loss and the 1 kB limit.
 //! - [`world`]: engines on one virtual clock over that DataStore and MessagingService, with
 //!   latency, budgets, faults, skew and crashes; every engine input goes through one path.
+//! - [`acked`]: the ops a save acknowledged, per player, for the check that none is lost.
 //! - [`fleet`] and [`invariants`]: players who join, trade, gift, leave, rejoin and hop; the
 //!   checks that no acknowledged save is lost, nothing is duplicated, messages arrive once and
 //!   hand-offs finish in time.
