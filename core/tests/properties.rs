@@ -66,7 +66,9 @@ fn ops(v: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-fn run(actions: &[Action], seed: u64) {
+/// Plays `actions`, settles, checks the invariants, and returns what the checks ran on: per
+/// key, the ops its owners' saves acknowledged, and the lock holders (key, generation, job).
+fn run(actions: &[Action], seed: u64) -> Checked {
     let mut w = World::new(3, seed);
     let store = w.new_store("S", json!({"ops": []}));
     for s in 0..3 {
@@ -221,6 +223,13 @@ fn run(actions: &[Action], seed: u64) {
             );
         }
     }
+    Checked { acked, holder }
+}
+
+/// What [`run`]'s checks ran on.
+struct Checked {
+    acked: BTreeMap<String, BTreeSet<String>>,
+    holder: BTreeMap<(String, i64), String>,
 }
 
 proptest! {
@@ -239,7 +248,7 @@ proptest! {
 /// A hand-picked interleaving: steal while the owner's saves fail, then recovery.
 #[test]
 fn steal_during_an_outage_keeps_acknowledged_ops() {
-    run(
+    let checked = run(
         &[
             Action::Start {
                 s: 0,
@@ -278,4 +287,16 @@ fn steal_during_an_outage_keeps_acknowledged_ops() {
         ],
         7,
     );
+    // The checks ran on something: ops acknowledged, and the key's lock held by more than
+    // one server over its generations (the steal happened).
+    // Acknowledged: server 0's op, saved before the outage, and server 2's, after its steal
+    // (no save of server 1 acknowledged its op).
+    let acked: Vec<(&String, Vec<&String>)> = checked
+        .acked
+        .iter()
+        .map(|(k, ops)| (k, ops.iter().collect()))
+        .collect();
+    assert_eq!(format!("{acked:?}"), r#"[("a", ["s0-1", "s2-4"])]"#);
+    let holders: BTreeSet<&String> = checked.holder.values().collect();
+    assert_eq!(holders.len(), 2);
 }
