@@ -172,6 +172,8 @@ pub(crate) enum Outcome {
 /// is not, but the methods called directly take `now` as given (a NaN time would set timers that
 /// fire at the next timeout).
 pub struct Engine {
+    /// The latest monotonic time an input brought through [`Engine::handle_input`].
+    pub(crate) last_mono: f64,
     pub(crate) identity: ServerIdentity,
     pub(crate) state: DataStoreState,
     pub(crate) constants: Constants,
@@ -215,6 +217,7 @@ impl Engine {
     /// A new engine for one server.
     pub fn new(config: EngineConfig) -> Engine {
         Engine {
+            last_mono: f64::NEG_INFINITY,
             studio: config.datastore_state != DataStoreState::Access,
             identity: config.identity,
             state: config.datastore_state,
@@ -561,6 +564,16 @@ impl Engine {
     }
 
     /// Whether `op` waits in its key's queue: known, but not sent yet.
+    /// How many outputs wait to be polled.
+    pub(crate) fn pending_outputs(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Whether `op` is an operation the engine still tracks (queued or out, not yet answered).
+    pub(crate) fn has_op(&self, op: OpId) -> bool {
+        self.ops.contains_key(&op)
+    }
+
     pub(crate) fn is_queued(&self, op: OpId) -> bool {
         self.ops.get(&op).is_some_and(|o| !o.sent)
     }

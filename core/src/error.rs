@@ -65,6 +65,18 @@ pub enum ApiError {
     /// A profile id that this engine did not hand out, or that was released.
     #[error("[ProfileStore]: unknown profile id {0}")]
     UnknownProfile(u64),
+    /// `processed()` for a message the profile's handlers were never given (a wrong id, or one
+    /// still waiting for a handler): refused, as the next save would remove it from the
+    /// DataStore unhandled.
+    #[error(
+        "[ProfileStore]: message {id} was not delivered to profile {profile}'s handlers: not marked processed"
+    )]
+    MessageNotDelivered {
+        /// The profile.
+        profile: u64,
+        /// The message id.
+        id: i64,
+    },
     /// A version query id that this engine did not hand out.
     #[error("[ProfileStore]: unknown version query id {0}")]
     UnknownQuery(u64),
@@ -74,6 +86,25 @@ pub enum ApiError {
         "[ProfileStore]: host error: DataStore request {0} has not been sent yet; its transform or answer is refused"
     )]
     OpNotSent(u64),
+    /// A host error: an answer for a DataStore request that is not waiting for one (answered
+    /// already, or never sent). Refused: nothing changes.
+    #[error(
+        "[ProfileStore]: host error: DataStore request {0} is not waiting for an answer (answered already, or never sent)"
+    )]
+    NotAwaitingAnswer(u64),
+    /// A host error: a timeout fed while outputs wait to be polled (`poll_output` must be
+    /// drained first: the timeout's outputs would come after ones it may depend on). Refused:
+    /// nothing changes.
+    #[error(
+        "[ProfileStore]: host error: a timeout was fed with {0} output(s) not yet polled; drain poll_output first"
+    )]
+    OutputsNotDrained(usize),
+    /// A host error: a value answering a DataStore request without the key info every
+    /// DataStore read or write of a value returns. Refused: nothing changes.
+    #[error(
+        "[ProfileStore]: host error: DataStore request {0} was answered with a value but no key info"
+    )]
+    MissingKeyInfo(u64),
     /// A host error: a transform or an answer for a mock store's operation, which the engine
     /// runs itself and never sends. Refused: nothing changes.
     #[error(
@@ -96,6 +127,17 @@ pub enum ApiError {
     /// changes (a NaN time would otherwise compare as due for every timer).
     #[error("[ProfileStore]: host error: the input's monotonic time {0} is not a finite number")]
     NonFiniteTime(f64),
+    /// A host error: an input whose monotonic time is before an earlier input's. Refused:
+    /// nothing changes (timers and windows count on `os.clock()` never going back).
+    #[error(
+        "[ProfileStore]: host error: the input's monotonic time {now} is before an earlier input's ({last})"
+    )]
+    TimeWentBack {
+        /// The input's time.
+        now: f64,
+        /// The latest time an input brought.
+        last: f64,
+    },
     /// `VersionQuery` bounds where the minimum is after the maximum.
     #[error("[ProfileStore]: Invalid min_date ({min}) after max_date ({max})")]
     MinDateAfterMaxDate {

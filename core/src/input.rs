@@ -378,18 +378,37 @@ impl Engine {
     /// [`Engine::replay_input`]).
     ///
     /// Host errors are refused with [`InputResult::Done`] holding the error, and change nothing:
-    /// an input whose `now.mono` is not a finite number, a profile id the engine does not know
-    /// (`EndSession`, `MessageProcessed`, `AddUserId`, `RemoveUserId`, `ForgetProfile`; ending
-    /// a known profile twice is fine), a page of versions answering anything but a version
-    /// listing, a value answering a version listing, and an answer for a DataStore request
-    /// the engine has not sent — still queued, or a mock store's, which never goes out (a
-    /// transform for such a request returns a transform error).
+    ///
+    /// - an input whose `now.mono` is not a finite number, or is before an earlier input's (the
+    ///   engine's timers count on `os.clock()` never going back);
+    /// - a timeout fed while outputs wait to be polled;
+    /// - a profile id the engine does not know (`EndSession`, `MessageProcessed`, `AddUserId`,
+    ///   `RemoveUserId`, `ForgetProfile`; ending a known profile twice is fine), and
+    ///   `MessageProcessed` for a message the profile's handlers were not given;
+    /// - a page of versions answering anything but a version listing, a value answering a
+    ///   version listing, a value without key info;
+    /// - an answer for a request not waiting for one (answered already, or never sent), or for
+    ///   one the engine has not sent — still queued, or a mock store's, which never goes out (a
+    ///   transform for such a request returns a transform error).
     pub fn handle_input(&mut self, input: Input, live: &mut dyn LiveState) -> InputResult {
         use Input as I;
         if let Some(now) = input.now()
             && !now.mono.is_finite()
         {
             return InputResult::Done(text(Err(ApiError::NonFiniteTime(now.mono))));
+        }
+        if matches!(input, I::Timeout { .. }) && self.pending_outputs() > 0 {
+            let waiting = self.pending_outputs();
+            return InputResult::Done(text(Err(ApiError::OutputsNotDrained(waiting))));
+        }
+        if let Some(now) = input.now() {
+            if now.mono < self.last_mono {
+                return InputResult::Done(text(Err(ApiError::TimeWentBack {
+                    now: now.mono,
+                    last: self.last_mono,
+                })));
+            }
+            self.last_mono = now.mono;
         }
         if let I::DataStoreResponse { op, result, .. } = &input {
             // A page answers only a version listing, and a listing only a page (or an error);
@@ -401,6 +420,17 @@ impl Engine {
             }
             if listing && result.is_ok() && !page {
                 return InputResult::Done(text(Err(ApiError::PageExpected(op.0))));
+            }
+            if !listing && !self.has_op(*op) {
+                return InputResult::Done(text(Err(ApiError::NotAwaitingAnswer(op.0))));
+            }
+            // Every DataStore call that returns a value returns its key info with it.
+            if let Ok(DataStoreResponse::Value {
+                value: Some(_),
+                key_info: None,
+            }) = result
+            {
+                return InputResult::Done(text(Err(ApiError::MissingKeyInfo(op.0))));
             }
             if self.is_mock_op(*op) {
                 return InputResult::Done(text(Err(ApiError::MockOp(op.0))));
@@ -453,10 +483,10 @@ impl Engine {
             I::AddMessageHandler { profile } => {
                 InputResult::Registered(text(self.add_message_handler(profile)))
             }
-            I::MessageProcessed { profile, id } => {
-                self.message_processed(profile, id);
-                InputResult::None
-            }
+            I::MessageProcessed { profile, id } => match self.message_processed(profile, id) {
+                Ok(()) => InputResult::None,
+                refused => InputResult::Done(text(refused)),
+            },
             I::Get {
                 now,
                 store,

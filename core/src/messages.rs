@@ -263,11 +263,23 @@ impl Engine {
     }
 
     /// A handler called `processed()` for message `id` (spec §10.3): the entry is removed from
-    /// the DataStore by the next owned save, atomically with that save's `Data`.
-    pub fn message_processed(&mut self, profile: ProfileId, id: i64) {
-        if let Some(p) = self.profiles.get_mut(&profile) {
-            p.processed.insert(id);
+    /// the DataStore by the next owned save, atomically with that save's `Data`. Refused for an
+    /// unknown profile, and for a message its handlers were not given.
+    pub fn message_processed(&mut self, profile: ProfileId, id: i64) -> Result<(), ApiError> {
+        let p = self
+            .profiles
+            .get_mut(&profile)
+            .ok_or(ApiError::UnknownProfile(profile.0))?;
+        // Only a message the handlers were given: the next save removes a processed one from
+        // the DataStore.
+        if p.handler_count == 0 || !p.received.contains(&id) {
+            return Err(ApiError::MessageNotDelivered {
+                profile: profile.0,
+                id,
+            });
         }
+        p.processed.insert(id);
+        Ok(())
     }
 
     /// A MessagingService message arrived on a subscription (spec §10.4): a matching `LoadCount`

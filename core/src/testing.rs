@@ -497,7 +497,10 @@ impl World {
                 Output::Event(Event::Message { profile, id, .. })
                     if self.servers[s].auto_process_messages =>
                 {
-                    self.servers[s].engine.message_processed(*profile, *id);
+                    self.servers[s]
+                        .engine
+                        .message_processed(*profile, *id)
+                        .expect("a message delivered to the handler");
                 }
                 Output::Completion(
                     Completion::SessionStart {

@@ -748,7 +748,7 @@ fn d16_a_release_that_keeps_the_stored_data_keeps_processed_messages() {
     .unwrap();
     w.run_for(7.0);
     // The handler applied the gift and marked it processed, then the game broke Data.
-    w.with(0, |e, _| e.message_processed(p, 1));
+    w.with(0, |e, _| e.message_processed(p, 1)).unwrap();
     *w.data_mut(0, p) = json!("oops");
     w.with(0, |e, now| e.end_session(now, p));
     w.run_for(2.0);

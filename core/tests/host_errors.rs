@@ -265,16 +265,23 @@ fn a_value_answering_a_version_listing_is_refused() {
     );
 }
 
-/// A page of versions answers only a version listing: as the answer to a session start it is
-/// refused, naming the request, and the start still completes when answered properly.
-#[test]
-fn a_page_answering_an_update_is_refused() {
+/// An engine whose `StartSessionAsync` of key `k` (made at 1.0) has sent its request: the
+/// call and the request's op.
+fn a_start_sent() -> (Engine, CallId, OpId) {
     let (mut e, store) = engine();
-    let mut host = Host::default();
     let call = e
         .start_session(at(1.0), store.live(), "k", StartParams::default())
         .unwrap();
     let op = requests(&drain(&mut e))[0].op;
+    (e, call, op)
+}
+
+/// A page of versions answers only a version listing: as the answer to a session start it is
+/// refused, naming the request, and the start still completes when answered properly.
+#[test]
+fn a_page_answering_an_update_is_refused() {
+    let (mut e, call, op) = a_start_sent();
+    let mut host = Host::default();
     let page = Input::DataStoreResponse {
         now: at(1.1),
         op,
@@ -516,4 +523,111 @@ fn an_empty_answer_to_a_message_write_that_trimmed_the_queue_is_an_error() {
             "MAX_MESSAGE_QUEUE {max}: the call waits for its retry"
         );
     }
+}
+
+/// An input's monotonic time may not be before an earlier input's: refused, naming the times,
+/// and nothing changes (a start made at a time refused did not happen; a jump back used to
+/// stretch every wait by its size); the engine goes on from the latest time it was given.
+#[test]
+fn a_time_that_goes_back_is_refused() {
+    let (mut e, store) = engine();
+    let mut host = Host::default();
+    let start = |mono: f64| Input::StartSession {
+        now: at(mono),
+        store: store.live(),
+        key: "k".into(),
+        params: StartParams::default(),
+    };
+    let timeout = |mono: f64| Input::Timeout {
+        now: at(mono),
+        live: LiveAnswers::default(),
+    };
+    assert!(matches!(
+        e.handle_input(start(5.0), &mut host),
+        InputResult::Call(Ok(_))
+    ));
+    drain(&mut e);
+    let refused = InputResult::Done(Err(
+        "[ProfileStore]: host error: the input's monotonic time 4.5 is before an earlier \
+         input's (5)"
+            .to_string(),
+    ));
+    assert_eq!(e.handle_input(timeout(4.5), &mut host), refused);
+    assert_eq!(e.handle_input(start(4.5), &mut host), refused);
+    assert!(drain(&mut e).is_empty(), "nothing changed");
+    // The same time again is fine.
+    assert_eq!(e.handle_input(timeout(5.0), &mut host), InputResult::None);
+}
+
+/// An answer is taken once, and with the key info every DataStore call returning a value
+/// returns: a value without it is refused (a start used to retry it for ever, an ending save
+/// too, so shutdown never completed), and a second answer for the same request is refused
+/// (it used to be dropped without a word). Each names the request, and nothing changes.
+#[test]
+fn an_answer_without_key_info_or_a_second_answer_is_refused() {
+    let (mut e, call, op) = a_start_sent();
+    let mut host = Host::default();
+    let Transformed::Write { value, .. } = e.transform(op, None, 1000, &mut host) else {
+        panic!("the start writes")
+    };
+    let answer = |key_info: Option<KeyInfo>| Input::DataStoreResponse {
+        now: at(1.2),
+        op,
+        result: Ok(DataStoreResponse::Value {
+            value: Some(std::sync::Arc::new(value.clone())),
+            key_info,
+        }),
+    };
+    assert_eq!(
+        e.handle_input(answer(None), &mut host),
+        InputResult::Done(Err(format!(
+            "[ProfileStore]: host error: DataStore request {} was answered with a value but no \
+             key info",
+            op.0
+        )))
+    );
+    assert!(drain(&mut e).is_empty(), "nothing changed");
+    e.handle_input(answer(Some(key_info())), &mut host);
+    let out = drain(&mut e);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Completion(Completion::SessionStart { call: c, profile: Some(_) }) if *c == call)),
+        "{out:?}"
+    );
+    assert_eq!(
+        e.handle_input(answer(Some(key_info())), &mut host),
+        InputResult::Done(Err(format!(
+            "[ProfileStore]: host error: DataStore request {} is not waiting for an answer \
+             (answered already, or never sent)",
+            op.0
+        )))
+    );
+    assert!(drain(&mut e).is_empty(), "nothing changed");
+}
+
+/// A timeout fed before the outputs waiting to be polled were drained is refused, naming how
+/// many wait (it used to panic in debug builds, and run out of order in release ones).
+#[test]
+fn a_timeout_before_the_outputs_are_drained_is_refused() {
+    let (mut e, store) = engine();
+    let mut host = Host::default();
+    e.start_session(at(1.0), store.live(), "k", StartParams::default())
+        .unwrap();
+    let timeout = Input::Timeout {
+        now: at(1.5),
+        live: LiveAnswers::default(),
+    };
+    assert_eq!(
+        e.handle_input(timeout.clone(), &mut host),
+        InputResult::Done(Err(
+            "[ProfileStore]: host error: a timeout was fed with 1 output(s) not yet polled; drain \
+             poll_output first"
+                .to_string()
+        ))
+    );
+    assert_eq!(
+        requests(&drain(&mut e)).len(),
+        1,
+        "the start's request waits"
+    );
+    assert_eq!(e.handle_input(timeout, &mut host), InputResult::None);
 }

@@ -151,7 +151,7 @@ fn synchronous_processed_stops_fall_through_and_unprocessed_messages_persist() {
     // that processes synchronously). The host processes only message 2.
     let d = deliveries(&w, 0);
     assert_eq!(d.iter().map(|x| x.2).collect::<Vec<_>>(), [1, 2]);
-    w.with(0, |e, _| e.message_processed(p, 2));
+    w.with(0, |e, _| e.message_processed(p, 2)).unwrap();
     w.with(0, |e, now| e.end_session(now, p));
     w.run_for(1.0);
     assert_eq!(
@@ -330,4 +330,51 @@ fn messaging_reactions_are_rate_limited_to_one_per_six_seconds() {
     assert_eq!(saves, 1);
     assert!(w.servers[0].engine.is_active(p));
     assert_eq!(deliveries(&w, 0).len(), 1);
+}
+
+/// `processed()` only for a message the handlers were given: a wrong id, or a message waiting
+/// for a handler, is refused with the id named, and the next save keeps it in the queue (it
+/// used to be removed from the DataStore unhandled).
+#[test]
+fn processed_for_a_message_not_delivered_is_refused() {
+    let mut w = World::new(2, 27);
+    w.servers[0].auto_process_messages = false;
+    let store = w.new_store("S", json!({}));
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    w.with(1, |e, now| {
+        e.message(now, store.live(), "k", json!({"Gift": 1}))
+    })
+    .unwrap();
+    w.run_for(7.0);
+    let not_delivered = |id: i64| ApiError::MessageNotDelivered { profile: p.0, id };
+    // No handler yet: message 1 waits for one.
+    assert_eq!(
+        w.with(0, |e, _| e.message_processed(p, 1)),
+        Err(not_delivered(1))
+    );
+    w.with(0, |e, _| e.add_message_handler(p)).unwrap();
+    assert_eq!(
+        w.with(0, |e, _| e.message_processed(p, 9)),
+        Err(not_delivered(9))
+    );
+    assert_eq!(
+        not_delivered(9).to_string(),
+        format!(
+            "[ProfileStore]: message 9 was not delivered to profile {}'s handlers: not marked processed",
+            p.0
+        )
+    );
+    w.with(0, |e, now| e.save(now, p)).unwrap();
+    w.run_for(1.0);
+    assert_eq!(
+        w.stored("S", "k").unwrap()["GlobalUpdates"],
+        json!([1, [[1, {"Gift": 1}]]]),
+        "the refused ids removed nothing"
+    );
+    // Delivered by the handler's registration, message 1 can be processed: the next save
+    // removes it.
+    w.with(0, |e, _| e.message_processed(p, 1)).unwrap();
+    w.with(0, |e, now| e.save(now, p)).unwrap();
+    w.run_for(1.0);
+    assert_eq!(w.stored("S", "k").unwrap()["GlobalUpdates"], json!([1, []]));
 }
