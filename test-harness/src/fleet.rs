@@ -1359,7 +1359,13 @@ impl Fleet {
         let Some(p) = self.joining[s].remove(&call) else {
             return;
         };
-        if !matches!(self.players[p].presence, Presence::Joining { call: c, .. } if c == call) {
+        // Call ids are each engine's own: the start is the player's current one only if it is
+        // on this server too.
+        let current = matches!(
+            self.players[p].presence,
+            Presence::Joining { call: c, server, .. } if c == call && server == s
+        );
+        if !current {
             // A start the player left and a later log-in replaced: counted like any start; the
             // game ends a profile it returns at once.
             match profile {
@@ -1565,7 +1571,12 @@ impl Fleet {
             }
             for (&call, &p) in calls {
                 let since = match self.players[p].presence {
-                    Presence::Joining { call: c, since, .. } if c == call => Some(since),
+                    Presence::Joining {
+                        call: c,
+                        server,
+                        since,
+                        ..
+                    } if c == call && server == s => Some(since),
                     _ => None,
                 };
                 pending.push((self.players[p].key.clone(), since));
