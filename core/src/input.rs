@@ -401,14 +401,13 @@ impl Engine {
             let waiting = self.pending_outputs();
             return InputResult::Done(text(Err(ApiError::OutputsNotDrained(waiting))));
         }
-        if let Some(now) = input.now() {
-            if now.mono < self.last_mono {
-                return InputResult::Done(text(Err(ApiError::TimeWentBack {
-                    now: now.mono,
-                    last: self.last_mono,
-                })));
-            }
-            self.last_mono = now.mono;
+        if let Some(now) = input.now()
+            && now.mono < self.last_mono
+        {
+            return InputResult::Done(text(Err(ApiError::TimeWentBack {
+                now: now.mono,
+                last: self.last_mono,
+            })));
         }
         if let I::DataStoreResponse { op, result, .. } = &input {
             // A page answers only a version listing, and a listing only a page (or an error);
@@ -450,6 +449,10 @@ impl Engine {
             && self.profile(*profile).is_none()
         {
             return InputResult::Done(text(Err(ApiError::UnknownProfile(profile.0))));
+        }
+        // Taken: its time is the latest one seen (a refused input's is not).
+        if let Some(now) = input.now() {
+            self.last_mono = now.mono;
         }
         match input {
             I::NewStore { name, template } => {

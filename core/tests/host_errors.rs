@@ -557,6 +557,16 @@ fn a_time_that_goes_back_is_refused() {
     assert!(drain(&mut e).is_empty(), "nothing changed");
     // The same time again is fine.
     assert_eq!(e.handle_input(timeout(5.0), &mut host), InputResult::None);
+    // A refused input's time is not taken: after one at 9, an input at 6 is still on time.
+    let unknown = Input::EndSession {
+        now: at(9.0),
+        profile: ProfileId(999),
+    };
+    assert!(matches!(
+        e.handle_input(unknown, &mut host),
+        InputResult::Done(Err(_))
+    ));
+    assert_eq!(e.handle_input(timeout(6.0), &mut host), InputResult::None);
 }
 
 /// An answer is taken once, and with the key info every DataStore call returning a value
