@@ -119,8 +119,8 @@ pub(crate) enum OpNote {
     DataRejected(DataProblem),
     /// A message write dropped this many of the oldest entries (`MAX_MESSAGE_QUEUE`).
     DroppedMessages(usize),
-    /// A message write found no id left above the key's counter and wrote nothing.
-    NoMessageId,
+    /// A message write found no id left above the key's counter (this one) and wrote nothing.
+    NoMessageId(f64),
 }
 
 pub(crate) struct Op {
@@ -563,7 +563,6 @@ impl Engine {
             .any(|o| o.token == *token && self.is_final_save(&o.kind))
     }
 
-    /// Whether `op` waits in its key's queue: known, but not sent yet.
     /// How many outputs wait to be polled.
     pub(crate) fn pending_outputs(&self) -> usize {
         self.outputs.len()
@@ -574,6 +573,7 @@ impl Engine {
         self.ops.contains_key(&op)
     }
 
+    /// Whether `op` waits in its key's queue: known, but not sent yet.
     pub(crate) fn is_queued(&self, op: OpId) -> bool {
         self.ops.get(&op).is_some_and(|o| !o.sent)
     }

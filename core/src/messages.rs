@@ -28,11 +28,40 @@ pub(crate) struct MessageCall {
     pub backoff: f64,
 }
 
+/// Whether a key whose message counter is `last` has no id left for a new message: from
+/// 2^53 on, adding 1 can give the counter back, and past 2^63 no id can be delivered
+/// (`wire::whole_number`); the original would store the message under an id already used.
+fn no_id_above(last: f64) -> bool {
+    let id = last + 1.0;
+    id <= last || wire::whole_number(id).is_none()
+}
+
+/// The message counter of the stored value `current` as the message transform reads it (a
+/// repaired queue's; 0 for none), whole.
+fn counter_of(current: Option<&Value>) -> f64 {
+    let queue = match wire::classify(current, 0) {
+        Classified::Valid(obj) => obj.get("GlobalUpdates").cloned(),
+        Classified::Missing { global_updates, .. } => Some(global_updates),
+    };
+    queue
+        .and_then(|q| q.get(0).and_then(Value::as_f64))
+        .unwrap_or(0.0)
+        .floor()
+}
+
+/// Why a message found no id: its key's counter.
+fn no_message_id(last: f64) -> String {
+    format!(
+        "no message id is left above the key's message counter ({})",
+        crate::lua_number(last)
+    )
+}
+
 /// The message transform (spec §10.1 step 2): append `[id, message]` with the next id, then drop
 /// the oldest entries beyond `max_queue` (`wall`: `os.time()`, for a `MetaData` the value
 /// lacked, see [`wire::working_copy`]). Returns the write and how many entries were dropped;
-/// a transform error, writing nothing, when the key's counter has no whole number above it
-/// that an `i64` holds (2^53 or more: only another tool writes such a counter).
+/// a transform error, writing nothing, when the key's counter has no id left above it (see
+/// [`no_id_above`]: only another tool writes such a counter).
 pub fn message_transform(
     current: Option<&Value>,
     message: &Value,
@@ -61,14 +90,8 @@ pub fn message_transform(
     // message ids are whole numbers (`wire::message_id`).
     let last = queue[0].as_f64().unwrap_or(0.0).floor();
     let id = last + 1.0;
-    // From 2^53 on, adding 1 gives the counter back, and past 2^63 no id can be delivered
-    // (`wire::whole_number`): the original would repeat the last id. Nothing is written.
-    if id <= last || wire::whole_number(id).is_none() {
-        let text = format!(
-            "no message id is left above the key's message counter ({})",
-            crate::lua_number(last)
-        );
-        return (Transformed::Error(text), 0);
+    if no_id_above(last) {
+        return (Transformed::Error(no_message_id(last)), 0);
     }
     queue[0] = wire::number(id);
     let entries = queue[1]
@@ -158,8 +181,8 @@ impl Engine {
         };
         let max = self.constants.max_message_queue as usize;
         let (t, dropped) = message_transform(current, &m.message, max, wall);
-        let note = if matches!(t, Transformed::Error(_)) {
-            OpNote::NoMessageId
+        let note = if let Transformed::Error(_) = t {
+            OpNote::NoMessageId(counter_of(current))
         } else if dropped > 0 {
             OpNote::DroppedMessages(dropped)
         } else {
@@ -204,8 +227,10 @@ impl Engine {
             Outcome::Failed(e) => {
                 // A message the DataStore can never store (nested too deep once queued, say),
                 // or that no id is left for, fails the call instead of retrying for ever.
-                let reason = if note == OpNote::NoMessageId {
-                    Some(e.message.clone())
+                // (The request may also have failed on its way: the reason is the counter's
+                // all the same, and trying again would find it the same.)
+                let reason = if let OpNote::NoMessageId(last) = note {
+                    Some(no_message_id(last))
                 } else if crate::profile::unstorable(&e.message) {
                     Some(format!(
                         "the DataStore cannot store the message ({})",
@@ -393,9 +418,9 @@ mod tests {
         }
     }
 
-    /// Ids must increase (spec §10.1): a counter of 2^53 or more has no whole number above it
-    /// that a message id can take, and the transform writes nothing; just below, the last id
-    /// is still given.
+    /// Ids must increase (spec §10.1): at 2^53, past 2^63 and beyond, the counter has no id
+    /// left above it, and the transform writes nothing; just below 2^53, the last id is still
+    /// given.
     #[test]
     fn a_counter_with_no_id_above_it_writes_nothing() {
         for counter in [json!(9_007_199_254_740_992_i64), json!(1e19), json!(1e300)] {
@@ -417,6 +442,17 @@ mod tests {
             panic!("{t:?}")
         };
         assert_eq!(value["GlobalUpdates"][0], json!(9_007_199_254_740_991_i64));
+        // At 2^53 + 2, adding 1 rounds up to 2^53 + 4: a fresh id all the same.
+        let v =
+            json!({"Data": {}, "MetaData": {}, "GlobalUpdates": [9_007_199_254_740_994_i64, []]});
+        let (t, _) = message_transform(Some(&v), &json!({"n": 1}), 1000, 0);
+        let Transformed::Write { value, .. } = t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(
+            value["GlobalUpdates"][1][0][0].as_f64(),
+            Some(9_007_199_254_740_996.0)
+        );
     }
 
     #[test]

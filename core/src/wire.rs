@@ -150,7 +150,7 @@ pub enum StoredData {
 }
 
 /// The working copy of a valid profile: every field (unknown ones too), `MetaData` as an object
-/// (a new profile's, created at `wall_now`, for a missing or non-object `MetaData`), with a
+/// (a new profile's, created at `wall_now`, for a missing, empty or non-object `MetaData`), with a
 /// number `SessionLoadCount` (0 when missing or not a number), and `GlobalUpdates` repaired
 /// (`[0, []]` when missing). What a repaired value is written back as is a profile the
 /// original module reads too: its start adds 1 to `SessionLoadCount`, and throws on anything
@@ -170,7 +170,12 @@ pub fn working_copy(obj: &Object, data: StoredData, wall_now: i64) -> Object {
             working.insert("GlobalUpdates".into(), empty_global_updates());
         }
     }
-    match obj.get("MetaData").and_then(Value::as_object) {
+    // An empty table, `{}` or `[]`, is no MetaData either.
+    match obj
+        .get("MetaData")
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
+    {
         None => {
             working.insert("MetaData".into(), Value::Object(new_meta_data(wall_now)));
         }
@@ -470,10 +475,7 @@ mod tests {
         // `os.time()`, 77 here) where there was none, a SessionLoadCount where it lacked one.
         let fresh = json!({"ProfileCreateTime": 77, "SessionLoadCount": 0, "MetaTags": []});
         for (v, meta) in [
-            (
-                json!({"Data": {"Coins": 5}, "MetaData": {}}),
-                json!({"SessionLoadCount": 0}),
-            ),
+            (json!({"Data": {"Coins": 5}, "MetaData": {}}), fresh.clone()),
             (
                 json!({"Data": {"Coins": 5}, "MetaData": {"SessionLoadCount": "x", "Tag": 1}}),
                 json!({"SessionLoadCount": 0, "Tag": 1}),

@@ -263,8 +263,8 @@ fn message_queue_keeps_the_newest_max_message_queue_entries() {
     assert!(warned, "dropping is not silent");
 }
 
-/// A key whose message counter has no whole number above it (2^53 or more, written by another
-/// tool) cannot give a new message a fresh id (spec §10.1: ids strictly increase; the original
+/// A key whose message counter has no id left above it (2^53, where adding 1 gives it back;
+/// only another tool writes such a counter) cannot give a new message a fresh id (spec §10.1: ids strictly increase; the original
 /// repeats the last one): `MessageAsync` returns false at once with a warning naming the key,
 /// nothing is written, and the call does not retry.
 #[test]

@@ -343,8 +343,6 @@ fn autosave_ring_spacing_through_the_engine() {
     }
 }
 
-/// Critical state (spec §12): five errors inside 120 s enter it; it ends 120 s after the window
-/// last held five.
 /// Spec §12: critical state counts errors within `CRITICAL_STATE_ERROR_EXPIRE`; a successful
 /// request in between does not reset that count. Four failing saves, a successful one, then a
 /// fifth failing save: critical state begins at the fifth error.
@@ -382,6 +380,8 @@ fn a_success_between_errors_does_not_reset_the_window() {
     assert_eq!(toggles, [Event::OnCriticalToggle { is_critical: true }]);
 }
 
+/// Critical state (spec §12): five errors inside 120 s enter it; it ends 120 s after the window
+/// last held five.
 #[test]
 fn critical_state_toggles_on_and_off() {
     let mut w = World::new(1, 9);

@@ -367,7 +367,8 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         let by_death = unsaved().filter(|t| died(t)).count();
         let by_steal = unsaved().filter(|t| !died(t) && stolen(t)).count();
         if holders.len() - 1 <= by_death + by_steal {
-            // Counted once however many profiles hold it, by what tore it first.
+            // Counted once however many profiles hold it: as torn by a death if a death
+            // explains one of its copies, else by a steal.
             if by_death > 0 {
                 fleet.torn_trades.push(item.clone());
             } else {

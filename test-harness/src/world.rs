@@ -844,11 +844,19 @@ impl World {
         });
     }
 
-    /// Executes everything server `s` asked for.
+    /// Executes everything server `s` asked for. Once the server has stopped (its
+    /// `BindToClose` returned earlier in the same outputs), what its engine still puts out is
+    /// recorded and its signals and completions logged, but no request leaves it.
     pub fn drain(&mut self, s: usize) {
         while let Some(output) = self.servers[s].engine.poll_output() {
             if let Some(outputs) = &mut self.outputs {
                 outputs.push((s, output.clone()));
+            }
+            if self.servers[s].stopped_at.is_some() {
+                if matches!(output, Output::Event(_) | Output::Completion(_)) {
+                    self.log_happening(s, Happening::Output(output));
+                }
+                continue;
             }
             match output {
                 Output::DataStore(request) => {
@@ -962,7 +970,6 @@ impl World {
                         // BindToClose returned: the server closes (gracefully, no kill), and
                         // nothing its engine puts out after that leaves it.
                         self.stop(s);
-                        return;
                     }
                 }
                 other => self.log_happening(s, Happening::Output(other)),
