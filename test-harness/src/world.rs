@@ -1260,8 +1260,11 @@ impl World {
                 {
                     Ok(pages) => {
                         let response = pages.to_response();
-                        // Remembered for the query's NextVersionPage requests.
-                        self.pages.insert((s, *qid), pages);
+                        // Remembered for the query's NextVersionPage requests, while there
+                        // are pages left (the engine asks for none after the last).
+                        if !pages.is_finished {
+                            self.pages.insert((s, *qid), pages);
+                        }
                         Ok(response)
                     }
                     Err(e) => Err(e),
@@ -1278,7 +1281,11 @@ impl World {
                 let mut pages = pages.clone();
                 let r = self.datastore.advance_versions(now, &mut pages);
                 let response = pages.to_response();
-                self.pages.insert((s, *query), pages);
+                if pages.is_finished {
+                    self.pages.remove(&(s, *query));
+                } else {
+                    self.pages.insert((s, *query), pages);
+                }
                 r.map(|_| response)
             }
         };

@@ -1146,3 +1146,53 @@ fn recording_is_refused_once_an_engine_has_had_inputs() {
     let trace = profilestore_harness::trace::Trace::of(&fresh, None).unwrap();
     assert_eq!(trace.inputs.len(), 1);
 }
+
+/// A version query through the world: the listing, then each version read in turn, then nil
+/// (the world keeps a listing's pages only while some are left).
+#[test]
+fn a_version_query_reads_every_version_through_the_world() {
+    use profilestore_core::SortDirection;
+    let (mut w, store) = world(1, Limits::unlimited());
+    // One write an hour: three retained versions.
+    for (hour, coins) in [(0.0, 1), (3600.0, 2), (7200.0, 3)] {
+        w.run_until(hour + 1.0);
+        let value = json!({"Data": {"Coins": coins}, "MetaData": {"SessionLoadCount": 0}, "GlobalUpdates": [0, []]});
+        w.raw_set(0, "S", "k", value);
+    }
+    w.run_until(7300.0);
+    let InputResult::Query(Ok(query)) = w.feed(
+        0,
+        Input::VersionQuery {
+            store: store.live(),
+            key: "k".into(),
+            direction: SortDirection::Ascending,
+            min_date: None,
+            max_date: None,
+        },
+    ) else {
+        panic!("a query")
+    };
+    let mut coins = Vec::new();
+    loop {
+        let now = w.now_for(0);
+        let InputResult::Call(Ok(call)) = w.feed(0, Input::VersionQueryNext { now, query }) else {
+            panic!("a call")
+        };
+        w.run_until(w.now + 1.0);
+        let answer = w.log.iter().rev().find_map(|l| match &l.what {
+            Happening::Output(Output::Completion(Completion::Get { call: c, result }))
+                if *c == call =>
+            {
+                Some(result.clone())
+            }
+            _ => None,
+        });
+        match answer.expect("the call returned") {
+            // (The host holds the view's Data: the logged completion keeps a null.)
+            Ok(Some(view)) => coins.push(w.servers[0].host.data[&view.profile]["Coins"].clone()),
+            Ok(None) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(coins, [json!(1), json!(2), json!(3)]);
+}
