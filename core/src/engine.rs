@@ -40,8 +40,12 @@ pub struct EngineConfig {
     pub identity: ServerIdentity,
     /// Seed of the session-GUID generator.
     pub seed: u64,
-    /// `DataStoreState` at start: `Access` on a live server; `NotReady` in Studio until the host
-    /// reports the access probe's result with [`Engine::handle_datastore_state`].
+    /// `DataStoreState` at start: `Access` on a live server; `NotReady` in Studio, and only there
+    /// (the engine takes a start in another state for Studio: mock-mode warnings are Studio's).
+    /// The access probe is the host's to run (spec §13: `SetAsync("____PS", os.time())` on the
+    /// DataStore `"____PS"`, in a spawned thread): it reports the outcome with
+    /// [`Engine::handle_datastore_state`] (or [`crate::Input::DataStoreState`]), read with
+    /// [`DataStoreState::from_probe`]. Until then, calls that need the DataStore wait.
     pub datastore_state: DataStoreState,
 }
 

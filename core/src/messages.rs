@@ -60,8 +60,9 @@ fn no_message_id(last: f64) -> String {
 /// The message transform (spec §10.1 step 2): append `[id, message]` with the next id, then drop
 /// the oldest entries beyond `max_queue` (`wall`: `os.time()`, for a `MetaData` the value
 /// lacked, see [`wire::working_copy`]). Returns the write and how many entries were dropped;
-/// a transform error, writing nothing, when the key's counter has no id left above it (see
-/// [`no_id_above`]: only another tool writes such a counter).
+/// a transform error, writing nothing, when the key's counter has no id left above it (from
+/// 2^53 on, adding 1 can give the counter back; past 2^63 no id can be delivered: only another
+/// tool writes such a counter).
 pub fn message_transform(
     current: Option<&Value>,
     message: &Value,
