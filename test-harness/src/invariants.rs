@@ -278,12 +278,12 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
             }
         }
         if let Some(acked) = obs.acked_ops.get(p) {
-            // In op-id order: the report names the first missing op whatever the map's order.
-            let mut lost: Vec<(Str, f64)> = acked
+            // In op order (`AckedOps` lists numbered ops by number, then any other by name):
+            // the report names the first missing op (`op2` before `op10`).
+            let lost: Vec<(Str, f64)> = acked
                 .iter()
                 .filter(|(o, _)| !seen.contains(o.as_str()))
                 .collect();
-            lost.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             if !lost.is_empty() {
                 found.push((
                     "no acknowledged save lost",

@@ -150,7 +150,9 @@ fn each_invariant_check_reports_a_broken_run() {
     // An acknowledged op missing from the final value.
     let (mut fleet, key, _) = sound_run(7);
     let p = fleet.keys().iter().position(|k| *k == key).unwrap();
+    // Two, the first named by number (op999 before op1000, which sorts first as text).
     let op = format!("{key}:op999");
+    fleet.observed.acked_ops[p].insert(&format!("{key}:op1000"), 31.0);
     fleet.observed.acked_ops[p].insert(&op, 30.0);
     let v = invariants::check(&mut fleet);
     assert_eq!(v.len(), 1, "{v:?}");
@@ -160,7 +162,7 @@ fn each_invariant_check_reports_a_broken_run() {
     );
     assert_eq!(
         v[0].detail,
-        format!("1 acknowledged op(s) missing from the final value, first {op}")
+        format!("2 acknowledged op(s) missing from the final value, first {op}")
     );
     assert!(!v[0].excerpt.is_empty() && times(&v[0].excerpt).iter().all(|t| *t >= 30.0));
 
