@@ -626,6 +626,47 @@ fn a_summary_names_the_command_that_plays_the_run_again() {
     assert!(first["crashes"].as_u64().unwrap() > 0, "{first}");
 }
 
+/// A run on another database file than the default names it in its `rerun` command, quoted
+/// for the shell where it needs to be, so playing it again does not replace the default file;
+/// a run on the default file needs no flag.
+#[test]
+fn a_rerun_names_the_database_the_run_used() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("runs")).unwrap();
+    let rerun_of = |db: Option<&str>| {
+        let mut args = vec![
+            "simulate",
+            "--json",
+            "--players",
+            "3",
+            "--duration",
+            "20s",
+            "--seed",
+            "2",
+        ];
+        if let Some(db) = db {
+            args.extend(["--db", db]);
+        }
+        let (code, stdout, stderr) = sim(&args, dir.path());
+        assert_eq!(code, 0, "{stderr}");
+        let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        summary["rerun"].as_str().unwrap().to_string()
+    };
+    let flags = "profilestore-sim simulate --servers 4 --players 3 --duration 20 --faults 0 \
+                 --seed 2 --stay 90 --crash-rate 0 --shutdown-rate 0 --spare-servers 0 --places 1 \
+                 --max-skew 5 --quit-while-loading 0.005 --uncancellable 0.1";
+    assert_eq!(rerun_of(None), flags);
+    assert_eq!(
+        rerun_of(Some("runs/a.db")),
+        format!("{flags} --db runs/a.db")
+    );
+    assert_eq!(
+        rerun_of(Some("it's mine.db")),
+        format!("{flags} --db 'it'\\''s mine.db'")
+    );
+    assert!(dir.path().join("it's mine.db").exists());
+}
+
 /// The README's table of `simulate --json` fields names exactly the fields a run prints (a
 /// run without `--check-determinism` and `--trace`, which add one field each).
 #[test]

@@ -29,6 +29,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The embedded on-disk store runs use unless told otherwise.
 const DEFAULT_DB: &str = "profilestore-sim.db";
 
+/// `word` as one word of a POSIX shell command: as it is when it holds only characters no
+/// shell treats specially, else in single quotes (a single quote inside as `'\''`).
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "profilestore-sim",
@@ -427,8 +438,19 @@ fn run(command: Command) -> Result<ExitCode, String> {
             } else {
                 db.display().to_string()
             });
-            if memory {
-                let rerun = format!("{} --memory", summary["rerun"].as_str().unwrap_or_default());
+            // Where its DataStore lived: the default file needs no flag.
+            let backend = if memory {
+                Some("--memory".to_string())
+            } else if db != Path::new(DEFAULT_DB) {
+                Some(format!("--db {}", shell_word(&db.display().to_string())))
+            } else {
+                None
+            };
+            if let Some(backend) = backend {
+                let rerun = format!(
+                    "{} {backend}",
+                    summary["rerun"].as_str().unwrap_or_default()
+                );
                 summary["rerun"] = profilestore_core::json!(rerun);
             }
             let mut reproduced = true;
@@ -571,8 +593,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let t = Trace::load(&file).map_err(|e| e.to_string())?;
             // What was recorded, so a run can also be played again with its invariants checked.
             if let Some(config) = &t.fleet {
+                // A trace does not say where the run's DataStore lived (it plays the same
+                // either way): without `--memory` or `--db` the command replaces the default file.
                 out!(
-                    "recorded run: profilestore-sim simulate {}",
+                    "recorded run: profilestore-sim simulate {} (plus --memory or --db FILE for \
+                     its DataStore; the default replaces ./{DEFAULT_DB})",
                     config.simulate_flags()
                 );
             }
