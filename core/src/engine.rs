@@ -134,6 +134,9 @@ pub(crate) struct Op {
     /// Sent to its DataStore (its key's queue let it go). An op still waiting in the queue has
     /// no request out: a transform or an answer for it is a host error, and is refused.
     pub sent: bool,
+    /// Its latest transform returned a write: only then does an update's answer carry a
+    /// value (a DataStore answers a cancelled update with nil, and fails a throwing one).
+    pub wrote: bool,
 }
 
 /// How an operation ended, after the update wrapper's checks (spec §4 steps 4–6).
@@ -418,12 +421,10 @@ impl Engine {
 
     /// Time passed: fires due timers (waits and backoffs end, mock operations complete), then
     /// runs the Heartbeat work: the auto-save ring (spec §7) and the critical-state evaluation
-    /// (spec §12). Call it at [`poll_timeout`](Self::poll_timeout), or every frame.
+    /// (spec §12). Call it at [`poll_timeout`](Self::poll_timeout), or every frame, with
+    /// [`poll_output`](Self::poll_output) drained first: [`Engine::handle_input`] refuses a
+    /// timeout while outputs wait; called directly, the timeout's outputs queue behind them.
     pub fn handle_timeout(&mut self, now: Now, live: &mut dyn LiveState) {
-        debug_assert!(
-            self.outputs.is_empty(),
-            "poll_output must be drained before handle_timeout"
-        );
         while let Some(timer) = self.timers.pop_due(now.mono) {
             match timer {
                 Timer::ConflictWait(token) | Timer::StartBackoff(token) => {
@@ -475,6 +476,14 @@ impl Engine {
         self.page_ops.contains_key(&op)
     }
 
+    /// Whether `op` is an update (a start, a save, a message) whose latest transform did not
+    /// write: it was not run, or returned nil or an error.
+    pub(crate) fn is_unwritten_update(&self, op: OpId) -> bool {
+        self.ops.get(&op).is_some_and(|o| {
+            matches!(o.kind, OpKind::Start | OpKind::Save(_) | OpKind::Message(_)) && !o.wrote
+        })
+    }
+
     /// Whether `op` is a mock store's operation, still running (the engine answers it itself).
     pub(crate) fn is_mock_op(&self, op: OpId) -> bool {
         self.ops
@@ -509,6 +518,7 @@ impl Engine {
         };
         if let Some(o) = self.ops.get_mut(&op) {
             o.note = note;
+            o.wrote = matches!(result, Transformed::Write { .. });
         }
         result
     }
@@ -705,6 +715,7 @@ impl Engine {
                 kind,
                 note: OpNote::None,
                 sent: false,
+                wrote: false,
             },
         );
         if starts_now {
@@ -734,6 +745,7 @@ impl Engine {
         }
         let o = self.ops.get_mut(&op).expect("present");
         o.sent = true;
+        o.wrote = false;
         let o = &*o;
         if o.token.domain() != Domain::Live {
             self.timers.set(now.mono + FRAME, Timer::MockOp(op));

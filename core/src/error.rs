@@ -105,6 +105,14 @@ pub enum ApiError {
         "[ProfileStore]: host error: DataStore request {0} was answered with a value but no key info"
     )]
     MissingKeyInfo(u64),
+    /// A host error: a value answering an update (`UpdateAsync`) whose latest transform did not
+    /// write (it was not run, or returned nil or an error): a DataStore answers a cancelled
+    /// update with nil and fails a throwing one. Refused: nothing changes (taken as committed,
+    /// a final save would count a lock released that is still stored).
+    #[error(
+        "[ProfileStore]: host error: DataStore request {0} is an update whose transform did not write (not run, or it returned nil or an error); a value does not answer it"
+    )]
+    UnwrittenUpdate(u64),
     /// A host error: a transform or an answer for a mock store's operation, which the engine
     /// runs itself and never sends. Refused: nothing changes.
     #[error(

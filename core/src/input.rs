@@ -386,7 +386,8 @@ impl Engine {
     ///   `RemoveUserId`, `ForgetProfile`; ending a known profile twice is fine), and
     ///   `MessageProcessed` for a message the profile's handlers were not given;
     /// - a page of versions answering anything but a version listing, a value answering a
-    ///   version listing, a value without key info;
+    ///   version listing, a value without key info, a value answering an update whose latest
+    ///   transform did not write;
     /// - an answer for a request not waiting for one (answered already, or never sent), or for
     ///   one the engine has not sent — still queued, or a mock store's, which never goes out (a
     ///   transform for such a request returns a transform error).
@@ -436,6 +437,11 @@ impl Engine {
             }
             if self.is_queued(*op) {
                 return InputResult::Done(text(Err(ApiError::OpNotSent(op.0))));
+            }
+            if let Ok(DataStoreResponse::Value { value: Some(_), .. }) = result
+                && self.is_unwritten_update(*op)
+            {
+                return InputResult::Done(text(Err(ApiError::UnwrittenUpdate(op.0))));
             }
         }
         // A profile id this engine does not know (never handed out, or forgotten) is a host

@@ -641,3 +641,91 @@ fn a_timeout_before_the_outputs_are_drained_is_refused() {
     );
     assert_eq!(e.handle_input(timeout, &mut host), InputResult::None);
 }
+
+/// A value answers an update only when the update's latest transform wrote it (a DataStore
+/// answers a cancelled update with nil and fails a throwing one). A final save answered with
+/// the stored value before its transform ran is refused, naming the request: taken as
+/// committed, it counted the lock released while the stored value still held it and the
+/// session's last `Data` was never written. Answered once its transform has written, it lands.
+#[test]
+fn a_value_answering_an_update_whose_transform_did_not_write_is_refused() {
+    let (mut e, call, op) = a_start_sent();
+    let mut host = Host::default();
+    let refused = |op: OpId| {
+        InputResult::Done(Err(format!(
+            "[ProfileStore]: host error: DataStore request {} is an update whose transform did \
+             not write (not run, or it returned nil or an error); a value does not answer it",
+            op.0
+        )))
+    };
+    let answer = |op: OpId, value: &value::Value, mono: f64| Input::DataStoreResponse {
+        now: at(mono),
+        op,
+        result: Ok(DataStoreResponse::Value {
+            value: Some(std::sync::Arc::new(value.clone())),
+            key_info: Some(key_info()),
+        }),
+    };
+    // The start: answered before its transform ran.
+    let stored = json!({"Data": {"Coins": 5}, "MetaData": {}, "GlobalUpdates": [0, []]});
+    assert_eq!(
+        e.handle_input(answer(op, &stored, 1.1), &mut host),
+        refused(op)
+    );
+    assert!(drain(&mut e).is_empty(), "nothing changed");
+    let Transformed::Write { value: locked, .. } = e.transform(op, None, 1000, &mut host) else {
+        panic!("the start writes")
+    };
+    e.handle_input(answer(op, &locked, 1.2), &mut host);
+    let out = drain(&mut e);
+    let Some(profile) = out.iter().find_map(|o| match o {
+        Output::Completion(Completion::SessionStart { call: c, profile }) if *c == call => {
+            profile.as_ref().map(|p| p.profile)
+        }
+        _ => None,
+    }) else {
+        panic!("the start returns a profile: {out:?}")
+    };
+
+    // The final save: answered with what is stored (the lock still in it), no transform run.
+    e.end_session(at(2.0), profile);
+    let out = drain(&mut e);
+    let save = requests(&out)[0].op;
+    assert_eq!(
+        e.handle_input(answer(save, &locked, 2.1), &mut host),
+        refused(save)
+    );
+    assert!(drain(&mut e).is_empty(), "nothing changed");
+    // A transform that cancels (the key was removed meanwhile) does not make it one.
+    assert_eq!(
+        e.transform(save, None, 1000, &mut host),
+        Transformed::Cancel
+    );
+    assert_eq!(
+        e.handle_input(answer(save, &locked, 2.2), &mut host),
+        refused(save)
+    );
+    // Run again on what is stored, the transform writes the release, and its answer lands.
+    let Transformed::Write {
+        value: released, ..
+    } = e.transform(save, Some(&locked), 1000, &mut host)
+    else {
+        panic!("the final save writes")
+    };
+    assert_eq!(
+        released["MetaData"].get("ActiveSession"),
+        None,
+        "{released}"
+    );
+    assert_eq!(
+        e.handle_input(answer(save, &released, 2.3), &mut host),
+        InputResult::None
+    );
+    let out = drain(&mut e);
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Output::Event(Event::OnAfterSave { profile: p, .. }) if *p == profile)
+        ),
+        "{out:?}"
+    );
+}
