@@ -881,8 +881,10 @@ impl Engine {
                 message: "unexpected page".into(),
             }),
             Err(e) => {
-                // RemoveAsync and versioned reads do not count as errors (spec §12).
-                if !matches!(op.kind, OpKind::Remove(_)) && !versioned {
+                // RemoveAsync and versioned reads do not count as errors (spec §12), nor a
+                // message the engine refused itself for want of an id (no DataStore error).
+                let refused = matches!(op.note, OpNote::NoMessageId(_));
+                if !matches!(op.kind, OpKind::Remove(_)) && !versioned && !refused {
                     self.register_error(now, &op.token, &e.message);
                 }
                 Outcome::Failed(e)

@@ -7,6 +7,9 @@ use crate::value::Value;
 /// its type differs. Array parts are never filled and nothing is removed.
 ///
 /// An empty JSON array in `data` is an empty Luau table, so it is filled like an empty object.
+/// A non-empty array where the template has a dictionary is left as it is: the original adds
+/// the template's fields beside the array's items, a mixed table with no JSON form that keeps
+/// both (`docs/DEVIATIONS.md`, "Reconcile leaves arrays alone").
 /// A template entry whose value is JSON null is no entry (a Luau table cannot hold nil), at any
 /// level of what is copied.
 pub fn reconcile(template: &Value, data: &mut Value) {
@@ -86,5 +89,17 @@ mod tests {
         let mut empty = json!([]);
         reconcile(&json!({"Coins": 0}), &mut empty);
         assert_eq!(empty, json!({"Coins": 0}));
+    }
+
+    /// A non-empty array where the template has a dictionary stays an array: filling it would
+    /// make a table with both parts, which no JSON value holds.
+    #[test]
+    fn reconcile_does_not_mix_array_and_dictionary_parts() {
+        let mut data = json!({"Inv": [5], "Stats": {"Hp": 3}});
+        reconcile(
+            &json!({"Inv": {"Count": 0}, "Stats": {"Hp": 1, "Mp": 2}}),
+            &mut data,
+        );
+        assert_eq!(data, json!({"Inv": [5], "Stats": {"Hp": 3, "Mp": 2}}));
     }
 }

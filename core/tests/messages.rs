@@ -293,6 +293,15 @@ fn a_message_with_no_id_left_fails_at_once_and_writes_nothing() {
                 .to_string()
         ]
     );
+    // The engine refused it itself: no DataStore error, nothing towards critical state.
+    assert_eq!(w.warnings(0, "DataStore API error"), Vec::<String>::new());
+    assert!(
+        !w.events(0)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::OnError { .. })),
+        "{:?}",
+        w.events(0)
+    );
 }
 
 #[test]
