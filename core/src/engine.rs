@@ -428,6 +428,7 @@ impl Engine {
         while let Some(timer) = self.timers.pop_due(now.mono) {
             match timer {
                 Timer::ConflictWait(token) | Timer::StartBackoff(token) => {
+                    self.ask_cancel(&token, live);
                     self.attempt(now, &token)
                 }
                 Timer::SaveRetry(id) => self.retry_save(now, id),
@@ -474,6 +475,14 @@ impl Engine {
     /// Whether `op` is a version listing's request (answered with pages).
     pub(crate) fn is_page_op(&self, op: OpId) -> bool {
         self.page_ops.contains_key(&op)
+    }
+
+    /// The key of `op` when it is a session start's request.
+    pub(crate) fn start_token(&self, op: OpId) -> Option<Token> {
+        self.ops
+            .get(&op)
+            .filter(|o| matches!(o.kind, OpKind::Start))
+            .map(|o| o.token.clone())
     }
 
     /// Whether `op` is an update (a start, a save, a message) whose latest transform did not

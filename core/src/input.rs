@@ -116,11 +116,14 @@ pub enum Input {
         wall: i64,
         live: LiveAnswers,
     },
-    /// [`Engine::handle_datastore_response`].
+    /// [`Engine::handle_datastore_response`]. `live` is what the host's live state answered
+    /// while the engine handled it (a session start asks its `Cancel` after each result, spec
+    /// §5.2 step 7): empty when fed, filled by a recorder ([`Input::with_live`]).
     DataStoreResponse {
         now: Now,
         op: OpId,
         result: Result<DataStoreResponse, DataStoreError>,
+        live: LiveAnswers,
     },
     /// [`Engine::handle_subscribe_result`].
     SubscribeResult {
@@ -189,6 +192,33 @@ macro_rules! clock_of {
 }
 
 impl Input {
+    /// The input as a trace keeps it: with `answers`, what the host's live state answered
+    /// while the engine handled it ([`Recorder`]), carried by the inputs that ask (timeouts,
+    /// transforms, DataStore answers); the other inputs ask nothing (their `answers` are
+    /// empty) and are returned as they are.
+    pub fn with_live(self, answers: LiveAnswers) -> Input {
+        match self {
+            Input::Timeout { now, .. } => Input::Timeout { now, live: answers },
+            Input::Transform {
+                op, current, wall, ..
+            } => Input::Transform {
+                op,
+                current,
+                wall,
+                live: answers,
+            },
+            Input::DataStoreResponse {
+                now, op, result, ..
+            } => Input::DataStoreResponse {
+                now,
+                op,
+                result,
+                live: answers,
+            },
+            other => other,
+        }
+    }
+
     /// The input's time, for the inputs that carry one.
     pub fn now(&self) -> Option<Now> {
         clock_of!(self).copied()
@@ -548,7 +578,13 @@ impl Engine {
                 let t = self.transform(op, current.as_ref(), wall, live);
                 InputResult::Transformed((&t).into())
             }
-            I::DataStoreResponse { now, op, result } => {
+            I::DataStoreResponse {
+                now, op, result, ..
+            } => {
+                // A start's `Cancel` is asked again after each result (spec §5.2 step 7).
+                if let Some(token) = self.start_token(op) {
+                    self.ask_cancel(&token, live);
+                }
                 self.handle_datastore_response(now, op, result);
                 InputResult::None
             }
@@ -579,7 +615,9 @@ impl Engine {
     /// the result and how many recorded answers did not match (0 for a faithful replay).
     pub fn replay_input(&mut self, input: Input) -> (InputResult, usize) {
         let answers = match &input {
-            Input::Timeout { live, .. } | Input::Transform { live, .. } => live.clone(),
+            Input::Timeout { live, .. }
+            | Input::Transform { live, .. }
+            | Input::DataStoreResponse { live, .. } => live.clone(),
             _ => LiveAnswers::default(),
         };
         let mut replayer = Replayer::new(&answers);

@@ -34,11 +34,12 @@ pub struct StartParams {
     /// `Steal = true`: take the lock from another server at once.
     pub steal: bool,
     /// A `Cancel` function was given, and `START_SESSION_TIMEOUT` does not apply. The engine
-    /// asks [`LiveState::cancel_requested`] inside each session-start transform; the original
-    /// also asks at the head of each attempt and when a result comes back (spec §5.2), so a
-    /// host evaluates `Cancel` there too (while the start waits, and before it feeds the
-    /// start's DataStore answer) and reports a true answer with
-    /// [`Engine::cancel_session_start`].
+    /// asks [`LiveState::cancel_requested`] where the original calls `Cancel()` (spec §5.2
+    /// step 7): inside each session-start transform, before each attempt (the timeout that
+    /// ends a wait or a backoff) and before it handles each answer fed through
+    /// [`Engine::handle_input`]. A host that learns of a cancel at another time reports it with
+    /// [`Engine::cancel_session_start`] (a start waiting behind a final save, or parked while
+    /// `DataStoreState` is unknown, returns nil at once).
     pub cancellable: bool,
 }
 
@@ -386,6 +387,21 @@ impl Engine {
     }
 
     /// One pass of the attempt loop's head (spec §5.3 (a), (b)).
+    /// Asks the host whether the start on `token` (cancellable, not cancelled yet) is to be
+    /// cancelled, and remembers a yes: the original calls `Cancel()` at each attempt, inside
+    /// the transform and after each result (spec §5.2 step 7), so a host that only answers
+    /// [`LiveState::cancel_requested`] is heard at the same points as one that calls
+    /// [`Engine::cancel_session_start`].
+    pub(crate) fn ask_cancel(&mut self, token: &Token, live: &mut dyn LiveState) {
+        if let Some(job) = self.load_jobs.get_mut(token)
+            && job.cancellable
+            && !job.cancelled
+            && live.cancel_requested(job.caller)
+        {
+            job.cancelled = true;
+        }
+    }
+
     pub(crate) fn attempt(&mut self, now: Now, token: &Token) {
         let Some(job) = self.load_jobs.get(token) else {
             return;
@@ -490,12 +506,11 @@ impl Engine {
         wall: i64,
         live: &mut dyn LiveState,
     ) -> Transformed {
-        let Some(job) = self.load_jobs.get_mut(token) else {
+        if !self.load_jobs.contains_key(token) {
             return Transformed::Cancel;
-        };
-        if job.cancellable && !job.cancelled && live.cancel_requested(job.caller) {
-            job.cancelled = true;
         }
+        self.ask_cancel(token, live);
+        let job = self.load_jobs.get_mut(token).expect("checked");
         job.attempt_declined = self.closing || job.cancelled;
         let job = &self.load_jobs[token];
         let template = &self.stores[job.store.0 as usize].template;

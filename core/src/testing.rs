@@ -19,6 +19,7 @@ use crate::value::{Str, Value, json};
 
 use crate::engine::{Engine, EngineConfig, LiveState, StoreRef};
 use crate::guid::GuidGenerator;
+use crate::input::{Input, InputResult, LiveAnswers};
 use crate::protocol::*;
 use crate::session::StartParams;
 use crate::wire::ServerIdentity;
@@ -711,9 +712,20 @@ impl World {
 
     fn respond(&mut self, s: usize, op: OpId, result: Result<DataStoreResponse, DataStoreError>) {
         let now = self.now_for(s);
-        self.servers[s]
-            .engine
-            .handle_datastore_response(now, op, result);
+        let server = &mut self.servers[s];
+        let input = Input::DataStoreResponse {
+            now,
+            op,
+            result,
+            live: LiveAnswers::default(),
+        };
+        // Through `handle_input`, as a host feeds it: a start asks its `Cancel` here.
+        let answered = server.engine.handle_input(input, &mut server.host);
+        debug_assert_eq!(
+            answered,
+            InputResult::None,
+            "the world's answers are never refused"
+        );
         self.drain(s);
     }
 

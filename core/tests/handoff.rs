@@ -287,6 +287,21 @@ fn steal_param_takes_the_lock_without_asking() {
 
 #[test]
 fn cancel_stops_a_waiting_start_at_its_next_check() {
+    cancel_a_waiting_start(true);
+}
+
+/// The same wait with a host that only answers `Cancel` when asked (spec §5.2 step 7: the
+/// original calls it at each loop head, inside transforms and after results) and never calls
+/// `cancel_session_start`: the start is asked at the end of its wait, returns nil there, and
+/// writes nothing more, as when told.
+#[test]
+fn a_cancel_only_answered_when_asked_stops_a_waiting_start_at_its_next_check() {
+    cancel_a_waiting_start(false);
+}
+
+/// A start waiting out a conflict is cancelled at 3 s, `told` through `cancel_session_start`
+/// or only answered when the engine asks: it returns nil at the end of its first wait.
+fn cancel_a_waiting_start(told: bool) {
     let mut w = World::new(2, 15);
     let store = w.new_store("PlayerData", json!({}));
     start(&mut w, 0, store, "k");
@@ -294,11 +309,15 @@ fn cancel_stops_a_waiting_start_at_its_next_check() {
     w.messaging_fail = 1.0;
     let b = w.start_cancellable(1, store.live(), "k");
     w.run_for(2.0);
-    w.with(1, |e, now| e.cancel_session_start(now, b));
-    assert!(
-        w.completion(1, b).is_none(),
-        "the conflict wait does not check Cancel"
-    );
+    if told {
+        w.with(1, |e, now| e.cancel_session_start(now, b));
+        assert!(
+            w.completion(1, b).is_none(),
+            "the conflict wait does not check Cancel"
+        );
+    } else {
+        w.servers[1].host.cancelled.insert(b);
+    }
     w.run_for(10.0);
     let (t, c) = w.completion(1, b).unwrap();
     assert_eq!(
@@ -314,6 +333,33 @@ fn cancel_stops_a_waiting_start_at_its_next_check() {
     );
     // The cancelled call made one claim write and nothing after.
     assert_eq!(w.writes("k").iter().filter(|x| x.1 == 1).count(), 1);
+}
+
+/// `Cancel` turning true after the start's transform ran and before its answer came back,
+/// answered only when asked: the answer is handled as cancelled (spec §5.3 (c)), so the lock
+/// the write took is released and the call returns nil, as when the host calls
+/// `cancel_session_start`.
+#[test]
+fn a_cancel_only_answered_when_asked_after_the_transform_releases_the_lock() {
+    let mut w = World::new(1, 18);
+    let store = w.new_store("PlayerData", json!({}));
+    let call = w.start_cancellable(0, store.live(), "k");
+    w.run_for(0.2);
+    w.servers[0].host.cancelled.insert(call);
+    w.run_for(2.0);
+    let writes = w.writes("k");
+    assert_eq!(writes.len(), 2, "the claim, then the release");
+    assert!(writes[0].2["MetaData"].get("ActiveSession").is_some());
+    assert!(writes[1].2["MetaData"].get("ActiveSession").is_none());
+    let (t, c) = w.completion(0, call).unwrap();
+    assert_eq!(
+        c,
+        Completion::SessionStart {
+            call,
+            profile: None
+        }
+    );
+    assert!(close(t, writes[1].0), "returned at {t}, once released");
 }
 
 #[test]

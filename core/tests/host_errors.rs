@@ -31,6 +31,7 @@ fn empty_answer(op: OpId, mono: f64) -> Input {
             value: None,
             key_info: None,
         }),
+        live: LiveAnswers::default(),
     }
 }
 
@@ -247,6 +248,7 @@ fn a_value_answering_a_version_listing_is_refused() {
             }],
             is_finished: true,
         }),
+        live: LiveAnswers::default(),
     };
     e.handle_input(page, &mut host);
     let out = drain(&mut e);
@@ -289,6 +291,7 @@ fn a_page_answering_an_update_is_refused() {
             items: Vec::new(),
             is_finished: true,
         }),
+        live: LiveAnswers::default(),
     };
     assert_eq!(
         e.handle_input(page, &mut host),
@@ -587,6 +590,7 @@ fn an_answer_without_key_info_or_a_second_answer_is_refused() {
             value: Some(std::sync::Arc::new(value.clone())),
             key_info,
         }),
+        live: LiveAnswers::default(),
     };
     assert_eq!(
         e.handle_input(answer(None), &mut host),
@@ -665,6 +669,7 @@ fn a_value_answering_an_update_whose_transform_did_not_write_is_refused() {
             value: Some(std::sync::Arc::new(value.clone())),
             key_info: Some(key_info()),
         }),
+        live: LiveAnswers::default(),
     };
     // The start: answered before its transform ran.
     let stored = json!({"Data": {"Coins": 5}, "MetaData": {}, "GlobalUpdates": [0, []]});

@@ -26,8 +26,10 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// shutdown save (same layout); 9: a subscription that returns after its session ended is
 /// disconnected then, `MessageAsync` and `GetAsync` failing while closing give up after their
 /// backoff (same layout); 10: a lock that looks dead is asked for before it is taken (same
-/// layout); 11: each input records the engine's next wake-up after it, which replay compares.
-pub const TRACE_FORMAT: u32 = 11;
+/// layout); 11: each input records the engine's next wake-up after it, which replay compares;
+/// 12: a DataStore answer carries the live-state answers read while it was handled (a start
+/// asks its `Cancel` before each attempt and after each result).
+pub const TRACE_FORMAT: u32 = 12;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

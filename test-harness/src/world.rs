@@ -617,22 +617,8 @@ impl World {
         };
         let mut rec = Recorder::new(&mut server.host);
         let result = server.engine.handle_input(input.clone(), &mut rec);
-        // Timeouts and transforms read live state: the answers travel with the input.
-        let input = match input {
-            Input::Timeout { now, .. } => Input::Timeout {
-                now,
-                live: rec.answers,
-            },
-            Input::Transform {
-                op, current, wall, ..
-            } => Input::Transform {
-                op,
-                current,
-                wall,
-                live: rec.answers,
-            },
-            other => other,
-        };
+        // What the host's live state answered travels with the input.
+        let input = input.with_live(rec.answers);
         trace.push(TracedInput {
             server: s,
             input,
@@ -1032,7 +1018,16 @@ impl World {
 
     fn respond(&mut self, s: usize, op: OpId, result: Result<DataStoreResponse, DataStoreError>) {
         let now = self.now_for(s);
-        self.feed(s, Input::DataStoreResponse { now, op, result });
+        let live = LiveAnswers::default();
+        self.feed(
+            s,
+            Input::DataStoreResponse {
+                now,
+                op,
+                result,
+                live,
+            },
+        );
     }
 
     fn process(&mut self, pending: Pending) {
