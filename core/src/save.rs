@@ -262,7 +262,7 @@ impl Engine {
     }
 
     /// Ends the session locally: unsubscribe, leave the ring and the registry, `OnSessionEnd`.
-    fn end_registration(&mut self, profile: ProfileId) {
+    pub(crate) fn end_registration(&mut self, profile: ProfileId) {
         self.unsubscribe(profile);
         if self.is_active(profile)
             && let Some(p) = self.profiles.get_mut(&profile)

@@ -701,13 +701,15 @@ impl Engine {
                 .cloned()
                 .unwrap_or_else(|| json!({})),
         };
+        // One session per key and server: load jobs are one per key and a start on a loaded
+        // key is refused, so no session is registered here. Were one, it ends as any session
+        // does (`OnSessionEnd`, out of the ring), not left saving for ever (spec §19 item 5).
+        if let Some(&displaced) = self.registry.get(token) {
+            self.end_registration(displaced);
+        }
         profile.registered = true;
         self.profiles.insert(id, profile);
-        if let Some(displaced) = self.registry.insert(token.clone(), id)
-            && let Some(p) = self.profiles.get_mut(&displaced)
-        {
-            p.registered = false;
-        }
+        self.registry.insert(token.clone(), id);
         self.ring.insert(id, now.mono, now.mono);
         loaded
     }

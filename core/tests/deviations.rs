@@ -58,6 +58,40 @@ fn d01_save_to_a_removed_key_ends_the_session_instead_of_retrying_forever() {
     );
 }
 
+/// §19 item 1, a regular save (`Save()`, as an auto-save): the key removed while the session
+/// is active. The save finds no profile, writes nothing and ends the session: `OnSave`, then
+/// `OnSessionEnd`, and no `OnAfterSave` (nothing was saved), no DataStore error.
+#[test]
+fn d01_a_regular_save_to_a_removed_key_ends_the_active_session() {
+    let mut w = World::new(1, 104);
+    let store = w.new_store("S", json!({}));
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    w.with(0, |e, now| e.remove(now, store.live(), "k"))
+        .unwrap();
+    w.run_for(1.0);
+    let before = w.events(0).len();
+    w.with(0, |e, now| e.save(now, p)).unwrap();
+    w.run_for(5.0);
+    assert!(!w.servers[0].engine.is_active(p));
+    assert_eq!(w.stored("S", "k"), None, "nothing was written");
+    let signals: Vec<&str> = w.events(0)[before..]
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::OnSave { profile } if *profile == p => Some("OnSave"),
+            Event::OnSessionEnd { profile } if *profile == p => Some("OnSessionEnd"),
+            Event::OnAfterSave { profile, .. } if *profile == p => Some("OnAfterSave"),
+            Event::OnError { .. } => Some("OnError"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(signals, ["OnSave", "OnSessionEnd"]);
+    assert!(warned(
+        &w,
+        0,
+        "(STORE:S; KEY:k) was removed or overwritten externally; the session has ended"
+    ));
+}
+
 /// §19 item 1 (SetAsync): the original fails on a removed or junk key; here the view profile is
 /// written as a whole profile.
 #[test]
@@ -80,6 +114,16 @@ fn d01_set_async_on_a_removed_key_writes_the_whole_profile() {
     assert_eq!(v["Data"], json!({"Coins": 8}));
     assert_eq!(v["MetaData"]["SessionLoadCount"], json!(1));
     assert_eq!(v["WasOverwritten"], json!(true));
+    // The junk it replaced is announced as any overwrite is (spec §4 step 5).
+    assert!(
+        w.events(0).iter().any(|(_, e)| *e
+            == Event::OnOverwrite {
+                store: "S".into(),
+                key: "k".into()
+            }),
+        "{:?}",
+        w.events(0)
+    );
 }
 
 /// §19 item 3: the subscription uses the GUID stored in the lock, so release requests reach the

@@ -618,3 +618,47 @@ fn a_session_steal_of_zero_takes_the_lock_two_polls_after_asking() {
         json!(job_b)
     );
 }
+
+/// Spec §19 item 6 (reproduced): a server is (PlaceId, JobId), and every Studio instance's
+/// JobId is `""`: a lock another Studio session left a moment ago (a crash, or a second Studio
+/// window) reads as this server's own, and is taken again at the first attempt, with no
+/// hand-off request and no wait.
+#[test]
+fn studio_instances_share_one_identity_and_retake_each_others_locks() {
+    let mut w = World::new(1, 29);
+    w.servers[0].engine = Engine::new(EngineConfig {
+        identity: wire::ServerIdentity {
+            place_id: 1001,
+            job_id: String::new(),
+        },
+        seed: 29,
+        datastore_state: DataStoreState::Access,
+    });
+    let store = w.new_store("S", json!({}));
+    let epoch = w.epoch;
+    w.raw_set(
+        "S",
+        "k",
+        json!({"Data": {"Coins": 3},
+               "MetaData": {"ActiveSession": [1001, "", "OTHER-STUDIO"], "SessionLoadCount": 4,
+                            "LastUpdate": epoch, "ProfileCreateTime": epoch, "MetaTags": {}},
+               "GlobalUpdates": [0, []]}),
+    );
+    let call = start(&mut w, 0, store, "k");
+    w.run_for(1.0);
+    let (t, done) = w.completion(0, call).expect("returned");
+    let Completion::SessionStart {
+        profile: Some(loaded),
+        ..
+    } = done
+    else {
+        panic!("taken: {done:?}")
+    };
+    assert!(t < 0.5, "at the first attempt: {t}");
+    let p = loaded.profile;
+    let stored = w.stored("S", "k").unwrap();
+    assert_eq!(stored["MetaData"]["SessionLoadCount"], json!(5));
+    assert_eq!(stored["MetaData"]["ActiveSession"][1], json!(""));
+    assert_eq!(w.data_mut(0, p)["Coins"], json!(3));
+    assert_eq!(publishes(&w, 0), vec![], "nobody was asked");
+}

@@ -224,3 +224,20 @@ fn a_start_right_after_end_session_queues_behind_the_final_save() {
     assert!(started_at < removed_at, "{started_at} < {removed_at}");
     assert_eq!(w.stored("S", "k"), None, "the removal ran last");
 }
+
+/// Spec §19 item 22 (reproduced): the final save's transform reads `Profile.Data` when it
+/// runs, at the DataStore, not when `EndSession` was called: a change the game makes right
+/// after `EndSession` (same frame) is in the released value.
+#[test]
+fn data_changed_after_end_session_reaches_the_final_save() {
+    let mut w = World::new(1, 27);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    w.data_mut(0, p)["Coins"] = json!(1);
+    w.with(0, |e, now| e.end_session(now, p));
+    w.data_mut(0, p)["Coins"] = json!(2);
+    w.run_for(2.0);
+    let stored = w.stored("S", "k").unwrap();
+    assert_eq!(stored["Data"], json!({"Coins": 2}));
+    assert_eq!(stored["MetaData"].get("ActiveSession"), None, "released");
+}
