@@ -339,9 +339,7 @@ impl Engine {
         if name.len() > crate::error::MAX_NAME_LEN {
             return Err(ApiError::StoreNameTooLong);
         }
-        if !wire::is_table(&template) {
-            return Err(ApiError::InvalidTemplate);
-        }
+        check_template(&template)?;
         self.stores.push(Store {
             name: name.into(),
             template,
@@ -354,11 +352,9 @@ impl Engine {
     /// the template view of `GetAsync`. The engine holds a value, so a host whose language
     /// shares tables (the Luau host) passes the template's current contents before a call that
     /// reads it; a host that never changes its template need not call this. Refused, changing
-    /// nothing: an unknown store, a template that is not a table.
+    /// nothing: an unknown store, a template that is not a table or nests too deep.
     pub fn set_template(&mut self, store: StoreId, template: Value) -> Result<(), ApiError> {
-        if !wire::is_table(&template) {
-            return Err(ApiError::InvalidTemplate);
-        }
+        check_template(&template)?;
         let s = self
             .stores
             .get_mut(store.0 as usize)
@@ -934,5 +930,18 @@ impl Engine {
             store: token.store().to_string(),
             key: token.key().to_string(),
         });
+    }
+}
+
+/// A store's template: a table (spec §3.2) no deeper than a profile's `Data` can be
+/// ([`MAX_DATA_DEPTH`](crate::profile::MAX_DATA_DEPTH)), or every profile made from it would
+/// fail to save.
+fn check_template(template: &Value) -> Result<(), ApiError> {
+    if !wire::is_table(template) {
+        Err(ApiError::InvalidTemplate)
+    } else if template.nested_deeper_than(crate::profile::MAX_DATA_DEPTH) {
+        Err(ApiError::TemplateTooDeep)
+    } else {
+        Ok(())
     }
 }

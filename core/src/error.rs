@@ -21,6 +21,14 @@ pub enum ApiError {
     /// `ProfileStore.New` with a template that is not a table.
     #[error("[ProfileStore]: Invalid template argument")]
     InvalidTemplate,
+    /// `ProfileStore.New` (or a template change) with a template nested deeper than
+    /// [`MAX_DATA_DEPTH`](crate::profile::MAX_DATA_DEPTH) levels: no DataStore stores a profile
+    /// made from it (the Nesting paragraph of `docs/DEVIATIONS.md`).
+    #[error(
+        "[ProfileStore]: Invalid template argument: it nests deeper than {} levels, and no DataStore stores a profile made from it",
+        crate::profile::MAX_DATA_DEPTH
+    )]
+    TemplateTooDeep,
     /// `SetConstant` with an unknown name.
     #[error("[ProfileStore]: Invalid constant name was provided")]
     InvalidConstantName,
@@ -51,6 +59,14 @@ pub enum ApiError {
     /// `MessageAsync` with a message that is not a table.
     #[error("[ProfileStore]: message must be a table")]
     MessageNotTable,
+    /// `MessageAsync` with a message nested deeper than
+    /// [`MAX_MESSAGE_DEPTH`](crate::messages::MAX_MESSAGE_DEPTH) levels: no DataStore stores
+    /// it in a key's message queue.
+    #[error(
+        "[ProfileStore]: message nests deeper than {} levels, and no DataStore stores it in a message queue",
+        crate::messages::MAX_MESSAGE_DEPTH
+    )]
+    MessageTooDeep,
     /// `Profile:SetAsync()` on a profile that is not a view profile.
     #[error("[ProfileStore]: :SetAsync() can only be used in view mode")]
     SetAsyncNotViewMode,

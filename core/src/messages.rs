@@ -15,6 +15,11 @@ use crate::read::Parked;
 use crate::save::SaveMode;
 use crate::session::write;
 use crate::timers::Timer;
+
+/// The deepest message `MessageAsync` takes: a key's message queue holds it four levels down
+/// (the stored value, `GlobalUpdates`, its list of messages, the `[id, message]` entry), and a
+/// store takes values nested up to [`MAX_DEPTH`](crate::value::MAX_DEPTH) levels.
+pub const MAX_MESSAGE_DEPTH: usize = crate::value::MAX_DEPTH - 4;
 use crate::wire::{self, Classified, ProfileValue};
 
 /// The MessagingService reaction rate limit per profile, seconds (spec §2, §10.4).
@@ -121,6 +126,9 @@ impl Engine {
         self.check_store(store)?;
         if !wire::is_table(&message) {
             return Err(ApiError::MessageNotTable);
+        }
+        if message.nested_deeper_than(MAX_MESSAGE_DEPTH) {
+            return Err(ApiError::MessageTooDeep);
         }
         let call = self.new_call();
         if self.closing {

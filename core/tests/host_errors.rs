@@ -734,3 +734,60 @@ fn a_value_answering_an_update_whose_transform_did_not_write_is_refused() {
         "{out:?}"
     );
 }
+
+/// A table nested `levels` levels deep: `{"a": {"a": … {}}}`.
+fn nested(levels: usize) -> value::Value {
+    (1..levels).fold(json!({}), |inner, _| json!({"a": inner}))
+}
+
+/// A template or a message nested deeper than any DataStore stores it (a profile wraps `Data`
+/// one level down, a message queue a message four) is refused when it is given, naming the
+/// limit: a template used to be taken and every save of its profiles to fail, a message to
+/// fail at the DataStore after a round trip. At the limit both are taken.
+#[test]
+fn a_template_or_message_too_deep_to_store_is_refused_when_given() {
+    let mut e = profilestore_core::testing::engine("j", 7);
+    assert_eq!(nested(3).depth(), 3);
+    assert_eq!(
+        e.new_store("S", nested(profile::MAX_DATA_DEPTH + 1)),
+        Err(ApiError::TemplateTooDeep)
+    );
+    assert_eq!(
+        ApiError::TemplateTooDeep.to_string(),
+        "[ProfileStore]: Invalid template argument: it nests deeper than 511 levels, and no \
+         DataStore stores a profile made from it"
+    );
+    let store = e.new_store("S", nested(profile::MAX_DATA_DEPTH)).unwrap();
+    assert_eq!(
+        e.set_template(store, nested(profile::MAX_DATA_DEPTH + 1)),
+        Err(ApiError::TemplateTooDeep)
+    );
+    assert_eq!(e.template(store).map(|t| t.depth()), Some(511), "unchanged");
+
+    assert_eq!(
+        e.message(
+            at(1.0),
+            store.live(),
+            "k",
+            nested(messages::MAX_MESSAGE_DEPTH + 1)
+        ),
+        Err(ApiError::MessageTooDeep)
+    );
+    assert_eq!(
+        ApiError::MessageTooDeep.to_string(),
+        "[ProfileStore]: message nests deeper than 508 levels, and no DataStore stores it in a \
+         message queue"
+    );
+    assert!(drain(&mut e).is_empty(), "nothing sent");
+    // The deepest message taken makes a queue as deep as a store takes.
+    let queued = json!({"GlobalUpdates": [1, [[1, nested(messages::MAX_MESSAGE_DEPTH)]]]});
+    assert_eq!(queued.depth(), value::MAX_DEPTH);
+    e.message(
+        at(1.0),
+        store.live(),
+        "k",
+        nested(messages::MAX_MESSAGE_DEPTH),
+    )
+    .unwrap();
+    assert_eq!(requests(&drain(&mut e)).len(), 1);
+}

@@ -933,17 +933,33 @@ fn a_final_save_the_store_refuses_releases_the_lock_keeping_what_is_stored() {
     assert!(done, "the shutdown completes");
 }
 
-/// A `MessageAsync` whose message the DataStore can never store (here nested so deep that the
-/// queued entry passes 512 levels: 104) returns false and says why, instead of retrying until
-/// the server closes.
+/// A world whose DataStore keeps at most 10 characters of metadata, with `S/k` a profile whose
+/// `RobloxMetaData` is longer: every write of the key (each keeps its metadata) is refused
+/// with 511.
+fn a_key_whose_metadata_the_store_refuses() -> (World, StoreId) {
+    let mut limits = Limits::roblox();
+    limits.metadata = Some(profilestore_harness::datastore::MetadataLimits {
+        key: 50,
+        value: 250,
+        total: 10,
+    });
+    let (mut w, store) = world(1, limits);
+    let profile = json!({"Data": {"Coins": 1}, "GlobalUpdates": [0, []],
+                         "MetaData": {"ProfileCreateTime": 1, "SessionLoadCount": 1, "MetaTags": {}},
+                         "RobloxMetaData": {"Note": "longer than ten"}});
+    w.raw_set(0, "S", "k", profile);
+    w.run_until(1.0);
+    (w, store)
+}
+
+/// A `MessageAsync` whose write the DataStore can never store (here the key's metadata, which
+/// the write keeps: 511) returns false and says why, instead of retrying until the server
+/// closes.
 #[test]
 fn a_message_the_store_cannot_keep_fails_at_once() {
-    let (mut w, store) = world(1, Limits::roblox());
-    let mut message = json!({"Gift": 1});
-    for _ in 0..510 {
-        message = json!([message]);
-    }
-    let call = match send_message(&mut w, 0, store, "k", message) {
+    let (mut w, store) = a_key_whose_metadata_the_store_refuses();
+    let before = w.stored("S", "k");
+    let call = match send_message(&mut w, 0, store, "k", json!({"Gift": 1})) {
         InputResult::Call(Ok(call)) => call,
         other => panic!("{other:?}"),
     };
@@ -959,32 +975,19 @@ fn a_message_the_store_cannot_keep_fails_at_once() {
     assert_eq!(returned.map(|(_, ok)| ok), Some(false), "{returned:?}");
     let warned = w.log.iter().any(|l| {
         matches!(&l.what, Happening::Output(Output::Event(profilestore_core::Event::Warn { message }))
-            if message.contains("cannot store the message (104"))
+            if message.contains("cannot store the message (511"))
     });
     assert!(warned);
-    assert_eq!(w.stored("S", "k"), None);
+    assert!(before.is_some());
+    assert_eq!(w.stored("S", "k"), before, "nothing written");
 }
 
-/// A session start whose write the DataStore can never store (here a template so deep that the
-/// new profile passes 512 levels: 104) returns nil at once and says why, instead of retrying
-/// until `START_SESSION_TIMEOUT` (or for ever, with a `Cancel`).
+/// A session start whose write the DataStore can never store (the key's metadata again: 511)
+/// returns nil at once and says why, instead of retrying until `START_SESSION_TIMEOUT` (or for
+/// ever, with a `Cancel`).
 #[test]
 fn a_start_the_store_cannot_keep_returns_nil_at_once() {
-    let (mut w, _) = world(1, Limits::roblox());
-    let mut template = json!({"Coins": 0});
-    for _ in 0..511 {
-        template = json!({"Nested": template});
-    }
-    let store = match w.feed(
-        0,
-        Input::NewStore {
-            name: "Deep".into(),
-            template,
-        },
-    ) {
-        profilestore_core::InputResult::Store(Ok(id)) => id,
-        other => panic!("{other:?}"),
-    };
+    let (mut w, store) = a_key_whose_metadata_the_store_refuses();
     start(&mut w, 0, store, "k");
     w.run_until(2.0);
     let returned = w.log.iter().find_map(|l| match &l.what {
@@ -996,7 +999,7 @@ fn a_start_the_store_cannot_keep_returns_nil_at_once() {
     assert_eq!(returned, Some(false), "nil within two seconds");
     let warned = w.log.iter().any(|l| {
         matches!(&l.what, Happening::Output(Output::Event(profilestore_core::Event::Warn { message }))
-            if message.contains("cannot store the profile (104"))
+            if message.contains("cannot store the profile (511"))
     });
     assert!(warned);
 }
