@@ -173,6 +173,22 @@ mod tests {
             c.set(name, v).unwrap();
             assert_eq!(c.get(name), Some(v), "{name}");
         }
+        // Each name reached its own field (a name mapped to another's would leave a default).
+        assert_eq!(
+            c,
+            Constants {
+                auto_save_period: 7.0,
+                load_repeat_period: 8.0,
+                first_load_repeat: 9.0,
+                session_steal: 10.0,
+                assume_dead: 11.0,
+                start_session_timeout: 12.0,
+                critical_state_error_count: 13.0,
+                critical_state_error_expire: 14.0,
+                critical_state_expire: 15.0,
+                max_message_queue: 16.0,
+            }
+        );
     }
 
     #[test]

@@ -346,7 +346,7 @@ fn d24_a_release_because_the_server_closes_is_a_shutdown_save() {
 
 /// A cancellable start whose player leaves, then (after `rejoin_after` seconds) a start for the
 /// rejoined player: the first returns nil, the second gets the session and the lock.
-fn leave_and_rejoin(seed: u64, rejoin_after: f64) {
+fn leave_and_rejoin(seed: u64, rejoin_after: f64) -> World {
     let mut w = World::new(1, seed);
     let store = w.new_store("S", json!({}));
     let first = w.start_cancellable(0, store.live(), "k");
@@ -367,12 +367,26 @@ fn leave_and_rejoin(seed: u64, rejoin_after: f64) {
     );
     let v = w.stored("S", "k").unwrap();
     assert!(v["MetaData"]["ActiveSession"].is_array(), "and the lock");
+    w
+}
+
+/// The writes of key `k`: when each landed, whether it held a lock, its `SessionLoadCount`.
+fn lock_writes(w: &World) -> Vec<(f64, bool, Value)> {
+    w.writes("k")
+        .into_iter()
+        .map(|(t, _, v)| {
+            let locked = v["MetaData"].get("ActiveSession").is_some();
+            (t, locked, v["MetaData"]["SessionLoadCount"].clone())
+        })
+        .collect()
 }
 
 /// §19 item 4: the overlapping caller no longer inherits the first caller's `Cancel`.
 #[test]
 fn d04_last_caller_does_not_inherit_the_victims_cancel() {
-    leave_and_rejoin(104, 0.0);
+    let w = leave_and_rejoin(104, 0.0);
+    // The rejoin took the job over before the transform ran: one write, the lock.
+    assert_eq!(lock_writes(&w), vec![(0.3, true, json!(1))]);
 }
 
 /// §19 item 4 when the first caller's transform already ran (at 0.15 s): it declined and wrote
@@ -380,7 +394,12 @@ fn d04_last_caller_does_not_inherit_the_victims_cancel() {
 /// way (it lands at 0.3 s), tries again instead of returning nil.
 #[test]
 fn d04_a_takeover_after_a_declined_transform_tries_again() {
-    leave_and_rejoin(114, 0.2);
+    let w = leave_and_rejoin(114, 0.2);
+    // The declined write (no lock, a new profile's count) landed first, then the retry's.
+    assert_eq!(
+        lock_writes(&w),
+        vec![(0.3, false, json!(0)), (0.6, true, json!(1))]
+    );
 }
 
 /// §19 item 5: two starts for one key that overlap outside the in-flight window. The original

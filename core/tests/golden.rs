@@ -187,7 +187,13 @@ fn processed_message_keeps_its_id_counter() {
 fn overwritten_values_are_valid_profiles_and_reading_fires_nothing() {
     for key in ["overwritten_active", "overwritten_released"] {
         let (mut w, store) = world_with(key, 7);
-        assert!(w.view(0, store, key).is_some());
+        // The template's Data the overwrite stored, read as a profile.
+        let view = w.view(0, store, key).expect("a valid profile");
+        assert_eq!(
+            view.data,
+            json!({"Coins": 0, "Items": [], "Nested": {"Level": 1}}),
+            "{key}"
+        );
         assert!(
             !w.events(0)
                 .iter()

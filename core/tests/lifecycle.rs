@@ -165,7 +165,15 @@ fn a_profile_forgotten_while_busy_is_dropped_after_its_last_save() {
         "an active profile is kept"
     );
     w.run_for(400.0);
-    assert!(w.servers[0].engine.is_active(p), "and auto-saved");
+    assert!(w.servers[0].engine.is_active(p));
+    // And auto-saved (`AUTO_SAVE_PERIOD` 300 s, one profile in the ring): the start's write,
+    // then one save.
+    let saves = w
+        .events(0)
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::OnSave { profile } if *profile == p))
+        .count();
+    assert_eq!((saves, w.writes("k").len()), (1, 2));
     w.with(0, |e, now| e.end_session(now, p));
     let e = &w.servers[0].engine;
     assert!(!e.is_active(p));

@@ -1208,6 +1208,8 @@ impl Fleet {
                     if !self.world.servers[s].alive {
                         let trades = &mut self.observed.trade_log;
                         let mut confirmed = 0;
+                        // In hash order, harmlessly: each trade is in one entry's list, so the
+                        // entries touch disjoint trades, and `confirmed` is a sum.
                         for ((server, _), gives) in self.unsaved_gives.iter_mut() {
                             if *server == s
                                 && gives
@@ -1564,6 +1566,7 @@ impl Fleet {
     /// call was made, if the player still waits on it). After [`Fleet::run`] settles, every
     /// start has returned a profile or nil.
     pub fn unanswered_starts(&self) -> Vec<(String, Option<f64>)> {
+        // Sorted by key, time, then server and call: no order of the hash map reaches it.
         let mut pending = Vec::new();
         for (s, calls) in self.joining.iter().enumerate() {
             if !self.world.servers[s].alive {
@@ -1579,11 +1582,19 @@ impl Fleet {
                     } if c == call && server == s => Some(since),
                     _ => None,
                 };
-                pending.push((self.players[p].key.clone(), since));
+                pending.push((self.players[p].key.clone(), since, s, call));
             }
         }
-        pending.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        pending.sort_by(|a, b| {
+            let since = |t: Option<f64>| t.unwrap_or(f64::NEG_INFINITY);
+            (a.0.cmp(&b.0))
+                .then(since(a.1).total_cmp(&since(b.1)))
+                .then((a.2, a.3).cmp(&(b.2, b.3)))
+        });
         pending
+            .into_iter()
+            .map(|(key, since, ..)| (key, since))
+            .collect()
     }
 
     /// Keys of all players.

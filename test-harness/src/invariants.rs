@@ -254,13 +254,18 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     for (p, key) in keys.iter().enumerate() {
         let data = &finals[key]["Data"];
         let ops = strings(data, "Ops");
-        if let Some(counter) = data.get("Counter").and_then(Value::as_i64)
-            && counter != ops.len() as i64
-        {
+        // A key never written has neither; a profile that has ops has its counter.
+        let counter = data.get("Counter").and_then(Value::as_i64);
+        let mismatch = match counter {
+            Some(counter) => counter != ops.len() as i64,
+            None => !ops.is_empty(),
+        };
+        if mismatch {
+            let counter = counter.map_or_else(|| "missing".to_string(), |c| format!("is {c}"));
             found.push((
                 "counter matches the op log",
                 key.clone(),
-                format!("Counter is {counter}, Ops holds {}", ops.len()),
+                format!("Counter {counter}, Ops holds {}", ops.len()),
                 None,
             ));
         }

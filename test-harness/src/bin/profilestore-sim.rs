@@ -469,6 +469,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 match Fleet::new(config, Box::new(MemoryStorage::new())) {
                     Err(e) => failures.push(format!("determinism check failed: {e}")),
                     Ok(mut again) => {
+                        // Its log is let go as read too: the check compares what is recorded.
+                        again.keep_log = false;
                         // As long as the run itself: show it going.
                         let bar = progress_bar(json, duration, "determinism check: second run");
                         again.run(|t| bar.set_position(t as u64));
@@ -717,8 +719,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
 
 /// What differs between a run (`first`, checked: `violations`) and the same seed run again
 /// (`again`): the engines' inputs and outputs, what the DataStore holds at the end (every key,
-/// value, version and time, as exported), and the summary (every count and invariant result).
-/// Empty when the two agree in all three.
+/// value, version and time, as exported), the summary (every count and invariant result) and
+/// the violations (invariant, key and detail of each, in order). Empty when the two agree in
+/// all four.
 fn differences(
     first: &mut Fleet,
     violations: &[invariants::Violation],
@@ -737,6 +740,14 @@ fn differences(
     let again_violations = invariants::check(again);
     if invariants::summary(first, violations) != invariants::summary(again, &again_violations) {
         differ.push("summaries");
+    }
+    let named = |v: &[invariants::Violation]| {
+        v.iter()
+            .map(|v| (v.invariant, v.key.clone(), v.detail.clone()))
+            .collect::<Vec<_>>()
+    };
+    if named(violations) != named(&again_violations) {
+        differ.push("violations");
     }
     Ok(differ)
 }
@@ -836,4 +847,60 @@ fn print_summary(s: &profilestore_core::value::Value) {
         "  the same run: {}",
         s["rerun"].as_str().unwrap_or_default()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recorded 2-server fleet of `seed` (six players, one virtual minute, 10% faults), run.
+    fn played(seed: u64) -> Fleet {
+        let mut config = FleetConfig::new(seed, 2, 6, 60.0, 0.1);
+        config.record = true;
+        let mut fleet = Fleet::new(config, Box::new(MemoryStorage::new())).unwrap();
+        fleet.keep_log = false;
+        fleet.run(|_| {});
+        fleet
+    }
+
+    /// The determinism check finds what differs: nothing between two runs of one seed; the
+    /// engines, the stored data, the summary and the violations between two seeds; only the
+    /// stored data (and the violations it causes) when a key was changed after the run.
+    #[test]
+    fn differences_name_what_differs() {
+        let mut first = played(3);
+        let violations = invariants::check(&mut first);
+        assert_eq!(violations, vec![]);
+        assert_eq!(
+            differences(&mut first, &violations, &mut played(3)),
+            Ok(vec![])
+        );
+        assert_eq!(
+            differences(&mut first, &violations, &mut played(4)),
+            Ok(vec![
+                "engine inputs and outputs",
+                "stored data",
+                "summaries"
+            ])
+        );
+        let mut changed = played(3);
+        let key = changed.keys()[0].clone();
+        let id = changed.world.servers[0].id;
+        changed
+            .world
+            .datastore
+            .set_async(
+                changed.world.now,
+                id,
+                &profilestore_harness::datastore::StoreName::new(STORE),
+                &key,
+                profilestore_core::json!({"Data": {"Counter": 1, "Ops": []}}),
+                Default::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            differences(&mut first, &violations, &mut changed),
+            Ok(vec!["stored data", "summaries", "violations"])
+        );
+    }
 }
