@@ -156,6 +156,41 @@ fn datastore_limits_and_rate_limits_are_checked() {
             "limits.budgets.experience.list.base must be a finite number, 0 or more, got -1".into()
         )
     );
+    assert_eq!(
+        refused(Limits {
+            version_interval_ms: Some(0),
+            ..Limits::roblox()
+        }),
+        Some("limits.version_interval_ms must be between 1 and 3153600000000, got 0".into())
+    );
+    assert_eq!(
+        refused(Limits {
+            version_retention_ms: Some(-1),
+            ..Limits::roblox()
+        }),
+        Some("limits.version_retention_ms must be between 0 and 3153600000000, got -1".into())
+    );
+    let mut allowance = Limits::roblox();
+    if let Some(t) = allowance.throughput.as_mut() {
+        t.write_bytes = 1000;
+    }
+    assert_eq!(
+        refused(allowance),
+        Some(
+            "limits.throughput.write_bytes must be between 1024 and 9223372036854775807, got 1000"
+                .into()
+        )
+    );
+    let mut unit = Limits::roblox();
+    if let Some(t) = unit.throughput.as_mut() {
+        t.unit_bytes = 0;
+    }
+    assert_eq!(
+        refused(unit),
+        Some(
+            "limits.throughput.unit_bytes must be between 1 and 9223372036854775807, got 0".into()
+        )
+    );
     let mut throughput = Limits::roblox();
     if let Some(t) = throughput.throughput.as_mut() {
         t.window_seconds = f64::NAN;

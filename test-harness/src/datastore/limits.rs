@@ -197,6 +197,10 @@ pub struct MetadataLimits {
     pub total: usize,
 }
 
+/// The longest version bucket or retention [`Limits`] takes, in ms: a century (longer ones are
+/// mistakes, and times computed from them must stay far from overflow).
+pub const MAX_VERSION_MS: i64 = 100 * 365 * 24 * 3_600_000;
+
 /// Everything the simulated DataStore limits, and the timing rules that go with it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
@@ -255,8 +259,51 @@ impl Limits {
         }
     }
 
-    /// Refuses a cache time, budget rate or throughput window that is negative or not finite.
+    /// Refuses a cache time, budget rate or throughput window that is negative or not finite;
+    /// a version bucket under 1 ms or a negative retention (either over a century); a
+    /// throughput unit under a byte, or a read or write allowance under one unit (no request
+    /// could ever pass).
     pub fn check(&self) -> Result<(), ConfigError> {
+        let in_range = |field: &str, value: i64, min: i64, max: i64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    field: field.to_string(),
+                    value,
+                    min,
+                    max,
+                })
+            }
+        };
+        if let Some(interval) = self.version_interval_ms {
+            in_range("limits.version_interval_ms", interval, 1, MAX_VERSION_MS)?;
+        }
+        if let Some(retention) = self.version_retention_ms {
+            in_range("limits.version_retention_ms", retention, 0, MAX_VERSION_MS)?;
+        }
+        if let Some(t) = &self.throughput {
+            let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            in_range(
+                "limits.throughput.unit_bytes",
+                bytes(t.unit_bytes),
+                1,
+                i64::MAX,
+            )?;
+            let unit = bytes(t.unit_bytes);
+            in_range(
+                "limits.throughput.read_bytes",
+                bytes(t.read_bytes),
+                unit,
+                i64::MAX,
+            )?;
+            in_range(
+                "limits.throughput.write_bytes",
+                bytes(t.write_bytes),
+                unit,
+                i64::MAX,
+            )?;
+        }
         if let Some(cache) = self.cache_seconds {
             seconds("limits.cache_seconds", cache)?;
         }
