@@ -17,7 +17,8 @@
 //!   ids and metadata, `IncrementAsync`, `UpdateAsync` (the transform is re-run when another
 //!   writer committed between its read and its write), `RemoveAsync` (a tombstone version; a
 //!   second remove returns nil, nil), `GetVersionAsync`, `GetVersionAtTimeAsync`,
-//!   `ListVersionsAsync` and `ListKeysAsync` with pages.
+//!   `ListVersionsAsync` and `ListKeysAsync` with pages (a key listing resumes from a cursor; with
+//!   `excludeDeleted` a page checks at most 512 keys).
 //! - [`KeyInfo`] (from `profilestore-core`): `CreatedTime`, `UpdatedTime`, an opaque increasing
 //!   `Version`, user ids and metadata; a write that gives no user ids or metadata clears them.
 //! - Versions: only the first write in each UTC hour opens a retained version; later writes in
@@ -351,9 +352,17 @@ pub struct KeyQuery {
     pub prefix: String,
     /// Items per page; 0 means Roblox's default of 50.
     pub page_size: u32,
-    /// Leave out removed keys (they are listed by default until they expire).
+    /// Where an earlier listing stopped ([`KeyPages::cursor`]): list the keys after it.
+    pub cursor: Option<String>,
+    /// Leave out removed keys (they are listed by default until they expire). A page then
+    /// checks at most [`EXCLUDE_DELETED_SCAN`] keys: if those are all removed it comes back
+    /// empty, not finished, with a cursor past them.
     pub exclude_deleted: bool,
 }
+
+/// How many keys a `ListKeysAsync` page with `excludeDeleted` checks at most (Roblox's
+/// `DataStore:ListKeysAsync` reference: "will check up to 512 keys").
+pub const EXCLUDE_DELETED_SCAN: usize = 512;
 
 /// `DataStoreKeyPages`.
 #[derive(Clone, Debug, PartialEq)]
@@ -367,6 +376,14 @@ pub struct KeyPages {
     /// `IsFinished`.
     pub is_finished: bool,
     cursor: Option<String>,
+}
+
+impl KeyPages {
+    /// Where this listing has got to: a later `ListKeysAsync` given it as
+    /// [`KeyQuery::cursor`] lists the keys after the current page. `None` before any key.
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -1537,12 +1554,13 @@ impl DataStoreService {
         self.limits.check_name(NameKind::DataStore, &store.name)?;
         self.limits.check_name(NameKind::Scope, &store.scope)?;
         Self::read_fate(&mut self.faults, Operation::ListKeys)?;
+        let cursor = query.cursor.clone();
         let mut pages = KeyPages {
             store: store.clone(),
             query,
             items: Vec::new(),
             is_finished: false,
-            cursor: None,
+            cursor,
         };
         self.fill_key_page(now, &mut pages)?;
         Ok(pages)
@@ -1566,6 +1584,8 @@ impl DataStoreService {
         let now_ms = self.wall_ms(now);
         let mut found = Vec::new();
         let mut cursor = pages.cursor.clone();
+        let mut checked = 0;
+        let mut cut_short = false;
         'scan: loop {
             let batch = self
                 .storage
@@ -1581,6 +1601,12 @@ impl DataStoreService {
                 break;
             }
             for (key, head) in batch {
+                if pages.query.exclude_deleted && checked == EXCLUDE_DELETED_SCAN {
+                    // Checked enough: the page ends here, the listing does not.
+                    cut_short = true;
+                    break 'scan;
+                }
+                checked += 1;
                 cursor = Some(key.clone());
                 let deleted = head.value.is_none();
                 if self.expired(&head, now_ms) || (deleted && pages.query.exclude_deleted) {
@@ -1592,9 +1618,13 @@ impl DataStoreService {
                 }
             }
         }
-        pages.is_finished = found.len() <= page_size;
+        pages.is_finished = !cut_short && found.len() <= page_size;
         found.truncate(page_size);
-        if let Some(last) = found.last() {
+        // The next page starts after the last key listed, or after the last one checked
+        // when the scan was cut short.
+        if cut_short {
+            pages.cursor = cursor;
+        } else if let Some(last) = found.last() {
             pages.cursor = Some(last.clone());
         }
         pages.items = found;

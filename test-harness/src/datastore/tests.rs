@@ -737,6 +737,70 @@ fn get_version_at_time_inside_an_overwritten_hour_returns_the_hour_version() {
     assert_eq!(listed(&mut ds, MS0 + 3_000_000), 1);
 }
 
+/// `ListKeysAsync(prefix, pageSize, cursor, excludeDeleted)`: a listing resumes from a page's
+/// cursor in a new call; with `excludeDeleted` a page checks at most 512 keys, and 600 removed
+/// keys before a live one give an empty page that is not finished, its cursor past the 512
+/// checked, then the live key.
+#[test]
+fn list_keys_resumes_from_a_cursor_and_checks_512_keys_when_excluding_removed_ones() {
+    let mut ds = DataStoreService::new(EPOCH);
+    for i in 0..600 {
+        let key = format!("d{i:03}");
+        set(&mut ds, 0.0, &key, json!(i));
+        ds.remove_async(1.0, A, &store(), &key).unwrap();
+    }
+    set(&mut ds, 0.0, "live", json!(1));
+    let live_only = KeyQuery {
+        page_size: 10,
+        exclude_deleted: true,
+        ..KeyQuery::default()
+    };
+    let mut pages = ds
+        .list_keys_async(2.0, &store(), live_only.clone())
+        .unwrap();
+    assert_eq!(
+        (pages.items.clone(), pages.is_finished, pages.cursor()),
+        (vec![], false, Some("d511"))
+    );
+    ds.advance_keys(2.0, &mut pages).unwrap();
+    assert_eq!(
+        (pages.items.clone(), pages.is_finished),
+        (vec!["live".to_string()], true)
+    );
+    // A new call from the first page's cursor goes on where it stopped.
+    let resumed = ds
+        .list_keys_async(
+            2.0,
+            &store(),
+            KeyQuery {
+                cursor: Some("d511".into()),
+                ..live_only
+            },
+        )
+        .unwrap();
+    assert_eq!(resumed.items, ["live"]);
+    // Removed keys listed too: a page of 3 from a cursor.
+    let all = ds
+        .list_keys_async(
+            2.0,
+            &store(),
+            KeyQuery {
+                page_size: 3,
+                cursor: Some("d596".into()),
+                ..KeyQuery::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (all.items.clone(), all.is_finished, all.cursor()),
+        (
+            vec!["d597".to_string(), "d598".into(), "d599".into()],
+            false,
+            Some("d599")
+        )
+    );
+}
+
 #[test]
 fn list_keys_pages_by_prefix() {
     let mut ds = DataStoreService::new(EPOCH);
@@ -756,7 +820,7 @@ fn list_keys_pages_by_prefix() {
     let query = KeyQuery {
         prefix: "a".into(),
         page_size: 2,
-        exclude_deleted: false,
+        ..KeyQuery::default()
     };
     let mut pages = ds.list_keys_async(2.0, &store(), query.clone()).unwrap();
     assert_eq!(
