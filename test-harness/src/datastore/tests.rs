@@ -801,6 +801,54 @@ fn list_keys_resumes_from_a_cursor_and_checks_512_keys_when_excluding_removed_on
     );
 }
 
+/// Spec "Request budgets": a server's budget per minute is base + per player × players (60 + 40
+/// for reads, writes and removes, 5 + 2 for lists), plus a one-time burst of the base at start;
+/// the experience's, shared by all servers, 300 + k × CCU (k = 40 reads, 20 writes, 2 lists,
+/// 40 removes). With 7 players on one server, at its start:
+#[test]
+fn every_request_types_budget_follows_its_formula() {
+    let mut ds = DataStoreService::new(EPOCH)
+        .with_limits(Limits::roblox())
+        .unwrap();
+    ds.set_player_count(0.0, A, 7);
+    let server: Vec<Option<f64>> = [
+        RequestType::StandardRead,
+        RequestType::StandardWrite,
+        RequestType::StandardList,
+        RequestType::StandardRemove,
+    ]
+    .iter()
+    .map(|&kind| ds.request_budget(0.0, A, kind))
+    .collect();
+    assert_eq!(
+        server,
+        [
+            Some(60.0 + 40.0 * 7.0 + 60.0),
+            Some(60.0 + 40.0 * 7.0 + 60.0),
+            Some(5.0 + 2.0 * 7.0 + 5.0),
+            Some(60.0 + 40.0 * 7.0 + 60.0)
+        ]
+    );
+    let experience: Vec<Option<f64>> = [
+        RequestType::StandardRead,
+        RequestType::StandardWrite,
+        RequestType::StandardList,
+        RequestType::StandardRemove,
+    ]
+    .iter()
+    .map(|&kind| ds.experience_budget(0.0, kind))
+    .collect();
+    assert_eq!(
+        experience,
+        [
+            Some(300.0 + 40.0 * 7.0),
+            Some(300.0 + 20.0 * 7.0),
+            Some(300.0 + 2.0 * 7.0),
+            Some(300.0 + 40.0 * 7.0)
+        ]
+    );
+}
+
 #[test]
 fn list_keys_pages_by_prefix() {
     let mut ds = DataStoreService::new(EPOCH);
