@@ -307,7 +307,7 @@ pub const KNOWN_DEVIATIONS: &[KnownDeviation] = &[
     // once the lock is taken, the notice of row 8.
     KnownDeviation {
         case: "assume_dead",
-        deviation: "§19 item 7",
+        deviation: "§19 items 7 and 8",
         streams: &["k", "<publish PS_<guid0>>"],
         journal: include_str!("../deviations/assume_dead.jsonl"),
         original: include_str!("../deviations/assume_dead.original.jsonl"),

@@ -5,6 +5,16 @@
 //! Every profile a scenario starts gets listeners on its four signals and a message handler that
 //! calls `processed()` at once; module-wide `OnError`, `OnOverwrite` and `OnCriticalToggle` are
 //! listened to as well (README).
+//!
+//! Where the format leaves things open:
+//! - `save` and `end_session` act on the last profile the server's start for the key returned
+//!   (an ended one too: `Save()` then warns, `EndSession` does nothing, as on a script holding
+//!   the profile); with none, they are journaled as calls and do nothing (a script's `nil`
+//!   profile);
+//! - a fault window applies to the DataStore requests that reach the DataStore while it is
+//!   open (a call made just before it opens and landing inside fails);
+//! - `GetAsync` is not cached: every call takes its round trip, as the latency model says (the
+//!   simulated DataStore's 4 s cache is off for scenarios).
 
 use std::collections::BTreeMap;
 
@@ -371,7 +381,12 @@ pub fn run(scenario: &Scenario) -> Result<Vec<Line>, ScenarioError> {
         latency: LatencyModel::Fixed(scenario.latency.datastore_round_trip),
         servers,
     };
-    let datastore = DataStoreService::new(scenario.epoch).with_limits(Limits::unlimited())?;
+    // Every call takes its round trip (the latency model): no `GetAsync` cache.
+    let limits = Limits {
+        cache_seconds: None,
+        ..Limits::unlimited()
+    };
+    let datastore = DataStoreService::new(scenario.epoch).with_limits(limits)?;
     // The format has no players, and Roblox's MessagingService rate limits scale with them
     // (20 + 8 × players subscriptions a server): off, as the DataStore's are. The payload and
     // topic sizes stay.

@@ -34,6 +34,15 @@ fn check(case: &str) {
     for (deviation, d) in &e.named {
         eprintln!("{case}: deviation \"{deviation}\" (docs/DEVIATIONS.md):\n{d}");
     }
+    // Each fixture a deviation changes names it; no other does.
+    let mut named: Vec<&str> = e.named.iter().map(|(name, _)| *name).collect();
+    named.dedup();
+    let expected: &[&str] = match case {
+        "handoff_steal" => &["§19 item 8"],
+        "assume_dead" => &["§19 items 7 and 8"],
+        _ => &[],
+    };
+    assert_eq!(named, expected, "{case}");
     // Row 8 adds one publish to `handoff_steal`; row 7 two to `assume_dead` (the request, and
     // row 8's notice once the lock is taken).
     let publishes = |j: &[Value]| j.iter().filter(|l| l["type"] == "publish").count();
@@ -134,6 +143,39 @@ fn a_difference_in_a_deviations_stream_is_not_named_away() {
     assert!(!e.conforms());
     assert_eq!(e.departures.len(), 1, "{e:?}");
     assert_eq!(e.departures[0].stream, "k");
+}
+
+/// The cases below, one test each.
+const CASES: [&str; 8] = [
+    "lifecycle",
+    "handoff_message",
+    "handoff_steal",
+    "messages",
+    "assume_dead",
+    "shutdown",
+    "autosave_ring",
+    "final_save_retry",
+];
+
+/// Every scenario in the fixtures folder has a trace and is one of [`CASES`], and every trace
+/// has its scenario: a fixture added later fails here until it has a test.
+#[test]
+fn every_fixture_scenario_is_run() {
+    let names = |dir: &str, ext: &str| {
+        let mut names: Vec<String> = std::fs::read_dir(fixtures().join(dir))
+            .expect("fixtures folder")
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                name.strip_suffix(ext).map(str::to_string)
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let mut cases: Vec<String> = CASES.iter().map(|c| c.to_string()).collect();
+    cases.sort();
+    assert_eq!(names("scenarios", ".json"), cases);
+    assert_eq!(names("traces", ".jsonl"), cases);
 }
 
 #[test]
