@@ -462,9 +462,9 @@ pub struct Observations {
     pub handoffs: Vec<f64>,
     /// Failed starts by reason.
     pub failures: BTreeMap<StartFailure, u64>,
-    /// Starts checked against the hand-off bound: those that began and ended while the
-    /// DataStore was healthy (on a server not closing), and those still waiting when the player
-    /// gave up past the bound with the DataStore healthy all along.
+    /// Starts checked against the hand-off bound: those made with the DataStore healthy for the
+    /// whole bound after them (from a second before), on a server not closing, that
+    /// returned, or that the player gave up on past the bound.
     pub healthy_starts: u64,
     /// Starts that failed or took longer than the hand-off bound while the DataStore was healthy
     /// (on a server not closing): (key, started at, outcome). Stricter than the issue's "old
@@ -837,13 +837,19 @@ impl Fleet {
                 Presence::Offline => continue,
             };
             if !self.world.servers[server].alive {
-                if let Presence::Joining { .. } = self.players[p].presence {
-                    // A closing server's death is its kill: one that closed by itself
-                    // waited for its starts to return first.
-                    let reason = if self.closing[server] {
+                if let Presence::Joining { since, .. } = self.players[p].presence {
+                    // A closing server's death is its kill. One that closed by itself (its
+                    // `BindToClose` returned: no kill logged) waited for its starts to return
+                    // first, so a start still waiting there is one whose answer went missing.
+                    let reason = if !self.closing[server] {
+                        StartFailure::Crashed
+                    } else if self.observed.died_at.contains_key(&server) {
                         StartFailure::Killed
                     } else {
-                        StartFailure::Crashed
+                        let key = self.players[p].key.clone();
+                        let took = self.world.now - since;
+                        self.observed.unexplained_starts.push((key, since, took));
+                        StartFailure::Unexplained
                     };
                     *self.observed.failures.entry(reason).or_default() += 1;
                 }
@@ -1503,9 +1509,12 @@ impl Fleet {
         );
     }
 
-    /// Whether a start that began at `since` ran entirely while the DataStore was healthy.
+    /// Whether a start that began at `since` is held to [`HANDOFF_BOUND`]: the DataStore was
+    /// healthy for the whole bound after it (from a second before), so a start that missed it
+    /// missed it with nothing to blame. A start made late in a healthy stretch is not held to
+    /// it, whenever it returns: had it hung, faults would have come back before the bound.
     fn healthy_since(&self, since: f64) -> bool {
-        self.config.faults == 0.0 || self.healthy_from.is_some_and(|t| since >= t)
+        !self.config.faulty_between(since, since + HANDOFF_BOUND)
     }
 
     /// Faults off; everyone leaves; players with undelivered gifts log in once more; every
@@ -1997,22 +2006,42 @@ mod tests {
         assert_eq!(gave_up_flagged(&fleet.players[p].presence), Some(false));
     }
 
-    /// A start still waiting when its server dies is counted as crashed, or as killed when the
-    /// server was shutting down (the world kills it at the end of `BindToClose`).
+    /// A start still waiting when its server stops is counted by how it stopped: crashed;
+    /// killed, when the server was shutting down (the world kills it at the end of
+    /// `BindToClose`); and unexplained when the server closed by itself (its `BindToClose`
+    /// returned, which waits for every start: the start's answer went missing).
     #[test]
-    fn a_start_waiting_when_its_server_dies_is_counted_by_how_it_died() {
-        for (closing, reason) in [(false, StartFailure::Crashed), (true, StartFailure::Killed)] {
+    fn a_start_waiting_when_its_server_stops_is_counted_by_how_it_stopped() {
+        for (closing, killed, reason) in [
+            (false, true, StartFailure::Crashed),
+            (true, true, StartFailure::Killed),
+            (true, false, StartFailure::Unexplained),
+        ] {
             let mut fleet = sound_fleet();
             let p = 4;
             let now = fleet.world.now;
-            fleet.set_presence(p, waiting(0, 999_997, now, true));
+            fleet.set_presence(p, waiting(0, 999_997, now - 2.0, true));
             fleet.closing[0] = closing;
-            fleet.world.crash(0);
+            if killed {
+                fleet.world.crash(0);
+                // What the fleet reads before its per-second bookkeeping.
+                fleet.react();
+            } else {
+                fleet.world.shutdown(0);
+                fleet.advance(now + 1.0);
+                assert!(!fleet.world.servers[0].alive, "closed by itself");
+            }
             let mut failures = fleet.observed.failures.clone();
             fleet.server_events();
             *failures.entry(reason).or_default() += 1;
             assert_eq!(fleet.observed.failures, failures, "closing {closing}");
             assert_eq!(fleet.players[p].presence, Presence::Offline);
+            let unexplained = &fleet.observed.unexplained_starts;
+            if reason == StartFailure::Unexplained {
+                assert_eq!(unexplained, &[("Player_4".to_string(), now - 2.0, 3.0)]);
+            } else {
+                assert_eq!(unexplained, &[]);
+            }
         }
     }
 
