@@ -594,7 +594,9 @@ impl Runner {
                 }
             }
             ActionKind::RawSet { key, value } => {
-                self.world.raw_set(s, store_name, key, value.clone())
+                if let Err(message) = self.world.raw_set(s, store_name, key, value.clone()) {
+                    return Err(ScenarioError::Refused { t, message });
+                }
             }
             ActionKind::Close => self.world.shutdown(s),
             ActionKind::Crash => self.world.crash(s),

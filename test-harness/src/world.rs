@@ -112,8 +112,9 @@ pub const MAX_WALL_SKEW: i64 = 315_360_000;
 impl WorldConfig {
     /// Refuses a frame rate that is not above 0 and at most [`MAX_FPS`], a fixed latency that
     /// is not a time from 0 to a day ([`crate::config::MAX_SECONDS`]), an epoch outside
-    /// 0..=[`MAX_EPOCH`] and a server skew beyond ±[`MAX_WALL_SKEW`] (so a server's wall
-    /// clock, epoch + virtual time + skew, stays a plain Unix time).
+    /// 0..=[`MAX_EPOCH`] and a server skew beyond ±[`MAX_WALL_SKEW`] or putting the server's
+    /// clock before 1970 at the start (so a server's wall clock, epoch + virtual time + skew,
+    /// stays a plain Unix time).
     pub fn check(&self) -> Result<(), ConfigError> {
         positive("world.fps", self.fps, MAX_FPS)?;
         if let LatencyModel::Fixed(round_trip) = self.latency {
@@ -124,7 +125,7 @@ impl WorldConfig {
             within(
                 &format!("world.servers[{i}].wall_skew"),
                 server.wall_skew,
-                -MAX_WALL_SKEW,
+                (-MAX_WALL_SKEW).max(-self.epoch),
                 MAX_WALL_SKEW,
             )?;
         }
@@ -711,7 +712,17 @@ impl World {
     /// A plain `SetAsync` by server `s` (outside ProfileStore), committed one round trip later
     /// (even if the server has died by then: the request was sent) unless it meets a fault
     /// (`datastore_fail`). It takes no request budget (scenarios run with unlimited budgets).
-    pub fn raw_set(&mut self, s: usize, store: &str, key: &str, value: Value) {
+    /// A server not running (stopped, crashed, in reserve) sends nothing: refused, naming it.
+    pub fn raw_set(
+        &mut self,
+        s: usize,
+        store: &str,
+        key: &str,
+        value: Value,
+    ) -> Result<(), String> {
+        if !self.servers[s].alive {
+            return Err(format!("server {s} is not running: it sends no SetAsync"));
+        }
         let at = self.now + self.round_trip();
         self.schedule(
             at,
@@ -722,6 +733,7 @@ impl World {
                 value,
             },
         );
+        Ok(())
     }
 
     /// The stored value of `store/key` (read without cache, costs no budget).

@@ -324,6 +324,16 @@ fn the_world_checks_its_frame_rate_latency_epoch_and_skews() {
         ))
     );
     assert!(with(|c| c.servers[0].wall_skew = -MAX_WALL_SKEW).is_none());
+    // No server's clock starts before 1970.
+    assert_eq!(
+        with(|c| {
+            c.epoch = 0;
+            c.servers[0].wall_skew = -1;
+        }),
+        Some(format!(
+            "world.servers[0].wall_skew must be between 0 and {MAX_WALL_SKEW}, got -1"
+        ))
+    );
 
     // The DataStore's clock starts where the world's does.
     let ds = DataStoreService::new(EPOCH + 1);

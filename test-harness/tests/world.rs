@@ -200,7 +200,7 @@ fn a_take_whose_write_failed_ambiguously_still_tells_the_old_session() {
     let dead = json!({"Data": {}, "GlobalUpdates": [0, []],
         "MetaData": {"SessionLoadCount": 3, "LastUpdate": 1_735_680_000,
                      "ActiveSession": [999, "dead-job", "DEAD-GUID"]}});
-    w.raw_set(0, "S", "k", dead);
+    w.raw_set(0, "S", "k", dead).unwrap();
     w.run_until(1.0);
     start(&mut w, 0, store, "k");
     w.run_until(2.0);
@@ -475,7 +475,7 @@ fn a_conflict_with_no_read_left_runs_the_transform_on_the_newest_value() {
     w.run_until(1.05);
     let mut other = w.stored("S", "k").unwrap().clone();
     other["Data"]["Other"] = json!(1);
-    w.raw_set(0, "S", "k", other);
+    w.raw_set(0, "S", "k", other).unwrap();
     w.run_until(120.0);
     let transforms = w
         .traced_inputs()
@@ -615,20 +615,20 @@ fn the_clock_never_runs_backwards() {
 #[test]
 fn a_raw_set_meets_faults_and_lands_after_a_crash() {
     let (mut w, _) = world(1, Limits::unlimited());
-    w.raw_set(0, "S", "k", json!(1));
+    w.raw_set(0, "S", "k", json!(1)).unwrap();
     w.crash(0);
     w.run_until(1.0);
     assert_eq!(w.stored("S", "k"), Some(json!(1)));
 
     let (mut w, _) = world(1, Limits::unlimited());
     w.set_datastore_fail(1.0).unwrap();
-    w.raw_set(0, "S", "k", json!(1));
+    w.raw_set(0, "S", "k", json!(1)).unwrap();
     w.run_until(1.0);
     assert_eq!(w.stored("S", "k"), None);
     assert_eq!(w.request_counts().get("SetAsync"), Some(&1));
 
     let (mut w, _) = world(1, Limits::unlimited());
-    w.raw_set(0, "S", "k", json!(1));
+    w.raw_set(0, "S", "k", json!(1)).unwrap();
     w.run_until(1.0);
     assert_eq!(w.stored("S", "k"), Some(json!(1)));
     assert_eq!(w.request_counts().get("SetAsync"), Some(&1));
@@ -947,7 +947,7 @@ fn a_key_whose_metadata_the_store_refuses() -> (World, StoreId) {
     let profile = json!({"Data": {"Coins": 1}, "GlobalUpdates": [0, []],
                          "MetaData": {"ProfileCreateTime": 1, "SessionLoadCount": 1, "MetaTags": {}},
                          "RobloxMetaData": {"Note": "longer than ten"}});
-    w.raw_set(0, "S", "k", profile);
+    w.raw_set(0, "S", "k", profile).unwrap();
     w.run_until(1.0);
     (w, store)
 }
@@ -1004,12 +1004,29 @@ fn a_start_the_store_cannot_keep_returns_nil_at_once() {
     assert!(warned);
 }
 
+/// A server that is not running sends nothing: a `SetAsync` from it after its crash is refused,
+/// naming it, and nothing lands (one sent before the crash still does).
+#[test]
+fn a_raw_set_from_a_stopped_server_is_refused() {
+    let (mut w, _) = world(1, Limits::unlimited());
+    w.raw_set(0, "S", "sent", json!(1)).unwrap();
+    w.crash(0);
+    assert_eq!(
+        w.raw_set(0, "S", "after", json!(2)),
+        Err("server 0 is not running: it sends no SetAsync".to_string())
+    );
+    w.run_until(5.0);
+    assert_eq!(w.stored("S", "sent"), Some(json!(1)));
+    assert_eq!(w.stored("S", "after"), None);
+    assert_eq!(w.request_counts().get("SetAsync"), Some(&1));
+}
+
 /// A `RemoveAsync` is a write: sent before its server crashed, it still lands, as an update's
 /// write does (and, like any call, meets the world's faults).
 #[test]
 fn a_removal_sent_before_a_crash_lands() {
     let (mut w, store) = world(1, Limits::unlimited());
-    w.raw_set(0, "S", "k", json!(1));
+    w.raw_set(0, "S", "k", json!(1)).unwrap();
     w.run_until(1.0);
     remove(&mut w, store, "k");
     w.crash(0);
@@ -1038,8 +1055,8 @@ fn a_removal_still_queued_when_its_server_crashes_does_not_land() {
         ..Limits::unlimited()
     };
     let (mut w, store) = world(1, limits);
-    w.raw_set(0, "S", "sent", json!(1));
-    w.raw_set(0, "S", "queued", json!(2));
+    w.raw_set(0, "S", "sent", json!(1)).unwrap();
+    w.raw_set(0, "S", "queued", json!(2)).unwrap();
     w.run_until(1.0);
     for key in ["sent", "queued"] {
         remove(&mut w, store, key);
@@ -1070,8 +1087,8 @@ fn a_removal_held_for_its_key_when_its_server_crashes_does_not_land() {
             ..ThroughputLimits::roblox()
         }),
     );
-    w.raw_set(0, "S", "k", json!(1));
-    w.raw_set(0, "S", "k", json!(2));
+    w.raw_set(0, "S", "k", json!(1)).unwrap();
+    w.raw_set(0, "S", "k", json!(2)).unwrap();
     w.run_until(1.0);
     remove(&mut w, store, "k");
     w.run_until(2.0);
@@ -1160,7 +1177,7 @@ fn a_version_query_reads_every_version_through_the_world() {
     for (hour, coins) in [(0.0, 1), (3600.0, 2), (7200.0, 3)] {
         w.run_until(hour + 1.0);
         let value = json!({"Data": {"Coins": coins}, "MetaData": {"SessionLoadCount": 0}, "GlobalUpdates": [0, []]});
-        w.raw_set(0, "S", "k", value);
+        w.raw_set(0, "S", "k", value).unwrap();
     }
     w.run_until(7300.0);
     let InputResult::Query(Ok(query)) = w.feed(
