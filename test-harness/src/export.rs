@@ -50,8 +50,9 @@
 //!
 //! An export's key imported over a different write of that key (another value, user ids or
 //! metadata, or another version id) is, to the store, a new write:
-//! it gets the next serial after the stored key's and the version id that serial makes
-//! ([`ImportReport::renumbered`]), so that no `UpdateAsync` that read an earlier write commits
+//! it gets the next serial after the stored key's, or its own if that is higher, and the
+//! version id that serial makes ([`ImportReport::renumbered`] when that changed its id), so
+//! that no `UpdateAsync` that read an earlier write commits
 //! over it without running its transform again (version ids are what that check compares).
 //! Imported over the same write, or into a store without the key, a key keeps its serial and
 //! version: the same document imports to the same bytes.
@@ -547,6 +548,65 @@ fn object_metadata(at: &str, metadata: &Value) -> Result<Value, ExportError> {
         .map_err(|e| invalid(at, format!("metadata: {e}")))
 }
 
+/// A version's times as a store writes them (ms since 1970): none negative; opened (its
+/// slot's first write) at or before created (its write); both at or after the previous
+/// slot's (listings and `GetVersionAtTimeAsync` go by slot); superseded, at or after its own
+/// write, exactly when a later slot follows (a superseded version with no time would never
+/// expire, the latest one would look replaced).
+fn check_version_times(
+    at: &str,
+    v: &ExportedVersion,
+    previous: Option<&StoredVersion>,
+    latest: bool,
+) -> Result<(), ExportError> {
+    for (name, t) in [
+        ("openedTime", v.opened_time),
+        ("createdTime", v.created_time),
+        ("keyCreatedTime", v.key_created_time),
+    ] {
+        if t < 0 {
+            return Err(invalid(at, format!("{name} {t} is before 1970")));
+        }
+    }
+    for (name, t) in [
+        ("keyCreatedTime", v.key_created_time),
+        ("openedTime", v.opened_time),
+    ] {
+        if t > v.created_time {
+            return Err(invalid(
+                at,
+                format!("{name} {t} is after createdTime {}", v.created_time),
+            ));
+        }
+    }
+    if let Some(p) = previous
+        && (v.opened_time < p.opened_ms || v.created_time < p.created_ms)
+    {
+        return Err(invalid(
+            at,
+            format!(
+                "times (opened {}, created {}) go back from slot {}'s (opened {}, created {})",
+                v.opened_time, v.created_time, p.slot, p.opened_ms, p.created_ms
+            ),
+        ));
+    }
+    match v.superseded_time {
+        Some(_) if latest => Ok(()),
+        None if !latest => Err(invalid(
+            at,
+            "supersededTime is null, but a later slot superseded this version",
+        )),
+        Some(t) if t < v.created_time => Err(invalid(
+            at,
+            format!(
+                "supersededTime {t} is before createdTime {}",
+                v.created_time
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), ExportError> {
     if k.exists != k.value.is_some() {
         return Err(invalid(
@@ -600,6 +660,16 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
                     "deleted is {} but value is {}",
                     v.deleted,
                     if v.value.is_some() { "set" } else { "null" }
+                ),
+            ));
+        }
+        check_version_times(&vat, v, versions.last(), j + 1 == k.versions.len())?;
+        if versions.iter().any(|p| p.version.as_str() == v.version) {
+            return Err(invalid(
+                &vat,
+                format!(
+                    "version {:?} is an earlier slot's too: GetVersionAsync could not tell them apart",
+                    v.version
                 ),
             ));
         }
@@ -1066,6 +1136,10 @@ mod tests {
     fn invalid_exports_are_refused_before_anything_is_written() {
         let mut ds = populated();
         let mut document = export(ds.storage_mut()).unwrap();
+        let k1 = &document.stores[2].keys["k1"].versions;
+        let (v0_opened, v0_created, v0_version) =
+            (k1[0].opened_time, k1[0].created_time, k1[0].version.clone());
+        let v1_created = k1[1].created_time;
         document.stores[2].keys.get_mut("k1").unwrap().versions[1].slot = 1;
         let mut fresh = MemoryStorage::new();
         let err = import_document(&mut fresh, &document).unwrap_err();
@@ -1074,6 +1148,48 @@ mod tests {
             "import document, stores[2].keys[\"k1\"].versions[1]: slot 1 must be at least 2 and increase"
         );
         assert_eq!(fresh.paths().unwrap(), vec![], "nothing was written");
+        // Times a store never writes, and a version id two slots share.
+        let refused = |edit: &dyn Fn(&mut Vec<ExportedVersion>)| {
+            let mut document = export(populated().storage_mut()).unwrap();
+            edit(&mut document.stores[2].keys.get_mut("k1").unwrap().versions);
+            let mut fresh = MemoryStorage::new();
+            let err = import_document(&mut fresh, &document)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(fresh.paths().unwrap(), vec![], "nothing was written");
+            err.replace("import document, stores[2].keys[\"k1\"].", "")
+        };
+        assert_eq!(
+            refused(&|v| v[0].superseded_time = None),
+            "versions[0]: supersededTime is null, but a later slot superseded this version"
+        );
+        assert_eq!(
+            refused(&|v| v[1].opened_time = v[0].opened_time - 1),
+            format!(
+                "versions[1]: times (opened {}, created {v1_created}) go back from slot 1's \
+                 (opened {v0_opened}, created {v0_created})",
+                v0_opened - 1
+            )
+        );
+        assert_eq!(
+            refused(&|v| v[0].opened_time = v[0].created_time + 1),
+            format!(
+                "versions[0]: openedTime {} is after createdTime {v0_created}",
+                v0_created + 1
+            )
+        );
+        assert_eq!(
+            refused(&|v| v[0].key_created_time = -5),
+            "versions[0]: keyCreatedTime -5 is before 1970"
+        );
+        assert_eq!(
+            refused(&|v| v[1].version = v[0].version.clone()),
+            format!(
+                "versions[1]: version {:?} is an earlier slot's too: GetVersionAsync could not \
+                 tell them apart",
+                v0_version
+            )
+        );
         // Counters a later write could not add one to (the on-disk store's integers end at
         // i64::MAX).
         for serial in [u64::MAX, i64::MAX as u64] {

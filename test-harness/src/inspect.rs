@@ -2,6 +2,7 @@
 //! and the messages waiting in its queue (spec §1, §10).
 
 use profilestore_core::value::{Value, json};
+use profilestore_core::wire;
 
 use crate::datastore::StoreName;
 use crate::storage::{Storage, StorageError};
@@ -57,18 +58,29 @@ pub fn inspect(
             "session_guid": tag.get(2),
             "topic": tag.get(2).and_then(Value::as_str).map(profilestore_core::guid::session_topic),
             "last_update": meta.get("LastUpdate"),
-            "seconds_since_last_update": now.zip(meta.get("LastUpdate").and_then(Value::as_i64)).and_then(|(now, lu)| now.checked_sub(lu)),
+            "seconds_since_last_update": seconds_since(now, meta.get("LastUpdate")),
             "session_load_count": meta.get("SessionLoadCount"),
             "force_load_requested_by": meta.get("ForceLoadSession"),
         }),
         None => Value::Null,
     };
+    // Each stored entry as the engine reads it (spec §1.6): its id, its payload (the last of
+    // two or more elements), and whether a session would deliver it (a whole-number id and a
+    // payload; others stay queued undelivered, or are dropped at the next write if they have
+    // neither).
     let pending: Vec<Value> = value["GlobalUpdates"][1]
         .as_array()
         .map(|entries| {
             entries
                 .iter()
-                .map(|e| json!({"id": e.get(0), "message": e.as_array().and_then(|a| a.last())}))
+                .map(|e| {
+                    let payload = wire::entry_payload(e);
+                    json!({
+                        "id": wire::entry_id(e).map(wire::number),
+                        "message": payload,
+                        "deliverable": wire::message_id(e).is_some() && payload.is_some(),
+                    })
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -87,6 +99,15 @@ pub fn inspect(
         "lock": lock,
         "pending_messages": pending,
     }))
+}
+
+/// Seconds from a lock's `LastUpdate` (a number: whole, or not, as another tool may write it,
+/// read as the engine reads it) to `now`; `None` without both, or when the clocks are so far
+/// apart that the difference is not a plain number of seconds.
+fn seconds_since(now: Option<i64>, last_update: Option<&Value>) -> Option<Value> {
+    let (now, last) = (now?, last_update?.as_f64()?);
+    let since = now as f64 - last;
+    (since.abs() < 9.007_199_254_740_992e15).then(|| wire::number(since))
 }
 
 /// For an [`inspect`] answer about a key never written (a removed key has versions, and is
@@ -126,21 +147,29 @@ mod tests {
     use crate::datastore::DataStoreService;
     use crate::storage::MemoryStorage;
 
-    #[test]
-    fn inspect_shows_lock_versions_and_messages() {
+    /// A DataStore holding `value` at `S/k`, written at its start.
+    fn holding(value: Value) -> DataStoreService {
         let mut ds =
             DataStoreService::new(1_735_689_600).with_storage(Box::new(MemoryStorage::new()));
-        let value = json!({"Data": {}, "GlobalUpdates": [2, [[2, {"Gift": "Gem"}]]],
-                           "MetaData": {"ActiveSession": [1001, "job", "GUID"], "LastUpdate": 1_735_689_600, "SessionLoadCount": 3}});
+        let server = crate::datastore::ServerId(0);
         ds.set_async(
             0.0,
-            crate::datastore::ServerId(0),
+            server,
             &StoreName::new("S"),
             "k",
             value,
             Default::default(),
         )
         .unwrap();
+        ds
+    }
+
+    #[test]
+    fn inspect_shows_lock_versions_and_messages() {
+        let mut ds = holding(
+            json!({"Data": {}, "GlobalUpdates": [2, [[2, {"Gift": "Gem"}]]],
+                           "MetaData": {"ActiveSession": [1001, "job", "GUID"], "LastUpdate": 1_735_689_600, "SessionLoadCount": 3}}),
+        );
         let v = inspect(ds.storage_mut(), "S", "global", "k", Some(1_735_689_660)).unwrap();
         assert_eq!(v["lock"]["job_id"], json!("job"));
         assert_eq!(v["lock"]["topic"], json!("PS_GUID"));
@@ -151,13 +180,35 @@ mod tests {
         assert_eq!(v["lock"]["held_since_ms"], json!(1_735_689_600_000i64));
         assert_eq!(
             v["pending_messages"],
-            json!([{"id": 2, "message": {"Gift": "Gem"}}])
+            json!([{"id": 2, "message": {"Gift": "Gem"}, "deliverable": true}])
         );
         assert_eq!(v["versions"].as_array().unwrap().len(), 1);
         assert_eq!(
             inspect(ds.storage_mut(), "S", "global", "nope", None).unwrap()["exists"],
             json!(false)
         );
+    }
+
+    /// Entries another tool wrote are shown as the engine reads them: `[3]` has an id and no
+    /// payload, `"junk"` neither, `1.5` is no message id: none is deliverable. A `LastUpdate`
+    /// written as a float is measured too.
+    #[test]
+    fn odd_queue_entries_and_a_float_last_update_read_as_the_engine_reads_them() {
+        let mut ds = holding(
+            json!({"Data": {}, "MetaData": {"ActiveSession": [1001, "job", "G"], "LastUpdate": 1_735_689_600.5},
+                           "GlobalUpdates": [3, [[1, {"a": 1}], [3], "junk", [1.5, {"b": 2}]]]}),
+        );
+        let v = inspect(ds.storage_mut(), "S", "global", "k", Some(1_735_689_660)).unwrap();
+        assert_eq!(
+            v["pending_messages"],
+            json!([
+                {"id": 1, "message": {"a": 1}, "deliverable": true},
+                {"id": 3, "message": null, "deliverable": false},
+                {"id": null, "message": null, "deliverable": false},
+                {"id": 1.5, "message": {"b": 2}, "deliverable": false}
+            ])
+        );
+        assert_eq!(v["lock"]["seconds_since_last_update"], json!(59.5));
     }
 
     /// A key never written gets the stores the storage holds, named as `inspect` takes them;

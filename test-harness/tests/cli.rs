@@ -194,7 +194,7 @@ fn import_the_golden_fixture_and_inspect_a_locked_key() {
     let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         v["pending_messages"],
-        profilestore_core::json!([{"id": 1, "message": {"Gift": "Gem"}}])
+        profilestore_core::json!([{"id": 1, "message": {"Gift": "Gem"}, "deliverable": true}])
     );
 }
 

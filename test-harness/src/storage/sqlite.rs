@@ -333,6 +333,32 @@ fn parse_json(path: &str, column: &str, text: &str) -> Result<Value, StorageErro
     })
 }
 
+/// A stored value: JSON, and not `null` (a removed key's value is SQL `NULL`, and no write
+/// stores nil).
+fn parse_value(path: &str, text: &str) -> Result<Value, StorageError> {
+    let value = parse_json(path, "value", text)?;
+    if value.is_null() {
+        return Err(StorageError::Corrupt {
+            path: path.to_string(),
+            problem: "column value holds JSON null, which no write stores (a removal is SQL NULL)"
+                .to_string(),
+        });
+    }
+    Ok(value)
+}
+
+/// Stored metadata: a JSON object, as every write stores it.
+fn parse_metadata(path: &str, text: &str) -> Result<Value, StorageError> {
+    let metadata = parse_json(path, "metadata", text)?;
+    if !metadata.is_object() {
+        return Err(StorageError::Corrupt {
+            path: path.to_string(),
+            problem: format!("column metadata is not a JSON object: {metadata}"),
+        });
+    }
+    Ok(metadata)
+}
+
 fn parse_user_ids(path: &str, text: &str) -> Result<Vec<i64>, StorageError> {
     serde_json::from_str(text).map_err(|e| StorageError::Corrupt {
         path: path.to_string(),
@@ -371,7 +397,7 @@ fn raw_head(r: &Row<'_>) -> rusqlite::Result<RawHead> {
 
 fn decode_head(path: &str, raw: RawHead) -> Result<Head, StorageError> {
     let RawHead(value, created_ms, updated_ms, version, serial, user_ids, metadata) = raw;
-    let value = value.map(|t| parse_json(path, "value", &t)).transpose()?;
+    let value = value.map(|t| parse_value(path, &t)).transpose()?;
     Ok(Head {
         size: value.as_ref().map_or(0, crate::datastore::serialized_len),
         value: value.map(std::sync::Arc::new),
@@ -380,7 +406,7 @@ fn decode_head(path: &str, raw: RawHead) -> Result<Head, StorageError> {
         version: version.into(),
         serial: to_u64(path, "serial", serial)?,
         user_ids: parse_user_ids(path, &user_ids)?,
-        metadata: parse_json(path, "metadata", &metadata)?,
+        metadata: parse_metadata(path, &metadata)?,
     })
 }
 
@@ -429,11 +455,11 @@ fn decode_version(path: &str, raw: RawVersion) -> Result<StoredVersion, StorageE
         created_ms,
         key_created_ms,
         value: value
-            .map(|t| parse_json(path, "value", &t))
+            .map(|t| parse_value(path, &t))
             .transpose()?
             .map(std::sync::Arc::new),
         user_ids: parse_user_ids(path, &user_ids)?,
-        metadata: parse_json(path, "metadata", &metadata)?,
+        metadata: parse_metadata(path, &metadata)?,
         superseded_ms,
     })
 }
@@ -900,6 +926,26 @@ mod tests {
                 .starts_with("corrupt stored data for S/global/k: column value is not valid JSON"),
             "{err}"
         );
+        // JSON no write stores: a null value, metadata that is not an object (in the head and
+        // in a version).
+        s.conn
+            .execute_batch(
+                "INSERT INTO keys VALUES ('S', 'global', 'n', 'null', 0, 0, 'v', 1, '[]', '{}');
+                 INSERT INTO keys VALUES ('S', 'global', 'm', '1', 0, 0, 'v', 1, '[]', '5');
+                 INSERT INTO versions VALUES ('S', 'global', 'm', 1, 'v', 0, 0, 0, '1', '[]', '5', NULL);",
+            )
+            .unwrap();
+        let problem = |err: StorageError| err.to_string();
+        assert_eq!(
+            problem(s.head(&KeyPath::new("S", "global", "n")).unwrap_err()),
+            "corrupt stored data for S/global/n: column value holds JSON null, which no write \
+             stores (a removal is SQL NULL)"
+        );
+        let m = KeyPath::new("S", "global", "m");
+        let not_an_object =
+            "corrupt stored data for S/global/m: column metadata is not a JSON object: 5";
+        assert_eq!(problem(s.head(&m).unwrap_err()), not_an_object);
+        assert_eq!(problem(s.versions(&m).unwrap_err()), not_an_object);
     }
 
     /// A column holding the wrong type (text for a time, written by another program) is
