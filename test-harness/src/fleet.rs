@@ -936,6 +936,13 @@ impl Fleet {
                 Presence::Joining { .. } => {
                     self.next_at[p] = now + 5.0;
                 }
+                Presence::Online { server, .. } if self.closing[server] => {
+                    // Kicked: a server that began shutting down has ended its sessions and
+                    // takes no more play (Roblox removes its players); they come back on
+                    // another server.
+                    self.set_presence(p, Presence::Offline);
+                    self.next_at[p] = now + 5.0;
+                }
                 Presence::Online { server, profile } => {
                     if now >= self.players[p].leave_at {
                         self.leave_or_hop(p, server, profile);
@@ -2004,6 +2011,30 @@ mod tests {
         fleet.player_actions();
         assert_eq!(fleet.observed.slow_healthy_starts, vec![]);
         assert_eq!(gave_up_flagged(&fleet.players[p].presence), Some(false));
+    }
+
+    /// A player on a server that began shutting down that second plays no more there (its
+    /// sessions have ended; Roblox removes its players) and does not rejoin it: the player is
+    /// offline, and comes back on another server.
+    #[test]
+    fn a_closing_servers_players_are_removed_not_left_playing() {
+        let config = FleetConfig::new(6, 2, 1, 60.0, 0.0);
+        let storage = Box::new(crate::storage::MemoryStorage::new());
+        let mut fleet = Fleet::new(config, storage).unwrap();
+        fleet.join(0, 0, false);
+        fleet.advance(2.0);
+        assert!(matches!(
+            fleet.players[0].presence,
+            Presence::Online { server: 0, .. }
+        ));
+        fleet.world.shutdown(0);
+        fleet.closing[0] = true;
+        let ops = fleet.players[0].ops;
+        fleet.next_at[0] = fleet.world.now;
+        fleet.player_actions();
+        assert_eq!(fleet.players[0].presence, Presence::Offline);
+        assert_eq!(fleet.players[0].ops, ops, "no play on the closing server");
+        assert_eq!(fleet.next_at[0], fleet.world.now + 5.0);
     }
 
     /// A start still waiting when its server stops is counted by how it stopped: crashed;
