@@ -479,6 +479,9 @@ pub struct Observations {
     pub trade_log: Vec<Trade>,
     /// When each server died (crash, or killed at the end of `BindToClose`).
     pub died_at: BTreeMap<usize, f64>,
+    /// The servers among [`Observations::died_at`] that were shutting down: killed when their
+    /// `BindToClose` ran out, not crashed.
+    pub killed: std::collections::BTreeSet<usize>,
     /// DataStore errors signalled (`OnError`).
     pub errors: u64,
     /// Critical-state toggles.
@@ -1242,6 +1245,9 @@ impl Fleet {
                 // A crash, or the kill at the end of a shutdown's BindToClose budget.
                 Happening::Crashed => {
                     self.observed.died_at.entry(s).or_insert(t);
+                    if self.closing[s] {
+                        self.observed.killed.insert(s);
+                    }
                     continue;
                 }
                 _ => continue,

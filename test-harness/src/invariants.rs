@@ -34,7 +34,7 @@ use profilestore_core::value::{Str, Value, json};
 use crate::fleet::{Fleet, HANDOFF_BOUND, STORE};
 use crate::log::Log;
 use crate::storage::MemoryStorage;
-use crate::world::Happening;
+use crate::world::{BIND_TO_CLOSE_LIMIT, Happening};
 
 /// One broken invariant.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -344,11 +344,15 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         // The death tore the trade only if the giver's session was still its own then: a
         // generation taken before the server died was torn by the take (and is judged as one
         // below), whenever the server died later; one released before it had stored the
-        // giver's side in its final save (a dupe then is not the death's).
+        // giver's side in its final save (a dupe then is not the death's). A kill at the end
+        // of `BindToClose` tears only while the DataStore fails: with it healthy, the final
+        // saves land within the 30 s, and a giver's side they did not store was lost.
         let died = |trade: &crate::fleet::Trade| {
             let generation = (trade.from.clone(), trade.giver_generation);
             obs.died_at.get(&trade.server).is_some_and(|d| {
                 *d >= trade.at
+                    && (!obs.killed.contains(&trade.server)
+                        || fleet.config.faulty_between(d - BIND_TO_CLOSE_LIMIT, *d))
                     && obs
                         .taken_generations
                         .get(&generation)

@@ -785,6 +785,32 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
     }
 }
 
+/// A server killed at the end of `BindToClose` (it was shutting down) tears the trades its
+/// final saves did not store only while the DataStore fails: with it healthy those saves land
+/// within the 30 s, so a giver's side they did not store was lost, a dupe.
+#[test]
+fn a_kill_tears_a_trade_only_while_the_datastore_fails() {
+    for (faults, dupe) in [(0.0, true), (0.05, false)] {
+        let (mut fleet, holder, other, item) = a_duplicated_item();
+        fleet
+            .observed
+            .trade_log
+            .push(trade_at_ten(&item, &holder, &other, false));
+        fleet.observed.died_at.insert(1, 50.0);
+        fleet.observed.killed.insert(1);
+        fleet.config.faults = faults;
+        let v = invariants::check(&mut fleet);
+        if dupe {
+            assert_eq!(v.len(), 1, "faults {faults}: {v:?}");
+            assert_eq!(v[0].invariant, "no dupe");
+            assert_eq!(fleet.torn_trades, Vec::<String>::new());
+        } else {
+            assert_eq!(v, vec![], "faults {faults}");
+            assert_eq!(fleet.torn_trades, vec![item]);
+        }
+    }
+}
+
 /// Each torn trade explains one copy: an item in three profiles after one torn trade is still
 /// a dupe, and is excused once a second torn trade of it explains the third copy.
 #[test]
