@@ -49,8 +49,10 @@ pub struct EngineConfig {
     pub datastore_state: DataStoreState,
 }
 
-/// The host's live profile state, read when a transform runs (spec §4 "Transform
-/// re-execution"): the core never keeps a copy of `Profile.Data` as the truth.
+/// The host's live state, read when the original reads it: a profile's `Data` and
+/// `RobloxMetaData` when a transform runs (spec §4 "Transform re-execution": the core never
+/// keeps a copy of `Profile.Data` as the truth), a start's `Cancel` at each attempt, inside
+/// its transform and after each result (spec §5.2 step 7).
 pub trait LiveState {
     /// The current `Profile.Data` of `profile`.
     fn data(&mut self, profile: ProfileId) -> Value;
@@ -530,16 +532,22 @@ impl Engine {
 
     /// The DataStore answered request `op` (spec §4 steps 4–6): the queue slot is handed to the
     /// next waiter first, then the result is interpreted — except for a start waiting behind a
-    /// final save, whose turn comes after the save's result (deviation 9).
+    /// final save, whose turn comes after the save's result (deviation 9). A session start's
+    /// `Cancel` is asked first ([`LiveState::cancel_requested`]: the original calls it after
+    /// each result, spec §5.2 step 7).
     pub fn handle_datastore_response(
         &mut self,
         now: Now,
         op: OpId,
         result: Result<DataStoreResponse, DataStoreError>,
+        live: &mut dyn LiveState,
     ) {
         if let Some(query) = self.page_ops.remove(&op) {
             self.on_version_page(now, query, result);
             return;
+        }
+        if let Some(token) = self.start_token(op) {
+            self.ask_cancel(&token, live);
         }
         // An answer for an op still queued (a host error, refused by `handle_input`) must not
         // release its key's queue: the op that holds it is still out.
@@ -598,8 +606,14 @@ impl Engine {
     }
 
     /// The Studio access probe answered (spec §13): sets the state once and resumes the calls
-    /// that were waiting for it.
-    pub fn handle_datastore_state(&mut self, now: Now, state: DataStoreState) {
+    /// that were waiting for it, asking each cancellable start on a live store its `Cancel`
+    /// first.
+    pub fn handle_datastore_state(
+        &mut self,
+        now: Now,
+        state: DataStoreState,
+        live: &mut dyn LiveState,
+    ) {
         if self.state != DataStoreState::NotReady || state == DataStoreState::NotReady {
             return;
         }
@@ -616,6 +630,27 @@ impl Engine {
         self.emit(Event::Print {
             message: line.into(),
         });
+        // The original's waiting starts look at `Cancel` at the head of their loop, after the
+        // wait: a cancellable start on a live store whose `Cancel` is true returns nil then,
+        // having written nothing (as one the host cancelled while it waited).
+        let waiting: Vec<CallId> = self
+            .parked
+            .iter()
+            .filter_map(|p| match p {
+                crate::read::Parked::Start {
+                    call,
+                    store,
+                    params,
+                    ..
+                } if params.cancellable && !store.mock => Some(*call),
+                _ => None,
+            })
+            .collect();
+        for call in waiting {
+            if live.cancel_requested(call) {
+                self.cancel_session_start(now, call);
+            }
+        }
         self.resume_all_parked(now);
     }
 
@@ -831,7 +866,7 @@ impl Engine {
             Domain::UserMock => self.user_mock = store,
             _ => self.fallback_mock = store,
         }
-        self.handle_datastore_response(now, op, result);
+        self.handle_datastore_response(now, op, result, live);
     }
 
     /// The update wrapper's result handling (spec §4 steps 4–6), then the operation's own.
@@ -887,8 +922,10 @@ impl Engine {
             }),
             Err(e) => {
                 // RemoveAsync and versioned reads do not count as errors (spec §12), nor a
-                // message the engine refused itself for want of an id (no DataStore error).
-                let refused = matches!(op.note, OpNote::NoMessageId(_));
+                // message the engine refused itself for want of an id (its transform's error,
+                // not the DataStore's: a DataStore error on the same request still counts).
+                let refused = matches!(op.note, OpNote::NoMessageId(last)
+                    if e.message == crate::messages::no_message_id(last));
                 if !matches!(op.kind, OpKind::Remove(_)) && !versioned && !refused {
                     self.register_error(now, &op.token, &e.message);
                 }

@@ -138,10 +138,13 @@ pub enum Input {
         #[serde(with = "crate::json_text")]
         data: Value,
     },
-    /// [`Engine::handle_datastore_state`].
+    /// [`Engine::handle_datastore_state`]. `live` is what the host's live state answered
+    /// meanwhile (the `Cancel` of starts that waited for the state): empty when fed, filled
+    /// by a recorder ([`Input::with_live`]).
     DataStoreState {
         now: Now,
         state: DataStoreState,
+        live: LiveAnswers,
     },
     /// [`Engine::forget_version_query`].
     ForgetVersionQuery {
@@ -194,8 +197,8 @@ macro_rules! clock_of {
 impl Input {
     /// The input as a trace keeps it: with `answers`, what the host's live state answered
     /// while the engine handled it ([`Recorder`]), carried by the inputs that ask (timeouts,
-    /// transforms, DataStore answers); the other inputs ask nothing (their `answers` are
-    /// empty) and are returned as they are.
+    /// transforms, DataStore answers, the DataStore state); the other inputs ask nothing
+    /// (their `answers` are empty) and are returned as they are.
     pub fn with_live(self, answers: LiveAnswers) -> Input {
         match self {
             Input::Timeout { now, .. } => Input::Timeout { now, live: answers },
@@ -213,6 +216,11 @@ impl Input {
                 now,
                 op,
                 result,
+                live: answers,
+            },
+            Input::DataStoreState { now, state, .. } => Input::DataStoreState {
+                now,
+                state,
                 live: answers,
             },
             other => other,
@@ -581,11 +589,7 @@ impl Engine {
             I::DataStoreResponse {
                 now, op, result, ..
             } => {
-                // A start's `Cancel` is asked again after each result (spec §5.2 step 7).
-                if let Some(token) = self.start_token(op) {
-                    self.ask_cancel(&token, live);
-                }
-                self.handle_datastore_response(now, op, result);
+                self.handle_datastore_response(now, op, result, live);
                 InputResult::None
             }
             I::SubscribeResult {
@@ -604,8 +608,8 @@ impl Engine {
                 self.handle_message_received(now, subscription, &data);
                 InputResult::None
             }
-            I::DataStoreState { now, state } => {
-                self.handle_datastore_state(now, state);
+            I::DataStoreState { now, state, .. } => {
+                self.handle_datastore_state(now, state, live);
                 InputResult::None
             }
         }
@@ -617,7 +621,8 @@ impl Engine {
         let answers = match &input {
             Input::Timeout { live, .. }
             | Input::Transform { live, .. }
-            | Input::DataStoreResponse { live, .. } => live.clone(),
+            | Input::DataStoreResponse { live, .. }
+            | Input::DataStoreState { live, .. } => live.clone(),
             _ => LiveAnswers::default(),
         };
         let mut replayer = Replayer::new(&answers);

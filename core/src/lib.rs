@@ -53,7 +53,7 @@
 //!                     }
 //!                     _ => unimplemented!("reads are not used in this example"),
 //!                 };
-//!                 engine.handle_datastore_response(now, req.op, response);
+//!                 engine.handle_datastore_response(now, req.op, response, &mut host);
 //!             }
 //!             Output::Completion(Completion::SessionStart { profile: Some(loaded), .. }) => {
 //!                 host.data.insert(loaded.profile, loaded.data);

@@ -55,7 +55,7 @@ fn counter_of(current: Option<&Value>) -> f64 {
 }
 
 /// Why a message found no id: its key's counter.
-fn no_message_id(last: f64) -> String {
+pub(crate) fn no_message_id(last: f64) -> String {
     format!(
         "no message id is left above the key's message counter ({})",
         crate::lua_number(last)

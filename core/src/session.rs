@@ -35,11 +35,11 @@ pub struct StartParams {
     pub steal: bool,
     /// A `Cancel` function was given, and `START_SESSION_TIMEOUT` does not apply. The engine
     /// asks [`LiveState::cancel_requested`] where the original calls `Cancel()` (spec §5.2
-    /// step 7): inside each session-start transform, before each attempt (the timeout that
-    /// ends a wait or a backoff) and before it handles each answer fed through
-    /// [`Engine::handle_input`]. A host that learns of a cancel at another time reports it with
-    /// [`Engine::cancel_session_start`] (a start waiting behind a final save, or parked while
-    /// `DataStoreState` is unknown, returns nil at once).
+    /// step 7): inside each session-start transform, before each later attempt (the timeout
+    /// that ends a wait or a backoff, the state becoming known for a start that waited for it)
+    /// and before it handles each DataStore answer. A host that learns of a cancel at another
+    /// time reports it with [`Engine::cancel_session_start`] (a start waiting behind a final
+    /// save, or parked while `DataStoreState` is unknown, returns nil at once).
     pub cancellable: bool,
 }
 
@@ -386,12 +386,12 @@ impl Engine {
         }
     }
 
-    /// One pass of the attempt loop's head (spec §5.3 (a), (b)).
     /// Asks the host whether the start on `token` (cancellable, not cancelled yet) is to be
     /// cancelled, and remembers a yes: the original calls `Cancel()` at each attempt, inside
-    /// the transform and after each result (spec §5.2 step 7), so a host that only answers
-    /// [`LiveState::cancel_requested`] is heard at the same points as one that calls
-    /// [`Engine::cancel_session_start`].
+    /// the transform and after each result (spec §5.2 step 7), and so does the engine — but
+    /// at the first attempt of a call made with the state known, which goes out with the
+    /// call: a `Cancel` already true then is heard inside the transform (which declines; on a
+    /// missing key it still writes a new profile, without a lock).
     pub(crate) fn ask_cancel(&mut self, token: &Token, live: &mut dyn LiveState) {
         if let Some(job) = self.load_jobs.get_mut(token)
             && job.cancellable
@@ -402,6 +402,7 @@ impl Engine {
         }
     }
 
+    /// One pass of the attempt loop's head (spec §5.3 (a), (b)).
     pub(crate) fn attempt(&mut self, now: Now, token: &Token) {
         let Some(job) = self.load_jobs.get(token) else {
             return;

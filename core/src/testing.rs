@@ -859,7 +859,7 @@ impl InstantStore {
                     message: "not supported by InstantStore".into(),
                 }),
             };
-            engine.handle_datastore_response(now, request.op, result);
+            engine.handle_datastore_response(now, request.op, result, live);
         }
         others
     }

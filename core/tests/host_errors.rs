@@ -213,7 +213,7 @@ fn commit(e: &mut Engine, host: &mut Host, op: OpId, mono: f64) {
         value: Some(std::sync::Arc::new(value)),
         key_info: Some(key_info()),
     });
-    e.handle_datastore_response(at(mono), op, result);
+    e.handle_datastore_response(at(mono), op, result, &mut Host::default());
 }
 
 /// A version listing is answered by a page of versions or an error: a value answering it is
@@ -328,7 +328,7 @@ fn a_save_answered_with_a_non_profile_ends_the_session_with_a_warning() {
         value: Some(std::sync::Arc::new(json!([5]))),
         key_info: Some(key_info()),
     });
-    e.handle_datastore_response(at(2.2), op, result);
+    e.handle_datastore_response(at(2.2), op, result, &mut Host::default());
     let out = drain(&mut e);
     assert!(!e.is_active(profile));
     assert!(
@@ -458,7 +458,7 @@ fn message_and_get_failing_while_closing_give_up_after_their_backoff() {
         let failed = Err(DataStoreError {
             message: "502: API Services rejected request with error.".into(),
         });
-        e.handle_datastore_response(at(1.2), op, failed);
+        e.handle_datastore_response(at(1.2), op, failed, &mut Host::default());
         let out = drain(&mut e);
         assert!(
             !out.iter().any(|o| matches!(o, Output::Completion(_))),

@@ -134,6 +134,7 @@ fn every_transform(before: &Value) {
             value: Some(std::sync::Arc::new(before.clone())),
             key_info: Some(info),
         }),
+        &mut Host::default(),
     );
     let returned = std::iter::from_fn(|| e.poll_output())
         .any(|o| matches!(o, Output::Completion(Completion::Get { call: c, .. }) if c == call));

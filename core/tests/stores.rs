@@ -2,7 +2,7 @@
 //! when `DataStoreState` is not `Access`, the readiness gate, GetAsync with version,
 //! VersionQuery/NextAsync, RemoveAsync, Reconcile, user ids and every profile field.
 
-use profilestore_core::testing::World;
+use profilestore_core::testing::{Host, World};
 use profilestore_core::value::{Value, json};
 use profilestore_core::*;
 
@@ -215,7 +215,11 @@ fn calls_wait_while_not_ready_then_follow_the_probe() {
         DataStoreState::from_probe(Err("502: whatever")),
         DataStoreState::Access
     );
-    e.handle_datastore_state(now, DataStoreState::from_probe(Ok(())));
+    e.handle_datastore_state(
+        now,
+        DataStoreState::from_probe(Ok(())),
+        &mut Host::default(),
+    );
     let out = drain(&mut e);
     assert_eq!(
         out[0],
@@ -235,12 +239,9 @@ fn calls_wait_while_not_ready_then_follow_the_probe() {
     let _ = call;
 }
 
-/// A start waiting for the DataStore state is cancelled only as a started one would be (spec
-/// §5.2 step 7, §14): a call with `Cancel` on a live store returns nil at once; one without
-/// `Cancel`, or on `store.Mock` (which drops its params), ignores the host's cancel and starts
-/// when the state is known.
-#[test]
-fn a_start_waiting_for_the_state_is_cancelled_only_if_it_could_be() {
+/// An engine waiting for the DataStore state (Studio's probe out), with a store and a start
+/// with `Cancel` on key `a` of its live store: (engine, store, the time, the start).
+fn a_cancellable_start_waiting_for_the_state() -> (Engine, StoreId, Now, CallId) {
     let mut e = engine(DataStoreState::NotReady);
     let store = e.new_store("S", json!({})).unwrap();
     let now = Now { mono: 0.0, wall: 0 };
@@ -251,6 +252,20 @@ fn a_start_waiting_for_the_state_is_cancelled_only_if_it_could_be() {
     let live = e
         .start_session(now, store.live(), "a", cancellable)
         .unwrap();
+    (e, store, now, live)
+}
+
+/// A start waiting for the DataStore state is cancelled only as a started one would be (spec
+/// §5.2 step 7, §14): a call with `Cancel` on a live store returns nil at once; one without
+/// `Cancel`, or on `store.Mock` (which drops its params), ignores the host's cancel and starts
+/// when the state is known.
+#[test]
+fn a_start_waiting_for_the_state_is_cancelled_only_if_it_could_be() {
+    let (mut e, store, now, live) = a_cancellable_start_waiting_for_the_state();
+    let cancellable = StartParams {
+        cancellable: true,
+        ..StartParams::default()
+    };
     let mock = e
         .start_session(now, store.mock(), "b", cancellable)
         .unwrap();
@@ -267,7 +282,7 @@ fn a_start_waiting_for_the_state_is_cancelled_only_if_it_could_be() {
             profile: None
         })]
     );
-    e.handle_datastore_state(now, DataStoreState::Access);
+    e.handle_datastore_state(now, DataStoreState::Access, &mut Host::default());
     let mut updated: Vec<&str> = Vec::new();
     let out = drain(&mut e);
     for o in &out {
@@ -288,6 +303,46 @@ fn a_start_waiting_for_the_state_is_cancelled_only_if_it_could_be() {
         matches!(o, Output::Completion(Completion::SessionStart { call, profile: Some(_) }) if *call == mock)
     });
     assert!(mock_started, "{out:?}");
+}
+
+/// The same waiting starts with a host that only answers `Cancel` when asked (spec §5.3: the
+/// original looks at it at the head of its loop, after the wait): asked when the state is
+/// known, the cancellable start on the live store returns nil then, having sent nothing; the
+/// one without `Cancel` starts, and the mock one is not asked.
+#[test]
+fn a_start_waiting_for_the_state_is_asked_its_cancel_when_the_state_is_known() {
+    let (mut e, store, now, live) = a_cancellable_start_waiting_for_the_state();
+    let plain = e
+        .start_session(now, store.live(), "c", StartParams::default())
+        .unwrap();
+    let mut host = Host::default();
+    host.cancelled.insert(live);
+    host.cancelled.insert(plain);
+    assert_eq!(drain(&mut e), []);
+    e.handle_datastore_state(now, DataStoreState::Access, &mut host);
+    let out = drain(&mut e);
+    let completed: Vec<&Completion> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Completion(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        completed,
+        [&Completion::SessionStart {
+            call: live,
+            profile: None
+        }]
+    );
+    let keys: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::DataStore(r) => Some(r.key.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys, ["c"], "only the start without Cancel goes out");
 }
 
 /// A server that begins closing while calls wait for `DataStoreState` (Studio's probe still
@@ -629,7 +684,7 @@ fn version_query_pages_through_every_version() {
         items: vec![item("v1")],
         is_finished: false,
     };
-    e.handle_datastore_response(now, list.op, Ok(page));
+    e.handle_datastore_response(now, list.op, Ok(page), &mut Host::default());
     // The first call reads v1; the second finds the page exhausted and asks for the next one.
     let out = drain(&mut e);
     let reads: Vec<&DataStoreRequest> = out
@@ -669,6 +724,7 @@ fn version_query_pages_through_every_version() {
             value: Some(value(1).into()),
             key_info: Some(info.clone()),
         }),
+        &mut Host::default(),
     );
     let out = drain(&mut e);
     assert!(
@@ -681,6 +737,7 @@ fn version_query_pages_through_every_version() {
             items: vec![item("v2")],
             is_finished: true,
         }),
+        &mut Host::default(),
     );
     let out = drain(&mut e);
     let Some(Output::DataStore(read_v2)) = out.first() else {
@@ -699,6 +756,7 @@ fn version_query_pages_through_every_version() {
             value: Some(value(2).into()),
             key_info: Some(info),
         }),
+        &mut Host::default(),
     );
     let out = drain(&mut e);
     assert!(
@@ -737,6 +795,7 @@ fn a_failed_version_listing_fails_the_query() {
         Err(DataStoreError {
             message: "ListThrottle".into(),
         }),
+        &mut Host::default(),
     );
     let out = drain(&mut e);
     assert_eq!(
@@ -789,7 +848,12 @@ fn a_failed_read_from_an_earlier_page_does_not_rewind_the_next_page() {
         |items: Vec<VersionItem>, is_finished| DataStoreResponse::Page { items, is_finished };
     e.version_query_next(now, q).unwrap();
     let list = requests(&mut e).remove(0);
-    e.handle_datastore_response(now, list.op, Ok(page(vec![item("v1")], false)));
+    e.handle_datastore_response(
+        now,
+        list.op,
+        Ok(page(vec![item("v1")], false)),
+        &mut Host::default(),
+    );
     let read_v1 = requests(&mut e).remove(0);
     // A second NextAsync while v1's read is out: page 1 is used up, page 2 loads, and v2's
     // read waits behind v1's (one request per key at a time).
@@ -799,6 +863,7 @@ fn a_failed_read_from_an_earlier_page_does_not_rewind_the_next_page() {
         now,
         next_page.op,
         Ok(page(vec![item("v2"), item("v3")], true)),
+        &mut Host::default(),
     );
     let mut reads = requests(&mut e);
     // v1's read fails now, after the query moved to page 2.
@@ -806,7 +871,7 @@ fn a_failed_read_from_an_earlier_page_does_not_rewind_the_next_page() {
         message: "502: API Services rejected request with error. HTTP 500 (Internal Server Error)"
             .into(),
     };
-    e.handle_datastore_response(now, read_v1.op, Err(failure));
+    e.handle_datastore_response(now, read_v1.op, Err(failure), &mut Host::default());
     reads.extend(requests(&mut e));
     // A third NextAsync; every read answered as it comes.
     e.version_query_next(now, q).unwrap();
@@ -820,7 +885,7 @@ fn a_failed_read_from_an_earlier_page_does_not_rewind_the_next_page() {
             value: None,
             key_info: None,
         };
-        e.handle_datastore_response(now, read.op, Ok(answer));
+        e.handle_datastore_response(now, read.op, Ok(answer), &mut Host::default());
         reads.extend(requests(&mut e));
     }
     versions.sort();
@@ -834,7 +899,7 @@ fn answer_empty_listing(e: &mut Engine, now: Now, list: OpId, call: CallId) {
         items: vec![],
         is_finished: true,
     };
-    e.handle_datastore_response(now, list, Ok(page));
+    e.handle_datastore_response(now, list, Ok(page), &mut Host::default());
     assert_eq!(
         drain(e),
         vec![Output::Completion(Completion::Get {
@@ -894,7 +959,7 @@ fn a_forgotten_version_query_with_a_parked_call_is_kept_until_the_call_ends() {
         .unwrap();
     let call = e.version_query_next(now, q).unwrap();
     e.forget_version_query(q);
-    e.handle_datastore_state(now, DataStoreState::Access);
+    e.handle_datastore_state(now, DataStoreState::Access, &mut Host::default());
     let out = drain(&mut e);
     let Some(list) = out.iter().find_map(|o| match o {
         Output::DataStore(r) => Some(r),
@@ -949,7 +1014,7 @@ fn mock_version_queries_warn_once_and_only_in_studio() {
     // Studio (the access probe answered): one warning, for the first call only.
     let mut studio = engine(DataStoreState::NotReady);
     let store = studio.new_store("S", json!({})).unwrap();
-    studio.handle_datastore_state(now, DataStoreState::Access);
+    studio.handle_datastore_state(now, DataStoreState::Access, &mut Host::default());
     drain(&mut studio);
     let q = query(&mut studio, store);
     let first = studio.version_query_next(now, q).unwrap();
@@ -958,7 +1023,7 @@ fn mock_version_queries_warn_once_and_only_in_studio() {
     // Studio, closing: nil and no warning.
     let mut closing = engine(DataStoreState::NotReady);
     let store = closing.new_store("S", json!({})).unwrap();
-    closing.handle_datastore_state(now, DataStoreState::NoAccess);
+    closing.handle_datastore_state(now, DataStoreState::NoAccess, &mut Host::default());
     closing.shutdown(now);
     drain(&mut closing);
     let q = query(&mut closing, store);

@@ -61,7 +61,10 @@
 //! 50 bytes), and a value Roblox's DataStore would not store (over 4,194,304 bytes of JSON,
 //! whatever limits a simulation scales). The whole document is checked first (an
 //! export must agree with itself: one entry per store and scope, each key's latest version
-//! its head's and not superseded), then written in one step ([`Storage::replace_keys`]: one
+//! its head's and not superseded; versions in increasing slots with distinct ids, times no
+//! store writes refused: before 1970, a write before its slot opened or its key was created,
+//! times going back across slots, an older version without `supersededTime` or superseded
+//! before its write), then written in one step ([`Storage::replace_keys`]: one
 //! transaction on disk), so a refused document, or an import cut short, changes nothing.
 
 use std::collections::BTreeMap;
@@ -636,6 +639,7 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
     }
     storable(at, "metadata", &k.metadata)?;
     let mut versions = Vec::with_capacity(k.versions.len());
+    let mut ids = std::collections::BTreeSet::new();
     for (j, v) in k.versions.iter().enumerate() {
         let vat = format!("{at}.versions[{j}]");
         counter(&vat, "slot", v.slot)?;
@@ -664,7 +668,7 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
             ));
         }
         check_version_times(&vat, v, versions.last(), j + 1 == k.versions.len())?;
-        if versions.iter().any(|p| p.version.as_str() == v.version) {
+        if !ids.insert(v.version.as_str()) {
             return Err(invalid(
                 &vat,
                 format!(

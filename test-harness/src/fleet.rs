@@ -75,8 +75,9 @@ pub struct FleetConfig {
     pub record: bool,
     /// When set, DataStore faults and message loss come and go: on for this many seconds (a
     /// whole number: the run switches them once a virtual second), then off as long, starting
-    /// on. Hand-offs are checked against their bound in the healthy
-    /// stretches (and in the settle phase); `None`: faults the whole run.
+    /// on. A start whose hand-off bound (60 s) falls wholly in a healthy stretch (or in the
+    /// settle phase) is held to it, so a period of 61 s or less holds none during play;
+    /// `None`: faults the whole run.
     pub fault_period: Option<f64>,
     /// Probability per second that a player waiting for `StartSessionAsync` leaves (their
     /// `Cancel` turns true, as `player.Parent ~= Players` does).
@@ -381,11 +382,12 @@ pub enum StartFailure {
     TimedOut,
     /// The server was shutting down.
     Closing,
-    /// None of the others: not cancelled, not timed out, not closing, the server alive. The
-    /// engine returns nil otherwise only when a later call takes the load job over or another
-    /// server's `ForceLoadSession` claim replaces ours, and the fleet never starts one key twice
-    /// at once (a re-login replacing a start is [`StartFailure::Replaced`]): a violation
-    /// ("every start failure explained").
+    /// None of the others: not cancelled, not timed out, not closing, the server alive (or
+    /// a start still waiting on a server whose `BindToClose` returned, which waits for every
+    /// start). The engine returns nil otherwise only when a later call takes the load job over
+    /// or another server's `ForceLoadSession` claim replaces ours, and the fleet never starts
+    /// one key twice at once (a re-login replacing a start is [`StartFailure::Replaced`]): a
+    /// violation ("every start failure explained").
     Unexplained,
     /// The server crashed first.
     Crashed,
@@ -518,9 +520,9 @@ pub struct Observations {
     /// stored them. (Looked up, never listed: a hash map, as a run notes a release per
     /// session.)
     pub released_generations: FxHashMap<(Str, i64), f64>,
-    /// Starts that returned nil for no reason the fleet knows ([`StartFailure::Unexplained`]):
-    /// (key, when the start was called, seconds it took).
-    pub unexplained_starts: Vec<(String, f64, f64)>,
+    /// Starts that failed for no reason the fleet knows ([`StartFailure::Unexplained`]):
+    /// (key, when the start was called, what happened to it).
+    pub unexplained_starts: Vec<(String, f64, String)>,
 }
 
 impl Observations {
@@ -850,8 +852,12 @@ impl Fleet {
                         StartFailure::Killed
                     } else {
                         let key = self.players[p].key.clone();
-                        let took = self.world.now - since;
-                        self.observed.unexplained_starts.push((key, since, took));
+                        let what = format!(
+                            "was still waiting after {:.1} s when its server closed (its \
+                             BindToClose returned, which waits for every start)",
+                            self.world.now - since
+                        );
+                        self.observed.unexplained_starts.push((key, since, what));
                         StartFailure::Unexplained
                     };
                     *self.observed.failures.entry(reason).or_default() += 1;
@@ -1019,9 +1025,10 @@ impl Fleet {
             let reason = if ending_here {
                 StartFailure::Refused
             } else {
+                let what = "threw at the call, with no session of the key ending there".into();
                 self.observed
                     .unexplained_starts
-                    .push((key.clone(), self.world.now, 0.0));
+                    .push((key.clone(), self.world.now, what));
                 StartFailure::Unexplained
             };
             *self.observed.failures.entry(reason).or_default() += 1;
@@ -1467,7 +1474,11 @@ impl Fleet {
                 *self.observed.failures.entry(reason).or_default() += 1;
                 if reason == StartFailure::Unexplained {
                     let key = self.players[p].key.clone();
-                    self.observed.unexplained_starts.push((key, since, took));
+                    let what = format!(
+                        "returned no profile after {took:.1} s, neither cancelled, timed out \
+                         nor closing"
+                    );
+                    self.observed.unexplained_starts.push((key, since, what));
                 }
                 // A player gives up only after waiting HANDOFF_BOUND: a healthy start that ends
                 // cancelled missed the bound as surely as one that succeeded late. One the
@@ -2075,7 +2086,16 @@ mod tests {
             assert_eq!(fleet.players[p].presence, Presence::Offline);
             let unexplained = &fleet.observed.unexplained_starts;
             if reason == StartFailure::Unexplained {
-                assert_eq!(unexplained, &[("Player_4".to_string(), now - 2.0, 3.0)]);
+                assert_eq!(
+                    unexplained,
+                    &[(
+                        "Player_4".to_string(),
+                        now - 2.0,
+                        "was still waiting after 3.0 s when its server closed (its BindToClose \
+                     returned, which waits for every start)"
+                            .to_string()
+                    )]
+                );
             } else {
                 assert_eq!(unexplained, &[]);
             }

@@ -64,10 +64,10 @@ pub fn inspect(
         }),
         None => Value::Null,
     };
-    // Each stored entry as the engine reads it (spec §1.6): its id, its payload (the last of
-    // two or more elements), and whether a session would deliver it (a whole-number id and a
-    // payload; others stay queued undelivered, or are dropped at the next write if they have
-    // neither).
+    // Each stored entry: its id as stored, its payload as the engine reads it (spec §1.6: the
+    // last of two or more elements), and whether a session would deliver it (a whole-number
+    // id and a payload; others stay queued undelivered, or are dropped at the next write if
+    // they have neither).
     let pending: Vec<Value> = value["GlobalUpdates"][1]
         .as_array()
         .map(|entries| {
@@ -76,7 +76,7 @@ pub fn inspect(
                 .map(|e| {
                     let payload = wire::entry_payload(e);
                     json!({
-                        "id": wire::entry_id(e).map(wire::number),
+                        "id": e.as_array().and_then(|a| a.first()),
                         "message": payload,
                         "deliverable": wire::message_id(e).is_some() && payload.is_some(),
                     })
@@ -189,14 +189,15 @@ mod tests {
         );
     }
 
-    /// Entries another tool wrote are shown as the engine reads them: `[3]` has an id and no
-    /// payload, `"junk"` neither, `1.5` is no message id: none is deliverable. A `LastUpdate`
+    /// Entries another tool wrote are shown as stored and read as the engine reads them: `[3]`
+    /// has an id and no payload, `"junk"` neither, `1.5` and `"4"` are no message ids: none is
+    /// deliverable. A `LastUpdate`
     /// written as a float is measured too.
     #[test]
     fn odd_queue_entries_and_a_float_last_update_read_as_the_engine_reads_them() {
         let mut ds = holding(
             json!({"Data": {}, "MetaData": {"ActiveSession": [1001, "job", "G"], "LastUpdate": 1_735_689_600.5},
-                           "GlobalUpdates": [3, [[1, {"a": 1}], [3], "junk", [1.5, {"b": 2}]]]}),
+                           "GlobalUpdates": [3, [[1, {"a": 1}], [3], "junk", [1.5, {"b": 2}], ["4", {"c": 3}]]]}),
         );
         let v = inspect(ds.storage_mut(), "S", "global", "k", Some(1_735_689_660)).unwrap();
         assert_eq!(
@@ -205,7 +206,8 @@ mod tests {
                 {"id": 1, "message": {"a": 1}, "deliverable": true},
                 {"id": 3, "message": null, "deliverable": false},
                 {"id": null, "message": null, "deliverable": false},
-                {"id": 1.5, "message": {"b": 2}, "deliverable": false}
+                {"id": 1.5, "message": {"b": 2}, "deliverable": false},
+                {"id": "4", "message": {"c": 3}, "deliverable": false}
             ])
         );
         assert_eq!(v["lock"]["seconds_since_last_update"], json!(59.5));

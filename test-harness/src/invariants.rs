@@ -515,14 +515,11 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     }
 
     // Under faults or not, a start that returned nil is explained by its reason.
-    for (key, at, took) in &obs.unexplained_starts {
+    for (key, at, what) in &obs.unexplained_starts {
         found.push((
             "every start failure explained",
             key.clone(),
-            format!(
-                "start at t={at:.1} returned no profile after {took:.1} s, neither cancelled, \
-                 timed out nor closing"
-            ),
+            format!("start at t={at:.1} {what}"),
             Some(*at),
         ));
     }

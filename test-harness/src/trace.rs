@@ -28,8 +28,9 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// backoff (same layout); 10: a lock that looks dead is asked for before it is taken (same
 /// layout); 11: each input records the engine's next wake-up after it, which replay compares;
 /// 12: a DataStore answer carries the live-state answers read while it was handled (a start
-/// asks its `Cancel` before each attempt and after each result).
-pub const TRACE_FORMAT: u32 = 12;
+/// asks its `Cancel` before each attempt and after each result); 13: so does the DataStore
+/// state (starts that waited for it are asked their `Cancel`).
+pub const TRACE_FORMAT: u32 = 13;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

@@ -596,10 +596,11 @@ fn a_run_that_lets_go_of_its_log_reports_the_same() {
 #[test]
 fn a_start_failure_with_no_reason_is_a_violation() {
     let (mut fleet, holder, _) = sound_run(12);
-    fleet
-        .observed
-        .unexplained_starts
-        .push((holder.clone(), 40.0, 3.5));
+    fleet.observed.unexplained_starts.push((
+        holder.clone(),
+        40.0,
+        "returned no profile after 3.5 s, neither cancelled, timed out nor closing".into(),
+    ));
     for faults in [0.0, 0.05] {
         fleet.config.faults = faults;
         let v = invariants::check(&mut fleet);
@@ -1114,10 +1115,10 @@ fn faults_that_come_and_go_leave_healthy_hand_offs_in_bound() {
     assert!(o.healthy_starts > 40, "{} healthy starts", o.healthy_starts);
     assert!(
         o.errors > 100,
-        "the faulty minutes failed calls: {}",
+        "the faulty stretches failed calls: {}",
         o.errors
     );
-    // Starts wait out a faulty minute: some take longer than any healthy hand-off.
+    // Starts wait out a faulty stretch: some take longer than any healthy hand-off.
     assert!(o.start_times.iter().any(|t| *t > 20.0));
 }
 

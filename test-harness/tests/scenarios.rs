@@ -158,7 +158,8 @@ const CASES: [&str; 8] = [
 ];
 
 /// Every scenario in the fixtures folder has a trace and is one of [`CASES`], and every trace
-/// has its scenario: a fixture added later fails here until it has a test.
+/// has its scenario: a fixture added later fails here until it is listed (and given its test
+/// below).
 #[test]
 fn every_fixture_scenario_is_run() {
     let names = |dir: &str, ext: &str| {

@@ -34,7 +34,7 @@ fn a_recorded_fleet_replays_byte_for_byte() {
 fn a_tampered_trace_is_detected_by_replay() {
     let fleet = recorded(8);
     let mut t = Trace::of(&fleet.world, None).unwrap();
-    // Drop one DataStore answer from the middle: the engines diverge from the recording.
+    // Drop the first DataStore answer: the engines diverge from the recording.
     let i = t
         .inputs
         .iter()

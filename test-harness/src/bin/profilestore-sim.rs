@@ -101,8 +101,9 @@ enum Command {
         /// errors instead).
         #[arg(long, default_value_t = 0.1)]
         uncancellable: f64,
-        /// Faults come and go: on for this long, then off as long (e.g. 2m); hand-offs in the
-        /// healthy stretches are checked against their bound. Default: faults the whole run.
+        /// Faults come and go: on for this long, then off as long (e.g. 2m); a start whose next
+        /// 60 s fall in a healthy stretch is held to the hand-off bound (none with a period of
+        /// 61 s or less). Default: faults the whole run.
         #[arg(long, value_parser = parse_duration)]
         fault_period: Option<f64>,
         /// Record every engine input into this trace file.
