@@ -192,9 +192,12 @@ impl FleetConfig {
             Some(period) => {
                 // Faulty from 2k·period to (2k + 1)·period, that instant included: the events
                 // of a step's end run before the phase switches.
+                // (A faulty phase due exactly when play ends never starts: settling is
+                // healthy.)
                 let k = (from / period).floor();
                 let at_switch_off = k % 2.0 == 1.0 && from == k * period;
-                k % 2.0 == 0.0 || at_switch_off || (k + 1.0) * period <= to
+                let next = (k + 1.0) * period;
+                k % 2.0 == 0.0 || at_switch_off || (next <= to && next < self.duration)
             }
         }
     }
