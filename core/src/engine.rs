@@ -546,13 +546,13 @@ impl Engine {
             self.on_version_page(now, query, result);
             return;
         }
-        if let Some(token) = self.start_token(op) {
-            self.ask_cancel(&token, live);
-        }
         // An answer for an op still queued (a host error, refused by `handle_input`) must not
         // release its key's queue: the op that holds it is still out.
         if self.is_queued(op) {
             return;
+        }
+        if let Some(token) = self.start_token(op) {
+            self.ask_cancel(&token, live);
         }
         let Some(op_state) = self.ops.remove(&op) else {
             return;
@@ -630,28 +630,7 @@ impl Engine {
         self.emit(Event::Print {
             message: line.into(),
         });
-        // The original's waiting starts look at `Cancel` at the head of their loop, after the
-        // wait: a cancellable start on a live store whose `Cancel` is true returns nil then,
-        // having written nothing (as one the host cancelled while it waited).
-        let waiting: Vec<CallId> = self
-            .parked
-            .iter()
-            .filter_map(|p| match p {
-                crate::read::Parked::Start {
-                    call,
-                    store,
-                    params,
-                    ..
-                } if params.cancellable && !store.mock => Some(*call),
-                _ => None,
-            })
-            .collect();
-        for call in waiting {
-            if live.cancel_requested(call) {
-                self.cancel_session_start(now, call);
-            }
-        }
-        self.resume_all_parked(now);
+        self.resume_all_parked(now, Some(live));
     }
 
     /// `BindToClose` fired (spec §9.4): `IsClosing` becomes true; with DataStore access every
@@ -664,7 +643,7 @@ impl Engine {
             return;
         }
         self.closing = true;
-        self.resume_all_parked(now);
+        self.resume_all_parked(now, None);
         self.end_starts_behind_final_saves(now);
         self.timers
             .hasten(now.mono, |t| matches!(t, Timer::ConflictWait(_)));
@@ -924,8 +903,9 @@ impl Engine {
                 // RemoveAsync and versioned reads do not count as errors (spec §12), nor a
                 // message the engine refused itself for want of an id (its transform's error,
                 // not the DataStore's: a DataStore error on the same request still counts).
+                // (Compared by its end: a host's `UpdateAsync` may prefix the error it throws.)
                 let refused = matches!(op.note, OpNote::NoMessageId(last)
-                    if e.message == crate::messages::no_message_id(last));
+                    if e.message.ends_with(&crate::messages::no_message_id(last)));
                 if !matches!(op.kind, OpKind::Remove(_)) && !versioned && !refused {
                     self.register_error(now, &op.token, &e.message);
                 }

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use crate::value::{Value, json};
 
-use crate::engine::{Engine, OpKind, Outcome, StoreRef};
+use crate::engine::{Engine, LiveState, OpKind, Outcome, StoreRef};
 use crate::error::{ApiError, check_profile_key};
 use crate::profile::{Profile, ProfileKind};
 use crate::protocol::*;
@@ -491,7 +491,7 @@ impl Engine {
         self.drop_if_forgotten(query);
     }
 
-    fn resume_parked(&mut self, now: Now, parked: Parked) {
+    fn resume_parked(&mut self, now: Now, parked: Parked, cancelled: bool) {
         if self.closing {
             let completion = match parked {
                 Parked::Start { call, .. } => Completion::SessionStart {
@@ -509,6 +509,14 @@ impl Engine {
             return;
         }
         match parked {
+            // Its `Cancel`, asked after the wait, is true: it returns nil having written
+            // nothing (as one the host cancelled while it waited).
+            Parked::Start { call, .. } if cancelled => {
+                self.complete(Completion::SessionStart {
+                    call,
+                    profile: None,
+                });
+            }
             Parked::Start {
                 call,
                 store,
@@ -535,8 +543,9 @@ impl Engine {
         }
     }
 
-    /// Resumes every parked call, in order; then drops the forgotten queries they were on.
-    pub(crate) fn resume_all_parked(&mut self, now: Now) {
+    /// Resumes every parked call, in order, asking each cancellable start on a live store its
+    /// `Cancel` first when `live` is given; then drops the forgotten queries they were on.
+    pub(crate) fn resume_all_parked(&mut self, now: Now, mut live: Option<&mut dyn LiveState>) {
         let parked = std::mem::take(&mut self.parked);
         let queries: Vec<QueryId> = parked
             .iter()
@@ -546,7 +555,24 @@ impl Engine {
             })
             .collect();
         for p in parked {
-            self.resume_parked(now, p);
+            // The original's start looks at `Cancel` at the head of its loop, after the wait
+            // (not while closing: its loop ends first); in call order, so a call parked before
+            // it goes out before it returns.
+            let cancelled = match (&p, live.as_mut()) {
+                (
+                    Parked::Start {
+                        call,
+                        store,
+                        params,
+                        ..
+                    },
+                    Some(live),
+                ) if params.cancellable && !store.mock && !self.closing => {
+                    live.cancel_requested(*call)
+                }
+                _ => false,
+            };
+            self.resume_parked(now, p, cancelled);
         }
         for query in queries {
             self.drop_if_forgotten(query);

@@ -393,6 +393,10 @@ impl Engine {
     /// call: a `Cancel` already true then is heard inside the transform (which declines; on a
     /// missing key it still writes a new profile, without a lock).
     pub(crate) fn ask_cancel(&mut self, token: &Token, live: &mut dyn LiveState) {
+        // The original's checks stop at `IsClosing` first: a closing server asks no `Cancel`.
+        if self.closing {
+            return;
+        }
         if let Some(job) = self.load_jobs.get_mut(token)
             && job.cancellable
             && !job.cancelled

@@ -266,3 +266,74 @@ fn a_deeply_nested_value_survives_a_trace_round_trip() {
     assert_eq!(used, bytes.len());
     assert_eq!(back, input);
 }
+
+/// The `Cancel` a start parked for `DataStoreState` is asked when the state becomes known
+/// travels with that input: replayed without the host, the start returns nil the same way, and
+/// an answer left out is a divergence.
+#[test]
+fn the_cancel_asked_when_the_state_becomes_known_is_recorded_and_replayed() {
+    let waiting = EngineConfig {
+        datastore_state: DataStoreState::NotReady,
+        ..config()
+    };
+    let now = Now { mono: 0.0, wall: 0 };
+    let record = |engine: &mut Engine, host: &mut Host| -> (Vec<Input>, Vec<Output>) {
+        let mut inputs = Vec::new();
+        let store = engine.new_store("S", json!({})).unwrap();
+        inputs.push(Input::NewStore {
+            name: "S".into(),
+            template: json!({}),
+        });
+        let start = Input::StartSession {
+            now,
+            store: store.live(),
+            key: "k".into(),
+            params: StartParams {
+                cancellable: true,
+                ..StartParams::default()
+            },
+        };
+        let InputResult::Call(Ok(call)) = engine.handle_input(start.clone(), host) else {
+            panic!("the start is parked")
+        };
+        inputs.push(start);
+        host.cancelled.insert(call);
+        let known = Input::DataStoreState {
+            now,
+            state: DataStoreState::Access,
+            live: LiveAnswers::default(),
+        };
+        let mut rec = Recorder::new(host);
+        engine.handle_input(known.clone(), &mut rec);
+        inputs.push(known.with_live(rec.answers));
+        (
+            inputs,
+            std::iter::from_fn(|| engine.poll_output()).collect(),
+        )
+    };
+    let (inputs, outputs) = record(&mut Engine::new(waiting.clone()), &mut Host::default());
+    let Some(Input::DataStoreState { live, .. }) = inputs.last() else {
+        panic!()
+    };
+    assert_eq!(live.0, [profilestore_core::input::LiveAnswer::Cancel(true)]);
+    assert!(
+        outputs.contains(&Output::Completion(Completion::SessionStart {
+            call: CallId(1),
+            profile: None
+        }))
+    );
+    let replay = |inputs: &[Input]| {
+        let mut engine = Engine::new(waiting.clone());
+        let diverged: usize = inputs
+            .iter()
+            .map(|i| engine.replay_input(i.clone()).1)
+            .sum();
+        let outputs: Vec<Output> = std::iter::from_fn(|| engine.poll_output()).collect();
+        (diverged, outputs)
+    };
+    assert_eq!(replay(&inputs), (0, outputs));
+    let mut without = inputs.clone();
+    let last = without.pop().unwrap();
+    without.push(last.with_live(LiveAnswers::default()));
+    assert_eq!(replay(&without).0, 1);
+}

@@ -76,8 +76,8 @@ pub struct FleetConfig {
     /// When set, DataStore faults and message loss come and go: on for this many seconds (a
     /// whole number: the run switches them once a virtual second), then off as long, starting
     /// on. A start whose hand-off bound (60 s) falls wholly in a healthy stretch (or in the
-    /// settle phase) is held to it, so a period of 61 s or less holds none during play;
-    /// `None`: faults the whole run.
+    /// settle phase) is held to it, so a period of 61 s or less holds none during play but
+    /// in the last healthy stretch, which runs on into settling; `None`: faults the whole run.
     pub fault_period: Option<f64>,
     /// Probability per second that a player waiting for `StartSessionAsync` leaves (their
     /// `Cancel` turns true, as `player.Parent ~= Players` does).
@@ -184,7 +184,8 @@ impl FleetConfig {
     /// one-second step at or after its boundary, so a window is looked at a second wider).
     pub(crate) fn faulty_between(&self, from: f64, to: f64) -> bool {
         let (from, to) = ((from - 1.0).max(0.0), to.min(self.duration));
-        if self.faults == 0.0 || to < from {
+        // Settling, from the end of play on, runs without faults.
+        if self.faults == 0.0 || to < from || from >= self.duration {
             return false;
         }
         match self.fault_period {
@@ -396,8 +397,9 @@ pub enum StartFailure {
     Crashed,
     /// The server was shutting down and was killed at the end of `BindToClose`'s 30 s with
     /// the start still waiting. A start on a closing server returns nil at its next step, so
-    /// this one was held up (a request waiting in a throttle queue, say); counted apart from
-    /// crashes so that a start stuck through a shutdown does not pass as one.
+    /// this one was held up (a request failing and backing off, a DataStore answer still on
+    /// its way); counted apart from crashes so that a start stuck through a shutdown does not
+    /// pass as one.
     Killed,
     /// `StartSessionAsync` threw at the call (the key is still loaded on that server: its
     /// `EndSession` after a hop had not run yet).

@@ -5,7 +5,8 @@
 //! - **no dupe** — no item in two profiles (or twice in one), no operation applied twice, and
 //!   each `Counter` equal to the number of op ids (every operation adds one to both). A trade
 //!   whose giver's side no save of the giver's own session stored is torn, not a dupe, when
-//!   its server died while the session was still its own or another server took the giver's
+//!   its server died while the session was still its own (crashed, or killed at the end of
+//!   `BindToClose` with faults on in its last 30 s) or another server took the giver's
 //!   session while the DataStore was failing (faults on within [`HANDOFF_BOUND`] before the
 //!   take); torn trades are counted;
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the

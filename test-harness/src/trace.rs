@@ -29,8 +29,9 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// layout); 11: each input records the engine's next wake-up after it, which replay compares;
 /// 12: a DataStore answer carries the live-state answers read while it was handled (a start
 /// asks its `Cancel` before each attempt and after each result); 13: so does the DataStore
-/// state (starts that waited for it are asked their `Cancel`).
-pub const TRACE_FORMAT: u32 = 13;
+/// state (starts that waited for it are asked their `Cancel`); 14: a closing server asks no
+/// `Cancel`, and waiting starts are asked in call order as they resume (same layout).
+pub const TRACE_FORMAT: u32 = 14;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

@@ -96,7 +96,7 @@ fn two_hundred_seeds_with_faults_keep_every_invariant() {
         config.crash_rate = 0.05;
         config.shutdown_rate = 0.05;
         // Faults for two and a half minutes, then none (the play ends at 300 s and settling
-        // is healthy): starts from 151 s on are held to the hand-off bound, right after
+        // is healthy): starts from 152 s on are held to the hand-off bound, right after
         // faulty ones.
         config.fault_period = Some(150.0);
         let (fleet, violations) = run(config);

@@ -102,8 +102,8 @@ enum Command {
         #[arg(long, default_value_t = 0.1)]
         uncancellable: f64,
         /// Faults come and go: on for this long, then off as long (e.g. 2m); a start whose next
-        /// 60 s fall in a healthy stretch is held to the hand-off bound (none with a period of
-        /// 61 s or less). Default: faults the whole run.
+        /// 60 s fall in a healthy stretch (or in settling) is held to the hand-off bound.
+        /// Default: faults the whole run.
         #[arg(long, value_parser = parse_duration)]
         fault_period: Option<f64>,
         /// Record every engine input into this trace file.
