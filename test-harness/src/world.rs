@@ -443,6 +443,9 @@ pub struct World {
     pub subscribes_refused: u64,
     /// Writes the DataStore committed (each logged as a [`Happening::Write`]).
     pub committed_writes: u64,
+    /// Updates that committed although their caller was told they failed (an ambiguous
+    /// fault): (when, key). Kept whole (they are few): the invariant checks read them.
+    pub ambiguous_writes: Vec<(f64, Str)>,
     /// Times a DataStore request was held because its key's per-minute throughput was used up
     /// (Roblox skips it in the queue until the key has room; a request can be held more than
     /// once when others take the room first).
@@ -530,6 +533,7 @@ impl World {
             refused: 0,
             subscribes_refused: 0,
             committed_writes: 0,
+            ambiguous_writes: Vec::new(),
             key_throttled: 0,
             log_values: true,
             summarize: |v| profilestore_core::json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null)}),
@@ -1127,7 +1131,9 @@ impl World {
 
     /// Logs what the DataStore committed during server `s`'s last call: writes, and removals
     /// of a value (an ambiguous failure's commit too, though the call reports an error).
-    fn log_commits(&mut self, s: usize) {
+    /// Returns the key of the last write logged, if any.
+    fn log_commits(&mut self, s: usize) -> Option<Str> {
+        let mut written = None;
         let mut commits = std::mem::take(&mut self.commits);
         self.datastore.swap_commits(&mut commits);
         for Committed { path, read } in commits.drain(..) {
@@ -1150,6 +1156,7 @@ impl World {
                     let (user_ids, metadata) = read
                         .key_info
                         .map_or((Vec::new(), Value::Null), |k| (k.user_ids, k.metadata));
+                    written = Some(path.key().clone());
                     Happening::Write {
                         store,
                         key: path.key().clone(),
@@ -1163,6 +1170,7 @@ impl World {
         }
         // Emptied, it keeps its allocation: the next swap hands it to the DataStore.
         self.commits = commits;
+        written
     }
 
     fn logged_value(&self, value: Option<&Value>) -> Value {
@@ -1452,7 +1460,10 @@ impl World {
     fn commit_now(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Transformed) {
         let result = {
             let commit = self.datastore.commit_update(self.now, ticket, output);
-            self.log_commits(s);
+            let written = self.log_commits(s);
+            if let (Err(_), Some(key)) = (&commit, written) {
+                self.ambiguous_writes.push((self.now, key));
+            }
             match commit {
                 Ok(UpdateCommit::Committed(read)) => Ok(read.into_response()),
                 Ok(UpdateCommit::Cancelled) => Ok(DataStoreResponse::Value {
