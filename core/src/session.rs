@@ -388,10 +388,10 @@ impl Engine {
 
     /// Asks the host whether the start on `token` (cancellable, not cancelled yet) is to be
     /// cancelled, and remembers a yes: the original calls `Cancel()` at each attempt, inside
-    /// the transform and after each result (spec §5.2 step 7), and so does the engine — but
-    /// at the first attempt of a call made with the state known, which goes out with the
+    /// the transform and after each result (spec §5.2 step 7), and so does the engine, except
+    /// before the first attempt of a call made with the state known, which goes out with the
     /// call: a `Cancel` already true then is heard inside the transform (which declines; on a
-    /// missing key it still writes a new profile, without a lock).
+    /// missing key it still writes a new profile, without a lock; docs/DEVIATIONS.md).
     pub(crate) fn ask_cancel(&mut self, token: &Token, live: &mut dyn LiveState) {
         // The original's checks stop at `IsClosing` first: a closing server asks no `Cancel`.
         if self.closing {
