@@ -10,8 +10,11 @@
 //! ([`FleetConfig::quit_while_loading`]). Some starts carry none and time out instead
 //! ([`FleetConfig::uncancellable`]); a profile they return for a player who left is ended at
 //! once. Trades move one item between two active profiles on one server with no yield in
-//! between. Gifts are `MessageAsync` messages whose handler applies them and calls
-//! `processed()` at once.
+//! between. Gifts are `MessageAsync` messages; the game's handler ([`HandlerChoice`]) mostly
+//! applies one and calls `processed()` at once, now and then yields first (applying it and
+//! calling `processed()` a few seconds later, if the session is still active), and now and then
+//! leaves it for a later session, so the engine's "seen" set and re-delivery in the next
+//! session are exercised (spec §10.3).
 //!
 //! The run ends with a settle phase (faults off, everyone leaves, players with gifts waiting log
 //! in once more) and then [`crate::invariants`] checks what happened.
@@ -450,6 +453,30 @@ pub struct Deliveries {
     pub first_at: f64,
 }
 
+/// Message deliveries by what the fleet's handler did with them ([`HandlerChoice`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandlerCounts {
+    /// Applied and marked processed at once.
+    pub at_once: u64,
+    /// Yielded first; applied and marked processed after [`HANDLER_YIELD`] unless
+    /// [`HandlerCounts::yield_outlived`].
+    pub after_yield: u64,
+    /// Yielded past the end of their session: neither applied nor marked processed.
+    pub yield_outlived: u64,
+    /// Left for a later session.
+    pub later: u64,
+}
+
+/// A handler waiting out its yield: it applies `gift` to `profile` on `server` at `at`.
+#[derive(Clone, Debug)]
+struct YieldedHandler {
+    at: f64,
+    server: usize,
+    profile: ProfileId,
+    id: i64,
+    gift: Option<String>,
+}
+
 /// What a fleet run observed, for the report and the invariant checks.
 #[derive(Clone, Debug, Default)]
 pub struct Observations {
@@ -460,6 +487,9 @@ pub struct Observations {
     pub gifts_sent: BTreeMap<String, SentGift>,
     /// Deliveries per (server, profile, message id).
     pub deliveries: BTreeMap<(usize, ProfileId, i64), Deliveries>,
+    /// Deliveries by what the handler did with them: at once, after a yield (of which how
+    /// many found the session ended and did nothing), left for a later session.
+    pub handled: HandlerCounts,
     /// Sessions started.
     pub sessions: u64,
     /// Start latencies (seconds) of every successful start.
@@ -603,6 +633,29 @@ fn confirm_gives(trades: &mut [Trade], gives: &mut Vec<usize>, stored: &Value) {
 /// request latencies (spec §5.3); anything slower is a violation.
 pub const HANDOFF_BOUND: f64 = 60.0;
 
+/// What the game's message handler does with a gift it is given (spec §10.3), drawn per
+/// delivery from its own seeded generator (so the rest of a run's draws stay as they were).
+/// In the settle phase it always applies the gift at once: the last log-in collects them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandlerChoice {
+    /// Applies the gift and calls `processed()` before yielding (most handlers).
+    AtOnce,
+    /// Yields ([`HANDLER_YIELD`] seconds), then, if the session is still active, applies the
+    /// gift and calls `processed()`; if it ended meanwhile, does neither, and the message is
+    /// delivered again next session. Saves made while it waits keep the message stored.
+    AfterYield,
+    /// Leaves the message (an inventory full, say): neither applied nor processed. It is not
+    /// delivered again to this session, and the next session delivers it again.
+    Later,
+}
+
+/// The share of deliveries each [`HandlerChoice`] takes: [`HandlerChoice::AfterYield`], then
+/// [`HandlerChoice::Later`]; the rest are handled at once.
+pub const HANDLER_SHARES: (f64, f64) = (0.15, 0.1);
+
+/// Seconds a [`HandlerChoice::AfterYield`] handler yields before it applies its gift.
+pub const HANDLER_YIELD: f64 = 3.0;
+
 /// A running fleet.
 pub struct Fleet {
     /// The configuration. Fields changed after [`Fleet::new`] are not checked again (the
@@ -656,6 +709,15 @@ pub struct Fleet {
     pub played_requests: u64,
     seen: usize,
     gift_seq: u64,
+    /// The shares of deliveries the message handler yields on and leaves for later
+    /// ([`HANDLER_SHARES`] unless a test sets others before [`Fleet::run`]).
+    pub handler_shares: (f64, f64),
+    /// Draws the message handler's [`HandlerChoice`]s, apart from `rng`.
+    handler_rng: GuidGenerator,
+    /// Handlers yielding, in the order they yielded (so in order of `at`).
+    yielded: std::collections::VecDeque<YieldedHandler>,
+    /// In the settle phase: handlers apply every gift at once.
+    settling: bool,
     /// PlayerRemoving on the old server after a teleport: (at, server, profile).
     pending_ends: Vec<(f64, usize, ProfileId)>,
     /// Spare servers not booted yet, in boot order.
@@ -737,6 +799,7 @@ impl Fleet {
                 (player, rng.next_f64() * 10.0)
             })
             .unzip();
+        let config_seed = config.seed;
         Ok(Fleet {
             acked_upto: vec![(0, String::new()); config.players],
             observed: Observations {
@@ -765,6 +828,10 @@ impl Fleet {
             played_requests: 0,
             seen: 0,
             gift_seq: 0,
+            handler_shares: HANDLER_SHARES,
+            handler_rng: GuidGenerator::new(config_seed ^ 0x4A4E_D1E5),
+            yielded: std::collections::VecDeque::new(),
+            settling: false,
             pending_ends: Vec::new(),
             unsaved_gives: FxHashMap::default(),
         })
@@ -793,6 +860,7 @@ impl Fleet {
             self.set_fault_phase(t);
             t = (t + step).min(self.config.duration);
             self.advance(t);
+            self.resume_handlers();
             self.end_teleported();
             self.server_events();
             self.player_actions();
@@ -1326,8 +1394,9 @@ impl Fleet {
         }
     }
 
-    /// The message handler: applies a gift (noting which message carried it as
-    /// `gift#message_id`) and marks the message processed at once.
+    /// The message handler, given message `id` (carrying `gift`, noted as `gift#message_id`)
+    /// for `profile` on server `s`: applies it and marks it processed now, after a yield, or
+    /// leaves it for a later session ([`HandlerChoice`]).
     fn on_message(&mut self, s: usize, profile: ProfileId, id: i64, gift: Option<String>, t: f64) {
         self.observed
             .deliveries
@@ -1337,12 +1406,63 @@ impl Fleet {
                 first_at: t,
             })
             .count += 1;
+        let (after_yield, later) = self.handler_shares;
+        let draw = self.handler_rng.next_f64();
+        let choice = if self.settling {
+            HandlerChoice::AtOnce
+        } else if draw < after_yield {
+            HandlerChoice::AfterYield
+        } else if draw < after_yield + later {
+            HandlerChoice::Later
+        } else {
+            HandlerChoice::AtOnce
+        };
+        match choice {
+            HandlerChoice::AtOnce => {
+                self.observed.handled.at_once += 1;
+                self.apply_gift(s, profile, id, gift);
+            }
+            HandlerChoice::AfterYield => {
+                self.observed.handled.after_yield += 1;
+                self.yielded.push_back(YieldedHandler {
+                    at: self.world.now + HANDLER_YIELD,
+                    server: s,
+                    profile,
+                    id,
+                    gift,
+                });
+            }
+            HandlerChoice::Later => self.observed.handled.later += 1,
+        }
+    }
+
+    /// Applies `gift` to `profile`'s `Data` and marks message `id` processed, with no yield
+    /// between.
+    fn apply_gift(&mut self, s: usize, profile: ProfileId, id: i64, gift: Option<String>) {
         if let Some(gift) = gift
             && let Some(data) = self.world.servers[s].host.data.get_mut(&profile)
         {
             push(data, "Gifts", Value::from(gift.as_str()));
         }
         let _ = self.world.feed(s, Input::MessageProcessed { profile, id });
+    }
+
+    /// Handlers whose yield is over go on: each applies its gift if its session is still
+    /// active (its server alive, the profile not ended), else does nothing.
+    fn resume_handlers(&mut self) {
+        while let Some(h) = self.yielded.front()
+            && h.at <= self.world.now
+        {
+            let Some(h) = self.yielded.pop_front() else {
+                break;
+            };
+            let server = &self.world.servers[h.server];
+            if server.alive && server.engine().is_active(h.profile) {
+                self.apply_gift(h.server, h.profile, h.id, h.gift);
+            } else {
+                self.observed.handled.yield_outlived += 1;
+            }
+        }
     }
 
     /// `OnAfterSave`: the op ids in `LastSavedData` are acknowledged. An op id is applied
@@ -1552,8 +1672,11 @@ impl Fleet {
         // Healthy from now on; a healthy stretch under way goes on (its starts stay checked).
         self.healthy_from = Some(self.healthy_from.unwrap_or(self.world.now));
         self.set_faults(0.0);
+        self.settling = true;
         let end = self.world.now;
-        // Let pending starts and teleports finish, then everyone leaves.
+        // Let pending starts, teleports and yielding handlers finish, then everyone leaves.
+        self.advance(end + HANDLER_YIELD);
+        self.resume_handlers();
         self.advance(end + 5.0);
         self.end_teleported();
         self.advance(end + 70.0);

@@ -563,6 +563,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         config.record = false;
         match Fleet::new(config, Box::new(MemoryStorage::new())) {
             Ok(mut rerun) => {
+                rerun.handler_shares = fleet.handler_shares;
                 rerun.run(|_| {});
                 again = rerun;
                 &again
@@ -640,6 +641,12 @@ pub fn summary(fleet: &Fleet, violations: &[Violation]) -> Value {
         "torn_trades_by_server_death": fleet.torn_trades.len(),
         "torn_trades_by_stolen_session": fleet.stolen_trades.len(),
         "gifts": o.gifts_sent.len(),
+        "message_handlers": {
+            "at_once": o.handled.at_once,
+            "after_yield": o.handled.after_yield,
+            "yield_outlived": o.handled.yield_outlived,
+            "later": o.handled.later,
+        },
         "messages_over_receive_limit": fleet.world.messaging.over_receive_limit(),
         "subscribes_refused": fleet.world.subscribes_refused,
         "shutdowns": o.shutdowns,

@@ -2,10 +2,12 @@
 //! Tests): lost saves, dupes, double-applied operations, message delivery, lock generations and
 //! hand-off bounds. Virtual time keeps them fast.
 
+use profilestore_core::ProfileId;
 use profilestore_harness::fleet::{Fleet, FleetConfig, STORE, SentGift, StartFailure, Trade};
 use profilestore_harness::invariants;
 use profilestore_harness::storage::MemoryStorage;
 use profilestore_harness::world::Happening;
+use std::collections::BTreeMap;
 
 fn run(config: FleetConfig) -> (Fleet, Vec<invariants::Violation>) {
     let mut fleet =
@@ -64,6 +66,8 @@ struct Totals {
     closing: u64,
     torn: usize,
     stolen: usize,
+    /// Deliveries handled at once, after a yield (outlived), left for later.
+    handled: (u64, u64, u64, u64),
 }
 
 impl Totals {
@@ -80,6 +84,11 @@ impl Totals {
         self.closing += o.failures.get(&StartFailure::Closing).copied().unwrap_or(0);
         self.torn += fleet.torn_trades.len();
         self.stolen += fleet.stolen_trades.len();
+        let h = o.handled;
+        self.handled.0 += h.at_once;
+        self.handled.1 += h.after_yield;
+        self.handled.2 += h.yield_outlived;
+        self.handled.3 += h.later;
     }
 }
 
@@ -108,7 +117,7 @@ fn two_hundred_seeds_with_faults_keep_every_invariant() {
         Totals {
             checked: 5113,
             acked: 32432,
-            delivered: 1706,
+            delivered: 1913,
             gifts: 1640,
             errors: 716,
             crashes: 118,
@@ -117,6 +126,7 @@ fn two_hundred_seeds_with_faults_keep_every_invariant() {
             closing: 22,
             torn: 18,
             stolen: 0,
+            handled: (1447, 276, 18, 190),
         }
     );
 }
@@ -142,7 +152,7 @@ fn a_hundred_harsh_seeds_keep_every_invariant() {
         Totals {
             checked: 2719,
             acked: 121263,
-            delivered: 7489,
+            delivered: 8315,
             gifts: 7101,
             errors: 10551,
             crashes: 144,
@@ -151,8 +161,76 @@ fn a_hundred_harsh_seeds_keep_every_invariant() {
             closing: 148,
             torn: 71,
             stolen: 0,
+            handled: (6289, 1247, 53, 779),
         }
     );
+}
+
+/// Runs `config` with the message handler's `shares` (yield, later), asserting every invariant.
+fn run_sound_with_handlers(config: FleetConfig, shares: (f64, f64)) -> Fleet {
+    let seed = config.seed;
+    let mut fleet =
+        Fleet::new(config, Box::new(MemoryStorage::new())).expect("a valid fleet configuration");
+    fleet.handler_shares = shares;
+    fleet.run(|_| {});
+    let violations = invariants::check(&mut fleet);
+    assert_sound(seed, &fleet, &violations);
+    fleet
+}
+
+/// Per key and message id, the sessions (server, profile) that were given the message.
+fn sessions_given(fleet: &Fleet) -> BTreeMap<(String, i64), Vec<(usize, ProfileId)>> {
+    let mut given: BTreeMap<(String, i64), Vec<(usize, ProfileId)>> = BTreeMap::new();
+    for &(server, profile, id) in fleet.observed.deliveries.keys() {
+        let key = fleet.profile_keys[&(server, profile)].clone();
+        given.entry((key, id)).or_default().push((server, profile));
+    }
+    given
+}
+
+/// Spec §10.3: a message the handler leaves unprocessed stays stored, is not given to that
+/// session again however many saves read it, and is given to the next session. Here every
+/// handler during play leaves its message; the settle phase's log-in applies each gift once.
+#[test]
+fn a_message_left_unprocessed_comes_back_next_session_only() {
+    let fleet = run_sound_with_handlers(FleetConfig::new(3, 2, 8, 600.0, 0.0), (0.0, 1.0));
+    let h = fleet.observed.handled;
+    // Exact, as the run is seeded: every delivery in play left for later, the last log-ins
+    // applying every gift.
+    assert_eq!(
+        (h.at_once, h.after_yield, h.yield_outlived, h.later),
+        (18, 0, 0, 83)
+    );
+    // Each gift applied by the one delivery in settling.
+    assert_eq!(fleet.observed.gifts_sent.len() as u64, h.at_once);
+    // Each gift was given to every session of its recipient from the one it reached on: one
+    // delivery per session (the invariant checks count them), several sessions per message.
+    let given = sessions_given(&fleet);
+    let again = given.values().filter(|s| s.len() > 1).count();
+    assert_eq!((given.len(), again), (18, 18));
+    assert!(fleet.observed.deliveries.values().all(|d| d.count == 1));
+}
+
+/// Spec §10.3: a handler that yields before calling `processed()` applies its gift once; one
+/// whose session ends during the yield does nothing, and the next session is given the message.
+#[test]
+fn a_handler_that_yields_applies_its_gift_once() {
+    let mut config = FleetConfig::new(4, 2, 20, 600.0, 0.0);
+    config.stay = 20.0;
+    let fleet = run_sound_with_handlers(config, (1.0, 0.0));
+    let h = fleet.observed.handled;
+    assert_eq!(
+        (h.at_once, h.after_yield, h.yield_outlived, h.later),
+        (0, 45, 4, 0)
+    );
+    // Each gift applied once, by a handler whose session was still active after its yield;
+    // the four that outlived theirs were given to a later session.
+    assert_eq!(
+        fleet.observed.gifts_sent.len() as u64,
+        h.after_yield - h.yield_outlived
+    );
+    let given = sessions_given(&fleet);
+    assert_eq!(given.values().filter(|s| s.len() > 1).count(), 4);
 }
 
 /// A small healthy run, sound before it is tampered with, and one of its keys holding an item.

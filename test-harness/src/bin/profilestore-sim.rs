@@ -810,6 +810,14 @@ fn print_summary(s: &profilestore_core::value::Value) {
         ),
     );
     row("gifts sent", s["gifts"].to_string());
+    let h = &s["message_handlers"];
+    row(
+        "deliveries: at once / after yield / later",
+        format!(
+            "{} / {} ({} outlived) / {}",
+            h["at_once"], h["after_yield"], h["yield_outlived"], h["later"]
+        ),
+    );
     row(
         "refused subscribes / limit drops",
         format!(
