@@ -305,6 +305,17 @@ impl Engine {
         active
     }
 
+    /// The API call an operation in flight serves, for the calls that have one
+    /// (`MessageAsync`, `GetAsync`, `RemoveAsync`); `None` for a session's own writes (start,
+    /// saves) and for an operation that has finished. A harness uses it to tell which call an
+    /// ambiguous write (committed although an error is returned) belonged to.
+    pub fn op_call(&self, op: OpId) -> Option<CallId> {
+        match self.ops.get(&op)?.kind {
+            OpKind::Message(call) | OpKind::Get(call) | OpKind::Remove(call) => Some(call),
+            OpKind::Start | OpKind::Save(_) => None,
+        }
+    }
+
     /// The active profiles, in auto-save ring order.
     pub fn active_profiles(&self) -> Vec<ProfileId> {
         self.ring.profiles().collect()

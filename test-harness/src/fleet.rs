@@ -438,8 +438,10 @@ pub struct Trade {
 pub struct SentGift {
     /// The recipient's key.
     pub to: String,
-    /// When `MessageAsync` was called (virtual seconds).
-    pub called: f64,
+    /// The server that called `MessageAsync`.
+    pub server: usize,
+    /// The call, on [`SentGift::server`].
+    pub call: CallId,
     /// When the call returned (virtual seconds): a violation's excerpt starts there.
     pub at: f64,
 }
@@ -691,8 +693,8 @@ pub struct Fleet {
     pub stolen_trades: Vec<String>,
     /// Per server: the call → player waiting for a start.
     joining: Vec<FxHashMap<CallId, usize>>,
-    /// Per server: message call → gift id.
-    gifting: Vec<FxHashMap<CallId, (String, String, f64)>>,
+    /// Per server: message call → (gift id, recipient's key).
+    gifting: Vec<FxHashMap<CallId, (String, String)>>,
     /// Per server: whether it is shutting down (the world kills it at the end of
     /// `BindToClose`).
     closing: Vec<bool>,
@@ -1283,7 +1285,7 @@ impl Fleet {
             )])),
         };
         if let InputResult::Call(Ok(call)) = self.world.feed(server, input) {
-            self.gifting[server].insert(call, (gift, key, self.world.now));
+            self.gifting[server].insert(call, (gift, key));
         }
     }
 
@@ -1338,12 +1340,13 @@ impl Fleet {
                     self.on_started(s, call, profile, t);
                 }
                 Output::Completion(Completion::Message { call, ok }) => {
-                    if let Some((gift, key, called)) = self.gifting[s].remove(call)
+                    if let Some((gift, key)) = self.gifting[s].remove(call)
                         && *ok
                     {
                         let sent = SentGift {
                             to: key,
-                            called,
+                            server: s,
+                            call: *call,
                             at: t,
                         };
                         self.observed.gifts_sent.insert(gift, sent);

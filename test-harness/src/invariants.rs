@@ -10,8 +10,8 @@
 //!   session while the DataStore was failing (faults on within [`HANDOFF_BOUND`] before the
 //!   take); torn trades are counted;
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
-//!   same gift under one more message id for each write of its recipient's key that committed
-//!   while the call waited although the call was told it failed: a retried `MessageAsync`),
+//!   same gift under one more message id for each write of that `MessageAsync`'s own that
+//!   committed although the call was told it failed: the call's retry wrote it again),
 //!   and no message is delivered twice within one session;
 //! - **locks** — one server holds each `(key, SessionLoadCount)` generation;
 //! - **hand-offs** — while the DataStore is healthy, every start for a player whose old server
@@ -413,8 +413,8 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     // Every sent gift applied; no message applied twice. Gifts are stored as `gift#message_id`:
     // the same gift under two message ids is a MessageAsync retried after an ambiguous failure
     // (the original protocol has no idempotency token), not a double processing, if a write
-    // of the recipient's key committed ambiguously while the call waited; otherwise it is a
-    // gift applied twice.
+    // of that call committed ambiguously ([`crate::world::AmbiguousWrite::call`]); otherwise
+    // it is a gift applied twice.
     let mut applied: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for key in &keys {
         let mut messages = std::collections::BTreeSet::new();
@@ -435,13 +435,16 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
             }
         }
     }
-    // Ambiguous writes of `to` while `sent`'s call waited.
+    // Writes of `to` by `sent`'s own call that committed although the call was told they
+    // failed.
     let ambiguous = |to: &String, sent: &crate::fleet::SentGift| {
         fleet
             .world
             .ambiguous_writes
             .iter()
-            .filter(|(t, key)| key.as_str() == to && (sent.called..=sent.at).contains(t))
+            .filter(|w| {
+                w.key.as_str() == to && w.server == sent.server && w.call == Some(sent.call)
+            })
             .count()
     };
     // Their excerpts start when the `MessageAsync` returned.
@@ -461,14 +464,13 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 at,
             )),
             // A second copy comes only from a retry after a write that committed although the
-            // call was told it failed (an ambiguous fault): one such write of the recipient's
-            // key while the call waited for each extra copy.
+            // call was told it failed (an ambiguous fault): one such write of the call's own
+            // for each extra copy.
             Some(keys) if keys.len() > 1 && ambiguous(to, sent) < keys.len() - 1 => found.push((
                 "no message processed twice",
                 to.clone(),
                 format!(
-                    "{gift} applied {} times with {} ambiguous write(s) of its key while it \
-                         was sent",
+                    "{gift} applied {} times with {} ambiguous write(s) by its MessageAsync",
                     keys.len(),
                     ambiguous(to, sent)
                 ),

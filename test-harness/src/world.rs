@@ -22,7 +22,7 @@ use profilestore_core::guid::GuidGenerator;
 use profilestore_core::testing::Host;
 use profilestore_core::value::{Str, Value};
 use profilestore_core::{
-    Completion, DataStoreError, DataStoreRequest, DataStoreRequestKind, DataStoreResponse,
+    CallId, Completion, DataStoreError, DataStoreRequest, DataStoreRequestKind, DataStoreResponse,
     DataStoreState, Engine, EngineConfig, Input, InputResult, LiveAnswers, MessagingRequest, Now,
     OpId, Output, Recorder, ServerIdentity, SubscriptionId, Transformed,
 };
@@ -415,6 +415,20 @@ pub struct TracedInput {
     pub deadline: Option<f64>,
 }
 
+/// An update that committed although its caller was told it failed (an ambiguous fault).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AmbiguousWrite {
+    /// When it committed (virtual seconds).
+    pub at: f64,
+    /// The key it wrote.
+    pub key: Str,
+    /// The server that sent it.
+    pub server: usize,
+    /// The API call it served ([`Engine::op_call`]: a `MessageAsync`'s), if any; `None` for a
+    /// session's own writes.
+    pub call: Option<CallId>,
+}
+
 /// The world.
 pub struct World {
     /// Virtual seconds.
@@ -444,8 +458,8 @@ pub struct World {
     /// Writes the DataStore committed (each logged as a [`Happening::Write`]).
     pub committed_writes: u64,
     /// Updates that committed although their caller was told they failed (an ambiguous
-    /// fault): (when, key). Kept whole (they are few): the invariant checks read them.
-    pub ambiguous_writes: Vec<(f64, Str)>,
+    /// fault). Kept whole (they are few): the invariant checks read them.
+    pub ambiguous_writes: Vec<AmbiguousWrite>,
     /// Times a DataStore request was held because its key's per-minute throughput was used up
     /// (Roblox skips it in the queue until the key has room; a request can be held more than
     /// once when others take the room first).
@@ -1462,7 +1476,14 @@ impl World {
             let commit = self.datastore.commit_update(self.now, ticket, output);
             let written = self.log_commits(s);
             if let (Err(_), Some(key)) = (&commit, written) {
-                self.ambiguous_writes.push((self.now, key));
+                // Asked before the error is answered: the operation is still in flight.
+                let call = self.servers[s].engine.op_call(op);
+                self.ambiguous_writes.push(AmbiguousWrite {
+                    at: self.now,
+                    key,
+                    server: s,
+                    call,
+                });
             }
             match commit {
                 Ok(UpdateCommit::Committed(read)) => Ok(read.into_response()),

@@ -2,11 +2,11 @@
 //! Tests): lost saves, dupes, double-applied operations, message delivery, lock generations and
 //! hand-off bounds. Virtual time keeps them fast.
 
-use profilestore_core::ProfileId;
+use profilestore_core::{CallId, ProfileId};
 use profilestore_harness::fleet::{Fleet, FleetConfig, STORE, SentGift, StartFailure, Trade};
 use profilestore_harness::invariants;
 use profilestore_harness::storage::MemoryStorage;
-use profilestore_harness::world::Happening;
+use profilestore_harness::world::{AmbiguousWrite, Happening};
 use std::collections::BTreeMap;
 
 fn run(config: FleetConfig) -> (Fleet, Vec<invariants::Violation>) {
@@ -357,7 +357,8 @@ fn store_gifts(fleet: &mut Fleet, key: &str, gifts: profilestore_core::value::Va
 fn sent(fleet: &mut Fleet, gift: &str, to: &str) {
     let sent = SentGift {
         to: to.into(),
-        called: 19.0,
+        server: 0,
+        call: CallId(u64::MAX),
         at: 20.0,
     };
     fleet.observed.gifts_sent.insert(gift.into(), sent);
@@ -459,34 +460,38 @@ fn the_other_checks_each_report_a_broken_run() {
         gift_stored_as("gift903", json!(["gift903#4", "gift903#5"])),
         [(
             "no message processed twice",
-            "gift903 applied 2 times with 0 ambiguous write(s) of its key while it was sent"
-                .to_string()
+            "gift903 applied 2 times with 0 ambiguous write(s) by its MessageAsync".to_string()
         )]
     );
-    // A gift under two messages is excused only by a write of its recipient's key that
-    // committed although its call was told it failed, while the gift's call waited (at 5 s):
-    // not by faults alone, nor by such a write outside the wait or of another key.
+    // A gift under two messages is excused only by a write of its own call's that committed
+    // although the call was told it failed: not by faults alone, nor by such a write of
+    // another call, of another server's call of the same number, or of another key.
+    let call = CallId(41);
     for (ambiguous, excused) in [
         (None, false),
-        (Some((5.0, true)), true),
-        (Some((20.0, true)), false),
-        (Some((5.0, false)), false),
+        (Some((true, 0, Some(call))), true),
+        (Some((true, 0, Some(CallId(40)))), false),
+        (Some((true, 0, None)), false),
+        (Some((true, 1, Some(call))), false),
+        (Some((false, 0, Some(call))), false),
     ] {
         let (mut fleet, key, other) = sound_run(7);
         fleet.config.faults = 0.1;
-        if let Some((t, own)) = ambiguous {
+        if let Some((own, server, by)) = ambiguous {
             let written = if own { &key } else { &other };
-            fleet
-                .world
-                .ambiguous_writes
-                .push((t, written.as_str().into()));
+            fleet.world.ambiguous_writes.push(AmbiguousWrite {
+                at: 5.0,
+                key: written.as_str().into(),
+                server,
+                call: by,
+            });
         }
-        let (called, at) = (4.0, 6.0);
         store_gifts(&mut fleet, &key, json!(["gift905#4", "gift905#5"]));
         let sent = SentGift {
             to: key.clone(),
-            called,
-            at,
+            server: 0,
+            call,
+            at: 6.0,
         };
         fleet.observed.gifts_sent.insert("gift905".into(), sent);
         let v = invariants::check(&mut fleet);

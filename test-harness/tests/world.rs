@@ -234,6 +234,57 @@ fn a_take_whose_write_failed_ambiguously_still_tells_the_old_session() {
             "started true",
         ]
     );
+    // The ambiguous write is noted as the start's own: no API call of the game's.
+    let noted: Vec<_> = w
+        .ambiguous_writes
+        .iter()
+        .map(|a| (a.key.to_string(), a.server, a.call))
+        .collect();
+    assert_eq!(noted, [("k".to_string(), 0, None)]);
+}
+
+/// A `MessageAsync` whose write commits although the call is told it failed is retried by
+/// the update wrapper and writes the message again under a new id (the original protocol has
+/// no idempotency token, spec §10.1): the world notes the ambiguous write as that call's, which
+/// is what excuses the second copy in the fleet's invariant checks.
+#[test]
+fn an_ambiguous_message_write_is_noted_as_its_calls() {
+    use profilestore_harness::datastore::{Fault, Operation, internal_rejection};
+    let (mut w, store) = world(1, Limits::unlimited());
+    w.run_until(1.0);
+    w.datastore
+        .script_fault(Operation::Update, Fault::Ambiguous(internal_rejection()));
+    let now = w.now_for(0);
+    let message = Input::Message {
+        now,
+        store: store.live(),
+        key: "k".into(),
+        message: json!({"Gift": "g1"}),
+    };
+    let InputResult::Call(Ok(call)) = w.feed(0, message) else {
+        panic!("MessageAsync refused");
+    };
+    w.run_until(30.0);
+    let noted: Vec<_> = w
+        .ambiguous_writes
+        .iter()
+        .map(|a| (a.key.to_string(), a.server, a.call))
+        .collect();
+    assert_eq!(noted, [("k".to_string(), 0, Some(call))]);
+    let returned = w.log.iter().find_map(|l| match &l.what {
+        Happening::Output(Output::Completion(Completion::Message { call: c, ok }))
+            if *c == call =>
+        {
+            Some(*ok)
+        }
+        _ => None,
+    });
+    assert_eq!(returned, Some(true));
+    let stored = w.stored("S", "k").expect("the message's writes");
+    assert_eq!(
+        stored["GlobalUpdates"],
+        json!([2, [[1, {"Gift": "g1"}], [2, {"Gift": "g1"}]]])
+    );
 }
 
 /// A GetAsync the server's cache answers (within 4 s of its own read or write of the key)
