@@ -431,6 +431,13 @@ pub struct Trade {
     pub giver_saved: bool,
     /// The giver's session: its profile's `SessionLoadCount`.
     pub giver_generation: i64,
+    /// Whether the receiver's side got further than the receiver's session: a save of that
+    /// session (as for [`Trade::giver_saved`]) stored a `Data` holding the item, or the
+    /// receiver traded the item on. A trade whose giver's side was lost leaves an extra copy
+    /// of the item only then.
+    pub receiver_kept: bool,
+    /// The receiver's session: its profile's `SessionLoadCount`.
+    pub receiver_generation: i64,
 }
 
 /// A gift whose `MessageAsync` returned true.
@@ -612,23 +619,72 @@ impl Observations {
     }
 }
 
-/// A save stored the profile value `stored` for the giver of the trades `gives` (indexes into
-/// `trades`): each whose item its `Data.Items` no longer holds is stored on the giver's side
-/// (`giver_saved`) and leaves `gives`, if the value is of the giver's own session (its
-/// `SessionLoadCount` the trade's generation). A save that found the session taken returns the
-/// taker's value, which says nothing of the giver's side.
-fn confirm_gives(trades: &mut [Trade], gives: &mut Vec<usize>, stored: &Value) {
+/// A side of a trade.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Side {
+    Giver,
+    Receiver,
+}
+
+/// A save stored the profile value `stored` for one side of the trades `pending` (indexes into
+/// `trades`, all of one profile): each trade that side of which the value stores (for the
+/// giver, `Data.Items` no longer holds the item: [`Trade::giver_saved`]; for the receiver, it
+/// does: [`Trade::receiver_kept`]) is marked and leaves `pending`, if the value is of that
+/// side's own session (its `SessionLoadCount` the trade's generation of that side). A save
+/// that found the session taken returns the taker's value, which says nothing of either side.
+fn confirm_side(trades: &mut [Trade], pending: &mut Vec<usize>, stored: &Value, side: Side) {
     let generation = stored["MetaData"]["SessionLoadCount"].as_i64();
-    // Without an `Items` array the value shows nothing of the giver's side.
+    // Without an `Items` array the value shows nothing of either side.
     let Some(items) = stored["Data"].get("Items").and_then(Value::as_array) else {
         return;
     };
     let holds = |item: &str| items.iter().any(|i| i == item);
-    gives.retain(|&i| {
+    pending.retain(|&i| {
         let trade = &mut trades[i];
-        trade.giver_saved = generation == Some(trade.giver_generation) && !holds(&trade.item);
-        !trade.giver_saved
+        let stored = match side {
+            Side::Giver => {
+                trade.giver_saved =
+                    generation == Some(trade.giver_generation) && !holds(&trade.item);
+                trade.giver_saved
+            }
+            Side::Receiver => {
+                trade.receiver_kept =
+                    generation == Some(trade.receiver_generation) && holds(&trade.item);
+                trade.receiver_kept
+            }
+        };
+        !stored
     });
+}
+
+/// A write of `key` by server `s` that landed after `s` died (with no `OnAfterSave`): the
+/// trades of `pending` on `s` whose `side` is of that key are confirmed by its `value` as by a
+/// save ([`confirm_side`]). How many it confirmed.
+fn confirm_late(
+    trades: &mut [Trade],
+    pending: &mut FxHashMap<(usize, ProfileId), Vec<usize>>,
+    s: usize,
+    key: &str,
+    value: &Value,
+    side: Side,
+) -> u64 {
+    let mut confirmed = 0;
+    // In hash order, harmlessly: each trade is in one entry's list, so the entries touch
+    // disjoint trades, and `confirmed` is a sum. (All of one entry's trades have that side in
+    // one profile, of one key.)
+    for ((server, _), list) in pending.iter_mut() {
+        let of_key = |&i: &usize| match side {
+            Side::Giver => trades[i].from == key,
+            Side::Receiver => trades[i].to == key,
+        };
+        if *server == s && list.first().is_some_and(of_key) {
+            let before = list.len();
+            confirm_side(trades, list, value, side);
+            confirmed += (before - list.len()) as u64;
+        }
+    }
+    pending.retain(|_, list| !list.is_empty());
+    confirmed
 }
 
 /// The bound a healthy hand-off must meet: a steal after `SESSION_STEAL` takes ≈45 s plus
@@ -729,6 +785,9 @@ pub struct Fleet {
     /// Per (server, giver's profile): trades (indexes into `trade_log`) whose giver side no
     /// save has confirmed yet.
     unsaved_gives: FxHashMap<(usize, ProfileId), Vec<usize>>,
+    /// Per (server, receiver's profile): trades whose receiver side no save has stored and
+    /// the receiver has not traded on ([`Trade::receiver_kept`]).
+    unkept_takes: FxHashMap<(usize, ProfileId), Vec<usize>>,
     /// Per player: how many entries of the last `LastSavedData.Ops` seen were acknowledged,
     /// and the last of them.
     acked_upto: Vec<(usize, String)>,
@@ -836,6 +895,7 @@ impl Fleet {
             settling: false,
             pending_ends: Vec::new(),
             unsaved_gives: FxHashMap::default(),
+            unkept_takes: FxHashMap::default(),
         })
     }
 
@@ -1245,23 +1305,39 @@ impl Fleet {
                 item.clone(),
             );
             let engine = self.world.servers[server].engine();
-            let key_of =
-                |p: ProfileId| engine.profile(p).map(|x| x.key.clone()).unwrap_or_default();
-            let giver = engine.profile(profile);
+            let (giver, receiver) = (engine.profile(profile), engine.profile(partner));
             let trade = Trade {
                 item: item.as_str().unwrap_or_default().to_string(),
                 from: giver.map(|x| x.key.clone()).unwrap_or_default(),
-                to: key_of(partner),
+                to: receiver.map(|x| x.key.clone()).unwrap_or_default(),
                 server,
                 at: self.world.now,
                 giver_saved: false,
                 giver_generation: giver.map_or(0, |x| x.session_load_count),
+                receiver_kept: false,
+                receiver_generation: receiver.map_or(0, |x| x.session_load_count),
             };
+            // The giver passes on an item it was given: that trade's receiver side goes on.
+            let trades = &mut self.observed.trade_log;
+            if let Some(takes) = self.unkept_takes.get_mut(&(server, profile)) {
+                takes.retain(|&i| {
+                    trades[i].receiver_kept = trades[i].item == trade.item;
+                    !trades[i].receiver_kept
+                });
+                if takes.is_empty() {
+                    self.unkept_takes.remove(&(server, profile));
+                }
+            }
+            let index = trades.len();
             self.unsaved_gives
                 .entry((server, profile))
                 .or_default()
-                .push(self.observed.trade_log.len());
-            self.observed.trade_log.push(trade);
+                .push(index);
+            self.unkept_takes
+                .entry((server, partner))
+                .or_default()
+                .push(index);
+            trades.push(trade);
             self.observed.trades += 1;
         }
     }
@@ -1301,26 +1377,14 @@ impl Fleet {
                 Happening::Write { key, value, .. } => {
                     self.observed.note_write(key, value, t);
                     // A write its server sent before it died lands with no `OnAfterSave`: it
-                    // still stores the giver's side of that server's trades of this key.
-                    // (All of one entry's trades have one giver, a profile of one key.)
+                    // still stores its key's sides of that server's trades.
                     if !self.world.servers[s].alive {
                         let trades = &mut self.observed.trade_log;
-                        let mut confirmed = 0;
-                        // In hash order, harmlessly: each trade is in one entry's list, so the
-                        // entries touch disjoint trades, and `confirmed` is a sum.
-                        for ((server, _), gives) in self.unsaved_gives.iter_mut() {
-                            if *server == s
-                                && gives
-                                    .first()
-                                    .is_some_and(|&i| trades[i].from == key.as_str())
-                            {
-                                let before = gives.len();
-                                confirm_gives(trades, gives, value);
-                                confirmed += before - gives.len();
-                            }
-                        }
-                        self.observed.gives_saved_by_late_writes += confirmed as u64;
-                        self.unsaved_gives.retain(|_, gives| !gives.is_empty());
+                        let gives = &mut self.unsaved_gives;
+                        let confirmed = confirm_late(trades, gives, s, key, value, Side::Giver);
+                        self.observed.gives_saved_by_late_writes += confirmed;
+                        let takes = &mut self.unkept_takes;
+                        confirm_late(trades, takes, s, key, value, Side::Receiver);
                     }
                     continue;
                 }
@@ -1473,10 +1537,16 @@ impl Fleet {
     /// holding the player's last acknowledged op at the same place holds everything before it
     /// too, and only the entries after it are read.
     fn on_after_save(&mut self, s: usize, profile: ProfileId, saved: &LastSavedData, t: f64) {
-        if let Some(gives) = self.unsaved_gives.get_mut(&(s, profile)) {
-            confirm_gives(&mut self.observed.trade_log, gives, saved.stored());
-            if gives.is_empty() {
-                self.unsaved_gives.remove(&(s, profile));
+        let trades = &mut self.observed.trade_log;
+        for (pending, side) in [
+            (&mut self.unsaved_gives, Side::Giver),
+            (&mut self.unkept_takes, Side::Receiver),
+        ] {
+            if let Some(list) = pending.get_mut(&(s, profile)) {
+                confirm_side(trades, list, saved.stored(), side);
+                if list.is_empty() {
+                    pending.remove(&(s, profile));
+                }
             }
         }
         let saved: &Value = saved;
@@ -2021,30 +2091,26 @@ mod tests {
         fleet
     }
 
-    /// A write a server sent before it died lands with no `OnAfterSave`; if it stores the
-    /// giver's `Data` without the traded item, the giver's side of the trade is stored (a later
-    /// dupe of the item is no longer excused as torn by the server's death).
-    #[test]
-    fn a_late_write_of_a_dead_server_stores_the_givers_side() {
-        let mut fleet = sound_fleet();
-        let now = fleet.world.now;
-        let trade = |item: &str| Trade {
+    /// A trade of `item` from `Player_1` to `Player_2` on server 1 at `at`, by the given
+    /// generations of their sessions, neither side confirmed.
+    fn unconfirmed_trade(item: &str, at: f64, giver: i64, receiver: i64) -> Trade {
+        Trade {
             item: item.into(),
             from: "Player_1".into(),
             to: "Player_2".into(),
             server: 1,
-            at: now - 10.0,
+            at,
             giver_saved: false,
-            giver_generation: 1,
-        };
-        let base = fleet.observed.trade_log.len();
-        fleet.observed.trade_log.push(trade("gone"));
-        fleet.observed.trade_log.push(trade("kept"));
-        fleet
-            .unsaved_gives
-            .insert((1, ProfileId(777_777)), vec![base, base + 1]);
-        fleet.world.crash(1);
-        let write = |key: &str, generation: i64, items: Value| crate::world::Logged {
+            giver_generation: giver,
+            receiver_kept: false,
+            receiver_generation: receiver,
+        }
+    }
+
+    /// A whole value written by server 1 at `now`, as the log keeps a write landing after its
+    /// server died.
+    fn late_write(now: f64, key: &str, generation: i64, items: Value) -> crate::world::Logged {
+        crate::world::Logged {
             t: now,
             server: 1,
             what: Happening::Write {
@@ -2054,7 +2120,74 @@ mod tests {
                 user_ids: Vec::new(),
                 metadata: json!({}),
             },
+        }
+    }
+
+    /// The receiver's side of a trade is kept by a save of the receiver's own session whose
+    /// `Data.Items` holds the item (its `OnAfterSave`, or its write landing after the server
+    /// died), not by the taker's value a save that found the session taken returns, nor by a
+    /// value without the item; and by the receiver trading the item on.
+    #[test]
+    fn a_receivers_save_holding_the_item_keeps_its_side() {
+        let mut fleet = sound_fleet();
+        let (now, receiver) = (fleet.world.now, ProfileId(777_777));
+        let trade = |item: &str| unconfirmed_trade(item, now - 10.0, 1, 7);
+        let base = fleet.observed.trade_log.len();
+        for item in ["a", "b", "c"] {
+            fleet.observed.trade_log.push(trade(item));
+        }
+        fleet
+            .unkept_takes
+            .insert((1, receiver), vec![base, base + 1, base + 2]);
+        let saved = |generation: i64, items: Value| {
+            LastSavedData::of(std::sync::Arc::new(json!({
+                "Data": {"Items": items},
+                "MetaData": {"SessionLoadCount": generation},
+            })))
         };
+        let kept = |fleet: &Fleet| -> Vec<bool> {
+            let trades = &fleet.observed.trade_log[base..];
+            trades.iter().map(|t| t.receiver_kept).collect()
+        };
+        fleet.on_after_save(1, receiver, &saved(8, json!(["a", "b"])), now);
+        fleet.on_after_save(1, receiver, &saved(7, json!([])), now);
+        assert_eq!(kept(&fleet), [false, false, false]);
+        fleet.on_after_save(1, receiver, &saved(7, json!(["a"])), now);
+        assert_eq!(kept(&fleet), [true, false, false]);
+        fleet.world.crash(1);
+        fleet
+            .world
+            .log
+            .push(late_write(now, "Player_3", 7, json!(["b"])));
+        fleet
+            .world
+            .log
+            .push(late_write(now, "Player_2", 7, json!(["b"])));
+        fleet.react();
+        assert_eq!(kept(&fleet), [true, true, false]);
+        assert_eq!(
+            fleet.unkept_takes.get(&(1, receiver)),
+            Some(&vec![base + 2])
+        );
+    }
+
+    /// A write a server sent before it died lands with no `OnAfterSave`; if it stores the
+    /// giver's `Data` without the traded item, the giver's side of the trade is stored (a later
+    /// dupe of the item is no longer excused as torn by the server's death).
+    #[test]
+    fn a_late_write_of_a_dead_server_stores_the_givers_side() {
+        let mut fleet = sound_fleet();
+        let now = fleet.world.now;
+        let trade = |item: &str| unconfirmed_trade(item, now - 10.0, 1, 1);
+        let base = fleet.observed.trade_log.len();
+        fleet.observed.trade_log.push(trade("gone"));
+        fleet.observed.trade_log.push(trade("kept"));
+        fleet
+            .unsaved_gives
+            .insert((1, ProfileId(777_777)), vec![base, base + 1]);
+        fleet.world.crash(1);
+        let write =
+            |key: &str, generation: i64, items: Value| late_write(now, key, generation, items);
         // Another key's write confirms nothing, nor does a value without `Data.Items` (such as
         // a write summary), nor one of another session of the key (a later one on this server).
         fleet.world.log.push(write("Player_3", 1, json!([])));
@@ -2084,15 +2217,8 @@ mod tests {
         let mut fleet = sound_fleet();
         let profile = ProfileId(777_777);
         let base = fleet.observed.trade_log.len();
-        fleet.observed.trade_log.push(Trade {
-            item: "gone".into(),
-            from: "Player_1".into(),
-            to: "Player_2".into(),
-            server: 1,
-            at: fleet.world.now - 10.0,
-            giver_saved: false,
-            giver_generation: 7,
-        });
+        let trade = unconfirmed_trade("gone", fleet.world.now - 10.0, 7, 1);
+        fleet.observed.trade_log.push(trade);
         fleet.unsaved_gives.insert((1, profile), vec![base]);
         let saved = |generation: i64| {
             LastSavedData::of(std::sync::Arc::new(json!({

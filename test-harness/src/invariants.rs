@@ -4,7 +4,9 @@
 //!   in the player's final stored value;
 //! - **no dupe** — no item in two profiles (or twice in one), no operation applied twice, and
 //!   each `Counter` equal to the number of op ids (every operation adds one to both). A trade
-//!   whose giver's side no save of the giver's own session stored is torn, not a dupe, when
+//!   whose giver's side no save of the giver's own session stored, and whose receiver's side a
+//!   save of the receiver's session stored (or the receiver traded the item on), is torn, not
+//!   a dupe, when
 //!   its server died while the session was still its own (crashed, or killed at the end of
 //!   `BindToClose` with faults on in its last 30 s) or another server took the giver's
 //!   session while the DataStore was failing (faults on within [`HANDOFF_BOUND`] before the
@@ -334,14 +336,15 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         if holders.len() < 2 {
             continue;
         }
-        // Torn: a trade of the item that no save of the giver confirmed (the holders need
-        // not be that trade's sides: either copy may have been traded on since), on a
-        // server that died after it, or by a session another took. Each torn trade leaves
-        // one copy more: a copy more than the torn trades explain is a dupe.
+        // Torn: a trade of the item that no save of the giver confirmed but whose receiver's
+        // side got further (a save of the receiver stored it, or the receiver traded it on:
+        // the holders need not be that trade's sides), on a server that died after it, or by
+        // a session another took. Each torn trade leaves one copy more: a copy more than the
+        // torn trades explain is a dupe.
         let unsaved = || {
             obs.trade_log
                 .iter()
-                .filter(|trade| trade.item == *item && !trade.giver_saved)
+                .filter(|trade| trade.item == *item && !trade.giver_saved && trade.receiver_kept)
         };
         // The death tore the trade only if the giver's session was still its own then: a
         // generation taken before the server died was torn by the take (and is judged as one

@@ -745,6 +745,8 @@ fn trade_at_ten(item: &str, holder: &str, other: &str, giver_saved: bool) -> Tra
         at: 10.0,
         giver_saved,
         giver_generation: 7,
+        receiver_kept: true,
+        receiver_generation: 1,
     }
 }
 
@@ -1108,6 +1110,30 @@ fn a_late_write_after_a_crash_does_not_hide_a_torn_trade() {
     }
 }
 
+/// A trade whose giver's side was lost by the server's death explains an extra copy only if
+/// its receiver's side got further than the receiver's session (a save stored it, or the
+/// receiver traded the item on): a trade lost on both sides left no copy, and a dupe beside it
+/// is one.
+#[test]
+fn a_trade_lost_on_both_sides_excuses_no_copy() {
+    for receiver_kept in [true, false] {
+        let (mut fleet, holder, other, item) = a_duplicated_item();
+        let mut trade = trade_at_ten(&item, &holder, &other, false);
+        trade.receiver_kept = receiver_kept;
+        fleet.observed.trade_log.push(trade);
+        fleet.observed.died_at.insert(1, 50.0);
+        let v = invariants::check(&mut fleet);
+        let found: Vec<_> = v.iter().map(|v| (v.invariant, v.key.as_str())).collect();
+        if receiver_kept {
+            assert_eq!(found, []);
+            assert_eq!(fleet.torn_trades, [item]);
+        } else {
+            assert_eq!(found, [("no dupe", holder.as_str())]);
+            assert!(fleet.torn_trades.is_empty());
+        }
+    }
+}
+
 /// The dupe is named after the giver of the item's first trade that no save of its giver
 /// stored, not after the giver of its first trade (whose side was stored).
 #[test]
@@ -1121,6 +1147,8 @@ fn a_dupe_is_named_after_the_giver_whose_side_was_lost() {
         at,
         giver_saved,
         giver_generation: 1,
+        receiver_kept: true,
+        receiver_generation: 1,
     };
     // `other` gave the item to `holder` and saved; `holder` gave it back and did not.
     let first = trade(&other, &holder, 10.0, true);
