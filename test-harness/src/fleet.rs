@@ -425,16 +425,16 @@ pub struct Trade {
     pub server: usize,
     /// Virtual time of the trade.
     pub at: f64,
-    /// Whether a save of the giver's own session (its `OnAfterSave`, or its write landing
-    /// after the server died) stored a `Data` without the item: from then on the giver's side
-    /// of the trade is stored.
+    /// Whether a committed write of the giver's own session stored a `Data` without the item
+    /// (whatever its caller was told, and whether or not its server was still alive): from
+    /// then on the giver's side of the trade is stored.
     pub giver_saved: bool,
     /// The giver's session: its profile's `SessionLoadCount`.
     pub giver_generation: i64,
-    /// Whether the receiver's side got further than the receiver's session: a save of that
-    /// session (as for [`Trade::giver_saved`]) stored a `Data` holding the item, or the
-    /// receiver traded the item on. A trade whose giver's side was lost leaves an extra copy
-    /// of the item only then.
+    /// Whether the receiver's side outlived the receiver's session: a committed write of that
+    /// session (as for [`Trade::giver_saved`]) stored a `Data` holding the item, or that
+    /// session traded the item on. A trade whose giver's side was lost leaves an extra copy of
+    /// the item only then.
     pub receiver_kept: bool,
     /// The receiver's session: its profile's `SessionLoadCount`.
     pub receiver_generation: i64,
@@ -467,8 +467,8 @@ pub struct Deliveries {
 pub struct HandlerCounts {
     /// Applied and marked processed at once.
     pub at_once: u64,
-    /// Yielded first; applied and marked processed after [`HANDLER_YIELD`] unless
-    /// [`HandlerCounts::yield_outlived`].
+    /// Yielded first; applied and marked processed when the yield is over
+    /// ([`HANDLER_YIELD`]), unless [`HandlerCounts::yield_outlived`].
     pub after_yield: u64,
     /// Yielded past the end of their session: neither applied nor marked processed.
     pub yield_outlived: u64,
@@ -619,71 +619,55 @@ impl Observations {
     }
 }
 
-/// A side of a trade.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Side {
-    Giver,
-    Receiver,
-}
+/// Trades with a side not yet confirmed, by (server, that side's key): the giver's sides no
+/// write has stored yet, or the receivers'.
+type Pending = FxHashMap<(usize, Str), Vec<usize>>;
 
-/// A save stored the profile value `stored` for one side of the trades `pending` (indexes into
-/// `trades`, all of one profile): each trade that side of which the value stores (for the
-/// giver, `Data.Items` no longer holds the item: [`Trade::giver_saved`]; for the receiver, it
-/// does: [`Trade::receiver_kept`]) is marked and leaves `pending`, if the value is of that
-/// side's own session (its `SessionLoadCount` the trade's generation of that side). A save
-/// that found the session taken returns the taker's value, which says nothing of either side.
-fn confirm_side(trades: &mut [Trade], pending: &mut Vec<usize>, stored: &Value, side: Side) {
-    let generation = stored["MetaData"]["SessionLoadCount"].as_i64();
-    // Without an `Items` array the value shows nothing of either side.
-    let Some(items) = stored["Data"].get("Items").and_then(Value::as_array) else {
-        return;
-    };
-    let holds = |item: &str| items.iter().any(|i| i == item);
-    pending.retain(|&i| {
-        let trade = &mut trades[i];
-        let stored = match side {
-            Side::Giver => {
-                trade.giver_saved =
-                    generation == Some(trade.giver_generation) && !holds(&trade.item);
-                trade.giver_saved
-            }
-            Side::Receiver => {
-                trade.receiver_kept =
-                    generation == Some(trade.receiver_generation) && holds(&trade.item);
-                trade.receiver_kept
-            }
-        };
-        !stored
-    });
-}
-
-/// A write of `key` by server `s` that landed after `s` died (with no `OnAfterSave`): the
-/// trades of `pending` on `s` whose `side` is of that key are confirmed by its `value` as by a
-/// save ([`confirm_side`]). How many it confirmed.
-fn confirm_late(
+/// A committed write of `key` by server `s` (`value` whole or a
+/// [`crate::invariants::summarize_write`] summary) confirms the sides of that server's trades
+/// it stored, if it is of that side's own session (its `SessionLoadCount` the trade's
+/// generation of that side): for the giver, `Data.Items` no longer holds the item
+/// ([`Trade::giver_saved`]); for the receiver, it does ([`Trade::receiver_kept`]). Confirmed
+/// trades leave `gives` and `takes`. Every committed write counts, whatever its caller was
+/// told: a save answered with an error (an ambiguous fault), one that hands the session off,
+/// one landing after its server died. A save that found the session taken writes nothing.
+/// Returns how many giver's sides it confirmed.
+fn confirm_write(
     trades: &mut [Trade],
-    pending: &mut FxHashMap<(usize, ProfileId), Vec<usize>>,
+    (gives, takes): (&mut Pending, &mut Pending),
     s: usize,
-    key: &str,
+    key: &Str,
     value: &Value,
-    side: Side,
 ) -> u64 {
+    // Without an `Items` array the value shows nothing of either side.
+    let Some(items) = crate::invariants::written_items(value) else {
+        return 0;
+    };
+    let generation = crate::invariants::generation_of(value).0;
+    let holds = |item: &str| items.iter().any(|i| i == item);
     let mut confirmed = 0;
-    // In hash order, harmlessly: each trade is in one entry's list, so the entries touch
-    // disjoint trades, and `confirmed` is a sum. (All of one entry's trades have that side in
-    // one profile, of one key.)
-    for ((server, _), list) in pending.iter_mut() {
-        let of_key = |&i: &usize| match side {
-            Side::Giver => trades[i].from == key,
-            Side::Receiver => trades[i].to == key,
-        };
-        if *server == s && list.first().is_some_and(of_key) {
-            let before = list.len();
-            confirm_side(trades, list, value, side);
-            confirmed += (before - list.len()) as u64;
+    let side = (s, key.clone());
+    if let Some(list) = gives.get_mut(&side) {
+        list.retain(|&i| {
+            let trade = &mut trades[i];
+            trade.giver_saved = generation == trade.giver_generation && !holds(&trade.item);
+            confirmed += u64::from(trade.giver_saved);
+            !trade.giver_saved
+        });
+        if list.is_empty() {
+            gives.remove(&side);
         }
     }
-    pending.retain(|_, list| !list.is_empty());
+    if let Some(list) = takes.get_mut(&side) {
+        list.retain(|&i| {
+            let trade = &mut trades[i];
+            trade.receiver_kept = generation == trade.receiver_generation && holds(&trade.item);
+            !trade.receiver_kept
+        });
+        if list.is_empty() {
+            takes.remove(&side);
+        }
+    }
     confirmed
 }
 
@@ -711,7 +695,8 @@ pub enum HandlerChoice {
 /// [`HandlerChoice::Later`]; the rest are handled at once.
 pub const HANDLER_SHARES: (f64, f64) = (0.15, 0.1);
 
-/// Seconds a [`HandlerChoice::AfterYield`] handler yields before it applies its gift.
+/// Seconds a [`HandlerChoice::AfterYield`] handler yields at least: it goes on at the fleet's
+/// first whole-second step after (in play; at the end of play, three seconds into settling).
 pub const HANDLER_YIELD: f64 = 3.0;
 
 /// A running fleet.
@@ -782,12 +767,12 @@ pub struct Fleet {
     spares: std::collections::VecDeque<usize>,
     /// Spares booting: when each takes players.
     booting: Vec<(f64, usize)>,
-    /// Per (server, giver's profile): trades (indexes into `trade_log`) whose giver side no
-    /// save has confirmed yet.
-    unsaved_gives: FxHashMap<(usize, ProfileId), Vec<usize>>,
-    /// Per (server, receiver's profile): trades whose receiver side no save has stored and
-    /// the receiver has not traded on ([`Trade::receiver_kept`]).
-    unkept_takes: FxHashMap<(usize, ProfileId), Vec<usize>>,
+    /// Per (server, giver's key): trades (indexes into `trade_log`) whose giver side no write
+    /// has stored yet.
+    unsaved_gives: Pending,
+    /// Per (server, receiver's key): trades whose receiver side no write has stored and the
+    /// receiver has not traded on ([`Trade::receiver_kept`]).
+    unkept_takes: Pending,
     /// Per player: how many entries of the last `LastSavedData.Ops` seen were acknowledged,
     /// and the last of them.
     acked_upto: Vec<(usize, String)>,
@@ -1317,26 +1302,24 @@ impl Fleet {
                 receiver_kept: false,
                 receiver_generation: receiver.map_or(0, |x| x.session_load_count),
             };
-            // The giver passes on an item it was given: that trade's receiver side goes on.
+            // The giver passes on an item this session was given: that trade's receiver side
+            // goes on.
             let trades = &mut self.observed.trade_log;
-            if let Some(takes) = self.unkept_takes.get_mut(&(server, profile)) {
+            let giver = (server, Str::from(&trade.from));
+            let receiver = (server, Str::from(&trade.to));
+            if let Some(takes) = self.unkept_takes.get_mut(&giver) {
                 takes.retain(|&i| {
-                    trades[i].receiver_kept = trades[i].item == trade.item;
+                    trades[i].receiver_kept = trades[i].item == trade.item
+                        && trades[i].receiver_generation == trade.giver_generation;
                     !trades[i].receiver_kept
                 });
                 if takes.is_empty() {
-                    self.unkept_takes.remove(&(server, profile));
+                    self.unkept_takes.remove(&giver);
                 }
             }
             let index = trades.len();
-            self.unsaved_gives
-                .entry((server, profile))
-                .or_default()
-                .push(index);
-            self.unkept_takes
-                .entry((server, partner))
-                .or_default()
-                .push(index);
+            self.unsaved_gives.entry(giver).or_default().push(index);
+            self.unkept_takes.entry(receiver).or_default().push(index);
             trades.push(trade);
             self.observed.trades += 1;
         }
@@ -1376,15 +1359,12 @@ impl Fleet {
                 Happening::Output(output) => output,
                 Happening::Write { key, value, .. } => {
                     self.observed.note_write(key, value, t);
-                    // A write its server sent before it died lands with no `OnAfterSave`: it
-                    // still stores its key's sides of that server's trades.
-                    if !self.world.servers[s].alive {
-                        let trades = &mut self.observed.trade_log;
-                        let gives = &mut self.unsaved_gives;
-                        let confirmed = confirm_late(trades, gives, s, key, value, Side::Giver);
+                    let trades = &mut self.observed.trade_log;
+                    let pending = (&mut self.unsaved_gives, &mut self.unkept_takes);
+                    let confirmed = confirm_write(trades, pending, s, key, value);
+                    // A write its server sent before it died lands with no `OnAfterSave`.
+                    if self.observed.died_at.contains_key(&s) {
                         self.observed.gives_saved_by_late_writes += confirmed;
-                        let takes = &mut self.unkept_takes;
-                        confirm_late(trades, takes, s, key, value, Side::Receiver);
                     }
                     continue;
                 }
@@ -1537,18 +1517,6 @@ impl Fleet {
     /// holding the player's last acknowledged op at the same place holds everything before it
     /// too, and only the entries after it are read.
     fn on_after_save(&mut self, s: usize, profile: ProfileId, saved: &LastSavedData, t: f64) {
-        let trades = &mut self.observed.trade_log;
-        for (pending, side) in [
-            (&mut self.unsaved_gives, Side::Giver),
-            (&mut self.unkept_takes, Side::Receiver),
-        ] {
-            if let Some(list) = pending.get_mut(&(s, profile)) {
-                confirm_side(trades, list, saved.stored(), side);
-                if list.is_empty() {
-                    pending.remove(&(s, profile));
-                }
-            }
-        }
         let saved: &Value = saved;
         if let Some(&p) = self.session_players.get(&(s, profile)) {
             let ops = saved
@@ -1888,6 +1856,7 @@ fn push_to(table: &mut Map, field: &str, v: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::world::Logged;
 
     /// A start's nil is told by its cause, in order; a start without `Cancel` that the engine
     /// timed out at the frame its deadline fell due counts as timed out even when the wait,
@@ -2107,132 +2076,118 @@ mod tests {
         }
     }
 
-    /// A whole value written by server 1 at `now`, as the log keeps a write landing after its
-    /// server died.
-    fn late_write(now: f64, key: &str, generation: i64, items: Value) -> crate::world::Logged {
+    /// A committed write of `key` by server 1 at `now`: its whole value (as the log keeps a
+    /// write landing after its server died), or the fleet's summary of it.
+    fn write_of(now: f64, key: &str, generation: i64, items: Value, whole: bool) -> Logged {
+        let value = json!({"Data": {"Items": items}, "MetaData": {"SessionLoadCount": generation}});
         crate::world::Logged {
             t: now,
             server: 1,
             what: Happening::Write {
                 store: "PlayerData:global".into(),
                 key: key.into(),
-                value: json!({"Data": {"Items": items}, "MetaData": {"SessionLoadCount": generation}}),
+                value: if whole {
+                    value
+                } else {
+                    crate::invariants::summarize_write(&value)
+                },
                 user_ids: Vec::new(),
                 metadata: json!({}),
             },
         }
     }
 
-    /// The receiver's side of a trade is kept by a save of the receiver's own session whose
-    /// `Data.Items` holds the item (its `OnAfterSave`, or its write landing after the server
-    /// died), not by the taker's value a save that found the session taken returns, nor by a
-    /// value without the item; and by the receiver trading the item on.
-    #[test]
-    fn a_receivers_save_holding_the_item_keeps_its_side() {
-        let mut fleet = sound_fleet();
-        let (now, receiver) = (fleet.world.now, ProfileId(777_777));
-        let trade = |item: &str| unconfirmed_trade(item, now - 10.0, 1, 7);
-        let base = fleet.observed.trade_log.len();
-        for item in ["a", "b", "c"] {
-            fleet.observed.trade_log.push(trade(item));
-        }
-        fleet
-            .unkept_takes
-            .insert((1, receiver), vec![base, base + 1, base + 2]);
-        let saved = |generation: i64, items: Value| {
-            LastSavedData::of(std::sync::Arc::new(json!({
-                "Data": {"Items": items},
-                "MetaData": {"SessionLoadCount": generation},
-            })))
-        };
-        let kept = |fleet: &Fleet| -> Vec<bool> {
-            let trades = &fleet.observed.trade_log[base..];
-            trades.iter().map(|t| t.receiver_kept).collect()
-        };
-        fleet.on_after_save(1, receiver, &saved(8, json!(["a", "b"])), now);
-        fleet.on_after_save(1, receiver, &saved(7, json!([])), now);
-        assert_eq!(kept(&fleet), [false, false, false]);
-        fleet.on_after_save(1, receiver, &saved(7, json!(["a"])), now);
-        assert_eq!(kept(&fleet), [true, false, false]);
-        fleet.world.crash(1);
-        fleet
-            .world
-            .log
-            .push(late_write(now, "Player_3", 7, json!(["b"])));
-        fleet
-            .world
-            .log
-            .push(late_write(now, "Player_2", 7, json!(["b"])));
-        fleet.react();
-        assert_eq!(kept(&fleet), [true, true, false]);
-        assert_eq!(
-            fleet.unkept_takes.get(&(1, receiver)),
-            Some(&vec![base + 2])
-        );
-    }
-
-    /// A write a server sent before it died lands with no `OnAfterSave`; if it stores the
-    /// giver's `Data` without the traded item, the giver's side of the trade is stored (a later
-    /// dupe of the item is no longer excused as torn by the server's death).
-    #[test]
-    fn a_late_write_of_a_dead_server_stores_the_givers_side() {
+    /// Trades of `items` from `Player_1` (generation 1) to `Player_2` (generation 7) on
+    /// server 1, pending on both sides, in a sound run: (fleet, index of the first).
+    fn pending_trades(items: &[&str]) -> (Fleet, usize) {
         let mut fleet = sound_fleet();
         let now = fleet.world.now;
-        let trade = |item: &str| unconfirmed_trade(item, now - 10.0, 1, 1);
         let base = fleet.observed.trade_log.len();
-        fleet.observed.trade_log.push(trade("gone"));
-        fleet.observed.trade_log.push(trade("kept"));
-        fleet
-            .unsaved_gives
-            .insert((1, ProfileId(777_777)), vec![base, base + 1]);
-        fleet.world.crash(1);
-        let write =
-            |key: &str, generation: i64, items: Value| late_write(now, key, generation, items);
-        // Another key's write confirms nothing, nor does a value without `Data.Items` (such as
-        // a write summary), nor one of another session of the key (a later one on this server).
-        fleet.world.log.push(write("Player_3", 1, json!([])));
-        let mut summary = write("Player_1", 1, json!(null));
-        if let Happening::Write { value, .. } = &mut summary.what {
-            *value = json!([1, 0]);
+        for (i, item) in items.iter().enumerate() {
+            let trade = unconfirmed_trade(item, now - 10.0, 1, 7);
+            fleet.observed.trade_log.push(trade);
+            let index = base + i;
+            let gives = fleet.unsaved_gives.entry((1, "Player_1".into()));
+            gives.or_default().push(index);
+            let takes = fleet.unkept_takes.entry((1, "Player_2".into()));
+            takes.or_default().push(index);
         }
-        fleet.world.log.push(summary);
-        fleet.world.log.push(write("Player_1", 2, json!([])));
-        fleet.world.log.push(write("Player_1", 1, json!(["kept"])));
-        fleet.react();
-        let saved: Vec<bool> = fleet.observed.trade_log[base..]
-            .iter()
-            .map(|t| t.giver_saved)
-            .collect();
-        assert_eq!(saved, [true, false]);
-        assert_eq!(
-            fleet.unsaved_gives.get(&(1, ProfileId(777_777))),
-            Some(&vec![base + 1])
-        );
+        (fleet, base)
     }
 
-    /// `OnAfterSave` of a save that found the giver's session taken carries the taker's value:
-    /// the item gone from it says nothing of the giver's side. Its own session's value does.
+    /// Server 1 crashes; then a write of `key` it sent before lands, logged whole.
+    fn crash_then_write(fleet: &mut Fleet, key: &str, generation: i64, items: Value) {
+        fleet.world.crash(1);
+        let late = write_of(fleet.world.now, key, generation, items, true);
+        fleet.world.log.push(late);
+        fleet.react();
+    }
+
+    /// Each trade's (giver_saved, receiver_kept), from `base` on.
+    fn sides(fleet: &Fleet, base: usize) -> Vec<(bool, bool)> {
+        let trades = &fleet.observed.trade_log[base..];
+        trades
+            .iter()
+            .map(|t| (t.giver_saved, t.receiver_kept))
+            .collect()
+    }
+
+    /// The receiver's side of a trade is kept by a committed write of the receiver's own
+    /// session whose `Data.Items` holds the item, read off the fleet's write summary (whatever
+    /// the save's caller was told: an ambiguous fault, a hand-off) or off a whole value landing
+    /// after the server died; not by a write of another session of the key (the taker's), of
+    /// another key, or without the item.
     #[test]
-    fn a_save_returning_the_takers_value_confirms_no_trade() {
-        let mut fleet = sound_fleet();
-        let profile = ProfileId(777_777);
-        let base = fleet.observed.trade_log.len();
-        let trade = unconfirmed_trade("gone", fleet.world.now - 10.0, 7, 1);
-        fleet.observed.trade_log.push(trade);
-        fleet.unsaved_gives.insert((1, profile), vec![base]);
-        let saved = |generation: i64| {
-            LastSavedData::of(std::sync::Arc::new(json!({
-                "Data": {"Items": []},
-                "MetaData": {"SessionLoadCount": generation},
-            })))
-        };
-        let t = fleet.world.now;
-        fleet.on_after_save(1, profile, &saved(8), t);
-        assert!(!fleet.observed.trade_log[base].giver_saved);
-        assert_eq!(fleet.unsaved_gives.get(&(1, profile)), Some(&vec![base]));
-        fleet.on_after_save(1, profile, &saved(7), t);
-        assert!(fleet.observed.trade_log[base].giver_saved);
-        assert_eq!(fleet.unsaved_gives.get(&(1, profile)), None);
+    fn a_receivers_write_holding_the_item_keeps_its_side() {
+        let (mut fleet, base) = pending_trades(&["a", "b", "c"]);
+        let now = fleet.world.now;
+        for (key, generation, items) in [
+            ("Player_2", 8, json!(["a", "b"])),
+            ("Player_2", 7, json!([])),
+            ("Player_3", 7, json!(["a", "b"])),
+            ("Player_2", 7, json!(["a"])),
+        ] {
+            let write = write_of(now, key, generation, items, false);
+            fleet.world.log.push(write);
+        }
+        fleet.react();
+        let kept = [(false, true), (false, false), (false, false)];
+        assert_eq!(sides(&fleet, base), kept);
+        crash_then_write(&mut fleet, "Player_2", 7, json!(["b"]));
+        let kept = [(false, true), (false, true), (false, false)];
+        assert_eq!(sides(&fleet, base), kept);
+        let takes = fleet.unkept_takes.get(&(1, "Player_2".into()));
+        assert_eq!(takes, Some(&vec![base + 2]));
+        assert_eq!(fleet.observed.gives_saved_by_late_writes, 0);
+    }
+
+    /// The giver's side is stored by a committed write of the giver's own session without the
+    /// item: one landing after the server died (with no `OnAfterSave`) is counted apart. A
+    /// value without `Data.Items`, one of another session of the key (a later one on this
+    /// server, or the taker's), or another key's confirms nothing.
+    #[test]
+    fn a_givers_write_without_the_item_stores_its_side() {
+        let (mut fleet, base) = pending_trades(&["gone", "kept", "late"]);
+        let now = fleet.world.now;
+        for (key, generation, items) in [
+            ("Player_3", 1, json!([])),
+            ("Player_1", 1, json!(null)),
+            ("Player_1", 2, json!([])),
+            ("Player_1", 1, json!(["kept", "late"])),
+        ] {
+            let write = write_of(now, key, generation, items, false);
+            fleet.world.log.push(write);
+        }
+        fleet.react();
+        let saved = [(true, false), (false, false), (false, false)];
+        assert_eq!(sides(&fleet, base), saved);
+        assert_eq!(fleet.observed.gives_saved_by_late_writes, 0);
+        crash_then_write(&mut fleet, "Player_1", 1, json!(["kept"]));
+        let saved = [(true, false), (false, false), (true, false)];
+        assert_eq!(sides(&fleet, base), saved);
+        assert_eq!(fleet.observed.gives_saved_by_late_writes, 1);
+        let gives = fleet.unsaved_gives.get(&(1, "Player_1".into()));
+        assert_eq!(gives, Some(&vec![base + 1]));
     }
 
     /// A start still waiting on a running server after the run is reported; one on a server

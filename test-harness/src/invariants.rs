@@ -4,9 +4,9 @@
 //!   in the player's final stored value;
 //! - **no dupe** — no item in two profiles (or twice in one), no operation applied twice, and
 //!   each `Counter` equal to the number of op ids (every operation adds one to both). A trade
-//!   whose giver's side no save of the giver's own session stored, and whose receiver's side a
-//!   save of the receiver's session stored (or the receiver traded the item on), is torn, not
-//!   a dupe, when
+//!   whose giver's side no committed write of the giver's own session stored, and whose
+//!   receiver's side a committed write of the receiver's session stored (or that session traded
+//!   the item on), is torn, not a dupe, when
 //!   its server died while the session was still its own (crashed, or killed at the end of
 //!   `BindToClose` with faults on in its last 30 s) or another server took the giver's
 //!   session while the DataStore was failing (faults on within [`HANDOFF_BOUND`] before the
@@ -79,18 +79,35 @@ fn strings(v: &Value, field: &str) -> Vec<String> {
 }
 
 /// What a fleet logs of each committed write (`World::summarize`): `[SessionLoadCount,
-/// OpsCount]`, followed by the lock holder's JobId (`ActiveSession[1]`) while the value is
-/// locked. A run logs hundreds of thousands of writes, and an array costs far less memory than
-/// a JSON object (a B-tree node each).
+/// OpsCount, Items]`, followed by the lock holder's JobId (`ActiveSession[1]`) while the value
+/// is locked. `Items` is the written `Data.Items` array itself (shared, not copied; `null` if
+/// there is none): the fleet reads off every write which sides of its trades it stored. A run
+/// logs hundreds of thousands of writes, and an array costs far less memory than a JSON object.
 pub fn summarize_write(v: &Value) -> Value {
     let meta = &v["MetaData"];
-    let ops = v["Data"]["Ops"].as_array().map_or(0, |a| a.len());
-    let mut summary = Vec::with_capacity(3);
-    summary.extend([meta["SessionLoadCount"].clone(), Value::from(ops)]);
+    let data = &v["Data"];
+    let ops = data["Ops"].as_array().map_or(0, |a| a.len());
+    let items = data.get("Items").filter(|i| i.is_array()).cloned();
+    let mut summary = Vec::with_capacity(4);
+    summary.extend([
+        meta["SessionLoadCount"].clone(),
+        Value::from(ops),
+        items.unwrap_or_default(),
+    ]);
     if let Some(lock) = meta.get("ActiveSession") {
         summary.push(lock[1].clone());
     }
     Value::from(summary)
+}
+
+/// The `Data.Items` array a logged write's value (a whole stored value or a
+/// [`summarize_write`] summary) stored, if it has one.
+pub fn written_items(value: &Value) -> Option<&[Value]> {
+    let items = match value.as_array() {
+        Some(summary) => summary.get(2)?,
+        None => value["Data"].get("Items")?,
+    };
+    items.as_array().map(|a| a.as_slice())
 }
 
 /// The `SessionLoadCount` and the lock holder (`ActiveSession[1]`, `None` when unlocked) of a
@@ -98,7 +115,7 @@ pub fn summarize_write(v: &Value) -> Value {
 /// copying anything but the holder's string handle.
 pub fn generation_of(value: &Value) -> (i64, Option<&Str>) {
     let (holder, count) = match value.as_array() {
-        Some(summary) => (summary.get(2), summary.first()),
+        Some(summary) => (summary.get(3), summary.first()),
         None => {
             let meta = &value["MetaData"];
             (
@@ -132,7 +149,7 @@ impl WriteFacts {
     pub fn of(value: &Value) -> WriteFacts {
         match value.as_array() {
             Some(summary) => WriteFacts {
-                lock: summary.get(2).cloned(),
+                lock: summary.get(3).cloned(),
                 count: summary.first().cloned().unwrap_or(Value::Null),
                 ops: summary.get(1).and_then(Value::as_u64).unwrap_or(0),
             },
@@ -336,10 +353,10 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         if holders.len() < 2 {
             continue;
         }
-        // Torn: a trade of the item that no save of the giver confirmed but whose receiver's
-        // side got further (a save of the receiver stored it, or the receiver traded it on:
-        // the holders need not be that trade's sides), on a server that died after it, or by
-        // a session another took. Each torn trade leaves one copy more: a copy more than the
+        // Torn: a trade of the item whose giver's side no write stored but whose receiver's
+        // side outlived the receiver's session (a write of it stored the item, or it traded
+        // the item on: the holders need not be that trade's sides), on a server that died
+        // after it, or by a session another took. Each torn trade leaves one copy more: a copy more than the
         // torn trades explain is a dupe.
         let unsaved = || {
             obs.trade_log
@@ -671,7 +688,7 @@ mod tests {
         if let Some(job) = lock {
             meta["ActiveSession"] = json!([1001, job]);
         }
-        json!({"Data": {"Ops": ["p:op1", "p:op2", "p:op3"]}, "MetaData": meta, "GlobalUpdates": [0, []]})
+        json!({"Data": {"Ops": ["p:op1", "p:op2", "p:op3"], "Items": ["p:item1"]}, "MetaData": meta, "GlobalUpdates": [0, []]})
     }
 
     /// Hand-off times are summed up by the nearest rank: a median is one of the values, the
@@ -710,11 +727,19 @@ mod tests {
             assert_eq!(generation_of(&value).0, held.0);
             assert_eq!(generation_of(&summary).1.cloned(), held.1);
             assert_eq!(generation_of(&summary).0, held.0);
+            let items = [json!("p:item1")];
+            assert_eq!(written_items(&value), Some(&items[..]));
+            assert_eq!(written_items(&summary), Some(&items[..]));
         }
         assert_eq!(
             summarize_write(&stored(Some("job-a"))),
-            json!([4, 3, "job-a"])
+            json!([4, 3, ["p:item1"], "job-a"])
         );
-        assert_eq!(summarize_write(&stored(None)), json!([4, 3]));
+        assert_eq!(summarize_write(&stored(None)), json!([4, 3, ["p:item1"]]));
+        // No `Items` array: none read off the value or its summary.
+        let bare = json!({"Data": {"Items": 7}, "MetaData": {"SessionLoadCount": 2}});
+        assert_eq!(summarize_write(&bare), json!([2, 0, null]));
+        assert_eq!(written_items(&bare), None);
+        assert_eq!(written_items(&summarize_write(&bare)), None);
     }
 }

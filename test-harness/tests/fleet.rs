@@ -598,7 +598,7 @@ fn the_other_checks_each_report_a_broken_run() {
     let mut intruder = fleet.world.log[i].clone();
     if let Happening::Write { value, .. } = &mut intruder.what {
         if value.is_array() {
-            value[2] = json!("intruder-job");
+            value[3] = json!("intruder-job");
         } else {
             value["MetaData"]["ActiveSession"][1] = json!("intruder-job");
         }
