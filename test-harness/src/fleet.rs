@@ -425,9 +425,11 @@ pub struct Trade {
     pub server: usize,
     /// Virtual time of the trade.
     pub at: f64,
-    /// Whether a committed write of the giver's own session stored a `Data` without the item
-    /// (whatever its caller was told, and whether or not its server was still alive): from
-    /// then on the giver's side of the trade is stored.
+    /// Whether a committed write of the giver's key by the trade's server, under the giver's
+    /// generation, stored a `Data` without the item (whatever its caller was told, and whether
+    /// or not the server was still alive): from then on the giver's side of the trade is
+    /// stored. Such writes are the session's saves, and the `MessageAsync` writes that server
+    /// made to the key (which store the stored `Data` again).
     pub giver_saved: bool,
     /// The giver's session: its profile's `SessionLoadCount`.
     pub giver_generation: i64,
@@ -519,7 +521,8 @@ pub struct Observations {
     /// Trades done.
     pub trades: u64,
     /// Trades whose giver's side was stored by a write that landed after the giver's server
-    /// died (sent before; no `OnAfterSave` reports it).
+    /// died (crashed or was killed: [`Observations::died_at`]; sent before, no `OnAfterSave`
+    /// reports it).
     pub gives_saved_by_late_writes: u64,
     /// Every trade, in order.
     pub trade_log: Vec<Trade>,
@@ -628,10 +631,11 @@ type Pending = FxHashMap<(usize, Str), Vec<usize>>;
 /// it stored, if it is of that side's own session (its `SessionLoadCount` the trade's
 /// generation of that side): for the giver, `Data.Items` no longer holds the item
 /// ([`Trade::giver_saved`]); for the receiver, it does ([`Trade::receiver_kept`]). Confirmed
-/// trades leave `gives` and `takes`. Every committed write counts, whatever its caller was
-/// told: a save answered with an error (an ambiguous fault), one that hands the session off,
-/// one landing after its server died. A save that found the session taken writes nothing.
-/// Returns how many giver's sides it confirmed.
+/// trades leave `gives` and `takes`. Every committed write of the trade's server counts,
+/// whatever its caller was told: a save answered with an error (an ambiguous fault), one that
+/// hands the session off, one landing after its server died. A save that found the session
+/// taken writes the taker's value again, under the taker's generation: it confirms nothing of
+/// the lost session's trades. Returns how many giver's sides it confirmed.
 fn confirm_write(
     trades: &mut [Trade],
     (gives, takes): (&mut Pending, &mut Pending),

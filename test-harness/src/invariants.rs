@@ -356,8 +356,8 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         // Torn: a trade of the item whose giver's side no write stored but whose receiver's
         // side outlived the receiver's session (a write of it stored the item, or it traded
         // the item on: the holders need not be that trade's sides), on a server that died
-        // after it, or by a session another took. Each torn trade leaves one copy more: a copy more than the
-        // torn trades explain is a dupe.
+        // after it, or by a session another took. Each torn trade leaves one copy more: a
+        // copy more than the torn trades explain is a dupe.
         let unsaved = || {
             obs.trade_log
                 .iter()
@@ -406,7 +406,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 fleet.stolen_trades.push(item.clone());
             }
         } else {
-            // Shown from the first trade of the item whose giver's side no save stored (where
+            // Shown from the first trade of the item whose giver's side no write stored (where
             // the copy came from), else from its first trade; the excerpt is of that giver's
             // key (the holders' keys show only the item arriving).
             let first = unsaved()

@@ -750,8 +750,8 @@ fn trade_at_ten(item: &str, holder: &str, other: &str, giver_saved: bool) -> Tra
     }
 }
 
-/// An item in two profiles is a dupe unless the trade that moved it was torn: no save of the
-/// giver's own session confirmed the item gone, and its server died after the trade while the
+/// An item in two profiles is a dupe unless the trade that moved it was torn: no write of the
+/// giver's own session stored the item gone, and its server died after the trade while the
 /// session was still its own or, while the DataStore fails (the whole of these runs), another
 /// session took the giver's lock generation (however long after the take the trade was made).
 #[test]
@@ -1134,7 +1134,7 @@ fn a_trade_lost_on_both_sides_excuses_no_copy() {
     }
 }
 
-/// The dupe is named after the giver of the item's first trade that no save of its giver
+/// The dupe is named after the giver of the item's first trade that no write of its giver
 /// stored, not after the giver of its first trade (whose side was stored).
 #[test]
 fn a_dupe_is_named_after_the_giver_whose_side_was_lost() {
