@@ -812,7 +812,7 @@ fn print_summary(s: &profilestore_core::value::Value) {
     row("gifts sent", s["gifts"].to_string());
     let h = &s["message_handlers"];
     row(
-        "deliveries: at once / after yield / later",
+        "gifts handled now / yield / later",
         format!(
             "{} / {} ({} outlived) / {}",
             h["at_once"], h["after_yield"], h["yield_outlived"], h["later"]
