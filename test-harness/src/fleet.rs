@@ -425,11 +425,9 @@ pub struct Trade {
     pub server: usize,
     /// Virtual time of the trade.
     pub at: f64,
-    /// Whether a committed write of the giver's key by the trade's server, under the giver's
-    /// generation, stored a `Data` without the item (whatever its caller was told, and whether
-    /// or not the server was still alive): from then on the giver's side of the trade is
-    /// stored. Such writes are the session's saves, and the `MessageAsync` writes that server
-    /// made to the key (which store the stored `Data` again).
+    /// Whether a committed write of the giver's own session (a save, whatever its caller was
+    /// told, and whether or not the server was still alive) stored a `Data` without the item:
+    /// from then on the giver's side of the trade is stored.
     pub giver_saved: bool,
     /// The giver's session: its profile's `SessionLoadCount`.
     pub giver_generation: i64,
@@ -626,16 +624,16 @@ impl Observations {
 /// write has stored yet, or the receivers'.
 type Pending = FxHashMap<(usize, Str), Vec<usize>>;
 
-/// A committed write of `key` by server `s` (`value` whole or a
-/// [`crate::invariants::summarize_write`] summary) confirms the sides of that server's trades
-/// it stored, if it is of that side's own session (its `SessionLoadCount` the trade's
-/// generation of that side): for the giver, `Data.Items` no longer holds the item
-/// ([`Trade::giver_saved`]); for the receiver, it does ([`Trade::receiver_kept`]). Confirmed
-/// trades leave `gives` and `takes`. Every committed write of the trade's server counts,
-/// whatever its caller was told: a save answered with an error (an ambiguous fault), one that
-/// hands the session off, one landing after its server died. A save that found the session
-/// taken writes the taker's value again, under the taker's generation: it confirms nothing of
-/// the lost session's trades. Returns how many giver's sides it confirmed.
+/// A committed write of `key` by a session on server `s` (its start or a save, not an API
+/// call's; `value` whole or a [`crate::invariants::summarize_write`] summary) confirms the
+/// sides of that server's trades it stored, if it is of that side's own session (its
+/// `SessionLoadCount` the trade's generation of that side): for the giver, `Data.Items` no
+/// longer holds the item ([`Trade::giver_saved`]); for the receiver, it does
+/// ([`Trade::receiver_kept`]). Confirmed trades leave `gives` and `takes`. Every such write
+/// counts, whatever its caller was told: a save answered with an error (an ambiguous fault),
+/// one that hands the session off, one landing after its server died. A save that found the
+/// session taken writes the taker's value again, under the taker's generation: it confirms
+/// nothing of the lost session's trades. Returns how many giver's sides it confirmed.
 fn confirm_write(
     trades: &mut [Trade],
     (gives, takes): (&mut Pending, &mut Pending),
@@ -1361,14 +1359,20 @@ impl Fleet {
             let (s, t) = (entry.server, entry.t);
             let output = match &mut entry.what {
                 Happening::Output(output) => output,
-                Happening::Write { key, value, .. } => {
+                Happening::Write {
+                    key, value, call, ..
+                } => {
                     self.observed.note_write(key, value, t);
-                    let trades = &mut self.observed.trade_log;
-                    let pending = (&mut self.unsaved_gives, &mut self.unkept_takes);
-                    let confirmed = confirm_write(trades, pending, s, key, value);
-                    // A write its server sent before it died lands with no `OnAfterSave`.
-                    if self.observed.died_at.contains_key(&s) {
-                        self.observed.gives_saved_by_late_writes += confirmed;
+                    // A session's own writes (not a `MessageAsync`'s, which stores the stored
+                    // `Data` again) tell which sides of its trades are stored.
+                    if call.is_none() {
+                        let trades = &mut self.observed.trade_log;
+                        let pending = (&mut self.unsaved_gives, &mut self.unkept_takes);
+                        let confirmed = confirm_write(trades, pending, s, key, value);
+                        // A write its server sent before it died lands with no `OnAfterSave`.
+                        if self.observed.died_at.contains_key(&s) {
+                            self.observed.gives_saved_by_late_writes += confirmed;
+                        }
                     }
                     continue;
                 }
@@ -2097,6 +2101,7 @@ mod tests {
                 },
                 user_ids: Vec::new(),
                 metadata: json!({}),
+                call: None,
             },
         }
     }
@@ -2140,7 +2145,8 @@ mod tests {
     /// session whose `Data.Items` holds the item, read off the fleet's write summary (whatever
     /// the save's caller was told: an ambiguous fault, a hand-off) or off a whole value landing
     /// after the server died; not by a write of another session of the key (the taker's), of
-    /// another key, or without the item.
+    /// another key, without the item, or by a `MessageAsync` (which stores the stored `Data`
+    /// again).
     #[test]
     fn a_receivers_write_holding_the_item_keeps_its_side() {
         let (mut fleet, base) = pending_trades(&["a", "b", "c"]);
@@ -2154,6 +2160,13 @@ mod tests {
             let write = write_of(now, key, generation, items, false);
             fleet.world.log.push(write);
         }
+        // A `MessageAsync` write of the key by that server stores the stored `Data` again:
+        // not the session's.
+        let mut message = write_of(now, "Player_2", 7, json!(["b", "c"]), false);
+        if let Happening::Write { call, .. } = &mut message.what {
+            *call = Some(CallId(1));
+        }
+        fleet.world.log.push(message);
         fleet.react();
         let kept = [(false, true), (false, false), (false, false)];
         assert_eq!(sides(&fleet, base), kept);

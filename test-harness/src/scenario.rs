@@ -619,6 +619,7 @@ impl Runner {
                     value,
                     user_ids,
                     metadata,
+                    ..
                 } => {
                     let line = json!({"type": "write", "store": store, "key": key, "value": value,
                                       "userIds": user_ids, "metadata": metadata});

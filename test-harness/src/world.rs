@@ -190,6 +190,10 @@ pub enum Happening {
         user_ids: Vec<i64>,
         /// The key's metadata.
         metadata: Value,
+        /// The API call of the game's the write served (a `MessageAsync`'s:
+        /// [`Engine::op_call`]); `None` for a session's own writes (its start and saves) and
+        /// for writes made outside ProfileStore ([`World::raw_set`]).
+        call: Option<CallId>,
     },
     /// A key was removed.
     Removed {
@@ -1138,7 +1142,7 @@ impl World {
                 let _ =
                     self.datastore
                         .set_async(self.now, id, &name, &key, value, Default::default());
-                self.log_commits(server);
+                self.log_commits(server, None);
             }
         }
     }
@@ -1146,7 +1150,7 @@ impl World {
     /// Logs what the DataStore committed during server `s`'s last call: writes, and removals
     /// of a value (an ambiguous failure's commit too, though the call reports an error).
     /// Returns the key of the last write logged, if any.
-    fn log_commits(&mut self, s: usize) -> Option<Str> {
+    fn log_commits(&mut self, s: usize, call: Option<CallId>) -> Option<Str> {
         let mut written = None;
         let mut commits = std::mem::take(&mut self.commits);
         self.datastore.swap_commits(&mut commits);
@@ -1177,6 +1181,7 @@ impl World {
                         value,
                         user_ids,
                         metadata,
+                        call,
                     }
                 }
             };
@@ -1226,7 +1231,8 @@ impl World {
                     let _ = self
                         .datastore
                         .remove_async(self.now, id, &store, &request.key);
-                    self.log_commits(s);
+                    let call = self.servers[s].engine.op_call(request.op);
+                    self.log_commits(s, call);
                 }
             }
             return;
@@ -1270,7 +1276,8 @@ impl World {
                 .map(Read::into_response),
             DataStoreRequestKind::Remove => {
                 let removed = self.datastore.remove_async(now, id, &store, &request.key);
-                self.log_commits(s);
+                let call = self.servers[s].engine.op_call(request.op);
+                self.log_commits(s, call);
                 removed.map(Read::into_response)
             }
             DataStoreRequestKind::ListVersions {
@@ -1451,7 +1458,8 @@ impl World {
             // no room); no answer reaches anyone.
             if retry || !self.faulted() {
                 let _ = self.datastore.commit_update(self.now, ticket, output);
-                self.log_commits(s);
+                let call = self.servers[s].engine.op_call(op);
+                self.log_commits(s, call);
             }
             return;
         }
@@ -1474,10 +1482,10 @@ impl World {
     fn commit_now(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Transformed) {
         let result = {
             let commit = self.datastore.commit_update(self.now, ticket, output);
-            let written = self.log_commits(s);
+            // Asked before the answer: the operation is still in flight.
+            let call = self.servers[s].engine.op_call(op);
+            let written = self.log_commits(s, call);
             if let (Err(_), Some(key)) = (&commit, written) {
-                // Asked before the error is answered: the operation is still in flight.
-                let call = self.servers[s].engine.op_call(op);
                 self.ambiguous_writes.push(AmbiguousWrite {
                     at: self.now,
                     key,

@@ -241,6 +241,12 @@ fn a_take_whose_write_failed_ambiguously_still_tells_the_old_session() {
         .map(|a| (a.key.to_string(), a.server, a.call))
         .collect();
     assert_eq!(noted, [("k".to_string(), 0, None)]);
+    // The start's writes are its own: no API call's.
+    assert!(
+        w.log
+            .iter()
+            .all(|l| !matches!(&l.what, Happening::Write { call: Some(_), .. }))
+    );
 }
 
 /// A `MessageAsync` whose write commits although the call is told it failed is retried by
@@ -271,6 +277,16 @@ fn an_ambiguous_message_write_is_noted_as_its_calls() {
         .map(|a| (a.key.to_string(), a.server, a.call))
         .collect();
     assert_eq!(noted, [("k".to_string(), 0, Some(call))]);
+    // The log names the call each write served.
+    let writes: Vec<_> = w
+        .log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Write { call, .. } => Some(*call),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes, [Some(call), Some(call)]);
     let returned = w.log.iter().find_map(|l| match &l.what {
         Happening::Output(Output::Completion(Completion::Message { call: c, ok }))
             if *c == call =>
