@@ -387,3 +387,43 @@ fn processed_for_a_message_not_delivered_is_refused() {
     w.run_for(1.0);
     assert_eq!(w.stored("S", "k").unwrap()["GlobalUpdates"], json!([1, []]));
 }
+
+/// `Engine::op_call` names the API call an operation in flight serves: a `MessageAsync`'s
+/// write, not a session start's; and nothing once the operation is answered.
+#[test]
+fn an_operation_in_flight_names_its_call() {
+    let mut e = profilestore_core::testing::engine("job", 1);
+    let store = e.new_store("PlayerData", json!({})).unwrap();
+    let now = Now {
+        mono: 10.0,
+        wall: 1_735_689_600,
+    };
+    let start = e
+        .start_session(now, store.live(), "a", StartParams::default())
+        .unwrap();
+    let message = e
+        .message(now, store.live(), "b", json!({"Gift": "g"}))
+        .unwrap();
+    let mut ops = Vec::new();
+    while let Some(output) = e.poll_output() {
+        if let Output::DataStore(request) = output {
+            ops.push((request.key.to_string(), request.op));
+        }
+    }
+    let calls: Vec<_> = ops
+        .iter()
+        .map(|(k, op)| (k.clone(), e.op_call(*op)))
+        .collect();
+    assert_ne!(start, message);
+    assert_eq!(
+        calls,
+        [("a".to_string(), None), ("b".to_string(), Some(message))]
+    );
+    let (_, op) = ops[1];
+    let failed = Err(DataStoreError {
+        message: "502: API Services rejected request".into(),
+    });
+    let mut live = profilestore_core::testing::Host::default();
+    e.handle_datastore_response(now, op, failed, &mut live);
+    assert_eq!(e.op_call(op), None);
+}
