@@ -429,15 +429,41 @@ pub struct Trade {
     /// told, and whether or not the server was still alive) stored a `Data` without the item:
     /// from then on the giver's side of the trade is stored.
     pub giver_saved: bool,
+    /// Whether the giver's key stored the item: when the trade was made, or by a later write
+    /// of the giver's session (one whose transform ran before the trade). A trade whose
+    /// giver's side was lost leaves the giver a copy only then: an item the session was given
+    /// and passed on before any write stored it was never the giver's to keep.
+    pub giver_held: bool,
     /// The giver's session: its profile's `SessionLoadCount`.
     pub giver_generation: i64,
-    /// Whether the receiver's side outlived the receiver's session: a committed write of that
-    /// session (as for [`Trade::giver_saved`]) stored a `Data` holding the item, or that
-    /// session traded the item on. A trade whose giver's side was lost leaves an extra copy of
-    /// the item only then.
+    /// Whether a committed write of the receiver's session (as for [`Trade::giver_saved`])
+    /// stored a `Data` holding the item.
     pub receiver_kept: bool,
+    /// The trade (an index into [`Observations::trade_log`]) by which the receiver's session
+    /// passed the item on before any write of it stored the item: the receiver's side then
+    /// went on with that trade, and is kept if that trade's is.
+    pub passed_on: Option<usize>,
     /// The receiver's session: its profile's `SessionLoadCount`.
     pub receiver_generation: i64,
+}
+
+impl Trade {
+    /// Whether the item this trade moved reached a store past the receiver: a write of the
+    /// receiver's session stored it, or of a session it was passed on to ([`Trade::passed_on`],
+    /// followed in `trades`, the trade log).
+    pub fn receiver_side_stored(&self, trades: &[Trade]) -> bool {
+        let mut trade = self;
+        loop {
+            if trade.receiver_kept {
+                return true;
+            }
+            // A later trade each time (the log is in order): the walk ends.
+            match trade.passed_on.and_then(|i| trades.get(i)) {
+                Some(next) => trade = next,
+                None => return false,
+            }
+        }
+    }
 }
 
 /// A gift whose `MessageAsync` returned true.
@@ -620,6 +646,13 @@ impl Observations {
     }
 }
 
+/// Whether `items` (a `Data.Items` array) holds `item`.
+fn strings_hold(items: &Value, item: &str) -> bool {
+    items
+        .as_array()
+        .is_some_and(|a| a.iter().any(|i| i.as_str() == Some(item)))
+}
+
 /// Trades with a side not yet confirmed, by (server, that side's key): the giver's sides no
 /// write has stored yet, or the receivers'.
 type Pending = FxHashMap<(usize, Str), Vec<usize>>;
@@ -652,9 +685,17 @@ fn confirm_write(
     if let Some(list) = gives.get_mut(&side) {
         list.retain(|&i| {
             let trade = &mut trades[i];
-            trade.giver_saved = generation == trade.giver_generation && !holds(&trade.item);
-            confirmed += u64::from(trade.giver_saved);
-            !trade.giver_saved
+            if generation != trade.giver_generation {
+                return true;
+            }
+            // Holding it, the write was made before the trade: the giver's key held it.
+            if holds(&trade.item) {
+                trade.giver_held = true;
+                return true;
+            }
+            trade.giver_saved = true;
+            confirmed += 1;
+            false
         });
         if list.is_empty() {
             gives.remove(&side);
@@ -663,8 +704,13 @@ fn confirm_write(
     if let Some(list) = takes.get_mut(&side) {
         list.retain(|&i| {
             let trade = &mut trades[i];
-            trade.receiver_kept = generation == trade.receiver_generation && holds(&trade.item);
-            !trade.receiver_kept
+            if generation != trade.receiver_generation {
+                return true;
+            }
+            trade.receiver_kept = holds(&trade.item);
+            // Passed on and not held: no later write of the session will hold it (writes of a
+            // key commit in the order their transforms ran).
+            !trade.receiver_kept && trade.passed_on.is_none()
         });
         if list.is_empty() {
             takes.remove(&side);
@@ -1300,26 +1346,35 @@ impl Fleet {
                 server,
                 at: self.world.now,
                 giver_saved: false,
+                giver_held: false,
                 giver_generation: giver.map_or(0, |x| x.session_load_count),
                 receiver_kept: false,
+                passed_on: None,
                 receiver_generation: receiver.map_or(0, |x| x.session_load_count),
             };
-            // The giver passes on an item this session was given: that trade's receiver side
-            // goes on.
+            let mut trade = trade;
+            trade.giver_held = self
+                .world
+                .stored(STORE, &trade.from)
+                .is_some_and(|v| strings_hold(&v["Data"]["Items"], &trade.item));
             let trades = &mut self.observed.trade_log;
+            let index = trades.len();
+            // The giver passes on an item this session was given and no write of it stored
+            // yet: that trade's receiver side goes on with this one. (It stays pending: a write
+            // made before now may still land holding the item.)
             let giver = (server, Str::from(&trade.from));
             let receiver = (server, Str::from(&trade.to));
-            if let Some(takes) = self.unkept_takes.get_mut(&giver) {
-                takes.retain(|&i| {
-                    trades[i].receiver_kept = trades[i].item == trade.item
-                        && trades[i].receiver_generation == trade.giver_generation;
-                    !trades[i].receiver_kept
-                });
-                if takes.is_empty() {
-                    self.unkept_takes.remove(&giver);
+            if let Some(takes) = self.unkept_takes.get(&giver) {
+                for &i in takes {
+                    let earlier = &mut trades[i];
+                    if earlier.item == trade.item
+                        && earlier.receiver_generation == trade.giver_generation
+                        && earlier.passed_on.is_none()
+                    {
+                        earlier.passed_on = Some(index);
+                    }
                 }
             }
-            let index = trades.len();
             self.unsaved_gives.entry(giver).or_default().push(index);
             self.unkept_takes.entry(receiver).or_default().push(index);
             trades.push(trade);
@@ -2078,8 +2133,10 @@ mod tests {
             server: 1,
             at,
             giver_saved: false,
+            giver_held: false,
             giver_generation: giver,
             receiver_kept: false,
+            passed_on: None,
             receiver_generation: receiver,
         }
     }
@@ -2088,7 +2145,7 @@ mod tests {
     /// write landing after its server died), or the fleet's summary of it.
     fn write_of(now: f64, key: &str, generation: i64, items: Value, whole: bool) -> Logged {
         let value = json!({"Data": {"Items": items}, "MetaData": {"SessionLoadCount": generation}});
-        crate::world::Logged {
+        Logged {
             t: now,
             server: 1,
             what: Happening::Write {
@@ -2178,8 +2235,28 @@ mod tests {
         assert_eq!(fleet.observed.gives_saved_by_late_writes, 0);
     }
 
+    /// A receiver's side passed on (the session traded the item on before a write stored it)
+    /// stays pending: a write made before that may still land holding the item, and keeps it;
+    /// a write of the session without it means none will, and it is no longer pending.
+    #[test]
+    fn a_receivers_side_passed_on_waits_for_the_sessions_writes() {
+        let (mut fleet, base) = pending_trades(&["a", "b"]);
+        let now = fleet.world.now;
+        for i in [base, base + 1] {
+            fleet.observed.trade_log[i].passed_on = Some(base + 5);
+        }
+        let write = write_of(now, "Player_2", 7, json!(["a"]), false);
+        fleet.world.log.push(write);
+        fleet.react();
+        let kept = [(false, true), (false, false)];
+        assert_eq!(sides(&fleet, base), kept);
+        let takes = fleet.unkept_takes.get(&(1, "Player_2".into()));
+        assert_eq!(takes, None);
+    }
+
     /// The giver's side is stored by a committed write of the giver's own session without the
-    /// item: one landing after the server died (with no `OnAfterSave`) is counted apart. A
+    /// item (one holding it shows the giver's key held it): one landing after the server died
+    /// (with no `OnAfterSave`) is counted apart. A
     /// value without `Data.Items`, one of another session of the key (a later one on this
     /// server, or the taker's), or another key's confirms nothing.
     #[test]
@@ -2199,6 +2276,13 @@ mod tests {
         let saved = [(true, false), (false, false), (false, false)];
         assert_eq!(sides(&fleet, base), saved);
         assert_eq!(fleet.observed.gives_saved_by_late_writes, 0);
+        // The write holding "kept" and "late", made before their trades, shows the giver's
+        // key held them: the copies a lost giver's side leaves.
+        let held: Vec<bool> = fleet.observed.trade_log[base..]
+            .iter()
+            .map(|t| t.giver_held)
+            .collect();
+        assert_eq!(held, [false, true, true]);
         crash_then_write(&mut fleet, "Player_1", 1, json!(["kept"]));
         let saved = [(true, false), (false, false), (true, false)];
         assert_eq!(sides(&fleet, base), saved);

@@ -4,10 +4,9 @@
 //!   in the player's final stored value;
 //! - **no dupe** — no item in two profiles (or twice in one), no operation applied twice, and
 //!   each `Counter` equal to the number of op ids (every operation adds one to both). A trade
-//!   whose giver's side no committed write of the giver's own session stored, and whose
-//!   receiver's side a committed write of the receiver's session stored (or that session traded
-//!   the item on), is torn, not a dupe, when
-//!   its server died while the session was still its own (crashed, or killed at the end of
+//!   whose giver's key held the item, whose giver's side no committed write of the giver's own
+//!   session stored, and whose receiver's side a committed write stored (of the receiver's
+//!   session, or of one it passed the item on to) is torn, not a dupe, when its server died while the session was still its own (crashed, or killed at the end of
 //!   `BindToClose` with faults on in its last 30 s) or another server took the giver's
 //!   session while the DataStore was failing (faults on within [`HANDOFF_BOUND`] before the
 //!   take); torn trades are counted;
@@ -353,15 +352,18 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         if holders.len() < 2 {
             continue;
         }
-        // Torn: a trade of the item whose giver's side no write stored but whose receiver's
-        // side outlived the receiver's session (a write of it stored the item, or it traded
-        // the item on: the holders need not be that trade's sides), on a server that died
-        // after it, or by a session another took. Each torn trade leaves one copy more: a
-        // copy more than the torn trades explain is a dupe.
+        // Torn: a trade of the item whose giver's key held it and whose giver's side no write
+        // stored, but whose receiver's side reached a store (a write of the receiver stored
+        // the item, or of a session it was passed on to: the holders need not be that trade's
+        // sides), on a server that died after it, or by a session another took. Each torn
+        // trade leaves one copy more: a copy more than the torn trades explain is a dupe.
         let unsaved = || {
-            obs.trade_log
-                .iter()
-                .filter(|trade| trade.item == *item && !trade.giver_saved && trade.receiver_kept)
+            obs.trade_log.iter().filter(|trade| {
+                trade.item == *item
+                    && !trade.giver_saved
+                    && trade.giver_held
+                    && trade.receiver_side_stored(&obs.trade_log)
+            })
         };
         // The death tore the trade only if the giver's session was still its own then: a
         // generation taken before the server died was torn by the take (and is judged as one

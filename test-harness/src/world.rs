@@ -470,7 +470,8 @@ pub struct World {
     pub key_throttled: u64,
     /// Log whole stored values with every write (journals need them); when false only
     /// `summarize(value)` is logged (by default the value's `MetaData`), which keeps long fleet
-    /// runs light, except for a write landing after its server died, always logged whole.
+    /// runs light, except for a write landing after its server died, always logged whole (no
+    /// `OnAfterSave` will show what it stored).
     pub log_values: bool,
     /// What a write logs when `log_values` is false.
     pub summarize: fn(&Value) -> Value,
@@ -1163,9 +1164,9 @@ impl World {
                 },
                 Some(value) => {
                     self.committed_writes += 1;
-                    // A write that lands after its server died is logged whole: what drives
-                    // the server learns from its `Data` what the write stored, as no
-                    // `OnAfterSave` will tell (such writes are few).
+                    // A write that lands after its server died is logged whole: no
+                    // `OnAfterSave` will show what it stored, and a summary keeps only what
+                    // the fleet's checks read (such writes are few).
                     let value = if self.servers[s].alive {
                         self.logged_value(Some(value))
                     } else {

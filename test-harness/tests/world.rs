@@ -831,8 +831,7 @@ fn a_write_sent_before_a_crash_lands() {
 }
 
 /// A fleet logs only a summary of each write (`log_values` false), but a write that lands
-/// after its server died is logged whole: no `OnAfterSave` will say what it stored, and the
-/// fleet reads the giver's side of that server's trades from its `Data`.
+/// after its server died is logged whole: no `OnAfterSave` will say what it stored.
 #[test]
 fn a_write_landing_after_its_server_died_is_logged_whole() {
     let logged = |w: &World, key: &str| -> Vec<Value> {
