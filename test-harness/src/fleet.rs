@@ -436,8 +436,13 @@ pub struct Trade {
     pub giver_held: bool,
     /// The giver's session: its profile's `SessionLoadCount`.
     pub giver_generation: i64,
-    /// Whether a committed write of the receiver's session (as for [`Trade::giver_saved`])
-    /// stored a `Data` holding the item.
+    /// Whether the item came back to the giver's session (a later trade gave it back before
+    /// any write stored the giver's side): the giver's side is no longer lost, and whatever
+    /// copy the giver's key keeps, a later trade accounts for.
+    pub came_back: bool,
+    /// Whether the receiver's key stored the item: when the trade was made (the item came
+    /// back to a key that still held it), or by a committed write of the receiver's session
+    /// (as for [`Trade::giver_saved`]).
     pub receiver_kept: bool,
     /// The trade (an index into [`Observations::trade_log`]) by which the receiver's session
     /// passed the item on before any write of it stored the item: the receiver's side then
@@ -1347,23 +1352,45 @@ impl Fleet {
                 at: self.world.now,
                 giver_saved: false,
                 giver_held: false,
+                came_back: false,
                 giver_generation: giver.map_or(0, |x| x.session_load_count),
                 receiver_kept: false,
                 passed_on: None,
                 receiver_generation: receiver.map_or(0, |x| x.session_load_count),
             };
+            // What the two keys store now: a giver's side lost leaves a copy only where its key
+            // held the item, and an item back with a player whose key still holds it (it gave
+            // it away, and no write stored that) is stored on the receiver's side already.
             let mut trade = trade;
-            trade.giver_held = self
-                .world
-                .stored(STORE, &trade.from)
-                .is_some_and(|v| strings_hold(&v["Data"]["Items"], &trade.item));
+            let mut stores_item = |key: &str| {
+                let stored = self.world.stored(STORE, key);
+                stored.is_some_and(|v| strings_hold(&v["Data"]["Items"], &trade.item))
+            };
+            trade.giver_held = stores_item(&trade.from);
+            trade.receiver_kept = stores_item(&trade.to);
             let trades = &mut self.observed.trade_log;
             let index = trades.len();
+            // The item comes back to a session that gave it away in a trade no write of it
+            // stored: that trade's giver side is this session's again (whatever copy its key
+            // keeps, this trade or a later one accounts for).
+            let (giver, receiver) = (
+                (server, Str::from(&trade.from)),
+                (server, Str::from(&trade.to)),
+            );
+            if let Some(gives) = self.unsaved_gives.get_mut(&receiver) {
+                gives.retain(|&i| {
+                    let earlier = &mut trades[i];
+                    earlier.came_back = earlier.item == trade.item
+                        && earlier.giver_generation == trade.receiver_generation;
+                    !earlier.came_back
+                });
+                if gives.is_empty() {
+                    self.unsaved_gives.remove(&receiver);
+                }
+            }
             // The giver passes on an item this session was given and no write of it stored
             // yet: that trade's receiver side goes on with this one. (It stays pending: a write
             // made before now may still land holding the item.)
-            let giver = (server, Str::from(&trade.from));
-            let receiver = (server, Str::from(&trade.to));
             if let Some(takes) = self.unkept_takes.get(&giver) {
                 for &i in takes {
                     let earlier = &mut trades[i];
@@ -1376,7 +1403,9 @@ impl Fleet {
                 }
             }
             self.unsaved_gives.entry(giver).or_default().push(index);
-            self.unkept_takes.entry(receiver).or_default().push(index);
+            if !trade.receiver_kept {
+                self.unkept_takes.entry(receiver).or_default().push(index);
+            }
             trades.push(trade);
             self.observed.trades += 1;
         }
@@ -2134,6 +2163,7 @@ mod tests {
             at,
             giver_saved: false,
             giver_held: false,
+            came_back: false,
             giver_generation: giver,
             receiver_kept: false,
             passed_on: None,

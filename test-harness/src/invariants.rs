@@ -361,6 +361,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
             obs.trade_log.iter().filter(|trade| {
                 trade.item == *item
                     && !trade.giver_saved
+                    && !trade.came_back
                     && trade.giver_held
                     && trade.receiver_side_stored(&obs.trade_log)
             })

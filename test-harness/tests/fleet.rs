@@ -74,6 +74,8 @@ struct Totals {
     /// Sent gifts applied under more than one message id (each copy past the first excused by
     /// one of those writes).
     gifts_applied_twice: usize,
+    /// Trades whose item came back to the giver's session before its side was stored.
+    came_back: usize,
 }
 
 impl Totals {
@@ -110,6 +112,8 @@ impl Totals {
             }
         }
         self.gifts_applied_twice += copies.values().filter(|&&n| n > 1).count();
+        let trades = &fleet.observed.trade_log;
+        self.came_back += trades.iter().filter(|t| t.came_back).count();
     }
 }
 
@@ -150,6 +154,7 @@ fn two_hundred_seeds_with_faults_keep_every_invariant() {
             handled: (1447, 276, 18, 190),
             ambiguous_messages: 19,
             gifts_applied_twice: 19,
+            came_back: 141,
         }
     );
 }
@@ -187,6 +192,7 @@ fn a_hundred_harsh_seeds_keep_every_invariant() {
             handled: (6289, 1247, 53, 779),
             ambiguous_messages: 159,
             gifts_applied_twice: 155,
+            came_back: 132,
         }
     );
 }
@@ -737,6 +743,18 @@ fn a_start_failure_with_no_reason_is_a_violation() {
     }
 }
 
+/// [`a_duplicated_item`] and two more players: (fleet, [holder, other, third, fourth], item).
+fn a_duplicated_item_and_two_more() -> (Fleet, [String; 4], String) {
+    let (fleet, holder, other, item) = a_duplicated_item();
+    let mut keys = fleet
+        .keys()
+        .into_iter()
+        .filter(|k| *k != holder && *k != other);
+    let third = keys.next().expect("a third player");
+    let fourth = keys.next().expect("a fourth player");
+    (fleet, [holder, other, third, fourth], item)
+}
+
 /// Puts a copy of `item` in `key`'s stored `Data.Items`, behind the fleet's back.
 fn store_copy(fleet: &mut Fleet, key: &str, item: &str) {
     let mut value = fleet.world.stored(STORE, key).unwrap();
@@ -767,6 +785,7 @@ fn trade_at_ten(item: &str, holder: &str, other: &str, giver_saved: bool) -> Tra
         at: 10.0,
         giver_saved,
         giver_held: true,
+        came_back: false,
         giver_generation: 7,
         receiver_kept: true,
         passed_on: None,
@@ -1164,13 +1183,7 @@ fn a_torn_trade_explains_a_copy_only_if_one_was_left() {
     // only `holder`'s key held the item: one copy, one torn trade, and a copy more (in a
     // fourth profile) is a dupe. Had `other` not stored it, neither trade left a copy.
     for (last_kept, fourth_copy) in [(true, false), (false, false), (true, true)] {
-        let (mut fleet, holder, other, item) = a_duplicated_item();
-        let mut keys = fleet
-            .keys()
-            .into_iter()
-            .filter(|k| *k != holder && *k != other);
-        let middle = keys.next().expect("a third player");
-        let fourth = keys.next().expect("a fourth player");
+        let (mut fleet, [holder, other, middle, fourth], item) = a_duplicated_item_and_two_more();
         if fourth_copy {
             store_copy(&mut fleet, &fourth, &item);
         }
@@ -1200,6 +1213,48 @@ fn a_torn_trade_explains_a_copy_only_if_one_was_left() {
     }
 }
 
+/// An item that comes back to a player who gave it away, before any write stored that, does
+/// not make the first trade torn: the copy the player's key keeps is accounted for by a later
+/// trade of it, and a copy the other player's key stored meanwhile by the trade back.
+#[test]
+fn an_item_given_back_leaves_one_copy_to_account_for() {
+    // `holder` gives the item to `middle`, who gives it back; `holder` then gives it to
+    // `other` (whose key stores it: `a_duplicated_item`). The server dies with no giver's
+    // side stored. If `middle`'s key stored the item in between, the trade back left that
+    // copy: two torn trades (three holders), else one (two holders). A copy in a fourth
+    // profile is a dupe either way.
+    for (middle_stored, fourth_copy) in [(false, false), (false, true), (true, false), (true, true)]
+    {
+        let (mut fleet, [holder, other, middle, fourth], item) = a_duplicated_item_and_two_more();
+        let first = fleet.observed.trade_log.len();
+        let mut out = trade_at_ten(&item, &holder, &middle, false);
+        (out.came_back, out.receiver_kept, out.passed_on) = (true, middle_stored, Some(first + 1));
+        let mut back = trade_at_ten(&item, &middle, &holder, false);
+        (back.giver_held, back.at) = (middle_stored, 11.0);
+        let mut last = trade_at_ten(&item, &holder, &other, false);
+        last.at = 12.0;
+        if middle_stored {
+            store_copy(&mut fleet, &middle, &item);
+        }
+        if fourth_copy {
+            store_copy(&mut fleet, &fourth, &item);
+        }
+        fleet.observed.trade_log.extend([out, back, last]);
+        fleet.observed.died_at.insert(1, 50.0);
+        let v = invariants::check(&mut fleet);
+        let case = format!("middle stored {middle_stored}, fourth copy {fourth_copy}");
+        let torn = 1 + usize::from(middle_stored);
+        if fourth_copy {
+            assert_eq!(v.len(), 1, "{case}: {v:?}");
+            let explained = format!("torn trades explain {torn} extra copies");
+            assert!(v[0].detail.ends_with(&explained), "{case}: {v:?}");
+        } else {
+            assert_eq!(v, [], "{case}");
+            assert_eq!(fleet.torn_trades, std::slice::from_ref(&item), "{case}");
+        }
+    }
+}
+
 /// The dupe is named after the giver of the item's first trade that no write of its giver
 /// stored, not after the giver of its first trade (whose side was stored).
 #[test]
@@ -1213,6 +1268,7 @@ fn a_dupe_is_named_after_the_giver_whose_side_was_lost() {
         at,
         giver_saved,
         giver_held: true,
+        came_back: false,
         giver_generation: 1,
         receiver_kept: true,
         passed_on: None,
