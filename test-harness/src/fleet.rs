@@ -440,9 +440,9 @@ pub struct Trade {
     /// any write stored the giver's side): the giver's side is no longer lost, and whatever
     /// copy the giver's key keeps, a later trade accounts for.
     pub came_back: bool,
-    /// Whether the receiver's key stored the item: when the trade was made (the item came
-    /// back to a key that still held it), or by a committed write of the receiver's session
-    /// (as for [`Trade::giver_saved`]).
+    /// Whether the receiver's key stores the item as the receiver's session last wrote it (as
+    /// for [`Trade::giver_saved`]), or, until that session writes, when the trade was made,
+    /// if the item came back to the session that gave it away and its key still held it.
     pub receiver_kept: bool,
     /// The trade (an index into [`Observations::trade_log`]) by which the receiver's session
     /// passed the item on before any write of it stored the item: the receiver's side then
@@ -712,10 +712,12 @@ fn confirm_write(
             if generation != trade.receiver_generation {
                 return true;
             }
+            // The session's latest write tells (a later one may take it back: the session
+            // gave the item on, or a write made before it came back lands after).
             trade.receiver_kept = holds(&trade.item);
             // Passed on and not held: no later write of the session will hold it (writes of a
             // key commit in the order their transforms ran).
-            !trade.receiver_kept && trade.passed_on.is_none()
+            trade.receiver_kept || trade.passed_on.is_none()
         });
         if list.is_empty() {
             takes.remove(&side);
@@ -823,8 +825,9 @@ pub struct Fleet {
     /// Per (server, giver's key): trades (indexes into `trade_log`) whose giver side no write
     /// has stored yet.
     unsaved_gives: Pending,
-    /// Per (server, receiver's key): trades whose receiver side no write has stored and the
-    /// receiver has not traded on ([`Trade::receiver_kept`]).
+    /// Per (server, receiver's key): trades whose receiver side a later write of the
+    /// receiver's session may still store or take back ([`Trade::receiver_kept`]): until the
+    /// session has passed the item on and a write shows it gone.
     unkept_takes: Pending,
     /// Per player: how many entries of the last `LastSavedData.Ops` seen were acknowledged,
     /// and the last of them.
@@ -1359,15 +1362,15 @@ impl Fleet {
                 receiver_generation: receiver.map_or(0, |x| x.session_load_count),
             };
             // What the two keys store now: a giver's side lost leaves a copy only where its key
-            // held the item, and an item back with a player whose key still holds it (it gave
-            // it away, and no write stored that) is stored on the receiver's side already.
+            // held the item; an item back with the session that gave it away (no write stored
+            // that) is stored on the receiver's side already if its key still holds it.
             let mut trade = trade;
             let mut stores_item = |key: &str| {
                 let stored = self.world.stored(STORE, key);
                 stored.is_some_and(|v| strings_hold(&v["Data"]["Items"], &trade.item))
             };
             trade.giver_held = stores_item(&trade.from);
-            trade.receiver_kept = stores_item(&trade.to);
+            let receiver_holds = stores_item(&trade.to);
             let trades = &mut self.observed.trade_log;
             let index = trades.len();
             // The item comes back to a session that gave it away in a trade no write of it
@@ -1382,6 +1385,7 @@ impl Fleet {
                     let earlier = &mut trades[i];
                     earlier.came_back = earlier.item == trade.item
                         && earlier.giver_generation == trade.receiver_generation;
+                    trade.receiver_kept |= earlier.came_back && receiver_holds;
                     !earlier.came_back
                 });
                 if gives.is_empty() {
@@ -1403,9 +1407,7 @@ impl Fleet {
                 }
             }
             self.unsaved_gives.entry(giver).or_default().push(index);
-            if !trade.receiver_kept {
-                self.unkept_takes.entry(receiver).or_default().push(index);
-            }
+            self.unkept_takes.entry(receiver).or_default().push(index);
             trades.push(trade);
             self.observed.trades += 1;
         }
@@ -2228,12 +2230,13 @@ mod tests {
             .collect()
     }
 
-    /// The receiver's side of a trade is kept by a committed write of the receiver's own
-    /// session whose `Data.Items` holds the item, read off the fleet's write summary (whatever
-    /// the save's caller was told: an ambiguous fault, a hand-off) or off a whole value landing
-    /// after the server died; not by a write of another session of the key (the taker's), of
-    /// another key, without the item, or by a `MessageAsync` (which stores the stored `Data`
-    /// again).
+    /// The receiver's side of a trade is kept as the receiver's own session last wrote it:
+    /// by a committed write whose `Data.Items` holds the item, read off the fleet's write
+    /// summary (whatever the save's caller was told: an ambiguous fault, a hand-off) or off a
+    /// whole value landing after the server died, until a later one without it; not by a
+    /// write of another session of the key (the taker's), of another key, or by a
+    /// `MessageAsync` (which stores the stored `Data` again). Not passed on, each stays
+    /// pending.
     #[test]
     fn a_receivers_write_holding_the_item_keeps_its_side() {
         let (mut fleet, base) = pending_trades(&["a", "b", "c"]);
@@ -2258,16 +2261,16 @@ mod tests {
         let kept = [(false, true), (false, false), (false, false)];
         assert_eq!(sides(&fleet, base), kept);
         crash_then_write(&mut fleet, "Player_2", 7, json!(["b"]));
-        let kept = [(false, true), (false, true), (false, false)];
+        let kept = [(false, false), (false, true), (false, false)];
         assert_eq!(sides(&fleet, base), kept);
         let takes = fleet.unkept_takes.get(&(1, "Player_2".into()));
-        assert_eq!(takes, Some(&vec![base + 2]));
+        assert_eq!(takes, Some(&vec![base, base + 1, base + 2]));
         assert_eq!(fleet.observed.gives_saved_by_late_writes, 0);
     }
 
-    /// A receiver's side passed on (the session traded the item on before a write stored it)
-    /// stays pending: a write made before that may still land holding the item, and keeps it;
-    /// a write of the session without it means none will, and it is no longer pending.
+    /// A receiver's side passed on (the session traded the item on) stays pending while the
+    /// session's writes hold the item (made before it went on); a write of the session without
+    /// it means none later will, and it is no longer pending.
     #[test]
     fn a_receivers_side_passed_on_waits_for_the_sessions_writes() {
         let (mut fleet, base) = pending_trades(&["a", "b"]);
@@ -2281,7 +2284,12 @@ mod tests {
         let kept = [(false, true), (false, false)];
         assert_eq!(sides(&fleet, base), kept);
         let takes = fleet.unkept_takes.get(&(1, "Player_2".into()));
-        assert_eq!(takes, None);
+        assert_eq!(takes, Some(&vec![base]));
+        let write = write_of(now, "Player_2", 7, json!([]), false);
+        fleet.world.log.push(write);
+        fleet.react();
+        assert_eq!(sides(&fleet, base), [(false, false), (false, false)]);
+        assert_eq!(fleet.unkept_takes.get(&(1, "Player_2".into())), None);
     }
 
     /// The giver's side is stored by a committed write of the giver's own session without the
