@@ -445,8 +445,8 @@ pub struct Trade {
     /// if the item came back to the session that gave it away and its key still held it.
     pub receiver_kept: bool,
     /// The trade (an index into [`Observations::trade_log`]) by which the receiver's session
-    /// passed the item on before any write of it stored the item: the receiver's side then
-    /// went on with that trade, and is kept if that trade's is.
+    /// passed the item on: the receiver's side went on with that trade, and counts as stored
+    /// if the session's last write held the item or that trade's receiver side is stored.
     pub passed_on: Option<usize>,
     /// The receiver's session: its profile's `SessionLoadCount`.
     pub receiver_generation: i64,
@@ -658,8 +658,9 @@ fn strings_hold(items: &Value, item: &str) -> bool {
         .is_some_and(|a| a.iter().any(|i| i.as_str() == Some(item)))
 }
 
-/// Trades with a side not yet confirmed, by (server, that side's key): the giver's sides no
-/// write has stored yet, or the receivers'.
+/// Trades with a side a later write may still settle, by (server, that side's key): the
+/// giver's sides no write has stored yet, or the receivers' sides (see
+/// [`Fleet::unkept_takes`]).
 type Pending = FxHashMap<(usize, Str), Vec<usize>>;
 
 /// A committed write of `key` by a session on server `s` (its start or a save, not an API
@@ -667,11 +668,13 @@ type Pending = FxHashMap<(usize, Str), Vec<usize>>;
 /// sides of that server's trades it stored, if it is of that side's own session (its
 /// `SessionLoadCount` the trade's generation of that side): for the giver, `Data.Items` no
 /// longer holds the item ([`Trade::giver_saved`]); for the receiver, it does
-/// ([`Trade::receiver_kept`]). Confirmed trades leave `gives` and `takes`. Every such write
-/// counts, whatever its caller was told: a save answered with an error (an ambiguous fault),
-/// one that hands the session off, one landing after its server died. A save that found the
-/// session taken writes the taker's value again, under the taker's generation: it confirms
-/// nothing of the lost session's trades. Returns how many giver's sides it confirmed.
+/// ([`Trade::receiver_kept`], set again by each write). A stored giver's side leaves `gives`;
+/// a receiver's side leaves `takes` once the session has passed the item on and a write shows
+/// it gone. Every such write counts, whatever its caller was told: a save answered with an
+/// error (an ambiguous fault), one that hands the session off, one landing after its server
+/// died. A save that found the session taken writes the taker's value again, under the
+/// taker's generation: it confirms nothing of the lost session's trades. Returns how many
+/// giver's sides it confirmed.
 fn confirm_write(
     trades: &mut [Trade],
     (gives, takes): (&mut Pending, &mut Pending),
@@ -1392,9 +1395,9 @@ impl Fleet {
                     self.unsaved_gives.remove(&receiver);
                 }
             }
-            // The giver passes on an item this session was given and no write of it stored
-            // yet: that trade's receiver side goes on with this one. (It stays pending: a write
-            // made before now may still land holding the item.)
+            // The giver passes on an item this session was given: that trade's receiver side
+            // goes on with this one. (It stays pending: a write made before now may still land
+            // holding the item.)
             if let Some(takes) = self.unkept_takes.get(&giver) {
                 for &i in takes {
                     let earlier = &mut trades[i];

@@ -6,10 +6,11 @@
 //!   each `Counter` equal to the number of op ids (every operation adds one to both). A trade
 //!   whose giver's key held the item, whose giver's side no committed write of the giver's own
 //!   session stored, and whose receiver's side a committed write stored (of the receiver's
-//!   session, or of one it passed the item on to) is torn, not a dupe, when its server died while the session was still its own (crashed, or killed at the end of
-//!   `BindToClose` with faults on in its last 30 s) or another server took the giver's
-//!   session while the DataStore was failing (faults on within [`HANDOFF_BOUND`] before the
-//!   take); torn trades are counted;
+//!   session, or of one it passed the item on to) is torn, not a dupe, when its server died
+//!   while the session was still its own (crashed, or killed at the end of `BindToClose` with
+//!   faults on in its last 30 s) or another server took the giver's session while the
+//!   DataStore was failing (faults on within [`HANDOFF_BOUND`] before the take); torn trades
+//!   are counted;
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
 //!   same gift under one more message id for each write of that `MessageAsync`'s own that
 //!   committed although the call was told it failed: the call's retry wrote it again),

@@ -190,7 +190,7 @@ pub enum Happening {
         user_ids: Vec<i64>,
         /// The key's metadata.
         metadata: Value,
-        /// The API call of the game's the write served (a `MessageAsync`'s:
+        /// The game's API call the write served (a `MessageAsync`'s:
         /// [`Engine::op_call`]); `None` for a session's own writes (its start and saves) and
         /// for writes made outside ProfileStore ([`World::raw_set`]).
         call: Option<CallId>,
