@@ -81,9 +81,10 @@ pub enum ApiError {
     /// A profile id that this engine did not hand out, or that was released.
     #[error("[ProfileStore]: unknown profile id {0}")]
     UnknownProfile(u64),
-    /// `processed()` for a message the profile's handlers were never given (a wrong id, or one
-    /// still waiting for a handler): refused, as the next save would remove it from the
-    /// DataStore unhandled.
+    /// `processed()` for a message id the profile has not seen (a wrong id), or while the
+    /// profile has no handler (its messages are still waiting for one): refused, as the next
+    /// save would remove the message from the DataStore unhandled. An id the profile has seen
+    /// is accepted while it has a handler: registering one gives it every unprocessed message.
     #[error(
         "[ProfileStore]: message {id} was not delivered to profile {profile}'s handlers: not marked processed"
     )]

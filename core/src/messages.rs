@@ -298,7 +298,8 @@ impl Engine {
 
     /// A handler called `processed()` for message `id` (spec §10.3): the entry is removed from
     /// the DataStore by the next owned save, atomically with that save's `Data`. Refused for an
-    /// unknown profile, and for a message its handlers were not given.
+    /// unknown profile, for a message id the profile has not seen, and while it has no handler
+    /// ([`ApiError::MessageNotDelivered`]).
     pub fn message_processed(&mut self, profile: ProfileId, id: i64) -> Result<(), ApiError> {
         let p = self
             .profiles
