@@ -599,6 +599,9 @@ pub struct Observations {
     /// Starts that failed for no reason the fleet knows ([`StartFailure::Unexplained`]):
     /// (key, when the start was called, what happened to it).
     pub unexplained_starts: Vec<(String, f64, String)>,
+    /// Stored values a trade could not read (to tell whether a key held the item): (key, when,
+    /// the storage's error). The checks report each; the trade takes the key as holding it.
+    pub unreadable: Vec<(String, f64, String)>,
 }
 
 impl Observations {
@@ -960,23 +963,29 @@ impl Fleet {
     /// (last with `config.duration`, when play ends); then settles: faults off, everyone
     /// leaves and every final save lands (some five virtual minutes more).
     pub fn run(&mut self, mut progress: impl FnMut(f64)) {
-        let step = 1.0;
         let mut t = 0.0;
         while t < self.config.duration {
-            self.set_fault_phase(t);
-            t = (t + step).min(self.config.duration);
-            self.advance(t);
-            self.resume_handlers();
-            self.end_teleported();
-            self.server_events();
-            self.player_actions();
-            self.update_player_counts();
+            t = self.play_second(t);
             if t >= self.config.duration {
                 self.played_requests = self.world.request_total();
             }
             progress(t);
         }
         self.settle();
+    }
+
+    /// Plays the second after `t` (or what is left of the configured duration): the world
+    /// runs to its end, then servers and players act. Returns the time it ends at.
+    fn play_second(&mut self, t: f64) -> f64 {
+        self.set_fault_phase(t);
+        let t = (t + 1.0).min(self.config.duration);
+        self.advance(t);
+        self.resume_handlers();
+        self.end_teleported();
+        self.server_events();
+        self.player_actions();
+        self.update_player_counts();
+        t
     }
 
     fn advance(&mut self, t: f64) {
@@ -1368,9 +1377,17 @@ impl Fleet {
             // held the item; an item back with the session that gave it away (no write stored
             // that) is stored on the receiver's side already if its key still holds it.
             let mut trade = trade;
-            let mut stores_item = |key: &str| {
-                let stored = self.world.stored(STORE, key);
-                stored.is_some_and(|v| strings_hold(&v["Data"]["Items"], &trade.item))
+            // A value the storage cannot read is reported as such ([`Observations::unreadable`])
+            // and taken as holding the item: a copy it explains is not a false dupe on top.
+            let (world, unreadable) = (&mut self.world, &mut self.observed.unreadable);
+            let mut stores_item = |key: &str| match world.read_stored(STORE, key) {
+                Ok(stored) => {
+                    stored.is_some_and(|v| strings_hold(&v["Data"]["Items"], &trade.item))
+                }
+                Err(e) => {
+                    unreadable.push((key.to_string(), world.now, e.to_string()));
+                    true
+                }
             };
             trade.giver_held = stores_item(&trade.from);
             let receiver_holds = stores_item(&trade.to);
@@ -1954,6 +1971,70 @@ fn push_to(table: &mut Map, field: &str, v: Value) {
 mod tests {
     use super::*;
     use crate::world::Logged;
+
+    /// A trade that cannot read a key's stored value (a corrupt row on disk) notes the
+    /// storage's error, naming the key, and takes the key as holding the item; the checks
+    /// report it (issue "harness" §4: a violation names the key).
+    #[test]
+    fn a_trade_that_cannot_read_a_stored_value_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        let storage = crate::storage::SqliteStorage::open(&path).unwrap();
+        let config = FleetConfig::new(5, 1, 10, 600.0, 0.0);
+        let mut fleet = Fleet::new(config, Box::new(storage)).unwrap();
+        let mut t = 0.0;
+        while t < 60.0 {
+            t = fleet.play_second(t);
+        }
+        // A player online whose Data holds an item to give, with a partner online.
+        let online: Vec<(usize, ProfileId)> = (0..fleet.players.len())
+            .filter_map(|p| match fleet.players[p].presence {
+                Presence::Online { profile, .. } => Some((p, profile)),
+                _ => None,
+            })
+            .collect();
+        let host = &fleet.world.servers[0].host;
+        let &(p, profile) = online
+            .iter()
+            .find(|(_, pr)| strings_hold_any(&host.data[pr]["Items"]))
+            .expect("a player online with an item");
+        assert!(online.len() > 1, "a partner online");
+        let key = fleet.players[p].key.clone();
+        assert!(fleet.world.read_stored(STORE, &key).unwrap().is_some());
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE keys SET value = '{oops' WHERE key = ?1", [&key])
+            .unwrap();
+        let trades = fleet.observed.trades;
+        fleet.trade(p, 0, profile);
+        assert_eq!(fleet.observed.trades, trades + 1);
+        let trade = fleet.observed.trade_log.last().unwrap();
+        assert_eq!(
+            (trade.from.as_str(), trade.giver_held),
+            (key.as_str(), true)
+        );
+        let error =
+            format!("corrupt stored data for {STORE}/global/{key}: column value is not valid JSON");
+        let [(noted, at, e)] = fleet.observed.unreadable.clone().try_into().unwrap_or_else(
+            |u: Vec<(String, f64, String)>| panic!("one unreadable value noted: {u:?}"),
+        );
+        assert_eq!((&noted, at), (&key, fleet.world.now));
+        assert!(e.starts_with(&error), "{e}");
+        let found = crate::invariants::check(&mut fleet);
+        let trade_read = format!("a trade at t={at:.1} could not read the stored value: {error}");
+        assert!(
+            found
+                .iter()
+                .any(|v| v.invariant == "stored values read back"
+                    && v.key == key
+                    && v.detail.starts_with(&trade_read)),
+            "{found:#?}"
+        );
+    }
+
+    fn strings_hold_any(list: &Value) -> bool {
+        list.as_array().is_some_and(|a| !a.is_empty())
+    }
 
     /// A start's nil is told by its cause, in order; a start without `Cancel` that the engine
     /// timed out at the frame its deadline fell due counts as timed out even when the wait,

@@ -759,15 +759,28 @@ impl World {
         Ok(())
     }
 
-    /// The stored value of `store/key` (read without cache, costs no budget).
-    pub fn stored(&mut self, store: &str, key: &str) -> Option<Value> {
+    /// The stored value of `store/key` (read without cache, costs no budget): `None` for a key
+    /// never written or removed, and an error where the storage cannot read it (a corrupt row
+    /// on disk, say).
+    pub fn read_stored(
+        &mut self,
+        store: &str,
+        key: &str,
+    ) -> Result<Option<Value>, crate::storage::StorageError> {
         let head = self
             .datastore
             .storage_mut()
-            .head(&StoreName::new(store).path(key))
-            .ok()
-            .flatten()?;
-        head.value.map(std::sync::Arc::unwrap_or_clone)
+            .head(&StoreName::new(store).path(key))?;
+        Ok(head
+            .and_then(|h| h.value)
+            .map(std::sync::Arc::unwrap_or_clone))
+    }
+
+    /// [`World::read_stored`] for a world whose storage reads cannot fail (in memory, as the
+    /// tests use): a read error reads as `None`. The invariant checks use `read_stored`, which
+    /// tells the two apart.
+    pub fn stored(&mut self, store: &str, key: &str) -> Option<Value> {
+        self.read_stored(store, key).ok().flatten()
     }
 
     /// Runs the world until virtual time `end`.

@@ -5,6 +5,7 @@
 
 use profilestore_harness::export;
 use profilestore_harness::fleet::{Fleet, FleetConfig};
+use profilestore_harness::invariants;
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
 use profilestore_harness::trace::Trace;
 
@@ -71,4 +72,38 @@ fn an_export_moves_between_backends_unchanged() {
     let mut back = MemoryStorage::new();
     export::import(&mut back, &text, 0).unwrap();
     assert_eq!(export::export_string(&mut back).unwrap(), text);
+}
+
+/// A key whose row on disk is corrupt after a run is reported as unreadable, naming the key and
+/// the storage's error, and nothing else is reported of it: before, the check read it as
+/// nothing stored and reported the player's acknowledged ops lost.
+#[test]
+fn a_corrupt_final_value_is_reported_as_unreadable_not_as_lost_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.db");
+    let config = FleetConfig::new(31, 1, 10, 120.0, 0.0);
+    let mut fleet = Fleet::new(config, Box::new(SqliteStorage::open(&path).unwrap())).unwrap();
+    fleet.keep_log = true;
+    fleet.run(|_| {});
+    assert_eq!(invariants::check(&mut fleet), []);
+    let acked = fleet.observed.acked_ops[3].len();
+    assert!(acked > 0, "Player_3 had ops acknowledged");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE keys SET value = '[1,' WHERE key = 'Player_3'", [])
+        .unwrap();
+    let found: Vec<(&str, String, String)> = invariants::check(&mut fleet)
+        .into_iter()
+        .map(|v| (v.invariant, v.key, v.detail))
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            "stored values read back",
+            "Player_3".to_string(),
+            "the final value cannot be read: corrupt stored data for PlayerData/global/Player_3: \
+             column value is not valid JSON: EOF while parsing a value at line 1 column 3"
+                .to_string()
+        )]
+    );
 }
