@@ -434,6 +434,11 @@ pub struct Trade {
     /// giver's side was lost leaves the giver a copy only then: an item the session was given
     /// and passed on before any write stored it was never the giver's to keep.
     pub giver_held: bool,
+    /// Copies of the item the giver's `Data` still held after the trade: one more than this in
+    /// a write of the giver's is the copy given away (a write made before the trade); as many
+    /// or fewer, the giver's side stored. (More than none where the session loaded a copy left
+    /// by an earlier torn trade and was then given the item back.)
+    pub giver_left: usize,
     /// The giver's session: its profile's `SessionLoadCount`.
     pub giver_generation: i64,
     /// Whether the item came back to the giver's session (a later trade gave it back before
@@ -654,11 +659,14 @@ impl Observations {
     }
 }
 
-/// Whether `items` (a `Data.Items` array) holds `item`.
-fn strings_hold(items: &Value, item: &str) -> bool {
-    items
-        .as_array()
-        .is_some_and(|a| a.iter().any(|i| i.as_str() == Some(item)))
+/// The entries of an `Items` array (none where it is not an array).
+fn entries(items: &Value) -> &[Value] {
+    items.as_array().map_or(&[], |a| a.as_slice())
+}
+
+/// How many of `items` are the string `item`.
+fn copies(items: &[Value], item: &str) -> usize {
+    items.iter().filter(|i| i.as_str() == Some(item)).count()
 }
 
 /// Trades with a side a later write may still settle, by (server, that side's key): the
@@ -690,7 +698,7 @@ fn confirm_write(
         return 0;
     };
     let generation = crate::invariants::generation_of(value).0;
-    let holds = |item: &str| items.iter().any(|i| i == item);
+    let holds = |item: &str| copies(items, item) > 0;
     let mut confirmed = 0;
     let side = (s, key.clone());
     if let Some(list) = gives.get_mut(&side) {
@@ -699,8 +707,9 @@ fn confirm_write(
             if generation != trade.giver_generation {
                 return true;
             }
-            // Holding it, the write was made before the trade: the giver's key held it.
-            if holds(&trade.item) {
+            // Holding the copy given away, the write was made before the trade: the giver's key
+            // held it.
+            if copies(items, &trade.item) > trade.giver_left {
                 trade.giver_held = true;
                 return true;
             }
@@ -1352,6 +1361,8 @@ impl Fleet {
             .and_then(Value::as_array_mut)
             .and_then(|a| a.pop());
         if let Some(item) = item {
+            let left = entries(&host.data[&profile]["Items"]);
+            let copies_left = copies(left, item.as_str().unwrap_or_default());
             push(
                 host.data.get_mut(&partner).expect("checked"),
                 "Items",
@@ -1367,6 +1378,7 @@ impl Fleet {
                 at: self.world.now,
                 giver_saved: false,
                 giver_held: false,
+                giver_left: copies_left,
                 came_back: false,
                 giver_generation: giver.map_or(0, |x| x.session_load_count),
                 receiver_kept: false,
@@ -1380,17 +1392,17 @@ impl Fleet {
             // A value the storage cannot read is reported as such ([`Observations::unreadable`])
             // and taken as holding the item: a copy it explains is not a false dupe on top.
             let (world, unreadable) = (&mut self.world, &mut self.observed.unreadable);
-            let mut stores_item = |key: &str| match world.read_stored(STORE, key) {
+            let mut stored_copies = |key: &str| match world.read_stored(STORE, key) {
                 Ok(stored) => {
-                    stored.is_some_and(|v| strings_hold(&v["Data"]["Items"], &trade.item))
+                    stored.map_or(0, |v| copies(entries(&v["Data"]["Items"]), &trade.item))
                 }
                 Err(e) => {
                     unreadable.push((key.to_string(), world.now, e.to_string()));
-                    true
+                    usize::MAX
                 }
             };
-            trade.giver_held = stores_item(&trade.from);
-            let receiver_holds = stores_item(&trade.to);
+            trade.giver_held = stored_copies(&trade.from) > trade.giver_left;
+            let receiver_holds = stored_copies(&trade.to) > 0;
             let trades = &mut self.observed.trade_log;
             let index = trades.len();
             // The item comes back to a session that gave it away in a trade no write of it
@@ -2249,6 +2261,7 @@ mod tests {
             at,
             giver_saved: false,
             giver_held: false,
+            giver_left: 0,
             came_back: false,
             giver_generation: giver,
             receiver_kept: false,
@@ -2411,6 +2424,28 @@ mod tests {
         assert_eq!(fleet.observed.gives_saved_by_late_writes, 1);
         let gives = fleet.unsaved_gives.get(&(1, "Player_1".into()));
         assert_eq!(gives, Some(&vec![base + 1]));
+    }
+
+    /// A giver whose `Data` kept a copy of the item it gave (a copy an earlier torn trade left
+    /// in its key, then given back to it) has its side stored by a write holding only that
+    /// copy; a write holding both is one made before the trade (the key held the copy given).
+    /// Counting presence alone, the giver's side would never be stored, and the trade would
+    /// excuse a copy its giver never left.
+    #[test]
+    fn a_giver_keeping_a_second_copy_stores_its_side_by_count() {
+        let (mut fleet, base) = pending_trades(&["twice"]);
+        fleet.observed.trade_log[base].giver_left = 1;
+        let now = fleet.world.now;
+        let before = write_of(now, "Player_1", 1, json!(["twice", "twice"]), false);
+        fleet.world.log.push(before);
+        fleet.react();
+        let trade = &fleet.observed.trade_log[base];
+        assert_eq!((trade.giver_held, trade.giver_saved), (true, false));
+        let after = write_of(now, "Player_1", 1, json!(["twice"]), false);
+        fleet.world.log.push(after);
+        fleet.react();
+        assert_eq!(sides(&fleet, base), [(true, false)]);
+        assert_eq!(fleet.unsaved_gives.get(&(1, "Player_1".into())), None);
     }
 
     /// A start still waiting on a running server after the run is reported; one on a server
