@@ -111,6 +111,27 @@ fn read_error<'a>(
     }
 }
 
+/// Column `i` of a row of key names: its text, or, for what no write stores there (a BLOB,
+/// text that is not UTF-8: the schema's `TEXT NOT NULL` makes anything else text), how to show
+/// it (as an SQL BLOB literal) and what is wrong.
+fn name_part(row: &Row, i: usize) -> Result<String, (String, String)> {
+    use rusqlite::types::ValueRef;
+    let literal = |bytes: &[u8]| {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("x'{hex}'")
+    };
+    match row.get_ref(i) {
+        Ok(ValueRef::Text(bytes)) => String::from_utf8(bytes.to_vec())
+            .map_err(|_| (literal(bytes), "holds text that is not UTF-8".to_string())),
+        Ok(ValueRef::Blob(bytes)) => Err((literal(bytes), "holds a BLOB, not text".to_string())),
+        Ok(other) => Err((
+            "?".into(),
+            format!("holds {:?}, not text", other.data_type()),
+        )),
+        Err(e) => Err(("?".into(), e.to_string())),
+    }
+}
+
 /// What opening does with a database that has no profilestore schema yet.
 #[derive(Clone, Copy, PartialEq)]
 enum Create {
@@ -649,15 +670,38 @@ impl Storage for SqliteStorage {
             .conn
             .prepare_cached("SELECT store, scope, key FROM keys ORDER BY store, scope, key")
             .map_err(db_error("list paths"))?;
-        stmt.query_map([], |r| {
-            Ok(KeyPath::new(
-                &r.get::<_, String>(0)?,
-                &r.get::<_, String>(1)?,
-                &r.get::<_, String>(2)?,
-            ))
-        })
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(db_error("list paths"))
+        let mut rows = stmt.query([]).map_err(db_error("list paths"))?;
+        let mut paths = Vec::new();
+        while let Some(row) = rows.next().map_err(db_error("list paths"))? {
+            let parts = [0, 1, 2].map(|i| name_part(row, i));
+            match parts {
+                [Ok(store), Ok(scope), Ok(key)] => paths.push(KeyPath::new(&store, &scope, &key)),
+                // Written by another program: named with each part as it is stored.
+                _ => {
+                    let shown: Vec<&str> = parts
+                        .iter()
+                        .map(|p| match p {
+                            Ok(text) => text.as_str(),
+                            Err((shown, _)) => shown.as_str(),
+                        })
+                        .collect();
+                    let problem = ["store", "scope", "key"]
+                        .iter()
+                        .zip(&parts)
+                        .find_map(|(column, p)| {
+                            p.as_ref()
+                                .err()
+                                .map(|(_, what)| format!("column {column} {what}"))
+                        })
+                        .unwrap_or_default();
+                    return Err(StorageError::Corrupt {
+                        path: shown.join("/"),
+                        problem,
+                    });
+                }
+            }
+        }
+        Ok(paths)
     }
 
     fn begin_read(&mut self) -> Result<(), StorageError> {
@@ -978,6 +1022,34 @@ mod tests {
             err.to_string()
                 .starts_with("corrupt stored data for S/global/*: "),
             "{err}"
+        );
+    }
+
+    /// A key name no write stores (a BLOB, text that is not UTF-8: written by another program)
+    /// is corrupt data named by how it is stored, in the listing of every key (export,
+    /// `inspect`), not a bare column error.
+    #[test]
+    fn a_key_name_that_is_not_text_is_named_in_the_listing() {
+        let mut s = SqliteStorage::open_in_memory().unwrap();
+        let row = |name: &str| {
+            format!(
+                "INSERT INTO keys VALUES ('S', 'global', {name}, '1', 0, 0, 'v', 1, '[]', '{{}}');"
+            )
+        };
+        s.conn.execute_batch(&row("'fine'")).unwrap();
+        assert_eq!(s.paths().unwrap(), [KeyPath::new("S", "global", "fine")]);
+        s.conn.execute_batch(&row("x'6b01'")).unwrap();
+        assert_eq!(
+            s.paths().unwrap_err().to_string(),
+            "corrupt stored data for S/global/x'6b01': column key holds a BLOB, not text"
+        );
+        s.conn
+            .execute("DELETE FROM keys WHERE key = x'6b01'", [])
+            .unwrap();
+        s.conn.execute_batch(&row("CAST(x'ff' AS TEXT)")).unwrap();
+        assert_eq!(
+            s.paths().unwrap_err().to_string(),
+            "corrupt stored data for S/global/x'ff': column key holds text that is not UTF-8"
         );
     }
 
