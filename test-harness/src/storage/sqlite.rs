@@ -111,24 +111,36 @@ fn read_error<'a>(
     }
 }
 
+/// A name column holding what no write stores there: how to show it (an SQL literal that
+/// finds the row) and what is wrong.
+struct BadName {
+    shown: String,
+    what: String,
+}
+
 /// Column `i` of a row of key names: its text, or, for what no write stores there (a BLOB,
-/// text that is not UTF-8: the schema's `TEXT NOT NULL` makes anything else text), how to show
-/// it (as an SQL BLOB literal) and what is wrong.
-fn name_part(row: &Row, i: usize) -> Result<String, (String, String)> {
+/// text that is not UTF-8: the schema's `TEXT NOT NULL` makes anything else text), a
+/// [`BadName`].
+fn name_part(row: &Row, i: usize) -> Result<String, BadName> {
     use rusqlite::types::ValueRef;
-    let literal = |bytes: &[u8]| {
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        format!("x'{hex}'")
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let bad = |shown: String, what: &str| BadName {
+        shown,
+        what: what.to_string(),
     };
     match row.get_ref(i) {
-        Ok(ValueRef::Text(bytes)) => String::from_utf8(bytes.to_vec())
-            .map_err(|_| (literal(bytes), "holds text that is not UTF-8".to_string())),
-        Ok(ValueRef::Blob(bytes)) => Err((literal(bytes), "holds a BLOB, not text".to_string())),
-        Ok(other) => Err((
+        Ok(ValueRef::Text(bytes)) => String::from_utf8(bytes.to_vec()).map_err(|_| {
+            let shown = format!("CAST(x'{}' AS TEXT)", hex(bytes));
+            bad(shown, "holds text that is not UTF-8")
+        }),
+        Ok(ValueRef::Blob(bytes)) => {
+            Err(bad(format!("x'{}'", hex(bytes)), "holds a BLOB, not text"))
+        }
+        Ok(other) => Err(bad(
             "?".into(),
-            format!("holds {:?}, not text", other.data_type()),
+            &format!("holds {:?}, not text", other.data_type()),
         )),
-        Err(e) => Err(("?".into(), e.to_string())),
+        Err(e) => Err(bad("?".into(), &e.to_string())),
     }
 }
 
@@ -643,7 +655,7 @@ impl Storage for SqliteStorage {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
             .query_map(params![store, scope, prefix, after, limit], |r| {
-                let key: String = r.get(0)?;
+                let key = name_part(r, 0);
                 let raw = RawHead(
                     r.get(1)?,
                     r.get(2)?,
@@ -659,6 +671,11 @@ impl Storage for SqliteStorage {
             .map_err(read_error("list keys", &format!("{store}/{scope}/*")))?;
         rows.into_iter()
             .map(|(key, raw)| {
+                // Written by another program: named as it is stored.
+                let key = key.map_err(|bad| StorageError::Corrupt {
+                    path: format!("{store}/{scope}/{}", bad.shown),
+                    problem: format!("column key {}", bad.what),
+                })?;
                 let head = decode_head(&KeyPath::new(store, scope, &key).to_string(), raw)?;
                 Ok((key, head))
             })
@@ -682,7 +699,7 @@ impl Storage for SqliteStorage {
                         .iter()
                         .map(|p| match p {
                             Ok(text) => text.as_str(),
-                            Err((shown, _)) => shown.as_str(),
+                            Err(bad) => bad.shown.as_str(),
                         })
                         .collect();
                     let problem = ["store", "scope", "key"]
@@ -691,7 +708,7 @@ impl Storage for SqliteStorage {
                         .find_map(|(column, p)| {
                             p.as_ref()
                                 .err()
-                                .map(|(_, what)| format!("column {column} {what}"))
+                                .map(|bad| format!("column {column} {}", bad.what))
                         })
                         .unwrap_or_default();
                     return Err(StorageError::Corrupt {
@@ -1043,14 +1060,25 @@ mod tests {
             s.paths().unwrap_err().to_string(),
             "corrupt stored data for S/global/x'6b01': column key holds a BLOB, not text"
         );
-        s.conn
-            .execute("DELETE FROM keys WHERE key = x'6b01'", [])
-            .unwrap();
+        // The prefix listing (`ListKeysAsync`) names it too.
+        assert_eq!(
+            s.list_keys("S", "global", "", None, 10)
+                .unwrap_err()
+                .to_string(),
+            "corrupt stored data for S/global/x'6b01': column key holds a BLOB, not text"
+        );
+        // Each is shown as an SQL literal that finds its row.
+        let deleted = "DELETE FROM keys WHERE key = x'6b01'";
+        assert_eq!(s.conn.execute(deleted, []).unwrap(), 1);
         s.conn.execute_batch(&row("CAST(x'ff' AS TEXT)")).unwrap();
         assert_eq!(
             s.paths().unwrap_err().to_string(),
-            "corrupt stored data for S/global/x'ff': column key holds text that is not UTF-8"
+            "corrupt stored data for S/global/CAST(x'ff' AS TEXT): column key holds text that \
+             is not UTF-8"
         );
+        let deleted = "DELETE FROM keys WHERE key = CAST(x'ff' AS TEXT)";
+        assert_eq!(s.conn.execute(deleted, []).unwrap(), 1);
+        assert_eq!(s.paths().unwrap(), [KeyPath::new("S", "global", "fine")]);
     }
 
     /// A stored value nested deeper than any write can store (written by another program) is
