@@ -741,6 +741,28 @@ fn confirm_write(
     confirmed
 }
 
+/// Which give of `trade`'s receiver's session the item `trade` hands back descends from: the
+/// trade by which `trade`'s giver was given it (its take of the item in this session, among
+/// `takes`, the giver's pending ones), followed back through the sessions that passed it on,
+/// to a give of the receiver's session. `None` when the chain is not known (that take no
+/// longer pending).
+fn returning_give(trades: &[Trade], takes: &[usize], trade: &Trade) -> Option<usize> {
+    let mut at = takes.iter().copied().find(|&i| {
+        let t = &trades[i];
+        t.item == trade.item
+            && t.receiver_generation == trade.giver_generation
+            && t.passed_on.is_none()
+    })?;
+    loop {
+        let t = &trades[at];
+        if t.from == trade.to && t.giver_generation == trade.receiver_generation {
+            return Some(at);
+        }
+        // The trade that passed the item on by this one: an earlier one (the log is in order).
+        at = (0..at).rev().find(|&i| trades[i].passed_on == Some(at))?;
+    }
+}
+
 /// The bound a healthy hand-off must meet: a steal after `SESSION_STEAL` takes ≈45 s plus
 /// request latencies (spec §5.3); anything slower is a violation.
 pub const HANDOFF_BOUND: f64 = 60.0;
@@ -1413,13 +1435,27 @@ impl Fleet {
                 (server, Str::from(&trade.to)),
             );
             if let Some(gives) = self.unsaved_gives.get_mut(&receiver) {
-                gives.retain(|&i| {
-                    let earlier = &mut trades[i];
-                    earlier.came_back = earlier.item == trade.item
-                        && earlier.giver_generation == trade.receiver_generation;
-                    trade.receiver_kept |= earlier.came_back && receiver_holds;
-                    !earlier.came_back
-                });
+                let back = |i: usize| {
+                    trades[i].item == trade.item
+                        && trades[i].giver_generation == trade.receiver_generation
+                };
+                let mut matching = gives.iter().copied().filter(|&i| back(i));
+                // One copy comes back: where the session gave the item more than once (it held
+                // copies), the give this copy descends from; none if that is not known.
+                let returned = match (matching.next(), matching.next()) {
+                    (Some(only), None) => Some(only),
+                    (Some(_), Some(_)) => self
+                        .unkept_takes
+                        .get(&giver)
+                        .and_then(|takes| returning_give(trades, takes, &trade))
+                        .filter(|&i| gives.contains(&i)),
+                    (None, _) => None,
+                };
+                if let Some(returned) = returned {
+                    trades[returned].came_back = true;
+                    trade.receiver_kept |= receiver_holds;
+                    gives.retain(|&i| i != returned);
+                }
                 if gives.is_empty() {
                     self.unsaved_gives.remove(&receiver);
                 }
@@ -2446,6 +2482,36 @@ mod tests {
         fleet.react();
         assert_eq!(sides(&fleet, base), [(true, false)]);
         assert_eq!(fleet.unsaved_gives.get(&(1, "Player_1".into())), None);
+    }
+
+    /// A copy handed back to a session that gave the item more than once (it held copies) is
+    /// traced to the give it descends from, through the sessions that passed it on: that give
+    /// alone came back. The other's copy is still out there, and its giver side, if lost,
+    /// left one more copy.
+    #[test]
+    fn a_copy_handed_back_is_traced_to_its_own_give() {
+        let trade = |from: &str, giver: i64, to: &str, receiver: i64| Trade {
+            from: from.into(),
+            to: to.into(),
+            ..unconfirmed_trade("x", 10.0, giver, receiver)
+        };
+        let mut trades = vec![
+            trade("G", 1, "B", 7),
+            trade("G", 1, "C", 3),
+            trade("B", 7, "D", 2),
+        ];
+        trades[0].passed_on = Some(2);
+        // D hands it back: from D's take (trade 2) back to B's, given by G.
+        let back = trade("D", 2, "G", 1);
+        assert_eq!(returning_give(&trades, &[2], &back), Some(0));
+        // Straight back from C, whose take is trade 1.
+        let from_c = trade("C", 3, "G", 1);
+        assert_eq!(returning_give(&trades, &[1], &from_c), Some(1));
+        // A take of another item, or of another session of D, is not this copy's way back;
+        // nor does a chain that reaches no give of G's session name one.
+        assert_eq!(returning_give(&trades, &[], &back), None);
+        assert_eq!(returning_give(&trades, &[2], &trade("D", 5, "G", 1)), None);
+        assert_eq!(returning_give(&trades, &[2], &trade("D", 2, "G", 4)), None);
     }
 
     /// A start still waiting on a running server after the run is reported; one on a server
