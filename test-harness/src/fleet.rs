@@ -448,7 +448,12 @@ pub struct Trade {
     /// Whether the receiver's key stores the item as the receiver's session last wrote it (as
     /// for [`Trade::giver_saved`]), or, until that session writes, when the trade was made,
     /// if the item came back to the session that gave it away and its key still held it.
+    /// Counted like [`Trade::giver_left`]: a write holding more copies than
+    /// [`Trade::receiver_had`] keeps it.
     pub receiver_kept: bool,
+    /// Copies of the item the receiver's `Data` held before the trade (more than none where
+    /// a copy an earlier torn trade left was loaded, or the session was given it twice).
+    pub receiver_had: usize,
     /// The trade (an index into [`Observations::trade_log`]) by which the receiver's session
     /// passed the item on: the receiver's side went on with that trade, and counts as stored
     /// if the session's last write held the item or that trade's receiver side is stored.
@@ -677,9 +682,9 @@ type Pending = FxHashMap<(usize, Str), Vec<usize>>;
 /// A committed write of `key` by a session on server `s` (its start or a save, not an API
 /// call's; `value` whole or a [`crate::invariants::summarize_write`] summary) confirms the
 /// sides of that server's trades it stored, if it is of that side's own session (its
-/// `SessionLoadCount` the trade's generation of that side): for the giver, `Data.Items` no
-/// longer holds the item ([`Trade::giver_saved`]); for the receiver, it does
-/// ([`Trade::receiver_kept`], set again by each write). A stored giver's side leaves `gives`;
+/// `SessionLoadCount` the trade's generation of that side): for the giver, `Data.Items` holds
+/// no more copies of the item than the giver kept ([`Trade::giver_saved`]); for the receiver,
+/// more than it had ([`Trade::receiver_kept`], set again by each write). A stored giver's side leaves `gives`;
 /// a receiver's side leaves `takes` once the session has passed the item on and a write shows
 /// it gone. Every such write counts, whatever its caller was told: a save answered with an
 /// error (an ambiguous fault), one that hands the session off, one landing after its server
@@ -698,7 +703,6 @@ fn confirm_write(
         return 0;
     };
     let generation = crate::invariants::generation_of(value).0;
-    let holds = |item: &str| copies(items, item) > 0;
     let mut confirmed = 0;
     let side = (s, key.clone());
     if let Some(list) = gives.get_mut(&side) {
@@ -729,7 +733,7 @@ fn confirm_write(
             }
             // The session's latest write tells (a later one may take it back: the session
             // gave the item on, or a write made before it came back lands after).
-            trade.receiver_kept = holds(&trade.item);
+            trade.receiver_kept = copies(items, &trade.item) > trade.receiver_had;
             // Passed on and not held: no later write of the session will hold it (writes of a
             // key commit in the order their transforms ran).
             trade.receiver_kept || trade.passed_on.is_none()
@@ -741,18 +745,24 @@ fn confirm_write(
     confirmed
 }
 
-/// Which give of `trade`'s receiver's session the item `trade` hands back descends from: the
-/// trade by which `trade`'s giver was given it (its take of the item in this session, among
-/// `takes`, the giver's pending ones), followed back through the sessions that passed it on,
-/// to a give of the receiver's session. `None` when the chain is not known (that take no
-/// longer pending).
-fn returning_give(trades: &[Trade], takes: &[usize], trade: &Trade) -> Option<usize> {
-    let mut at = takes.iter().copied().find(|&i| {
+/// The trade by which `trade`'s giver was given the item it passes on: among `takes` (the
+/// giver's pending ones), the latest of the item, in this session, not passed on yet. One
+/// copy goes on with each trade, whatever copies the session holds.
+fn passing_take(trades: &[Trade], takes: &[usize], trade: &Trade) -> Option<usize> {
+    takes.iter().rev().copied().find(|&i| {
         let t = &trades[i];
         t.item == trade.item
             && t.receiver_generation == trade.giver_generation
             && t.passed_on.is_none()
-    })?;
+    })
+}
+
+/// Which give of `trade`'s receiver's session the item `trade` hands back descends from:
+/// from `take`, the trade by which `trade`'s giver was given it ([`passing_take`]), back
+/// through the sessions that passed it on, to a give of the receiver's session; `None` when
+/// the chain reaches none.
+fn returning_give(trades: &[Trade], take: usize, trade: &Trade) -> Option<usize> {
+    let mut at = take;
     loop {
         let t = &trades[at];
         if t.from == trade.to && t.giver_generation == trade.receiver_generation {
@@ -1383,8 +1393,9 @@ impl Fleet {
             .and_then(Value::as_array_mut)
             .and_then(|a| a.pop());
         if let Some(item) = item {
-            let left = entries(&host.data[&profile]["Items"]);
-            let copies_left = copies(left, item.as_str().unwrap_or_default());
+            let id = item.as_str().unwrap_or_default();
+            let copies_left = copies(entries(&host.data[&profile]["Items"]), id);
+            let receiver_had = copies(entries(&host.data[&partner]["Items"]), id);
             push(
                 host.data.get_mut(&partner).expect("checked"),
                 "Items",
@@ -1404,6 +1415,7 @@ impl Fleet {
                 came_back: false,
                 giver_generation: giver.map_or(0, |x| x.session_load_count),
                 receiver_kept: false,
+                receiver_had,
                 passed_on: None,
                 receiver_generation: receiver.map_or(0, |x| x.session_load_count),
             };
@@ -1424,7 +1436,7 @@ impl Fleet {
                 }
             };
             trade.giver_held = stored_copies(&trade.from) > trade.giver_left;
-            let receiver_holds = stored_copies(&trade.to) > 0;
+            let receiver_stored = stored_copies(&trade.to);
             let trades = &mut self.observed.trade_log;
             let index = trades.len();
             // The item comes back to a session that gave it away in a trade no write of it
@@ -1447,13 +1459,15 @@ impl Fleet {
                     (Some(_), Some(_)) => self
                         .unkept_takes
                         .get(&giver)
-                        .and_then(|takes| returning_give(trades, takes, &trade))
+                        .and_then(|takes| passing_take(trades, takes, &trade))
+                        .and_then(|take| returning_give(trades, take, &trade))
                         .filter(|&i| gives.contains(&i)),
                     (None, _) => None,
                 };
                 if let Some(returned) = returned {
                     trades[returned].came_back = true;
-                    trade.receiver_kept |= receiver_holds;
+                    // Its key still holds the copy that session gave away.
+                    trade.receiver_kept |= receiver_stored > trades[returned].giver_left;
                     gives.retain(|&i| i != returned);
                 }
                 if gives.is_empty() {
@@ -1463,16 +1477,12 @@ impl Fleet {
             // The giver passes on an item this session was given: that trade's receiver side
             // goes on with this one. (It stays pending: a write made before now may still land
             // holding the item.)
-            if let Some(takes) = self.unkept_takes.get(&giver) {
-                for &i in takes {
-                    let earlier = &mut trades[i];
-                    if earlier.item == trade.item
-                        && earlier.receiver_generation == trade.giver_generation
-                        && earlier.passed_on.is_none()
-                    {
-                        earlier.passed_on = Some(index);
-                    }
-                }
+            if let Some(take) = self
+                .unkept_takes
+                .get(&giver)
+                .and_then(|takes| passing_take(trades, takes, &trade))
+            {
+                trades[take].passed_on = Some(index);
             }
             self.unsaved_gives.entry(giver).or_default().push(index);
             self.unkept_takes.entry(receiver).or_default().push(index);
@@ -2301,6 +2311,7 @@ mod tests {
             came_back: false,
             giver_generation: giver,
             receiver_kept: false,
+            receiver_had: 0,
             passed_on: None,
             receiver_generation: receiver,
         }
@@ -2484,6 +2495,27 @@ mod tests {
         assert_eq!(fleet.unsaved_gives.get(&(1, "Player_1".into())), None);
     }
 
+    /// A receiver whose `Data` held a copy of the item before the trade keeps the one it was
+    /// given only by a write holding more copies than that.
+    #[test]
+    fn a_receiver_that_had_a_copy_keeps_its_side_by_count() {
+        let (mut fleet, base) = pending_trades(&["twice"]);
+        fleet.observed.trade_log[base].receiver_had = 1;
+        let now = fleet.world.now;
+        let mut kept = Vec::new();
+        for items in [
+            json!(["twice"]),
+            json!(["twice", "twice"]),
+            json!(["twice"]),
+        ] {
+            let write = write_of(now, "Player_2", 7, items, false);
+            fleet.world.log.push(write);
+            fleet.react();
+            kept.push(fleet.observed.trade_log[base].receiver_kept);
+        }
+        assert_eq!(kept, [false, true, false]);
+    }
+
     /// A copy handed back to a session that gave the item more than once (it held copies) is
     /// traced to the give it descends from, through the sessions that passed it on: that give
     /// alone came back. The other's copy is still out there, and its giver side, if lost,
@@ -2500,18 +2532,27 @@ mod tests {
             trade("G", 1, "C", 3),
             trade("B", 7, "D", 2),
         ];
+        // B passes on the copy it was given last.
+        let twice = trade("E", 4, "B", 7);
+        assert_eq!(
+            passing_take(&[trades[0].clone(), twice], &[0, 1], &trades[2]),
+            Some(1)
+        );
+        assert_eq!(passing_take(&trades, &[0], &trades[2]), Some(0));
         trades[0].passed_on = Some(2);
         // D hands it back: from D's take (trade 2) back to B's, given by G.
         let back = trade("D", 2, "G", 1);
-        assert_eq!(returning_give(&trades, &[2], &back), Some(0));
+        assert_eq!(passing_take(&trades, &[2], &back), Some(2));
+        assert_eq!(returning_give(&trades, 2, &back), Some(0));
         // Straight back from C, whose take is trade 1.
         let from_c = trade("C", 3, "G", 1);
-        assert_eq!(returning_give(&trades, &[1], &from_c), Some(1));
-        // A take of another item, or of another session of D, is not this copy's way back;
-        // nor does a chain that reaches no give of G's session name one.
-        assert_eq!(returning_give(&trades, &[], &back), None);
-        assert_eq!(returning_give(&trades, &[2], &trade("D", 5, "G", 1)), None);
-        assert_eq!(returning_give(&trades, &[2], &trade("D", 2, "G", 4)), None);
+        assert_eq!(passing_take(&trades, &[1], &from_c), Some(1));
+        assert_eq!(returning_give(&trades, 1, &from_c), Some(1));
+        // A take of another session of D, or one passed on already, is not this copy's way
+        // back; nor does a chain that reaches no give of G's session name one.
+        assert_eq!(passing_take(&trades, &[2], &trade("D", 5, "G", 1)), None);
+        assert_eq!(passing_take(&trades, &[0], &trade("B", 7, "G", 1)), None);
+        assert_eq!(returning_give(&trades, 2, &trade("D", 2, "G", 4)), None);
     }
 
     /// A start still waiting on a running server after the run is reported; one on a server

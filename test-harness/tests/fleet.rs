@@ -789,6 +789,7 @@ fn trade_at_ten(item: &str, holder: &str, other: &str, giver_saved: bool) -> Tra
         came_back: false,
         giver_generation: 7,
         receiver_kept: true,
+        receiver_had: 0,
         passed_on: None,
         receiver_generation: 1,
     }
@@ -1273,6 +1274,7 @@ fn a_dupe_is_named_after_the_giver_whose_side_was_lost() {
         came_back: false,
         giver_generation: 1,
         receiver_kept: true,
+        receiver_had: 0,
         passed_on: None,
         receiver_generation: 1,
     };
