@@ -426,37 +426,44 @@ pub struct Trade {
     /// Virtual time of the trade.
     pub at: f64,
     /// Whether a committed write of the giver's own session (a save, whatever its caller was
-    /// told, and whether or not the server was still alive) stored a `Data` without the item:
-    /// from then on the giver's side of the trade is stored.
+    /// told, and whether or not the server was still alive) stored a `Data` holding no more
+    /// copies of the item than [`Trade::giver_left`]: from then on the giver's side of the
+    /// trade is stored.
     pub giver_saved: bool,
     /// Whether the giver's key stored the item: when the trade was made, or by a later write
     /// of the giver's session (one whose transform ran before the trade). A trade whose
     /// giver's side was lost leaves the giver a copy only then: an item the session was given
     /// and passed on before any write stored it was never the giver's to keep.
     pub giver_held: bool,
-    /// Copies of the item the giver's `Data` still held after the trade: one more than this in
-    /// a write of the giver's is the copy given away (a write made before the trade); as many
-    /// or fewer, the giver's side stored. (More than none where the session loaded a copy left
-    /// by an earlier torn trade and was then given the item back.)
+    /// Copies of the item the giver's `Data` still held after the trade: a write of the
+    /// giver's holding more is taken as made before the trade, holding the copy given away
+    /// ([`Trade::giver_held`]); as many or fewer, the giver's side stored. (More than none
+    /// where the session loaded a copy left by an earlier torn trade and was then given the
+    /// item back. Counts cannot tell copies apart: a copy the session is given later, before
+    /// a write, reads as the one given away, which can only excuse more.)
     pub giver_left: usize,
     /// The giver's session: its profile's `SessionLoadCount`.
     pub giver_generation: i64,
-    /// Whether the item came back to the giver's session (a later trade gave it back before
-    /// any write stored the giver's side): the giver's side is no longer lost, and whatever
-    /// copy the giver's key keeps, a later trade accounts for.
+    /// Whether the copy this trade gave came back to the giver's session (a later trade gave
+    /// it back before any write stored the giver's side): the giver's side is no longer lost,
+    /// and whatever copy the giver's key keeps, the returning trade accounts for. One give is
+    /// marked per returning copy: the only pending give of the item, or, of several, the one
+    /// the copy is traced to through the sessions that passed it on (none when it is not).
     pub came_back: bool,
     /// Whether the receiver's key stores the item as the receiver's session last wrote it (as
     /// for [`Trade::giver_saved`]), or, until that session writes, when the trade was made,
-    /// if the item came back to the session that gave it away and its key still held it.
-    /// Counted like [`Trade::giver_left`]: a write holding more copies than
-    /// [`Trade::receiver_had`] keeps it.
+    /// if the item came back to the session that gave it away and its key still held the copy
+    /// that session gave (more copies than that give left). Counted like
+    /// [`Trade::giver_left`]: a write holding more copies than [`Trade::receiver_had`] keeps
+    /// it.
     pub receiver_kept: bool,
     /// Copies of the item the receiver's `Data` held before the trade (more than none where
     /// a copy an earlier torn trade left was loaded, or the session was given it twice).
     pub receiver_had: usize,
     /// The trade (an index into [`Observations::trade_log`]) by which the receiver's session
     /// passed the item on: the receiver's side went on with that trade, and counts as stored
-    /// if the session's last write held the item or that trade's receiver side is stored.
+    /// if the session's last write kept it (held more copies than [`Trade::receiver_had`]) or
+    /// that trade's receiver side is stored.
     pub passed_on: Option<usize>,
     /// The receiver's session: its profile's `SessionLoadCount`.
     pub receiver_generation: i64,
@@ -684,9 +691,9 @@ type Pending = FxHashMap<(usize, Str), Vec<usize>>;
 /// sides of that server's trades it stored, if it is of that side's own session (its
 /// `SessionLoadCount` the trade's generation of that side): for the giver, `Data.Items` holds
 /// no more copies of the item than the giver kept ([`Trade::giver_saved`]); for the receiver,
-/// more than it had ([`Trade::receiver_kept`], set again by each write). A stored giver's side leaves `gives`;
-/// a receiver's side leaves `takes` once the session has passed the item on and a write shows
-/// it gone. Every such write counts, whatever its caller was told: a save answered with an
+/// more than it had ([`Trade::receiver_kept`], set again by each write). A stored giver's
+/// side leaves `gives`; a receiver's side leaves `takes` once the session has passed the item
+/// on and a write shows no more copies than the receiver had. Every such write counts, whatever its caller was told: a save answered with an
 /// error (an ambiguous fault), one that hands the session off, one landing after its server
 /// died. A save that found the session taken writes the taker's value again, under the
 /// taker's generation: it confirms nothing of the lost session's trades. Returns how many
@@ -874,7 +881,7 @@ pub struct Fleet {
     unsaved_gives: Pending,
     /// Per (server, receiver's key): trades whose receiver side a later write of the
     /// receiver's session may still store or take back ([`Trade::receiver_kept`]): until the
-    /// session has passed the item on and a write shows it gone.
+    /// session has passed the item on and a write shows no more copies than it had.
     unkept_takes: Pending,
     /// Per player: how many entries of the last `LastSavedData.Ops` seen were acknowledged,
     /// and the last of them.
