@@ -693,11 +693,11 @@ type Pending = FxHashMap<(usize, Str), Vec<usize>>;
 /// no more copies of the item than the giver kept ([`Trade::giver_saved`]); for the receiver,
 /// more than it had ([`Trade::receiver_kept`], set again by each write). A stored giver's
 /// side leaves `gives`; a receiver's side leaves `takes` once the session has passed the item
-/// on and a write shows no more copies than the receiver had. Every such write counts, whatever its caller was told: a save answered with an
-/// error (an ambiguous fault), one that hands the session off, one landing after its server
-/// died. A save that found the session taken writes the taker's value again, under the
-/// taker's generation: it confirms nothing of the lost session's trades. Returns how many
-/// giver's sides it confirmed.
+/// on and a write shows no more copies than the receiver had. Every such write counts,
+/// whatever its caller was told: a save answered with an error (an ambiguous fault), one that
+/// hands the session off, one landing after its server died. A save that found the session
+/// taken writes the taker's value again, under the taker's generation: it confirms nothing of
+/// the lost session's trades. Returns how many giver's sides it confirmed.
 fn confirm_write(
     trades: &mut [Trade],
     (gives, takes): (&mut Pending, &mut Pending),

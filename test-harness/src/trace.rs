@@ -2,15 +2,23 @@
 //! and the configuration, as one bincode file (JSON values inside carried as text, see
 //! `profilestore_core::json_text`); replaying it rebuilds the same engines and feeds them the
 //! same inputs — no DataStore, no host — and checks the outputs are byte-identical.
+//!
+//! The file is a stream: [`TRACE_MAGIC`], the format number, a header (the world and fleet
+//! configurations), then one frame per input and per output in the order they happened, then
+//! an end frame with their counts. A run writes it as it goes ([`TraceWriter`]) and a replay
+//! reads it as it goes ([`TraceFile::replay`]), so neither holds the run in memory, however
+//! long. A [`Trace`] is the same contents held in memory (tests, the determinism check).
 
-use std::path::Path;
+use std::collections::VecDeque;
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
 
 use profilestore_core::guid::GuidGenerator;
 use profilestore_core::{Engine, Output};
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::FleetConfig;
-use crate::world::{TracedInput, World, WorldConfig, engine_configs};
+use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 
 /// The trace format version, raised when the layout changes or the engine's behaviour does
 /// (a replay compares outputs byte for byte, so an older engine's trace would report a
@@ -30,8 +38,9 @@ use crate::world::{TracedInput, World, WorldConfig, engine_configs};
 /// 12: a DataStore answer carries the live-state answers read while it was handled (a start
 /// asks its `Cancel` before each attempt and after each result); 13: so does the DataStore
 /// state (starts that waited for it are asked their `Cancel`); 14: a closing server asks no
-/// `Cancel`, and waiting starts are asked in call order as they resume (same layout).
-pub const TRACE_FORMAT: u32 = 14;
+/// `Cancel`, and waiting starts are asked in call order as they resume (same layout); 15: the
+/// file is a stream of frames after a header (module docs), not one encoded value.
+pub const TRACE_FORMAT: u32 = 15;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";
@@ -39,8 +48,8 @@ pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";
 /// The most servers a trace may name: replay builds one engine per server.
 pub const MAX_TRACE_SERVERS: usize = 10_000;
 
-/// A recorded run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A recorded run held in memory: what a trace file holds (module docs).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Trace {
     /// [`TRACE_FORMAT`].
     pub format: u32,
@@ -52,6 +61,31 @@ pub struct Trace {
     pub inputs: Vec<TracedInput>,
     /// Every engine output, in order, as recorded.
     pub outputs: Vec<(usize, Output)>,
+    /// For each input, how many outputs came before it: where the file puts it among them.
+    pub marks: Vec<usize>,
+}
+
+/// What a trace file holds after its format number.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    world: WorldConfig,
+    fleet: Option<FleetConfig>,
+}
+
+/// One frame after the header, as read.
+#[derive(Deserialize)]
+enum Frame {
+    Input(TracedInput),
+    Output(usize, Output),
+    End { inputs: u64, outputs: u64 },
+}
+
+/// One frame, as written: [`Frame`]'s layout, borrowing what it writes.
+#[derive(Serialize)]
+enum FrameRef<'a> {
+    Input(&'a TracedInput),
+    Output(usize, &'a Output),
+    End { inputs: u64, outputs: u64 },
 }
 
 /// A trace that cannot be read or written.
@@ -93,140 +127,505 @@ pub enum TraceError {
 }
 
 impl Trace {
-    /// The trace of a world that recorded ([`World::record`]).
+    /// The trace of a world that recorded in memory ([`World::record`]; one that streams its
+    /// trace to a file, [`World::stream_trace`], holds none).
     pub fn of(world: &World, fleet: Option<FleetConfig>) -> Result<Trace, TraceError> {
+        let recorded = world.recorded().ok_or(TraceError::NotRecorded)?;
         Ok(Trace {
             format: TRACE_FORMAT,
             world: world.config.clone(),
             fleet,
-            inputs: world.trace.clone().ok_or(TraceError::NotRecorded)?,
-            outputs: world.outputs.clone().ok_or(TraceError::NotRecorded)?,
+            inputs: recorded.inputs.to_vec(),
+            outputs: recorded.outputs.to_vec(),
+            marks: recorded.marks.to_vec(),
         })
     }
 
-    /// Encodes the trace: [`TRACE_MAGIC`], then the trace in bincode (its format first).
+    /// Encodes the trace as a file holds it (module docs): each input among the outputs where
+    /// [`Trace::marks`] puts it.
     pub fn to_bytes(&self) -> Result<Vec<u8>, TraceError> {
-        let mut bytes = TRACE_MAGIC.to_vec();
-        let body = bincode::serde::encode_to_vec(self, bincode::config::standard())
-            .map_err(|e| TraceError::Encode(e.to_string()))?;
-        bytes.extend(body);
-        Ok(bytes)
+        let encode = |e: bincode::error::EncodeError| TraceError::Encode(e.to_string());
+        let mut frames =
+            FrameWriter::start(Vec::new(), &self.world, self.fleet.as_ref()).map_err(encode)?;
+        let recorded = Recorded {
+            inputs: &self.inputs,
+            outputs: &self.outputs,
+            marks: &self.marks,
+        };
+        each_frame(&recorded, |frame| frames.frame(frame)).map_err(encode)?;
+        frames.end().map_err(encode)
     }
 
     /// Decodes a trace, refusing anything but exactly one whole trace of this format whose
     /// inputs name its own servers. Lengths inside the file are not trusted: the decoder may
-    /// claim at most a bounded multiple of the file's size.
+    /// claim at most a bounded multiple of the file's size for each part.
     pub fn from_bytes(bytes: &[u8], path: &str) -> Result<Trace, TraceError> {
+        Trace::read(FrameReader::open(bytes, path, Some(bytes.len() as u64))?)
+    }
+
+    fn read<R: BufRead>(mut frames: FrameReader<R>) -> Result<Trace, TraceError> {
+        let mut trace = Trace {
+            format: TRACE_FORMAT,
+            world: frames.header.world.clone(),
+            fleet: frames.header.fleet.clone(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            marks: Vec::new(),
+        };
+        while let Some(frame) = frames.next()? {
+            match frame {
+                Frame::Input(input) => {
+                    trace.marks.push(trace.outputs.len());
+                    trace.inputs.push(input);
+                }
+                Frame::Output(s, output) => trace.outputs.push((s, output)),
+                Frame::End { .. } => {}
+            }
+        }
+        Ok(trace)
+    }
+
+    /// Writes the trace to a file, as [`TraceWriter`] does.
+    pub fn save(&self, path: &Path) -> Result<(), TraceError> {
+        let bytes = self.to_bytes()?;
+        let mut file = OutFile::create(path)?;
+        file.out.write_all(&bytes).map_err(|e| io_error(path, e))?;
+        file.finish()
+    }
+
+    /// Reads a trace file into memory (a replay need not: [`TraceFile`]).
+    pub fn load(path: &Path) -> Result<Trace, TraceError> {
+        Trace::read(open_frames(path)?)
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> TraceError {
+    TraceError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A trace file being written. A regular file (or a new one) is replaced whole: the bytes go
+/// to `<name>.partial` beside it, which takes its name when the trace is finished, so a
+/// process killed while writing leaves the previous trace as it was (and a trace not
+/// finished leaves no file). Anything else (a pipe, a symlink) is written in place.
+struct OutFile {
+    out: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+    partial: Option<PathBuf>,
+}
+
+impl OutFile {
+    fn create(path: &Path) -> Result<OutFile, TraceError> {
+        let plain = std::fs::symlink_metadata(path).map_or(true, |m| m.is_file());
+        let partial = path.file_name().filter(|_| plain).map(|name| {
+            let mut partial = name.to_os_string();
+            partial.push(".partial");
+            path.with_file_name(partial)
+        });
+        let file = std::fs::File::create(partial.as_deref().unwrap_or(path))
+            .map_err(|e| io_error(path, e))?;
+        Ok(OutFile {
+            out: std::io::BufWriter::new(file),
+            path: path.to_path_buf(),
+            partial,
+        })
+    }
+
+    fn finish(mut self) -> Result<(), TraceError> {
+        let done = self.out.flush().and_then(|()| match self.partial.take() {
+            Some(partial) => std::fs::rename(&partial, &self.path).inspect_err(|_| {
+                let _ = std::fs::remove_file(&partial);
+            }),
+            None => Ok(()),
+        });
+        done.map_err(|e| io_error(&self.path, e))
+    }
+}
+
+impl Drop for OutFile {
+    /// A trace not finished (an error, a panic) leaves no partial file behind.
+    fn drop(&mut self) {
+        if let Some(partial) = &self.partial {
+            let _ = std::fs::remove_file(partial);
+        }
+    }
+}
+
+/// Writes [`TRACE_MAGIC`], the format, the header, then frames, counting them.
+struct FrameWriter<W: Write> {
+    out: W,
+    inputs: u64,
+    outputs: u64,
+}
+
+/// The header, as written: [`Header`]'s layout, borrowing what it writes.
+#[derive(Serialize)]
+struct HeaderRef<'a> {
+    world: &'a WorldConfig,
+    fleet: Option<&'a FleetConfig>,
+}
+
+impl<W: Write> FrameWriter<W> {
+    fn start(
+        mut out: W,
+        world: &WorldConfig,
+        fleet: Option<&FleetConfig>,
+    ) -> Result<FrameWriter<W>, bincode::error::EncodeError> {
+        let config = bincode::config::standard();
+        out.write_all(TRACE_MAGIC)
+            .map_err(|inner| bincode::error::EncodeError::Io { inner, index: 0 })?;
+        bincode::serde::encode_into_std_write(TRACE_FORMAT, &mut out, config)?;
+        bincode::serde::encode_into_std_write(HeaderRef { world, fleet }, &mut out, config)?;
+        Ok(FrameWriter {
+            out,
+            inputs: 0,
+            outputs: 0,
+        })
+    }
+
+    fn frame(&mut self, frame: FrameRef) -> Result<(), bincode::error::EncodeError> {
+        match frame {
+            FrameRef::Input(_) => self.inputs += 1,
+            FrameRef::Output(..) => self.outputs += 1,
+            FrameRef::End { .. } => {}
+        }
+        bincode::serde::encode_into_std_write(frame, &mut self.out, bincode::config::standard())
+            .map(drop)
+    }
+
+    fn end(mut self) -> Result<W, bincode::error::EncodeError> {
+        let (inputs, outputs) = (self.inputs, self.outputs);
+        self.frame(FrameRef::End { inputs, outputs })?;
+        Ok(self.out)
+    }
+}
+
+/// Calls `write` with the frames of `recorded`, in the order a file holds them: each input
+/// after the outputs its mark counts (a mark behind the outputs already written, or missing,
+/// puts it right after them; one past the end, after them all).
+fn each_frame<E>(
+    recorded: &Recorded,
+    mut write: impl FnMut(FrameRef) -> Result<(), E>,
+) -> Result<(), E> {
+    let outputs = recorded.outputs;
+    let mut written = 0;
+    for (i, input) in recorded.inputs.iter().enumerate() {
+        let before = recorded.marks.get(i).copied().unwrap_or(written);
+        let before = before.clamp(written, outputs.len());
+        for (s, output) in &outputs[written..before] {
+            write(FrameRef::Output(*s, output))?;
+        }
+        written = before;
+        write(FrameRef::Input(input))?;
+    }
+    for (s, output) in &outputs[written..] {
+        write(FrameRef::Output(*s, output))?;
+    }
+    Ok(())
+}
+
+/// A trace written to a file as the run goes ([`World::stream_trace`]): the run's memory
+/// does not grow with it. The first error writing it is kept and returned by
+/// [`TraceWriter::finish`], which ends the file; a writer dropped unfinished leaves none.
+pub struct TraceWriter {
+    frames: FrameWriter<OutFile>,
+    error: Option<TraceError>,
+}
+
+impl Write for OutFile {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.out.write(bytes)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl TraceWriter {
+    /// Starts the trace of a run of `world` (and `fleet`) at `path`.
+    pub fn create(
+        path: &Path,
+        world: &WorldConfig,
+        fleet: Option<&FleetConfig>,
+    ) -> Result<TraceWriter, TraceError> {
+        let file = OutFile::create(path)?;
+        let frames = FrameWriter::start(file, world, fleet).map_err(|e| encode_error(path, e))?;
+        Ok(TraceWriter {
+            frames,
+            error: None,
+        })
+    }
+
+    fn keep(&mut self, written: Result<(), bincode::error::EncodeError>) {
+        if let (Err(e), None) = (written, &self.error) {
+            self.error = Some(encode_error(&self.frames.out.path, e));
+        }
+    }
+
+    /// Appends an input.
+    pub fn input(&mut self, input: &TracedInput) {
+        let written = self.frames.frame(FrameRef::Input(input));
+        self.keep(written);
+    }
+
+    /// Appends an output of server `s`.
+    pub fn output(&mut self, s: usize, output: &Output) {
+        let written = self.frames.frame(FrameRef::Output(s, output));
+        self.keep(written);
+    }
+
+    /// Appends what a world recorded in memory before the trace went to a file.
+    pub fn write_recorded(&mut self, recorded: &Recorded) {
+        let written = each_frame(recorded, |frame| self.frames.frame(frame));
+        self.keep(written);
+    }
+
+    /// Ends the trace (its end frame, the file in place) or returns the first error met.
+    pub fn finish(self) -> Result<(), TraceError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let path = self.frames.out.path.clone();
+        let file = self.frames.end().map_err(|e| encode_error(&path, e))?;
+        file.finish()
+    }
+}
+
+/// An encoding failure writing to `path`: the file's error, or a defect (every field is plain
+/// data or JSON carried as text).
+fn encode_error(path: &Path, e: bincode::error::EncodeError) -> TraceError {
+    match e {
+        bincode::error::EncodeError::Io { inner, .. } => io_error(path, inner),
+        other => TraceError::Encode(other.to_string()),
+    }
+}
+
+/// Reads a trace's header, then its frames one by one, checking each.
+struct FrameReader<R: BufRead> {
+    input: R,
+    path: String,
+    header: Header,
+    /// What the decoder may claim for one part: 16 times the file's size (at least 64 KiB),
+    /// or, for a file of unknown size, 16 times [`MAX_STREAMED_TRACE`].
+    budget: usize,
+    inputs: u64,
+    outputs: u64,
+    ended: bool,
+}
+
+impl<R: BufRead> FrameReader<R> {
+    /// Reads the magic, the format and the header; `size`, the file's, when known.
+    fn open(mut input: R, path: &str, size: Option<u64>) -> Result<FrameReader<R>, TraceError> {
         let damaged = |message: String| TraceError::Decode {
             path: path.to_string(),
             message,
         };
-        let Some(bytes) = bytes.strip_prefix(TRACE_MAGIC) else {
+        let mut magic = Vec::with_capacity(TRACE_MAGIC.len());
+        (&mut input)
+            .take(TRACE_MAGIC.len() as u64)
+            .read_to_end(&mut magic)
+            .map_err(|e| io_error(Path::new(path), e))?;
+        if magic != TRACE_MAGIC {
             // Format 1 had no header and began with its format number (one byte, 1).
-            if bytes.first() == Some(&1) {
+            if magic.first() == Some(&1) {
                 return Err(TraceError::Format {
                     path: path.to_string(),
                     found: 1,
                 });
             }
             return Err(damaged("no trace header".into()));
-        };
+        }
+        let size = size.unwrap_or(MAX_STREAMED_TRACE);
+        let budget = usize::try_from(size.saturating_mul(16)).unwrap_or(usize::MAX);
         // The format comes first: a trace of another version is named as such before its
         // layout is read.
-        let (format, _): (u32, usize) =
-            bincode::decode_from_slice(bytes, bincode::config::standard())
-                .map_err(|e| damaged(decode_error(e)))?;
+        let format: u32 =
+            decode_limited(&mut input, budget).map_err(|e| damaged(decode_error(e)))?;
         if format != TRACE_FORMAT {
             return Err(TraceError::Format {
                 path: path.to_string(),
                 found: format,
             });
         }
-        let (trace, used) = decode_bounded(bytes).map_err(|e| damaged(decode_error(e)))?;
-        if used != bytes.len() {
-            return Err(damaged(format!(
-                "{} bytes follow the trace",
-                bytes.len() - used
-            )));
-        }
-        let servers = trace.world.servers.len();
+        let header: Header =
+            decode_limited(&mut input, budget).map_err(|e| damaged(decode_error(e)))?;
+        let servers = header.world.servers.len();
         if servers > MAX_TRACE_SERVERS {
             return Err(damaged(format!(
                 "{servers} servers, at most {MAX_TRACE_SERVERS} are replayed"
             )));
         }
-        if let Some((i, t)) = trace
-            .inputs
-            .iter()
-            .enumerate()
-            .find(|(_, t)| t.server >= servers)
-        {
-            return Err(damaged(format!(
-                "input {i} is for server {}, the trace has {servers}",
-                t.server
-            )));
-        }
-        Ok(trace)
+        Ok(FrameReader {
+            input,
+            path: path.to_string(),
+            header,
+            budget,
+            inputs: 0,
+            outputs: 0,
+            ended: false,
+        })
     }
 
-    /// Writes the trace to a file. A regular file (or a new one) is replaced whole: the bytes
-    /// go to `<name>.partial` beside it, which then takes its name, so a process killed while
-    /// writing leaves the previous trace as it was. Anything else (a pipe, a symlink) is
-    /// written in place.
-    pub fn save(&self, path: &Path) -> Result<(), TraceError> {
-        let io = |source| TraceError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let bytes = self.to_bytes()?;
-        let plain = std::fs::symlink_metadata(path).map_or(true, |m| m.is_file());
-        match path.file_name().filter(|_| plain) {
-            Some(name) => {
-                let mut partial = name.to_os_string();
-                partial.push(".partial");
-                let partial = path.with_file_name(partial);
-                std::fs::write(&partial, &bytes)
-                    .and_then(|()| std::fs::rename(&partial, path))
-                    .map_err(|e| {
-                        let _ = std::fs::remove_file(&partial);
-                        io(e)
-                    })
+    fn damaged(&self, message: String) -> TraceError {
+        TraceError::Decode {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    /// The next frame, `None` after the end frame (once the counts and the end of the file
+    /// are checked).
+    fn next(&mut self) -> Result<Option<Frame>, TraceError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let at_end = self
+            .input
+            .fill_buf()
+            .map_err(|e| io_error(Path::new(&self.path), e))?
+            .is_empty();
+        if at_end {
+            return Err(self.damaged("the file ends before the trace does (cut short?)".into()));
+        }
+        let frame: Frame = decode_limited(&mut self.input, self.budget)
+            .map_err(|e| self.damaged(decode_error(e)))?;
+        match &frame {
+            Frame::Input(t) => {
+                let servers = self.header.world.servers.len();
+                if t.server >= servers {
+                    return Err(self.damaged(format!(
+                        "input {} is for server {}, the trace has {servers}",
+                        self.inputs, t.server
+                    )));
+                }
+                self.inputs += 1;
             }
-            None => std::fs::write(path, bytes).map_err(io),
+            Frame::Output(..) => self.outputs += 1,
+            Frame::End { inputs, outputs } => {
+                if (*inputs, *outputs) != (self.inputs, self.outputs) {
+                    return Err(self.damaged(format!(
+                        "its end counts {inputs} inputs and {outputs} outputs, it holds {} and {}",
+                        self.inputs, self.outputs
+                    )));
+                }
+                let after = std::io::copy(
+                    &mut (&mut self.input).take(MAX_STREAMED_TRACE),
+                    &mut std::io::sink(),
+                )
+                .map_err(|e| io_error(Path::new(&self.path), e))?;
+                if after > 0 {
+                    return Err(self.damaged(format!("{after} bytes follow the trace")));
+                }
+                self.ended = true;
+            }
         }
-    }
-
-    /// Reads a trace file: a regular file whole, anything else (a pipe such as
-    /// `<(zcat run.trace.gz)`, a device) up to [`MAX_STREAMED_TRACE`] bytes, so that
-    /// `/dev/zero` is an error and not a read without end.
-    pub fn load(path: &Path) -> Result<Trace, TraceError> {
-        let io = |source| TraceError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let bytes = if std::fs::metadata(path).map_err(io)?.is_file() {
-            std::fs::read(path).map_err(io)?
-        } else {
-            let file = std::fs::File::open(path).map_err(io)?;
-            read_bounded(file, MAX_STREAMED_TRACE)
-                .map_err(io)?
-                .ok_or_else(|| TraceError::Decode {
-                    path: path.display().to_string(),
-                    message: format!(
-                        "more than {MAX_STREAMED_TRACE} bytes from a file that is not a regular file"
-                    ),
-                })?
-        };
-        Trace::from_bytes(&bytes, &path.display().to_string())
+        Ok(Some(frame))
     }
 }
 
-/// The most [`Trace::load`] reads from a file that is not a regular file (1 GiB).
+/// The frames of the trace file at `path`, read as they are needed: a regular file's up to
+/// its size, anything else (a pipe such as `<(zcat run.trace.gz)`, a device) up to
+/// [`MAX_STREAMED_TRACE`] bytes, so that `/dev/zero` is an error and not a read without end.
+fn open_frames(path: &Path) -> Result<FrameReader<Box<dyn BufRead>>, TraceError> {
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let shown = path.display().to_string();
+    if meta.is_file() {
+        let input: Box<dyn BufRead> = Box::new(std::io::BufReader::new(file));
+        return FrameReader::open(input, &shown, Some(meta.len()));
+    }
+    // One byte more than the bound tells a stream that holds more from one that holds it.
+    let limited = Bounded {
+        inner: std::io::BufReader::new(file),
+        left: MAX_STREAMED_TRACE + 1,
+        path: shown.clone(),
+    };
+    FrameReader::open(Box::new(limited), &shown, None)
+}
+
+/// A reader that fails, naming the bound, once it has given [`MAX_STREAMED_TRACE`] bytes.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    path: String,
+}
+
+impl<R: BufRead> Bounded<R> {
+    fn over(&self) -> std::io::Error {
+        std::io::Error::other(format!(
+            "more than {MAX_STREAMED_TRACE} bytes from a file that is not a regular file ({})",
+            self.path
+        ))
+    }
+}
+
+impl<R: BufRead> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Bounded<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.left == 0 {
+            return Err(self.over());
+        }
+        let left = usize::try_from(self.left).unwrap_or(usize::MAX);
+        let buf = self.inner.fill_buf()?;
+        Ok(&buf[..buf.len().min(left)])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.left -= n as u64;
+        self.inner.consume(n);
+    }
+}
+
+/// A trace file opened for replay: its header read, its frames read as the replay goes
+/// ([`TraceFile::replay`]), so a replay's memory does not grow with the run.
+pub struct TraceFile {
+    frames: FrameReader<Box<dyn BufRead>>,
+}
+
+impl TraceFile {
+    /// Opens the trace file at `path` and reads its header.
+    pub fn open(path: &Path) -> Result<TraceFile, TraceError> {
+        Ok(TraceFile {
+            frames: open_frames(path)?,
+        })
+    }
+
+    /// The fleet configuration it recorded, when the run was a fleet.
+    pub fn fleet(&self) -> Option<&FleetConfig> {
+        self.frames.header.fleet.as_ref()
+    }
+
+    /// Replays it on fresh engines, comparing every output with the recording as both come.
+    pub fn replay(mut self) -> Result<Replay, TraceError> {
+        let mut replayer = Replayer::new(&self.frames.header.world);
+        while let Some(frame) = self.frames.next()? {
+            match frame {
+                Frame::Input(input) => replayer.input(input),
+                Frame::Output(s, output) => replayer.recorded(s, output),
+                Frame::End { .. } => {}
+            }
+        }
+        Ok(replayer.finish())
+    }
+}
+
+/// The most read from a trace file that is not a regular file (1 GiB).
 pub const MAX_STREAMED_TRACE: u64 = 1 << 30;
 
 /// All of `reader` if it holds at most `limit` bytes, `None` if it holds more.
 pub fn read_bounded(reader: impl std::io::Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
     let mut bytes = Vec::new();
     reader
         .take(limit.saturating_add(1))
@@ -239,9 +638,11 @@ pub fn read_bounded(reader: impl std::io::Read, limit: u64) -> std::io::Result<O
 fn decode_error(e: bincode::error::DecodeError) -> String {
     use bincode::error::DecodeError;
     match e {
-        DecodeError::UnexpectedEnd { additional } => {
-            format!("the file ends {additional} byte(s) too early (cut short?)")
+        DecodeError::UnexpectedEnd { .. } => "the file ends too early (cut short?)".to_string(),
+        DecodeError::Io { inner, .. } if inner.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the file ends too early (cut short?)".to_string()
         }
+        DecodeError::Io { inner, .. } => inner.to_string(),
         DecodeError::LimitExceeded => {
             "a length inside it is larger than the file can hold".to_string()
         }
@@ -249,25 +650,27 @@ fn decode_error(e: bincode::error::DecodeError) -> String {
     }
 }
 
-/// Decodes with a limit on what the decoder may allocate for lengths read from the file:
-/// 16 times the file's size (at least 64 KiB), rounded up to a power of four.
-fn decode_bounded(bytes: &[u8]) -> Result<(Trace, usize), bincode::error::DecodeError> {
-    fn with<const LIMIT: usize>(
-        bytes: &[u8],
-    ) -> Result<(Trace, usize), bincode::error::DecodeError> {
+/// Decodes one part from `input`, letting the decoder claim at most `need` bytes for lengths
+/// read from the file (rounded up to a power of four, at least 64 KiB).
+fn decode_limited<T: serde::de::DeserializeOwned, R: Read>(
+    input: &mut R,
+    need: usize,
+) -> Result<T, bincode::error::DecodeError> {
+    fn with<const LIMIT: usize, T: serde::de::DeserializeOwned, R: Read>(
+        input: &mut R,
+    ) -> Result<T, bincode::error::DecodeError> {
         let config = bincode::config::standard().with_limit::<LIMIT>();
-        bincode::serde::decode_from_slice(bytes, config)
+        bincode::serde::decode_from_std_read(input, config)
     }
-    let need = bytes.len().saturating_mul(16);
     macro_rules! smallest_tier {
         ($($shift:literal)*) => {
             $(if need <= 1usize << $shift {
-                return with::<{ 1usize << $shift }>(bytes);
+                return with::<{ 1usize << $shift }, T, R>(input);
             })*
         };
     }
     smallest_tier!(16 18 20 22 24 26 28 30 32 34 36 38 40);
-    with::<{ usize::MAX }>(bytes)
+    with::<{ usize::MAX }, T, R>(input)
 }
 
 /// What a replay found.
@@ -308,52 +711,128 @@ pub fn same_run(a: &World, b: &World) -> Result<bool, TraceError> {
 
 /// Replays a trace on fresh engines and compares every output with the recording.
 pub fn replay(trace: &Trace) -> Replay {
-    let mut rng = GuidGenerator::new(trace.world.seed);
-    let mut engines: Vec<Engine> = engine_configs(&trace.world, &mut rng)
-        .into_iter()
-        .map(Engine::new)
-        .collect();
-    let mut outputs: Vec<(usize, Output)> = Vec::new();
-    let mut diverged = 0;
-    let mut first_result_difference = None;
-    let mut first_deadline_difference = None;
-    // Compared as encoded bytes; a value that cannot be encoded compares unequal to
-    // everything, so it counts as a difference rather than as two equal empty encodings.
-    fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ()> {
-        bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(drop)
+    let mut replayer = Replayer::new(&trace.world);
+    let mut recorded = trace.outputs.iter();
+    for (i, input) in trace.inputs.iter().enumerate() {
+        // The outputs recorded before this input first: both queues stay short.
+        let before = trace.marks.get(i).copied().unwrap_or(0);
+        while replayer.recorded_count < before {
+            let Some((s, output)) = recorded.next() else {
+                break;
+            };
+            replayer.recorded(*s, output.clone());
+        }
+        replayer.input(input.clone());
     }
-    fn same<T: Serialize>(a: &T, b: &T) -> bool {
-        matches!((encode(a), encode(b)), (Ok(x), Ok(y)) if x == y)
+    for (s, output) in recorded {
+        replayer.recorded(*s, output.clone());
     }
-    for (i, traced) in trace.inputs.iter().enumerate() {
-        let Some(engine) = engines.get_mut(traced.server) else {
-            first_result_difference.get_or_insert(i);
-            continue;
+    replayer.finish()
+}
+
+/// Fresh engines fed a trace's inputs, their outputs compared with the recorded ones in
+/// order as both come in: only those one side has and the other not yet are held.
+struct Replayer {
+    engines: Vec<Engine>,
+    inputs: usize,
+    produced_count: usize,
+    recorded_count: usize,
+    produced: VecDeque<(usize, Output)>,
+    recorded: VecDeque<(usize, Output)>,
+    compared: usize,
+    first_difference: Option<usize>,
+    first_result_difference: Option<usize>,
+    first_deadline_difference: Option<usize>,
+    diverged: usize,
+}
+
+// Compared as encoded bytes; a value that cannot be encoded compares unequal to everything, so
+// it counts as a difference rather than as two equal empty encodings.
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ()> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(drop)
+}
+
+fn same<T: Serialize>(a: &T, b: &T) -> bool {
+    matches!((encode(a), encode(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+impl Replayer {
+    fn new(world: &WorldConfig) -> Replayer {
+        let mut rng = GuidGenerator::new(world.seed);
+        Replayer {
+            engines: engine_configs(world, &mut rng)
+                .into_iter()
+                .map(Engine::new)
+                .collect(),
+            inputs: 0,
+            produced_count: 0,
+            recorded_count: 0,
+            produced: VecDeque::new(),
+            recorded: VecDeque::new(),
+            compared: 0,
+            first_difference: None,
+            first_result_difference: None,
+            first_deadline_difference: None,
+            diverged: 0,
+        }
+    }
+
+    fn input(&mut self, traced: TracedInput) {
+        let i = self.inputs;
+        self.inputs += 1;
+        let Some(engine) = self.engines.get_mut(traced.server) else {
+            self.first_result_difference.get_or_insert(i);
+            return;
         };
-        let (result, missed) = engine.replay_input(traced.input.clone());
-        diverged += missed;
+        let (result, missed) = engine.replay_input(traced.input);
+        self.diverged += missed;
         if !same(&result, &traced.result) {
-            first_result_difference.get_or_insert(i);
+            self.first_result_difference.get_or_insert(i);
         }
         if !same(&engine.poll_timeout(), &traced.deadline) {
-            first_deadline_difference.get_or_insert(i);
+            self.first_deadline_difference.get_or_insert(i);
         }
         while let Some(output) = engine.poll_output() {
-            outputs.push((traced.server, output));
+            self.produced_count += 1;
+            self.produced.push_back((traced.server, output));
+        }
+        self.compare();
+    }
+
+    fn recorded(&mut self, s: usize, output: Output) {
+        self.recorded_count += 1;
+        self.recorded.push_back((s, output));
+        self.compare();
+    }
+
+    fn compare(&mut self) {
+        while let (Some(a), Some(b)) = (self.produced.front(), self.recorded.front()) {
+            if self.first_difference.is_none() && !same(a, b) {
+                self.first_difference = Some(self.compared);
+            }
+            self.produced.pop_front();
+            self.recorded.pop_front();
+            self.compared += 1;
+        }
+        // Past the first difference only the counts matter.
+        if self.first_difference.is_some() {
+            self.produced.clear();
+            self.recorded.clear();
         }
     }
-    let first_difference = (0..outputs.len().max(trace.outputs.len())).find(|i| {
-        match (outputs.get(*i), trace.outputs.get(*i)) {
-            (Some(a), Some(b)) => !same(a, b),
-            _ => true,
+
+    fn finish(mut self) -> Replay {
+        // One side has outputs the other has not.
+        if self.produced_count != self.recorded_count {
+            self.first_difference.get_or_insert(self.compared);
         }
-    });
-    Replay {
-        inputs: trace.inputs.len(),
-        outputs: outputs.len(),
-        first_difference,
-        first_result_difference,
-        diverged_answers: diverged,
-        first_deadline_difference,
+        Replay {
+            inputs: self.inputs,
+            outputs: self.produced_count,
+            first_difference: self.first_difference,
+            first_result_difference: self.first_result_difference,
+            diverged_answers: self.diverged,
+            first_deadline_difference: self.first_deadline_difference,
+        }
     }
 }

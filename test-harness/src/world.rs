@@ -404,6 +404,18 @@ pub fn engine_configs(config: &WorldConfig, rng: &mut GuidGenerator) -> Vec<Engi
         .collect()
 }
 
+/// A recording held in memory ([`World::recorded`], [`crate::trace::Trace`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Recorded<'a> {
+    /// Every input.
+    pub inputs: &'a [TracedInput],
+    /// Every output, with its server.
+    pub outputs: &'a [(usize, Output)],
+    /// For each input, how many outputs came before it (where a trace file puts it among
+    /// them; a mark out of order or past the end puts it after the outputs before it).
+    pub marks: &'a [usize],
+}
+
 /// A recorded engine input: which server, what, and what it returned (a transform's written
 /// value among others).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -478,6 +490,10 @@ pub struct World {
     /// Every engine input, when recording ([`World::record`], which alone starts it: a trace
     /// must hold every input from the first; read it with [`World::traced_inputs`]).
     pub(crate) trace: Option<Vec<TracedInput>>,
+    /// For each recorded input, how many outputs were recorded before it.
+    trace_marks: Vec<usize>,
+    /// Where the trace goes instead, as the run goes ([`World::stream_trace`]).
+    stream: Option<crate::trace::TraceWriter>,
     /// Every engine output, in order, when recording (for replay comparison); set it to
     /// `Some` to collect outputs without recording inputs.
     pub outputs: Option<Vec<(usize, Output)>>,
@@ -557,6 +573,8 @@ impl World {
             log_values: true,
             summarize: |v| profilestore_core::json!({"MetaData": v.get("MetaData").cloned().unwrap_or(Value::Null)}),
             trace: None,
+            trace_marks: Vec::new(),
+            stream: None,
             outputs: None,
             rng,
             requests: BTreeMap::new(),
@@ -572,7 +590,7 @@ impl World {
     /// input, as a replay starts from fresh engines and a trace must hold every input from the
     /// first (already recording: nothing changes).
     pub fn record(&mut self) -> Result<(), RecordTooLate> {
-        if self.trace.is_some() {
+        if self.recording() {
             return Ok(());
         }
         if self.inputs > 0 {
@@ -585,9 +603,47 @@ impl World {
         Ok(())
     }
 
-    /// Every engine input so far, when recording.
+    /// Every engine input so far, when recording in memory.
     pub fn traced_inputs(&self) -> Option<&[TracedInput]> {
         self.trace.as_deref()
+    }
+
+    /// What recording in memory holds (none when not recording, or streaming to a file).
+    pub fn recorded(&self) -> Option<Recorded<'_>> {
+        Some(Recorded {
+            inputs: self.trace.as_deref()?,
+            outputs: self.outputs.as_deref()?,
+            marks: &self.trace_marks,
+        })
+    }
+
+    /// Whether the world records its inputs (in memory or to a file).
+    fn recording(&self) -> bool {
+        self.trace.is_some() || self.stream.is_some()
+    }
+
+    /// Sends the recording to `trace` from now on, what was recorded so far first: the run's
+    /// memory no longer grows with it. Refused (nothing changes) unless recording in memory:
+    /// a trace must hold every input from the first.
+    pub fn stream_trace(
+        &mut self,
+        mut trace: crate::trace::TraceWriter,
+    ) -> Result<(), crate::trace::TraceError> {
+        let recorded = self
+            .recorded()
+            .ok_or(crate::trace::TraceError::NotRecorded)?;
+        trace.write_recorded(&recorded);
+        self.trace = None;
+        self.outputs = None;
+        self.trace_marks = Vec::new();
+        self.stream = Some(trace);
+        Ok(())
+    }
+
+    /// Ends the trace [`World::stream_trace`] writes (`None` when there is none): the file in
+    /// place, or the first error writing it. Nothing is recorded after.
+    pub fn finish_trace(&mut self) -> Option<Result<(), crate::trace::TraceError>> {
+        self.stream.take().map(crate::trace::TraceWriter::finish)
     }
 
     /// Sets the probability that a DataStore call fails after its round trips, without effect
@@ -637,20 +693,28 @@ impl World {
 
     fn apply_input(&mut self, s: usize, input: Input) -> InputResult {
         self.inputs += 1;
+        let recording = self.recording();
         let server = &mut self.servers[s];
-        let Some(trace) = &mut self.trace else {
+        if !recording {
             return server.engine.handle_input(input, &mut server.host);
-        };
+        }
         let mut rec = Recorder::new(&mut server.host);
         let result = server.engine.handle_input(input.clone(), &mut rec);
         // What the host's live state answered travels with the input.
         let input = input.with_live(rec.answers);
-        trace.push(TracedInput {
+        let traced = TracedInput {
             server: s,
             input,
             result: result.clone(),
             deadline: server.engine.poll_timeout(),
-        });
+        };
+        if let Some(stream) = &mut self.stream {
+            stream.input(&traced);
+        } else if let Some(trace) = &mut self.trace {
+            let before = self.outputs.as_ref().map_or(0, Vec::len);
+            self.trace_marks.push(before);
+            trace.push(traced);
+        }
         result
     }
 
@@ -887,6 +951,9 @@ impl World {
         while let Some(output) = self.servers[s].engine.poll_output() {
             if let Some(outputs) = &mut self.outputs {
                 outputs.push((s, output.clone()));
+            }
+            if let Some(stream) = &mut self.stream {
+                stream.output(s, &output);
             }
             if self.servers[s].stopped_at.is_some() {
                 if matches!(output, Output::Event(_) | Output::Completion(_)) {
@@ -1435,7 +1502,7 @@ impl World {
 
     fn run_transform(&mut self, s: usize, op: OpId, ticket: &ReadTicket) -> Transformed {
         let wall = self.now_for(s).wall;
-        if self.trace.is_none() {
+        if !self.recording() {
             // An input like any other (recording would trace it through `apply`).
             self.inputs += 1;
             let server = &mut self.servers[s];

@@ -114,14 +114,46 @@ fn hostile_trace_bytes_get_errors() {
     }
     let fleet = recorded(9);
     let t = Trace::of(&fleet.world, None).unwrap();
-    // A trace cut short says so in words.
+    // A trace cut short says so in words: inside a frame, or between two (its end frame
+    // lost: here the last output's too, so the file holds a trace of every frame but those).
     let whole = t.to_bytes().unwrap();
     let err = Trace::from_bytes(&whole[..whole.len() - 3], "h.bin").unwrap_err();
-    let message = err.to_string();
-    assert!(
-        message.starts_with("trace file h.bin is not a readable trace: the file ends ")
-            && message.ends_with(" byte(s) too early (cut short?)"),
-        "{message}"
+    assert_eq!(
+        err.to_string(),
+        "trace file h.bin is not a readable trace: the file ends too early (cut short?)"
+    );
+    // The cuts among the last 16 bytes that leave whole frames only: the last is where the
+    // end frame starts.
+    let end_frame = |bytes: &[u8]| {
+        (bytes.len() - 16..bytes.len())
+            .filter(|&n| {
+                Trace::from_bytes(&bytes[..n], "h.bin")
+                    .unwrap_err()
+                    .to_string()
+                    == "trace file h.bin is not a readable trace: the file ends before the \
+                        trace does (cut short?)"
+            })
+            .collect::<Vec<_>>()
+    };
+    let at = end_frame(&whole).pop().expect("the end frame's start");
+    // An end frame that does not count what the file holds: here one output was lost.
+    let mut shorter = t.clone();
+    shorter.outputs.pop();
+    let shorter = shorter.to_bytes().unwrap();
+    let frames = end_frame(&shorter).pop().expect("the end frame's start");
+    let mut lost = shorter[..frames].to_vec();
+    lost.extend(&whole[at..]);
+    let err = Trace::from_bytes(&lost, "h.bin").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "trace file h.bin is not a readable trace: its end counts {} inputs and {} outputs, \
+             it holds {} and {}",
+            t.inputs.len(),
+            t.outputs.len(),
+            t.inputs.len(),
+            t.outputs.len() - 1
+        )
     );
     let mut bytes = t.to_bytes().unwrap();
     bytes.push(0);
@@ -411,4 +443,49 @@ proptest::proptest! {
         let replayed = std::panic::catch_unwind(|| trace::replay(&t));
         proptest::prop_assert!(replayed.is_ok());
     }
+}
+
+/// A trace written as the run goes (`simulate --trace`) holds the same bytes as the one the
+/// same run records in memory, and replays from the file as it is read, without holding it.
+#[test]
+fn a_trace_streamed_as_the_run_goes_is_the_one_held_in_memory() {
+    use profilestore_harness::trace::{TraceFile, TraceWriter};
+    let memory = recorded(11);
+    let t = Trace::of(&memory.world, Some(memory.config.clone())).unwrap();
+    let bytes = t.to_bytes().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.trace");
+    let storage = Box::new(MemoryStorage::new());
+    let mut fleet = Fleet::new(memory.config.clone(), storage).unwrap();
+    let writer = TraceWriter::create(&path, &fleet.world.config, Some(&fleet.config)).unwrap();
+    fleet.world.stream_trace(writer).unwrap();
+    assert!(matches!(
+        Trace::of(&fleet.world, None),
+        Err(TraceError::NotRecorded)
+    ));
+    fleet.run(|_| {});
+    assert!(
+        !path.exists(),
+        "the file takes its name when the trace is finished"
+    );
+    fleet.world.finish_trace().unwrap().unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    let file = TraceFile::open(&path).unwrap();
+    assert_eq!(file.fleet(), Some(&memory.config));
+    let r = file.replay().unwrap();
+    assert!(r.identical(), "{r:?}");
+    assert_eq!((r.inputs, r.outputs), (t.inputs.len(), t.outputs.len()));
+    // A writer dropped unfinished (an error, a panic) leaves nothing behind.
+    let other = dir.path().join("unfinished.trace");
+    drop(TraceWriter::create(&other, &fleet.world.config, None).unwrap());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // A file cut in the middle is an error of the replay that reads that far.
+    std::fs::write(&other, &bytes[..bytes.len() / 2]).unwrap();
+    let err = TraceFile::open(&other).unwrap().replay().unwrap_err();
+    let message = format!("{err}");
+    assert!(
+        message.starts_with(&format!("trace file {}", other.display()))
+            && message.ends_with("(cut short?)"),
+        "{message}"
+    );
 }

@@ -422,6 +422,17 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let mut fleet = Fleet::new(config.clone(), storage)?;
             // The log does not grow with the run: excerpts of violations come from a second run.
             fleet.keep_log = false;
+            // Nor does a trace: it is written as the run goes. (The determinism check compares
+            // two runs held in memory, and writes the first's trace after.)
+            if let (Some(path), false) = (&trace, check_determinism) {
+                let world = &fleet.world.config;
+                let writer = trace::TraceWriter::create(path, world, Some(&fleet.config))
+                    .map_err(|e| e.to_string())?;
+                fleet
+                    .world
+                    .stream_trace(writer)
+                    .map_err(|e| e.to_string())?;
+            }
             let bar = progress_bar(json, duration, "");
             let started = Instant::now();
             fleet.run(|t| bar.set_position(t as u64));
@@ -498,8 +509,12 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
             if let Some(path) = &trace {
-                match Trace::of(&fleet.world, Some(fleet.config.clone())).and_then(|t| t.save(path))
-                {
+                let written = match fleet.world.finish_trace() {
+                    Some(written) => written,
+                    None => Trace::of(&fleet.world, Some(fleet.config.clone()))
+                        .and_then(|t| t.save(path)),
+                };
+                match written {
                     Ok(()) => {
                         summary["trace"] = profilestore_core::json!(path.display().to_string())
                     }
@@ -593,9 +608,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
             }
         }
         Command::Replay { file } => {
-            let t = Trace::load(&file).map_err(|e| e.to_string())?;
+            // Read as the replay goes: its memory does not grow with the run.
+            let t = trace::TraceFile::open(&file).map_err(|e| e.to_string())?;
             // What was recorded, so a run can also be played again with its invariants checked.
-            if let Some(config) = &t.fleet {
+            if let Some(config) = t.fleet() {
                 // A trace does not say where the run's DataStore lived (it plays the same
                 // either way): without `--memory` or `--db` the command replaces the default file.
                 out!(
@@ -604,7 +620,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     config.simulate_flags()
                 );
             }
-            let r = trace::replay(&t);
+            let r = t.replay().map_err(|e| e.to_string())?;
             out!(
                 "replayed {} inputs, {} outputs: {}",
                 r.inputs,
