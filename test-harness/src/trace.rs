@@ -1,5 +1,5 @@
 //! Traces and replay (issue "harness" §5): every engine input of a run, recorded with the seed
-//! and the configuration, as one bincode file (JSON values inside carried as text, see
+//! and the configuration, as a bincode file (JSON values inside carried as text, see
 //! `profilestore_core::json_text`); replaying it rebuilds the same engines and feeds them the
 //! same inputs — no DataStore, no host — and checks the outputs are byte-identical.
 //!
@@ -160,7 +160,7 @@ impl Trace {
     /// inputs name its own servers. Lengths inside the file are not trusted: the decoder may
     /// claim at most a bounded multiple of the file's size for each part.
     pub fn from_bytes(bytes: &[u8], path: &str) -> Result<Trace, TraceError> {
-        Trace::read(FrameReader::open(bytes, path, Some(bytes.len() as u64))?)
+        Trace::read(FrameReader::open(bytes, path, bytes.len() as u64)?)
     }
 
     fn read<R: BufRead>(mut frames: FrameReader<R>) -> Result<Trace, TraceError> {
@@ -207,9 +207,11 @@ fn io_error(path: &Path, source: std::io::Error) -> TraceError {
 }
 
 /// A trace file being written. A regular file (or a new one) is replaced whole: the bytes go
-/// to `<name>.partial` beside it, which takes its name when the trace is finished, so a
-/// process killed while writing leaves the previous trace as it was (and a trace not
-/// finished leaves no file). Anything else (a pipe, a symlink) is written in place.
+/// to `<name>.partial` beside it ([`partial_path`]), locked against another run writing the
+/// same trace, which takes its name when the trace is finished. A trace not finished (an
+/// error, a panic) removes its partial file; a process killed while writing leaves it, and
+/// the previous trace as it was. Anything else (a pipe, a symlink) is written in place, and
+/// an unfinished trace there is left cut short.
 struct OutFile {
     out: std::io::BufWriter<std::fs::File>,
     path: PathBuf,
@@ -218,14 +220,32 @@ struct OutFile {
 
 impl OutFile {
     fn create(path: &Path) -> Result<OutFile, TraceError> {
-        let plain = std::fs::symlink_metadata(path).map_or(true, |m| m.is_file());
-        let partial = path.file_name().filter(|_| plain).map(|name| {
-            let mut partial = name.to_os_string();
-            partial.push(".partial");
-            path.with_file_name(partial)
-        });
-        let file = std::fs::File::create(partial.as_deref().unwrap_or(path))
+        let Some(partial) = partial_path(path) else {
+            let file = std::fs::File::create(path).map_err(|e| io_error(path, e))?;
+            return Ok(OutFile {
+                out: std::io::BufWriter::new(file),
+                path: path.to_path_buf(),
+                partial: None,
+            });
+        };
+        // Locked before it is emptied: a run still writing it keeps its bytes.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&partial)
             .map_err(|e| io_error(path, e))?;
+        if file.try_lock().is_err() {
+            return Err(io_error(
+                path,
+                std::io::Error::other(format!(
+                    "another run is writing this trace ({} is locked)",
+                    partial.display()
+                )),
+            ));
+        }
+        file.set_len(0).map_err(|e| io_error(path, e))?;
+        let partial = Some(partial);
         Ok(OutFile {
             out: std::io::BufWriter::new(file),
             path: path.to_path_buf(),
@@ -242,6 +262,17 @@ impl OutFile {
         });
         done.map_err(|e| io_error(&self.path, e))
     }
+}
+
+/// Where a trace written to `path` goes until it is finished: `<name>.partial` beside it, for
+/// a regular file or a new one; `None` for anything else (a pipe, a symlink: written in place).
+pub fn partial_path(path: &Path) -> Option<PathBuf> {
+    let plain = std::fs::symlink_metadata(path).map_or(true, |m| m.is_file());
+    path.file_name().filter(|_| plain).map(|name| {
+        let mut partial = name.to_os_string();
+        partial.push(".partial");
+        path.with_file_name(partial)
+    })
 }
 
 impl Drop for OutFile {
@@ -408,8 +439,7 @@ struct FrameReader<R: BufRead> {
     input: R,
     path: String,
     header: Header,
-    /// What the decoder may claim for one part: 16 times the file's size (at least 64 KiB),
-    /// or, for a file of unknown size, 16 times [`MAX_STREAMED_TRACE`].
+    /// What the decoder may claim for one part: 16 times the file's size (at least 64 KiB).
     budget: usize,
     inputs: u64,
     outputs: u64,
@@ -417,8 +447,8 @@ struct FrameReader<R: BufRead> {
 }
 
 impl<R: BufRead> FrameReader<R> {
-    /// Reads the magic, the format and the header; `size`, the file's, when known.
-    fn open(mut input: R, path: &str, size: Option<u64>) -> Result<FrameReader<R>, TraceError> {
+    /// Reads the magic, the format and the header of a file of `size` bytes.
+    fn open(mut input: R, path: &str, size: u64) -> Result<FrameReader<R>, TraceError> {
         let damaged = |message: String| TraceError::Decode {
             path: path.to_string(),
             message,
@@ -438,20 +468,17 @@ impl<R: BufRead> FrameReader<R> {
             }
             return Err(damaged("no trace header".into()));
         }
-        let size = size.unwrap_or(MAX_STREAMED_TRACE);
         let budget = usize::try_from(size.saturating_mul(16)).unwrap_or(usize::MAX);
         // The format comes first: a trace of another version is named as such before its
         // layout is read.
-        let format: u32 =
-            decode_limited(&mut input, budget).map_err(|e| damaged(decode_error(e)))?;
+        let format: u32 = decode_limited(&mut input, budget).map_err(|e| read_error(path, e))?;
         if format != TRACE_FORMAT {
             return Err(TraceError::Format {
                 path: path.to_string(),
                 found: format,
             });
         }
-        let header: Header =
-            decode_limited(&mut input, budget).map_err(|e| damaged(decode_error(e)))?;
+        let header: Header = decode_limited(&mut input, budget).map_err(|e| read_error(path, e))?;
         let servers = header.world.servers.len();
         if servers > MAX_TRACE_SERVERS {
             return Err(damaged(format!(
@@ -490,8 +517,8 @@ impl<R: BufRead> FrameReader<R> {
         if at_end {
             return Err(self.damaged("the file ends before the trace does (cut short?)".into()));
         }
-        let frame: Frame = decode_limited(&mut self.input, self.budget)
-            .map_err(|e| self.damaged(decode_error(e)))?;
+        let frame: Frame =
+            decode_limited(&mut self.input, self.budget).map_err(|e| read_error(&self.path, e))?;
         match &frame {
             Frame::Input(t) => {
                 let servers = self.header.world.servers.len();
@@ -511,12 +538,17 @@ impl<R: BufRead> FrameReader<R> {
                         self.inputs, self.outputs
                     )));
                 }
+                // Counted up to a bound (a regular file can hold any amount after it).
                 let after = std::io::copy(
-                    &mut (&mut self.input).take(MAX_STREAMED_TRACE),
+                    &mut (&mut self.input).take(MAX_STREAMED_TRACE + 1),
                     &mut std::io::sink(),
                 )
                 .map_err(|e| io_error(Path::new(&self.path), e))?;
-                if after > 0 {
+                if after > MAX_STREAMED_TRACE {
+                    return Err(self.damaged(format!(
+                        "more than {MAX_STREAMED_TRACE} bytes follow the trace"
+                    )));
+                } else if after > 0 {
                     return Err(self.damaged(format!("{after} bytes follow the trace")));
                 }
                 self.ended = true;
@@ -526,66 +558,28 @@ impl<R: BufRead> FrameReader<R> {
     }
 }
 
-/// The frames of the trace file at `path`, read as they are needed: a regular file's up to
-/// its size, anything else (a pipe such as `<(zcat run.trace.gz)`, a device) up to
-/// [`MAX_STREAMED_TRACE`] bytes, so that `/dev/zero` is an error and not a read without end.
+/// The frames of the trace file at `path`, read as they are needed from a regular file;
+/// anything else (a pipe such as `<(zcat run.trace.gz)`, a device) is read into memory first,
+/// up to [`MAX_STREAMED_TRACE`] bytes, so that `/dev/zero` is an error and not a read without
+/// end, and what the decoder may claim is bounded by what was read.
 fn open_frames(path: &Path) -> Result<FrameReader<Box<dyn BufRead>>, TraceError> {
     let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
     let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
     let shown = path.display().to_string();
     if meta.is_file() {
         let input: Box<dyn BufRead> = Box::new(std::io::BufReader::new(file));
-        return FrameReader::open(input, &shown, Some(meta.len()));
+        return FrameReader::open(input, &shown, meta.len());
     }
-    // One byte more than the bound tells a stream that holds more from one that holds it.
-    let limited = Bounded {
-        inner: std::io::BufReader::new(file),
-        left: MAX_STREAMED_TRACE + 1,
-        path: shown.clone(),
-    };
-    FrameReader::open(Box::new(limited), &shown, None)
-}
-
-/// A reader that fails, naming the bound, once it has given [`MAX_STREAMED_TRACE`] bytes.
-struct Bounded<R> {
-    inner: R,
-    left: u64,
-    path: String,
-}
-
-impl<R: BufRead> Bounded<R> {
-    fn over(&self) -> std::io::Error {
-        std::io::Error::other(format!(
-            "more than {MAX_STREAMED_TRACE} bytes from a file that is not a regular file ({})",
-            self.path
-        ))
-    }
-}
-
-impl<R: BufRead> Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Bounded<R> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        if self.left == 0 {
-            return Err(self.over());
-        }
-        let left = usize::try_from(self.left).unwrap_or(usize::MAX);
-        let buf = self.inner.fill_buf()?;
-        Ok(&buf[..buf.len().min(left)])
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.left -= n as u64;
-        self.inner.consume(n);
-    }
+    let bytes = read_bounded(file, MAX_STREAMED_TRACE)
+        .map_err(|e| io_error(path, e))?
+        .ok_or_else(|| TraceError::Decode {
+            path: shown.clone(),
+            message: format!(
+                "more than {MAX_STREAMED_TRACE} bytes from a file that is not a regular file"
+            ),
+        })?;
+    let size = bytes.len() as u64;
+    FrameReader::open(Box::new(std::io::Cursor::new(bytes)), &shown, size)
 }
 
 /// A trace file opened for replay: its header read, its frames read as the replay goes
@@ -633,16 +627,29 @@ pub fn read_bounded(reader: impl std::io::Read, limit: u64) -> std::io::Result<O
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
+/// A part the decoder could not read: the file's own error (a disk failing), or what is wrong
+/// with its bytes.
+fn read_error(path: &str, e: bincode::error::DecodeError) -> TraceError {
+    match e {
+        bincode::error::DecodeError::Io { inner, .. }
+            if inner.kind() != std::io::ErrorKind::UnexpectedEof =>
+        {
+            io_error(Path::new(path), inner)
+        }
+        e => TraceError::Decode {
+            path: path.to_string(),
+            message: decode_error(e),
+        },
+    }
+}
+
 /// What is wrong with a file the decoder refused, in words (bincode's own text of the commonest
 /// cases is a Rust debug print).
 fn decode_error(e: bincode::error::DecodeError) -> String {
     use bincode::error::DecodeError;
     match e {
         DecodeError::UnexpectedEnd { .. } => "the file ends too early (cut short?)".to_string(),
-        DecodeError::Io { inner, .. } if inner.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "the file ends too early (cut short?)".to_string()
-        }
-        DecodeError::Io { inner, .. } => inner.to_string(),
+        DecodeError::Io { .. } => "the file ends too early (cut short?)".to_string(),
         DecodeError::LimitExceeded => {
             "a length inside it is larger than the file can hold".to_string()
         }

@@ -487,15 +487,17 @@ pub struct World {
     pub log_values: bool,
     /// What a write logs when `log_values` is false.
     pub summarize: fn(&Value) -> Value,
-    /// Every engine input, when recording ([`World::record`], which alone starts it: a trace
-    /// must hold every input from the first; read it with [`World::traced_inputs`]).
+    /// Every engine input, when recording in memory ([`World::record`], which alone starts
+    /// it: a trace must hold every input from the first; read it with
+    /// [`World::traced_inputs`]). `None` once the trace goes to a file.
     pub(crate) trace: Option<Vec<TracedInput>>,
     /// For each recorded input, how many outputs were recorded before it.
     trace_marks: Vec<usize>,
     /// Where the trace goes instead, as the run goes ([`World::stream_trace`]).
     stream: Option<crate::trace::TraceWriter>,
-    /// Every engine output, in order, when recording (for replay comparison); set it to
-    /// `Some` to collect outputs without recording inputs.
+    /// Every engine output, in order, when recording in memory (for replay comparison); set
+    /// it to `Some` to collect outputs without recording inputs. `None` once the trace goes
+    /// to a file.
     pub outputs: Option<Vec<(usize, Output)>>,
     rng: GuidGenerator,
     requests: BTreeMap<Operation, u64>,
@@ -623,8 +625,9 @@ impl World {
     }
 
     /// Sends the recording to `trace` from now on, what was recorded so far first: the run's
-    /// memory no longer grows with it. Refused (nothing changes) unless recording in memory:
-    /// a trace must hold every input from the first.
+    /// memory no longer grows with it, and [`World::outputs`] is no longer collected. Refused
+    /// (nothing changes) unless recording in memory: a trace must hold every input from the
+    /// first.
     pub fn stream_trace(
         &mut self,
         mut trace: crate::trace::TraceWriter,

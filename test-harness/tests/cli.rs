@@ -495,6 +495,16 @@ fn a_trace_path_that_cannot_be_written_is_refused_before_the_run() {
             )
         );
     }
+    // Nor the database as the file the trace is written to until it is finished.
+    let args = ["simulate", "--players", "5", "--duration", "1m"];
+    let partial = ["--db", "run.trace.partial", "--trace", "run.trace"];
+    let (code, _, stderr) = sim(&[&args[..], &partial].concat(), dir.path());
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "profilestore-sim: --trace run.trace names the run's database: give the trace a file of \
+         its own\n"
+    );
     // A file that is not a trace is not overwritten, also by a run that keeps its store in
     // memory, and is left as it was.
     std::fs::write(dir.path().join("notes.txt"), "keep me").unwrap();
@@ -514,6 +524,52 @@ fn a_trace_path_that_cannot_be_written_is_refused_before_the_run() {
     assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = sim(&[&args[..], &["--trace", "t.trace"]].concat(), dir.path());
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// A trace read from a pipe (`replay /dev/stdin`, `<(zcat run.trace.gz)`) is read whole first,
+/// up to a bound, and the decoder may claim no more than a multiple of what it read: a few
+/// bytes claiming a huge length are refused, not allocated. A whole trace replays the same.
+#[test]
+fn a_trace_from_a_pipe_is_bounded_by_what_it_holds() {
+    use profilestore_harness::trace::{TRACE_FORMAT, TRACE_MAGIC};
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let piped = |bytes: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
+            .args(["replay", "/dev/stdin"])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        // A replay that refuses the bytes may stop reading before they are all written.
+        let _ = child.stdin.take().unwrap().write_all(bytes);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Format, seed 0, epoch 0, fps 0.0, latency, 1 server whose name claims 8 GiB (within
+    // what a bound on the pipe's largest size, 1 GiB, would let the decoder claim).
+    let mut hostile = TRACE_MAGIC.to_vec();
+    hostile.extend([TRACE_FORMAT as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD]);
+    hostile.extend((1u64 << 33).to_le_bytes());
+    let (code, stdout, stderr) = piped(&hostile);
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert_eq!(
+        stderr,
+        "profilestore-sim: trace file /dev/stdin is not a readable trace: a length inside it is \
+         larger than the file can hold\n"
+    );
+    let args = ["simulate", "--memory", "--players", "4", "--duration", "1m"];
+    let (code, _, stderr) = sim(&[&args[..], &["--trace", "run.trace"]].concat(), dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = piped(&std::fs::read(dir.path().join("run.trace")).unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.ends_with(": byte-identical\n"), "{stdout}");
 }
 
 /// Output that cannot be written for another reason than a closed pipe (a full disk) is an

@@ -458,6 +458,18 @@ fn a_trace_streamed_as_the_run_goes_is_the_one_held_in_memory() {
     let storage = Box::new(MemoryStorage::new());
     let mut fleet = Fleet::new(memory.config.clone(), storage).unwrap();
     let writer = TraceWriter::create(&path, &fleet.world.config, Some(&fleet.config)).unwrap();
+    // Another run writing the same trace meanwhile is refused, and leaves this one's be.
+    let err = TraceWriter::create(&path, &fleet.world.config, None)
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "trace file {}: another run is writing this trace ({}.partial is locked)",
+            path.display(),
+            path.display()
+        )
+    );
     fleet.world.stream_trace(writer).unwrap();
     assert!(matches!(
         Trace::of(&fleet.world, None),

@@ -178,8 +178,9 @@ enum Command {
 /// Refuses a `--trace` path before a run rather than after it: a directory, an existing file
 /// that is not a trace (a database, say: it would be overwritten at the end), the run's own
 /// database when the run makes one (`db`, compared by its directory's real path and its
-/// name), or a path that cannot be opened for writing. Nothing is truncated here; a missing
-/// file is created empty, and written when the run ends.
+/// name, as the file the trace is written to until it is finished, `<name>.partial`, is), or
+/// a path that cannot be opened for writing. Nothing is truncated here; a missing file is
+/// created empty, and the trace takes its place when the run ends.
 fn check_trace_path(path: &Path, db: Option<&Path>) -> Result<(), String> {
     use std::io::Read;
     let shown = path.display();
@@ -208,10 +209,17 @@ fn check_trace_path(path: &Path, db: Option<&Path>) -> Result<(), String> {
         Some(std::fs::canonicalize(dir).ok()?.join(p.file_name()?))
     };
     if let Some(db) = db {
+        let partial = trace::partial_path(path);
         for suffix in ["", "-wal", "-shm"] {
             let mut name = db.as_os_str().to_os_string();
             name.push(suffix);
-            if real(path).is_some_and(|t| Some(t) == real(Path::new(&name))) {
+            let db_file = real(Path::new(&name));
+            let written = [Some(path), partial.as_deref()];
+            if written
+                .into_iter()
+                .flatten()
+                .any(|t| real(t).is_some_and(|t| Some(t) == db_file))
+            {
                 return Err(format!(
                     "--trace {shown} names the run's database: give the trace a file of its own"
                 ));
@@ -610,8 +618,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Replay { file } => {
             // Read as the replay goes: its memory does not grow with the run.
             let t = trace::TraceFile::open(&file).map_err(|e| e.to_string())?;
+            let recorded = t.fleet().cloned();
+            // A damaged file is an error, however far the replay read, and prints nothing else.
+            let r = t.replay().map_err(|e| e.to_string())?;
             // What was recorded, so a run can also be played again with its invariants checked.
-            if let Some(config) = t.fleet() {
+            if let Some(config) = &recorded {
                 // A trace does not say where the run's DataStore lived (it plays the same
                 // either way): without `--memory` or `--db` the command replaces the default file.
                 out!(
@@ -620,7 +631,6 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     config.simulate_flags()
                 );
             }
-            let r = t.replay().map_err(|e| e.to_string())?;
             out!(
                 "replayed {} inputs, {} outputs: {}",
                 r.inputs,
