@@ -357,21 +357,72 @@ fn each_frame<E>(
     Ok(())
 }
 
-/// A trace written to a file as the run goes ([`World::stream_trace`]): the run's memory
-/// does not grow with it. The first error writing it is kept and returned by
-/// [`TraceWriter::finish`], which ends the file; a writer dropped unfinished leaves none.
+/// A trace written to a file as the run goes ([`World::stream_trace`]), or compared as it
+/// goes with one written before (the determinism check: [`TraceWriter::compare_with`]): the
+/// run's memory does not grow with it. The first error is kept and returned by
+/// [`TraceWriter::finish`], which ends the trace; a writer dropped unfinished leaves no file.
 pub struct TraceWriter {
-    frames: FrameWriter<OutFile>,
+    frames: FrameWriter<Sink>,
+    path: PathBuf,
     error: Option<TraceError>,
 }
 
-impl Write for OutFile {
+/// How a [`TraceWriter`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceEnd {
+    /// The trace is in its file.
+    Written,
+    /// It was compared with a file: whether that file holds exactly these bytes.
+    Compared {
+        /// Byte for byte the same, and nothing more in the file.
+        same: bool,
+    },
+}
+
+/// Where a [`TraceWriter`]'s bytes go.
+enum Sink {
+    File(OutFile),
+    Compare(Comparison),
+}
+
+/// Bytes compared, as they are written, with a file's next bytes.
+struct Comparison {
+    expected: std::io::BufReader<std::fs::File>,
+    same: bool,
+    read: Vec<u8>,
+}
+
+impl Comparison {
+    fn check(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if !self.same {
+            return Ok(());
+        }
+        self.read.resize(bytes.len(), 0);
+        match self.expected.read_exact(&mut self.read) {
+            Ok(()) => self.same = self.read == bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => self.same = false,
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
+impl Write for Sink {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.out.write(bytes)
+        match self {
+            Sink::File(file) => file.out.write(bytes),
+            Sink::Compare(comparison) => {
+                comparison.check(bytes)?;
+                Ok(bytes.len())
+            }
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        match self {
+            Sink::File(file) => file.out.flush(),
+            Sink::Compare(_) => Ok(()),
+        }
     }
 }
 
@@ -382,17 +433,42 @@ impl TraceWriter {
         world: &WorldConfig,
         fleet: Option<&FleetConfig>,
     ) -> Result<TraceWriter, TraceError> {
-        let file = OutFile::create(path)?;
-        let frames = FrameWriter::start(file, world, fleet).map_err(|e| encode_error(path, e))?;
+        TraceWriter::start(Sink::File(OutFile::create(path)?), path, world, fleet)
+    }
+
+    /// Starts comparing the trace of a run of `world` (and `fleet`) with the file at `path`
+    /// as the run goes, writing nothing.
+    pub fn compare_with(
+        path: &Path,
+        world: &WorldConfig,
+        fleet: Option<&FleetConfig>,
+    ) -> Result<TraceWriter, TraceError> {
+        let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+        let comparison = Comparison {
+            expected: std::io::BufReader::new(file),
+            same: true,
+            read: Vec::new(),
+        };
+        TraceWriter::start(Sink::Compare(comparison), path, world, fleet)
+    }
+
+    fn start(
+        sink: Sink,
+        path: &Path,
+        world: &WorldConfig,
+        fleet: Option<&FleetConfig>,
+    ) -> Result<TraceWriter, TraceError> {
+        let frames = FrameWriter::start(sink, world, fleet).map_err(|e| encode_error(path, e))?;
         Ok(TraceWriter {
             frames,
+            path: path.to_path_buf(),
             error: None,
         })
     }
 
     fn keep(&mut self, written: Result<(), bincode::error::EncodeError>) {
         if let (Err(e), None) = (written, &self.error) {
-            self.error = Some(encode_error(&self.frames.out.path, e));
+            self.error = Some(encode_error(&self.path, e));
         }
     }
 
@@ -414,14 +490,25 @@ impl TraceWriter {
         self.keep(written);
     }
 
-    /// Ends the trace (its end frame, the file in place) or returns the first error met.
-    pub fn finish(self) -> Result<(), TraceError> {
+    /// Ends the trace (its end frame; the file in place, or the comparison's answer) or
+    /// returns the first error met.
+    pub fn finish(self) -> Result<TraceEnd, TraceError> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let path = self.frames.out.path.clone();
-        let file = self.frames.end().map_err(|e| encode_error(&path, e))?;
-        file.finish()
+        let path = self.path;
+        match self.frames.end().map_err(|e| encode_error(&path, e))? {
+            Sink::File(file) => file.finish().map(|()| TraceEnd::Written),
+            Sink::Compare(mut comparison) => {
+                // Nothing more in the file than this run wrote.
+                let more = comparison
+                    .expected
+                    .fill_buf()
+                    .map_err(|e| io_error(&path, e))?;
+                let same = comparison.same && more.is_empty();
+                Ok(TraceEnd::Compared { same })
+            }
+        }
     }
 }
 

@@ -643,9 +643,12 @@ impl World {
         Ok(())
     }
 
-    /// Ends the trace [`World::stream_trace`] writes (`None` when there is none): the file in
-    /// place, or the first error writing it. Nothing is recorded after.
-    pub fn finish_trace(&mut self) -> Option<Result<(), crate::trace::TraceError>> {
+    /// Ends the trace [`World::stream_trace`] writes or compares (`None` when there is none):
+    /// the file in place or the comparison's answer, or the first error met. Nothing is
+    /// recorded after.
+    pub fn finish_trace(
+        &mut self,
+    ) -> Option<Result<crate::trace::TraceEnd, crate::trace::TraceError>> {
         self.stream.take().map(crate::trace::TraceWriter::finish)
     }
 

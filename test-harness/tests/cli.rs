@@ -60,10 +60,19 @@ fn simulate_then_replay_the_trace() {
         "0.1",
     ];
     let args = [&small[..], &["--memory", "--json", "--check-determinism"]].concat();
-    let (code, stdout, _) = sim(&args, dir.path());
-    assert_eq!(code, 0);
-    let summary: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
+    // Without `--trace` the check compares with a file of its own, in the temporary folder,
+    // removed after.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
+        .args(&args)
+        .current_dir(dir.path())
+        .env("TMPDIR", tmp.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let summary: profilestore_core::value::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["determinism"], "identical");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     // The first run on SQLite, the second in memory: the two stores export the same, and the
     // human summary says so (and names the trace written).
     let twice = [
@@ -96,6 +105,9 @@ fn simulate_then_replay_the_trace() {
         !dir.path().join("run.trace.partial").exists(),
         "the trace took its name whole"
     );
+    let (code, stdout, _) = sim(&["replay", "twice.trace"], dir.path());
+    assert_eq!(code, 0);
+    assert!(stdout.contains("byte-identical"), "{stdout}");
     let (code, stdout, _) = sim(&["replay", "run.trace"], dir.path());
     assert_eq!(code, 0);
     assert!(stdout.contains("byte-identical"), "{stdout}");

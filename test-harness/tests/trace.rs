@@ -501,3 +501,41 @@ fn a_trace_streamed_as_the_run_goes_is_the_one_held_in_memory() {
         "{message}"
     );
 }
+
+/// The determinism check's comparison (`simulate --check-determinism`): a run's trace compared,
+/// as the run goes, with the file an earlier run wrote: the same seed is the same bytes; another
+/// seed, a file cut short or one with more after the trace are not.
+#[test]
+fn a_run_compared_with_a_trace_file_as_it_goes() {
+    use profilestore_harness::trace::{TraceEnd, TraceWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("first.trace");
+    let first = recorded(12);
+    Trace::of(&first.world, Some(first.config.clone()))
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let compare = |seed: u64, file: &std::path::Path| {
+        let mut config = first.config.clone();
+        config.seed = seed;
+        let mut fleet = Fleet::new(config, Box::new(MemoryStorage::new())).unwrap();
+        let comparer =
+            TraceWriter::compare_with(file, &fleet.world.config, Some(&fleet.config)).unwrap();
+        fleet.world.stream_trace(comparer).unwrap();
+        fleet.run(|_| {});
+        fleet.world.finish_trace().unwrap().unwrap()
+    };
+    assert_eq!(compare(12, &path), TraceEnd::Compared { same: true });
+    assert_eq!(compare(13, &path), TraceEnd::Compared { same: false });
+    let other = dir.path().join("other.trace");
+    for changed in [
+        bytes[..bytes.len() - 1].to_vec(),
+        [&bytes[..], &[0]].concat(),
+    ] {
+        std::fs::write(&other, changed).unwrap();
+        assert_eq!(compare(12, &other), TraceEnd::Compared { same: false });
+    }
+    // Comparing writes nothing.
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}

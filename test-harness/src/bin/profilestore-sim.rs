@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use profilestore_harness::fleet::{Fleet, FleetConfig, STORE};
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
-use profilestore_harness::trace::{self, TRACE_MAGIC, Trace};
+use profilestore_harness::trace::{self, TRACE_MAGIC};
 use profilestore_harness::{export, inspect, invariants, journal, scenario};
 
 // Simulations allocate and free JSON values at a high rate; mimalloc does that markedly faster
@@ -430,16 +430,19 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let mut fleet = Fleet::new(config.clone(), storage)?;
             // The log does not grow with the run: excerpts of violations come from a second run.
             fleet.keep_log = false;
-            // Nor does a trace: it is written as the run goes. (The determinism check compares
-            // two runs held in memory, and writes the first's trace after.)
-            if let (Some(path), false) = (&trace, check_determinism) {
-                let world = &fleet.world.config;
-                let writer = trace::TraceWriter::create(path, world, Some(&fleet.config))
-                    .map_err(|e| e.to_string())?;
-                fleet
-                    .world
-                    .stream_trace(writer)
-                    .map_err(|e| e.to_string())?;
+            // Nor does a trace: it is written as the run goes. The determinism check compares
+            // the second run with it as that one goes (with a file of its own when the run
+            // writes no trace, removed after).
+            let trace_file = match (&trace, check_determinism) {
+                (Some(path), _) => Some(path.clone()),
+                (None, true) => Some(
+                    std::env::temp_dir()
+                        .join(format!("profilestore-sim-{}.trace", std::process::id())),
+                ),
+                (None, false) => None,
+            };
+            if let Some(path) = &trace_file {
+                stream_trace(&mut fleet, path, false)?;
             }
             let bar = progress_bar(json, duration, "");
             let started = Instant::now();
@@ -485,17 +488,34 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     first.unwrap_or_default()
                 ));
             }
+            let written = fleet.world.finish_trace();
+            if let Some(Err(e)) = &written {
+                failures.push(e.to_string());
+            }
             if check_determinism {
-                match Fleet::new(config, Box::new(MemoryStorage::new())) {
+                let second = |path: &Path| -> Result<(Fleet, bool), String> {
+                    let mut again = Fleet::new(config, Box::new(MemoryStorage::new()))?;
+                    // Its log is let go as read too: the check compares what is recorded.
+                    again.keep_log = false;
+                    stream_trace(&mut again, path, true)?;
+                    // As long as the run itself: show it going.
+                    let bar = progress_bar(json, duration, "determinism check: second run");
+                    again.run(|t| bar.set_position(t as u64));
+                    bar.finish_and_clear();
+                    match again.world.finish_trace() {
+                        Some(Ok(trace::TraceEnd::Compared { same })) => Ok((again, same)),
+                        Some(Err(e)) => Err(e.to_string()),
+                        _ => Err("the second run compared no trace".to_string()),
+                    }
+                };
+                let compared = match (&trace_file, &written) {
+                    (Some(path), Some(Ok(_))) => second(path),
+                    _ => Err("the first run's trace could not be written".to_string()),
+                };
+                match compared {
                     Err(e) => failures.push(format!("determinism check failed: {e}")),
-                    Ok(mut again) => {
-                        // Its log is let go as read too: the check compares what is recorded.
-                        again.keep_log = false;
-                        // As long as the run itself: show it going.
-                        let bar = progress_bar(json, duration, "determinism check: second run");
-                        again.run(|t| bar.set_position(t as u64));
-                        bar.finish_and_clear();
-                        match differences(&mut fleet, &violations, &mut again) {
+                    Ok((mut again, same_trace)) => {
+                        match differences(&mut fleet, &violations, &mut again, same_trace) {
                             Ok(differ) => {
                                 reproduced = differ.is_empty();
                                 summary["determinism"] = profilestore_core::json!(if reproduced {
@@ -516,18 +536,12 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     }
                 }
             }
-            if let Some(path) = &trace {
-                let written = match fleet.world.finish_trace() {
-                    Some(written) => written,
-                    None => Trace::of(&fleet.world, Some(fleet.config.clone()))
-                        .and_then(|t| t.save(path)),
-                };
-                match written {
-                    Ok(()) => {
-                        summary["trace"] = profilestore_core::json!(path.display().to_string())
-                    }
-                    Err(e) => failures.push(e.to_string()),
-                }
+            if let (Some(path), Some(Ok(_))) = (&trace, &written) {
+                summary["trace"] = profilestore_core::json!(path.display().to_string());
+            }
+            // The determinism check's own file.
+            if let (None, Some(path)) = (&trace, &trace_file) {
+                let _ = std::fs::remove_file(path);
             }
             if json {
                 summary["violation_details"] =
@@ -744,8 +758,22 @@ fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
+/// Sends `fleet`'s trace to the file at `path` as it runs, or, `compare`, compares it with
+/// that file as it runs.
+fn stream_trace(fleet: &mut Fleet, path: &Path, compare: bool) -> Result<(), String> {
+    let (world, config) = (&fleet.world.config, Some(&fleet.config));
+    let writer = if compare {
+        trace::TraceWriter::compare_with(path, world, config)
+    } else {
+        trace::TraceWriter::create(path, world, config)
+    };
+    let writer = writer.map_err(|e| e.to_string())?;
+    fleet.world.stream_trace(writer).map_err(|e| e.to_string())
+}
+
 /// What differs between a run (`first`, checked: `violations`) and the same seed run again
-/// (`again`): the engines' inputs and outputs, what the DataStore holds at the end (every key,
+/// (`again`): the engines' inputs and outputs (`same_trace`: the second run's trace, compared
+/// byte for byte with the first's as it ran), what the DataStore holds at the end (every key,
 /// value, version and time, as exported), the summary (every count and invariant result) and
 /// the violations (invariant, key and detail of each, in order). Empty when the two agree in
 /// all four.
@@ -753,9 +781,10 @@ fn differences(
     first: &mut Fleet,
     violations: &[invariants::Violation],
     again: &mut Fleet,
+    same_trace: bool,
 ) -> Result<Vec<&'static str>, String> {
     let mut differ = Vec::new();
-    if !trace::same_run(&first.world, &again.world).map_err(|e| e.to_string())? {
+    if !same_trace {
         differ.push("engine inputs and outputs");
     }
     let stored = |fleet: &mut Fleet| {
@@ -900,18 +929,20 @@ mod tests {
 
     /// The determinism check finds what differs: nothing between two runs of one seed; the
     /// engines, the stored data, the summary and the violations between two seeds; only the
-    /// stored data (and the violations it causes) when a key was changed after the run.
+    /// stored data (and the violations it causes) when a key was changed after the run. (The
+    /// traces are compared as the command compares them, here held in memory.)
     #[test]
     fn differences_name_what_differs() {
         let mut first = played(3);
         let violations = invariants::check(&mut first);
         assert_eq!(violations, vec![]);
+        let mut compared = |again: &mut Fleet| {
+            let same = trace::same_run(&first.world, &again.world).unwrap();
+            differences(&mut first, &violations, again, same)
+        };
+        assert_eq!(compared(&mut played(3)), Ok(vec![]));
         assert_eq!(
-            differences(&mut first, &violations, &mut played(3)),
-            Ok(vec![])
-        );
-        assert_eq!(
-            differences(&mut first, &violations, &mut played(4)),
+            compared(&mut played(4)),
             Ok(vec![
                 "engine inputs and outputs",
                 "stored data",
@@ -934,7 +965,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            differences(&mut first, &violations, &mut changed),
+            compared(&mut changed),
             Ok(vec!["stored data", "summaries", "violations"])
         );
     }
