@@ -7,7 +7,8 @@
 //! configurations), then one frame per input and per output in the order they happened, then
 //! an end frame with their counts. A run writes it as it goes ([`TraceWriter`]) and a replay
 //! reads it as it goes ([`TraceFile::replay`]), so neither holds the run in memory, however
-//! long. A [`Trace`] is the same contents held in memory (tests, the determinism check).
+//! long; the determinism check compares a second run with the first's file as it goes
+//! ([`TraceWriter::compare_with`]). A [`Trace`] is the same contents held in memory (tests).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Read, Write};
@@ -796,8 +797,10 @@ impl Replay {
     }
 }
 
-/// The determinism check (issue "harness" §5): whether two recorded worlds, run from the same
-/// seed and configuration, took the same inputs and produced the same outputs, byte for byte.
+/// Whether two worlds recording in memory, run from the same seed and configuration, took the
+/// same inputs and produced the same outputs, byte for byte: the determinism check (issue
+/// "harness" §5) on traces held in memory (`simulate` compares with a file as it goes:
+/// [`TraceWriter::compare_with`]).
 pub fn same_run(a: &World, b: &World) -> Result<bool, TraceError> {
     let (a, b) = (Trace::of(a, None)?, Trace::of(b, None)?);
     Ok(a.outputs.len() == b.outputs.len() && a.to_bytes()? == b.to_bytes()?)

@@ -408,6 +408,22 @@ fn run(command: Command) -> Result<ExitCode, String> {
             if let Some(path) = &trace {
                 check_trace_path(path, (!memory).then_some(db.as_path()))?;
             }
+            // The determinism check compares the second run with the first's trace file as the
+            // second run goes: the `--trace` file when that is a regular file, else one in a
+            // temporary folder of the check's own (made here, before anything is replaced;
+            // removed when the command ends).
+            let compare_dir = match &trace {
+                Some(path) if trace::partial_path(path).is_some() => None,
+                _ if check_determinism => Some(
+                    tempfile::Builder::new()
+                        .prefix("profilestore-sim-")
+                        .tempdir()
+                        .map_err(|e| {
+                            format!("cannot make a temporary folder for the determinism check: {e}")
+                        })?,
+                ),
+                _ => None,
+            };
             let storage: Box<dyn Storage> = if memory {
                 Box::new(MemoryStorage::new())
             } else {
@@ -430,16 +446,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let mut fleet = Fleet::new(config.clone(), storage)?;
             // The log does not grow with the run: excerpts of violations come from a second run.
             fleet.keep_log = false;
-            // Nor does a trace: it is written as the run goes. The determinism check compares
-            // the second run with it as that one goes (with a file of its own when the run
-            // writes no trace, removed after).
-            let trace_file = match (&trace, check_determinism) {
-                (Some(path), _) => Some(path.clone()),
-                (None, true) => Some(
-                    std::env::temp_dir()
-                        .join(format!("profilestore-sim-{}.trace", std::process::id())),
-                ),
-                (None, false) => None,
+            // Nor does a trace: it is written as the run goes.
+            let trace_file = match &compare_dir {
+                Some(dir) => Some(dir.path().join("first.trace")),
+                None => trace.clone(),
             };
             if let Some(path) = &trace_file {
                 stream_trace(&mut fleet, path, false)?;
@@ -488,9 +498,27 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     first.unwrap_or_default()
                 ));
             }
-            let written = fleet.world.finish_trace();
-            if let Some(Err(e)) = &written {
-                failures.push(e.to_string());
+            let mut written = fleet.world.finish_trace();
+            // A trace the check wrote in its own folder is the `--trace` file's (a pipe, say).
+            if let (Some(dir), Some(path), Some(Ok(_))) = (&compare_dir, &trace, &written) {
+                let copied =
+                    std::fs::File::open(dir.path().join("first.trace")).and_then(|mut from| {
+                        std::io::copy(&mut from, &mut std::fs::File::create(path)?)
+                    });
+                if let Err(e) = copied {
+                    written = Some(Err(trace::TraceError::Io {
+                        path: path.display().to_string(),
+                        source: e,
+                    }));
+                }
+            }
+            // Said once: as the check's failure when the check needed it.
+            match &written {
+                Some(Err(e)) if check_determinism => {
+                    failures.push(format!("determinism check failed: {e}"))
+                }
+                Some(Err(e)) => failures.push(e.to_string()),
+                _ => {}
             }
             if check_determinism {
                 let second = |path: &Path| -> Result<(Fleet, bool), String> {
@@ -509,12 +537,14 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     }
                 };
                 let compared = match (&trace_file, &written) {
-                    (Some(path), Some(Ok(_))) => second(path),
-                    _ => Err("the first run's trace could not be written".to_string()),
+                    (Some(path), Some(Ok(_))) => Some(second(path)),
+                    // Said above.
+                    _ => None,
                 };
                 match compared {
-                    Err(e) => failures.push(format!("determinism check failed: {e}")),
-                    Ok((mut again, same_trace)) => {
+                    None => {}
+                    Some(Err(e)) => failures.push(format!("determinism check failed: {e}")),
+                    Some(Ok((mut again, same_trace))) => {
                         match differences(&mut fleet, &violations, &mut again, same_trace) {
                             Ok(differ) => {
                                 reproduced = differ.is_empty();
@@ -539,10 +569,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             if let (Some(path), Some(Ok(_))) = (&trace, &written) {
                 summary["trace"] = profilestore_core::json!(path.display().to_string());
             }
-            // The determinism check's own file.
-            if let (None, Some(path)) = (&trace, &trace_file) {
-                let _ = std::fs::remove_file(path);
-            }
+            // The determinism check's own folder goes.
+            drop(compare_dir);
             if json {
                 summary["violation_details"] =
                     serde_json::to_value(&violations).unwrap_or_default().into();
