@@ -498,20 +498,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     first.unwrap_or_default()
                 ));
             }
-            let mut written = fleet.world.finish_trace();
-            // A trace the check wrote in its own folder is the `--trace` file's (a pipe, say).
-            if let (Some(dir), Some(path), Some(Ok(_))) = (&compare_dir, &trace, &written) {
-                let copied =
-                    std::fs::File::open(dir.path().join("first.trace")).and_then(|mut from| {
-                        std::io::copy(&mut from, &mut std::fs::File::create(path)?)
-                    });
-                if let Err(e) = copied {
-                    written = Some(Err(trace::TraceError::Io {
-                        path: path.display().to_string(),
-                        source: e,
-                    }));
-                }
-            }
+            let written = fleet.world.finish_trace();
             // Said once: as the check's failure when the check needed it.
             match &written {
                 Some(Err(e)) if check_determinism => {
@@ -566,7 +553,19 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     }
                 }
             }
-            if let (Some(path), Some(Ok(_))) = (&trace, &written) {
+            // A trace the check wrote in its own folder is the `--trace` file's (a pipe, say).
+            let mut trace_written = matches!(written, Some(Ok(_)));
+            if let (Some(dir), Some(path), true) = (&compare_dir, &trace, trace_written) {
+                let copied =
+                    std::fs::File::open(dir.path().join("first.trace")).and_then(|mut from| {
+                        std::io::copy(&mut from, &mut std::fs::File::create(path)?)
+                    });
+                if let Err(e) = copied {
+                    failures.push(format!("cannot write trace {}: {e}", path.display()));
+                    trace_written = false;
+                }
+            }
+            if let (Some(path), true) = (&trace, trace_written) {
                 summary["trace"] = profilestore_core::json!(path.display().to_string());
             }
             // The determinism check's own folder goes.
