@@ -361,7 +361,8 @@ fn each_frame<E>(
 /// A trace written to a file as the run goes ([`World::stream_trace`]), or compared as it
 /// goes with one written before (the determinism check: [`TraceWriter::compare_with`]): the
 /// run's memory does not grow with it. The first error is kept and returned by
-/// [`TraceWriter::finish`], which ends the trace; a writer dropped unfinished leaves no file.
+/// [`TraceWriter::finish`], which ends the trace; a writer dropped unfinished leaves no partial
+/// file (a pipe or a symlink, written in place, is left cut short).
 pub struct TraceWriter {
     frames: FrameWriter<Sink>,
     path: PathBuf,

@@ -76,11 +76,31 @@ fn simulate_then_replay_the_trace() {
         serde_json::from_slice::<profilestore_core::value::Value>(&out.stdout).unwrap()
     };
     assert_eq!(checked(&args)["determinism"], "identical");
-    // A `--trace` that is not a regular file (here a device) is written in place; the check
-    // compares with a copy in its own folder, not with what it reads back from the device.
+    // A `--trace` that is not a regular file (here a device) gets a copy of the trace the check
+    // wrote and compared in its own folder, not one read back from the device.
     let summary = checked(&[&args[..], &["--trace", "/dev/null"]].concat());
     assert_eq!(summary["determinism"], "identical");
     assert_eq!(summary["trace"], "/dev/null");
+    // A copy that cannot be written fails the trace, not the check: said once, exit 2.
+    if std::path::Path::new("/dev/full").exists() {
+        let full = [&args[..], &["--trace", "/dev/full"]].concat();
+        let out = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
+            .args(&full)
+            .current_dir(dir.path())
+            .env("TMPDIR", tmp.path())
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2));
+        let summary: profilestore_core::value::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["determinism"], "identical");
+        assert_eq!(summary["trace"], profilestore_core::value::Value::Null);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "profilestore-sim: cannot write trace /dev/full: No space left on device (os error \
+             28)\n"
+        );
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
     // The first run on SQLite, the second in memory: the two stores export the same, and the
     // human summary says so (and names the trace written).
     let twice = [
@@ -109,10 +129,12 @@ fn simulate_then_replay_the_trace() {
         Some("twice.trace"),
         "{stdout}"
     );
-    assert!(
-        !dir.path().join("run.trace.partial").exists(),
-        "the trace took its name whole"
-    );
+    for partial in ["run.trace.partial", "twice.trace.partial"] {
+        assert!(
+            !dir.path().join(partial).exists(),
+            "the trace took its name whole"
+        );
+    }
     let (code, stdout, _) = sim(&["replay", "twice.trace"], dir.path());
     assert_eq!(code, 0);
     assert!(stdout.contains("byte-identical"), "{stdout}");
@@ -515,6 +537,20 @@ fn a_trace_path_that_cannot_be_written_is_refused_before_the_run() {
             )
         );
     }
+    // Another run writing the same trace (it holds the partial file locked) is found before
+    // the database is made; nothing is left behind.
+    let held = std::fs::File::create(dir.path().join("held.trace.partial")).unwrap();
+    held.try_lock().unwrap();
+    let (code, _, stderr) = run("held.trace");
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "profilestore-sim: cannot write trace held.trace: another run is writing this trace \
+         (held.trace.partial is locked)\n"
+    );
+    assert!(!dir.path().join("profilestore-sim.db").exists());
+    assert!(!dir.path().join("held.trace").exists());
+    drop(held);
     // Nor the database as the file the trace is written to until it is finished.
     let args = ["simulate", "--players", "5", "--duration", "1m"];
     let partial = ["--db", "run.trace.partial", "--trace", "run.trace"];

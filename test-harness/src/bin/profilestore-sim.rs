@@ -179,8 +179,11 @@ enum Command {
 /// that is not a trace (a database, say: it would be overwritten at the end), the run's own
 /// database when the run makes one (`db`, compared by its directory's real path and its
 /// name, as the file the trace is written to until it is finished, `<name>.partial`, is), or
-/// a path that cannot be opened for writing. Nothing is truncated here; a missing file is
-/// created empty, and the trace takes its place when the run ends.
+/// a trace that cannot be written: a regular file's (or a new one's) partial file that cannot
+/// be made beside it, or that another run writing the same trace holds locked; anything else
+/// (a device) that cannot be opened for writing. A named pipe is not opened here: that would
+/// wait for its reader, which would then see the pipe close. Nothing is truncated or left
+/// here (a partial file made to try is removed).
 fn check_trace_path(path: &Path, db: Option<&Path>) -> Result<(), String> {
     use std::io::Read;
     let shown = path.display();
@@ -226,13 +229,37 @@ fn check_trace_path(path: &Path, db: Option<&Path>) -> Result<(), String> {
             }
         }
     }
-    std::fs::OpenOptions::new()
+    let cannot = |e: std::io::Error| format!("cannot write trace {shown}: {e}");
+    let Some(partial) = trace::partial_path(path) else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
+                return Ok(());
+            }
+        }
+        let device = std::fs::OpenOptions::new().write(true).open(path);
+        return device.map(drop).map_err(cannot);
+    };
+    let existed = partial.exists();
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)
-        .map(drop)
-        .map_err(|e| format!("cannot write trace {shown}: {e}"))
+        .open(&partial)
+        .map_err(cannot)?;
+    let locked = file.try_lock().is_err();
+    drop(file);
+    if !existed {
+        let _ = std::fs::remove_file(&partial);
+    }
+    if locked {
+        return Err(format!(
+            "cannot write trace {shown}: another run is writing this trace ({} is locked)",
+            partial.display()
+        ));
+    }
+    Ok(())
 }
 
 /// `println!` through [`emit`]: every line this program prints goes that way.
@@ -499,12 +526,17 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 ));
             }
             let written = fleet.world.finish_trace();
-            // Said once: as the check's failure when the check needed it.
-            match &written {
-                Some(Err(e)) if check_determinism => {
+            // Said once: as the check's failure when the check needed it (naming the
+            // `--trace` file too when the check wrote the trace in its own folder).
+            match (&written, &trace, &compare_dir) {
+                (Some(Err(e)), Some(path), Some(_)) => failures.push(format!(
+                    "determinism check failed: {e} (so {} was not written either)",
+                    path.display()
+                )),
+                (Some(Err(e)), ..) if check_determinism => {
                     failures.push(format!("determinism check failed: {e}"))
                 }
-                Some(Err(e)) => failures.push(e.to_string()),
+                (Some(Err(e)), ..) => failures.push(e.to_string()),
                 _ => {}
             }
             if check_determinism {
@@ -556,12 +588,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
             // A trace the check wrote in its own folder is the `--trace` file's (a pipe, say).
             let mut trace_written = matches!(written, Some(Ok(_)));
             if let (Some(dir), Some(path), true) = (&compare_dir, &trace, trace_written) {
-                let copied =
-                    std::fs::File::open(dir.path().join("first.trace")).and_then(|mut from| {
-                        std::io::copy(&mut from, &mut std::fs::File::create(path)?)
-                    });
+                let copy = dir.path().join("first.trace");
+                let copied = match std::fs::File::open(&copy) {
+                    Err(e) => Err(format!("cannot read {}: {e}", copy.display())),
+                    Ok(mut from) => std::fs::File::create(path)
+                        .and_then(|mut to| std::io::copy(&mut from, &mut to))
+                        .map_err(|e| format!("cannot write trace {}: {e}", path.display())),
+                };
                 if let Err(e) = copied {
-                    failures.push(format!("cannot write trace {}: {e}", path.display()));
+                    failures.push(e);
                     trace_written = false;
                 }
             }
@@ -957,7 +992,8 @@ mod tests {
     /// The determinism check finds what differs: nothing between two runs of one seed; the
     /// engines, the stored data, the summary and the violations between two seeds; only the
     /// stored data (and the violations it causes) when a key was changed after the run. (The
-    /// traces are compared as the command compares them, here held in memory.)
+    /// traces are compared here in memory, with `trace::same_run`; the command compares the
+    /// second run's with the first's file as it goes.)
     #[test]
     fn differences_name_what_differs() {
         let mut first = played(3);
