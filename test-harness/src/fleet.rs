@@ -2061,7 +2061,7 @@ mod tests {
         let host = &fleet.world.servers[0].host;
         let &(p, profile) = online
             .iter()
-            .find(|(_, pr)| strings_hold_any(&host.data[pr]["Items"]))
+            .find(|(_, pr)| !entries(&host.data[pr]["Items"]).is_empty())
             .expect("a player online with an item");
         assert!(online.len() > 1, "a partner online");
         let key = fleet.players[p].key.clone();
@@ -2095,10 +2095,6 @@ mod tests {
                     && v.detail.starts_with(&trade_read)),
             "{found:#?}"
         );
-    }
-
-    fn strings_hold_any(list: &Value) -> bool {
-        list.as_array().is_some_and(|a| !a.is_empty())
     }
 
     /// A start's nil is told by its cause, in order; a start without `Cancel` that the engine

@@ -229,22 +229,7 @@ impl OutFile {
                 partial: None,
             });
         };
-        // Locked before it is emptied: a run still writing it keeps its bytes.
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&partial)
-            .map_err(|e| io_error(path, e))?;
-        if file.try_lock().is_err() {
-            return Err(io_error(
-                path,
-                std::io::Error::other(format!(
-                    "another run is writing this trace ({} is locked)",
-                    partial.display()
-                )),
-            ));
-        }
+        let file = open_partial(&partial).map_err(|e| io_error(path, e))?;
         file.set_len(0).map_err(|e| io_error(path, e))?;
         let partial = Some(partial);
         Ok(OutFile {
@@ -263,6 +248,39 @@ impl OutFile {
         });
         done.map_err(|e| io_error(&self.path, e))
     }
+}
+
+/// Opens (making it if need be) and locks the partial file of a trace: locked before it is
+/// emptied, so a run still writing it keeps its bytes; refused while another run holds it.
+fn open_partial(partial: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(partial)?;
+    if file.try_lock().is_err() {
+        return Err(std::io::Error::other(format!(
+            "another run is writing this trace ({} is locked)",
+            partial.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Whether a trace could be written to `path` through its partial file (a regular file or a
+/// new one: [`partial_path`]; `Ok` for anything else, written in place): the partial file can
+/// be made beside it and no other run holds it. One made to try is removed again; nothing is
+/// truncated.
+pub fn try_partial(path: &Path) -> std::io::Result<()> {
+    let Some(partial) = partial_path(path) else {
+        return Ok(());
+    };
+    let existed = partial.exists();
+    let tried = open_partial(&partial).map(drop);
+    if !existed {
+        let _ = std::fs::remove_file(&partial);
+    }
+    tried
 }
 
 /// Where a trace written to `path` goes until it is finished: `<name>.partial` beside it, for

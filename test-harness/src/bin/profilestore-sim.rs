@@ -230,36 +230,18 @@ fn check_trace_path(path: &Path, db: Option<&Path>) -> Result<(), String> {
         }
     }
     let cannot = |e: std::io::Error| format!("cannot write trace {shown}: {e}");
-    let Some(partial) = trace::partial_path(path) else {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::FileTypeExt;
-            if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
-                return Ok(());
-            }
+    if trace::partial_path(path).is_some() {
+        return trace::try_partial(path).map_err(cannot);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
+            return Ok(());
         }
-        let device = std::fs::OpenOptions::new().write(true).open(path);
-        return device.map(drop).map_err(cannot);
-    };
-    let existed = partial.exists();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&partial)
-        .map_err(cannot)?;
-    let locked = file.try_lock().is_err();
-    drop(file);
-    if !existed {
-        let _ = std::fs::remove_file(&partial);
     }
-    if locked {
-        return Err(format!(
-            "cannot write trace {shown}: another run is writing this trace ({} is locked)",
-            partial.display()
-        ));
-    }
-    Ok(())
+    let device = std::fs::OpenOptions::new().write(true).open(path);
+    device.map(drop).map_err(cannot)
 }
 
 /// `println!` through [`emit`]: every line this program prints goes that way.
