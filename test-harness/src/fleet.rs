@@ -20,6 +20,7 @@
 //! in once more) and then [`crate::invariants`] checks what happened.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 
 use rustc_hash::FxHashMap;
 
@@ -129,6 +130,18 @@ impl FleetConfig {
             spare_servers: 0,
         }
     }
+}
+
+/// How [`Fleet::run_until`] ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Played {
+    /// Played for the configured duration, then settled: ready for the invariant checks.
+    Settled,
+    /// Stopped by the caller after `at` virtual seconds of play, not settled.
+    Stopped {
+        /// The virtual time play stopped at.
+        at: f64,
+    },
 }
 
 /// How a start that returned nil ended, as the fleet saw it: what [`StartFailure::of`] reads.
@@ -1011,15 +1024,30 @@ impl Fleet {
     /// (last with `config.duration`, when play ends); then settles: faults off, everyone
     /// leaves and every final save lands (some five virtual minutes more).
     pub fn run(&mut self, mut progress: impl FnMut(f64)) {
+        let played = self.run_until(|t| {
+            progress(t);
+            ControlFlow::Continue(())
+        });
+        debug_assert_eq!(played, Played::Settled);
+    }
+
+    /// [`Fleet::run`], which `progress` can stop: called after each virtual second of play,
+    /// a [`ControlFlow::Break`] ends the play there, without settling: the servers stop as if
+    /// they had crashed, so the run is not one the invariants can be checked on
+    /// ([`Played::Stopped`]). How a command stops on Ctrl-C.
+    pub fn run_until(&mut self, mut progress: impl FnMut(f64) -> ControlFlow<()>) -> Played {
         let mut t = 0.0;
         while t < self.config.duration {
             t = self.play_second(t);
             if t >= self.config.duration {
                 self.played_requests = self.world.request_total();
             }
-            progress(t);
+            if progress(t).is_break() {
+                return Played::Stopped { at: t };
+            }
         }
         self.settle();
+        Played::Settled
     }
 
     /// Plays the second after `t` (or what is left of the configured duration): the world
@@ -2285,6 +2313,38 @@ mod tests {
             } => Some(*flagged),
             _ => None,
         }
+    }
+
+    /// `run_until` stops where its caller says, after playing exactly what a run of that
+    /// length plays, and does not settle; `run` plays to the end and settles.
+    #[test]
+    fn a_run_stops_where_its_caller_says() {
+        let fleet = |duration| {
+            let config = FleetConfig::new(3, 2, 6, duration, 0.0);
+            Fleet::new(config, Box::new(crate::storage::MemoryStorage::new())).unwrap()
+        };
+        let mut stopped = fleet(180.0);
+        let mut seen = Vec::new();
+        let played = stopped.run_until(|t| {
+            seen.push(t);
+            if t >= 30.0 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(played, Played::Stopped { at: 30.0 });
+        assert_eq!(seen, (1..=30).map(f64::from).collect::<Vec<_>>());
+        assert_eq!((stopped.world.now, stopped.settling), (30.0, false));
+        // What a 30-second run plays before it settles.
+        let mut short = fleet(30.0);
+        assert_eq!(
+            short.run_until(|_| ControlFlow::Continue(())),
+            Played::Settled
+        );
+        assert!(short.world.now > 30.0 + 60.0, "settled after its play");
+        assert_eq!(stopped.world.request_total(), short.played_requests);
+        assert!(short.played_requests > 0);
     }
 
     /// A sound run of two servers and six players, three virtual minutes, no faults.

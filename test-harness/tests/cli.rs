@@ -494,6 +494,105 @@ fn bad_arguments_get_clear_errors() {
     assert!(stderr.contains("invalid duration"), "{stderr}");
 }
 
+/// A signal (Ctrl-C's SIGINT, or SIGTERM) stops a run at its next virtual second: exit 130, what
+/// was left undone on standard error, and nothing left of the trace it was writing or of the
+/// determinism check's temporary folder; the database stays, as the stopped servers left it.
+#[test]
+fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let names = |path: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    // A partial trace with bytes in it, somewhere under `path`.
+    let writing = |path: &std::path::Path| -> bool {
+        walk(path).iter().any(|f| {
+            f.extension().is_some_and(|e| e == "partial")
+                && std::fs::metadata(f).is_ok_and(|m| m.len() > 0)
+        })
+    };
+    fn walk(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .flat_map(|e| {
+                let p = e.path();
+                if p.is_dir() { walk(&p) } else { vec![p] }
+            })
+            .collect()
+    }
+    let long = [
+        "simulate",
+        "--servers",
+        "4",
+        "--players",
+        "2000",
+        "--duration",
+        "10h",
+    ];
+    let stop = |extra: &[&str], signal: &str, watched: &std::path::Path| {
+        let child = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
+            .args(long)
+            .args(extra)
+            .current_dir(dir.path())
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !writing(watched) {
+            assert!(Instant::now() < deadline, "the run never wrote its trace");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+        // "…at virtual second N of 36000: …", N a second of play.
+        let (at, rest) = stderr
+            .strip_prefix("profilestore-sim: stopped by a signal at virtual second ")
+            .and_then(|s| s.split_once(" of 36000: "))
+            .unwrap_or_else(|| panic!("{stderr}"));
+        assert!(
+            at.parse::<u32>().is_ok_and(|n| (1..36000).contains(&n)),
+            "{stderr}"
+        );
+        rest.to_string()
+    };
+    let rest = stop(
+        &["--db", "run.db", "--trace", "run.trace"],
+        "-INT",
+        dir.path(),
+    );
+    assert_eq!(
+        rest,
+        "nothing was checked; no trace was written to run.trace; run.db holds the store as the \
+         stopped servers left it (sessions locked, as after a crash)\n"
+    );
+    assert_eq!(names(dir.path()), ["run.db"]);
+    assert!(names(tmp.path()).is_empty());
+    std::fs::remove_file(dir.path().join("run.db")).unwrap();
+    let rest = stop(&["--memory", "--check-determinism"], "-TERM", tmp.path());
+    assert_eq!(rest, "nothing was checked\n");
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    assert!(names(tmp.path()).is_empty(), "{:?}", names(tmp.path()));
+}
+
 /// A `--trace` the run could not write is refused before the run, not after it (which threw
 /// the run's summary away): a directory that does not exist, or the run's own database.
 #[test]

@@ -9,6 +9,7 @@
 //! profilestore-sim import ../shared/fixtures/original-golden.json --db golden.db
 //! ```
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +17,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use profilestore_harness::fleet::{Fleet, FleetConfig, STORE};
+use profilestore_harness::fleet::{Fleet, FleetConfig, Played, STORE};
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
 use profilestore_harness::trace::{self, TRACE_MAGIC};
 use profilestore_harness::{export, inspect, invariants, journal, scenario};
@@ -338,14 +339,49 @@ fn progress_bar(json: bool, duration: f64, message: &'static str) -> ProgressBar
     bar
 }
 
+/// Set by the first Ctrl-C (or SIGTERM, SIGHUP) during `simulate`: the run stops at its next
+/// virtual second and the command ends with what it has finished, removing the trace it was
+/// writing and the determinism check's folder; a second signal quits at once.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
+/// The exit status of a command a signal stopped (128 + SIGINT, as a shell reports Ctrl-C).
+const STOPPED_STATUS: u8 = 130;
+
+/// Makes a signal set [`STOPPED`] rather than kill the process, until a second one comes.
+fn stop_on_signal() -> Result<(), String> {
+    ctrlc::set_handler(|| {
+        if STOPPED.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(STOPPED_STATUS));
+        }
+    })
+    .map_err(|e| format!("cannot handle Ctrl-C: {e}"))
+}
+
+/// A fleet's progress: moves `bar`, and stops the play once a signal came ([`STOPPED`]).
+fn until_stopped(bar: &ProgressBar) -> impl FnMut(f64) -> ControlFlow<()> + '_ {
+    |t| {
+        bar.set_position(t as u64);
+        if STOPPED.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse().command) {
+    let code = match run(Cli::parse().command) {
         Ok(_) if OUTPUT_FAILED.load(Ordering::Relaxed) => ExitCode::from(2),
         Ok(code) => code,
         Err(message) => {
             eprintln!("profilestore-sim: {message}");
             ExitCode::from(2)
         }
+    };
+    if STOPPED.load(Ordering::SeqCst) {
+        ExitCode::from(STOPPED_STATUS)
+    } else {
+        code
     }
 }
 
@@ -396,6 +432,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
                      or --shutdown-rate"
                 );
             }
+            // From here on a signal stops the run where it is, cleaning up what it made.
+            stop_on_signal()?;
             // Only a profilestore database, an empty file or nothing is replaced: refused
             // before the trace file is made, so a refused run leaves nothing behind.
             if !memory {
@@ -465,8 +503,29 @@ fn run(command: Command) -> Result<ExitCode, String> {
             }
             let bar = progress_bar(json, duration, "");
             let started = Instant::now();
-            fleet.run(|t| bar.set_position(t as u64));
+            let played = fleet.run_until(until_stopped(&bar));
             bar.finish_and_clear();
+            if let Played::Stopped { at } = played {
+                // Dropping the fleet removes the partial trace; the check's folder goes too.
+                drop(fleet);
+                drop(compare_dir);
+                let mut left = String::new();
+                if let Some(path) = &trace {
+                    left += &format!("; no trace was written to {}", path.display());
+                }
+                if !memory {
+                    left += &format!(
+                        "; {} holds the store as the stopped servers left it (sessions locked, \
+                         as after a crash)",
+                        db.display()
+                    );
+                }
+                eprintln!(
+                    "profilestore-sim: stopped by a signal at virtual second {at} of {duration}: \
+                     nothing was checked{left}"
+                );
+                return Ok(ExitCode::from(STOPPED_STATUS));
+            }
             let wall = started.elapsed().as_secs_f64();
             let violations = invariants::check(&mut fleet);
             let mut summary = invariants::summary(&fleet, &violations);
@@ -523,18 +582,27 @@ fn run(command: Command) -> Result<ExitCode, String> {
             }
             if check_determinism {
                 let second = |path: &Path| -> Result<(Fleet, bool), String> {
-                    let mut again = Fleet::new(config, Box::new(MemoryStorage::new()))?;
+                    let mut again = Fleet::new(config, Box::new(MemoryStorage::new()))
+                        .map_err(|e| format!("determinism check failed: {e}"))?;
                     // Its log is let go as read too: the check compares what is recorded.
                     again.keep_log = false;
-                    stream_trace(&mut again, path, true)?;
+                    stream_trace(&mut again, path, true)
+                        .map_err(|e| format!("determinism check failed: {e}"))?;
                     // As long as the run itself: show it going.
                     let bar = progress_bar(json, duration, "determinism check: second run");
-                    again.run(|t| bar.set_position(t as u64));
+                    let played = again.run_until(until_stopped(&bar));
                     bar.finish_and_clear();
+                    if let Played::Stopped { at } = played {
+                        return Err(format!(
+                            "determinism check not finished: stopped by a signal at virtual \
+                             second {at} of {duration} of the second run"
+                        ));
+                    }
                     match again.world.finish_trace() {
                         Some(Ok(trace::TraceEnd::Compared { same })) => Ok((again, same)),
-                        Some(Err(e)) => Err(e.to_string()),
-                        _ => Err("the second run compared no trace".to_string()),
+                        Some(Err(e)) => Err(format!("determinism check failed: {e}")),
+                        _ => Err("determinism check failed: the second run compared no trace"
+                            .to_string()),
                     }
                 };
                 let compared = match (&trace_file, &written) {
@@ -544,7 +612,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 };
                 match compared {
                     None => {}
-                    Some(Err(e)) => failures.push(format!("determinism check failed: {e}")),
+                    Some(Err(e)) => failures.push(e),
                     Some(Ok((mut again, same_trace))) => {
                         match differences(&mut fleet, &violations, &mut again, same_trace) {
                             Ok(differ) => {
