@@ -1024,25 +1024,29 @@ impl Fleet {
     /// (last with `config.duration`, when play ends); then settles: faults off, everyone
     /// leaves and every final save lands (some five virtual minutes more).
     pub fn run(&mut self, mut progress: impl FnMut(f64)) {
-        let played = self.run_until(|t| {
+        let played = self.run_until(|_, t| {
             progress(t);
             ControlFlow::Continue(())
         });
         debug_assert_eq!(played, Played::Settled);
     }
 
-    /// [`Fleet::run`], which `progress` can stop: called after each virtual second of play,
-    /// a [`ControlFlow::Break`] ends the play there, without settling: the servers stop as if
-    /// they had crashed, so the run is not one the invariants can be checked on
-    /// ([`Played::Stopped`]). How a command stops on Ctrl-C.
-    pub fn run_until(&mut self, mut progress: impl FnMut(f64) -> ControlFlow<()>) -> Played {
+    /// [`Fleet::run`], which `progress` can stop: called with the fleet after each virtual
+    /// second of play, a [`ControlFlow::Break`] ends the play there, without settling: the
+    /// servers stop as if they had crashed, so the run is not one the invariants can be
+    /// checked on ([`Played::Stopped`]). How a command stops on Ctrl-C, or once its trace
+    /// cannot be written.
+    pub fn run_until(
+        &mut self,
+        mut progress: impl FnMut(&Fleet, f64) -> ControlFlow<()>,
+    ) -> Played {
         let mut t = 0.0;
         while t < self.config.duration {
             t = self.play_second(t);
             if t >= self.config.duration {
                 self.played_requests = self.world.request_total();
             }
-            if progress(t).is_break() {
+            if progress(self, t).is_break() {
                 return Played::Stopped { at: t };
             }
         }
@@ -2325,7 +2329,7 @@ mod tests {
         };
         let mut stopped = fleet(180.0);
         let mut seen = Vec::new();
-        let played = stopped.run_until(|t| {
+        let played = stopped.run_until(|_, t| {
             seen.push(t);
             if t >= 30.0 {
                 ControlFlow::Break(())
@@ -2339,7 +2343,7 @@ mod tests {
         // What a 30-second run plays before it settles.
         let mut short = fleet(30.0);
         assert_eq!(
-            short.run_until(|_| ControlFlow::Continue(())),
+            short.run_until(|_, _| ControlFlow::Continue(())),
             Played::Settled
         );
         assert!(short.world.now > 30.0 + 60.0, "settled after its play");

@@ -510,6 +510,12 @@ impl TraceWriter {
         self.keep(written);
     }
 
+    /// The first error met writing (or reading the file compared with), if any: the trace
+    /// will not finish.
+    pub fn error(&self) -> Option<&TraceError> {
+        self.error.as_ref()
+    }
+
     /// Ends the trace (its end frame; the file in place, or the comparison's answer) or
     /// returns the first error met.
     pub fn finish(self) -> Result<TraceEnd, TraceError> {

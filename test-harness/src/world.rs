@@ -643,6 +643,12 @@ impl World {
         Ok(())
     }
 
+    /// The first error the trace [`World::stream_trace`] writes or compares has met, if any:
+    /// it will not finish.
+    pub fn trace_error(&self) -> Option<&crate::trace::TraceError> {
+        self.stream.as_ref()?.error()
+    }
+
     /// Ends the trace [`World::stream_trace`] writes or compares (`None` when there is none):
     /// the file in place or the comparison's answer, or the first error met. Nothing is
     /// recorded after.

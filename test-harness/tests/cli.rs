@@ -593,6 +593,41 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
     assert!(names(tmp.path()).is_empty(), "{:?}", names(tmp.path()));
 }
 
+/// A trace that stops taking bytes during the run (a full disk) stops the run there, rather
+/// than after hours of play it could not record: exit 2, naming the file and the second.
+#[test]
+fn a_trace_that_cannot_be_written_stops_the_run() {
+    if !std::path::Path::new("/dev/full").exists() {
+        return; // no /dev/full on this system
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "simulate",
+        "--memory",
+        "--servers",
+        "4",
+        "--players",
+        "2000",
+    ];
+    let (code, stdout, stderr) = sim(
+        &[&args[..], &["--duration", "10h", "--trace", "/dev/full"]].concat(),
+        dir.path(),
+    );
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    let at = stderr
+        .strip_prefix(
+            "profilestore-sim: trace file /dev/full: No space left on device (os error 28): the \
+             run was stopped at virtual second ",
+        )
+        .and_then(|s| s.strip_suffix(" of 36000 and nothing was checked\n"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        at.parse::<u32>().is_ok_and(|n| (1..36000).contains(&n)),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
 /// A `--trace` the run could not write is refused before the run, not after it (which threw
 /// the run's summary away): a directory that does not exist, or the run's own database.
 #[test]

@@ -357,11 +357,12 @@ fn stop_on_signal() -> Result<(), String> {
     .map_err(|e| format!("cannot handle Ctrl-C: {e}"))
 }
 
-/// A fleet's progress: moves `bar`, and stops the play once a signal came ([`STOPPED`]).
-fn until_stopped(bar: &ProgressBar) -> impl FnMut(f64) -> ControlFlow<()> + '_ {
-    |t| {
+/// A fleet's progress: moves `bar`, and stops the play once a signal came ([`STOPPED`]) or
+/// its trace failed (nothing the run does after could be replayed or compared).
+fn until_stopped(bar: &ProgressBar) -> impl FnMut(&Fleet, f64) -> ControlFlow<()> + '_ {
+    |fleet, t| {
         bar.set_position(t as u64);
-        if STOPPED.load(Ordering::SeqCst) {
+        if STOPPED.load(Ordering::SeqCst) || fleet.world.trace_error().is_some() {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -506,9 +507,19 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let played = fleet.run_until(until_stopped(&bar));
             bar.finish_and_clear();
             if let Played::Stopped { at } = played {
+                let failed = fleet.world.trace_error().map(|e| {
+                    let failure = trace_failure(e, &trace, &compare_dir, check_determinism);
+                    format!(
+                        "{failure}: the run was stopped at virtual second {at} of {duration} and \
+                         nothing was checked"
+                    )
+                });
                 // Dropping the fleet removes the partial trace; the check's folder goes too.
                 drop(fleet);
                 drop(compare_dir);
+                if let Some(failed) = failed {
+                    return Err(failed);
+                }
                 let mut left = String::new();
                 if let Some(path) = &trace {
                     left += &format!("; no trace was written to {}", path.display());
@@ -567,18 +578,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 ));
             }
             let written = fleet.world.finish_trace();
-            // Said once: as the check's failure when the check needed it (naming the
-            // `--trace` file too when the check wrote the trace in its own folder).
-            match (&written, &trace, &compare_dir) {
-                (Some(Err(e)), Some(path), Some(_)) => failures.push(format!(
-                    "determinism check failed: {e} (so {} was not written either)",
-                    path.display()
-                )),
-                (Some(Err(e)), ..) if check_determinism => {
-                    failures.push(format!("determinism check failed: {e}"))
-                }
-                (Some(Err(e)), ..) => failures.push(e.to_string()),
-                _ => {}
+            if let Some(Err(e)) = &written {
+                failures.push(trace_failure(e, &trace, &compare_dir, check_determinism));
             }
             if check_determinism {
                 let second = |path: &Path| -> Result<(Fleet, bool), String> {
@@ -592,6 +593,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     let bar = progress_bar(json, duration, "determinism check: second run");
                     let played = again.run_until(until_stopped(&bar));
                     bar.finish_and_clear();
+                    if let Some(e) = again.world.trace_error() {
+                        return Err(format!("determinism check failed: {e}"));
+                    }
                     if let Played::Stopped { at } = played {
                         return Err(format!(
                             "determinism check not finished: stopped by a signal at virtual \
@@ -867,6 +871,25 @@ fn run(command: Command) -> Result<ExitCode, String> {
             ));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A failed trace of the run, said once: as the determinism check's failure when the check
+/// needed it, naming the `--trace` file too when the check wrote the trace in its own folder
+/// (`compare_dir`).
+fn trace_failure(
+    e: &trace::TraceError,
+    trace: &Option<PathBuf>,
+    compare_dir: &Option<tempfile::TempDir>,
+    check_determinism: bool,
+) -> String {
+    match (trace, compare_dir) {
+        (Some(path), Some(_)) => format!(
+            "determinism check failed: {e} (so {} was not written either)",
+            path.display()
+        ),
+        _ if check_determinism => format!("determinism check failed: {e}"),
+        _ => e.to_string(),
     }
 }
 
