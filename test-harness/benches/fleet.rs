@@ -35,6 +35,13 @@
 //! instructions, but the working set fits the caches, so the two rates side by side show what
 //! cache misses cost (a) on the machine at hand (`docs/PERFORMANCE.md`, "Sixth session").
 //!
+//! Before and after the runs, the machine's memory latency: nanoseconds per load of a chase
+//! through 256 KB, 4 MB, 16 MB and 64 MB of memory in a random order. (a) is bound by memory
+//! (its players' data, some 16 MB, does not stay in the caches), and on a shared VM the share
+//! of the last-level cache and the memory a run gets change with its neighbours: these figures
+//! say which phase the machine was in, for comparing bench runs made at different times
+//! (`docs/PERFORMANCE.md`, "Twenty-second session").
+//!
 //! `cargo bench -p profilestore-harness --bench fleet [-- FILTER]` runs the measurements whose
 //! name contains FILTER (all by default), e.g. `-- "(a)"` or `-- memory`.
 
@@ -130,6 +137,58 @@ impl std::io::Write for ByteCounter {
     }
 }
 
+/// Nanoseconds per load of a chase through `bytes` of memory: each 64-byte line holds the
+/// index of the next, in one random cycle through them all (the same cycle every run), so
+/// each load waits for the one before and the prefetchers cannot guess the next.
+fn load_latency(bytes: usize) -> f64 {
+    const LINE: usize = 64 / std::mem::size_of::<u32>();
+    let lines = bytes / 64;
+    let mut order: Vec<usize> = (0..lines).collect();
+    // Fisher-Yates with a fixed xorshift: the cycle does not depend on the run.
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    for i in (1..lines).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let mut next = vec![0u32; lines * LINE];
+    for (w, &line) in order.iter().enumerate() {
+        next[line * LINE] = (order[(w + 1) % lines] * LINE) as u32;
+    }
+    // Once round the cycle first: every line mapped and, if it fits, cached.
+    let mut at = 0;
+    for _ in 0..lines {
+        at = next[at] as usize;
+    }
+    let loads = 2_000_000;
+    let started = Instant::now();
+    for _ in 0..loads {
+        at = next[at] as usize;
+    }
+    black_box(at);
+    started.elapsed().as_secs_f64() / loads as f64 * 1e9
+}
+
+/// Prints [`load_latency`] at the sizes the file's header names, saying `when`.
+fn machine(when: &str) {
+    let sizes = [
+        (256 << 10, "256 KB"),
+        (4 << 20, "4 MB"),
+        (16 << 20, "16 MB"),
+        (64 << 20, "64 MB"),
+    ];
+    let figures: Vec<String> = sizes
+        .iter()
+        .map(|&(bytes, name)| format!("{name} {:.1} ns", load_latency(bytes)))
+        .collect();
+    println!(
+        "{:<40} {}",
+        format!("machine: load latency {when}"),
+        figures.join(", ")
+    );
+}
+
 /// Runs `config` on storage from `storage` (with the directory it lives in, if any) `runs`
 /// times and prints the fastest and the median run: wall times on a shared VM vary between
 /// identical runs, and one run of (a) takes a fraction of a second.
@@ -223,6 +282,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and `cargo test --benches` probe with this
     }
+    machine("before");
     let a = FleetConfig::new(1, 1, 1000, 600.0, 0.0);
     let mut b = FleetConfig::new(2, 8, 2000, 3600.0, 0.05);
     b.stay = 90.0;
@@ -243,4 +303,5 @@ fn main() {
     } else {
         println!("(b) on sqlite skipped: set PROFILESTORE_BENCH_FULL=1");
     }
+    machine("after");
 }
