@@ -539,7 +539,8 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
         "--duration",
         "10h",
     ];
-    let stop = |extra: &[&str], signal: &str, watched: &std::path::Path| {
+    // Sends `signal` once `ready` says the run is under way.
+    let stop = |extra: &[&str], signal: &str, ready: &dyn Fn() -> bool| {
         let child = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
             .args(long)
             .args(extra)
@@ -550,7 +551,7 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(300);
-        while !writing(watched) {
+        while !ready() {
             assert!(Instant::now() < deadline, "the run never wrote its trace");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -574,11 +575,9 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
         );
         rest.to_string()
     };
-    let rest = stop(
-        &["--db", "run.db", "--trace", "run.trace"],
-        "-INT",
-        dir.path(),
-    );
+    let rest = stop(&["--db", "run.db", "--trace", "run.trace"], "-INT", &|| {
+        writing(dir.path())
+    });
     assert_eq!(
         rest,
         "nothing was checked; no trace was written to run.trace; run.db holds the store as the \
@@ -587,10 +586,32 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
     assert_eq!(names(dir.path()), ["run.db"]);
     assert!(names(tmp.path()).is_empty());
     std::fs::remove_file(dir.path().join("run.db")).unwrap();
-    let rest = stop(&["--memory", "--check-determinism"], "-TERM", tmp.path());
+    let rest = stop(&["--memory", "--check-determinism"], "-TERM", &|| {
+        writing(tmp.path())
+    });
     assert_eq!(rest, "nothing was checked\n");
     assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
     assert!(names(tmp.path()).is_empty(), "{:?}", names(tmp.path()));
+    // A trace written in place, into a pipe: what went out stays, cut short.
+    let made = Command::new("mkfifo").arg(dir.path().join("pipe")).status();
+    if !made.is_ok_and(|s| s.success()) {
+        return; // no mkfifo on this system
+    }
+    let received = dir.path().join("received");
+    let mut reader = Command::new("sh")
+        .args(["-c", "cat pipe > received"])
+        .current_dir(dir.path())
+        .spawn()
+        .unwrap();
+    let rest = stop(&["--memory", "--trace", "pipe"], "-INT", &|| {
+        std::fs::metadata(&received).is_ok_and(|m| m.len() > 0)
+    });
+    assert_eq!(
+        rest,
+        "nothing was checked; the trace sent to pipe is cut short\n"
+    );
+    assert!(reader.wait().unwrap().success());
+    assert!(std::fs::metadata(&received).unwrap().len() > 0);
 }
 
 /// A trace that stops taking bytes during the run (a full disk) stops the run there, rather

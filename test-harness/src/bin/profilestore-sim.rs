@@ -339,10 +339,14 @@ fn progress_bar(json: bool, duration: f64, message: &'static str) -> ProgressBar
     bar
 }
 
-/// Set by the first Ctrl-C (or SIGTERM, SIGHUP) during `simulate`: the run stops at its next
+/// Set by the first Ctrl-C (or SIGTERM, SIGHUP) during `simulate`: the play stops at its next
 /// virtual second and the command ends with what it has finished, removing the trace it was
-/// writing and the determinism check's folder; a second signal quits at once.
+/// writing and the determinism check's folder; a second signal quits at once (leaving them).
+/// A signal after the play (while it settles, is checked or printed) stops nothing.
 static STOPPED: AtomicBool = AtomicBool::new(false);
+
+/// Set when [`STOPPED`] cut the command short: it exits [`STOPPED_STATUS`].
+static CUT_SHORT: AtomicBool = AtomicBool::new(false);
 
 /// The exit status of a command a signal stopped (128 + SIGINT, as a shell reports Ctrl-C).
 const STOPPED_STATUS: u8 = 130;
@@ -379,11 +383,13 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     };
-    if STOPPED.load(Ordering::SeqCst) {
-        ExitCode::from(STOPPED_STATUS)
-    } else {
-        code
+    if CUT_SHORT.load(Ordering::SeqCst) {
+        return ExitCode::from(STOPPED_STATUS);
     }
+    if STOPPED.load(Ordering::SeqCst) {
+        eprintln!("profilestore-sim: note: the signal came after the play, which was finished");
+    }
+    code
 }
 
 fn run(command: Command) -> Result<ExitCode, String> {
@@ -472,6 +478,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 ),
                 _ => None,
             };
+            if STOPPED.load(Ordering::SeqCst) {
+                // Before anything is replaced or written.
+                CUT_SHORT.store(true, Ordering::SeqCst);
+                drop(compare_dir);
+                eprintln!("profilestore-sim: stopped by a signal before the run: nothing changed");
+                return Ok(ExitCode::from(STOPPED_STATUS));
+            }
             let storage: Box<dyn Storage> = if memory {
                 Box::new(MemoryStorage::new())
             } else {
@@ -514,15 +527,25 @@ fn run(command: Command) -> Result<ExitCode, String> {
                          nothing was checked"
                     )
                 });
+                // A trace written in place (a pipe, a symlink) keeps what went out.
+                let in_place = compare_dir.is_none()
+                    && trace
+                        .as_ref()
+                        .is_some_and(|p| trace::partial_path(p).is_none());
                 // Dropping the fleet removes the partial trace; the check's folder goes too.
                 drop(fleet);
                 drop(compare_dir);
                 if let Some(failed) = failed {
                     return Err(failed);
                 }
+                CUT_SHORT.store(true, Ordering::SeqCst);
                 let mut left = String::new();
-                if let Some(path) = &trace {
-                    left += &format!("; no trace was written to {}", path.display());
+                match &trace {
+                    Some(path) if in_place => {
+                        left += &format!("; the trace sent to {} is cut short", path.display());
+                    }
+                    Some(path) => left += &format!("; no trace was written to {}", path.display()),
+                    None => {}
                 }
                 if !memory {
                     left += &format!(
@@ -597,6 +620,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                         return Err(format!("determinism check failed: {e}"));
                     }
                     if let Played::Stopped { at } = played {
+                        CUT_SHORT.store(true, Ordering::SeqCst);
                         return Err(format!(
                             "determinism check not finished: stopped by a signal at virtual \
                              second {at} of {duration} of the second run"
