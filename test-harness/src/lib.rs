@@ -20,6 +20,8 @@
 //!   hand-offs finish in time.
 //! - [`log`]: the world's log of everything that happened, in chunks that never move.
 //! - [`trace`]: record a run's inputs (bincode) and replay them byte for byte.
+//! - [`check_folder`]: the determinism check's temporary folder, and the removal of those
+//!   killed commands left.
 //! - [`scenario`] and [`journal`]: the fixture scenario format played on the world, and the
 //!   behaviour journal compared with the original's traces.
 //! - [`inspect`]: a stored key's value, versions, lock holder and pending messages.
@@ -30,6 +32,7 @@
 //! no hash-ordered iteration reaching an output.
 
 pub mod acked;
+pub mod check_folder;
 pub mod config;
 pub mod datastore;
 pub mod export;

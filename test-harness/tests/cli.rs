@@ -17,6 +17,44 @@ fn sim(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
     )
 }
 
+/// A run far too long to end during a test (10 virtual hours of 2,000 players): one stopped or
+/// killed as it goes.
+const LONG: [&str; 7] = [
+    "simulate",
+    "--servers",
+    "4",
+    "--players",
+    "2000",
+    "--duration",
+    "10h",
+];
+
+/// `profilestore-sim` with `args`, run in `dir` with `tmp` as its temporary folder (its output
+/// piped), returned once `ready` says the run is under way.
+fn started(
+    args: &[&str],
+    dir: &std::path::Path,
+    tmp: &std::path::Path,
+    ready: &dyn Fn() -> bool,
+) -> std::process::Child {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let child = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
+        .args(args)
+        .current_dir(dir)
+        .env("TMPDIR", tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !ready() {
+        assert!(Instant::now() < deadline, "the run never got under way");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
 fn fixtures() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures").to_string()
 }
@@ -499,8 +537,6 @@ fn bad_arguments_get_clear_errors() {
 /// determinism check's temporary folder; the database stays, as the stopped servers left it.
 #[test]
 fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let names = |path: &std::path::Path| -> Vec<String> {
@@ -530,31 +566,10 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
             })
             .collect()
     }
-    let long = [
-        "simulate",
-        "--servers",
-        "4",
-        "--players",
-        "2000",
-        "--duration",
-        "10h",
-    ];
     // Sends `signal` once `ready` says the run is under way.
     let stop = |extra: &[&str], signal: &str, ready: &dyn Fn() -> bool| {
-        let child = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
-            .args(long)
-            .args(extra)
-            .current_dir(dir.path())
-            .env("TMPDIR", tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while !ready() {
-            assert!(Instant::now() < deadline, "the run never wrote its trace");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let args = [&LONG[..], extra].concat();
+        let child = started(&args, dir.path(), tmp.path(), ready);
         let sent = Command::new("kill")
             .args([signal, &child.id().to_string()])
             .status()
@@ -614,6 +629,47 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
     assert!(std::fs::metadata(&received).unwrap().len() > 0);
 }
 
+/// A determinism check killed outright (SIGKILL: nothing runs) leaves its folder, as large as
+/// the trace so far; the next check removes it, saying so, and leaves nothing of its own.
+#[test]
+fn the_next_check_removes_the_folder_a_killed_check_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let partial_bytes = || -> u64 {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::metadata(e.path().join("first.trace.partial")).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let args = [&LONG[..], &["--memory", "--check-determinism"]].concat();
+    let mut child = started(&args, dir.path(), tmp.path(), &|| partial_bytes() > 0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = partial_bytes();
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
+        .args(["simulate", "--memory", "--players", "4", "--duration", "1m"])
+        .args(["--check-determinism", "--json"])
+        .current_dir(dir.path())
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "profilestore-sim: note: removed 1 folder(s) of determinism checks whose commands \
+             were killed ({:.1} MB) from {}\n",
+            left as f64 / 1e6,
+            tmp.path().display()
+        )
+    );
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
 /// A trace that stops taking bytes during the run (a full disk) stops the run there, rather
 /// than after hours of play it could not record: exit 2, naming the file and the second.
 #[test]
@@ -622,16 +678,8 @@ fn a_trace_that_cannot_be_written_stops_the_run() {
         return; // no /dev/full on this system
     }
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "simulate",
-        "--memory",
-        "--servers",
-        "4",
-        "--players",
-        "2000",
-    ];
     let (code, stdout, stderr) = sim(
-        &[&args[..], &["--duration", "10h", "--trace", "/dev/full"]].concat(),
+        &[&LONG[..], &["--memory", "--trace", "/dev/full"]].concat(),
         dir.path(),
     );
     assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");

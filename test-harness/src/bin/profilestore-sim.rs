@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use profilestore_harness::check_folder::{self, CheckFolder};
 use profilestore_harness::fleet::{Fleet, FleetConfig, Played, STORE};
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
 use profilestore_harness::trace::{self, TRACE_MAGIC};
@@ -462,20 +463,20 @@ fn run(command: Command) -> Result<ExitCode, String> {
             if let Some(path) = &trace {
                 check_trace_path(path, (!memory).then_some(db.as_path()))?;
             }
+            if check_determinism {
+                remove_abandoned_checks();
+            }
             // The determinism check compares the second run with the first's trace file as the
             // second run goes: the `--trace` file when that is a regular file, else one in a
             // temporary folder of the check's own (made here, before anything is replaced;
             // removed when the command ends).
             let compare_dir = match &trace {
                 Some(path) if trace::partial_path(path).is_some() => None,
-                _ if check_determinism => Some(
-                    tempfile::Builder::new()
-                        .prefix("profilestore-sim-")
-                        .tempdir()
-                        .map_err(|e| {
-                            format!("cannot make a temporary folder for the determinism check: {e}")
-                        })?,
-                ),
+                _ if check_determinism => {
+                    Some(CheckFolder::new_in(&std::env::temp_dir()).map_err(|e| {
+                        format!("cannot make a temporary folder for the determinism check: {e}")
+                    })?)
+                }
                 _ => None,
             };
             if STOPPED.load(Ordering::SeqCst) {
@@ -898,13 +899,28 @@ fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
+/// Removes the determinism checks' folders that killed commands left in the temporary folder
+/// ([`check_folder::remove_abandoned`]), saying so.
+fn remove_abandoned_checks() {
+    let tmp = std::env::temp_dir();
+    let removed = check_folder::remove_abandoned(&tmp);
+    if let n @ 1.. = removed.folders.len() {
+        eprintln!(
+            "profilestore-sim: note: removed {n} folder(s) of determinism checks whose commands \
+             were killed ({:.1} MB) from {}",
+            removed.bytes as f64 / 1e6,
+            tmp.display()
+        );
+    }
+}
+
 /// A failed trace of the run, said once: as the determinism check's failure when the check
 /// needed it, naming the `--trace` file too when the check wrote the trace in its own folder
 /// (`compare_dir`).
 fn trace_failure(
     e: &trace::TraceError,
     trace: &Option<PathBuf>,
-    compare_dir: &Option<tempfile::TempDir>,
+    compare_dir: &Option<CheckFolder>,
     check_determinism: bool,
 ) -> String {
     match (trace, compare_dir) {
