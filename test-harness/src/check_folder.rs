@@ -7,7 +7,9 @@
 //!
 //! The lock is taken on `lock.new` and the file then renamed `lock`, so a folder whose `lock`
 //! can be locked is one whose command is gone: never one still being made. Folders without a
-//! `lock` (made by an older build, or not by a check) are left alone.
+//! `lock` (made by an older build, not by a check, or where files cannot be locked), another
+//! user's, and the caller's own (where locks are per process, as on some network file systems,
+//! its own lock would look free to it) are left alone. On Unix a folder is made `0700`.
 
 use std::fs::File;
 use std::io;
@@ -18,20 +20,41 @@ pub const PREFIX: &str = "profilestore-sim-";
 
 /// A check folder, locked while this value lives and removed with its contents when dropped.
 pub struct CheckFolder {
+    // Held for the folder's life (the lock is the file's), and closed before the folder goes:
+    // fields drop in order, and some platforms cannot remove a file still open.
+    _lock: Option<File>,
     dir: tempfile::TempDir,
-    // Held for the folder's life: the lock is the file's.
-    _lock: File,
 }
 
 impl CheckFolder {
     /// Makes a locked check folder in `tmp` (the system's temporary folder, for the command).
     pub fn new_in(tmp: &Path) -> io::Result<CheckFolder> {
-        let dir = tempfile::Builder::new().prefix(PREFIX).tempdir_in(tmp)?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(PREFIX);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o700));
+        }
+        let dir = builder.tempdir_in(tmp)?;
         let new = dir.path().join("lock.new");
         let lock = File::create(&new)?;
-        lock.try_lock().map_err(io::Error::other)?;
-        std::fs::rename(&new, dir.path().join("lock"))?;
-        Ok(CheckFolder { dir, _lock: lock })
+        match lock.try_lock() {
+            Ok(()) => {
+                std::fs::rename(&new, dir.path().join("lock"))?;
+                Ok(CheckFolder {
+                    _lock: Some(lock),
+                    dir,
+                })
+            }
+            // Where files cannot be locked the folder has no lock: no check removes it.
+            Err(std::fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {
+                drop(lock);
+                std::fs::remove_file(&new)?;
+                Ok(CheckFolder { _lock: None, dir })
+            }
+            Err(e) => Err(io::Error::other(e)),
+        }
     }
 
     /// The folder.
@@ -50,9 +73,10 @@ pub struct Removed {
 }
 
 /// Removes the check folders in `tmp` whose `lock` nobody holds: left by commands that were
-/// killed (a command that ends removes its own). Folders it cannot read or remove (another
-/// user's, in a shared `/tmp`) are skipped.
-pub fn remove_abandoned(tmp: &Path) -> Removed {
+/// killed (a command that ends removes its own). Skips `ours`, folders of another owner (on
+/// Unix), a `lock` that is not a plain file (a FIFO would block the open), and folders it
+/// cannot remove.
+pub fn remove_abandoned(tmp: &Path, ours: &CheckFolder) -> Removed {
     let mut removed = Removed::default();
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return removed;
@@ -63,10 +87,27 @@ pub fn remove_abandoned(tmp: &Path) -> Removed {
         // Not a symlink to a folder elsewhere.
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
+        .filter(|p| p != ours.path())
         .collect();
     folders.sort();
+    #[cfg(unix)]
+    let owner = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(ours.path()).map(|m| m.uid()).ok()
+    };
     for folder in folders {
-        let Ok(lock) = File::open(folder.join("lock")) else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if std::fs::symlink_metadata(&folder).map(|m| m.uid()).ok() != owner {
+                continue;
+            }
+        }
+        let lock = folder.join("lock");
+        if !std::fs::symlink_metadata(&lock).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let Ok(lock) = File::open(lock) else {
             continue;
         };
         if lock.try_lock().is_err() {
@@ -74,12 +115,30 @@ pub fn remove_abandoned(tmp: &Path) -> Removed {
         }
         drop(lock);
         let bytes = folder_bytes(&folder);
-        if std::fs::remove_dir_all(&folder).is_ok() {
+        if remove_folder(&folder).is_ok() {
             removed.bytes += bytes;
             removed.folders.push(folder);
         }
     }
     removed
+}
+
+/// Removes `folder`: its `lock` last, so a removal that fails part-way leaves a folder the next
+/// check still knows as abandoned.
+fn remove_folder(folder: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        if entry.file_name() == "lock" {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    std::fs::remove_file(folder.join("lock"))?;
+    std::fs::remove_dir(folder)
 }
 
 /// The bytes of the files directly in `folder` (a check folder holds no subfolders).
@@ -107,8 +166,9 @@ mod tests {
         names
     }
 
-    /// A folder whose command is gone is removed with its bytes counted; one in use, one
-    /// without a lock, and anything not named like a check folder stay.
+    /// A folder whose command is gone is removed with its bytes counted; one in use, the
+    /// caller's own, one without a lock or whose lock is not a file, and anything not named
+    /// like a check folder stay.
     #[test]
     fn only_folders_whose_lock_is_free_are_removed() {
         let tmp = tempfile::tempdir().unwrap();
@@ -123,10 +183,14 @@ mod tests {
         // No lock: an older build's, or another program's.
         let old = tmp.path().join(format!("{PREFIX}old"));
         std::fs::create_dir(&old).unwrap();
+        // A lock that is a folder, not a file.
+        let odd = tmp.path().join(format!("{PREFIX}odd"));
+        std::fs::create_dir_all(odd.join("lock")).unwrap();
+        let ours = CheckFolder::new_in(tmp.path()).unwrap();
         std::fs::create_dir(tmp.path().join("other")).unwrap();
         std::fs::write(tmp.path().join(format!("{PREFIX}file")), b"").unwrap();
 
-        let removed = remove_abandoned(tmp.path());
+        let removed = remove_abandoned(tmp.path(), &ours);
         assert_eq!(
             removed,
             Removed {
@@ -134,35 +198,40 @@ mod tests {
                 bytes: 1000
             }
         );
-        let live_name = live
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let name = |f: &CheckFolder| f.path().file_name().unwrap().to_string_lossy().into_owned();
         let mut left = vec![
             format!("{PREFIX}file"),
+            format!("{PREFIX}odd"),
             format!("{PREFIX}old"),
-            live_name,
+            name(&live),
+            name(&ours),
             "other".to_string(),
         ];
         left.sort();
         assert_eq!(names(tmp.path()), left);
         assert_eq!(names(live.path()), ["first.trace", "lock"]);
-        // Nothing more the second time; the live folder goes when dropped.
-        assert_eq!(remove_abandoned(tmp.path()), Removed::default());
+        // Nothing more the second time; the two live folders go when dropped.
+        assert_eq!(remove_abandoned(tmp.path(), &ours), Removed::default());
         drop(live);
-        assert_eq!(names(tmp.path()).len(), 3);
+        drop(ours);
+        assert_eq!(names(tmp.path()).len(), 4);
     }
 
-    /// A folder with nowhere to be made is an error, not a panic.
+    /// A folder with nowhere to be made is an error, not a panic; one is made `0700` on Unix.
     #[test]
     fn a_folder_that_cannot_be_made_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         assert!(CheckFolder::new_in(&tmp.path().join("missing")).is_err());
+        let ours = CheckFolder::new_in(tmp.path()).unwrap();
         assert_eq!(
-            remove_abandoned(&tmp.path().join("missing")),
+            remove_abandoned(&tmp.path().join("missing"), &ours),
             Removed::default()
         );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(ours.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
     }
 }

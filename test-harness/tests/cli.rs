@@ -39,7 +39,7 @@ fn started(
 ) -> std::process::Child {
     use std::process::Stdio;
     use std::time::{Duration, Instant};
-    let child = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
         .args(args)
         .current_dir(dir)
         .env("TMPDIR", tmp)
@@ -49,10 +49,27 @@ fn started(
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
     while !ready() {
-        assert!(Instant::now() < deadline, "the run never got under way");
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("it ended first: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run never got under way");
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     child
+}
+
+/// A child process killed if the test fails before it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn fixtures() -> String {
@@ -613,11 +630,13 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
         return; // no mkfifo on this system
     }
     let received = dir.path().join("received");
-    let mut reader = Command::new("sh")
-        .args(["-c", "cat pipe > received"])
-        .current_dir(dir.path())
-        .spawn()
-        .unwrap();
+    let mut reader = KillOnDrop(
+        Command::new("sh")
+            .args(["-c", "exec cat pipe > received"])
+            .current_dir(dir.path())
+            .spawn()
+            .unwrap(),
+    );
     let rest = stop(&["--memory", "--trace", "pipe"], "-INT", &|| {
         std::fs::metadata(&received).is_ok_and(|m| m.len() > 0)
     });
@@ -625,7 +644,7 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
         rest,
         "nothing was checked; the trace sent to pipe is cut short\n"
     );
-    assert!(reader.wait().unwrap().success());
+    assert!(reader.0.wait().unwrap().success());
     assert!(std::fs::metadata(&received).unwrap().len() > 0);
 }
 

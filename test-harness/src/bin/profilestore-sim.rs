@@ -349,6 +349,9 @@ static STOPPED: AtomicBool = AtomicBool::new(false);
 /// Set when [`STOPPED`] cut the command short: it exits [`STOPPED_STATUS`].
 static CUT_SHORT: AtomicBool = AtomicBool::new(false);
 
+/// Set when the (first) run played to its end: a signal after that stops nothing.
+static PLAYED: AtomicBool = AtomicBool::new(false);
+
 /// The exit status of a command a signal stopped (128 + SIGINT, as a shell reports Ctrl-C).
 const STOPPED_STATUS: u8 = 130;
 
@@ -387,7 +390,7 @@ fn main() -> ExitCode {
     if CUT_SHORT.load(Ordering::SeqCst) {
         return ExitCode::from(STOPPED_STATUS);
     }
-    if STOPPED.load(Ordering::SeqCst) {
+    if STOPPED.load(Ordering::SeqCst) && PLAYED.load(Ordering::SeqCst) {
         eprintln!("profilestore-sim: note: the signal came after the play, which was finished");
     }
     code
@@ -463,9 +466,6 @@ fn run(command: Command) -> Result<ExitCode, String> {
             if let Some(path) = &trace {
                 check_trace_path(path, (!memory).then_some(db.as_path()))?;
             }
-            if check_determinism {
-                remove_abandoned_checks();
-            }
             // The determinism check compares the second run with the first's trace file as the
             // second run goes: the `--trace` file when that is a regular file, else one in a
             // temporary folder of the check's own (made here, before anything is replaced;
@@ -473,9 +473,12 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let compare_dir = match &trace {
                 Some(path) if trace::partial_path(path).is_some() => None,
                 _ if check_determinism => {
-                    Some(CheckFolder::new_in(&std::env::temp_dir()).map_err(|e| {
+                    let tmp = std::env::temp_dir();
+                    let folder = CheckFolder::new_in(&tmp).map_err(|e| {
                         format!("cannot make a temporary folder for the determinism check: {e}")
-                    })?)
+                    })?;
+                    remove_abandoned_checks(&tmp, &folder);
+                    Some(folder)
                 }
                 _ => None,
             };
@@ -521,13 +524,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let played = fleet.run_until(until_stopped(&bar));
             bar.finish_and_clear();
             if let Played::Stopped { at } = played {
-                let failed = fleet.world.trace_error().map(|e| {
-                    let failure = trace_failure(e, &trace, &compare_dir, check_determinism);
-                    format!(
-                        "{failure}: the run was stopped at virtual second {at} of {duration} and \
-                         nothing was checked"
-                    )
-                });
+                let failed = fleet
+                    .world
+                    .trace_error()
+                    .map(|e| trace_failure(e, &trace, &compare_dir, check_determinism));
                 // A trace written in place (a pipe, a symlink) keeps what went out.
                 let in_place = compare_dir.is_none()
                     && trace
@@ -536,17 +536,25 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 // Dropping the fleet removes the partial trace; the check's folder goes too.
                 drop(fleet);
                 drop(compare_dir);
-                if let Some(failed) = failed {
-                    return Err(failed);
+                if !STOPPED.load(Ordering::SeqCst) {
+                    let failed = failed.unwrap_or_default();
+                    return Err(format!(
+                        "{failed}: the run was stopped at virtual second {at} of {duration} and \
+                         nothing was checked"
+                    ));
                 }
+                // A signal (the trace may have failed with it: Ctrl-C reaches a reader too).
                 CUT_SHORT.store(true, Ordering::SeqCst);
                 let mut left = String::new();
-                match &trace {
-                    Some(path) if in_place => {
+                match (&trace, failed) {
+                    (_, Some(failed)) => left += &format!("; {failed}"),
+                    (Some(path), None) if in_place => {
                         left += &format!("; the trace sent to {} is cut short", path.display());
                     }
-                    Some(path) => left += &format!("; no trace was written to {}", path.display()),
-                    None => {}
+                    (Some(path), None) => {
+                        left += &format!("; no trace was written to {}", path.display());
+                    }
+                    (None, None) => {}
                 }
                 if !memory {
                     left += &format!(
@@ -561,6 +569,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 );
                 return Ok(ExitCode::from(STOPPED_STATUS));
             }
+            PLAYED.store(true, Ordering::SeqCst);
             let wall = started.elapsed().as_secs_f64();
             let violations = invariants::check(&mut fleet);
             let mut summary = invariants::summary(&fleet, &violations);
@@ -899,11 +908,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
-/// Removes the determinism checks' folders that killed commands left in the temporary folder
+/// Removes the determinism checks' folders that killed commands left in `tmp` beside `ours`
 /// ([`check_folder::remove_abandoned`]), saying so.
-fn remove_abandoned_checks() {
-    let tmp = std::env::temp_dir();
-    let removed = check_folder::remove_abandoned(&tmp);
+fn remove_abandoned_checks(tmp: &Path, ours: &CheckFolder) {
+    let removed = check_folder::remove_abandoned(tmp, ours);
     if let n @ 1.. = removed.folders.len() {
         eprintln!(
             "profilestore-sim: note: removed {n} folder(s) of determinism checks whose commands \
