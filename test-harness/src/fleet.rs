@@ -1033,9 +1033,9 @@ impl Fleet {
 
     /// [`Fleet::run`], which `progress` can stop: called with the fleet after each virtual
     /// second of play, a [`ControlFlow::Break`] ends the play there, without settling: the
-    /// servers stop as if they had crashed, so the run is not one the invariants can be
-    /// checked on ([`Played::Stopped`]). How a command stops on Ctrl-C, or once its trace
-    /// cannot be written.
+    /// store holds what servers that crashed there would leave, so the run is not one the
+    /// invariants can be checked on ([`Played::Stopped`]). How a command stops on Ctrl-C, or
+    /// once its trace cannot be written.
     pub fn run_until(
         &mut self,
         mut progress: impl FnMut(&Fleet, f64) -> ControlFlow<()>,

@@ -343,7 +343,7 @@ fn progress_bar(json: bool, duration: f64, message: &'static str) -> ProgressBar
 /// Set by the first Ctrl-C (or SIGTERM, SIGHUP) during `simulate`: the play stops at its next
 /// virtual second and the command ends with what it has finished, removing the trace it was
 /// writing and the determinism check's folder; a second signal quits at once (leaving them).
-/// A signal after the play (while it settles, is checked or printed) stops nothing.
+/// A signal while a run settles, or while runs are compared or printed, stops nothing.
 static STOPPED: AtomicBool = AtomicBool::new(false);
 
 /// Set when [`STOPPED`] cut the command short: it exits [`STOPPED_STATUS`].
@@ -626,15 +626,17 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     let bar = progress_bar(json, duration, "determinism check: second run");
                     let played = again.run_until(until_stopped(&bar));
                     bar.finish_and_clear();
-                    if let Some(e) = again.world.trace_error() {
-                        return Err(format!("determinism check failed: {e}"));
-                    }
-                    if let Played::Stopped { at } = played {
+                    if let Played::Stopped { at } = played
+                        && STOPPED.load(Ordering::SeqCst)
+                    {
                         CUT_SHORT.store(true, Ordering::SeqCst);
                         return Err(format!(
                             "determinism check not finished: stopped by a signal at virtual \
                              second {at} of {duration} of the second run"
                         ));
+                    }
+                    if let Some(e) = again.world.trace_error() {
+                        return Err(format!("determinism check failed: {e}"));
                     }
                     match again.world.finish_trace() {
                         Some(Ok(trace::TraceEnd::Compared { same })) => Ok((again, same)),
