@@ -557,6 +557,8 @@ struct FrameReader<R: BufRead> {
     inputs: u64,
     outputs: u64,
     ended: bool,
+    /// The last error was the file ending before the trace does, between frames or inside one.
+    cut: bool,
 }
 
 impl<R: BufRead> FrameReader<R> {
@@ -606,6 +608,7 @@ impl<R: BufRead> FrameReader<R> {
             inputs: 0,
             outputs: 0,
             ended: false,
+            cut: false,
         })
     }
 
@@ -628,10 +631,18 @@ impl<R: BufRead> FrameReader<R> {
             .map_err(|e| io_error(Path::new(&self.path), e))?
             .is_empty();
         if at_end {
+            self.cut = true;
             return Err(self.damaged("the file ends before the trace does (cut short?)".into()));
         }
-        let frame: Frame =
-            decode_limited(&mut self.input, self.budget).map_err(|e| read_error(&self.path, e))?;
+        let frame: Frame = decode_limited(&mut self.input, self.budget).map_err(|e| {
+            use bincode::error::DecodeError;
+            self.cut = match &e {
+                DecodeError::UnexpectedEnd { .. } => true,
+                DecodeError::Io { inner, .. } => inner.kind() == std::io::ErrorKind::UnexpectedEof,
+                _ => false,
+            };
+            read_error(&self.path, e)
+        })?;
         match &frame {
             Frame::Input(t) => {
                 let servers = self.header.world.servers.len();
@@ -715,16 +726,34 @@ impl TraceFile {
     }
 
     /// Replays it on fresh engines, comparing every output with the recording as both come.
-    pub fn replay(mut self) -> Result<Replay, TraceError> {
+    pub fn replay(self) -> Result<Replay, TraceError> {
+        self.replay_as(false).map(|(replay, _)| replay)
+    }
+
+    /// [`TraceFile::replay`], or, for a file that ends before its trace does (the partial file
+    /// of a killed run, a trace sent to a pipe whose run was stopped), a replay of the frames
+    /// it holds: each of its inputs replayed and each of its outputs compared, the outputs of
+    /// the replay past the last recorded one not counted. `true` with a replay of a cut file.
+    /// Other damage is an error still.
+    pub fn replay_prefix(self) -> Result<(Replay, bool), TraceError> {
+        self.replay_as(true)
+    }
+
+    fn replay_as(mut self, prefix: bool) -> Result<(Replay, bool), TraceError> {
         let mut replayer = Replayer::new(&self.frames.header.world);
-        while let Some(frame) = self.frames.next()? {
+        loop {
+            let frame = match self.frames.next() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok((replayer.finish(), false)),
+                Err(_) if prefix && self.frames.cut => return Ok((replayer.finish_prefix(), true)),
+                Err(e) => return Err(e),
+            };
             match frame {
                 Frame::Input(input) => replayer.input(input),
                 Frame::Output(s, output) => replayer.recorded(s, output),
                 Frame::End { .. } => {}
             }
         }
-        Ok(replayer.finish())
     }
 }
 
@@ -948,9 +977,26 @@ impl Replayer {
         if self.produced_count != self.recorded_count {
             self.first_difference.get_or_insert(self.compared);
         }
+        let outputs = self.produced_count;
+        self.report(outputs)
+    }
+
+    /// The end of a replay of a trace cut short: outputs the replay made past the recording's
+    /// last are what the cut took away; a recorded output the replay did not make is a
+    /// difference still.
+    fn finish_prefix(mut self) -> Replay {
+        if self.produced_count < self.recorded_count {
+            self.first_difference.get_or_insert(self.compared);
+        }
+        let outputs = self.recorded_count;
+        self.report(outputs)
+    }
+
+    /// What the replay found, counting `outputs`.
+    fn report(self, outputs: usize) -> Replay {
         Replay {
             inputs: self.inputs,
-            outputs: self.produced_count,
+            outputs,
             first_difference: self.first_difference,
             first_result_difference: self.first_result_difference,
             diverged_answers: self.diverged,

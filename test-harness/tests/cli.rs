@@ -646,6 +646,17 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
     );
     assert!(reader.0.wait().unwrap().success());
     assert!(std::fs::metadata(&received).unwrap().len() > 0);
+    // What went out replays as far as it goes, with `--prefix` only.
+    let (code, _, stderr) = sim(&["replay", "received"], dir.path());
+    assert_eq!(code, 2);
+    assert!(stderr.ends_with("(cut short?)\n"), "{stderr}");
+    let (code, stdout, stderr) = sim(&["replay", "--prefix", "received"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout
+            .ends_with(" of a trace cut short (all it holds): byte-identical as far as it goes\n"),
+        "{stdout}"
+    );
 }
 
 /// A determinism check killed outright (SIGKILL: nothing runs) leaves its folder, as large as

@@ -502,6 +502,54 @@ fn a_trace_streamed_as_the_run_goes_is_the_one_held_in_memory() {
     );
 }
 
+/// A trace cut short (a killed run's partial file, a stopped run's pipe) replays as far as it
+/// goes with `replay_prefix`: every input it holds replayed and every output it holds compared,
+/// wherever the cut falls; a recorded output the replay does not make is still a difference,
+/// other damage still an error, and a whole trace replays whole.
+#[test]
+fn a_trace_cut_short_replays_as_far_as_it_goes() {
+    use profilestore_harness::trace::TraceFile;
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = recorded(14);
+    let t = Trace::of(&fleet.world, Some(fleet.config.clone())).unwrap();
+    let bytes = t.to_bytes().unwrap();
+    let path = dir.path().join("cut.trace");
+    let prefix = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        TraceFile::open(&path).unwrap().replay_prefix()
+    };
+    let (whole, cut) = prefix(&bytes).unwrap();
+    assert!(!cut && whole.identical(), "{whole:?}");
+    assert_eq!(
+        (whole.inputs, whole.outputs),
+        (t.inputs.len(), t.outputs.len())
+    );
+    // Cuts between frames and inside them, from near the header to the end frame.
+    let mut last = (0, 0);
+    for tenth in 1..10 {
+        let (r, cut) = prefix(&bytes[..bytes.len() * tenth / 10 + tenth]).unwrap();
+        assert!(cut && r.identical(), "cut at {tenth}/10: {r:?}");
+        assert!((r.inputs, r.outputs) >= last && r.inputs < t.inputs.len());
+        last = (r.inputs, r.outputs);
+    }
+    assert!(last.0 > t.inputs.len() / 2, "{last:?}");
+    let (r, cut) = prefix(&bytes[..bytes.len() - 1]).unwrap();
+    assert!(cut && r.identical(), "{r:?}");
+    assert_eq!((r.inputs, r.outputs), (t.inputs.len(), t.outputs.len()));
+    // Without the first recorded output: different, however short the file.
+    let mut tampered = t.clone();
+    tampered.outputs.remove(0);
+    tampered
+        .marks
+        .iter_mut()
+        .for_each(|m| *m = m.saturating_sub(1));
+    let tampered = tampered.to_bytes().unwrap();
+    let (r, cut) = prefix(&tampered[..tampered.len() / 2]).unwrap();
+    assert!(cut && !r.identical(), "{r:?}");
+    // Bytes after the end are damage, not a cut.
+    assert!(prefix(&[&bytes[..], &[0]].concat()).is_err());
+}
+
 /// The determinism check's comparison (`simulate --check-determinism`): a run's trace compared,
 /// as the run goes, with the file an earlier run wrote: the same seed is the same bytes; another
 /// seed, a file cut short or one with more after the trace are not.

@@ -138,6 +138,10 @@ enum Command {
     Replay {
         /// The trace file.
         file: PathBuf,
+        /// Replay a file that ends before its trace does (the `.partial` file of a killed run,
+        /// a trace sent to a pipe whose run was stopped) as far as it goes.
+        #[arg(long)]
+        prefix: bool,
     },
     /// Write every key of a database (values, user ids, metadata, times, versions) as one JSON
     /// document to standard output.
@@ -781,12 +785,18 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
         }
-        Command::Replay { file } => {
+        Command::Replay { file, prefix } => {
             // Read as the replay goes: its memory does not grow with the run.
             let t = trace::TraceFile::open(&file).map_err(|e| e.to_string())?;
             let recorded = t.fleet().cloned();
-            // A damaged file is an error, however far the replay read, and prints nothing else.
-            let r = t.replay().map_err(|e| e.to_string())?;
+            // A damaged file is an error, however far the replay read, and prints nothing else
+            // (a file cut short too, unless `--prefix`).
+            let (r, cut) = if prefix {
+                t.replay_prefix()
+            } else {
+                t.replay().map(|r| (r, false))
+            }
+            .map_err(|e| e.to_string())?;
             // What was recorded, so a run can also be played again with its invariants checked.
             if let Some(config) = &recorded {
                 // A trace does not say where the run's DataStore lived (it plays the same
@@ -798,11 +808,19 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 );
             }
             out!(
-                "replayed {} inputs, {} outputs: {}",
+                "replayed {} inputs, {} outputs{}: {}",
                 r.inputs,
                 r.outputs,
+                if cut {
+                    " of a trace cut short (all it holds)"
+                } else {
+                    ""
+                },
                 if r.identical() {
-                    "byte-identical".to_string()
+                    format!(
+                        "byte-identical{}",
+                        if cut { " as far as it goes" } else { "" }
+                    )
                 } else {
                     let at = |i: Option<usize>| i.map_or("none".to_string(), |i| i.to_string());
                     format!(
