@@ -547,23 +547,55 @@ fn encode_error(path: &Path, e: bincode::error::EncodeError) -> TraceError {
     }
 }
 
+/// A reader that counts the bytes taken from it.
+struct Counted<R> {
+    inner: R,
+    taken: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.taken += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
+        self.taken += amt as u64;
+    }
+}
+
 /// Reads a trace's header, then its frames one by one, checking each.
 struct FrameReader<R: BufRead> {
-    input: R,
+    input: Counted<R>,
     path: String,
     header: Header,
+    /// The file's size.
+    size: u64,
     /// What the decoder may claim for one part: 16 times the file's size (at least 64 KiB).
     budget: usize,
     inputs: u64,
     outputs: u64,
     ended: bool,
-    /// The last error was the file ending before the trace does, between frames or inside one.
-    cut: bool,
+    /// Set when the last error was the file ending before the trace does: the bytes after the
+    /// last whole frame (0 for a file that ends between frames).
+    cut: Option<u64>,
 }
 
 impl<R: BufRead> FrameReader<R> {
     /// Reads the magic, the format and the header of a file of `size` bytes.
-    fn open(mut input: R, path: &str, size: u64) -> Result<FrameReader<R>, TraceError> {
+    fn open(input: R, path: &str, size: u64) -> Result<FrameReader<R>, TraceError> {
+        let mut input = Counted {
+            inner: input,
+            taken: 0,
+        };
         let damaged = |message: String| TraceError::Decode {
             path: path.to_string(),
             message,
@@ -604,11 +636,12 @@ impl<R: BufRead> FrameReader<R> {
             input,
             path: path.to_string(),
             header,
+            size,
             budget,
             inputs: 0,
             outputs: 0,
             ended: false,
-            cut: false,
+            cut: None,
         })
     }
 
@@ -622,6 +655,7 @@ impl<R: BufRead> FrameReader<R> {
     /// The next frame, `None` after the end frame (once the counts and the end of the file
     /// are checked).
     fn next(&mut self) -> Result<Option<Frame>, TraceError> {
+        self.cut = None;
         if self.ended {
             return Ok(None);
         }
@@ -631,16 +665,18 @@ impl<R: BufRead> FrameReader<R> {
             .map_err(|e| io_error(Path::new(&self.path), e))?
             .is_empty();
         if at_end {
-            self.cut = true;
+            self.cut = Some(0);
             return Err(self.damaged("the file ends before the trace does (cut short?)".into()));
         }
+        let start = self.input.taken;
         let frame: Frame = decode_limited(&mut self.input, self.budget).map_err(|e| {
             use bincode::error::DecodeError;
-            self.cut = match &e {
+            let ended = match &e {
                 DecodeError::UnexpectedEnd { .. } => true,
                 DecodeError::Io { inner, .. } => inner.kind() == std::io::ErrorKind::UnexpectedEof,
                 _ => false,
             };
+            self.cut = ended.then(|| self.size.saturating_sub(start));
             read_error(&self.path, e)
         })?;
         match &frame {
@@ -733,20 +769,26 @@ impl TraceFile {
     /// [`TraceFile::replay`], or, for a file that ends before its trace does (the partial file
     /// of a killed run, a trace sent to a pipe whose run was stopped), a replay of the frames
     /// it holds: each of its inputs replayed and each of its outputs compared, the outputs of
-    /// the replay past the last recorded one not counted. `true` with a replay of a cut file.
-    /// Other damage is an error still.
-    pub fn replay_prefix(self) -> Result<(Replay, bool), TraceError> {
+    /// the replay past the last recorded one not counted. With a replay of a cut file, how many
+    /// bytes after its last whole frame were not read: a file can also seem cut where damage
+    /// made a frame claim more bytes than follow it, and a large count says so. Other damage is
+    /// an error still.
+    pub fn replay_prefix(self) -> Result<(Replay, Option<u64>), TraceError> {
         self.replay_as(true)
     }
 
-    fn replay_as(mut self, prefix: bool) -> Result<(Replay, bool), TraceError> {
+    fn replay_as(mut self, prefix: bool) -> Result<(Replay, Option<u64>), TraceError> {
         let mut replayer = Replayer::new(&self.frames.header.world);
         loop {
             let frame = match self.frames.next() {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return Ok((replayer.finish(), false)),
-                Err(_) if prefix && self.frames.cut => return Ok((replayer.finish_prefix(), true)),
-                Err(e) => return Err(e),
+                Ok(None) => return Ok((replayer.finish(), None)),
+                Err(e) => match self.frames.cut {
+                    Some(unread) if prefix => {
+                        return Ok((replayer.finish_prefix(), Some(unread)));
+                    }
+                    _ => return Err(e),
+                },
             };
             match frame {
                 Frame::Input(input) => replayer.input(input),
@@ -827,7 +869,7 @@ fn decode_limited<T: serde::de::DeserializeOwned, R: Read>(
 pub struct Replay {
     /// Inputs replayed.
     pub inputs: usize,
-    /// Outputs produced.
+    /// Outputs produced; after a cut ([`TraceFile::replay_prefix`]), those the file holds.
     pub outputs: usize,
     /// Index of the first output that differs from the recording, if any.
     pub first_difference: Option<usize>,

@@ -504,8 +504,9 @@ fn a_trace_streamed_as_the_run_goes_is_the_one_held_in_memory() {
 
 /// A trace cut short (a killed run's partial file, a stopped run's pipe) replays as far as it
 /// goes with `replay_prefix`: every input it holds replayed and every output it holds compared,
-/// wherever the cut falls; a recorded output the replay does not make is still a difference,
-/// other damage still an error, and a whole trace replays whole.
+/// wherever the cut falls, saying how many bytes of an incomplete frame it left; a recorded
+/// output the replay does not make is still a difference, other damage still an error, and a
+/// whole trace replays whole.
 #[test]
 fn a_trace_cut_short_replays_as_far_as_it_goes() {
     use profilestore_harness::trace::TraceFile;
@@ -519,24 +520,41 @@ fn a_trace_cut_short_replays_as_far_as_it_goes() {
         TraceFile::open(&path).unwrap().replay_prefix()
     };
     let (whole, cut) = prefix(&bytes).unwrap();
-    assert!(!cut && whole.identical(), "{whole:?}");
+    assert!(cut.is_none() && whole.identical(), "{whole:?}");
     assert_eq!(
         (whole.inputs, whole.outputs),
         (t.inputs.len(), t.outputs.len())
     );
-    // Cuts between frames and inside them, from near the header to the end frame.
+    // Cuts inside frames, from near the header to the end frame.
     let mut last = (0, 0);
     for tenth in 1..10 {
-        let (r, cut) = prefix(&bytes[..bytes.len() * tenth / 10 + tenth]).unwrap();
-        assert!(cut && r.identical(), "cut at {tenth}/10: {r:?}");
-        assert!((r.inputs, r.outputs) >= last && r.inputs < t.inputs.len());
+        let at = bytes.len() * tenth / 10 + tenth;
+        let (r, cut) = prefix(&bytes[..at]).unwrap();
+        assert!(r.identical(), "cut at {tenth}/10: {r:?}");
+        assert!(r.inputs >= last.0 && r.outputs >= last.1 && r.inputs < t.inputs.len());
         last = (r.inputs, r.outputs);
+        // What was not read is the start of one frame.
+        let unread = cut.expect("cut") as usize;
+        assert!(unread < at && unread < 4096, "{unread}");
     }
     assert!(last.0 > t.inputs.len() / 2, "{last:?}");
     let (r, cut) = prefix(&bytes[..bytes.len() - 1]).unwrap();
-    assert!(cut && r.identical(), "{r:?}");
+    assert!(cut.is_some() && r.identical(), "{r:?}");
     assert_eq!((r.inputs, r.outputs), (t.inputs.len(), t.outputs.len()));
-    // Without the first recorded output: different, however short the file.
+    // A cut between frames: the full trace's bytes up to where the trace of its first inputs
+    // (and the outputs before the next) puts its end frame.
+    let k = t.inputs.len() / 3;
+    let mut first = t.clone();
+    first.inputs.truncate(k);
+    first.marks.truncate(k);
+    first.outputs.truncate(t.marks[k]);
+    let first = first.to_bytes().unwrap();
+    let between = bytes.iter().zip(&first).take_while(|(a, b)| a == b).count();
+    let (r, cut) = prefix(&bytes[..between]).unwrap();
+    assert_eq!(cut, Some(0));
+    assert!(r.identical(), "{r:?}");
+    assert_eq!((r.inputs, r.outputs), (k, t.marks[k]));
+    // A recorded output the replay does not make: different, first or last.
     let mut tampered = t.clone();
     tampered.outputs.remove(0);
     tampered
@@ -545,7 +563,13 @@ fn a_trace_cut_short_replays_as_far_as_it_goes() {
         .for_each(|m| *m = m.saturating_sub(1));
     let tampered = tampered.to_bytes().unwrap();
     let (r, cut) = prefix(&tampered[..tampered.len() / 2]).unwrap();
-    assert!(cut && !r.identical(), "{r:?}");
+    assert!(cut.is_some() && !r.identical(), "{r:?}");
+    let mut extra = t.clone();
+    extra.outputs.push(t.outputs[0].clone());
+    let extra = extra.to_bytes().unwrap();
+    let (r, cut) = prefix(&extra[..extra.len() - 1]).unwrap();
+    assert!(cut.is_some() && !r.identical(), "{r:?}");
+    assert_eq!(r.first_difference, Some(t.outputs.len()));
     // Bytes after the end are damage, not a cut.
     assert!(prefix(&[&bytes[..], &[0]].concat()).is_err());
 }

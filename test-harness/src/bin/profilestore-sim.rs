@@ -794,7 +794,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let (r, cut) = if prefix {
                 t.replay_prefix()
             } else {
-                t.replay().map(|r| (r, false))
+                t.replay().map(|r| (r, None))
             }
             .map_err(|e| e.to_string())?;
             // What was recorded, so a run can also be played again with its invariants checked.
@@ -811,16 +811,20 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 "replayed {} inputs, {} outputs{}: {}",
                 r.inputs,
                 r.outputs,
-                if cut {
-                    " of a trace cut short (all it holds)"
-                } else {
-                    ""
+                match cut {
+                    Some(0) => " of a trace cut short between frames".to_string(),
+                    Some(unread) => format!(
+                        " of a trace cut short ({unread} bytes of an incomplete frame not read)"
+                    ),
+                    None => String::new(),
                 },
                 if r.identical() {
-                    format!(
-                        "byte-identical{}",
-                        if cut { " as far as it goes" } else { "" }
-                    )
+                    let far = if cut.is_some() {
+                        " as far as it goes"
+                    } else {
+                        ""
+                    };
+                    format!("byte-identical{far}")
                 } else {
                     let at = |i: Option<usize>| i.map_or("none".to_string(), |i| i.to_string());
                     format!(
