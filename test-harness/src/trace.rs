@@ -5,10 +5,14 @@
 //!
 //! The file is a stream: [`TRACE_MAGIC`], the format number, a header (the world and fleet
 //! configurations), then one frame per input and per output in the order they happened, then
-//! an end frame with their counts. A run writes it as it goes ([`TraceWriter`]) and a replay
-//! reads it as it goes ([`TraceFile::replay`]), so neither holds the run in memory, however
-//! long; the determinism check compares a second run with the first's file as it goes
-//! ([`TraceWriter::compare_with`]). A [`Trace`] is the same contents held in memory (tests).
+//! an end frame with their counts. The header and each frame are a *part*: the length of its
+//! bincode bytes and their CRC-32 (each a little-endian `u32`), then the bytes; so a file
+//! that ends inside a part is told from one whose bytes changed (a part that does not match
+//! its checksum), and the reader names the part and the byte where it starts. A run writes it
+//! as it goes ([`TraceWriter`]) and a replay reads it as it goes ([`TraceFile::replay`]), so
+//! neither holds the run in memory, however long; the determinism check compares a second run
+//! with the first's file as it goes ([`TraceWriter::compare_with`]). A [`Trace`] is the same
+//! contents held in memory (tests).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Read, Write};
@@ -40,8 +44,9 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// asks its `Cancel` before each attempt and after each result); 13: so does the DataStore
 /// state (starts that waited for it are asked their `Cancel`); 14: a closing server asks no
 /// `Cancel`, and waiting starts are asked in call order as they resume (same layout); 15: the
-/// file is a stream of frames after a header (module docs), not one encoded value.
-pub const TRACE_FORMAT: u32 = 15;
+/// file is a stream of frames after a header (module docs), not one encoded value; 16: the
+/// header and each frame are preceded by their length and CRC-32 (module docs).
+pub const TRACE_FORMAT: u32 = 16;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";
@@ -303,11 +308,38 @@ impl Drop for OutFile {
     }
 }
 
-/// Writes [`TRACE_MAGIC`], the format, the header, then frames, counting them.
+/// Writes [`TRACE_MAGIC`], the format, the header, then frames, counting them; the header
+/// and each frame as a checked part ([`write_part`]).
 struct FrameWriter<W: Write> {
     out: W,
+    /// The part being encoded (reused: one allocation for the whole trace).
+    part: Vec<u8>,
     inputs: u64,
     outputs: u64,
+}
+
+/// The bytes before each part's contents: its length and its CRC-32, each a little-endian
+/// `u32`.
+const PART_PREFIX: usize = 8;
+
+/// Writes `value` to `out` as one part: [`PART_PREFIX`] (the length and the CRC-32 of its
+/// bincode bytes), then those bytes, encoded in `buffer` first.
+fn write_part<T: Serialize>(
+    out: &mut impl Write,
+    buffer: &mut Vec<u8>,
+    value: T,
+) -> Result<(), bincode::error::EncodeError> {
+    use bincode::error::EncodeError;
+    buffer.clear();
+    bincode::serde::encode_into_std_write(value, buffer, bincode::config::standard())?;
+    let len = u32::try_from(buffer.len())
+        .map_err(|_| EncodeError::Other("a trace frame is larger than 4 GiB"))?;
+    let mut prefix = [0u8; PART_PREFIX];
+    prefix[..4].copy_from_slice(&len.to_le_bytes());
+    prefix[4..].copy_from_slice(&crc32fast::hash(buffer).to_le_bytes());
+    out.write_all(&prefix)
+        .and_then(|()| out.write_all(buffer))
+        .map_err(|inner| EncodeError::Io { inner, index: 0 })
 }
 
 /// The header, as written: [`Header`]'s layout, borrowing what it writes.
@@ -327,9 +359,11 @@ impl<W: Write> FrameWriter<W> {
         out.write_all(TRACE_MAGIC)
             .map_err(|inner| bincode::error::EncodeError::Io { inner, index: 0 })?;
         bincode::serde::encode_into_std_write(TRACE_FORMAT, &mut out, config)?;
-        bincode::serde::encode_into_std_write(HeaderRef { world, fleet }, &mut out, config)?;
+        let mut part = Vec::new();
+        write_part(&mut out, &mut part, HeaderRef { world, fleet })?;
         Ok(FrameWriter {
             out,
+            part,
             inputs: 0,
             outputs: 0,
         })
@@ -341,8 +375,7 @@ impl<W: Write> FrameWriter<W> {
             FrameRef::Output(..) => self.outputs += 1,
             FrameRef::End { .. } => {}
         }
-        bincode::serde::encode_into_std_write(frame, &mut self.out, bincode::config::standard())
-            .map(drop)
+        write_part(&mut self.out, &mut self.part, frame)
     }
 
     fn end(mut self) -> Result<W, bincode::error::EncodeError> {
@@ -577,6 +610,8 @@ struct FrameReader<R: BufRead> {
     input: Counted<R>,
     path: String,
     header: Header,
+    /// The part being read (reused).
+    part: Vec<u8>,
     /// The file's size.
     size: u64,
     /// What the decoder may claim for one part: 16 times the file's size (at least 64 KiB).
@@ -625,7 +660,15 @@ impl<R: BufRead> FrameReader<R> {
                 found: format,
             });
         }
-        let header: Header = decode_limited(&mut input, budget).map_err(|e| read_error(path, e))?;
+        let mut part = Vec::new();
+        let header: Header = match read_part(&mut input, &mut part, size, budget, "its header") {
+            Ok(header) => header,
+            Err(PartError::Io(e)) => return Err(io_error(Path::new(path), e)),
+            Err(PartError::Cut(_)) => {
+                return Err(damaged("the file ends too early (cut short?)".into()));
+            }
+            Err(PartError::Damaged(message)) => return Err(damaged(message)),
+        };
         let servers = header.world.servers.len();
         if servers > MAX_TRACE_SERVERS {
             return Err(damaged(format!(
@@ -636,6 +679,7 @@ impl<R: BufRead> FrameReader<R> {
             input,
             path: path.to_string(),
             header,
+            part,
             size,
             budget,
             inputs: 0,
@@ -668,16 +712,21 @@ impl<R: BufRead> FrameReader<R> {
             self.cut = Some(0);
             return Err(self.damaged("the file ends before the trace does (cut short?)".into()));
         }
-        let start = self.input.taken;
-        let frame: Frame = decode_limited(&mut self.input, self.budget).map_err(|e| {
-            use bincode::error::DecodeError;
-            let ended = match &e {
-                DecodeError::UnexpectedEnd { .. } => true,
-                DecodeError::Io { inner, .. } => inner.kind() == std::io::ErrorKind::UnexpectedEof,
-                _ => false,
-            };
-            self.cut = ended.then(|| self.size.saturating_sub(start));
-            read_error(&self.path, e)
+        let what = format!("frame {}", self.inputs + self.outputs);
+        let frame: Frame = read_part(
+            &mut self.input,
+            &mut self.part,
+            self.size,
+            self.budget,
+            &what,
+        )
+        .map_err(|e| match e {
+            PartError::Io(e) => io_error(Path::new(&self.path), e),
+            PartError::Cut(unread) => {
+                self.cut = Some(unread);
+                self.damaged("the file ends too early (cut short?)".into())
+            }
+            PartError::Damaged(message) => self.damaged(message),
         })?;
         match &frame {
             Frame::Input(t) => {
@@ -716,6 +765,90 @@ impl<R: BufRead> FrameReader<R> {
         }
         Ok(Some(frame))
     }
+}
+
+/// Why [`read_part`] read no part.
+enum PartError {
+    /// The file's own error.
+    Io(std::io::Error),
+    /// The file ends inside the part: how many bytes it holds from the part's start.
+    Cut(u64),
+    /// The part's bytes are not what was written, or not one value: what is wrong.
+    Damaged(String),
+}
+
+/// Reads one part written by [`write_part`] from `input` (which has taken `input.taken` of a
+/// file of `size` bytes) and decodes it, the decoder claiming at most `budget` bytes: a part
+/// the file ends inside is [`PartError::Cut`]; one whose bytes do not match their checksum, or
+/// that holds more or less than one value, is damage, named with `what` and where it starts.
+fn read_part<T: serde::de::DeserializeOwned, R: BufRead>(
+    input: &mut Counted<R>,
+    part: &mut Vec<u8>,
+    size: u64,
+    budget: usize,
+    what: &str,
+) -> Result<T, PartError> {
+    let start = input.taken;
+    let mut prefix = [0u8; PART_PREFIX];
+    let got = read_full(input, &mut prefix).map_err(PartError::Io)?;
+    if got < PART_PREFIX {
+        return Err(PartError::Cut(got as u64));
+    }
+    let [l0, l1, l2, l3, c0, c1, c2, c3] = prefix;
+    let len = u32::from_le_bytes([l0, l1, l2, l3]);
+    let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+    // The length is checked against what the file holds before anything is allocated for it.
+    let left = size.saturating_sub(input.taken);
+    if u64::from(len) > left {
+        let holds = PART_PREFIX as u64 + left;
+        // Read on, so that the count of bytes taken stays the file's.
+        let _ = std::io::copy(&mut (&mut *input).take(left), &mut std::io::sink());
+        return Err(PartError::Cut(holds));
+    }
+    part.resize(len as usize, 0);
+    let got = read_full(input, part).map_err(PartError::Io)?;
+    if got < part.len() {
+        return Err(PartError::Cut((PART_PREFIX + got) as u64));
+    }
+    if crc32fast::hash(part) != crc {
+        return Err(PartError::Damaged(format!(
+            "{what} (at byte {start}) does not match its checksum: the file is damaged"
+        )));
+    }
+    let mut bytes = &part[..];
+    let value = decode_limited(&mut bytes, budget).map_err(|e| {
+        use bincode::error::DecodeError;
+        // Its bytes are the ones written (the checksum says so): a value they end inside was
+        // never whole, not cut from the file.
+        let why = match e {
+            DecodeError::UnexpectedEnd { .. } | DecodeError::Io { .. } => {
+                "its contents end early".to_string()
+            }
+            e => decode_error(e),
+        };
+        PartError::Damaged(format!("{what} (at byte {start}): {why}"))
+    })?;
+    if !bytes.is_empty() {
+        return Err(PartError::Damaged(format!(
+            "{what} (at byte {start}) holds {} bytes after its contents",
+            bytes.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// Reads into all of `buf` unless the input ends first: how many bytes were read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// The frames of the trace file at `path`, read as they are needed from a regular file;
@@ -771,8 +904,8 @@ impl TraceFile {
     /// it holds: each of its inputs replayed and each of its outputs compared, the outputs of
     /// the replay past the last recorded one not counted. With a replay of a cut file, how many
     /// bytes after its last whole frame were not read: a file can also seem cut where damage
-    /// made a frame claim more bytes than follow it, and a large count says so. Other damage is
-    /// an error still.
+    /// made a frame's length claim more bytes than follow it, and a large count says so. Other
+    /// damage (a frame that does not match its checksum) is an error still.
     pub fn replay_prefix(self) -> Result<(Replay, Option<u64>), TraceError> {
         self.replay_as(true)
     }

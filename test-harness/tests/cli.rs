@@ -855,17 +855,22 @@ fn a_trace_from_a_pipe_is_bounded_by_what_it_holds() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    // Format, seed 0, epoch 0, fps 0.0, latency, 1 server whose name claims 8 GiB (within
-    // what a bound on the pipe's largest size, 1 GiB, would let the decoder claim).
+    // Format, then a header (its length and checksum right: seed 0, epoch 0, fps 0.0, latency,
+    // 1 server whose name claims 8 GiB, within what a bound on the pipe's largest size, 1 GiB,
+    // would let the decoder claim).
     let mut hostile = TRACE_MAGIC.to_vec();
-    hostile.extend([TRACE_FORMAT as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD]);
-    hostile.extend((1u64 << 33).to_le_bytes());
+    hostile.push(TRACE_FORMAT as u8);
+    let mut header = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD];
+    header.extend((1u64 << 33).to_le_bytes());
+    hostile.extend((header.len() as u32).to_le_bytes());
+    hostile.extend(crc32fast::hash(&header).to_le_bytes());
+    hostile.extend(header);
     let (code, stdout, stderr) = piped(&hostile);
     assert_eq!((code, stdout.as_str()), (2, ""));
     assert_eq!(
         stderr,
-        "profilestore-sim: trace file /dev/stdin is not a readable trace: a length inside it is \
-         larger than the file can hold\n"
+        "profilestore-sim: trace file /dev/stdin is not a readable trace: its header (at byte \
+         9): a length inside it is larger than the file can hold\n"
     );
     let args = ["simulate", "--memory", "--players", "4", "--duration", "1m"];
     let (code, _, stderr) = sim(&[&args[..], &["--trace", "run.trace"]].concat(), dir.path());

@@ -94,22 +94,34 @@ fn a_changed_wake_up_is_detected_by_replay() {
     assert!(!r.identical());
 }
 
+/// `payload` as a trace file holds each part after the format number: its length and CRC-32
+/// (little-endian `u32`s), then its bytes.
+fn part(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+    bytes.extend(crc32fast::hash(payload).to_le_bytes());
+    bytes.extend(payload);
+    bytes
+}
+
 /// Lengths inside a file are not trusted, nothing may follow the trace, and inputs must name
 /// the trace's servers: each gets an error, not a panic or a huge allocation.
 #[test]
 fn hostile_trace_bytes_get_errors() {
     use profilestore_harness::trace::{TRACE_FORMAT, TRACE_MAGIC};
-    // format, seed 0, epoch 0, fps 0.0, latency, 1 server whose name claims a huge length.
+    // format, then a header (seed 0, epoch 0, fps 0.0, latency, 1 server whose name claims a
+    // huge length) whose checksum is right.
     for len in [u64::MAX, 1 << 40] {
         let mut bytes = TRACE_MAGIC.to_vec();
-        bytes.extend([TRACE_FORMAT as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD]);
-        bytes.extend(len.to_le_bytes());
+        bytes.push(TRACE_FORMAT as u8);
+        let mut header = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD];
+        header.extend(len.to_le_bytes());
+        bytes.extend(part(&header));
         let err = Trace::from_bytes(&bytes, "h.bin").unwrap_err();
         assert!(matches!(err, TraceError::Decode { .. }), "{err}");
         assert_eq!(
             err.to_string(),
-            "trace file h.bin is not a readable trace: a length inside it is larger than the \
-             file can hold"
+            "trace file h.bin is not a readable trace: its header (at byte 9): a length inside \
+             it is larger than the file can hold"
         );
     }
     let fleet = recorded(9);
@@ -500,6 +512,71 @@ fn a_trace_streamed_as_the_run_goes_is_the_one_held_in_memory() {
             && message.ends_with("(cut short?)"),
         "{message}"
     );
+}
+
+/// A byte changed anywhere after the format number is damage, named with the part it falls in
+/// and the byte where that part starts, by a replay and by a replay of a prefix alike (each part
+/// carries its CRC-32: `trace.rs`, format 16), not replayed as a run that differs; a whole
+/// part lost from the middle is damage too.
+#[test]
+fn a_changed_byte_is_named_as_damage_where_it_is() {
+    use profilestore_harness::trace::TraceFile;
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = recorded(3);
+    let t = Trace::of(&fleet.world, Some(fleet.config.clone())).unwrap();
+    let bytes = t.to_bytes().unwrap();
+    // Where each part starts (the header first), read off their lengths: 8 bytes of magic and
+    // one of format number come before them.
+    let length = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let mut starts = vec![];
+    let mut at = 9;
+    while at < bytes.len() {
+        starts.push(at);
+        at += 8 + length(at);
+    }
+    assert_eq!(at, bytes.len());
+    assert_eq!(starts.len(), 1 + t.inputs.len() + t.outputs.len() + 1);
+    let path = dir.path().join("damaged.trace");
+    let read = |damaged: &[u8]| {
+        std::fs::write(&path, damaged).unwrap();
+        let whole = TraceFile::open(&path).unwrap().replay().unwrap_err();
+        let prefix = TraceFile::open(&path).unwrap().replay_prefix().unwrap_err();
+        assert_eq!(whole.to_string(), prefix.to_string());
+        assert!(matches!(whole, TraceError::Decode { .. }), "{whole}");
+        whole.to_string()
+    };
+    // The first frame, one in the middle, the end frame: a bit of the contents, of the
+    // checksum, of the length (a length one less).
+    for k in [1, starts.len() / 2, starts.len() - 1] {
+        let start = starts[k];
+        let expected = format!(
+            "trace file {} is not a readable trace: frame {} (at byte {start}) does not match \
+             its checksum: the file is damaged",
+            path.display(),
+            k - 1
+        );
+        for at in [start + 8 + length(start) / 2, start + 5, start] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= if at == start { 1 } else { 0x10 };
+            if at == start && length(start) % 2 == 0 {
+                continue; // flipping the low bit made it one more: checked below
+            }
+            assert_eq!(read(&damaged), expected, "byte {at}");
+        }
+    }
+    // The header.
+    let mut damaged = bytes.clone();
+    damaged[9 + 8 + 1] ^= 0x10;
+    let err = Trace::from_bytes(&damaged, "h.bin").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "trace file h.bin is not a readable trace: its header (at byte 9) does not match its \
+         checksum: the file is damaged"
+    );
+    // A frame lost from the middle: the end frame's counts say so.
+    let k = starts.len() / 2;
+    let lost = [&bytes[..starts[k]], &bytes[starts[k + 1]..]].concat();
+    assert!(read(&lost).contains("its end counts"), "{}", read(&lost));
 }
 
 /// A trace cut short (a killed run's partial file, a stopped run's pipe) replays as far as it
