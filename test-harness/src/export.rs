@@ -46,7 +46,9 @@
 //! line passes 2025-01-01T00:00:00Z, the fixtures' epoch), numbered after the key's stored
 //! writes so that its version id is new. An empty Luau table stored as `[]` is accepted for
 //! `metadata` and `userIds`. Every imported key replaces what the storage held for it; other
-//! keys are left alone.
+//! keys are left alone. That includes a key whose stored data cannot be read (corrupt: a row
+//! edited by hand), numbered after the serial it had ([`ImportReport::repaired`]): the way to
+//! repair one, with [`export_readable`] to get every other key out first.
 //!
 //! An export's key imported over a different write of that key (another value, user ids or
 //! metadata, or another version id) is, to the store, a new write:
@@ -165,6 +167,35 @@ pub struct ImportReport {
     /// Keys of an export imported over another write of the key: given the next serial and a
     /// new version id (see the module docs).
     pub renumbered: Vec<KeyPath>,
+    /// Keys whose stored data could not be read (corrupt), replaced whole by the import: the
+    /// way to repair one (see the module docs).
+    pub repaired: Vec<KeyPath>,
+}
+
+/// What the storage holds for a key an import replaces.
+enum Stored {
+    /// Nothing: the key was never written.
+    Absent,
+    /// Its head.
+    Head(Head),
+    /// A head that cannot be read ([`StorageError::Corrupt`]) but whose serial can: the import
+    /// numbers its write after the key's writes all the same.
+    Corrupt { serial: u64 },
+}
+
+/// Reads what the storage holds for `path`, as [`Stored`]: a key whose head is corrupt is
+/// read again for its serial alone ([`Storage::serial`]); one whose serial is corrupt too is
+/// an error naming the key.
+fn stored(storage: &mut dyn Storage, path: &KeyPath) -> Result<Stored, ExportError> {
+    match storage.head(path) {
+        Ok(Some(head)) => Ok(Stored::Head(head)),
+        Ok(None) => Ok(Stored::Absent),
+        Err(StorageError::Corrupt { .. }) => Ok(match storage.serial(path)? {
+            Some(serial) => Stored::Corrupt { serial },
+            None => Stored::Absent,
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// An export or import failure, naming where the problem is.
@@ -189,16 +220,51 @@ pub enum ExportError {
 /// Reads every key of `storage` into one document, all from one consistent state of the store
 /// ([`crate::storage::read_consistently`]).
 pub fn export(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> {
-    crate::storage::read_consistently(storage, read_all)
+    crate::storage::read_consistently(storage, |storage| read_all(storage, None))
 }
 
-fn read_all(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> {
+/// [`export`] of every key that can be read: a key whose stored data is corrupt
+/// ([`StorageError::Corrupt`], naming the key and what is wrong) is left out of the document
+/// and its error returned beside it, where [`export`] fails. The way to get the rest of a
+/// damaged database out; importing a document that holds such a key replaces it
+/// ([`ImportReport::repaired`]). (A row whose key name no call can address fails the listing
+/// itself, as in [`export`].)
+pub fn export_readable(
+    storage: &mut dyn Storage,
+) -> Result<(ExportDocument, Vec<StorageError>), ExportError> {
+    let mut skipped = Vec::new();
+    let document = crate::storage::read_consistently(storage, |storage| {
+        read_all(storage, Some(&mut skipped))
+    })?;
+    Ok((document, skipped))
+}
+
+/// Every key's head and versions; with `skipped`, a key whose data is corrupt is noted there
+/// and left out instead of failing the whole.
+fn read_all(
+    storage: &mut dyn Storage,
+    mut skipped: Option<&mut Vec<StorageError>>,
+) -> Result<ExportDocument, ExportError> {
     let mut stores: Vec<ExportedStore> = Vec::new();
     for path in storage.paths()? {
-        let Some(head) = storage.head(&path)? else {
-            continue;
+        let read = match storage.head(&path) {
+            Ok(Some(head)) => storage.versions(&path).map(|versions| (head, versions)),
+            Ok(None) => continue,
+            Err(e) => Err(e),
         };
-        let versions = storage.versions(&path)?;
+        let (head, versions) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                let corrupt = matches!(e, StorageError::Corrupt { .. });
+                match skipped.as_deref_mut() {
+                    Some(skipped) if corrupt => {
+                        skipped.push(e);
+                        continue;
+                    }
+                    _ => return Err(e.into()),
+                }
+            }
+        };
         if stores
             .last()
             .is_none_or(|s| s.store != path.store().as_str() || s.scope != path.scope().as_str())
@@ -224,8 +290,12 @@ fn read_all(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> {
 
 /// [`export`] as pretty-printed JSON text.
 pub fn export_string(storage: &mut dyn Storage) -> Result<String, ExportError> {
-    let document = export(storage)?;
-    serde_json::to_string_pretty(&document).map_err(|e| ExportError::Parse(e.to_string()))
+    document_text(&export(storage)?)
+}
+
+/// A document as [`export_string`] writes it: pretty-printed JSON text.
+pub fn document_text(document: &ExportDocument) -> Result<String, ExportError> {
+    serde_json::to_string_pretty(document).map_err(|e| ExportError::Parse(e.to_string()))
 }
 
 fn exported_key(head: Head, versions: Vec<StoredVersion>) -> ExportedKey {
@@ -478,6 +548,7 @@ pub fn import_document(
     }
     let mut planned = Vec::new();
     let mut renumbered = Vec::new();
+    let mut repaired = Vec::new();
     let mut stores = BTreeMap::new();
     for (i, store) in document.stores.iter().enumerate() {
         if let Some(first) = stores.insert((&store.store, &store.scope), i) {
@@ -493,19 +564,28 @@ pub fn import_document(
             let at = format!("stores[{i}].keys[{key:?}]");
             let path = addressable(&at, &store.store, &store.scope, key)?;
             let (mut head, mut versions) = checked_key(&at, exported)?;
-            if let Some(current) = storage.head(&path)?
-                && (current.version != head.version
+            // The serial of a stored write other than the document's, if there is one.
+            let other = match stored(storage, &path)? {
+                Stored::Absent => None,
+                Stored::Head(current) => (current.version != head.version
                     || current.value != head.value
                     || current.user_ids != head.user_ids
                     || current.metadata != head.metadata)
-            {
+                    .then_some(current.serial),
+                // Unreadable: whatever it held, it is not the document's write.
+                Stored::Corrupt { serial } => {
+                    repaired.push(path.clone());
+                    Some(serial)
+                }
+            };
+            if let Some(stored_serial) = other {
                 // Another write than the stored one (or the same value under another id): to
                 // the store it is a new write of the key, so it gets a version id the store has
                 // not given before. (An id the key had — the stored head's, in an export edited
                 // since, or an earlier write's a pending `UpdateAsync` read — would let that
                 // update commit over the import without running its transform again.) Ids
                 // carry the serial: numbered after the stored writes, the id is new.
-                let serial = serial_after(&at, current.serial)?.max(head.serial);
+                let serial = serial_after(&at, stored_serial)?.max(head.serial);
                 let version = Str::from(version_id(head.created_ms, serial, head.updated_ms));
                 if (serial, &version) != (head.serial, &head.version) {
                     head.serial = serial;
@@ -527,6 +607,7 @@ pub fn import_document(
     Ok(ImportReport {
         imported: planned.into_iter().map(|r| r.path).collect(),
         renumbered,
+        repaired,
         ..ImportReport::default()
     })
 }
@@ -807,9 +888,13 @@ fn import_fixture(
         // A key imported over one already stored gets a version id of its own: with the
         // same id an `UpdateAsync` that read the old value would commit over the new one
         // without running again.
-        let serial = match storage.head(&path)? {
-            Some(stored) => serial_after(&at, stored.serial)?,
-            None => 1,
+        let serial = match stored(storage, &path)? {
+            Stored::Absent => 1,
+            Stored::Head(stored) => serial_after(&at, stored.serial)?,
+            Stored::Corrupt { serial } => {
+                report.repaired.push(path.clone());
+                serial_after(&at, serial)?
+            }
         };
         let version = version_id(now_ms, serial, now_ms);
         let head = Head {
@@ -1485,6 +1570,87 @@ mod tests {
             vec![],
             "no key of the document landed"
         );
+    }
+
+    /// A key whose stored data is corrupt (a row edited by hand) does not lock the rest of the
+    /// database in, nor itself out: `export` fails naming it, `export_readable` gives every
+    /// other key and names it, and an import of a document that holds it (an export's or a
+    /// fixture's layout) replaces it, numbered after the writes it had, every other key left
+    /// as it was. A key whose serial is corrupt too is refused by name, nothing written.
+    #[test]
+    fn a_corrupt_key_is_left_out_of_an_export_and_replaced_by_an_import() {
+        let mut ds = populated();
+        let document = export(ds.storage_mut()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.db");
+        let mut sqlite = SqliteStorage::open(&file).unwrap();
+        import_document(&mut sqlite, &document).unwrap();
+        drop(sqlite);
+        let k1 = KeyPath::new("PlayerData", "global", "k1");
+        let serial = document.stores[2].keys["k1"].serial;
+        // Sets columns of PlayerData/global/k1's row.
+        let damage = |set: &str| {
+            let sql = format!(
+                "UPDATE keys SET {set} WHERE store = 'PlayerData' AND scope = 'global' \
+                 AND key = 'k1'"
+            );
+            rusqlite::Connection::open(&file)
+                .unwrap()
+                .execute(&sql, [])
+                .unwrap()
+        };
+        assert_eq!(damage("value = '{broken'"), 1);
+        let mut sqlite = SqliteStorage::open(&file).unwrap();
+        let err = export(&mut sqlite).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("corrupt stored data for PlayerData/global/k1: column value is not"),
+            "{err}"
+        );
+        let (readable, skipped) = export_readable(&mut sqlite).unwrap();
+        assert_eq!(skipped.len(), 1);
+        assert!(
+            matches!(&skipped[0], StorageError::Corrupt { path, .. } if *path == k1.to_string())
+        );
+        let mut without = document.clone();
+        without.stores[2].keys.remove("k1");
+        assert_eq!(readable, without, "every other key, as it was");
+
+        // The export's own document puts it back, as a new write of the key.
+        let report = import_document(&mut sqlite, &document).unwrap();
+        assert_eq!(report.repaired, vec![k1.clone()]);
+        assert_eq!(report.renumbered, vec![k1.clone()]);
+        let after = export(&mut sqlite).unwrap();
+        let key = &after.stores[2].keys["k1"];
+        assert_eq!(key.serial, serial + 1);
+        assert_eq!(key.value, document.stores[2].keys["k1"].value);
+        assert_ne!(key.version, document.stores[2].keys["k1"].version);
+        let mut others = after.clone();
+        others.stores[2].keys.remove("k1");
+        assert_eq!(others, without);
+
+        // A fixture's layout does too.
+        damage("metadata = '['");
+        let fixture = r#"{"store": "PlayerData", "keys": {"k1": {"exists": true,
+            "value": {"Coins": 9}, "userIds": [], "metadata": {}}}}"#;
+        let report = import(&mut sqlite, fixture, 0).unwrap();
+        assert_eq!(report.repaired, vec![k1.clone()]);
+        let fixed = sqlite.head(&k1).unwrap().unwrap();
+        assert_eq!(
+            (fixed.serial, fixed.value.as_deref()),
+            (serial + 2, Some(&json!({"Coins": 9})))
+        );
+
+        // A corrupt serial leaves nothing to number after: refused, by name.
+        damage("value = 'x', serial = 'many'");
+        let err = import_document(&mut sqlite, &document).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("corrupt stored data for PlayerData/global/k1: "),
+            "{err}"
+        );
+        let (unchanged, skipped) = export_readable(&mut sqlite).unwrap();
+        assert_eq!((unchanged, skipped.len()), (without, 1));
     }
 
     /// A value as deep as a store takes (512 levels) exports and imports back, though the

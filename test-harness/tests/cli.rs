@@ -295,6 +295,77 @@ fn import_the_golden_fixture_and_inspect_a_locked_key() {
     );
 }
 
+/// A key whose row was damaged (edited by hand): `inspect` and `export` name it and say how to
+/// go on, `export --skip-corrupt` writes every other key (naming the one left out), and
+/// importing a document that holds the key replaces it.
+#[test]
+fn a_corrupt_key_is_named_left_out_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let golden = format!("{}/original-golden.json", fixtures());
+    let (code, _, stderr) = sim(&["import", &golden, "--db", "g.db"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    let (_, whole, _) = sim(&["export", "--db", "g.db"], dir.path());
+    let changed = rusqlite::Connection::open(dir.path().join("g.db"))
+        .unwrap()
+        .execute("UPDATE keys SET value = '{' WHERE key = 'released'", [])
+        .unwrap();
+    assert_eq!(changed, 1);
+    let damage = "corrupt stored data for PlayerData/global/released: column value is not \
+                  valid JSON: EOF while parsing an object at line 1 column 1";
+    let (code, stdout, stderr) = sim(&["inspect", "released", "--db", "g.db"], dir.path());
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert_eq!(
+        stderr,
+        format!(
+            "profilestore-sim: {damage} (importing a document that holds the key replaces it)\n"
+        )
+    );
+    let (code, stdout, stderr) = sim(&["export", "--db", "g.db"], dir.path());
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert_eq!(
+        stderr,
+        format!("profilestore-sim: {damage} (--skip-corrupt exports every other key)\n")
+    );
+    let (code, rest, stderr) = sim(&["export", "--db", "g.db", "--skip-corrupt"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "profilestore-sim: left out: {damage}\nprofilestore-sim: 1 corrupt key(s) left out; \
+             importing a document that holds a key replaces it\n"
+        )
+    );
+    let mut expected: serde_json::Value = serde_json::from_str(&whole).unwrap();
+    let released = expected["stores"][0]["keys"]
+        .as_object_mut()
+        .unwrap()
+        .remove("released")
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&rest).unwrap(),
+        expected
+    );
+    // The whole export, imported back: the key is a new write, numbered after its last.
+    std::fs::write(dir.path().join("whole.json"), &whole).unwrap();
+    let (code, stdout, stderr) = sim(&["import", "whole.json", "--db", "g.db"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "imported 8 key(s) into g.db, replacing 1 corrupt key(s): PlayerData/global/released, \
+         1 over another write of the key (given new versions)"
+    );
+    let (code, stdout, _) = sim(&["inspect", "released", "--db", "g.db"], dir.path());
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["value"], released["value"]);
+    // A version id carries its write's serial, second.
+    let serial = v["version"].as_str().unwrap().split('.').nth(1).unwrap();
+    assert_eq!(
+        serial.parse::<u64>().unwrap(),
+        released["serial"].as_u64().unwrap() + 1
+    );
+}
+
 #[test]
 fn scenario_matches_the_original_and_prints_a_journal() {
     let dir = tempfile::tempdir().unwrap();

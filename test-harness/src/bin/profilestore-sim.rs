@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use profilestore_harness::check_folder::{self, CheckFolder};
 use profilestore_harness::fleet::{Fleet, FleetConfig, Played, STORE};
-use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
+use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage, StorageError};
 use profilestore_harness::trace::{self, TRACE_MAGIC};
 use profilestore_harness::{export, inspect, invariants, journal, scenario};
 
@@ -149,6 +149,11 @@ enum Command {
         /// The SQLite file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
+        /// Leave out keys whose stored data is corrupt, naming each on standard error, instead
+        /// of failing: the way to get the rest of a damaged database out (importing a document
+        /// that holds such a key replaces it).
+        #[arg(long)]
+        skip_corrupt: bool,
     },
     /// Load a JSON document (an export, or the layout of shared/fixtures/original-golden.json)
     /// into a database.
@@ -844,13 +849,35 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 ExitCode::from(1)
             })
         }
-        Command::Export { db } => {
+        Command::Export { db, skip_corrupt } => {
             if !db.exists() {
                 return Err(format!("no database at {}", db.display()));
             }
             let mut storage = SqliteStorage::open_existing(&db)
                 .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
-            let text = export::export_string(&mut storage).map_err(|e| e.to_string())?;
+            let text = if skip_corrupt {
+                let (document, skipped) =
+                    export::export_readable(&mut storage).map_err(|e| e.to_string())?;
+                for e in &skipped {
+                    eprintln!("profilestore-sim: left out: {e}");
+                }
+                if !skipped.is_empty() {
+                    eprintln!(
+                        "profilestore-sim: {} corrupt key(s) left out; importing a document that \
+                         holds a key replaces it",
+                        skipped.len()
+                    );
+                }
+                export::document_text(&document)
+            } else {
+                export::export_string(&mut storage)
+            };
+            let text = text.map_err(|e| match e {
+                export::ExportError::Storage(StorageError::Corrupt { .. }) => {
+                    format!("{e} (--skip-corrupt exports every other key)")
+                }
+                e => e.to_string(),
+            })?;
             emit(&format!("{text}\n"));
             Ok(ExitCode::SUCCESS)
         }
@@ -871,6 +898,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let mut notes = String::new();
             if !report.skipped.is_empty() {
                 notes += &format!(", skipped {} missing", report.skipped.len());
+            }
+            if !report.repaired.is_empty() {
+                // Stored data that could not be read, replaced by the document's.
+                let keys: Vec<String> = report.repaired.iter().map(|p| p.to_string()).collect();
+                notes += &format!(
+                    ", replacing {} corrupt key(s): {}",
+                    keys.len(),
+                    keys.join(", ")
+                );
             }
             if !report.renumbered.is_empty() {
                 // Imported over other writes of those keys: new writes, with new version ids.
@@ -907,8 +943,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     .ok()?;
                 i64::try_from(since_epoch.as_secs()).ok()
             });
-            let v = inspect::inspect(&mut storage, &store, &scope, &key, now)
-                .map_err(|e| e.to_string())?;
+            let v =
+                inspect::inspect(&mut storage, &store, &scope, &key, now).map_err(|e| match e {
+                    StorageError::Corrupt { .. } => {
+                        format!("{e} (importing a document that holds the key replaces it)")
+                    }
+                    e => e.to_string(),
+                })?;
             // A misspelt store is the likely mistake: say what the database holds.
             if let Some(held) = inspect::stores_held_if_never_written(&mut storage, &v)
                 .map_err(|e| e.to_string())?

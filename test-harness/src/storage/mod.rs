@@ -237,6 +237,13 @@ pub trait Storage: Send {
         Ok(self.head(path)?.as_ref().map(HeadMeta::from))
     }
 
+    /// The key's serial (writes so far), or `None` if it was never written, read on its own:
+    /// a key whose other columns are corrupt still tells how many writes it had, so an import
+    /// that replaces it numbers its write after them (a version id it never had).
+    fn serial(&mut self, path: &KeyPath) -> Result<Option<u64>, StorageError> {
+        Ok(self.head_meta(path)?.map(|m| m.serial))
+    }
+
     /// The latest retained version slot, if any.
     fn latest_version(&mut self, path: &KeyPath) -> Result<Option<StoredVersion>, StorageError>;
 

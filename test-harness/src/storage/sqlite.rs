@@ -586,6 +586,24 @@ impl Storage for SqliteStorage {
         read_latest(&self.conn, path)
     }
 
+    fn serial(&mut self, path: &KeyPath) -> Result<Option<u64>, StorageError> {
+        let shown = path.to_string();
+        let serial: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT serial FROM keys WHERE store = ?1 AND scope = ?2 AND key = ?3",
+                params![
+                    path.store().as_str(),
+                    path.scope().as_str(),
+                    path.key().as_str()
+                ],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(read_error("read serial", &shown))?;
+        serial.map(|v| to_u64(&shown, "serial", v)).transpose()
+    }
+
     fn versions(&mut self, path: &KeyPath) -> Result<Vec<StoredVersion>, StorageError> {
         let mut stmt = self
             .conn
