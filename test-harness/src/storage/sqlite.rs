@@ -195,6 +195,13 @@ impl SqliteStorage {
         SqliteStorage::init(conn, create)
     }
 
+    /// Opens the database of a connection the caller made (with a hook of its own installed,
+    /// say), as [`SqliteStorage::open`] opens a file: the schema created in an empty database,
+    /// anything else refused before it is changed.
+    pub fn from_connection(conn: Connection) -> Result<SqliteStorage, StorageError> {
+        SqliteStorage::init(conn, Create::IfEmpty)
+    }
+
     /// A private in-memory SQLite database (for tests of the SQL itself).
     pub fn open_in_memory() -> Result<SqliteStorage, StorageError> {
         SqliteStorage::init(
