@@ -121,6 +121,28 @@ pub fn stores_held_if_never_written(
     if answer["exists"] != false || answer.get("versions").is_some() {
         return Ok(None);
     }
+    stores_held(storage).map(Some)
+}
+
+/// The names of the keys of `store` in `scope` that start with `prefix`, in byte order, as
+/// `ListKeysAsync` lists them (removed keys included: they keep their versions).
+pub fn key_names(
+    storage: &mut dyn Storage,
+    store: &str,
+    scope: &str,
+    prefix: &str,
+) -> Result<Vec<String>, StorageError> {
+    Ok(storage
+        .paths()?
+        .into_iter()
+        .filter(|p| p.store() == store && p.scope() == scope && p.key().starts_with(prefix))
+        .map(|p| p.key().to_string())
+        .collect())
+}
+
+/// The stores the storage holds keys in, as `inspect` takes their names (a store of another
+/// scope than `global` followed by its `--scope`), with their key counts.
+pub fn stores_held(storage: &mut dyn Storage) -> Result<String, StorageError> {
     let mut stores: std::collections::BTreeMap<String, usize> = Default::default();
     for p in storage.paths()? {
         let name = if p.scope().as_str() == "global" {
@@ -134,11 +156,11 @@ pub fn stores_held_if_never_written(
         .iter()
         .map(|(name, n)| format!("{name}: {n} key(s)"))
         .collect();
-    Ok(Some(if held.is_empty() {
+    Ok(if held.is_empty() {
         "no keys".to_string()
     } else {
         held.join(", ")
-    }))
+    })
 }
 
 #[cfg(test)]
@@ -162,6 +184,41 @@ mod tests {
         )
         .unwrap();
         ds
+    }
+
+    /// `keys` lists one store and scope, by prefix, in byte order, removed keys included; with
+    /// none, the stores held are named.
+    #[test]
+    fn key_names_list_one_store_by_prefix_in_byte_order() {
+        let mut ds = holding(json!(1));
+        let server = crate::datastore::ServerId(0);
+        let write = |ds: &mut DataStoreService, store: &StoreName, key: &str| {
+            ds.set_async(1.0, server, store, key, json!(2), Default::default())
+                .unwrap();
+        };
+        let s = StoreName::new("S");
+        for key in ["kb", "kA", "a", "k\u{e9}"] {
+            write(&mut ds, &s, key);
+        }
+        write(&mut ds, &StoreName::scoped("S", "beta"), "k2");
+        write(&mut ds, &StoreName::new("T"), "k3");
+        ds.remove_async(2.0, server, &s, "kb").unwrap();
+        let storage = ds.storage_mut();
+        assert_eq!(
+            key_names(storage, "S", "global", "").unwrap(),
+            ["a", "k", "kA", "kb", "k\u{e9}"]
+        );
+        assert_eq!(
+            key_names(storage, "S", "global", "k").unwrap(),
+            ["k", "kA", "kb", "k\u{e9}"]
+        );
+        assert_eq!(key_names(storage, "S", "beta", "").unwrap(), ["k2"]);
+        assert!(key_names(storage, "U", "global", "").unwrap().is_empty());
+        assert_eq!(
+            stores_held(storage).unwrap(),
+            "S: 5 key(s), S --scope beta: 1 key(s), T: 1 key(s)"
+        );
+        assert_eq!(stores_held(&mut MemoryStorage::new()).unwrap(), "no keys");
     }
 
     #[test]

@@ -221,6 +221,29 @@ fn import_the_golden_fixture_and_inspect_a_locked_key() {
     let (code, stdout, stderr) = sim(&["import", &golden, "--db", "g.db"], dir.path());
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), "imported 8 key(s) into g.db");
+    // Its keys, listed; by prefix; none in a store it does not hold, which it says.
+    let (code, stdout, stderr) = sim(&["keys", "--db", "g.db", "--prefix", "locked"], dir.path());
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert_eq!(stdout, "locked_dead\nlocked_live\n");
+    let (_, stdout, _) = sim(&["keys", "--db", "g.db"], dir.path());
+    assert_eq!(stdout.lines().count(), 8);
+    // A key holding a control character is written as a JSON string: one line still.
+    std::fs::write(
+        dir.path().join("tab.json"),
+        r#"{"store": "PlayerData",
+            "keys": {"a\tb": {"exists": true, "value": 1}, "c": {"exists": true, "value": 2}}}"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = sim(&["import", "tab.json", "--db", "t.db"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    let (_, stdout, _) = sim(&["keys", "--db", "t.db"], dir.path());
+    assert_eq!(stdout, "\"a\\tb\"\nc\n");
+    let (code, stdout, stderr) = sim(&["keys", "--db", "g.db", "--store", "Player"], dir.path());
+    assert_eq!((code, stdout.as_str()), (0, ""));
+    assert_eq!(
+        stderr,
+        "profilestore-sim: no key in store \"Player\" of g.db; it holds PlayerData: 8 key(s)\n"
+    );
     let (_, stdout, _) = sim(&["inspect", "locked_live", "--db", "g.db"], dir.path());
     let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(

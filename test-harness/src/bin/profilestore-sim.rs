@@ -164,26 +164,54 @@ enum Command {
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
     },
+    /// List the keys of a store, one per line, in byte order (as `ListKeysAsync` lists them:
+    /// removed keys included); a key holding a control character is written as a JSON string.
+    Keys {
+        /// Only keys that start with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        #[command(flatten)]
+        at: StoreArgs,
+    },
     /// Show a stored key: value, versions, lock holder, pending messages.
     #[command(allow_negative_numbers = true)]
     Inspect {
         /// The key.
         key: String,
-        /// The ProfileStore store name.
-        #[arg(long, default_value = STORE)]
-        store: String,
-        /// The store's scope (`DataStoreService:GetDataStore(name, scope)`).
-        #[arg(long, default_value = "global")]
-        scope: String,
-        /// The SQLite file.
-        #[arg(long, default_value = DEFAULT_DB)]
-        db: PathBuf,
+        #[command(flatten)]
+        at: StoreArgs,
         /// The time to measure the lock's last update against, Unix seconds. Default: now.
         /// (`simulate` runs on a virtual clock that starts on 2025-01-01, 1735689600: add the
         /// run's `virtual_seconds` for its end.)
         #[arg(long)]
         now: Option<i64>,
     },
+}
+
+/// The store a command reads (`keys`, `inspect`) and the database it is in.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The ProfileStore store name.
+    #[arg(long, default_value = STORE)]
+    store: String,
+    /// The store's scope (`DataStoreService:GetDataStore(name, scope)`).
+    #[arg(long, default_value = "global")]
+    scope: String,
+    /// The SQLite file.
+    #[arg(long, default_value = DEFAULT_DB)]
+    db: PathBuf,
+}
+
+/// Opens the existing database `db` for reading (`export`, `keys`, `inspect`), or says there
+/// is none.
+fn existing_db(db: &Path) -> Result<SqliteStorage, String> {
+    if !db.exists() {
+        return Err(format!(
+            "no database at {} (run `simulate` first or pass --db)",
+            db.display()
+        ));
+    }
+    SqliteStorage::open_existing(db).map_err(|e| format!("cannot open {}: {e}", db.display()))
 }
 
 /// Refuses a `--trace` path before a run rather than after it: a directory, an existing file
@@ -850,11 +878,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             })
         }
         Command::Export { db, skip_corrupt } => {
-            if !db.exists() {
-                return Err(format!("no database at {}", db.display()));
-            }
-            let mut storage = SqliteStorage::open_existing(&db)
-                .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+            let mut storage = existing_db(&db)?;
             let text = if skip_corrupt {
                 let (document, skipped) =
                     export::export_readable(&mut storage).map_err(|e| e.to_string())?;
@@ -922,21 +946,50 @@ fn run(command: Command) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys {
+            prefix,
+            at: StoreArgs { store, scope, db },
+        } => {
+            let mut storage = existing_db(&db)?;
+            let names = inspect::key_names(&mut storage, &store, &scope, &prefix)
+                .map_err(|e| e.to_string())?;
+            if names.is_empty() {
+                // A misspelt store is the likely mistake: say what the database holds.
+                let held = inspect::stores_held(&mut storage).map_err(|e| e.to_string())?;
+                let scoped = if scope == "global" {
+                    String::new()
+                } else {
+                    format!(" scope {scope:?}")
+                };
+                let prefixed = if prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" starting {prefix:?}")
+                };
+                eprintln!(
+                    "profilestore-sim: no key{prefixed} in store {store:?}{scoped} of {}; it \
+                     holds {held}",
+                    db.display()
+                );
+            }
+            let mut text = String::new();
+            for name in names {
+                if name.chars().any(char::is_control) {
+                    text += &serde_json::to_string(&name).unwrap_or_default();
+                } else {
+                    text += &name;
+                }
+                text.push('\n');
+            }
+            emit(&text);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect {
             key,
-            store,
-            scope,
-            db,
+            at: StoreArgs { store, scope, db },
             now,
         } => {
-            if !db.exists() {
-                return Err(format!(
-                    "no database at {} (run `simulate` first or pass --db)",
-                    db.display()
-                ));
-            }
-            let mut storage = SqliteStorage::open_existing(&db)
-                .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+            let mut storage = existing_db(&db)?;
             let now = now.or_else(|| {
                 let since_epoch = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
