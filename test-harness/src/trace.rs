@@ -6,9 +6,10 @@
 //! The file is a stream: [`TRACE_MAGIC`], the format number, a header (the world and fleet
 //! configurations), then one frame per input and per output in the order they happened, then
 //! an end frame with their counts. The header and each frame are a *part*: the length of its
-//! bincode bytes and their CRC-32 (each a little-endian `u32`), then the bytes; so a file
-//! that ends inside a part is told from one whose bytes changed (a part that does not match
-//! its checksum), and the reader names the part and the byte where it starts. A run writes it
+//! bincode bytes, the length's bitwise complement and the bytes' CRC-32 (each a little-endian
+//! `u32`), then the bytes; so a file that ends inside a part is told from one whose bytes
+//! changed (a length that does not match its complement, contents that do not match their
+//! checksum), and the reader names the part and the byte where it starts. A run writes it
 //! as it goes ([`TraceWriter`]) and a replay reads it as it goes ([`TraceFile::replay`]), so
 //! neither holds the run in memory, however long; the determinism check compares a second run
 //! with the first's file as it goes ([`TraceWriter::compare_with`]). A [`Trace`] is the same
@@ -45,7 +46,8 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// state (starts that waited for it are asked their `Cancel`); 14: a closing server asks no
 /// `Cancel`, and waiting starts are asked in call order as they resume (same layout); 15: the
 /// file is a stream of frames after a header (module docs), not one encoded value; 16: the
-/// header and each frame are preceded by their length and CRC-32 (module docs).
+/// header and each frame are preceded by their length, its complement and their CRC-32
+/// (module docs).
 pub const TRACE_FORMAT: u32 = 16;
 
 /// The first bytes of every trace file.
@@ -318,12 +320,17 @@ struct FrameWriter<W: Write> {
     outputs: u64,
 }
 
-/// The bytes before each part's contents: its length and its CRC-32, each a little-endian
-/// `u32`.
-const PART_PREFIX: usize = 8;
+/// The bytes before each part's contents: its length, the length's bitwise complement (a
+/// damaged length is told from a file that ends early) and the CRC-32 of the contents, each a
+/// little-endian `u32`.
+const PART_PREFIX: usize = 12;
 
-/// Writes `value` to `out` as one part: [`PART_PREFIX`] (the length and the CRC-32 of its
-/// bincode bytes), then those bytes, encoded in `buffer` first.
+/// The largest part a trace holds (1 GiB): one input or output, whose values a DataStore
+/// takes up to 4 MB each. A reader allocates no more than this for a part.
+pub const MAX_PART: usize = 1 << 30;
+
+/// Writes `value` to `out` as one part: [`PART_PREFIX`] (the length of its bincode bytes, its
+/// complement, their CRC-32), then those bytes, encoded in `buffer` first.
 fn write_part<T: Serialize>(
     out: &mut impl Write,
     buffer: &mut Vec<u8>,
@@ -333,10 +340,13 @@ fn write_part<T: Serialize>(
     buffer.clear();
     bincode::serde::encode_into_std_write(value, buffer, bincode::config::standard())?;
     let len = u32::try_from(buffer.len())
-        .map_err(|_| EncodeError::Other("a trace frame is larger than 4 GiB"))?;
+        .ok()
+        .filter(|&len| len as usize <= MAX_PART)
+        .ok_or(EncodeError::Other("a trace frame is larger than 1 GiB"))?;
     let mut prefix = [0u8; PART_PREFIX];
     prefix[..4].copy_from_slice(&len.to_le_bytes());
-    prefix[4..].copy_from_slice(&crc32fast::hash(buffer).to_le_bytes());
+    prefix[4..8].copy_from_slice(&(!len).to_le_bytes());
+    prefix[8..].copy_from_slice(&crc32fast::hash(buffer).to_le_bytes());
     out.write_all(&prefix)
         .and_then(|()| out.write_all(buffer))
         .map_err(|inner| EncodeError::Io { inner, index: 0 })
@@ -779,8 +789,9 @@ enum PartError {
 
 /// Reads one part written by [`write_part`] from `input` (which has taken `input.taken` of a
 /// file of `size` bytes) and decodes it, the decoder claiming at most `budget` bytes: a part
-/// the file ends inside is [`PartError::Cut`]; one whose bytes do not match their checksum, or
-/// that holds more or less than one value, is damage, named with `what` and where it starts.
+/// the file ends inside is [`PartError::Cut`]; one whose length does not match its complement
+/// (or is over [`MAX_PART`]), whose bytes do not match their checksum, or that holds more or
+/// less than one value, is damage, named with `what` and where it starts.
 fn read_part<T: serde::de::DeserializeOwned, R: BufRead>(
     input: &mut Counted<R>,
     part: &mut Vec<u8>,
@@ -794,16 +805,19 @@ fn read_part<T: serde::de::DeserializeOwned, R: BufRead>(
     if got < PART_PREFIX {
         return Err(PartError::Cut(got as u64));
     }
-    let [l0, l1, l2, l3, c0, c1, c2, c3] = prefix;
+    let [l0, l1, l2, l3, n0, n1, n2, n3, c0, c1, c2, c3] = prefix;
     let len = u32::from_le_bytes([l0, l1, l2, l3]);
     let crc = u32::from_le_bytes([c0, c1, c2, c3]);
-    // The length is checked against what the file holds before anything is allocated for it.
+    if !len != u32::from_le_bytes([n0, n1, n2, n3]) || len as usize > MAX_PART {
+        return Err(PartError::Damaged(format!(
+            "{what} (at byte {start}) has a damaged length: the file is damaged"
+        )));
+    }
+    // A sound length is checked against what the file holds before anything is allocated
+    // for it: more is a file that ends early.
     let left = size.saturating_sub(input.taken);
     if u64::from(len) > left {
-        let holds = PART_PREFIX as u64 + left;
-        // Read on, so that the count of bytes taken stays the file's.
-        let _ = std::io::copy(&mut (&mut *input).take(left), &mut std::io::sink());
-        return Err(PartError::Cut(holds));
+        return Err(PartError::Cut(PART_PREFIX as u64 + left));
     }
     part.resize(len as usize, 0);
     let got = read_full(input, part).map_err(PartError::Io)?;
@@ -903,9 +917,8 @@ impl TraceFile {
     /// of a killed run, a trace sent to a pipe whose run was stopped), a replay of the frames
     /// it holds: each of its inputs replayed and each of its outputs compared, the outputs of
     /// the replay past the last recorded one not counted. With a replay of a cut file, how many
-    /// bytes after its last whole frame were not read: a file can also seem cut where damage
-    /// made a frame's length claim more bytes than follow it, and a large count says so. Other
-    /// damage (a frame that does not match its checksum) is an error still.
+    /// bytes after its last whole frame were not read. Damage (a frame whose length or
+    /// contents do not match their checks) is an error still.
     pub fn replay_prefix(self) -> Result<(Replay, Option<u64>), TraceError> {
         self.replay_as(true)
     }

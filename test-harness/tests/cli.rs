@@ -957,6 +957,7 @@ fn a_trace_from_a_pipe_is_bounded_by_what_it_holds() {
     let mut header = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD];
     header.extend((1u64 << 33).to_le_bytes());
     hostile.extend((header.len() as u32).to_le_bytes());
+    hostile.extend((!(header.len() as u32)).to_le_bytes());
     hostile.extend(crc32fast::hash(&header).to_le_bytes());
     hostile.extend(header);
     let (code, stdout, stderr) = piped(&hostile);

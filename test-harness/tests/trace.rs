@@ -94,13 +94,36 @@ fn a_changed_wake_up_is_detected_by_replay() {
     assert!(!r.identical());
 }
 
-/// `payload` as a trace file holds each part after the format number: its length and CRC-32
-/// (little-endian `u32`s), then its bytes.
+/// `payload` as a trace file holds each part after the format number: its length, the
+/// length's complement and its CRC-32 (little-endian `u32`s), then its bytes.
 fn part(payload: &[u8]) -> Vec<u8> {
-    let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+    let len = payload.len() as u32;
+    let mut bytes = len.to_le_bytes().to_vec();
+    bytes.extend((!len).to_le_bytes());
     bytes.extend(crc32fast::hash(payload).to_le_bytes());
     bytes.extend(payload);
     bytes
+}
+
+/// The bytes before a part's contents ([`part`]).
+const PREFIX: usize = 12;
+
+/// The length of the part of `bytes` that starts at `at` ([`part`]).
+fn part_len(bytes: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize
+}
+
+/// Where each part of a trace file starts, the header first (after 8 bytes of magic and one
+/// of format number), read off their lengths.
+fn part_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = vec![];
+    let mut at = 9;
+    while at < bytes.len() {
+        starts.push(at);
+        at += PREFIX + part_len(bytes, at);
+    }
+    assert_eq!(at, bytes.len(), "the parts end where the file does");
+    starts
 }
 
 /// Lengths inside a file are not trusted, nothing may follow the trace, and inputs must name
@@ -134,25 +157,21 @@ fn hostile_trace_bytes_get_errors() {
         err.to_string(),
         "trace file h.bin is not a readable trace: the file ends too early (cut short?)"
     );
-    // The cuts among the last 16 bytes that leave whole frames only: the last is where the
-    // end frame starts.
-    let end_frame = |bytes: &[u8]| {
-        (bytes.len() - 16..bytes.len())
-            .filter(|&n| {
-                Trace::from_bytes(&bytes[..n], "h.bin")
-                    .unwrap_err()
-                    .to_string()
-                    == "trace file h.bin is not a readable trace: the file ends before the \
-                        trace does (cut short?)"
-            })
-            .collect::<Vec<_>>()
-    };
-    let at = end_frame(&whole).pop().expect("the end frame's start");
+    // Cut where the end frame (the last part) starts: whole frames only.
+    let end_frame = |bytes: &[u8]| *part_starts(bytes).last().unwrap();
+    let at = end_frame(&whole);
+    assert_eq!(
+        Trace::from_bytes(&whole[..at], "h.bin")
+            .unwrap_err()
+            .to_string(),
+        "trace file h.bin is not a readable trace: the file ends before the trace does (cut \
+         short?)"
+    );
     // An end frame that does not count what the file holds: here one output was lost.
     let mut shorter = t.clone();
     shorter.outputs.pop();
     let shorter = shorter.to_bytes().unwrap();
-    let frames = end_frame(&shorter).pop().expect("the end frame's start");
+    let frames = end_frame(&shorter);
     let mut lost = shorter[..frames].to_vec();
     lost.extend(&whole[at..]);
     let err = Trace::from_bytes(&lost, "h.bin").unwrap_err();
@@ -516,8 +535,8 @@ fn a_trace_streamed_as_the_run_goes_is_the_one_held_in_memory() {
 
 /// A byte changed anywhere after the format number is damage, named with the part it falls in
 /// and the byte where that part starts, by a replay and by a replay of a prefix alike (each part
-/// carries its CRC-32: `trace.rs`, format 16), not replayed as a run that differs; a whole
-/// part lost from the middle is damage too.
+/// carries its length twice and a CRC-32: `trace.rs`, format 16), not replayed as a run that
+/// differs nor taken for a cut; a whole part lost from the middle is damage too.
 #[test]
 fn a_changed_byte_is_named_as_damage_where_it_is() {
     use profilestore_harness::trace::TraceFile;
@@ -525,16 +544,7 @@ fn a_changed_byte_is_named_as_damage_where_it_is() {
     let fleet = recorded(3);
     let t = Trace::of(&fleet.world, Some(fleet.config.clone())).unwrap();
     let bytes = t.to_bytes().unwrap();
-    // Where each part starts (the header first), read off their lengths: 8 bytes of magic and
-    // one of format number come before them.
-    let length = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-    let mut starts = vec![];
-    let mut at = 9;
-    while at < bytes.len() {
-        starts.push(at);
-        at += 8 + length(at);
-    }
-    assert_eq!(at, bytes.len());
+    let starts = part_starts(&bytes);
     assert_eq!(starts.len(), 1 + t.inputs.len() + t.outputs.len() + 1);
     let path = dir.path().join("damaged.trace");
     let read = |damaged: &[u8]| {
@@ -546,27 +556,40 @@ fn a_changed_byte_is_named_as_damage_where_it_is() {
         whole.to_string()
     };
     // The first frame, one in the middle, the end frame: a bit of the contents, of the
-    // checksum, of the length (a length one less).
+    // checksum, of the length (one more, one less, far more than the file holds), of the
+    // length's complement.
     for k in [1, starts.len() / 2, starts.len() - 1] {
         let start = starts[k];
-        let expected = format!(
-            "trace file {} is not a readable trace: frame {} (at byte {start}) does not match \
-             its checksum: the file is damaged",
-            path.display(),
-            k - 1
-        );
-        for at in [start + 8 + length(start) / 2, start + 5, start] {
+        let named = |what: &str| {
+            format!(
+                "trace file {} is not a readable trace: frame {} (at byte {start}) {what}: the \
+                 file is damaged",
+                path.display(),
+                k - 1
+            )
+        };
+        let flips = [
+            (start + PREFIX + part_len(&bytes, start) / 2, 0x10),
+            (start + 9, 0x10),
+            (start, 1),
+            (start, 2),
+            (start + 3, 0x40),
+            (start + 5, 0x10),
+        ];
+        for (at, bit) in flips {
             let mut damaged = bytes.clone();
-            damaged[at] ^= if at == start { 1 } else { 0x10 };
-            if at == start && length(start) % 2 == 0 {
-                continue; // flipping the low bit made it one more: checked below
-            }
-            assert_eq!(read(&damaged), expected, "byte {at}");
+            damaged[at] ^= bit;
+            let what = if at < start + 8 {
+                "has a damaged length"
+            } else {
+                "does not match its checksum"
+            };
+            assert_eq!(read(&damaged), named(what), "byte {at} ^ {bit}");
         }
     }
     // The header.
     let mut damaged = bytes.clone();
-    damaged[9 + 8 + 1] ^= 0x10;
+    damaged[9 + PREFIX + 1] ^= 0x10;
     let err = Trace::from_bytes(&damaged, "h.bin").unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -626,7 +649,9 @@ fn a_trace_cut_short_replays_as_far_as_it_goes() {
     first.marks.truncate(k);
     first.outputs.truncate(t.marks[k]);
     let first = first.to_bytes().unwrap();
-    let between = bytes.iter().zip(&first).take_while(|(a, b)| a == b).count();
+    // Where its end frame (its last part) starts: the full trace's next frame starts there.
+    let between = *part_starts(&first).last().unwrap();
+    assert_eq!(bytes[..between], first[..between]);
     let (r, cut) = prefix(&bytes[..between]).unwrap();
     assert_eq!(cut, Some(0));
     assert!(r.identical(), "{r:?}");
