@@ -183,18 +183,21 @@ enum Stored {
     Corrupt { serial: u64 },
 }
 
-/// Reads what the storage holds for `path`, as [`Stored`]: a key whose head is corrupt is
-/// read again for its serial alone ([`Storage::serial`]); one whose serial is corrupt too is
-/// an error naming the key.
+/// Reads what the storage holds for `path`, as [`Stored`]: a key whose head or versions are
+/// corrupt is read again for its serial alone ([`Storage::serial`]); one whose serial is
+/// corrupt too is an error naming the key.
 fn stored(storage: &mut dyn Storage, path: &KeyPath) -> Result<Stored, ExportError> {
-    match storage.head(path) {
-        Ok(Some(head)) => Ok(Stored::Head(head)),
+    let read = match storage.head(path) {
+        Ok(Some(head)) => storage.versions(path).map(|_| Stored::Head(head)),
         Ok(None) => Ok(Stored::Absent),
+        Err(e) => Err(e),
+    };
+    match read {
         Err(StorageError::Corrupt { .. }) => Ok(match storage.serial(path)? {
             Some(serial) => Stored::Corrupt { serial },
             None => Stored::Absent,
         }),
-        Err(e) => Err(e.into()),
+        read => Ok(read?),
     }
 }
 
@@ -1640,6 +1643,23 @@ mod tests {
             (fixed.serial, fixed.value.as_deref()),
             (serial + 2, Some(&json!({"Coins": 9})))
         );
+
+        // A corrupt version, the head sound: left out and replaced the same way.
+        let changed = rusqlite::Connection::open(&file)
+            .unwrap()
+            .execute(
+                "UPDATE versions SET metadata = '1' WHERE store = 'PlayerData' \
+                 AND scope = 'global' AND key = 'k1'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        let (_, skipped) = export_readable(&mut sqlite).unwrap();
+        assert_eq!(skipped.len(), 1);
+        let report = import(&mut sqlite, fixture, 0).unwrap();
+        assert_eq!(report.repaired, vec![k1.clone()]);
+        assert_eq!(sqlite.head(&k1).unwrap().unwrap().serial, serial + 3);
+        assert_eq!(export_readable(&mut sqlite).unwrap().1.len(), 0);
 
         // A corrupt serial leaves nothing to number after: refused, by name.
         damage("value = 'x', serial = 'many'");

@@ -897,7 +897,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 export::export_string(&mut storage)
             };
             let text = text.map_err(|e| match e {
-                export::ExportError::Storage(StorageError::Corrupt { .. }) => {
+                // Named only where it helps: the key's own data is corrupt, not the listing.
+                export::ExportError::Storage(StorageError::Corrupt { .. })
+                    if !skip_corrupt && export::export_readable(&mut storage).is_ok() =>
+                {
                     format!("{e} (--skip-corrupt exports every other key)")
                 }
                 e => e.to_string(),
