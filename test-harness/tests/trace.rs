@@ -319,8 +319,15 @@ fn the_committed_trace_replays_identically() {
 
 /// The committed trace (`the_committed_trace_replays_identically`), for tests that damage it.
 fn committed_trace() -> Trace {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/recorded.trace");
-    Trace::load(std::path::Path::new(path)).expect("the committed trace loads")
+    Trace::from_bytes(committed_bytes(), "recorded.trace").expect("the committed trace loads")
+}
+
+/// The committed trace's bytes (`tests/data/recorded.trace`).
+fn committed_bytes() -> &'static [u8] {
+    include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/recorded.trace"
+    ))
 }
 
 /// The id fields of `input` (store, profile, call, op, query, subscription), as numbers.
@@ -375,6 +382,20 @@ proptest::proptest! {
     /// hand-edited or damaged file that still decodes) replays without panicking: the engine
     /// refuses inputs that name nothing it knows (`Engine::replay_input`), and replay reports
     /// the differences.
+    /// Any one byte of a trace file changed, anywhere, makes it unreadable, never a trace
+    /// that reads (and replays as a run that differs), nor a panic: the magic and the format
+    /// number are checked, and every part's length against its complement and its contents
+    /// against their CRC-32, which catches every change of one byte.
+    #[test]
+    fn any_changed_byte_makes_a_trace_unreadable(at in 0usize..1 << 20, change in 1u8..=255) {
+        let bytes = committed_bytes();
+        let at = at % bytes.len();
+        let mut damaged = bytes.to_vec();
+        damaged[at] ^= change;
+        let read = std::panic::catch_unwind(|| Trace::from_bytes(&damaged, "d.bin"));
+        proptest::prop_assert!(matches!(read, Ok(Err(_))), "byte {} ^ {}", at, change);
+    }
+
     #[test]
     fn a_trace_with_its_inputs_shuffled_replays_without_panicking(
         edits in proptest::collection::vec((0u8..4, 0usize..100_000, 0usize..100_000), 1..6)
