@@ -46,9 +46,9 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// state (starts that waited for it are asked their `Cancel`); 14: a closing server asks no
 /// `Cancel`, and waiting starts are asked in call order as they resume (same layout); 15: the
 /// file is a stream of frames after a header (module docs), not one encoded value; 16: the
-/// header and each frame are preceded by their length, its complement and their CRC-32
-/// (module docs).
-pub const TRACE_FORMAT: u32 = 16;
+/// header and each frame are preceded by their length and CRC-32; 17: and the length's
+/// complement (module docs).
+pub const TRACE_FORMAT: u32 = 17;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

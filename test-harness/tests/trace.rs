@@ -110,7 +110,10 @@ const PREFIX: usize = 12;
 
 /// The length of the part of `bytes` that starts at `at` ([`part`]).
 fn part_len(bytes: &[u8], at: usize) -> usize {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize
+    let prefix = bytes
+        .get(at..at + 4)
+        .expect("a part's length where one starts");
+    u32::from_le_bytes(prefix.try_into().unwrap()) as usize
 }
 
 /// Where each part of a trace file starts, the header first (after 8 bytes of magic and one
@@ -147,6 +150,19 @@ fn hostile_trace_bytes_get_errors() {
              it is larger than the file can hold"
         );
     }
+    // A header whose length matches its complement but is over the largest part: refused
+    // before anything is allocated for it.
+    let mut bytes = TRACE_MAGIC.to_vec();
+    bytes.push(TRACE_FORMAT as u8);
+    let len = trace::MAX_PART as u32 + 1;
+    bytes.extend(len.to_le_bytes());
+    bytes.extend((!len).to_le_bytes());
+    bytes.extend([0; 4]);
+    assert_eq!(
+        Trace::from_bytes(&bytes, "h.bin").unwrap_err().to_string(),
+        "trace file h.bin is not a readable trace: its header (at byte 9) has a damaged \
+         length: the file is damaged"
+    );
     let fleet = recorded(9);
     let t = Trace::of(&fleet.world, None).unwrap();
     // A trace cut short says so in words: inside a frame, or between two (its end frame
@@ -378,10 +394,6 @@ fn odd_value(n: usize) -> profilestore_core::value::Value {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
 
-    /// A trace whose inputs were dropped, repeated, reordered or moved to another server (a
-    /// hand-edited or damaged file that still decodes) replays without panicking: the engine
-    /// refuses inputs that name nothing it knows (`Engine::replay_input`), and replay reports
-    /// the differences.
     /// Any one byte of a trace file changed, anywhere, makes it unreadable, never a trace
     /// that reads (and replays as a run that differs), nor a panic: the magic and the format
     /// number are checked, and every part's length against its complement and its contents
@@ -396,6 +408,10 @@ proptest::proptest! {
         proptest::prop_assert!(matches!(read, Ok(Err(_))), "byte {} ^ {}", at, change);
     }
 
+    /// A trace whose inputs were dropped, repeated, reordered or moved to another server (a
+    /// hand-edited or damaged file that still decodes) replays without panicking: the engine
+    /// refuses inputs that name nothing it knows (`Engine::replay_input`), and replay reports
+    /// the differences.
     #[test]
     fn a_trace_with_its_inputs_shuffled_replays_without_panicking(
         edits in proptest::collection::vec((0u8..4, 0usize..100_000, 0usize..100_000), 1..6)
@@ -556,7 +572,7 @@ fn a_trace_streamed_as_the_run_goes_is_the_one_held_in_memory() {
 
 /// A byte changed anywhere after the format number is damage, named with the part it falls in
 /// and the byte where that part starts, by a replay and by a replay of a prefix alike (each part
-/// carries its length twice and a CRC-32: `trace.rs`, format 16), not replayed as a run that
+/// carries its length twice and a CRC-32: `trace.rs`, format 17), not replayed as a run that
 /// differs nor taken for a cut; a whole part lost from the middle is damage too.
 #[test]
 fn a_changed_byte_is_named_as_damage_where_it_is() {
