@@ -227,17 +227,18 @@ fn import_the_golden_fixture_and_inspect_a_locked_key() {
     assert_eq!(stdout, "locked_dead\nlocked_live\n");
     let (_, stdout, _) = sim(&["keys", "--db", "g.db"], dir.path());
     assert_eq!(stdout.lines().count(), 8);
-    // A key holding a control character is written as a JSON string: one line still.
+    // A key holding a control character is written as a JSON string, one line still; so is
+    // one that starts with a quote, which would read as such a string.
     std::fs::write(
         dir.path().join("tab.json"),
-        r#"{"store": "PlayerData",
-            "keys": {"a\tb": {"exists": true, "value": 1}, "c": {"exists": true, "value": 2}}}"#,
+        r#"{"store": "PlayerData", "keys": {"a\tb": {"exists": true, "value": 1},
+            "c": {"exists": true, "value": 2}, "\"x": {"exists": true, "value": 3}}}"#,
     )
     .unwrap();
     let (code, _, stderr) = sim(&["import", "tab.json", "--db", "t.db"], dir.path());
     assert_eq!(code, 0, "{stderr}");
     let (_, stdout, _) = sim(&["keys", "--db", "t.db"], dir.path());
-    assert_eq!(stdout, "\"a\\tb\"\nc\n");
+    assert_eq!(stdout, "\"\\\"x\"\n\"a\\tb\"\nc\n");
     let (code, stdout, stderr) = sim(&["keys", "--db", "g.db", "--store", "Player"], dir.path());
     assert_eq!((code, stdout.as_str()), (0, ""));
     assert_eq!(
@@ -368,6 +369,24 @@ fn a_corrupt_key_is_named_left_out_and_replaced() {
         serde_json::from_str::<serde_json::Value>(&rest).unwrap(),
         expected
     );
+    // A key name no call can address (a BLOB) fails the listing itself: named, no flag
+    // helps, none suggested.
+    let db = dir.path().join("blob.db");
+    std::fs::copy(dir.path().join("g.db"), &db).unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE keys SET key = x'6b01' WHERE key = 'stub'", [])
+        .unwrap();
+    for flags in [&[][..], &["--skip-corrupt"]] {
+        let args = [&["export", "--db", "blob.db"][..], flags].concat();
+        let (code, stdout, stderr) = sim(&args, dir.path());
+        assert_eq!((code, stdout.as_str()), (2, ""));
+        assert_eq!(
+            stderr,
+            "profilestore-sim: corrupt stored data for PlayerData/global/x'6b01': column key \
+             holds a BLOB, not text\n"
+        );
+    }
     // The whole export, imported back: the key is a new write, numbered after its last.
     std::fs::write(dir.path().join("whole.json"), &whole).unwrap();
     let (code, stdout, stderr) = sim(&["import", "whole.json", "--db", "g.db"], dir.path());

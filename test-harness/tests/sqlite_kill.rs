@@ -259,6 +259,6 @@ fn a_writer_killed_at_a_commit_loses_only_that_write() {
             (head.version.as_str(), head.value.as_ref())
         );
     }
-    // The paused key among them: its write before, reported, checked above with the others.
-    assert_eq!(committed[&key], n - KEYS, "{key}");
+    // The paused key among them (its write before is its last reported, checked above).
+    assert!(committed.contains_key(&key), "{key}");
 }

@@ -165,7 +165,8 @@ enum Command {
         db: PathBuf,
     },
     /// List the keys of a store, one per line, in byte order (as `ListKeysAsync` lists them:
-    /// removed keys included); a key holding a control character is written as a JSON string.
+    /// removed keys included); a key holding a control character or a line separator, or
+    /// starting with `"`, is written as a JSON string.
     Keys {
         /// Only keys that start with this.
         #[arg(long, default_value = "")]
@@ -200,6 +201,11 @@ struct StoreArgs {
     /// The SQLite file.
     #[arg(long, default_value = DEFAULT_DB)]
     db: PathBuf,
+}
+
+/// Whether `c` ends a line beyond the control characters: U+2028 and U+2029.
+fn is_line_end(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// Opens the existing database `db` for reading (`export`, `keys`, `inspect`), or says there
@@ -899,7 +905,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let text = text.map_err(|e| match e {
                 // Named only where it helps: the key's own data is corrupt, not the listing.
                 export::ExportError::Storage(StorageError::Corrupt { .. })
-                    if !skip_corrupt && export::export_readable(&mut storage).is_ok() =>
+                    if !skip_corrupt && storage.paths().is_ok() =>
                 {
                     format!("{e} (--skip-corrupt exports every other key)")
                 }
@@ -977,7 +983,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             }
             let mut text = String::new();
             for name in names {
-                if name.chars().any(char::is_control) {
+                // One line a key, told apart from a key written as JSON.
+                if name.starts_with('"') || name.chars().any(|c| c.is_control() || is_line_end(c)) {
                     text += &serde_json::to_string(&name).unwrap_or_default();
                 } else {
                     text += &name;
