@@ -682,12 +682,20 @@ impl World {
     }
 
     /// Feeds one input to server `s` (recorded when tracing), then executes its outputs. A
-    /// server that has stopped (crashed, closed or killed) takes nothing: the input is refused,
-    /// naming the server, and nothing is recorded.
+    /// server that has stopped (crashed, closed or killed) takes nothing, and one in reserve
+    /// nothing but its stores and constants ([`World::reserve`]): the input is refused, naming
+    /// the server, and nothing is recorded.
     pub fn feed(&mut self, s: usize, input: Input) -> InputResult {
         if let Some(at) = self.servers[s].stopped_at {
             return InputResult::Done(Err(format!(
                 "server {s} is not running: it stopped at t={at:.3}"
+            )));
+        }
+        let setup = matches!(input, Input::NewStore { .. } | Input::SetConstant { .. });
+        if !self.servers[s].alive && !setup {
+            // A call would send requests and messages from a server that is not running.
+            return InputResult::Done(Err(format!(
+                "server {s} is in reserve: it takes its stores and constants until it boots"
             )));
         }
         let result = self.apply(s, input);
@@ -734,14 +742,13 @@ impl World {
     /// budgets and messaging limits grow with it).
     pub fn set_players(&mut self, s: usize, players: u32) {
         let id = self.servers[s].id;
-        // A stopped server counts towards no limit any more (it left them at [`World::stop`]).
-        if self.servers[s].stopped_at.is_some() {
+        // A stopped server counts towards no limit any more (it left them at [`World::stop`]),
+        // and one in reserve towards none yet: it has no players until it boots.
+        if !self.servers[s].alive {
             return;
         }
         self.datastore.set_player_count(self.now, id, players);
-        if self.servers[s].alive {
-            self.messaging.set_players(id, players);
-        }
+        self.messaging.set_players(id, players);
     }
 
     /// Server `s` shuts down: `BindToClose` runs ProfileStore's close handling (final saves).
@@ -754,7 +761,22 @@ impl World {
         }
         let now = self.now_for(s);
         self.feed(s, Input::Shutdown { now });
-        self.schedule(self.now + BIND_TO_CLOSE_LIMIT, Pending::Kill { server: s });
+        // On the Heartbeat frame the limit falls on, at that frame's own time: an event at a
+        // frame's time goes before the frame, so the server ticks no frame at or after its
+        // kill, however the sum rounds.
+        let kill_at = self.frame_time(self.frame_at_or_after(self.now + BIND_TO_CLOSE_LIMIT));
+        self.schedule(kill_at, Pending::Kill { server: s });
+    }
+
+    /// The first Heartbeat frame at or after `t` (within a millionth of a frame: a time that
+    /// rounds to just past a frame is that frame's).
+    fn frame_at_or_after(&self, t: f64) -> u64 {
+        (t * self.config.fps - 1e-6).ceil().max(0.0) as u64
+    }
+
+    /// When frame `f` falls.
+    fn frame_time(&self, f: u64) -> f64 {
+        f as f64 / self.config.fps
     }
 
     /// Server `s` waits in reserve: stopped, taking nothing, until [`World::boot`]. Only at the
@@ -889,9 +911,9 @@ impl World {
         let deadline = self.servers.iter().filter_map(due).reduce(f64::min);
         // A deadline already past (a profile joining the auto-save ring brings its next slot
         // forward) fires at the first frame not before the clock: time never runs backwards.
-        let first = ((self.now * fps - 1e-6).ceil().max(0.0) as u64).max(self.frame);
-        let frame = deadline.map(|d| ((d * fps - 1e-6).ceil().max(0.0) as u64).max(first));
-        let frame_at = frame.map_or(f64::INFINITY, |f| f as f64 / fps);
+        let first = self.frame_at_or_after(self.now).max(self.frame);
+        let frame = deadline.map(|d| self.frame_at_or_after(d).max(first));
+        let frame_at = frame.map_or(f64::INFINITY, |f| self.frame_time(f));
         let pending_at = self.pending.next_at();
         let message_at = self.messaging.next_delivery();
         let event_at = [pending_at, message_at]
@@ -1610,5 +1632,51 @@ impl World {
             }
         };
         self.respond(s, op, result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messaging::MessagingConfig;
+
+    /// A shutdown's kill falls on the Heartbeat frame its 30 s end on, at that frame's own
+    /// time, so the closing server ticks no frame at or after its kill: shut down at frame 251
+    /// (60 fps), `now + 30` rounds to just after frame 2051's time (which a frame would then
+    /// have run first), and the kill is at exactly that frame's time.
+    #[test]
+    fn a_shutdown_is_killed_on_the_frame_its_limit_falls_on() {
+        let config = WorldConfig {
+            seed: 3,
+            epoch: 1_735_689_600,
+            fps: 60.0,
+            latency: LatencyModel::Fixed(0.15),
+            servers: vec![ServerSpec {
+                name: "S0".into(),
+                place_id: 1001,
+                wall_skew: 0,
+            }],
+        };
+        let ds = DataStoreService::new(config.epoch);
+        let ms = MessagingService::new(MessagingConfig::roblox(3)).unwrap();
+        let mut world = World::new(config, ds, ms).unwrap();
+        let start = 251.0 / 60.0;
+        world.run_until(start);
+        assert_eq!(world.now, start);
+        assert!(
+            start + BIND_TO_CLOSE_LIMIT > 2051.0 / 60.0,
+            "the sum rounds past the frame"
+        );
+        world.shutdown(0);
+        let kills: Vec<f64> = (world.pending.heap.iter())
+            .filter(|e| {
+                matches!(
+                    world.pending.slots[e.slot as usize],
+                    Some(Pending::Kill { .. })
+                )
+            })
+            .map(|e| e.at.0)
+            .collect();
+        assert_eq!(kills, [2051.0 / 60.0]);
     }
 }

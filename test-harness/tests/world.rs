@@ -718,6 +718,39 @@ fn a_booted_spare_counts_its_clock_from_its_boot() {
     );
 }
 
+/// A server in reserve takes its stores and constants, nothing that would send a request or
+/// a message: a start is refused, naming the server, and nothing reaches the DataStore until
+/// it boots.
+#[test]
+fn a_server_in_reserve_takes_only_its_setup() {
+    let (mut w, store) = world(2, Limits::unlimited());
+    w.reserve(1);
+    let now = w.now_for(1);
+    let input = Input::StartSession {
+        now,
+        store: store.live(),
+        key: "k".into(),
+        params: StartParams::default(),
+    };
+    assert_eq!(
+        w.feed(1, input),
+        InputResult::Done(Err(
+            "server 1 is in reserve: it takes its stores and constants until it boots".into()
+        ))
+    );
+    let setup = Input::NewStore {
+        name: "T".into(),
+        template: json!({}),
+    };
+    assert!(matches!(w.feed(1, setup), InputResult::Store(Ok(_))));
+    w.run_until(10.0);
+    assert_eq!(w.request_total(), 0);
+    w.boot(1);
+    start(&mut w, 1, store, "k");
+    w.run_until(20.0);
+    assert_eq!(writes_of(&w, "k"), [(10.3, 1)], "the load, once booted");
+}
+
 /// The same clock decides the start-up rule of spec §10.4: a session's messages are ignored
 /// while its server's `os.clock()` is 6 s or less. A spare booted at 100 s ignores the nudge
 /// of a `MessageAsync` that arrives 1.5 s after its boot (it used to read 101.5 and save).
