@@ -753,7 +753,8 @@ impl World {
 
     /// Server `s` shuts down: `BindToClose` runs ProfileStore's close handling (final saves).
     /// The server closes when it returns ([`Completion::Shutdown`]), or is killed
-    /// [`BIND_TO_CLOSE_LIMIT`] after the shutdown began, whichever comes first. A server
+    /// [`BIND_TO_CLOSE_LIMIT`] after the shutdown began (at the first Heartbeat frame at or
+    /// after that, before the frame runs), whichever comes first. A server
     /// that is not running (stopped, crashed, in reserve) is left alone.
     pub fn shutdown(&mut self, s: usize) {
         if !self.servers[s].alive {
