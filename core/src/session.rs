@@ -90,6 +90,14 @@ impl StartJob {
         (!self.cancellable).then_some(self.started + constants.start_session_timeout)
     }
 
+    /// The wait before the next attempt after a failed one (spec §5.3: 1, 2, 4 … 20 s),
+    /// doubling the one after.
+    fn next_backoff(&mut self) -> f64 {
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2.0).min(20.0);
+        wait
+    }
+
     fn new(caller: CallId, store: StoreRef, params: StartParams, now: f64) -> StartJob {
         StartJob {
             caller,
@@ -441,26 +449,29 @@ impl Engine {
     }
 
     /// The start of `token` waits for a final save of its key to land (deviation for spec §19
-    /// item 9), outside the key's queue. A start without `Cancel` still gives up after
-    /// START_SESSION_TIMEOUT (spec §5.3), as its own failing attempts would have while the
-    /// final save meets errors; a start cancelled (or a server closing) meanwhile returns nil.
+    /// item 9), outside the key's queue. It wakes as its own failing attempts would have while
+    /// the final save meets errors (the error backoff: 1, 2, 4 … 20 s): to ask `Cancel` (spec
+    /// §5.2 step 7: "at each loop head") and, without `Cancel`, to give up after
+    /// START_SESSION_TIMEOUT as it is then (spec §5.3; §2: a constant changed meanwhile
+    /// applies), at the deadline itself when that comes first. A start cancelled (or a server
+    /// closing) meanwhile returns nil.
     pub(crate) fn wait_behind_final_save(&mut self, now: Now, token: &Token) {
-        let Some(job) = self.load_jobs.get(token) else {
+        let Some(job) = self.load_jobs.get_mut(token) else {
             return;
         };
         if self.closing || job.cancelled {
             self.finish_start(now, token, None);
             return;
         }
-        if let Some(deadline) = job.timeout_deadline(&self.constants) {
-            if now.mono + crate::timers::TIME_EPSILON >= deadline {
-                self.finish_start(now, token, None);
-                return;
-            }
-            self.timers
-                .set(deadline, Timer::StartBackoff(token.clone()));
+        let deadline = job.timeout_deadline(&self.constants);
+        if deadline.is_some_and(|d| now.mono + crate::timers::TIME_EPSILON >= d) {
+            self.finish_start(now, token, None);
+            return;
         }
-        self.load_jobs.get_mut(token).expect("present").phase = StartPhase::BehindFinalSave;
+        let wake = now.mono + job.next_backoff();
+        job.phase = StartPhase::BehindFinalSave;
+        let at = deadline.map_or(wake, |d| d.min(wake));
+        self.timers.set(at, Timer::StartBackoff(token.clone()));
     }
 
     /// Deviation for spec §19 item 8: a write of `token` took the lock from the session with
@@ -584,8 +595,7 @@ impl Engine {
                 } else if timed_out || declined {
                     self.finish_start(now, token, None);
                 } else {
-                    let wait = job.backoff;
-                    job.backoff = (job.backoff * 2.0).min(20.0);
+                    let wait = job.next_backoff();
                     self.timers
                         .set(now.mono + wait, Timer::StartBackoff(token.clone()));
                 }

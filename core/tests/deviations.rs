@@ -430,6 +430,31 @@ fn d05_overlapping_starts_in_a_conflict_wait_leave_no_orphan() {
     );
 }
 
+/// The outage of [`final_save_in_an_outage`] ends: the final save lands with the last
+/// changes, and no session holds the key.
+fn final_save_lands_unlocked(w: &mut World) {
+    w.datastore_fail = 0.0;
+    w.run_for(60.0);
+    let stored = w.stored("S", "k").unwrap();
+    assert_eq!(stored["Data"], json!({"Coins": 42}));
+    assert_eq!(stored["MetaData"].get("ActiveSession"), None);
+}
+
+/// When start `call` on server 0 returned nil; fails, saying `what` was expected, if it has not
+/// returned or returned a profile.
+fn returned_nil(w: &World, call: CallId, what: &str) -> f64 {
+    let (at, returned) = w.completion(0, call).expect(what);
+    assert_eq!(
+        returned,
+        Completion::SessionStart {
+            call,
+            profile: None
+        },
+        "{what}"
+    );
+    at
+}
+
 /// A session of key `k` whose `Data` became `{"Coins": 42}` and that ended while every DataStore
 /// call fails: two seconds later its final save is still retrying.
 fn final_save_in_an_outage(seed: u64) -> (World, StoreId) {
@@ -526,14 +551,7 @@ fn d09_a_start_behind_a_final_save_returns_nil_when_the_server_closes() {
     let closing = w.now;
     w.with(0, |e, now| e.shutdown(now));
     w.run_for(1.0);
-    let (at, returned) = w.completion(0, again).expect("returned when closing");
-    assert_eq!(
-        returned,
-        Completion::SessionStart {
-            call: again,
-            profile: None
-        }
-    );
+    let at = returned_nil(&w, again, "returned when closing");
     assert!(at - closing <= 1.0 / 60.0 + 1e-9, "returned at {at}");
     // The final save still runs, and BindToClose waits for it.
     w.datastore_fail = 0.0;
@@ -553,23 +571,12 @@ fn d09_a_start_without_cancel_behind_a_failing_final_save_times_out() {
     w.run_for(119.0);
     assert_eq!(w.completion(0, again), None, "still waiting");
     w.run_for(2.0);
-    let (at, returned) = w.completion(0, again).expect("nil after the timeout");
-    assert_eq!(
-        returned,
-        Completion::SessionStart {
-            call: again,
-            profile: None
-        }
-    );
+    let at = returned_nil(&w, again, "nil after the timeout");
     assert!(
         (at - (asked + 120.0)).abs() <= 1.0 / 60.0,
         "returned at {at}"
     );
-    w.datastore_fail = 0.0;
-    w.run_for(60.0);
-    let stored = w.stored("S", "k").unwrap();
-    assert_eq!(stored["Data"], json!({"Coins": 42}));
-    assert_eq!(stored["MetaData"].get("ActiveSession"), None);
+    final_save_lands_unlocked(&mut w);
 }
 
 /// §19 item 9 with the start queued behind the final save's first try (spec §5.3 (iv)): the
@@ -602,20 +609,55 @@ fn d09_a_start_without_cancel_times_out_wherever_the_retry_is() {
         let asked = w.now;
         let again = w.start_session(0, store.live(), "k", StartParams::default());
         w.run_for(121.0);
-        let (at, returned) = w.completion(0, again).expect("returned");
-        assert_eq!(
-            returned,
-            Completion::SessionStart {
-                call: again,
-                profile: None
-            },
-            "asked at {asked}"
-        );
+        let at = returned_nil(&w, again, &format!("nil, asked at {asked}"));
         assert!(
             (at - (asked + 120.0)).abs() <= 1.0 / 60.0,
             "asked at {asked}, returned at {at}"
         );
     }
+}
+
+/// §19 item 9 and spec §5.2 step 7 (`Cancel` "at each loop head"): a start with `Cancel`
+/// that waits behind a final save meeting errors asks `Cancel` as its own failing attempts
+/// would (1, 2, 4 … 20 s apart) and returns nil once it says yes, while the outage goes on;
+/// it used to wait for the save to land. Nothing it did is stored.
+#[test]
+fn d09_a_cancelled_start_behind_a_failing_final_save_returns_nil_in_the_outage() {
+    let (mut w, store) = final_save_in_an_outage(709);
+    let again = w.start_cancellable(0, store.live(), "k");
+    w.run_for(40.0);
+    assert_eq!(w.completion(0, again), None, "waiting behind the save");
+    w.servers[0].host.cancelled.insert(again); // the player left
+    let left = w.now;
+    w.run_for(21.0);
+    let at = returned_nil(&w, again, "nil once Cancel said yes");
+    assert!(
+        at > left && at - left <= 20.0 + 1.0 / 60.0,
+        "cancelled at {left}, returned at {at}"
+    );
+    final_save_lands_unlocked(&mut w);
+}
+
+/// §19 item 9 and spec §2 (a constant's change "affects every live profile immediately"): a
+/// start without `Cancel` waiting behind a failing final save gives up by the
+/// START_SESSION_TIMEOUT set while it waits, at its next wake (at most 20 s on), as its
+/// failing attempts would; it used to keep the deadline it began with (120 s).
+#[test]
+fn d09_a_start_behind_a_final_save_reads_a_lowered_timeout() {
+    let (mut w, store) = final_save_in_an_outage(809);
+    let asked = w.now;
+    let again = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(30.0);
+    assert_eq!(w.completion(0, again), None, "waiting behind the save");
+    w.with(0, |e, _| e.set_constant("START_SESSION_TIMEOUT", 10.0))
+        .unwrap();
+    let lowered = w.now;
+    w.run_for(21.0);
+    let at = returned_nil(&w, again, "nil by the lowered timeout");
+    assert!(
+        at > lowered && at - lowered <= 20.0 + 1.0 / 60.0 && at < asked + 120.0,
+        "lowered at {lowered}, returned at {at}"
+    );
 }
 
 /// A start without `Cancel` that takes over a start waiting behind a final save (last caller

@@ -140,21 +140,21 @@ fn two_hundred_seeds_with_faults_keep_every_invariant() {
     assert_eq!(
         t,
         Totals {
-            checked: 5113,
-            acked: 32432,
-            delivered: 1913,
-            gifts: 1640,
+            checked: 5108,
+            acked: 32457,
+            delivered: 1921,
+            gifts: 1646,
             errors: 716,
             crashes: 118,
             shutdowns: 100,
-            failed: 230,
+            failed: 231,
             closing: 22,
             torn: 18,
             stolen: 0,
-            handled: (1447, 276, 18, 190),
+            handled: (1453, 276, 18, 192),
             ambiguous_messages: 19,
             gifts_applied_twice: 19,
-            came_back: 141,
+            came_back: 142,
         }
     );
 }
@@ -178,21 +178,21 @@ fn a_hundred_harsh_seeds_keep_every_invariant() {
     assert_eq!(
         t,
         Totals {
-            checked: 2719,
-            acked: 121263,
-            delivered: 8315,
-            gifts: 7101,
-            errors: 10551,
-            crashes: 144,
-            shutdowns: 140,
-            failed: 732,
-            closing: 148,
+            checked: 2736,
+            acked: 121514,
+            delivered: 8423,
+            gifts: 7191,
+            errors: 10571,
+            crashes: 141,
+            shutdowns: 143,
+            failed: 740,
+            closing: 153,
             torn: 71,
             stolen: 0,
-            handled: (6289, 1247, 53, 779),
-            ambiguous_messages: 159,
-            gifts_applied_twice: 155,
-            came_back: 132,
+            handled: (6365, 1263, 58, 795),
+            ambiguous_messages: 168,
+            gifts_applied_twice: 165,
+            came_back: 134,
         }
     );
 }
@@ -1046,15 +1046,16 @@ fn a_steal_excuses_a_dupe_only_under_faults() {
     }
 }
 
-/// A run of the shape a sweep found this in (seed 2041 then, 77 later; 137 since the DataStore
-/// faults and the MessagingService draw from streams of their own): the giver of a trade
-/// (Player_239, at 65 s on server 0, its profile's session 4) has no save of that session
-/// store its side (20% faults), and another server takes the session at 149 s, a steal (spec
-/// §5.3). Whatever the session had not saved is lost with it (§8.3), so the item stays with the
-/// giver too. That tear is counted; before, it was reported as a dupe.
+/// A run of the shape a sweep found this in (seed 2041 then, 77 later, 137 once the DataStore
+/// faults and the MessagingService drew from streams of their own, 2583 since a start waiting
+/// behind a final save asks `Cancel` as it waits): the giver of a trade (Player_6, at 361 s on
+/// server 1, its profile's session 5) has no save of that session store its side (20%
+/// faults), and another server takes the session at 421.5 s, a steal (spec §5.3). Whatever the
+/// session had not saved is lost with it (§8.3), so the item stays with the giver too. That
+/// tear is counted; before, it was reported as a dupe. No server dies in this run.
 #[test]
 fn a_trade_torn_by_a_stolen_session_is_counted_not_a_dupe() {
-    let mut config = FleetConfig::new(137, 2, 317, 900.0, 0.2);
+    let mut config = FleetConfig::new(2583, 2, 317, 900.0, 0.2);
     config.crash_rate = 0.05;
     config.shutdown_rate = 0.05;
     config.spare_servers = 2;
@@ -1063,23 +1064,14 @@ fn a_trade_torn_by_a_stolen_session_is_counted_not_a_dupe() {
     config.quit_while_loading = 0.05;
     let (fleet, violations) = run(config);
     assert_eq!(violations, vec![]);
-    assert_eq!(fleet.stolen_trades, ["Player_239:item2"]);
-    // Apart from ten trades of server 2, which died at 652 s before their givers saved.
-    assert_eq!(fleet.torn_trades.len(), 10);
-    assert_eq!(fleet.observed.died_at, [(2, 652.0)].into());
-    for item in &fleet.torn_trades {
-        let on_server_2 =
-            |t: &&Trade| &t.item == item && t.server == 2 && t.at < 652.0 && !t.giver_saved;
-        assert!(
-            fleet.observed.trade_log.iter().any(|t| on_server_2(&t)),
-            "{item}"
-        );
-    }
+    assert_eq!(fleet.stolen_trades, ["Player_6:item1"]);
+    assert!(fleet.torn_trades.is_empty(), "{:?}", fleet.torn_trades);
+    assert!(fleet.observed.died_at.is_empty());
     let trade = fleet
         .observed
         .trade_log
         .iter()
-        .find(|t| t.item == "Player_239:item2")
+        .find(|t| t.item == "Player_6:item1")
         .expect("the trade");
     assert_eq!(
         (
@@ -1088,15 +1080,15 @@ fn a_trade_torn_by_a_stolen_session_is_counted_not_a_dupe() {
             trade.at,
             trade.giver_generation
         ),
-        ("Player_239", 0, 65.0, 4)
+        ("Player_6", 1, 361.0, 5)
     );
     assert!(!trade.giver_saved);
     let taken = &fleet.observed.taken_generations;
-    let at = taken.get(&("Player_239".to_string(), 4));
-    assert!(at.is_some_and(|t| (148.0..150.0).contains(t)), "{taken:?}");
+    let at = taken.get(&("Player_6".to_string(), 5));
+    assert!(at.is_some_and(|t| (421.0..422.0).contains(t)), "{taken:?}");
     let summary = invariants::summary(&fleet, &violations);
     assert_eq!(summary["torn_trades_by_stolen_session"], 1);
-    assert_eq!(summary["torn_trades_by_server_death"], 10);
+    assert_eq!(summary["torn_trades_by_server_death"], 0);
 }
 
 /// A run of the shape a sweep of long stays found this in (seed 5174 then; 38 since the
