@@ -239,6 +239,14 @@ fn due_past_the_bound(fleet: &mut Fleet, p: usize) -> f64 {
     since
 }
 
+/// Starts reported (`slow_healthy_starts`, `unexplained_starts`), as (key, when made, what).
+fn reported(starts: &[(String, f64, String)]) -> Vec<(&str, f64, &str)> {
+    starts
+        .iter()
+        .map(|(key, at, what)| (key.as_str(), *at, what.as_str()))
+        .collect()
+}
+
 /// For a player who gave up on a start: whether it was reported as missing the bound.
 fn gave_up_flagged(presence: &Presence) -> Option<bool> {
     match presence {
@@ -583,12 +591,7 @@ fn a_healthy_start_past_the_bound_is_reported_when_the_player_gives_up() {
     let checked = fleet.observed.healthy_starts;
     fleet.player_actions();
     assert_eq!(fleet.observed.healthy_starts, checked + 1);
-    let slow: Vec<_> = fleet
-        .observed
-        .slow_healthy_starts
-        .iter()
-        .map(|(key, at, outcome)| (key.as_str(), *at, outcome.as_str()))
-        .collect();
+    let slow = reported(&fleet.observed.slow_healthy_starts);
     let outcome = format!("had not returned after {:.1} s", HANDOFF_BOUND + 1.0);
     assert_eq!(slow, [("Player_4", since, outcome.as_str())]);
     assert_eq!(gave_up_flagged(&fleet.players[p].presence), Some(true));
@@ -676,6 +679,145 @@ fn a_start_waiting_when_its_server_stops_is_counted_by_how_it_stopped() {
             assert_eq!(unexplained, &[]);
         }
     }
+}
+
+/// The answer to a start, read as the fleet reads it (`on_started`), while the DataStore is
+/// healthy: a profile after the hand-off bound is reported with how long it took; a nil the
+/// player's `Cancel` explains, after waiting past the bound, is reported as a start that made
+/// the player give up, and so is a start without `Cancel` that timed out; a nil nothing
+/// explains is a violation of its own. Each is checked once.
+#[test]
+fn a_healthy_starts_answer_is_held_to_the_bound_and_explained() {
+    let mut fleet = sound_fleet();
+    let t = fleet.world.now;
+    let late = HANDOFF_BOUND + 1.0;
+    let answer = |fleet: &mut Fleet, p: usize, call: u64, presence: Presence, got| {
+        fleet.joining[0].insert(CallId(call), p);
+        fleet.set_presence(p, presence);
+        fleet.on_started(0, CallId(call), got, t);
+    };
+    let (checked, failures) = (
+        fleet.observed.healthy_starts,
+        fleet.observed.failures.clone(),
+    );
+    // A profile, late.
+    answer(
+        &mut fleet,
+        1,
+        999_981,
+        waiting(0, 999_981, t - late, true),
+        Some(ProfileId(1)),
+    );
+    // A nil after the player's `Cancel` said yes, the player having left past the bound.
+    fleet.world.servers[0]
+        .host
+        .cancelled
+        .insert(CallId(999_982));
+    let gave_up = Presence::Joining {
+        server: 0,
+        call: CallId(999_982),
+        since: t - late - 2.0,
+        handoff: false,
+        cancellable: true,
+        left_at: Some(t - 1.0),
+        flagged: false,
+    };
+    answer(&mut fleet, 2, 999_982, gave_up, None);
+    // A nil of a start without `Cancel`, at START_SESSION_TIMEOUT.
+    let timeout = fleet.world.servers[0]
+        .engine()
+        .constants()
+        .start_session_timeout;
+    answer(
+        &mut fleet,
+        3,
+        999_983,
+        waiting(0, 999_983, t - timeout, false),
+        None,
+    );
+    // A nil after 3 s that nothing explains.
+    answer(
+        &mut fleet,
+        4,
+        999_984,
+        waiting(0, 999_984, t - 3.0, true),
+        None,
+    );
+    let slow = reported(&fleet.observed.slow_healthy_starts);
+    assert_eq!(
+        slow,
+        [
+            ("Player_1", t - late, "took 61.0 s"),
+            (
+                "Player_2",
+                t - late - 2.0,
+                "returned no profile in 63.0 s: the player gave up"
+            ),
+            ("Player_3", t - timeout, "returned no profile (TimedOut)"),
+        ]
+    );
+    let unexplained = reported(&fleet.observed.unexplained_starts);
+    assert_eq!(
+        unexplained,
+        [(
+            "Player_4",
+            t - 3.0,
+            "returned no profile after 3.0 s, neither cancelled, timed out nor closing"
+        )]
+    );
+    // The three judged against the bound are checked; the unexplained one is not.
+    assert_eq!(fleet.observed.healthy_starts, checked + 3);
+    let mut expected = failures;
+    for reason in [
+        StartFailure::Cancelled,
+        StartFailure::TimedOut,
+        StartFailure::Unexplained,
+    ] {
+        *expected.entry(reason).or_default() += 1;
+    }
+    assert_eq!(fleet.observed.failures, expected);
+    let v = crate::invariants::check(&mut fleet);
+    let found: Vec<_> = v.iter().map(|v| (v.invariant, v.key.as_str())).collect();
+    let bound = "healthy hand-off within bound";
+    assert_eq!(
+        found,
+        [
+            ("every start failure explained", "Player_4"),
+            (bound, "Player_1"),
+            (bound, "Player_2"),
+            (bound, "Player_3"),
+        ]
+    );
+}
+
+/// Deliveries are counted as the fleet reads them from the log (`react`): each message a
+/// sound run delivered was delivered once, and the same message delivered again to the same
+/// session counts twice, which the checks report.
+#[test]
+fn a_message_delivered_twice_is_counted_from_the_log() {
+    let mut fleet = sound_fleet();
+    let deliveries = &fleet.observed.deliveries;
+    assert!(!deliveries.is_empty());
+    assert!(deliveries.values().all(|d| d.count == 1), "{deliveries:?}");
+    let (&(server, profile, id), first) = deliveries.iter().next().expect("a delivery");
+    let first_at = first.first_at;
+    let again = Event::Message {
+        profile,
+        id,
+        payload: json!({}),
+        to: Delivery::AllHandlers,
+    };
+    fleet.world.log.push(Logged {
+        t: fleet.world.now,
+        server,
+        what: Happening::Output(Output::Event(again)),
+    });
+    fleet.react();
+    let delivered = &fleet.observed.deliveries[&(server, profile, id)];
+    assert_eq!((delivered.count, delivered.first_at), (2, first_at));
+    let v = crate::invariants::check(&mut fleet);
+    let found: Vec<_> = v.iter().map(|v| v.invariant).collect();
+    assert_eq!(found, ["no message processed twice"]);
 }
 
 /// The answer to a start the player left, after a later log-in replaced it, leaves the
