@@ -415,7 +415,13 @@ impl Fleet {
             }
         }
         self.boot_spares();
-        // Players on servers that died are gone from them.
+        self.leave_dead_servers();
+    }
+
+    /// Players on servers that died are gone from them: a start still waiting there is
+    /// counted by how its server died, and the player is offline. Run each second of play,
+    /// and in the settling, where a shutdown begun in the play's last 30 s is killed.
+    fn leave_dead_servers(&mut self) {
         if self.world.servers.iter().all(|s| s.alive) {
             return;
         }
@@ -1247,6 +1253,7 @@ impl Fleet {
         self.advance(end + 5.0);
         self.end_teleported();
         self.advance(end + 70.0);
+        self.leave_dead_servers();
         for round in 0..2 {
             for p in 0..self.players.len() {
                 if let Presence::Online { server, profile } = self.players[p].presence {
@@ -1259,6 +1266,7 @@ impl Fleet {
             }
             let t = self.world.now;
             self.advance(t + 60.0);
+            self.leave_dead_servers();
             if round == 0 {
                 // Gift recipients log in once to collect.
                 let recipients: BTreeSet<String> = self

@@ -820,6 +820,40 @@ fn a_message_delivered_twice_is_counted_from_the_log() {
     assert_eq!(found, ["no message processed twice"]);
 }
 
+/// A server shutting down when the play ends stops during the settling: a start still
+/// waiting there is counted by how the server stopped, and its player is offline (a gift
+/// recipient logs in elsewhere to collect), not left waiting on a server that is gone.
+#[test]
+fn a_start_on_a_server_stopped_while_settling_is_counted() {
+    let config = FleetConfig::new(6, 2, 4, 60.0, 0.0);
+    let storage = Box::new(crate::storage::MemoryStorage::new());
+    let mut fleet = Fleet::new(config, storage).unwrap();
+    let stop = |_: &Fleet, t: f64| {
+        if t >= 58.0 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    assert_eq!(fleet.run_until(stop), Played::Stopped { at: 58.0 });
+    fleet.world.shutdown(0);
+    fleet.closing[0] = true;
+    // A start whose answer goes missing (no engine made the call).
+    let (p, call, since) = (3, CallId(999_999), fleet.world.now);
+    fleet.joining[0].insert(call, p);
+    fleet.set_presence(p, waiting(0, call.0, since, true));
+    let failures = fleet.observed.failures.clone();
+    fleet.settle();
+    assert!(!fleet.world.servers[0].alive);
+    assert_eq!(fleet.players[p].presence, Presence::Offline);
+    let mut expected = failures;
+    *expected.entry(StartFailure::Unexplained).or_default() += 1;
+    assert_eq!(fleet.observed.failures, expected);
+    let unexplained = reported(&fleet.observed.unexplained_starts);
+    assert_eq!(unexplained.len(), 1, "{unexplained:?}");
+    assert_eq!((unexplained[0].0, unexplained[0].1), ("Player_3", since));
+}
+
 /// The answer to a start the player left, after a later log-in replaced it, leaves the
 /// later start's bookkeeping alone, and is counted.
 #[test]
