@@ -194,6 +194,10 @@ pub enum Happening {
         /// [`Engine::op_call`]); `None` for a session's own writes (its start and saves) and
         /// for writes made outside ProfileStore ([`World::raw_set`]).
         call: Option<CallId>,
+        /// When the update's transform that computed the value ran (virtual seconds): the
+        /// value is what the server held then, however much later the write landed. `None`
+        /// for writes without a transform ([`World::raw_set`]).
+        transformed_at: Option<f64>,
     },
     /// A key was removed.
     Removed {
@@ -250,6 +254,8 @@ enum Pending {
         /// Not the call's first write (a conflict's second, or one held for the key's
         /// throughput): the call met the world's faults at its first.
         retry: bool,
+        /// When its transform ran.
+        transformed_at: f64,
     },
     /// An update whose write waited for its key's throughput reaches the DataStore again: it
     /// reads the key's current value and the transform runs on that (as Roblox runs a held
@@ -1205,6 +1211,7 @@ impl World {
                         ticket,
                         output,
                         retry: true,
+                        transformed_at: self.now,
                     };
                     self.schedule(at, pending);
                 }
@@ -1226,7 +1233,8 @@ impl World {
                 ticket,
                 output,
                 retry,
-            } => self.commit(server, op, *ticket, output, retry),
+                transformed_at,
+            } => self.commit(server, op, *ticket, output, retry, transformed_at),
             Pending::CachedGet { server, request } => {
                 if self.servers[server].alive {
                     let (id, store) = (self.servers[server].id, StoreName::new(&request.store));
@@ -1258,15 +1266,21 @@ impl World {
                 let _ =
                     self.datastore
                         .set_async(self.now, id, &name, &key, value, Default::default());
-                self.log_commits(server, None);
+                self.log_commits(server, None, None);
             }
         }
     }
 
     /// Logs what the DataStore committed during server `s`'s last call: writes, and removals
     /// of a value (an ambiguous failure's commit too, though the call reports an error).
-    /// Returns the key of the last write logged, if any.
-    fn log_commits(&mut self, s: usize, call: Option<CallId>) -> Option<Str> {
+    /// `transformed_at`: when the transform of an update's write ran. Returns the key of the
+    /// last write logged, if any.
+    fn log_commits(
+        &mut self,
+        s: usize,
+        call: Option<CallId>,
+        transformed_at: Option<f64>,
+    ) -> Option<Str> {
         let mut written = None;
         let mut commits = std::mem::take(&mut self.commits);
         self.datastore.swap_commits(&mut commits);
@@ -1298,6 +1312,7 @@ impl World {
                         user_ids,
                         metadata,
                         call,
+                        transformed_at,
                     }
                 }
             };
@@ -1348,7 +1363,7 @@ impl World {
                         .datastore
                         .remove_async(self.now, id, &store, &request.key);
                     let call = self.servers[s].engine.op_call(request.op);
-                    self.log_commits(s, call);
+                    self.log_commits(s, call, None);
                 }
             }
             return;
@@ -1372,6 +1387,7 @@ impl World {
                                 ticket: Box::new(ticket),
                                 output,
                                 retry: false,
+                                transformed_at: self.now,
                             },
                         );
                         return;
@@ -1393,7 +1409,7 @@ impl World {
             DataStoreRequestKind::Remove => {
                 let removed = self.datastore.remove_async(now, id, &store, &request.key);
                 let call = self.servers[s].engine.op_call(request.op);
-                self.log_commits(s, call);
+                self.log_commits(s, call, None);
                 removed.map(Read::into_response)
             }
             DataStoreRequestKind::ListVersions {
@@ -1527,6 +1543,7 @@ impl World {
                     ticket: Box::new(fresh),
                     output,
                     retry: true,
+                    transformed_at: self.now,
                 };
                 self.schedule(at, pending);
             }
@@ -1566,7 +1583,15 @@ impl World {
     /// An update's write reaches the DataStore. A call meets the world's faults once, at its
     /// first write (`retry` is false); a conflict's second write or a write held for the key's
     /// throughput does not draw again.
-    fn commit(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Transformed, retry: bool) {
+    fn commit(
+        &mut self,
+        s: usize,
+        op: OpId,
+        ticket: ReadTicket,
+        output: Transformed,
+        retry: bool,
+        transformed_at: f64,
+    ) {
         if !self.servers[s].alive {
             // The server died after its transform ran: the write was on its way and lands
             // (a write "may still have been applied", spec "Error codes"), unless it meets a
@@ -1575,7 +1600,7 @@ impl World {
             if retry || !self.faulted() {
                 let _ = self.datastore.commit_update(self.now, ticket, output);
                 let call = self.servers[s].engine.op_call(op);
-                self.log_commits(s, call);
+                self.log_commits(s, call, Some(transformed_at));
             }
             return;
         }
@@ -1589,18 +1614,25 @@ impl World {
             );
             return;
         }
-        self.commit_now(s, op, ticket, output);
+        self.commit_now(s, op, ticket, output, transformed_at);
     }
 
     /// Commits an update's write; on a conflict the transform runs again, on the server, with
     /// the newer value: half a round trip for the value to come back, half for the write to go
     /// again (so yet another writer can land in between).
-    fn commit_now(&mut self, s: usize, op: OpId, ticket: ReadTicket, output: Transformed) {
+    fn commit_now(
+        &mut self,
+        s: usize,
+        op: OpId,
+        ticket: ReadTicket,
+        output: Transformed,
+        transformed_at: f64,
+    ) {
         let result = {
             let commit = self.datastore.commit_update(self.now, ticket, output);
             // Asked before the answer: the operation is still in flight.
             let call = self.servers[s].engine.op_call(op);
-            let written = self.log_commits(s, call);
+            let written = self.log_commits(s, call, Some(transformed_at));
             if let (Err(_), Some(key)) = (&commit, written) {
                 self.ambiguous_writes.push(AmbiguousWrite {
                     at: self.now,

@@ -884,7 +884,11 @@ impl Fleet {
             let output = match &mut entry.what {
                 Happening::Output(output) => output,
                 Happening::Write {
-                    key, value, call, ..
+                    key,
+                    value,
+                    call,
+                    transformed_at,
+                    ..
                 } => {
                     self.observed.note_write(key, value, t);
                     // A session's own writes (not a `MessageAsync`'s, which stores the stored
@@ -892,7 +896,8 @@ impl Fleet {
                     if call.is_none() {
                         let trades = &mut self.observed.trade_log;
                         let pending = (&mut self.unsaved_gives, &mut self.unkept_takes);
-                        let confirmed = confirm_write(trades, pending, s, key, value);
+                        let written = (&*key, &*value, *transformed_at);
+                        let confirmed = confirm_write(trades, pending, s, written);
                         // A write its server sent before it died lands with no `OnAfterSave`.
                         if self.observed.died_at.contains_key(&s) {
                             self.observed.gives_saved_by_late_writes += confirmed;

@@ -375,13 +375,16 @@ pub(super) type Pending = FxHashMap<(usize, Str), Vec<usize>>;
 /// whatever its caller was told: a save answered with an error (an ambiguous fault), one that
 /// hands the session off, one landing after its server died. A save that found the session
 /// taken writes the taker's value again, under the taker's generation: it confirms nothing of
-/// the lost session's trades. Returns how many giver's sides it confirmed.
+/// the lost session's trades. A giver's write holding the copy it gave away shows its key
+/// held the item ([`Trade::giver_held`]) only if its transform ran before the trade (at
+/// `transformed_at`, no later than the trade's second): one computed after the trade that
+/// still holds it lost the giver's side with the session alive, which no death or steal
+/// excuses. Returns how many giver's sides it confirmed.
 pub(super) fn confirm_write(
     trades: &mut [Trade],
     (gives, takes): (&mut Pending, &mut Pending),
     s: usize,
-    key: &Str,
-    value: &Value,
+    (key, value, transformed_at): (&Str, &Value, Option<f64>),
 ) -> u64 {
     // Without an `Items` array the value shows nothing of either side.
     let Some(items) = crate::invariants::written_items(value) else {
@@ -397,9 +400,11 @@ pub(super) fn confirm_write(
                 return true;
             }
             // Holding the copy given away, the write was made before the trade: the giver's key
-            // held it.
+            // held it. (The trade is made after the world's events of its second.)
             if copies(items, &trade.item) > trade.giver_left {
-                trade.giver_held = true;
+                if transformed_at.is_none_or(|at| at <= trade.at) {
+                    trade.giver_held = true;
+                }
                 return true;
             }
             trade.giver_saved = true;

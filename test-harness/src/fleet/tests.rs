@@ -324,8 +324,9 @@ fn unconfirmed_trade(item: &str, at: f64, giver: i64, receiver: i64) -> Trade {
     }
 }
 
-/// A committed write of `key` by server 1 at `now`: its whole value (as the log keeps a
-/// write landing after its server died), or the fleet's summary of it.
+/// A committed write of `key` by server 1 at `now`, its transform run then too: its whole
+/// value (as the log keeps a write landing after its server died), or the fleet's summary of
+/// it.
 fn write_of(now: f64, key: &str, generation: i64, items: Value, whole: bool) -> Logged {
     let value = json!({"Data": {"Items": items}, "MetaData": {"SessionLoadCount": generation}});
     Logged {
@@ -342,8 +343,17 @@ fn write_of(now: f64, key: &str, generation: i64, items: Value, whole: bool) -> 
             user_ids: Vec::new(),
             metadata: json!({}),
             call: None,
+            transformed_at: Some(now),
         },
     }
+}
+
+/// `write` with its transform run at `at` (a write landing later than it was computed).
+fn computed_at(mut write: Logged, at: f64) -> Logged {
+    if let Happening::Write { transformed_at, .. } = &mut write.what {
+        *transformed_at = Some(at);
+    }
+    write
 }
 
 /// Trades of `items` from `Player_1` (generation 1) to `Player_2` (generation 7) on
@@ -458,7 +468,8 @@ fn a_givers_write_without_the_item_stores_its_side() {
         ("Player_1", 2, json!([])),
         ("Player_1", 1, json!(["kept", "late"])),
     ] {
-        let write = write_of(now, key, generation, items, false);
+        // Computed before the trades (made at `now - 10`), landing now.
+        let write = computed_at(write_of(now, key, generation, items, false), now - 10.0);
         fleet.world.log.push(write);
     }
     fleet.react();
@@ -480,6 +491,28 @@ fn a_givers_write_without_the_item_stores_its_side() {
     assert_eq!(gives, Some(&vec![base + 1]));
 }
 
+/// A giver's write holding the copy it gave away shows its key held the item only if its
+/// transform ran before the trade (at the trade's second at the latest, the world's events of
+/// a second running before the fleet's play): one computed after the trade that still holds
+/// it lost the giver's side while the session lived. Such a write used to count as made
+/// before the trade, so a later death or steal excused the dupe it leaves.
+#[test]
+fn a_givers_write_computed_after_the_trade_does_not_show_the_key_held_it() {
+    let (mut fleet, base) = pending_trades(&["x"]);
+    let (now, trade_at) = (fleet.world.now, fleet.observed.trade_log[base].at);
+    let stale = |at| computed_at(write_of(now, "Player_1", 1, json!(["x"]), false), at);
+    fleet.world.log.push(stale(trade_at + 1.0));
+    fleet.react();
+    let trade = &fleet.observed.trade_log[base];
+    assert_eq!((trade.giver_held, trade.giver_saved), (false, false));
+    // Still pending: a later write of the session can store the side.
+    assert_eq!(fleet.unsaved_gives[&(1, "Player_1".into())], [base]);
+    fleet.world.log.push(stale(trade_at));
+    fleet.react();
+    let trade = &fleet.observed.trade_log[base];
+    assert_eq!((trade.giver_held, trade.giver_saved), (true, false));
+}
+
 /// A giver whose `Data` kept a copy of the item it gave (a copy an earlier torn trade left
 /// in its key, then given back to it) has its side stored by a write holding only that
 /// copy; a write holding both is one made before the trade (the key held the copy given).
@@ -490,7 +523,8 @@ fn a_giver_keeping_a_second_copy_stores_its_side_by_count() {
     let (mut fleet, base) = pending_trades(&["twice"]);
     fleet.observed.trade_log[base].giver_left = 1;
     let now = fleet.world.now;
-    let before = write_of(now, "Player_1", 1, json!(["twice", "twice"]), false);
+    let twice = write_of(now, "Player_1", 1, json!(["twice", "twice"]), false);
+    let before = computed_at(twice, now - 10.0);
     fleet.world.log.push(before);
     fleet.react();
     let trade = &fleet.observed.trade_log[base];
