@@ -45,7 +45,7 @@ use crate::config::ConfigError;
 use crate::datastore::{DataStoreService, Faults, Limits};
 use crate::messaging::{MessagingConfig, MessagingService};
 use crate::storage::Storage;
-use crate::world::{Happening, LatencyModel, ServerSpec, World, WorldConfig};
+use crate::world::{BIND_TO_CLOSE_LIMIT, Happening, LatencyModel, ServerSpec, World, WorldConfig};
 
 /// How [`Fleet::run_until`] ended.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -435,19 +435,37 @@ impl Fleet {
                     // A closing server's death is its kill. One that closed by itself (its
                     // `BindToClose` returned: no kill logged) waited for its starts to return
                     // first, so a start still waiting there is one whose answer went missing.
-                    let reason = if !self.closing[server] {
-                        StartFailure::Crashed
-                    } else if self.observed.died_at.contains_key(&server) {
-                        StartFailure::Killed
-                    } else {
-                        let key = self.players[p].key.clone();
-                        let what = format!(
+                    // A start on a closing server returns nil at its next step: one still
+                    // waiting at the kill was held up, by DataStore errors or a throttle, and
+                    // without either for the whole of the shutdown it was stuck.
+                    let killed_at = self.observed.died_at.get(&server).copied();
+                    let held_up = killed_at.is_some_and(|d| {
+                        self.config.faulty_between(d - BIND_TO_CLOSE_LIMIT, d)
+                            || self.world.throttled + self.world.key_throttled > 0
+                    });
+                    let stuck = match killed_at {
+                        _ if !self.closing[server] => None,
+                        Some(_) if held_up => None,
+                        Some(d) => Some(format!(
+                            "was still waiting after {:.1} s when its server was killed at the \
+                             end of BindToClose, with the DataStore healthy through the \
+                             shutdown and no request of the run throttled",
+                            d - since
+                        )),
+                        None => Some(format!(
                             "was still waiting after {:.1} s when its server closed (its \
                              BindToClose returned, which waits for every start)",
                             self.world.now - since
-                        );
+                        )),
+                    };
+                    let reason = if let Some(what) = stuck {
+                        let key = self.players[p].key.clone();
                         self.observed.unexplained_starts.push((key, since, what));
                         StartFailure::Unexplained
+                    } else if self.closing[server] {
+                        StartFailure::Killed
+                    } else {
+                        StartFailure::Crashed
                     };
                     *self.observed.failures.entry(reason).or_default() += 1;
                 }

@@ -669,21 +669,30 @@ fn a_closing_servers_players_are_removed_not_left_playing() {
 
 /// A start still waiting when its server stops is counted by how it stopped: crashed;
 /// killed, when the server was shutting down (the world kills it at the end of
-/// `BindToClose`); and unexplained when the server closed by itself (its `BindToClose`
-/// returned, which waits for every start: the start's answer went missing).
+/// `BindToClose`) and something held the start up (here a throttled request); and
+/// unexplained when nothing did (the DataStore healthy, no request throttled: a start on a
+/// closing server returns nil at its next step), or when the server closed by itself (its
+/// `BindToClose` returned, which waits for every start: the start's answer went missing).
 #[test]
 fn a_start_waiting_when_its_server_stops_is_counted_by_how_it_stopped() {
-    for (closing, killed, reason) in [
-        (false, true, StartFailure::Crashed),
-        (true, true, StartFailure::Killed),
-        (true, false, StartFailure::Unexplained),
+    let killed = "was still waiting after 2.0 s when its server was killed at the end of \
+                  BindToClose, with the DataStore healthy through the shutdown and no request \
+                  of the run throttled";
+    let closed = "was still waiting after 3.0 s when its server closed (its BindToClose \
+                  returned, which waits for every start)";
+    for (closing, crash, throttled, reason, what) in [
+        (false, true, 0, StartFailure::Crashed, None),
+        (true, true, 1, StartFailure::Killed, None),
+        (true, true, 0, StartFailure::Unexplained, Some(killed)),
+        (true, false, 0, StartFailure::Unexplained, Some(closed)),
     ] {
         let mut fleet = sound_fleet();
         let p = 4;
         let now = fleet.world.now;
         fleet.set_presence(p, waiting(0, 999_997, now - 2.0, true));
         fleet.closing[0] = closing;
-        if killed {
+        fleet.world.throttled = throttled;
+        if crash {
             fleet.world.crash(0);
             // What the fleet reads before its per-second bookkeeping.
             fleet.react();
@@ -695,23 +704,18 @@ fn a_start_waiting_when_its_server_stops_is_counted_by_how_it_stopped() {
         let mut failures = fleet.observed.failures.clone();
         fleet.server_events();
         *failures.entry(reason).or_default() += 1;
-        assert_eq!(fleet.observed.failures, failures, "closing {closing}");
+        let case = format!("closing {closing}, throttled {throttled}");
+        assert_eq!(fleet.observed.failures, failures, "{case}");
         assert_eq!(fleet.players[p].presence, Presence::Offline);
-        let unexplained = &fleet.observed.unexplained_starts;
-        if reason == StartFailure::Unexplained {
-            assert_eq!(
-                unexplained,
-                &[(
-                    "Player_4".to_string(),
-                    now - 2.0,
-                    "was still waiting after 3.0 s when its server closed (its BindToClose \
-                 returned, which waits for every start)"
-                        .to_string()
-                )]
-            );
-        } else {
-            assert_eq!(unexplained, &[]);
-        }
+        let expected: Vec<_> = what
+            .map(|w| ("Player_4", now - 2.0, w))
+            .into_iter()
+            .collect();
+        assert_eq!(
+            reported(&fleet.observed.unexplained_starts),
+            expected,
+            "{case}"
+        );
     }
 }
 
