@@ -228,10 +228,12 @@ pub fn export(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> 
 
 /// [`export`] of every key that can be read: a key whose stored data is corrupt
 /// ([`StorageError::Corrupt`], naming the key and what is wrong) is left out of the document
-/// and its error returned beside it, where [`export`] fails. The way to get the rest of a
-/// damaged database out; importing a document that holds such a key replaces it
-/// ([`ImportReport::repaired`]). (A row whose key name no call can address fails the listing
-/// itself, as in [`export`].)
+/// and its error returned beside it, where [`export`] fails; so is a key that reads but that
+/// [`import_document`] would refuse (edited by hand into an impossible state), so that the
+/// document imports. The way to get the rest of a damaged database out; importing a document
+/// that holds such a key replaces it ([`ImportReport::repaired`] for one that cannot be
+/// read). (A row whose key name no call can address fails the listing itself, as in
+/// [`export`].)
 pub fn export_readable(
     storage: &mut dyn Storage,
 ) -> Result<(ExportDocument, Vec<StorageError>), ExportError> {
@@ -268,6 +270,21 @@ fn read_all(
                 }
             }
         };
+        let exported = exported_key(head, versions);
+        // A key that reads but that an import would refuse (a row edited by hand: a value
+        // that is not its latest version's, no versions, a name over the limits) would make
+        // the readable export's document unimportable as a whole: it is left out and named.
+        if let Some(skipped) = skipped.as_deref_mut()
+            && let Err(ExportError::Invalid { problem, .. }) =
+                addressable("", path.store(), path.scope(), path.key())
+                    .and_then(|_| checked_key("", &exported))
+        {
+            skipped.push(StorageError::Corrupt {
+                path: path.to_string(),
+                problem: format!("{problem}; an import would refuse it"),
+            });
+            continue;
+        }
         if stores
             .last()
             .is_none_or(|s| s.store != path.store().as_str() || s.scope != path.scope().as_str())
@@ -279,9 +296,7 @@ fn read_all(
             });
         }
         if let Some(store) = stores.last_mut() {
-            store
-                .keys
-                .insert(path.key().to_string(), exported_key(head, versions));
+            store.keys.insert(path.key().to_string(), exported);
         }
     }
     Ok(ExportDocument {
@@ -570,11 +585,18 @@ pub fn import_document(
             // The serial of a stored write other than the document's, if there is one.
             let other = match stored(storage, &path)? {
                 Stored::Absent => None,
-                Stored::Head(current) => (current.version != head.version
-                    || current.value != head.value
-                    || current.user_ids != head.user_ids
-                    || current.metadata != head.metadata)
-                    .then_some(current.serial),
+                Stored::Head(current) => {
+                    let same = current.version == head.version
+                        && current.value == head.value
+                        && current.user_ids == head.user_ids
+                        && current.metadata == head.metadata;
+                    // The same write keeps the key's serial where a document edited since
+                    // puts it lower: the writes after would take serials the key gave out.
+                    if same {
+                        head.serial = head.serial.max(current.serial);
+                    }
+                    (!same).then_some(current.serial)
+                }
                 // Unreadable: whatever it held, it is not the document's write.
                 Stored::Corrupt { serial } => {
                     repaired.push(path.clone());
@@ -1545,6 +1567,20 @@ mod tests {
         let report = import(ds.storage_mut(), &unchanged, 0).unwrap();
         assert!(report.renumbered.is_empty());
         assert_eq!(export_string(ds.storage_mut()).unwrap(), unchanged);
+
+        // The same write with its serial edited lower keeps the key's: the next write takes
+        // the serial after it, as it would have (an id the key never had).
+        let mut lowered = export(ds.storage_mut()).unwrap();
+        let key = lowered.stores[0].keys.get_mut("k").unwrap();
+        let serial = key.serial;
+        key.serial = 1;
+        let report = import_document(ds.storage_mut(), &lowered).unwrap();
+        assert!(report.renumbered.is_empty());
+        assert_eq!(export_string(ds.storage_mut()).unwrap(), unchanged);
+        ds.set_async(8.0, a, &s, "k", json!(13), SetOptions::default())
+            .unwrap();
+        let after = export(ds.storage_mut()).unwrap();
+        assert_eq!(after.stores[0].keys["k"].serial, serial + 1);
     }
 
     /// An import is one transaction on disk: a key the database refuses part-way leaves the
@@ -1575,6 +1611,25 @@ mod tests {
         );
     }
 
+    /// [`populated`]'s export, imported into `store.db` in a new folder: (the export, the
+    /// folder).
+    fn populated_on_disk() -> (ExportDocument, tempfile::TempDir) {
+        let mut ds = populated();
+        let document = export(ds.storage_mut()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut sqlite = SqliteStorage::open(dir.path().join("store.db")).unwrap();
+        import_document(&mut sqlite, &document).unwrap();
+        (document, dir)
+    }
+
+    /// Runs `sql` on the database `file` behind the storage's back (a hand edit): rows changed.
+    fn edit(file: &std::path::Path, sql: &str) -> usize {
+        rusqlite::Connection::open(file)
+            .unwrap()
+            .execute(sql, [])
+            .unwrap()
+    }
+
     /// A key whose stored data is corrupt (a row edited by hand) does not lock the rest of the
     /// database in, nor itself out: `export` fails naming it, `export_readable` gives every
     /// other key and names it, and an import of a document that holds it (an export's or a
@@ -1582,13 +1637,8 @@ mod tests {
     /// as it was. A key whose serial is corrupt too is refused by name, nothing written.
     #[test]
     fn a_corrupt_key_is_left_out_of_an_export_and_replaced_by_an_import() {
-        let mut ds = populated();
-        let document = export(ds.storage_mut()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let (document, dir) = populated_on_disk();
         let file = dir.path().join("store.db");
-        let mut sqlite = SqliteStorage::open(&file).unwrap();
-        import_document(&mut sqlite, &document).unwrap();
-        drop(sqlite);
         let k1 = KeyPath::new("PlayerData", "global", "k1");
         let serial = document.stores[2].keys["k1"].serial;
         // Sets columns of PlayerData/global/k1's row.
@@ -1597,10 +1647,7 @@ mod tests {
                 "UPDATE keys SET {set} WHERE store = 'PlayerData' AND scope = 'global' \
                  AND key = 'k1'"
             );
-            rusqlite::Connection::open(&file)
-                .unwrap()
-                .execute(&sql, [])
-                .unwrap()
+            edit(&file, &sql)
         };
         assert_eq!(damage("value = '{broken'"), 1);
         let mut sqlite = SqliteStorage::open(&file).unwrap();
@@ -1645,14 +1692,11 @@ mod tests {
         );
 
         // A corrupt version, the head sound: left out and replaced the same way.
-        let changed = rusqlite::Connection::open(&file)
-            .unwrap()
-            .execute(
-                "UPDATE versions SET metadata = '1' WHERE store = 'PlayerData' \
-                 AND scope = 'global' AND key = 'k1'",
-                [],
-            )
-            .unwrap();
+        let changed = edit(
+            &file,
+            "UPDATE versions SET metadata = '1' WHERE store = 'PlayerData' \
+             AND scope = 'global' AND key = 'k1'",
+        );
         assert_eq!(changed, 1);
         let (_, skipped) = export_readable(&mut sqlite).unwrap();
         assert_eq!(skipped.len(), 1);
@@ -1671,6 +1715,41 @@ mod tests {
         );
         let (unchanged, skipped) = export_readable(&mut sqlite).unwrap();
         assert_eq!((unchanged, skipped.len()), (without, 1));
+    }
+
+    /// A row edited by hand into a state that reads but that an import refuses (here a key
+    /// with no versions left) is left out of the readable export
+    /// and named, so that its document imports; the plain export still writes it, and the
+    /// import names it.
+    #[test]
+    fn a_key_an_import_would_refuse_is_left_out_of_the_readable_export() {
+        let (document, dir) = populated_on_disk();
+        let file = dir.path().join("store.db");
+        let this_key = "WHERE store = 'PlayerData' AND scope = 'global' AND key = 'k1'";
+        assert_eq!(edit(&file, &format!("DELETE FROM versions {this_key}")), 2);
+        let mut sqlite = SqliteStorage::open(&file).unwrap();
+        let plain = export(&mut sqlite).unwrap();
+        assert!(plain.stores[2].keys["k1"].versions.is_empty());
+        let mut fresh = MemoryStorage::new();
+        assert_eq!(
+            import_document(&mut fresh, &plain).unwrap_err().to_string(),
+            "import document, stores[2].keys[\"k1\"]: a key has at least one version (its \
+             latest write)"
+        );
+        let (readable, skipped) = export_readable(&mut sqlite).unwrap();
+        let named: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            named,
+            [
+                "corrupt stored data for PlayerData/global/k1: a key has at least one version \
+              (its latest write); an import would refuse it"
+            ]
+        );
+        let mut without = document.clone();
+        without.stores[2].keys.remove("k1");
+        assert_eq!(readable, without);
+        import_document(&mut fresh, &readable).unwrap();
+        assert_eq!(export(&mut fresh).unwrap(), without);
     }
 
     /// A value as deep as a store takes (512 levels) exports and imports back, though the
