@@ -76,6 +76,30 @@ fn fixtures() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures").to_string()
 }
 
+/// A run writing its database holds it: another `simulate` on the same file, which would
+/// delete it under the run, and an `import` into it are refused, naming the lock; the run's
+/// database is left to it.
+#[test]
+fn a_database_a_run_is_writing_is_not_replaced_under_it() {
+    let (dir, tmp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let db = dir.path().join("profilestore-sim.db");
+    let lock = dir.path().join("profilestore-sim.db.lock");
+    let running = KillOnDrop(started(&LONG, dir.path(), tmp.path(), &|| db.exists()));
+    let said = "profilestore-sim: another profilestore-sim command is using \
+                profilestore-sim.db (profilestore-sim.db.lock is locked)\n";
+    let short = ["simulate", "--players", "2", "--duration", "1m"];
+    let (code, _, stderr) = sim(&short, dir.path());
+    assert_eq!((code, stderr.as_str()), (2, said));
+    let golden = format!("{}/original-golden.json", fixtures());
+    let (code, _, stderr) = sim(&["import", &golden], dir.path());
+    assert_eq!((code, stderr.as_str()), (2, said));
+    assert!(db.exists() && lock.exists());
+    drop(running);
+    // Once the run is gone, the next run replaces the database.
+    let (code, _, stderr) = sim(&short, dir.path());
+    assert_eq!(code, 0, "{stderr}");
+}
+
 #[test]
 fn simulate_then_replay_the_trace() {
     let dir = tempfile::tempdir().unwrap();
@@ -657,6 +681,25 @@ fn bad_arguments_get_clear_errors() {
     let (code, _, stderr) = sim(&["inspect", "k", "--db", "none.db"], dir.path());
     assert_eq!(code, 2);
     assert!(stderr.contains("no database at none.db"), "{stderr}");
+    // A name no call can make is said before the database is looked for.
+    let long = "k".repeat(51);
+    for (args, said) in [
+        (
+            vec!["inspect", &long],
+            "102: Key name exceeds the 50 character limit.",
+        ),
+        (
+            vec!["inspect", "k", "--store", ""],
+            "101: DataStore name can't be empty.",
+        ),
+        (vec!["keys", "--scope", ""], "101: Scope can't be empty."),
+    ] {
+        let (code, _, stderr) = sim(&args, dir.path());
+        assert_eq!(
+            (code, stderr.as_str()),
+            (2, format!("profilestore-sim: {said}\n").as_str())
+        );
+    }
     let (code, _, stderr) = sim(&["simulate", "--duration", "soon"], dir.path());
     assert_eq!(code, 2);
     assert!(stderr.contains("invalid duration"), "{stderr}");
@@ -728,9 +771,11 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
         "nothing was checked; no trace was written to run.trace; run.db holds the store as the \
          stopped servers left it (sessions locked, as after a crash)\n"
     );
-    assert_eq!(names(dir.path()), ["run.db"]);
+    // The database's lock file stays, as after any run on a database.
+    assert_eq!(names(dir.path()), ["run.db", "run.db.lock"]);
     assert!(names(tmp.path()).is_empty());
     std::fs::remove_file(dir.path().join("run.db")).unwrap();
+    std::fs::remove_file(dir.path().join("run.db.lock")).unwrap();
     let rest = stop(&["--memory", "--check-determinism"], "-TERM", &|| {
         writing(tmp.path())
     });

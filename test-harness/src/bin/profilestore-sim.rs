@@ -18,6 +18,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use profilestore_harness::check_folder::{self, CheckFolder};
+use profilestore_harness::datastore::{Limits, NameKind};
 use profilestore_harness::fleet::{Fleet, FleetConfig, Played, STORE};
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage, StorageError};
 use profilestore_harness::trace::{self, TRACE_MAGIC};
@@ -206,6 +207,53 @@ struct StoreArgs {
 /// Whether `c` ends a line beyond the control characters: U+2028 and U+2029.
 fn is_line_end(c: char) -> bool {
     matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Takes the lock of database `db` for the command's lifetime (held by the returned file):
+/// `simulate`, which replaces the database, and `import`, which writes it, take it, so one
+/// never replaces a database another is still writing (whose writes would go to a file no
+/// longer there). An advisory lock on `<db>.lock`, a file beside it that stays (removing
+/// it could let two commands lock two files of one name). `None` where that file cannot be
+/// made (a folder missing or read-only): no command can use the database there either, and
+/// opening it says why.
+fn lock_db(db: &Path) -> Result<Option<std::fs::File>, String> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+    else {
+        return Ok(None);
+    };
+    file.try_lock().map_err(|_| {
+        format!(
+            "another profilestore-sim command is using {} ({} is locked)",
+            db.display(),
+            path.display()
+        )
+    })?;
+    Ok(Some(file))
+}
+
+/// Checks the names `keys` and `inspect` address (store, scope, and the key when there is
+/// one) against Roblox's limits, as a call would: a name no call can make is said as such,
+/// not reported as a key or store the database does not hold.
+fn check_names(
+    StoreArgs { store, scope, .. }: &StoreArgs,
+    key: Option<&str>,
+) -> Result<(), String> {
+    let limits = Limits::roblox();
+    let names = [
+        (NameKind::DataStore, store.as_str()),
+        (NameKind::Scope, scope.as_str()),
+    ];
+    for (kind, name) in names.into_iter().chain(key.map(|k| (NameKind::Key, k))) {
+        limits.check_name(kind, name).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Opens the existing database `db` for reading (`export`, `keys`, `inspect`), or says there
@@ -509,6 +557,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
             if let Some(path) = &trace {
                 check_trace_path(path, (!memory).then_some(db.as_path()))?;
             }
+            // Held until the run ends; taken once the run is known to go ahead (a refused run
+            // leaves nothing behind), before anything is replaced.
+            let _db_lock = if memory { None } else { lock_db(&db)? };
             // The determinism check compares the second run with the first's trace file as the
             // second run goes: the `--trace` file when that is a regular file, else one in a
             // temporary folder of the check's own (made here, before anything is replaced;
@@ -924,6 +975,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             // behind (opening one creates it).
             export::import(&mut MemoryStorage::new(), &text, epoch_ms)
                 .map_err(|e| format!("cannot import {}: {e}", file.display()))?;
+            let _db_lock = lock_db(&db)?;
             let mut storage = SqliteStorage::open(&db)
                 .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
             let report =
@@ -955,10 +1007,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keys {
-            prefix,
-            at: StoreArgs { store, scope, db },
-        } => {
+        Command::Keys { prefix, at } => {
+            check_names(&at, None)?;
+            let StoreArgs { store, scope, db } = at;
             let mut storage = existing_db(&db)?;
             let names = inspect::key_names(&mut storage, &store, &scope, &prefix)
                 .map_err(|e| e.to_string())?;
@@ -994,11 +1045,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
             emit(&text);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect {
-            key,
-            at: StoreArgs { store, scope, db },
-            now,
-        } => {
+        Command::Inspect { key, at, now } => {
+            check_names(&at, Some(&key))?;
+            let StoreArgs { store, scope, db } = at;
             let mut storage = existing_db(&db)?;
             let now = now.or_else(|| {
                 let since_epoch = std::time::SystemTime::now()
