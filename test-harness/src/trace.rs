@@ -664,13 +664,22 @@ impl<R: BufRead> FrameReader<R> {
         // The format comes first: a trace of another version is named as such before its
         // layout is read.
         let format: u32 = decode_limited(&mut input, budget).map_err(|e| read_error(path, e))?;
+        let mut part = Vec::new();
         if format != TRACE_FORMAT {
+            // The format number has no checksum of its own: a header this format reads, its
+            // checksum sound, after another number means that number is a damaged byte.
+            let header = read_part::<Header, _>(&mut input, &mut part, size, budget, "");
+            if header.is_ok() {
+                return Err(damaged(format!(
+                    "its format number reads {format}, but its header is format \
+                     {TRACE_FORMAT}'s: the file is damaged"
+                )));
+            }
             return Err(TraceError::Format {
                 path: path.to_string(),
                 found: format,
             });
         }
-        let mut part = Vec::new();
         let header: Header = match read_part(&mut input, &mut part, size, budget, "its header") {
             Ok(header) => header,
             Err(PartError::Io(e)) => return Err(io_error(Path::new(path), e)),

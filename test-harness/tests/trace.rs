@@ -221,10 +221,23 @@ fn hostile_trace_bytes_get_errors() {
             "trace file h.bin has format {found}, this build reads format {TRACE_FORMAT} (a trace replays with the version that recorded it)"
         )
     };
-    let mut other = t.to_bytes().unwrap();
-    other[TRACE_MAGIC.len()] = TRACE_FORMAT as u8 + 1;
+    // A trace of another format: its number, then a layout this build does not read.
+    let mut other = [&TRACE_MAGIC[..], &[TRACE_FORMAT as u8 + 1], &[0xff; 16]].concat();
     let err = Trace::from_bytes(&other, "h.bin").unwrap_err();
     assert_eq!(err.to_string(), refusal(TRACE_FORMAT + 1));
+    // This format's header after another number: the number is a damaged byte.
+    let mut renumbered = t.to_bytes().unwrap();
+    for found in [TRACE_FORMAT + 1, TRACE_FORMAT - 1] {
+        renumbered[TRACE_MAGIC.len()] = found as u8;
+        let err = Trace::from_bytes(&renumbered, "h.bin").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "trace file h.bin is not a readable trace: its format number reads {found}, \
+                 but its header is format {TRACE_FORMAT}'s: the file is damaged"
+            )
+        );
+    }
     // Formats 7 and 6 have this layout but engines that behaved differently (starts behind a
     // final save at shutdown; no notice after a steal), format 5 lacks the fleet's `places`,
     // format 4's engine queued starts differently: refused, not replayed into a false
