@@ -602,6 +602,24 @@ fn bad_arguments_get_clear_errors() {
          profilestore-sim: note: --spare-servers does nothing without --crash-rate or \
          --shutdown-rate\n"
     );
+    // One server is never stopped (the last one taking players): the rates say so.
+    let one = [
+        "simulate",
+        "--memory",
+        "--servers",
+        "1",
+        "--players",
+        "2",
+        "--duration",
+        "5s",
+    ];
+    let (code, _, stderr) = sim(&[&one[..], &["--crash-rate", "1"]].concat(), dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr,
+        "profilestore-sim: note: --crash-rate and --shutdown-rate do nothing with one server \
+         (the last one taking players is never stopped)\n"
+    );
     // A valid run does not replace a file that is not a profilestore database either, and
     // leaves no trace file behind when it refuses.
     let (code, _, stderr) = sim(

@@ -528,7 +528,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
             if fault_period.is_some() && faults == 0.0 {
                 eprintln!("profilestore-sim: note: --fault-period does nothing without --faults");
             }
-            if spare_servers > 0 && crash_rate == 0.0 && shutdown_rate == 0.0 {
+            if servers == 1 && (crash_rate > 0.0 || shutdown_rate > 0.0) {
+                // A crash or shutdown never takes the last server taking players.
+                eprintln!(
+                    "profilestore-sim: note: --crash-rate and --shutdown-rate do nothing with \
+                     one server (the last one taking players is never stopped)"
+                );
+            } else if spare_servers > 0 && crash_rate == 0.0 && shutdown_rate == 0.0 {
                 eprintln!(
                     "profilestore-sim: note: --spare-servers does nothing without --crash-rate \
                      or --shutdown-rate"
