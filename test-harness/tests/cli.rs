@@ -393,6 +393,22 @@ fn a_corrupt_key_is_named_left_out_and_replaced() {
         serde_json::from_str::<serde_json::Value>(&rest).unwrap(),
         expected
     );
+    // With its serial damaged too, no import can number a write of it: said instead.
+    let serial = dir.path().join("serial.db");
+    std::fs::copy(dir.path().join("g.db"), &serial).unwrap();
+    rusqlite::Connection::open(&serial)
+        .unwrap()
+        .execute("UPDATE keys SET serial = 'x' WHERE key = 'released'", [])
+        .unwrap();
+    let (code, _, stderr) = sim(&["inspect", "released", "--db", "serial.db"], dir.path());
+    assert_eq!(code, 2);
+    assert!(
+        stderr.ends_with(
+            " (its serial cannot be read either, so an import cannot replace it: mend or \
+             delete its row of the keys table)\n"
+        ),
+        "{stderr}"
+    );
     // A key name no call can address (a BLOB) fails the listing itself: named, no flag
     // helps, none suggested.
     let db = dir.path().join("blob.db");

@@ -18,7 +18,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use profilestore_harness::check_folder::{self, CheckFolder};
-use profilestore_harness::datastore::{Limits, NameKind};
+use profilestore_harness::datastore::{Limits, NameKind, StoreName};
 use profilestore_harness::fleet::{Fleet, FleetConfig, Played, STORE};
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage, StorageError};
 use profilestore_harness::trace::{self, TRACE_MAGIC};
@@ -1061,13 +1061,23 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     .ok()?;
                 i64::try_from(since_epoch.as_secs()).ok()
             });
-            let v =
-                inspect::inspect(&mut storage, &store, &scope, &key, now).map_err(|e| match e {
-                    StorageError::Corrupt { .. } => {
-                        format!("{e} (importing a document that holds the key replaces it)")
-                    }
-                    e => e.to_string(),
-                })?;
+            let v = match inspect::inspect(&mut storage, &store, &scope, &key, now) {
+                Ok(v) => v,
+                // An import numbers its write after the key's serial: without one it cannot.
+                Err(e @ StorageError::Corrupt { .. }) => {
+                    let path = StoreName::scoped(&store, &scope).path(&key);
+                    return Err(match storage.serial(&path) {
+                        Ok(_) => {
+                            format!("{e} (importing a document that holds the key replaces it)")
+                        }
+                        Err(_) => format!(
+                            "{e} (its serial cannot be read either, so an import cannot replace \
+                             it: mend or delete its row of the keys table)"
+                        ),
+                    });
+                }
+                Err(e) => return Err(e.to_string()),
+            };
             // A misspelt store is the likely mistake: say what the database holds.
             if let Some(held) = inspect::stores_held_if_never_written(&mut storage, &v)
                 .map_err(|e| e.to_string())?
