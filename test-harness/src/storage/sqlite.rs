@@ -423,15 +423,16 @@ fn to_i64(path: &KeyPath, what: &str, v: u64) -> Result<i64, StorageError> {
 /// Raw head columns, decoded outside rusqlite's row closure so JSON errors name the key.
 struct RawHead(Option<String>, i64, i64, String, i64, String, String);
 
-fn raw_head(r: &Row<'_>) -> rusqlite::Result<RawHead> {
+/// The head columns of row `r`, the first at index `from`.
+fn raw_head(r: &Row<'_>, from: usize) -> rusqlite::Result<RawHead> {
     Ok(RawHead(
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
+        r.get(from)?,
+        r.get(from + 1)?,
+        r.get(from + 2)?,
+        r.get(from + 3)?,
+        r.get(from + 4)?,
+        r.get(from + 5)?,
+        r.get(from + 6)?,
     ))
 }
 
@@ -515,7 +516,7 @@ fn read_head(conn: &Connection, path: &KeyPath) -> Result<Option<Head>, StorageE
                 path.scope().as_str(),
                 path.key().as_str()
             ],
-            raw_head,
+            |r| raw_head(r, 0),
         )
         .optional()
         .map_err(read_error("read key", &path.to_string()))?;
@@ -681,15 +682,9 @@ impl Storage for SqliteStorage {
         let rows = stmt
             .query_map(params![store, scope, prefix, after, limit], |r| {
                 let key = name_part(r, 0);
-                let raw = RawHead(
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                );
+                // Read apart from the row's name, so that a column of the wrong type is
+                // named with its key.
+                let raw = raw_head(r, 1);
                 Ok((key, raw))
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -701,7 +696,9 @@ impl Storage for SqliteStorage {
                     path: format!("{store}/{scope}/{}", bad.shown),
                     problem: format!("column key {}", bad.what),
                 })?;
-                let head = decode_head(&KeyPath::new(store, scope, &key).to_string(), raw)?;
+                let path = KeyPath::new(store, scope, &key).to_string();
+                let raw = raw.map_err(read_error("list keys", &path))?;
+                let head = decode_head(&path, raw)?;
                 Ok((key, head))
             })
             .collect()
@@ -1035,7 +1032,8 @@ mod tests {
     }
 
     /// A column holding the wrong type (text for a time, written by another program) is
-    /// corrupt data of its key, named as such, in every read of the key.
+    /// corrupt data of its key, named as such, in every read of the key, the listing of keys
+    /// included (it used to name the store only, `S/global/*`).
     #[test]
     fn a_column_of_the_wrong_type_names_the_key() {
         let mut s = SqliteStorage::open_in_memory().unwrap();
@@ -1050,6 +1048,7 @@ mod tests {
             s.head(&p).unwrap_err(),
             s.latest_version(&p).unwrap_err(),
             s.versions(&p).unwrap_err(),
+            s.list_keys("S", "global", "", None, 10).unwrap_err(),
         ];
         for err in errors {
             assert!(matches!(err, StorageError::Corrupt { .. }), "{err:?}");
@@ -1059,12 +1058,6 @@ mod tests {
                 "{err}"
             );
         }
-        let err = s.list_keys("S", "global", "", None, 10).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("corrupt stored data for S/global/*: "),
-            "{err}"
-        );
     }
 
     /// A key name no write stores (a BLOB, text that is not UTF-8: written by another program)
