@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 
 use profilestore_core::value::{MAX_DEPTH, Object as Map, Str, Value, json};
 
+/// The start of the DataStore's 502 text; the HTTP status after it is the service's own.
+const REJECTED: &str = "502: API Services rejected request with error. ";
+
 /// One journal line.
 pub type Line = Value;
 
@@ -162,10 +165,20 @@ pub fn normalise(lines: &[Line]) -> Vec<Comparable> {
                 *stream = format!("<publish {topic}>");
                 obj.insert("topic".into(), json!(topic));
             }
-            // Error texts are the DataStore's, not ProfileStore's: compare that an error
-            // fired.
+            // The HTTP detail of a 502 is the DataStore's (the original's emulator said
+            // `HTTP 500` for a fault, then `HTTP 503`): compared up to it, the rest of every
+            // error text exactly.
             "signal" if obj.get("signal").and_then(Value::as_str) == Some("OnError") => {
-                obj.insert("message".into(), json!("<error>"));
+                let message = obj
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if message
+                    .strip_prefix(REJECTED)
+                    .is_some_and(|rest| rest.starts_with("HTTP "))
+                {
+                    obj.insert("message".into(), json!(format!("{REJECTED}HTTP <status>")));
+                }
             }
             _ => {}
         }
@@ -543,6 +556,29 @@ mod tests {
             let found = compare(&full, &other, 1.0 / 60.0);
             assert_eq!(found.len(), 1, "{other:?}");
             assert_eq!(found[0].stream, "<end>");
+        }
+    }
+
+    /// An `OnError` text is compared up to the HTTP status of a 502 (the service's own: the
+    /// original's emulator said 500, then 503); another code or text is a difference.
+    #[test]
+    fn error_texts_are_compared_up_to_the_http_status() {
+        let error = |message: &str| {
+            vec![
+                json!({"type": "signal", "t": 5.3, "key": "k", "server": "A",
+                        "signal": "OnError", "message": message}),
+            ]
+        };
+        let ours = error("502: API Services rejected request with error. HTTP 500 (Internal)");
+        let theirs = error("502: API Services rejected request with error. HTTP 503 (Busy)");
+        assert_eq!(compare(&theirs, &ours, 1.0 / 60.0), vec![]);
+        for other in [
+            "501: Can't parse response, data may be corrupted.",
+            "502: API Services rejected request with error. Not an HTTP status",
+            "",
+        ] {
+            let found = compare(&theirs, &error(other), 1.0 / 60.0);
+            assert_eq!(found.len(), 1, "{other:?}");
         }
     }
 

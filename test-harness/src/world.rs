@@ -49,8 +49,8 @@ const FAULT_DETAIL: &str = "HTTP 500 (Internal Server Error)";
 
 /// The error world-wide DataStore faults report: the text of the DataStore's own 502,
 /// [`crate::datastore::internal_rejection`]. (The original's emulator reported `HTTP 500` for
-/// its first fault in `final_save_retry` and `HTTP 503` after; the scenario format leaves the
-/// text open, and journal comparisons do not compare `OnError` texts: README, "scenario".)
+/// its first fault in `final_save_retry` and `HTTP 503` after: journal comparisons compare
+/// an `OnError` text up to its HTTP status, [`crate::journal`].)
 pub const FAULT_MESSAGE: &str =
     "502: API Services rejected request with error. HTTP 500 (Internal Server Error)";
 
