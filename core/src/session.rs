@@ -264,11 +264,26 @@ fn end_request(guid: &str, load_count: i64) -> MessagingRequest {
 }
 
 /// A write of `obj`, with its `UserIds` and `RobloxMetaData` fields as the key's user ids and
-/// metadata (spec §1.5).
+/// metadata (spec §1.5). The user ids sent are the whole numbers within `i64` of `UserIds`, as
+/// a profile loads them (docs/DEVIATIONS.md, "Message ids and user ids are whole numbers"): an
+/// entry another tool wrote (`"202"`, `1.5`) would make the DataStore refuse every write of
+/// the key (513), its start's and its messages' included, and lock the profile out for good.
+/// The stored field keeps what it held; the first owned save writes the loaded list.
 pub(crate) fn write(obj: wire::Object) -> Transformed {
+    let user_ids = obj.get("UserIds").filter(|v| !v.is_null()).map(|v| {
+        let whole = v
+            .as_array()
+            .is_some_and(|a| a.iter().all(|id| id.as_i64().is_some()));
+        if whole {
+            v.clone()
+        } else {
+            let ids = crate::mock::user_id_list(v).into_iter().map(Value::from);
+            Value::from(ids.collect::<Vec<_>>())
+        }
+    });
     Transformed::Write {
         // A JSON null is an absent field to a Luau reader: no user ids, no metadata.
-        user_ids: obj.get("UserIds").filter(|v| !v.is_null()).cloned(),
+        user_ids,
         metadata: obj.get("RobloxMetaData").filter(|v| !v.is_null()).cloned(),
         value: Value::Object(obj),
     }

@@ -1051,6 +1051,16 @@ fn a_key_whose_metadata_the_store_refuses() -> (World, StoreId) {
     (w, store)
 }
 
+/// Whether the first session start the log shows returned a profile (`None`: none returned).
+fn first_start_returned_a_profile(w: &World) -> Option<bool> {
+    w.log.iter().find_map(|l| match &l.what {
+        Happening::Output(Output::Completion(Completion::SessionStart { profile, .. })) => {
+            Some(profile.is_some())
+        }
+        _ => None,
+    })
+}
+
 /// A `MessageAsync` whose write the DataStore can never store (here the key's metadata, which
 /// the write keeps: 511) returns false and says why, instead of retrying until the server
 /// closes.
@@ -1089,18 +1099,38 @@ fn a_start_the_store_cannot_keep_returns_nil_at_once() {
     let (mut w, store) = a_key_whose_metadata_the_store_refuses();
     start(&mut w, 0, store, "k");
     w.run_until(2.0);
-    let returned = w.log.iter().find_map(|l| match &l.what {
-        Happening::Output(Output::Completion(Completion::SessionStart { profile, .. })) => {
-            Some(profile.is_some())
-        }
-        _ => None,
-    });
+    let returned = first_start_returned_a_profile(&w);
     assert_eq!(returned, Some(false), "nil within two seconds");
     let warned = w.log.iter().any(|l| {
         matches!(&l.what, Happening::Output(Output::Event(profilestore_core::Event::Warn { message }))
             if message.contains("cannot store the profile (511"))
     });
     assert!(warned);
+}
+
+/// A stored `UserIds` holding what is not a whole number (written by another tool) does not
+/// lock the profile out: the key's user ids a write sends are the whole numbers, as the profile
+/// loads them (docs/DEVIATIONS.md, "Message ids and user ids are whole numbers"); sent as
+/// stored, the DataStore refused every write (513) and the start returned nil for good.
+#[test]
+fn a_stored_user_id_that_is_not_a_whole_number_does_not_lock_the_profile_out() {
+    let (mut w, store) = world(1, Limits::roblox());
+    let meta = json!({"ProfileCreateTime": 1, "SessionLoadCount": 1, "MetaTags": {}});
+    let profile = json!({"Data": {"Coins": 1}, "GlobalUpdates": [0, []], "MetaData": meta,
+                         "UserIds": [101, "202", 1.5]});
+    w.raw_set(0, "S", "k", profile).unwrap();
+    w.run_until(1.0);
+    start(&mut w, 0, store, "k");
+    w.run_until(3.0);
+    assert_eq!(first_start_returned_a_profile(&w), Some(true));
+    let written = w.log.iter().rev().find_map(|l| match &l.what {
+        Happening::Write {
+            user_ids, value, ..
+        } => Some((user_ids.clone(), value["UserIds"].clone())),
+        _ => None,
+    });
+    // The key's user ids are the whole ones; the stored field keeps what it held.
+    assert_eq!(written, Some((vec![101], json!([101, "202", 1.5]))));
 }
 
 /// A server that is not running sends nothing: a `SetAsync` from it after its crash is refused,
