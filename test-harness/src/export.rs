@@ -75,7 +75,7 @@ use profilestore_core::value::{MAX_DEPTH, Str, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use crate::datastore::{Limits, NameKind, serialized_len, version_id};
+use crate::datastore::{Limits, serialized_len, version_id};
 use crate::storage::{Head, KeyPath, Replacement, Storage, StorageError, StoredVersion};
 
 /// The `format` field of an export.
@@ -231,9 +231,9 @@ pub fn export(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> 
 /// and its error returned beside it, where [`export`] fails; so is a key that reads but that
 /// [`import_document`] would refuse (edited by hand into an impossible state), so that the
 /// document imports. The way to get the rest of a damaged database out; importing a document
-/// that holds such a key replaces it ([`ImportReport::repaired`] for one that cannot be
-/// read). (A row whose key name no call can address fails the listing itself, as in
-/// [`export`].)
+/// that holds a key left out as unreadable replaces it ([`ImportReport::repaired`]); one left
+/// out as refused keeps its row until the row is mended, or deleted and the key imported.
+/// (A row whose key name no call can address fails the listing itself, as in [`export`].)
 pub fn export_readable(
     storage: &mut dyn Storage,
 ) -> Result<(ExportDocument, Vec<StorageError>), ExportError> {
@@ -386,16 +386,9 @@ fn serial_after(at: &str, stored: u64) -> Result<u64, ExportError> {
 /// Refuses a store name, scope or key no DataStore call can name: empty, or longer than
 /// Roblox's 50 bytes. Imported, `ListKeysAsync` would list a key every read refuses.
 fn addressable(at: &str, store: &str, scope: &str, key: &str) -> Result<KeyPath, ExportError> {
-    let limits = Limits::roblox();
-    for (kind, name) in [
-        (NameKind::DataStore, store),
-        (NameKind::Scope, scope),
-        (NameKind::Key, key),
-    ] {
-        limits
-            .check_name(kind, name)
-            .map_err(|e| invalid(at, e.to_string()))?;
-    }
+    Limits::roblox()
+        .check_path(store, scope, Some(key))
+        .map_err(|e| invalid(at, e.to_string()))?;
     Ok(KeyPath::new(store, scope, key))
 }
 

@@ -393,6 +393,26 @@ fn a_corrupt_key_is_named_left_out_and_replaced() {
         serde_json::from_str::<serde_json::Value>(&rest).unwrap(),
         expected
     );
+    // A row another program wrote under a name no call can make is still shown; the same
+    // name not held is said to be too long.
+    let long = "k".repeat(60);
+    let named = dir.path().join("long.db");
+    std::fs::copy(dir.path().join("g.db"), &named).unwrap();
+    rusqlite::Connection::open(&named)
+        .unwrap()
+        .execute("UPDATE keys SET key = ?1 WHERE key = 'stub'", [&long])
+        .unwrap();
+    let (code, stdout, stderr) = sim(&["inspect", &long, "--db", "long.db"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("\"exists\": true"), "{stdout}");
+    let (code, _, stderr) = sim(&["inspect", &long, "--db", "g.db"], dir.path());
+    assert_eq!(
+        (code, stderr.as_str()),
+        (
+            2,
+            "profilestore-sim: 102: Key name exceeds the 50 character limit.\n"
+        )
+    );
     // With its serial damaged too, no import can number a write of it: said instead.
     let serial = dir.path().join("serial.db");
     std::fs::copy(dir.path().join("g.db"), &serial).unwrap();

@@ -18,7 +18,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use profilestore_harness::check_folder::{self, CheckFolder};
-use profilestore_harness::datastore::{Limits, NameKind, StoreName};
+use profilestore_harness::datastore::{Limits, StoreName};
 use profilestore_harness::fleet::{Fleet, FleetConfig, Played, STORE};
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage, StorageError};
 use profilestore_harness::trace::{self, TRACE_MAGIC};
@@ -213,47 +213,64 @@ fn is_line_end(c: char) -> bool {
 /// `simulate`, which replaces the database, and `import`, which writes it, take it, so one
 /// never replaces a database another is still writing (whose writes would go to a file no
 /// longer there). An advisory lock on `<db>.lock`, a file beside it that stays (removing
-/// it could let two commands lock two files of one name). `None` where that file cannot be
-/// made (a folder missing or read-only): no command can use the database there either, and
-/// opening it says why.
+/// it could let two commands lock two files of one name). `None` where the database's folder
+/// does not exist: no command can use a database there either, and opening it says why.
 fn lock_db(db: &Path) -> Result<Option<std::fs::File>, String> {
     let mut name = db.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
-    let Ok(file) = std::fs::OpenOptions::new()
+    let cannot = |e: &dyn std::fmt::Display| {
+        format!("cannot lock {}: {e} ({})", db.display(), path.display())
+    };
+    let file = match std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
-    else {
-        return Ok(None);
+    {
+        Ok(file) => file,
+        // No folder to hold it: no command can use a database there, and opening it says why.
+        Err(_)
+            if db
+                .parent()
+                .is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir()) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(cannot(&e)),
     };
-    file.try_lock().map_err(|_| {
-        format!(
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
             "another profilestore-sim command is using {} ({} is locked)",
             db.display(),
             path.display()
-        )
-    })?;
-    Ok(Some(file))
+        )),
+        // A file system without locks, say: said as it is, not as another command.
+        Err(std::fs::TryLockError::Error(e)) => Err(cannot(&e)),
+    }
+}
+
+/// Opens `at`'s database for `keys` or `inspect`; where there is none, a name no call can make
+/// (`check_names`) is said first.
+fn open_to_look_up(at: &StoreArgs, key: Option<&str>) -> Result<SqliteStorage, String> {
+    existing_db(&at.db).or_else(|e| {
+        check_names(at, key)?;
+        Err(e)
+    })
 }
 
 /// Checks the names `keys` and `inspect` address (store, scope, and the key when there is
-/// one) against Roblox's limits, as a call would: a name no call can make is said as such,
-/// not reported as a key or store the database does not hold.
+/// one) against Roblox's limits, as a call would, once the database showed nothing under
+/// them: a name no call can make is said as such, not reported as a key or store the
+/// database does not hold (a row another program wrote under such a name is still shown).
 fn check_names(
     StoreArgs { store, scope, .. }: &StoreArgs,
     key: Option<&str>,
 ) -> Result<(), String> {
-    let limits = Limits::roblox();
-    let names = [
-        (NameKind::DataStore, store.as_str()),
-        (NameKind::Scope, scope.as_str()),
-    ];
-    for (kind, name) in names.into_iter().chain(key.map(|k| (NameKind::Key, k))) {
-        limits.check_name(kind, name).map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    Limits::roblox()
+        .check_path(store, scope, key)
+        .map_err(|e| e.to_string())
 }
 
 /// Opens the existing database `db` for reading (`export`, `keys`, `inspect`), or says there
@@ -1014,11 +1031,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { prefix, at } => {
-            check_names(&at, None)?;
-            let StoreArgs { store, scope, db } = at;
-            let mut storage = existing_db(&db)?;
-            let names = inspect::key_names(&mut storage, &store, &scope, &prefix)
+            let mut storage = open_to_look_up(&at, None)?;
+            let names = inspect::key_names(&mut storage, &at.store, &at.scope, &prefix)
                 .map_err(|e| e.to_string())?;
+            if names.is_empty() {
+                check_names(&at, None)?;
+            }
+            let StoreArgs { store, scope, db } = at;
             if names.is_empty() {
                 // A misspelt store is the likely mistake: say what the database holds.
                 let held = inspect::stores_held(&mut storage).map_err(|e| e.to_string())?;
@@ -1052,20 +1071,18 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { key, at, now } => {
-            check_names(&at, Some(&key))?;
-            let StoreArgs { store, scope, db } = at;
-            let mut storage = existing_db(&db)?;
+            let mut storage = open_to_look_up(&at, Some(&key))?;
             let now = now.or_else(|| {
                 let since_epoch = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .ok()?;
                 i64::try_from(since_epoch.as_secs()).ok()
             });
-            let v = match inspect::inspect(&mut storage, &store, &scope, &key, now) {
+            let v = match inspect::inspect(&mut storage, &at.store, &at.scope, &key, now) {
                 Ok(v) => v,
                 // An import numbers its write after the key's serial: without one it cannot.
                 Err(e @ StorageError::Corrupt { .. }) => {
-                    let path = StoreName::scoped(&store, &scope).path(&key);
+                    let path = StoreName::scoped(&at.store, &at.scope).path(&key);
                     return Err(match storage.serial(&path) {
                         Ok(_) => {
                             format!("{e} (importing a document that holds the key replaces it)")
@@ -1078,6 +1095,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
                 Err(e) => return Err(e.to_string()),
             };
+            if v["exists"] == false {
+                check_names(&at, Some(&key))?;
+            }
+            let StoreArgs { store, scope, db } = at;
             // A misspelt store is the likely mistake: say what the database holds.
             if let Some(held) = inspect::stores_held_if_never_written(&mut storage, &v)
                 .map_err(|e| e.to_string())?

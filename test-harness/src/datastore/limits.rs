@@ -340,6 +340,21 @@ impl Limits {
         }
     }
 
+    /// Checks the names a key's path is made of (101, 102): the DataStore's name, its scope
+    /// and, when given, the key, in that order.
+    pub fn check_path(
+        &self,
+        store: &str,
+        scope: &str,
+        key: Option<&str>,
+    ) -> Result<(), RequestError> {
+        let names = [(NameKind::DataStore, store), (NameKind::Scope, scope)];
+        for (kind, name) in names.into_iter().chain(key.map(|k| (NameKind::Key, k))) {
+            self.check_name(kind, name)?;
+        }
+        Ok(())
+    }
+
     /// Checks a value to store and returns its serialized size: not nil (103), not nested
     /// deeper than [`MAX_DEPTH`] (104, our limit: see [`MAX_DEPTH`]), not larger than allowed
     /// (105).
