@@ -3,9 +3,10 @@
 //! `profilestore_core::json_text`); replaying it rebuilds the same engines and feeds them the
 //! same inputs — no DataStore, no host — and checks the outputs are byte-identical.
 //!
-//! The file is a stream: [`TRACE_MAGIC`], the format number, a header (the world and fleet
-//! configurations), then one frame per input and per output in the order they happened, then
-//! an end frame with their counts. The header and each frame are a *part*: the length of its
+//! The file is a stream: [`TRACE_MAGIC`], the format number, a header (the format number
+//! again, under the header's checksum, and the world and fleet configurations), then one
+//! frame per input and per output in the order they happened, then an end frame with their
+//! counts. The header and each frame are a *part*: the length of its
 //! bincode bytes, the length's bitwise complement and the bytes' CRC-32 (each a little-endian
 //! `u32`), then the bytes; so a file that ends inside a part is told from one whose bytes
 //! changed (a length that does not match its complement, contents that do not match their
@@ -47,8 +48,11 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// `Cancel`, and waiting starts are asked in call order as they resume (same layout); 15: the
 /// file is a stream of frames after a header (module docs), not one encoded value; 16: the
 /// header and each frame are preceded by their length and CRC-32; 17: and the length's
-/// complement (module docs).
-pub const TRACE_FORMAT: u32 = 17;
+/// complement (module docs); 18: the header repeats the format number, under its checksum (a
+/// damaged number is told from another format's), and a start waiting behind a failing final
+/// save wakes at the error backoff to ask its `Cancel`, writes sending only whole-number user
+/// ids.
+pub const TRACE_FORMAT: u32 = 18;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";
@@ -76,6 +80,8 @@ pub struct Trace {
 /// What a trace file holds after its format number.
 #[derive(Serialize, Deserialize)]
 struct Header {
+    /// The format number again, under the header's checksum.
+    format: u32,
     world: WorldConfig,
     fleet: Option<FleetConfig>,
 }
@@ -355,6 +361,7 @@ fn write_part<T: Serialize>(
 /// The header, as written: [`Header`]'s layout, borrowing what it writes.
 #[derive(Serialize)]
 struct HeaderRef<'a> {
+    format: u32,
     world: &'a WorldConfig,
     fleet: Option<&'a FleetConfig>,
 }
@@ -370,7 +377,12 @@ impl<W: Write> FrameWriter<W> {
             .map_err(|inner| bincode::error::EncodeError::Io { inner, index: 0 })?;
         bincode::serde::encode_into_std_write(TRACE_FORMAT, &mut out, config)?;
         let mut part = Vec::new();
-        write_part(&mut out, &mut part, HeaderRef { world, fleet })?;
+        let header = HeaderRef {
+            format: TRACE_FORMAT,
+            world,
+            fleet,
+        };
+        write_part(&mut out, &mut part, header)?;
         Ok(FrameWriter {
             out,
             part,
@@ -666,10 +678,11 @@ impl<R: BufRead> FrameReader<R> {
         let format: u32 = decode_limited(&mut input, budget).map_err(|e| read_error(path, e))?;
         let mut part = Vec::new();
         if format != TRACE_FORMAT {
-            // The format number has no checksum of its own: a header this format reads, its
-            // checksum sound, after another number means that number is a damaged byte.
+            // The number up front has no checksum of its own; the header repeats it under its
+            // checksum. A sound header of this format after another number: that number is a
+            // damaged byte.
             let header = read_part::<Header, _>(&mut input, &mut part, size, budget, "");
-            if header.is_ok() {
+            if header.is_ok_and(|h| h.format == TRACE_FORMAT) {
                 return Err(damaged(format!(
                     "its format number reads {format}, but its header is format \
                      {TRACE_FORMAT}'s: the file is damaged"
@@ -688,6 +701,12 @@ impl<R: BufRead> FrameReader<R> {
             }
             Err(PartError::Damaged(message)) => return Err(damaged(message)),
         };
+        if header.format != TRACE_FORMAT {
+            return Err(damaged(format!(
+                "its header says format {}, its format number {TRACE_FORMAT}",
+                header.format
+            )));
+        }
         let servers = header.world.servers.len();
         if servers > MAX_TRACE_SERVERS {
             return Err(damaged(format!(

@@ -1067,12 +1067,12 @@ fn a_trace_from_a_pipe_is_bounded_by_what_it_holds() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    // Format, then a header (its length and checksum right: seed 0, epoch 0, fps 0.0, latency,
-    // 1 server whose name claims 8 GiB, within what a bound on the pipe's largest size, 1 GiB,
-    // would let the decoder claim).
+    // Format, then a header (its length and checksum right: the format again, seed 0, epoch 0,
+    // fps 0.0, latency, 1 server whose name claims 8 GiB, within what a bound on the pipe's
+    // largest size, 1 GiB, would let the decoder claim).
     let mut hostile = TRACE_MAGIC.to_vec();
     hostile.push(TRACE_FORMAT as u8);
-    let mut header = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD];
+    let mut header = vec![TRACE_FORMAT as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD];
     header.extend((1u64 << 33).to_le_bytes());
     hostile.extend((header.len() as u32).to_le_bytes());
     hostile.extend((!(header.len() as u32)).to_le_bytes());

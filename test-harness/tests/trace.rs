@@ -134,12 +134,12 @@ fn part_starts(bytes: &[u8]) -> Vec<usize> {
 #[test]
 fn hostile_trace_bytes_get_errors() {
     use profilestore_harness::trace::{TRACE_FORMAT, TRACE_MAGIC};
-    // format, then a header (seed 0, epoch 0, fps 0.0, latency, 1 server whose name claims a
-    // huge length) whose checksum is right.
+    // format, then a header (the format again, seed 0, epoch 0, fps 0.0, latency, 1 server
+    // whose name claims a huge length) whose checksum is right.
     for len in [u64::MAX, 1 << 40] {
         let mut bytes = TRACE_MAGIC.to_vec();
         bytes.push(TRACE_FORMAT as u8);
-        let mut header = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD];
+        let mut header = vec![TRACE_FORMAT as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD];
         header.extend(len.to_le_bytes());
         bytes.extend(part(&header));
         let err = Trace::from_bytes(&bytes, "h.bin").unwrap_err();
@@ -225,6 +225,30 @@ fn hostile_trace_bytes_get_errors() {
     let mut other = [&TRACE_MAGIC[..], &[TRACE_FORMAT as u8 + 1], &[0xff; 16]].concat();
     let err = Trace::from_bytes(&other, "h.bin").unwrap_err();
     assert_eq!(err.to_string(), refusal(TRACE_FORMAT + 1));
+    // A sound header that says another format than the number up front: damage too.
+    let whole = t.to_bytes().unwrap();
+    let len = part_len(&whole, 9);
+    let mut header = whole[9 + PREFIX..9 + PREFIX + len].to_vec();
+    header[0] = TRACE_FORMAT as u8 - 1;
+    let mixed = [&whole[..9], &part(&header), &whole[9 + PREFIX + len..]].concat();
+    let err = Trace::from_bytes(&mixed, "h.bin").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "trace file h.bin is not a readable trace: its header says format {}, its format \
+             number {TRACE_FORMAT}",
+            TRACE_FORMAT - 1
+        )
+    );
+    // A real trace of the format before (its magic, number and header: the first 124 bytes
+    // of the `recorded.trace` format 17 committed), whose header has this layout but not
+    // the number repeated inside it: another format, not damage.
+    let format_17 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/format17-header.trace"
+    );
+    let err = Trace::from_bytes(&std::fs::read(format_17).unwrap(), "h.bin").unwrap_err();
+    assert_eq!(err.to_string(), refusal(17));
     // This format's header after another number: the number is a damaged byte.
     let mut renumbered = t.to_bytes().unwrap();
     for found in [TRACE_FORMAT + 1, TRACE_FORMAT - 1] {
