@@ -619,11 +619,12 @@ fn d09_a_start_without_cancel_times_out_wherever_the_retry_is() {
 
 /// §19 item 9 and spec §5.2 step 7 (`Cancel` "at each loop head"): a start with `Cancel`
 /// that waits behind a final save meeting errors asks `Cancel` as its own failing attempts
-/// would (1, 2, 4 … 20 s apart) and returns nil once it says yes, while the outage goes on;
-/// it used to wait for the save to land. Nothing it did is stored.
+/// would (1, 2, 4 … 20 s apart) and returns nil at the first wake after it says yes, while the
+/// outage goes on; it used to wait for the save to land. Nothing it did is stored.
 #[test]
 fn d09_a_cancelled_start_behind_a_failing_final_save_returns_nil_in_the_outage() {
     let (mut w, store) = final_save_in_an_outage(709);
+    let asked = w.now;
     let again = w.start_cancellable(0, store.live(), "k");
     w.run_for(40.0);
     assert_eq!(w.completion(0, again), None, "waiting behind the save");
@@ -631,9 +632,11 @@ fn d09_a_cancelled_start_behind_a_failing_final_save_returns_nil_in_the_outage()
     let left = w.now;
     w.run_for(21.0);
     let at = returned_nil(&w, again, "nil once Cancel said yes");
+    // Wakes 1, 3, 7, 15, 31 and 51 s after the call (backoffs 1, 2, 4, 8, 16, 20): the player
+    // left 40 s in, so the wake at 51 s hears it.
     assert!(
-        at > left && at - left <= 20.0 + 1.0 / 60.0,
-        "cancelled at {left}, returned at {at}"
+        (at - (asked + 51.0)).abs() < 1e-9,
+        "asked at {asked}, cancelled at {left}, returned at {at}"
     );
     final_save_lands_unlocked(&mut w);
 }
@@ -654,9 +657,10 @@ fn d09_a_start_behind_a_final_save_reads_a_lowered_timeout() {
     let lowered = w.now;
     w.run_for(21.0);
     let at = returned_nil(&w, again, "nil by the lowered timeout");
+    // Lowered 30 s in; the wake 31 s in (backoffs 1, 2, 4, 8, 16) finds the 10 s passed.
     assert!(
-        at > lowered && at - lowered <= 20.0 + 1.0 / 60.0 && at < asked + 120.0,
-        "lowered at {lowered}, returned at {at}"
+        (at - (asked + 31.0)).abs() < 1e-9,
+        "asked at {asked}, lowered at {lowered}, returned at {at}"
     );
 }
 
