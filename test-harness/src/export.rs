@@ -67,7 +67,8 @@
 //! store writes refused: before 1970, a write before its slot opened or its key was created,
 //! times going back across slots, an older version without `supersededTime` or superseded
 //! before its write), then written in one step ([`Storage::replace_keys`]: one
-//! transaction on disk), so a refused document, or an import cut short, changes nothing.
+//! transaction on disk, which also holds the reads the planning made: [`write_consistently`]),
+//! so a refused document, or an import cut short, changes nothing.
 
 use std::collections::BTreeMap;
 
@@ -76,7 +77,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::datastore::{Limits, serialized_len, version_id};
-use crate::storage::{Head, KeyPath, Replacement, Storage, StorageError, StoredVersion};
+use crate::storage::{
+    Head, KeyPath, Replacement, Storage, StorageError, StoredVersion, write_consistently,
+};
 
 /// The `format` field of an export.
 pub const FORMAT: &str = "profilestore-harness/datastore-export";
@@ -557,6 +560,15 @@ pub fn import_document(
             document.format, document.format_version
         )));
     }
+    write_consistently(storage, |storage| replace_document(storage, document))
+}
+
+/// The checking, planning and writing of [`import_document`], in one step of `storage`: the
+/// serials planned are those stored when the replacement is written.
+fn replace_document(
+    storage: &mut dyn Storage,
+    document: &ExportDocument,
+) -> Result<ImportReport, ExportError> {
     let mut planned = Vec::new();
     let mut renumbered = Vec::new();
     let mut repaired = Vec::new();
@@ -847,6 +859,15 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
 }
 
 fn import_fixture(
+    storage: &mut dyn Storage,
+    json: &Value,
+    now_ms: i64,
+) -> Result<ImportReport, ExportError> {
+    write_consistently(storage, |storage| replace_fixture(storage, json, now_ms))
+}
+
+/// The checking, planning and writing of [`import_fixture`], in one step of `storage`.
+fn replace_fixture(
     storage: &mut dyn Storage,
     json: &Value,
     now_ms: i64,

@@ -205,9 +205,36 @@ pub fn read_consistently<T, E: From<StorageError>>(
     storage: &mut dyn Storage,
     read: impl FnOnce(&mut dyn Storage) -> Result<T, E>,
 ) -> Result<T, E> {
-    storage.begin_read()?;
-    let result = read(storage);
-    let ended = storage.end_read();
+    bracketed(storage, |s| s.begin_read(), |s, _| s.end_read(), read)
+}
+
+/// Runs `write` (reads, then [`Storage::replace_keys`]) as one step of `storage`
+/// ([`Storage::begin_write`]): on disk no other process writes between what `write` reads and
+/// what it writes, so an import numbers its versions after the serials the store really has.
+/// The step is kept if `write` succeeds and undone if it fails.
+pub fn write_consistently<T, E: From<StorageError>>(
+    storage: &mut dyn Storage,
+    write: impl FnOnce(&mut dyn Storage) -> Result<T, E>,
+) -> Result<T, E> {
+    bracketed(
+        storage,
+        |s| s.begin_write(),
+        |s, kept| s.end_write(kept),
+        write,
+    )
+}
+
+/// Runs `step` between `begin` and `end` (told whether `step` succeeded, and called either
+/// way): `step`'s error first, else `end`'s.
+fn bracketed<T, E: From<StorageError>>(
+    storage: &mut dyn Storage,
+    begin: fn(&mut dyn Storage) -> Result<(), StorageError>,
+    end: fn(&mut dyn Storage, bool) -> Result<(), StorageError>,
+    step: impl FnOnce(&mut dyn Storage) -> Result<T, E>,
+) -> Result<T, E> {
+    begin(storage)?;
+    let result = step(storage);
+    let ended = end(storage, result.is_ok());
     let value = result?;
     ended?;
     Ok(value)
@@ -287,9 +314,25 @@ pub trait Storage: Send {
         Ok(())
     }
 
+    /// Starts a step that reads and then replaces keys, until [`Storage::end_write`]: on disk
+    /// a write transaction taken at once, so no other process commits between the two (a
+    /// simulation running on the same file waits, as it does for any write). Nothing to do in
+    /// memory. Only reads and [`Storage::replace_keys`] may come between the two;
+    /// [`write_consistently`] pairs them.
+    fn begin_write(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// Ends what [`Storage::begin_write`] began: its writes are kept if `keep`, else undone.
+    fn end_write(&mut self, keep: bool) -> Result<(), StorageError> {
+        let _ = keep;
+        Ok(())
+    }
+
     /// Replaces everything stored for each key (head and all versions), all of them in one
-    /// step: on disk one transaction, so an import that fails (or a process killed) part-way
-    /// leaves every key as it was. Used by import.
+    /// step: on disk one transaction (or part of the one [`Storage::begin_write`] began), so an
+    /// import that fails (or a process killed) part-way leaves every key as it was. Used by
+    /// import.
     fn replace_keys(&mut self, keys: &[Replacement]) -> Result<(), StorageError>;
 
     /// [`Storage::replace_keys`] for one key.

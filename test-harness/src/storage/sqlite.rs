@@ -202,6 +202,14 @@ impl SqliteStorage {
         SqliteStorage::init(conn, Create::IfEmpty)
     }
 
+    /// How long a write waits for another process's transaction on the file before it fails
+    /// with `database is locked` (5 s unless set).
+    pub fn set_busy_timeout(&mut self, wait: std::time::Duration) -> Result<(), StorageError> {
+        self.conn
+            .busy_timeout(wait)
+            .map_err(db_error("set busy timeout"))
+    }
+
     /// A private in-memory SQLite database (for tests of the SQL itself).
     pub fn open_in_memory() -> Result<SqliteStorage, StorageError> {
         SqliteStorage::init(
@@ -756,33 +764,61 @@ impl Storage for SqliteStorage {
             .map_err(db_error("end a read"))
     }
 
-    fn replace_keys(&mut self, keys: &[Replacement]) -> Result<(), StorageError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_error("begin import"))?;
-        for Replacement {
-            path,
-            head,
-            versions,
-        } in keys
-        {
-            tx.execute(
-                "DELETE FROM versions WHERE store = ?1 AND scope = ?2 AND key = ?3",
-                params![
-                    path.store().as_str(),
-                    path.scope().as_str(),
-                    path.key().as_str()
-                ],
-            )
-            .map_err(db_error("clear versions"))?;
-            write_head(&tx, path, head)?;
-            for v in versions {
-                write_version(&tx, path, v)?;
-            }
-        }
-        tx.commit().map_err(db_error("commit import"))
+    fn begin_write(&mut self) -> Result<(), StorageError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(db_error("begin import"))
     }
+
+    fn end_write(&mut self, keep: bool) -> Result<(), StorageError> {
+        let (sql, operation) = match keep {
+            true => ("COMMIT", "commit import"),
+            false => ("ROLLBACK", "undo import"),
+        };
+        self.conn.execute_batch(sql).map_err(db_error(operation))
+    }
+
+    fn replace_keys(&mut self, keys: &[Replacement]) -> Result<(), StorageError> {
+        // Inside `begin_write`'s transaction, a savepoint: the replacement lands whole or not
+        // at all either way.
+        if self.conn.is_autocommit() {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error("begin import"))?;
+            replace_all(&tx, keys)?;
+            tx.commit().map_err(db_error("commit import"))
+        } else {
+            let savepoint = self.conn.savepoint().map_err(db_error("begin import"))?;
+            replace_all(&savepoint, keys)?;
+            savepoint.commit().map_err(db_error("commit import"))
+        }
+    }
+}
+
+/// Writes each key's replacement through `conn` (a transaction or savepoint the caller ends).
+fn replace_all(conn: &Connection, keys: &[Replacement]) -> Result<(), StorageError> {
+    for Replacement {
+        path,
+        head,
+        versions,
+    } in keys
+    {
+        conn.execute(
+            "DELETE FROM versions WHERE store = ?1 AND scope = ?2 AND key = ?3",
+            params![
+                path.store().as_str(),
+                path.scope().as_str(),
+                path.key().as_str()
+            ],
+        )
+        .map_err(db_error("clear versions"))?;
+        write_head(conn, path, head)?;
+        for v in versions {
+            write_version(conn, path, v)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -851,6 +887,142 @@ mod tests {
         set(14_400.0, 3);
         let versions = reader.versions(&p).unwrap();
         assert_ne!(versions.last().unwrap().version, head.version);
+    }
+
+    /// An import reads each key's serial and then writes the key numbered after it, in one
+    /// transaction (`write_consistently`): a simulation writing the file meanwhile waits (here
+    /// it gives up), so the import never numbers its write after a serial already superseded
+    /// and never hands out the version id another write took. It used to read outside the
+    /// transaction: the simulation's write landed between the two.
+    #[test]
+    fn an_import_keeps_other_writers_out_between_its_reads_and_its_write() {
+        use crate::datastore::{DataStoreService, ServerId, StoreName};
+        use crate::storage::{HeadMeta, Storage};
+        use profilestore_core::value::json;
+
+        /// The importing connection, letting `during` write through another one at the
+        /// import's first read of a head, keeping what came of it.
+        struct Interleaved<'a> {
+            inner: SqliteStorage,
+            during: Option<Box<dyn FnMut() -> String + Send + 'a>>,
+            came_of_it: Option<String>,
+        }
+        impl Storage for Interleaved<'_> {
+            fn head(&mut self, path: &KeyPath) -> Result<Option<Head>, StorageError> {
+                let head = self.inner.head(path);
+                if let Some(mut during) = self.during.take() {
+                    self.came_of_it = Some(during());
+                }
+                head
+            }
+            fn head_meta(&mut self, path: &KeyPath) -> Result<Option<HeadMeta>, StorageError> {
+                self.inner.head_meta(path)
+            }
+            fn latest_version(
+                &mut self,
+                path: &KeyPath,
+            ) -> Result<Option<StoredVersion>, StorageError> {
+                self.inner.latest_version(path)
+            }
+            fn versions(&mut self, path: &KeyPath) -> Result<Vec<StoredVersion>, StorageError> {
+                self.inner.versions(path)
+            }
+            fn commit(&mut self, path: &KeyPath, commit: Commit) -> Result<(), StorageError> {
+                self.inner.commit(path, commit)
+            }
+            fn list_keys(
+                &mut self,
+                store: &str,
+                scope: &str,
+                prefix: &str,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<(String, Head)>, StorageError> {
+                self.inner.list_keys(store, scope, prefix, after, limit)
+            }
+            fn paths(&mut self) -> Result<Vec<KeyPath>, StorageError> {
+                self.inner.paths()
+            }
+            fn begin_write(&mut self) -> Result<(), StorageError> {
+                self.inner.begin_write()
+            }
+            fn end_write(&mut self, keep: bool) -> Result<(), StorageError> {
+                self.inner.end_write(keep)
+            }
+            fn replace_keys(&mut self, keys: &[Replacement]) -> Result<(), StorageError> {
+                self.inner.replace_keys(keys)
+            }
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.db");
+        let mut simulation = SqliteStorage::open(&file).unwrap();
+        simulation
+            .set_busy_timeout(std::time::Duration::from_millis(50))
+            .unwrap();
+        let mut simulation = DataStoreService::new(0).with_storage(Box::new(simulation));
+        let (server, store) = (ServerId(0), StoreName::new("S"));
+        simulation
+            .set_async(0.0, server, &store, "k", json!(1), Default::default())
+            .unwrap();
+        let p = KeyPath::new("S", "global", "k");
+        let mut exported = SqliteStorage::open_existing(&file).unwrap();
+        let document = crate::export::export(&mut exported).unwrap();
+        drop(exported);
+        // The simulation writes the key once more (serial 2) before the import, and tries
+        // again while the import runs.
+        simulation
+            .set_async(1.0, server, &store, "k", json!(2), Default::default())
+            .unwrap();
+        let mut importer = Interleaved {
+            inner: SqliteStorage::open_existing(&file).unwrap(),
+            during: Some(Box::new(|| {
+                let written =
+                    simulation.set_async(2.0, server, &store, "k", json!(3), Default::default());
+                written.unwrap_err().to_string()
+            })),
+            came_of_it: None,
+        };
+        let report = crate::export::import_document(&mut importer, &document).unwrap();
+        assert_eq!(report.renumbered, vec![p.clone()]);
+        let refused = importer
+            .came_of_it
+            .take()
+            .expect("the simulation wrote during the import");
+        drop(importer);
+        assert!(refused.contains("database is locked"), "{refused}");
+        // Numbered after the simulation's last write, the only one that landed.
+        let mut after = SqliteStorage::open_existing(&file).unwrap();
+        let head = after.head(&p).unwrap().unwrap();
+        assert_eq!(head.serial, 3);
+        assert_eq!(head.value.as_deref(), Some(&json!(1)));
+    }
+
+    /// A step `write_consistently` runs that fails is undone whole, its replacement included.
+    #[test]
+    fn a_failed_consistent_write_is_undone() {
+        let mut db = SqliteStorage::open_in_memory().unwrap();
+        let p = KeyPath::new("S", "global", "k");
+        let failed = crate::storage::write_consistently(&mut db, |db| {
+            db.replace_keys(&[Replacement {
+                path: p.clone(),
+                head: Head {
+                    size: 1,
+                    value: Some(std::sync::Arc::new(Value::from(1))),
+                    created_ms: 0,
+                    updated_ms: 0,
+                    version: "v".into(),
+                    serial: 1,
+                    user_ids: vec![],
+                    metadata: Value::Null,
+                },
+                versions: vec![],
+            }])?;
+            Err::<(), _>(StorageError::Conflict { path: p.clone() })
+        });
+        assert_eq!(failed, Err(StorageError::Conflict { path: p.clone() }));
+        assert_eq!(db.head(&p).unwrap(), None);
+        assert_eq!(db.paths().unwrap(), vec![]);
     }
 
     /// A value nested deeper than `serde_json`'s 128-level parsing limit (but within
