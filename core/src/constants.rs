@@ -19,7 +19,9 @@ pub struct Constants {
     pub first_load_repeat: f64,
     /// Seconds of asking before the waiting server steals the lock.
     pub session_steal: f64,
-    /// A lock whose `LastUpdate` is older than this many seconds is taken at once.
+    /// A lock whose `LastUpdate` is older than this many seconds is taken at the start's next
+    /// poll, without the steal's wait (the original takes it at once: `docs/DEVIATIONS.md`
+    /// row 7 asks its holder first).
     pub assume_dead: f64,
     /// Give-up time of a session start after DataStore errors (only without `Cancel`), seconds.
     pub start_session_timeout: f64,

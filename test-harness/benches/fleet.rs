@@ -25,7 +25,8 @@
 //!
 //! The in-memory runs repeat (15 times for (a), 30 for the 100-player reference below, 3 for
 //! (b)) and print their fastest and median
-//! wall time: identical runs on a shared VM differ by up to 2×. Like `profilestore-sim
+//! wall time: identical runs on this shared VM have differed by 2× within an hour and by
+//! more than 4× between sessions (`docs/PERFORMANCE.md`). Like `profilestore-sim
 //! simulate`, they let go of the world's log as the fleet reads it ([`Fleet::keep_log`]).
 //!
 //! (b)'s players stay 90 s on average (exponentially distributed), then hop to another server

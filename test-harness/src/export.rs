@@ -233,10 +233,11 @@ pub fn export(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> 
 /// ([`StorageError::Corrupt`], naming the key and what is wrong) is left out of the document
 /// and its error returned beside it, where [`export`] fails; so is a key that reads but that
 /// [`import_document`] would refuse (edited by hand into an impossible state), so that the
-/// document imports. The way to get the rest of a damaged database out; importing a document
-/// that holds a key left out as unreadable replaces it ([`ImportReport::repaired`]); one left
-/// out as refused keeps its row until the row is mended, or deleted and the key imported.
-/// (A row whose key name no call can address fails the listing itself, as in [`export`].)
+/// document imports. The way to get the rest of a damaged database out: importing a document
+/// that holds a key left out replaces it (one left out as unreadable is reported in
+/// [`ImportReport::repaired`]), unless even its serial is unreadable (an import error naming
+/// the key; `profilestore-sim inspect` says so). (A row whose key name no call can address
+/// fails the listing itself, as in [`export`].)
 pub fn export_readable(
     storage: &mut dyn Storage,
 ) -> Result<(ExportDocument, Vec<StorageError>), ExportError> {
@@ -1764,6 +1765,9 @@ mod tests {
         assert_eq!(readable, without);
         import_document(&mut fresh, &readable).unwrap();
         assert_eq!(export(&mut fresh).unwrap(), without);
+        // Importing a document that holds the key replaces the row, as for a corrupt one.
+        import_document(&mut sqlite, &document).unwrap();
+        assert_eq!(export(&mut sqlite).unwrap(), document);
     }
 
     /// A value as deep as a store takes (512 levels) exports and imports back, though the

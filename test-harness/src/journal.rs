@@ -4,7 +4,9 @@
 //! values, calls, returns and signals, and per topic the same publishes, at the same times to
 //! within one frame; job ids and session GUIDs are compared by role (numbered key by key, in
 //! the order they first appear, so that events at one instant on different keys may come in
-//! another order), and an empty table may be `{}` or `[]`.
+//! another order). Two rules are ours: an empty table may be `{}` or `[]` (Luau cannot tell
+//! them apart), and an `OnError` text's HTTP status after `502: API Services rejected request
+//! with error. ` is not compared (the scenario format does not say which status a fault gives).
 
 use std::collections::BTreeMap;
 

@@ -19,7 +19,7 @@
 //!   checks that no acknowledged save is lost, nothing is duplicated, messages arrive once and
 //!   hand-offs finish in time.
 //! - [`log`]: the world's log of everything that happened, in chunks that never move.
-//! - [`trace`]: record a run's inputs (bincode) and replay them byte for byte.
+//! - [`trace`]: record a run's inputs and outputs (bincode) and replay them byte for byte.
 //! - [`check_folder`]: the determinism check's temporary folder, and the removal of those
 //!   killed commands left.
 //! - [`scenario`] and [`journal`]: the fixture scenario format played on the world, and the

@@ -1,5 +1,5 @@
-//! Traces and replay (issue "harness" §5): every engine input of a run, recorded with the seed
-//! and the configuration, as a bincode file (JSON values inside carried as text, see
+//! Traces and replay (issue "harness" §5): every engine input (and output) of a run, recorded
+//! with the seed and the configuration, as a bincode file (JSON values inside carried as text, see
 //! `profilestore_core::json_text`); replaying it rebuilds the same engines and feeds them the
 //! same inputs — no DataStore, no host — and checks the outputs are byte-identical.
 //!

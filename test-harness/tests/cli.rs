@@ -379,8 +379,9 @@ fn a_corrupt_key_is_named_left_out_and_replaced() {
     assert_eq!(
         stderr,
         format!(
-            "profilestore-sim: left out: {damage}\nprofilestore-sim: 1 corrupt key(s) left out; \
-             importing a document that holds a key replaces it\n"
+            "profilestore-sim: left out: {damage}\nprofilestore-sim: 1 key(s) left out; \
+             importing a document that holds one replaces it, unless even its serial is \
+             unreadable (see inspect)\n"
         )
     );
     let mut expected: serde_json::Value = serde_json::from_str(&whole).unwrap();

@@ -109,7 +109,8 @@ enum Command {
         /// Default: faults the whole run.
         #[arg(long, value_parser = parse_duration)]
         fault_period: Option<f64>,
-        /// Record every engine input into this trace file.
+        /// Record every engine input and output into this trace file (replay checks the
+        /// outputs).
         #[arg(long)]
         trace: Option<PathBuf>,
         /// The SQLite file the run's DataStore lives in (replaced at the start of the run).
@@ -150,9 +151,10 @@ enum Command {
         /// The SQLite file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
-        /// Leave out keys whose stored data is corrupt, naming each on standard error, instead
-        /// of failing: the way to get the rest of a damaged database out (importing a document
-        /// that holds such a key replaces it).
+        /// Leave out keys whose stored data is corrupt (or that an import would refuse),
+        /// naming each on standard error, instead of failing: the way to get the rest of a
+        /// damaged database out (importing a document that holds such a key replaces it,
+        /// unless even its serial is unreadable: `inspect` says so).
         #[arg(long)]
         skip_corrupt: bool,
     },
@@ -967,8 +969,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
                 if !skipped.is_empty() {
                     eprintln!(
-                        "profilestore-sim: {} corrupt key(s) left out; importing a document that \
-                         holds a key replaces it",
+                        "profilestore-sim: {} key(s) left out; importing a document that holds \
+                         one replaces it, unless even its serial is unreadable (see inspect)",
                         skipped.len()
                     );
                 }
