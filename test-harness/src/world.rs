@@ -1071,7 +1071,7 @@ impl World {
                     }
                 }
                 Output::Messaging(MessagingRequest::Publish { topic, data }) => {
-                    let (failed, dropped) = if self.rng.next_f64() < self.messaging_fail {
+                    let (failed, dropped) = if self.publish_lost() {
                         (Some("fault".to_string()), 0)
                     } else {
                         match self
@@ -1331,8 +1331,16 @@ impl World {
         }
     }
 
+    /// Whether this DataStore request faults. Like [`World::publish_lost`], no draw when the
+    /// rate is 0: a world with faults of one kind only keeps them where they were when the
+    /// other kind's requests come and go (an extra publish does not move every later fault).
     fn faulted(&mut self) -> bool {
         self.datastore_fail > 0.0 && self.rng.next_f64() < self.datastore_fail
+    }
+
+    /// Whether this publish is lost ([`World::set_messaging_fail`]).
+    fn publish_lost(&mut self) -> bool {
+        self.messaging_fail > 0.0 && self.rng.next_f64() < self.messaging_fail
     }
 
     /// DataStore requests executed so far, by API (`UpdateAsync`, `GetAsync`, ...).

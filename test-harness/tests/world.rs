@@ -1345,3 +1345,43 @@ fn a_version_query_reads_every_version_through_the_world() {
     }
     assert_eq!(coins, [json!(1), json!(2), json!(3)]);
 }
+
+/// A publish draws nothing from the world's random stream while publishes never fail (the
+/// fleet's case): which DataStore requests a fault rate hits does not move with the number of
+/// publishes made before them. Two worlds differ only by a `MessageAsync` to a key another
+/// server holds (which publishes a nudge) or to a free key (which does not); the same writes
+/// after it then fault the same way in both. The publish used to draw (and `faulted` to meet
+/// another number), so the two patterns differed.
+#[test]
+fn a_publish_does_not_move_later_faults() {
+    let faults_after = |to: &str| {
+        let (mut w, store) = world(2, Limits::unlimited());
+        start(&mut w, 0, store, "held");
+        w.run_until(5.0);
+        let InputResult::Call(Ok(_)) = send_message(&mut w, 1, store, to, json!({"Gift": "g"}))
+        else {
+            panic!("MessageAsync refused");
+        };
+        w.run_until(20.0);
+        let published = w
+            .log
+            .iter()
+            .filter(|l| matches!(&l.what, Happening::Published { failed: None, .. }))
+            .count();
+        w.set_datastore_fail(0.5).unwrap();
+        for i in 0..24 {
+            w.raw_set(0, "S", &format!("k{i}"), json!(i)).unwrap();
+        }
+        w.run_until(25.0);
+        let landed: Vec<bool> = (0..24)
+            .map(|i| w.stored("S", &format!("k{i}")).is_some())
+            .collect();
+        (published, landed)
+    };
+    let (nudged, after_nudge) = faults_after("held");
+    let (quiet, after_none) = faults_after("free");
+    assert_eq!((nudged, quiet), (1, 0));
+    assert_eq!(after_nudge, after_none);
+    // Both fault rates at work: some writes land, some do not.
+    assert!(after_none.contains(&true) && after_none.contains(&false));
+}
