@@ -567,6 +567,11 @@ fn bad_arguments_get_clear_errors() {
             "--crash-rate must be between 0 and 60 per server per minute, got -1",
         ),
         (
+            &["--crash-rate", "40", "--shutdown-rate", "30"][..],
+            "--crash-rate and --shutdown-rate together must be at most 60 per server per \
+             minute, got 40 + 30",
+        ),
+        (
             &["--duration", "1e16"][..],
             "--duration must be between 0 and 31622400 s (a year), got 10000000000000000",
         ),

@@ -423,6 +423,9 @@ fn as_flag(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("servers and spare servers together") {
         return format!("--servers and --spare-servers together{rest}");
     }
+    if let Some(rest) = message.strip_prefix("crash and shutdown rates together") {
+        return format!("--crash-rate and --shutdown-rate together{rest}");
+    }
     for field in FIELDS {
         if let Some(rest) = message.strip_prefix(&format!("{field} must")) {
             return format!("--{} must{rest}", field.replace('_', "-"));

@@ -35,9 +35,11 @@ pub struct FleetConfig {
     /// An experience's places share its DataStores, and a session lock names its place
     /// (spec §5.1), so players hop between places as between servers of one place.
     pub places: usize,
-    /// Probability per server per virtual minute of a `BindToClose` shutdown.
+    /// `BindToClose` shutdowns per server per virtual minute (rolled once a second; with
+    /// `crash_rate`, at most 60).
     pub shutdown_rate: f64,
-    /// Probability per server per virtual minute of a crash.
+    /// Crashes per server per virtual minute (rolled once a second; with `shutdown_rate`, at
+    /// most 60).
     pub crash_rate: f64,
     /// Record every engine input and output (for a trace file).
     pub record: bool,
@@ -242,6 +244,14 @@ impl FleetConfig {
                     "{name} must be between 0 and 60 per server per minute, got {rate}"
                 ));
             }
+        }
+        // A server dies at most once a second: the two together at most 60 a minute.
+        if self.crash_rate + self.shutdown_rate > 60.0 {
+            return Err(format!(
+                "crash and shutdown rates together must be at most 60 per server per minute, \
+                 got {} + {}",
+                self.crash_rate, self.shutdown_rate
+            ));
         }
         Ok(())
     }

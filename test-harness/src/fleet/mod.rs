@@ -391,17 +391,17 @@ impl Fleet {
     }
 
     fn server_events(&mut self) {
-        let per_second = |rate_per_minute: f64| rate_per_minute / 60.0;
+        let (crash, shutdown) = death_chances(self.config.crash_rate, self.config.shutdown_rate);
         for s in 0..self.world.servers.len() {
             // Keep at least one server taking players.
             if self.alive_servers().len() <= 1 || !self.world.servers[s].alive || self.closing[s] {
                 continue;
             }
-            let died = if self.rng.next_f64() < per_second(self.config.crash_rate) {
+            let died = if self.rng.next_f64() < crash {
                 self.world.crash(s);
                 self.observed.crashes += 1;
                 true
-            } else if self.rng.next_f64() < per_second(self.config.shutdown_rate) {
+            } else if self.rng.next_f64() < shutdown {
                 self.world.shutdown(s);
                 self.closing[s] = true;
                 self.observed.shutdowns += 1;
@@ -1408,4 +1408,18 @@ fn push_to(table: &mut Map, field: &str, v: Value) {
         return;
     }
     table.insert(field.into(), Value::from(vec![v]));
+}
+
+/// The chances a server crashes in a second, and that it shuts down in a second it did not
+/// crash, for `crash_rate` crashes and `shutdown_rate` shutdowns per server per virtual minute
+/// (their sum at most 60: `FleetConfig::check`). The shutdown is rolled only when the crash
+/// roll fails, so its chance is raised to make up for the seconds a crash took: each rate is
+/// met as given.
+fn death_chances(crash_rate: f64, shutdown_rate: f64) -> (f64, f64) {
+    let crash = crash_rate / 60.0;
+    let shutdown = match crash < 1.0 {
+        true => (shutdown_rate / 60.0 / (1.0 - crash)).min(1.0),
+        false => 0.0,
+    };
+    (crash, shutdown)
 }

@@ -957,3 +957,17 @@ fn op_and_item_ids_are_key_tag_number() {
         format!("Player_1999:item{}", u64::MAX)
     );
 }
+
+/// Each rate is met as given though a server rolls its shutdown only in a second it did not
+/// crash: 30 crashes and 30 shutdowns a minute are half the seconds each (the shutdown roll
+/// used to be `shutdown_rate / 60` too, so only a quarter of the seconds shut a server down).
+/// Without crashes the shutdown chance is the plain rate.
+#[test]
+fn crash_and_shutdown_rates_are_each_met() {
+    assert_eq!(death_chances(30.0, 30.0), (0.5, 1.0));
+    assert_eq!(death_chances(0.0, 6.0), (0.0, 0.1));
+    assert_eq!(death_chances(60.0, 0.0), (1.0, 0.0));
+    let (crash, shutdown) = death_chances(12.0, 24.0);
+    assert_eq!(crash, 0.2);
+    assert!(((1.0 - crash) * shutdown - 0.4).abs() < 1e-12);
+}
