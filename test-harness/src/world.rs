@@ -141,7 +141,8 @@ pub struct Server {
     engine: Engine,
     /// Its host state (`Profile.Data` and friends).
     pub host: Host,
-    /// False after a crash, or once its shutdown finished (`BindToClose` returned): it answers
+    /// False after a crash, once its shutdown finished (`BindToClose` returned) or it was
+    /// killed at its end, and while in reserve ([`World::reserve`]): it answers
     /// nothing: answers, messages and transforms for it are lost (writes it already sent still
     /// land).
     pub alive: bool,
@@ -219,7 +220,7 @@ pub enum Happening {
         /// the call succeeded).
         dropped: usize,
     },
-    /// The server crashed.
+    /// The server crashed, or was killed at the end of its shutdown's 30 s.
     Crashed,
 }
 

@@ -20,9 +20,12 @@ pub struct FleetConfig {
     /// Probability that a DataStore call fails (a fifth of those ambiguously: the write commits
     /// although an error is returned); the same probability loses a MessagingService message.
     pub faults: f64,
-    /// Mean seconds a player stays on one server before leaving or hopping.
+    /// Mean seconds a player stays on one server before leaving or hopping. Players act once a
+    /// virtual second, so a stay ends at the first whole second at or after its drawn end (a
+    /// stay under a second ends at the next one).
     pub stay: f64,
-    /// Mean seconds between a player's gameplay operations.
+    /// Mean seconds between a player's gameplay operations (acted on at whole seconds, as
+    /// `stay`).
     pub op_interval: f64,
     /// Largest wall-clock skew of a server, seconds (each server gets a seeded value in ±this;
     /// at most [`MAX_SKEW`]). Past 165 s two servers can differ by more than `ASSUME_DEAD`

@@ -16,8 +16,8 @@
 //! leaves it for a later session, so the engine's "seen" set and re-delivery in the next
 //! session are exercised (spec §10.3).
 //!
-//! The run ends with a settle phase (faults off, everyone leaves, players with gifts waiting log
-//! in once more) and then [`crate::invariants`] checks what happened.
+//! The run ends with a settle phase (faults off, everyone leaves, every player a gift was sent
+//! to logs in once more) and then [`crate::invariants`] checks what happened.
 
 mod config;
 mod observations;

@@ -260,7 +260,8 @@ pub struct Observations {
     pub errors: u64,
     /// Critical-state toggles.
     pub critical_toggles: u64,
-    /// Servers shut down / crashed.
+    /// `BindToClose` shutdowns begun (a server killed at its end is counted here, not in
+    /// `crashes`).
     pub shutdowns: u64,
     /// Crashes.
     pub crashes: u64,
