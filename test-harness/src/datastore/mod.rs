@@ -104,7 +104,7 @@ pub use limits::{
     number_value, serialized_len,
 };
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use profilestore_core::value::{Str, Value, json};
@@ -559,7 +559,8 @@ pub struct DataStoreService {
     /// no more than about two lifetimes of reads (an entry shares its value with the store
     /// and would otherwise keep an old version alive).
     cache_sweep_at: f64,
-    snapshot_ms: Option<i64>,
+    /// The last snapshot ([`DataStoreService::take_snapshot`]).
+    snapshot: Option<Snapshot>,
     /// Every commit since the last [`DataStoreService::take_commits`], when watched.
     commits: Option<Vec<Committed>>,
     /// Failures of the storage itself (not simulated faults), and the first one's message.
@@ -617,7 +618,7 @@ impl DataStoreService {
             throughput: ThroughputBook::default(),
             cache: BTreeMap::new(),
             cache_sweep_at: 0.0,
-            snapshot_ms: None,
+            snapshot: None,
             commits: None,
             storage_failures: (0, None),
         }
@@ -869,14 +870,16 @@ impl DataStoreService {
         Ok(current)
     }
 
-    /// Whether a write at `now_ms` goes into the latest slot (same UTC hour, no snapshot since).
-    fn same_bucket(&self, opened_ms: i64, now_ms: i64) -> bool {
+    /// Whether a write of `path` at `now_ms` goes into the latest slot, opened at `opened_ms`
+    /// (same UTC hour, not opened before a snapshot taken since).
+    fn same_bucket(&self, path: &KeyPath, opened_ms: i64, now_ms: i64) -> bool {
         let Some(interval) = self.limits.version_interval_ms.filter(|i| *i > 0) else {
             return false;
         };
         if self
-            .snapshot_ms
-            .is_some_and(|s| opened_ms < s && s <= now_ms)
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.at_ms <= now_ms && s.precedes(path, opened_ms))
         {
             return false;
         }
@@ -923,12 +926,13 @@ impl DataStoreService {
         // (spec "RemoveAsync": old versions remain listable).
         let merges = value.is_some() && current.is_some_and(|h| h.has_value);
         let version_write = match latest {
-            Some((slot, opened_ms)) if merges && self.same_bucket(opened_ms, now_ms) => {
+            Some((slot, opened_ms)) if merges && self.same_bucket(path, opened_ms, now_ms) => {
                 VersionWrite::ReplaceLatest(stored(slot, opened_ms))
             }
             Some((slot, _)) => VersionWrite::Append(stored(slot + 1, now_ms)),
             None => VersionWrite::Append(stored(1, now_ms)),
         };
+        let opens_slot = matches!(version_write, VersionWrite::Append(_));
         let head = Head {
             value,
             size,
@@ -949,6 +953,12 @@ impl DataStoreService {
                 version: version_write,
             },
         )?;
+        if opens_slot
+            && let Some(snapshot) = &mut self.snapshot
+            && snapshot.at_ms == now_ms
+        {
+            snapshot.opened_since.insert(path.clone());
+        }
         if let Some(commits) = &mut self.commits {
             commits.push(Committed {
                 path: path.clone(),
@@ -1637,12 +1647,34 @@ impl DataStoreService {
         const DAY_MS: i64 = 86_400_000;
         let now_ms = self.wall_ms(now);
         if self
-            .snapshot_ms
-            .is_some_and(|s| s.div_euclid(DAY_MS) == now_ms.div_euclid(DAY_MS))
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.at_ms.div_euclid(DAY_MS) == now_ms.div_euclid(DAY_MS))
         {
             return Err(RequestError::SnapshotLimit);
         }
-        self.snapshot_ms = Some(now_ms);
+        self.snapshot = Some(Snapshot {
+            at_ms: now_ms,
+            opened_since: BTreeSet::new(),
+        });
         Ok(())
+    }
+}
+
+/// An Open Cloud snapshot: every version slot opened before it takes no more writes.
+#[derive(Debug)]
+struct Snapshot {
+    /// When it was taken, epoch milliseconds.
+    at_ms: i64,
+    /// Keys whose latest slot was opened in the snapshot's own millisecond, after it: a slot
+    /// opened at `at_ms` is otherwise taken to precede it (a virtual clock puts many writes in
+    /// one millisecond, and the one the snapshot must keep is not to be written over).
+    opened_since: BTreeSet<KeyPath>,
+}
+
+impl Snapshot {
+    /// Whether `path`'s slot opened at `opened_ms` was opened before the snapshot.
+    fn precedes(&self, path: &KeyPath, opened_ms: i64) -> bool {
+        opened_ms < self.at_ms || (opened_ms == self.at_ms && !self.opened_since.contains(path))
     }
 }

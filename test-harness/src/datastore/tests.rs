@@ -406,6 +406,29 @@ fn a_snapshot_makes_the_next_write_open_a_version() {
     assert_eq!(ds.take_snapshot(86_400.0), Ok(()), "one a UTC day");
 }
 
+/// A snapshot taken in the millisecond a key's slot opened (a virtual clock puts both at one
+/// instant) still keeps that write: the next write opens a version of its own. It used to be
+/// merged into the slot, the write the snapshot was to keep overwritten for good. A slot
+/// opened in that millisecond after the snapshot takes the hour's writes as usual.
+#[test]
+fn a_snapshot_in_the_millisecond_of_a_write_keeps_it() {
+    let mut ds = DataStoreService::new(EPOCH);
+    set(&mut ds, 0.0, "k", json!(1));
+    ds.take_snapshot(0.0).unwrap();
+    set(&mut ds, 0.0, "j", json!(1));
+    set(&mut ds, 10.0, "k", json!(2));
+    set(&mut ds, 10.0, "j", json!(2));
+    set(&mut ds, 20.0, "k", json!(3));
+    let created = |ds: &mut DataStoreService, key: &str| {
+        versions(ds, 30.0, key)
+            .iter()
+            .map(|v| v.created_time)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(created(&mut ds, "k"), vec![MS0, MS0 + 20_000]);
+    assert_eq!(created(&mut ds, "j"), vec![MS0 + 10_000]);
+}
+
 #[test]
 fn remove_writes_a_tombstone_and_returns_the_previous_value() {
     let mut ds = DataStoreService::new(EPOCH);
