@@ -90,14 +90,16 @@ impl Bucket {
     }
 
     /// When a request taking a token now can run (refilled up to `now`): at once if there is a
-    /// token, else when the deficit has refilled; `None` when nothing refills it.
+    /// token, else when the deficit has refilled; `None` when nothing refills it (a rate of
+    /// zero, or one so small that the wait overflows: a request queued until infinity would
+    /// keep its place in the queue for good).
     fn ready(&self, now: f64, per_minute: f64) -> Option<f64> {
         if self.tokens >= 1.0 {
             Some(now)
         } else if per_minute <= 0.0 {
             None
         } else {
-            Some(now + (1.0 - self.tokens) * 60.0 / per_minute)
+            Some(now + (1.0 - self.tokens) * 60.0 / per_minute).filter(|at| at.is_finite())
         }
     }
 }
@@ -603,6 +605,29 @@ mod tests {
             book.admit(1.0, &budgets, A, Operation::Get),
             Admission::Rejected(RequestError::QueueFull { .. })
         ));
+    }
+
+    /// A rate so small (but above zero) that the wait for a token overflows is no rate: the
+    /// request is refused, as with a rate of zero, where it used to be queued until infinity,
+    /// holding a place in the queue for good and never run.
+    #[test]
+    fn a_rate_too_small_to_wait_for_refuses_like_zero() {
+        let budgets = Budgets::roblox();
+        let mut book = BudgetBook::default();
+        let tiny = Rate {
+            base: 1e-320,
+            per_player: 0.0,
+            startup_burst: 0.0,
+        };
+        book.set_rate(0.0, &budgets, A, RequestType::StandardRead, tiny);
+        for _ in 0..2 {
+            assert_eq!(
+                book.admit(0.0, &budgets, A, Operation::Get),
+                Admission::Rejected(RequestError::QueueFull {
+                    operation: Operation::Get
+                })
+            );
+        }
     }
 
     #[test]
