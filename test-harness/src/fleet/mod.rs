@@ -1300,18 +1300,9 @@ impl Fleet {
                     .collect();
                 let alive = self.alive_servers();
                 for p in 0..self.players.len() {
-                    // A recipient still loading from before gets that session instead; one who
-                    // left while loading logs in again (the game ends what that start returns).
-                    let offline = matches!(
-                        self.players[p].presence,
-                        Presence::Offline
-                            | Presence::Joining {
-                                left_at: Some(_),
-                                ..
-                            }
-                    );
-                    if offline && recipients.contains(&self.players[p].key) && !alive.is_empty() {
-                        let server = alive[p % alive.len()];
+                    if let Some(server) = settle_server(&self.players[p].presence, &alive, p)
+                        && recipients.contains(&self.players[p].key)
+                    {
                         self.join(p, server, false);
                     }
                 }
@@ -1422,4 +1413,25 @@ fn death_chances(crash_rate: f64, shutdown_rate: f64) -> (f64, f64) {
         false => 0.0,
     };
     (crash, shutdown)
+}
+
+/// Where player `p` (the `p`th) logs in once more in the settle, if it does, among the `alive`
+/// servers: an offline player on one of them, spread by index; a player who left while loading
+/// (the game ends what that start returns) on the server of that start while it runs, where
+/// the later call takes the load over, so no key is started on two servers at once; a player
+/// online or still loading stays.
+fn settle_server(presence: &Presence, alive: &[usize], p: usize) -> Option<usize> {
+    let spread = || alive.get(p % alive.len().max(1)).copied();
+    match *presence {
+        Presence::Offline => spread(),
+        Presence::Joining {
+            server,
+            left_at: Some(_),
+            ..
+        } if alive.contains(&server) => Some(server),
+        Presence::Joining {
+            left_at: Some(_), ..
+        } => spread(),
+        _ => None,
+    }
 }

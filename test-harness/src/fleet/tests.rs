@@ -971,3 +971,19 @@ fn crash_and_shutdown_rates_are_each_met() {
     assert_eq!(crash, 0.2);
     assert!(((1.0 - crash) * shutdown - 0.4).abs() < 1e-12);
 }
+
+/// In the settle, a player who left while loading logs in again on the server of that start
+/// while it runs (it used to be any server: the key then started on two at once, which the
+/// start-failure check takes never to happen); on another only when that server stopped.
+#[test]
+fn a_settle_log_in_goes_where_the_left_start_runs() {
+    let mut left = waiting(1, 7, 3.0, false);
+    if let Presence::Joining { left_at, .. } = &mut left {
+        *left_at = Some(4.0);
+    }
+    assert_eq!(settle_server(&left, &[0, 1, 2], 3), Some(1));
+    assert_eq!(settle_server(&left, &[0, 2], 3), Some(2));
+    assert_eq!(settle_server(&Presence::Offline, &[0, 1, 2], 4), Some(1));
+    assert_eq!(settle_server(&Presence::Offline, &[], 4), None);
+    assert_eq!(settle_server(&waiting(1, 7, 3.0, false), &[0, 1], 3), None);
+}
