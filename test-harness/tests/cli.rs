@@ -662,6 +662,16 @@ fn bad_arguments_get_clear_errors() {
         "profilestore-sim: note: --crash-rate and --shutdown-rate do nothing with one server \
          (the last one taking players is never stopped)\n"
     );
+    let (code, stdout, stderr) = sim(&[&one[..4], &["--duration", "0"]].concat(), dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr,
+        "profilestore-sim: note: --duration 0 plays nothing (the run only settles)\n"
+    );
+    assert!(
+        stdout.contains("\n  sessions started                   0\n"),
+        "{stdout}"
+    );
     // A valid run does not replace a file that is not a profilestore database either, and
     // leaves no trace file behind when it refuses.
     let (code, _, stderr) = sim(

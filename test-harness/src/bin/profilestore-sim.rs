@@ -550,6 +550,12 @@ fn run(command: Command) -> Result<ExitCode, String> {
             if fault_period.is_some() && faults == 0.0 {
                 eprintln!("profilestore-sim: note: --fault-period does nothing without --faults");
             }
+            if duration == 0.0 {
+                // Players first act in their first ten seconds: none of them plays.
+                eprintln!(
+                    "profilestore-sim: note: --duration 0 plays nothing (the run only settles)"
+                );
+            }
             if servers == 1 && (crash_rate > 0.0 || shutdown_rate > 0.0) {
                 // A crash or shutdown never takes the last server taking players.
                 eprintln!(
