@@ -396,116 +396,6 @@ fn addressable(at: &str, store: &str, scope: &str, key: &str) -> Result<KeyPath,
     Ok(KeyPath::new(store, scope, key))
 }
 
-/// The first key of `text` that appears twice in one JSON object, with that object's place in
-/// the document (`stores[0].keys`), if any.
-fn repeated_key(text: &str) -> serde_json::Result<Option<(String, String)>> {
-    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-
-    /// One step into the document: an object's key or an array's index.
-    enum Step {
-        Key(String),
-        Index(usize),
-    }
-    /// Walks a value, noting the first repeated key; `path` is where the value is.
-    struct Walk<'a> {
-        path: &'a mut Vec<Step>,
-        found: &'a mut Option<(String, String)>,
-    }
-    fn place(path: &[Step]) -> String {
-        let mut at = String::new();
-        for step in path {
-            match step {
-                Step::Key(k)
-                    if !at.is_empty()
-                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-                {
-                    at = format!("{at}.{k}")
-                }
-                Step::Key(k) if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-                    at = k.clone()
-                }
-                Step::Key(k) => at = format!("{at}[{k:?}]"),
-                Step::Index(i) => at = format!("{at}[{i}]"),
-            }
-        }
-        if at.is_empty() {
-            "its top level".to_string()
-        } else {
-            at
-        }
-    }
-    impl<'de> DeserializeSeed<'de> for Walk<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Walk<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON value")
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_unit<E>(self) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            let mut i = 0;
-            loop {
-                self.path.push(Step::Index(i));
-                let more = seq.next_element_seed(Walk {
-                    path: &mut *self.path,
-                    found: &mut *self.found,
-                })?;
-                self.path.pop();
-                if more.is_none() {
-                    return Ok(());
-                }
-                i += 1;
-            }
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let mut seen = std::collections::BTreeSet::new();
-            while let Some(key) = map.next_key::<String>()? {
-                if !seen.insert(key.clone()) && self.found.is_none() {
-                    *self.found = Some((place(self.path), key.clone()));
-                }
-                self.path.push(Step::Key(key));
-                map.next_value_seed(Walk {
-                    path: &mut *self.path,
-                    found: &mut *self.found,
-                })?;
-                self.path.pop();
-            }
-            Ok(())
-        }
-    }
-
-    let (mut path, mut found) = (Vec::new(), None);
-    let mut de = serde_json::Deserializer::from_str(text);
-    de.disable_recursion_limit();
-    Walk {
-        path: &mut path,
-        found: &mut found,
-    }
-    .deserialize(serde_stacker::Deserializer::new(&mut de))?;
-    Ok(found)
-}
-
 /// Imports a document in either layout (see the module docs); fixture keys get times and a
 /// version at `now_ms` (Unix ms).
 pub fn import(
@@ -517,7 +407,9 @@ pub fn import(
         .map_err(|e| ExportError::Parse(e.to_string()))?;
     // Parsed, a repeated key keeps its last value: refused instead, as one of the two is a
     // mistake and nothing says which (the walk nests no deeper than the parse just did).
-    if let Some((at, key)) = repeated_key(text).map_err(|e| ExportError::Parse(e.to_string()))? {
+    if let Some((at, key)) =
+        crate::repeated_key::repeated_key(text).map_err(|e| ExportError::Parse(e.to_string()))?
+    {
         return Err(invalid(
             &at,
             format!("key {key:?} appears twice in one object"),

@@ -46,3 +46,5 @@ pub mod scenario;
 pub mod storage;
 pub mod trace;
 pub mod world;
+
+mod repeated_key;

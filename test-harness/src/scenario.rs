@@ -210,12 +210,28 @@ pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
         source,
     };
     let raw: serde_json::Value = serde_json::from_str(&text).map_err(parse)?;
-    let scenario: Scenario =
+    // Parsed, a repeated key keeps its last value (`"steal": true, "steal": false` would run a
+    // plain start): refused, naming it.
+    if let Some((at, key)) = crate::repeated_key::repeated_key(&text).map_err(parse)? {
+        return Err(ScenarioError::Layout {
+            path: path.display().to_string(),
+            at,
+            problem: format!("key {key:?} appears twice in one object"),
+        });
+    }
+    let mut scenario: Scenario =
         serde_path_to_error::deserialize(raw.clone()).map_err(|e| ScenarioError::Layout {
             path: path.display().to_string(),
             at: e.path().to_string(),
             problem: e.inner().to_string(),
         })?;
+    // `-0` is the start of the run, and sorts with 0 (ordered by `total_cmp`, it would come
+    // before the actions at 0 listed ahead of it, and be written `-0.0` in the journal).
+    for action in &mut scenario.actions {
+        if action.t == 0.0 {
+            action.t = 0.0;
+        }
+    }
     // An action's fields are read through a tagged enum, which cannot refuse unknown fields
     // itself: a misspelt `"Steal"` would run a plain start.
     for action in raw["actions"].as_array().into_iter().flatten() {
@@ -535,7 +551,10 @@ impl Runner {
                     .data
                     .entry(p)
                     .or_insert_with(|| json!({}));
-                set_path(data, path, value.clone());
+                if let Err(problem) = set_path(data, path, value.clone()) {
+                    let message = format!("set_data {key:?} {path:?}: {problem}");
+                    return Err(ScenarioError::Refused { t, message });
+                }
             }
             ActionKind::Save { key } => {
                 self.line(s, json!({"type": "call", "call": "Save", "key": key}));
@@ -775,21 +794,52 @@ impl Runner {
     }
 }
 
-/// Sets `data.<path>` (`"Coins"`, `"A.B"`), creating tables on the way.
-fn set_path(data: &mut Value, path: &str, value: Value) {
-    let mut slot = data;
+/// Sets `data.<path>` (`"Coins"`, `"A.B"`) as Luau's `Data.A.B = value` would, creating the
+/// tables missing on the way; `null` (Luau's `nil`) removes the field. A field on the way that
+/// holds something other than a table (an array included: its elements would be lost) or an
+/// empty name is refused, naming it, and `data` is left as it was.
+fn set_path(data: &mut Value, path: &str, value: Value) -> Result<(), String> {
     let parts: Vec<&str> = path.split('.').collect();
-    for (i, part) in parts.iter().enumerate() {
-        if !slot.is_object() {
-            *slot = json!({});
-        }
-        let map = slot.as_object_mut().expect("made an object");
-        if i + 1 == parts.len() {
-            map.insert((*part).into(), value);
-            return;
-        }
-        slot = map.entry((*part).into()).or_insert_with(|| json!({}));
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err("a path names fields separated by single dots".into());
     }
+    let (last, on_the_way) = parts.split_last().expect("split gives at least one part");
+    // Checked first, so a refused path changes nothing.
+    let mut at = &*data;
+    for (i, part) in on_the_way.iter().enumerate() {
+        match at.get(part) {
+            None | Some(Value::Null) => break,
+            Some(v @ Value::Object(_)) => at = v,
+            Some(other) => {
+                return Err(format!(
+                    "{} holds {other}, not a table",
+                    parts[..=i].join(".")
+                ));
+            }
+        }
+    }
+    if !data.is_object() {
+        return Err(format!("Data holds {data}, not a table"));
+    }
+    let mut slot = data;
+    for part in on_the_way {
+        let map = slot.as_object_mut().expect("checked above: a table");
+        let next = map.entry((*part).into()).or_insert_with(|| json!({}));
+        if next.is_null() {
+            *next = json!({});
+        }
+        slot = next;
+    }
+    let map = slot.as_object_mut().expect("checked above: a table");
+    match value {
+        Value::Null => {
+            map.remove(last);
+        }
+        value => {
+            map.insert((*last).into(), value);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -799,9 +849,36 @@ mod tests {
     #[test]
     fn set_path_creates_tables() {
         let mut d = json!({"Coins": 1});
-        set_path(&mut d, "A.B", json!(2));
-        set_path(&mut d, "Coins", json!(3));
+        set_path(&mut d, "A.B", json!(2)).unwrap();
+        set_path(&mut d, "Coins", json!(3)).unwrap();
         assert_eq!(d, json!({"Coins": 3, "A": {"B": 2}}));
+    }
+
+    /// `null` is Luau's `nil`: setting a field to it removes the field (it used to store a JSON
+    /// null, which the original's writes never hold). A field on the way that is not a table
+    /// is refused, naming it, and nothing changes (an array used to be replaced by `{}`, its
+    /// elements lost).
+    #[test]
+    fn set_path_removes_on_null_and_refuses_what_is_not_a_table() {
+        let mut d = json!({"Coins": 1, "Items": [10, 20], "A": {"B": 2, "C": 3}});
+        set_path(&mut d, "Coins", Value::Null).unwrap();
+        set_path(&mut d, "A.B", Value::Null).unwrap();
+        set_path(&mut d, "Gone", Value::Null).unwrap();
+        assert_eq!(d, json!({"Items": [10, 20], "A": {"C": 3}}));
+        let before = d.clone();
+        assert_eq!(
+            set_path(&mut d, "Items.3", json!(1)),
+            Err("Items holds [10,20], not a table".into())
+        );
+        assert_eq!(
+            set_path(&mut d, "A.C.D", json!(1)),
+            Err("A.C holds 3, not a table".into())
+        );
+        assert_eq!(
+            set_path(&mut d, "A..B", json!(1)),
+            Err("a path names fields separated by single dots".into())
+        );
+        assert_eq!(d, before);
     }
 
     /// A Heartbeat that never ticks or a delay that never ends is refused before the run (a
@@ -908,6 +985,47 @@ mod tests {
         let path = dir.path().join("scenario.json");
         std::fs::write(&path, raw.to_string()).unwrap();
         load(&path).and_then(|s| run(&s))
+    }
+
+    /// A key written twice in one object is refused, naming it and where it is (parsed, the
+    /// last one won: `"steal": true, "steal": false` ran a plain start). A time of `-0` is the
+    /// run's start, 0, as the actions at 0 are (it sorted before them and was written `-0.0`).
+    #[test]
+    fn a_repeated_key_is_refused_and_minus_zero_is_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scenario.json");
+        let start = "\"do\": \"start_session\",";
+        let twice = lifecycle_text().replacen(
+            start,
+            &format!("{start} \"steal\": true, \"steal\": false,"),
+            1,
+        );
+        std::fs::write(&path, twice).unwrap();
+        assert_eq!(
+            load(&path).unwrap_err().to_string(),
+            format!(
+                "invalid scenario {}: at actions[0]: key \"steal\" appears twice in one object",
+                path.display()
+            )
+        );
+        let mut raw: serde_json::Value = serde_json::from_str(&lifecycle_text()).unwrap();
+        let mut at_minus_zero = raw["actions"][0].clone();
+        at_minus_zero["t"] = serde_json::json!(-0.0);
+        at_minus_zero["do"] = serde_json::json!("get");
+        let actions = raw["actions"].as_array_mut().unwrap();
+        actions.insert(
+            0,
+            serde_json::json!({"t": 0, "do": "faults", "datastore_fail": 0}),
+        );
+        actions.insert(1, at_minus_zero);
+        let text = raw.to_string();
+        assert!(text.contains("\"t\":-0.0"), "{text}");
+        std::fs::write(&path, text).unwrap();
+        let scenario = load(&path).unwrap();
+        assert_eq!(scenario.actions[1].t.to_bits(), 0.0f64.to_bits());
+        let lines = run(&scenario).unwrap();
+        let get = lines.iter().find(|l| l["call"] == "GetAsync").unwrap();
+        assert_eq!(get["t"].to_string(), "0.0");
     }
 
     /// The format has no players, so MessagingService rate limits (20 + 8 × players
