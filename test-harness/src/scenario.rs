@@ -178,8 +178,10 @@ pub enum ScenarioError {
         problem: String,
     },
     /// An action names a server the scenario does not have.
-    #[error("action at t={t} names unknown server {server:?}")]
+    #[error("actions[{index}] at t={t} names unknown server {server:?}")]
     UnknownServer {
+        /// The action's place in the file's `actions`.
+        index: usize,
         /// Time of the action.
         t: f64,
         /// The name.
@@ -190,8 +192,10 @@ pub enum ScenarioError {
     #[error("invalid scenario: {0}")]
     Invalid(String),
     /// An action was refused by the engine (for example an invalid key or constant).
-    #[error("action at t={t} was refused: {message}")]
+    #[error("actions[{index}] at t={t} was refused: {message}")]
     Refused {
+        /// The action's place in the file's `actions`.
+        index: usize,
         /// Time of the action.
         t: f64,
         /// The engine's error.
@@ -234,16 +238,16 @@ pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
     }
     // An action's fields are read through a tagged enum, which cannot refuse unknown fields
     // itself: a misspelt `"Steal"` would run a plain start.
-    for action in raw["actions"].as_array().into_iter().flatten() {
-        if let Some(message) = unknown_action_field(action) {
+    for (index, action) in raw["actions"].as_array().into_iter().flatten().enumerate() {
+        if let Some(message) = unknown_action_field(index, action) {
             return Err(ScenarioError::Invalid(message));
         }
     }
     Ok(scenario)
 }
 
-/// The first field of `action` its `do` does not take, as a message.
-fn unknown_action_field(action: &serde_json::Value) -> Option<String> {
+/// The first field of `action` (the `index`th) its `do` does not take, as a message.
+fn unknown_action_field(index: usize, action: &serde_json::Value) -> Option<String> {
     let object = action.as_object()?;
     let what = object
         .get("do")
@@ -270,7 +274,7 @@ fn unknown_action_field(action: &serde_json::Value) -> Option<String> {
     object
         .keys()
         .find(|k| !common.contains(&k.as_str()) && !fields.contains(&k.as_str()))
-        .map(|k| format!("action {what:?} at t={t} has no field {k:?}"))
+        .map(|k| format!("actions[{index}] ({what:?} at t={t}) has no field {k:?}"))
 }
 
 impl Scenario {
@@ -299,19 +303,20 @@ impl Scenario {
                 return invalid(format!("two servers are named {:?}", server.name));
             }
         }
-        for action in &self.actions {
+        for (index, action) in self.actions.iter().enumerate() {
             let t = action.t;
             if !(t.is_finite() && (0.0..=self.horizon).contains(&t)) {
                 return invalid(format!(
-                    "an action at t={t} is outside the run (0 to the horizon, {})",
+                    "actions[{index}] at t={t} is outside the run (0 to the horizon, {})",
                     self.horizon
                 ));
             }
             if !matches!(action.what, ActionKind::Faults { .. }) {
                 match &action.server {
-                    None => return invalid(format!("the action at t={t} names no server")),
+                    None => return invalid(format!("actions[{index}] at t={t} names no server")),
                     Some(name) if !self.servers.iter().any(|s| s.name == *name) => {
                         return Err(ScenarioError::UnknownServer {
+                            index,
                             t,
                             server: name.clone(),
                         });
@@ -332,7 +337,8 @@ impl Scenario {
                         && !(0.0..=1.0).contains(p)
                     {
                         return invalid(format!(
-                            "faults at t={t}: {field} is {p}, expected a probability from 0 to 1"
+                            "actions[{index}] (faults at t={t}): {field} is {p}, expected a \
+                             probability from 0 to 1"
                         ));
                     }
                 }
@@ -345,7 +351,9 @@ impl Scenario {
                     .check_name(crate::datastore::NameKind::Key, key)
                     .and_then(|()| limits.check_value(value).map(drop));
                 if let Err(e) = refused {
-                    return invalid(format!("raw_set at t={t} cannot be stored: {e}"));
+                    return invalid(format!(
+                        "actions[{index}] (raw_set at t={t}) cannot be stored: {e}"
+                    ));
                 }
             }
         }
@@ -440,11 +448,12 @@ pub fn run(scenario: &Scenario) -> Result<Vec<Line>, ScenarioError> {
         calls: vec![BTreeMap::new(); n],
         seen: 0,
     };
-    let mut actions = scenario.actions.clone();
-    actions.sort_by(|a, b| a.t.total_cmp(&b.t));
-    for action in &actions {
+    // In time order, and in file order at one time (a stable sort).
+    let mut actions: Vec<(usize, &Action)> = scenario.actions.iter().enumerate().collect();
+    actions.sort_by(|a, b| a.1.t.total_cmp(&b.1.t));
+    for (index, action) in actions {
         r.run_until(action.t);
-        r.perform(action, &scenario.store)?;
+        r.perform(index, action, &scenario.store)?;
         r.react();
     }
     r.run_until(scenario.horizon);
@@ -461,12 +470,13 @@ impl Runner {
         self.react();
     }
 
-    fn server_index(&self, action: &Action) -> Result<usize, ScenarioError> {
+    fn server_index(&self, index: usize, action: &Action) -> Result<usize, ScenarioError> {
         let name = action.server.clone().unwrap_or_default();
         self.names
             .iter()
             .position(|n| *n == name)
             .ok_or(ScenarioError::UnknownServer {
+                index,
                 t: action.t,
                 server: name,
             })
@@ -482,7 +492,7 @@ impl Runner {
         name: &'static str,
         key: &str,
         result: InputResult,
-        t: f64,
+        (index, t): (usize, f64),
     ) -> Result<(), ScenarioError> {
         self.line(s, json!({"type": "call", "call": name, "key": key}));
         match result {
@@ -491,13 +501,19 @@ impl Runner {
                 Ok(())
             }
             InputResult::Call(Err(message)) | InputResult::Done(Err(message)) => {
-                Err(ScenarioError::Refused { t, message })
+                Err(ScenarioError::Refused { index, t, message })
             }
             _ => Ok(()),
         }
     }
 
-    fn perform(&mut self, action: &Action, store_name: &str) -> Result<(), ScenarioError> {
+    /// Performs `action`, the `index`th of the file.
+    fn perform(
+        &mut self,
+        index: usize,
+        action: &Action,
+        store_name: &str,
+    ) -> Result<(), ScenarioError> {
         let t = action.t;
         let store = self.store.live();
         if let ActionKind::Faults {
@@ -513,12 +529,12 @@ impl Runner {
             }
             return Ok(());
         }
-        let s = self.server_index(action)?;
+        let s = self.server_index(index, action)?;
         if !self.world.servers[s].alive {
             // A crashed (or closed) server does nothing more (fixtures README: `crash` dies at
             // once): an action of it is a mistake in the scenario.
             return Err(ScenarioError::Invalid(format!(
-                "the action at t={t} is of server {:?}, which is no longer running",
+                "actions[{index}] at t={t} is of server {:?}, which is no longer running",
                 self.names[s]
             )));
         }
@@ -536,7 +552,7 @@ impl Runner {
                     params,
                 };
                 let result = self.world.feed(s, input);
-                self.call(s, "StartSessionAsync", key, result, t)?;
+                self.call(s, "StartSessionAsync", key, result, (index, t))?;
             }
             ActionKind::SetData { key, path, value } => {
                 let Some(&p) = self.profiles[s].get(key) else {
@@ -544,7 +560,7 @@ impl Runner {
                         "set_data: server {} holds no profile of key {key:?}",
                         self.names[s]
                     );
-                    return Err(ScenarioError::Refused { t, message });
+                    return Err(ScenarioError::Refused { index, t, message });
                 };
                 let data = self.world.servers[s]
                     .host
@@ -553,7 +569,7 @@ impl Runner {
                     .or_insert_with(|| json!({}));
                 if let Err(problem) = set_path(data, path, value.clone()) {
                     let message = format!("set_data {key:?} {path:?}: {problem}");
-                    return Err(ScenarioError::Refused { t, message });
+                    return Err(ScenarioError::Refused { index, t, message });
                 }
             }
             ActionKind::Save { key } => {
@@ -576,7 +592,7 @@ impl Runner {
                     message: message.clone(),
                 };
                 let result = self.world.feed(s, input);
-                self.call(s, "MessageAsync", key, result, t)?;
+                self.call(s, "MessageAsync", key, result, (index, t))?;
             }
             ActionKind::Get { key } => {
                 let result = self.world.feed(
@@ -588,7 +604,7 @@ impl Runner {
                         version: None,
                     },
                 );
-                self.call(s, "GetAsync", key, result, t)?;
+                self.call(s, "GetAsync", key, result, (index, t))?;
             }
             ActionKind::Remove { key } => {
                 let result = self.world.feed(
@@ -599,7 +615,7 @@ impl Runner {
                         key: key.clone(),
                     },
                 );
-                self.call(s, "RemoveAsync", key, result, t)?;
+                self.call(s, "RemoveAsync", key, result, (index, t))?;
             }
             ActionKind::SetConstant { name, value } => {
                 if let InputResult::Done(Err(message)) = self.world.feed(
@@ -609,12 +625,12 @@ impl Runner {
                         value: *value,
                     },
                 ) {
-                    return Err(ScenarioError::Refused { t, message });
+                    return Err(ScenarioError::Refused { index, t, message });
                 }
             }
             ActionKind::RawSet { key, value } => {
                 if let Err(message) = self.world.raw_set(s, store_name, key, value.clone()) {
-                    return Err(ScenarioError::Refused { t, message });
+                    return Err(ScenarioError::Refused { index, t, message });
                 }
             }
             ActionKind::Close => self.world.shutdown(s),
@@ -1104,7 +1120,7 @@ mod tests {
                         serde_json::json!({"t": 25, "server": "A", "do": "get", "key": "late"}),
                     )
                 },
-                "an action at t=25 is outside the run (0 to the horizon, 20)",
+                "actions[7] at t=25 is outside the run (0 to the horizon, 20)",
             ),
             (
                 &|s| s["horizon"] = serde_json::json!(-1),
@@ -1112,7 +1128,7 @@ mod tests {
             ),
             (
                 &|s| s["actions"][0]["Steal"] = serde_json::json!(true),
-                "action \"start_session\" at t=1 has no field \"Steal\"",
+                "actions[0] (\"start_session\" at t=1) has no field \"Steal\"",
             ),
             (
                 &|s| {
@@ -1128,7 +1144,8 @@ mod tests {
                         .unwrap()
                         .push(serde_json::json!({"t": 2, "do": "faults", "datastore_fail": 5}))
                 },
-                "faults at t=2: datastore_fail is 5, expected a probability from 0 to 1",
+                "actions[7] (faults at t=2): datastore_fail is 5, expected a probability from 0 \
+                 to 1",
             ),
             (
                 &|s| s["epoch"] = serde_json::json!(i64::MAX),
@@ -1164,10 +1181,13 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid scenario: the action at t=1 names no server"
+            "invalid scenario: actions[0] at t=1 names no server"
         );
         let err = load_edited(|s| s["actions"][6]["server"] = serde_json::json!("B")).unwrap_err();
-        assert_eq!(err.to_string(), "action at t=12 names unknown server \"B\"");
+        assert_eq!(
+            err.to_string(),
+            "actions[6] at t=12 names unknown server \"B\""
+        );
         // An action of a server that crashed (its removal used to land as if sent before the
         // crash).
         let err = load_edited(|s| {
@@ -1180,7 +1200,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid scenario: the action at t=3 is of server \"A\", which is no longer running"
+            "invalid scenario: actions[2] at t=3 is of server \"A\", which is no longer running"
         );
         // A field of the wrong type is named by its place (an action's fields by the action:
         // its kind is read with them).
@@ -1205,7 +1225,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid scenario: raw_set at t=2 cannot be stored: 101: Key name can't be empty."
+            "invalid scenario: actions[7] (raw_set at t=2) cannot be stored: 101: Key name \
+             can't be empty."
         );
         // A field the format does not have, anywhere (`publish_yeild` was ignored, and so was
         // a `faults` action's server: faults are the world's).
@@ -1228,7 +1249,7 @@ mod tests {
                         {"t": 2, "do": "faults", "server": "A", "datastore_fail": 1}
                     ))
                 },
-                "action \"faults\" at t=2 has no field \"server\"",
+                "actions[7] (\"faults\" at t=2) has no field \"server\"",
             ),
         ] {
             let err = load_edited(edit).unwrap_err().to_string();
@@ -1243,7 +1264,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "action at t=2 was refused: set_data: server A holds no profile of key \"other\""
+            "actions[7] at t=2 was refused: set_data: server A holds no profile of key \"other\""
         );
     }
 }
