@@ -90,6 +90,9 @@ pub(crate) struct VersionQuery {
     waiting: VecDeque<CallId>,
     /// The host forgot the query while a call on it was in progress: dropped once idle.
     forgotten: bool,
+    /// The last version of a page whose read failed while the next page was loading (nothing
+    /// after it read yet): read first from the next page (deviation 14).
+    retry: Option<VersionItem>,
 }
 
 /// The read transform applied locally to a value read by `GetAsync` (spec §11.1): a valid
@@ -239,12 +242,17 @@ impl Engine {
                 let g = self.get_calls.remove(&call).expect("present");
                 // Not past a version whose read failed (deviation 14): the next NextAsync reads
                 // it again, if the query is still on its page and nothing was read after it.
+                // With the next page loading (it was the page's last), it comes first from
+                // that page: the page's arrival resets the index.
                 if let Some((query, page_no, index)) = g.query_item
                     && let Some(q) = self.queries.get_mut(&query)
                     && q.page_no == page_no
                     && q.index == index + 1
                 {
-                    q.index = index;
+                    match q.state {
+                        QueryState::Loading => q.retry = q.page.get(index).cloned(),
+                        _ => q.index = index,
+                    }
                 }
                 if e.message.contains("not valid") {
                     self.warn(format!(
@@ -324,6 +332,7 @@ impl Engine {
                 listed: false,
                 waiting: VecDeque::new(),
                 forgotten: false,
+                retry: None,
             },
         );
         Ok(id)
@@ -465,7 +474,7 @@ impl Engine {
         q.listed = true;
         match result {
             Ok(DataStoreResponse::Page { items, is_finished }) if first || !items.is_empty() => {
-                q.page = items;
+                q.page = q.retry.take().into_iter().chain(items).collect();
                 q.page_no += 1;
                 q.index = 0;
                 q.is_finished = is_finished;

@@ -821,63 +821,66 @@ fn a_failed_version_listing_fails_the_query() {
     );
 }
 
-/// Deviation 14 rewinds `NextAsync` past a failed read only on the failed item's own page: a
-/// read that fails after the query moved on to the next page must not send it back to the new
-/// page's first item (which would read it twice and never the one after).
-#[test]
-fn a_failed_read_from_an_earlier_page_does_not_rewind_the_next_page() {
+/// The requests out, noting each `GetAsync` completion (and whether it failed) in `done`.
+fn requests_noting(e: &mut Engine, done: &mut Vec<(CallId, bool)>) -> Vec<DataStoreRequest> {
+    let mut out = Vec::new();
+    for o in drain(e) {
+        match o {
+            Output::DataStore(r) => out.push(r),
+            Output::Completion(Completion::Get { call, result }) => {
+                done.push((call, result.is_err()))
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A version page of `versions`.
+fn version_page(versions: &[&str], is_finished: bool) -> DataStoreResponse {
+    let items = versions
+        .iter()
+        .map(|v| VersionItem {
+            version: (*v).into(),
+            created_time: 0,
+            is_deleted: false,
+        })
+        .collect();
+    DataStoreResponse::Page { items, is_finished }
+}
+
+/// A version query of key `k` whose first page held `v1` alone, with v1's read out (the first
+/// `NextAsync`) and page 2 asked for (the second): the engine, the time, the query, the two
+/// calls, v1's read and the page request.
+fn v1_out_and_page_2_asked() -> (Engine, Now, QueryId, [CallId; 2], OpId, OpId) {
     let (mut e, store, now) = read_engine(json!({}));
     let q = e
         .version_query(store.live(), "k", SortDirection::Ascending, None, None)
         .unwrap();
-    let requests = |e: &mut Engine| -> Vec<DataStoreRequest> {
-        drain(e)
-            .into_iter()
-            .filter_map(|o| match o {
-                Output::DataStore(r) => Some(r),
-                _ => None,
-            })
-            .collect()
-    };
-    let item = |v: &str| VersionItem {
-        version: v.into(),
-        created_time: 0,
-        is_deleted: false,
-    };
-    let page =
-        |items: Vec<VersionItem>, is_finished| DataStoreResponse::Page { items, is_finished };
-    e.version_query_next(now, q).unwrap();
-    let list = requests(&mut e).remove(0);
-    e.handle_datastore_response(
-        now,
-        list.op,
-        Ok(page(vec![item("v1")], false)),
-        &mut Host::default(),
-    );
-    let read_v1 = requests(&mut e).remove(0);
-    // A second NextAsync while v1's read is out: page 1 is used up, page 2 loads, and v2's
-    // read waits behind v1's (one request per key at a time).
-    e.version_query_next(now, q).unwrap();
-    let next_page = requests(&mut e).remove(0);
-    e.handle_datastore_response(
-        now,
-        next_page.op,
-        Ok(page(vec![item("v2"), item("v3")], true)),
-        &mut Host::default(),
-    );
-    let mut reads = requests(&mut e);
-    // v1's read fails now, after the query moved to page 2.
-    let failure = DataStoreError {
-        message: "502: API Services rejected request with error. HTTP 500 (Internal Server Error)"
-            .into(),
-    };
-    e.handle_datastore_response(now, read_v1.op, Err(failure), &mut Host::default());
-    reads.extend(requests(&mut e));
-    // A third NextAsync; every read answered as it comes.
-    e.version_query_next(now, q).unwrap();
-    reads.extend(requests(&mut e));
+    let mut done = Vec::new();
+    let first = e.version_query_next(now, q).unwrap();
+    let list = requests_noting(&mut e, &mut done).remove(0);
+    let page = version_page(&["v1"], false);
+    e.handle_datastore_response(now, list.op, Ok(page), &mut Host::default());
+    let read_v1 = requests_noting(&mut e, &mut done).remove(0);
+    // page 1 is used up: page 2 loads, and the read it leads to waits behind v1's (one
+    // request per key at a time).
+    let second = e.version_query_next(now, q).unwrap();
+    let next_page = requests_noting(&mut e, &mut done).remove(0);
+    assert_eq!(done, []);
+    (e, now, q, [first, second], read_v1.op, next_page.op)
+}
+
+/// Answers `reads` and every read they lead to with nil, in order; the versions read.
+fn answer_reads(
+    e: &mut Engine,
+    now: Now,
+    mut reads: Vec<DataStoreRequest>,
+    done: &mut Vec<(CallId, bool)>,
+) -> Vec<String> {
     let mut versions = Vec::new();
-    while let Some(read) = reads.pop() {
+    while !reads.is_empty() {
+        let read = reads.remove(0);
         if let DataStoreRequestKind::GetVersion { version } = &read.kind {
             versions.push(version.clone());
         }
@@ -886,10 +889,71 @@ fn a_failed_read_from_an_earlier_page_does_not_rewind_the_next_page() {
             key_info: None,
         };
         e.handle_datastore_response(now, read.op, Ok(answer), &mut Host::default());
-        reads.extend(requests(&mut e));
+        reads.extend(requests_noting(e, done));
     }
+    versions
+}
+
+fn read_failure() -> DataStoreError {
+    DataStoreError {
+        message: "502: API Services rejected request with error. HTTP 500 (Internal Server Error)"
+            .into(),
+    }
+}
+
+/// Deviation 14 rewinds `NextAsync` past a failed read only on the failed item's own page: a
+/// read that fails after the query moved on to the next page must not send it back to the new
+/// page's first item (which would read it twice and never the one after).
+#[test]
+fn a_failed_read_from_an_earlier_page_does_not_rewind_the_next_page() {
+    let (mut e, now, q, _, read_v1, next_page) = v1_out_and_page_2_asked();
+    let mut done = Vec::new();
+    let page = version_page(&["v2", "v3"], true);
+    e.handle_datastore_response(now, next_page, Ok(page), &mut Host::default());
+    let mut reads = requests_noting(&mut e, &mut done);
+    // v1's read fails now, after the query moved to page 2.
+    e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default());
+    reads.extend(requests_noting(&mut e, &mut done));
+    // A third NextAsync; every read answered as it comes.
+    e.version_query_next(now, q).unwrap();
+    reads.extend(requests_noting(&mut e, &mut done));
+    let mut versions = answer_reads(&mut e, now, reads, &mut done);
     versions.sort();
     assert_eq!(versions, ["v2", "v3"], "v2 once, then v3");
+}
+
+/// Deviation 14 when the failed read was its page's last and the next page is still loading:
+/// the query is on that version's page and nothing after it was read, so the version is read
+/// again, first, from the next page (the NextAsync waiting on it reads it). It used to be
+/// skipped: the rewind was lost when the page arrived and reset the index.
+#[test]
+fn a_failed_read_while_the_next_page_loads_is_read_again_first() {
+    let (mut e, now, q, [first, second], read_v1, next_page) = v1_out_and_page_2_asked();
+    let mut done = Vec::new();
+    // v1's read fails before page 2 arrives.
+    e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default());
+    let mut reads = requests_noting(&mut e, &mut done);
+    let page = version_page(&["v2"], true);
+    e.handle_datastore_response(now, next_page, Ok(page), &mut Host::default());
+    reads.extend(requests_noting(&mut e, &mut done));
+    let third = e.version_query_next(now, q).unwrap();
+    reads.extend(requests_noting(&mut e, &mut done));
+    let fourth = e.version_query_next(now, q).unwrap();
+    reads.extend(requests_noting(&mut e, &mut done));
+    let versions = answer_reads(&mut e, now, reads, &mut done);
+    assert_eq!(versions, ["v1", "v2"], "v1 again, then v2");
+    // The first call fails with its read; the second reads v1 again, the third v2; the
+    // fourth finds no more.
+    done.sort();
+    assert_eq!(
+        done,
+        [
+            (first, true),
+            (second, false),
+            (third, false),
+            (fourth, false)
+        ]
+    );
 }
 
 /// Answers the version listing `list` with an empty last page: `call`, the `NextAsync` waiting
