@@ -344,7 +344,9 @@ impl Engine {
 
     // ---------------------------------------------------------------- store and constants
 
-    /// `ProfileStore.New(store_name, template)` (spec §3.2). The template must be a table.
+    /// `ProfileStore.New(store_name, template)` (spec §3.2). The template must be a table; a
+    /// field of it holding JSON null, at any level, is no field (a Luau table cannot hold nil:
+    /// `Reconcile` skips it), so the profiles made from it never store one.
     pub fn new_store(&mut self, name: &str, template: Value) -> Result<StoreId, ApiError> {
         if name.is_empty() {
             return Err(ApiError::EmptyStoreName);
@@ -355,7 +357,7 @@ impl Engine {
         check_template(&template)?;
         self.stores.push(Store {
             name: name.into(),
-            template,
+            template: crate::reconcile::without_null_fields(&template),
         });
         Ok(StoreId(self.stores.len() as u64 - 1))
     }
@@ -365,14 +367,16 @@ impl Engine {
     /// the template view of `GetAsync`. The engine holds a value, so a host whose language
     /// shares tables (the Luau host) passes the template's current contents before a call that
     /// reads it; a host that never changes its template need not call this. Refused, changing
-    /// nothing: an unknown store, a template that is not a table or nests too deep.
+    /// nothing: an unknown store, a template that is not a table or nests too deep. As in
+    /// [`Engine::new_store`], a field holding JSON null is left out (a Luau table cannot hold
+    /// nil), so new profiles never store one.
     pub fn set_template(&mut self, store: StoreId, template: Value) -> Result<(), ApiError> {
         check_template(&template)?;
         let s = self
             .stores
             .get_mut(store.0 as usize)
             .ok_or(ApiError::UnknownStore(store.0))?;
-        s.template = template;
+        s.template = crate::reconcile::without_null_fields(&template);
         Ok(())
     }
 

@@ -39,7 +39,7 @@ pub fn reconcile(template: &Value, data: &mut Value) {
 
 /// A copy of `v` whose objects, at every level (inside arrays too), leave out their null
 /// fields (fields a Luau table cannot have).
-fn without_null_fields(v: &Value) -> Value {
+pub(crate) fn without_null_fields(v: &Value) -> Value {
     match v {
         Value::Object(map) => Value::Object(
             map.iter()

@@ -405,6 +405,44 @@ fn calls_waiting_for_the_probe_are_answered_when_the_server_closes() {
     assert_eq!(drain(&mut e), [Output::Completion(Completion::Shutdown)]);
 }
 
+/// A template field holding JSON null is no field (a Luau table cannot hold nil), as
+/// `Reconcile` already read it: a new profile and the template view of an empty key leave it
+/// out at every level. They used to store it, a null no original's write holds.
+#[test]
+fn a_null_template_field_is_no_field_of_new_profiles() {
+    let mut w = World::new(1, 31);
+    let store = w.new_store(
+        "S",
+        json!({"A": null, "B": 1, "C": {"D": null, "E": [{"F": null}]}}),
+    );
+    let without = json!({"B": 1, "C": {"E": [{}]}});
+    assert_eq!(w.servers[0].engine.template(store), Some(&without));
+    // A key holding only a message: its view is the template's.
+    w.with(0, |e, now| {
+        e.message(now, store.live(), "stub", json!({"Gift": 1}))
+    })
+    .unwrap();
+    w.run_for(1.0);
+    let get = w
+        .with(0, |e, now| e.get(now, store.live(), "stub", None))
+        .unwrap();
+    let call = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(1.0);
+    let p = w.started_profile(0, call).unwrap();
+    assert_eq!(w.data_mut(0, p).clone(), without);
+    assert_eq!(w.stored("S", "k").unwrap()["Data"], without);
+    match w.completion(0, get).unwrap().1 {
+        Completion::Get {
+            result: Ok(Some(view)),
+            ..
+        } => assert_eq!(view.data, without),
+        other => panic!("{other:?}"),
+    }
+    let replaced = json!({"G": null, "H": 2});
+    w.with(0, |e, _| e.set_template(store, replaced)).unwrap();
+    assert_eq!(w.servers[0].engine.template(store), Some(&json!({"H": 2})));
+}
+
 #[test]
 fn get_async_views_versions_and_remove() {
     let mut w = World::new(1, 31);
