@@ -86,8 +86,10 @@ pub fn remove_abandoned(tmp: &Path, ours: &CheckFolder) -> Removed {
         .filter(|e| e.file_name().to_string_lossy().starts_with(PREFIX))
         // Not a symlink to a folder elsewhere.
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        // Ours by name: `tmp` may be relative (a relative `TMPDIR`) where our path is not.
+        .filter(|e| Some(e.file_name().as_os_str()) != ours.path().file_name())
+        .filter(|e| is_check_folder_name(&e.file_name().to_string_lossy()))
         .map(|e| e.path())
-        .filter(|p| p != ours.path())
         .collect();
     folders.sort();
     #[cfg(unix)]
@@ -104,7 +106,9 @@ pub fn remove_abandoned(tmp: &Path, ours: &CheckFolder) -> Removed {
             }
         }
         let lock = folder.join("lock");
-        if !std::fs::symlink_metadata(&lock).is_ok_and(|m| m.is_file()) {
+        if !std::fs::symlink_metadata(&lock).is_ok_and(|m| m.is_file())
+            || !holds_check_files(&folder)
+        {
             continue;
         }
         let Ok(lock) = File::open(lock) else {
@@ -123,18 +127,37 @@ pub fn remove_abandoned(tmp: &Path, ours: &CheckFolder) -> Removed {
     removed
 }
 
-/// Removes `folder`: its `lock` last, so a removal that fails part-way leaves a folder the next
-/// check still knows as abandoned.
+/// The files a check folder holds: its lock (first made as `lock.new`) and the first run's
+/// trace, complete or being written.
+const CHECK_FILES: [&str; 4] = ["lock", "lock.new", "first.trace", "first.trace.partial"];
+
+/// Whether `name` is one [`CheckFolder::new_in`] gives: [`PREFIX`] and tempfile's six random
+/// letters and digits (`profilestore-sim-results`, say, is someone's own folder).
+fn is_check_folder_name(name: &str) -> bool {
+    name.strip_prefix(PREFIX)
+        .is_some_and(|rest| rest.len() == 6 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Whether `folder` holds nothing but plain files a check folder holds ([`CHECK_FILES`]): a
+/// folder holding anything else is not (only) a check's, and is left alone.
+fn holds_check_files(folder: &Path) -> bool {
+    std::fs::read_dir(folder).is_ok_and(|entries| {
+        entries.into_iter().all(|e| {
+            e.is_ok_and(|e| {
+                CHECK_FILES.contains(&e.file_name().to_string_lossy().as_ref())
+                    && e.file_type().is_ok_and(|t| t.is_file())
+            })
+        })
+    })
+}
+
+/// Removes `folder` (holding only [`CHECK_FILES`]): its `lock` last, so a removal that fails
+/// part-way leaves a folder the next check still knows as abandoned.
 fn remove_folder(folder: &Path) -> io::Result<()> {
-    for entry in std::fs::read_dir(folder)? {
-        let entry = entry?;
-        if entry.file_name() == "lock" {
-            continue;
-        }
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
-        } else {
-            std::fs::remove_file(entry.path())?;
+    for name in CHECK_FILES.iter().filter(|n| **n != "lock") {
+        match std::fs::remove_file(folder.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
         }
     }
     std::fs::remove_file(folder.join("lock"))?;
@@ -167,13 +190,14 @@ mod tests {
     }
 
     /// A folder whose command is gone is removed with its bytes counted; one in use, the
-    /// caller's own, one without a lock or whose lock is not a file, and anything not named
-    /// like a check folder stay.
+    /// caller's own, one without a lock or whose lock is not a file, one holding anything a
+    /// check does not write, and anything not named like a check folder stay (a folder
+    /// `profilestore-sim-results` with a free `lock` and subfolders used to be removed whole).
     #[test]
     fn only_folders_whose_lock_is_free_are_removed() {
         let tmp = tempfile::tempdir().unwrap();
         // Left by a killed command: its lock file is there, nobody holds it.
-        let gone = tmp.path().join(format!("{PREFIX}gone"));
+        let gone = tmp.path().join(format!("{PREFIX}g0neAB"));
         std::fs::create_dir(&gone).unwrap();
         std::fs::write(gone.join("lock"), b"").unwrap();
         std::fs::write(gone.join("first.trace.partial"), vec![7u8; 1000]).unwrap();
@@ -181,11 +205,23 @@ mod tests {
         let live = CheckFolder::new_in(tmp.path()).unwrap();
         std::fs::write(live.path().join("first.trace"), b"x").unwrap();
         // No lock: an older build's, or another program's.
-        let old = tmp.path().join(format!("{PREFIX}old"));
+        let old = tmp.path().join(format!("{PREFIX}old123"));
         std::fs::create_dir(&old).unwrap();
         // A lock that is a folder, not a file.
-        let odd = tmp.path().join(format!("{PREFIX}odd"));
+        let odd = tmp.path().join(format!("{PREFIX}odd123"));
         std::fs::create_dir_all(odd.join("lock")).unwrap();
+        // A free lock beside what no check writes: a file of another name, a subfolder.
+        let notes = tmp.path().join(format!("{PREFIX}notes1"));
+        std::fs::create_dir(&notes).unwrap();
+        std::fs::write(notes.join("lock"), b"").unwrap();
+        std::fs::write(notes.join("notes.txt"), b"mine").unwrap();
+        let runs = tmp.path().join(format!("{PREFIX}runs12"));
+        std::fs::create_dir_all(runs.join("run1")).unwrap();
+        std::fs::write(runs.join("lock"), b"").unwrap();
+        // Someone's own folder, named like the tool but not like a check's.
+        let results = tmp.path().join(format!("{PREFIX}results"));
+        std::fs::create_dir_all(results.join("day1")).unwrap();
+        std::fs::write(results.join("lock"), b"").unwrap();
         let ours = CheckFolder::new_in(tmp.path()).unwrap();
         std::fs::create_dir(tmp.path().join("other")).unwrap();
         std::fs::write(tmp.path().join(format!("{PREFIX}file")), b"").unwrap();
@@ -201,8 +237,11 @@ mod tests {
         let name = |f: &CheckFolder| f.path().file_name().unwrap().to_string_lossy().into_owned();
         let mut left = vec![
             format!("{PREFIX}file"),
-            format!("{PREFIX}odd"),
-            format!("{PREFIX}old"),
+            format!("{PREFIX}notes1"),
+            format!("{PREFIX}odd123"),
+            format!("{PREFIX}old123"),
+            format!("{PREFIX}results"),
+            format!("{PREFIX}runs12"),
             name(&live),
             name(&ours),
             "other".to_string(),
@@ -214,7 +253,8 @@ mod tests {
         assert_eq!(remove_abandoned(tmp.path(), &ours), Removed::default());
         drop(live);
         drop(ours);
-        assert_eq!(names(tmp.path()).len(), 4);
+        assert_eq!(names(tmp.path()).len(), 7);
+        assert_eq!(names(&results), ["day1", "lock"]);
     }
 
     /// A folder with nowhere to be made is an error, not a panic; one is made `0700` on Unix.

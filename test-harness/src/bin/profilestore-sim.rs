@@ -456,13 +456,15 @@ fn progress_bar(json: bool, duration: f64, message: &'static str) -> ProgressBar
 /// Set by the first Ctrl-C (or SIGTERM, SIGHUP) during `simulate`: the play stops at its next
 /// virtual second and the command ends with what it has finished, removing the trace it was
 /// writing and the determinism check's folder; a second signal quits at once (leaving them).
-/// A signal while a run settles, or while runs are compared or printed, stops nothing.
+/// A signal while a run settles, or while runs are compared or printed, stops nothing of
+/// that; the determinism check's second run, still to play, then stops at its first second.
 static STOPPED: AtomicBool = AtomicBool::new(false);
 
 /// Set when [`STOPPED`] cut the command short: it exits [`STOPPED_STATUS`].
 static CUT_SHORT: AtomicBool = AtomicBool::new(false);
 
-/// Set when the (first) run played to its end: a signal after that stops nothing.
+/// Set when the (first) run played to its end: a signal after that does not stop it (its
+/// summary is printed), only a determinism check's second run.
 static PLAYED: AtomicBool = AtomicBool::new(false);
 
 /// The exit status of a command a signal stopped (128 + SIGINT, as a shell reports Ctrl-C).
