@@ -681,7 +681,8 @@ impl Runner {
                         json!({"type": "publish", "topic": topic, "data": data, "failed": failed}),
                     );
                 }
-                Happening::Crashed => {}
+                // Not in the journal format (fixtures README): scenarios set no limits.
+                Happening::Crashed | Happening::SubscribeRefused { .. } => {}
                 Happening::Output(Output::Completion(c)) => self.on_completion(entry.t, s, c),
                 Happening::Output(Output::Event(e)) => self.on_event(entry.t, s, e),
                 Happening::Output(_) => {}

@@ -220,6 +220,15 @@ pub enum Happening {
         /// the call succeeded).
         dropped: usize,
     },
+    /// A `SubscribeAsync` the MessagingService refused (a limit of the server's): the session
+    /// hears no requests to end or save by message (spec §10.4: the error only kills the
+    /// spawned thread, whose error Roblox prints; here it is logged).
+    SubscribeRefused {
+        /// Topic.
+        topic: String,
+        /// The service's error.
+        reason: String,
+    },
     /// The server crashed, or was killed at the end of its shutdown's 30 s.
     Crashed,
 }
@@ -1161,7 +1170,14 @@ impl World {
             Ok(id) => {
                 self.servers[s].subscriptions.insert(subscription, *id);
             }
-            Err(_) => self.subscribes_refused += 1,
+            Err(reason) => {
+                self.subscribes_refused += 1;
+                let what = Happening::SubscribeRefused {
+                    topic: topic.to_string(),
+                    reason: reason.clone(),
+                };
+                self.log_happening(s, what);
+            }
         }
         let now = self.now_for(s);
         let result = result.map(|_| ());

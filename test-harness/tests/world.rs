@@ -1385,3 +1385,36 @@ fn a_publish_does_not_move_later_faults() {
     // Both fault rates at work: some writes land, some do not.
     assert!(after_none.contains(&true) && after_none.contains(&false));
 }
+
+/// A `SubscribeAsync` the MessagingService refuses is logged with its reason (the original's
+/// error kills only the spawned thread, and Roblox prints it): a server without players may
+/// hold 20 subscriptions, so the 21st session's is refused, naming the limit. It used to be
+/// only counted, leaving no trace of why that session heard no end requests.
+#[test]
+fn a_refused_subscription_is_logged_with_its_reason() {
+    let (mut w, store) = world(1, Limits::unlimited());
+    for i in 0..21 {
+        start(&mut w, 0, store, &format!("k{i}"));
+        w.run_until(f64::from(i + 1));
+    }
+    let refused: Vec<(String, String)> = w
+        .log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::SubscribeRefused { topic, reason } => Some((topic.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect();
+    let guid = w.stored("S", "k20").unwrap()["MetaData"]["ActiveSession"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        refused,
+        [(
+            profilestore_core::guid::session_topic(&guid),
+            "SubscribeAsync: the server's limit of 20 subscriptions is reached.".to_string()
+        )]
+    );
+    assert_eq!(w.subscribes_refused, 1);
+}
