@@ -237,7 +237,7 @@ fn two_servers_asking_for_a_lock_that_looks_dead_settle_on_the_later() {
     let p = w
         .started_profile(2, second)
         .expect("the later request takes the lock");
-    assert!(t1 < 10.0 && t2 < 10.0, "{t1} {t2}");
+    assert!(close(t1, 8.6) && close(t2, 9.1), "{t1} {t2}");
     let job = w.servers[2].engine.identity().job_id.clone();
     assert_eq!(
         w.stored("PlayerData", "k").unwrap()["MetaData"]["ActiveSession"][1],
@@ -536,7 +536,13 @@ fn error_backoff_gives_up_after_start_session_timeout() {
         assert!((g - e).abs() < 1e-6, "{errors:?} vs {expect:?}");
     }
     assert!(close(t, *expect.last().unwrap()));
-    assert!(*expect.last().unwrap() >= 120.0 && expect[expect.len() - 2] < 120.0);
+    // The schedule itself: ten attempts inside the 120 s, the last (at 114.0 s) followed by
+    // one more whose failure ends the start at 134.3 s.
+    assert_eq!(errors.len(), 11);
+    assert!(
+        close(errors[9], 114.0) && close(t, 134.3),
+        "{errors:?}, {t}"
+    );
 }
 
 /// A session obtained while its start was being cancelled is released at once (spec §5.3 (c))

@@ -167,25 +167,45 @@ mod tests {
             probability("loss", 1.5).unwrap_err().to_string(),
             "loss must be a probability between 0 and 1, got 1.5"
         );
-        assert!(probability("p", f64::NAN).is_err());
+        let refused = |e: Result<(), ConfigError>| e.unwrap_err().to_string();
+        assert_eq!(
+            refused(probability("p", f64::NAN)),
+            "p must be a probability between 0 and 1, got NaN"
+        );
         assert_eq!(seconds("t", 0.0), Ok(()));
         assert_eq!(seconds("t", MAX_SECONDS), Ok(()));
         assert_eq!(
             seconds("latency.min", -0.5).unwrap_err().to_string(),
             "latency.min must be a number of seconds from 0 to 86400 (a day), got -0.5"
         );
-        assert!(seconds("t", MAX_SECONDS + 1.0).is_err());
-        assert!(seconds("t", f64::INFINITY).is_err());
-        assert!(seconds("t", f64::NAN).is_err());
+        for (value, shown) in [
+            (MAX_SECONDS + 1.0, "86401"),
+            (f64::INFINITY, "inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(
+                refused(seconds("t", value)),
+                format!("t must be a number of seconds from 0 to 86400 (a day), got {shown}")
+            );
+        }
         assert_eq!(amount("r", 0.0), Ok(()));
-        assert!(amount("r", f64::NAN).is_err());
+        assert_eq!(
+            refused(amount("r", f64::NAN)),
+            "r must be a finite number, 0 or more, got NaN"
+        );
         assert_eq!(positive("fps", 1000.0, 1000.0), Ok(()));
         assert_eq!(
             positive("fps", 0.0, 1000.0).unwrap_err().to_string(),
             "fps must be above 0 and at most 1000, got 0"
         );
-        assert!(positive("fps", f64::NAN, 1000.0).is_err());
-        assert!(positive("fps", 1e300, 1000.0).is_err());
+        assert_eq!(
+            refused(positive("fps", f64::NAN, 1000.0)),
+            "fps must be above 0 and at most 1000, got NaN"
+        );
+        assert_eq!(
+            refused(positive("fps", 1e300, 1000.0)),
+            format!("fps must be above 0 and at most 1000, got {}", 1e300)
+        );
         assert_eq!(within("n", 3, 3, 4), Ok(()));
         assert_eq!(
             within("epoch", -1, 0, 9).unwrap_err().to_string(),

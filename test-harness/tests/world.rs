@@ -673,7 +673,7 @@ fn the_clock_never_runs_backwards() {
     // after k2's load landed (200.30 s) and commits at 200.6 s.
     let k1_saves = writes_of(&w, "k1");
     assert_eq!(k1_saves[..2], [(1.3, 0), (200.6, 0)], "{k1_saves:?}");
-    assert!(w.now >= 400.0);
+    assert_eq!(w.now, 400.0);
 }
 
 /// A plain `SetAsync` (a scenario's `raw_set`) is a DataStore call like the engine's: it meets
@@ -832,7 +832,8 @@ fn run_until_infinity_stops_when_quiet() {
     };
     w.feed(0, input);
     w.run_until(f64::INFINITY);
-    assert!(w.now.is_finite() && w.now < 1.0, "{}", w.now);
+    // Quiet once the message's write landed (0.3 s): no clock run to infinity.
+    assert!((w.now - 0.3).abs() < 1e-9, "{}", w.now);
     assert_eq!(writes_of(&w, key).len(), 1);
     let now = w.now;
     w.run_until(f64::NAN);
@@ -1061,6 +1062,19 @@ fn first_start_returned_a_profile(w: &World) -> Option<bool> {
     })
 }
 
+/// The warnings the log holds, with their times.
+fn warnings(w: &World) -> Vec<(f64, String)> {
+    w.log
+        .iter()
+        .filter_map(|l| match &l.what {
+            Happening::Output(Output::Event(profilestore_core::Event::Warn { message })) => {
+                Some((l.t, message.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A `MessageAsync` whose write the DataStore can never store (here the key's metadata, which
 /// the write keeps: 511) returns false and says why, instead of retrying until the server
 /// closes.
@@ -1081,12 +1095,23 @@ fn a_message_the_store_cannot_keep_fails_at_once() {
         }
         _ => None,
     });
-    assert_eq!(returned.map(|(_, ok)| ok), Some(false), "{returned:?}");
-    let warned = w.log.iter().any(|l| {
-        matches!(&l.what, Happening::Output(Output::Event(profilestore_core::Event::Warn { message }))
-            if message.contains("cannot store the message (511"))
-    });
-    assert!(warned);
+    let warned = warnings(&w);
+    // One update (sent at 1.0 s, its write refused at 1.3 s), no retry: false at once, saying
+    // why, after the error every refused request registers.
+    let at = |t: f64| (t - 1.3).abs() < 1e-9;
+    assert!(returned.is_some_and(|(t, ok)| at(t) && !ok), "{returned:?}");
+    let texts: Vec<&str> = warned.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "[ProfileStore]: DataStore API error (STORE:S; KEY:k) - 511: Metadata attribute size \
+             exceeds 10 limit.",
+            "[ProfileStore]: MessageAsync (STORE:S; KEY:k) failed: the DataStore cannot store the \
+             message (511: Metadata attribute size exceeds 10 limit.)"
+        ]
+    );
+    assert!(warned.iter().all(|(t, _)| at(*t)));
+    assert_eq!(w.request_counts().get("UpdateAsync"), Some(&1));
     assert!(before.is_some());
     assert_eq!(w.stored("S", "k"), before, "nothing written");
 }
@@ -1101,11 +1126,23 @@ fn a_start_the_store_cannot_keep_returns_nil_at_once() {
     w.run_until(2.0);
     let returned = first_start_returned_a_profile(&w);
     assert_eq!(returned, Some(false), "nil within two seconds");
-    let warned = w.log.iter().any(|l| {
-        matches!(&l.what, Happening::Output(Output::Event(profilestore_core::Event::Warn { message }))
-            if message.contains("cannot store the profile (511"))
-    });
-    assert!(warned);
+    let warned = warnings(&w);
+    let texts: Vec<&str> = warned.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "[ProfileStore]: DataStore API error (STORE:S; KEY:k) - 511: Metadata attribute size \
+             exceeds 10 limit.",
+            "[ProfileStore]: StartSessionAsync (STORE:S; KEY:k) returns nil: the DataStore cannot \
+             store the profile (511: Metadata attribute size exceeds 10 limit.)"
+        ]
+    );
+    // One update (its write refused at 1.3 s), no retry.
+    assert!(
+        warned.iter().all(|(t, _)| (t - 1.3).abs() < 1e-9),
+        "{warned:?}"
+    );
+    assert_eq!(w.request_counts().get("UpdateAsync"), Some(&1));
 }
 
 /// A stored `UserIds` holding what is not a whole number (written by another tool) does not

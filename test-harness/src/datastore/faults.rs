@@ -239,11 +239,8 @@ mod tests {
             .iter()
             .filter(|(f, _)| matches!(f, Some(Fault::Ambiguous(_))))
             .count();
-        assert!((25..=55).contains(&fails), "about 20% of 200 fail: {fails}");
-        assert!(
-            (8..=35).contains(&ambiguous),
-            "about 10% of 200 are ambiguous: {ambiguous}"
-        );
+        // About 20% and 10% of 200: seed 42 draws these.
+        assert_eq!((fails, ambiguous), (45, 24));
         assert!(a.iter().all(|(_, l)| (0.1..=0.3).contains(l)));
         assert_ne!(a, run(&Faults { seed: 43, ..config }));
     }

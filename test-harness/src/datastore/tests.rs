@@ -1327,9 +1327,10 @@ fn ambiguous_failures_commit_but_report_an_error() {
     assert_eq!(value_at(&mut ds, 3.0, "k"), Some(json!(2)));
 
     ds.script_fault(Operation::Update, Fault::Fail(internal_rejection()));
-    assert!(
+    assert_eq!(
         ds.update_async(4.0, A, &store(), "k", &mut |_, _| write(json!(3)))
-            .is_err()
+            .unwrap_err(),
+        internal_rejection()
     );
     assert_eq!(
         value_at(&mut ds, 4.0, "k"),
@@ -1338,10 +1339,16 @@ fn ambiguous_failures_commit_but_report_an_error() {
     );
 
     ds.script_fault(Operation::Remove, Fault::Fail(internal_rejection()));
-    assert!(ds.remove_async(5.0, A, &store(), "k").is_err());
+    assert_eq!(
+        ds.remove_async(5.0, A, &store(), "k").unwrap_err(),
+        internal_rejection()
+    );
     assert_eq!(value_at(&mut ds, 5.0, "k"), Some(json!(2)));
     ds.script_fault(Operation::Remove, Fault::Ambiguous(internal_rejection()));
-    assert!(ds.remove_async(6.0, A, &store(), "k").is_err());
+    assert_eq!(
+        ds.remove_async(6.0, A, &store(), "k").unwrap_err(),
+        internal_rejection()
+    );
     assert_eq!(value_at(&mut ds, 6.0, "k"), None);
 
     // An ambiguous fault decided at the read survives a conflict and applies to the re-run.

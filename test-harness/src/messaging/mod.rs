@@ -697,10 +697,8 @@ mod tests {
         let (lost, arrivals) = run(9);
         assert_eq!((lost, arrivals.clone()), run(9));
         assert_eq!(lost + arrivals.len(), 200);
-        assert!(
-            (40..=80).contains(&lost),
-            "about 30% of 200 deliveries are lost: {lost}"
-        );
+        // About 30% of 200 deliveries: seed 9 loses these.
+        assert_eq!(lost, 62);
         assert!(
             arrivals.windows(2).all(|w| w[0].2 <= w[1].2),
             "delivered in arrival order"
