@@ -38,7 +38,8 @@ pub const FRAME: f64 = 1.0 / 60.0;
 pub struct EngineConfig {
     /// `game.PlaceId` / `game.JobId`.
     pub identity: ServerIdentity,
-    /// Seed of the session-GUID generator.
+    /// Seed of the session-GUID generator, which also draws on `identity`: servers given one
+    /// seed still draw GUIDs of their own ([`crate::guid::GuidGenerator::for_server`]).
     pub seed: u64,
     /// `DataStoreState` at start: `Access` on a live server; `NotReady` in Studio, and only there
     /// (the engine takes a start in another state for Studio: mock-mode warnings are Studio's).
@@ -225,6 +226,11 @@ pub struct Engine {
 impl Engine {
     /// A new engine for one server.
     pub fn new(config: EngineConfig) -> Engine {
+        let guids = GuidGenerator::for_server(
+            config.seed,
+            config.identity.place_id,
+            &config.identity.job_id,
+        );
         Engine {
             last_mono: f64::NEG_INFINITY,
             studio: config.datastore_state != DataStoreState::Access,
@@ -252,7 +258,7 @@ impl Engine {
             timers: Timers::default(),
             user_mock: MockStore::default(),
             fallback_mock: MockStore::default(),
-            guids: GuidGenerator::new(config.seed),
+            guids,
             outputs: VecDeque::new(),
             next_id: 0,
             shutdown_pending: false,

@@ -23,6 +23,21 @@ impl GuidGenerator {
         GuidGenerator { state: seed }
     }
 
+    /// A server's session-GUID generator: its sequence fixed by `seed` and the server's
+    /// `game.PlaceId` and `game.JobId` together, so servers given one seed (a host copying an
+    /// example) still draw GUIDs of their own (spec §5.3 (a): a new GUID every attempt; a GUID
+    /// two servers shared would carry one's end requests to the other's session, §10.4), and
+    /// a server draws the same ones on every run.
+    pub fn for_server(seed: u64, place_id: i64, job_id: &str) -> Self {
+        // FNV-1a over the identity; SplitMix scrambles what it gives.
+        let mut hash = 0xCBF2_9CE4_8422_2325_u64;
+        for byte in place_id.to_le_bytes().iter().chain(job_id.as_bytes()) {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01B3);
+        }
+        GuidGenerator::new(seed ^ hash)
+    }
+
     /// The next raw 64-bit number of the sequence.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);

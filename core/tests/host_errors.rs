@@ -791,3 +791,35 @@ fn a_template_or_message_too_deep_to_store_is_refused_when_given() {
     .unwrap();
     assert_eq!(requests(&drain(&mut e)).len(), 1);
 }
+
+/// Two servers a host gave one seed (the README's example uses `seed: 7`) still lock with
+/// session GUIDs of their own: the generator draws on the server's PlaceId and JobId too
+/// (spec §5.3 (a): a new GUID every attempt). With one seed alone they drew the same GUIDs,
+/// so an end request published to one session's topic `PS_<guid>` reached the other
+/// server's session of another key and ended it (§10.4 acts on a matching `LoadCount`).
+#[test]
+fn servers_given_one_seed_lock_with_guids_of_their_own() {
+    let first_lock = |job_id: &str| {
+        let mut e = profilestore_core::testing::engine(job_id, 7);
+        let store = e.new_store("S", json!({})).unwrap();
+        e.start_session(at(1.0), store.live(), "k", StartParams::default())
+            .unwrap();
+        let op = drain(&mut e)
+            .into_iter()
+            .find_map(|o| match o {
+                Output::DataStore(r) => Some(r.op),
+                _ => None,
+            })
+            .expect("the start's update");
+        let Transformed::Write { value, .. } = e.transform(op, None, 1000, &mut Host::default())
+        else {
+            panic!("the start writes")
+        };
+        value["MetaData"]["ActiveSession"].clone()
+    };
+    let (a, b) = (first_lock("job-a"), first_lock("job-b"));
+    assert_eq!((&a[1], &b[1]), (&json!("job-a"), &json!("job-b")));
+    assert_ne!(a[2], b[2], "{a} {b}");
+    // A server draws the same GUIDs on every run.
+    assert_eq!(first_lock("job-a"), a);
+}
