@@ -406,13 +406,31 @@ fn d04_a_takeover_after_a_declined_transform_tries_again() {
 /// lets both run and orphans one profile (active in the ring forever, writing every cycle).
 #[test]
 fn d05_overlapping_starts_in_a_conflict_wait_leave_no_orphan() {
+    overlapping_starts_leave_no_orphan(false);
+}
+
+/// Row 5 through two `ProfileStore.New` objects of one name: one load job per key still.
+#[test]
+fn d05_two_store_objects_of_one_name_share_the_load_job() {
+    overlapping_starts_leave_no_orphan(true);
+}
+
+/// Two starts of one key on server 0 while server 1 holds it (its hand-off requests lost): the
+/// later takes the earlier's job over, the earlier returns nil at once, one profile results.
+/// With `two_objects`, the later call goes through a second store object of the same name.
+fn overlapping_starts_leave_no_orphan(two_objects: bool) {
     let mut w = World::new(2, 105);
     let store = w.new_store("S", json!({}));
+    let other = if two_objects {
+        w.new_store("S", json!({}))
+    } else {
+        store
+    };
     w.start_and_wait(1, store, "k").expect("session started");
     w.messaging_fail = 1.0;
     let first = w.start_session(0, store.live(), "k", StartParams::default());
     w.run_for(2.0); // first is now in its conflict wait
-    let second = w.start_session(0, store.live(), "k", StartParams::default());
+    let second = w.start_session(0, other.live(), "k", StartParams::default());
     assert_eq!(
         w.completion(0, first).unwrap().1,
         Completion::SessionStart {
@@ -946,6 +964,15 @@ fn d18_fragile_inner_fields_are_read_defensively() {
     let v = w.stored("S", "k").unwrap();
     assert_eq!(v["MetaData"]["SessionLoadCount"], json!(1));
     assert_eq!(v["GlobalUpdates"], json!([1, [[1, {"a": 1}]]]));
+    // A fractional `SessionLoadCount` reads as its whole part: the start stores 4, not 4.5.
+    w.raw_set(
+        "S",
+        "j",
+        json!({"Data": {}, "MetaData": {"SessionLoadCount": 3.5}, "GlobalUpdates": [0, []]}),
+    );
+    w.start_and_wait(0, store, "j").expect("session started");
+    let v = w.stored("S", "j").unwrap();
+    assert_eq!(v["MetaData"]["SessionLoadCount"], json!(4));
 }
 
 /// §19 item 18, `ForceLoadSession`: a claim that is not a lock tag (`[PlaceId, JobId]`, as a
