@@ -60,20 +60,44 @@ fn d01_save_to_a_removed_key_ends_the_session_instead_of_retrying_forever() {
 
 /// §19 item 1, a regular save (`Save()`, as an auto-save): the key removed while the session
 /// is active. The save finds no profile, writes nothing and ends the session: `OnSave`, then
-/// `OnSessionEnd`, and no `OnAfterSave` (nothing was saved), no DataStore error.
+/// `OnSessionEnd`, and no `OnAfterSave` (nothing was saved), no DataStore error;
+/// `LastSavedData` and `KeyInfo` keep the last save's.
 #[test]
 fn d01_a_regular_save_to_a_removed_key_ends_the_active_session() {
+    regular_save_to_a_key_without_a_profile(None);
+}
+
+/// [`d01_a_regular_save_to_a_removed_key_ends_the_active_session`] with the key overwritten
+/// by junk (another tool's value): the same, and the junk stays.
+#[test]
+fn d01_a_regular_save_to_a_junk_key_ends_the_active_session() {
+    regular_save_to_a_key_without_a_profile(Some(json!("junk")));
+}
+
+/// A session's key removed (`junk` `None`) or overwritten with `junk`, then `Save()`.
+fn regular_save_to_a_key_without_a_profile(junk: Option<Value>) {
     let mut w = World::new(1, 104);
     let store = w.new_store("S", json!({}));
     let p = w.start_and_wait(0, store, "k").expect("session started");
-    w.with(0, |e, now| e.remove(now, store.live(), "k"))
-        .unwrap();
+    match &junk {
+        None => {
+            w.with(0, |e, now| e.remove(now, store.live(), "k"))
+                .unwrap();
+        }
+        Some(junk) => w.raw_set("S", "k", junk.clone()),
+    }
     w.run_for(1.0);
+    let kept = |w: &World| {
+        let profile = w.servers[0].engine.profile(p).unwrap();
+        (profile.last_saved_data.clone(), profile.key_info.clone())
+    };
+    let last_save = kept(&w);
     let before = w.events(0).len();
     w.with(0, |e, now| e.save(now, p)).unwrap();
     w.run_for(5.0);
     assert!(!w.servers[0].engine.is_active(p));
-    assert_eq!(w.stored("S", "k"), None, "nothing was written");
+    assert_eq!(w.stored("S", "k"), junk.as_ref(), "nothing was written");
+    assert_eq!(kept(&w), last_save);
     let signals: Vec<&str> = w.events(0)[before..]
         .iter()
         .filter_map(|(_, e)| match e {
@@ -126,6 +150,19 @@ fn d01_set_async_on_a_removed_key_writes_the_whole_profile() {
     );
 }
 
+/// The topics the world's servers asked to subscribe to, in order.
+fn subscribed_topics(w: &World) -> Vec<String> {
+    w.journal
+        .iter()
+        .filter_map(|e| match &e.record {
+            Record::Output(Output::Messaging(MessagingRequest::Subscribe { topic, .. })) => {
+                Some(topic.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// §19 item 3: the subscription uses the GUID stored in the lock, so release requests reach the
 /// owner even when the stored lock kept an older GUID.
 #[test]
@@ -140,16 +177,7 @@ fn d03_subscription_topic_is_the_stored_guid() {
                "GlobalUpdates": [0, []]}),
     );
     w.start_and_wait(0, store, "k").expect("session started");
-    let topics: Vec<String> = w
-        .journal
-        .iter()
-        .filter_map(|e| match &e.record {
-            Record::Output(Output::Messaging(MessagingRequest::Subscribe { topic, .. })) => {
-                Some(topic.clone())
-            }
-            _ => None,
-        })
-        .collect();
+    let topics = subscribed_topics(&w);
     assert_eq!(topics, ["PS_OLD-GUID"]);
     // So another server's release request is honoured: hand-off in ≈5 s, not a 45 s steal.
     w.run_until(10.0);
@@ -157,6 +185,24 @@ fn d03_subscription_topic_is_the_stored_guid() {
     w.run_until(30.0);
     let (t, _) = w.completion(1, b).unwrap();
     assert!((t - 15.6).abs() < 1e-6, "hand-off at {t}");
+}
+
+/// §19 item 3, "last caller wins": a second call takes over a start whose write (with the
+/// first call's GUID) is already out. The session subscribes to the GUID its committed lock
+/// holds, whichever call drew it.
+#[test]
+fn d03_a_caller_taking_over_a_start_subscribes_to_the_committed_guid() {
+    let mut w = World::new(1, 133);
+    let store = w.new_store("S", json!({}));
+    let first = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(0.2); // the first call's write is out
+    let second = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(2.0);
+    assert_eq!(w.started_profile(0, first), None);
+    assert!(w.started_profile(0, second).is_some());
+    let stored = w.stored("S", "k").unwrap()["MetaData"]["ActiveSession"][2].clone();
+    let topics = subscribed_topics(&w);
+    assert_eq!(topics, [format!("PS_{}", stored.as_str().unwrap())]);
 }
 
 /// §19 item 7: `ASSUME_DEAD` reads the owner's `LastUpdate` (its clock) against the reader's
