@@ -983,13 +983,10 @@ fn a_conflicting_update_tries_again_half_a_round_trip_each_way() {
     );
 }
 
-/// A final save the DataStore refuses as unstorable (here a `RobloxMetaData` over the 300
-/// characters metadata may have: 511) is not sent again as it is for ever, holding the lock and
-/// the shutdown: the next try releases the lock keeping the stored `Data` and metadata, and says
-/// why (spec §19 item 16, DEVIATIONS row 16).
-#[test]
-fn a_final_save_the_store_refuses_releases_the_lock_keeping_what_is_stored() {
-    let (mut w, store) = world(1, Limits::roblox());
+/// A session of `S/k` in a world with `limits` whose save stored `{"Coins": 9}` (and
+/// `RobloxMetaData` `{"Tag": "a"}`): the world and the profile.
+fn a_session_saved_with_nine(limits: Limits) -> (World, profilestore_core::ProfileId) {
+    let (mut w, store) = world(1, limits);
     start(&mut w, 0, store, "k");
     w.run_until(1.0);
     let profile = w.servers[0].engine().active_profiles()[0];
@@ -999,11 +996,12 @@ fn a_final_save_the_store_refuses_releases_the_lock_keeping_what_is_stored() {
     let now = w.now_for(0);
     w.feed(0, Input::Save { now, profile });
     w.run_until(2.0);
-    // Then the game changes both, and its metadata is too large to keep.
-    let host = &mut w.servers[0].host;
-    host.data.insert(profile, json!({"Coins": 10}));
-    let big = json!({"Note": "x".repeat(400)});
-    host.roblox_metadata.insert(profile, big);
+    (w, profile)
+}
+
+/// Shuts the server down; checks the lock was released keeping the stored `Data` (`{"Coins":
+/// 9}`) and the shutdown completed; returns the stored value and the refusal warnings.
+fn shut_down_keeping_the_stored_data(w: &mut World) -> (Value, Vec<String>) {
     let now = w.now_for(0);
     w.feed(0, Input::Shutdown { now });
     w.run_until(20.0);
@@ -1014,16 +1012,6 @@ fn a_final_save_the_store_refuses_releases_the_lock_keeping_what_is_stored() {
         json!({"Coins": 9}),
         "the stored Data is kept"
     );
-    assert_eq!(
-        stored["RobloxMetaData"],
-        json!({"Tag": "a"}),
-        "and its metadata"
-    );
-    let warned = w.log.iter().any(|l| {
-        matches!(&l.what, Happening::Output(Output::Event(profilestore_core::Event::Warn { message }))
-            if message.contains("The DataStore refused to store") && message.contains("511"))
-    });
-    assert!(warned, "the warning names the problem");
     let done = w.log.iter().any(|l| {
         matches!(
             l.what,
@@ -1031,6 +1019,55 @@ fn a_final_save_the_store_refuses_releases_the_lock_keeping_what_is_stored() {
         )
     });
     assert!(done, "the shutdown completes");
+    let refusals = warnings(w)
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m.contains("The DataStore refused to store"))
+        .collect();
+    (stored, refusals)
+}
+
+/// A final save the DataStore refuses as unstorable (here a `RobloxMetaData` over the 300
+/// characters metadata may have: 511) is not sent again as it is for ever, holding the lock and
+/// the shutdown: the next try releases the lock keeping the stored `Data` and metadata, and says
+/// why (spec §19 item 16, DEVIATIONS row 16).
+#[test]
+fn a_final_save_the_store_refuses_releases_the_lock_keeping_what_is_stored() {
+    let (mut w, profile) = a_session_saved_with_nine(Limits::roblox());
+    // Then the game changes both, and its metadata is too large to keep.
+    let host = &mut w.servers[0].host;
+    host.data.insert(profile, json!({"Coins": 10}));
+    let big = json!({"Note": "x".repeat(400)});
+    host.roblox_metadata.insert(profile, big);
+    let (stored, refusals) = shut_down_keeping_the_stored_data(&mut w);
+    assert_eq!(
+        stored["RobloxMetaData"],
+        json!({"Tag": "a"}),
+        "and its metadata"
+    );
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(refusals[0].contains("511"), "the warning names the problem");
+}
+
+/// Row 16 with a `Data` the DataStore refuses as too large (105; the world keeps values of at
+/// most 2,000 bytes): the final save's next try releases the lock keeping the stored `Data`,
+/// naming the error, and the shutdown completes.
+#[test]
+fn a_final_save_of_data_too_large_releases_the_lock_keeping_the_stored_data() {
+    let mut limits = Limits::roblox();
+    limits.max_value_len = Some(2_000);
+    let (mut w, profile) = a_session_saved_with_nine(limits);
+    let too_large = json!({"Coins": 10, "Note": "x".repeat(3_000)});
+    w.servers[0].host.data.insert(profile, too_large);
+    let (_, refusals) = shut_down_keeping_the_stored_data(&mut w);
+    assert_eq!(
+        refusals,
+        [
+            "[ProfileStore]: The DataStore refused to store \"Profile.Data\" or \
+             \"Profile.RobloxMetaData\" (STORE:S; KEY:k) (105: Serialized value exceeds 2000 \
+             limit.); the session was released keeping the last saved Data"
+        ]
+    );
 }
 
 /// A world whose DataStore keeps at most 10 characters of metadata, with `S/k` a profile whose
