@@ -51,8 +51,10 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// complement (module docs); 18: the header repeats the format number, under its checksum (a
 /// damaged number is told from another format's), and a start waiting behind a failing final
 /// save wakes at the error backoff to ask its `Cancel`, writes sending only whole-number user
-/// ids.
-pub const TRACE_FORMAT: u32 = 18;
+/// ids; 19: session GUIDs draw on the server's PlaceId and JobId, a template's null fields are
+/// left out of new profiles, a version whose read failed while the next page loaded is read
+/// first from that page (same layout).
+pub const TRACE_FORMAT: u32 = 19;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

@@ -249,6 +249,14 @@ fn hostile_trace_bytes_get_errors() {
     );
     let err = Trace::from_bytes(&std::fs::read(format_17).unwrap(), "h.bin").unwrap_err();
     assert_eq!(err.to_string(), refusal(17));
+    // And of format 18 (the first 125 bytes of the `recorded.trace` format 18 committed),
+    // this layout with its own number repeated: another format too.
+    let format_18 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/format18-header.trace"
+    );
+    let err = Trace::from_bytes(&std::fs::read(format_18).unwrap(), "h.bin").unwrap_err();
+    assert_eq!(err.to_string(), refusal(18));
     // This format's header after another number: the number is a damaged byte.
     let mut renumbered = t.to_bytes().unwrap();
     for found in [TRACE_FORMAT + 1, TRACE_FORMAT - 1] {
