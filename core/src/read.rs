@@ -480,6 +480,15 @@ impl Engine {
                 q.is_finished = is_finished;
                 q.state = QueryState::Ready;
             }
+            // A later page empty or failed ends the query (nil from then on), after the version
+            // whose read failed while it loaded (deviation 14): the page held it already.
+            _ if q.retry.is_some() => {
+                q.page = q.retry.take().into_iter().collect();
+                q.page_no += 1;
+                q.index = 0;
+                q.is_finished = true;
+                q.state = QueryState::Ready;
+            }
             Ok(_) => q.state = QueryState::Failed,
             Err(e) => {
                 q.state = QueryState::Failed;

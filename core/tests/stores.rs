@@ -993,6 +993,25 @@ fn a_failed_read_while_the_next_page_loads_is_read_again_first() {
     );
 }
 
+/// [`a_failed_read_while_the_next_page_loads_is_read_again_first`] with the next page empty
+/// or failed, which ends the query: v1 is still read again first, then the query has no more.
+#[test]
+fn a_failed_read_is_read_again_though_the_next_page_ends_the_query() {
+    for page in [Ok(version_page(&[], true)), Err(read_failure())] {
+        let (mut e, now, q, [first, second], read_v1, next_page) = v1_out_and_page_2_asked();
+        let mut done = Vec::new();
+        e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default());
+        let mut reads = requests_noting(&mut e, &mut done);
+        e.handle_datastore_response(now, next_page, page, &mut Host::default());
+        reads.extend(requests_noting(&mut e, &mut done));
+        let third = e.version_query_next(now, q).unwrap();
+        reads.extend(requests_noting(&mut e, &mut done));
+        assert_eq!(answer_reads(&mut e, now, reads, &mut done), ["v1"]);
+        done.sort();
+        assert_eq!(done, [(first, true), (second, false), (third, false)]);
+    }
+}
+
 /// Answers the version listing `list` with an empty last page: `call`, the `NextAsync` waiting
 /// on it, completes with nil.
 fn answer_empty_listing(e: &mut Engine, now: Now, list: OpId, call: CallId) {
