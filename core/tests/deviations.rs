@@ -200,6 +200,14 @@ fn d03_a_caller_taking_over_a_start_subscribes_to_the_committed_guid() {
     w.run_for(2.0);
     assert_eq!(w.started_profile(0, first), None);
     assert!(w.started_profile(0, second).is_some());
+    // One write, the first call's: the lock holds the GUID the first call drew, not one the
+    // second drew (the original's session subscribes to the second's).
+    let writes = w
+        .journal
+        .iter()
+        .filter(|e| matches!(&e.record, Record::Output(Output::DataStore(_))))
+        .count();
+    assert_eq!(writes, 1);
     let stored = w.stored("S", "k").unwrap()["MetaData"]["ActiveSession"][2].clone();
     let topics = subscribed_topics(&w);
     assert_eq!(topics, [format!("PS_{}", stored.as_str().unwrap())]);

@@ -66,6 +66,7 @@ use profilestore_harness::datastore::serialized_len;
 use profilestore_harness::fleet::{Fleet, FleetConfig, STORE};
 use profilestore_harness::invariants;
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage};
+use profilestore_harness::timing::min_and_median;
 
 /// Seconds per save of the value work described at the top of this file, on `fleet`'s final
 /// profiles: on shared values and on `serde_json` trees; and the profiles' mean JSON size.
@@ -233,6 +234,12 @@ fn measure(
         let whole = started.elapsed().as_secs_f64();
         walls.push((played.unwrap_or(whole), whole));
         requests_made.push((fleet.played_requests, fleet.world.request_total()));
+        // Every run's invariants, outside the timed part.
+        let violations = invariants::check(&mut fleet);
+        assert!(
+            violations.is_empty(),
+            "{name}: a run broke invariants: {violations:?}"
+        );
         last = Some((fleet, dir));
     }
     let (mut fleet, _dir) = last.expect("at least one run");
@@ -242,15 +249,13 @@ fn measure(
     );
     let mut plays: Vec<f64> = walls.iter().map(|w| w.0).collect();
     let mut wholes: Vec<f64> = walls.iter().map(|w| w.1).collect();
-    let (fastest, median) = min_and_median(&mut plays);
-    let (_, median_whole) = min_and_median(&mut wholes);
+    let (fastest, median) = min_and_median(&mut plays).expect("at least one run");
+    let (_, median_whole) = min_and_median(&mut wholes).expect("at least one run");
     let (played, requests) = (fleet.played_requests, fleet.world.request_total());
-    let violations = invariants::check(&mut fleet).len();
-    assert_eq!(violations, 0, "{name}: the run broke invariants");
     println!(
         "{name:<40} {played:>9} requests, {} run(s): fastest {:.3} s = {:.0} requests/s, \
          median {:.3} s = {:.0} requests/s, {:.0}x virtual/wall at the median; \
-         with settling {requests} requests, median {:.0} requests/s, {:.0}x; violations {violations}",
+         with settling {requests} requests, median {:.0} requests/s, {:.0}x; invariants hold",
         walls.len(),
         fastest,
         played as f64 / fastest,
@@ -272,17 +277,6 @@ fn measure(
             );
         }
     }
-}
-
-/// The smallest of `times` and their median (the mean of the middle two of an even number).
-fn min_and_median(times: &mut [f64]) -> (f64, f64) {
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    let median = match n % 2 {
-        1 => times[n / 2],
-        _ => (times[n / 2 - 1] + times[n / 2]) / 2.0,
-    };
-    (times[0], median)
 }
 
 /// Whether `name` matches the command line's filter (the first argument that is not a flag).

@@ -20,6 +20,7 @@
 //!   hand-offs finish in time.
 //! - [`log`]: the world's log of everything that happened, in chunks that never move.
 //! - [`trace`]: record a run's inputs and outputs (bincode) and replay them byte for byte.
+//! - [`timing`]: the fastest and median of repeated timed runs (the fleet bench, `fleet_run`).
 //! - [`check_folder`]: the determinism check's temporary folder, and the removal of those
 //!   killed commands left.
 //! - [`scenario`] and [`journal`]: the fixture scenario format played on the world, and the
@@ -44,6 +45,7 @@ pub mod log;
 pub mod messaging;
 pub mod scenario;
 pub mod storage;
+pub mod timing;
 pub mod trace;
 pub mod world;
 

@@ -812,7 +812,8 @@ impl Runner {
 }
 
 /// Sets `data.<path>` (`"Coins"`, `"A.B"`) as Luau's `Data.A.B = value` would, creating the
-/// tables missing on the way; `null` (Luau's `nil`) removes the field. A field on the way that
+/// tables missing on the way; `null` (Luau's `nil`) removes the field (a field under a missing
+/// table is not there to remove, and no table is made). A field on the way that
 /// holds something other than a table (an array included: its elements would be lost) or an
 /// empty name is refused, naming it, and `data` is left as it was.
 fn set_path(data: &mut Value, path: &str, value: Value) -> Result<(), String> {
@@ -825,6 +826,8 @@ fn set_path(data: &mut Value, path: &str, value: Value) -> Result<(), String> {
     let mut at = &*data;
     for (i, part) in on_the_way.iter().enumerate() {
         match at.get(part) {
+            // Nothing there to remove: no table is made for it.
+            None | Some(Value::Null) if value.is_null() => return Ok(()),
             None | Some(Value::Null) => break,
             Some(v @ Value::Object(_)) => at = v,
             Some(other) => {
@@ -881,6 +884,7 @@ mod tests {
         set_path(&mut d, "Coins", Value::Null).unwrap();
         set_path(&mut d, "A.B", Value::Null).unwrap();
         set_path(&mut d, "Gone", Value::Null).unwrap();
+        set_path(&mut d, "X.Y", Value::Null).unwrap();
         assert_eq!(d, json!({"Items": [10, 20], "A": {"C": 3}}));
         let before = d.clone();
         assert_eq!(

@@ -211,7 +211,8 @@ pub fn read_consistently<T, E: From<StorageError>>(
 /// Runs `write` (reads, then [`Storage::replace_keys`]) as one step of `storage`
 /// ([`Storage::begin_write`]): on disk no other process writes between what `write` reads and
 /// what it writes, so an import numbers its versions after the serials the store really has.
-/// The step is kept if `write` succeeds and undone if it fails.
+/// On disk the step is kept if `write` succeeds and undone if it fails; in memory, where
+/// nothing can come between, `write`'s replacement (its last step) is simply made or not.
 pub fn write_consistently<T, E: From<StorageError>>(
     storage: &mut dyn Storage,
     write: impl FnOnce(&mut dyn Storage) -> Result<T, E>,

@@ -771,11 +771,18 @@ impl Storage for SqliteStorage {
     }
 
     fn end_write(&mut self, keep: bool) -> Result<(), StorageError> {
-        let (sql, operation) = match keep {
-            true => ("COMMIT", "commit import"),
-            false => ("ROLLBACK", "undo import"),
-        };
-        self.conn.execute_batch(sql).map_err(db_error(operation))
+        if keep {
+            let Err(e) = self.conn.execute_batch("COMMIT") else {
+                return Ok(());
+            };
+            // A commit that failed leaves the transaction open: undone, so that the
+            // connection takes the next write.
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(db_error("commit import")(e));
+        }
+        self.conn
+            .execute_batch("ROLLBACK")
+            .map_err(db_error("undo import"))
     }
 
     fn replace_keys(&mut self, keys: &[Replacement]) -> Result<(), StorageError> {
