@@ -257,6 +257,21 @@ pub enum InputResult {
     Transformed(TransformedRecord),
 }
 
+impl InputResult {
+    /// Whether the input was refused (an error returned; a transform's error is the game's, not
+    /// a refusal).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            InputResult::Store(r) => r.is_err(),
+            InputResult::Call(r) => r.is_err(),
+            InputResult::Query(r) => r.is_err(),
+            InputResult::Done(r) => r.is_err(),
+            InputResult::Registered(r) => r.is_err(),
+            InputResult::None | InputResult::Transformed(_) => false,
+        }
+    }
+}
+
 /// [`Transformed`] in serialisable form.
 #[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -428,7 +443,9 @@ impl Engine {
     ///   transform did not write;
     /// - an answer for a request not waiting for one (answered already, or never sent), or for
     ///   one the engine has not sent — still queued, or a mock store's, which never goes out (a
-    ///   transform for such a request returns a transform error).
+    ///   transform for such a request returns a transform error);
+    /// - and anything the method an input calls refuses (an unknown store, an invalid key, a
+    ///   `Save` of a view profile...): its time is not taken either.
     pub fn handle_input(&mut self, input: Input, live: &mut dyn LiveState) -> InputResult {
         use Input as I;
         if let Some(now) = input.now()
@@ -494,10 +511,23 @@ impl Engine {
         {
             return InputResult::Done(text(Err(ApiError::UnknownProfile(profile.0))));
         }
-        // Taken: its time is the latest one seen (a refused input's is not).
+        // Taken: its time is the latest one seen. An input the call itself refuses (an
+        // unknown store, an invalid key, ...) changes nothing, its time included: a refused
+        // input dated far ahead would otherwise refuse every real one after it as going back.
+        let before = self.last_mono;
         if let Some(now) = input.now() {
             self.last_mono = now.mono;
         }
+        let result = self.dispatch(input, live);
+        if result.is_refusal() {
+            self.last_mono = before;
+        }
+        result
+    }
+
+    /// Hands a checked input to the method it calls.
+    fn dispatch(&mut self, input: Input, live: &mut dyn LiveState) -> InputResult {
+        use Input as I;
         match input {
             I::NewStore { name, template } => {
                 InputResult::Store(text(self.new_store(&name, template)))

@@ -570,6 +570,19 @@ fn a_time_that_goes_back_is_refused() {
         InputResult::Done(Err(_))
     ));
     assert_eq!(e.handle_input(timeout(6.0), &mut host), InputResult::None);
+    // Nor is that of an input the call itself refuses (here an empty key, far ahead): it used
+    // to be, and every real input after it was refused as going back.
+    let bad_key = Input::Get {
+        now: at(1e12),
+        store: store.live(),
+        key: String::new(),
+        version: None,
+    };
+    assert!(matches!(
+        e.handle_input(bad_key, &mut host),
+        InputResult::Call(Err(_))
+    ));
+    assert_eq!(e.handle_input(timeout(7.0), &mut host), InputResult::None);
 }
 
 /// An answer is taken once, and with the key info every DataStore call returning a value
