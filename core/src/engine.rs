@@ -972,13 +972,16 @@ impl Engine {
 }
 
 /// A store's template: a table (spec §3.2) no deeper than a profile's `Data` can be
-/// ([`MAX_DATA_DEPTH`](crate::profile::MAX_DATA_DEPTH)), or every profile made from it would
+/// ([`MAX_DATA_DEPTH`](crate::profile::MAX_DATA_DEPTH)) and no larger than a key holds
+/// ([`MAX_VALUE_LEN`](crate::profile::MAX_VALUE_LEN)), or every profile made from it would
 /// fail to save.
 fn check_template(template: &Value) -> Result<(), ApiError> {
     if !wire::is_table(template) {
         Err(ApiError::InvalidTemplate)
     } else if template.nested_deeper_than(crate::profile::MAX_DATA_DEPTH) {
         Err(ApiError::TemplateTooDeep)
+    } else if template.json_len() > crate::profile::MAX_VALUE_LEN {
+        Err(ApiError::TemplateTooLarge(template.json_len()))
     } else {
         Ok(())
     }

@@ -29,6 +29,14 @@ pub enum ApiError {
         crate::profile::MAX_DATA_DEPTH
     )]
     TemplateTooDeep,
+    /// `ProfileStore.New` (or a template change) with a template whose JSON is larger than a
+    /// key holds ([`MAX_VALUE_LEN`](crate::profile::MAX_VALUE_LEN)): no DataStore stores a
+    /// profile made from it.
+    #[error(
+        "[ProfileStore]: Invalid template argument: its JSON is {0} bytes, over the {max} a DataStore key holds",
+        max = crate::profile::MAX_VALUE_LEN
+    )]
+    TemplateTooLarge(usize),
     /// `SetConstant` with an unknown name.
     #[error("[ProfileStore]: Invalid constant name was provided")]
     InvalidConstantName,
@@ -67,6 +75,14 @@ pub enum ApiError {
         crate::messages::MAX_MESSAGE_DEPTH
     )]
     MessageTooDeep,
+    /// `MessageAsync` with a message whose JSON is larger than a key holds
+    /// ([`MAX_VALUE_LEN`](crate::profile::MAX_VALUE_LEN)): no write of it could succeed, and the
+    /// call would retry until the server closes.
+    #[error(
+        "[ProfileStore]: message is {0} bytes of JSON, over the {max} a DataStore key holds",
+        max = crate::profile::MAX_VALUE_LEN
+    )]
+    MessageTooLarge(usize),
     /// `Profile:SetAsync()` on a profile that is not a view profile.
     #[error("[ProfileStore]: :SetAsync() can only be used in view mode")]
     SetAsyncNotViewMode,

@@ -130,6 +130,9 @@ impl Engine {
         if message.nested_deeper_than(MAX_MESSAGE_DEPTH) {
             return Err(ApiError::MessageTooDeep);
         }
+        if message.json_len() > crate::profile::MAX_VALUE_LEN {
+            return Err(ApiError::MessageTooLarge(message.json_len()));
+        }
         let call = self.new_call();
         if self.closing {
             self.complete(Completion::Message { call, ok: false });

@@ -152,6 +152,10 @@ pub struct Profile {
 /// a store takes values nested up to [`MAX_DEPTH`](crate::value::MAX_DEPTH) levels.
 pub const MAX_DATA_DEPTH: usize = crate::value::MAX_DEPTH - 1;
 
+/// The most bytes of JSON a DataStore key holds (Roblox's 4,194,304-character limit, error 105):
+/// a template or a message larger than this alone is in no value a store would take.
+pub const MAX_VALUE_LEN: usize = 4_194_304;
+
 /// Why a profile's `Data` cannot be saved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataProblem {

@@ -836,3 +836,44 @@ fn servers_given_one_seed_lock_with_guids_of_their_own() {
     // A server draws the same GUIDs on every run.
     assert_eq!(first_lock("job-a"), a);
 }
+
+/// A template or a message whose JSON alone is larger than a DataStore key holds (4,194,304
+/// bytes) is refused when given, naming its size, and changes nothing: a message used to be
+/// taken and its every write refused (105), retrying until the server closed; a template made
+/// every first start of a key fail.
+#[test]
+fn a_template_or_message_too_large_to_store_is_refused_when_given() {
+    let mut e = profilestore_core::testing::engine("j", 7);
+    // {"a":"…"}: 8 bytes around the string.
+    let sized = |len: usize| json!({ "a": "x".repeat(len - 8) });
+    assert_eq!(
+        sized(profile::MAX_VALUE_LEN).json_len(),
+        profile::MAX_VALUE_LEN
+    );
+    let over = sized(profile::MAX_VALUE_LEN + 1);
+    assert_eq!(
+        e.new_store("S", over.clone()).unwrap_err().to_string(),
+        "[ProfileStore]: Invalid template argument: its JSON is 4194305 bytes, over the \
+         4194304 a DataStore key holds"
+    );
+    let store = e.new_store("S", json!({"Coins": 0})).unwrap();
+    assert_eq!(
+        e.set_template(store, over.clone()),
+        Err(ApiError::TemplateTooLarge(4_194_305))
+    );
+    assert_eq!(e.template(store), Some(&json!({"Coins": 0})), "unchanged");
+    assert_eq!(
+        e.message(at(1.0), store.live(), "k", over)
+            .unwrap_err()
+            .to_string(),
+        "[ProfileStore]: message is 4194305 bytes of JSON, over the 4194304 a DataStore key \
+         holds"
+    );
+    assert!(drain(&mut e).is_empty(), "nothing sent");
+    // At the limit, both are taken (what else the key holds decides the write).
+    assert!(e.set_template(store, sized(profile::MAX_VALUE_LEN)).is_ok());
+    assert!(
+        e.message(at(1.0), store.live(), "k", sized(profile::MAX_VALUE_LEN))
+            .is_ok()
+    );
+}
