@@ -330,12 +330,12 @@ impl Engine {
     /// The template of a store (kept by reference in the original; here by value: see
     /// [`Engine::set_template`]).
     pub fn template(&self, store: StoreId) -> Option<&Value> {
-        self.stores.get(store.0 as usize).map(|s| &s.template)
+        self.store(store).map(|s| &s.template)
     }
 
     /// The name of a store.
     pub fn store_name(&self, store: StoreId) -> Option<&str> {
-        self.stores.get(store.0 as usize).map(|s| s.name.as_str())
+        self.store(store).map(|s| s.name.as_str())
     }
 
     /// True when the per-key queue holds nothing (the original's test checks this).
@@ -380,7 +380,7 @@ impl Engine {
         check_template(&template)?;
         let s = self
             .stores
-            .get_mut(store.0 as usize)
+            .get_mut(usize::try_from(store.0).unwrap_or(usize::MAX))
             .ok_or(ApiError::UnknownStore(store.0))?;
         s.template = crate::reconcile::without_null_fields(&template);
         Ok(())
@@ -737,11 +737,16 @@ impl Engine {
     }
 
     pub(crate) fn check_store(&self, store: StoreRef) -> Result<(), ApiError> {
-        if (store.store.0 as usize) < self.stores.len() {
-            Ok(())
-        } else {
-            Err(ApiError::UnknownStore(store.store.0))
+        match self.store(store.store) {
+            Some(_) => Ok(()),
+            None => Err(ApiError::UnknownStore(store.store.0)),
         }
+    }
+
+    /// The store `id` names, if this engine handed it out (an id past `usize` names none, on
+    /// any target: it is not cut down to another store's).
+    fn store(&self, id: StoreId) -> Option<&Store> {
+        self.stores.get(usize::try_from(id.0).ok()?)
     }
 
     /// Enters the per-key queue with a new operation; it starts now if the token is idle.
