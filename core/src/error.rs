@@ -125,6 +125,13 @@ pub enum ApiError {
         "[ProfileStore]: host error: DataStore request {0} is not waiting for an answer (answered already, or never sent)"
     )]
     NotAwaitingAnswer(u64),
+    /// A host error: a `SubscribeAsync` result for a subscription not waiting for one
+    /// (answered already, or never asked for). Refused: a second answer used to drop a
+    /// subscription the host had connected, without asking to disconnect it.
+    #[error(
+        "[ProfileStore]: host error: subscription {0} is not waiting for its SubscribeAsync result (answered already, or never asked for)"
+    )]
+    NotAwaitingSubscription(u64),
     /// A host error: a timeout fed while outputs wait to be polled (`poll_output` must be
     /// drained first: the timeout's outputs would come after ones it may depend on). Refused:
     /// nothing changes.

@@ -444,6 +444,7 @@ impl Engine {
     /// - an answer for a request not waiting for one (answered already, or never sent), or for
     ///   one the engine has not sent — still queued, or a mock store's, which never goes out (a
     ///   transform for such a request returns a transform error);
+    /// - a `SubscribeAsync` result for a subscription not waiting for one;
     /// - and anything the method an input calls refuses (an unknown store, an invalid key, a
     ///   `Save` of a view profile...): its time is not taken either.
     pub fn handle_input(&mut self, input: Input, live: &mut dyn LiveState) -> InputResult {
@@ -510,6 +511,12 @@ impl Engine {
             && self.profile(*profile).is_none()
         {
             return InputResult::Done(text(Err(ApiError::UnknownProfile(profile.0))));
+        }
+        if let I::SubscribeResult { subscription, .. } = &input
+            && !self.subscribing.contains(subscription)
+        {
+            let refused = ApiError::NotAwaitingSubscription(subscription.0);
+            return InputResult::Done(text(Err(refused)));
         }
         // Taken: its time is the latest one seen. An input the call itself refuses (an
         // unknown store, an invalid key, ...) changes nothing, its time included: a refused

@@ -361,7 +361,10 @@ impl Engine {
         subscription: SubscriptionId,
         result: Result<(), String>,
     ) {
-        self.subscribing.remove(&subscription);
+        // Only the first answer counts (`handle_input` refuses another).
+        if !self.subscribing.remove(&subscription) {
+            return;
+        }
         let Some(&profile) = self.subscriptions.get(&subscription) else {
             return;
         };

@@ -433,6 +433,21 @@ fn a_subscription_returning_after_its_session_ended_is_disconnected_then() {
     // A session that ends after its subscription was made disconnects it as it ends.
     let (mut e, subscription) = started();
     e.handle_subscribe_result(at(1.5), subscription, Ok(()));
+    // A second answer, a failure, is refused through `handle_input` and changes nothing: it
+    // used to drop the connected subscription without asking to disconnect it.
+    let again = Input::SubscribeResult {
+        now: at(1.6),
+        subscription,
+        result: Err("refused".into()),
+    };
+    assert_eq!(
+        e.handle_input(again, &mut Host::default()),
+        InputResult::Done(Err(format!(
+            "[ProfileStore]: host error: subscription {} is not waiting for its SubscribeAsync \
+             result (answered already, or never asked for)",
+            subscription.0
+        )))
+    );
     let profile = e.active_profiles()[0];
     e.end_session(at(2.0), profile);
     assert_eq!(unsubscribes(&drain(&mut e)), [subscription]);
