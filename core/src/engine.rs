@@ -555,8 +555,22 @@ impl Engine {
     /// next waiter first, then the result is interpreted — except for a start waiting behind a
     /// final save, whose turn comes after the save's result (deviation 9). A session start's
     /// `Cancel` is asked first ([`LiveState::cancel_requested`]: the original calls it after
-    /// each result, spec §5.2 step 7).
+    /// each result, spec §5.2 step 7). An answer for a mock store's op, which never goes out,
+    /// is ignored (`handle_input` refuses it, naming the op): the engine completes it itself.
     pub fn handle_datastore_response(
+        &mut self,
+        now: Now,
+        op: OpId,
+        result: Result<DataStoreResponse, DataStoreError>,
+        live: &mut dyn LiveState,
+    ) {
+        if !self.is_mock_op(op) {
+            self.answer_op(now, op, result, live);
+        }
+    }
+
+    /// [`Engine::handle_datastore_response`] for any op, a mock one included (its timer's).
+    pub(crate) fn answer_op(
         &mut self,
         now: Now,
         op: OpId,
@@ -871,7 +885,7 @@ impl Engine {
             Domain::UserMock => self.user_mock = store,
             _ => self.fallback_mock = store,
         }
-        self.handle_datastore_response(now, op, result, live);
+        self.answer_op(now, op, result, live);
     }
 
     /// The update wrapper's result handling (spec §4 steps 4–6), then the operation's own.

@@ -185,6 +185,14 @@ fn an_answer_for_a_mock_stores_operation_is_refused() {
         e.handle_input(transform_of(op), &mut host),
         InputResult::Transformed(TransformedRecord::Error(refused))
     );
+    // The method itself, called directly, takes no such answer either (it used to finish the
+    // call with the host's value, the mock store left empty).
+    let answer = Ok(DataStoreResponse::Value {
+        value: Some(std::sync::Arc::new(json!({"Data": {"Coins": 7}}))),
+        key_info: Some(key_info()),
+    });
+    e.handle_datastore_response(at(1.02), op, answer, &mut host);
+    assert!(drain(&mut e).is_empty(), "nothing started");
     e.handle_timeout(at(1.1), &mut host);
     let out = drain(&mut e);
     assert!(
