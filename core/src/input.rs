@@ -626,7 +626,8 @@ impl Engine {
             I::DataStoreResponse {
                 now, op, result, ..
             } => {
-                self.handle_datastore_response(now, op, result, live);
+                // A mock op's answer was refused above.
+                self.answer_op(now, op, result, live);
                 InputResult::None
             }
             I::SubscribeResult {
