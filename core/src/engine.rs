@@ -176,7 +176,8 @@ pub(crate) enum Outcome {
 /// - **outputs**: [`poll_output`](Self::poll_output) until it returns `None`, then
 ///   [`poll_timeout`](Self::poll_timeout) for the next wake-up.
 ///
-/// Drain `poll_output` after every call before feeding the next timeout; debug builds check it.
+/// Drain `poll_output` after every call before feeding the next timeout; `handle_input` refuses
+/// a timeout while outputs wait.
 ///
 /// Times must be finite: [`handle_input`](Self::handle_input) refuses an input whose `now.mono`
 /// is not, but the methods called directly take `now` as given (a NaN time would set timers that
