@@ -5,13 +5,12 @@
 /// sorting them; `None` for no values.
 pub fn min_and_median(values: &mut [f64]) -> Option<(f64, f64)> {
     values.sort_by(f64::total_cmp);
-    let n = values.len();
+    let (fastest, n) = (*values.first()?, values.len());
     let median = match n % 2 {
-        _ if n == 0 => return None,
         1 => values[n / 2],
         _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     };
-    Some((values[0], median))
+    Some((fastest, median))
 }
 
 #[cfg(test)]
