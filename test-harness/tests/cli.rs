@@ -100,6 +100,29 @@ fn a_database_a_run_is_writing_is_not_replaced_under_it() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+/// A database whose lock another command holds is said to be in use even before that command
+/// has made its tables (a file that is not yet a profilestore database); once the lock is free,
+/// the same file is refused as no profilestore database.
+#[test]
+fn a_held_database_without_tables_yet_is_said_to_be_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profilestore-sim.db");
+    std::fs::write(&db, "not yet a database").unwrap();
+    let held = std::fs::File::create(dir.path().join("profilestore-sim.db.lock")).unwrap();
+    held.try_lock().unwrap();
+    let short = ["simulate", "--players", "2", "--duration", "1m"];
+    let (code, _, stderr) = sim(&short, dir.path());
+    let said = "profilestore-sim: another profilestore-sim command is using \
+                profilestore-sim.db (profilestore-sim.db.lock is locked)\n";
+    assert_eq!((code, stderr.as_str()), (2, said));
+    drop(held);
+    let (code, _, stderr) = sim(&short, dir.path());
+    let not_ours = "profilestore-sim: not replacing profilestore-sim.db: database error during \
+                    read schema version: file is not a database\n";
+    assert_eq!((code, stderr.as_str()), (2, not_ours));
+    assert_eq!(std::fs::read(&db).unwrap(), b"not yet a database");
+}
+
 #[test]
 fn simulate_then_replay_the_trace() {
     let dir = tempfile::tempdir().unwrap();

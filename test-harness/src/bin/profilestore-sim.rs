@@ -218,9 +218,7 @@ fn is_line_end(c: char) -> bool {
 /// it could let two commands lock two files of one name). `None` where the database's folder
 /// does not exist: no command can use a database there either, and opening it says why.
 fn lock_db(db: &Path) -> Result<Option<std::fs::File>, String> {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".lock");
-    let path = PathBuf::from(name);
+    let path = lock_path(db);
     let cannot = |e: &dyn std::fmt::Display| {
         format!("cannot lock {}: {e} ({})", db.display(), path.display())
     };
@@ -243,14 +241,35 @@ fn lock_db(db: &Path) -> Result<Option<std::fs::File>, String> {
     };
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "another profilestore-sim command is using {} ({} is locked)",
-            db.display(),
-            path.display()
-        )),
+        Err(std::fs::TryLockError::WouldBlock) => Err(in_use(db)),
         // A file system without locks, say: said as it is, not as another command.
         Err(std::fs::TryLockError::Error(e)) => Err(cannot(&e)),
     }
+}
+
+/// `<db>.lock`, the file `lock_db` locks.
+fn lock_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// What a command refused because another holds `db`'s lock is told.
+fn in_use(db: &Path) -> String {
+    format!(
+        "another profilestore-sim command is using {} ({} is locked)",
+        db.display(),
+        lock_path(db).display()
+    )
+}
+
+/// Whether another command holds `db`'s lock now; the lock file is not made where there is
+/// none (no command holds it then).
+fn held_elsewhere(db: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(lock_path(db))
+        .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 /// Opens `at`'s database for `keys` or `inspect`; where there is none, a name no call can make
@@ -587,6 +606,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     && !empty
                     && let Err(e) = SqliteStorage::open_existing(&db)
                 {
+                    // A run that has made its database but not yet its tables holds it: said
+                    // as held, not as a file that is no profilestore database.
+                    if held_elsewhere(&db) {
+                        return Err(in_use(&db));
+                    }
                     return Err(format!("not replacing {}: {e}", db.display()));
                 }
             }
