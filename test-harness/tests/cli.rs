@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+use profilestore_harness::storage::SqliteStorage;
+
 fn sim(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
         .args(args)
@@ -84,7 +86,10 @@ fn a_database_a_run_is_writing_is_not_replaced_under_it() {
     let (dir, tmp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let db = dir.path().join("profilestore-sim.db");
     let lock = dir.path().join("profilestore-sim.db.lock");
-    let running = KillOnDrop(started(&LONG, dir.path(), tmp.path(), &|| db.exists()));
+    // Under way once its database has its tables: a run killed before that could leave a file
+    // that is not yet a profilestore database, which the last run here would not replace.
+    let ready = || db.exists() && SqliteStorage::open_existing(&db).is_ok();
+    let running = KillOnDrop(started(&LONG, dir.path(), tmp.path(), &ready));
     let said = "profilestore-sim: another profilestore-sim command is using \
                 profilestore-sim.db (profilestore-sim.db.lock is locked)\n";
     let short = ["simulate", "--players", "2", "--duration", "1m"];
@@ -116,7 +121,16 @@ fn a_held_database_without_tables_yet_is_said_to_be_in_use() {
                 profilestore-sim.db (profilestore-sim.db.lock is locked)\n";
     assert_eq!((code, stderr.as_str()), (2, said));
     drop(held);
-    let (code, _, stderr) = sim(&short, dir.path());
+    // A command another test thread was starting while `held` was open holds a copy of it
+    // until it has started (then it is closed): asked again while that copy lasts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (code, stderr) = loop {
+        let (code, _, stderr) = sim(&short, dir.path());
+        if stderr != said || std::time::Instant::now() > deadline {
+            break (code, stderr);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     let not_ours = "profilestore-sim: not replacing profilestore-sim.db: database error during \
                     read schema version: file is not a database\n";
     assert_eq!((code, stderr.as_str()), (2, not_ours));
@@ -841,8 +855,15 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
     let stop = |extra: &[&str], signal: &str, ready: &dyn Fn() -> bool| {
         let args = [&LONG[..], extra].concat();
         let child = started(&args, dir.path(), tmp.path(), ready);
-        let sent = Command::new("kill")
-            .args([signal, &child.id().to_string()])
+        // The shell's `kill`, which every `sh` has (a `kill` program may not be installed).
+        let sent = Command::new("sh")
+            .args([
+                "-c",
+                r#"kill "$1" "$2""#,
+                "sh",
+                signal,
+                &child.id().to_string(),
+            ])
             .status()
             .unwrap();
         assert!(sent.success());
