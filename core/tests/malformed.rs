@@ -161,7 +161,12 @@ fn saves_over(before: &Value) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        // A fixed seed: every run, CI's too, tries the same cases.
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5EED),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn any_stored_value_is_handled(before in stored()) {
