@@ -314,14 +314,16 @@ fn import_the_golden_fixture_and_inspect_a_locked_key() {
         v["lock"]["topic"],
         "PS_DE788156-C5BD-4E85-B52B-124A9C0A7475"
     );
-    // A database name that reads as a SQLite URI is a file name all the same.
-    let odd = "file:u.db?mode=memory";
-    let (code, _, stderr) = sim(&["import", &golden, "--db", odd], dir.path());
-    assert_eq!(code, 0, "{stderr}");
-    assert!(dir.path().join(odd).is_file());
-    let (_, stdout, _) = sim(&["inspect", "locked_live", "--db", odd], dir.path());
-    let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(v["exists"], true, "{stdout}");
+    // A database name that reads as a SQLite URI, or as its database in memory, is a file
+    // name all the same.
+    for odd in ["file:u.db?mode=memory", ":memory:"] {
+        let (code, _, stderr) = sim(&["import", &golden, "--db", odd], dir.path());
+        assert_eq!(code, 0, "{stderr}");
+        assert!(dir.path().join(odd).is_file(), "{odd}");
+        let (_, stdout, _) = sim(&["inspect", "locked_live", "--db", odd], dir.path());
+        let v: profilestore_core::value::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["exists"], true, "{odd}: {stdout}");
+    }
     // A write-protected database is not replaced by a run.
     let mut mode = std::fs::metadata(dir.path().join("g.db"))
         .unwrap()

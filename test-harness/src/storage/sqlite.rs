@@ -169,10 +169,18 @@ impl SqliteStorage {
     }
 
     fn open_with(path: &Path, create: Create) -> Result<SqliteStorage, StorageError> {
-        // A path is a file name, never a URI: `file:a.db?mode=memory` is a file of that name
-        // (the bundled SQLite reads every name that begins `file:` as a URI, and would open
-        // a memory database the run then loses). `./` in front keeps it a name.
-        let name = if path.as_os_str().as_encoded_bytes().starts_with(b"file:") {
+        // A path is a file name, never a URI or a special name: `file:a.db?mode=memory` and
+        // `:memory:` are files of those names (the bundled SQLite reads every name that begins
+        // `file:` as a URI, `:memory:` as a database in memory, and the empty name as a
+        // temporary one: each would lose what is written to it). `./` in front keeps a name.
+        let bytes = path.as_os_str().as_encoded_bytes();
+        if bytes.is_empty() {
+            return Err(StorageError::Database {
+                operation: "open".into(),
+                message: "an empty path names no database file".into(),
+            });
+        }
+        let name = if bytes.starts_with(b"file:") || bytes.starts_with(b":") {
             Path::new(".").join(path)
         } else {
             path.to_path_buf()
@@ -1056,6 +1064,18 @@ mod tests {
             .get_async(10.0, ServerId(2), &store, "k", Default::default())
             .unwrap();
         assert_eq!(read.value, Some(v));
+    }
+
+    /// The empty path, which SQLite would read as a temporary database that vanishes with the
+    /// connection, is refused by name.
+    #[test]
+    fn an_empty_path_is_refused() {
+        for refused in [SqliteStorage::open(""), SqliteStorage::open_existing("")] {
+            assert_eq!(
+                refused.err().map(|e| e.to_string()),
+                Some("database error during open: an empty path names no database file".into())
+            );
+        }
     }
 
     /// A database file `name` in `dir`, made by `sql` (another program's, or a future one).
