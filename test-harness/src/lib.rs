@@ -26,6 +26,8 @@
 //! - [`scenario`] and [`journal`]: the fixture scenario format played on the world, and the
 //!   behaviour journal compared with the original's traces.
 //! - [`inspect`]: a stored key's value, versions, lock holder and pending messages.
+//! - [`input_file`]: the files a command is given, read whole or, from a pipe or device, up to
+//!   a bound.
 //!
 //! The `profilestore-sim` binary puts these on the command line.
 //!
@@ -38,6 +40,7 @@ pub mod config;
 pub mod datastore;
 pub mod export;
 pub mod fleet;
+pub mod input_file;
 pub mod inspect;
 pub mod invariants;
 pub mod journal;

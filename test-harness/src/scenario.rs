@@ -28,6 +28,7 @@ use serde::Deserialize;
 use crate::config::{ConfigError, positive, seconds};
 use crate::datastore::{DataStoreService, Limits};
 use crate::fleet::MAX_DURATION;
+use crate::input_file::{MAX_STREAMED, read_text};
 use crate::journal::Line;
 use crate::messaging::{MessagingConfig, MessagingLimits, MessagingService};
 use crate::world::{Happening, LatencyModel, MAX_EPOCH, MAX_FPS, ServerSpec, World, WorldConfig};
@@ -205,7 +206,7 @@ pub enum ScenarioError {
 
 /// Reads a scenario file.
 pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    let text = read_text(path, MAX_STREAMED).map_err(|source| ScenarioError::Read {
         path: path.display().to_string(),
         source,
     })?;

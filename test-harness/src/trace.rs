@@ -25,6 +25,7 @@ use profilestore_core::{Engine, Output};
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::FleetConfig;
+use crate::input_file::{MAX_STREAMED, read_bounded};
 use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 
 /// The trace format version, raised when the layout changes or the engine's behaviour does
@@ -789,14 +790,14 @@ impl<R: BufRead> FrameReader<R> {
                 }
                 // Counted up to a bound (a regular file can hold any amount after it).
                 let after = std::io::copy(
-                    &mut (&mut self.input).take(MAX_STREAMED_TRACE + 1),
+                    &mut (&mut self.input).take(MAX_STREAMED + 1),
                     &mut std::io::sink(),
                 )
                 .map_err(|e| io_error(Path::new(&self.path), e))?;
-                if after > MAX_STREAMED_TRACE {
-                    return Err(self.damaged(format!(
-                        "more than {MAX_STREAMED_TRACE} bytes follow the trace"
-                    )));
+                if after > MAX_STREAMED {
+                    return Err(
+                        self.damaged(format!("more than {MAX_STREAMED} bytes follow the trace"))
+                    );
                 } else if after > 0 {
                     return Err(self.damaged(format!("{after} bytes follow the trace")));
                 }
@@ -897,7 +898,7 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// The frames of the trace file at `path`, read as they are needed from a regular file;
 /// anything else (a pipe such as `<(zcat run.trace.gz)`, a device) is read into memory first,
-/// up to [`MAX_STREAMED_TRACE`] bytes, so that `/dev/zero` is an error and not a read without
+/// up to [`MAX_STREAMED`] bytes, so that `/dev/zero` is an error and not a read without
 /// end, and what the decoder may claim is bounded by what was read.
 fn open_frames(path: &Path) -> Result<FrameReader<Box<dyn BufRead>>, TraceError> {
     let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
@@ -907,12 +908,12 @@ fn open_frames(path: &Path) -> Result<FrameReader<Box<dyn BufRead>>, TraceError>
         let input: Box<dyn BufRead> = Box::new(std::io::BufReader::new(file));
         return FrameReader::open(input, &shown, meta.len());
     }
-    let bytes = read_bounded(file, MAX_STREAMED_TRACE)
+    let bytes = read_bounded(file, MAX_STREAMED)
         .map_err(|e| io_error(path, e))?
         .ok_or_else(|| TraceError::Decode {
             path: shown.clone(),
             message: format!(
-                "more than {MAX_STREAMED_TRACE} bytes from a file that is not a regular file"
+                "more than {MAX_STREAMED} bytes from a file that is not a regular file"
             ),
         })?;
     let size = bytes.len() as u64;
@@ -973,18 +974,6 @@ impl TraceFile {
             }
         }
     }
-}
-
-/// The most read from a trace file that is not a regular file (1 GiB).
-pub const MAX_STREAMED_TRACE: u64 = 1 << 30;
-
-/// All of `reader` if it holds at most `limit` bytes, `None` if it holds more.
-pub fn read_bounded(reader: impl std::io::Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let mut bytes = Vec::new();
-    reader
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
 /// A part the decoder could not read: the file's own error (a disk failing), or what is wrong

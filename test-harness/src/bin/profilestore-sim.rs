@@ -20,6 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use profilestore_harness::check_folder::{self, CheckFolder};
 use profilestore_harness::datastore::{Limits, StoreName};
 use profilestore_harness::fleet::{Fleet, FleetConfig, Played, STORE};
+use profilestore_harness::input_file::{MAX_STREAMED, read_text};
 use profilestore_harness::storage::{MemoryStorage, SqliteStorage, Storage, StorageError};
 use profilestore_harness::trace::{self, TRACE_MAGIC};
 use profilestore_harness::{export, inspect, invariants, journal, scenario};
@@ -880,7 +881,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path)
+                    let text = read_text(&path, MAX_STREAMED)
                         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                     let theirs =
                         journal::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -1026,7 +1027,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Import { file, db } => {
-            let text = std::fs::read_to_string(&file)
+            let text = read_text(&file, MAX_STREAMED)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             // Keys without times in the document get this one: 2025-01-01T00:00:00Z, the
             // fixtures' epoch.
