@@ -225,12 +225,7 @@ impl Engine {
                 let loaded = LoadedProfile {
                     profile: id,
                     data: value.get("Data").cloned().unwrap_or_else(|| json!({})),
-                    // A JSON null reads as nil in Luau: `{}` as for an absent field.
-                    roblox_metadata: value
-                        .get("RobloxMetaData")
-                        .filter(|m| !m.is_null())
-                        .cloned()
-                        .unwrap_or_else(|| json!({})),
+                    roblox_metadata: crate::session::loaded_metadata(&value),
                 };
                 self.profiles.insert(id, p);
                 self.complete(Completion::Get {

@@ -268,7 +268,10 @@ fn end_request(guid: &str, load_count: i64) -> MessagingRequest {
 /// a profile loads them (docs/DEVIATIONS.md, "Message ids and user ids are whole numbers"): an
 /// entry another tool wrote (`"202"`, `1.5`) would make the DataStore refuse every write of
 /// the key (513), its start's and its messages' included, and lock the profile out for good.
-/// The stored field keeps what it held; the first owned save writes the loaded list.
+/// The stored field keeps what it held; the first owned save writes the loaded list. The
+/// metadata sent is `RobloxMetaData` only where it is a table the DataStore can take as
+/// metadata ([`storable_metadata`]); a `5` or `[1, 2]` another tool stored would likewise
+/// make it refuse every write of the key.
 pub(crate) fn write(obj: wire::Object) -> Transformed {
     let user_ids = obj.get("UserIds").filter(|v| !v.is_null()).map(|v| {
         let whole = v
@@ -284,9 +287,30 @@ pub(crate) fn write(obj: wire::Object) -> Transformed {
     Transformed::Write {
         // A JSON null is an absent field to a Luau reader: no user ids, no metadata.
         user_ids,
-        metadata: obj.get("RobloxMetaData").filter(|v| !v.is_null()).cloned(),
+        metadata: obj
+            .get("RobloxMetaData")
+            .filter(|v| storable_metadata(v))
+            .cloned(),
         value: Value::Object(obj),
     }
+}
+
+/// Whether a stored `RobloxMetaData` is a table the DataStore takes as a key's metadata: a
+/// dictionary, or the empty table (Luau cannot tell `{}` from `[]`). Anything else (a number,
+/// a string, a list) another tool stored is no metadata: a write sends none, and a profile
+/// loads `{}` (docs/DEVIATIONS.md, "Message ids and user ids are whole numbers").
+pub(crate) fn storable_metadata(v: &Value) -> bool {
+    v.is_object() || v.as_array().is_some_and(|a| a.is_empty())
+}
+
+/// `Profile.RobloxMetaData` of a profile loaded from `value`: its stored `RobloxMetaData`, or
+/// `{}` where that is absent, null (nil to a Luau reader) or no metadata ([`storable_metadata`]).
+pub(crate) fn loaded_metadata(value: &Value) -> Value {
+    value
+        .get("RobloxMetaData")
+        .filter(|m| storable_metadata(m))
+        .cloned()
+        .unwrap_or_else(|| json!({}))
 }
 
 impl Engine {
@@ -724,12 +748,7 @@ impl Engine {
         let loaded = LoadedProfile {
             profile: id,
             data: value.get("Data").cloned().unwrap_or_else(|| json!({})),
-            // A JSON null reads as nil in Luau: `{}` as for an absent field.
-            roblox_metadata: value
-                .get("RobloxMetaData")
-                .filter(|m| !m.is_null())
-                .cloned()
-                .unwrap_or_else(|| json!({})),
+            roblox_metadata: loaded_metadata(value),
         };
         // One session per key and server: load jobs are one per key and a start on a loaded
         // key is refused, so no session is registered here. Were one, it ends as any session

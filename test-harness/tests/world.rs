@@ -1207,6 +1207,61 @@ fn a_stored_user_id_that_is_not_a_whole_number_does_not_lock_the_profile_out() {
     assert_eq!(written, Some((vec![101], json!([101, "202", 1.5]))));
 }
 
+/// A stored `RobloxMetaData` that is no table the DataStore takes as metadata (another tool's
+/// `5`, `"x"` or `[1, 2]`) does not lock the profile out: a write sends no metadata, and the
+/// profile loads `{}` (docs/DEVIATIONS.md, "Message ids and user ids are whole numbers"); sent
+/// as stored, the DataStore refused every write (513): the start returned nil and every
+/// `MessageAsync` false, for good.
+#[test]
+fn a_stored_roblox_metadata_that_is_no_table_does_not_lock_the_profile_out() {
+    for stored in [json!(5), json!("x"), json!([1, 2])] {
+        let (mut w, store) = world(1, Limits::roblox());
+        let meta = json!({"ProfileCreateTime": 1, "SessionLoadCount": 1, "MetaTags": {}});
+        let profile = json!({"Data": {"Coins": 1}, "GlobalUpdates": [0, []], "MetaData": meta,
+                             "RobloxMetaData": stored.clone()});
+        w.raw_set(0, "S", "k", profile).unwrap();
+        w.run_until(1.0);
+        let call = match send_message(&mut w, 0, store, "k", json!({"Gift": 1})) {
+            InputResult::Call(Ok(call)) => call,
+            other => panic!("{other:?}"),
+        };
+        w.run_until(2.0);
+        start(&mut w, 0, store, "k");
+        w.run_until(4.0);
+        let sent = w.log.iter().find_map(|l| match &l.what {
+            Happening::Output(Output::Completion(Completion::Message { call: c, ok }))
+                if *c == call =>
+            {
+                Some(*ok)
+            }
+            _ => None,
+        });
+        assert_eq!(sent, Some(true), "{stored}");
+        assert_eq!(first_start_returned_a_profile(&w), Some(true), "{stored}");
+        let profile = started_profile(&w);
+        save_at(&mut w, profile, &[5.0]);
+        w.run_until(7.0);
+        // The message's write and the start's: no metadata (the key's is `{}`), the stored
+        // field as it was; the save's: the loaded `Profile.RobloxMetaData`, `{}`, as both.
+        let written: Vec<(Value, Value)> = w
+            .log
+            .iter()
+            .filter_map(|l| match &l.what {
+                Happening::Write {
+                    metadata,
+                    value,
+                    transformed_at: Some(_),
+                    ..
+                } => Some((metadata.clone(), value["RobloxMetaData"].clone())),
+                _ => None,
+            })
+            .collect();
+        let none = (json!({}), stored.clone());
+        let saved = (json!({}), json!({}));
+        assert_eq!(written, [none.clone(), none, saved], "{stored}");
+    }
+}
+
 /// A server that is not running sends nothing: a `SetAsync` from it after its crash is refused,
 /// naming it, and nothing lands (one sent before the crash still does).
 #[test]
