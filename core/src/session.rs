@@ -470,10 +470,14 @@ impl Engine {
                 self.wait_behind_final_save(now, token);
                 return;
             }
-            // Woken by its timeout while the save's retry is in the queue: it gives up.
-            if job
-                .timeout_deadline(&self.constants)
-                .is_some_and(|d| now.mono + crate::timers::TIME_EPSILON >= d)
+            // Woken by its timeout while the save's retry is in the queue: it gives up. Not a
+            // call's first pass (its job made now): the timeout is checked after a failed
+            // attempt or a wait (spec §5.3), so even a timeout of 0 lets a start right after
+            // `EndSession` queue behind the final save (§5.3 (iv)).
+            if now.mono > job.started
+                && job
+                    .timeout_deadline(&self.constants)
+                    .is_some_and(|d| now.mono + crate::timers::TIME_EPSILON >= d)
             {
                 self.finish_start(now, token, None);
                 return;

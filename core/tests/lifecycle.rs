@@ -233,6 +233,43 @@ fn a_start_right_after_end_session_queues_behind_the_final_save() {
     assert_eq!(w.stored("S", "k"), None, "the removal ran last");
 }
 
+/// Spec §5.3: `START_SESSION_TIMEOUT` is checked after a failed attempt, so a timeout of 0
+/// does not stop a start made right after `EndSession` (§5.3 (iv)) from queueing behind the
+/// final save and loading what it wrote. (It used to return nil at once, unattempted.)
+#[test]
+fn a_timeout_of_zero_still_lets_a_start_right_after_end_session_load() {
+    use profilestore_core::testing::World;
+    use profilestore_core::value::json;
+    use profilestore_core::{Completion, StartParams};
+
+    let mut w = World::new(1, 306);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    w.with(0, |e, _| e.set_constant("START_SESSION_TIMEOUT", 0.0))
+        .unwrap();
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    *w.data_mut(0, p) = json!({"Coins": 2});
+    w.run_for(5.0);
+    w.with(0, |e, now| e.end_session(now, p));
+    let again = w.start_session(0, store.live(), "k", StartParams::default());
+    w.run_for(5.0);
+    let p2 = w
+        .started_profile(0, again)
+        .expect("the start loads the saved profile");
+    assert_eq!(w.servers[0].host.data[&p2], json!({"Coins": 2}));
+    assert!(matches!(
+        w.completion(0, again),
+        Some((
+            _,
+            Completion::SessionStart {
+                profile: Some(_),
+                ..
+            }
+        ))
+    ));
+    let stored = w.stored("S", "k").unwrap();
+    assert_eq!(stored["MetaData"]["SessionLoadCount"], json!(2));
+}
+
 /// Spec §19 item 22 (reproduced): the final save's transform reads `Profile.Data` when it
 /// runs, at the DataStore, not when `EndSession` was called: a change the game makes right
 /// after `EndSession` (same frame) is in the released value.
