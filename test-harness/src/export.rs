@@ -224,7 +224,9 @@ pub enum ExportError {
 }
 
 /// Reads every key of `storage` into one document, all from one consistent state of the store
-/// ([`crate::storage::read_consistently`]).
+/// ([`crate::storage::read_consistently`]). A key whose stored data is corrupt, or that reads
+/// but that [`import_document`] would refuse, fails it, named ([`StorageError::Corrupt`]):
+/// [`export_readable`] leaves such keys out.
 pub fn export(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> {
     crate::storage::read_consistently(storage, |storage| read_all(storage, None))
 }
@@ -276,18 +278,24 @@ fn read_all(
         };
         let exported = exported_key(head, versions);
         // A key that reads but that an import would refuse (a row edited by hand: a value
-        // that is not its latest version's, no versions, a name over the limits) would make
-        // the readable export's document unimportable as a whole: it is left out and named.
-        if let Some(skipped) = skipped.as_deref_mut()
-            && let Err(ExportError::Invalid { problem, .. }) =
-                addressable("", path.store(), path.scope(), path.key())
-                    .and_then(|_| checked_key("", &exported))
+        // that is not its latest version's, no versions; a name or value over the limits,
+        // written through a library with none) would make the document unimportable as a
+        // whole: it is corrupt data, left out and named by the readable export.
+        if let Err(ExportError::Invalid { problem, .. }) =
+            addressable("", path.store(), path.scope(), path.key())
+                .and_then(|_| checked_key("", &exported))
         {
-            skipped.push(StorageError::Corrupt {
+            let corrupt = StorageError::Corrupt {
                 path: path.to_string(),
                 problem: format!("{problem}; an import would refuse it"),
-            });
-            continue;
+            };
+            match skipped.as_deref_mut() {
+                Some(skipped) => {
+                    skipped.push(corrupt);
+                    continue;
+                }
+                None => return Err(corrupt.into()),
+            }
         }
         if stores
             .last()
@@ -1625,9 +1633,9 @@ mod tests {
     }
 
     /// A row edited by hand into a state that reads but that an import refuses (here a key
-    /// with no versions left) is left out of the readable export
-    /// and named, so that its document imports; the plain export still writes it, and the
-    /// import names it.
+    /// with no versions left) fails the plain export, as corrupt data does, naming it (the
+    /// document would not import); the readable export leaves it out and names it, so that
+    /// its document imports.
     #[test]
     fn a_key_an_import_would_refuse_is_left_out_of_the_readable_export() {
         let (document, dir) = populated_on_disk();
@@ -1635,23 +1643,18 @@ mod tests {
         let this_key = "WHERE store = 'PlayerData' AND scope = 'global' AND key = 'k1'";
         assert_eq!(edit(&file, &format!("DELETE FROM versions {this_key}")), 2);
         let mut sqlite = SqliteStorage::open(&file).unwrap();
-        let plain = export(&mut sqlite).unwrap();
-        assert!(plain.stores[2].keys["k1"].versions.is_empty());
-        let mut fresh = MemoryStorage::new();
-        assert_eq!(
-            import_document(&mut fresh, &plain).unwrap_err().to_string(),
-            "import document, stores[2].keys[\"k1\"]: a key has at least one version (its \
-             latest write)"
+        let said = "corrupt stored data for PlayerData/global/k1: a key has at least one version \
+                    (its latest write); an import would refuse it";
+        let refused = export(&mut sqlite).unwrap_err();
+        assert!(
+            matches!(refused, ExportError::Storage(StorageError::Corrupt { .. })),
+            "{refused:?}"
         );
+        assert_eq!(refused.to_string(), said);
+        let mut fresh = MemoryStorage::new();
         let (readable, skipped) = export_readable(&mut sqlite).unwrap();
         let named: Vec<String> = skipped.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            named,
-            [
-                "corrupt stored data for PlayerData/global/k1: a key has at least one version \
-              (its latest write); an import would refuse it"
-            ]
-        );
+        assert_eq!(named, [said]);
         let mut without = document.clone();
         without.stores[2].keys.remove("k1");
         assert_eq!(readable, without);
