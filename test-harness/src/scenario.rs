@@ -15,6 +15,10 @@
 //!   open (a call made just before it opens and landing inside fails);
 //! - `GetAsync` is not cached: every call takes its round trip, as the latency model says (the
 //!   simulated DataStore's 4 s cache is off for scenarios).
+//!
+//! One addition to the format: a `faults` action's `datastore_ambiguous`, the probability that
+//! a DataStore write commits although its call is told it failed (the DataStore's own
+//! ambiguous fault; `datastore_fail`'s failures write nothing).
 
 use std::collections::BTreeMap;
 
@@ -141,6 +145,9 @@ pub enum ActionKind {
     Crash,
     Faults {
         datastore_fail: Option<f64>,
+        /// Ours, not the fixtures README's: the probability that a DataStore write commits
+        /// although its call is told it failed.
+        datastore_ambiguous: Option<f64>,
         messaging_fail: Option<f64>,
     },
 }
@@ -262,7 +269,7 @@ fn unknown_action_field(index: usize, action: &serde_json::Value) -> Option<Stri
         "set_constant" => &["name", "value"],
         "raw_set" => &["key", "value"],
         "close" | "crash" => &[],
-        "faults" => &["datastore_fail", "messaging_fail"],
+        "faults" => &["datastore_fail", "datastore_ambiguous", "messaging_fail"],
         _ => return None,
     };
     // Faults are the world's: a `faults` action names no server.
@@ -327,11 +334,13 @@ impl Scenario {
             }
             if let ActionKind::Faults {
                 datastore_fail,
+                datastore_ambiguous,
                 messaging_fail,
             } = &action.what
             {
                 for (field, p) in [
                     ("datastore_fail", datastore_fail),
+                    ("datastore_ambiguous", datastore_ambiguous),
                     ("messaging_fail", messaging_fail),
                 ] {
                     if let Some(p) = p
@@ -519,11 +528,16 @@ impl Runner {
         let store = self.store.live();
         if let ActionKind::Faults {
             datastore_fail,
+            datastore_ambiguous,
             messaging_fail,
         } = &action.what
         {
             if let Some(p) = datastore_fail {
                 self.world.set_datastore_fail(*p)?;
+            }
+            if let Some(p) = datastore_ambiguous {
+                // The DataStore's own faults, which no other scenario action sets.
+                self.world.datastore.set_fault_rates(0.0, *p)?;
             }
             if let Some(p) = messaging_fail {
                 self.world.set_messaging_fail(*p)?;
@@ -1007,6 +1021,46 @@ mod tests {
         let path = dir.path().join("scenario.json");
         std::fs::write(&path, raw.to_string()).unwrap();
         load(&path).and_then(|s| run(&s))
+    }
+
+    /// A `faults` action's `datastore_ambiguous` (ours) makes DataStore writes commit although
+    /// their calls are told they failed: the save at 3 s writes (its `write` line) and reports
+    /// an error (`OnError`); set back to 0, writes commit and succeed again.
+    #[test]
+    fn an_ambiguous_fault_commits_a_write_its_call_is_told_failed() {
+        let lines = load_edited(|s| {
+            let actions = s["actions"].as_array_mut().unwrap();
+            actions.push(serde_json::json!({"t": 2, "do": "faults", "datastore_ambiguous": 1}));
+            actions.push(serde_json::json!({"t": 4, "do": "faults", "datastore_ambiguous": 0}));
+        })
+        .unwrap();
+        let at = |from: f64, to: f64| -> Vec<&Line> {
+            let within = |l: &&Line| l["t"].as_f64().is_some_and(|t| (from..to).contains(&t));
+            lines.iter().filter(within).collect()
+        };
+        let what = |l: &Line| {
+            let kind = l.get("signal").unwrap_or(&l["type"]);
+            (l["t"].as_f64().unwrap(), kind.as_str().unwrap().to_string())
+        };
+        let between = at(3.0, 4.0);
+        let kinds: Vec<(f64, String)> = between.iter().map(|l| what(l)).collect();
+        let expected = [
+            (3.0, "call"),
+            (3.0, "OnSave"),
+            (3.3, "write"),
+            (3.3, "OnError"),
+        ];
+        assert_eq!(kinds, expected.map(|(t, k)| (t, k.to_string())));
+        assert_eq!(between[2]["value"]["Data"], serde_json::json!({"Coins": 1}));
+        assert_eq!(
+            between[3]["message"],
+            "502: API Services rejected request with error. HTTP 500 (Internal Server Error)"
+        );
+        // From 4 s on, writes succeed: the final save at 6 s, the start at 9 s and its final
+        // save at 12 s write and report no error.
+        let later: Vec<(f64, String)> = at(4.0, f64::INFINITY).iter().map(|l| what(l)).collect();
+        assert!(later.iter().all(|(_, k)| k != "OnError"), "{later:?}");
+        assert_eq!(later.iter().filter(|(_, k)| k == "write").count(), 3);
     }
 
     /// A key written twice in one object is refused, naming it and where it is (parsed, the
