@@ -327,6 +327,12 @@ pub enum Delivery {
 }
 
 /// A signal ProfileStore fires (spec §8.4, §10, §12), in firing order.
+///
+/// A profile's signals can name an id the host was never given: a start that took the lock
+/// but returns nil (its `Cancel` said yes, or the server is closing) releases the lock with a
+/// final save whose `OnSave`, `OnLastSave`, `OnSessionEnd` and `OnAfterSave` fire under the
+/// id of a profile no caller received (the original fires them on an object no script
+/// holds, with no listeners). A host ignores ids it does not know.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// `profile.OnSave()`.

@@ -425,8 +425,29 @@ fn a_start_cancelled_after_taking_the_lock_returns_nil_once_released() {
         close(t, released),
         "returned at {t}, the release landed at {released}"
     );
-    // The profile the host never got is not kept once released.
+    // The profile the host never got is not kept once released. Its release's signals fire
+    // under its id, which no completion gave the host (the `Event` docs: a host ignores it).
     assert_eq!(w.servers[0].engine.profile_count(), 0);
+    let signals: Vec<(&str, ProfileId)> = w
+        .events(0)
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            Event::OnSave { profile } => Some(("OnSave", profile)),
+            Event::OnLastSave { profile, .. } => Some(("OnLastSave", profile)),
+            Event::OnSessionEnd { profile } => Some(("OnSessionEnd", profile)),
+            Event::OnAfterSave { profile, .. } => Some(("OnAfterSave", profile)),
+            _ => None,
+        })
+        .collect();
+    let names: Vec<&str> = signals.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        ["OnSave", "OnLastSave", "OnSessionEnd", "OnAfterSave"]
+    );
+    assert!(
+        signals.iter().all(|(_, p)| *p == signals[0].1),
+        "{signals:?}"
+    );
 }
 
 /// A start made while a cancelled start releases the lock it took takes the call over (last
