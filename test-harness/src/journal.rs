@@ -18,9 +18,17 @@ const REJECTED: &str = "502: API Services rejected request with error. ";
 /// One journal line.
 pub type Line = Value;
 
-/// Parses a `.jsonl` journal: one JSON object per line (blank lines are skipped).
+/// The line types of the format.
+const TYPES: [&str; 7] = [
+    "call", "return", "write", "remove", "publish", "signal", "end",
+];
+
+/// Parses a `.jsonl` journal: one JSON object per line (blank lines are skipped), each with a
+/// `type` of the format. A file with no line, or with a line of no such type (a scenario
+/// file, say), is refused as no journal: compared, it would read as differences.
 pub fn parse(text: &str) -> Result<Vec<Line>, String> {
-    text.lines()
+    let lines = text
+        .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
@@ -34,9 +42,21 @@ pub fn parse(text: &str) -> Result<Vec<Line>, String> {
                     i + 1
                 ));
             }
+            if !line["type"].as_str().is_some_and(|t| TYPES.contains(&t)) {
+                return Err(format!(
+                    "journal line {}: no journal line (its \"type\" is {}, expected one of {})",
+                    i + 1,
+                    line["type"],
+                    TYPES.join(", ")
+                ));
+            }
             Ok(line)
         })
-        .collect()
+        .collect::<Result<Vec<Line>, String>>()?;
+    if lines.is_empty() {
+        return Err("no journal: it holds no line".into());
+    }
+    Ok(lines)
 }
 
 /// Writes a journal as `.jsonl` (keys sorted, one object per line).
@@ -429,9 +449,10 @@ mod tests {
 
     #[test]
     fn a_journal_line_must_be_an_object() {
-        assert_eq!(parse("{\"type\": \"end\"}\n\n{}\n").unwrap().len(), 2);
+        let two = "{\"type\": \"call\"}\n\n{\"type\": \"end\"}\n";
+        assert_eq!(parse(two).unwrap().len(), 2);
         assert_eq!(
-            parse("{}\n[]\n").unwrap_err(),
+            parse("{\"type\": \"end\"}\n[]\n").unwrap_err(),
             "journal line 2: expected a JSON object, found []"
         );
         assert_eq!(
@@ -665,6 +686,24 @@ mod tests {
         let text = "{\"a\":1,\"type\":\"end\"}\n";
         assert_eq!(render(&parse(text).unwrap()), text);
         assert!(parse("{").unwrap_err().contains("journal line 1"));
+        // What is no journal is refused, not compared into differences: nothing, a line of
+        // no type (a scenario file), a type the format does not have.
+        for (text, said) in [
+            ("", "no journal: it holds no line"),
+            ("\n  \n", "no journal: it holds no line"),
+            (
+                "{\"name\": \"lifecycle\"}",
+                "journal line 1: no journal line (its \"type\" is null, expected one of call, \
+                 return, write, remove, publish, signal, end)",
+            ),
+            (
+                "{\"type\": \"end\"}\n{\"type\": \"warn\"}",
+                "journal line 2: no journal line (its \"type\" is \"warn\", expected one of call, \
+                 return, write, remove, publish, signal, end)",
+            ),
+        ] {
+            assert_eq!(parse(text), Err(said.to_string()), "{text:?}");
+        }
         // A value as deep as a store keeps reads back (serde_json alone stops at 128 levels).
         let mut value = json!(1);
         for _ in 0..MAX_DEPTH - 1 {
