@@ -137,6 +137,58 @@ fn a_held_database_without_tables_yet_is_said_to_be_in_use() {
     assert_eq!(std::fs::read(&db).unwrap(), b"not yet a database");
 }
 
+/// A folder given as the database is named as one by every command, and nothing is made
+/// beside it (no lock file); a database named as another's lock file is refused by the
+/// commands that write one, which would replace or write that lock.
+#[test]
+fn a_folder_or_a_lock_file_is_no_database() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("D")).unwrap();
+    let golden = format!("{}/original-golden.json", fixtures());
+    let folder = "D is a folder, not a database file";
+    for (args, said) in [
+        (
+            vec!["simulate", "--db", "D", "--players", "2"],
+            format!("not replacing D: database error during open D: {folder}"),
+        ),
+        (vec!["import", &golden, "--db", "D"], folder.to_string()),
+        (
+            vec!["export", "--db", "D"],
+            format!("cannot open D: database error during open D: {folder}"),
+        ),
+        (
+            vec!["keys", "--db", "D"],
+            format!("cannot open D: database error during open D: {folder}"),
+        ),
+    ] {
+        let (code, _, stderr) = sim(&args, dir.path());
+        assert_eq!(
+            (code, stderr),
+            (2, format!("profilestore-sim: {said}\n")),
+            "{args:?}"
+        );
+    }
+    let lock = "--db a.db.lock is named as another database's lock file: give the database \
+                another name";
+    for args in [
+        vec!["simulate", "--db", "a.db.lock", "--players", "2"],
+        vec!["import", &golden, "--db", "a.db.lock"],
+    ] {
+        let (code, _, stderr) = sim(&args, dir.path());
+        assert_eq!(
+            (code, stderr),
+            (2, format!("profilestore-sim: {lock}\n")),
+            "{args:?}"
+        );
+    }
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["D"]);
+}
+
 #[test]
 fn simulate_then_replay_the_trace() {
     let dir = tempfile::tempdir().unwrap();
@@ -1053,6 +1105,7 @@ fn a_trace_path_that_cannot_be_written_is_refused_before_the_run() {
         "profilestore-sim.db",
         "./profilestore-sim.db-wal",
         "sub/../profilestore-sim.db",
+        "profilestore-sim.db.lock",
     ] {
         let (code, _, stderr) = run(trace);
         assert_eq!(code, 2);

@@ -219,6 +219,17 @@ fn is_line_end(c: char) -> bool {
 /// it could let two commands lock two files of one name). `None` where the database's folder
 /// does not exist: no command can use a database there either, and opening it says why.
 fn lock_db(db: &Path) -> Result<Option<std::fs::File>, String> {
+    // Refused before a lock file is made beside it.
+    if db.is_dir() {
+        return Err(format!("{} is a folder, not a database file", db.display()));
+    }
+    // Another database's lock: replaced or written, that lock would stop working.
+    if db.as_os_str().as_encoded_bytes().ends_with(b".lock") {
+        return Err(format!(
+            "--db {} is named as another database's lock file: give the database another name",
+            db.display()
+        ));
+    }
     let path = lock_path(db);
     let cannot = |e: &dyn std::fmt::Display| {
         format!("cannot lock {}: {e} ({})", db.display(), path.display())
@@ -345,7 +356,8 @@ fn check_trace_path(path: &Path, db: Option<&Path>) -> Result<(), String> {
     };
     if let Some(db) = db {
         let partial = trace::partial_path(path);
-        for suffix in ["", "-wal", "-shm"] {
+        // The database, its SQLite files and its lock (renamed over, the lock would be lost).
+        for suffix in ["", "-wal", "-shm", ".lock"] {
             let mut name = db.as_os_str().to_os_string();
             name.push(suffix);
             let db_file = real(Path::new(&name));

@@ -180,6 +180,12 @@ impl SqliteStorage {
                 message: "an empty path names no database file".into(),
             });
         }
+        if path.is_dir() {
+            return Err(StorageError::Database {
+                operation: format!("open {}", path.display()),
+                message: format!("{} is a folder, not a database file", path.display()),
+            });
+        }
         let name = if bytes.starts_with(b"file:") || bytes.starts_with(b":") {
             Path::new(".").join(path)
         } else {
