@@ -15,7 +15,11 @@
 //!   same gift under one more message id for each write of that `MessageAsync`'s own that
 //!   committed although the call was told it failed: the call's retry wrote it again),
 //!   and no message is delivered twice within one session;
-//! - **locks** — one server holds each `(key, SessionLoadCount)` generation;
+//! - **locks** — one server holds each `(key, SessionLoadCount)` generation, and no session
+//!   is taken from a live server without faults from its holder's own last write of it (or
+//!   from [`HANDOFF_BOUND`] before the take, if earlier) to the take: a holder asked to end
+//!   its session lets go (a take from a server that died, or of a lock no session of its
+//!   holder knows of, a start's write that committed though the call failed, is not one);
 //! - **hand-offs** — while the DataStore is healthy, every start for a player whose old server
 //!   is alive succeeds within [`HANDOFF_BOUND`] (or the player left first); a start that runs
 //!   past it while healthy is reported when the player gives up, whenever it returns. Under
@@ -562,6 +566,42 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
             format!("generation {count} locked by two servers"),
             Some(*last),
         ));
+    }
+
+    // At most one session per key: another server takes a session (a steal, or the
+    // `ASSUME_DEAD` take-over) only from a server that died, or after faults. Faults on at
+    // some moment from the holder's own last write of the generation (or from HANDOFF_BOUND
+    // before the take, if that is earlier: the taker's polls) to the take excuse it: the
+    // holder's saves or its notices could not get through, or its write was a start's that
+    // committed though the call failed, which leaves a lock no session of the holder knows
+    // of. A take from a live server otherwise is a hand-off that did not happen: the holder
+    // kept its session though asked to end it.
+    for ((key, count), t) in &obs.taken_generations {
+        let generation = (Str::from(key.as_str()), *count);
+        let (Some(job), Some(wrote)) = (
+            obs.taken_from.get(&(key.clone(), *count)),
+            obs.own_writes.get(&generation),
+        ) else {
+            continue;
+        };
+        let server = fleet
+            .world
+            .servers
+            .iter()
+            .position(|s| s.engine().identity().job_id == job.as_str());
+        let alive = server.is_some_and(|s| obs.died_at.get(&s).is_none_or(|d| *d > *t));
+        let since = wrote.min(t - HANDOFF_BOUND);
+        if alive && !fleet.config.faulty_between(since, *t) {
+            found.push((
+                "no session taken from a live server while healthy",
+                key.clone(),
+                format!(
+                    "generation {count}, last written by its holder at t={wrote:.1}, taken \
+                     from that live server at t={t:.1}"
+                ),
+                Some(since),
+            ));
+        }
     }
 
     // Generations never go back: a write below the key's last generation is a session that

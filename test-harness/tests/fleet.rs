@@ -1046,6 +1046,68 @@ fn a_steal_excuses_a_dupe_only_under_faults() {
     }
 }
 
+/// A session taken from a live server is a violation unless faults explain it: faults at some
+/// moment from the holder's own last write of the generation (or from the hand-off bound
+/// before the take, if earlier) to the take. A take from a server that died first, or of a
+/// generation its holder never wrote itself (a start's write that committed though its call
+/// failed, which no session of the holder knows of), is not one.
+#[test]
+fn a_session_taken_from_a_live_server_while_healthy_is_a_violation() {
+    // (fault period, holder's last own write, take, holder died at, holder wrote it) → flagged.
+    for (period, wrote, taken_at, died, own, flagged) in [
+        // Healthy from the holder's write on (the settle phase, from 180 s, is healthy).
+        (None, 245.0, 250.0, None, true, true),
+        // Faults (until 180 s) within the bound before the take.
+        (None, 185.0, 200.0, None, true, false),
+        // Faults until 100 s, then healthy.
+        (Some(100.0), 170.0, 175.0, None, true, true),
+        // Faults on since the write.
+        (Some(100.0), 90.0, 175.0, None, true, false),
+        // The write healthy, but faults within the bound before the take (the taker's polls).
+        (Some(100.0), 150.0, 155.0, None, true, false),
+        // The holder died before the take.
+        (None, 245.0, 250.0, Some(248.0), true, false),
+        // Died after it: the take was from a live server.
+        (None, 245.0, 250.0, Some(260.0), true, true),
+        // Never written by its holder itself.
+        (None, 245.0, 250.0, None, false, false),
+    ] {
+        let (mut fleet, key, _) = sound_run(7);
+        fleet.config.faults = 0.05;
+        fleet.config.fault_period = period;
+        let job = fleet.world.servers[1].engine().identity().job_id.clone();
+        let generation = (key.clone(), 40);
+        let obs = &mut fleet.observed;
+        obs.taken_generations.insert(generation.clone(), taken_at);
+        obs.taken_from.insert(generation, job.as_str().into());
+        if own {
+            obs.own_writes.insert((key.as_str().into(), 40), wrote);
+        }
+        if let Some(d) = died {
+            obs.died_at.insert(1, d);
+        }
+        let v = invariants::check(&mut fleet);
+        let case = format!("{period:?}, wrote {wrote}, taken {taken_at}, died {died:?}, {own}");
+        if flagged {
+            let got: Vec<_> = v.iter().map(|v| (v.invariant, v.detail.as_str())).collect();
+            let detail = format!(
+                "generation 40, last written by its holder at t={wrote:.1}, taken from that live \
+                 server at t={taken_at:.1}"
+            );
+            assert_eq!(
+                got,
+                [(
+                    "no session taken from a live server while healthy",
+                    detail.as_str()
+                )],
+                "{case}"
+            );
+        } else {
+            assert!(v.is_empty(), "{case}: {v:?}");
+        }
+    }
+}
+
 /// A run of the shape a sweep found this in (seed 2041 then, 77 later, 137 once the DataStore
 /// faults and the MessagingService drew from streams of their own, 2583 since a start waiting
 /// behind a final save asks `Cancel` as it waits): the giver of a trade (Player_6, at 361 s on

@@ -908,7 +908,11 @@ impl Fleet {
                     transformed_at,
                     ..
                 } => {
-                    self.observed.note_write(key, value, t);
+                    // A session's own write, by the server it ran on.
+                    let own = call
+                        .is_none()
+                        .then(|| self.world.servers[s].engine().identity().job_id.as_str());
+                    self.observed.note_write(key, value, t, own);
                     // A session's own writes (not a `MessageAsync`'s, which stores the stored
                     // `Data` again) tell which sides of its trades are stored.
                     if call.is_none() {

@@ -287,6 +287,12 @@ pub struct Observations {
     /// session had not saved is lost with it: its next save finds the lock gone and stores
     /// nothing (spec §8.3, "Lock lost").
     pub taken_generations: BTreeMap<(String, i64), f64>,
+    /// The JobId of the server each of [`Observations::taken_generations`] was taken from.
+    pub taken_from: BTreeMap<(String, i64), Str>,
+    /// Per lock generation `(key, SessionLoadCount)`: when its holder itself last wrote it (a
+    /// session's own write, its start's or a save's, by the server its lock names; not a
+    /// `MessageAsync`'s, which any server writes keeping the lock it found).
+    pub own_writes: FxHashMap<(Str, i64), f64>,
     /// Lock generations `(key, SessionLoadCount)` their holder released (a committed write of
     /// the generation that leaves the key unlocked: a final save), with the time of that
     /// write. A server that dies after it cannot tear that session's trades: its final save
@@ -304,9 +310,16 @@ pub struct Observations {
 impl Observations {
     /// Notes who a committed write at `t` says holds `key`'s lock (one lock holder per
     /// generation, checked by [`crate::invariants::check`]), and whether it took the lock of
-    /// a generation that still held it ([`Observations::taken_generations`]).
-    pub(super) fn note_write(&mut self, key: &Str, value: &Value, t: f64) {
+    /// a generation that still held it ([`Observations::taken_generations`]). `own`: the
+    /// JobId of the writing server, where the write is a session's own (not a
+    /// `MessageAsync`'s).
+    pub(super) fn note_write(&mut self, key: &Str, value: &Value, t: f64, own: Option<&str>) {
         let (count, holder) = crate::invariants::generation_of(value);
+        if let Some(job) = holder
+            && own == Some(job.as_str())
+        {
+            self.own_writes.insert((key.clone(), count), t);
+        }
         let now = (count, holder.cloned());
         match self.last_generation.get_mut(key) {
             Some(last) => {
@@ -318,8 +331,12 @@ impl Observations {
                     self.generations_gone_back
                         .push((key.to_string(), before, count, t));
                 }
-                if count > before && locked.as_ref().is_some_and(|job| Some(job) != holder) {
+                if count > before
+                    && let Some(job) = locked.as_ref().filter(|job| Some(*job) != holder)
+                {
                     self.taken_generations.insert((key.to_string(), before), t);
+                    self.taken_from
+                        .insert((key.to_string(), before), job.clone());
                 }
                 if count == before && locked.is_some() && holder.is_none() {
                     self.released_generations

@@ -198,9 +198,9 @@ fn a_generation_locked_when_the_next_is_written_was_taken() {
     ] {
         let v = value(count, job);
         if t >= 6.0 {
-            obs.note_write(key, &crate::invariants::summarize_write(&v), t);
+            obs.note_write(key, &crate::invariants::summarize_write(&v), t, job);
         } else {
-            obs.note_write(key, &v, t);
+            obs.note_write(key, &v, t, job);
         }
     }
     let taken: Vec<_> = obs.taken_generations.clone().into_iter().collect();
@@ -212,8 +212,8 @@ fn a_generation_locked_when_the_next_is_written_was_taken() {
     assert!(obs.generations_gone_back.is_empty());
     // S1, whose generation 2 S0 took, releases it as if it still held it: the write
     // goes back a generation (and leaves the key unlocked under S0's session).
-    obs.note_write(&a, &value(2, None), 8.0);
-    obs.note_write(&a, &value(4, Some("S1")), 9.0);
+    obs.note_write(&a, &value(2, None), 8.0, Some("S1"));
+    obs.note_write(&a, &value(4, Some("S1")), 9.0, Some("S1"));
     assert_eq!(obs.generations_gone_back, [("A".to_string(), 3, 2, 8.0)]);
 }
 
