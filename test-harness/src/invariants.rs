@@ -11,6 +11,10 @@
 //!   faults on in its last 30 s) or another server took the giver's session while the
 //!   DataStore was failing (faults on within [`HANDOFF_BOUND`] before the take); torn trades
 //!   are counted;
+//! - **no acknowledged item lost** — an item whose loot an acknowledged save confirmed is held
+//!   by some profile, unless a trade of it lost its receiver's side with the receiver's
+//!   session (its server died after the trade while the session was its own, or another took
+//!   the session under faults: a torn trade's other half);
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
 //!   same gift under one more message id for each write of that `MessageAsync`'s own that
 //!   committed although the call was told it failed: the call's retry wrote it again),
@@ -370,6 +374,30 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     // so the faults that kept the owner from letting go fell within the bound before it).
     let stolen_under_faults =
         |taken: f64| fleet.config.faulty_between(taken - HANDOFF_BOUND, taken);
+    // A trade's side lost with its session: the trade's server died after it while the
+    // session (`key`'s `generation`) was still its own, not taken before (a take is judged
+    // as one) nor released (its final save stored the side).
+    let died_owning = |trade: &crate::fleet::Trade, (key, generation): (&String, i64)| {
+        obs.died_at.get(&trade.server).is_some_and(|d| {
+            *d >= trade.at
+                && (!obs.killed.contains(&trade.server)
+                    || fleet.config.faulty_between(d - BIND_TO_CLOSE_LIMIT, *d))
+                && obs
+                    .taken_generations
+                    .get(&(key.clone(), generation))
+                    .is_none_or(|taken| taken >= d)
+                && obs
+                    .released_generations
+                    .get(&(Str::from(key.as_str()), generation))
+                    .is_none_or(|released| released >= d)
+        })
+    };
+    // A session (`key`'s `generation`) another server took while faults were on.
+    let stolen_session = |key: &String, generation: i64| {
+        obs.taken_generations
+            .get(&(key.clone(), generation))
+            .is_some_and(|taken| stolen_under_faults(*taken))
+    };
     // Counted anew by each check, an item once however many profiles hold it.
     fleet.torn_trades.clear();
     fleet.stolen_trades.clear();
@@ -407,32 +435,15 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         // giver's side in its final save (a dupe then is not the death's). A kill at the end
         // of `BindToClose` tears only while the DataStore fails: with it healthy, the final
         // saves land within the 30 s, and a giver's side they did not store was lost.
-        let died = |trade: &crate::fleet::Trade| {
-            let generation = (trade.from.clone(), trade.giver_generation);
-            obs.died_at.get(&trade.server).is_some_and(|d| {
-                *d >= trade.at
-                    && (!obs.killed.contains(&trade.server)
-                        || fleet.config.faulty_between(d - BIND_TO_CLOSE_LIMIT, *d))
-                    && obs
-                        .taken_generations
-                        .get(&generation)
-                        .is_none_or(|taken| taken >= d)
-                    && obs
-                        .released_generations
-                        .get(&(Str::from(&trade.from), trade.giver_generation))
-                        .is_none_or(|released| released >= d)
-            })
-        };
+        let died =
+            |trade: &crate::fleet::Trade| died_owning(trade, (&trade.from, trade.giver_generation));
         // Any trade of a generation taken under faults, however long after the take:
         // deviation 8's notice ends the old session within a message delay, but the notice
         // can be lost while faults are on, or ignored within 6 s of another accepted message
         // (spec §10.4), and it is not sent again; the old owner then trades on until its next
         // save (spec §19 item 8). Core tests check the notice itself.
-        let stolen = |trade: &crate::fleet::Trade| {
-            obs.taken_generations
-                .get(&(trade.from.clone(), trade.giver_generation))
-                .is_some_and(|taken| stolen_under_faults(*taken))
-        };
+        let stolen =
+            |trade: &crate::fleet::Trade| stolen_session(&trade.from, trade.giver_generation);
         let by_death = unsaved().filter(|t| died(t)).count();
         let by_steal = unsaved().filter(|t| !died(t) && stolen(t)).count();
         if holders.len() - 1 <= by_death + by_steal {
@@ -554,6 +565,49 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 format!("message {id} delivered {n} times in one session"),
                 Some(delivered.first_at),
             ));
+        }
+    }
+
+    // No acknowledged item lost: an item whose loot an acknowledged save confirmed (every third
+    // operation loots one: `{key}:op{3n}` loots `{key}:item{n}`) is held by some profile,
+    // unless a trade of it lost its receiver's side: no write stored the item past its
+    // receiver, whose session died with its server or was taken under faults, as for a torn
+    // trade's giver (the giver's side stored, the item is then in no profile). Not judged
+    // when a final value cannot be read: the item may be there.
+    if unreadable.is_empty() {
+        for (p, key) in keys.iter().enumerate() {
+            let Some(acked) = obs.acked_ops.get(p) else {
+                continue;
+            };
+            for (op, at) in acked.iter() {
+                let number = op
+                    .strip_prefix(key.as_str())
+                    .and_then(|rest| rest.strip_prefix(":op"))
+                    .and_then(|n| n.parse::<u64>().ok());
+                // An op the player never made (`op999` of a test) looted nothing.
+                let looted = fleet.items_looted(p);
+                let Some(n) = number.filter(|n| n % 3 == 0 && n / 3 <= looted) else {
+                    continue;
+                };
+                let item = format!("{key}:item{}", n / 3);
+                if holders.contains_key(&item) {
+                    continue;
+                }
+                let lost_with_its_receiver = obs.trade_log.iter().any(|trade| {
+                    trade.item == item
+                        && !trade.receiver_side_stored(&obs.trade_log)
+                        && (died_owning(trade, (&trade.to, trade.receiver_generation))
+                            || stolen_session(&trade.to, trade.receiver_generation))
+                });
+                if !lost_with_its_receiver {
+                    found.push((
+                        "no acknowledged item lost",
+                        key.clone(),
+                        format!("{item}, looted by {op} (acknowledged), is held by no profile"),
+                        Some(at),
+                    ));
+                }
+            }
         }
     }
 

@@ -1046,6 +1046,70 @@ fn a_steal_excuses_a_dupe_only_under_faults() {
     }
 }
 
+/// An item whose loot an acknowledged save confirmed and that no profile holds is a violation,
+/// named under its looter, unless a trade of it lost its receiver's side with the receiver's
+/// session (its server died after the trade, the session still its own).
+#[test]
+fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
+    use profilestore_core::json;
+    // (the receiver's server died at, its session released at) → excused.
+    for (died, released, excused) in [
+        (None, None, false),
+        (Some(50.0), None, true),
+        // Died before the trade, or after the receiver's final save stored its side.
+        (Some(5.0), None, false),
+        (Some(50.0), Some(40.0), false),
+    ] {
+        let (mut fleet, holder, other) = sound_run(7);
+        let mut value = fleet.world.stored(STORE, &holder).unwrap();
+        let held: Vec<String> = value["Data"]["Items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_str().unwrap().to_string())
+            .collect();
+        value["Data"]["Items"] = json!([]);
+        overwrite(&mut fleet, &holder, value);
+        // The first item the holder held went, in a trade at 10 s, to `other`, whose side
+        // no write stored.
+        let mut trade = trade_at_ten(&held[0], &holder, &other, true);
+        trade.receiver_kept = false;
+        trade.receiver_generation = 99;
+        fleet.observed.trade_log.push(trade);
+        if let Some(d) = died {
+            fleet.observed.died_at.insert(1, d);
+        }
+        if let Some(r) = released {
+            let generation = (other.as_str().into(), 99);
+            fleet.observed.released_generations.insert(generation, r);
+        }
+        let mut got: Vec<(String, String)> = invariants::check(&mut fleet)
+            .into_iter()
+            .map(|v| {
+                assert_eq!(v.invariant, "no acknowledged item lost");
+                (v.key, v.detail)
+            })
+            .collect();
+        got.sort();
+        let mut expected: Vec<(String, String)> = held
+            .iter()
+            .filter(|item| !excused || **item != held[0])
+            .map(|item| {
+                let (looter, n) = item.split_once(":item").unwrap();
+                let n: u64 = n.parse().unwrap();
+                let detail = format!(
+                    "{item}, looted by {looter}:op{} (acknowledged), is held by no profile",
+                    n * 3
+                );
+                (looter.to_string(), detail)
+            })
+            .collect();
+        expected.sort();
+        assert!(!expected.is_empty());
+        assert_eq!(got, expected, "died {died:?}, released {released:?}");
+    }
+}
+
 /// A session taken from a live server is a violation unless faults explain it: faults at some
 /// moment from the holder's own last write of the generation (or from the hand-off bound
 /// before the take, if earlier) to the take. A take from a server that died first, or of a

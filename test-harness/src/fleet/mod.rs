@@ -1351,6 +1351,12 @@ impl Fleet {
             .collect()
     }
 
+    /// How many items player `p` (in [`Fleet::keys`] order) looted: its items are
+    /// `{key}:item1` to `{key}:item{n}`.
+    pub(crate) fn items_looted(&self, p: usize) -> u64 {
+        self.players.get(p).map_or(0, |player| player.items)
+    }
+
     /// Keys of all players.
     pub fn keys(&self) -> Vec<String> {
         self.players.iter().map(|p| p.key.clone()).collect()
