@@ -111,7 +111,10 @@ pub struct Trade {
     /// Whether the giver's key stored the item: when the trade was made, or by a later write
     /// of the giver's session (one whose transform ran before the trade). A trade whose
     /// giver's side was lost leaves the giver a copy only then: an item the session was given
-    /// and passed on before any write stored it was never the giver's to keep.
+    /// and passed on before any write stored it was never the giver's to keep. Cleared by a
+    /// write of the session whose transform ran after the trade and still holds the copy
+    /// given away (no later trade gave the item back): the game lost the giver's side with
+    /// the session alive, which no death or steal excuses.
     pub giver_held: bool,
     /// Copies of the item the giver's `Data` still held after the trade: a write of the
     /// giver's holding more is taken as made before the trade, holding the copy given away
@@ -378,6 +381,15 @@ pub(super) fn copies(items: &[Value], item: &str) -> usize {
     items.iter().filter(|i| i.as_str() == Some(item)).count()
 }
 
+/// Whether a trade after `trades[i]` gave its item back to that trade's giver (the key then
+/// holds a copy again, which counts cannot tell from the one given away).
+fn given_back(trades: &[Trade], i: usize) -> bool {
+    let trade = &trades[i];
+    trades[i + 1..]
+        .iter()
+        .any(|later| later.item == trade.item && later.to == trade.from)
+}
+
 /// Trades with a side a later write may still settle, by (server, that side's key): the
 /// giver's sides no write has stored yet, or the receivers' sides (see
 /// [`Fleet::unkept_takes`]).
@@ -414,18 +426,22 @@ pub(super) fn confirm_write(
     let side = (s, key.clone());
     if let Some(list) = gives.get_mut(&side) {
         list.retain(|&i| {
-            let trade = &mut trades[i];
-            if generation != trade.giver_generation {
+            if generation != trades[i].giver_generation {
                 return true;
             }
             // Holding the copy given away, the write was made before the trade: the giver's key
-            // held it. (The trade is made after the world's events of its second.)
-            if copies(items, &trade.item) > trade.giver_left {
-                if transformed_at.is_none_or(|at| at <= trade.at) {
-                    trade.giver_held = true;
+            // held it. (The trade is made after the world's events of its second.) Made after
+            // it, with no trade giving the item back to the giver since, it lost the giver's
+            // side with the session alive: no death or steal excuses that trade.
+            if copies(items, &trades[i].item) > trades[i].giver_left {
+                if transformed_at.is_none_or(|at| at <= trades[i].at) {
+                    trades[i].giver_held = true;
+                } else if !given_back(trades, i) {
+                    trades[i].giver_held = false;
                 }
                 return true;
             }
+            let trade = &mut trades[i];
             trade.giver_saved = true;
             confirmed += 1;
             false

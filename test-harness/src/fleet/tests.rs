@@ -495,7 +495,9 @@ fn a_givers_write_without_the_item_stores_its_side() {
 /// transform ran before the trade (at the trade's second at the latest, the world's events of
 /// a second running before the fleet's play): one computed after the trade that still holds
 /// it lost the giver's side while the session lived. Such a write used to count as made
-/// before the trade, so a later death or steal excused the dupe it leaves.
+/// before the trade, so a later death or steal excused the dupe it leaves; and it clears
+/// what an earlier write showed (which used to excuse it all the same), unless a later trade
+/// gave the item back to the giver (whose copy counts cannot tell from the one given).
 #[test]
 fn a_givers_write_computed_after_the_trade_does_not_show_the_key_held_it() {
     let (mut fleet, base) = pending_trades(&["x"]);
@@ -511,6 +513,18 @@ fn a_givers_write_computed_after_the_trade_does_not_show_the_key_held_it() {
     fleet.react();
     let trade = &fleet.observed.trade_log[base];
     assert_eq!((trade.giver_held, trade.giver_saved), (true, false));
+    fleet.world.log.push(stale(trade_at + 2.0));
+    fleet.react();
+    assert!(!fleet.observed.trade_log[base].giver_held, "cleared");
+    // Given back to the giver by a later trade: the copy may be that one.
+    fleet.world.log.push(stale(trade_at));
+    fleet.react();
+    let mut back = unconfirmed_trade("x", trade_at + 1.0, 3, 1);
+    (back.from, back.to) = ("Player_2".into(), "Player_1".into());
+    fleet.observed.trade_log.push(back);
+    fleet.world.log.push(stale(trade_at + 2.0));
+    fleet.react();
+    assert!(fleet.observed.trade_log[base].giver_held, "kept");
 }
 
 /// A giver whose `Data` kept a copy of the item it gave (a copy an earlier torn trade left
