@@ -176,6 +176,8 @@ pub struct Fleet {
     /// Per server: whether it is shutting down (the world kills it at the end of
     /// `BindToClose`).
     closing: Vec<bool>,
+    /// Per server: when it began shutting down (virtual seconds).
+    closing_since: Vec<Option<f64>>,
     /// When the current healthy stretch began (the healthy half of a fault period, or the
     /// settle phase); `None` while faults are on.
     healthy_from: Option<f64>,
@@ -293,6 +295,7 @@ impl Fleet {
             joining: vec![FxHashMap::default(); total],
             gifting: vec![FxHashMap::default(); total],
             closing: vec![false; total],
+            closing_since: vec![None; total],
             spares: (config.servers..total).collect(),
             booting: Vec::new(),
             fault_rate: config.faults,
@@ -404,6 +407,7 @@ impl Fleet {
             } else if self.rng.next_f64() < shutdown {
                 self.world.shutdown(s);
                 self.closing[s] = true;
+                self.closing_since[s] = Some(self.world.now);
                 self.observed.shutdowns += 1;
                 true
             } else {
@@ -521,7 +525,9 @@ impl Fleet {
                     if too_long || self.rng.next_f64() < quit {
                         // A start that ran past the bound while the DataStore stayed healthy
                         // missed it now, whenever (and whether) it returns.
-                        let missed = too_long && self.healthy_since(since) && !self.closing[server];
+                        let missed = too_long
+                            && self.healthy_since(since)
+                            && !self.closing_within_bound(server, since);
                         if missed {
                             self.observed.healthy_starts += 1;
                             self.observed.slow_healthy_starts.push((
@@ -1209,10 +1215,16 @@ impl Fleet {
                 // cancelled missed the bound as surely as one that succeeded late. One the
                 // player left earlier says nothing about the bound.
                 // (An unexplained one is a violation of its own.)
-                let judged = !matches!(
-                    reason,
-                    StartFailure::Closing | StartFailure::Left | StartFailure::Unexplained
-                );
+                // (Nor one whose server began closing within the bound; one that began later
+                // found the start past the bound already.)
+                let closed_late = reason == StartFailure::Closing
+                    && took > HANDOFF_BOUND
+                    && !self.closing_within_bound(s, since);
+                let judged = closed_late
+                    || !matches!(
+                        reason,
+                        StartFailure::Closing | StartFailure::Left | StartFailure::Unexplained
+                    );
                 if healthy && judged {
                     self.observed.healthy_starts += 1;
                     let outcome = match reason {
@@ -1264,6 +1276,13 @@ impl Fleet {
     /// it, whenever it returns: had it hung, faults would have come back before the bound.
     fn healthy_since(&self, since: f64) -> bool {
         !self.config.faulty_between(since, since + HANDOFF_BOUND)
+    }
+
+    /// Whether server `s` began shutting down within the bound of a start made at `since`
+    /// (a start there is not held to the bound). One that began later found the start past
+    /// the bound already: it excuses nothing.
+    fn closing_within_bound(&self, s: usize, since: f64) -> bool {
+        self.closing[s] && self.closing_since[s].is_none_or(|at| at <= since + HANDOFF_BOUND)
     }
 
     /// Faults off; everyone leaves; players with undelivered gifts log in once more; every

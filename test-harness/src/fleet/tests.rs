@@ -646,15 +646,49 @@ fn a_healthy_start_past_the_bound_is_reported_when_the_player_gives_up() {
 }
 
 /// A start on a server that is shutting down is not held to the bound when the player
-/// gives up (its completion would be excused as `Closing` too).
+/// gives up (its completion would be excused as `Closing` too), if the shutdown began within
+/// the bound; one that began after the start had run past it excuses nothing (it used to:
+/// the server's state was read when the player gave up).
 #[test]
 fn a_start_on_a_closing_server_past_the_bound_is_not_reported() {
-    let (mut fleet, p) = (sound_fleet(), 4);
-    due_past_the_bound(&mut fleet, p);
+    for (closing_after, reported) in [
+        (None, false),
+        (Some(HANDOFF_BOUND), false),
+        (Some(60.5), true),
+    ] {
+        let (mut fleet, p) = (sound_fleet(), 4);
+        let since = due_past_the_bound(&mut fleet, p);
+        fleet.closing[0] = true;
+        fleet.closing_since[0] = closing_after.map(|after| since + after);
+        fleet.player_actions();
+        let slow = fleet.observed.slow_healthy_starts.len();
+        assert_eq!(
+            (slow, gave_up_flagged(&fleet.players[p].presence)),
+            (usize::from(reported), Some(reported)),
+            "{closing_after:?}"
+        );
+    }
+}
+
+/// A nil a start returns because its server is closing excuses it from the bound only if the
+/// shutdown began within the bound: one that began after the start had run past it is
+/// reported (the start missed the bound before anything closed).
+#[test]
+fn a_start_closed_after_it_ran_past_the_bound_is_reported() {
+    let mut fleet = sound_fleet();
+    let t = fleet.world.now;
+    fleet.world.shutdown(0);
     fleet.closing[0] = true;
-    fleet.player_actions();
-    assert_eq!(fleet.observed.slow_healthy_starts, vec![]);
-    assert_eq!(gave_up_flagged(&fleet.players[p].presence), Some(false));
+    fleet.closing_since[0] = Some(t);
+    for (p, call, waited) in [(1, 999_971, HANDOFF_BOUND + 2.0), (2, 999_972, 30.0)] {
+        fleet.joining[0].insert(CallId(call), p);
+        fleet.set_presence(p, waiting(0, call, t - waited, true));
+        fleet.on_started(0, CallId(call), None, t);
+    }
+    let slow = reported(&fleet.observed.slow_healthy_starts);
+    let late = t - HANDOFF_BOUND - 2.0;
+    assert_eq!(slow, [("Player_1", late, "returned no profile (Closing)")]);
+    assert_eq!(fleet.observed.failures[&StartFailure::Closing], 2);
 }
 
 /// A player on a server that began shutting down that second plays no more there (its
