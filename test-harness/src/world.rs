@@ -151,6 +151,9 @@ pub struct Server {
     stopped_at: Option<f64>,
     /// Its id at the DataStore and MessagingService.
     pub id: ServerId,
+    /// Until when a DataStore request of its waited in a throttle queue or was held for its
+    /// key, at the latest (virtual seconds); `None` if none ever did.
+    pub throttled_until: Option<f64>,
     subscriptions: BTreeMap<SubscriptionId, messaging::SubscriptionId>,
     /// `SubscribeAsync` calls still on their way (one round trip). The engine asks to
     /// disconnect a subscription only once its call came back; a host that disconnects one
@@ -171,6 +174,11 @@ impl Server {
     /// records them and keeps the world's view of the engine's next deadline current.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// A request of its waits in a throttle queue, or is held for its key, until `until`.
+    fn note_throttled(&mut self, until: f64) {
+        self.throttled_until = Some(self.throttled_until.map_or(until, |t| t.max(until)));
     }
 }
 
@@ -568,6 +576,7 @@ impl World {
                     alive: true,
                     stopped_at: None,
                     id: ServerId(i as u64),
+                    throttled_until: None,
                     subscriptions: BTreeMap::new(),
                     subscribing: Default::default(),
                 }
@@ -1037,7 +1046,9 @@ impl World {
                             Admission::Now => self.now,
                             Admission::QueuedUntil(t) => {
                                 self.throttled += 1;
-                                t.max(self.now)
+                                let until = t.max(self.now);
+                                self.servers[s].note_throttled(until);
+                                until
                             }
                             Admission::Rejected(e) => {
                                 self.refused += 1;
@@ -1495,6 +1506,7 @@ impl World {
                             // It leaves its queue when the key has room, and travels as any
                             // request does.
                             self.key_throttled += 1;
+                            self.servers[s].note_throttled(at);
                             let pending = Pending::Read {
                                 server: s,
                                 request,
@@ -1529,6 +1541,7 @@ impl World {
                 {
                     Ok(()) => {
                         self.key_throttled += 1;
+                        self.servers[s].note_throttled(at);
                         let arrives = at + self.round_trip();
                         self.schedule(
                             arrives,

@@ -122,6 +122,8 @@ fn throttled_requests_queue_and_overflow_is_refused() {
         (w.throttled, w.refused, errors, started),
         (325, 1138, 1138, 281)
     );
+    // The last queued request left its queue then.
+    assert_eq!(w.servers[0].throttled_until, Some(325.0));
 }
 
 #[test]
@@ -482,6 +484,8 @@ fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
     // (LastUpdate is 60 s in, not 2 s), and the write landed a round trip later.
     assert_eq!(writes, [0.3, 1.3, 60.6]);
     assert_eq!(w.key_throttled, 1);
+    // The server's request was held until then (what a fleet reads of a throttle).
+    assert_eq!(w.servers[0].throttled_until, Some(60.3));
     assert_eq!(
         w.stored("S", "k").unwrap()["MetaData"]["LastUpdate"],
         json!(1_735_689_660)

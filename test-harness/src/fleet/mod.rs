@@ -440,12 +440,13 @@ impl Fleet {
                     // `BindToClose` returned: no kill logged) waited for its starts to return
                     // first, so a start still waiting there is one whose answer went missing.
                     // A start on a closing server returns nil at its next step: one still
-                    // waiting at the kill was held up, by DataStore errors or a throttle, and
-                    // without either for the whole of the shutdown it was stuck.
+                    // waiting at the kill was held up, by DataStore errors or a throttle of
+                    // its server's requests, and without either in the shutdown it was stuck.
                     let killed_at = self.observed.died_at.get(&server).copied();
+                    let throttled = self.world.servers[server].throttled_until;
                     let held_up = killed_at.is_some_and(|d| {
-                        self.config.faulty_between(d - BIND_TO_CLOSE_LIMIT, d)
-                            || self.world.throttled + self.world.key_throttled > 0
+                        let from = d - BIND_TO_CLOSE_LIMIT;
+                        self.config.faulty_between(from, d) || throttled.is_some_and(|t| t >= from)
                     });
                     let stuck = match killed_at {
                         _ if !self.closing[server] => None,
@@ -453,7 +454,7 @@ impl Fleet {
                         Some(d) => Some(format!(
                             "was still waiting after {:.1} s when its server was killed at the \
                              end of BindToClose, with the DataStore healthy through the \
-                             shutdown and no request of the run throttled",
+                             shutdown and no request of its server throttled then",
                             d - since
                         )),
                         None => Some(format!(

@@ -717,29 +717,49 @@ fn a_closing_servers_players_are_removed_not_left_playing() {
 
 /// A start still waiting when its server stops is counted by how it stopped: crashed;
 /// killed, when the server was shutting down (the world kills it at the end of
-/// `BindToClose`) and something held the start up (here a throttled request); and
-/// unexplained when nothing did (the DataStore healthy, no request throttled: a start on a
-/// closing server returns nil at its next step), or when the server closed by itself (its
-/// `BindToClose` returned, which waits for every start: the start's answer went missing).
+/// `BindToClose`) and something held the start up (here a request of its server throttled
+/// within the shutdown's 30 s); and unexplained when nothing did (the DataStore healthy, no
+/// request of that server throttled then: a start on a closing server returns nil at its next
+/// step; a throttle earlier, or of another server, used to excuse it as any throttle of the
+/// run did), or when the server closed by itself (its `BindToClose` returned, which waits for
+/// every start: the start's answer went missing).
 #[test]
 fn a_start_waiting_when_its_server_stops_is_counted_by_how_it_stopped() {
     let killed = "was still waiting after 2.0 s when its server was killed at the end of \
                   BindToClose, with the DataStore healthy through the shutdown and no request \
-                  of the run throttled";
+                  of its server throttled then";
     let closed = "was still waiting after 3.0 s when its server closed (its BindToClose \
                   returned, which waits for every start)";
+    // (closing, crash, throttled: (server, seconds before now), reason, reported).
     for (closing, crash, throttled, reason, what) in [
-        (false, true, 0, StartFailure::Crashed, None),
-        (true, true, 1, StartFailure::Killed, None),
-        (true, true, 0, StartFailure::Unexplained, Some(killed)),
-        (true, false, 0, StartFailure::Unexplained, Some(closed)),
+        (false, true, None, StartFailure::Crashed, None),
+        (true, true, Some((0, 1.0)), StartFailure::Killed, None),
+        (true, true, None, StartFailure::Unexplained, Some(killed)),
+        (
+            true,
+            true,
+            Some((0, 40.0)),
+            StartFailure::Unexplained,
+            Some(killed),
+        ),
+        (
+            true,
+            true,
+            Some((1, 1.0)),
+            StartFailure::Unexplained,
+            Some(killed),
+        ),
+        (true, false, None, StartFailure::Unexplained, Some(closed)),
     ] {
         let mut fleet = sound_fleet();
         let p = 4;
         let now = fleet.world.now;
         fleet.set_presence(p, waiting(0, 999_997, now - 2.0, true));
         fleet.closing[0] = closing;
-        fleet.world.throttled = throttled;
+        if let Some((server, before)) = throttled {
+            fleet.world.throttled = 1;
+            fleet.world.servers[server].throttled_until = Some(now - before);
+        }
         if crash {
             fleet.world.crash(0);
             // What the fleet reads before its per-second bookkeeping.
@@ -752,7 +772,7 @@ fn a_start_waiting_when_its_server_stops_is_counted_by_how_it_stopped() {
         let mut failures = fleet.observed.failures.clone();
         fleet.server_events();
         *failures.entry(reason).or_default() += 1;
-        let case = format!("closing {closing}, throttled {throttled}");
+        let case = format!("closing {closing}, throttled {throttled:?}");
         assert_eq!(fleet.observed.failures, failures, "{case}");
         assert_eq!(fleet.players[p].presence, Presence::Offline);
         let expected: Vec<_> = what
