@@ -18,7 +18,9 @@
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
 //!   same gift under one more message id for each write of that `MessageAsync`'s own that
 //!   committed although the call was told it failed: the call's retry wrote it again),
-//!   and no message is delivered twice within one session;
+//!   a gift whose `MessageAsync` did not return true is applied, if at all, to its recipient
+//!   only and at most once more per such write, and no message is delivered twice within one
+//!   session;
 //! - **locks** — one server holds each `(key, SessionLoadCount)` generation, and no session
 //!   is taken from a live server without faults from its holder's own last write of it (or
 //!   from [`HANDOFF_BOUND`] before the take, if earlier) to the take: a holder asked to end
@@ -549,6 +551,45 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 at,
             )),
             Some(_) => {}
+        }
+    }
+    // A gift whose `MessageAsync` did not return true (it returned false, or its server died
+    // first) may still have been written: then to its recipient only, and once more for
+    // each write of the call's own that committed although the call was told it failed. A
+    // gift no call sent is applied nowhere.
+    for (gift, keys) in &applied {
+        if obs.gifts_sent.contains_key(gift) {
+            continue;
+        }
+        let Some(called) = obs.gifts_called.get(gift) else {
+            found.push((
+                "messages reach their recipient",
+                keys[0].clone(),
+                format!("{gift} applied to {keys:?}, but no MessageAsync sent it"),
+                None,
+            ));
+            continue;
+        };
+        let (to, at) = (&called.to, Some(called.at));
+        if keys.iter().any(|k| k != to) {
+            found.push((
+                "messages reach their recipient",
+                to.clone(),
+                format!("{gift} (its MessageAsync not returning true) applied to {keys:?}"),
+                at,
+            ));
+        } else if keys.len() > 1 + ambiguous(to, called) {
+            found.push((
+                "no message processed twice",
+                to.clone(),
+                format!(
+                    "{gift} applied {} times with {} ambiguous write(s) by its MessageAsync, \
+                     which did not return true",
+                    keys.len(),
+                    ambiguous(to, called)
+                ),
+                at,
+            ));
         }
     }
     for ((server, profile, id), delivered) in &obs.deliveries {

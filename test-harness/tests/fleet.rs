@@ -395,6 +395,62 @@ fn sent(fleet: &mut Fleet, gift: &str, to: &str) {
     fleet.observed.gifts_sent.insert(gift.into(), sent);
 }
 
+/// A gift whose `MessageAsync` did not return true may have been written (its call's write
+/// can commit although the call failed, or land after its server died), but only to its
+/// recipient, and once more only for each write of the call's own that committed ambiguously;
+/// a gift no call sent is applied nowhere. (Such gifts went unchecked.)
+#[test]
+fn a_gift_whose_call_did_not_return_true_is_checked_too() {
+    use profilestore_core::json;
+    let call = CallId(43);
+    // (applied to the recipient, to the other key, ambiguous writes of its call, called) →
+    // the violation.
+    for (copies, elsewhere, ambiguous, called, expected) in [
+        (1, false, 0, true, None),
+        (0, true, 0, true, Some("messages reach their recipient")),
+        (2, false, 0, true, Some("no message processed twice")),
+        (2, false, 1, true, None),
+        (1, false, 0, false, Some("messages reach their recipient")),
+    ] {
+        let (mut fleet, key, other) = sound_run(7);
+        let entries: Vec<String> = (0..copies).map(|i| format!("gift907#{}", 4 + i)).collect();
+        store_gifts(&mut fleet, &key, json!(entries));
+        if elsewhere {
+            store_gifts(&mut fleet, &other, json!(["gift907#4"]));
+        }
+        if called {
+            let attempt = SentGift {
+                to: key.clone(),
+                server: 0,
+                call,
+                at: 20.0,
+            };
+            fleet
+                .observed
+                .gifts_called
+                .insert("gift907".into(), attempt);
+        }
+        for _ in 0..ambiguous {
+            fleet.world.ambiguous_writes.push(AmbiguousWrite {
+                at: 21.0,
+                key: key.as_str().into(),
+                server: 0,
+                call: Some(call),
+            });
+        }
+        let mut v = invariants::check(&mut fleet);
+        // The gifts the overwrite removed are no longer applied.
+        v.retain(|v| v.invariant != "every sent message delivered");
+        let found: Vec<&str> = v.iter().map(|v| v.invariant).collect();
+        let case = format!("{copies} {elsewhere} {ambiguous} {called}");
+        assert_eq!(
+            found,
+            expected.into_iter().collect::<Vec<_>>(),
+            "{case}: {v:?}"
+        );
+    }
+}
+
 /// Writes `value` as `key`'s stored value behind the fleet's back (tampering for the tests of
 /// the checks).
 fn overwrite(fleet: &mut Fleet, key: &str, value: profilestore_core::value::Value) {

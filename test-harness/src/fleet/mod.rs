@@ -895,6 +895,13 @@ impl Fleet {
             )])),
         };
         if let InputResult::Call(Ok(call)) = self.world.feed(server, input) {
+            let called = SentGift {
+                to: key.clone(),
+                server,
+                call,
+                at: self.world.now,
+            };
+            self.observed.gifts_called.insert(gift.clone(), called);
             self.gifting[server].insert(call, (gift, key));
         }
     }

@@ -224,6 +224,9 @@ pub struct Observations {
     pub acked_ops: Vec<AckedOps>,
     /// Gifts whose `MessageAsync` returned true, by gift id.
     pub gifts_sent: BTreeMap<String, SentGift>,
+    /// Every gift's `MessageAsync` call, by gift id, whatever it returned (`at`: when it was
+    /// called).
+    pub gifts_called: BTreeMap<String, SentGift>,
     /// Deliveries per (server, profile, message id).
     pub deliveries: BTreeMap<(usize, ProfileId, i64), Deliveries>,
     /// Deliveries by what the handler did with them: at once, after a yield (of which how
