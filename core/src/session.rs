@@ -506,7 +506,11 @@ impl Engine {
             self.finish_start(now, token, None);
             return;
         }
-        let deadline = job.timeout_deadline(&self.constants);
+        // Not on a call's first pass (its job made now): the timeout is checked after a
+        // failed attempt or a wait (spec §5.3), so even a timeout of 0 waits one backoff.
+        let deadline = job
+            .timeout_deadline(&self.constants)
+            .filter(|_| now.mono > job.started);
         if deadline.is_some_and(|d| now.mono + crate::timers::TIME_EPSILON >= d) {
             self.finish_start(now, token, None);
             return;

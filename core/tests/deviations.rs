@@ -634,21 +634,30 @@ fn d09_a_start_behind_a_final_save_returns_nil_when_the_server_closes() {
 
 /// §19 item 9 and spec §5.3: a start without `Cancel` that waits behind a final save meeting
 /// errors still returns nil after `START_SESSION_TIMEOUT`, as its own failing attempts would
-/// have; the final save keeps retrying and lands once the DataStore is back.
+/// have; the final save keeps retrying and lands once the DataStore is back. The timeout is
+/// checked after a failed attempt or a wait, so with a timeout of 0 the start waits one
+/// backoff (1 s), as its own first failing attempt would have (it returned nil at once,
+/// unattempted).
 #[test]
 fn d09_a_start_without_cancel_behind_a_failing_final_save_times_out() {
-    let (mut w, store) = final_save_in_an_outage(209);
-    let asked = w.now;
-    let again = w.start_session(0, store.live(), "k", StartParams::default());
-    w.run_for(119.0);
-    assert_eq!(w.completion(0, again), None, "still waiting");
-    w.run_for(2.0);
-    let at = returned_nil(&w, again, "nil after the timeout");
-    assert!(
-        (at - (asked + 120.0)).abs() <= 1.0 / 60.0,
-        "returned at {at}"
-    );
-    final_save_lands_unlocked(&mut w);
+    for (seed, timeout, returns) in [(209, None, 120.0), (210, Some(0.0), 1.0)] {
+        let (mut w, store) = final_save_in_an_outage(seed);
+        if let Some(timeout) = timeout {
+            w.with(0, |e, _| e.set_constant("START_SESSION_TIMEOUT", timeout))
+                .unwrap();
+        }
+        let asked = w.now;
+        let again = w.start_session(0, store.live(), "k", StartParams::default());
+        w.run_for(returns - 0.5);
+        assert_eq!(w.completion(0, again), None, "still waiting");
+        w.run_for(1.0);
+        let at = returned_nil(&w, again, "nil after the timeout");
+        assert!(
+            (at - (asked + returns)).abs() <= 1.0 / 60.0,
+            "returned at {at}"
+        );
+        final_save_lands_unlocked(&mut w);
+    }
 }
 
 /// §19 item 9 with the start queued behind the final save's first try (spec §5.3 (iv)): the
