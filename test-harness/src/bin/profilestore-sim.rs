@@ -659,6 +659,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
             // Only a profilestore database, an empty file or nothing is replaced: refused
             // before the trace file is made, so a refused run leaves nothing behind.
             if !memory {
+                if db.is_dir() {
+                    return Err(format!("{} is a folder, not a database file", db.display()));
+                }
                 // Removing a file ignores its mode: a write-protected database is kept.
                 if std::fs::metadata(&db).is_ok_and(|m| m.permissions().readonly()) {
                     return Err(format!(
