@@ -17,8 +17,8 @@
 //!   simulated DataStore's 4 s cache is off for scenarios).
 //!
 //! One addition to the format: a `faults` action's `datastore_ambiguous`, the probability that
-//! a DataStore write commits although its call is told it failed (the DataStore's own
-//! ambiguous fault; `datastore_fail`'s failures write nothing).
+//! a DataStore call does its work (a write commits, a read reads) although its caller is told
+//! it failed (the DataStore's own ambiguous fault; `datastore_fail`'s failures do nothing).
 
 use std::collections::BTreeMap;
 
@@ -145,8 +145,8 @@ pub enum ActionKind {
     Crash,
     Faults {
         datastore_fail: Option<f64>,
-        /// Ours, not the fixtures README's: the probability that a DataStore write commits
-        /// although its call is told it failed.
+        /// Ours, not the fixtures README's: the probability that a DataStore call does its
+        /// work (a write commits) although its caller is told it failed.
         datastore_ambiguous: Option<f64>,
         messaging_fail: Option<f64>,
     },

@@ -994,11 +994,17 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
 }
 
 /// A server killed at the end of `BindToClose` (it was shutting down) tears the trades its
-/// final saves did not store only while the DataStore fails: with it healthy those saves land
-/// within the 30 s, so a giver's side they did not store was lost, a dupe.
+/// final saves did not store only while the DataStore fails, or a request of the server was
+/// throttled, in its last 30 s: otherwise those saves land within the 30 s, so a giver's side
+/// they did not store was lost, a dupe.
 #[test]
 fn a_kill_tears_a_trade_only_while_the_datastore_fails() {
-    for (faults, dupe) in [(0.0, true), (0.05, false)] {
+    for (faults, throttled, dupe) in [
+        (0.0, None, true),
+        (0.05, None, false),
+        (0.0, Some(30.0), false),
+        (0.0, Some(10.0), true),
+    ] {
         let (mut fleet, holder, other, item) = a_duplicated_item();
         fleet
             .observed
@@ -1007,6 +1013,7 @@ fn a_kill_tears_a_trade_only_while_the_datastore_fails() {
         fleet.observed.died_at.insert(1, 50.0);
         fleet.observed.killed.insert(1);
         fleet.config.faults = faults;
+        fleet.world.servers[1].throttled_until = throttled;
         let v = invariants::check(&mut fleet);
         if dupe {
             assert_eq!(v.len(), 1, "faults {faults}: {v:?}");
@@ -1166,32 +1173,43 @@ fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
     }
 }
 
-/// A session taken from a live server is a violation unless faults explain it: faults at some
-/// moment from the holder's own last write of the generation (or from the hand-off bound
-/// before the take, if earlier) to the take. A take from a server that died first, or of a
-/// generation its holder never wrote itself (a start's write that committed though its call
-/// failed, which no session of the holder knows of), is not one.
+/// A session taken from a live server is a violation unless faults or a throttle explain it:
+/// faults at some moment from the holder's own last write of the generation (or from the
+/// hand-off bound before the take, if earlier) to the take, or a request of the holder's
+/// server throttled then. A take from a server that died first is not one, unless it was
+/// killed at the end of a healthy, unthrottled shutdown (its final saves land within it);
+/// nor is a take of a generation whose holder wrote none of its own (defensive: a start's own
+/// write always is one).
 #[test]
 fn a_session_taken_from_a_live_server_while_healthy_is_a_violation() {
-    // (fault period, holder's last own write, take, holder died at, holder wrote it) → flagged.
-    for (period, wrote, taken_at, died, own, flagged) in [
+    // (fault period, holder's last own write, take, holder died at (killed?), holder wrote
+    // it, its requests throttled until) → flagged.
+    type Died = Option<(f64, bool)>;
+    type Case = (Option<f64>, f64, f64, Died, bool, Option<f64>, bool);
+    let cases: [Case; 11] = [
         // Healthy from the holder's write on (the settle phase, from 180 s, is healthy).
-        (None, 245.0, 250.0, None, true, true),
+        (None, 245.0, 250.0, None, true, None, true),
         // Faults (until 180 s) within the bound before the take.
-        (None, 185.0, 200.0, None, true, false),
+        (None, 185.0, 200.0, None, true, None, false),
         // Faults until 100 s, then healthy.
-        (Some(100.0), 170.0, 175.0, None, true, true),
+        (Some(100.0), 170.0, 175.0, None, true, None, true),
         // Faults on since the write.
-        (Some(100.0), 90.0, 175.0, None, true, false),
+        (Some(100.0), 90.0, 175.0, None, true, None, false),
         // The write healthy, but faults within the bound before the take (the taker's polls).
-        (Some(100.0), 150.0, 155.0, None, true, false),
-        // The holder died before the take.
-        (None, 245.0, 250.0, Some(248.0), true, false),
-        // Died after it: the take was from a live server.
-        (None, 245.0, 250.0, Some(260.0), true, true),
+        (Some(100.0), 150.0, 155.0, None, true, None, false),
+        // The holder crashed before the take.
+        (None, 245.0, 250.0, Some((248.0, false)), true, None, false),
+        // Killed at the end of a healthy shutdown: its final saves should have landed.
+        (None, 245.0, 250.0, Some((248.0, true)), true, None, true),
+        // Died after the take: the take was from a live server.
+        (None, 245.0, 250.0, Some((260.0, false)), true, None, true),
+        // A request of the holder's server throttled within the window, or before it.
+        (None, 245.0, 250.0, None, true, Some(200.0), false),
+        (None, 245.0, 250.0, None, true, Some(150.0), true),
         // Never written by its holder itself.
-        (None, 245.0, 250.0, None, false, false),
-    ] {
+        (None, 245.0, 250.0, None, false, None, false),
+    ];
+    for (period, wrote, taken_at, died, own, throttled, flagged) in cases {
         let (mut fleet, key, _) = sound_run(7);
         fleet.config.faults = 0.05;
         fleet.config.fault_period = period;
@@ -1203,16 +1221,20 @@ fn a_session_taken_from_a_live_server_while_healthy_is_a_violation() {
         if own {
             obs.own_writes.insert((key.as_str().into(), 40), wrote);
         }
-        if let Some(d) = died {
+        if let Some((d, killed)) = died {
             obs.died_at.insert(1, d);
+            if killed {
+                obs.killed.insert(1);
+            }
         }
+        fleet.world.servers[1].throttled_until = throttled;
         let v = invariants::check(&mut fleet);
-        let case = format!("{period:?}, wrote {wrote}, taken {taken_at}, died {died:?}, {own}");
+        let case = format!("{period:?}, {wrote}, {taken_at}, {died:?}, {own}, {throttled:?}");
         if flagged {
             let got: Vec<_> = v.iter().map(|v| (v.invariant, v.detail.as_str())).collect();
             let detail = format!(
-                "generation 40, last written by its holder at t={wrote:.1}, taken from that live \
-                 server at t={taken_at:.1}"
+                "generation 40, last written by its holder at t={wrote:.1}, taken from it at \
+                 t={taken_at:.1}"
             );
             assert_eq!(
                 got,

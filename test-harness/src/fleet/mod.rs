@@ -1227,7 +1227,8 @@ impl Fleet {
                 // found the start past the bound already.)
                 let closed_late = reason == StartFailure::Closing
                     && took > HANDOFF_BOUND
-                    && !self.closing_within_bound(s, since);
+                    && !self.closing_within_bound(s, since)
+                    && left_at.is_none_or(|at| at - since > HANDOFF_BOUND);
                 let judged = closed_late
                     || !matches!(
                         reason,

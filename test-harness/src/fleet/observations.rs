@@ -169,7 +169,8 @@ impl Trade {
     }
 }
 
-/// A gift whose `MessageAsync` returned true.
+/// A gift's `MessageAsync` call ([`Observations::gifts_sent`]: one that returned true;
+/// [`Observations::gifts_called`]: every one).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SentGift {
     /// The recipient's key.
@@ -178,7 +179,8 @@ pub struct SentGift {
     pub server: usize,
     /// The call, on [`SentGift::server`].
     pub call: CallId,
-    /// When the call returned (virtual seconds): a violation's excerpt starts there.
+    /// When the call returned true (in [`Observations::gifts_sent`]) or was made (in
+    /// [`Observations::gifts_called`]), virtual seconds: a violation's excerpt starts there.
     pub at: f64,
 }
 
@@ -384,13 +386,16 @@ pub(super) fn copies(items: &[Value], item: &str) -> usize {
     items.iter().filter(|i| i.as_str() == Some(item)).count()
 }
 
-/// Whether a trade after `trades[i]` gave its item back to that trade's giver (the key then
-/// holds a copy again, which counts cannot tell from the one given away).
-fn given_back(trades: &[Trade], i: usize) -> bool {
+/// Whether a trade after `trades[i]`, and before a write's transform ran at `transformed_at`,
+/// gave its item back to that trade's giver (the write may then hold a copy again, which
+/// counts cannot tell from the one given away).
+fn given_back(trades: &[Trade], i: usize, transformed_at: Option<f64>) -> bool {
     let trade = &trades[i];
-    trades[i + 1..]
-        .iter()
-        .any(|later| later.item == trade.item && later.to == trade.from)
+    trades[i + 1..].iter().any(|later| {
+        later.item == trade.item
+            && later.to == trade.from
+            && transformed_at.is_none_or(|at| later.at <= at)
+    })
 }
 
 /// Trades with a side a later write may still settle, by (server, that side's key): the
@@ -439,7 +444,7 @@ pub(super) fn confirm_write(
             if copies(items, &trades[i].item) > trades[i].giver_left {
                 if transformed_at.is_none_or(|at| at <= trades[i].at) {
                     trades[i].giver_held = true;
-                } else if !given_back(trades, i) {
+                } else if !given_back(trades, i, transformed_at) {
                     trades[i].giver_held = false;
                 }
                 return true;

@@ -525,6 +525,10 @@ fn a_givers_write_computed_after_the_trade_does_not_show_the_key_held_it() {
     fleet.world.log.push(stale(trade_at + 2.0));
     fleet.react();
     assert!(fleet.observed.trade_log[base].giver_held, "kept");
+    // Not by a trade made after the write's transform ran: the copy it holds is the one given.
+    fleet.world.log.push(stale(trade_at + 0.5));
+    fleet.react();
+    assert!(!fleet.observed.trade_log[base].giver_held, "cleared again");
 }
 
 /// A giver whose `Data` kept a copy of the item it gave (a copy an earlier torn trade left
@@ -672,7 +676,8 @@ fn a_start_on_a_closing_server_past_the_bound_is_not_reported() {
 
 /// A nil a start returns because its server is closing excuses it from the bound only if the
 /// shutdown began within the bound: one that began after the start had run past it is
-/// reported (the start missed the bound before anything closed).
+/// reported (the start missed the bound before anything closed), unless the player left
+/// within the bound (which says nothing about it).
 #[test]
 fn a_start_closed_after_it_ran_past_the_bound_is_reported() {
     let mut fleet = sound_fleet();
@@ -680,15 +685,26 @@ fn a_start_closed_after_it_ran_past_the_bound_is_reported() {
     fleet.world.shutdown(0);
     fleet.closing[0] = true;
     fleet.closing_since[0] = Some(t);
-    for (p, call, waited) in [(1, 999_971, HANDOFF_BOUND + 2.0), (2, 999_972, 30.0)] {
+    let late = HANDOFF_BOUND + 2.0;
+    for (p, call, waited, left) in [
+        (1, 999_971, late, None),
+        (2, 999_972, 30.0, None),
+        (3, 999_973, late, Some(20.0)),
+    ] {
         fleet.joining[0].insert(CallId(call), p);
-        fleet.set_presence(p, waiting(0, call, t - waited, true));
+        let mut presence = waiting(0, call, t - waited, true);
+        if let Presence::Joining { left_at, .. } = &mut presence {
+            *left_at = left.map(|after| t - waited + after);
+        }
+        fleet.set_presence(p, presence);
         fleet.on_started(0, CallId(call), None, t);
     }
     let slow = reported(&fleet.observed.slow_healthy_starts);
-    let late = t - HANDOFF_BOUND - 2.0;
-    assert_eq!(slow, [("Player_1", late, "returned no profile (Closing)")]);
-    assert_eq!(fleet.observed.failures[&StartFailure::Closing], 2);
+    assert_eq!(
+        slow,
+        [("Player_1", t - late, "returned no profile (Closing)")]
+    );
+    assert_eq!(fleet.observed.failures[&StartFailure::Closing], 3);
 }
 
 /// A player on a server that began shutting down that second plays no more there (its
