@@ -1280,11 +1280,17 @@ impl Fleet {
     }
 
     /// Whether a start that began at `since` is held to [`HANDOFF_BOUND`]: the DataStore was
-    /// healthy for the whole bound after it (from a second before), so a start that missed it
-    /// missed it with nothing to blame. A start made late in a healthy stretch is not held to
-    /// it, whenever it returns: had it hung, faults would have come back before the bound.
+    /// healthy for the whole bound after it, and for [`SAVE_RETRY_CAP`] before it (from a
+    /// second more), so a start that missed it missed it with nothing to blame. A start made
+    /// late in a healthy stretch is not held to it, whenever it returns: had it hung, faults
+    /// would have come back before the bound. Nor one made early in it: a final save of the
+    /// key that failed just before may wait up to 20 s to retry, and the start waits behind it
+    /// (deviation for spec §19 item 9), then perhaps for a steal of a lock that a start's
+    /// write, committed though its call failed, left behind.
     fn healthy_since(&self, since: f64) -> bool {
-        !self.config.faulty_between(since, since + HANDOFF_BOUND)
+        !self
+            .config
+            .faulty_between(since - SAVE_RETRY_CAP, since + HANDOFF_BOUND)
     }
 
     /// Whether server `s` began shutting down within the bound of a start made at `since`

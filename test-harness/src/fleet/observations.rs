@@ -244,8 +244,8 @@ pub struct Observations {
     /// Failed starts by reason.
     pub failures: BTreeMap<StartFailure, u64>,
     /// Starts checked against the hand-off bound: those made with the DataStore healthy for the
-    /// whole bound after them (from a second before), on a server not closing, that
-    /// returned, or that the player gave up on past the bound.
+    /// whole bound after them and [`SAVE_RETRY_CAP`] before them (from a second more), on a
+    /// server not closing, that returned, or that the player gave up on past the bound.
     pub healthy_starts: u64,
     /// Starts that failed or took longer than the hand-off bound while the DataStore was healthy
     /// (on a server not closing): (key, started at, outcome). Stricter than the issue's "old
@@ -509,3 +509,8 @@ pub(super) fn returning_give(trades: &[Trade], take: usize, trade: &Trade) -> Op
 /// The bound a healthy hand-off must meet: a steal after `SESSION_STEAL` takes ≈45 s plus
 /// request latencies (spec §5.3); anything slower is a violation.
 pub const HANDOFF_BOUND: f64 = 60.0;
+
+/// The longest a save waits to retry after an error (spec §8: the backoff doubles up to
+/// 20 s): a start made within it after faults may wait that long behind a final save of its
+/// key, so it is not held to [`HANDOFF_BOUND`].
+pub const SAVE_RETRY_CAP: f64 = 20.0;
