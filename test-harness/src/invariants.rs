@@ -26,7 +26,8 @@
 //!   holder's own last write of it (or from [`HANDOFF_BOUND`] before the take, if earlier) to
 //!   the take: a holder asked to end its session lets go (a take from a server that died, not
 //!   killed at the end of a healthy shutdown, is not one);
-//! - **hand-offs** — while the DataStore is healthy, every start for a player whose old server
+//! - **hand-offs** — while the DataStore is healthy (for the bound after the start and the
+//!   [`crate::fleet::SAVE_RETRY_CAP`] before it), every start for a player whose old server
 //!   is alive succeeds within [`HANDOFF_BOUND`] (or the player left first); a start that runs
 //!   past it while healthy is reported when the player gives up, whenever it returns. Under
 //!   faults, failures are counted by reason ([`crate::fleet::StartFailure`]: cancelled after
