@@ -2,12 +2,13 @@
 //! the experience-level ones all servers share.
 //!
 //! Each server has, per `DataStoreRequestType`, a token bucket: it refills at
-//! `base + per_player × players` requests per minute up to one minute's worth, and starts full
-//! plus a one-time startup burst. A request that finds a token is admitted at once. Otherwise it
-//! joins a FIFO queue and is admitted when the bucket has refilled for it and every request ahead
-//! of it in that queue has been admitted — a time we can compute exactly on the virtual clock —
-//! unless the queue already holds [`super::Budgets::queue_capacity`] (30) requests, in which case
-//! it is dropped with 301–306. A request that finds tokens while others wait in its queue
+//! `base + per_player × players` requests per minute up to one minute's worth (a surplus
+//! earned at a higher rate is dropped when the rate falls), and starts full plus a one-time
+//! startup burst, spent before the earned tokens. A request that finds a token is admitted at
+//! once. Otherwise it joins a FIFO queue and is admitted when the bucket has refilled for it and
+//! every request ahead of it in that queue has been admitted — a time we can compute exactly on
+//! the virtual clock — unless the queue already holds [`super::Budgets::queue_capacity`] (30)
+//! requests, in which case it is dropped with 301–306. A request that finds tokens while others wait in its queue
 //! waits behind them too.
 //! `UpdateAsync` needs both a read and a write token (it counts against both budgets).
 //!
@@ -73,20 +74,36 @@ pub enum Admission {
     Rejected(RequestError),
 }
 
+/// A token bucket: `tokens` earned at its rate (at most one minute's worth; below zero while
+/// queued requests owe it), and what is left of the one-time startup burst, spent first.
 #[derive(Clone, Debug)]
 struct Bucket {
     tokens: f64,
+    burst: f64,
     updated: f64,
 }
 
 impl Bucket {
     /// Adds the tokens earned since the last refill at `per_minute`, up to one minute's worth.
+    /// Earned tokens above that (after the rate fell: fewer players, a lower
+    /// `SetRateLimitForRequestType`) are dropped; the rest of the burst is kept.
     fn refill(&mut self, now: f64, per_minute: f64) {
         let elapsed = (now - self.updated).max(0.0);
-        if self.tokens < per_minute {
-            self.tokens = (self.tokens + elapsed * per_minute / 60.0).min(per_minute);
-        }
+        self.tokens = (self.tokens + elapsed * per_minute / 60.0).min(per_minute);
         self.updated = self.updated.max(now);
+    }
+
+    /// Whole or partial tokens at hand: the earned ones and the burst's.
+    fn available(&self) -> f64 {
+        self.tokens + self.burst
+    }
+
+    /// Takes one token, the burst's first (so the earned ones stay full, and refill, only
+    /// once the burst is gone).
+    fn take(&mut self) {
+        let from_burst = self.burst.min(1.0);
+        self.burst -= from_burst;
+        self.tokens -= 1.0 - from_burst;
     }
 
     /// When a request taking a token now can run (refilled up to `now`): at once if there is a
@@ -94,12 +111,13 @@ impl Bucket {
     /// zero, or one so small that the wait overflows: a request queued until infinity would
     /// keep its place in the queue for good).
     fn ready(&self, now: f64, per_minute: f64) -> Option<f64> {
-        if self.tokens >= 1.0 {
+        let available = self.available();
+        if available >= 1.0 {
             Some(now)
         } else if per_minute <= 0.0 {
             None
         } else {
-            Some(now + (1.0 - self.tokens) * 60.0 / per_minute).filter(|at| at.is_finite())
+            Some(now + (1.0 - available) * 60.0 / per_minute).filter(|at| at.is_finite())
         }
     }
 }
@@ -108,7 +126,8 @@ impl Bucket {
 /// minute's worth plus `burst`.
 fn refill(slot: &mut Option<Bucket>, now: f64, per_minute: f64, burst: f64) -> &mut Bucket {
     let bucket = slot.get_or_insert(Bucket {
-        tokens: per_minute + burst,
+        tokens: per_minute,
+        burst,
         updated: now,
     });
     bucket.refill(now, per_minute);
@@ -302,7 +321,7 @@ impl BudgetBook {
         kind: RequestType,
     ) -> f64 {
         let (bucket, _) = self.server(server).refill(now, budgets, kind);
-        bucket.tokens.max(0.0).floor()
+        bucket.available().max(0.0).floor()
     }
 
     /// The experience's whole requests of `kind` available now (never negative); `None` when
@@ -315,7 +334,7 @@ impl BudgetBook {
     ) -> Option<f64> {
         let experience = budgets.experience.as_ref()?;
         let (bucket, _) = self.experience.refill(now, experience, kind);
-        Some(bucket.tokens.max(0.0).floor())
+        Some(bucket.available().max(0.0).floor())
     }
 
     /// Asks for one token of each of `operation`'s request types, from the server's budget and
@@ -377,10 +396,10 @@ impl BudgetBook {
         for &(kind, ready) in plans {
             // Both refilled up to `now` just above.
             if let Some(bucket) = s.buckets[kind.index()].as_mut() {
-                bucket.tokens -= 1.0;
+                bucket.take();
             }
             if let Some(bucket) = self.experience.buckets[kind.index()].as_mut() {
-                bucket.tokens -= 1.0;
+                bucket.take();
             }
             if ready > now {
                 s.queues[kind.queue()].push(at);
@@ -651,6 +670,39 @@ mod tests {
             book.budget(1000.0, &budgets, A, RequestType::StandardList),
             9.0
         );
+    }
+
+    /// A bucket holds at most one minute's worth at the rate of the moment, plus what is left
+    /// of its burst: tokens earned at a higher rate go when the rate falls (they used to stay,
+    /// so a server its players had left could still make a rush of requests at once).
+    #[test]
+    fn a_falling_rate_trims_the_earned_tokens_not_the_burst() {
+        let budgets = Budgets::roblox();
+        let mut book = BudgetBook::default();
+        book.set_players(0.0, &budgets, A, 10);
+        // 5 + 2×10 = 25 a minute, plus a burst of 5.
+        let list = RequestType::StandardList;
+        assert_eq!(book.budget(0.0, &budgets, A, list), 30.0);
+        book.set_players(0.0, &budgets, A, 0);
+        // 5 a minute now: 5 earned, the burst's 5 kept.
+        assert_eq!(book.budget(0.0, &budgets, A, list), 10.0);
+        admit_now(&mut book, &budgets, 0.0, Operation::ListKeys, 10);
+        assert_eq!(
+            book.admit(0.0, &budgets, A, Operation::ListKeys),
+            Admission::QueuedUntil(12.0)
+        );
+        // `SetRateLimitForRequestType` lowering the rate trims the same way.
+        let mut book = BudgetBook::default();
+        assert_eq!(book.budget(0.0, &budgets, A, list), 10.0);
+        admit_now(&mut book, &budgets, 0.0, Operation::ListKeys, 5);
+        let rate = Rate {
+            base: 2.0,
+            per_player: 0.0,
+            startup_burst: 0.0,
+        };
+        book.set_rate(0.0, &budgets, A, list, rate);
+        assert_eq!(book.budget(0.0, &budgets, A, list), 2.0);
+        assert_eq!(book.budget(600.0, &budgets, A, list), 2.0);
     }
 
     #[test]
