@@ -828,22 +828,34 @@ impl Runner {
 
 /// Sets `data.<path>` (`"Coins"`, `"A.B"`) as Luau's `Data.A.B = value` would, creating the
 /// tables missing on the way; `null` (Luau's `nil`) removes the field (a field under a missing
-/// table is not there to remove, and no table is made). A field on the way that
-/// holds something other than a table (an array included: its elements would be lost) or an
-/// empty name is refused, naming it, and `data` is left as it was.
+/// table is not there to remove, and no table is made). An empty array on the way (`Data`
+/// itself included) is an empty table, as Luau cannot tell `{}` from `[]` (the original stores
+/// an empty `Items = {}` as `[]`): it becomes an object holding the field. A field on the way
+/// that holds something other than a table (a non-empty array included: its elements would be
+/// lost) or an empty name is refused, naming it, and `data` is left as it was.
 fn set_path(data: &mut Value, path: &str, value: Value) -> Result<(), String> {
     let parts: Vec<&str> = path.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err("a path names fields separated by single dots".into());
     }
     let (last, on_the_way) = parts.split_last().expect("split gives at least one part");
+    if is_empty_array(data) {
+        // Nothing under it to remove; anything else is set in a table made for it, with
+        // every table on the way (none is there to refuse the path).
+        if value.is_null() {
+            return Ok(());
+        }
+        *data = json!({});
+    }
     // Checked first, so a refused path changes nothing.
     let mut at = &*data;
     for (i, part) in on_the_way.iter().enumerate() {
         match at.get(part) {
             // Nothing there to remove: no table is made for it.
             None | Some(Value::Null) if value.is_null() => return Ok(()),
+            Some(v) if is_empty_array(v) && value.is_null() => return Ok(()),
             None | Some(Value::Null) => break,
+            Some(v) if is_empty_array(v) => break,
             Some(v @ Value::Object(_)) => at = v,
             Some(other) => {
                 return Err(format!(
@@ -860,7 +872,7 @@ fn set_path(data: &mut Value, path: &str, value: Value) -> Result<(), String> {
     for part in on_the_way {
         let map = slot.as_object_mut().expect("checked above: a table");
         let next = map.entry((*part).into()).or_insert_with(|| json!({}));
-        if next.is_null() {
+        if next.is_null() || is_empty_array(next) {
             *next = json!({});
         }
         slot = next;
@@ -875,6 +887,11 @@ fn set_path(data: &mut Value, path: &str, value: Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// An empty array: what the original stores for an empty Luau table.
+fn is_empty_array(v: &Value) -> bool {
+    v.as_array().is_some_and(|a| a.is_empty())
 }
 
 #[cfg(test)]
@@ -915,6 +932,29 @@ mod tests {
             Err("a path names fields separated by single dots".into())
         );
         assert_eq!(d, before);
+    }
+
+    /// The original stores an empty Luau table as `[]` (`"Items": []` in
+    /// `original-golden.json`): a path through one sets the field in a table made for it, as
+    /// Luau's `Data.Items.Sword = 1` does; removing under it changes nothing. `Data` itself
+    /// stored as `[]` too.
+    #[test]
+    fn set_path_takes_an_empty_array_as_an_empty_table() {
+        let mut d = json!({"Items": [], "A": {"B": []}});
+        set_path(&mut d, "Items.Sword", Value::Null).unwrap();
+        set_path(&mut d, "A.B.C.D", Value::Null).unwrap();
+        assert_eq!(d, json!({"Items": [], "A": {"B": []}}));
+        set_path(&mut d, "Items.Sword", json!(1)).unwrap();
+        set_path(&mut d, "A.B.C.D", json!(2)).unwrap();
+        assert_eq!(
+            d,
+            json!({"Items": {"Sword": 1}, "A": {"B": {"C": {"D": 2}}}})
+        );
+        let mut data = json!([]);
+        set_path(&mut data, "Gone", Value::Null).unwrap();
+        assert_eq!(data, json!([]));
+        set_path(&mut data, "Coins.Gold", json!(5)).unwrap();
+        assert_eq!(data, json!({"Coins": {"Gold": 5}}));
     }
 
     /// A Heartbeat that never ticks or a delay that never ends is refused before the run (a
