@@ -268,7 +268,28 @@ impl OutFile {
 
 /// Opens (making it if need be) and locks the partial file of a trace: locked before it is
 /// emptied, so a run still writing it keeps its bytes; refused while another run holds it.
+/// A partial file already there must be one: a regular file, empty or starting with
+/// [`TRACE_MAGIC`] (a killed run's). A symlink (emptying it would empty the file it points
+/// at) or a file of other bytes is refused, naming it.
 fn open_partial(partial: &Path) -> std::io::Result<std::fs::File> {
+    use std::io::Read;
+    let shown = partial.display();
+    if let Ok(meta) = std::fs::symlink_metadata(partial) {
+        if !meta.is_file() {
+            return Err(std::io::Error::other(format!(
+                "{shown} is in the way of the trace's partial file: it is not a regular file"
+            )));
+        }
+        let mut head = Vec::new();
+        std::fs::File::open(partial)?
+            .take(TRACE_MAGIC.len() as u64)
+            .read_to_end(&mut head)?;
+        if !head.is_empty() && !TRACE_MAGIC.starts_with(&head) {
+            return Err(std::io::Error::other(format!(
+                "{shown} is in the way of the trace's partial file: it is not a trace"
+            )));
+        }
+    }
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -276,8 +297,7 @@ fn open_partial(partial: &Path) -> std::io::Result<std::fs::File> {
         .open(partial)?;
     if file.try_lock().is_err() {
         return Err(std::io::Error::other(format!(
-            "another run is writing this trace ({} is locked)",
-            partial.display()
+            "another run is writing this trace ({shown} is locked)"
         )));
     }
     Ok(file)
@@ -299,9 +319,23 @@ pub fn try_partial(path: &Path) -> std::io::Result<()> {
     tried
 }
 
+/// Whether `path` ends in a path separator (`out/`): it names a folder, never a trace file,
+/// though `Path` drops the separator from its last component.
+pub fn names_a_folder(path: &Path) -> bool {
+    path.as_os_str()
+        .to_string_lossy()
+        .chars()
+        .next_back()
+        .is_some_and(std::path::is_separator)
+}
+
 /// Where a trace written to `path` goes until it is finished: `<name>.partial` beside it, for
-/// a regular file or a new one; `None` for anything else (a pipe, a symlink: written in place).
+/// a regular file or a new one; `None` for anything else (a pipe, a symlink, a path ending in
+/// a separator: written in place, or refused when opened).
 pub fn partial_path(path: &Path) -> Option<PathBuf> {
+    if names_a_folder(path) {
+        return None;
+    }
     let plain = std::fs::symlink_metadata(path).map_or(true, |m| m.is_file());
     path.file_name().filter(|_| plain).map(|name| {
         let mut partial = name.to_os_string();

@@ -1161,6 +1161,94 @@ fn a_trace_path_that_cannot_be_written_is_refused_before_the_run() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+/// A note written to a closed stderr (`2>&1 | head -1`, its reader gone) is dropped: the
+/// command finishes with its own status (it used to panic, exit 101).
+#[test]
+fn a_note_to_a_closed_stderr_does_not_stop_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
+        .args(["simulate", "--memory", "--json", "--players", "3"])
+        .args(["--duration", "20s", "--fault-period", "2m"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Paths a finished trace could not be renamed to, or must not be: one ending in a separator
+/// (the run used to play in full, then lose its trace, "Not a directory"), and another
+/// database's lock file (empty, so not refused as a non-trace; renamed over, that lock would
+/// be lost). A symlink or a file of other bytes where the partial file goes is refused, and
+/// left as it was (it used to be emptied, the symlink's target with it).
+#[test]
+fn a_trace_path_or_partial_file_in_the_way_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["simulate", "--memory", "--players", "5", "--duration", "1m"];
+    let run = |trace: &str| sim(&[&args[..], &["--trace", trace]].concat(), dir.path());
+    let (code, stdout, stderr) = run("out/");
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert_eq!(
+        stderr,
+        "profilestore-sim: --trace out/ ends in a path separator: name a file\n"
+    );
+    std::fs::write(dir.path().join("t.trace"), "").unwrap();
+    let (code, _, stderr) = run("t.trace/");
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "profilestore-sim: --trace t.trace/ ends in a path separator: name a file\n"
+    );
+    std::fs::write(dir.path().join("other.db.lock"), "").unwrap();
+    let (code, _, stderr) = run("other.db.lock");
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "profilestore-sim: --trace other.db.lock is named like a database's lock file: give \
+         the trace another name\n"
+    );
+    std::fs::write(dir.path().join("data.db"), "precious").unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("data.db", dir.path().join("run.trace.partial")).unwrap();
+        let (code, _, stderr) = run("run.trace");
+        assert_eq!(code, 2);
+        assert_eq!(
+            stderr,
+            "profilestore-sim: cannot write trace run.trace: run.trace.partial is in the way of \
+             the trace's partial file: it is not a regular file\n"
+        );
+        std::fs::remove_file(dir.path().join("run.trace.partial")).unwrap();
+    }
+    std::fs::write(dir.path().join("run.trace.partial"), "notes").unwrap();
+    let (code, _, stderr) = run("run.trace");
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "profilestore-sim: cannot write trace run.trace: run.trace.partial is in the way of the \
+         trace's partial file: it is not a trace\n"
+    );
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    assert_eq!(
+        (read("data.db"), read("run.trace.partial")),
+        ("precious".into(), "notes".into())
+    );
+    assert!(!dir.path().join("run.trace").exists());
+    // A killed run's partial file (the magic, or nothing yet) is taken over.
+    std::fs::write(dir.path().join("run.trace.partial"), b"PSTRACE\0\x01").unwrap();
+    let (code, _, stderr) = run("run.trace");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!dir.path().join("run.trace.partial").exists());
+    assert!(
+        std::fs::read(dir.path().join("run.trace"))
+            .unwrap()
+            .starts_with(b"PSTRACE\0")
+    );
+}
+
 /// A trace read from a pipe (`replay /dev/stdin`, `<(zcat run.trace.gz)`) is read whole first,
 /// up to a bound, and the decoder may claim no more than a multiple of what it read: a few
 /// bytes claiming a huge length are refused, not allocated. A whole trace replays the same.
@@ -1324,13 +1412,15 @@ fn a_summary_names_the_command_that_plays_the_run_again() {
 }
 
 /// A run on another database file than the default names it in its `rerun` command, quoted
-/// for the shell where it needs to be, so playing it again does not replace the default file;
-/// a run on the default file needs no flag.
+/// for the shell where it needs to be and joined to its flag with `=` (a name starting with
+/// `-` after a space would read as a flag), so playing it again does not replace the default
+/// file; a run on the default file needs no flag.
 #[test]
 fn a_rerun_names_the_database_the_run_used() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("runs")).unwrap();
     let rerun_of = |db: Option<&str>| {
+        let db = db.map(|db| format!("--db={db}"));
         let mut args = vec![
             "simulate",
             "--json",
@@ -1341,9 +1431,7 @@ fn a_rerun_names_the_database_the_run_used() {
             "--seed",
             "2",
         ];
-        if let Some(db) = db {
-            args.extend(["--db", db]);
-        }
+        args.extend(db.as_deref());
         let (code, stdout, stderr) = sim(&args, dir.path());
         assert_eq!(code, 0, "{stderr}");
         let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -1355,13 +1443,16 @@ fn a_rerun_names_the_database_the_run_used() {
     assert_eq!(rerun_of(None), flags);
     assert_eq!(
         rerun_of(Some("runs/a.db")),
-        format!("{flags} --db runs/a.db")
+        format!("{flags} --db=runs/a.db")
     );
     assert_eq!(
         rerun_of(Some("it's mine.db")),
-        format!("{flags} --db 'it'\\''s mine.db'")
+        format!("{flags} --db='it'\\''s mine.db'")
     );
     assert!(dir.path().join("it's mine.db").exists());
+    // It used to print `--db -x.db`, which the command refuses as an unknown flag.
+    assert_eq!(rerun_of(Some("-x.db")), format!("{flags} --db=-x.db"));
+    assert!(dir.path().join("-x.db").exists());
 }
 
 /// The README's table of `simulate --json` fields names exactly the fields a run prints (a

@@ -44,6 +44,15 @@ fn shell_word(word: &str) -> String {
     }
 }
 
+/// `eprintln!` that cannot panic: with stderr closed (`2>&1 | head -1`, its reader gone) a note
+/// is dropped, and the command still exits with its own status.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "profilestore-sim",
@@ -105,9 +114,10 @@ enum Command {
         /// errors instead).
         #[arg(long, default_value_t = 0.1)]
         uncancellable: f64,
-        /// Faults come and go: on for this long, then off as long (e.g. 2m); a start whose next
-        /// 60 s fall in a healthy stretch (or in settling) is held to the hand-off bound.
-        /// Default: faults the whole run.
+        /// Faults come and go: on for this long, then off as long (e.g. 2m); a start whose 20 s
+        /// before and 60 s after fall in a healthy stretch (or in settling) is held to the
+        /// hand-off bound, so a period of 80 s or less holds only starts in the last healthy
+        /// stretch. Default: faults the whole run.
         #[arg(long, value_parser = parse_duration)]
         fault_period: Option<f64>,
         /// Record every engine input and output into this trace file (replay checks the
@@ -330,6 +340,12 @@ fn existing_db(db: &Path) -> Result<SqliteStorage, String> {
 fn check_trace_path(path: &Path, db: Option<&Path>) -> Result<(), String> {
     use std::io::Read;
     let shown = path.display();
+    if trace::names_a_folder(path) {
+        // The run would play in full, then fail to rename its trace to a folder's name.
+        return Err(format!(
+            "--trace {shown} ends in a path separator: name a file"
+        ));
+    }
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.is_dir() {
             return Err(format!("--trace {shown} is a directory"));
@@ -372,6 +388,13 @@ fn check_trace_path(path: &Path, db: Option<&Path>) -> Result<(), String> {
                 ));
             }
         }
+    }
+    if path.extension().is_some_and(|e| e == "lock") {
+        // A database's lock file (empty, so not refused as a non-trace above): renamed over,
+        // the lock another command holds would be lost.
+        return Err(format!(
+            "--trace {shown} is named like a database's lock file: give the trace another name"
+        ));
     }
     let cannot = |e: std::io::Error| format!("cannot write trace {shown}: {e}");
     if trace::partial_path(path).is_some() {
@@ -416,7 +439,7 @@ fn emit(text: &str) {
         Err(e) => {
             OUTPUT_CLOSED.store(true, Ordering::Relaxed);
             if !OUTPUT_FAILED.swap(true, Ordering::Relaxed) {
-                eprintln!("profilestore-sim: cannot write output: {e}");
+                note!("profilestore-sim: cannot write output: {e}");
             }
         }
     }
@@ -582,7 +605,7 @@ fn main() -> ExitCode {
         Ok(_) if OUTPUT_FAILED.load(Ordering::Relaxed) => ExitCode::from(2),
         Ok(code) => code,
         Err(message) => {
-            eprintln!("profilestore-sim: {message}");
+            note!("profilestore-sim: {message}");
             ExitCode::from(2)
         }
     };
@@ -590,7 +613,7 @@ fn main() -> ExitCode {
         return ExitCode::from(STOPPED_STATUS);
     }
     if STOPPED.load(Ordering::SeqCst) && PLAYED.load(Ordering::SeqCst) {
-        eprintln!("profilestore-sim: note: the signal came after the play, which was finished");
+        note!("profilestore-sim: note: the signal came after the play, which was finished");
     }
     code
 }
@@ -634,22 +657,20 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .check()
                 .map_err(|e| format!("invalid simulation: {}", as_flag(&e)))?;
             if fault_period.is_some() && faults == 0.0 {
-                eprintln!("profilestore-sim: note: --fault-period does nothing without --faults");
+                note!("profilestore-sim: note: --fault-period does nothing without --faults");
             }
             if duration == 0.0 {
                 // Players first act in their first ten seconds: none of them plays.
-                eprintln!(
-                    "profilestore-sim: note: --duration 0 plays nothing (the run only settles)"
-                );
+                note!("profilestore-sim: note: --duration 0 plays nothing (the run only settles)");
             }
             if servers == 1 && (crash_rate > 0.0 || shutdown_rate > 0.0) {
                 // A crash or shutdown never takes the last server taking players.
-                eprintln!(
+                note!(
                     "profilestore-sim: note: --crash-rate and --shutdown-rate do nothing with \
                      one server (the last one taking players is never stopped)"
                 );
             } else if spare_servers > 0 && crash_rate == 0.0 && shutdown_rate == 0.0 {
-                eprintln!(
+                note!(
                     "profilestore-sim: note: --spare-servers does nothing without --crash-rate \
                      or --shutdown-rate"
                 );
@@ -708,7 +729,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 // Before anything is replaced or written.
                 CUT_SHORT.store(true, Ordering::SeqCst);
                 drop(compare_dir);
-                eprintln!("profilestore-sim: stopped by a signal before the run: nothing changed");
+                note!("profilestore-sim: stopped by a signal before the run: nothing changed");
                 return Ok(ExitCode::from(STOPPED_STATUS));
             }
             let storage: Box<dyn Storage> = if memory {
@@ -785,7 +806,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                         db.display()
                     );
                 }
-                eprintln!(
+                note!(
                     "profilestore-sim: stopped by a signal at virtual second {at} of {duration}: \
                      nothing was checked{left}"
                 );
@@ -809,7 +830,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let backend = if memory {
                 Some("--memory".to_string())
             } else if db != Path::new(DEFAULT_DB) {
-                Some(format!("--db {}", shell_word(&db.display().to_string())))
+                // `--db=`: a name starting with `-` would read as a flag after a space.
+                Some(format!("--db={}", shell_word(&db.display().to_string())))
             } else {
                 None
             };
@@ -885,7 +907,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                                     "DIFFERENT"
                                 });
                                 if !reproduced {
-                                    eprintln!(
+                                    note!(
                                         "profilestore-sim: seed {seed} did not reproduce: the two runs' {} differ",
                                         differ.join(", ")
                                     );
@@ -1068,10 +1090,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 let (document, skipped) =
                     export::export_readable(&mut storage).map_err(|e| e.to_string())?;
                 for e in &skipped {
-                    eprintln!("profilestore-sim: left out: {e}");
+                    note!("profilestore-sim: left out: {e}");
                 }
                 if !skipped.is_empty() {
-                    eprintln!(
+                    note!(
                         "profilestore-sim: {} key(s) left out; importing a document that holds \
                          one replaces it, unless even its serial is unreadable (see inspect)",
                         skipped.len()
@@ -1156,7 +1178,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 } else {
                     format!(" starting {prefix:?}")
                 };
-                eprintln!(
+                note!(
                     "profilestore-sim: no key{prefixed} in store {store:?}{scoped} of {}; it \
                      holds {held}",
                     db.display()
@@ -1213,7 +1235,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 } else {
                     format!(" scope {scope:?}")
                 };
-                eprintln!(
+                note!(
                     "profilestore-sim: no key {key:?} in store {store:?}{scoped} of {}; it holds {held}",
                     db.display()
                 );
@@ -1232,7 +1254,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
 fn remove_abandoned_checks(tmp: &Path, ours: &CheckFolder) {
     let removed = check_folder::remove_abandoned(tmp, ours);
     if let n @ 1.. = removed.folders.len() {
-        eprintln!(
+        note!(
             "profilestore-sim: note: removed {n} folder(s) of determinism checks whose commands \
              were killed ({:.1} MB) from {}",
             removed.bytes as f64 / 1e6,
