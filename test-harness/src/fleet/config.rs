@@ -48,9 +48,10 @@ pub struct FleetConfig {
     pub record: bool,
     /// When set, DataStore faults and message loss come and go: on for this many seconds (a
     /// whole number: the run switches them once a virtual second), then off as long, starting
-    /// on. A start whose hand-off bound (60 s) falls wholly in a healthy stretch (or in the
-    /// settle phase) is held to it, so a period of 61 s or less holds none during play but
-    /// in the last healthy stretch, which runs on into settling; `None`: faults the whole run.
+    /// on. A start whose hand-off bound (60 s), and the 20 s before it (`SAVE_RETRY_CAP`: the
+    /// aftermath of faults), fall wholly in a healthy stretch (or in the settle phase) is held
+    /// to it, so a period of 80 s or less holds none during play but in the last healthy
+    /// stretch, which runs on into settling; `None`: faults the whole run.
     pub fault_period: Option<f64>,
     /// Probability per second that a player waiting for `StartSessionAsync` leaves (their
     /// `Cancel` turns true, as `player.Parent ~= Players` does).
