@@ -333,6 +333,12 @@ pub enum Delivery {
 /// final save whose `OnSave`, `OnLastSave`, `OnSessionEnd` and `OnAfterSave` fire under the
 /// id of a profile no caller received (the original fires them on an object no script
 /// holds, with no listeners). A host ignores ids it does not know.
+///
+/// Signals are put out by the call that fires them, and listeners run after it returned:
+/// when an `EndSession`'s `OnSave` and `OnLastSave` reach a host,
+/// [`crate::Engine::is_active`] already reads false, where the original's listeners still see
+/// the profile active; a host answers `IsActive()` inside them from the signals
+/// (`docs/DEVIATIONS.md`, "Signals are outputs").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// `profile.OnSave()`.

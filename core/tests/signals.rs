@@ -126,6 +126,34 @@ fn lock_lost_detected_by_a_save() {
     );
 }
 
+/// Signals are outputs (`docs/DEVIATIONS.md`, "Signals are outputs"): `EndSession` puts out
+/// `OnSave`, `OnLastSave` and `OnSessionEnd` in the call, so by the time a host hands the first
+/// two to listeners `is_active` already reads false, where spec §8.1's listeners still see the
+/// profile active. The host answers `IsActive()` inside them from the signals.
+#[test]
+fn an_ending_saves_signals_are_out_before_any_listener_runs() {
+    let mut w = World::new(1, 5);
+    let store = w.new_store("S", json!({}));
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    let t = w.now;
+    w.with(0, |e, now| e.end_session(now, p));
+    assert_eq!(
+        names(&signals(&w, 0, t)),
+        ["OnSave", "OnLastSave(Manual)", "OnSessionEnd"]
+    );
+    assert!(!w.servers[0].engine.is_active(p));
+    w.run_for(1.0);
+    assert_eq!(
+        names(&signals(&w, 0, t)),
+        [
+            "OnSave",
+            "OnLastSave(Manual)",
+            "OnSessionEnd",
+            "OnAfterSave"
+        ]
+    );
+}
+
 #[test]
 fn set_async_on_view_profile_fires_only_on_save() {
     let mut w = World::new(1, 4);
