@@ -261,11 +261,32 @@ fn lock_db(db: &Path) -> Result<Option<std::fs::File>, String> {
         }
         Err(e) => return Err(cannot(&e)),
     };
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(in_use(db)),
+    match try_lock_patiently(&file) {
+        Ok(true) => Ok(Some(file)),
+        Ok(false) => Err(in_use(db)),
         // A file system without locks, say: said as it is, not as another command.
-        Err(std::fs::TryLockError::Error(e)) => Err(cannot(&e)),
+        Err(e) => Err(cannot(&e)),
+    }
+}
+
+/// How long a lock found taken is tried again before its database is said to be in use: a
+/// command's probe ([`held_elsewhere`]) takes a free lock for an instant, which must not turn
+/// another command away.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Takes `file`'s lock, trying again for [`LOCK_PATIENCE`] while another holds it: `Ok(false)`
+/// when it is held still.
+fn try_lock_patiently(file: &std::fs::File) -> std::io::Result<bool> {
+    let until = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
     }
 }
 
@@ -285,13 +306,14 @@ fn in_use(db: &Path) -> String {
     )
 }
 
-/// Whether another command holds `db`'s lock now; the lock file is not made where there is
-/// none (no command holds it then).
+/// Whether another command holds `db`'s lock now (not just another probe, for an instant:
+/// [`try_lock_patiently`]); the lock file is not made where there is none (no command holds
+/// it then).
 fn held_elsewhere(db: &Path) -> bool {
     std::fs::OpenOptions::new()
         .write(true)
         .open(lock_path(db))
-        .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+        .is_ok_and(|file| matches!(try_lock_patiently(&file), Ok(false)))
 }
 
 /// Opens `at`'s database for `keys` or `inspect`; where there is none, a name no call can make
@@ -389,7 +411,7 @@ fn check_trace_path(path: &Path, db: Option<&Path>) -> Result<(), String> {
             }
         }
     }
-    if path.extension().is_some_and(|e| e == "lock") {
+    if path.as_os_str().as_encoded_bytes().ends_with(b".lock") {
         // A database's lock file (empty, so not refused as a non-trace above): renamed over,
         // the lock another command holds would be lost.
         return Err(format!(
@@ -1440,6 +1462,35 @@ fn print_summary(s: &profilestore_core::value::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lock another holds for an instant (a command's probe) is taken once let go; one held
+    /// past [`LOCK_PATIENCE`] is said to be held (it used to be said held at once, so a
+    /// probe could turn a command away).
+    #[test]
+    fn a_lock_held_for_an_instant_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .unwrap()
+        };
+        let (probe, file) = (open(), open());
+        probe.lock().unwrap();
+        let let_go = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(probe);
+        });
+        assert!(try_lock_patiently(&file).unwrap());
+        let_go.join().unwrap();
+        let other = open();
+        let started = std::time::Instant::now();
+        assert!(!try_lock_patiently(&other).unwrap());
+        assert!(started.elapsed() >= LOCK_PATIENCE);
+    }
 
     /// Durations read as seconds or as numbers with units, summed; anything else is refused,
     /// saying why (a sum of seconds and a full second of milliseconds panicked in the parser
