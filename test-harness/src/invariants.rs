@@ -9,12 +9,13 @@
 //!   session, or of one it passed the item on to) is torn, not a dupe, when its server died
 //!   while the session was still its own (crashed, or killed at the end of `BindToClose` with
 //!   faults on, or a request of its throttled, in its last 30 s) or another server took the
-//!   giver's session while the DataStore was failing (faults on within [`HANDOFF_BOUND`]
-//!   before the take); torn trades are counted;
+//!   giver's session while the DataStore was failing or the giver's server was throttled
+//!   (faults on, or a request of that server throttled, within [`HANDOFF_BOUND`] before the
+//!   take: the lock check's excuses); torn trades are counted;
 //! - **no acknowledged item lost** — an item whose loot an acknowledged save confirmed is held
 //!   by some profile, unless a trade of it lost its receiver's side with the receiver's
 //!   session (its server died after the trade while the session was its own, or another took
-//!   the session under faults: a torn trade's other half);
+//!   the session under faults or a throttle: a torn trade's other half);
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
 //!   same gift under one more message id for each write of that `MessageAsync`'s own that
 //!   committed although the call was told it failed: the call's retry wrote it again),
@@ -63,7 +64,8 @@ pub struct Violation {
     pub key: String,
     /// What exactly.
     pub detail: String,
-    /// The last lines of the run that concern the key.
+    /// Up to 12 lines of the run that concern the key: from where the violation began when
+    /// that is known, else the key's last ([`excerpt`]).
     pub excerpt: Vec<String>,
 }
 
@@ -371,10 +373,11 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     // in the giver's stored `Data` too. That happens when the server dies between the saves
     // of the two sides, and, while the DataStore fails, when another server takes the
     // session first: a steal after the giver's saves failed or its notices were lost (spec
-    // §5.3; the late save then stores nothing, §8.3), or `ASSUME_DEAD`. Such torn trades are
+    // §5.3; the late save then stores nothing, §8.3), or `ASSUME_DEAD`; and when the giver's
+    // final save waits in a throttle queue past the taker's poll. Such torn trades are
     // counted; any other duplicate is a violation (so a steal from a live server is one with
-    // no faults, or in a healthy stretch: a start takes a lock some 45 s after asking for it,
-    // so the faults that kept the owner from letting go fell within the bound before it).
+    // no faults or throttle, or in a healthy stretch: a start takes a lock some 45 s after
+    // asking for it, so what kept the owner from letting go fell within the bound before it).
     let stolen_under_faults =
         |taken: f64| fleet.config.faulty_between(taken - HANDOFF_BOUND, taken);
     // Whether server `s`, killed at `d` at the end of `BindToClose`, could have had its
@@ -383,8 +386,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     let world = &fleet.world;
     let held_up_at_kill = |s: usize, d: f64| {
         let from = d - BIND_TO_CLOSE_LIMIT;
-        fleet.config.faulty_between(from, d)
-            || world.servers[s].throttled_until.is_some_and(|u| u >= from)
+        fleet.config.faulty_between(from, d) || world.servers[s].throttled_between(from, d)
     };
     // A trade's side lost with its session: the trade's server died after it while the
     // session (`key`'s `generation`) was still its own, not taken before (a take is judged
@@ -403,11 +405,26 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                     .is_none_or(|released| released >= d)
         })
     };
-    // A session (`key`'s `generation`) another server took while faults were on.
+    // The server a taken generation (`key`'s `generation`) was taken from, by its JobId.
+    let taken_from = |key: &String, generation: i64| {
+        let job = obs.taken_from.get(&(key.clone(), generation))?;
+        world
+            .servers
+            .iter()
+            .position(|s| s.engine().identity().job_id == job.as_str())
+    };
+    // A session (`key`'s `generation`) another server took while faults were on, or while a
+    // request of its holder's server was throttled (a final save held in its queue past the
+    // taker's poll, as the lock check below excuses), within the bound before the take.
     let stolen_session = |key: &String, generation: i64| {
         obs.taken_generations
             .get(&(key.clone(), generation))
-            .is_some_and(|taken| stolen_under_faults(*taken))
+            .is_some_and(|&taken| {
+                stolen_under_faults(taken)
+                    || taken_from(key, generation).is_some_and(|s| {
+                        world.servers[s].throttled_between(taken - HANDOFF_BOUND, taken)
+                    })
+            })
     };
     // Counted anew by each check, an item once however many profiles hold it.
     fleet.torn_trades.clear();
@@ -449,7 +466,8 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         // did not store was lost.
         let died =
             |trade: &crate::fleet::Trade| died_owning(trade, (&trade.from, trade.giver_generation));
-        // Any trade of a generation taken under faults, however long after the take:
+        // Any trade of a generation taken under faults or a throttle, however long after the
+        // take:
         // deviation 8's notice ends the old session within a message delay, but the notice
         // can be lost while faults are on, or ignored within 6 s of another accepted message
         // (spec §10.4), and it is not sent again; the old owner then trades on until its next
@@ -687,17 +705,8 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     // come and go faster than the holder saves, few takes are judged.)
     for ((key, count), t) in &obs.taken_generations {
         let generation = (Str::from(key.as_str()), *count);
-        let (Some(job), Some(wrote)) = (
-            obs.taken_from.get(&(key.clone(), *count)),
-            obs.own_writes.get(&generation),
-        ) else {
-            continue;
-        };
-        let server = world
-            .servers
-            .iter()
-            .position(|s| s.engine().identity().job_id == job.as_str());
-        let Some(s) = server else {
+        let (Some(s), Some(wrote)) = (taken_from(key, *count), obs.own_writes.get(&generation))
+        else {
             continue;
         };
         let since = wrote.min(t - HANDOFF_BOUND);
@@ -705,7 +714,7 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
             .died_at
             .get(&s)
             .is_some_and(|d| *d <= *t && (!obs.killed.contains(&s) || held_up_at_kill(s, *d)));
-        let throttled = world.servers[s].throttled_until.is_some_and(|u| u >= since);
+        let throttled = world.servers[s].throttled_between(since, *t);
         if !died_first && !throttled && !fleet.config.faulty_between(since, *t) {
             found.push((
                 "no session taken from a live server while healthy",

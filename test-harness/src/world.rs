@@ -151,9 +151,10 @@ pub struct Server {
     stopped_at: Option<f64>,
     /// Its id at the DataStore and MessagingService.
     pub id: ServerId,
-    /// Until when a DataStore request of its waited in a throttle queue or was held for its
-    /// key, at the latest (virtual seconds); `None` if none ever did.
-    pub throttled_until: Option<f64>,
+    /// When DataStore requests of its waited in a throttle queue or were held for their key:
+    /// `(from, until)` spans in virtual seconds, in time order, overlapping ones merged (so
+    /// they are ordered by their ends too). See [`Server::throttled_between`].
+    pub throttled: Vec<(f64, f64)>,
     subscriptions: BTreeMap<SubscriptionId, messaging::SubscriptionId>,
     /// `SubscribeAsync` calls still on their way (one round trip). The engine asks to
     /// disconnect a subscription only once its call came back; a host that disconnects one
@@ -176,9 +177,27 @@ impl Server {
         &self.engine
     }
 
-    /// A request of its waits in a throttle queue, or is held for its key, until `until`.
-    fn note_throttled(&mut self, until: f64) {
-        self.throttled_until = Some(self.throttled_until.map_or(until, |t| t.max(until)));
+    /// A request of its waits in a throttle queue, or is held for its key, from `from` (now)
+    /// until `until`.
+    fn note_throttled(&mut self, from: f64, until: f64) {
+        match self.throttled.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(until),
+            _ => self.throttled.push((from, until)),
+        }
+    }
+
+    /// Whether a DataStore request of its waited in a throttle queue (or was held for its
+    /// key) at some moment from `from` to `to`.
+    pub fn throttled_between(&self, from: f64, to: f64) -> bool {
+        // The first span not over by `from`: the spans are ordered by their ends.
+        let i = self.throttled.partition_point(|&(_, until)| until < from);
+        self.throttled.get(i).is_some_and(|&(start, _)| start <= to)
+    }
+
+    /// Until when a request of its waited in a throttle queue, at the latest; `None` if none
+    /// ever did.
+    pub fn throttled_until(&self) -> Option<f64> {
+        self.throttled.last().map(|&(_, until)| until)
     }
 }
 
@@ -576,7 +595,7 @@ impl World {
                     alive: true,
                     stopped_at: None,
                     id: ServerId(i as u64),
-                    throttled_until: None,
+                    throttled: Vec::new(),
                     subscriptions: BTreeMap::new(),
                     subscribing: Default::default(),
                 }
@@ -1047,7 +1066,7 @@ impl World {
                             Admission::QueuedUntil(t) => {
                                 self.throttled += 1;
                                 let until = t.max(self.now);
-                                self.servers[s].note_throttled(until);
+                                self.servers[s].note_throttled(self.now, until);
                                 until
                             }
                             Admission::Rejected(e) => {
@@ -1506,7 +1525,7 @@ impl World {
                             // It leaves its queue when the key has room, and travels as any
                             // request does.
                             self.key_throttled += 1;
-                            self.servers[s].note_throttled(at);
+                            self.servers[s].note_throttled(now, at);
                             let pending = Pending::Read {
                                 server: s,
                                 request,
@@ -1541,7 +1560,7 @@ impl World {
                 {
                     Ok(()) => {
                         self.key_throttled += 1;
-                        self.servers[s].note_throttled(at);
+                        self.servers[s].note_throttled(self.now, at);
                         let arrives = at + self.round_trip();
                         self.schedule(
                             arrives,
@@ -1711,12 +1730,8 @@ mod tests {
     use super::*;
     use crate::messaging::MessagingConfig;
 
-    /// A shutdown's kill falls on the Heartbeat frame its 30 s end on, at that frame's own
-    /// time, so the closing server ticks no frame at or after its kill: shut down at frame 251
-    /// (60 fps), `now + 30` rounds to just after frame 2051's time (which a frame would then
-    /// have run first), and the kill is at exactly that frame's time.
-    #[test]
-    fn a_shutdown_is_killed_on_the_frame_its_limit_falls_on() {
+    /// A world of one server, `S0`, at 60 fps with fixed 0.15 s round trips.
+    fn one_server() -> World {
         let config = WorldConfig {
             seed: 3,
             epoch: 1_735_689_600,
@@ -1730,7 +1745,48 @@ mod tests {
         };
         let ds = DataStoreService::new(config.epoch);
         let ms = MessagingService::new(MessagingConfig::roblox(3)).unwrap();
-        let mut world = World::new(config, ds, ms).unwrap();
+        World::new(config, ds, ms).unwrap()
+    }
+
+    /// A server's throttles are kept as spans, overlapping ones merged, and asked about a
+    /// window: a throttle over before it or begun after it is not in it.
+    #[test]
+    fn throttles_are_spans_asked_about_a_window() {
+        let mut world = one_server();
+        let server = &mut world.servers[0];
+        assert_eq!(
+            (server.throttled_until(), server.throttled_between(0.0, 1e9)),
+            (None, false)
+        );
+        for (from, until) in [(10.0, 20.0), (15.0, 18.0), (20.0, 25.0), (40.0, 50.0)] {
+            server.note_throttled(from, until);
+        }
+        assert_eq!(server.throttled, [(10.0, 25.0), (40.0, 50.0)]);
+        assert_eq!(server.throttled_until(), Some(50.0));
+        for (from, to, throttled) in [
+            (0.0, 9.0, false),
+            (0.0, 10.0, true),
+            (25.0, 30.0, true),
+            (26.0, 39.0, false),
+            (30.0, 45.0, true),
+            (50.0, 60.0, true),
+            (51.0, 60.0, false),
+        ] {
+            assert_eq!(
+                server.throttled_between(from, to),
+                throttled,
+                "{from}..{to}"
+            );
+        }
+    }
+
+    /// A shutdown's kill falls on the Heartbeat frame its 30 s end on, at that frame's own
+    /// time, so the closing server ticks no frame at or after its kill: shut down at frame 251
+    /// (60 fps), `now + 30` rounds to just after frame 2051's time (which a frame would then
+    /// have run first), and the kill is at exactly that frame's time.
+    #[test]
+    fn a_shutdown_is_killed_on_the_frame_its_limit_falls_on() {
+        let mut world = one_server();
         let start = 251.0 / 60.0;
         world.run_until(start);
         assert_eq!(world.now, start);

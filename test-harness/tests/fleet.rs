@@ -999,11 +999,12 @@ fn a_dupe_is_excused_only_by_a_torn_trade() {
 /// they did not store was lost, a dupe.
 #[test]
 fn a_kill_tears_a_trade_only_while_the_datastore_fails() {
+    // (faults, the server's requests throttled from and until, dupe).
     for (faults, throttled, dupe) in [
         (0.0, None, true),
         (0.05, None, false),
-        (0.0, Some(30.0), false),
-        (0.0, Some(10.0), true),
+        (0.0, Some((29.0, 30.0)), false),
+        (0.0, Some((9.0, 10.0)), true),
     ] {
         let (mut fleet, holder, other, item) = a_duplicated_item();
         fleet
@@ -1013,7 +1014,7 @@ fn a_kill_tears_a_trade_only_while_the_datastore_fails() {
         fleet.observed.died_at.insert(1, 50.0);
         fleet.observed.killed.insert(1);
         fleet.config.faults = faults;
-        fleet.world.servers[1].throttled_until = throttled;
+        fleet.world.servers[1].throttled = throttled.into_iter().collect();
         let v = invariants::check(&mut fleet);
         if dupe {
             assert_eq!(v.len(), 1, "faults {faults}: {v:?}");
@@ -1066,24 +1067,31 @@ fn a_torn_trade_explains_one_copy() {
     assert_eq!(fleet.torn_trades, vec![item]);
 }
 
-/// A take excuses a dupe only when faults were on within the hand-off bound before it: the
-/// owner failed to let go because its saves failed or the requests to end its session were
-/// lost. In a healthy stretch a live owner hands off well within the 45 s a start asks for,
-/// so a take there that duplicates an item is a violation. Here faults are on for the first
-/// 100 s of the 180 s run and off after (`fault_period` 100 s).
+/// A take excuses a dupe only when faults were on within the hand-off bound before it, or a
+/// request of the holder's server was throttled then: the owner failed to let go because its
+/// saves failed or waited in a queue, or the requests to end its session were lost. In a
+/// healthy stretch a live owner hands off well within the 45 s a start asks for, so a take
+/// there that duplicates an item is a violation. Here faults are on for the first 100 s of
+/// the 180 s run and off after (`fault_period` 100 s).
 #[test]
-fn a_steal_excuses_a_dupe_only_under_faults() {
-    // (fault period, time of the take) → excused.
-    for (period, taken_at, excused) in [
-        (Some(100.0), 30.0, true),
+fn a_steal_excuses_a_dupe_only_under_faults_or_a_throttle() {
+    // (fault period, time of the take, the holder's requests throttled from and until) →
+    // excused.
+    for (period, taken_at, throttled, excused) in [
+        (Some(100.0), 30.0, None, true),
         // Faults on until 100 s: within 60 s before the take.
-        (Some(100.0), 150.0, true),
+        (Some(100.0), 150.0, None, true),
         // Healthy since 100 s: 70 s and more before the take (the settle phase is healthy).
-        (Some(100.0), 170.0, false),
-        (Some(100.0), 200.0, false),
+        (Some(100.0), 170.0, None, false),
+        (Some(100.0), 200.0, None, false),
+        // Throttled within the bound before the take (the lock check's excuse too; the dupe
+        // used to be reported), or only before it or after the take.
+        (Some(100.0), 170.0, Some((150.0, 160.0)), true),
+        (Some(100.0), 170.0, Some((90.0, 105.0)), false),
+        (Some(100.0), 170.0, Some((175.0, 180.0)), false),
         // Faults the whole run (before the settle phase).
-        (None, 170.0, true),
-        (None, 250.0, false),
+        (None, 170.0, None, true),
+        (None, 250.0, None, false),
     ] {
         let (mut fleet, holder, other, item) = a_duplicated_item();
         fleet
@@ -1094,10 +1102,16 @@ fn a_steal_excuses_a_dupe_only_under_faults() {
             .observed
             .taken_generations
             .insert((holder.clone(), 7), taken_at);
+        let job = fleet.world.servers[1].engine().identity().job_id.clone();
+        fleet
+            .observed
+            .taken_from
+            .insert((holder.clone(), 7), job.as_str().into());
+        fleet.world.servers[1].throttled = throttled.into_iter().collect();
         fleet.config.faults = 0.05;
         fleet.config.fault_period = period;
         let v = invariants::check(&mut fleet);
-        let case = format!("period {period:?}, taken at {taken_at}");
+        let case = format!("period {period:?}, taken at {taken_at}, throttled {throttled:?}");
         if excused {
             assert!(v.is_empty(), "{case}: {v:?}");
             assert_eq!(fleet.stolen_trades, [item], "{case}");
@@ -1183,10 +1197,10 @@ fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
 #[test]
 fn a_session_taken_from_a_live_server_while_healthy_is_a_violation() {
     // (fault period, holder's last own write, take, holder died at (killed?), holder wrote
-    // it, its requests throttled until) → flagged.
+    // it, its requests throttled from and until) → flagged.
     type Died = Option<(f64, bool)>;
-    type Case = (Option<f64>, f64, f64, Died, bool, Option<f64>, bool);
-    let cases: [Case; 11] = [
+    type Case = (Option<f64>, f64, f64, Died, bool, Option<(f64, f64)>, bool);
+    let cases: [Case; 12] = [
         // Healthy from the holder's write on (the settle phase, from 180 s, is healthy).
         (None, 245.0, 250.0, None, true, None, true),
         // Faults (until 180 s) within the bound before the take.
@@ -1203,9 +1217,11 @@ fn a_session_taken_from_a_live_server_while_healthy_is_a_violation() {
         (None, 245.0, 250.0, Some((248.0, true)), true, None, true),
         // Died after the take: the take was from a live server.
         (None, 245.0, 250.0, Some((260.0, false)), true, None, true),
-        // A request of the holder's server throttled within the window, or before it.
-        (None, 245.0, 250.0, None, true, Some(200.0), false),
-        (None, 245.0, 250.0, None, true, Some(150.0), true),
+        // A request of the holder's server throttled within the window, or before it, or
+        // after the take (which used to excuse it: the run's last throttle was compared).
+        (None, 245.0, 250.0, None, true, Some((199.0, 200.0)), false),
+        (None, 245.0, 250.0, None, true, Some((149.0, 150.0)), true),
+        (None, 245.0, 250.0, None, true, Some((260.0, 270.0)), true),
         // Never written by its holder itself.
         (None, 245.0, 250.0, None, false, None, false),
     ];
@@ -1227,7 +1243,7 @@ fn a_session_taken_from_a_live_server_while_healthy_is_a_violation() {
                 obs.killed.insert(1);
             }
         }
-        fleet.world.servers[1].throttled_until = throttled;
+        fleet.world.servers[1].throttled = throttled.into_iter().collect();
         let v = invariants::check(&mut fleet);
         let case = format!("{period:?}, {wrote}, {taken_at}, {died:?}, {own}, {throttled:?}");
         if flagged {

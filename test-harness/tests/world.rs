@@ -123,7 +123,7 @@ fn throttled_requests_queue_and_overflow_is_refused() {
         (325, 1138, 1138, 281)
     );
     // The last queued request left its queue then.
-    assert_eq!(w.servers[0].throttled_until, Some(325.0));
+    assert_eq!(w.servers[0].throttled_until(), Some(325.0));
 }
 
 #[test]
@@ -484,8 +484,9 @@ fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
     // (LastUpdate is 60 s in, not 2 s), and the write landed a round trip later.
     assert_eq!(writes, [0.3, 1.3, 60.6]);
     assert_eq!(w.key_throttled, 1);
-    // The server's request was held until then (what a fleet reads of a throttle).
-    assert_eq!(w.servers[0].throttled_until, Some(60.3));
+    // The server's request was held from when the key refused it (2.3 s: the save made at
+    // 2 s, its commit a round trip later) until then (what a fleet reads of a throttle).
+    assert_eq!(w.servers[0].throttled, [(2.3, 60.3)]);
     assert_eq!(
         w.stored("S", "k").unwrap()["MetaData"]["LastUpdate"],
         json!(1_735_689_660)

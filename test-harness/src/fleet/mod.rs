@@ -443,10 +443,10 @@ impl Fleet {
                     // waiting at the kill was held up, by DataStore errors or a throttle of
                     // its server's requests, and without either in the shutdown it was stuck.
                     let killed_at = self.observed.died_at.get(&server).copied();
-                    let throttled = self.world.servers[server].throttled_until;
                     let held_up = killed_at.is_some_and(|d| {
                         let from = d - BIND_TO_CLOSE_LIMIT;
-                        self.config.faulty_between(from, d) || throttled.is_some_and(|t| t >= from)
+                        self.config.faulty_between(from, d)
+                            || self.world.servers[server].throttled_between(from, d)
                     });
                     let stuck = match killed_at {
                         _ if !self.closing[server] => None,

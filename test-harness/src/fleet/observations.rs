@@ -79,8 +79,8 @@ pub enum StartFailure {
     /// the start still waiting. A start on a closing server returns nil at its next step, so
     /// this one was held up (a request failing and backing off, a DataStore answer still on
     /// its way); counted apart from crashes so that a start stuck through a shutdown does not
-    /// pass as one. With the DataStore healthy through the 30 s and no request of the run
-    /// throttled, nothing held it up: it is [`StartFailure::Unexplained`] instead.
+    /// pass as one. With the DataStore healthy through the 30 s and no request of its server
+    /// throttled in them, nothing held it up: it is [`StartFailure::Unexplained`] instead.
     Killed,
     /// `StartSessionAsync` threw at the call (the key is still loaded on that server: its
     /// `EndSession` after a hop had not run yet).

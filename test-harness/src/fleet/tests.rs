@@ -774,7 +774,7 @@ fn a_start_waiting_when_its_server_stops_is_counted_by_how_it_stopped() {
         fleet.closing[0] = closing;
         if let Some((server, before)) = throttled {
             fleet.world.throttled = 1;
-            fleet.world.servers[server].throttled_until = Some(now - before);
+            fleet.world.servers[server].throttled = vec![(now - before - 1.0, now - before)];
         }
         if crash {
             fleet.world.crash(0);
