@@ -15,7 +15,9 @@
 //! - **no acknowledged item lost** — an item whose loot an acknowledged save confirmed is held
 //!   by some profile, unless a trade of it lost its receiver's side with the receiver's
 //!   session (its server died after the trade while the session was its own, or another took
-//!   the session under faults or a throttle: a torn trade's other half);
+//!   the session under faults or a throttle: a torn trade's other half), and no receiver's
+//!   write computed after a trade of it, before the item went on, lost it while the session
+//!   lived;
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
 //!   same gift under one more message id for each write of that `MessageAsync`'s own that
 //!   committed although the call was told it failed: the call's retry wrote it again),
@@ -641,7 +643,8 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     // operation loots one: `{key}:op{3n}` loots `{key}:item{n}`) is held by some profile,
     // unless a trade of it lost its receiver's side: no write stored the item past its
     // receiver, whose session died with its server or was taken under faults, as for a torn
-    // trade's giver (the giver's side stored, the item is then in no profile). Not judged
+    // trade's giver (the giver's side stored, the item is then in no profile), and no write
+    // of a receiver made after a trade of it lost it while its session lived. Not judged
     // when a final value cannot be read: the item may be there.
     if unreadable.is_empty() {
         for (p, key) in keys.iter().enumerate() {
@@ -662,12 +665,16 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 if holders.contains_key(&item) {
                     continue;
                 }
-                let lost_with_its_receiver = obs.trade_log.iter().any(|trade| {
-                    trade.item == item
-                        && !trade.receiver_side_stored(&obs.trade_log)
-                        && (died_owning(trade, (&trade.to, trade.receiver_generation))
-                            || stolen_session(&trade.to, trade.receiver_generation))
-                });
+                // Not if a receiver's write computed after a trade of it, before the item
+                // went on, lost it with the session alive: no death or steal explains that.
+                let trades = || obs.trade_log.iter().filter(|trade| trade.item == item);
+                let lost_alive = trades().any(|trade| trade.receiver_lost_alive);
+                let lost_with_its_receiver = !lost_alive
+                    && trades().any(|trade| {
+                        !trade.receiver_side_stored(&obs.trade_log)
+                            && (died_owning(trade, (&trade.to, trade.receiver_generation))
+                                || stolen_session(&trade.to, trade.receiver_generation))
+                    });
                 if !lost_with_its_receiver {
                     found.push((
                         "no acknowledged item lost",

@@ -848,6 +848,7 @@ fn trade_at_ten(item: &str, holder: &str, other: &str, giver_saved: bool) -> Tra
         receiver_had: 0,
         passed_on: None,
         receiver_generation: 1,
+        receiver_lost_alive: false,
     }
 }
 
@@ -1125,17 +1126,21 @@ fn a_steal_excuses_a_dupe_only_under_faults_or_a_throttle() {
 
 /// An item whose loot an acknowledged save confirmed and that no profile holds is a violation,
 /// named under its looter, unless a trade of it lost its receiver's side with the receiver's
-/// session (its server died after the trade, the session still its own).
+/// session (its server died after the trade, the session still its own), and no write of the
+/// receiver's made after the trade lost it while the session lived.
 #[test]
 fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
     use profilestore_core::json;
-    // (the receiver's server died at, its session released at) → excused.
-    for (died, released, excused) in [
-        (None, None, false),
-        (Some(50.0), None, true),
+    // (the receiver's server died at, its session released at, a receiver's write lost it
+    // alive) → excused.
+    for (died, released, lost_alive, excused) in [
+        (None, None, false, false),
+        (Some(50.0), None, false, true),
         // Died before the trade, or after the receiver's final save stored its side.
-        (Some(5.0), None, false),
-        (Some(50.0), Some(40.0), false),
+        (Some(5.0), None, false, false),
+        (Some(50.0), Some(40.0), false, false),
+        // A death after the receiver lost the item alive (which it used to excuse).
+        (Some(50.0), None, true, false),
     ] {
         let (mut fleet, holder, other) = sound_run(7);
         let mut value = fleet.world.stored(STORE, &holder).unwrap();
@@ -1152,6 +1157,7 @@ fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
         let mut trade = trade_at_ten(&held[0], &holder, &other, true);
         trade.receiver_kept = false;
         trade.receiver_generation = 99;
+        trade.receiver_lost_alive = lost_alive;
         fleet.observed.trade_log.push(trade);
         if let Some(d) = died {
             fleet.observed.died_at.insert(1, d);
@@ -1183,7 +1189,10 @@ fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
             .collect();
         expected.sort();
         assert!(!expected.is_empty());
-        assert_eq!(got, expected, "died {died:?}, released {released:?}");
+        assert_eq!(
+            got, expected,
+            "died {died:?}, released {released:?}, lost alive {lost_alive}"
+        );
     }
 }
 
@@ -1490,6 +1499,7 @@ fn a_dupe_is_named_after_the_giver_whose_side_was_lost() {
         receiver_had: 0,
         passed_on: None,
         receiver_generation: 1,
+        receiver_lost_alive: false,
     };
     // `other` gave the item to `holder` and saved; `holder` gave it back and did not.
     let first = trade(&other, &holder, 10.0, true);

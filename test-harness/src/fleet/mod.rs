@@ -803,6 +803,7 @@ impl Fleet {
                 receiver_had,
                 passed_on: None,
                 receiver_generation: receiver.map_or(0, |x| x.session_load_count),
+                receiver_lost_alive: false,
             };
             // What the two keys store now: a giver's side lost leaves a copy only where its key
             // held the item; an item back with the session that gave it away (no write stored

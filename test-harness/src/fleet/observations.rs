@@ -148,6 +148,12 @@ pub struct Trade {
     pub passed_on: Option<usize>,
     /// The receiver's session: its profile's `SessionLoadCount`.
     pub receiver_generation: i64,
+    /// Whether a write of the receiver's session whose transform ran after the trade, and
+    /// before the session passed the item on, held no more copies than
+    /// [`Trade::receiver_had`]: the game lost the receiver's side with the session alive,
+    /// which no death or steal excuses (the receiver's mirror of a cleared
+    /// [`Trade::giver_held`]).
+    pub receiver_lost_alive: bool,
 }
 
 impl Trade {
@@ -418,7 +424,9 @@ pub(super) type Pending = FxHashMap<(usize, Str), Vec<usize>>;
 /// held the item ([`Trade::giver_held`]) only if its transform ran before the trade (at
 /// `transformed_at`, no later than the trade's second): one computed after the trade that
 /// still holds it lost the giver's side with the session alive, which no death or steal
-/// excuses. Returns how many giver's sides it confirmed.
+/// excuses; so did a receiver's write computed after the trade, and before the session passed
+/// the item on, that holds no more copies than the receiver had
+/// ([`Trade::receiver_lost_alive`]). Returns how many giver's sides it confirmed.
 pub(super) fn confirm_write(
     trades: &mut [Trade],
     (gives, takes): (&mut Pending, &mut Pending),
@@ -460,13 +468,26 @@ pub(super) fn confirm_write(
     }
     if let Some(list) = takes.get_mut(&side) {
         list.retain(|&i| {
-            let trade = &mut trades[i];
-            if generation != trade.receiver_generation {
+            if generation != trades[i].receiver_generation {
                 return true;
             }
+            // When the session passed the item on, if it has (a trade not in the log, as a
+            // test may name, as before any write).
+            let passed_at = trades[i]
+                .passed_on
+                .map(|j| trades.get(j).map_or(f64::NEG_INFINITY, |t| t.at));
+            let trade = &mut trades[i];
             // The session's latest write tells (a later one may take it back: the session
             // gave the item on, or a write made before it came back lands after).
             trade.receiver_kept = copies(items, &trade.item) > trade.receiver_had;
+            // Made after the trade (whose second's world events come first) and before the
+            // item was passed on, the write must hold it.
+            if !trade.receiver_kept
+                && transformed_at
+                    .is_some_and(|at| trade.at < at && passed_at.is_none_or(|passed| passed >= at))
+            {
+                trade.receiver_lost_alive = true;
+            }
             // Passed on and not held: no later write of the session will hold it (writes of a
             // key commit in the order their transforms ran).
             trade.receiver_kept || trade.passed_on.is_none()

@@ -321,6 +321,7 @@ fn unconfirmed_trade(item: &str, at: f64, giver: i64, receiver: i64) -> Trade {
         receiver_had: 0,
         passed_on: None,
         receiver_generation: receiver,
+        receiver_lost_alive: false,
     }
 }
 
@@ -573,6 +574,39 @@ fn a_receiver_that_had_a_copy_keeps_its_side_by_count() {
         kept.push(fleet.observed.trade_log[base].receiver_kept);
     }
     assert_eq!(kept, [false, true, false]);
+}
+
+/// A receiver's write computed after the trade, and before the session passed the item on,
+/// that does not hold it lost the receiver's side with the session alive; one computed before
+/// the trade (at its second at the latest) or after the item went on did not.
+#[test]
+fn a_receivers_write_after_the_trade_without_the_item_lost_it_alive() {
+    let (mut fleet, base) = pending_trades(&["x", "y"]);
+    let (now, trade_at) = (fleet.world.now, fleet.observed.trade_log[base].at);
+    let without = |at| computed_at(write_of(now, "Player_2", 7, json!([]), false), at);
+    fleet.world.log.push(without(trade_at));
+    fleet.react();
+    let lost = |fleet: &Fleet| -> Vec<bool> {
+        let trades = &fleet.observed.trade_log[base..base + 2];
+        trades.iter().map(|t| t.receiver_lost_alive).collect()
+    };
+    assert_eq!(lost(&fleet), [false, false]);
+    // "y" went on at `trade_at + 1` (to a third key, in a trade of its own).
+    let mut on = unconfirmed_trade("y", trade_at + 1.0, 7, 3);
+    (on.from, on.to) = ("Player_2".into(), "Player_3".into());
+    fleet.observed.trade_log.push(on);
+    fleet.observed.trade_log[base + 1].passed_on = Some(fleet.observed.trade_log.len() - 1);
+    fleet.world.log.push(without(trade_at + 2.0));
+    fleet.react();
+    assert_eq!(lost(&fleet), [true, false]);
+    // A later write holding it again does not undo what was lost.
+    let with = computed_at(
+        write_of(now, "Player_2", 7, json!(["x"]), false),
+        trade_at + 3.0,
+    );
+    fleet.world.log.push(with);
+    fleet.react();
+    assert_eq!(lost(&fleet), [true, false]);
 }
 
 /// A copy handed back to a session that gave the item more than once (it held copies) is
