@@ -307,11 +307,14 @@ enum Pending {
         server: usize,
         request: DataStoreRequest,
     },
+    /// [`World::raw_set`]'s write; `held`: it waited for its key's throughput, and drew its
+    /// fault when it first arrived.
     RawSet {
         server: usize,
         store: String,
         key: String,
         value: Value,
+        held: bool,
     },
     /// A request refused by its throttle queue: the error arrives at once.
     Refused {
@@ -877,7 +880,9 @@ impl World {
 
     /// A plain `SetAsync` by server `s` (outside ProfileStore), committed one round trip later
     /// (even if the server has died by then: the request was sent) unless it meets a fault
-    /// (`datastore_fail`). It takes no request budget (scenarios run with unlimited budgets).
+    /// (`datastore_fail`); one its key's throughput refuses waits until the key has room and
+    /// goes then, as a request held for its key does. It takes no request budget (scenarios
+    /// run with unlimited budgets).
     /// A server not running (stopped, crashed, in reserve) sends nothing: refused, naming it.
     pub fn raw_set(
         &mut self,
@@ -897,6 +902,7 @@ impl World {
                 store: store.to_string(),
                 key: key.to_string(),
                 value,
+                held: false,
             },
         );
         Ok(())
@@ -1301,18 +1307,47 @@ impl World {
                 store,
                 key,
                 value,
+                held,
             } => {
                 // A SetAsync like any other: it counts as a request and meets the world's
-                // faults; sent before its server died, it still lands.
+                // faults; sent before its server died, it still lands (not one held in the
+                // server's queue for its key when the server died: it died there).
+                if held && !self.servers[server].alive {
+                    return;
+                }
                 *self.requests.entry(Operation::Set).or_default() += 1;
-                if self.faulted() {
+                if !held && self.faulted() {
                     return;
                 }
                 let name = StoreName::new(&store);
                 let id = self.servers[server].id;
-                let _ =
-                    self.datastore
-                        .set_async(self.now, id, &name, &key, value, Default::default());
+                let written = self.datastore.set_async(
+                    self.now,
+                    id,
+                    &name,
+                    &key,
+                    value.clone(),
+                    Default::default(),
+                );
+                if let Some(at) = written.err().as_ref().and_then(key_ready_at) {
+                    // Held in its server's queue until its key has room (counted once, when
+                    // it goes), then sent again: it used to be dropped without a trace. A
+                    // server no longer running has no queue: it dies there.
+                    *self.requests.entry(Operation::Set).or_default() -= 1;
+                    if self.servers[server].alive {
+                        self.key_throttled += 1;
+                        let arrives = at + self.round_trip();
+                        let pending = Pending::RawSet {
+                            server,
+                            store,
+                            key,
+                            value,
+                            held: true,
+                        };
+                        self.schedule(arrives, pending);
+                    }
+                    return;
+                }
                 self.log_commits(server, None, None);
             }
         }
@@ -1407,16 +1442,22 @@ impl World {
         if !self.servers[s].alive {
             // A removal is a write: sent before its server died, it still lands (unless it
             // meets a fault), with no answer; one still waiting in the server's queues died
-            // with it. Anything else needs the server.
+            // with it, and so does one its key's throughput refuses now (a live server holds
+            // that in its queue). Anything else needs the server.
             let sent = self.servers[s].stopped_at.is_some_and(|t| sent_at <= t);
             if request.kind == DataStoreRequestKind::Remove && sent {
                 *self.requests.entry(Operation::Remove).or_default() += 1;
                 if held || !self.faulted() {
                     let store = StoreName::new(&request.store);
                     let id = self.servers[s].id;
-                    let _ = self
+                    let removed = self
                         .datastore
                         .remove_async(self.now, id, &store, &request.key);
+                    if removed.as_ref().err().and_then(key_ready_at).is_some() {
+                        // Never executed: not counted.
+                        *self.requests.entry(Operation::Remove).or_default() -= 1;
+                        return;
+                    }
                     let call = self.servers[s].engine.op_call(request.op);
                     self.log_commits(s, call, None);
                 }

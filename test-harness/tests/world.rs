@@ -524,6 +524,45 @@ fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
     assert_eq!((w.key_throttled, w.request_total()), (1, 2));
 }
 
+/// A plain `SetAsync` (`World::raw_set`) its key's throughput refuses waits until the key has
+/// room and lands then, counted once, as a request held for its key does (it used to be
+/// dropped without a trace). One whose server stopped meanwhile dies in its queue.
+#[test]
+fn a_raw_set_out_of_key_throughput_lands_when_the_key_has_room() {
+    use profilestore_harness::datastore::ThroughputLimits;
+    for stop in [false, true] {
+        // Two 1 KB units of writes per minute on a key.
+        let (mut w, _) = world(
+            1,
+            key_limits(ThroughputLimits {
+                write_bytes: 2048,
+                ..ThroughputLimits::roblox()
+            }),
+        );
+        for (t, n) in [(0.0, 1), (1.0, 2), (2.0, 3)] {
+            w.run_until(t);
+            w.raw_set(0, "S", "k", json!({"n": n})).unwrap();
+        }
+        if stop {
+            w.run_until(10.0);
+            w.crash(0);
+        }
+        w.run_until(120.0);
+        let writes: Vec<f64> = writes_of(&w, "k").into_iter().map(|(t, _)| t).collect();
+        if stop {
+            assert_eq!(writes, [0.15, 1.15]);
+            assert_eq!(w.stored("S", "k"), Some(json!({"n": 2})));
+            assert_eq!(w.request_total(), 2);
+        } else {
+            // The first write (at 0.15 s) leaves the window at 60.15 s; the third goes then,
+            // landing a round trip later.
+            assert_eq!(writes, [0.15, 1.15, 60.3]);
+            assert_eq!(w.stored("S", "k"), Some(json!({"n": 3})));
+            assert_eq!((w.request_total(), w.key_throttled), (3, 1));
+        }
+    }
+}
+
 /// A save whose write meets another writer's, when the key has no read left for the newer
 /// value, waits for the key and then reads it: its transform runs twice in all (at its read,
 /// and on the newest value when it goes), not a third time on the value it knew was stale.
