@@ -873,9 +873,11 @@ impl World {
         self.servers[s].alive = false;
         self.servers[s].stopped_at = Some(self.now);
         self.messaging.remove_server(self.servers[s].id);
-        // Its players no longer count towards the experience's request budgets.
-        self.datastore
-            .set_player_count(self.now, self.servers[s].id, 0);
+        // Its players no longer count towards the experience's request budgets, and the
+        // requests still in its throttle queues never reach the DataStore.
+        let id = self.servers[s].id;
+        self.datastore.set_player_count(self.now, id, 0);
+        self.datastore.server_stopped(self.now, id);
     }
 
     /// A plain `SetAsync` by server `s` (outside ProfileStore), committed one round trip later

@@ -87,6 +87,29 @@ fn spare_booted_at_100() -> (World, StoreId) {
     (w, store)
 }
 
+/// A server that crashes with requests in its throttle queue never sends them: the
+/// experience's budget gets back what they took (it used to stay taken).
+#[test]
+fn a_crashed_servers_queued_requests_give_back_the_experience_budget() {
+    use profilestore_harness::datastore::RequestType;
+    let (mut w, store) = world(2, Limits::roblox());
+    // 120 updates go at once (60 a minute and the burst), 30 wait (one every second, from
+    // 1 s), the rest are refused.
+    for i in 0..200 {
+        start(&mut w, 0, store, &format!("k{i}"));
+    }
+    w.run_until(0.5);
+    let experience = |w: &mut World| {
+        let now = w.now;
+        [RequestType::StandardRead, RequestType::StandardWrite]
+            .map(|kind| w.datastore.experience_budget(now, kind).unwrap())
+    };
+    let before = experience(&mut w);
+    w.crash(0);
+    let after = experience(&mut w);
+    assert_eq!(after.map(|a| a as i64), before.map(|b| b as i64 + 30));
+}
+
 #[test]
 fn throttled_requests_queue_and_overflow_is_refused() {
     let (mut w, store) = world(1, Limits::roblox());

@@ -145,6 +145,8 @@ struct ServerBudget {
     buckets: [Option<Bucket>; RequestType::COUNT],
     queues: [Vec<f64>; RequestType::QUEUES],
     held: [Vec<f64>; RequestType::QUEUES],
+    /// The requests admitted to wait (not sent yet): when each goes, and its operation.
+    waiting: Vec<(f64, Operation)>,
 }
 
 impl ServerBudget {
@@ -393,6 +395,10 @@ impl BudgetBook {
         // The request runs when every queue it waits in lets it go, and stays in each till then
         // (so that a later request of that queue does not pass it).
         let at = plans.iter().fold(now, |at, &(_, ready)| at.max(ready));
+        if at > now {
+            s.waiting.retain(|&(t, _)| t > now);
+            s.waiting.push((at, operation));
+        }
         for &(kind, ready) in plans {
             // Both refilled up to `now` just above.
             if let Some(bucket) = s.buckets[kind.index()].as_mut() {
@@ -410,6 +416,28 @@ impl BudgetBook {
         } else {
             Admission::Now
         }
+    }
+
+    /// Server `server` stopped (crashed, or closed) at `now`: the requests still waiting in
+    /// its queues die there unsent, and the experience's tokens they took come back (its limit
+    /// counts what reaches the DataStore). Requests held for their key had been sent: theirs
+    /// stay taken.
+    pub fn server_stopped(&mut self, now: f64, server: ServerId) {
+        let Some(s) = self.servers.get_mut(&server) else {
+            return;
+        };
+        for (at, operation) in std::mem::take(&mut s.waiting) {
+            if at <= now {
+                continue;
+            }
+            for kind in operation.request_types() {
+                if let Some(bucket) = self.experience.buckets[kind.index()].as_mut() {
+                    bucket.tokens += 1.0;
+                }
+            }
+        }
+        s.queues = Default::default();
+        s.held = Default::default();
     }
 
     /// Keeps a place for a request of `operation` refused for its key's throughput, in each
@@ -948,6 +976,47 @@ mod tests {
                 operation: Operation::Remove
             })
         );
+    }
+
+    /// A server that stops with requests in its queues never sends them: the experience's
+    /// tokens they took come back (they used to stay taken, the other servers throttled for
+    /// requests that never reached the DataStore). A request that has gone keeps its token.
+    #[test]
+    fn a_stopped_servers_queued_requests_give_the_experience_its_tokens_back() {
+        let budgets = Budgets::roblox();
+        let mut book = BudgetBook::default();
+        let b = ServerId(2);
+        book.set_players(0.0, &budgets, A, 0);
+        book.set_players(0.0, &budgets, b, 0);
+        // A: 60 a minute plus a burst of 60, so 120 updates at once and 10 more waiting,
+        // one a second. The experience: 300 reads and 300 writes, no burst.
+        admit_now(&mut book, &budgets, 0.0, Operation::Update, 120);
+        admit_queued(
+            &mut book,
+            &budgets,
+            0.0,
+            Operation::Update,
+            (1..=10).map(f64::from),
+        );
+        let experience = |book: &mut BudgetBook, now| {
+            [RequestType::StandardRead, RequestType::StandardWrite]
+                .map(|kind| book.experience_budget(now, &budgets, kind).unwrap())
+        };
+        assert_eq!(experience(&mut book, 0.0), [170.0, 170.0]);
+        // At 3.5 s three have gone; the seven still waiting die with the server.
+        book.server_stopped(3.5, A);
+        // 170 + 3.5 s of refill at 300 a minute (17.5), + 7 given back.
+        assert_eq!(experience(&mut book, 3.5), [194.0, 194.0]);
+        // A request sent at once keeps its tokens when its server stops.
+        assert_eq!(
+            book.admit(3.5, &budgets, b, Operation::Update),
+            Admission::Now
+        );
+        book.server_stopped(3.5, b);
+        assert_eq!(experience(&mut book, 3.5), [193.0, 193.0]);
+        // Stopping again gives nothing more back.
+        book.server_stopped(3.5, A);
+        assert_eq!(experience(&mut book, 3.5), [193.0, 193.0]);
     }
 
     #[test]

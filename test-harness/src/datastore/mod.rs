@@ -762,6 +762,12 @@ impl DataStoreService {
         }
     }
 
+    /// `server` stopped (crashed, or closed) at `now`: its requests still waiting in its
+    /// throttle queues die unsent, giving back the experience budget they took.
+    pub fn server_stopped(&mut self, now: f64, server: ServerId) {
+        self.budgets.server_stopped(now, server);
+    }
+
     /// `DataStoreService:SetRateLimitForRequestType` on `server`, or why `rate` cannot be used
     /// ([`Rate::check`]; nothing changes then).
     pub fn set_rate_limit(
