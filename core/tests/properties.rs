@@ -7,7 +7,8 @@
 //!   session is in the final stored value of that key;
 //! - two engines never both complete an owned save for the same key and `SessionLoadCount`, and a
 //!   `(key, SessionLoadCount)` pair is only ever locked by one server;
-//! - no message is delivered twice to one session.
+//! - no message is delivered twice to one session (sessions register a handler at random,
+//!   which marks every message it is given processed).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,13 +21,38 @@ const KEYS: [&str; 2] = ["a", "b"];
 
 #[derive(Clone, Debug)]
 enum Action {
-    Start { s: usize, k: usize, steal: bool },
-    End { s: usize, k: usize },
-    Save { s: usize, k: usize },
-    Mutate { s: usize, k: usize },
-    Message { s: usize, k: usize },
+    /// `handle`: register a message handler once the session has started.
+    Start {
+        s: usize,
+        k: usize,
+        steal: bool,
+        handle: bool,
+    },
+    End {
+        s: usize,
+        k: usize,
+    },
+    Save {
+        s: usize,
+        k: usize,
+    },
+    Mutate {
+        s: usize,
+        k: usize,
+    },
+    Message {
+        s: usize,
+        k: usize,
+    },
+    Handle {
+        s: usize,
+        k: usize,
+    },
     Wait(f64),
-    Faults { datastore: f64, messaging: f64 },
+    Faults {
+        datastore: f64,
+        messaging: f64,
+    },
     Crash(usize),
     Shutdown(usize),
 }
@@ -35,11 +61,13 @@ fn action() -> impl Strategy<Value = Action> {
     let s = 0..3usize;
     let k = 0..KEYS.len();
     prop_oneof![
-        4 => (s.clone(), k.clone(), prop::bool::weighted(0.15)).prop_map(|(s, k, steal)| Action::Start { s, k, steal }),
+        4 => (s.clone(), k.clone(), prop::bool::weighted(0.15), prop::bool::weighted(0.7))
+            .prop_map(|(s, k, steal, handle)| Action::Start { s, k, steal, handle }),
         2 => (s.clone(), k.clone()).prop_map(|(s, k)| Action::End { s, k }),
         2 => (s.clone(), k.clone()).prop_map(|(s, k)| Action::Save { s, k }),
         5 => (s.clone(), k.clone()).prop_map(|(s, k)| Action::Mutate { s, k }),
-        2 => (s.clone(), k.clone()).prop_map(|(s, k)| Action::Message { s, k }),
+        4 => (s.clone(), k.clone()).prop_map(|(s, k)| Action::Message { s, k }),
+        1 => (s.clone(), k.clone()).prop_map(|(s, k)| Action::Handle { s, k }),
         6 => (0.0..40.0f64).prop_map(Action::Wait),
         2 => (prop::sample::select(vec![0.0, 0.2, 1.0]), prop::sample::select(vec![0.0, 0.5, 1.0]))
             .prop_map(|(datastore, messaging)| Action::Faults { datastore, messaging }),
@@ -76,9 +104,28 @@ fn run(actions: &[Action], seed: u64) -> Checked {
             .unwrap();
     }
     let mut next_op = 0u32;
+    let mut handled = 0;
+    // Sessions to give a handler once started: (server, key).
+    let mut want_handler = BTreeSet::new();
     for a in actions {
+        mark_processed(&mut w, &mut handled);
+        want_handler.retain(|&(s, k)| match active_profile(&w, s, KEYS[k]) {
+            Some(p) if w.servers[s].alive => {
+                w.with(s, |e, _| e.add_message_handler(p)).unwrap();
+                false
+            }
+            _ => w.servers[s].alive,
+        });
         match *a {
-            Action::Start { s, k, steal } if w.servers[s].alive => {
+            Action::Start {
+                s,
+                k,
+                steal,
+                handle,
+            } if w.servers[s].alive => {
+                if handle {
+                    want_handler.insert((s, k));
+                }
                 let params = StartParams {
                     steal,
                     cancellable: false,
@@ -112,6 +159,11 @@ fn run(actions: &[Action], seed: u64) -> Checked {
                     e.message(now, store.live(), KEYS[k], json!({"gift": 1}))
                 });
             }
+            Action::Handle { s, k } if w.servers[s].alive => {
+                if let Some(p) = active_profile(&w, s, KEYS[k]) {
+                    w.with(s, |e, _| e.add_message_handler(p)).unwrap();
+                }
+            }
             Action::Wait(t) => w.run_for(t),
             Action::Faults {
                 datastore,
@@ -125,6 +177,7 @@ fn run(actions: &[Action], seed: u64) -> Checked {
             _ => {}
         }
     }
+    mark_processed(&mut w, &mut handled);
     // Settle: no faults, end every session (starts still waiting may finish later), let every
     // final save land.
     w.datastore_fail = 0.0;
@@ -207,7 +260,8 @@ fn run(actions: &[Action], seed: u64) -> Checked {
         previous.insert(key.clone(), value.clone());
     }
 
-    // No message delivered twice to one session.
+    // No message delivered twice to one session (to its handlers after a save; a handler
+    // registered later is given the pending ones, counted apart).
     let mut delivered = BTreeSet::new();
     for e in &w.journal {
         if let Record::Output(Output::Event(Event::Message {
@@ -223,13 +277,40 @@ fn run(actions: &[Action], seed: u64) -> Checked {
             );
         }
     }
-    Checked { acked, holder }
+    Checked {
+        acked,
+        holder,
+        delivered: delivered.len(),
+    }
+}
+
+/// Marks processed every message the handlers were given since journal entry `from` (a
+/// handler calling `processed()`), and moves `from` past them.
+fn mark_processed(w: &mut World, from: &mut usize) {
+    let given: Vec<(usize, ProfileId, i64)> = w.journal[*from..]
+        .iter()
+        .filter_map(|e| match &e.record {
+            Record::Output(Output::Event(Event::Message { profile, id, .. })) => {
+                Some((e.server, *profile, *id))
+            }
+            _ => None,
+        })
+        .collect();
+    *from = w.journal.len();
+    for (s, profile, id) in given {
+        if w.servers[s].alive {
+            // Refused only for a profile dropped since (its session ended).
+            let _ = w.with(s, |e, _| e.message_processed(profile, id));
+        }
+    }
 }
 
 /// What [`run`]'s checks ran on.
 struct Checked {
     acked: BTreeMap<String, BTreeSet<String>>,
     holder: BTreeMap<(String, i64), String>,
+    /// Messages delivered to a session's handlers after a save.
+    delivered: usize,
 }
 
 proptest! {
@@ -247,6 +328,33 @@ proptest! {
     }
 }
 
+/// A hand-picked interleaving for the message check: a session with a handler is sent a
+/// gift from another server; its next save delivers it once, and the saves after (the
+/// handler marked it processed) do not deliver it again. The check counts what it saw.
+#[test]
+fn a_message_reaches_a_sessions_handler_once() {
+    let checked = run(
+        &[
+            Action::Start {
+                s: 0,
+                k: 0,
+                steal: false,
+                handle: false,
+            },
+            Action::Wait(1.0),
+            Action::Handle { s: 0, k: 0 },
+            Action::Message { s: 1, k: 0 },
+            Action::Wait(10.0),
+            Action::Save { s: 0, k: 0 },
+            Action::Wait(10.0),
+            Action::Save { s: 0, k: 0 },
+            Action::Wait(10.0),
+        ],
+        7,
+    );
+    assert_eq!(checked.delivered, 1);
+}
+
 /// A hand-picked interleaving: steal while the owner's saves fail, then recovery.
 #[test]
 fn steal_during_an_outage_keeps_acknowledged_ops() {
@@ -256,6 +364,7 @@ fn steal_during_an_outage_keeps_acknowledged_ops() {
                 s: 0,
                 k: 0,
                 steal: false,
+                handle: false,
             },
             Action::Wait(1.0),
             Action::Mutate { s: 0, k: 0 },
@@ -269,6 +378,7 @@ fn steal_during_an_outage_keeps_acknowledged_ops() {
                 s: 1,
                 k: 0,
                 steal: false,
+                handle: false,
             },
             Action::Mutate { s: 0, k: 0 },
             Action::Wait(30.0),
@@ -277,6 +387,7 @@ fn steal_during_an_outage_keeps_acknowledged_ops() {
                 s: 2,
                 k: 0,
                 steal: true,
+                handle: false,
             },
             Action::Wait(30.0),
             Action::Mutate { s: 1, k: 0 },
