@@ -549,16 +549,22 @@ mod tests {
     use std::collections::BTreeSet;
 
     /// Only the errors that say the value or its metadata can never be stored stop a final
-    /// save from writing the host's values again.
+    /// save from writing the host's values again: the five codes `docs/DEVIATIONS.md` row 16
+    /// names, with the simulated DataStore's texts.
     #[test]
     fn unstorable_errors_are_the_value_and_metadata_codes() {
         use crate::profile::unstorable;
         for message in [
-            "511: Metadata attribute exceeds 300 limit.",
+            "103: Can't allow nil in DataStore.",
             "104: Can't store NaN in DataStore.",
+            "511: Metadata attribute exceeds 300 limit.",
+            "513: Attribute metadata format is invalid.",
+            "513: Attribute userId format is invalid.",
         ] {
             assert!(unstorable(message), "{message}");
         }
+        // Too many user ids: a later write can carry fewer (`RemoveUserId`), so it retries.
+        assert!(!unstorable("512: UserID size exceeds 4 limit."));
         // Too large is not unstorable for ever (a key can shrink); only a final save takes it
         // for a refusal.
         let large = "105: Value exceeds the 4194304 character limit.";
