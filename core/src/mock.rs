@@ -168,6 +168,24 @@ mod tests {
             m.read("S", "j").is_none(),
             "a failed write leaves no entry behind"
         );
+        // A failed or cancelled write on a key that exists leaves it as it was (its value,
+        // version and times), and a cancelled one on a missing key makes no entry.
+        let before = m.read("S", "k");
+        assert!(matches!(
+            m.update("S", "k", 102, |_| Transformed::Error("boom".into())),
+            MockWrite::Failed(_)
+        ));
+        assert!(matches!(
+            m.update("S", "k", 103, |_| Transformed::Cancel),
+            MockWrite::Cancelled
+        ));
+        assert_eq!(m.read("S", "k"), before);
+        assert_eq!(before.unwrap().1.version, mock_version(2));
+        assert!(matches!(
+            m.update("S", "j", 104, |_| Transformed::Cancel),
+            MockWrite::Cancelled
+        ));
+        assert!(m.read("S", "j").is_none());
         m.remove("S", "k");
         assert!(m.is_empty());
     }
