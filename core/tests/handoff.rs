@@ -646,6 +646,44 @@ fn a_session_steal_of_zero_takes_the_lock_two_polls_after_asking() {
     );
 }
 
+/// A `SESSION_STEAL` lowered during a wait takes effect at the next poll (docs/DEVIATIONS.md,
+/// "A steal threshold below the polls made"): the default's threshold (4 polls) lowered to 0
+/// after the first poll, the second sets the steal flag (its count, 2, past 0) and the third
+/// takes the lock at 36.2 s, where the default takes it at 56.8 s
+/// (`steal_after_session_steal_when_owner_does_not_answer`). A count compared for equality
+/// would never meet 0, and a threshold captured when the start began would wait till 56.8 s.
+#[test]
+fn a_session_steal_lowered_during_the_wait_takes_effect_at_the_next_poll() {
+    let mut w = World::new(2, 12);
+    let store = w.new_store("PlayerData", json!({"Coins": 0}));
+    w.run_until(1.0);
+    start(&mut w, 0, store, "k");
+    w.run_until(8.0);
+    w.messaging_fail = 1.0;
+    w.run_until(10.0);
+    let b = start(&mut w, 1, store, "k");
+    w.run_until(20.0);
+    w.with(1, |e, _| e.set_constant("SESSION_STEAL", 0.0))
+        .unwrap();
+    w.run_until(70.0);
+    let b_writes = writes_of_b_at(&w, &[10.3, 15.6, 25.9, 36.2]);
+    let (t, result) = w.completion(1, b).unwrap();
+    assert!(
+        close(t, b_writes[3]),
+        "taken at {t}, writes at {b_writes:?}"
+    );
+    assert!(
+        matches!(
+            result,
+            Completion::SessionStart {
+                profile: Some(_),
+                ..
+            }
+        ),
+        "{result:?}"
+    );
+}
+
 /// Spec §19 item 6 (reproduced): a server is (PlaceId, JobId), and every Studio instance's
 /// JobId is `""`: a lock another Studio session left a moment ago (a crash, or a second Studio
 /// window) reads as this server's own, and is taken again at the first attempt, with no
