@@ -238,7 +238,8 @@ impl Engine {
                 // Not past a version whose read failed (deviation 14): the next NextAsync reads
                 // it again, if the query is still on its page and nothing was read after it.
                 // With the next page loading (it was the page's last), it comes first from
-                // that page: the page's arrival resets the index.
+                // that page: the page's arrival resets the index. If that page came first,
+                // empty or failed, and ended the query, the version is read again alone.
                 if let Some((query, page_no, index)) = g.query_item
                     && let Some(q) = self.queries.get_mut(&query)
                     && q.page_no == page_no
@@ -246,6 +247,12 @@ impl Engine {
                 {
                     match q.state {
                         QueryState::Loading => q.retry = q.page.get(index).cloned(),
+                        QueryState::Failed => {
+                            q.page.truncate(index + 1);
+                            q.index = index;
+                            q.is_finished = true;
+                            q.state = QueryState::Ready;
+                        }
                         _ => q.index = index,
                     }
                 }

@@ -1012,6 +1012,38 @@ fn a_failed_read_is_read_again_though_the_next_page_ends_the_query() {
     }
 }
 
+/// [`a_failed_read_is_read_again_though_the_next_page_ends_the_query`] with the answers the
+/// other way round: the empty or failed page ends the query (the call waiting for it gets
+/// nil) before v1's read fails. v1 is still read again by the next `NextAsync` (it used to be
+/// lost: the query stayed ended), then the query has no more.
+#[test]
+fn a_failed_read_is_read_again_though_the_next_page_ended_the_query_first() {
+    for page in [Ok(version_page(&[], true)), Err(read_failure())] {
+        let (mut e, now, q, [first, second], read_v1, next_page) = v1_out_and_page_2_asked();
+        let mut done = Vec::new();
+        e.handle_datastore_response(now, next_page, page, &mut Host::default());
+        let mut reads = requests_noting(&mut e, &mut done);
+        assert_eq!(done, [(second, false)], "the query ended");
+        e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default());
+        reads.extend(requests_noting(&mut e, &mut done));
+        let third = e.version_query_next(now, q).unwrap();
+        reads.extend(requests_noting(&mut e, &mut done));
+        assert_eq!(answer_reads(&mut e, now, reads, &mut done), ["v1"]);
+        let fourth = e.version_query_next(now, q).unwrap();
+        requests_noting(&mut e, &mut done);
+        done.sort();
+        assert_eq!(
+            done,
+            [
+                (first, true),
+                (second, false),
+                (third, false),
+                (fourth, false)
+            ]
+        );
+    }
+}
+
 /// Answers the version listing `list` with an empty last page: `call`, the `NextAsync` waiting
 /// on it, completes with nil.
 fn answer_empty_listing(e: &mut Engine, now: Now, list: OpId, call: CallId) {
