@@ -1515,13 +1515,18 @@ fn a_dupe_is_named_after_the_giver_whose_side_was_lost() {
 /// 600 s apart): a fast server finds live locks "dead". The original takes them at once and the
 /// sessions it takes them from lose their unsaved trades (spec §19 item 7: this run reported
 /// four dupes then); here the fast server asks first (docs/DEVIATIONS.md row 7), the owners
-/// hand off, and no session is taken from its owner.
+/// hand off, and no session is taken from its owner. The run logs whole values, to count the
+/// requests made for locks that looked dead to their asker (the case the test is about).
 #[test]
 fn clocks_skewed_past_assume_dead_hand_off_without_taking_live_locks() {
+    use profilestore_harness::world::Happening;
     let mut config = FleetConfig::new(3, 4, 60, 1200.0, 0.0);
     config.places = 2;
     config.max_skew = 300;
-    let (fleet, violations) = run(config);
+    let mut fleet = Fleet::new(config, Box::new(MemoryStorage::new())).unwrap();
+    fleet.world.log_values = true;
+    fleet.run(|_| {});
+    let violations = invariants::check(&mut fleet);
     assert_sound(3, &fleet, &violations);
     let skews: Vec<i64> = fleet
         .world
@@ -1532,6 +1537,35 @@ fn clocks_skewed_past_assume_dead_hand_off_without_taking_live_locks() {
         .collect();
     let spread = skews.iter().max().unwrap() - skews.iter().min().unwrap();
     assert!(spread > 630 - 300, "clocks {skews:?}");
+    // Requests for a lock whose `LastUpdate` was more than `ASSUME_DEAD` (630 s, and a second
+    // for rounding) behind the asker's clock when its transform ran.
+    let epoch = fleet.world.config.epoch as f64;
+    let jobs: Vec<String> = (0..skews.len())
+        .map(|s| fleet.world.servers[s].engine().identity().job_id.clone())
+        .collect();
+    let looked_dead = fleet
+        .world
+        .log
+        .iter()
+        .filter(|l| match &l.what {
+            Happening::Write {
+                value,
+                transformed_at: Some(at),
+                ..
+            } => {
+                let meta = &value["MetaData"];
+                let asker = &jobs[l.server];
+                let wall = epoch + at + skews[l.server] as f64;
+                meta["ForceLoadSession"][1].as_str() == Some(asker.as_str())
+                    && meta["ActiveSession"][1].as_str() != Some(asker.as_str())
+                    && meta["LastUpdate"]
+                        .as_f64()
+                        .is_some_and(|lu| wall - lu > 631.0)
+            }
+            _ => false,
+        })
+        .count();
+    assert_eq!(looked_dead, 16);
     assert!(fleet.observed.taken_generations.is_empty());
     assert!(fleet.stolen_trades.is_empty());
 }
