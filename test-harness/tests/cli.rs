@@ -6,6 +6,25 @@ use std::process::Command;
 
 use profilestore_harness::storage::SqliteStorage;
 
+/// Whether `device` exists; on Linux, where it always does, its absence fails the test
+/// (elsewhere the part of the test that needs it is skipped, saying so).
+fn has(device: &str) -> bool {
+    let there = std::path::Path::new(device).exists();
+    if !there {
+        skipped(device);
+    }
+    there
+}
+
+/// Says a part of a test needing `what` was skipped; on Linux, where it is always there,
+/// fails the test instead.
+fn skipped(what: &str) {
+    if cfg!(target_os = "linux") {
+        panic!("{what} is missing: every Linux system has it");
+    }
+    eprintln!("skipped: no {what} on this system");
+}
+
 fn sim(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
         .args(args)
@@ -250,7 +269,7 @@ fn simulate_then_replay_the_trace() {
     assert_eq!(summary["determinism"], "identical");
     assert_eq!(summary["trace"], "/dev/null");
     // A copy that cannot be written fails the trace, not the check: said once, exit 2.
-    if std::path::Path::new("/dev/full").exists() {
+    if has("/dev/full") {
         let full = [&args[..], &["--trace", "/dev/full"]].concat();
         let out = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
             .args(&full)
@@ -958,7 +977,8 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
     // A trace written in place, into a pipe: what went out stays, cut short.
     let made = Command::new("mkfifo").arg(dir.path().join("pipe")).status();
     if !made.is_ok_and(|s| s.success()) {
-        return; // no mkfifo on this system
+        skipped("mkfifo");
+        return;
     }
     let received = dir.path().join("received");
     let mut reader = KillOnDrop(
@@ -1049,8 +1069,8 @@ fn the_next_check_removes_the_folder_a_killed_check_left() {
 /// than after hours of play it could not record: exit 2, naming the file and the second.
 #[test]
 fn a_trace_that_cannot_be_written_stops_the_run() {
-    if !std::path::Path::new("/dev/full").exists() {
-        return; // no /dev/full on this system
+    if !has("/dev/full") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let (code, stdout, stderr) = sim(
@@ -1306,9 +1326,13 @@ fn a_trace_from_a_pipe_is_bounded_by_what_it_holds() {
 #[test]
 fn output_that_cannot_be_written_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
-        return; // no /dev/full on this system
-    };
+    if !has("/dev/full") {
+        return;
+    }
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_profilestore-sim"))
         .args(["simulate", "--memory", "--players", "5", "--duration", "1m"])
         .current_dir(dir.path())
