@@ -378,6 +378,9 @@ struct Runner {
     journal: Vec<Line>,
     /// Per server, the profile each key is currently held by.
     profiles: Vec<BTreeMap<String, ProfileId>>,
+    /// Per server, every profile a start returned to the script, with its key (kept after
+    /// its session ends: its last signals come after).
+    received: Vec<BTreeMap<ProfileId, String>>,
     /// Per server, calls waiting for their return: call name and key.
     calls: Vec<BTreeMap<CallId, (&'static str, String)>>,
     seen: usize,
@@ -455,6 +458,7 @@ pub fn run(scenario: &Scenario) -> Result<Vec<Line>, ScenarioError> {
         names: scenario.servers.iter().map(|s| s.name.clone()).collect(),
         journal: Vec::new(),
         profiles: vec![BTreeMap::new(); n],
+        received: vec![BTreeMap::new(); n],
         calls: vec![BTreeMap::new(); n],
         seen: 0,
     };
@@ -714,13 +718,6 @@ impl Runner {
         self.journal.push(body);
     }
 
-    fn key_of(&self, s: usize, profile: ProfileId) -> Option<String> {
-        self.world.servers[s]
-            .engine()
-            .profile(profile)
-            .map(|p| p.key.clone())
-    }
-
     fn on_completion(&mut self, t: f64, s: usize, c: Completion) {
         let Some(call) = profilestore_core::testing::completion_call(&c) else {
             return;
@@ -753,6 +750,7 @@ impl Runner {
             ..
         } = c
         {
+            self.received[s].insert(loaded.profile, key.clone());
             self.profiles[s].insert(key, loaded.profile);
             self.world.feed(
                 s,
@@ -815,10 +813,13 @@ impl Runner {
             }
             _ => return,
         };
-        let mut line = json!({"type": "signal", "signal": signal});
-        if let Some(key) = profile.and_then(|p| self.key_of(s, p)) {
-            line["key"] = json!(key);
-        }
+        // Only a profile the script was given has the format's listeners: one a start took
+        // the lock for and then declined (cancelled, or the server closing) releases it with a
+        // final save whose signals fire on an object no script holds (spec §5.3).
+        let Some(key) = profile.and_then(|p| self.received[s].get(&p)) else {
+            return;
+        };
+        let mut line = json!({"type": "signal", "signal": signal, "key": key});
         if let Some((field, value)) = extra {
             line[field] = value;
         }
@@ -1174,6 +1175,32 @@ mod tests {
         assert_eq!(returned.len(), 1, "{}", crate::journal::render(&lines));
         // Asked at 30 s, handed over by message: 5.6 s (a steal would come after the horizon).
         assert_eq!(returned, [35.6]);
+    }
+
+    /// A start that took the lock but returns nil (its server began closing meanwhile)
+    /// releases the lock with a final save whose signals fire on an object no script holds,
+    /// with none of the format's listeners: they are not journaled (they used to be, three
+    /// under the key and `OnAfterSave` under none, as the profile was gone by then).
+    #[test]
+    fn signals_of_a_profile_no_script_received_are_not_journaled() {
+        let lines = load_edited(|raw| {
+            raw["actions"] = serde_json::json!([
+                {"t": 5.8, "server": "A", "do": "start_session", "key": "k"},
+                {"t": 6.0, "server": "A", "do": "close"}
+            ]);
+            raw["horizon"] = serde_json::json!(60);
+        })
+        .unwrap();
+        let journal = crate::journal::render(&lines);
+        let start = lines
+            .iter()
+            .find(|l| l["type"] == "return" && l["call"] == "StartSessionAsync")
+            .unwrap_or_else(|| panic!("{journal}"));
+        assert_eq!(start["ok"], json!(false), "{journal}");
+        let writes = lines.iter().filter(|l| l["type"] == "write").count();
+        assert_eq!(writes, 2, "the take and the release: {journal}");
+        let signals: Vec<&Line> = lines.iter().filter(|l| l["type"] == "signal").collect();
+        assert!(signals.is_empty(), "{journal}");
     }
 
     /// A `GetAsync` return carries the view profile's `Data` (the format's `data`); nil has
