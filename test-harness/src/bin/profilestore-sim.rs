@@ -116,7 +116,7 @@ enum Command {
         uncancellable: f64,
         /// Faults come and go: on for this long, then off as long (e.g. 2m); a start whose 20 s
         /// before and 60 s after fall in a healthy stretch (or in settling) is held to the
-        /// hand-off bound, so a period of 80 s or less holds only starts in the last healthy
+        /// hand-off bound, so a period of 82 s or less holds only starts in the last healthy
         /// stretch. Default: faults the whole run.
         #[arg(long, value_parser = parse_duration)]
         fault_period: Option<f64>,

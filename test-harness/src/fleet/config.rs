@@ -50,7 +50,7 @@ pub struct FleetConfig {
     /// whole number: the run switches them once a virtual second), then off as long, starting
     /// on. A start whose hand-off bound (60 s), and the 20 s before it (`SAVE_RETRY_CAP`: the
     /// aftermath of faults), fall wholly in a healthy stretch (or in the settle phase) is held
-    /// to it, so a period of 80 s or less holds none during play but in the last healthy
+    /// to it, so a period of 82 s or less holds none during play but in the last healthy
     /// stretch, which runs on into settling; `None`: faults the whole run.
     pub fault_period: Option<f64>,
     /// Probability per second that a player waiting for `StartSessionAsync` leaves (their
