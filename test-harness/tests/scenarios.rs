@@ -80,12 +80,61 @@ fn check(case: &str) {
         e.stale
     );
     assert_eq!(ours.last().unwrap()["type"], "end");
+    // The comparison numbers job ids and session GUIDs by role, whatever they look like: each
+    // lock tag we write has Roblox's shapes (a JobId as a lower-case GUID, a session GUID in
+    // upper case, as the original's traces have them), and no id plays both roles. (Tags the
+    // scenario file itself stores, with `raw_set`, are its own.)
+    let file = std::fs::read_to_string(fixtures().join(format!("scenarios/{case}.json")))
+        .expect("scenario present");
+    let mut jobs = std::collections::BTreeSet::new();
+    let mut guids = std::collections::BTreeSet::new();
+    for line in ours.iter().filter(|l| l["type"] == "write") {
+        let meta = &line["value"]["MetaData"];
+        if let Some(tag) = meta.get("ActiveSession") {
+            let (job, guid) = (tag[1].as_str().unwrap(), tag[2].as_str().unwrap());
+            if file.contains(&format!("\"{job}\"")) {
+                continue;
+            }
+            assert!(is_guid(job, false), "{case}: JobId {job} in {line}");
+            assert!(is_guid(guid, true), "{case}: session GUID {guid} in {line}");
+            jobs.insert(job.to_string());
+            guids.insert(guid.to_string());
+        }
+        if let Some(claim) = meta.get("ForceLoadSession") {
+            let job = claim[1].as_str().unwrap();
+            if file.contains(&format!("\"{job}\"")) {
+                continue;
+            }
+            assert!(is_guid(job, false), "{case}: JobId {job} in {line}");
+            jobs.insert(job.to_string());
+        }
+    }
+    assert!(
+        !jobs.is_empty() && !guids.is_empty(),
+        "{case}: no lock written"
+    );
+    assert!(jobs.is_disjoint(&guids), "{case}");
     // Times are given to the microsecond, without float noise (1.3, not 1.2999999999999998).
     for line in &ours {
         let t = line["t"].to_string();
         let decimals = t.split('.').nth(1).map_or(0, str::len);
         assert!(decimals <= 6, "{case}: t {t} in {line}");
     }
+}
+
+/// Whether `id` is a GUID (8-4-4-4-12 hex digits) in upper case (`upper`) or lower case.
+fn is_guid(id: &str, upper: bool) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    let sizes: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    let digit = |c: char| {
+        c.is_ascii_digit()
+            || if upper {
+                ('A'..='F').contains(&c)
+            } else {
+                ('a'..='f').contains(&c)
+            }
+    };
+    sizes == [8, 4, 4, 4, 12] && groups.iter().all(|g| g.chars().all(digit))
 }
 
 /// Every known deviation is a fixture's, changes only the streams it names, and changes them:
