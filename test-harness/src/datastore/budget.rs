@@ -8,8 +8,8 @@
 //! once. Otherwise it joins a FIFO queue and is admitted when the bucket has refilled for it and
 //! every request ahead of it in that queue has been admitted — a time we can compute exactly on
 //! the virtual clock — unless the queue already holds [`super::Budgets::queue_capacity`] (30)
-//! requests, in which case it is dropped with 301–306. A request that finds tokens while others wait in its queue
-//! waits behind them too.
+//! requests, in which case it is dropped with 301–306. A request that finds tokens while
+//! others wait in its queue waits behind them too.
 //! `UpdateAsync` needs both a read and a write token (it counts against both budgets).
 //!
 //! The queues are Roblox's (spec "Queues": Set, Ordered set, Get, Ordered get), not one per
