@@ -469,11 +469,10 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         let died =
             |trade: &crate::fleet::Trade| died_owning(trade, (&trade.from, trade.giver_generation));
         // Any trade of a generation taken under faults or a throttle, however long after the
-        // take:
-        // deviation 8's notice ends the old session within a message delay, but the notice
-        // can be lost while faults are on, or ignored within 6 s of another accepted message
-        // (spec §10.4), and it is not sent again; the old owner then trades on until its next
-        // save (spec §19 item 8). Core tests check the notice itself.
+        // take: deviation 8's notice ends the old session within a message delay, but the
+        // notice can be lost while faults are on, or ignored within 6 s of another accepted
+        // message (spec §10.4), and it is not sent again; the old owner then trades on until
+        // its next save (spec §19 item 8). Core tests check the notice itself.
         let stolen =
             |trade: &crate::fleet::Trade| stolen_session(&trade.from, trade.giver_generation);
         let by_death = unsaved().filter(|t| died(t)).count();
