@@ -7,7 +7,9 @@
 //! (in memory by default, SQLite on disk). Every call takes `now`, virtual seconds since the
 //! service's epoch (Unix seconds, given at construction); the service never reads the OS clock.
 //! Times it reports (`CreatedTime`, `UpdatedTime`, version dates) are Unix milliseconds:
-//! `epoch × 1000 + round(now × 1000)`.
+//! `epoch × 1000 + round(now × 1000)`, except that a key's times never go back: a write to a
+//! key whose last time is later (a store kept from a run whose clock ran further) is made at
+//! that time.
 //!
 //! # What it models
 //!
@@ -909,6 +911,14 @@ impl DataStoreService {
         } = state;
         let value = value.map(Arc::new);
         let latest = self.storage.latest_slot(path)?;
+        // A key's times never go back: a store kept from an earlier run (a file reopened by a
+        // world whose clock starts earlier) holds times after `now_ms`, and a write then is
+        // made at the key's last time, so its versions stay in order.
+        let now_ms = current
+            .map(|h| h.updated_ms)
+            .into_iter()
+            .chain(latest.map(|(_, opened_ms)| opened_ms))
+            .fold(now_ms, i64::max);
         let created_ms = match current {
             Some(h) if h.has_value => h.created_ms,
             _ => now_ms,

@@ -1834,3 +1834,38 @@ fn storage_failures_are_counted_apart_from_faults() {
     assert_eq!((count, first), (1, Some(detail.as_str())));
     assert!(detail.starts_with("database error during "), "{detail}");
 }
+
+/// A store kept from an earlier run and reopened by a service whose clock starts earlier (the
+/// same epoch, a new run) holds times after the new clock's: a write is then made at the key's
+/// last time, so the key's times and versions never go back and the store still exports. (It
+/// used to write an `UpdatedTime` before the last, into a version opened after it was
+/// created, which export refuses as corrupt.)
+#[test]
+fn a_write_never_goes_back_before_the_keys_last_time() {
+    let mut ds = DataStoreService::new(EPOCH);
+    set(&mut ds, 100.0, "k", json!(1));
+    set(&mut ds, 200.0, "k", json!(2));
+    let mut ds = DataStoreService::new(EPOCH).with_storage(ds.into_storage());
+    let written = set(&mut ds, 50.0, "k", json!(3));
+    assert_eq!(
+        (written.key_info.created_time, written.key_info.updated_time),
+        (MS0 + 100_000, MS0 + 200_000)
+    );
+    // A removal, and a write in an hour before the key's: still at its last time.
+    ds.remove_async(60.0, A, &store(), "k").unwrap();
+    let written = set(&mut ds, -3600.0, "k", json!(4));
+    assert_eq!(written.key_info.updated_time, MS0 + 200_000);
+    assert_eq!(value_at(&mut ds, 70.0, "k"), Some(json!(4)));
+    crate::export::export(&mut *ds.into_storage()).expect("the store exports");
+    // The same with the file reopened, as a second run on one database does.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("datastore.db");
+    let open = || Box::new(crate::storage::SqliteStorage::open(&file).unwrap());
+    let mut ds = DataStoreService::new(EPOCH).with_storage(open());
+    set(&mut ds, 200.0, "k", json!(1));
+    drop(ds);
+    let mut ds = DataStoreService::new(EPOCH).with_storage(open());
+    let written = set(&mut ds, 50.0, "k", json!(2));
+    assert_eq!(written.key_info.updated_time, MS0 + 200_000);
+    crate::export::export(&mut *ds.into_storage()).expect("the file exports");
+}

@@ -93,6 +93,8 @@ pub struct HeadMeta {
     pub has_value: bool,
     /// `CreatedTime`, epoch milliseconds.
     pub created_ms: i64,
+    /// `UpdatedTime` (the last write's time, a removal's included), epoch milliseconds.
+    pub updated_ms: i64,
     /// Writes so far.
     pub serial: u64,
     /// `Version` of the last write.
@@ -104,6 +106,7 @@ impl From<&Head> for HeadMeta {
         HeadMeta {
             has_value: h.value.is_some(),
             created_ms: h.created_ms,
+            updated_ms: h.updated_ms,
             serial: h.serial,
             version: h.version.clone(),
         }
