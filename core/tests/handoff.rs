@@ -613,32 +613,12 @@ fn a_session_released_during_cancel_keeps_the_stored_data() {
 #[test]
 fn a_session_steal_of_zero_takes_the_lock_two_polls_after_asking() {
     let mut w = World::new(2, 12);
-    let store = w.new_store("PlayerData", json!({"Coins": 0}));
     w.with(1, |e, _| e.set_constant("SESSION_STEAL", 0.0))
         .unwrap();
-    w.run_until(1.0);
-    start(&mut w, 0, store, "k");
-    w.run_until(8.0);
-    w.messaging_fail = 1.0;
-    w.run_until(10.0);
-    let b = start(&mut w, 1, store, "k");
+    let b = start_against_a_deaf_owner(&mut w);
     w.run_until(60.0);
     let b_writes = writes_of_b_at(&w, &[10.3, 15.6, 25.9]);
-    let (t, result) = w.completion(1, b).unwrap();
-    assert!(
-        close(t, b_writes[2]),
-        "taken at {t}, writes at {b_writes:?}"
-    );
-    assert!(
-        matches!(
-            result,
-            Completion::SessionStart {
-                profile: Some(_),
-                ..
-            }
-        ),
-        "{result:?}"
-    );
+    assert_taken_by_last_write(&w, b, &b_writes);
     let job_b = w.servers[1].engine.identity().job_id.clone();
     assert_eq!(
         w.writes("k").last().unwrap().2["MetaData"]["ActiveSession"][1],
@@ -655,21 +635,33 @@ fn a_session_steal_of_zero_takes_the_lock_two_polls_after_asking() {
 #[test]
 fn a_session_steal_lowered_during_the_wait_takes_effect_at_the_next_poll() {
     let mut w = World::new(2, 12);
-    let store = w.new_store("PlayerData", json!({"Coins": 0}));
-    w.run_until(1.0);
-    start(&mut w, 0, store, "k");
-    w.run_until(8.0);
-    w.messaging_fail = 1.0;
-    w.run_until(10.0);
-    let b = start(&mut w, 1, store, "k");
+    let b = start_against_a_deaf_owner(&mut w);
     w.run_until(20.0);
     w.with(1, |e, _| e.set_constant("SESSION_STEAL", 0.0))
         .unwrap();
     w.run_until(70.0);
     let b_writes = writes_of_b_at(&w, &[10.3, 15.6, 25.9, 36.2]);
+    assert_taken_by_last_write(&w, b, &b_writes);
+}
+
+/// Server 0 holds `k` (store `PlayerData`) from 1 s and hears no messages from 8 s; server 1
+/// starts `k` at 10 s, asking for a lock nobody lets go: that start's call.
+fn start_against_a_deaf_owner(w: &mut World) -> CallId {
+    let store = w.new_store("PlayerData", json!({"Coins": 0}));
+    w.run_until(1.0);
+    start(w, 0, store, "k");
+    w.run_until(8.0);
+    w.messaging_fail = 1.0;
+    w.run_until(10.0);
+    start(w, 1, store, "k")
+}
+
+/// Asserts start `b` of server 1 returned a profile when the last of its writes, at
+/// `b_writes`, landed: the one that took the lock.
+fn assert_taken_by_last_write(w: &World, b: CallId, b_writes: &[f64]) {
     let (t, result) = w.completion(1, b).unwrap();
     assert!(
-        close(t, b_writes[3]),
+        close(t, *b_writes.last().unwrap()),
         "taken at {t}, writes at {b_writes:?}"
     );
     assert!(

@@ -328,6 +328,16 @@ proptest! {
     }
 }
 
+/// A start of key `k` on server `s` that registers no handler of its own.
+fn start(s: usize, k: usize, steal: bool) -> Action {
+    Action::Start {
+        s,
+        k,
+        steal,
+        handle: false,
+    }
+}
+
 /// A hand-picked interleaving for the message check: a session with a handler is sent a
 /// gift from another server; its next save delivers it once, and the saves after (the
 /// handler marked it processed) do not deliver it again. The check counts what it saw.
@@ -335,12 +345,7 @@ proptest! {
 fn a_message_reaches_a_sessions_handler_once() {
     let checked = run(
         &[
-            Action::Start {
-                s: 0,
-                k: 0,
-                steal: false,
-                handle: false,
-            },
+            start(0, 0, false),
             Action::Wait(1.0),
             Action::Handle { s: 0, k: 0 },
             Action::Message { s: 1, k: 0 },
@@ -360,12 +365,7 @@ fn a_message_reaches_a_sessions_handler_once() {
 fn steal_during_an_outage_keeps_acknowledged_ops() {
     let checked = run(
         &[
-            Action::Start {
-                s: 0,
-                k: 0,
-                steal: false,
-                handle: false,
-            },
+            start(0, 0, false),
             Action::Wait(1.0),
             Action::Mutate { s: 0, k: 0 },
             Action::Save { s: 0, k: 0 },
@@ -374,21 +374,11 @@ fn steal_during_an_outage_keeps_acknowledged_ops() {
                 datastore: 0.0,
                 messaging: 1.0,
             },
-            Action::Start {
-                s: 1,
-                k: 0,
-                steal: false,
-                handle: false,
-            },
+            start(1, 0, false),
             Action::Mutate { s: 0, k: 0 },
             Action::Wait(30.0),
             Action::Mutate { s: 0, k: 0 },
-            Action::Start {
-                s: 2,
-                k: 0,
-                steal: true,
-                handle: false,
-            },
+            start(2, 0, true),
             Action::Wait(30.0),
             Action::Mutate { s: 1, k: 0 },
             Action::Mutate { s: 2, k: 0 },
