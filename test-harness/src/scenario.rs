@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 
+use profilestore_core::profile::MAX_DATA_DEPTH;
 use profilestore_core::value::{Value, json};
 use profilestore_core::{
     CallId, Completion, Delivery, Event, Input, InputResult, Output, ProfileId, StartParams,
@@ -290,7 +291,8 @@ impl Scenario {
     /// [`ScenarioLatency::check`]), a horizon that is negative, not finite or over a year, an
     /// action time that is negative, not finite or after the horizon, an epoch outside years
     /// 1970–9999, two servers of one name, an action of a server (all but `faults`) naming no
-    /// server or one the scenario does not have, a fault probability outside 0–1.
+    /// server or one the scenario does not have, a fault probability outside 0–1, a `set_data`
+    /// path of more parts than a stored `Data` nests, a `raw_set` no DataStore stores.
     pub fn check(&self) -> Result<(), ScenarioError> {
         self.latency.check()?;
         let invalid = |message: String| Err(ScenarioError::Invalid(message));
@@ -351,6 +353,17 @@ impl Scenario {
                              probability from 0 to 1"
                         ));
                     }
+                }
+            }
+            // A path deeper than any stored `Data`: the tables it makes could never be saved,
+            // and a value nested that deep would overflow the stack when dropped.
+            if let ActionKind::SetData { path, .. } = &action.what {
+                let parts = path.split('.').count();
+                if parts > MAX_DATA_DEPTH {
+                    return invalid(format!(
+                        "actions[{index}] (set_data at t={t}): the path has {parts} parts, \
+                         expected at most {MAX_DATA_DEPTH} (the deepest Data a store takes)"
+                    ));
                 }
             }
             // A plain write the scenario's DataStore (its limits off) could never store: it
@@ -1356,6 +1369,26 @@ mod tests {
             "invalid scenario: actions[7] (raw_set at t=2) cannot be stored: 101: Key name \
              can't be empty."
         );
+        // A path deeper than any Data a store takes (a million parts overflowed the stack when
+        // the nested tables were dropped); the deepest allowed runs.
+        let deep = |parts: usize| {
+            move |s: &mut serde_json::Value| {
+                s["actions"].as_array_mut().unwrap().push(serde_json::json!(
+                    {"t": 2, "server": "A", "do": "set_data", "key": "k",
+                     "path": vec!["a"; parts].join("."), "value": 1}
+                ))
+            }
+        };
+        let err = load_edited(deep(MAX_DATA_DEPTH + 1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid scenario: actions[7] (set_data at t=2): the path has {} parts, \
+                 expected at most {MAX_DATA_DEPTH} (the deepest Data a store takes)",
+                MAX_DATA_DEPTH + 1
+            )
+        );
+        assert!(load_edited(deep(MAX_DATA_DEPTH)).is_ok());
         // A field the format does not have, anywhere (`publish_yeild` was ignored, and so was
         // a `faults` action's server: faults are the world's).
         for (edit, problem) in [
