@@ -24,8 +24,9 @@ const TYPES: [&str; 7] = [
 ];
 
 /// Parses a `.jsonl` journal: one JSON object per line (blank lines are skipped), each with a
-/// `type` of the format. A file with no line, or with a line of no such type (a scenario
-/// file, say), is refused as no journal: compared, it would read as differences.
+/// `type` of the format and a time `t` (seconds, not negative). A file with no line, or with a
+/// line of no such type (a scenario file, say), is refused as no journal: compared, it would
+/// read as differences; a line without its time is refused, naming it.
 pub fn parse(text: &str) -> Result<Vec<Line>, String> {
     let lines = text
         .lines()
@@ -48,6 +49,17 @@ pub fn parse(text: &str) -> Result<Vec<Line>, String> {
                     i + 1,
                     line["type"],
                     TYPES.join(", ")
+                ));
+            }
+            // Every line of the format has its time; one without would be compared at 0 s.
+            if !line["t"]
+                .as_f64()
+                .is_some_and(|t| t.is_finite() && t >= 0.0)
+            {
+                return Err(format!(
+                    "journal line {}: its \"t\" is {}, expected a time in seconds",
+                    i + 1,
+                    line["t"]
                 ));
             }
             Ok(line)
@@ -449,10 +461,10 @@ mod tests {
 
     #[test]
     fn a_journal_line_must_be_an_object() {
-        let two = "{\"type\": \"call\"}\n\n{\"type\": \"end\"}\n";
+        let two = "{\"type\": \"call\", \"t\": 0}\n\n{\"type\": \"end\", \"t\": 1.5}\n";
         assert_eq!(parse(two).unwrap().len(), 2);
         assert_eq!(
-            parse("{\"type\": \"end\"}\n[]\n").unwrap_err(),
+            parse("{\"type\": \"end\", \"t\": 1}\n[]\n").unwrap_err(),
             "journal line 2: expected a JSON object, found []"
         );
         assert_eq!(
@@ -683,7 +695,7 @@ mod tests {
 
     #[test]
     fn parse_and_render_round_trip() {
-        let text = "{\"a\":1,\"type\":\"end\"}\n";
+        let text = "{\"a\":1,\"t\":2.5,\"type\":\"end\"}\n";
         assert_eq!(render(&parse(text).unwrap()), text);
         assert!(parse("{").unwrap_err().contains("journal line 1"));
         // What is no journal is refused, not compared into differences: nothing, a line of
@@ -697,9 +709,22 @@ mod tests {
                  return, write, remove, publish, signal, end)",
             ),
             (
-                "{\"type\": \"end\"}\n{\"type\": \"warn\"}",
+                "{\"type\": \"end\", \"t\": 1}\n{\"type\": \"warn\"}",
                 "journal line 2: no journal line (its \"type\" is \"warn\", expected one of call, \
                  return, write, remove, publish, signal, end)",
+            ),
+            // A line without its time (it was compared as if at 0 s).
+            (
+                "{\"type\": \"end\"}",
+                "journal line 1: its \"t\" is null, expected a time in seconds",
+            ),
+            (
+                "{\"type\": \"call\", \"t\": 1}\n{\"type\": \"write\", \"t\": \"12.5\"}",
+                "journal line 2: its \"t\" is \"12.5\", expected a time in seconds",
+            ),
+            (
+                "{\"type\": \"end\", \"t\": -1}",
+                "journal line 1: its \"t\" is -1, expected a time in seconds",
             ),
         ] {
             assert_eq!(parse(text), Err(said.to_string()), "{text:?}");
