@@ -966,6 +966,21 @@ fn a_signal_stops_a_run_and_removes_what_it_was_writing() {
     // The database's lock file stays, as after any run on a database.
     assert_eq!(names(dir.path()), ["run.db", "run.db.lock"]);
     assert!(names(tmp.path()).is_empty());
+    // The database reads back whole (export refuses a corrupt key), with the sessions of the
+    // players online when the run stopped still locked.
+    let (code, stdout, stderr) = sim(&["export", "--db", "run.db"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let keys = doc["stores"][0]["keys"].as_object().unwrap();
+    let locked = keys
+        .values()
+        .filter(|k| k["value"]["MetaData"]["ActiveSession"].is_array())
+        .count();
+    assert!(
+        locked > 0 && !keys.is_empty(),
+        "{locked} of {} locked",
+        keys.len()
+    );
     std::fs::remove_file(dir.path().join("run.db")).unwrap();
     std::fs::remove_file(dir.path().join("run.db.lock")).unwrap();
     let rest = stop(&["--memory", "--check-determinism"], "-TERM", &|| {
