@@ -267,6 +267,44 @@ fn set_fault_rates_replaces_the_per_operation_rates_too() {
     }
 }
 
+/// GetVersionAsync, ListVersionsAsync and ListKeysAsync are never cached (facts, "Caching"):
+/// another server's write shows in them at once, while this server's `GetAsync` still answers
+/// from its cache.
+#[test]
+fn version_and_list_reads_are_never_cached() {
+    let mut ds = DataStoreService::new(EPOCH);
+    set_from(&mut ds, 0.0, B, "k", json!(1));
+    let cached = |ds: &mut DataStoreService, now| {
+        ds.get_async(now, A, &store(), "k", GetOptions::default())
+            .unwrap()
+            .value
+    };
+    assert_eq!(cached(&mut ds, 1.0), Some(json!(1)));
+    let second = ds
+        .set_async(2.0, B, &store(), "k", json!(2), SetOptions::default())
+        .unwrap();
+    set_from(&mut ds, 2.0, B, "k2", json!(3));
+    assert_eq!(
+        cached(&mut ds, 2.5),
+        Some(json!(1)),
+        "A's GetAsync is cached"
+    );
+    let version = second.key_info.version.to_string();
+    let read = ds.get_version_async(2.5, &store(), "k", &version).unwrap();
+    assert_eq!(read.value, Some(json!(2)));
+    let newest = VersionQuery {
+        direction: SortDirection::Descending,
+        ..VersionQuery::default()
+    };
+    let listed = ds.list_versions_async(2.5, &store(), "k", newest).unwrap();
+    assert_eq!(listed.items[0].version, version);
+    assert_eq!(listed.items[0].created_time, MS0 + 2000);
+    let keys = ds
+        .list_keys_async(2.5, &store(), KeyQuery::default())
+        .unwrap();
+    assert_eq!(keys.items, ["k", "k2"]);
+}
+
 #[test]
 fn cache_hits_skip_faults_and_throughput() {
     let faults = failing_gets();
