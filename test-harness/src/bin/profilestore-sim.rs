@@ -1561,8 +1561,9 @@ mod tests {
     }
 
     /// The determinism check finds what differs: nothing between two runs of one seed; the
-    /// engines, the stored data, the summary and the violations between two seeds; only the
-    /// stored data (and the violations it causes) when a key was changed after the run. (The
+    /// engines, the stored data and the summary between two seeds (both runs clean, so their
+    /// violations agree); the stored data, the summary it feeds and the violations it causes
+    /// when a key was changed after the run. (The
     /// traces are compared here in memory, with `trace::same_run`; the command compares the
     /// second run's with the first's file as it goes.)
     #[test]
