@@ -301,7 +301,9 @@ impl Engine {
     }
 
     /// `store:VersionQuery(key, direction?, min_date?, max_date?)` (spec §11.3). Dates are epoch
-    /// milliseconds.
+    /// milliseconds; a date of 0 is no bound, as for Roblox's `ListVersionsAsync`, whose
+    /// `minDate` and `maxDate` default to 0 (so `max_date` 0 with any `min_date` is no
+    /// `MinDateAfterMaxDate`), and the request carries it as none.
     pub fn version_query(
         &mut self,
         store: StoreRef,
@@ -312,6 +314,7 @@ impl Engine {
     ) -> Result<QueryId, ApiError> {
         check_profile_key(key)?;
         self.check_store(store)?;
+        let (min_date, max_date) = (min_date.filter(|&d| d != 0), max_date.filter(|&d| d != 0));
         if let (Some(min), Some(max)) = (min_date, max_date)
             && min > max
         {

@@ -697,6 +697,35 @@ fn save_on_an_ended_profile_warns_and_does_nothing() {
     }));
 }
 
+/// A date of 0 is no bound, as for Roblox's `ListVersionsAsync` (its `minDate` and `maxDate`
+/// default to 0): `max_date` 0 after a `min_date` is no `MinDateAfterMaxDate`, and the listing
+/// asks for no bound there; other dates go through as given.
+#[test]
+fn a_version_query_date_of_zero_is_no_bound() {
+    let (mut e, store, now) = read_engine(json!({"n": 0}));
+    let mut listing = |min, max| {
+        let q = e
+            .version_query(store.live(), "k", SortDirection::Descending, min, max)
+            .unwrap();
+        e.version_query_next(now, q).unwrap();
+        let out = drain(&mut e);
+        let [Output::DataStore(list)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        let DataStoreRequestKind::ListVersions {
+            min_date, max_date, ..
+        } = list.kind
+        else {
+            panic!("{out:?}")
+        };
+        (min_date, max_date)
+    };
+    assert_eq!(listing(Some(5), Some(0)), (Some(5), None));
+    assert_eq!(listing(Some(0), Some(0)), (None, None));
+    assert_eq!(listing(Some(0), Some(9)), (None, Some(9)));
+    assert_eq!(listing(Some(-3), Some(9)), (Some(-3), Some(9)));
+}
+
 /// `NextAsync` paging (spec §11.4): items of a page, then `AdvanceToNextPageAsync`, then nil once
 /// the last page is finished; calls made while a page loads queue up in order.
 #[test]

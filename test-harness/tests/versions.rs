@@ -117,6 +117,22 @@ fn check(
         .cloned()
         .collect();
     prop_assert_eq!(&list_all(&mut ds, now, bounded), &in_range);
+    // A date of 0 is no bound, Roblox's default for both: from `lo` on, then everything.
+    let from_lo = VersionQuery {
+        min_date: Some(lo),
+        max_date: Some(0),
+        page_size,
+        ..VersionQuery::default()
+    };
+    let since_lo: Vec<_> = all.iter().filter(|v| lo <= v.1).cloned().collect();
+    prop_assert_eq!(&list_all(&mut ds, now, from_lo), &since_lo);
+    let zeros = VersionQuery {
+        min_date: Some(0),
+        max_date: Some(0),
+        page_size,
+        ..VersionQuery::default()
+    };
+    prop_assert_eq!(&list_all(&mut ds, now, zeros), &all);
     Ok(())
 }
 

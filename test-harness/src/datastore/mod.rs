@@ -315,12 +315,19 @@ pub enum UpdateCommit {
 pub struct VersionQuery {
     /// Sort order (by creation time).
     pub direction: SortDirection,
-    /// Only versions created at or after this time, epoch ms.
+    /// Only versions created at or after this time, epoch ms. 0 is no bound, as Roblox's
+    /// `minDate` defaults to 0.
     pub min_date: Option<i64>,
-    /// Only versions created at or before this time, epoch ms.
+    /// Only versions created at or before this time, epoch ms. 0 is no bound: Roblox's
+    /// `maxDate` defaults to 0, and `ListVersionsAsync(key, dir, 0, 0)` lists every version.
     pub max_date: Option<i64>,
     /// Items per page; 0 means Roblox's default of 1024.
     pub page_size: u32,
+}
+
+/// A `ListVersionsAsync` date bound: 0 is none (Roblox's default for both dates).
+fn bound(date: Option<i64>) -> Option<i64> {
+    date.filter(|&d| d != 0)
 }
 
 /// `DataStoreVersionPages`.
@@ -1531,12 +1538,12 @@ impl DataStoreService {
         pages: &mut VersionPages,
     ) -> Result<(), RequestError> {
         let q = pages.query;
+        let (min, max) = (bound(q.min_date), bound(q.max_date));
         let mut list: Vec<StoredVersion> = self
             .visible_versions(now, &pages.path)?
             .into_iter()
             .filter(|v| {
-                q.min_date.is_none_or(|m| v.created_ms >= m)
-                    && q.max_date.is_none_or(|m| v.created_ms <= m)
+                min.is_none_or(|m| v.created_ms >= m) && max.is_none_or(|m| v.created_ms <= m)
             })
             .collect();
         if q.direction == SortDirection::Descending {
