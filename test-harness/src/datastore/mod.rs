@@ -1634,6 +1634,12 @@ impl DataStoreService {
                 break;
             }
             for (key, head) in batch {
+                // A key removed over 30 days ago is deleted for good: neither listed nor
+                // among the keys an `excludeDeleted` page checks.
+                if self.expired(&head, now_ms) {
+                    cursor = Some(key);
+                    continue;
+                }
                 if pages.query.exclude_deleted && checked == EXCLUDE_DELETED_SCAN {
                     // Checked enough: the page ends here, the listing does not.
                     cut_short = true;
@@ -1641,8 +1647,7 @@ impl DataStoreService {
                 }
                 checked += 1;
                 cursor = Some(key.clone());
-                let deleted = head.value.is_none();
-                if self.expired(&head, now_ms) || (deleted && pages.query.exclude_deleted) {
+                if head.value.is_none() && pages.query.exclude_deleted {
                     continue;
                 }
                 found.push(key);

@@ -801,7 +801,8 @@ fn get_version_at_time_inside_an_overwritten_hour_returns_the_hour_version() {
 /// `ListKeysAsync(prefix, pageSize, cursor, excludeDeleted)`: a listing resumes from a page's
 /// cursor in a new call; with `excludeDeleted` a page checks at most 512 keys, and 600 removed
 /// keys before a live one give an empty page that is not finished, its cursor past the 512
-/// checked, then the live key.
+/// checked, then the live key; once the removed keys are deleted for good (30 days), the live
+/// key is on the first page.
 #[test]
 fn list_keys_resumes_from_a_cursor_and_checks_512_keys_when_excluding_removed_ones() {
     let mut ds = DataStoreService::new(EPOCH);
@@ -835,7 +836,7 @@ fn list_keys_resumes_from_a_cursor_and_checks_512_keys_when_excluding_removed_on
             &store(),
             KeyQuery {
                 cursor: Some("d511".into()),
-                ..live_only
+                ..live_only.clone()
             },
         )
         .unwrap();
@@ -859,6 +860,14 @@ fn list_keys_resumes_from_a_cursor_and_checks_512_keys_when_excluding_removed_on
             false,
             Some("d599")
         )
+    );
+    // Thirty days after their removal the removed keys are gone for good: not listed, and
+    // not among the 512 keys a page checks (they used to fill the first page's scan).
+    let gone = 1.0 + 30.0 * 86_400.0;
+    let pages = ds.list_keys_async(gone, &store(), live_only).unwrap();
+    assert_eq!(
+        (pages.items.clone(), pages.is_finished),
+        (vec!["live".to_string()], true)
     );
 }
 
