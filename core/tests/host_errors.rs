@@ -893,10 +893,16 @@ fn a_template_or_message_too_large_to_store_is_refused_when_given() {
          holds"
     );
     assert!(drain(&mut e).is_empty(), "nothing sent");
-    // At the limit, both are taken (what else the key holds decides the write).
-    assert!(e.set_template(store, sized(profile::MAX_VALUE_LEN)).is_ok());
+    // At the limit, both are taken (what else the key holds decides the write): the template
+    // is the store's, and the message goes to the DataStore.
+    assert_eq!(e.set_template(store, sized(profile::MAX_VALUE_LEN)), Ok(()));
+    assert_eq!(e.template(store), Some(&sized(profile::MAX_VALUE_LEN)));
+    e.message(at(1.0), store.live(), "k", sized(profile::MAX_VALUE_LEN))
+        .unwrap();
+    let sent = drain(&mut e);
     assert!(
-        e.message(at(1.0), store.live(), "k", sized(profile::MAX_VALUE_LEN))
-            .is_ok()
+        matches!(&sent[..], [Output::DataStore(r)] if &*r.key == "k"),
+        "{} outputs",
+        sent.len()
     );
 }

@@ -90,7 +90,8 @@ fn keeps_data(before: &Value, written: &Transformed) {
     }
 }
 
-/// Runs every transform and read of the engine against `before`.
+/// Runs the engine's start and `MessageAsync` transforms and its `GetAsync` read against
+/// `before` (the save transforms: [`saves_over`]).
 fn every_transform(before: &Value) {
     // StartSessionAsync's transform.
     let (mut e, store) = engine();
@@ -141,10 +142,19 @@ fn every_transform(before: &Value) {
     assert!(returned, "GetAsync over {before} returns");
 }
 
-/// A session's saves over whatever the key came to hold meanwhile: the session ends (the key
-/// is not its profile any more) or saves, and never panics; an ending save over another
-/// program's value leaves that value's table `Data` alone.
+/// A session's saves over whatever the key came to hold meanwhile, and never a panic:
+/// - a regular save ends the session (the value is not its profile any more, or holds
+///   another server's lock: no generated lock is this server's) and leaves a table `Data`
+///   alone;
+/// - an ending save straight after the change does the same, and writes no lock of its own;
+/// - a view profile's `SetAsync` overwrites whatever is there with a whole profile holding
+///   the view's `Data`.
 fn saves_over(before: &Value) {
+    let keeps_table_data = |after: &Value, what: &str| {
+        if let Some(data) = before.get("Data").filter(|d| d.is_object() || d.is_array()) {
+            assert_eq!(&after["Data"], data, "{what} over {before}: {after}");
+        }
+    };
     let mut w = World::new(1, 5);
     let store = w.new_store("S", json!({"Coins": 0}));
     let p = w.start_and_wait(0, store, "k").expect("session started");
@@ -152,12 +162,44 @@ fn saves_over(before: &Value) {
     w.data_mut(0, p)["Coins"] = json!(9);
     w.with(0, |e, now| e.save(now, p)).unwrap();
     w.run_for(1.0);
+    assert!(!w.servers[0].engine.is_active(p), "ended over {before}");
+    w.with(0, |e, now| e.end_session(now, p));
+    w.run_for(60.0);
+    keeps_table_data(w.stored("S", "k").expect("a value stays"), "a save");
+
+    let mut w = World::new(1, 6);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    let job = w.servers[0].engine.identity().job_id.clone();
+    w.raw_set("S", "k", before.clone());
+    w.data_mut(0, p)["Coins"] = json!(9);
     w.with(0, |e, now| e.end_session(now, p));
     w.run_for(60.0);
     let after = w.stored("S", "k").expect("a value stays");
-    if let Some(data) = before.get("Data").filter(|d| d.is_object() || d.is_array()) {
-        assert_eq!(&after["Data"], data, "over {before}: {after}");
-    }
+    keeps_table_data(after, "an ending save");
+    assert_ne!(
+        after["MetaData"]["ActiveSession"][1],
+        json!(job),
+        "no lock of ours over {before}"
+    );
+
+    let mut w = World::new(1, 7);
+    let store = w.new_store("S", json!({"Coins": 0}));
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    w.with(0, |e, now| e.end_session(now, p));
+    w.run_for(1.0);
+    let view = w.view(0, store, "k").expect("a view profile");
+    w.raw_set("S", "k", before.clone());
+    w.data_mut(0, view.profile)["Coins"] = json!(8);
+    let call = w.with(0, |e, now| e.set_async(now, view.profile)).unwrap();
+    w.run_for(1.0);
+    assert_eq!(
+        w.completion(0, call).map(|(_, c)| c),
+        Some(Completion::SetAsync { call, ok: true }),
+        "SetAsync over {before}"
+    );
+    let after = w.stored("S", "k").expect("written");
+    assert_eq!(after["Data"], json!({"Coins": 8}), "SetAsync over {before}");
 }
 
 proptest! {

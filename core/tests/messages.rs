@@ -125,8 +125,12 @@ fn messages_fixture_timeline() {
     }
 }
 
+/// Spec §10.2–10.3: with two handlers, each new message is one `AllHandlers` delivery (the
+/// host walks the handlers and stops at the first that processes it: the fall-through is the
+/// host's); a message left unprocessed stays stored and is replayed to the next session's
+/// handler.
 #[test]
-fn synchronous_processed_stops_fall_through_and_unprocessed_messages_persist() {
+fn one_delivery_per_message_for_all_handlers_and_unprocessed_messages_persist() {
     let mut w = World::new(2, 22);
     w.servers[0].auto_process_messages = false;
     let store = w.new_store("S", json!({}));
@@ -147,10 +151,13 @@ fn synchronous_processed_stops_fall_through_and_unprocessed_messages_persist() {
     })
     .unwrap();
     w.run_for(7.0);
-    // The two messages are delivered once each (AllHandlers: the host stops at the first handler
-    // that processes synchronously). The host processes only message 2.
+    // The two messages are delivered once each, to all handlers (the host stops at the first
+    // handler that processes synchronously). The host processes only message 2.
     let d = deliveries(&w, 0);
-    assert_eq!(d.iter().map(|x| x.2).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        d.iter().map(|x| (x.2, x.4)).collect::<Vec<_>>(),
+        [(1, Delivery::AllHandlers), (2, Delivery::AllHandlers)]
+    );
     w.with(0, |e, _| e.message_processed(p, 2)).unwrap();
     w.with(0, |e, now| e.end_session(now, p));
     w.run_for(1.0);

@@ -108,6 +108,10 @@ fn mock_sessions_complete_after_one_frame_and_never_touch_the_datastore() {
         &mut NoData,
     );
     let out = drain(&mut e);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::DataStore(_))),
+        "no DataStore request in the frame either: {out:?}"
+    );
     let Some(Output::Completion(Completion::SessionStart {
         call: c,
         profile: Some(loaded),
