@@ -29,8 +29,8 @@ use profilestore_core::{
 
 use crate::config::{ConfigError, positive, probability, seconds, within};
 use crate::datastore::{
-    Admission, Committed, DataStoreService, Operation, Read, ReadTicket, RequestError, ServerId,
-    StoreName, UpdateCommit, VersionPages,
+    Admission, Committed, DataStoreService, GetOptions, Operation, Read, ReadTicket, RequestError,
+    ServerId, StoreName, UpdateCommit, VersionPages,
 };
 use crate::log::Log;
 use crate::messaging::{self, MessagingService};
@@ -1496,9 +1496,18 @@ impl World {
             _ if !held && self.faulted() => Err(RequestError::RequestRejected {
                 detail: FAULT_DETAIL.into(),
             }),
+            // A GetAsync the cache could answer was answered when asked (`drain`): one sent
+            // paid its budget and reads the DataStore, even if its server's cache was filled
+            // while it waited in its queue.
             DataStoreRequestKind::Get => self
                 .datastore
-                .get_async(now, id, &store, &request.key, Default::default())
+                .get_async(
+                    now,
+                    id,
+                    &store,
+                    &request.key,
+                    GetOptions { use_cache: false },
+                )
                 .map(Read::into_response),
             DataStoreRequestKind::GetVersion { version } => self
                 .datastore

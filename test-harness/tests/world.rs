@@ -379,6 +379,65 @@ fn a_cached_get_costs_no_budget_and_no_round_trip() {
     assert_eq!(reads(&mut w), before - 1.0);
 }
 
+/// A GetAsync that missed the cache and waited in the Get queue is a request sent to the
+/// DataStore (it paid its read token and counts as one): it reads the stored value, not the
+/// cache its server's own write refreshed while it waited (which would be a cached hit that
+/// cost budget, and here a stale one).
+#[test]
+fn a_queued_get_reads_the_datastore_not_a_cache_filled_meanwhile() {
+    use profilestore_harness::datastore::{RequestType, SetOptions, StoreName};
+    let (mut w, store) = world(2, Limits::roblox());
+    w.run_until(1.0);
+    let get = |w: &mut World, key: &str| {
+        let now = w.now_for(0);
+        w.feed(
+            0,
+            Input::Get {
+                now,
+                store: store.live(),
+                key: key.into(),
+                version: None,
+            },
+        );
+    };
+    let (a, b) = (w.servers[0].id, w.servers[1].id);
+    let mut spent = 0;
+    while w
+        .datastore
+        .request_budget(w.now, a, RequestType::StandardRead)
+        .unwrap()
+        >= 1.0
+    {
+        get(&mut w, &format!("x{spent}"));
+        spent += 1;
+    }
+    assert_eq!(spent, 120, "a minute's reads and the startup burst");
+    let sent = w.request_total();
+    get(&mut w, "k");
+    assert_eq!(w.request_total(), sent, "queued: not sent yet");
+    // While it waits: its own server writes the key (its cache now holds n = 1), then
+    // another server writes n = 2.
+    let profile = |n: i64| json!({"Data": {"n": n}, "MetaData": {}, "GlobalUpdates": [0, []]});
+    let name = StoreName::new("S");
+    let now = w.now;
+    w.datastore
+        .set_async(now, a, &name, "k", profile(1), SetOptions::default())
+        .unwrap();
+    w.datastore
+        .set_async(now, b, &name, "k", profile(2), SetOptions::default())
+        .unwrap();
+    w.run_until(3.0);
+    // The last read to return is the queued one; its Data went to the host.
+    let read = w.log.iter().rev().find_map(|l| match &l.what {
+        Happening::Output(Output::Completion(Completion::Get {
+            result: Ok(Some(loaded)),
+            ..
+        })) => Some(w.servers[0].host.data[&loaded.profile].clone()),
+        _ => None,
+    });
+    assert_eq!(read, Some(json!({"n": 2})));
+}
+
 /// A shutdown (`BindToClose`) closes the server when ProfileStore's close handling returns; one
 /// whose final saves cannot land is killed `BIND_TO_CLOSE_LIMIT` (30 s) after it began.
 #[test]
