@@ -392,8 +392,12 @@ impl BudgetBook {
             *plan = (kind, ready);
         }
         let plans = &plans[..kinds.len()];
-        // The request runs when every queue it waits in lets it go, and stays in each till then
-        // (so that a later request of that queue does not pass it).
+        // The request runs when every queue it waits in lets it go, and stays in each of those
+        // till then (so that a later request of that queue does not pass it). A queue it did
+        // not have to wait in (its budget at hand, nothing ahead) it does not enter: an
+        // `UpdateAsync` short of reads only holds no place in the Set queue, and a later
+        // `SetAsync` with a write token at hand goes first (Roblox does not say how its
+        // queues interleave).
         let at = plans.iter().fold(now, |at, &(_, ready)| at.max(ready));
         if at > now {
             s.waiting.retain(|&(t, _)| t > now);
