@@ -125,7 +125,9 @@ pub fn stores_held_if_never_written(
 }
 
 /// The names of the keys of `store` in `scope` that start with `prefix`, in byte order, as
-/// `ListKeysAsync` lists them (removed keys included: they keep their versions).
+/// `ListKeysAsync` orders them: every key the file holds, removed keys included (they keep
+/// their versions), even those removed over 30 days before that `ListKeysAsync` no longer
+/// lists (this reads the file, with no clock to judge them by).
 pub fn key_names(
     storage: &mut dyn Storage,
     store: &str,

@@ -536,9 +536,24 @@ pub(crate) mod contract {
             names(storage.list_keys("N", "global", "a\0c", None, 10).unwrap()),
             Vec::<String>::new()
         );
+        // An empty key name (no DataStore call makes one, another program may) starts with
+        // the empty prefix and no other.
+        let empty = KeyPath::new("E", "global", "");
+        storage
+            .replace_key(&empty, &head("v1", 1, Some(json!(1))), &[])
+            .unwrap();
+        assert_eq!(
+            names(storage.list_keys("E", "global", "", None, 10).unwrap()),
+            [""]
+        );
+        assert_eq!(
+            names(storage.list_keys("E", "global", "a", None, 10).unwrap()),
+            Vec::<String>::new()
+        );
         assert_eq!(
             storage.paths().unwrap(),
             vec![
+                KeyPath::new("E", "global", ""),
                 KeyPath::new("L", "global", "a"),
                 KeyPath::new("L", "global", "ab"),
                 KeyPath::new("L", "global", "b"),

@@ -692,11 +692,15 @@ impl Storage for SqliteStorage {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Head)>, StorageError> {
+        // The prefix compared as bytes (no LIKE: `%` and `_` are plain characters); the empty
+        // prefix apart, as `substr` of a zero-length blob is NULL and would leave out a key
+        // named "".
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
                 "SELECT key, {HEAD_COLUMNS} FROM keys WHERE store = ?1 AND scope = ?2 \
-                 AND substr(CAST(key AS BLOB), 1, length(CAST(?3 AS BLOB))) = CAST(?3 AS BLOB) \
+                 AND (?3 = '' OR substr(CAST(key AS BLOB), 1, length(CAST(?3 AS BLOB))) \
+                                 = CAST(?3 AS BLOB)) \
                  AND (?4 IS NULL OR key > ?4) ORDER BY key LIMIT ?5"
             ))
             .map_err(db_error("list keys"))?;
