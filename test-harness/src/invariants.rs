@@ -13,9 +13,10 @@
 //!   (faults on, or a request of that server throttled, within [`HANDOFF_BOUND`] before the
 //!   take: the lock check's excuses); torn trades are counted;
 //! - **no acknowledged item lost** — an item whose loot an acknowledged save confirmed is held
-//!   by some profile, unless a trade of it lost its receiver's side with the receiver's
-//!   session (its server died after the trade while the session was its own, or another took
-//!   the session under faults or a throttle: a torn trade's other half), and no receiver's
+//!   by some profile, unless a trade of it took it from its giver's key and lost its
+//!   receiver's side with the receiver's session (its server died after the trade while the
+//!   session was its own, or another took the session under faults or a throttle: a torn
+//!   trade's other half), and no receiver's
 //!   write computed after a trade of it, before the item went on, lost it while the session
 //!   lived;
 //! - **messages** — every gift whose `MessageAsync` returned true is applied exactly once (the
@@ -668,9 +669,13 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 // went on, lost it with the session alive: no death or steal explains that.
                 let trades = || obs.trade_log.iter().filter(|trade| trade.item == item);
                 let lost_alive = trades().any(|trade| trade.receiver_lost_alive);
+                // The trade must have taken the item from its giver's key (that side stored,
+                // or the item never stored as the giver's): a giver's key that kept it, its
+                // side torn too, is where the item is, and a loss there is not this trade's.
                 let lost_with_its_receiver = !lost_alive
                     && trades().any(|trade| {
                         !trade.receiver_side_stored(&obs.trade_log)
+                            && (trade.giver_saved || !trade.giver_held)
                             && (died_owning(trade, (&trade.to, trade.receiver_generation))
                                 || stolen_session(&trade.to, trade.receiver_generation))
                     });

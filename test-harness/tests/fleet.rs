@@ -1126,22 +1126,27 @@ fn a_steal_excuses_a_dupe_only_under_faults_or_a_throttle() {
 }
 
 /// An item whose loot an acknowledged save confirmed and that no profile holds is a violation,
-/// named under its looter, unless a trade of it lost its receiver's side with the receiver's
+/// named under its looter, unless a trade of it took it from its giver's key (that side stored,
+/// or the item never stored as the giver's) and lost its receiver's side with the receiver's
 /// session (its server died after the trade, the session still its own), and no write of the
 /// receiver's made after the trade lost it while the session lived.
 #[test]
 fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
     use profilestore_core::json;
     // (the receiver's server died at, its session released at, a receiver's write lost it
-    // alive) → excused.
-    for (died, released, lost_alive, excused) in [
-        (None, None, false, false),
-        (Some(50.0), None, false, true),
+    // alive, the giver's side stored, the giver's key held the item) → excused.
+    for (died, released, lost_alive, giver_saved, giver_held, excused) in [
+        (None, None, false, true, true, false),
+        (Some(50.0), None, false, true, true, true),
         // Died before the trade, or after the receiver's final save stored its side.
-        (Some(5.0), None, false, false),
-        (Some(50.0), Some(40.0), false, false),
+        (Some(5.0), None, false, true, true, false),
+        (Some(50.0), Some(40.0), false, true, true, false),
         // A death after the receiver lost the item alive (which it used to excuse).
-        (Some(50.0), None, true, false),
+        (Some(50.0), None, true, true, true, false),
+        // The giver's side torn too: the giver's key kept the item, so its loss is not the
+        // trade's (it used to be excused); unless the item was never stored as the giver's.
+        (Some(50.0), None, false, false, true, false),
+        (Some(50.0), None, false, false, false, true),
     ] {
         let (mut fleet, holder, other) = sound_run(7);
         let mut value = fleet.world.stored(STORE, &holder).unwrap();
@@ -1155,7 +1160,8 @@ fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
         overwrite(&mut fleet, &holder, value);
         // The first item the holder held went, in a trade at 10 s, to `other`, whose side
         // no write stored.
-        let mut trade = trade_at_ten(&held[0], &holder, &other, true);
+        let mut trade = trade_at_ten(&held[0], &holder, &other, giver_saved);
+        trade.giver_held = giver_held;
         trade.receiver_kept = false;
         trade.receiver_generation = 99;
         trade.receiver_lost_alive = lost_alive;
@@ -1192,7 +1198,8 @@ fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
         assert!(!expected.is_empty());
         assert_eq!(
             got, expected,
-            "died {died:?}, released {released:?}, lost alive {lost_alive}"
+            "died {died:?}, released {released:?}, lost alive {lost_alive}, giver saved \
+             {giver_saved}, held {giver_held}"
         );
     }
 }
