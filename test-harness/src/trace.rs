@@ -54,8 +54,12 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// save wakes at the error backoff to ask its `Cancel`, writes sending only whole-number user
 /// ids; 19: session GUIDs draw on the server's PlaceId and JobId, a template's null fields are
 /// left out of new profiles, a version whose read failed while the next page loaded is read
-/// first from that page (same layout).
-pub const TRACE_FORMAT: u32 = 19;
+/// first from that page (same layout); 20: a version query's date of 0 is no bound, a stored
+/// `RobloxMetaData` that is no table loads as `{}`, messages and templates larger than a key
+/// holds and a second subscribe result are refused, a refused input leaves the engine's clock,
+/// a `START_SESSION_TIMEOUT` of 0 lets a start queue or wait behind a final save once, the
+/// auto-save catch-up counts slots, a failed version read is read again (same layout).
+pub const TRACE_FORMAT: u32 = 20;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

@@ -257,6 +257,13 @@ fn hostile_trace_bytes_get_errors() {
     );
     let err = Trace::from_bytes(&std::fs::read(format_18).unwrap(), "h.bin").unwrap_err();
     assert_eq!(err.to_string(), refusal(18));
+    // And of format 19 (the first 125 bytes of the `recorded.trace` format 19 committed).
+    let format_19 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/format19-header.trace"
+    );
+    let err = Trace::from_bytes(&std::fs::read(format_19).unwrap(), "h.bin").unwrap_err();
+    assert_eq!(err.to_string(), refusal(19));
     // This format's header after another number: the number is a damaged byte.
     let mut renumbered = t.to_bytes().unwrap();
     for found in [TRACE_FORMAT + 1, TRACE_FORMAT - 1] {
