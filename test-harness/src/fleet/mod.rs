@@ -423,7 +423,8 @@ impl Fleet {
     }
 
     /// Players on servers that died are gone from them: a start still waiting there is
-    /// counted by how its server died, and the player is offline. Run each second of play,
+    /// counted by how its server died (and held to the bound if it had run past it before),
+    /// and the player is offline. Run each second of play,
     /// and in the settling, where a shutdown begun in the play's last 30 s is killed.
     fn leave_dead_servers(&mut self) {
         if self.world.servers.iter().all(|s| s.alive) {
@@ -435,7 +436,24 @@ impl Fleet {
                 Presence::Offline => continue,
             };
             if !self.world.servers[server].alive {
-                if let Presence::Joining { since, .. } = self.players[p].presence {
+                if let Presence::Joining { since, left_at, .. } = self.players[p].presence {
+                    // A start its player had not yet given up on (that is checked every 5 s)
+                    // that was past the bound before its server died, the DataStore healthy
+                    // and the server not closing within the bound, missed it as surely.
+                    let died = self.observed.died_at.get(&server).copied();
+                    let waited = died.unwrap_or(self.world.now) - since;
+                    if left_at.is_none()
+                        && waited > HANDOFF_BOUND
+                        && self.healthy_since(since)
+                        && !self.closing_within_bound(server, since)
+                    {
+                        self.observed.healthy_starts += 1;
+                        self.observed.slow_healthy_starts.push((
+                            self.players[p].key.clone(),
+                            since,
+                            format!("had not returned after {waited:.1} s when its server died"),
+                        ));
+                    }
                     // A closing server's death is its kill. One that closed by itself (its
                     // `BindToClose` returned: no kill logged) waited for its starts to return
                     // first, so a start still waiting there is one whose answer went missing.

@@ -837,6 +837,40 @@ fn a_start_waiting_when_its_server_stops_is_counted_by_how_it_stopped() {
     }
 }
 
+/// A healthy start already past the bound when its server crashes, before its player's next
+/// 5-second check gave up on it, missed the bound as surely (it used to be counted as crashed
+/// only); one its server took down within the bound is not judged.
+#[test]
+fn a_start_past_the_bound_when_its_server_crashes_is_reported() {
+    for (waited, reported_it) in [(HANDOFF_BOUND + 2.0, true), (HANDOFF_BOUND - 1.0, false)] {
+        let mut fleet = sound_fleet();
+        let p = 4;
+        let now = fleet.world.now;
+        fleet.set_presence(p, waiting(0, 999_996, now - waited, true));
+        let checked = fleet.observed.healthy_starts;
+        fleet.world.crash(0);
+        fleet.react();
+        fleet.server_events();
+        assert_eq!(fleet.players[p].presence, Presence::Offline);
+        let expected: Vec<_> = [format!(
+            "had not returned after {waited:.1} s when its server died"
+        )]
+        .into_iter()
+        .filter(|_| reported_it)
+        .collect();
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|w| ("Player_4", now - waited, w.as_str()))
+            .collect();
+        assert_eq!(reported(&fleet.observed.slow_healthy_starts), expected);
+        assert_eq!(
+            fleet.observed.healthy_starts,
+            checked + u64::from(reported_it)
+        );
+        assert_eq!(fleet.observed.failures[&StartFailure::Crashed], 1);
+    }
+}
+
 /// The answer to a start, read as the fleet reads it (`on_started`), while the DataStore is
 /// healthy: a profile after the hand-off bound is reported with how long it took; a nil the
 /// player's `Cancel` explains, after waiting past the bound, is reported as a start that made
