@@ -147,8 +147,10 @@ pub struct Comparable {
 ///
 /// Roles are numbered stream by stream — keys in name order, then the module's lines, then
 /// publishes — each stream in journal order, so events at one instant on different keys may
-/// come in either order (the format allows it) without renumbering anything. Publishes form one
-/// stream per topic (`<publish PS_<guid0>>`), for the same reason.
+/// come in either order (the format allows it) without renumbering anything. Publishes are
+/// numbered in one pass, in journal order, after the keys (a topic's GUID usually has its role
+/// from a key's lock already), then compared as one stream per topic
+/// (`<publish PS_<guid0>>`), so that publishes to different topics may interleave either way.
 pub fn normalise(lines: &[Line]) -> Vec<Comparable> {
     // Each line's kind, stream (for publishes: by topic, substituted below), time and body.
     let mut parsed: Vec<(String, String, f64, Value)> = Vec::new();
