@@ -55,7 +55,9 @@ pub struct EngineConfig {
 /// keeps a copy of `Profile.Data` as the truth), a start's `Cancel` at each attempt, inside
 /// its transform and after each result (spec §5.2 step 7).
 pub trait LiveState {
-    /// The current `Profile.Data` of `profile`.
+    /// The current `Profile.Data` of `profile`: asked for every profile the engine still holds
+    /// ([`Engine::profile`] is `Some`), one the host passed to [`Engine::forget_profile`]
+    /// included while its last save is still to be made.
     fn data(&mut self, profile: ProfileId) -> Value;
     /// The current `Profile.RobloxMetaData` of `profile`.
     fn roblox_metadata(&mut self, profile: ProfileId) -> Value;
@@ -161,7 +163,8 @@ pub(crate) enum Outcome {
 /// - **getters**: [`datastore_state`](Self::datastore_state), [`is_closing`](Self::is_closing),
 ///   [`is_critical_state`](Self::is_critical_state), [`profile`](Self::profile),
 ///   [`is_active`](Self::is_active), [`constants`](Self::constants), [`template`](Self::template);
-/// - **API calls** (mutators, each taking `now`): [`new_store`](Self::new_store),
+/// - **API calls** (mutators; those that can start a request or a timer take `now`):
+///   [`new_store`](Self::new_store),
 ///   [`set_constant`](Self::set_constant), [`start_session`](Self::start_session),
 ///   [`cancel_session_start`](Self::cancel_session_start), [`end_session`](Self::end_session),
 ///   [`save`](Self::save), [`set_async`](Self::set_async), [`message`](Self::message),
@@ -374,7 +377,8 @@ impl Engine {
     /// the template view of `GetAsync`. The engine holds a value, so a host whose language
     /// shares tables (the Luau host) passes the template's current contents before a call that
     /// reads it; a host that never changes its template need not call this. Refused, changing
-    /// nothing: an unknown store, a template that is not a table or nests too deep. As in
+    /// nothing, the template checked first: a template that is not a table, nests too deep or
+    /// is larger than a key holds (`TemplateTooLarge`), then an unknown store. As in
     /// [`Engine::new_store`], a field holding JSON null is left out (a Luau table cannot hold
     /// nil), so new profiles never store one.
     pub fn set_template(&mut self, store: StoreId, template: Value) -> Result<(), ApiError> {
@@ -556,18 +560,24 @@ impl Engine {
     /// next waiter first, then the result is interpreted — except for a start waiting behind a
     /// final save, whose turn comes after the save's result (deviation 9). A session start's
     /// `Cancel` is asked first ([`LiveState::cancel_requested`]: the original calls it after
-    /// each result, spec §5.2 step 7). An answer for a mock store's op, which never goes out,
-    /// is ignored (`handle_input` refuses it, naming the op): the engine completes it itself.
+    /// each result, spec §5.2 step 7).
+    ///
+    /// An answer the request cannot take is refused, naming the request, and changes nothing,
+    /// as [`Engine::handle_input`] refuses it: a page for anything but a version listing, a
+    /// value for a listing, a value without key info, a value for an update whose latest
+    /// transform did not write (taken as committed, a final save would count a lock released
+    /// that is still stored), an answer for a request answered already or never sent, still
+    /// queued, or a mock store's (which never goes out: the engine completes it itself).
     pub fn handle_datastore_response(
         &mut self,
         now: Now,
         op: OpId,
         result: Result<DataStoreResponse, DataStoreError>,
         live: &mut dyn LiveState,
-    ) {
-        if !self.is_mock_op(op) {
-            self.answer_op(now, op, result, live);
-        }
+    ) -> Result<(), ApiError> {
+        self.check_datastore_response(op, &result)?;
+        self.answer_op(now, op, result, live);
+        Ok(())
     }
 
     /// [`Engine::handle_datastore_response`] for any op, a mock one included (its timer's).
@@ -672,8 +682,10 @@ impl Engine {
     /// `BindToClose` fired (spec §9.4): `IsClosing` becomes true; with DataStore access every
     /// active profile gets a final save with reason `Shutdown`, and [`Completion::Shutdown`]
     /// comes once every save and session start has finished. Without access it comes one frame
-    /// later and nothing is saved. Starts in a conflict wait or waiting behind a final save
-    /// (deviation 9) return nil now; calls parked while the state was unknown complete.
+    /// later and nothing is saved. Starts waiting behind a final save (deviation 9) return nil
+    /// now; starts in a conflict wait end it now (spec §9.4) and return nil at the next
+    /// [`Engine::handle_timeout`] ([`Engine::poll_timeout`] is `now`), so a host keeps ticking
+    /// after this call; calls parked while the state was unknown complete.
     pub fn shutdown(&mut self, now: Now) {
         if self.closing {
             return;
@@ -710,7 +722,10 @@ impl Engine {
 
     /// Drops a profile object the host no longer references (Luau's garbage collector does this
     /// in the original). An active profile, or one with a save in progress, is kept until its
-    /// session has ended and its last save is done, then dropped without another call.
+    /// session has ended and its last save is done, then dropped without another call; until
+    /// then its saves still write the host's `Data`, so the host keeps answering
+    /// [`LiveState::data`] and [`LiveState::roblox_metadata`] for it until
+    /// [`Engine::profile`] returns `None` (an answer of `{}` would be saved as the `Data`).
     pub fn forget_profile(&mut self, id: ProfileId) {
         if let Some(p) = self.profiles.get_mut(&id) {
             p.forgotten = true;

@@ -9,7 +9,8 @@ use thiserror::Error;
 /// An API call was rejected before anything happened; nothing was changed.
 #[derive(Clone, Debug, Error, PartialEq)]
 pub enum ApiError {
-    /// `ProfileStore.New` without a usable name.
+    /// `ProfileStore.New` without a usable name: for a binding whose store name may be no
+    /// string (the engine takes a `&str`, so it never returns this itself).
     #[error("[ProfileStore]: Invalid or missing \"store_name\"")]
     InvalidStoreName,
     /// `ProfileStore.New("")`.

@@ -426,11 +426,56 @@ fn text<T>(r: Result<T, ApiError>) -> Result<T, String> {
 }
 
 impl Engine {
+    /// Whether `result` is an answer request `op` can take (see [`Engine::handle_input`]'s
+    /// list): the checks [`Engine::handle_datastore_response`] and `handle_input` both make.
+    pub(crate) fn check_datastore_response(
+        &self,
+        op: OpId,
+        result: &Result<DataStoreResponse, DataStoreError>,
+    ) -> Result<(), ApiError> {
+        // A page answers only a version listing, and a listing only a page (or an error); an
+        // update or a read gets a value.
+        let page = matches!(result, Ok(DataStoreResponse::Page { .. }));
+        let listing = self.is_page_op(op);
+        if page && !listing {
+            return Err(ApiError::WrongAnswer(op.0));
+        }
+        if listing && result.is_ok() && !page {
+            return Err(ApiError::PageExpected(op.0));
+        }
+        if !listing && !self.has_op(op) {
+            return Err(ApiError::NotAwaitingAnswer(op.0));
+        }
+        // Every DataStore call that returns a value returns its key info with it.
+        if let Ok(DataStoreResponse::Value {
+            value: Some(_),
+            key_info: None,
+        }) = result
+        {
+            return Err(ApiError::MissingKeyInfo(op.0));
+        }
+        if self.is_mock_op(op) {
+            return Err(ApiError::MockOp(op.0));
+        }
+        if self.is_queued(op) {
+            return Err(ApiError::OpNotSent(op.0));
+        }
+        if let Ok(DataStoreResponse::Value { value: Some(_), .. }) = result
+            && self.is_unwritten_update(op)
+        {
+            return Err(ApiError::UnwrittenUpdate(op.0));
+        }
+        Ok(())
+    }
+
     /// Applies one recorded input. `Timeout` and `Transform` read live state from `live`; to
     /// replay, pass a [`Replayer`] built from the input's [`LiveAnswers`] (see
     /// [`Engine::replay_input`]).
     ///
-    /// Host errors are refused with [`InputResult::Done`] holding the error, and change nothing:
+    /// Host errors change nothing, and are refused with [`InputResult::Done`] holding the
+    /// error, except those of the method the input calls (last in the list), which come back
+    /// in that method's own result (`Call(Err)`, `Store(Err)`, `Query(Err)`,
+    /// `Registered(Err)`); [`InputResult::is_refusal`] tells every refusal:
     ///
     /// - an input whose `now.mono` is not a finite number, or is before an earlier input's (the
     ///   engine's timers count on `os.clock()` never going back);
@@ -466,39 +511,10 @@ impl Engine {
                 last: self.last_mono,
             })));
         }
-        if let I::DataStoreResponse { op, result, .. } = &input {
-            // A page answers only a version listing, and a listing only a page (or an error);
-            // an update or a read gets a value.
-            let page = matches!(result, Ok(DataStoreResponse::Page { .. }));
-            let listing = self.is_page_op(*op);
-            if page && !listing {
-                return InputResult::Done(text(Err(ApiError::WrongAnswer(op.0))));
-            }
-            if listing && result.is_ok() && !page {
-                return InputResult::Done(text(Err(ApiError::PageExpected(op.0))));
-            }
-            if !listing && !self.has_op(*op) {
-                return InputResult::Done(text(Err(ApiError::NotAwaitingAnswer(op.0))));
-            }
-            // Every DataStore call that returns a value returns its key info with it.
-            if let Ok(DataStoreResponse::Value {
-                value: Some(_),
-                key_info: None,
-            }) = result
-            {
-                return InputResult::Done(text(Err(ApiError::MissingKeyInfo(op.0))));
-            }
-            if self.is_mock_op(*op) {
-                return InputResult::Done(text(Err(ApiError::MockOp(op.0))));
-            }
-            if self.is_queued(*op) {
-                return InputResult::Done(text(Err(ApiError::OpNotSent(op.0))));
-            }
-            if let Ok(DataStoreResponse::Value { value: Some(_), .. }) = result
-                && self.is_unwritten_update(*op)
-            {
-                return InputResult::Done(text(Err(ApiError::UnwrittenUpdate(op.0))));
-            }
+        if let I::DataStoreResponse { op, result, .. } = &input
+            && let Err(e) = self.check_datastore_response(*op, result)
+        {
+            return InputResult::Done(text(Err(e)));
         }
         // A profile id this engine does not know (never handed out, or forgotten) is a host
         // error for every input that names one; the methods that return a result say so

@@ -53,7 +53,8 @@
 //!                     }
 //!                     _ => unimplemented!("reads are not used in this example"),
 //!                 };
-//!                 engine.handle_datastore_response(now, req.op, response, &mut host);
+//!                 engine.handle_datastore_response(now, req.op, response, &mut host)
+//!                     .expect("an answer to the request it sent");
 //!             }
 //!             Output::Completion(Completion::SessionStart { profile: Some(loaded), .. }) => {
 //!                 host.data.insert(loaded.profile, loaded.data);

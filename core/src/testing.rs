@@ -859,7 +859,9 @@ impl InstantStore {
                     message: "not supported by InstantStore".into(),
                 }),
             };
-            engine.handle_datastore_response(now, request.op, result, live);
+            engine
+                .handle_datastore_response(now, request.op, result, live)
+                .expect("an answer to a request the engine sent");
         }
         others
     }

@@ -185,13 +185,16 @@ fn an_answer_for_a_mock_stores_operation_is_refused() {
         e.handle_input(transform_of(op), &mut host),
         InputResult::Transformed(TransformedRecord::Error(refused))
     );
-    // The method itself, called directly, takes no such answer either (it used to finish the
-    // call with the host's value, the mock store left empty).
+    // The method itself, called directly, refuses it the same way (it used to finish the call
+    // with the host's value, the mock store left empty; then to ignore it without a word).
     let answer = Ok(DataStoreResponse::Value {
         value: Some(std::sync::Arc::new(json!({"Data": {"Coins": 7}}))),
         key_info: Some(key_info()),
     });
-    e.handle_datastore_response(at(1.02), op, answer, &mut host);
+    assert_eq!(
+        e.handle_datastore_response(at(1.02), op, answer, &mut host),
+        Err(ApiError::MockOp(op.0))
+    );
     assert!(drain(&mut e).is_empty(), "nothing started");
     e.handle_timeout(at(1.1), &mut host);
     let out = drain(&mut e);
@@ -221,7 +224,8 @@ fn commit(e: &mut Engine, host: &mut Host, op: OpId, mono: f64) {
         value: Some(std::sync::Arc::new(value)),
         key_info: Some(key_info()),
     });
-    e.handle_datastore_response(at(mono), op, result, &mut Host::default());
+    e.handle_datastore_response(at(mono), op, result, &mut Host::default())
+        .unwrap();
 }
 
 /// A version listing is answered by a page of versions or an error: a value answering it is
@@ -318,6 +322,54 @@ fn a_page_answering_an_update_is_refused() {
     );
 }
 
+/// The direct `handle_datastore_response` makes `handle_input`'s checks: a value answering a
+/// final save whose transform did not write (it found no profile) is refused, naming the
+/// request, and changes nothing (taken as committed, the lock would count as released); the
+/// nil answer the cancelled write gets is taken.
+#[test]
+fn a_direct_answer_the_request_cannot_take_is_refused() {
+    let (mut e, store) = engine();
+    let mut host = Host::default();
+    e.start_session(at(1.0), store.live(), "k", StartParams::default())
+        .unwrap();
+    let op = requests(&drain(&mut e))[0].op;
+    commit(&mut e, &mut host, op, 1.2);
+    let profile = e.active_profiles()[0];
+    drain(&mut e);
+    e.end_session(at(2.0), profile);
+    let op = requests(&drain(&mut e))[0].op;
+    assert_eq!(e.transform(op, None, 1000, &mut host), Transformed::Cancel);
+    let value = Ok(DataStoreResponse::Value {
+        value: Some(std::sync::Arc::new(json!({"Data": {}}))),
+        key_info: Some(key_info()),
+    });
+    assert_eq!(
+        e.handle_datastore_response(at(2.2), op, value, &mut host),
+        Err(ApiError::UnwrittenUpdate(op.0))
+    );
+    assert!(drain(&mut e).is_empty(), "nothing changed");
+    let nil = Ok(DataStoreResponse::Value {
+        value: None,
+        key_info: None,
+    });
+    assert_eq!(
+        e.handle_datastore_response(at(2.3), op, nil, &mut host),
+        Ok(())
+    );
+    assert_eq!(
+        e.handle_datastore_response(
+            at(2.4),
+            op,
+            Err(DataStoreError {
+                message: "x".into()
+            }),
+            &mut host
+        ),
+        Err(ApiError::NotAwaitingAnswer(op.0)),
+        "answered already"
+    );
+}
+
 /// A save answered with a table that is not a profile (an array; a misbehaving DataStore) ends
 /// the session, and says so: it used to end it without a word.
 #[test]
@@ -332,11 +384,16 @@ fn a_save_answered_with_a_non_profile_ends_the_session_with_a_warning() {
     drain(&mut e);
     e.save(at(2.0), profile).unwrap();
     let op = requests(&drain(&mut e))[0].op;
+    // The save's transform wrote; the DataStore answers with something else.
+    let stored = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": [0, []]});
+    let written = e.transform(op, Some(&stored), 1000, &mut host);
+    assert!(matches!(written, Transformed::Write { .. }), "{written:?}");
     let result = Ok(DataStoreResponse::Value {
         value: Some(std::sync::Arc::new(json!([5]))),
         key_info: Some(key_info()),
     });
-    e.handle_datastore_response(at(2.2), op, result, &mut Host::default());
+    e.handle_datastore_response(at(2.2), op, result, &mut Host::default())
+        .unwrap();
     let out = drain(&mut e);
     assert!(!e.is_active(profile));
     assert!(
@@ -481,7 +538,8 @@ fn message_and_get_failing_while_closing_give_up_after_their_backoff() {
         let failed = Err(DataStoreError {
             message: "502: API Services rejected request with error.".into(),
         });
-        e.handle_datastore_response(at(1.2), op, failed, &mut Host::default());
+        e.handle_datastore_response(at(1.2), op, failed, &mut Host::default())
+            .unwrap();
         let out = drain(&mut e);
         assert!(
             !out.iter().any(|o| matches!(o, Output::Completion(_))),

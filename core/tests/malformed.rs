@@ -136,7 +136,8 @@ fn every_transform(before: &Value) {
             key_info: Some(info),
         }),
         &mut Host::default(),
-    );
+    )
+    .unwrap();
     let returned = std::iter::from_fn(|| e.poll_output())
         .any(|o| matches!(o, Output::Completion(Completion::Get { call: c, .. }) if c == call));
     assert!(returned, "GetAsync over {before} returns");

@@ -431,6 +431,7 @@ fn an_operation_in_flight_names_its_call() {
         message: "502: API Services rejected request".into(),
     });
     let mut live = profilestore_core::testing::Host::default();
-    e.handle_datastore_response(now, op, failed, &mut live);
+    e.handle_datastore_response(now, op, failed, &mut live)
+        .unwrap();
     assert_eq!(e.op_call(op), None);
 }

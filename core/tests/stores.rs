@@ -755,7 +755,8 @@ fn version_query_pages_through_every_version() {
         items: vec![item("v1")],
         is_finished: false,
     };
-    e.handle_datastore_response(now, list.op, Ok(page), &mut Host::default());
+    e.handle_datastore_response(now, list.op, Ok(page), &mut Host::default())
+        .unwrap();
     // The first call reads v1; the second finds the page exhausted and asks for the next one.
     let out = drain(&mut e);
     let reads: Vec<&DataStoreRequest> = out
@@ -796,7 +797,8 @@ fn version_query_pages_through_every_version() {
             key_info: Some(info.clone()),
         }),
         &mut Host::default(),
-    );
+    )
+    .unwrap();
     let out = drain(&mut e);
     assert!(
         matches!(&out[0], Output::Completion(Completion::Get { call, result: Ok(Some(p)) }) if *call == first && p.data == json!({"n": 1}))
@@ -809,7 +811,8 @@ fn version_query_pages_through_every_version() {
             is_finished: true,
         }),
         &mut Host::default(),
-    );
+    )
+    .unwrap();
     let out = drain(&mut e);
     let Some(Output::DataStore(read_v2)) = out.first() else {
         panic!("{out:?}")
@@ -828,7 +831,8 @@ fn version_query_pages_through_every_version() {
             key_info: Some(info),
         }),
         &mut Host::default(),
-    );
+    )
+    .unwrap();
     let out = drain(&mut e);
     assert!(
         matches!(&out[0], Output::Completion(Completion::Get { call, result: Ok(Some(p)) }) if *call == second && p.data == json!({"n": 2}))
@@ -867,7 +871,8 @@ fn a_failed_version_listing_fails_the_query() {
             message: "ListThrottle".into(),
         }),
         &mut Host::default(),
-    );
+    )
+    .unwrap();
     let out = drain(&mut e);
     assert_eq!(
         out[0],
@@ -932,7 +937,8 @@ fn v1_out_and_page_2_asked() -> (Engine, Now, QueryId, [CallId; 2], OpId, OpId) 
     let first = e.version_query_next(now, q).unwrap();
     let list = requests_noting(&mut e, &mut done).remove(0);
     let page = version_page(&["v1"], false);
-    e.handle_datastore_response(now, list.op, Ok(page), &mut Host::default());
+    e.handle_datastore_response(now, list.op, Ok(page), &mut Host::default())
+        .unwrap();
     let read_v1 = requests_noting(&mut e, &mut done).remove(0);
     // page 1 is used up: page 2 loads, and the read it leads to waits behind v1's (one
     // request per key at a time).
@@ -959,7 +965,8 @@ fn answer_reads(
             value: None,
             key_info: None,
         };
-        e.handle_datastore_response(now, read.op, Ok(answer), &mut Host::default());
+        e.handle_datastore_response(now, read.op, Ok(answer), &mut Host::default())
+            .unwrap();
         reads.extend(requests_noting(e, done));
     }
     versions
@@ -980,10 +987,12 @@ fn a_failed_read_from_an_earlier_page_does_not_rewind_the_next_page() {
     let (mut e, now, q, _, read_v1, next_page) = v1_out_and_page_2_asked();
     let mut done = Vec::new();
     let page = version_page(&["v2", "v3"], true);
-    e.handle_datastore_response(now, next_page, Ok(page), &mut Host::default());
+    e.handle_datastore_response(now, next_page, Ok(page), &mut Host::default())
+        .unwrap();
     let mut reads = requests_noting(&mut e, &mut done);
     // v1's read fails now, after the query moved to page 2.
-    e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default());
+    e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default())
+        .unwrap();
     reads.extend(requests_noting(&mut e, &mut done));
     // A third NextAsync; every read answered as it comes.
     e.version_query_next(now, q).unwrap();
@@ -1001,10 +1010,12 @@ fn a_failed_read_while_the_next_page_loads_is_read_again_first() {
     let (mut e, now, q, [first, second], read_v1, next_page) = v1_out_and_page_2_asked();
     let mut done = Vec::new();
     // v1's read fails before page 2 arrives.
-    e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default());
+    e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default())
+        .unwrap();
     let mut reads = requests_noting(&mut e, &mut done);
     let page = version_page(&["v2"], true);
-    e.handle_datastore_response(now, next_page, Ok(page), &mut Host::default());
+    e.handle_datastore_response(now, next_page, Ok(page), &mut Host::default())
+        .unwrap();
     reads.extend(requests_noting(&mut e, &mut done));
     let third = e.version_query_next(now, q).unwrap();
     reads.extend(requests_noting(&mut e, &mut done));
@@ -1033,9 +1044,11 @@ fn a_failed_read_is_read_again_though_the_next_page_ends_the_query() {
     for page in [Ok(version_page(&[], true)), Err(read_failure())] {
         let (mut e, now, q, [first, second], read_v1, next_page) = v1_out_and_page_2_asked();
         let mut done = Vec::new();
-        e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default());
+        e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default())
+            .unwrap();
         let mut reads = requests_noting(&mut e, &mut done);
-        e.handle_datastore_response(now, next_page, page, &mut Host::default());
+        e.handle_datastore_response(now, next_page, page, &mut Host::default())
+            .unwrap();
         reads.extend(requests_noting(&mut e, &mut done));
         let third = e.version_query_next(now, q).unwrap();
         reads.extend(requests_noting(&mut e, &mut done));
@@ -1054,10 +1067,12 @@ fn a_failed_read_is_read_again_though_the_next_page_ended_the_query_first() {
     for page in [Ok(version_page(&[], true)), Err(read_failure())] {
         let (mut e, now, q, [first, second], read_v1, next_page) = v1_out_and_page_2_asked();
         let mut done = Vec::new();
-        e.handle_datastore_response(now, next_page, page, &mut Host::default());
+        e.handle_datastore_response(now, next_page, page, &mut Host::default())
+            .unwrap();
         let mut reads = requests_noting(&mut e, &mut done);
         assert_eq!(done, [(second, false)], "the query ended");
-        e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default());
+        e.handle_datastore_response(now, read_v1, Err(read_failure()), &mut Host::default())
+            .unwrap();
         reads.extend(requests_noting(&mut e, &mut done));
         let third = e.version_query_next(now, q).unwrap();
         reads.extend(requests_noting(&mut e, &mut done));
@@ -1084,7 +1099,8 @@ fn answer_empty_listing(e: &mut Engine, now: Now, list: OpId, call: CallId) {
         items: vec![],
         is_finished: true,
     };
-    e.handle_datastore_response(now, list, Ok(page), &mut Host::default());
+    e.handle_datastore_response(now, list, Ok(page), &mut Host::default())
+        .unwrap();
     assert_eq!(
         drain(e),
         vec![Output::Completion(Completion::Get {
