@@ -322,12 +322,9 @@ fn a_page_answering_an_update_is_refused() {
     );
 }
 
-/// The direct `handle_datastore_response` makes `handle_input`'s checks: a value answering a
-/// final save whose transform did not write (it found no profile) is refused, naming the
-/// request, and changes nothing (taken as committed, the lock would count as released); the
-/// nil answer the cancelled write gets is taken.
-#[test]
-fn a_direct_answer_the_request_cannot_take_is_refused() {
+/// An engine with an active session of key `k`, started at 1 s (its write landed at 1.2 s),
+/// its outputs drained.
+fn a_session_of_k() -> (Engine, Host, ProfileId) {
     let (mut e, store) = engine();
     let mut host = Host::default();
     e.start_session(at(1.0), store.live(), "k", StartParams::default())
@@ -336,6 +333,16 @@ fn a_direct_answer_the_request_cannot_take_is_refused() {
     commit(&mut e, &mut host, op, 1.2);
     let profile = e.active_profiles()[0];
     drain(&mut e);
+    (e, host, profile)
+}
+
+/// The direct `handle_datastore_response` makes `handle_input`'s checks: a value answering a
+/// final save whose transform did not write (it found no profile) is refused, naming the
+/// request, and changes nothing (taken as committed, the lock would count as released); the
+/// nil answer the cancelled write gets is taken.
+#[test]
+fn a_direct_answer_the_request_cannot_take_is_refused() {
+    let (mut e, mut host, profile) = a_session_of_k();
     e.end_session(at(2.0), profile);
     let op = requests(&drain(&mut e))[0].op;
     assert_eq!(e.transform(op, None, 1000, &mut host), Transformed::Cancel);
@@ -374,14 +381,7 @@ fn a_direct_answer_the_request_cannot_take_is_refused() {
 /// the session, and says so: it used to end it without a word.
 #[test]
 fn a_save_answered_with_a_non_profile_ends_the_session_with_a_warning() {
-    let (mut e, store) = engine();
-    let mut host = Host::default();
-    e.start_session(at(1.0), store.live(), "k", StartParams::default())
-        .unwrap();
-    let op = requests(&drain(&mut e))[0].op;
-    commit(&mut e, &mut host, op, 1.2);
-    let profile = e.active_profiles()[0];
-    drain(&mut e);
+    let (mut e, mut host, profile) = a_session_of_k();
     e.save(at(2.0), profile).unwrap();
     let op = requests(&drain(&mut e))[0].op;
     // The save's transform wrote; the DataStore answers with something else.
