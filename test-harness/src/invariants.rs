@@ -68,7 +68,9 @@ pub struct Violation {
     /// What exactly.
     pub detail: String,
     /// Up to 12 lines of the run that concern the key: from where the violation began when
-    /// that is known, else the key's last ([`excerpt`]).
+    /// that is known, else the key's last ([`excerpt`]); for a lost acknowledged op, the first
+    /// of them and the lines up to the write that lost it, when that came later
+    /// ([`excerpt_showing`]).
     pub excerpt: Vec<String>,
 }
 
@@ -187,6 +189,65 @@ impl WriteFacts {
 /// The lines of the run about `key`, in time order: the first `n` from time `from` when given
 /// (where the violation started), else the last `n`.
 pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize) -> Vec<String> {
+    let lines: Vec<String> = key_lines(log, fleet, key, from, |_| false)
+        .into_iter()
+        .map(|(line, _)| line)
+        .collect();
+    first_or_last(lines, from.is_some(), n)
+}
+
+/// [`excerpt`] from `from` that also shows the first line at or after `from` that `shows`
+/// picks (where the violation shows, when that is not where it began): if the first `n` lines
+/// do not reach it, the first half of them, a line saying how many are left out, and the lines
+/// up to and including it.
+pub fn excerpt_showing(
+    log: &Log,
+    fleet: &Fleet,
+    key: &str,
+    from: f64,
+    n: usize,
+    shows: impl Fn(&Happening) -> bool,
+) -> Vec<String> {
+    let lines = key_lines(log, fleet, key, Some(from), shows);
+    let Some(at) = lines
+        .iter()
+        .position(|(_, shown)| *shown)
+        .filter(|&at| at >= n)
+    else {
+        let lines = lines.into_iter().map(|(line, _)| line).collect();
+        return first_or_last(lines, true, n);
+    };
+    let head = n / 2;
+    let tail = n - head - 1;
+    let mut out: Vec<String> = lines[..head].iter().map(|(l, _)| l.clone()).collect();
+    out.push(format!(
+        "... {} line(s) about the key left out ...",
+        at + 1 - tail - head
+    ));
+    out.extend(lines[at + 1 - tail..=at].iter().map(|(l, _)| l.clone()));
+    out
+}
+
+/// The first `n` of `lines`, or the last `n`.
+fn first_or_last(mut lines: Vec<String>, first: bool, n: usize) -> Vec<String> {
+    if first {
+        lines.truncate(n);
+    } else {
+        let keep = lines.len().saturating_sub(n);
+        lines.drain(..keep);
+    }
+    lines
+}
+
+/// Every line of the run about `key` (from time `from` when given), in time order, each with
+/// whether `shows` picks the happening it tells (a trade line: never).
+fn key_lines(
+    log: &Log,
+    fleet: &Fleet,
+    key: &str,
+    from: Option<f64>,
+    shows: impl Fn(&Happening) -> bool,
+) -> Vec<(String, bool)> {
     // The servers that held a session of the key.
     let held: std::collections::BTreeSet<usize> = fleet
         .profile_keys
@@ -194,7 +255,7 @@ pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize)
         .filter(|(_, k)| k.as_str() == key)
         .map(|((server, _), _)| *server)
         .collect();
-    let mut lines: Vec<(f64, String)> = log
+    let mut lines: Vec<(f64, String, bool)> = log
         .iter()
         .filter(|l| from.is_none_or(|f| l.t >= f))
         .filter_map(|l| {
@@ -247,7 +308,8 @@ pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize)
                 )) if about(&p.profile) => "StartSessionAsync returned a profile".into(),
                 _ => return None,
             };
-            Some((l.t, format!("t={:.3} {} {text}", l.t, server.spec.name)))
+            let line = format!("t={:.3} {} {text}", l.t, server.spec.name);
+            Some((l.t, line, shows(&l.what)))
         })
         .collect();
     // Trades are the game's, not the log's: the key's, as either side.
@@ -260,19 +322,16 @@ pub fn excerpt(log: &Log, fleet: &Fleet, key: &str, from: Option<f64>, n: usize)
                     "t={:.3} {server} trade {} from {} to {}",
                     trade.at, trade.item, trade.from, trade.to
                 ),
+                false,
             ));
         }
     }
     // A run logs in time order; a line added afterwards (a test's) takes its time's place.
     lines.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut lines: Vec<String> = lines.into_iter().map(|(_, line)| line).collect();
-    if from.is_some() {
-        lines.truncate(n);
-    } else {
-        let keep = lines.len().saturating_sub(n);
-        lines.drain(..keep);
-    }
     lines
+        .into_iter()
+        .map(|(_, line, shown)| (line, shown))
+        .collect()
 }
 
 /// Checks every invariant; returns the violations (empty when the run is sound).
@@ -314,7 +373,9 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     }
 
     // No acknowledged save lost; no operation applied twice; the counter agrees with the log
-    // (each gameplay operation adds one to both, in one write of `Data`).
+    // (each gameplay operation adds one to both, in one write of `Data`). For a lost op, the
+    // number of the first one lost, by key.
+    let mut losing_writes: BTreeMap<String, u64> = BTreeMap::new();
     for (p, key) in keys.iter().enumerate() {
         if unreadable.contains(key.as_str()) {
             continue;
@@ -357,6 +418,16 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 .filter(|(o, _)| !seen.contains(o.as_str()))
                 .collect();
             if !lost.is_empty() {
+                // Shown up to the first write that held fewer ops than the first lost one's
+                // number (ops only grow: that write lost it), however far after.
+                let number = lost[0]
+                    .0
+                    .strip_prefix(key.as_str())
+                    .and_then(|rest| rest.strip_prefix(":op"))
+                    .and_then(|n| n.parse::<u64>().ok());
+                if let Some(n) = number {
+                    losing_writes.insert(key.clone(), n);
+                }
                 found.push((
                     "no acknowledged save lost",
                     key.clone(),
@@ -817,7 +888,16 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
     found
         .into_iter()
         .map(|(invariant, key, detail, from)| {
-            let mut lines = excerpt(&source.world.log, source, &key, from, 12);
+            let log = &source.world.log;
+            let mut lines = match (from, losing_writes.get(&key)) {
+                (Some(from), Some(&n)) if invariant == "no acknowledged save lost" => {
+                    excerpt_showing(log, source, &key, from, 12, |what| {
+                        matches!(what, Happening::Write { key: k, value, .. }
+                            if *k == key && WriteFacts::of(value).ops < n)
+                    })
+                }
+                _ => excerpt(log, source, &key, from, 12),
+            };
             if let Some(note) = &no_rerun {
                 lines.insert(0, note.clone());
             } else if ran != reran {

@@ -471,6 +471,61 @@ fn overwrite(fleet: &mut Fleet, key: &str, value: profilestore_core::value::Valu
         .unwrap();
 }
 
+/// A lost acknowledged op's excerpt starts at its acknowledgement and, when the write that
+/// lost it (the first of the key holding fewer ops than the op's number) came more than a
+/// dozen lines later, shows the lines up to that write after a line saying how many were left
+/// out (it used to show the dozen lines after the acknowledgement only).
+#[test]
+fn a_lost_ops_excerpt_shows_the_write_that_lost_it() {
+    use profilestore_core::json;
+    let (mut fleet, key, _) = sound_run(7);
+    let p = fleet.keys().iter().position(|k| *k == key).unwrap();
+    // The key's first acknowledged op: the one acknowledged longest before the end.
+    let (op, acked_at) = fleet.observed.acked_ops[p]
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    let n: u64 = op.rsplit(":op").next().unwrap().parse().unwrap();
+    // The final value lost it (its count one less, so the counter check still holds) ...
+    let mut value = fleet.world.stored(STORE, &key).unwrap();
+    let ops = value["Data"]["Ops"].as_array_mut().unwrap();
+    ops.retain(|o| o.as_str() != Some(op.as_str()));
+    let counted = value["Data"]["Counter"].as_i64().unwrap();
+    value["Data"]["Counter"] = json!(counted - 1);
+    overwrite(&mut fleet, &key, value);
+    // ... through a write, late in the run, that held fewer ops than its number.
+    let last_write = (0..fleet.world.log.len())
+        .rev()
+        .map(|i| fleet.world.log[i].clone())
+        .find(|l| matches!(&l.what, Happening::Write { key: k, .. } if **k == *key))
+        .unwrap();
+    let mut losing = last_write.clone();
+    losing.t = fleet.world.now + 1.0;
+    if let Happening::Write { value, .. } = &mut losing.what {
+        // The last write's generation, unlocked: only its ops differ.
+        let (count, _) = invariants::generation_of(value);
+        *value = json!([count, n - 1, []]);
+    }
+    fleet.world.log.push(losing);
+    let v = invariants::check(&mut fleet);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].invariant, "no acknowledged save lost");
+    let all = invariants::excerpt(&fleet.world.log, &fleet, &key, Some(acked_at), usize::MAX);
+    let at = all.len() - 1;
+    assert!(all[at].ends_with(&format!("ops={}", n - 1)), "{}", all[at]);
+    assert!(
+        at >= 12,
+        "the losing write comes {at} lines after the acknowledgement"
+    );
+    let mut expected = all[..6].to_vec();
+    expected.push(format!(
+        "... {} line(s) about the key left out ...",
+        at - 10
+    ));
+    expected.extend_from_slice(&all[at - 4..]);
+    assert_eq!(v[0].excerpt, expected);
+}
+
 /// The checks the test above leaves out, each on a run broken for it alone.
 #[test]
 fn the_other_checks_each_report_a_broken_run() {
