@@ -965,7 +965,11 @@ impl World {
         // A deadline already past (a profile joining the auto-save ring brings its next slot
         // forward) fires at the first frame not before the clock: time never runs backwards.
         let first = self.frame_at_or_after(self.now).max(self.frame);
-        let frame = deadline.map(|d| self.frame_at_or_after(d).max(first));
+        // A deadline past the last frame the clock numbers (`frame_at_or_after` saturates
+        // there: a constant of 1e18 s) is never reached.
+        let frame = deadline
+            .map(|d| self.frame_at_or_after(d).max(first))
+            .filter(|&f| f < u64::MAX);
         let frame_at = frame.map_or(f64::INFINITY, |f| self.frame_time(f));
         let pending_at = self.pending.next_at();
         let message_at = self.messaging.next_delivery();
@@ -981,7 +985,8 @@ impl World {
         if next > end || end.is_nan() || next.is_infinite() {
             if end.is_finite() && end >= self.now {
                 self.now = end;
-                self.frame = self.frame.max((self.now * fps).floor() as u64 + 1);
+                let past = ((self.now * fps).floor() as u64).saturating_add(1);
+                self.frame = self.frame.max(past);
             }
             return false;
         }

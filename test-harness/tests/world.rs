@@ -967,6 +967,38 @@ fn run_until_infinity_stops_when_quiet() {
     assert_eq!(w.now, now);
 }
 
+/// A deadline past the last frame the clock can number (a constant set to 1e18 s: here a
+/// start's wait before its next look at a locked key) is never reached: `run_until(f64::
+/// INFINITY)` stops once the rest is quiet, as for no deadline (it used to overflow the frame
+/// count: a panic in a debug build, a loop for ever in a release one). So does an end that far
+/// away.
+#[test]
+fn a_deadline_past_the_last_frame_is_never_reached() {
+    let (mut w, store) = world(1, Limits::unlimited());
+    let locked = json!({
+        "Data": {},
+        "MetaData": {"ActiveSession": [1, "other-job", "0A0A0A0A-0000-0000-0000-000000000000"],
+                     "LastUpdate": 1_735_689_600, "SessionLoadCount": 1},
+        "GlobalUpdates": [0, []]
+    });
+    w.raw_set(0, "S", "k", locked).unwrap();
+    w.run_until(1.0);
+    let set = Input::SetConstant {
+        name: "FIRST_LOAD_REPEAT".into(),
+        value: 1e18,
+    };
+    assert!(!w.feed(0, set).is_refusal());
+    start(&mut w, 0, store, "k");
+    w.run_until(f64::INFINITY);
+    assert!(
+        w.now < 10.0,
+        "quiet after the first look at the lock: {}",
+        w.now
+    );
+    w.run_until(1e20);
+    assert_eq!(w.now, 1e20);
+}
+
 /// A server that dies after its transform ran still has its write on the way: it lands, and
 /// no answer reaches anyone (a write "may still have been applied"). Dying before the read
 /// came back, it writes nothing (`a_crashed_server_answers_nothing`).
