@@ -33,12 +33,22 @@ pub(crate) struct MessageCall {
     pub backoff: f64,
 }
 
-/// Whether a key whose message counter is `last` has no id left for a new message: from
-/// 2^53 on, adding 1 can give the counter back, and past 2^63 no id can be delivered
-/// (`wire::whole_number`); the original would store the message under an id already used.
-fn no_id_above(last: f64) -> bool {
-    let id = last + 1.0;
-    id <= last || wire::whole_number(id).is_none()
+/// The id a new message gets on a key whose message counter is `last` (a whole number):
+/// `last + 1`; for a negative counter so large that adding 1 gives it back (another tool's),
+/// the next whole number above it that a double holds, and -2^63 (the least id that can be
+/// delivered, `wire::whole_number`) for one below that. None when no id is left above the
+/// counter: from 2^53 on adding 1 can give the counter back, and past 2^63 no id can be
+/// delivered; the original would store the message under an id already used.
+fn next_id(last: f64) -> Option<f64> {
+    const LEAST: f64 = -9_223_372_036_854_775_808.0; // -2^63
+    let id = if last < LEAST {
+        LEAST
+    } else if last + 1.0 > last || last >= 0.0 {
+        last + 1.0
+    } else {
+        last.next_up()
+    };
+    (id > last && wire::whole_number(id).is_some()).then_some(id)
 }
 
 /// The message counter of the stored value `current` as the message transform reads it (a
@@ -95,10 +105,9 @@ pub fn message_transform(
     // A whole number past the counter (a counter another tool left fractional, 2.5, gives 3):
     // message ids are whole numbers (`wire::message_id`).
     let last = queue[0].as_f64().unwrap_or(0.0).floor();
-    let id = last + 1.0;
-    if no_id_above(last) {
+    let Some(id) = next_id(last) else {
         return (Transformed::Error(no_message_id(last)), 0);
-    }
+    };
     queue[0] = wire::number(id);
     let entries = queue[1]
         .as_array_mut()
@@ -469,6 +478,31 @@ mod tests {
             value["GlobalUpdates"][1][0][0].as_f64(),
             Some(9_007_199_254_740_996.0)
         );
+    }
+
+    /// A negative counter (only another tool writes one) has ids above it however large it
+    /// is: the next whole number a double holds above it, -2^63 below that (every message to
+    /// such a key used to be refused, as if no id were left).
+    #[test]
+    fn a_large_negative_counter_still_gives_an_id() {
+        for (counter, id) in [
+            (json!(-5), -4.0),
+            (json!(-9_007_199_254_740_992_i64), -9_007_199_254_740_991.0),
+            (
+                json!(-1_152_921_504_606_846_976_i64),
+                -1_152_921_504_606_846_848.0,
+            ),
+            (json!(-1e300), -9_223_372_036_854_775_808.0),
+        ] {
+            let v = json!({"Data": {}, "MetaData": {}, "GlobalUpdates": [counter.clone(), []]});
+            let (t, _) = message_transform(Some(&v), &json!({"n": 1}), 1000, 0);
+            let Transformed::Write { value, .. } = t else {
+                panic!("{counter}: {t:?}")
+            };
+            assert_eq!(value["GlobalUpdates"][0].as_f64(), Some(id), "{counter}");
+            let entry = &value["GlobalUpdates"][1][0];
+            assert_eq!(crate::wire::message_id(entry), Some(id as i64), "{counter}");
+        }
     }
 
     #[test]

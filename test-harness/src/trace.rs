@@ -58,7 +58,8 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// `RobloxMetaData` that is no table loads as `{}`, messages and templates larger than a key
 /// holds and a second subscribe result are refused, a refused input leaves the engine's clock,
 /// a `START_SESSION_TIMEOUT` of 0 lets a start queue or wait behind a final save once, the
-/// auto-save catch-up counts slots, a failed version read is read again (same layout).
+/// auto-save catch-up counts slots, a failed version read is read again, a large negative
+/// message counter still gives an id (same layout).
 pub const TRACE_FORMAT: u32 = 20;
 
 /// The first bytes of every trace file.
