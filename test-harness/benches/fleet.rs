@@ -29,8 +29,9 @@
 //! more than 4× between sessions (`docs/PERFORMANCE.md`). Like `profilestore-sim
 //! simulate`, they let go of the world's log as the fleet reads it ([`Fleet::keep_log`]).
 //!
-//! Every fleet's players, (a)'s included (the issue names no stay for it), stay 90 s on average
-//! (exponentially distributed), then hop to another server (60%), rejoin the same one (25%) or
+//! Every fleet's players, (a)'s included (the issue names no stay for it), stay about 100 s on
+//! average (a stay drawn with a 90 s mean, exponentially, ends at the player's next action,
+//! some 10 s later), then hop to another server (60%), rejoin the same one (25%) or
 //! go offline for about 30 s (15%); with (a)'s one server a hop is a rejoin. So (a)'s requests
 //! are session starts and ends as well as saves: without those (a stay longer than the run) it
 //! makes about half the requests, at a lower rate (`docs/PERFORMANCE.md`, "Tenth session").
@@ -303,7 +304,8 @@ fn main() {
     }
     machine("before");
     let a = FleetConfig::new(1, 1, 1000, 600.0, 0.0);
-    // (b)'s hop every 90 s: the fleet's default stay.
+    // (b)'s "hopping every 90 s" (the issue): the fleet's default stay, drawn with a 90 s
+    // mean, after which 60% hop (a server change every 150 s or so: docs/PERFORMANCE.md).
     let b = FleetConfig::new(2, 8, 2000, 3600.0, 0.05);
     measure("(a) 1x1000x10min memory", a.clone(), memory, 15);
     // The same workload with a tenth of the players: the same instructions per request, but a

@@ -87,7 +87,8 @@ enum Command {
         /// Seed of the whole run.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Mean seconds a player stays on a server before leaving or hopping.
+        /// Mean seconds of the stay drawn for a player on a server before leaving or hopping
+        /// (it ends at the player's next action after that: about 10 s more on average).
         #[arg(long, default_value_t = 90.0)]
         stay: f64,
         /// Crashes per server per virtual minute.

@@ -20,9 +20,11 @@ pub struct FleetConfig {
     /// Probability that a DataStore call fails (a fifth of those ambiguously: the write commits
     /// although an error is returned); the same probability loses a MessagingService message.
     pub faults: f64,
-    /// Mean seconds a player stays on one server before leaving or hopping. Players act once a
-    /// virtual second, so a stay ends at the first whole second at or after its drawn end (a
-    /// stay under a second ends at the next one).
+    /// Mean of the stay drawn (exponentially) for a player on one server before leaving or
+    /// hopping. The stay ends at the player's first action at or after its drawn end, and
+    /// actions come [`FleetConfig::op_interval`] apart on average (exponentially, on whole
+    /// seconds), so stays last about `stay + op_interval` on average (100 s with the
+    /// defaults).
     pub stay: f64,
     /// Mean seconds between a player's gameplay operations (acted on at whole seconds, as
     /// `stay`).
