@@ -651,6 +651,20 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 ),
                 at,
             )),
+            // And each such write stored a copy that is delivered like any message (the
+            // recipient logs in once more in the settling): fewer copies applied means a
+            // stored message was lost unapplied.
+            Some(keys) if keys.len() < 1 + ambiguous(to, sent) => found.push((
+                "every sent message delivered",
+                to.clone(),
+                format!(
+                    "{gift} applied {} time(s), but its MessageAsync stored {} copies (its \
+                     ambiguous writes and its last)",
+                    keys.len(),
+                    1 + ambiguous(to, sent)
+                ),
+                at,
+            )),
             Some(_) => {}
         }
     }

@@ -643,6 +643,40 @@ fn the_other_checks_each_report_a_broken_run() {
             .any(|v| v.detail.starts_with("gift905 applied 2 times"));
         assert_eq!(twice, !excused, "ambiguous write {ambiguous:?}: {v:?}");
     }
+    // And each such write stored a copy, delivered like any message: one copy applied for
+    // two stored is a stored message lost unapplied (it used to pass).
+    let (mut fleet, key, _) = sound_run(7);
+    fleet.world.ambiguous_writes.push(AmbiguousWrite {
+        at: 5.0,
+        key: key.as_str().into(),
+        server: 0,
+        call: Some(call),
+    });
+    store_gifts(&mut fleet, &key, json!(["gift906#4"]));
+    let returned_true = SentGift {
+        to: key.clone(),
+        server: 0,
+        call,
+        at: 6.0,
+    };
+    fleet
+        .observed
+        .gifts_sent
+        .insert("gift906".into(), returned_true);
+    let v = invariants::check(&mut fleet);
+    let lost: Vec<(&str, &str)> = v
+        .iter()
+        .filter(|v| v.detail.starts_with("gift906"))
+        .map(|v| (v.invariant, v.detail.as_str()))
+        .collect();
+    assert_eq!(
+        lost,
+        [(
+            "every sent message delivered",
+            "gift906 applied 1 time(s), but its MessageAsync stored 2 copies (its ambiguous \
+             writes and its last)"
+        )]
+    );
     // One gift applied to its recipient and to another player, without faults: named as a gift
     // that reached someone else (not as one applied twice).
     let (mut fleet, key, other) = sound_run(7);
