@@ -438,6 +438,47 @@ fn a_queued_get_reads_the_datastore_not_a_cache_filled_meanwhile() {
     assert_eq!(read, Some(json!({"n": 2})));
 }
 
+/// An `UpdateAsync` whose transform returns nil sends no write (spec "UpdateAsync": nil
+/// cancels it), so it returns as the transform returns, one round trip after the call, and
+/// meets no fault of a write: a save to a removed key (DEVIATIONS row 1: its transform
+/// cancels) ends its session with the row's warning even while every call fails (it used to
+/// wait a second round trip and come back as a 502, an `OnError`).
+#[test]
+fn a_cancelled_update_returns_at_once_and_meets_no_write_fault() {
+    let (mut w, store) = world(1, Limits::unlimited());
+    start(&mut w, 0, store, "k");
+    w.run_until(1.0);
+    let p = started_profile(&w);
+    let id = w.servers[0].id;
+    let name = profilestore_harness::datastore::StoreName::new("S");
+    w.datastore.remove_async(w.now, id, &name, "k").unwrap();
+    w.set_datastore_fail(1.0).unwrap();
+    let now = w.now_for(0);
+    assert!(!w.feed(0, Input::Save { now, profile: p }).is_refusal());
+    let asked = w.now;
+    w.run_until(5.0);
+    let events: Vec<(f64, &str)> = w
+        .log
+        .iter()
+        .filter(|l| l.t > asked - 1e-9)
+        .filter_map(|l| match &l.what {
+            Happening::Output(Output::Event(profilestore_core::Event::Warn { message }))
+                if message.contains("was removed or overwritten externally") =>
+            {
+                Some((l.t, "warned"))
+            }
+            Happening::Output(Output::Event(profilestore_core::Event::OnError { .. })) => {
+                Some((l.t, "OnError"))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].1, "warned");
+    assert!((events[0].0 - (asked + 0.15)).abs() < 1e-9, "{events:?}");
+    assert_eq!(w.stored("S", "k"), None, "nothing written");
+}
+
 /// A shutdown (`BindToClose`) closes the server when ProfileStore's close handling returns; one
 /// whose final saves cannot land is killed `BIND_TO_CLOSE_LIMIT` (30 s) after it began.
 #[test]
