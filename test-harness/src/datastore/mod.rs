@@ -1226,6 +1226,9 @@ impl DataStoreService {
             kind: Throughput::Read,
             bytes: read.size,
         };
+        // The read is made and counted whatever the call's fate: a fault fails an update at
+        // its write, after the read (an `UpdateAsync` fails after both round trips), where a
+        // failed `GetAsync` read nothing.
         let fault = self.on_key(now, use_, |f| {
             Ok(carried.unwrap_or_else(|| f.roll(Operation::Update)))
         })?;
