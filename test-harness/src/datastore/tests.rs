@@ -1179,11 +1179,13 @@ fn every_size_and_format_limit_has_its_error_code() {
             .to_string(),
         "512: UserID size exceeds 1 limit."
     );
-    assert_eq!(
-        value_at(&mut ds, 1.0, "m"),
-        None,
-        "refused writes store nothing"
-    );
+    for (service, what) in [(&mut ds, "metadata and user ids"), (&mut few, "512")] {
+        assert_eq!(
+            value_at(service, 1.0, "m"),
+            None,
+            "refused writes ({what}) store nothing"
+        );
+    }
     // The same checks apply to what an UpdateAsync transform returns.
     let err = ds
         .update_async(1.0, A, &store(), "u", &mut |_, _| {
