@@ -1283,8 +1283,9 @@ impl DataStoreService {
     /// The write half of `UpdateAsync`: commits the transform's `output` unless the key changed
     /// since `ticket` was read, in which case it answers [`UpdateCommit::Conflict`] with a fresh
     /// read. A transform error fails the call with the transform's message; returning nil (or a
-    /// JSON null value) cancels. A scripted or random fault decided at the read applies here:
-    /// `Fail` writes nothing, `Ambiguous` writes and then reports the error.
+    /// JSON null value) cancels. A scripted or random fault decided at the read applies to the
+    /// write: `Fail` writes nothing, `Ambiguous` writes and then reports the error; a cancelled
+    /// update sends no write (spec "UpdateAsync") and meets neither.
     pub fn commit_update(
         &mut self,
         now: f64,
@@ -1298,12 +1299,7 @@ impl DataStoreService {
                 user_ids,
                 metadata,
             } if !value.is_null() => (value, user_ids, metadata),
-            Transformed::Cancel | Transformed::Write { .. } => {
-                return match ticket.fault {
-                    Some(Fault::Fail(e) | Fault::Ambiguous(e)) => Err(e),
-                    None => Ok(UpdateCommit::Cancelled),
-                };
-            }
+            Transformed::Cancel | Transformed::Write { .. } => return Ok(UpdateCommit::Cancelled),
         };
         // The transform's result is checked where it runs, before a write is sent (as
         // `SetAsync` checks its arguments): a value the DataStore cannot take is refused for

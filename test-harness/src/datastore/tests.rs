@@ -1306,6 +1306,19 @@ fn update_cancel_and_transform_errors_write_nothing() {
             .unwrap(),
         Read::none()
     );
+    // A cancelled update sends no write, so it meets no fault of one (it used to come back
+    // with the fault's error): the fault its read drew goes unused.
+    for fault in [
+        Fault::Fail(internal_rejection()),
+        Fault::Ambiguous(internal_rejection()),
+    ] {
+        ds.script_fault(Operation::Update, fault);
+        assert_eq!(
+            ds.update_async(1.5, A, &store(), "k", &mut |_, _| Transformed::Cancel)
+                .unwrap(),
+            Read::none()
+        );
+    }
     assert_eq!(versions(&mut ds, 2.0, "k").len(), 1);
     let read = ds.get_async(2.0, B, &store(), "k", no_cache()).unwrap();
     assert_eq!(
