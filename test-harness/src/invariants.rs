@@ -756,11 +756,12 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 let lost_alive = trades().any(|trade| trade.receiver_lost_alive);
                 // The trade must have taken the item from its giver's key (that side stored,
                 // or the item never stored as the giver's): a giver's key that kept it, its
-                // side torn too, is where the item is, and a loss there is not this trade's.
+                // side torn too or lost with the session alive, is where the item is, and a
+                // loss there is not this trade's.
                 let lost_with_its_receiver = !lost_alive
                     && trades().any(|trade| {
                         !trade.receiver_side_stored(&obs.trade_log)
-                            && (trade.giver_saved || !trade.giver_held)
+                            && (trade.giver_saved || !(trade.giver_held || trade.giver_lost_alive))
                             && (died_owning(trade, (&trade.to, trade.receiver_generation))
                                 || stolen_session(&trade.to, trade.receiver_generation))
                     });

@@ -931,6 +931,7 @@ fn trade_at_ten(item: &str, holder: &str, other: &str, giver_saved: bool) -> Tra
         at: 10.0,
         giver_saved,
         giver_held: true,
+        giver_lost_alive: false,
         giver_left: 0,
         came_back: false,
         giver_generation: 7,
@@ -1223,20 +1224,25 @@ fn a_steal_excuses_a_dupe_only_under_faults_or_a_throttle() {
 fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
     use profilestore_core::json;
     // (the receiver's server died at, its session released at, a receiver's write lost it
-    // alive, the giver's side stored, the giver's key held the item) → excused.
-    for (died, released, lost_alive, giver_saved, giver_held, excused) in [
-        (None, None, false, true, true, false),
-        (Some(50.0), None, false, true, true, true),
+    // alive, the giver's side (stored, key held the item, lost with the session alive)) →
+    // excused.
+    for (died, released, lost_alive, giver, excused) in [
+        (None, None, false, (true, true, false), false),
+        (Some(50.0), None, false, (true, true, false), true),
         // Died before the trade, or after the receiver's final save stored its side.
-        (Some(5.0), None, false, true, true, false),
-        (Some(50.0), Some(40.0), false, true, true, false),
+        (Some(5.0), None, false, (true, true, false), false),
+        (Some(50.0), Some(40.0), false, (true, true, false), false),
         // A death after the receiver lost the item alive (which it used to excuse).
-        (Some(50.0), None, true, true, true, false),
+        (Some(50.0), None, true, (true, true, false), false),
         // The giver's side torn too: the giver's key kept the item, so its loss is not the
-        // trade's (it used to be excused); unless the item was never stored as the giver's.
-        (Some(50.0), None, false, false, true, false),
-        (Some(50.0), None, false, false, false, true),
+        // trade's (it used to be excused); nor when the giver lost its side alive (its key
+        // kept the item though `giver_held` was cleared); unless the item was never stored
+        // as the giver's.
+        (Some(50.0), None, false, (false, true, false), false),
+        (Some(50.0), None, false, (false, false, true), false),
+        (Some(50.0), None, false, (false, false, false), true),
     ] {
+        let (giver_saved, giver_held, giver_lost_alive) = giver;
         let (mut fleet, holder, other) = sound_run(7);
         let mut value = fleet.world.stored(STORE, &holder).unwrap();
         let held: Vec<String> = value["Data"]["Items"]
@@ -1251,6 +1257,7 @@ fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
         // no write stored.
         let mut trade = trade_at_ten(&held[0], &holder, &other, giver_saved);
         trade.giver_held = giver_held;
+        trade.giver_lost_alive = giver_lost_alive;
         trade.receiver_kept = false;
         trade.receiver_generation = 99;
         trade.receiver_lost_alive = lost_alive;
@@ -1287,8 +1294,7 @@ fn an_acknowledged_item_held_by_no_profile_is_a_violation() {
         assert!(!expected.is_empty());
         assert_eq!(
             got, expected,
-            "died {died:?}, released {released:?}, lost alive {lost_alive}, giver saved \
-             {giver_saved}, held {giver_held}"
+            "died {died:?}, released {released:?}, lost alive {lost_alive}, giver {giver:?}"
         );
     }
 }
@@ -1589,6 +1595,7 @@ fn a_dupe_is_named_after_the_giver_whose_side_was_lost() {
         at,
         giver_saved,
         giver_held: true,
+        giver_lost_alive: false,
         giver_left: 0,
         came_back: false,
         giver_generation: 1,

@@ -814,6 +814,7 @@ impl Fleet {
                 at: self.world.now,
                 giver_saved: false,
                 giver_held: false,
+                giver_lost_alive: false,
                 giver_left: copies_left,
                 came_back: false,
                 giver_generation: giver.map_or(0, |x| x.session_load_count),

@@ -116,6 +116,10 @@ pub struct Trade {
     /// given away (no later trade gave the item back): the game lost the giver's side with
     /// the session alive, which no death or steal excuses.
     pub giver_held: bool,
+    /// Whether [`Trade::giver_held`] was ever cleared: a write of the giver's session computed
+    /// after the trade still held the copy given away, so the giver's key kept the item (a
+    /// `giver_held` of false then does not mean the key never stored it).
+    pub giver_lost_alive: bool,
     /// Copies of the item the giver's `Data` still held after the trade: a write of the
     /// giver's holding more is taken as made before the trade, holding the copy given away
     /// ([`Trade::giver_held`]); as many or fewer, the giver's side stored. (More than none
@@ -251,7 +255,8 @@ pub struct Observations {
     pub failures: BTreeMap<StartFailure, u64>,
     /// Starts checked against the hand-off bound: those made with the DataStore healthy for the
     /// whole bound after them and [`SAVE_RETRY_CAP`] before them (from a second more), on a
-    /// server not closing, that returned, or that the player gave up on past the bound.
+    /// server not closing, that returned, that the player gave up on past the bound, or whose
+    /// server died after the bound had passed.
     pub healthy_starts: u64,
     /// Starts that failed or took longer than the hand-off bound while the DataStore was healthy
     /// (on a server not closing): (key, started at, outcome). Stricter than the issue's "old
@@ -454,6 +459,7 @@ pub(super) fn confirm_write(
                     trades[i].giver_held = true;
                 } else if !given_back(trades, i, transformed_at) {
                     trades[i].giver_held = false;
+                    trades[i].giver_lost_alive = true;
                 }
                 return true;
             }

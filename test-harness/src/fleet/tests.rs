@@ -314,6 +314,7 @@ fn unconfirmed_trade(item: &str, at: f64, giver: i64, receiver: i64) -> Trade {
         at,
         giver_saved: false,
         giver_held: false,
+        giver_lost_alive: false,
         giver_left: 0,
         came_back: false,
         giver_generation: giver,
@@ -508,6 +509,10 @@ fn a_givers_write_computed_after_the_trade_does_not_show_the_key_held_it() {
     fleet.react();
     let trade = &fleet.observed.trade_log[base];
     assert_eq!((trade.giver_held, trade.giver_saved), (false, false));
+    assert!(
+        trade.giver_lost_alive,
+        "the write lost the giver's side alive"
+    );
     // Still pending: a later write of the session can store the side.
     assert_eq!(fleet.unsaved_gives[&(1, "Player_1".into())], [base]);
     fleet.world.log.push(stale(trade_at));
