@@ -19,18 +19,15 @@ pub(crate) fn repeated_key(text: &str) -> serde_json::Result<Option<(String, Str
         found: &'a mut Option<(String, String)>,
     }
     fn place(path: &[Step]) -> String {
+        // A key written bare (`stores`, `.keys`): a name of letters, digits and `_` (the empty
+        // key is no such name: it is `[""]`).
+        let bare =
+            |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         let mut at = String::new();
         for step in path {
             match step {
-                Step::Key(k)
-                    if !at.is_empty()
-                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-                {
-                    at = format!("{at}.{k}")
-                }
-                Step::Key(k) if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-                    at = k.clone()
-                }
+                Step::Key(k) if !at.is_empty() && bare(k) => at = format!("{at}.{k}"),
+                Step::Key(k) if bare(k) => at = k.clone(),
                 Step::Key(k) => at = format!("{at}[{k:?}]"),
                 Step::Index(i) => at = format!("{at}[{i}]"),
             }
@@ -111,4 +108,31 @@ pub(crate) fn repeated_key(text: &str) -> serde_json::Result<Option<(String, Str
     }
     .deserialize(serde_stacker::Deserializer::new(&mut de))?;
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repeated_key;
+
+    /// The place of the object holding a repeated key: bare names joined by dots, other keys
+    /// and indexes in brackets; the empty key is `[""]` (it used to vanish, or leave a
+    /// trailing dot).
+    #[test]
+    fn a_repeated_key_is_named_with_its_objects_place() {
+        for (text, place) in [
+            (r#"{"a": 1, "a": 2}"#, "its top level"),
+            (
+                r#"{"stores": [{"keys": {"k": 1, "k": 2}}]}"#,
+                "stores[0].keys",
+            ),
+            (r#"{"x y": {"k": 1, "k": 2}}"#, r#"["x y"]"#),
+            (r#"{"": {"a": 1, "a": 2}}"#, r#"[""]"#),
+            (r#"{"": {"b": {"a": 1, "a": 2}}}"#, r#"[""].b"#),
+            (r#"{"v": {"": {"a": 1, "a": 2}}}"#, r#"v[""]"#),
+        ] {
+            let (at, key) = repeated_key(text).unwrap().expect(text);
+            assert_eq!((at.as_str(), key.len()), (place, 1), "{text}");
+        }
+        assert_eq!(repeated_key(r#"{"a": {"b": 1}, "b": 2}"#).unwrap(), None);
+    }
 }
