@@ -281,11 +281,11 @@ impl MessagingService {
             .subscribe(&self.config.limits, server, now)
             .map_err(|refusal| match refusal {
                 limits::Refusal::Subscriptions(limit) => MessagingError::SubscriptionLimit {
-                    limit: limit as u64,
+                    limit: allowed(limit),
                 },
                 limits::Refusal::SubscribeRequests(limit) => {
                     MessagingError::SubscribeRequestLimit {
-                        limit: limit as u64,
+                        limit: allowed(limit),
                     }
                 }
             })?;
@@ -388,7 +388,7 @@ impl MessagingService {
         self.rates
             .publish(&self.config.limits, server, now)
             .map_err(|limit| MessagingError::PublishLimit {
-                limit: limit as u64,
+                limit: allowed(limit),
             })?;
         let sequence = self.next_sequence;
         self.next_sequence += 1;
@@ -486,6 +486,12 @@ impl PartialEq for InFlight {
 
 impl Eq for InFlight {}
 
+/// How many events a minute a limit lets through: those counted while fewer than `limit`
+/// happened (a fractional limit allows its ceiling), as a refusal names it.
+fn allowed(limit: f64) -> u64 {
+    limit.ceil() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,6 +523,26 @@ mod tests {
         assert_eq!(ms.subscribers("U"), vec![]);
         let b3 = ms.subscribe(0.0, B, "U").unwrap();
         assert_eq!(ms.subscribers("U"), vec![(b3, B)]);
+    }
+
+    /// A fractional limit (a library user's: Roblox's are whole) lets through the events
+    /// counted below it, and a refusal names that count: 21 subscriptions under 20.5 (the error
+    /// used to say 20).
+    #[test]
+    fn a_refusal_names_the_count_a_fractional_limit_allows() {
+        let mut config = MessagingConfig::roblox(1);
+        config.limits.subscriptions_per_server = Some(Scaled {
+            base: 20.5,
+            per: 0.0,
+        });
+        let mut ms = MessagingService::new(config).unwrap();
+        for _ in 0..21 {
+            ms.subscribe(0.0, A, "T").unwrap();
+        }
+        assert_eq!(
+            ms.subscribe(0.0, A, "T").unwrap_err(),
+            MessagingError::SubscriptionLimit { limit: 21 }
+        );
     }
 
     /// The rate limits reach the calls: a publish or a subscribe over its limit is refused with
