@@ -399,13 +399,15 @@ pub(super) fn copies(items: &[Value], item: &str) -> usize {
 
 /// Whether a trade after `trades[i]`, and before a write's transform ran at `transformed_at`,
 /// gave its item back to that trade's giver (the write may then hold a copy again, which
-/// counts cannot tell from the one given away).
+/// counts cannot tell from the one given away). A trade made in the transform's second came
+/// after it (trades are made after the world's events of their second, as in
+/// [`confirm_write`]).
 fn given_back(trades: &[Trade], i: usize, transformed_at: Option<f64>) -> bool {
     let trade = &trades[i];
     trades[i + 1..].iter().any(|later| {
         later.item == trade.item
             && later.to == trade.from
-            && transformed_at.is_none_or(|at| later.at <= at)
+            && transformed_at.is_none_or(|at| later.at < at)
     })
 }
 

@@ -535,6 +535,17 @@ fn a_givers_write_computed_after_the_trade_does_not_show_the_key_held_it() {
     fleet.world.log.push(stale(trade_at + 0.5));
     fleet.react();
     assert!(!fleet.observed.trade_log[base].giver_held, "cleared again");
+    // Nor by one made in the transform's own second: trades come after the world's events of
+    // their second (it used to count as given back).
+    fleet.world.log.push(stale(trade_at));
+    fleet.react();
+    assert!(fleet.observed.trade_log[base].giver_held, "held");
+    fleet.world.log.push(stale(trade_at + 1.0));
+    fleet.react();
+    assert!(
+        !fleet.observed.trade_log[base].giver_held,
+        "cleared in the returning trade's second"
+    );
 }
 
 /// A giver whose `Data` kept a copy of the item it gave (a copy an earlier torn trade left
