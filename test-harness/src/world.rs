@@ -1481,10 +1481,13 @@ impl World {
                 match self.datastore.begin_update(now, id, &store, &request.key) {
                     Ok(ticket) => {
                         let output = self.run_transform(s, request.op, &ticket);
-                        // A transform that returns nil cancels the write, and one that throws
-                        // fails the call (spec "UpdateAsync"): no write request goes out, so
-                        // the call returns now and meets no fault of a write.
-                        if matches!(output, Transformed::Cancel | Transformed::Error(_)) {
+                        // A transform that returns nil (or a JSON null, as `commit_update`
+                        // reads it) cancels the write, and one that throws fails the call
+                        // (spec "UpdateAsync"): no write request goes out, so the call returns
+                        // now and meets no fault of a write.
+                        let writes =
+                            matches!(&output, Transformed::Write { value, .. } if !value.is_null());
+                        if !writes {
                             let transformed_at = self.now;
                             self.commit_now(s, request.op, ticket, output, transformed_at);
                             return;
