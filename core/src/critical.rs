@@ -22,6 +22,9 @@ pub struct CriticalState {
     issues: VecDeque<f64>,
     is_critical: bool,
     critical_since: f64,
+    /// The window held enough errors when a constant changed: the original refreshes the start
+    /// every frame until then, so the next tick (due at once) refreshes it to its own time.
+    held_until_change: bool,
 }
 
 impl CriticalState {
@@ -35,9 +38,29 @@ impl CriticalState {
         self.issues.push_back(now);
     }
 
+    /// Whether the window holds enough errors under `c`.
+    fn enough(&self, c: &Constants) -> bool {
+        self.issues.len() as f64 >= c.critical_state_error_count
+    }
+
+    /// `SetConstant` is about to replace constants `before`. While critical with the window
+    /// full under them, the original refreshes the start every frame up to the change, and a
+    /// lower count or a shorter expiry may end that at once: the start is refreshed by the
+    /// next tick, which [`next_deadline`](Self::next_deadline) makes due at once (a host that
+    /// ticks only at deadlines otherwise ended critical state counting from its last tick, up
+    /// to `CRITICAL_STATE_ERROR_EXPIRE` seconds early).
+    pub fn constants_changing(&mut self, before: &Constants) {
+        if self.is_critical && self.enough(before) {
+            self.held_until_change = true;
+        }
+    }
+
     /// The per-frame evaluation; returns `Some(new_state)` when it toggles.
     pub fn tick(&mut self, now: f64, c: &Constants) -> Option<bool> {
-        let enough = self.issues.len() as f64 >= c.critical_state_error_count;
+        if std::mem::take(&mut self.held_until_change) {
+            self.critical_since = self.critical_since.max(now);
+        }
+        let enough = self.enough(c);
         let mut toggled = None;
         if !self.is_critical {
             if enough {
@@ -63,11 +86,15 @@ impl CriticalState {
 
     /// The next time `tick` can change anything.
     pub fn next_deadline(&self, c: &Constants) -> Option<f64> {
+        if self.held_until_change {
+            // Past: the host ticks at once, at the time the constant changed.
+            return Some(self.critical_since);
+        }
         let expiry = self
             .issues
             .front()
             .map(|t| t + c.critical_state_error_expire);
-        let enough = self.issues.len() as f64 >= c.critical_state_error_count;
+        let enough = self.enough(c);
         // While the window holds enough errors every tick refreshes the start, so the end can
         // come only once an error has expired: offering it then would wake the host at every
         // tick (at once, with a `CRITICAL_STATE_EXPIRE` of 0).
@@ -152,6 +179,36 @@ mod tests {
         assert_eq!(s.next_deadline(&c), Some(248.2));
         assert_eq!(s.tick(248.2, &c), Some(false));
         assert_eq!(s.next_deadline(&c), None);
+    }
+
+    /// A constant changed while the window held enough errors (spec §2: a change "affects
+    /// every ... live profile immediately"; §12: the start is refreshed every frame while the
+    /// window holds enough): the start is refreshed to the next tick, due at once, so critical
+    /// state ends `CRITICAL_STATE_EXPIRE` after the change, not after the last tick before it.
+    #[test]
+    fn a_lower_count_ends_critical_state_counting_from_the_change() {
+        let mut c = Constants::default();
+        let mut s = CriticalState::default();
+        for t in [10.0, 11.0, 12.0, 13.0, 14.0] {
+            s.record_error(t);
+        }
+        assert_eq!(s.tick(14.0, &c), Some(true));
+        assert_eq!(s.next_deadline(&c), Some(130.0));
+        // At 60 the count is raised to 10: the five errors are no longer enough.
+        let before = c.clone();
+        c.set("CRITICAL_STATE_ERROR_COUNT", 10.0).unwrap();
+        s.constants_changing(&before);
+        assert_eq!(s.next_deadline(&c), Some(14.0), "due at once");
+        assert_eq!(s.tick(60.0, &c), None);
+        assert_eq!(s.next_deadline(&c), Some(130.0), "the first error's expiry");
+        assert_eq!(s.tick(130.0, &c), None);
+        assert_eq!(s.tick(179.9, &c), None);
+        assert_eq!(s.tick(180.0, &c), Some(false));
+        // Not critical, or critical with too few errors: a change refreshes nothing.
+        let mut quiet = CriticalState::default();
+        quiet.record_error(1.0);
+        quiet.constants_changing(&before);
+        assert_eq!(quiet.next_deadline(&c), Some(121.0));
     }
 
     /// Errors spread over the whole window still count together (the window is a sliding

@@ -393,7 +393,10 @@ impl Engine {
 
     /// `ProfileStore.SetConstant(name, value)` (spec §2), rejecting values that cannot work.
     pub fn set_constant(&mut self, name: &str, value: f64) -> Result<(), ApiError> {
-        self.constants.set(name, value)
+        let before = self.constants.clone();
+        self.constants.set(name, value)?;
+        self.critical.constants_changing(&before);
+        Ok(())
     }
 
     // ---------------------------------------------------------------- outputs

@@ -59,8 +59,9 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// holds and a second subscribe result are refused, a refused input leaves the engine's clock,
 /// a `START_SESSION_TIMEOUT` of 0 lets a start queue or wait behind a final save once, the
 /// auto-save catch-up counts slots, a failed version read is read again, a large negative
-/// message counter still gives an id (same layout).
-pub const TRACE_FORMAT: u32 = 20;
+/// message counter still gives an id (same layout); 21: a `SetConstant` while critical with
+/// the window full refreshes the critical state's start at once (same layout).
+pub const TRACE_FORMAT: u32 = 21;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

@@ -264,6 +264,13 @@ fn hostile_trace_bytes_get_errors() {
     );
     let err = Trace::from_bytes(&std::fs::read(format_19).unwrap(), "h.bin").unwrap_err();
     assert_eq!(err.to_string(), refusal(19));
+    // And of format 20.
+    let format_20 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/format20-header.trace"
+    );
+    let err = Trace::from_bytes(&std::fs::read(format_20).unwrap(), "h.bin").unwrap_err();
+    assert_eq!(err.to_string(), refusal(20));
     // This format's header after another number: the number is a damaged byte.
     let mut renumbered = t.to_bytes().unwrap();
     for found in [TRACE_FORMAT + 1, TRACE_FORMAT - 1] {

@@ -1746,3 +1746,41 @@ fn a_refused_subscription_is_logged_with_its_reason() {
     );
     assert_eq!(w.subscribes_refused, 1);
 }
+
+/// The world ticks an engine only at its deadlines. A `SetConstant` that leaves the window too
+/// few errors while critical (spec §2: a change affects everything at once) ends critical state
+/// `CRITICAL_STATE_EXPIRE` (120 s) after the change, as the original, which refreshes the start
+/// every frame while the window holds enough (spec §12), ends it; it used to end 120 s after the
+/// engine's last tick before the change.
+#[test]
+fn a_constant_change_ends_critical_state_counting_from_the_change() {
+    let (mut w, store) = world(1, Limits::unlimited());
+    w.set_datastore_fail(1.0).unwrap();
+    start(&mut w, 0, store, "k");
+    let toggles = |w: &World| -> Vec<(f64, bool)> {
+        w.log
+            .iter()
+            .filter_map(|l| match &l.what {
+                Happening::Output(Output::Event(profilestore_core::Event::OnCriticalToggle {
+                    is_critical,
+                })) => Some((l.t, *is_critical)),
+                _ => None,
+            })
+            .collect()
+    };
+    // Five errors, the fifth at 16.5 s, enter critical state; the start then succeeds.
+    w.run_until(17.0);
+    assert_eq!(toggles(&w).len(), 1, "{:?}", toggles(&w));
+    w.set_datastore_fail(0.0).unwrap();
+    w.run_until(60.0);
+    let set = Input::SetConstant {
+        name: "CRITICAL_STATE_ERROR_COUNT".into(),
+        value: 10.0,
+    };
+    assert_eq!(w.feed(0, set), InputResult::Done(Ok(())));
+    w.run_until(400.0);
+    let toggles = toggles(&w);
+    assert_eq!(toggles.len(), 2, "{toggles:?}");
+    assert!(toggles[0].1 && !toggles[1].1, "{toggles:?}");
+    assert!((toggles[1].0 - 180.0).abs() < 2.0 / 60.0, "{toggles:?}");
+}
