@@ -307,14 +307,14 @@ enum Pending {
         server: usize,
         request: DataStoreRequest,
     },
-    /// [`World::raw_set`]'s write; `held`: it waited for its key's throughput, and drew its
-    /// fault when it first arrived.
+    /// [`World::raw_set`]'s write; `held`: when it left its server's queue, if it waited there
+    /// for its key's throughput (it drew its fault when it first arrived).
     RawSet {
         server: usize,
         store: String,
         key: String,
         value: Value,
-        held: bool,
+        held: Option<f64>,
     },
     /// A request refused by its throttle queue: the error arrives at once.
     Refused {
@@ -904,7 +904,7 @@ impl World {
                 store: store.to_string(),
                 key: key.to_string(),
                 value,
-                held: false,
+                held: None,
             },
         );
         Ok(())
@@ -1319,11 +1319,15 @@ impl World {
                 // A SetAsync like any other: it counts as a request and meets the world's
                 // faults; sent before its server died, it still lands (not one held in the
                 // server's queue for its key when the server died: it died there).
-                if held && !self.servers[server].alive {
+                let stopped_at = self.servers[server].stopped_at;
+                if let Some(sent) = held
+                    && !self.servers[server].alive
+                    && !stopped_at.is_some_and(|t| sent <= t)
+                {
                     return;
                 }
                 *self.requests.entry(Operation::Set).or_default() += 1;
-                if !held && self.faulted() {
+                if held.is_none() && self.faulted() {
                     return;
                 }
                 let name = StoreName::new(&store);
@@ -1349,7 +1353,7 @@ impl World {
                             store,
                             key,
                             value,
-                            held: true,
+                            held: Some(at),
                         };
                         self.schedule(arrives, pending);
                     }

@@ -649,11 +649,14 @@ fn a_key_out_of_throughput_holds_its_requests_until_the_window_slides() {
 
 /// A plain `SetAsync` (`World::raw_set`) its key's throughput refuses waits until the key has
 /// room and lands then, counted once, as a request held for its key does (it used to be
-/// dropped without a trace). One whose server stopped meanwhile dies in its queue.
+/// dropped without a trace). One whose server stopped while it waited dies in its queue; one
+/// sent before its server stopped lands.
 #[test]
 fn a_raw_set_out_of_key_throughput_lands_when_the_key_has_room() {
     use profilestore_harness::datastore::ThroughputLimits;
-    for stop in [false, true] {
+    // Never crashed; crashed while the third write waits in its queue (it dies there);
+    // crashed after it left the queue at 60.15 s but before it lands (sent, so it lands).
+    for crash_at in [None, Some(10.0), Some(60.2)] {
         // Two 1 KB units of writes per minute on a key.
         let (mut w, _) = world(
             1,
@@ -666,20 +669,20 @@ fn a_raw_set_out_of_key_throughput_lands_when_the_key_has_room() {
             w.run_until(t);
             w.raw_set(0, "S", "k", json!({"n": n})).unwrap();
         }
-        if stop {
-            w.run_until(10.0);
+        if let Some(t) = crash_at {
+            w.run_until(t);
             w.crash(0);
         }
         w.run_until(120.0);
         let writes: Vec<f64> = writes_of(&w, "k").into_iter().map(|(t, _)| t).collect();
-        if stop {
+        if crash_at == Some(10.0) {
             assert_eq!(writes, [0.15, 1.15]);
             assert_eq!(w.stored("S", "k"), Some(json!({"n": 2})));
             assert_eq!(w.request_total(), 2);
         } else {
             // The first write (at 0.15 s) leaves the window at 60.15 s; the third goes then,
             // landing a round trip later.
-            assert_eq!(writes, [0.15, 1.15, 60.3]);
+            assert_eq!(writes, [0.15, 1.15, 60.3], "crash at {crash_at:?}");
             assert_eq!(w.stored("S", "k"), Some(json!({"n": 3})));
             assert_eq!((w.request_total(), w.key_throttled), (3, 1));
         }
