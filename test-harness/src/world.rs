@@ -1734,13 +1734,15 @@ impl World {
             return;
         }
         if !retry && self.faulted() {
-            self.respond(
-                s,
-                op,
-                Err(DataStoreError {
+            // A write the DataStore cannot take is refused for that before it is sent, as
+            // under the DataStore's own faults: not retried as a server error.
+            let error = match self.datastore.check_write(&output) {
+                Err(unstorable) => unstorable.to_core(),
+                Ok(()) => DataStoreError {
                     message: FAULT_MESSAGE.into(),
-                }),
-            );
+                },
+            };
+            self.respond(s, op, Err(error));
             return;
         }
         self.commit_now(s, op, ticket, output, transformed_at);

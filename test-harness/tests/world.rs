@@ -1357,10 +1357,18 @@ fn a_message_the_store_cannot_keep_fails_at_once() {
 
 /// A session start whose write the DataStore can never store (the key's metadata again: 511)
 /// returns nil at once and says why, instead of retrying until `START_SESSION_TIMEOUT` (or for
-/// ever, with a `Cancel`).
+/// ever, with a `Cancel`); under the world's faults too, which used to answer the write a
+/// server error to retry (as the DataStore's own faults do not).
 #[test]
 fn a_start_the_store_cannot_keep_returns_nil_at_once() {
+    for fail in [0.0, 1.0] {
+        a_start_the_store_cannot_keep_returns_nil_at_once_with(fail);
+    }
+}
+
+fn a_start_the_store_cannot_keep_returns_nil_at_once_with(fail: f64) {
     let (mut w, store) = a_key_whose_metadata_the_store_refuses();
+    w.set_datastore_fail(fail).unwrap();
     start(&mut w, 0, store, "k");
     w.run_until(2.0);
     let returned = first_start_returned_a_profile(&w);

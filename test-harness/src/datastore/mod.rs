@@ -1280,6 +1280,38 @@ impl DataStoreService {
         self.read_for_update(now, ticket.server, ticket.path.clone(), carried)
     }
 
+    /// The error an `UpdateAsync` whose transform put out `output` meets before its write is
+    /// sent, if any: a transform's result is checked where it runs (as `SetAsync` checks its
+    /// arguments), so a value, user ids or metadata the DataStore cannot take are refused for
+    /// that whatever becomes of the request (a fault the world draws for it too). A cancel and
+    /// a transform error meet none here.
+    pub fn check_write(&self, output: &Transformed) -> Result<(), RequestError> {
+        match output {
+            Transformed::Write {
+                value,
+                user_ids,
+                metadata,
+            } if !value.is_null() => self
+                .checked_write(value, user_ids.as_ref(), metadata.as_ref())
+                .map(drop),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`DataStoreService::check_write`]'s checks of a write: its size, user ids and metadata
+    /// as stored.
+    fn checked_write(
+        &self,
+        value: &Value,
+        user_ids: Option<&Value>,
+        metadata: Option<&Value>,
+    ) -> Result<(usize, Vec<i64>, Value), RequestError> {
+        let size = self.limits.check_value(value)?;
+        let user_ids = self.limits.check_user_ids(user_ids)?;
+        let metadata = self.limits.check_metadata(metadata)?;
+        Ok((size, user_ids, metadata))
+    }
+
     /// The write half of `UpdateAsync`: commits the transform's `output` unless the key changed
     /// since `ticket` was read, in which case it answers [`UpdateCommit::Conflict`] with a fresh
     /// read. A transform error fails the call with the transform's message; returning nil (or a
@@ -1301,12 +1333,10 @@ impl DataStoreService {
             } if !value.is_null() => (value, user_ids, metadata),
             Transformed::Cancel | Transformed::Write { .. } => return Ok(UpdateCommit::Cancelled),
         };
-        // The transform's result is checked where it runs, before a write is sent (as
-        // `SetAsync` checks its arguments): a value the DataStore cannot take is refused for
-        // that, whatever became of the request.
-        let size = self.limits.check_value(&value)?;
-        let checked_user_ids = self.limits.check_user_ids(user_ids.as_ref())?;
-        let checked_metadata = self.limits.check_metadata(metadata.as_ref())?;
+        // A value the DataStore cannot take is refused for that, whatever became of the
+        // request ([`DataStoreService::check_write`]).
+        let (size, checked_user_ids, checked_metadata) =
+            self.checked_write(&value, user_ids.as_ref(), metadata.as_ref())?;
         if let Some(Fault::Fail(e)) = &ticket.fault {
             return Err(e.clone());
         }
