@@ -430,8 +430,14 @@ impl SharedRead {
     }
 }
 
+/// The largest write count (serial) a key's version ids keep in order: an id carries it as ten
+/// zero-padded digits, and ids compare as text, so an eleven-digit serial would sort before the
+/// ten-digit ones. No run writes a key ten billion times; an import refuses a larger count.
+pub const MAX_SERIAL: u64 = 9_999_999_999;
+
 /// The opaque, increasing version id of a write: the key's creation time, the write's serial
-/// number and time (hex ms), in the layout of Roblox's ids (`08DC….0000000001.08DC….01`).
+/// number (at most [`MAX_SERIAL`] keeps ids in order) and time (hex ms), in the layout of
+/// Roblox's ids (`08DC….0000000001.08DC….01`).
 pub fn version_id(key_created_ms: i64, serial: u64, written_ms: i64) -> String {
     VersionText::new(key_created_ms, serial, written_ms)
         .as_str()
