@@ -565,9 +565,11 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 .next()
                 .or_else(|| obs.trade_log.iter().find(|t| t.item == *item));
             let detail = match holders.as_slice() {
+                [a, b] if a == b => format!("{item} is held twice by {a}"),
                 [a, b] => format!("{item} is held by both {a} and {b}"),
+                // A key holding more than one copy is named once for each.
                 _ => format!(
-                    "{item} is held by {} profiles ({}); torn trades explain {} extra copies",
+                    "{item} is held {} times ({}); torn trades explain {} extra copies",
                     holders.len(),
                     holders.join(", "),
                     by_death + by_steal

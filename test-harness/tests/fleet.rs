@@ -1119,6 +1119,36 @@ fn a_kill_tears_a_trade_only_while_the_datastore_fails() {
     }
 }
 
+/// An item stored twice in one profile is a dupe, told as one profile's two copies (it was
+/// told as held "by both" that profile "and" itself), and so is a third copy in another.
+#[test]
+fn an_item_twice_in_one_profile_is_told_so() {
+    let (mut fleet, holder, other) = sound_run(11);
+    let item = items(&mut fleet, &holder)[0].as_str().unwrap().to_string();
+    store_copy(&mut fleet, &holder, &item);
+    let v = invariants::check(&mut fleet);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(
+        (v[0].invariant, v[0].key.as_str()),
+        ("no dupe", holder.as_str())
+    );
+    assert_eq!(v[0].detail, format!("{item} is held twice by {holder}"));
+    store_copy(&mut fleet, &other, &item);
+    let v = invariants::check(&mut fleet);
+    assert_eq!(v.len(), 1, "{v:?}");
+    let keys = fleet.keys();
+    let at = |k: &String| keys.iter().position(|x| x == k);
+    let held = if at(&holder) < at(&other) {
+        format!("{holder}, {holder}, {other}")
+    } else {
+        format!("{other}, {holder}, {holder}")
+    };
+    assert_eq!(
+        v[0].detail,
+        format!("{item} is held 3 times ({held}); torn trades explain 0 extra copies")
+    );
+}
+
 /// Each torn trade explains one copy: an item in three profiles after one torn trade is still
 /// a dupe, and is excused once a second torn trade of it explains the third copy.
 #[test]
@@ -1143,7 +1173,7 @@ fn a_torn_trade_explains_one_copy() {
     assert_eq!(
         v[0].detail,
         format!(
-            "{item} is held by 3 profiles ({}); torn trades explain 1 extra copies",
+            "{item} is held 3 times ({}); torn trades explain 1 extra copies",
             three.join(", ")
         )
     );
