@@ -99,21 +99,21 @@ fn strings(v: &Value, field: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// What a fleet logs of each committed write (`World::summarize`): `[SessionLoadCount,
-/// OpsCount, Items]`, followed by the lock holder's JobId (`ActiveSession[1]`) while the value
-/// is locked. `Items` is the written `Data.Items` array itself (shared, not copied; `null` if
-/// there is none): the fleet reads off every write which sides of its trades it stored. A run
-/// logs hundreds of thousands of writes, and an array costs far less memory than a JSON object.
+/// What a fleet logs of each committed write (`World::summarize`): `[SessionLoadCount, Ops,
+/// Items]`, followed by the lock holder's JobId (`ActiveSession[1]`) while the value is locked.
+/// `Ops` and `Items` are the written `Data.Ops` and `Data.Items` arrays themselves (shared, not
+/// copied; `null` if there is none): the fleet reads off every write which sides of its trades
+/// it stored, and a lost op's excerpt ends at the first write without it. A run logs hundreds
+/// of thousands of writes, and an array costs far less memory than a JSON object.
 pub fn summarize_write(v: &Value) -> Value {
     let meta = &v["MetaData"];
     let data = &v["Data"];
-    let ops = data["Ops"].as_array().map_or(0, |a| a.len());
-    let items = data.get("Items").filter(|i| i.is_array()).cloned();
+    let array = |field| data.get(field).filter(|a| a.is_array()).cloned();
     let mut summary = Vec::with_capacity(4);
     summary.extend([
         meta["SessionLoadCount"].clone(),
-        Value::from(ops),
-        items.unwrap_or_default(),
+        array("Ops").unwrap_or_default(),
+        array("Items").unwrap_or_default(),
     ]);
     if let Some(lock) = meta.get("ActiveSession") {
         summary.push(lock[1].clone());
@@ -124,11 +124,22 @@ pub fn summarize_write(v: &Value) -> Value {
 /// The `Data.Items` array a logged write's value (a whole stored value or a
 /// [`summarize_write`] summary) stored, if it has one.
 pub fn written_items(value: &Value) -> Option<&[Value]> {
-    let items = match value.as_array() {
-        Some(summary) => summary.get(2)?,
-        None => value["Data"].get("Items")?,
+    written_array(value, 2, "Items")
+}
+
+/// The `Data.Ops` array a logged write's value (a whole stored value or a [`summarize_write`]
+/// summary) stored, if it has one.
+pub fn written_ops(value: &Value) -> Option<&[Value]> {
+    written_array(value, 1, "Ops")
+}
+
+/// The `Data` array `field`, found at `at` in a [`summarize_write`] summary.
+fn written_array<'a>(value: &'a Value, at: usize, field: &str) -> Option<&'a [Value]> {
+    let array = match value.as_array() {
+        Some(summary) => summary.get(at)?,
+        None => value["Data"].get(field)?,
     };
-    items.as_array().map(|a| a.as_slice())
+    array.as_array().map(|a| a.as_slice())
 }
 
 /// The `SessionLoadCount` and the lock holder (`ActiveSession[1]`, `None` when unlocked) of a
@@ -172,14 +183,14 @@ impl WriteFacts {
             Some(summary) => WriteFacts {
                 lock: summary.get(3).cloned(),
                 count: summary.first().cloned().unwrap_or(Value::Null),
-                ops: summary.get(1).and_then(Value::as_u64).unwrap_or(0),
+                ops: written_ops(value).map_or(0, <[Value]>::len) as u64,
             },
             None => {
                 let meta = &value["MetaData"];
                 WriteFacts {
                     lock: meta.get("ActiveSession").map(|a| a[1].clone()),
                     count: meta["SessionLoadCount"].clone(),
-                    ops: strings(&value["Data"], "Ops").len() as u64,
+                    ops: written_ops(value).map_or(0, <[Value]>::len) as u64,
                 }
             }
         }
@@ -374,8 +385,8 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
 
     // No acknowledged save lost; no operation applied twice; the counter agrees with the log
     // (each gameplay operation adds one to both, in one write of `Data`). For a lost op, the
-    // number of the first one lost, by key.
-    let mut losing_writes: BTreeMap<String, u64> = BTreeMap::new();
+    // first one lost, by key.
+    let mut losing_writes: BTreeMap<String, Str> = BTreeMap::new();
     for (p, key) in keys.iter().enumerate() {
         if unreadable.contains(key.as_str()) {
             continue;
@@ -418,16 +429,9 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
                 .filter(|(o, _)| !seen.contains(o.as_str()))
                 .collect();
             if !lost.is_empty() {
-                // Shown up to the first write that held fewer ops than the first lost one's
-                // number (ops only grow: that write lost it), however far after.
-                let number = lost[0]
-                    .0
-                    .strip_prefix(key.as_str())
-                    .and_then(|rest| rest.strip_prefix(":op"))
-                    .and_then(|n| n.parse::<u64>().ok());
-                if let Some(n) = number {
-                    losing_writes.insert(key.clone(), n);
-                }
+                // Shown up to the first write without the first lost op (it was stored when
+                // acknowledged: that write lost it), however far after.
+                losing_writes.insert(key.clone(), lost[0].0.clone());
                 found.push((
                     "no acknowledged save lost",
                     key.clone(),
@@ -907,10 +911,11 @@ pub fn check(fleet: &mut Fleet) -> Vec<Violation> {
         .map(|(invariant, key, detail, from)| {
             let log = &source.world.log;
             let mut lines = match (from, losing_writes.get(&key)) {
-                (Some(from), Some(&n)) if invariant == "no acknowledged save lost" => {
+                (Some(from), Some(op)) if invariant == "no acknowledged save lost" => {
+                    let holds = |ops: &[Value]| ops.iter().any(|o| o.as_str() == Some(op));
                     excerpt_showing(log, source, &key, from, 12, |what| {
                         matches!(what, Happening::Write { key: k, value, .. }
-                            if *k == key && WriteFacts::of(value).ops < n)
+                            if *k == key && !written_ops(value).is_some_and(holds))
                     })
                 }
                 _ => excerpt(log, source, &key, from, 12),
@@ -1040,15 +1045,22 @@ mod tests {
             assert_eq!(written_items(&value), Some(&items[..]));
             assert_eq!(written_items(&summary), Some(&items[..]));
         }
+        let ops = json!(["p:op1", "p:op2", "p:op3"]);
         assert_eq!(
             summarize_write(&stored(Some("job-a"))),
-            json!([4, 3, ["p:item1"], "job-a"])
+            json!([4, ops, ["p:item1"], "job-a"])
         );
-        assert_eq!(summarize_write(&stored(None)), json!([4, 3, ["p:item1"]]));
-        // No `Items` array: none read off the value or its summary.
+        assert_eq!(summarize_write(&stored(None)), json!([4, ops, ["p:item1"]]));
+        let ops = ops.as_array().map(|a| a.as_slice());
+        assert_eq!(written_ops(&stored(None)), ops);
+        assert_eq!(written_ops(&summarize_write(&stored(None))), ops);
+        // No `Items` or `Ops` array: none read off the value or its summary.
         let bare = json!({"Data": {"Items": 7}, "MetaData": {"SessionLoadCount": 2}});
-        assert_eq!(summarize_write(&bare), json!([2, 0, null]));
+        assert_eq!(summarize_write(&bare), json!([2, null, null]));
         assert_eq!(written_items(&bare), None);
         assert_eq!(written_items(&summarize_write(&bare)), None);
+        assert_eq!(written_ops(&bare), None);
+        assert_eq!(written_ops(&summarize_write(&bare)), None);
+        assert_eq!(WriteFacts::of(&summarize_write(&bare)).ops, 0);
     }
 }
