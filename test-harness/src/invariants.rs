@@ -46,8 +46,10 @@
 //!   not as the lost saves or dupes it would otherwise look like).
 //!
 //! A violation names the key and comes with an excerpt of the run: up to 12 lines about that
-//! key, from where the violation began when that is known, else the key's last 12. A fleet
-//! that let go of its log as it ran ([`Fleet::keep_log`]) is run again to cut them.
+//! key (its writes, its sessions' signals, its servers' deaths, its trades, and its starts:
+//! called, threw, returned a profile or nil), from where the violation began when that is
+//! known, else the key's last 12. A fleet that let go of its log as it ran
+//! ([`Fleet::keep_log`]) is run again to cut them.
 
 use std::collections::BTreeMap;
 
@@ -251,7 +253,7 @@ fn first_or_last(mut lines: Vec<String>, first: bool, n: usize) -> Vec<String> {
 }
 
 /// Every line of the run about `key` (from time `from` when given), in time order, each with
-/// whether `shows` picks the happening it tells (a trade line: never).
+/// whether `shows` picks the happening it tells (a trade or start line: never).
 fn key_lines(
     log: &Log,
     fleet: &Fleet,
@@ -323,6 +325,17 @@ fn key_lines(
             Some((l.t, line, shows(&l.what)))
         })
         .collect();
+    // So are its starts: when each was called, and each that threw or returned nil.
+    for start in &fleet.observed.start_lines {
+        if start.key == key && from.is_none_or(|f| start.at >= f) {
+            let server = &fleet.world.servers[start.server].spec.name;
+            let line = format!(
+                "t={:.3} {server} StartSessionAsync {}",
+                start.at, start.what
+            );
+            lines.push((start.at, line, false));
+        }
+    }
     // Trades are the game's, not the log's: the key's, as either side.
     for trade in &fleet.observed.trade_log {
         if (trade.from == key || trade.to == key) && from.is_none_or(|f| trade.at >= f) {

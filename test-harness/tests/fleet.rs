@@ -1968,3 +1968,61 @@ fn excerpts_show_crashes_and_deliveries() {
         assert!(lines.contains(&shown), "{shown} in {lines:?}");
     }
 }
+
+/// A start's excerpt shows the start: when it was called and, when it returned nil (or threw),
+/// when it did; the log holds no inputs and a nil names only its call, so failed-start
+/// violations used to show neither. A run that lets its log go records no such lines (its
+/// excerpts come from a run made again keeping it).
+#[test]
+fn a_failed_starts_excerpt_shows_its_call_and_its_nil() {
+    let config = FleetConfig::new(3, 2, 12, 600.0, 0.2);
+    let (fleet, violations) = run(config.clone());
+    assert_sound(3, &fleet, &violations);
+    let nil = fleet
+        .observed
+        .start_lines
+        .iter()
+        .find(|l| l.what == "returned nil")
+        .expect("a start returned nil under faults")
+        .clone();
+    let called = fleet
+        .observed
+        .start_lines
+        .iter()
+        .rev()
+        .find(|l| l.key == nil.key && l.what == "called" && l.at <= nil.at)
+        .unwrap()
+        .clone();
+    let key = nil.key.to_string();
+    let all = invariants::excerpt(&fleet.world.log, &fleet, &key, Some(called.at), usize::MAX);
+    let name = |s: usize| fleet.world.servers[s].spec.name.clone();
+    let call_line = format!(
+        "t={:.3} {} StartSessionAsync called",
+        called.at,
+        name(called.server)
+    );
+    let nil_line = format!(
+        "t={:.3} {} StartSessionAsync returned nil",
+        nil.at,
+        name(nil.server)
+    );
+    let at = |line: &str| all.iter().position(|l| l == line);
+    assert!(
+        at(&call_line).is_some_and(|c| at(&nil_line).is_some_and(|n| c < n)),
+        "{all:?}"
+    );
+    // Every start of the run is there: one "called" line for each that returned a profile
+    // or failed (every start returns: the run is sound).
+    let calls = fleet
+        .observed
+        .start_lines
+        .iter()
+        .filter(|l| l.what == "called")
+        .count();
+    let failed: u64 = fleet.observed.failures.values().sum();
+    assert_eq!(calls as u64, fleet.observed.sessions + failed);
+    let mut let_go = Fleet::new(config, Box::new(MemoryStorage::new())).unwrap();
+    let_go.keep_log = false;
+    let_go.run(|_| {});
+    assert!(let_go.observed.start_lines.is_empty());
+}

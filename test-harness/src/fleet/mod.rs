@@ -637,6 +637,7 @@ impl Fleet {
             steal: false,
             cancellable,
         };
+        self.start_line(p, server, self.world.now, "called");
         let started = self.world.feed(
             server,
             Input::StartSession {
@@ -647,6 +648,7 @@ impl Fleet {
             },
         );
         if let InputResult::Call(Err(_)) = started {
+            self.start_line(p, server, self.world.now, "threw");
             // A start throws only for a key still loaded on that server: here, the session
             // a hop left, whose `EndSession` has not run yet. Any other throw is a start that
             // failed for no reason the fleet knows.
@@ -1142,10 +1144,26 @@ impl Fleet {
         }
     }
 
+    /// Notes a [`StartLine`] of player `p` on server `s` at `at`, while the fleet keeps its
+    /// log.
+    fn start_line(&mut self, p: usize, s: usize, at: f64, what: &'static str) {
+        if self.keep_log {
+            self.observed.start_lines.push(StartLine {
+                key: self.players[p].key.as_str().into(),
+                server: s,
+                at,
+                what,
+            });
+        }
+    }
+
     fn on_started(&mut self, s: usize, call: CallId, profile: Option<ProfileId>, t: f64) {
         let Some(p) = self.joining[s].remove(&call) else {
             return;
         };
+        if profile.is_none() {
+            self.start_line(p, s, t, "returned nil");
+        }
         // Call ids are each engine's own: the start is the player's current one only if it is
         // on this server too.
         let current = matches!(

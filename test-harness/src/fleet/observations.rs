@@ -90,6 +90,19 @@ pub enum StartFailure {
     Replaced,
 }
 
+/// A `StartSessionAsync` of `key` on `server` at `at`: called, or what it came to (`what`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StartLine {
+    /// The player's key.
+    pub key: Str,
+    /// The server it was called on.
+    pub server: usize,
+    /// When.
+    pub at: f64,
+    /// `"called"`, `"threw"` or `"returned nil"`.
+    pub what: &'static str,
+}
+
 /// One trade: `item` moved from `from` to `to`, both playing on `server`, at `at`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trade {
@@ -270,6 +283,11 @@ pub struct Observations {
     pub gives_saved_by_late_writes: u64,
     /// Every trade, in order.
     pub trade_log: Vec<Trade>,
+    /// Every `StartSessionAsync` the fleet called, and each that threw or returned nil, in
+    /// order, while the fleet keeps its log ([`super::Fleet::keep_log`]; a run that lets it go
+    /// records none): the lines a failed start's excerpt shows, which the log cannot tell (it
+    /// holds no inputs, and a nil names only its call).
+    pub start_lines: Vec<StartLine>,
     /// When each server died (crash, or killed at the end of `BindToClose`).
     pub died_at: BTreeMap<usize, f64>,
     /// The servers among [`Observations::died_at`] that were shutting down: killed when their
