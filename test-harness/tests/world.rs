@@ -1102,7 +1102,7 @@ fn a_write_landing_after_its_server_died_is_logged_whole() {
 /// §10.4: "disconnected at once").
 #[test]
 fn a_subscription_starts_one_round_trip_after_it_is_asked_for() {
-    let (mut w, store) = world(1, Limits::unlimited());
+    let (mut w, store) = world_with(1, Limits::unlimited(), true);
     start(&mut w, 0, store, "k");
     // The start's write lands at 0.30 s; it returns and asks to subscribe.
     w.run_until(0.31);
@@ -1112,8 +1112,28 @@ fn a_subscription_starts_one_round_trip_after_it_is_asked_for() {
         .to_string();
     let topic = profilestore_core::guid::session_topic(&guid);
     assert_eq!(w.messaging.subscribers(&topic), []);
+    // Published before the subscription starts (at 0.45 s), and after: only the second is
+    // received (0.2 s after it was published).
+    let id = w.servers[0].id;
+    let publish = |w: &mut World, n: i64| {
+        let now = w.now;
+        w.messaging.publish(now, id, &topic, &json!(n)).unwrap();
+    };
+    publish(&mut w, 1);
     w.run_until(0.5);
     assert_eq!(w.messaging.subscribers(&topic).len(), 1);
+    publish(&mut w, 2);
+    w.run_until(1.0);
+    let received: Vec<Value> = w
+        .traced_inputs()
+        .unwrap()
+        .iter()
+        .filter_map(|t| match &t.input {
+            Input::MessageReceived { data, .. } => Some(data.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(received, [json!(2)]);
 
     let (mut w, store) = world(1, Limits::unlimited());
     w.outputs = Some(Vec::new());
