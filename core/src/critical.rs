@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(s.tick(130.0, &c), None);
         assert_eq!(s.tick(179.9, &c), None);
         assert_eq!(s.tick(180.0, &c), Some(false));
-        // Not critical, or critical with too few errors: a change refreshes nothing.
+        // Not critical: a change makes nothing due at once.
         let mut quiet = CriticalState::default();
         quiet.record_error(1.0);
         quiet.constants_changing(&before);

@@ -356,19 +356,28 @@ fn processed_for_a_message_not_delivered_is_refused() {
     let mut w = World::new(2, 27);
     w.servers[0].auto_process_messages = false;
     let store = w.new_store("S", json!({}));
-    let p = w.start_and_wait(0, store, "k").expect("session started");
+    // Message 1 is stored before the session starts: the start loads it (spec §10.2), and it
+    // waits for a handler.
     w.with(1, |e, now| {
         e.message(now, store.live(), "k", json!({"Gift": 1}))
     })
     .unwrap();
+    w.run_for(2.0);
+    let p = w.start_and_wait(0, store, "k").expect("session started");
     w.run_for(7.0);
     let not_delivered = |id: i64| ApiError::MessageNotDelivered { profile: p.0, id };
     // No handler yet: message 1 waits for one.
+    assert_eq!(deliveries(&w, 0).len(), 0);
     assert_eq!(
         w.with(0, |e, _| e.message_processed(p, 1)),
         Err(not_delivered(1))
     );
     w.with(0, |e, _| e.add_message_handler(p)).unwrap();
+    assert_eq!(
+        deliveries(&w, 0).len(),
+        1,
+        "delivered as the handler registers"
+    );
     assert_eq!(
         w.with(0, |e, _| e.message_processed(p, 9)),
         Err(not_delivered(9))
