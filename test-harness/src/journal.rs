@@ -384,7 +384,8 @@ pub struct Explained {
     /// Differences from the original in the deviation's streams, where our journal is what
     /// the deviation says: each with the deviation's name.
     pub named: Vec<(&'static str, Difference)>,
-    /// Differences from the original in streams no deviation changes: a conformance failure.
+    /// Differences from the original in streams no deviation changes, or in a deviation's
+    /// stream where our journal is not what the deviation says: a conformance failure.
     pub unexplained: Vec<Difference>,
     /// Differences, in the deviation's streams, from the journal the deviation gives (its
     /// `expected` side is that journal's line): a conformance failure.
@@ -436,22 +437,30 @@ pub fn explain(
             k.deviation, k.case, d.stream
         ));
     }
-    let mut out = Explained::default();
+    let mut out = Explained {
+        departures: compare(&deviated, ours, tolerance)
+            .into_iter()
+            .filter(mine)
+            .collect(),
+        ..Explained::default()
+    };
+    // A stream where ours is not what the deviation gives is explained by nothing.
+    let departed = |d: &Difference| out.departures.iter().any(|x| x.stream == d.stream);
+    let mut differing = Vec::new();
     for d in diffs {
         if mine(&d) {
+            differing.push(d.stream.clone());
+        }
+        if mine(&d) && !departed(&d) {
             out.named.push((k.deviation, d));
         } else {
             out.unexplained.push(d);
         }
     }
-    out.departures = compare(&deviated, ours, tolerance)
-        .into_iter()
-        .filter(mine)
-        .collect();
     out.stale = k
         .streams
         .iter()
-        .filter(|s| !out.named.iter().any(|(_, d)| d.stream == **s))
+        .filter(|s| !differing.iter().any(|d| d == **s))
         .map(|s| format!("{} ({s})", k.deviation))
         .collect();
     Ok(out)
@@ -666,12 +675,21 @@ mod tests {
             e.stale,
             vec!["A save waits for the lock (<publish PS_<guid0>>)"]
         );
-        // Not what the deviation says in "k" either: a departure, not named away.
+        // Not what the deviation says in "k" either: a departure, and its difference from the
+        // original unexplained, not named away.
         let ours = vec![signal(3.8, "k"), signal(4.0, "j")];
         let e = explain(&original, &ours, 0.1, Some(&fixed)).unwrap();
         assert_eq!(e.departures.len(), 1);
         assert_eq!(e.departures[0].expected.as_ref().unwrap().0, 3.5);
-        assert!(e.unexplained.is_empty() && !e.conforms());
+        assert_eq!(e.named, vec![]);
+        assert_eq!(e.unexplained.len(), 1);
+        assert_eq!(e.unexplained[0].actual.as_ref().unwrap().0, 3.8);
+        assert!(!e.conforms());
+        // Not stale: "k" still differs from the original.
+        assert_eq!(
+            e.stale,
+            vec!["A save waits for the lock (<publish PS_<guid0>>)"]
+        );
         // Without a deviation every difference is unexplained.
         let e = explain(&original, &ours, 0.1, None).unwrap();
         assert_eq!((e.unexplained.len(), e.named.len()), (1, 0));

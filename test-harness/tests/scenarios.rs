@@ -192,6 +192,9 @@ fn a_difference_in_a_deviations_stream_is_not_named_away() {
     assert!(!e.conforms());
     assert_eq!(e.departures.len(), 1, "{e:?}");
     assert_eq!(e.departures[0].stream, "k");
+    // Nothing in "k" is named as the deviation's: its differences are unexplained.
+    assert!(e.named.iter().all(|(_, d)| d.stream != "k"), "{e:?}");
+    assert!(e.unexplained.iter().any(|d| d.stream == "k"), "{e:?}");
 }
 
 /// The cases below, one test each.
