@@ -337,7 +337,8 @@ pub fn compare(expected: &[Line], actual: &[Line], tolerance: f64) -> Vec<Differ
 pub struct KnownDeviation {
     /// The fixture (scenario name) whose journal it changes.
     pub case: &'static str,
-    /// The heading of the deviation in `docs/DEVIATIONS.md`.
+    /// The deviation's rows in `docs/DEVIATIONS.md`'s table, by the spec §19 items its first
+    /// column names (`§19 item 8`, `§19 items 7 and 8`).
     pub deviation: &'static str,
     /// The streams it changes.
     pub streams: &'static [&'static str],
