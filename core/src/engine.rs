@@ -142,6 +142,9 @@ pub(crate) struct Op {
     /// Its latest transform returned a write: only then does an update's answer carry a
     /// value (a DataStore answers a cancelled update with nil, and fails a throwing one).
     pub wrote: bool,
+    /// What that write could not keep of a malformed stored value ([`wire::repair_losses`]):
+    /// warned about once it commits.
+    pub lost: Option<String>,
 }
 
 /// How an operation ended, after the update wrapper's checks (spec §4 steps 4–6).
@@ -555,6 +558,11 @@ impl Engine {
         if let Some(o) = self.ops.get_mut(&op) {
             o.note = note;
             o.wrote = matches!(result, Transformed::Write { .. });
+            o.lost = if o.wrote {
+                wire::repair_losses(current)
+            } else {
+                None
+            };
         }
         result
     }
@@ -792,6 +800,7 @@ impl Engine {
                 token,
                 kind,
                 note: OpNote::None,
+                lost: None,
                 sent: false,
                 wrote: false,
             },
@@ -926,6 +935,14 @@ impl Engine {
                 },
                 _ => match value {
                     Some(v) if wire::is_table(&v) => {
+                        if let Some(lost) = &op.lost {
+                            self.warn(format!(
+                                "[ProfileStore]: Malformed profile repaired (STORE:{}; KEY:{}): \
+                                 the write could not keep {lost}",
+                                op.token.store(),
+                                op.token.key()
+                            ));
+                        }
                         if wire::ProfileValue::of(&v).is_some_and(|p| p.was_overwritten()) {
                             self.warn(format!(
                                 "[ProfileStore]: Invalid profile was overwritten (STORE:{}; KEY:{})",

@@ -228,7 +228,7 @@ impl Engine {
                 self.message_calls.remove(&call);
                 if let OpNote::DroppedMessages(n) = note {
                     self.warn(format!(
-                        "[ProfileStore]: MAX_MESSAGE_QUEUE reached (STORE:{}; KEY:{}): the {n} oldest unprocessed message(s) were dropped",
+                        "[ProfileStore]: MAX_MESSAGE_QUEUE reached (STORE:{}; KEY:{}): the {n} oldest message(s) were dropped",
                         token.store(), token.key()
                     ));
                 }

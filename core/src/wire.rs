@@ -189,6 +189,94 @@ pub fn working_copy(obj: &Object, data: StoredData, wall_now: i64) -> Object {
     working
 }
 
+/// What a write repairing the stored value `current` ([`working_copy`], or the queue a message
+/// adds to) cannot keep, as JSON text: a `GlobalUpdates` or `MetaData` that is no table, a
+/// counter or `SessionLoadCount` that is no number, queue entries with neither an id nor a
+/// payload, elements past a queue's two. `None` when the write keeps everything (every value
+/// ProfileStore writes), and for a value written over whole ("Invalid profile was
+/// overwritten"). Only a value another tool wrote loses anything; the engine warns with this
+/// text, so what was dropped is not lost silently (DEVIATIONS.md rows 2 and 18).
+pub fn repair_losses(current: Option<&Value>) -> Option<String> {
+    let obj = current?.as_object()?;
+    let absent = |name: &str| obj.get(name).is_none_or(Value::is_null);
+    let queue = obj.get("GlobalUpdates");
+    let profile = obj.get("Data").is_some_and(is_table);
+    let queue_only = absent("Data") && absent("MetaData") && queue.is_some_and(is_table);
+    if !(profile || queue_only) {
+        return None;
+    }
+    let mut lost = Vec::new();
+    if let Some(queue) = queue.filter(|q| !is_canonical_global_updates(q)) {
+        queue_losses(queue, &mut lost);
+    }
+    match obj.get("MetaData") {
+        Some(Value::Object(meta)) => {
+            let count = meta.get("SessionLoadCount");
+            if let Some(count) = count.filter(|c| !is_nothing(c) && !c.is_number()) {
+                lost.push(format!("MetaData.SessionLoadCount {}", excerpt(count)));
+            }
+        }
+        Some(meta) if !is_nothing(meta) => lost.push(format!("MetaData {}", excerpt(meta))),
+        _ => {}
+    }
+    (!lost.is_empty()).then(|| lost.join("; "))
+}
+
+/// Whether `v` holds nothing a repair could lose: null, or an empty table.
+fn is_nothing(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// [`repair_losses`] of a `GlobalUpdates` the repair changes (Luau's 1-based indices).
+fn queue_losses(queue: &Value, lost: &mut Vec<String>) {
+    let Some(items) = queue.as_array() else {
+        if !is_nothing(queue) {
+            lost.push(format!("GlobalUpdates {}", excerpt(queue)));
+        }
+        return;
+    };
+    if let Some(counter) = items.first().filter(|c| !is_nothing(c) && !c.is_number()) {
+        lost.push(format!("GlobalUpdates[1] {}", excerpt(counter)));
+    }
+    match items.get(1) {
+        Some(Value::Array(entries)) => {
+            let dropped: Vec<Value> = entries.iter().filter(|e| !kept_entry(e)).cloned().collect();
+            if !dropped.is_empty() {
+                let n = dropped.len();
+                let text = excerpt(&Value::from(dropped));
+                lost.push(format!(
+                    "{n} GlobalUpdates entries with no id or payload {text}"
+                ));
+            }
+        }
+        Some(entries) if !is_nothing(entries) => {
+            lost.push(format!("GlobalUpdates[2] {}", excerpt(entries)));
+        }
+        _ => {}
+    }
+    if items.len() > 2 {
+        let extra = Value::from(items[2..].to_vec());
+        lost.push(format!("GlobalUpdates[3..] {}", excerpt(&extra)));
+    }
+}
+
+/// `v`'s JSON text, cut to [`EXCERPT_CHARS`] characters (`…` marking the cut).
+fn excerpt(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// How much of a dropped part's JSON text a repair warning shows.
+const EXCERPT_CHARS: usize = 200;
+
 /// Classifies the current stored value (spec §1.3), copying a valid one into a working copy
 /// ([`working_copy`], at `wall_now`).
 pub fn classify(current: Option<&Value>, wall_now: i64) -> Classified {
@@ -541,6 +629,47 @@ mod tests {
             panic!("valid")
         };
         assert_eq!(obj["GlobalUpdates"], json!([0, []]));
+    }
+
+    /// What a repair loses, and what it does not: empty tables and nulls hold nothing, a value
+    /// written over whole is the overwrite's warning, not this one's, and long parts are cut.
+    #[test]
+    fn repair_losses_name_only_what_a_write_drops() {
+        let losses = |v: Value| repair_losses(Some(&v));
+        assert_eq!(repair_losses(None), None);
+        let profile = |meta: Value, queue: Value| json!({"Data": {}, "MetaData": meta, "GlobalUpdates": queue});
+        let meta = json!({"SessionLoadCount": 1});
+        for (meta, queue) in [
+            (meta.clone(), json!([0, []])),
+            (json!({}), json!([1.0, [[1, 2]]])),
+            (json!([]), json!(null)),
+            (json!(null), json!({})),
+            (json!({"SessionLoadCount": null}), json!([null, null])),
+            // Kept, though never delivered (row 18): an id with nothing after it, a payload
+            // under no whole-number id.
+            (meta.clone(), json!([3, [[2], ["x", "y"], [1.5, 0]]])),
+        ] {
+            assert_eq!(
+                losses(profile(meta.clone(), queue.clone())),
+                None,
+                "{meta} {queue}"
+            );
+        }
+        assert_eq!(
+            losses(profile(json!("m"), json!(["3", {"a": 1}]))),
+            Some(r#"GlobalUpdates[1] "3"; GlobalUpdates[2] {"a":1}; MetaData "m""#.into())
+        );
+        // Junk replaced whole, or no table at all: not a repair.
+        assert_eq!(losses(json!({"Data": 5, "GlobalUpdates": "junk"})), None);
+        assert_eq!(losses(json!([1, 2])), None);
+        // A message-only key's queue.
+        assert_eq!(
+            losses(json!({"GlobalUpdates": [0, [true]]})),
+            Some("1 GlobalUpdates entries with no id or payload [true]".into())
+        );
+        let long = "é".repeat(300);
+        let cut = losses(profile(json!(long), json!([0, []]))).unwrap();
+        assert_eq!(cut, format!("MetaData \"{}…", "é".repeat(199)));
     }
 
     /// The repair's shortcut for an already repaired queue must not let a near miss through.

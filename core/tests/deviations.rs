@@ -1097,6 +1097,69 @@ fn d18_fragile_inner_fields_are_read_defensively() {
     assert_eq!(v["MetaData"]["SessionLoadCount"], json!(4));
 }
 
+/// §19 items 2 and 18: what a repair of a malformed stored value cannot keep (queue entries
+/// with neither an id nor a payload, elements past the queue's two, a `MetaData` or a
+/// `SessionLoadCount` of the wrong type) is named in a warning when the repairing write
+/// commits, with its JSON text; it used to go silently. A value the engine wrote itself
+/// repairs nothing and warns nothing.
+#[test]
+fn d18_a_repair_that_drops_anything_warns_with_what_it_dropped() {
+    let mut w = World::new(1, 182);
+    let store = w.new_store("S", json!({}));
+    let repaired = |w: &World| w.warnings(0, "Malformed profile repaired");
+    w.raw_set(
+        "S",
+        "k",
+        json!({"Data": {"Coins": 5}, "MetaData": [5, "x"],
+               "GlobalUpdates": [2, [[1, {"a": 1}], [{"Gift": "Sword"}], "junk"], "extra"]}),
+    );
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    assert_eq!(
+        repaired(&w),
+        [
+            "[ProfileStore]: Malformed profile repaired (STORE:S; KEY:k): the write could not \
+             keep 2 GlobalUpdates entries with no id or payload [[{\"Gift\":\"Sword\"}],\"junk\"]; \
+             GlobalUpdates[3..] [\"extra\"]; MetaData [5,\"x\"]"
+        ]
+    );
+    let v = w.stored("S", "k").unwrap();
+    assert_eq!(v["GlobalUpdates"], json!([2, [[1, {"a": 1}]]]));
+    assert_eq!(v["MetaData"]["SessionLoadCount"], json!(1));
+    assert_eq!(v["Data"], json!({"Coins": 5}));
+    // The repaired value is the engine's own: its saves warn no more.
+    w.with(0, |e, now| e.save(now, p)).unwrap();
+    w.run_for(1.0);
+    w.with(0, |e, now| e.end_session(now, p));
+    w.run_for(2.0);
+    assert_eq!(repaired(&w).len(), 1);
+    // A `SessionLoadCount` that is no number, and a message's queue that is no array.
+    w.raw_set(
+        "S",
+        "j",
+        json!({"Data": {}, "MetaData": {"SessionLoadCount": "3"}, "GlobalUpdates": [0, []]}),
+    );
+    w.start_and_wait(0, store, "j").expect("session started");
+    w.raw_set("S", "m", json!({"GlobalUpdates": {"x": 1}}));
+    w.with(0, |e, now| {
+        e.message(now, store.live(), "m", json!({"Gift": 1}))
+    })
+    .unwrap();
+    w.run_for(2.0);
+    assert_eq!(
+        repaired(&w)[1..],
+        [
+            "[ProfileStore]: Malformed profile repaired (STORE:S; KEY:j): the write could not \
+             keep MetaData.SessionLoadCount \"3\"",
+            "[ProfileStore]: Malformed profile repaired (STORE:S; KEY:m): the write could not \
+             keep GlobalUpdates {\"x\":1}"
+        ]
+    );
+    assert_eq!(
+        w.stored("S", "m").unwrap()["GlobalUpdates"],
+        json!([1, [[1, {"Gift": 1}]]])
+    );
+}
+
 /// §19 item 18, `ForceLoadSession`: a claim that is not a lock tag (`[PlaceId, JobId]`, as a
 /// start writes it) names no server that could take the lock. The original releases the lock
 /// to any table there; here the owner keeps its session and saves as usual.

@@ -265,7 +265,7 @@ fn message_queue_keeps_the_newest_max_message_queue_entries() {
         json!([3, [[2, {"n": 2}], [3, {"n": 3}]]])
     );
     let warned = w.events(0).into_iter().any(|(_, e)| {
-        matches!(e, Event::Warn { message } if message.contains("MAX_MESSAGE_QUEUE reached (STORE:S; KEY:k): the 1 oldest"))
+        matches!(e, Event::Warn { message } if message.contains("MAX_MESSAGE_QUEUE reached (STORE:S; KEY:k): the 1 oldest message(s) were dropped"))
     });
     assert!(warned, "dropping is not silent");
 }

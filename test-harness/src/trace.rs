@@ -60,8 +60,10 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// a `START_SESSION_TIMEOUT` of 0 lets a start queue or wait behind a final save once, the
 /// auto-save catch-up counts slots, a failed version read is read again, a large negative
 /// message counter still gives an id (same layout); 21: a `SetConstant` while critical with
-/// the window full refreshes the critical state's start at once (same layout).
-pub const TRACE_FORMAT: u32 = 21;
+/// the window full refreshes the critical state's start at once (same layout); 22: a write
+/// repairing a malformed stored value warns with what it could not keep, and the
+/// `MAX_MESSAGE_QUEUE` warning no longer calls every dropped message unprocessed (same layout).
+pub const TRACE_FORMAT: u32 = 22;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";
