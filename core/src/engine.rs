@@ -558,10 +558,9 @@ impl Engine {
         if let Some(o) = self.ops.get_mut(&op) {
             o.note = note;
             o.wrote = matches!(result, Transformed::Write { .. });
-            o.lost = if o.wrote {
-                wire::repair_losses(current)
-            } else {
-                None
+            o.lost = match &result {
+                Transformed::Write { value, .. } => wire::repair_losses(current, value),
+                _ => None,
             };
         }
         result

@@ -189,24 +189,23 @@ pub fn working_copy(obj: &Object, data: StoredData, wall_now: i64) -> Object {
     working
 }
 
-/// What a write repairing the stored value `current` ([`working_copy`], or the queue a message
-/// adds to) cannot keep, as JSON text: a `GlobalUpdates` or `MetaData` that is no table, a
-/// counter or `SessionLoadCount` that is no number, queue entries with neither an id nor a
-/// payload, elements past a queue's two. `None` when the write keeps everything (every value
-/// ProfileStore writes), and for a value written over whole ("Invalid profile was
+/// What a write of `written` repairing the stored value `current` ([`working_copy`], or the
+/// queue a message adds to) cannot keep, as JSON text: a `GlobalUpdates` or `MetaData` that is
+/// no table, a counter or `SessionLoadCount` that is no number, queue entries with neither an
+/// id nor a payload, elements past a queue's two. `None` when the write keeps everything (every
+/// value ProfileStore writes), and for a value written over whole ("Invalid profile was
 /// overwritten"). Only a value another tool wrote loses anything; the engine warns with this
 /// text, so what was dropped is not lost silently (DEVIATIONS.md rows 2 and 18).
-pub fn repair_losses(current: Option<&Value>) -> Option<String> {
+pub fn repair_losses(current: Option<&Value>, written: &Value) -> Option<String> {
     let obj = current?.as_object()?;
-    let absent = |name: &str| obj.get(name).is_none_or(Value::is_null);
-    let queue = obj.get("GlobalUpdates");
-    let profile = obj.get("Data").is_some_and(is_table);
-    let queue_only = absent("Data") && absent("MetaData") && queue.is_some_and(is_table);
-    if !(profile || queue_only) {
-        return None;
-    }
     let mut lost = Vec::new();
-    if let Some(queue) = queue.filter(|q| !is_canonical_global_updates(q)) {
+    let queue = obj.get("GlobalUpdates");
+    // A queue written as it was stored (the same node: most saves) was not repaired.
+    let kept = |q: &Value| match (q, written.get("GlobalUpdates")) {
+        (Value::Array(a), Some(Value::Array(w))) => a.ptr_eq(w),
+        _ => false,
+    };
+    if let Some(queue) = queue.filter(|q| !kept(q) && !is_canonical_global_updates(q)) {
         queue_losses(queue, &mut lost);
     }
     match obj.get("MetaData") {
@@ -219,7 +218,14 @@ pub fn repair_losses(current: Option<&Value>) -> Option<String> {
         Some(meta) if !is_nothing(meta) => lost.push(format!("MetaData {}", excerpt(meta))),
         _ => {}
     }
-    (!lost.is_empty()).then(|| lost.join("; "))
+    if lost.is_empty() {
+        return None;
+    }
+    // A profile, or a message-only key's queue; anything else is written over whole.
+    let absent = |name: &str| obj.get(name).is_none_or(Value::is_null);
+    let profile = obj.get("Data").is_some_and(is_table);
+    let queue_only = absent("Data") && absent("MetaData") && queue.is_some_and(is_table);
+    (profile || queue_only).then(|| lost.join("; "))
 }
 
 /// Whether `v` holds nothing a repair could lose: null, or an empty table.
@@ -635,8 +641,8 @@ mod tests {
     /// written over whole is the overwrite's warning, not this one's, and long parts are cut.
     #[test]
     fn repair_losses_name_only_what_a_write_drops() {
-        let losses = |v: Value| repair_losses(Some(&v));
-        assert_eq!(repair_losses(None), None);
+        let losses = |v: Value| repair_losses(Some(&v), &Value::Null);
+        assert_eq!(repair_losses(None, &Value::Null), None);
         let profile = |meta: Value, queue: Value| json!({"Data": {}, "MetaData": meta, "GlobalUpdates": queue});
         let meta = json!({"SessionLoadCount": 1});
         for (meta, queue) in [
@@ -662,6 +668,12 @@ mod tests {
         // Junk replaced whole, or no table at all: not a repair.
         assert_eq!(losses(json!({"Data": 5, "GlobalUpdates": "junk"})), None);
         assert_eq!(losses(json!([1, 2])), None);
+        // A queue the write keeps as stored (the same node) lost nothing, canonical or not.
+        let stored = json!({"Data": {}, "GlobalUpdates": [0, ["junk"]]});
+        let mut kept = stored.clone();
+        kept["Data"] = json!({"Coins": 1});
+        assert_eq!(repair_losses(Some(&stored), &kept), None);
+        assert!(repair_losses(Some(&stored), &json!({"GlobalUpdates": [0, []]})).is_some());
         // A message-only key's queue.
         assert_eq!(
             losses(json!({"GlobalUpdates": [0, [true]]})),
