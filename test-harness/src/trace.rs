@@ -183,7 +183,7 @@ impl Trace {
 
     /// Decodes a trace, refusing anything but exactly one whole trace of this format whose
     /// inputs name its own servers. Lengths inside the file are not trusted: the decoder may
-    /// claim at most a bounded multiple of the file's size for each part.
+    /// claim no more for a part than the part holds ([`MAX_PART`] at most).
     pub fn from_bytes(bytes: &[u8], path: &str) -> Result<Trace, TraceError> {
         Trace::read(FrameReader::open(bytes, path, bytes.len() as u64)?)
     }
@@ -681,8 +681,6 @@ struct FrameReader<R: BufRead> {
     part: Vec<u8>,
     /// The file's size.
     size: u64,
-    /// What the decoder may claim for one part: 16 times the file's size (at least 64 KiB).
-    budget: usize,
     inputs: u64,
     outputs: u64,
     ended: bool,
@@ -717,16 +715,16 @@ impl<R: BufRead> FrameReader<R> {
             }
             return Err(damaged("no trace header".into()));
         }
-        let budget = usize::try_from(size.saturating_mul(16)).unwrap_or(usize::MAX);
         // The format comes first: a trace of another version is named as such before its
         // layout is read.
-        let format: u32 = decode_limited(&mut input, budget).map_err(|e| read_error(path, e))?;
+        let format: u32 =
+            decode_limited(&mut input, part_budget(0)).map_err(|e| read_error(path, e))?;
         let mut part = Vec::new();
         if format != TRACE_FORMAT {
             // The number up front has no checksum of its own; the header repeats it under its
             // checksum. A sound header of this format after another number: that number is a
             // damaged byte.
-            let header = read_part::<Header, _>(&mut input, &mut part, size, budget, "");
+            let header = read_part::<Header, _>(&mut input, &mut part, size, "");
             if header.is_ok_and(|h| h.format == TRACE_FORMAT) {
                 return Err(damaged(format!(
                     "its format number reads {format}, but its header is format \
@@ -738,7 +736,7 @@ impl<R: BufRead> FrameReader<R> {
                 found: format,
             });
         }
-        let header: Header = match read_part(&mut input, &mut part, size, budget, "its header") {
+        let header: Header = match read_part(&mut input, &mut part, size, "its header") {
             Ok(header) => header,
             Err(PartError::Io(e)) => return Err(io_error(Path::new(path), e)),
             Err(PartError::Cut(_)) => {
@@ -764,7 +762,6 @@ impl<R: BufRead> FrameReader<R> {
             header,
             part,
             size,
-            budget,
             inputs: 0,
             outputs: 0,
             ended: false,
@@ -796,21 +793,15 @@ impl<R: BufRead> FrameReader<R> {
             return Err(self.damaged("the file ends before the trace does (cut short?)".into()));
         }
         let what = format!("frame {}", self.inputs + self.outputs);
-        let frame: Frame = read_part(
-            &mut self.input,
-            &mut self.part,
-            self.size,
-            self.budget,
-            &what,
-        )
-        .map_err(|e| match e {
-            PartError::Io(e) => io_error(Path::new(&self.path), e),
-            PartError::Cut(unread) => {
-                self.cut = Some(unread);
-                self.damaged("the file ends too early (cut short?)".into())
-            }
-            PartError::Damaged(message) => self.damaged(message),
-        })?;
+        let frame: Frame =
+            read_part(&mut self.input, &mut self.part, self.size, &what).map_err(|e| match e {
+                PartError::Io(e) => io_error(Path::new(&self.path), e),
+                PartError::Cut(unread) => {
+                    self.cut = Some(unread);
+                    self.damaged("the file ends too early (cut short?)".into())
+                }
+                PartError::Damaged(message) => self.damaged(message),
+            })?;
         match &frame {
             Frame::Input(t) => {
                 let servers = self.header.world.servers.len();
@@ -861,7 +852,7 @@ enum PartError {
 }
 
 /// Reads one part written by [`write_part`] from `input` (which has taken `input.taken` of a
-/// file of `size` bytes) and decodes it, the decoder claiming at most `budget` bytes: a part
+/// file of `size` bytes) and decodes it, the decoder claiming at most [`part_budget`]: a part
 /// the file ends inside is [`PartError::Cut`]; one whose length does not match its complement
 /// (or is over [`MAX_PART`]), whose bytes do not match their checksum, or that holds more or
 /// less than one value, is damage, named with `what` and where it starts.
@@ -869,7 +860,6 @@ fn read_part<T: serde::de::DeserializeOwned, R: BufRead>(
     input: &mut Counted<R>,
     part: &mut Vec<u8>,
     size: u64,
-    budget: usize,
     what: &str,
 ) -> Result<T, PartError> {
     let start = input.taken;
@@ -903,7 +893,7 @@ fn read_part<T: serde::de::DeserializeOwned, R: BufRead>(
         )));
     }
     let mut bytes = &part[..];
-    let value = decode_limited(&mut bytes, budget).map_err(|e| {
+    let value = decode_limited(&mut bytes, part_budget(part.len())).map_err(|e| {
         use bincode::error::DecodeError;
         // Its bytes are the ones written (the checksum says so): a value they end inside was
         // never whole, not cut from the file.
@@ -1048,8 +1038,18 @@ fn decode_error(e: bincode::error::DecodeError) -> String {
     }
 }
 
+/// What decoding a part of `len` bytes may claim (at least 64 KiB): bincode's serde decoder
+/// claims only the lengths of strings and byte buffers, whose bytes the part itself holds, so
+/// a length larger than the part is refused before anything is allocated for it. (Bounded by
+/// the whole file's size instead, a few bytes in a large file could claim gigabytes, and past
+/// 64 GiB nothing at all.)
+fn part_budget(len: usize) -> usize {
+    len.max(1 << 16)
+}
+
 /// Decodes one part from `input`, letting the decoder claim at most `need` bytes for lengths
-/// read from the file (rounded up to a power of four, at least 64 KiB).
+/// read from the file (rounded up to a power of four, at least 64 KiB; at most 2^40, more
+/// than a part can hold: [`MAX_PART`]).
 fn decode_limited<T: serde::de::DeserializeOwned, R: Read>(
     input: &mut R,
     need: usize,
@@ -1067,8 +1067,8 @@ fn decode_limited<T: serde::de::DeserializeOwned, R: Read>(
             })*
         };
     }
-    smallest_tier!(16 18 20 22 24 26 28 30 32 34 36 38 40);
-    with::<{ usize::MAX }, T, R>(input)
+    smallest_tier!(16 18 20 22 24 26 28 30 32 34 36 38);
+    with::<{ 1usize << 40 }, T, R>(input)
 }
 
 /// What a replay found.

@@ -136,12 +136,15 @@ fn hostile_trace_bytes_get_errors() {
     use profilestore_harness::trace::{TRACE_FORMAT, TRACE_MAGIC};
     // format, then a header (the format again, seed 0, epoch 0, fps 0.0, latency, 1 server
     // whose name claims a huge length) whose checksum is right.
-    for len in [u64::MAX, 1 << 40] {
+    // Also in a file of 4 MiB: what a part may claim is bounded by the part, not the file (by
+    // the file, 32 MiB was claimed and allocated, and a file over 64 GiB had no bound at all).
+    for (len, padding) in [(u64::MAX, 0), (1 << 40, 0), (1 << 25, 4 << 20)] {
         let mut bytes = TRACE_MAGIC.to_vec();
         bytes.push(TRACE_FORMAT as u8);
         let mut header = vec![TRACE_FORMAT as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xFD];
         header.extend(len.to_le_bytes());
         bytes.extend(part(&header));
+        bytes.resize(bytes.len() + padding, 0);
         let err = Trace::from_bytes(&bytes, "h.bin").unwrap_err();
         assert!(matches!(err, TraceError::Decode { .. }), "{err}");
         assert_eq!(
