@@ -20,7 +20,7 @@
 //!           "createdTime": 1735689600000, // CreatedTime, Unix ms
 //!           "updatedTime": 1735689601000, // UpdatedTime, Unix ms
 //!           "version": "…",               // Version of the last write
-//!           "serial": 2,                  // writes made to the key so far (below 9999999999)
+//!           "serial": 2,                  // writes made to the key so far (≤ 8999999999)
 //!           "versions": [                 // retained versions, oldest first
 //!             {"slot": 1, "version": "…", "openedTime": 1735689600000,
 //!              "createdTime": 1735689601000, "keyCreatedTime": 1735689600000,
@@ -76,7 +76,7 @@ use profilestore_core::value::{MAX_DEPTH, Str, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use crate::datastore::{Limits, MAX_SERIAL, serialized_len, version_id};
+use crate::datastore::{Limits, MAX_IMPORTED_SERIAL, serialized_len, version_id};
 use crate::storage::{
     Head, KeyPath, Replacement, Storage, StorageError, StoredVersion, write_consistently,
 };
@@ -383,14 +383,17 @@ fn storable_value(at: &str, value: &Value) -> Result<(), ExportError> {
 }
 
 /// The serial of a write imported over a stored key whose serial is `stored`: the next one,
-/// or a refusal when it would leave no room below [`MAX_SERIAL`] (the most version ids keep in
-/// order) for a later write.
+/// or a refusal when it would be over [`MAX_IMPORTED_SERIAL`] (leaving less than a billion
+/// writes before version ids go out of order).
 fn serial_after(at: &str, stored: u64) -> Result<u64, ExportError> {
     match stored.checked_add(1) {
-        Some(next) if next < MAX_SERIAL => Ok(next),
+        Some(next) if next <= MAX_IMPORTED_SERIAL => Ok(next),
         _ => Err(invalid(
             at,
-            format!("the store's serial {stored} leaves no room for a later write"),
+            format!(
+                "the store's serial {stored} leaves a write imported over it no serial at or \
+                 below {MAX_IMPORTED_SERIAL} (later writes need room to keep version ids in order)"
+            ),
         )),
     }
 }
@@ -645,13 +648,13 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
             Ok(())
         }
     };
-    // Version ids carry the serial in ten digits: one more and they would sort out of order.
-    if k.serial >= MAX_SERIAL {
+    // Version ids carry the serial in ten digits: past them they would sort out of order.
+    if k.serial > MAX_IMPORTED_SERIAL {
         return Err(invalid(
             at,
             format!(
-                "serial {} leaves no room below {MAX_SERIAL}, the most writes version ids \
-                 keep in order",
+                "serial {} is over {MAX_IMPORTED_SERIAL}: version ids keep ten digits of it \
+                 in order, and the key's later writes need room",
                 k.serial
             ),
         ));
@@ -1229,15 +1232,23 @@ mod tests {
                 v0_version
             )
         );
-        // Serials a later write could not add one to and keep its version id in order (ten
-        // digits of serial; the on-disk store's integers end further, at i64::MAX).
-        for serial in [u64::MAX, i64::MAX as u64, 10_000_000_000, MAX_SERIAL] {
+        // Serials that leave later writes less than a billion before their version ids go out
+        // of order (ten digits of serial; the on-disk store's integers end further, at
+        // i64::MAX).
+        let max = crate::datastore::MAX_SERIAL;
+        for serial in [
+            u64::MAX,
+            i64::MAX as u64,
+            max + 1,
+            max,
+            MAX_IMPORTED_SERIAL + 1,
+        ] {
             let mut big = export(ds.storage_mut()).unwrap();
             big.stores[2].keys.get_mut("k1").unwrap().serial = serial;
             assert_eq!(
                 import_document(&mut fresh, &big).unwrap_err().to_string(),
                 format!(
-                    "import document, stores[2].keys[\"k1\"]: serial {serial} leaves no room below 9999999999, the most writes version ids keep in order"
+                    "import document, stores[2].keys[\"k1\"]: serial {serial} is over 8999999999: version ids keep ten digits of it in order, and the key's later writes need room"
                 )
             );
         }
@@ -1247,30 +1258,24 @@ mod tests {
             import_document(&mut fresh, &big).unwrap_err().to_string(),
             "import document, stores[2].keys[\"k1\"].versions[1]: slot 9223372036854775808 leaves no room below 9223372036854775807"
         );
-        // One below the end: the next write takes the last serial, on the on-disk store too,
-        // and its version id still sorts after the imported one.
+        // The largest imported: the writes after it, on the on-disk store too, keep their
+        // version ids in order.
         let mut edge = export(ds.storage_mut()).unwrap();
-        edge.stores[2].keys.get_mut("k1").unwrap().serial = MAX_SERIAL - 1;
+        edge.stores[2].keys.get_mut("k1").unwrap().serial = MAX_IMPORTED_SERIAL;
         let mut sqlite = SqliteStorage::open_in_memory().unwrap();
         import_document(&mut sqlite, &edge).unwrap();
         let mut on_disk = DataStoreService::new(EPOCH).with_storage(Box::new(sqlite));
         let (s, a) = (StoreName::new("PlayerData"), ServerId(1));
-        let written = on_disk
-            .set_async(7200.0, a, &s, "k1", json!(1), SetOptions::default())
-            .unwrap();
-        let imported = &edge.stores[2].keys["k1"].version;
-        assert!(
-            written.key_info.version.contains(".9999999999."),
-            "{}",
-            written.key_info.version
-        );
-        assert!(
-            *written.key_info.version > **imported,
-            "{} after {imported}",
-            written.key_info.version
-        );
-        // Another write of that key imported over it would take the last serial, which no
-        // later write could follow.
+        let mut ids = vec![edge.stores[2].keys["k1"].version.clone()];
+        for (t, v) in [(7200.0, 1), (10800.0, 2)] {
+            let written = on_disk
+                .set_async(t, a, &s, "k1", json!(v), SetOptions::default())
+                .unwrap();
+            ids.push(written.key_info.version.to_string());
+        }
+        assert!(ids[2].contains(".9000000001."), "{ids:?}");
+        assert!(ids.is_sorted(), "{ids:?}");
+        // Another write of that key imported over it would take a serial past the largest.
         let mut memory = MemoryStorage::new();
         import_document(&mut memory, &edge).unwrap();
         let mut over = edge.clone();
@@ -1279,7 +1284,7 @@ mod tests {
         k1.versions.last_mut().unwrap().value = Some(json!(2));
         assert_eq!(
             import_document(&mut memory, &over).unwrap_err().to_string(),
-            "import document, stores[2].keys[\"k1\"]: the store's serial 9999999998 leaves no room for a later write"
+            "import document, stores[2].keys[\"k1\"]: the store's serial 8999999999 leaves a write imported over it no serial at or below 8999999999 (later writes need room to keep version ids in order)"
         );
         assert_eq!(fresh.paths().unwrap(), vec![], "nothing was written");
         let mut wrong = export(ds.storage_mut()).unwrap();

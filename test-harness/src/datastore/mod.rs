@@ -432,8 +432,14 @@ impl SharedRead {
 
 /// The largest write count (serial) a key's version ids keep in order: an id carries it as ten
 /// zero-padded digits, and ids compare as text, so an eleven-digit serial would sort before the
-/// ten-digit ones. No run writes a key ten billion times; an import refuses a larger count.
+/// ten-digit ones. No run writes a key ten billion times, and an import leaves a billion
+/// writes of room ([`MAX_IMPORTED_SERIAL`]).
 pub const MAX_SERIAL: u64 = 9_999_999_999;
+
+/// The largest write count an import gives a key: a billion writes below [`MAX_SERIAL`], so
+/// the writes after it keep their version ids in order (one at [`MAX_SERIAL`] would leave the
+/// next write's id out of order).
+pub const MAX_IMPORTED_SERIAL: u64 = MAX_SERIAL - 1_000_000_000;
 
 /// The opaque, increasing version id of a write: the key's creation time, the write's serial
 /// number (at most [`MAX_SERIAL`] keeps ids in order) and time (hex ms), in the layout of
