@@ -207,6 +207,10 @@ pub struct Engine {
     pub(crate) load_jobs: HashMap<Token, StartJob>,
     pub(crate) saves: HashMap<u64, SaveJob>,
     pub(crate) ending_saves: HashMap<Token, usize>,
+    /// What a repairing write that failed could not keep ([`wire::repair_losses`]), by key:
+    /// a write that failed ambiguously may have stored the repair, so the key's next write,
+    /// finding nothing more to repair, warns with it.
+    unconfirmed_repairs: BTreeMap<Token, String>,
     pub(crate) message_calls: BTreeMap<CallId, MessageCall>,
     pub(crate) get_calls: BTreeMap<CallId, GetCall>,
     pub(crate) queries: BTreeMap<QueryId, VersionQuery>,
@@ -254,6 +258,7 @@ impl Engine {
             load_jobs: HashMap::default(),
             saves: HashMap::default(),
             ending_saves: HashMap::default(),
+            unconfirmed_repairs: BTreeMap::new(),
             message_calls: BTreeMap::new(),
             get_calls: BTreeMap::new(),
             queries: BTreeMap::new(),
@@ -934,7 +939,11 @@ impl Engine {
                 },
                 _ => match value {
                     Some(v) if wire::is_table(&v) => {
-                        if let Some(lost) = &op.lost {
+                        let unconfirmed = match self.unconfirmed_repairs.is_empty() {
+                            true => None,
+                            false => self.unconfirmed_repairs.remove(&op.token),
+                        };
+                        if let Some(lost) = op.lost.as_ref().or(unconfirmed.as_ref()) {
                             self.warn(format!(
                                 "[ProfileStore]: Malformed profile repaired (STORE:{}; KEY:{}): \
                                  the write could not keep {lost}",
@@ -975,6 +984,10 @@ impl Engine {
                 message: "unexpected page".into(),
             }),
             Err(e) => {
+                if let Some(lost) = &op.lost {
+                    self.unconfirmed_repairs
+                        .insert(op.token.clone(), lost.clone());
+                }
                 // RemoveAsync and versioned reads do not count as errors (spec §12), nor a
                 // message the engine refused itself for want of an id (its transform's error,
                 // not the DataStore's: a DataStore error on the same request still counts).

@@ -62,8 +62,9 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// message counter still gives an id (same layout); 21: a `SetConstant` while critical with
 /// the window full refreshes the critical state's start at once (same layout); 22: a write
 /// repairing a malformed stored value warns with what it could not keep, and the
-/// `MAX_MESSAGE_QUEUE` warning no longer calls every dropped message unprocessed (same layout).
-pub const TRACE_FORMAT: u32 = 22;
+/// `MAX_MESSAGE_QUEUE` warning no longer calls every dropped message unprocessed (same layout);
+/// 23: a repair whose write failed is named by the key's next write (same layout).
+pub const TRACE_FORMAT: u32 = 23;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";
