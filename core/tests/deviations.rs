@@ -665,11 +665,30 @@ fn d09_a_start_behind_a_final_save_returns_nil_when_the_server_closes() {
     w.run_for(1.0);
     let at = returned_nil(&w, again, "returned when closing");
     assert!(at - closing <= 1.0 / 60.0 + 1e-9, "returned at {at}");
-    // The final save still runs, and BindToClose waits for it.
+    // The final save still runs, and BindToClose waits for it: the shutdown completes only
+    // after the save landed, not while it waits out its retry.
+    w.run_for(5.0);
+    assert!(!shutdown_done(&w, 0), "the final save is still retrying");
     w.datastore_fail = 0.0;
     w.run_for(30.0);
     assert_eq!(w.stored("S", "k").unwrap()["Data"], json!({"Coins": 42}));
-    assert!(shutdown_done(&w, 0));
+    let landed = w.writes("k").last().map(|(t, _, _)| *t).unwrap();
+    let done = w
+        .journal
+        .iter()
+        .find(|e| {
+            e.server == 0
+                && matches!(
+                    e.record,
+                    Record::Output(Output::Completion(Completion::Shutdown))
+                )
+        })
+        .map(|e| e.t)
+        .expect("the shutdown completed");
+    assert!(
+        done >= landed,
+        "shutdown at {done}, the final save landed at {landed}"
+    );
 }
 
 /// §19 item 9 and spec §5.3: a start without `Cancel` that waits behind a final save meeting

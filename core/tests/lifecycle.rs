@@ -136,18 +136,22 @@ fn lifecycle_matches_original_trace() {
         assert!(close(*t, *wt), "{e:?} at {t}, want {wt}");
         assert_eq!(e, we);
     }
-    // Subscribed to its session topic and unsubscribed at the end.
-    let subs = w
-        .journal
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.record,
-                Record::Output(Output::Messaging(MessagingRequest::Subscribe { .. }))
-            )
-        })
-        .count();
-    assert_eq!(subs, 2);
+    // Subscribed to its session topic and unsubscribed at the end (each session here).
+    let count = |unsubscribe: bool| {
+        w.journal
+            .iter()
+            .filter(|e| match &e.record {
+                Record::Output(Output::Messaging(MessagingRequest::Subscribe { .. })) => {
+                    !unsubscribe
+                }
+                Record::Output(Output::Messaging(MessagingRequest::Unsubscribe { .. })) => {
+                    unsubscribe
+                }
+                _ => false,
+            })
+            .count()
+    };
+    assert_eq!((count(false), count(true)), (2, 2));
     assert!(w.servers[0].engine.queue_is_idle());
 }
 

@@ -99,22 +99,33 @@ fn every_transform(before: &Value) {
         .unwrap();
     let op = sent(&mut e);
     let written = e.transform(op, Some(before), NOW.wall, &mut Host::default());
+    assert!(
+        matches!(written, Transformed::Write { .. }),
+        "a start writes over {before}: {written:?}"
+    );
     keeps_data(before, &written);
 
-    // MessageAsync's.
+    // MessageAsync's: it writes, unless the key's counter leaves no message id above it.
     let (mut e, store) = engine();
     e.message(NOW, store.live(), "k", json!({"Gift": 1}))
         .unwrap();
     let op = sent(&mut e);
     let written = e.transform(op, Some(before), NOW.wall, &mut Host::default());
     keeps_data(before, &written);
-    if let Transformed::Write { value, .. } = &written {
-        let queued = value["GlobalUpdates"][1].as_array().expect("a queue");
-        assert_eq!(
-            queued.last().unwrap()[1],
-            json!({"Gift": 1}),
-            "over {before}"
-        );
+    match &written {
+        Transformed::Write { value, .. } => {
+            let queued = value["GlobalUpdates"][1].as_array().expect("a queue");
+            assert_eq!(
+                queued.last().unwrap()[1],
+                json!({"Gift": 1}),
+                "over {before}"
+            );
+        }
+        Transformed::Error(e) => assert!(
+            e.starts_with("no message id is left above the key's message counter"),
+            "over {before}: {e}"
+        ),
+        Transformed::Cancel => panic!("a message cancelled over {before}"),
     }
 
     // GetAsync reads it (the answer as the DataStore gives it).

@@ -127,8 +127,8 @@ fn messages_fixture_timeline() {
 
 /// Spec §10.2–10.3: with two handlers, each new message is one `AllHandlers` delivery (the
 /// host walks the handlers and stops at the first that processes it: the fall-through is the
-/// host's); a message left unprocessed stays stored and is replayed to the next session's
-/// handler.
+/// host's); a handler registered later is given the unprocessed ones only; a message left
+/// unprocessed stays stored and is replayed to the next session's handler.
 #[test]
 fn one_delivery_per_message_for_all_handlers_and_unprocessed_messages_persist() {
     let mut w = World::new(2, 22);
@@ -159,6 +159,11 @@ fn one_delivery_per_message_for_all_handlers_and_unprocessed_messages_persist() 
         [(1, Delivery::AllHandlers), (2, Delivery::AllHandlers)]
     );
     w.with(0, |e, _| e.message_processed(p, 2)).unwrap();
+    // A handler registered now is given what is not processed (spec §10.3): message 1, not
+    // message 2, which a handler processed though no save has removed it yet.
+    w.with(0, |e, _| e.add_message_handler(p)).unwrap();
+    let replayed: Vec<_> = deliveries(&w, 0)[2..].iter().map(|x| (x.2, x.4)).collect();
+    assert_eq!(replayed, [(1, Delivery::Handler(2))]);
     w.with(0, |e, now| e.end_session(now, p));
     w.run_for(1.0);
     assert_eq!(
@@ -325,27 +330,36 @@ fn messaging_reactions_are_rate_limited_to_one_per_six_seconds() {
         .iter()
         .filter(|(_, e)| matches!(e, Event::OnSave { .. }))
         .count();
-    // Two messages from server 1 two seconds apart: the second nudge is ignored (but not lost:
-    // it is in GlobalUpdates and the next save delivers it).
-    w.with(1, |e, now| {
-        e.message(now, store.live(), "k", json!({"n": 1}))
-    })
-    .unwrap();
-    w.run_for(2.0);
-    w.with(1, |e, now| {
-        e.message(now, store.live(), "k", json!({"n": 2}))
-    })
-    .unwrap();
-    w.run_for(2.0);
-    let saves = w
-        .events(0)
-        .iter()
-        .filter(|(_, e)| matches!(e, Event::OnSave { .. }))
-        .count()
-        - saves_before;
-    assert_eq!(saves, 1);
-    assert!(w.servers[0].engine.is_active(p));
+    let saves = |w: &World| {
+        w.events(0)
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::OnSave { .. }))
+            .count()
+            - saves_before
+    };
+    let send = |w: &mut World, n: i64| {
+        w.with(1, |e, now| {
+            e.message(now, store.live(), "k", json!({"n": n}))
+        })
+        .unwrap();
+    };
+    // Messages from server 1 five seconds apart: the second nudge, 5 s after the first one
+    // the session reacted to, is ignored (spec §10.4: more than 6 s must have passed)...
+    send(&mut w, 1);
+    w.run_for(5.0);
+    send(&mut w, 2);
+    w.run_for(1.0);
+    assert_eq!(saves(&w), 1);
     assert_eq!(deliveries(&w, 0).len(), 1);
+    // ... but not lost: it is in GlobalUpdates, and the save the next nudge (6.5 s after the
+    // first) brings delivers it.
+    w.run_for(0.5);
+    send(&mut w, 3);
+    w.run_for(2.0);
+    assert_eq!(saves(&w), 2);
+    assert!(w.servers[0].engine.is_active(p));
+    let ids: Vec<i64> = deliveries(&w, 0).iter().map(|d| d.2).collect();
+    assert_eq!(ids, [1, 2, 3]);
 }
 
 /// `processed()` only for a message the handlers were given: a wrong id, or a message waiting

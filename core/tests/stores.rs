@@ -245,16 +245,20 @@ fn calls_wait_while_not_ready_then_follow_the_probe() {
 
 /// An engine waiting for the DataStore state (Studio's probe out), with a store and a start
 /// with `Cancel` on key `a` of its live store: (engine, store, the time, the start).
+/// `StartSessionAsync`'s params with a `Cancel`.
+fn cancellable() -> StartParams {
+    StartParams {
+        cancellable: true,
+        ..StartParams::default()
+    }
+}
+
 fn a_cancellable_start_waiting_for_the_state() -> (Engine, StoreId, Now, CallId) {
     let mut e = engine(DataStoreState::NotReady);
     let store = e.new_store("S", json!({})).unwrap();
     let now = Now { mono: 0.0, wall: 0 };
-    let cancellable = StartParams {
-        cancellable: true,
-        ..StartParams::default()
-    };
     let live = e
-        .start_session(now, store.live(), "a", cancellable)
+        .start_session(now, store.live(), "a", cancellable())
         .unwrap();
     (e, store, now, live)
 }
@@ -266,12 +270,8 @@ fn a_cancellable_start_waiting_for_the_state() -> (Engine, StoreId, Now, CallId)
 #[test]
 fn a_start_waiting_for_the_state_is_cancelled_only_if_it_could_be() {
     let (mut e, store, now, live) = a_cancellable_start_waiting_for_the_state();
-    let cancellable = StartParams {
-        cancellable: true,
-        ..StartParams::default()
-    };
     let mock = e
-        .start_session(now, store.mock(), "b", cancellable)
+        .start_session(now, store.mock(), "b", cancellable())
         .unwrap();
     let plain = e
         .start_session(now, store.live(), "c", StartParams::default())
@@ -316,12 +316,16 @@ fn a_start_waiting_for_the_state_is_cancelled_only_if_it_could_be() {
 #[test]
 fn a_start_waiting_for_the_state_is_asked_its_cancel_when_the_state_is_known() {
     let (mut e, store, now, live) = a_cancellable_start_waiting_for_the_state();
+    let mock = e
+        .start_session(now, store.mock(), "b", cancellable())
+        .unwrap();
     let plain = e
         .start_session(now, store.live(), "c", StartParams::default())
         .unwrap();
     let mut host = Host::default();
-    host.cancelled.insert(live);
-    host.cancelled.insert(plain);
+    for call in [live, mock, plain] {
+        host.cancelled.insert(call);
+    }
     assert_eq!(drain(&mut e), []);
     e.handle_datastore_state(now, DataStoreState::Access, &mut host);
     let out = drain(&mut e);
@@ -347,6 +351,17 @@ fn a_start_waiting_for_the_state_is_asked_its_cancel_when_the_state_is_known() {
         })
         .collect();
     assert_eq!(keys, ["c"], "only the start without Cancel goes out");
+    // The mock start, not asked, starts on the mock store a frame later.
+    let frame = Now {
+        mono: e.poll_timeout().expect("the mock write's frame"),
+        wall: 0,
+    };
+    e.handle_timeout(frame, &mut host);
+    let out = drain(&mut e);
+    let mock_started = out.iter().any(|o| {
+        matches!(o, Output::Completion(Completion::SessionStart { call, profile: Some(_) }) if *call == mock)
+    });
+    assert!(mock_started, "{out:?}");
 }
 
 /// A server that begins closing while calls wait for `DataStoreState` (Studio's probe still
