@@ -64,7 +64,8 @@ pub struct FleetConfig {
     pub uncancellable: f64,
     /// Servers held in reserve: each replaces one that crashed or shut down, booting
     /// [`SPARE_BOOT_DELAY`] later (Roblox starts new servers as players need them), so a run
-    /// with many deaths keeps hopping. Counted on top of `servers`.
+    /// with many deaths keeps hopping. Counted on top of `servers`. A death in the last
+    /// [`SPARE_BOOT_DELAY`] of play takes a spare that never boots (the play ends first).
     pub spare_servers: usize,
 }
 
