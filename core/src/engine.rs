@@ -416,7 +416,9 @@ impl Engine {
     }
 
     /// The monotonic time at which [`handle_timeout`](Self::handle_timeout) must next be called,
-    /// or `None` when nothing is scheduled.
+    /// or `None` when nothing is scheduled. It can be a time already past (a profile joining
+    /// the auto-save ring late, a constant changed while critical): call it at once then, with
+    /// the current time. Read it again after every input: any input can move it.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<f64> {
         let ring = self.ring.next_deadline(self.constants.auto_save_period);
