@@ -105,8 +105,7 @@ fn a_database_a_run_is_writing_is_not_replaced_under_it() {
     let (dir, tmp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let db = dir.path().join("profilestore-sim.db");
     let lock = dir.path().join("profilestore-sim.db.lock");
-    // Under way once its database has its tables: a run killed before that could leave a file
-    // that is not yet a profilestore database, which the last run here would not replace.
+    // Under way once its database has its tables (the lock is taken before they are made).
     let ready = || db.exists() && SqliteStorage::open_existing(&db).is_ok();
     let running = KillOnDrop(started(&LONG, dir.path(), tmp.path(), &ready));
     let said = "profilestore-sim: another profilestore-sim command is using \
@@ -154,6 +153,31 @@ fn a_held_database_without_tables_yet_is_said_to_be_in_use() {
                     read schema version: file is not a database\n";
     assert_eq!((code, stderr.as_str()), (2, not_ours));
     assert_eq!(std::fs::read(&db).unwrap(), b"not yet a database");
+}
+
+/// An SQLite database holding nothing (as a run killed between switching its new database to
+/// WAL, which writes the file's first page, and making its tables leaves it) is replaced as an
+/// empty file is: every later run used to refuse it as no profilestore database.
+#[test]
+fn an_empty_sqlite_database_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profilestore-sim.db");
+    let mode: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert!(std::fs::metadata(&db).unwrap().len() > 0);
+    assert!(SqliteStorage::holds_nothing(&db).unwrap());
+    let short = ["simulate", "--players", "2", "--duration", "1m"];
+    let (code, _, stderr) = sim(&short, dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!SqliteStorage::holds_nothing(&db).unwrap());
+    assert!(SqliteStorage::open_existing(&db).is_ok());
+    // A missing file is no such database, and asking makes none.
+    let none = dir.path().join("none.db");
+    assert!(!SqliteStorage::holds_nothing(&none).unwrap());
+    assert!(!none.exists());
 }
 
 /// A folder given as the database is named as one by every command, and nothing is made

@@ -713,7 +713,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
                         db.display()
                     ));
                 }
-                let empty = std::fs::metadata(&db).is_ok_and(|m| m.is_file() && m.len() == 0);
+                // An empty file, or an empty database (one a run was killed in before it made
+                // its tables): nothing in it is lost.
+                let empty = std::fs::metadata(&db).is_ok_and(|m| m.is_file() && m.len() == 0)
+                    || SqliteStorage::holds_nothing(&db).unwrap_or(false);
                 if db.exists()
                     && !empty
                     && let Err(e) = SqliteStorage::open_existing(&db)

@@ -168,47 +168,77 @@ impl SqliteStorage {
         SqliteStorage::open_with(path.as_ref(), Create::Never)
     }
 
-    fn open_with(path: &Path, create: Create) -> Result<SqliteStorage, StorageError> {
-        // A path is a file name, never a URI or a special name: `file:a.db?mode=memory` and
-        // `:memory:` are files of those names (the bundled SQLite reads every name that begins
-        // `file:` as a URI, `:memory:` as a database in memory, and the empty name as a
-        // temporary one: each would lose what is written to it). `./` in front keeps a name.
-        let bytes = path.as_os_str().as_encoded_bytes();
-        if bytes.is_empty() {
-            return Err(StorageError::Database {
-                operation: "open".into(),
-                message: "an empty path names no database file".into(),
-            });
+    /// Whether the file at `path` is an SQLite database holding nothing: no schema object and
+    /// schema version 0, as an empty file, or a database a run was killed in before it made its
+    /// tables (SQLite writes the file's first page as it switches to WAL), reads. Read without
+    /// changing it (no file is made: `false` without one); a file that is no SQLite database
+    /// is an error.
+    pub fn holds_nothing(path: impl AsRef<Path>) -> Result<bool, StorageError> {
+        if !path.as_ref().is_file() {
+            return Ok(false);
         }
-        if path.is_dir() {
-            return Err(StorageError::Database {
-                operation: format!("open {}", path.display()),
-                message: format!("{} is a folder, not a database file", path.display()),
-            });
-        }
-        let name = if bytes.starts_with(b"file:") || bytes.starts_with(b":") {
-            Path::new(".").join(path)
-        } else {
-            path.to_path_buf()
-        };
-        let conn = Connection::open(&name).map_err(|e| {
-            // SQLite says only "unable to open database file": name the usual cause.
-            let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
-            let message = match folder {
-                Some(f) if f.exists() && !f.is_dir() => {
-                    format!("{} is a file, not a folder", f.display())
-                }
-                Some(f) if !f.exists() => format!("the folder {} does not exist", f.display()),
-                _ => e.to_string(),
-            };
-            StorageError::Database {
-                operation: format!("open {}", path.display()),
-                message,
-            }
-        })?;
-        SqliteStorage::init(conn, create)
+        Ok(schema_state(&connect(path.as_ref())?)? == (0, 0))
     }
 
+    fn open_with(path: &Path, create: Create) -> Result<SqliteStorage, StorageError> {
+        SqliteStorage::init(connect(path)?, create)
+    }
+}
+
+/// The database's schema version and how many schema objects (tables, indexes...) it has.
+fn schema_state(conn: &Connection) -> Result<(i64, i64), StorageError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_error("read schema version"))?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(db_error("read schema"))?;
+    Ok((version, tables))
+}
+
+/// A connection to the database file at `path`, opened as [`SqliteStorage::open`] opens it.
+fn connect(path: &Path) -> Result<Connection, StorageError> {
+    // A path is a file name, never a URI or a special name: `file:a.db?mode=memory` and
+    // `:memory:` are files of those names (the bundled SQLite reads every name that begins
+    // `file:` as a URI, `:memory:` as a database in memory, and the empty name as a
+    // temporary one: each would lose what is written to it). `./` in front keeps a name.
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.is_empty() {
+        return Err(StorageError::Database {
+            operation: "open".into(),
+            message: "an empty path names no database file".into(),
+        });
+    }
+    if path.is_dir() {
+        return Err(StorageError::Database {
+            operation: format!("open {}", path.display()),
+            message: format!("{} is a folder, not a database file", path.display()),
+        });
+    }
+    let name = if bytes.starts_with(b"file:") || bytes.starts_with(b":") {
+        Path::new(".").join(path)
+    } else {
+        path.to_path_buf()
+    };
+    let conn = Connection::open(&name).map_err(|e| {
+        // SQLite says only "unable to open database file": name the usual cause.
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let message = match folder {
+            Some(f) if f.exists() && !f.is_dir() => {
+                format!("{} is a file, not a folder", f.display())
+            }
+            Some(f) if !f.exists() => format!("the folder {} does not exist", f.display()),
+            _ => e.to_string(),
+        };
+        StorageError::Database {
+            operation: format!("open {}", path.display()),
+            message,
+        }
+    })?;
+    Ok(conn)
+}
+
+impl SqliteStorage {
     /// Opens the database of a connection the caller made (with a hook of its own installed,
     /// say), as [`SqliteStorage::open`] opens a file: the schema created in an empty database,
     /// anything else refused before it is changed.
@@ -236,12 +266,7 @@ impl SqliteStorage {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db_error("set busy timeout"))?;
         // Read what the file is before changing anything in it (even its journal mode).
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(db_error("read schema version"))?;
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-            .map_err(db_error("read schema"))?;
+        let (version, tables) = schema_state(&conn)?;
         let refuse = |message: String| {
             Err(StorageError::Database {
                 operation: "open".into(),
