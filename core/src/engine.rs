@@ -211,6 +211,9 @@ pub struct Engine {
     /// a write that failed ambiguously may have stored the repair, so the key's next write,
     /// finding nothing more to repair, warns with it.
     unconfirmed_repairs: BTreeMap<Token, String>,
+    /// Keys whose last final save landed while a DataStore answer was handled: a start waiting
+    /// behind it resumes at the end of that answer, asking its `Cancel` first.
+    pub(crate) landed_final_saves: Vec<Token>,
     pub(crate) message_calls: BTreeMap<CallId, MessageCall>,
     pub(crate) get_calls: BTreeMap<CallId, GetCall>,
     pub(crate) queries: BTreeMap<QueryId, VersionQuery>,
@@ -259,6 +262,7 @@ impl Engine {
             saves: HashMap::default(),
             ending_saves: HashMap::default(),
             unconfirmed_repairs: BTreeMap::new(),
+            landed_final_saves: Vec::new(),
             message_calls: BTreeMap::new(),
             get_calls: BTreeMap::new(),
             queries: BTreeMap::new(),
@@ -636,6 +640,9 @@ impl Engine {
         self.finish_op(now, op_state, result);
         if let Some(next) = start_after {
             self.start_op(now, next);
+        }
+        for token in std::mem::take(&mut self.landed_final_saves) {
+            self.resume_behind_final_save(now, &token, live);
         }
     }
 

@@ -392,7 +392,7 @@ impl Engine {
                 let token = self.profiles[&profile].token.clone();
                 self.tell_lock_taken(&token, guid, *load_count);
             }
-            self.finish_save(now, id);
+            self.finish_save(id);
             self.complete(Completion::SetAsync { call, ok });
             return;
         }
@@ -409,7 +409,7 @@ impl Engine {
                 );
                 self.warn(text);
                 self.end_registration(profile);
-                self.finish_save(now, id);
+                self.finish_save(id);
             }
             _ => match job.mode {
                 SaveMode::Ending(reason) => {
@@ -432,7 +432,7 @@ impl Engine {
                     job.backoff = (job.backoff * 2.0).min(cap);
                     self.timers.set(now.mono + wait, Timer::SaveRetry(id));
                 }
-                _ => self.finish_save(now, id),
+                _ => self.finish_save(id),
             },
         }
     }
@@ -450,7 +450,7 @@ impl Engine {
             );
             self.warn(text);
             self.end_registration(profile);
-            self.finish_save(now, id);
+            self.finish_save(id);
             return;
         };
         let load_index = self.profiles[&profile].load_index;
@@ -465,7 +465,7 @@ impl Engine {
             if is_active {
                 self.begin_save(now, profile, SaveMode::Ending(EndReason::External));
             }
-            self.finish_save(now, id);
+            self.finish_save(id);
             return;
         }
         let entries = pv.global_update_entries().to_vec();
@@ -511,10 +511,10 @@ impl Engine {
             profile,
             last_saved_data,
         });
-        self.finish_save(now, id);
+        self.finish_save(id);
     }
 
-    fn finish_save(&mut self, now: Now, id: u64) {
+    fn finish_save(&mut self, id: u64) {
         let Some(job) = self.saves.remove(&id) else {
             return;
         };
@@ -531,7 +531,8 @@ impl Engine {
             });
             if remaining == Some(0) {
                 self.ending_saves.remove(&token);
-                self.resume_behind_final_save(now, &token);
+                // Resumed once the answer is handled, where the host's `Cancel` can be asked.
+                self.landed_final_saves.push(token);
             }
         }
         self.check_shutdown_done();

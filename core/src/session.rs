@@ -547,14 +547,22 @@ impl Engine {
         }
     }
 
-    /// A final save of `token` landed: a start waiting behind it attempts now, and a start that
-    /// was releasing the lock it took returns nil.
-    pub(crate) fn resume_behind_final_save(&mut self, now: Now, token: &Token) {
+    /// A final save of `token` landed: a start waiting behind it attempts now, its `Cancel`
+    /// asked first as at any attempt after a wait (spec §5.2 step 7: a player who left while
+    /// it waited gets nil, and nothing is written), and a start that was releasing the lock it
+    /// took returns nil.
+    pub(crate) fn resume_behind_final_save(
+        &mut self,
+        now: Now,
+        token: &Token,
+        live: &mut dyn LiveState,
+    ) {
         match self.load_jobs.get(token).map(|j| j.phase) {
             Some(StartPhase::BehindFinalSave) => {
                 // The timeout set while it waited is not needed any more.
                 self.timers
                     .cancel(|t| matches!(t, Timer::StartBackoff(x) if x == token));
+                self.ask_cancel(token, live);
                 self.attempt(now, token);
             }
             Some(StartPhase::Releasing) => self.finish_start(now, token, None),

@@ -691,6 +691,35 @@ fn d09_a_start_behind_a_final_save_returns_nil_when_the_server_closes() {
     );
 }
 
+/// §19 item 9 and spec §5.2 step 7: a cancellable start waiting behind a retrying final save
+/// asks its `Cancel` when the save lands, before it attempts: a player who left after its last
+/// backoff gets nil then, and nothing more is written (the attempt used to go out, the `Cancel`
+/// heard only inside the transform, whose declined start still wrote the key again).
+#[test]
+fn d09_a_start_resuming_behind_a_final_save_asks_its_cancel_first() {
+    let (mut w, store) = final_save_in_an_outage(709);
+    // The final save retries at 4.6 s and 8.9 s; the start, called at 3 s, wakes at its
+    // backoffs (4 s, 6 s, 10 s) to ask its `Cancel`.
+    let again = w.start_cancellable(0, store.live(), "k");
+    w.run_for(4.0);
+    w.servers[0].host.cancelled.insert(again);
+    w.datastore_fail = 0.0;
+    w.run_for(10.0);
+    let landed: Vec<f64> = w.writes("k").iter().map(|(t, _, _)| *t).collect();
+    let at = returned_nil(&w, again, "returned when the final save landed");
+    assert_eq!(
+        landed.len(),
+        2,
+        "the first session's start and final save: {landed:?}"
+    );
+    assert!((landed[1] - 9.2).abs() < 1e-9, "{landed:?}");
+    assert!(
+        (at - landed[1]).abs() < 1e-9,
+        "returned at {at}, the save landed at {landed:?}"
+    );
+    assert_eq!(w.stored("S", "k").unwrap()["Data"], json!({"Coins": 42}));
+}
+
 /// §19 item 9 and spec §5.3: a start without `Cancel` that waits behind a final save meeting
 /// errors still returns nil after `START_SESSION_TIMEOUT`, as its own failing attempts would
 /// have; the final save keeps retrying and lands once the DataStore is back. The timeout is

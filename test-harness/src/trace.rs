@@ -63,8 +63,9 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// the window full refreshes the critical state's start at once (same layout); 22: a write
 /// repairing a malformed stored value warns with what it could not keep, and the
 /// `MAX_MESSAGE_QUEUE` warning no longer calls every dropped message unprocessed (same layout);
-/// 23: a repair whose write failed is named by the key's next write (same layout).
-pub const TRACE_FORMAT: u32 = 23;
+/// 23: a repair whose write failed is named by the key's next write (same layout); 24: a start
+/// waiting behind a final save asks its `Cancel` when the save lands (same layout).
+pub const TRACE_FORMAT: u32 = 24;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

@@ -288,6 +288,13 @@ fn hostile_trace_bytes_get_errors() {
     );
     let err = Trace::from_bytes(&std::fs::read(format_22).unwrap(), "h.bin").unwrap_err();
     assert_eq!(err.to_string(), refusal(22));
+    // And of format 23.
+    let format_23 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/format23-header.trace"
+    );
+    let err = Trace::from_bytes(&std::fs::read(format_23).unwrap(), "h.bin").unwrap_err();
+    assert_eq!(err.to_string(), refusal(23));
     // This format's header after another number: the number is a damaged byte.
     let mut renumbered = t.to_bytes().unwrap();
     for found in [TRACE_FORMAT + 1, TRACE_FORMAT - 1] {
