@@ -437,14 +437,15 @@ impl Engine {
         // update or a read gets a value.
         let page = matches!(result, Ok(DataStoreResponse::Page { .. }));
         let listing = self.is_page_op(op);
+        // A request answered already (a listing's page too) or never sent, whatever the answer.
+        if !listing && !self.has_op(op) {
+            return Err(ApiError::NotAwaitingAnswer(op.0));
+        }
         if page && !listing {
             return Err(ApiError::WrongAnswer(op.0));
         }
         if listing && result.is_ok() && !page {
             return Err(ApiError::PageExpected(op.0));
-        }
-        if !listing && !self.has_op(op) {
-            return Err(ApiError::NotAwaitingAnswer(op.0));
         }
         // Every DataStore call that returns a value returns its key info with it.
         if let Ok(DataStoreResponse::Value {

@@ -262,8 +262,15 @@ fn a_value_answering_a_version_listing_is_refused() {
         }),
         live: LiveAnswers::default(),
     };
-    e.handle_input(page, &mut host);
+    e.handle_input(page.clone(), &mut host);
     let out = drain(&mut e);
+    // The same page again: the listing was answered already (it used to be refused as no
+    // listing at all).
+    assert_eq!(
+        e.handle_input(page, &mut host),
+        InputResult::Done(Err(ApiError::NotAwaitingAnswer(op.0).to_string()))
+    );
+    assert!(drain(&mut e).is_empty(), "nothing changed");
     let read = requests(&out);
     assert!(
         matches!(&read[..], [r] if matches!(&r.kind, DataStoreRequestKind::GetVersion { version } if version == "v1")),
