@@ -185,9 +185,11 @@ pub(crate) enum Outcome {
 /// Drain `poll_output` after every call before feeding the next timeout; `handle_input` refuses
 /// a timeout while outputs wait.
 ///
-/// Times must be finite: [`handle_input`](Self::handle_input) refuses an input whose `now.mono`
-/// is not, but the methods called directly take `now` as given (a NaN time would set timers that
-/// fire at the next timeout).
+/// Times must be finite and never go back: [`handle_input`](Self::handle_input) refuses an input
+/// whose `now.mono` is not finite or is before an earlier input's, but the methods called
+/// directly take `now` as given. A host calling them must make the same checks: a NaN time sets
+/// timers that never order with the others (one fires only after every other timer), and a NaN
+/// auto-save time stops the auto-save ring for good.
 pub struct Engine {
     /// The latest monotonic time an input brought through [`Engine::handle_input`].
     pub(crate) last_mono: f64,

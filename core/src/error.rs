@@ -115,7 +115,8 @@ pub enum ApiError {
     #[error("[ProfileStore]: unknown version query id {0}")]
     UnknownQuery(u64),
     /// A host error: a transform or an answer for a DataStore request the engine has not sent
-    /// (its op is still waiting in its key's queue). Refused: nothing changes.
+    /// (its op is still waiting in its key's queue). Nothing changes: an answer is refused, and
+    /// a transform returns this text as its error (the DataStore call running it fails).
     #[error(
         "[ProfileStore]: host error: DataStore request {0} has not been sent yet; its transform or answer is refused"
     )]
@@ -155,7 +156,8 @@ pub enum ApiError {
     )]
     UnwrittenUpdate(u64),
     /// A host error: a transform or an answer for a mock store's operation, which the engine
-    /// runs itself and never sends. Refused: nothing changes.
+    /// runs itself and never sends. Nothing changes: an answer is refused, and a transform
+    /// returns this text as its error (the DataStore call running it fails).
     #[error(
         "[ProfileStore]: host error: operation {0} is a mock store's, which the engine runs itself; its transform or answer is refused"
     )]

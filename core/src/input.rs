@@ -258,8 +258,9 @@ pub enum InputResult {
 }
 
 impl InputResult {
-    /// Whether the input was refused (an error returned; a transform's error is the game's, not
-    /// a refusal).
+    /// Whether the input was refused (an error returned). A transform's error is its result,
+    /// not a refusal, even the host error of a transform for a request the engine has not sent
+    /// ([`ApiError::OpNotSent`], [`ApiError::MockOp`]): it fails the DataStore call running it.
     pub fn is_refusal(&self) -> bool {
         match self {
             InputResult::Store(r) => r.is_err(),
