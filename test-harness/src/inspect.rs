@@ -34,11 +34,19 @@ pub fn inspect(
         .collect();
     let value = head.value.as_deref().cloned().unwrap_or(Value::Null);
     let meta = &value["MetaData"];
+    // The lock as the engine reads it (spec §19 item 18, docs/DEVIATIONS.md row 18): a value
+    // a start would write over as junk holds none, nor does an `ActiveSession` that is no lock
+    // tag, and a `ForceLoadSession` that is none is no claim.
+    let profile = match wire::classify_ref(Some(&value)) {
+        wire::ClassifiedRef::Valid(obj) => Some(wire::ProfileValue::of_object(obj)),
+        wire::ClassifiedRef::Missing { .. } => None,
+    };
+    let tag = profile.as_ref().and_then(|p| p.active_session());
     // The lock was first written into the oldest retained version slot that holds the same
     // lock and generation (generations only grow, so an older slot holding another is from
     // before it). A slot keeps the last write of its UTC hour: the lock came at or after the
     // slot's first write, so this is when it was taken or up to an hour before.
-    let held_since_ms = meta.get("ActiveSession").and_then(|tag| {
+    let held_since_ms = tag.and_then(|tag| {
         stored_versions
             .iter()
             .filter(|v| {
@@ -50,19 +58,19 @@ pub fn inspect(
             .map(|v| v.opened_ms)
             .min()
     });
-    let lock = match meta.get("ActiveSession").and_then(Value::as_array) {
-        Some(tag) => json!({
+    let lock = match (&profile, tag) {
+        (Some(p), Some(tag)) => json!({
             "held_since_ms": held_since_ms,
-            "place_id": tag.first(),
+            "place_id": tag.get(0),
             "job_id": tag.get(1),
             "session_guid": tag.get(2),
-            "topic": tag.get(2).and_then(Value::as_str).map(profilestore_core::guid::session_topic),
+            "topic": p.session_guid().map(profilestore_core::guid::session_topic),
             "last_update": meta.get("LastUpdate"),
             "seconds_since_last_update": seconds_since(now, meta.get("LastUpdate")),
             "session_load_count": meta.get("SessionLoadCount"),
-            "force_load_requested_by": meta.get("ForceLoadSession"),
+            "force_load_requested_by": p.force_load_session(),
         }),
-        None => Value::Null,
+        _ => Value::Null,
     };
     // Each stored entry: its id as stored, its payload as the engine reads it (spec §1.6: the
     // last of two or more elements), and whether a session would deliver it (a whole-number
@@ -246,6 +254,41 @@ mod tests {
             inspect(ds.storage_mut(), "S", "global", "nope", None).unwrap()["exists"],
             json!(false)
         );
+    }
+
+    /// A lock is shown as the engine reads it: none in a value a start would write over as
+    /// junk (no table `Data`), none for an `ActiveSession` that is no lock tag (`[PlaceId,
+    /// JobId, ...]`), and no claim for such a `ForceLoadSession`. (Read off the raw value, the
+    /// first two showed a lock no engine honours.)
+    #[test]
+    fn a_lock_is_shown_as_the_engine_reads_it() {
+        let lock = |value: Value| {
+            let mut ds = holding(value);
+            inspect(ds.storage_mut(), "S", "global", "k", None).unwrap()["lock"].clone()
+        };
+        let meta = |tag: Value, claim: Value| {
+            json!({"ActiveSession": tag, "ForceLoadSession": claim,
+                   "SessionLoadCount": 1})
+        };
+        let profile = |meta: Value| json!({"Data": {}, "MetaData": meta, "GlobalUpdates": [0, []]});
+        assert_eq!(
+            lock(profile(meta(json!(["A", "B", "G"]), json!(null)))),
+            Value::Null
+        );
+        assert_eq!(lock(profile(meta(json!([]), json!(null)))), Value::Null);
+        let junk = json!({"MetaData": meta(json!([1, "j", "G"]), json!(null))});
+        assert_eq!(lock(junk), Value::Null);
+        let held = lock(profile(meta(json!([1, "j", "G"]), json!(["x"]))));
+        assert_eq!(
+            (
+                &held["job_id"],
+                &held["topic"],
+                &held["force_load_requested_by"]
+            ),
+            (&json!("j"), &json!("PS_G"), &Value::Null)
+        );
+        let claimed = lock(profile(meta(json!([1, "j", "G"]), json!([2, "k"]))));
+        assert_eq!(claimed["force_load_requested_by"], json!([2, "k"]));
     }
 
     /// Entries another tool wrote are shown as stored and read as the engine reads them: `[3]`
