@@ -13,7 +13,10 @@
 //!
 //! What drives a server — a Rust workload today, a Luau script or a C engine later — calls
 //! [`World::feed`] with API inputs and reads [`World::log`]; the world itself makes no game
-//! decisions.
+//! decisions. That pair is the seam DESIGN.md §4 asks to keep small, rather than a trait: the
+//! two drivers there are (the fleet, and the scenario runner) need nothing else, and a trait
+//! is cut best from what the Luau host's servers turn out to share with them, when it comes.
+//! The world calls no driver back, so none has to live inside it.
 
 use std::collections::{BTreeMap, BinaryHeap};
 
