@@ -198,9 +198,10 @@ pub struct Engine {
     pub(crate) constants: Constants,
     pub(crate) closing: bool,
     pub(crate) stores: Vec<Store>,
-    // Hashed tables are only looked up, never iterated (nothing hash-ordered reaches an
-    // output): hashing a token is much cheaper than comparing its strings down a B-tree, and a
-    // numeric handle is found in one probe however many profiles a server holds.
+    // Hashed tables are looked up, and iterated only to search or to collect what is then
+    // sorted (nothing hash-ordered reaches an output): hashing a token is much cheaper than
+    // comparing its strings down a B-tree, and a numeric handle is found in one probe however
+    // many profiles a server holds.
     pub(crate) profiles: HashMap<ProfileId, Profile>,
     pub(crate) registry: HashMap<Token, ProfileId>,
     queue: RequestQueue,
