@@ -189,6 +189,33 @@ pub enum ApiError {
         /// The latest time an input brought.
         last: f64,
     },
+    // The original's errors for arguments of the wrong type, for bindings whose callers can
+    // pass any type (the engine's own arguments are typed, so it never returns these itself);
+    // a shown value is as the binding shows it (Luau's `tostring`, say).
+    /// `SetConstant` with a value that is no number.
+    #[error("[ProfileStore]: Invalid value type")]
+    InvalidValueType,
+    /// A profile key that is no string (`StartSessionAsync`, `MessageAsync`, `GetAsync`).
+    #[error("[ProfileStore]: profile_key must be a string")]
+    ProfileKeyNotString,
+    /// `StartSessionAsync`'s params that are no table.
+    #[error("[ProfileStore]: Invalid params")]
+    InvalidParams,
+    /// `MessageHandler` with a handler that is no function.
+    #[error("[ProfileStore]: fn argument is not a function")]
+    HandlerNotFunction,
+    /// A signal's `Connect` with a listener that is no function (its type named).
+    #[error("[ProfileStore]: \"listener\" must be a function; Received {0}")]
+    ListenerNotFunction(String),
+    /// `VersionQuery` with a sort direction that is no `Enum.SortDirection` (the value shown).
+    #[error("[ProfileStore]: Invalid sort_direction ({0})")]
+    InvalidSortDirection(String),
+    /// `VersionQuery` with a `min_date` that is no number (or `DateTime`) (the value shown).
+    #[error("[ProfileStore]: Invalid min_date ({0})")]
+    InvalidMinDate(String),
+    /// `VersionQuery` with a `max_date` that is no number (or `DateTime`) (the value shown).
+    #[error("[ProfileStore]: Invalid max_date ({0})")]
+    InvalidMaxDate(String),
     /// `VersionQuery` bounds where the minimum is after the maximum.
     #[error("[ProfileStore]: Invalid min_date ({min}) after max_date ({max})")]
     MinDateAfterMaxDate {
@@ -210,5 +237,53 @@ pub fn check_profile_key(key: &str) -> Result<(), ApiError> {
         Err(ApiError::ProfileKeyTooLong)
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+
+    /// Every thrown error of spec Appendix A has a variant with the original's text after
+    /// `[ProfileStore]: ` (those of arguments of the wrong type for bindings, which the typed
+    /// engine never returns itself), so a binding raises them unchanged.
+    #[test]
+    fn appendix_a_thrown_texts() {
+        let text = |e: ApiError| e.to_string();
+        for (error, original) in [
+            (
+                ApiError::InvalidStoreName,
+                r#"Invalid or missing "store_name""#,
+            ),
+            (
+                ApiError::EmptyStoreName,
+                "store_name cannot be an empty string",
+            ),
+            (ApiError::StoreNameTooLong, "store_name is too long"),
+            (ApiError::InvalidValueType, "Invalid value type"),
+            (
+                ApiError::ProfileKeyNotString,
+                "profile_key must be a string",
+            ),
+            (ApiError::InvalidProfileKey, "Invalid profile_key"),
+            (ApiError::ProfileKeyTooLong, "profile_key is too long"),
+            (ApiError::InvalidParams, "Invalid params"),
+            (
+                ApiError::HandlerNotFunction,
+                "fn argument is not a function",
+            ),
+            (
+                ApiError::ListenerNotFunction("number".into()),
+                r#""listener" must be a function; Received number"#,
+            ),
+            (
+                ApiError::InvalidSortDirection("Up".into()),
+                "Invalid sort_direction (Up)",
+            ),
+            (ApiError::InvalidMinDate("x".into()), "Invalid min_date (x)"),
+            (ApiError::InvalidMaxDate("x".into()), "Invalid max_date (x)"),
+        ] {
+            assert_eq!(text(error), format!("[ProfileStore]: {original}"));
+        }
     }
 }
