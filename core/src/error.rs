@@ -260,6 +260,11 @@ mod tests {
                 "store_name cannot be an empty string",
             ),
             (ApiError::StoreNameTooLong, "store_name is too long"),
+            (ApiError::InvalidTemplate, "Invalid template argument"),
+            (
+                ApiError::InvalidConstantName,
+                "Invalid constant name was provided",
+            ),
             (ApiError::InvalidValueType, "Invalid value type"),
             (
                 ApiError::ProfileKeyNotString,
@@ -268,6 +273,7 @@ mod tests {
             (ApiError::InvalidProfileKey, "Invalid profile_key"),
             (ApiError::ProfileKeyTooLong, "profile_key is too long"),
             (ApiError::InvalidParams, "Invalid params"),
+            (ApiError::MessageNotTable, "message must be a table"),
             (
                 ApiError::HandlerNotFunction,
                 "fn argument is not a function",
