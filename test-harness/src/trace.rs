@@ -185,7 +185,7 @@ impl Trace {
 
     /// Decodes a trace, refusing anything but exactly one whole trace of this format whose
     /// inputs name its own servers. Lengths inside the file are not trusted: the decoder may
-    /// claim no more for a part than the part holds ([`MAX_PART`] at most).
+    /// claim at most 16 times a part's size for it ([`MAX_PART`] at most).
     pub fn from_bytes(bytes: &[u8], path: &str) -> Result<Trace, TraceError> {
         Trace::read(FrameReader::open(bytes, path, bytes.len() as u64)?)
     }
@@ -1040,13 +1040,15 @@ fn decode_error(e: bincode::error::DecodeError) -> String {
     }
 }
 
-/// What decoding a part of `len` bytes may claim (at least 64 KiB): bincode's serde decoder
-/// claims only the lengths of strings and byte buffers, whose bytes the part itself holds, so
-/// a length larger than the part is refused before anything is allocated for it. (Bounded by
-/// the whole file's size instead, a few bytes in a large file could claim gigabytes, and past
-/// 64 GiB nothing at all.)
+/// What decoding a part of `len` bytes may claim: 16 times its length, at least 64 KiB.
+/// bincode claims what a value takes in memory as it decodes it: a string's length, and 4 or 8
+/// bytes for each integer and length however few bytes its varint took (16 at most, a `u128`
+/// in one byte), so a sound part claims at most 16 times its bytes, and a length inside it that
+/// claims more is refused before anything is allocated for it. (Bounded by the whole file's
+/// size instead, a few bytes in a large file could claim gigabytes, and past 64 GiB nothing at
+/// all.)
 fn part_budget(len: usize) -> usize {
-    len.max(1 << 16)
+    len.saturating_mul(16).max(1 << 16)
 }
 
 /// Decodes one part from `input`, letting the decoder claim at most `need` bytes for lengths

@@ -830,3 +830,45 @@ fn a_run_compared_with_a_trace_file_as_it_goes() {
     // Comparing writes nothing.
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
+
+/// A sound trace reads back whatever its size: a header naming 3,000 servers, and an input
+/// carrying a value of nearly 4 MiB. bincode claims 4 or 8 bytes for each integer and length,
+/// however few bytes it took, so a part may claim several times its size (its decoder was once
+/// bounded by the part's size alone, which refused such sound traces as damaged).
+#[test]
+fn a_trace_of_many_servers_and_a_large_value_reads_back() {
+    use profilestore_core::value::json;
+    use profilestore_core::{Input, InputResult};
+    use profilestore_harness::datastore::DataStoreService;
+    use profilestore_harness::messaging::{MessagingConfig, MessagingService};
+    use profilestore_harness::world::{LatencyModel, ServerSpec, World, WorldConfig};
+    let config = WorldConfig {
+        seed: 3,
+        epoch: 1_735_689_600,
+        fps: 60.0,
+        latency: LatencyModel::Fixed(0.15),
+        servers: (0..3000)
+            .map(|i| ServerSpec {
+                name: format!("S{i}"),
+                place_id: 1001 + i as i64,
+                wall_skew: i as i64 % 7,
+            })
+            .collect(),
+    };
+    let ds = DataStoreService::new(config.epoch);
+    let messaging = MessagingService::new(MessagingConfig::roblox(3)).unwrap();
+    let mut w = World::new(config, ds, messaging).unwrap();
+    w.record().unwrap();
+    // A template of (4 MiB - 1 KiB) of JSON, under what a key holds.
+    let template = json!({"s": "x".repeat((4 << 20) - 1024 - 8)});
+    let input = Input::NewStore {
+        name: "S".into(),
+        template,
+    };
+    assert!(matches!(w.feed(0, input), InputResult::Store(Ok(_))));
+    let t = Trace::of(&w, None).unwrap();
+    let bytes = t.to_bytes().unwrap();
+    let back = Trace::from_bytes(&bytes, "memory").unwrap();
+    assert_eq!(back.world.servers.len(), 3000);
+    assert_eq!(back, t);
+}
