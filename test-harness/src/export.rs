@@ -76,7 +76,7 @@ use profilestore_core::value::{MAX_DEPTH, Str, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use crate::datastore::{Limits, MAX_IMPORTED_SERIAL, serialized_len, version_id};
+use crate::datastore::{Limits, MAX_IMPORTED_SERIAL, MAX_SERIAL, serialized_len, version_id};
 use crate::storage::{
     Head, KeyPath, Replacement, Storage, StorageError, StoredVersion, write_consistently,
 };
@@ -283,7 +283,7 @@ fn read_all(
         // whole: it is corrupt data, left out and named by the readable export.
         if let Err(ExportError::Invalid { problem, .. }) =
             addressable("", path.store(), path.scope(), path.key())
-                .and_then(|_| checked_key("", &exported))
+                .and_then(|_| checked_key("", &exported, MAX_SERIAL))
         {
             let corrupt = StorageError::Corrupt {
                 path: path.to_string(),
@@ -490,7 +490,7 @@ fn replace_document(
         for (key, exported) in &store.keys {
             let at = format!("stores[{i}].keys[{key:?}]");
             let path = addressable(&at, &store.store, &store.scope, key)?;
-            let (mut head, mut versions) = checked_key(&at, exported)?;
+            let (mut head, mut versions) = checked_key(&at, exported, MAX_IMPORTED_SERIAL)?;
             // The serial of a stored write other than the document's, if there is one.
             let other = match stored(storage, &path)? {
                 Stored::Absent => None,
@@ -625,7 +625,15 @@ fn check_version_times(
     }
 }
 
-fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), ExportError> {
+/// `k` as stored, or why no store should hold it; `most_serial` is the largest write count
+/// accepted: [`MAX_IMPORTED_SERIAL`] for an import (the key's later writes need room), and
+/// [`MAX_SERIAL`] for a stored key being exported (whose writes may have gone past what an
+/// import gives: its ids are in order, though an import of it is refused).
+fn checked_key(
+    at: &str,
+    k: &ExportedKey,
+    most_serial: u64,
+) -> Result<(Head, Vec<StoredVersion>), ExportError> {
     if k.exists != k.value.is_some() {
         return Err(invalid(
             at,
@@ -649,12 +657,12 @@ fn checked_key(at: &str, k: &ExportedKey) -> Result<(Head, Vec<StoredVersion>), 
         }
     };
     // Version ids carry the serial in ten digits: past them they would sort out of order.
-    if k.serial > MAX_IMPORTED_SERIAL {
+    if k.serial > most_serial {
         return Err(invalid(
             at,
             format!(
-                "serial {} is over {MAX_IMPORTED_SERIAL}: version ids keep ten digits of it \
-                 in order, and the key's later writes need room",
+                "serial {} is over {most_serial}: version ids keep ten digits of it in order, \
+                 and the key's later writes need room",
                 k.serial
             ),
         ));
@@ -1275,6 +1283,26 @@ mod tests {
         }
         assert!(ids[2].contains(".9000000001."), "{ids:?}");
         assert!(ids.is_sorted(), "{ids:?}");
+        // Written past what an import gives, the key still exports (it is no corrupt data),
+        // and an import of that export is refused, naming why.
+        let exported = export(on_disk.storage_mut()).unwrap();
+        let at = exported
+            .stores
+            .iter()
+            .position(|s| (s.store.as_str(), s.scope.as_str()) == ("PlayerData", "global"))
+            .unwrap();
+        assert_eq!(
+            exported.stores[at].keys["k1"].serial,
+            MAX_IMPORTED_SERIAL + 2
+        );
+        assert_eq!(
+            import_document(&mut MemoryStorage::new(), &exported)
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "import document, stores[{at}].keys[\"k1\"]: serial 9000000001 is over 8999999999: version ids keep ten digits of it in order, and the key's later writes need room"
+            )
+        );
         // Another write of that key imported over it would take a serial past the largest.
         let mut memory = MemoryStorage::new();
         import_document(&mut memory, &edge).unwrap();
