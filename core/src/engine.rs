@@ -945,20 +945,35 @@ impl Engine {
                         key_info,
                     }
                 }
-                OpKind::Remove(_) => Outcome::Ok {
-                    value: value.unwrap_or_default(),
-                    key_info,
-                },
+                OpKind::Remove(_) => {
+                    // Removed: no repair of what the key held is pending any more.
+                    self.unconfirmed_repairs.remove(&op.token);
+                    Outcome::Ok {
+                        value: value.unwrap_or_default(),
+                        key_info,
+                    }
+                }
                 _ => match value {
                     Some(v) if wire::is_table(&v) => {
                         let unconfirmed = match self.unconfirmed_repairs.is_empty() {
                             true => None,
                             false => self.unconfirmed_repairs.remove(&op.token),
                         };
-                        if let Some(lost) = op.lost.as_ref().or(unconfirmed.as_ref()) {
+                        let what = match (&op.lost, unconfirmed) {
+                            (Some(lost), _) => Some(format!("the write could not keep {lost}")),
+                            // This write found nothing to repair: an earlier one that failed
+                            // may have stored the repair (an ambiguous failure), or another
+                            // server did.
+                            (None, Some(lost)) => Some(format!(
+                                "a write that failed may have stored the repair, which could \
+                                 not keep {lost}"
+                            )),
+                            (None, None) => None,
+                        };
+                        if let Some(what) = what {
                             self.warn(format!(
                                 "[ProfileStore]: Malformed profile repaired (STORE:{}; KEY:{}): \
-                                 the write could not keep {lost}",
+                                 {what}",
                                 op.token.store(),
                                 op.token.key()
                             ));

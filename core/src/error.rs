@@ -245,8 +245,9 @@ mod tests {
     use super::ApiError;
 
     /// Every thrown error of spec Appendix A has a variant with the original's text after
-    /// `[ProfileStore]: ` (those of arguments of the wrong type for bindings, which the typed
-    /// engine never returns itself), so a binding raises them unchanged.
+    /// `[ProfileStore]: ` (those for arguments of the wrong type are for bindings: the typed
+    /// engine never returns them itself), so a binding raises them unchanged. (PS:712, the
+    /// save of a non-table `Data`, is a profile's: `Profile::data_error`.)
     #[test]
     fn appendix_a_thrown_texts() {
         let text = |e: ApiError| e.to_string();
@@ -274,6 +275,21 @@ mod tests {
             (ApiError::ProfileKeyTooLong, "profile_key is too long"),
             (ApiError::InvalidParams, "Invalid params"),
             (ApiError::MessageNotTable, "message must be a table"),
+            (
+                ApiError::SetAsyncNotViewMode,
+                ":SetAsync() can only be used in view mode",
+            ),
+            (
+                ApiError::SaveInViewMode,
+                "Can't save profile in view mode; Should you be calling :SetAsync() instead?",
+            ),
+            (
+                ApiError::AlreadyLoaded {
+                    store: "S".into(),
+                    key: "k".into(),
+                },
+                "Profile (STORE:S; KEY:k) is already loaded in this session",
+            ),
             (
                 ApiError::HandlerNotFunction,
                 "fn argument is not a function",

@@ -243,8 +243,6 @@ fn calls_wait_while_not_ready_then_follow_the_probe() {
     let _ = call;
 }
 
-/// An engine waiting for the DataStore state (Studio's probe out), with a store and a start
-/// with `Cancel` on key `a` of its live store: (engine, store, the time, the start).
 /// `StartSessionAsync`'s params with a `Cancel`.
 fn cancellable() -> StartParams {
     StartParams {
@@ -253,6 +251,8 @@ fn cancellable() -> StartParams {
     }
 }
 
+/// An engine waiting for the DataStore state (Studio's probe out), with a store and a start
+/// with `Cancel` on key `a` of its live store: (engine, store, the time, the start).
 fn a_cancellable_start_waiting_for_the_state() -> (Engine, StoreId, Now, CallId) {
     let mut e = engine(DataStoreState::NotReady);
     let store = e.new_store("S", json!({})).unwrap();

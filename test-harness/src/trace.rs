@@ -64,8 +64,10 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// repairing a malformed stored value warns with what it could not keep, and the
 /// `MAX_MESSAGE_QUEUE` warning no longer calls every dropped message unprocessed (same layout);
 /// 23: a repair whose write failed is named by the key's next write (same layout); 24: a start
-/// waiting behind a final save asks its `Cancel` when the save lands (same layout).
-pub const TRACE_FORMAT: u32 = 24;
+/// waiting behind a final save asks its `Cancel` when the save lands (same layout); 25: the
+/// repair a failed write may have stored is named as such, and forgotten when its key is
+/// removed (same layout).
+pub const TRACE_FORMAT: u32 = 25;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";

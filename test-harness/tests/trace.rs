@@ -295,6 +295,13 @@ fn hostile_trace_bytes_get_errors() {
     );
     let err = Trace::from_bytes(&std::fs::read(format_23).unwrap(), "h.bin").unwrap_err();
     assert_eq!(err.to_string(), refusal(23));
+    // And of format 24.
+    let format_24 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/format24-header.trace"
+    );
+    let err = Trace::from_bytes(&std::fs::read(format_24).unwrap(), "h.bin").unwrap_err();
+    assert_eq!(err.to_string(), refusal(24));
     // This format's header after another number: the number is a damaged byte.
     let mut renumbered = t.to_bytes().unwrap();
     for found in [TRACE_FORMAT + 1, TRACE_FORMAT - 1] {

@@ -1818,16 +1818,22 @@ fn a_constant_change_ends_critical_state_counting_from_the_change() {
 
 /// A write repairing a malformed stored value (DEVIATIONS.md rows 2 and 18) that fails
 /// ambiguously stores the repair although its call is told it failed: what it dropped is
-/// still named, once, by the key's next write, which finds nothing more to repair (it went
-/// unnamed). One that failed outright is named once too, by the retry that repairs again.
+/// still named, once, by the key's next write, which finds nothing more to repair and says a
+/// failed write may have stored it (it went unnamed). One that failed outright is named once
+/// too, by the retry that repairs again.
 #[test]
 fn a_repair_stored_by_an_ambiguous_failure_is_still_named() {
     use profilestore_harness::datastore::{Fault, internal_rejection};
-    a_repair_after_a_failure_is_named_once(Fault::Ambiguous(internal_rejection()));
-    a_repair_after_a_failure_is_named_once(Fault::Fail(internal_rejection()));
+    let may_have = "a write that failed may have stored the repair, which could not keep";
+    let could_not = "the write could not keep";
+    a_repair_after_a_failure_is_named_once(Fault::Ambiguous(internal_rejection()), may_have);
+    a_repair_after_a_failure_is_named_once(Fault::Fail(internal_rejection()), could_not);
 }
 
-fn a_repair_after_a_failure_is_named_once(fault: profilestore_harness::datastore::Fault) {
+fn a_repair_after_a_failure_is_named_once(
+    fault: profilestore_harness::datastore::Fault,
+    said: &str,
+) {
     use profilestore_harness::datastore::Operation;
     let (mut w, store) = world(1, Limits::unlimited());
     let bad = json!({"Data": {"Coins": 1}, "MetaData": [5, "x"], "GlobalUpdates": [0, []]});
@@ -1844,10 +1850,36 @@ fn a_repair_after_a_failure_is_named_once(fault: profilestore_harness::datastore
     assert_eq!(repaired.len(), 1, "{repaired:?}");
     assert_eq!(
         repaired[0].1,
-        "[ProfileStore]: Malformed profile repaired (STORE:S; KEY:k): the write could not keep \
-         MetaData [5,\"x\"]"
+        format!(
+            "[ProfileStore]: Malformed profile repaired (STORE:S; KEY:k): {said} MetaData [5,\"x\"]"
+        )
     );
     // Named when the retry (after the 502's backoff) landed, not at the failure.
     assert!(repaired[0].0 > 1.5, "{repaired:?}");
     assert_eq!(w.stored("S", "k").unwrap()["Data"], json!({"Coins": 1}));
+}
+
+/// A repair that a failed write may have stored is not named once the key is removed: the
+/// start that then writes a new profile repaired nothing, and nothing is left to name.
+#[test]
+fn a_removal_forgets_a_repair_a_failed_write_may_have_stored() {
+    use profilestore_harness::datastore::{Fault, Operation, internal_rejection};
+    let (mut w, store) = world(1, Limits::unlimited());
+    let bad = json!({"Data": {"Coins": 1}, "MetaData": [5, "x"], "GlobalUpdates": [0, []]});
+    w.raw_set(0, "S", "k", bad).unwrap();
+    w.run_until(1.0);
+    w.datastore
+        .script_fault(Operation::Update, Fault::Ambiguous(internal_rejection()));
+    start(&mut w, 0, store, "k");
+    // The start's write fails (ambiguously) at 1.3 s; it retries after a second's backoff.
+    w.run_until(1.4);
+    remove(&mut w, store, "k");
+    w.run_until(10.0);
+    assert_eq!(first_start_returned_a_profile(&w), Some(true));
+    assert_eq!(w.stored("S", "k").unwrap()["Data"], json!({}));
+    let repaired: Vec<(f64, String)> = warnings(&w)
+        .into_iter()
+        .filter(|(_, m)| m.contains("Malformed profile repaired"))
+        .collect();
+    assert_eq!(repaired, vec![]);
 }
