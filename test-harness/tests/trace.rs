@@ -243,65 +243,18 @@ fn hostile_trace_bytes_get_errors() {
             TRACE_FORMAT - 1
         )
     );
-    // A real trace of the format before (its magic, number and header: the first 124 bytes
-    // of the `recorded.trace` format 17 committed), whose header has this layout but not
-    // the number repeated inside it: another format, not damage.
-    let format_17 = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/format17-header.trace"
-    );
-    let err = Trace::from_bytes(&std::fs::read(format_17).unwrap(), "h.bin").unwrap_err();
-    assert_eq!(err.to_string(), refusal(17));
-    // And of format 18 (the first 125 bytes of the `recorded.trace` format 18 committed),
-    // this layout with its own number repeated: another format too.
-    let format_18 = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/format18-header.trace"
-    );
-    let err = Trace::from_bytes(&std::fs::read(format_18).unwrap(), "h.bin").unwrap_err();
-    assert_eq!(err.to_string(), refusal(18));
-    // And of format 19 (the first 125 bytes of the `recorded.trace` format 19 committed).
-    let format_19 = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/format19-header.trace"
-    );
-    let err = Trace::from_bytes(&std::fs::read(format_19).unwrap(), "h.bin").unwrap_err();
-    assert_eq!(err.to_string(), refusal(19));
-    // And of format 20.
-    let format_20 = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/format20-header.trace"
-    );
-    let err = Trace::from_bytes(&std::fs::read(format_20).unwrap(), "h.bin").unwrap_err();
-    assert_eq!(err.to_string(), refusal(20));
-    // And of format 21.
-    let format_21 = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/format21-header.trace"
-    );
-    let err = Trace::from_bytes(&std::fs::read(format_21).unwrap(), "h.bin").unwrap_err();
-    assert_eq!(err.to_string(), refusal(21));
-    // And of format 22.
-    let format_22 = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/format22-header.trace"
-    );
-    let err = Trace::from_bytes(&std::fs::read(format_22).unwrap(), "h.bin").unwrap_err();
-    assert_eq!(err.to_string(), refusal(22));
-    // And of format 23.
-    let format_23 = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/format23-header.trace"
-    );
-    let err = Trace::from_bytes(&std::fs::read(format_23).unwrap(), "h.bin").unwrap_err();
-    assert_eq!(err.to_string(), refusal(23));
-    // And of format 24.
-    let format_24 = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/format24-header.trace"
-    );
-    let err = Trace::from_bytes(&std::fs::read(format_24).unwrap(), "h.bin").unwrap_err();
-    assert_eq!(err.to_string(), refusal(24));
+    // Real traces of the formats before (their magic, number and header: the first bytes of
+    // each `recorded.trace` committed): format 17's header has this layout but not the number
+    // repeated inside it, and from format 18 on each repeats its own number: another format,
+    // not damage.
+    for format in 17..TRACE_FORMAT {
+        let path = format!(
+            "{}/tests/data/format{format}-header.trace",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let err = Trace::from_bytes(&std::fs::read(&path).unwrap(), "h.bin").unwrap_err();
+        assert_eq!(err.to_string(), refusal(format), "format {format}");
+    }
     // This format's header after another number: the number is a damaged byte.
     let mut renumbered = t.to_bytes().unwrap();
     for found in [TRACE_FORMAT + 1, TRACE_FORMAT - 1] {
@@ -380,9 +333,12 @@ fn unreadable_traces_say_why() {
 /// A trace recorded by an earlier build and committed (`tests/data/recorded.trace`) replays
 /// byte-identical: a change to the engine's behaviour that moves any output fails here until
 /// `TRACE_FORMAT` is raised (which makes older traces say so instead of reporting differences)
-/// and the file is recorded again, from the workspace root:
+/// and the file is recorded again, its old header kept first as the sample of the old format
+/// that `hostile_trace_bytes_get_errors` reads, from the workspace root:
 ///
 /// ```sh
+/// head -c 125 test-harness/tests/data/recorded.trace \
+///     > test-harness/tests/data/format$OLD-header.trace
 /// cargo run --release -p profilestore-harness --bin profilestore-sim -- simulate --memory \
 ///     --players 6 --servers 2 --duration 2m --faults 0.1 --seed 5 \
 ///     --trace test-harness/tests/data/recorded.trace
