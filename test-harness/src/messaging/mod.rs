@@ -145,7 +145,7 @@ pub struct Published {
 pub enum MessagingError {
     /// The payload's JSON encoding is larger than allowed.
     #[error(
-        "PublishAsync: message of {size} bytes exceeds the {limit}-byte (1 kB) limit on topic {topic:?}."
+        "PublishAsync: message of {size} bytes exceeds the {limit}-byte limit on topic {topic:?}."
     )]
     MessageTooLarge {
         /// Topic.
@@ -630,7 +630,20 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "PublishAsync: message of 1025 bytes exceeds the 1024-byte (1 kB) limit on topic \"t\"."
+            "PublishAsync: message of 1025 bytes exceeds the 1024-byte limit on topic \"t\"."
+        );
+        // A scaled limit is the one named.
+        let doubled = MessagingConfig {
+            max_message_bytes: Some(2048),
+            ..MessagingConfig::roblox(1)
+        };
+        assert_eq!(
+            MessagingService::new(doubled)
+                .unwrap()
+                .publish(0.0, A, "t", &json!("x".repeat(3000)))
+                .unwrap_err()
+                .to_string(),
+            "PublishAsync: message of 3002 bytes exceeds the 2048-byte limit on topic \"t\"."
         );
         let unlimited = MessagingConfig {
             max_message_bytes: None,
