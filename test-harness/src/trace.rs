@@ -1186,6 +1186,12 @@ impl Replayer {
     fn input(&mut self, traced: TracedInput) {
         let i = self.inputs;
         self.inputs += 1;
+        // Where an output comes is part of the recording: every output recorded before this
+        // input must have been made before it, and nothing more (an output moved past an input,
+        // or ahead of one, is a difference even when the order of all outputs is the same).
+        if self.produced_count != self.recorded_count {
+            self.first_difference.get_or_insert(self.compared);
+        }
         let Some(engine) = self.engines.get_mut(traced.server) else {
             self.first_result_difference.get_or_insert(i);
             return;
@@ -1198,6 +1204,10 @@ impl Replayer {
         if !same(&engine.poll_timeout(), &traced.deadline) {
             self.first_deadline_difference.get_or_insert(i);
         }
+        // The world takes a server's outputs after each input it feeds it. A transform it runs
+        // inside a DataStore request (`World::run_transform`) is not followed by a drain, but
+        // transforms put out nothing: were one to, the replay would place its outputs before
+        // the next input and count a difference, never hide one.
         while let Some(output) = engine.poll_output() {
             self.produced_count += 1;
             self.produced.push_back((traced.server, output));

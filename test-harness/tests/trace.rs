@@ -5,7 +5,7 @@
 use profilestore_harness::export;
 use profilestore_harness::fleet::{Fleet, FleetConfig};
 use profilestore_harness::storage::MemoryStorage;
-use profilestore_harness::trace::{self, Trace, TraceError};
+use profilestore_harness::trace::{self, Trace, TraceError, TraceFile};
 
 fn recorded(seed: u64) -> Fleet {
     let mut config = FleetConfig::new(seed, 3, 10, 240.0, 0.05);
@@ -92,6 +92,40 @@ fn a_changed_wake_up_is_detected_by_replay() {
     );
     assert_eq!(r.first_deadline_difference, Some(i));
     assert!(!r.identical());
+}
+
+/// An output recorded after another input than the one that made it is not the same run,
+/// though every output comes in the same order: the committed trace with one output moved past
+/// the next input, or ahead of the input that made it, replays as different, in memory and
+/// from a file.
+#[test]
+fn an_output_moved_across_an_input_is_detected_by_replay() {
+    let t = committed_trace();
+    let i = (1..t.marks.len())
+        .find(|&i| t.marks[i] > t.marks[i - 1] && t.marks[i + 1] > t.marks[i])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (shift, first) in [(-1, t.marks[i] - 1), (1, t.marks[i])] {
+        let mut moved = t.clone();
+        moved.marks[i] = moved.marks[i].checked_add_signed(shift).unwrap();
+        let r = trace::replay(&moved);
+        assert_eq!(r.first_difference, Some(first), "moved by {shift}");
+        assert_eq!(
+            (r.first_result_difference, r.first_deadline_difference),
+            (None, None)
+        );
+        assert!(!r.identical());
+        let path = dir.path().join("moved.trace");
+        std::fs::write(&path, moved.to_bytes().unwrap()).unwrap();
+        let r = TraceFile::open(&path).unwrap().replay().unwrap();
+        assert_eq!(
+            r.first_difference,
+            Some(first),
+            "moved by {shift}, from a file"
+        );
+    }
+    // Unmoved, it is the recording.
+    assert!(trace::replay(&t).identical());
 }
 
 /// `payload` as a trace file holds each part after the format number: its length, the
@@ -560,7 +594,7 @@ proptest::proptest! {
 /// same run records in memory, and replays from the file as it is read, without holding it.
 #[test]
 fn a_trace_streamed_as_the_run_goes_is_the_one_held_in_memory() {
-    use profilestore_harness::trace::{TraceFile, TraceWriter};
+    use profilestore_harness::trace::TraceWriter;
     let memory = recorded(11);
     let t = Trace::of(&memory.world, Some(memory.config.clone())).unwrap();
     let bytes = t.to_bytes().unwrap();
