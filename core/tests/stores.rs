@@ -1246,3 +1246,87 @@ fn mock_version_queries_warn_once_and_only_in_studio() {
     let last = closing.version_query_next(now, q).unwrap();
     assert_eq!(answers(&mut closing), (0, vec![last]));
 }
+
+/// Spec §14 (`.Mock`, and the fallback mock of a server without DataStore access), with §11.1
+/// (GetAsync), §10.1 (MessageAsync) and §11.3 (RemoveAsync): reads, messages and removals on a
+/// mock store act on that store's own keys as they would on the DataStore's, and send it no
+/// request. What a session saved reads back, a message sent while no session is active reaches
+/// the next session's handler, and a removed key reads as nil.
+#[test]
+fn get_message_and_remove_act_on_mock_stores() {
+    for fallback in [false, true] {
+        let mut w = World::new(1, 34);
+        if fallback {
+            w.servers[0].engine = engine(DataStoreState::NoAccess);
+        }
+        let store = w.new_store("S", json!({"Coins": 0}));
+        let at = if fallback { store.live() } else { store.mock() };
+        let read = |w: &mut World| {
+            let call = w.with(0, |e, now| e.get(now, at, "k", None)).unwrap();
+            w.run_for(1.0);
+            match w.completion(0, call).unwrap().1 {
+                Completion::Get {
+                    result: Ok(view), ..
+                } => view.map(|v| v.data),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(read(&mut w), None, "fallback {fallback}: an empty key");
+        let call = w.start_session(0, at, "k", StartParams::default());
+        w.run_for(1.0);
+        let p = w.started_profile(0, call).unwrap();
+        *w.data_mut(0, p) = json!({"Coins": 5});
+        w.with(0, |e, now| e.end_session(now, p));
+        w.run_for(1.0);
+        assert_eq!(
+            read(&mut w),
+            Some(json!({"Coins": 5})),
+            "fallback {fallback}"
+        );
+
+        let sent = w
+            .with(0, |e, now| e.message(now, at, "k", json!({"Gift": 1})))
+            .unwrap();
+        w.run_for(1.0);
+        assert_eq!(
+            w.completion(0, sent).unwrap().1,
+            Completion::Message {
+                call: sent,
+                ok: true
+            }
+        );
+        let call = w.start_session(0, at, "k", StartParams::default());
+        w.run_for(1.0);
+        let q = w.started_profile(0, call).unwrap();
+        assert_eq!(w.servers[0].host.data[&q], json!({"Coins": 5}));
+        w.with(0, |e, _| e.add_message_handler(q)).unwrap();
+        let delivered: Vec<Value> = w
+            .events(0)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::Message {
+                    profile, payload, ..
+                } if profile == q => Some(payload),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(delivered, vec![json!({"Gift": 1})], "fallback {fallback}");
+        w.with(0, |e, now| e.end_session(now, q));
+        w.run_for(1.0);
+
+        let removed = w.with(0, |e, now| e.remove(now, at, "k")).unwrap();
+        w.run_for(1.0);
+        assert_eq!(
+            w.completion(0, removed).unwrap().1,
+            Completion::Remove {
+                call: removed,
+                ok: true
+            }
+        );
+        assert_eq!(read(&mut w), None, "fallback {fallback}: removed");
+        assert!(
+            w.store.is_empty(),
+            "fallback {fallback}: no DataStore write"
+        );
+    }
+}
