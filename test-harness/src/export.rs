@@ -20,7 +20,7 @@
 //!           "createdTime": 1735689600000, // CreatedTime, Unix ms
 //!           "updatedTime": 1735689601000, // UpdatedTime, Unix ms
 //!           "version": "…",               // Version of the last write
-//!           "serial": 2,                  // writes made to the key so far (≤ 8999999999)
+//!           "serial": 2,                  // writes made so far (an import: ≤ 8999999999)
 //!           "versions": [                 // retained versions, oldest first
 //!             {"slot": 1, "version": "…", "openedTime": 1735689600000,
 //!              "createdTime": 1735689601000, "keyCreatedTime": 1735689600000,
@@ -225,8 +225,10 @@ pub enum ExportError {
 
 /// Reads every key of `storage` into one document, all from one consistent state of the store
 /// ([`crate::storage::read_consistently`]). A key whose stored data is corrupt, or that reads
-/// but that [`import_document`] would refuse, fails it, named ([`StorageError::Corrupt`]):
-/// [`export_readable`] leaves such keys out.
+/// but in a state no store could reach (which [`import_document`] would refuse), fails it,
+/// named ([`StorageError::Corrupt`]): [`export_readable`] leaves such keys out. A key written
+/// more than [`MAX_IMPORTED_SERIAL`] times is no corrupt data: it exports, and an import of the
+/// document is refused, naming the key (its later writes would have no room).
 pub fn export(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> {
     crate::storage::read_consistently(storage, |storage| read_all(storage, None))
 }
@@ -234,12 +236,13 @@ pub fn export(storage: &mut dyn Storage) -> Result<ExportDocument, ExportError> 
 /// [`export`] of every key that can be read: a key whose stored data is corrupt
 /// ([`StorageError::Corrupt`], naming the key and what is wrong) is left out of the document
 /// and its error returned beside it, where [`export`] fails; so is a key that reads but that
-/// [`import_document`] would refuse (edited by hand into an impossible state), so that the
-/// document imports. The way to get the rest of a damaged database out: importing a document
-/// that holds a key left out replaces it (one left out as unreadable is reported in
-/// [`ImportReport::repaired`]), unless even its serial is unreadable (an import error naming
-/// the key; `profilestore-sim inspect` says so). (A row whose key name no call can address
-/// fails the listing itself, as in [`export`].)
+/// [`import_document`] would refuse as impossible (edited by hand into a state no store could
+/// reach), so that the document imports (all but a key written more than
+/// [`MAX_IMPORTED_SERIAL`] times, which is exported as [`export`] does). The way to get the
+/// rest of a damaged database out: importing a document that holds a key left out replaces it
+/// (one left out as unreadable is reported in [`ImportReport::repaired`]), unless even its
+/// serial is unreadable (an import error naming the key; `profilestore-sim inspect` says so).
+/// (A row whose key name no call can address fails the listing itself, as in [`export`].)
 pub fn export_readable(
     storage: &mut dyn Storage,
 ) -> Result<(ExportDocument, Vec<StorageError>), ExportError> {

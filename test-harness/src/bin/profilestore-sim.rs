@@ -163,7 +163,7 @@ enum Command {
         /// The SQLite file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
-        /// Leave out keys whose stored data is corrupt (or that an import would refuse),
+        /// Leave out keys whose stored data is corrupt (or in a state an import would refuse),
         /// naming each on standard error, instead of failing: the way to get the rest of a
         /// damaged database out (importing a document that holds such a key replaces it,
         /// unless even its serial is unreadable: `inspect` says so).
