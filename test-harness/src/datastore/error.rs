@@ -136,8 +136,8 @@ pub enum RequestError {
         found: String,
     },
     /// `Standard…ExperienceThrottled`: the experience-level budget of this request type is used
-    /// up and the server's throttle queue is full (Roblox names the error but publishes no text;
-    /// this one is ours).
+    /// up and the server's throttle queue is full (`shared/spec/roblox-datastore.md` names the
+    /// error but gives no text; this one is ours, in the shape of the 301–306 queue-full texts).
     #[error("{}ExperienceThrottled: {} request dropped. The experience's request budget is used up and the queue is full.", kind.name(), operation.api_name())]
     ExperienceThrottled {
         /// The call that was dropped.
