@@ -465,6 +465,31 @@ pub(crate) mod contract {
             storage.versions(&p).unwrap(),
             vec![version(1, "v2", Some(json!(2)))]
         );
+        // A writer that read an older version loses, and leaves the key as it was: the
+        // compare-and-swap that tells a stale read from another process's commit.
+        let stale = Commit {
+            expect: Expect::Version("v1".into()),
+            head: head("v9", 9, Some(json!(9))),
+            version: VersionWrite::ReplaceLatest(version(1, "v9", Some(json!(9)))),
+        };
+        assert_eq!(
+            storage.commit(&p, stale.clone()),
+            Err(StorageError::Conflict { path: p.clone() })
+        );
+        assert_eq!(storage.head(&p).unwrap(), Some(c2.head.clone()));
+        assert_eq!(
+            storage.versions(&p).unwrap(),
+            vec![version(1, "v2", Some(json!(2)))]
+        );
+        // So does one that read a version of a key that holds none.
+        let empty = KeyPath::new("S", "global", "never");
+        assert_eq!(
+            storage.commit(&empty, stale),
+            Err(StorageError::Conflict {
+                path: empty.clone()
+            })
+        );
+        assert_eq!(storage.head(&empty).unwrap(), None);
         // A new hour appends and supersedes the previous slot.
         let c3 = Commit {
             expect: Expect::Version("v2".into()),
