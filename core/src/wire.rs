@@ -380,13 +380,12 @@ pub fn message_id(entry: &Value) -> Option<i64> {
 }
 
 /// The payload of a `GlobalUpdates` entry: the **last** element, so ProfileService's
-/// `[id, version, locked, data]` and ProfileStore's `[id, data]` both read (spec §1.6).
+/// `[id, version, locked, data]` and ProfileStore's `[id, data]` both read (spec §1.6). A Luau
+/// reader sees a JSON null as nil, so trailing nulls are not there: `[3, {…}, null]` carries
+/// `{…}`, and `[3, null]`, an id with nothing after it, carries nothing.
 pub fn entry_payload(entry: &Value) -> Option<&Value> {
     let items = entry.as_array()?;
-    if items.len() < 2 {
-        return None;
-    }
-    items.last()
+    items.get(1..)?.iter().rev().find(|v| !v.is_null())
 }
 
 /// Builds the table a session start or `GetAsync` writes when no profile exists (spec §1.2),
@@ -765,6 +764,13 @@ mod tests {
         assert_eq!(entry_payload(&ps), Some(&json!({"Coins": 1})));
         assert_eq!(entry_payload(&legacy), Some(&json!({"Coins": 2})));
         assert_eq!(entry_payload(&json!([4])), None);
+        // Trailing nulls are nil to a Luau reader.
+        assert_eq!(
+            entry_payload(&json!([4, {"Coins": 3}, null, null])),
+            Some(&json!({"Coins": 3}))
+        );
+        assert_eq!(entry_payload(&json!([4, null])), None);
+        assert_eq!(entry_payload(&json!([null, null])), None);
     }
 
     #[test]

@@ -252,6 +252,34 @@ fn profileservice_entries_are_readable() {
     )));
 }
 
+/// A JSON null is nil to a Luau reader (spec §1.6 reads the payload as an entry's last
+/// element): `[3, {"Coins": 5}, null]` carries `{"Coins": 5}`, and `[4, null]`, an id with
+/// nothing after it, is kept but never delivered (docs/DEVIATIONS.md row 18). Delivering the
+/// null instead, and removing the entry once processed, lost the message unseen.
+#[test]
+fn trailing_nulls_in_a_stored_message_are_nothing() {
+    let mut w = World::new(1, 25);
+    let store = w.new_store("S", json!({}));
+    w.raw_set(
+        "S",
+        "k",
+        json!({"Data": {}, "MetaData": {"ProfileCreateTime": 1000, "SessionLoadCount": 1,
+               "MetaTags": {}}, "GlobalUpdates": [4, [[3, {"Coins": 5}, null], [4, null]]]}),
+    );
+    let p = w.start_and_wait(0, store, "k").expect("session started");
+    w.with(0, |e, _| e.add_message_handler(p)).unwrap();
+    let d = deliveries(&w, 0);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].2, &d[0].3), (3, &json!({"Coins": 5})));
+    // The handler processed it: the next save removes it and keeps the undeliverable entry.
+    w.with(0, |e, now| e.save(now, p)).unwrap();
+    w.run_for(1.0);
+    assert_eq!(
+        w.stored("S", "k").unwrap()["GlobalUpdates"],
+        json!([4, [[4, null]]])
+    );
+}
+
 #[test]
 fn message_queue_keeps_the_newest_max_message_queue_entries() {
     let mut w = World::new(1, 25);
