@@ -212,7 +212,8 @@ pub struct Engine {
     pub(crate) ending_saves: HashMap<Token, usize>,
     /// What a repairing write that failed could not keep ([`wire::repair_losses`]), by key:
     /// a write that failed ambiguously may have stored the repair, so the key's next write,
-    /// finding nothing more to repair, warns with it.
+    /// finding nothing more to repair, warns with it; forgotten by a transform that finds no
+    /// profile in the key (removed, or overwritten by another tool).
     unconfirmed_repairs: BTreeMap<Token, String>,
     /// Keys whose last final save landed while a DataStore answer was handled: a start waiting
     /// behind it resumes at the end of that answer, asking its `Cancel` first.
@@ -576,6 +577,13 @@ impl Engine {
                 Transformed::Write { value, .. } => wire::repair_losses(current, value),
                 _ => None,
             };
+            // The key holds no profile now (removed, by this server or another, or overwritten
+            // by another tool): whatever a failed write may have stored of a repair is gone.
+            if !self.unconfirmed_repairs.is_empty()
+                && !matches!(wire::classify_ref(current), wire::ClassifiedRef::Valid(_))
+            {
+                self.unconfirmed_repairs.remove(&o.token);
+            }
         }
         result
     }
@@ -945,14 +953,10 @@ impl Engine {
                         key_info,
                     }
                 }
-                OpKind::Remove(_) => {
-                    // Removed: no repair of what the key held is pending any more.
-                    self.unconfirmed_repairs.remove(&op.token);
-                    Outcome::Ok {
-                        value: value.unwrap_or_default(),
-                        key_info,
-                    }
-                }
+                OpKind::Remove(_) => Outcome::Ok {
+                    value: value.unwrap_or_default(),
+                    key_info,
+                },
                 _ => match value {
                     Some(v) if wire::is_table(&v) => {
                         let unconfirmed = match self.unconfirmed_repairs.is_empty() {

@@ -1859,27 +1859,49 @@ fn a_repair_after_a_failure_is_named_once(
     assert_eq!(w.stored("S", "k").unwrap()["Data"], json!({"Coins": 1}));
 }
 
-/// A repair that a failed write may have stored is not named once the key is removed: the
-/// start that then writes a new profile repaired nothing, and nothing is left to name.
+/// A repair that a failed write may have stored is not named once the key no longer holds a
+/// profile: removed by this server or by another, or overwritten with junk by another tool.
+/// The start that then writes a new profile repaired nothing, and nothing is left to name (the
+/// junk's overwriting is warned about as such).
 #[test]
 fn a_removal_forgets_a_repair_a_failed_write_may_have_stored() {
     use profilestore_harness::datastore::{Fault, Operation, internal_rejection};
-    let (mut w, store) = world(1, Limits::unlimited());
-    let bad = json!({"Data": {"Coins": 1}, "MetaData": [5, "x"], "GlobalUpdates": [0, []]});
-    w.raw_set(0, "S", "k", bad).unwrap();
-    w.run_until(1.0);
-    w.datastore
-        .script_fault(Operation::Update, Fault::Ambiguous(internal_rejection()));
-    start(&mut w, 0, store, "k");
-    // The start's write fails (ambiguously) at 1.3 s; it retries after a second's backoff.
-    w.run_until(1.4);
-    remove(&mut w, store, "k");
-    w.run_until(10.0);
-    assert_eq!(first_start_returned_a_profile(&w), Some(true));
-    assert_eq!(w.stored("S", "k").unwrap()["Data"], json!({}));
-    let repaired: Vec<(f64, String)> = warnings(&w)
-        .into_iter()
-        .filter(|(_, m)| m.contains("Malformed profile repaired"))
-        .collect();
-    assert_eq!(repaired, vec![]);
+    for after in ["removed here", "removed elsewhere", "junk written"] {
+        let (mut w, store) = world(2, Limits::unlimited());
+        let bad = json!({"Data": {"Coins": 1}, "MetaData": [5, "x"], "GlobalUpdates": [0, []]});
+        w.raw_set(0, "S", "k", bad).unwrap();
+        w.run_until(1.0);
+        w.datastore
+            .script_fault(Operation::Update, Fault::Ambiguous(internal_rejection()));
+        start(&mut w, 0, store, "k");
+        // The start's write fails (ambiguously) at 1.3 s; it retries after a second's backoff.
+        w.run_until(1.4);
+        match after {
+            "removed here" => remove(&mut w, store, "k"),
+            "removed elsewhere" => {
+                let now = w.now_for(1);
+                let remove = Input::Remove {
+                    now,
+                    store: store.live(),
+                    key: "k".into(),
+                };
+                w.feed(1, remove);
+            }
+            _ => w.raw_set(1, "S", "k", json!("junk")).unwrap(),
+        }
+        w.run_until(10.0);
+        assert_eq!(first_start_returned_a_profile(&w), Some(true), "{after}");
+        assert_eq!(w.stored("S", "k").unwrap()["Data"], json!({}), "{after}");
+        let warned: Vec<String> = warnings(&w)
+            .into_iter()
+            .map(|(_, m)| m)
+            .filter(|m| m.contains("Malformed profile repaired") || m.contains("overwritten"))
+            .collect();
+        let overwritten = "[ProfileStore]: Invalid profile was overwritten (STORE:S; KEY:k)";
+        let expected = match after {
+            "junk written" => vec![overwritten.to_string()],
+            _ => vec![],
+        };
+        assert_eq!(warned, expected, "{after}");
+    }
 }
