@@ -442,6 +442,13 @@ impl Engine {
         if !listing && !self.has_op(op) {
             return Err(ApiError::NotAwaitingAnswer(op.0));
         }
+        // A request that is not out waits for no answer, whatever its shape.
+        if self.is_mock_op(op) {
+            return Err(ApiError::MockOp(op.0));
+        }
+        if self.is_queued(op) {
+            return Err(ApiError::OpNotSent(op.0));
+        }
         if page && !listing {
             return Err(ApiError::WrongAnswer(op.0));
         }
@@ -455,12 +462,6 @@ impl Engine {
         }) = result
         {
             return Err(ApiError::MissingKeyInfo(op.0));
-        }
-        if self.is_mock_op(op) {
-            return Err(ApiError::MockOp(op.0));
-        }
-        if self.is_queued(op) {
-            return Err(ApiError::OpNotSent(op.0));
         }
         if let Ok(DataStoreResponse::Value { value: Some(_), .. }) = result
             && self.is_unwritten_update(op)
