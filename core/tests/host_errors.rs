@@ -548,6 +548,9 @@ fn a_subscription_returning_after_its_session_ended_is_disconnected_then() {
             subscription.0
         )))
     );
+    // So does the method itself, called directly: the second answer is ignored.
+    e.handle_subscribe_result(at(1.7), subscription, Err("refused".into()));
+    assert_eq!(drain(&mut e), []);
     let profile = e.active_profiles()[0];
     e.end_session(at(2.0), profile);
     assert_eq!(unsubscribes(&drain(&mut e)), [subscription]);
