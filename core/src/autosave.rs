@@ -132,7 +132,7 @@ impl AutoSaveRing {
     /// When the next slot falls due, if any profile is in the ring.
     pub fn next_deadline(&self, period: f64) -> Option<f64> {
         let n = self.nodes.len();
-        (n > 0).then(|| self.last_auto_save + period / n as f64)
+        (n > 0).then(|| slot_after(self.last_auto_save, period / n as f64))
     }
 
     /// Processes every slot due at `now` and returns the profiles to save, in order (a long
@@ -153,23 +153,18 @@ impl AutoSaveRing {
         // loop can need more turns than the distance says.)
         const MAX_SLOTS: usize = 100_000;
         if now - self.last_auto_save > step * MAX_SLOTS as f64 {
-            self.last_auto_save = now - step * MAX_SLOTS as f64;
+            // (A step below the clock's resolution would put that at `now`: one slot is left.)
+            self.last_auto_save = (now - step * MAX_SLOTS as f64).min(now.next_down());
         }
         let mut slots = 0;
         // Reached as `next_deadline` computes it (`(a + b) - a` can fall short of `b`).
-        while now + crate::timers::TIME_EPSILON >= self.last_auto_save + step {
+        while now + crate::timers::TIME_EPSILON >= slot_after(self.last_auto_save, step) {
             if slots == MAX_SLOTS {
                 self.last_auto_save = now;
                 break;
             }
             slots += 1;
-            let advanced = self.last_auto_save + step;
-            if advanced <= self.last_auto_save {
-                // The step is below the clock's resolution at this time: nothing more is due.
-                self.last_auto_save = now;
-                break;
-            }
-            self.last_auto_save = advanced;
+            self.last_auto_save = slot_after(self.last_auto_save, step);
             if now - oldest.0 < fresh_for {
                 // Every profile is fresh: the scan would come back to the same cursor.
                 continue;
@@ -192,6 +187,14 @@ impl AutoSaveRing {
         self.cursor = Some(cursor);
         saves
     }
+}
+
+/// The slot `step` after the one at `last`: at least the clock's next value, so that a step
+/// below the clock's resolution at `last` (an absurd clock, far from zero) still moves the ring
+/// on, one slot per value the clock takes, and the next deadline is never `now` itself (a host
+/// waking at its deadline would spin there).
+fn slot_after(last: f64, step: f64) -> f64 {
+    (last + step).max(last.next_up())
 }
 
 #[cfg(test)]
@@ -267,8 +270,15 @@ mod tests {
         assert_eq!(saves.len(), 100_000);
         // The rest are skipped: the next slot is a step away.
         assert!(r.due(1e18, 300.0).is_empty());
-        // A step below the clock's resolution: nothing more is due, at once.
+        // A step below the clock's resolution: nothing more is due, at once; the next slot is
+        // the clock's next value (128 s on), not `now` again, which a host waking at its
+        // deadline would spin at, the ring never moving.
         assert!(r.due(1e18, 1e-300).is_empty());
+        let next = r.next_deadline(1e-300).unwrap();
+        assert_eq!(next, 1e18_f64.next_up());
+        // Then one slot per value the clock takes.
+        assert_eq!(r.due(next, 1e-300), vec![p(1)]);
+        assert_eq!(r.next_deadline(1e-300), Some(next.next_up()));
     }
 
     #[test]
