@@ -66,8 +66,11 @@ use crate::world::{Recorded, TracedInput, World, WorldConfig, engine_configs};
 /// 23: a repair whose write failed is named by the key's next write (same layout); 24: a start
 /// waiting behind a final save asks its `Cancel` when the save lands (same layout); 25: the
 /// repair a failed write may have stored is named as such, and forgotten when its key is
-/// removed (same layout).
-pub const TRACE_FORMAT: u32 = 25;
+/// removed (same layout); 26: trailing nulls in a stored message entry are nothing, such a
+/// repair is forgotten once the key holds no profile, an answer for a request not out is
+/// refused as such whatever its shape, and the auto-save ring moves on at a clock too coarse
+/// for its step (same layout).
+pub const TRACE_FORMAT: u32 = 26;
 
 /// The first bytes of every trace file.
 pub const TRACE_MAGIC: &[u8; 8] = b"PSTRACE\0";
